@@ -1,0 +1,1222 @@
+//! pip requirements, read in two layers.
+//!
+//! 1. [`parse_lines`] is MLflow's `mlflow.utils.requirements_utils._parse_requirements`, line for
+//!    line: strip each line, cut an inline comment at `" #"`, join `\` continuations, drop
+//!    comments and blank lines, follow `-r FILE` / `-c FILE` (relative to the including file),
+//!    flag constraint lines. Its output, [`MlflowRequirement`], is what MLflow reports and what
+//!    the conformance corpus records. Unlike MLflow, it remembers where each line came from,
+//!    detects `-r` cycles (MLflow recurses until `RecursionError`) and refuses include paths
+//!    that leave the model directory.
+//! 2. [`interpret`] reads each of those lines the way pip does when MLflow hands them to
+//!    `pip install -r`: options (`--index-url`, `--find-links`, `--pre`, ...), PEP 508
+//!    requirements, `name @ url`, bare URLs and paths, `-e`, `--hash`. A line neither pip nor we
+//!    understand is an error naming the file and line, never a silent skip.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::error::SpecError;
+use crate::source::{ModelFs, SourceFile};
+use crate::yaml::Span;
+
+/// Where a requirement line came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The file, relative to the model directory.
+    pub file: String,
+    /// 1-based line of the (first physical) line.
+    pub line: usize,
+    /// Byte span in the file's universal-newline text.
+    pub span: Span,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line == 0 {
+            // A line MLflow adds itself (`-r requirements.txt` when there is no python_env.yaml).
+            write!(f, "the `-r {}` MLflow adds", self.file)
+        } else {
+            write!(f, "`{}` line {}", self.file, self.line)
+        }
+    }
+}
+
+/// One requirement line as MLflow's `_parse_requirements` yields it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MlflowRequirement {
+    /// The line, stripped and joined, as MLflow passes it on.
+    pub req_str: String,
+    /// Whether it came (through `-c`) from a constraints file.
+    pub is_constraint: bool,
+    /// Where it came from.
+    pub origin: Origin,
+    /// The directory (relative to the model root) that relative paths on this line resolve
+    /// against: the including file's directory for lines of requirements files, the model
+    /// directory for lines from YAML lists (MLflow hands those to pip in a file in the model
+    /// directory).
+    pub base_dir: String,
+}
+
+/// A raw input line: a physical line of a file, or one item of a YAML list.
+#[derive(Debug, Clone)]
+pub struct RawLine {
+    /// The text.
+    pub text: String,
+    /// Where it is.
+    pub origin: Origin,
+}
+
+/// Python's `str.splitlines()`: every line boundary Python knows, with spans into `text`.
+#[must_use]
+pub fn split_lines(file: &str, text: &str) -> Vec<RawLine> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let mut line = 1;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let is_break = matches!(
+            c,
+            '\n' | '\r'
+                | '\x0b'
+                | '\x0c'
+                | '\x1c'
+                | '\x1d'
+                | '\x1e'
+                | '\u{85}'
+                | '\u{2028}'
+                | '\u{2029}'
+        );
+        if !is_break {
+            continue;
+        }
+        lines.push(RawLine {
+            text: text[start..i].to_string(),
+            origin: Origin {
+                file: file.to_string(),
+                line,
+                span: Span { start, end: i },
+            },
+        });
+        let mut next = i + c.len_utf8();
+        if c == '\r' && chars.peek().is_some_and(|(_, c)| *c == '\n') {
+            chars.next();
+            next += 1;
+        }
+        start = next;
+        line += 1;
+    }
+    if start < text.len() {
+        lines.push(RawLine {
+            text: text[start..].to_string(),
+            origin: Origin {
+                file: file.to_string(),
+                line,
+                span: Span {
+                    start,
+                    end: text.len(),
+                },
+            },
+        });
+    }
+    lines
+}
+
+/// Python's `str.isspace()` for one character.
+fn is_python_space(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '\x1c'..='\x1f')
+}
+
+/// The files read while following `-r`/`-c`, kept for error messages.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    files: Vec<SourceFile>,
+}
+
+impl Sources {
+    /// Registers a file.
+    pub fn add(&mut self, file: SourceFile) {
+        if !self.files.iter().any(|f| f.name == file.name) {
+            self.files.push(file);
+        }
+    }
+
+    /// Looks a file up by name.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&SourceFile> {
+        self.files.iter().find(|f| f.name == name)
+    }
+
+    fn error(&self, origin: &Origin, message: String, help: String) -> SpecError {
+        let src = self.get(&origin.file).map_or_else(
+            || miette::NamedSource::new(&origin.file, String::new()),
+            SourceFile::named_source,
+        );
+        SpecError::Requirement {
+            file: origin.file.clone(),
+            line: origin.line,
+            src,
+            span: origin.span.into(),
+            message,
+            help,
+        }
+    }
+}
+
+/// The include stack while following `-r`/`-c`, to report cycles.
+type Stack = Vec<(String, Option<Origin>)>;
+
+/// MLflow's `_parse_requirements(lines, is_constraint, base_dir)`.
+///
+/// `base_dir` is the directory (relative to the model root) that `-r`/`-c` paths in `lines` are
+/// relative to: the model directory for lists from YAML files, the including file's directory
+/// for nested files.
+pub fn parse_lines(
+    fs: &ModelFs,
+    sources: &mut Sources,
+    lines: Vec<RawLine>,
+    is_constraint: bool,
+    base_dir: &str,
+) -> Result<Vec<MlflowRequirement>, SpecError> {
+    let mut stack = Stack::new();
+    let mut out = Vec::new();
+    parse_lines_inner(
+        fs,
+        sources,
+        lines,
+        is_constraint,
+        base_dir,
+        &mut stack,
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+/// MLflow's `_parse_requirements(path, is_constraint)` on a file of the model directory.
+pub fn parse_file(
+    fs: &ModelFs,
+    sources: &mut Sources,
+    file: &SourceFile,
+    is_constraint: bool,
+) -> Result<Vec<MlflowRequirement>, SpecError> {
+    let mut stack: Stack = vec![(file.name.clone(), None)];
+    let mut out = Vec::new();
+    sources.add(file.clone());
+    let base_dir = parent_dir(&file.name);
+    let lines = split_lines(&file.name, &file.universal_newlines());
+    parse_lines_inner(
+        fs,
+        sources,
+        lines,
+        is_constraint,
+        &base_dir,
+        &mut stack,
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+fn parent_dir(name: &str) -> String {
+    name.rsplit_once('/')
+        .map(|(dir, _)| dir.to_string())
+        .unwrap_or_default()
+}
+
+fn parse_lines_inner(
+    fs: &ModelFs,
+    sources: &mut Sources,
+    lines: Vec<RawLine>,
+    is_constraint: bool,
+    base_dir: &str,
+    stack: &mut Stack,
+    out: &mut Vec<MlflowRequirement>,
+) -> Result<(), SpecError> {
+    // map(str.strip) -> map(_strip_inline_comment) -> _join_continued_lines
+    let mut joined: Vec<(String, Origin)> = Vec::new();
+    let mut pending: Option<(String, Origin)> = None;
+    for raw in lines {
+        let mut line = raw.text.trim_matches(is_python_space).to_string();
+        if let Some(i) = line.find(" #") {
+            line.truncate(i);
+            let trimmed = line.trim_end_matches(is_python_space).len();
+            line.truncate(trimmed);
+        }
+        if let Some(stripped) = line.strip_suffix('\\') {
+            let stripped = stripped.trim_end_matches('\\');
+            match &mut pending {
+                Some((text, _)) => text.push_str(stripped),
+                None => pending = Some((stripped.to_string(), raw.origin)),
+            }
+            continue;
+        }
+        match pending.take() {
+            Some((mut text, mut origin)) => {
+                text.push_str(&line);
+                origin.span.end = raw.origin.span.end;
+                joined.push((text, origin));
+            }
+            None => joined.push((line, raw.origin)),
+        }
+    }
+    if let Some(last) = pending {
+        joined.push(last);
+    }
+
+    for (line, origin) in joined {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let include = if line.starts_with("-r ") || line.starts_with("--requirement ") {
+            Some(false)
+        } else if line.starts_with("-c ") || line.starts_with("--constraint ") {
+            Some(true)
+        } else {
+            None
+        };
+        let Some(include_is_constraint) = include else {
+            out.push(MlflowRequirement {
+                req_str: line,
+                is_constraint,
+                origin,
+                base_dir: base_dir.to_string(),
+            });
+            continue;
+        };
+        // `line.split(maxsplit=1)[1]`
+        let target = line
+            .split_once(is_python_space)
+            .map(|(_, rest)| rest.trim_start_matches(is_python_space))
+            .unwrap_or_default()
+            .to_string();
+        include_file(
+            fs,
+            sources,
+            &target,
+            base_dir,
+            include_is_constraint,
+            &origin,
+            stack,
+            out,
+        )?;
+    }
+    Ok(())
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the recursion state of `_parse_requirements`"
+)]
+fn include_file(
+    fs: &ModelFs,
+    sources: &mut Sources,
+    target: &str,
+    base_dir: &str,
+    is_constraint: bool,
+    origin: &Origin,
+    stack: &mut Stack,
+    out: &mut Vec<MlflowRequirement>,
+) -> Result<(), SpecError> {
+    let flag = if is_constraint { "-c" } else { "-r" };
+    let relative = fs.resolve(base_dir, target, &|| format!("`{flag}` in {origin}"))?;
+    if stack.iter().any(|(name, _)| *name == relative) {
+        let mut chain: Vec<String> = stack
+            .iter()
+            .skip_while(|(name, _)| *name != relative)
+            .map(|(name, _)| format!("`{name}`"))
+            .collect();
+        chain.push(format!("`{relative}` ({flag} at {origin})"));
+        return Err(SpecError::RequirementsCycle {
+            chain: chain.join(" -> "),
+        });
+    }
+    let file = fs.read(
+        &relative,
+        Some(origin.to_string()),
+        &format!("Add `{relative}` to the model directory or remove the `{flag}` line"),
+    )?;
+    sources.add(file.clone());
+    stack.push((relative.clone(), Some(origin.clone())));
+    let lines = split_lines(&file.name, &file.universal_newlines());
+    parse_lines_inner(
+        fs,
+        sources,
+        lines,
+        is_constraint,
+        &parent_dir(&relative),
+        stack,
+        out,
+    )?;
+    stack.pop();
+    Ok(())
+}
+
+/// What a requirement installs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
+pub enum Target {
+    /// A PEP 508 requirement (`name[extras] specifiers ; markers` or `name @ url`), normalised.
+    Named(String),
+    /// A URL without a name (`https://.../pkg.whl`, `git+https://...`), as written.
+    Url(String),
+    /// A local file or directory, relative to the model directory, normalised.
+    Path(String),
+}
+
+/// One installable requirement, normalised for the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PipRequirement {
+    /// What to install.
+    pub target: Target,
+    /// `-e` / `--editable`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub editable: bool,
+    /// Environment marker of an unnamed requirement (`./pkg ; python_version < "3.9"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
+    /// `--hash` values, sorted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hashes: Vec<String>,
+    /// The line as written (for messages; not part of the key).
+    #[serde(skip)]
+    pub written: String,
+    /// Where it came from (not part of the key).
+    #[serde(skip)]
+    pub origin: Option<Origin>,
+}
+
+impl PipRequirement {
+    /// The package name, when the requirement names one.
+    #[must_use]
+    pub fn name(&self) -> Option<String> {
+        match &self.target {
+            Target::Named(text) => pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(text)
+                .ok()
+                .map(|r| r.name.to_string()),
+            Target::Url(_) | Target::Path(_) => None,
+        }
+    }
+
+    /// The line to give pip or uv, with local paths made absolute under `model_root`.
+    #[must_use]
+    pub fn to_requirement_line(&self, model_root: &std::path::Path) -> String {
+        let mut line = String::new();
+        if self.editable {
+            line.push_str("-e ");
+        }
+        match &self.target {
+            Target::Named(text) | Target::Url(text) => line.push_str(text),
+            Target::Path(path) => line.push_str(&model_root.join(path).to_string_lossy()),
+        }
+        if let Some(marker) = &self.marker {
+            line.push_str(" ; ");
+            line.push_str(marker);
+        }
+        for hash in &self.hashes {
+            line.push_str(" --hash=");
+            line.push_str(hash);
+        }
+        line
+    }
+}
+
+/// Index and resolver options found in requirement lines (pip's file-level options).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IndexOptions {
+    /// `-i` / `--index-url` (the last one wins, as in pip).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_url: Option<String>,
+    /// `--extra-index-url`, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_index_urls: Vec<String>,
+    /// `--no-index`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_index: bool,
+    /// `-f` / `--find-links` (URLs as written, local directories relative to the model).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub find_links: Vec<String>,
+    /// `--pre`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pre: bool,
+    /// `--no-binary` values (`:all:`, `:none:` or package names).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub no_binary: Vec<String>,
+    /// `--only-binary` values.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub only_binary: Vec<String>,
+    /// `--prefer-binary`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub prefer_binary: bool,
+    /// `--trusted-host` values (sorted, deduplicated).
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub trusted_hosts: BTreeSet<String>,
+    /// `--require-hashes`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub require_hashes: bool,
+}
+
+impl IndexOptions {
+    /// Whether no option is set.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Requirements for one install step, read with pip's rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PipSet {
+    /// What to install, in order.
+    pub requirements: Vec<PipRequirement>,
+    /// Constraints (`-c` files).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<PipRequirement>,
+    /// Index and resolver options.
+    #[serde(skip_serializing_if = "IndexOptions::is_empty")]
+    pub index: IndexOptions,
+}
+
+impl PipSet {
+    /// Whether there is nothing to install.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.requirements.is_empty()
+    }
+}
+
+/// Options pip accepts in requirements files that we pass through, and those it rejects.
+const PIP_ONLY_OPTIONS: &[&str] = &[
+    "--use-feature",
+    "--global-option",
+    "--config-settings",
+    "-C",
+];
+
+/// Reads MLflow's requirement lines with pip's rules into a [`PipSet`].
+pub fn interpret(
+    fs: &ModelFs,
+    sources: &mut Sources,
+    lines: &[MlflowRequirement],
+) -> Result<PipSet, SpecError> {
+    let mut set = PipSet::default();
+    let mut pending: Vec<MlflowRequirement> = lines.to_vec();
+    pending.reverse();
+    let mut seen_includes: BTreeSet<String> = BTreeSet::new();
+    while let Some(line) = pending.pop() {
+        match interpret_line(fs, sources, &line, &mut set)? {
+            Interpreted::Done => {}
+            // `--requirement=x` / `-rx` forms, which MLflow leaves to pip.
+            Interpreted::Include {
+                target,
+                is_constraint,
+            } => {
+                let base = line.base_dir.clone();
+                if !seen_includes.insert(format!("{is_constraint}:{target}")) {
+                    continue;
+                }
+                let mut nested = Vec::new();
+                let mut stack: Stack = vec![(line.origin.file.clone(), None)];
+                include_file(
+                    fs,
+                    sources,
+                    &target,
+                    &base,
+                    is_constraint,
+                    &line.origin,
+                    &mut stack,
+                    &mut nested,
+                )?;
+                for requirement in nested.into_iter().rev() {
+                    pending.push(requirement);
+                }
+            }
+        }
+    }
+    Ok(set)
+}
+
+enum Interpreted {
+    Done,
+    Include { target: String, is_constraint: bool },
+}
+
+fn split_option(token: &str) -> (&str, Option<&str>) {
+    if let Some((name, value)) = token.split_once('=')
+        && name.starts_with("--")
+    {
+        return (name, Some(value));
+    }
+    // Short options with the value attached: `-ihttps://...`, `-rfile.txt`.
+    if token.len() > 2 && token.starts_with('-') && !token.starts_with("--") {
+        return (&token[..2], Some(&token[2..]));
+    }
+    (token, None)
+}
+
+fn interpret_line(
+    fs: &ModelFs,
+    sources: &mut Sources,
+    line: &MlflowRequirement,
+    set: &mut PipSet,
+) -> Result<Interpreted, SpecError> {
+    let origin = &line.origin;
+    let text = line.req_str.as_str();
+    let err = |message: String, help: &str| sources.error(origin, message, help.to_string());
+    let tokens: Vec<&str> = text
+        .split(is_python_space)
+        .filter(|t| !t.is_empty())
+        .collect();
+
+    if tokens.first().is_some_and(|t| t.starts_with('-'))
+        && !text.starts_with("-e")
+        && !text.starts_with("--editable")
+    {
+        // A line of options.
+        let mut i = 0;
+        while i < tokens.len() {
+            let (name, attached) = split_option(tokens[i]);
+            i += 1;
+            if PIP_ONLY_OPTIONS.contains(&name) {
+                return Err(err(
+                    format!("`{name}` is not supported"),
+                    "pyfunc-env installs with uv, which has no equivalent of this pip option in requirements files; remove the line",
+                ));
+            }
+            let takes_value = matches!(
+                name,
+                "-i" | "--index-url"
+                    | "--extra-index-url"
+                    | "-f"
+                    | "--find-links"
+                    | "--no-binary"
+                    | "--only-binary"
+                    | "--trusted-host"
+                    | "-r"
+                    | "--requirement"
+                    | "-c"
+                    | "--constraint"
+            );
+            let value = if takes_value {
+                match attached {
+                    Some(value) => Some(value.to_string()),
+                    None => {
+                        let Some(value) = tokens.get(i) else {
+                            return Err(err(
+                                format!("`{name}` needs a value"),
+                                "Write it as `--option VALUE` or `--option=VALUE`",
+                            ));
+                        };
+                        i += 1;
+                        Some((*value).to_string())
+                    }
+                }
+            } else {
+                if attached.is_some() && name.starts_with("--") {
+                    return Err(err(
+                        format!("`{name}` takes no value"),
+                        "Remove the `=...` part",
+                    ));
+                }
+                None
+            };
+            let value = value.unwrap_or_default();
+            match name {
+                "-i" | "--index-url" => set.index.index_url = Some(value),
+                "--extra-index-url" => {
+                    if !set.index.extra_index_urls.contains(&value) {
+                        set.index.extra_index_urls.push(value);
+                    }
+                }
+                "--no-index" => set.index.no_index = true,
+                "-f" | "--find-links" => {
+                    let link = if looks_like_url(&value) {
+                        value
+                    } else {
+                        fs.resolve(&line.base_dir, &value, &|| {
+                            format!("`--find-links` in {origin}")
+                        })?
+                    };
+                    if !set.index.find_links.contains(&link) {
+                        set.index.find_links.push(link);
+                    }
+                }
+                "--pre" => set.index.pre = true,
+                "--no-binary" => set.index.no_binary.push(value),
+                "--only-binary" => set.index.only_binary.push(value),
+                "--prefer-binary" => set.index.prefer_binary = true,
+                "--trusted-host" => {
+                    set.index.trusted_hosts.insert(value);
+                }
+                "--require-hashes" => set.index.require_hashes = true,
+                "-r" | "--requirement" => {
+                    return Ok(Interpreted::Include {
+                        target: value,
+                        is_constraint: false,
+                    });
+                }
+                "-c" | "--constraint" => {
+                    return Ok(Interpreted::Include {
+                        target: value,
+                        is_constraint: true,
+                    });
+                }
+                other => {
+                    return Err(err(
+                        format!("unknown pip option `{other}`"),
+                        "Requirements files may use -r, -c, -e, -i/--index-url, --extra-index-url, --no-index, -f/--find-links, --pre, --no-binary, --only-binary, --prefer-binary, --trusted-host, --require-hashes and --hash",
+                    ));
+                }
+            }
+        }
+        return Ok(Interpreted::Done);
+    }
+
+    // A requirement, possibly editable, possibly followed by per-requirement options.
+    let (editable, rest) = if let Some(rest) = text.strip_prefix("--editable") {
+        (
+            true,
+            rest.trim_start_matches('=')
+                .trim_start_matches(is_python_space),
+        )
+    } else if let Some(rest) = text.strip_prefix("-e") {
+        (true, rest.trim_start_matches(is_python_space))
+    } else {
+        (false, text)
+    };
+    if editable && rest.is_empty() {
+        return Err(err(
+            "`-e` needs a path or URL".into(),
+            "Write `-e ./path/to/project`",
+        ));
+    }
+    let (requirement_text, options) = split_requirement_options(rest);
+    let mut hashes = Vec::new();
+    let option_tokens: Vec<&str> = options
+        .split(is_python_space)
+        .filter(|t| !t.is_empty())
+        .collect();
+    let mut i = 0;
+    while i < option_tokens.len() {
+        let (name, attached) = split_option(option_tokens[i]);
+        i += 1;
+        match name {
+            "--hash" => {
+                let value = match attached {
+                    Some(value) => value.to_string(),
+                    None => {
+                        let Some(value) = option_tokens.get(i) else {
+                            return Err(err(
+                                "`--hash` needs a value".into(),
+                                "Write `--hash=sha256:<hex digest>`",
+                            ));
+                        };
+                        i += 1;
+                        (*value).to_string()
+                    }
+                };
+                if !value.contains(':') {
+                    return Err(err(
+                        format!("`--hash={value}` has no algorithm"),
+                        "Write `--hash=sha256:<hex digest>`",
+                    ));
+                }
+                hashes.push(value);
+            }
+            other if PIP_ONLY_OPTIONS.contains(&other) => {
+                return Err(err(
+                    format!("`{other}` is not supported"),
+                    "pyfunc-env installs with uv, which has no per-requirement equivalent of this pip option; remove it",
+                ));
+            }
+            other => {
+                return Err(err(
+                    format!("unknown per-requirement option `{other}`"),
+                    "Only `--hash` may follow a requirement on its line",
+                ));
+            }
+        }
+    }
+    hashes.sort();
+    hashes.dedup();
+
+    let (target, marker) = read_target(fs, sources, origin, requirement_text)?;
+    let requirement = PipRequirement {
+        target,
+        editable,
+        marker,
+        hashes,
+        written: text.to_string(),
+        origin: Some(origin.clone()),
+    };
+    if line.is_constraint {
+        if editable {
+            return Err(err(
+                "editable requirements cannot be constraints".into(),
+                "Move the `-e` line from the constraints file into the requirements",
+            ));
+        }
+        set.constraints.push(requirement);
+    } else {
+        set.requirements.push(requirement);
+    }
+    Ok(Interpreted::Done)
+}
+
+/// pip's `break_args_options`: the requirement ends at the first token starting with `-`.
+fn split_requirement_options(text: &str) -> (&str, &str) {
+    let mut offset = 0;
+    for token in text.split_inclusive(is_python_space) {
+        if token.trim_start_matches(is_python_space).starts_with('-') && offset > 0 {
+            return (
+                text[..offset].trim_end_matches(is_python_space),
+                &text[offset..],
+            );
+        }
+        offset += token.len();
+    }
+    (text, "")
+}
+
+const URL_SCHEMES: &[&str] = &[
+    "http://", "https://", "file:", "ftp://", "git+", "hg+", "svn+", "bzr+",
+];
+
+fn looks_like_url(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    URL_SCHEMES.iter().any(|scheme| lower.starts_with(scheme))
+}
+
+const ARCHIVE_SUFFIXES: &[&str] = &[
+    ".whl", ".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar",
+];
+
+fn looks_like_path(text: &str) -> bool {
+    text.contains('/')
+        || text.starts_with('.')
+        || ARCHIVE_SUFFIXES
+            .iter()
+            .any(|suffix| text.to_ascii_lowercase().ends_with(suffix))
+}
+
+fn read_target(
+    fs: &ModelFs,
+    sources: &Sources,
+    origin: &Origin,
+    text: &str,
+) -> Result<(Target, Option<String>), SpecError> {
+    let err = |message: String, help: &str| sources.error(origin, message, help.to_string());
+    // `name @ url` and plain PEP 508 requirements.
+    let first = text.split(is_python_space).next().unwrap_or_default();
+    let unnamed = looks_like_url(first)
+        || (looks_like_path(first) && !first.contains('@') && !text.contains(" @ "));
+    if !unnamed {
+        return match pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(text) {
+            Ok(requirement) => {
+                if let Some(pep508_rs::VersionOrUrl::Url(url)) = &requirement.version_or_url {
+                    check_file_url(fs, origin, url.raw().as_str())?;
+                }
+                Ok((Target::Named(requirement.to_string()), None))
+            }
+            Err(error) => match arbitrary_equality(text) {
+                Some(normalized) => Ok((Target::Named(normalized), None)),
+                None => Err(err(
+                    format!(
+                        "`{text}` is not a valid requirement: {}",
+                        first_line(&error.to_string())
+                    ),
+                    "Requirements look like `numpy==1.26.4`, `pandas>=2,<3 ; python_version >= \"3.9\"`, `pkg @ https://host/pkg.whl`, `./local/pkg.whl` or `-e ./project`",
+                )),
+            },
+        };
+    }
+    // pip separates an environment marker from a URL or path with `;` (after whitespace for URLs).
+    let (location, marker) = match text.split_once(';') {
+        Some((location, marker)) => (location.trim(), Some(marker.trim().to_string())),
+        None => (text.trim(), None),
+    };
+    if let Some(marker) = &marker
+        && let Err(error) = pep508_rs::MarkerTree::from_str(marker)
+    {
+        return Err(err(
+            format!(
+                "invalid environment marker `{marker}`: {}",
+                first_line(&error.to_string())
+            ),
+            "Markers look like `python_version >= \"3.9\"`",
+        ));
+    }
+
+    if looks_like_url(location) {
+        check_file_url(fs, origin, location)?;
+        if url::Url::parse(
+            location
+                .split_once('+')
+                .filter(|(vcs, _)| ["git", "hg", "svn", "bzr"].contains(vcs))
+                .map_or(location, |(_, rest)| rest),
+        )
+        .is_err()
+        {
+            return Err(err(
+                format!("`{location}` is not a valid URL"),
+                "Check the URL",
+            ));
+        }
+        return Ok((Target::Url(location.to_string()), marker));
+    }
+    // A local path: `./dist/pkg.whl`, `../x` (refused), `.`, `pkg[extra]` paths keep extras.
+    let (path, extras) = match location.rfind('[') {
+        Some(i) if location.ends_with(']') => (&location[..i], &location[i..]),
+        _ => (location, ""),
+    };
+    let relative = fs.resolve("", path, &|| format!("requirement at {origin}"))?;
+    if !fs.exists(&relative) {
+        return Err(SpecError::MissingFile {
+            file: relative,
+            referenced_from: Some(origin.to_string()),
+            help: "Local requirements must be files or directories inside the model directory"
+                .into(),
+        });
+    }
+    Ok((Target::Path(format!("{relative}{extras}")), marker))
+}
+
+/// PEP 440's arbitrary equality, `name===anything`, compares strings and so accepts versions
+/// that are not PEP 440 (`distro-info===1.1build1`, written by `pip freeze` on Debian), which
+/// `pep508_rs` refuses. Returns the normalised requirement.
+fn arbitrary_equality(text: &str) -> Option<String> {
+    let (requirement, marker) = match text.split_once(';') {
+        Some((requirement, marker)) => (requirement, Some(marker.trim())),
+        None => (text, None),
+    };
+    let (name, version) = requirement.split_once("===")?;
+    let version = version.trim();
+    if version.is_empty()
+        || version.contains(char::is_whitespace)
+        || version.contains([',', '=', '<', '>'])
+    {
+        return None;
+    }
+    let name = name.trim();
+    let (name, extras) = match name.split_once('[') {
+        Some((name, extras)) => (name.trim(), format!("[{}", extras.trim())),
+        None => (name, String::new()),
+    };
+    let name = pep508_rs::PackageName::new(name.to_string()).ok()?;
+    let mut out = format!("{name}{extras}==={version}");
+    if let Some(marker) = marker {
+        let marker = pep508_rs::MarkerTree::from_str(marker).ok()?;
+        if let Some(contents) = marker.contents() {
+            out.push_str(" ; ");
+            out.push_str(&contents.to_string());
+        }
+    }
+    Some(out)
+}
+
+fn check_file_url(fs: &ModelFs, origin: &Origin, url: &str) -> Result<(), SpecError> {
+    let Some(rest) = url.strip_prefix("file:") else {
+        return Ok(());
+    };
+    let path = rest.trim_start_matches("//");
+    let path = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    if !std::path::Path::new(&path).starts_with(fs.root()) {
+        return Err(SpecError::PathEscape {
+            path: url.to_string(),
+            what: format!("`file:` requirement at {origin}"),
+        });
+    }
+    Ok(())
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Model {
+        dir: tempfile::TempDir,
+    }
+
+    impl Model {
+        fn new(files: &[(&str, &str)]) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            for (name, text) in files {
+                let path = dir.path().join(name);
+                fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+                fs_err::write(path, text).unwrap();
+            }
+            Self { dir }
+        }
+
+        fn fs(&self) -> ModelFs {
+            ModelFs::open(self.dir.path()).unwrap()
+        }
+
+        fn mlflow(&self, name: &str) -> Result<Vec<(String, bool)>, SpecError> {
+            let fs = self.fs();
+            let file = fs.read(name, None, "").unwrap();
+            let mut sources = Sources::default();
+            Ok(parse_file(&fs, &mut sources, &file, false)?
+                .into_iter()
+                .map(|r| (r.req_str, r.is_constraint))
+                .collect())
+        }
+
+        fn pip(&self, name: &str) -> Result<PipSet, SpecError> {
+            let fs = self.fs();
+            let file = fs.read(name, None, "").unwrap();
+            let mut sources = Sources::default();
+            let lines = parse_file(&fs, &mut sources, &file, false)?;
+            interpret(&fs, &mut sources, &lines)
+        }
+    }
+
+    fn names(set: &PipSet) -> Vec<String> {
+        set.requirements
+            .iter()
+            .map(|r| match &r.target {
+                Target::Named(s) | Target::Url(s) | Target::Path(s) => s.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn comments_blank_lines_and_inline_comments() {
+        let model = Model::new(&[(
+            "requirements.txt",
+            "# a comment\n\n  numpy==1.26.4  # pinned\npandas#not-a-comment\n   \n",
+        )]);
+        assert_eq!(
+            model.mlflow("requirements.txt").unwrap(),
+            vec![
+                ("numpy==1.26.4".into(), false),
+                ("pandas#not-a-comment".into(), false)
+            ]
+        );
+    }
+
+    #[test]
+    fn continuations_and_crlf() {
+        let model = Model::new(&[(
+            "requirements.txt",
+            "scikit-learn\\\r\n>=1.3,\\\r\n<1.4\r\nsix\r\nlast\\",
+        )]);
+        assert_eq!(
+            model.mlflow("requirements.txt").unwrap(),
+            vec![
+                ("scikit-learn>=1.3,<1.4".into(), false),
+                ("six".into(), false),
+                ("last".into(), false)
+            ]
+        );
+        let set = model.pip("requirements.txt").unwrap();
+        assert_eq!(set.requirements[0].origin.as_ref().unwrap().line, 1);
+        assert_eq!(set.requirements[1].origin.as_ref().unwrap().line, 4);
+    }
+
+    #[test]
+    fn includes_are_relative_to_the_including_file() {
+        let model = Model::new(&[
+            (
+                "requirements.txt",
+                "-r reqs/base.txt\n-c constraints.txt\nmlflow\n",
+            ),
+            ("reqs/base.txt", "-r more.txt\nnumpy\n"),
+            ("reqs/more.txt", "six\n"),
+            ("constraints.txt", "numpy<2\n"),
+        ]);
+        assert_eq!(
+            model.mlflow("requirements.txt").unwrap(),
+            vec![
+                ("six".into(), false),
+                ("numpy".into(), false),
+                ("numpy<2".into(), true),
+                ("mlflow".into(), false)
+            ]
+        );
+        let set = model.pip("requirements.txt").unwrap();
+        assert_eq!(names(&set), ["six", "numpy", "mlflow"]);
+        assert_eq!(set.constraints.len(), 1);
+        assert_eq!(set.constraints[0].target, Target::Named("numpy<2".into()));
+    }
+
+    #[test]
+    fn include_cycles_are_detected() {
+        let model = Model::new(&[("a.txt", "-r b.txt\n"), ("b.txt", "six\n-r a.txt\n")]);
+        let err = model.mlflow("a.txt").unwrap_err();
+        assert!(matches!(err, SpecError::RequirementsCycle { .. }), "{err}");
+        assert!(
+            err.to_string().contains("`a.txt` -> `b.txt` -> `a.txt`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn include_escapes_are_refused() {
+        let model = Model::new(&[("requirements.txt", "-r ../../etc/passwd\n")]);
+        assert!(matches!(
+            model.mlflow("requirements.txt").unwrap_err(),
+            SpecError::PathEscape { .. }
+        ));
+        let model = Model::new(&[("requirements.txt", "-c /etc/passwd\n")]);
+        assert!(matches!(
+            model.mlflow("requirements.txt").unwrap_err(),
+            SpecError::PathEscape { .. }
+        ));
+    }
+
+    #[test]
+    fn missing_include_names_the_line() {
+        let model = Model::new(&[("requirements.txt", "six\n-r nope.txt\n")]);
+        let err = model.mlflow("requirements.txt").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`nope.txt` does not exist (referenced from `requirements.txt` line 2)"
+        );
+    }
+
+    #[test]
+    fn index_options() {
+        let model = Model::new(&[
+            (
+                "requirements.txt",
+                "--index-url https://pypi.example/simple\n-i https://mirror.example/simple\n--extra-index-url=https://extra.example/simple\n--find-links https://pypi.python.org/simple/index.html\n-f wheels\n--pre\n--no-binary :all:\n--only-binary=numpy\n--prefer-binary\n--trusted-host example.com\n--no-index\n--require-hashes\nsix\n",
+            ),
+            ("wheels/x.txt", ""),
+        ]);
+        let set = model.pip("requirements.txt").unwrap();
+        let index = &set.index;
+        assert_eq!(
+            index.index_url.as_deref(),
+            Some("https://mirror.example/simple")
+        );
+        assert_eq!(index.extra_index_urls, ["https://extra.example/simple"]);
+        assert_eq!(
+            index.find_links,
+            ["https://pypi.python.org/simple/index.html", "wheels"]
+        );
+        assert!(index.pre && index.no_index && index.prefer_binary && index.require_hashes);
+        assert_eq!(index.no_binary, [":all:"]);
+        assert_eq!(index.only_binary, ["numpy"]);
+        assert!(index.trusted_hosts.contains("example.com"));
+        assert_eq!(names(&set), ["six"]);
+    }
+
+    #[test]
+    fn requirement_forms() {
+        let model = Model::new(&[
+            (
+                "requirements.txt",
+                "Scikit_Learn >= 1.3 , <1.4 ; python_version >= \"3.8\"\nmlflow[gateway]==2.12.2\npkg @ https://host.example/pkg-1.0-py3-none-any.whl\nhttps://host.example/other-1.0.tar.gz\ngit+https://github.com/org/repo@v1#egg=repo\n./dist/local-1.0-py3-none-any.whl\n-e ./project\n--editable=./project[extra]\nrequests==2.31.0 --hash=sha256:bbb --hash sha256:aaa\n./dist/local-1.0-py3-none-any.whl ; python_version < \"3.9\"\nDistro_Info===1.1build1\n",
+            ),
+            ("dist/local-1.0-py3-none-any.whl", "not really a wheel"),
+            ("project/pyproject.toml", ""),
+        ]);
+        let set = model.pip("requirements.txt").unwrap();
+        let r = &set.requirements;
+        assert_eq!(
+            r[0].target,
+            Target::Named("scikit-learn>=1.3,<1.4 ; python_full_version >= '3.8'".into())
+        );
+        assert_eq!(r[1].target, Target::Named("mlflow[gateway]==2.12.2".into()));
+        assert_eq!(
+            r[2].target,
+            Target::Named("pkg @ https://host.example/pkg-1.0-py3-none-any.whl".into())
+        );
+        assert_eq!(
+            r[3].target,
+            Target::Url("https://host.example/other-1.0.tar.gz".into())
+        );
+        assert_eq!(
+            r[4].target,
+            Target::Url("git+https://github.com/org/repo@v1#egg=repo".into())
+        );
+        assert_eq!(
+            r[5].target,
+            Target::Path("dist/local-1.0-py3-none-any.whl".into())
+        );
+        assert!(r[6].editable);
+        assert_eq!(r[6].target, Target::Path("project".into()));
+        assert!(r[7].editable);
+        assert_eq!(r[7].target, Target::Path("project[extra]".into()));
+        assert_eq!(r[8].hashes, ["sha256:aaa", "sha256:bbb"]);
+        assert_eq!(r[9].marker.as_deref(), Some("python_version < \"3.9\""));
+        assert_eq!(
+            r[10].target,
+            Target::Named("distro-info===1.1build1".into())
+        );
+    }
+
+    #[test]
+    fn bad_lines_name_file_and_line() {
+        for (text, needle) in [
+            ("six\nnumpy===\n", "line 2"),
+            ("--frobnicate\n", "unknown pip option `--frobnicate`"),
+            ("six --install-option=x\n", "unknown per-requirement option"),
+            ("--index-url\n", "needs a value"),
+            (
+                "numpy ; python_version >>> '3'\n",
+                "not a valid requirement",
+            ),
+            ("-e\n", "needs a path"),
+            ("--use-feature=fast-deps\n", "not supported"),
+        ] {
+            let model = Model::new(&[("requirements.txt", text)]);
+            let err = model.pip("requirements.txt").unwrap_err();
+            assert!(
+                matches!(err, SpecError::Requirement { .. }),
+                "{text}: {err:?}"
+            );
+            assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn local_paths_must_stay_inside() {
+        let model = Model::new(&[("requirements.txt", "../outside.whl\n")]);
+        assert!(matches!(
+            model.pip("requirements.txt").unwrap_err(),
+            SpecError::PathEscape { .. }
+        ));
+        let model = Model::new(&[("requirements.txt", "pkg @ file:///etc/passwd\n")]);
+        assert!(matches!(
+            model.pip("requirements.txt").unwrap_err(),
+            SpecError::PathEscape { .. }
+        ));
+        let model = Model::new(&[("requirements.txt", "./missing.whl\n")]);
+        assert!(matches!(
+            model.pip("requirements.txt").unwrap_err(),
+            SpecError::MissingFile { .. }
+        ));
+    }
+
+    #[test]
+    fn pip_style_includes_are_followed() {
+        let model = Model::new(&[
+            (
+                "requirements.txt",
+                "--requirement=base.txt\n-cconstraints.txt\n",
+            ),
+            ("base.txt", "six\n"),
+            ("constraints.txt", "six<2\n"),
+        ]);
+        let set = model.pip("requirements.txt").unwrap();
+        assert_eq!(names(&set), ["six"]);
+        assert_eq!(set.constraints.len(), 1);
+    }
+
+    #[test]
+    fn python_splitlines_boundaries() {
+        let lines = split_lines("f", "a\r\nb\rc\x0bd\u{2028}e\n");
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["a", "b", "c", "d", "e"]);
+        assert_eq!(lines[4].origin.line, 5);
+    }
+}

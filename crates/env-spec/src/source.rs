@@ -1,0 +1,262 @@
+//! Reading files of a model directory, which is untrusted input.
+//!
+//! Every path that comes from a model file (the env file names in `MLmodel`, `-r`/`-c` targets,
+//! local requirement paths) goes through [`ModelFs::resolve`], which refuses absolute paths,
+//! `..` that climbs out of the directory and symlinks that point outside it. Files are read with
+//! a size limit and decoded as UTF-8, as MLflow's `open()` does.
+
+use std::path::{Component, Path, PathBuf};
+
+use miette::NamedSource;
+
+use crate::error::SpecError;
+
+/// Largest environment file we read. Real ones are far below this (the largest `MLmodel` in the
+/// conformance corpus is 40 KB); the limit keeps a hostile 10 GB file from exhausting memory.
+pub const MAX_FILE_SIZE: u64 = 16 * 1024 * 1024;
+
+/// A file of the model directory, read as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    /// The path relative to the model directory, with `/` separators (what messages show).
+    pub name: String,
+    /// The exact text (line endings as in the file, BOM removed).
+    pub text: String,
+}
+
+impl SourceFile {
+    /// The text with `\r\n` and lone `\r` turned into `\n`, as Python's `open()` in text mode
+    /// delivers it to PyYAML and to MLflow's requirements parser.
+    #[must_use]
+    pub fn universal_newlines(&self) -> String {
+        if self.text.contains('\r') {
+            self.text.replace("\r\n", "\n").replace('\r', "\n")
+        } else {
+            self.text.clone()
+        }
+    }
+
+    /// The file as miette source code, for diagnostics.
+    #[must_use]
+    pub fn named_source(&self) -> NamedSource<String> {
+        NamedSource::new(&self.name, self.universal_newlines())
+    }
+}
+
+/// Read access to one model directory that never leaves it.
+#[derive(Debug, Clone)]
+pub struct ModelFs {
+    root: PathBuf,
+}
+
+impl ModelFs {
+    /// Opens a model directory. The path is canonicalised so symlink checks compare real paths.
+    pub fn open(dir: &Path) -> Result<Self, SpecError> {
+        let root = match fs_err::canonicalize(dir) {
+            Ok(root) => root,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(SpecError::ModelDirNotFound {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Err(err) => {
+                return Err(SpecError::Read {
+                    path: dir.to_path_buf(),
+                    source: err,
+                });
+            }
+        };
+        if !root.is_dir() {
+            return Err(SpecError::NotADirectory {
+                path: dir.to_path_buf(),
+            });
+        }
+        Ok(Self { root })
+    }
+
+    /// The canonical model directory.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Resolves `written` (a path as it appears in a model file) relative to `base` (a
+    /// directory relative to the model root, `""` for the root) to a normalised path relative
+    /// to the root. `what` describes where the path came from, for the error message.
+    pub fn resolve(
+        &self,
+        base: &str,
+        written: &str,
+        what: &dyn Fn() -> String,
+    ) -> Result<String, SpecError> {
+        let escape = || SpecError::PathEscape {
+            path: written.to_string(),
+            what: what(),
+        };
+        let path = Path::new(written);
+        if path.is_absolute() || written.starts_with('~') {
+            return Err(escape());
+        }
+        let mut parts: Vec<String> = base
+            .split('/')
+            .filter(|part| !part.is_empty())
+            .map(str::to_string)
+            .collect();
+        for component in path.components() {
+            match component {
+                Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    if parts.pop().is_none() {
+                        return Err(escape());
+                    }
+                }
+                Component::RootDir | Component::Prefix(_) => return Err(escape()),
+            }
+        }
+        let relative = parts.join("/");
+        // A symlink inside the directory may still point outside it.
+        if let Ok(real) = fs_err::canonicalize(self.root.join(&relative))
+            && !real.starts_with(&self.root)
+        {
+            return Err(escape());
+        }
+        Ok(relative)
+    }
+
+    /// The absolute path of a resolved relative path.
+    #[must_use]
+    pub fn absolute(&self, relative: &str) -> PathBuf {
+        if relative.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(relative)
+        }
+    }
+
+    /// Whether a resolved path exists as a file (`os.path.exists` in MLflow).
+    #[must_use]
+    pub fn is_file(&self, relative: &str) -> bool {
+        self.absolute(relative).is_file()
+    }
+
+    /// Whether a resolved path exists at all.
+    #[must_use]
+    pub fn exists(&self, relative: &str) -> bool {
+        self.absolute(relative).exists()
+    }
+
+    /// Reads a resolved file, or `Ok(None)` if it does not exist.
+    pub fn read_optional(&self, relative: &str) -> Result<Option<SourceFile>, SpecError> {
+        let path = self.absolute(relative);
+        let metadata = match fs_err::metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => {
+                return Err(SpecError::Read { path, source: err });
+            }
+        };
+        if metadata.len() > MAX_FILE_SIZE {
+            return Err(SpecError::TooLarge {
+                file: relative.to_string(),
+                size: metadata.len(),
+                limit: MAX_FILE_SIZE,
+            });
+        }
+        let bytes = fs_err::read(&path).map_err(|err| SpecError::Read {
+            path: path.clone(),
+            source: err,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|err| SpecError::NotUtf8 {
+            file: relative.to_string(),
+            offset: err.utf8_error().valid_up_to(),
+        })?;
+        let text = match text.strip_prefix('\u{feff}') {
+            Some(rest) => rest.to_string(),
+            None => text,
+        };
+        Ok(Some(SourceFile {
+            name: relative.to_string(),
+            text,
+        }))
+    }
+
+    /// Reads a resolved file that must exist.
+    pub fn read(
+        &self,
+        relative: &str,
+        referenced_from: Option<String>,
+        help: &str,
+    ) -> Result<SourceFile, SpecError> {
+        self.read_optional(relative)?
+            .ok_or_else(|| SpecError::MissingFile {
+                file: relative.to_string(),
+                referenced_from,
+                help: help.to_string(),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_refuses_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::create_dir(dir.path().join("sub")).unwrap();
+        let fs = ModelFs::open(dir.path()).unwrap();
+        let what = || "test".to_string();
+        assert_eq!(fs.resolve("", "conda.yaml", &what).unwrap(), "conda.yaml");
+        assert_eq!(
+            fs.resolve("", "./sub/../conda.yaml", &what).unwrap(),
+            "conda.yaml"
+        );
+        assert_eq!(fs.resolve("sub", "x.txt", &what).unwrap(), "sub/x.txt");
+        assert_eq!(fs.resolve("sub", "../x.txt", &what).unwrap(), "x.txt");
+        for bad in ["../x", "/etc/passwd", "sub/../../x", "~/x"] {
+            assert!(
+                matches!(
+                    fs.resolve("", bad, &what),
+                    Err(SpecError::PathEscape { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn resolve_refuses_symlinks_pointing_outside() {
+        let outside = tempfile::tempdir().unwrap();
+        fs_err::write(outside.path().join("secret"), "x").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("conda.yaml"))
+            .unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("inside")).unwrap();
+        fs_err::write(dir.path().join("real"), "x").unwrap();
+        let fs = ModelFs::open(dir.path()).unwrap();
+        let what = || "test".to_string();
+        assert!(matches!(
+            fs.resolve("", "conda.yaml", &what),
+            Err(SpecError::PathEscape { .. })
+        ));
+        assert_eq!(fs.resolve("", "inside", &what).unwrap(), "inside");
+    }
+
+    #[test]
+    fn read_decodes_and_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(dir.path().join("bom.txt"), "\u{feff}numpy\r\n").unwrap();
+        fs_err::write(dir.path().join("bad.txt"), b"ok\xff").unwrap();
+        let fs = ModelFs::open(dir.path()).unwrap();
+        let file = fs.read_optional("bom.txt").unwrap().unwrap();
+        assert_eq!(file.text, "numpy\r\n");
+        assert_eq!(file.universal_newlines(), "numpy\n");
+        assert!(matches!(
+            fs.read_optional("bad.txt"),
+            Err(SpecError::NotUtf8 { offset: 2, .. })
+        ));
+        assert_eq!(fs.read_optional("missing.txt").unwrap(), None);
+    }
+}

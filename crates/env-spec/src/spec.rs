@@ -1,0 +1,186 @@
+//! The canonical environment spec and its key.
+//!
+//! [`EnvSpec`] holds everything that determines the environment a model gets, normalised so
+//! that formatting does not matter: conda specs are re-rendered by rattler's `MatchSpec`, pip
+//! requirements by `pep508_rs` (names normalised, whitespace dropped), option lists deduplicated.
+//! Comments, blank lines, line endings and YAML key order never reach it. Local files a
+//! requirement points at are represented by the sha256 of their contents, so a rebuilt wheel
+//! changes the key while copying the model elsewhere does not.
+//!
+//! [`EnvSpec::key`] is sha256 over the canonical JSON of the spec plus a [`KeyContext`] (the
+//! platform and what else changes the result of building it).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::requirements::PipSet;
+
+/// Which of MLflow's env managers the spec is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvManager {
+    /// `env_manager="conda"`: conda.yaml's conda packages plus its `pip:` list.
+    Conda,
+    /// `env_manager="virtualenv"` or `"uv"` (the same spec): a Python plus pip requirements.
+    Virtualenv,
+}
+
+impl std::fmt::Display for EnvManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Conda => "conda",
+            Self::Virtualenv => "virtualenv",
+        })
+    }
+}
+
+/// The conda layer of a conda-mode environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct CondaLayer {
+    /// Channels in priority order, as named in the file (mirrors are applied later and do not
+    /// change the key: they serve the same packages).
+    pub channels: Vec<String>,
+    /// Normalised match specs, in file order.
+    pub specs: Vec<String>,
+    /// `variables:` set on activation.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
+}
+
+/// Everything that determines a model's environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvSpec {
+    /// The env manager this spec is for.
+    pub env_manager: EnvManager,
+    /// The Python version to provide (virtualenv mode; in conda mode python is a conda spec).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub python: Option<String>,
+    /// The conda packages (conda mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conda: Option<CondaLayer>,
+    /// Build dependencies, installed first (virtualenv mode).
+    #[serde(skip_serializing_if = "PipSet::is_empty")]
+    pub build: PipSet,
+    /// pip requirements, installed last.
+    pub pip: PipSet,
+    /// sha256 of each local file a requirement installs, by its path in the model directory.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub local_files: BTreeMap<String, String>,
+}
+
+/// Inputs to the key besides the spec: what else changes the environment a spec produces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyContext {
+    /// The conda subdir of the machine, e.g. `linux-64`.
+    pub platform: String,
+    /// Virtual packages that solves depend on, normalised (`__glibc=2.36`, `__cuda=12.2`). The
+    /// kernel version (`__linux`) is left out on purpose: it changes with every host kernel
+    /// update and would make a shared cache miss across otherwise identical machines.
+    pub virtual_packages: Vec<String>,
+    /// Where the Python of a virtualenv-mode environment comes from (`conda`, `system`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub python_source: Option<String>,
+    /// Only packages published before this date (`--exclude-newer`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exclude_newer: Option<String>,
+    /// Whether `.pyc` files are compiled into the environment.
+    pub compile_bytecode: bool,
+    /// Version of the environment layout; bumped on any change to how environments are built.
+    pub layout: u32,
+}
+
+impl KeyContext {
+    /// A context for `platform` with defaults for everything else.
+    #[must_use]
+    pub fn for_platform(platform: &str) -> Self {
+        Self {
+            platform: platform.to_string(),
+            virtual_packages: Vec::new(),
+            python_source: None,
+            exclude_newer: None,
+            compile_bytecode: true,
+            layout: 1,
+        }
+    }
+}
+
+/// A key: the first 32 hex digits (128 bits) of a sha256. Short enough to keep environment
+/// paths, which end up in every script's shebang, well under the kernel's limit.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct EnvKey(String);
+
+impl EnvKey {
+    /// The key as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Parses a key given by a user (`--env KEY`).
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        (text.len() == 32
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+        .then(|| Self(text.to_string()))
+    }
+}
+
+impl std::fmt::Display for EnvKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Format version of the canonical serialisation itself.
+const KEY_FORMAT: u32 = 1;
+
+impl EnvSpec {
+    /// The canonical serialisation that the key is computed over.
+    #[must_use]
+    pub fn canonical_json(&self, context: &KeyContext) -> String {
+        #[derive(Serialize)]
+        struct Keyed<'a> {
+            format: u32,
+            spec: &'a EnvSpec,
+            context: &'a KeyContext,
+        }
+        // Serialising plain structs, vectors, strings and BTreeMaps cannot fail.
+        serde_json::to_string(&Keyed {
+            format: KEY_FORMAT,
+            spec: self,
+            context,
+        })
+        .expect("serialising an EnvSpec cannot fail")
+    }
+
+    /// The environment's key.
+    #[must_use]
+    pub fn key(&self, context: &KeyContext) -> EnvKey {
+        let digest = Sha256::digest(self.canonical_json(context).as_bytes());
+        let hex = hex(&digest);
+        EnvKey(hex[..32].to_string())
+    }
+}
+
+/// sha256 of a byte string, as lowercase hex.
+#[must_use]
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lowercase hex of bytes.
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    out
+}
