@@ -139,11 +139,12 @@ impl MlModel {
                 && let Value::Float(_) = node.value
             {
                 let written = node.plain_text().unwrap_or_default();
+                let key = field.rsplit('.').next().unwrap_or(field);
                 warnings.push(Warning::at(
                     &file,
                     node,
                     format!(
-                        "`{field}: {written}` is the YAML float {} to MLflow; reading it as the version `{written}`. Quote it: `{field}: \"{written}\"`",
+                        "`{field}` is `{written}`, the YAML float {} to MLflow; reading it as the version `{written}`. Quote it: `{key}: \"{written}\"`",
                         node.python_str()
                     ),
                     WarningKind::VersionIsFloat,

@@ -353,7 +353,7 @@ fn include_file(
 
 /// What a requirement installs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
+#[serde(rename_all = "kebab-case")]
 pub enum Target {
     /// A PEP 508 requirement (`name[extras] specifiers ; markers` or `name @ url`), normalised.
     Named(String),

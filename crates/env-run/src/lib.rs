@@ -1,0 +1,1 @@
+//! Runs scoring and commands inside a pyfunc-env environment.

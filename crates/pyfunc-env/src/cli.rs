@@ -1,0 +1,149 @@
+//! Command-line interface: clap types only. Doc comments are the help text.
+#![expect(clippy::doc_markdown, reason = "doc comments here are `--help` text, not rustdoc")]
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
+
+use crate::env_vars::EnvVars;
+
+/// Give an MLflow pyfunc model the Python environment it declares, and score it there.
+///
+/// pyfunc-env reads a saved MLflow model's environment files (`MLmodel`, `conda.yaml`,
+/// `python_env.yaml`, `requirements.txt`) exactly as MLflow does, builds that environment in a
+/// shared, crash-safe cache, and runs the model inside it.
+#[derive(Debug, Parser)]
+#[command(name = "pyfunc-env", version, about, long_about = None, propagate_version = true)]
+#[command(
+    after_help = "Examples:\n  pyfunc-env deps model/ --format pip     # what mlflow.pyfunc.get_model_dependencies gives\n  pyfunc-env inspect model/               # what the model needs, and from which files"
+)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Options for every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+/// Options that apply to every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Use more output: `-v` shows why (cache hits, lock waits), `-vv` everything
+    #[arg(global = true, short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Use less output: `-q` hides progress and information, `-qq` hides warnings too
+    #[arg(global = true, short, long, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+
+    /// When to use colours
+    #[arg(global = true, long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+
+    /// Hide progress bars [env: PYFUNC_ENV_NO_PROGRESS=]
+    #[arg(global = true, long, env = EnvVars::PYFUNC_ENV_NO_PROGRESS, value_parser = clap::builder::BoolishValueParser::new(), hide_env = true)]
+    pub no_progress: bool,
+
+    /// Never access the network; use only what is cached [env: PYFUNC_ENV_OFFLINE=]
+    #[arg(global = true, long, env = EnvVars::PYFUNC_ENV_OFFLINE, value_parser = clap::builder::BoolishValueParser::new(), hide_env = true)]
+    pub offline: bool,
+
+    /// Path to the cache directory [env: PYFUNC_ENV_CACHE_DIR=]
+    #[arg(global = true, long, env = EnvVars::PYFUNC_ENV_CACHE_DIR, value_hint = ValueHint::DirPath, hide_env = true)]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Path to a configuration file (default: `$XDG_CONFIG_HOME/pyfunc-env/config.toml`) [env: PYFUNC_ENV_CONFIG_FILE=]
+    #[arg(global = true, long, env = EnvVars::PYFUNC_ENV_CONFIG_FILE, value_hint = ValueHint::FilePath, hide_env = true)]
+    pub config_file: Option<PathBuf>,
+
+    /// Print the resolved settings and exit (for tests)
+    #[arg(global = true, long, hide = true)]
+    pub show_settings: bool,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when stderr is a terminal and `NO_COLOR` is not set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the model's dependencies, as `mlflow.pyfunc.get_model_dependencies` gives them
+    #[command(
+        after_help = "Examples:\n  pyfunc-env deps model/                      # requirements.txt, or conda.yaml's pip list\n  pyfunc-env deps model/ --format conda       # the conda environment file\n  pyfunc-env deps model/ --format json -o spec.json   # the canonical spec and its key"
+    )]
+    Deps(DepsArgs),
+    /// Show what a model needs: flavors, Python, env files per env manager, dependencies, key
+    Inspect(InspectArgs),
+}
+
+/// The model directory argument.
+#[derive(Debug, Args)]
+pub struct ModelArg {
+    /// The model directory (the one holding `MLmodel`)
+    #[arg(value_hint = ValueHint::DirPath, value_name = "MODEL_DIR")]
+    pub model: PathBuf,
+}
+
+/// `--env-manager`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EnvManagerArg {
+    /// conda.yaml: conda packages from its channels, then its `pip:` list.
+    Conda,
+    /// python_env.yaml (or conda.yaml's python) plus pip requirements.
+    Virtualenv,
+    /// The same environment as `virtualenv` (MLflow's uv manager builds it with uv).
+    Uv,
+}
+
+impl From<EnvManagerArg> for env_spec::EnvManager {
+    fn from(arg: EnvManagerArg) -> Self {
+        match arg {
+            EnvManagerArg::Conda => Self::Conda,
+            EnvManagerArg::Virtualenv | EnvManagerArg::Uv => Self::Virtualenv,
+        }
+    }
+}
+
+/// `deps --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DepsFormat {
+    /// pip requirements: `requirements.txt`, or the `pip:` list of the conda file.
+    Pip,
+    /// The conda environment file named by the MLmodel.
+    Conda,
+    /// The canonical environment spec with its key (schema: README, "deps --format json").
+    Json,
+}
+
+/// `pyfunc-env deps`.
+#[derive(Debug, Args)]
+pub struct DepsArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// What to print
+    #[arg(long, short = 'f', value_enum, default_value_t = DepsFormat::Pip)]
+    pub format: DepsFormat,
+    /// Write to this file instead of stdout
+    #[arg(long, short = 'o', value_hint = ValueHint::FilePath)]
+    pub output: Option<PathBuf>,
+    /// The env manager whose spec `--format json` shows (default: MLflow's choice for the model)
+    #[arg(long, value_enum)]
+    pub env_manager: Option<EnvManagerArg>,
+}
+
+/// `pyfunc-env inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+}

@@ -1,0 +1,221 @@
+//! `pyfunc-env inspect`: a readable summary of what a model needs.
+
+use std::fmt::Write as _;
+
+use env_spec::{EnvManager, PipSet, Target, VirtualenvSource};
+
+use crate::cli::InspectArgs;
+use crate::commands::open_model;
+use crate::printer::Printer;
+use crate::report::ExitStatus;
+use crate::settings::Settings;
+
+fn requirement_text(requirement: &env_spec::PipRequirement) -> String {
+    let mut text = String::new();
+    if requirement.editable {
+        text.push_str("-e ");
+    }
+    match &requirement.target {
+        Target::Named(s) | Target::Url(s) => text.push_str(s),
+        Target::Path(p) => {
+            text.push_str("./");
+            text.push_str(p);
+        }
+    }
+    text
+}
+
+fn pip_lines(out: &mut String, printer: Printer, label: &str, set: &PipSet) {
+    if set.requirements.is_empty() && set.constraints.is_empty() && set.index.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "    {label}:");
+    for requirement in &set.requirements {
+        let _ = writeln!(out, "      {}", requirement_text(requirement));
+    }
+    for constraint in &set.constraints {
+        let _ = writeln!(
+            out,
+            "      {} {}",
+            printer.dim("constraint"),
+            requirement_text(constraint)
+        );
+    }
+    let index = serde_json::to_value(&set.index).unwrap_or_default();
+    if let Some(options) = index.as_object() {
+        for (name, value) in options {
+            let _ = writeln!(
+                out,
+                "      {} {value}",
+                printer.dim(format!("--{}", name.replace('_', "-")))
+            );
+        }
+    }
+}
+
+/// Runs `inspect`.
+pub fn inspect(
+    args: &InspectArgs,
+    _settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let model = open_model(&args.model.model, printer)?;
+    let mlmodel = model.mlmodel()?;
+    let mut out = String::new();
+    let none = || printer.dim("(none)");
+    let _ = writeln!(
+        out,
+        "{} {}",
+        printer.bold("Model:"),
+        printer.cyan(model.root().display())
+    );
+    let _ = writeln!(
+        out,
+        "  MLflow version: {}",
+        mlmodel.mlflow_version().unwrap_or_else(none)
+    );
+    let _ = writeln!(
+        out,
+        "  Flavors: {}",
+        if mlmodel.flavors.is_empty() {
+            none()
+        } else {
+            mlmodel.flavors.join(", ")
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  Loader module: {}",
+        mlmodel.loader_module().unwrap_or_else(none)
+    );
+    let _ = writeln!(
+        out,
+        "  Python version (MLmodel): {}",
+        mlmodel.python_version().unwrap_or_else(none)
+    );
+    if let Some(signature) = mlmodel.signature() {
+        for (part, schema) in &signature {
+            let _ = writeln!(out, "  Signature {part}: {}", summarize_schema(schema));
+        }
+    }
+    let mut warnings = Vec::new();
+    let _ = writeln!(out, "{}", printer.bold("Environment files:"));
+    match model.env_file_names() {
+        Ok(names) => {
+            let virtualenv = match model.virtualenv_env() {
+                Ok(env) => match env.source {
+                    VirtualenvSource::PythonEnv { file } => file,
+                    VirtualenvSource::CondaAndRequirements {
+                        conda,
+                        requirements,
+                    } => {
+                        format!("{conda} (python and build dependencies) + {requirements}")
+                    }
+                    VirtualenvSource::Conda { file } => {
+                        format!("{file} (python, pip, setuptools, wheel and its pip list)")
+                    }
+                },
+                Err(err) => format!("{} ({err})", names.virtualenv),
+            };
+            let _ = writeln!(out, "  virtualenv / uv: {virtualenv}");
+            let _ = writeln!(
+                out,
+                "  conda: {}",
+                mlmodel.conda_file_name().unwrap_or(names.conda)
+            );
+        }
+        Err(err) => {
+            let _ = writeln!(out, "  {} {err}", printer.red("unreadable:"));
+        }
+    }
+    let default = model.default_env_manager();
+    let _ = writeln!(out, "  Default env manager: {default}");
+    let virtual_packages = env_solve::context::detect_virtual_packages()?;
+    for manager in [EnvManager::Virtualenv, EnvManager::Conda] {
+        let marker = if manager == default { " (default)" } else { "" };
+        match model.spec(manager) {
+            Ok(resolved) => {
+                let context = env_solve::context::key_context(
+                    manager,
+                    &env_solve::BuildOptions::default(),
+                    &virtual_packages,
+                )?;
+                let _ = writeln!(
+                    out,
+                    "{}{marker}  key {}",
+                    printer.bold(format!("{manager} environment")),
+                    printer.cyan(resolved.spec.key(&context))
+                );
+                let _ = writeln!(out, "    from: {}", resolved.files.join(", "));
+                if let Some(python) = &resolved.spec.python {
+                    let _ = writeln!(out, "    python: {python}");
+                }
+                if let Some(conda) = &resolved.spec.conda {
+                    let _ = writeln!(out, "    channels: {}", conda.channels.join(", "));
+                    let _ = writeln!(out, "    conda:");
+                    for spec in &conda.specs {
+                        let _ = writeln!(out, "      {spec}");
+                    }
+                }
+                pip_lines(&mut out, printer, "build", &resolved.spec.build);
+                pip_lines(&mut out, printer, "pip", &resolved.spec.pip);
+                for warning in resolved.warnings {
+                    if !warnings.contains(&warning) {
+                        warnings.push(warning);
+                    }
+                }
+            }
+            Err(err) => {
+                let _ = writeln!(
+                    out,
+                    "{}{marker}: {} {err}",
+                    printer.bold(format!("{manager} environment")),
+                    printer.red("cannot be built:")
+                );
+            }
+        }
+    }
+    if !warnings.is_empty() {
+        let _ = writeln!(out, "{}", printer.bold("Warnings:"));
+        for warning in &warnings {
+            let _ = writeln!(out, "  {warning}");
+        }
+    }
+    printer.data(out)?;
+    Ok(ExitStatus::Success)
+}
+
+/// `x (double), y (long)`, or the number of columns when there are many.
+fn summarize_schema(schema: &serde_json::Value) -> String {
+    let Some(columns) = schema.as_array() else {
+        return schema.to_string();
+    };
+    let parts: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            let kind = c.get("type").and_then(|t| t.as_str()).unwrap_or("?");
+            let kind = if kind == "tensor" {
+                let dtype = c
+                    .pointer("/tensor-spec/dtype")
+                    .and_then(|d| d.as_str())
+                    .unwrap_or("?");
+                let shape = c
+                    .pointer("/tensor-spec/shape")
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                format!("tensor {dtype} {shape}")
+            } else {
+                kind.to_string()
+            };
+            match c.get("name").and_then(|n| n.as_str()) {
+                Some(name) => format!("{name} ({kind})"),
+                None => kind,
+            }
+        })
+        .collect();
+    if parts.len() > 8 {
+        format!("{} columns: {}, ...", parts.len(), parts[..6].join(", "))
+    } else {
+        parts.join(", ")
+    }
+}

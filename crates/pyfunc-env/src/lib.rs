@@ -1,0 +1,95 @@
+//! The `pyfunc-env` command-line interface.
+//!
+//! This crate parses arguments, resolves [`Settings`](settings::Settings) once, runs one
+//! command and renders its error. Only this crate prints; the libraries below it return data
+//! and typed errors.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+mod commands;
+mod env_vars;
+mod printer;
+mod report;
+mod settings;
+
+pub use env_vars::EnvVars;
+
+use crate::cli::{Cli, Command};
+use crate::printer::{Printer, Verbosity};
+use crate::report::ExitStatus;
+use crate::settings::Settings;
+
+/// Runs the CLI with the given arguments (the program name first).
+pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            // clap prints help and version to stdout and usage errors to stderr.
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitStatus::Error.into()
+            } else {
+                ExitStatus::Success.into()
+            };
+        }
+    };
+    let settings = match Settings::resolve(&cli.global) {
+        Ok(settings) => settings,
+        Err(err) => {
+            let printer = Printer::new(Verbosity::Normal, false);
+            printer.error(report::render(&printer, &err).trim_end());
+            return ExitStatus::Failure.into();
+        }
+    };
+    let printer = Printer::new(settings.verbosity, settings.color);
+    init_tracing(&cli, &settings);
+    if cli.global.show_settings {
+        let text = serde_json::to_string_pretty(&settings).unwrap_or_default();
+        return match printer.data(format!("{text}\n")) {
+            Ok(()) => ExitStatus::Success.into(),
+            Err(_) => ExitStatus::Error.into(),
+        };
+    }
+    let result = run(cli.command, &settings, printer);
+    match result {
+        Ok(status) => status.into(),
+        Err(err) => {
+            printer.error(report::render(&printer, &err).trim_end());
+            report::exit_status(&err).into()
+        }
+    }
+}
+
+fn run(command: Command, settings: &Settings, printer: Printer) -> anyhow::Result<ExitStatus> {
+    match command {
+        Command::Deps(args) => commands::deps::deps(&args, settings, printer),
+        Command::Inspect(args) => commands::inspect::inspect(&args, settings, printer),
+    }
+}
+
+fn init_tracing(cli: &Cli, settings: &Settings) {
+    use tracing_subscriber::EnvFilter;
+    let filter = if let Ok(filter) = std::env::var(EnvVars::RUST_LOG) {
+        EnvFilter::new(filter)
+    } else {
+        let level = match cli.global.verbose {
+            0 => return,
+            1 => "debug",
+            _ => "trace",
+        };
+        EnvFilter::new(format!(
+            "pyfunc_env={level},env_spec={level},env_cache={level},env_solve={level},env_run={level}"
+        ))
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(settings.color)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}

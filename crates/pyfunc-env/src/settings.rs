@@ -1,0 +1,174 @@
+//! Settings, resolved once: flag, then environment variable, then configuration file, then
+//! default. Every command reads [`Settings`], never the environment directly.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{ColorChoice, GlobalArgs};
+use crate::env_vars::EnvVars;
+use crate::printer::Verbosity;
+
+/// The configuration file (`config.toml`). Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigFile {
+    /// `cache-dir = "/var/cache/pyfunc-env"`.
+    pub cache_dir: Option<PathBuf>,
+    /// `offline = true`.
+    pub offline: Option<bool>,
+    /// `no-progress = true`.
+    pub no_progress: Option<bool>,
+    /// `uv = "/usr/local/bin/uv"`.
+    pub uv: Option<PathBuf>,
+    /// `[mirrors]` table: `"conda-forge" = "https://mirror.example/conda-forge"`.
+    #[serde(default)]
+    pub mirrors: BTreeMap<String, String>,
+    /// `lock-timeout = 300` (seconds).
+    pub lock_timeout: Option<u64>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// The cache root.
+    pub cache_dir: PathBuf,
+    /// No network access.
+    pub offline: bool,
+    /// No progress bars.
+    pub no_progress: bool,
+    /// The `uv` binary to use, if configured.
+    pub uv: Option<PathBuf>,
+    /// Channel mirrors: channel name or URL prefix -> replacement URL.
+    pub mirrors: BTreeMap<String, String>,
+    /// How long to wait for locks held by other processes.
+    #[serde(with = "seconds")]
+    pub lock_timeout: Duration,
+    /// Where the configuration came from, if a file was read.
+    pub config_file: Option<PathBuf>,
+    /// Verbosity.
+    #[serde(skip)]
+    pub verbosity: Verbosity,
+    /// Colours on stderr.
+    pub color: bool,
+}
+
+mod seconds {
+    pub fn serialize<S: serde::Serializer>(
+        value: &std::time::Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(value.as_secs())
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The default cache root: `$XDG_CACHE_HOME/pyfunc-env`, else `~/.cache/pyfunc-env`.
+fn default_cache_dir() -> anyhow::Result<PathBuf> {
+    if let Some(base) = env(EnvVars::XDG_CACHE_HOME) {
+        return Ok(PathBuf::from(base).join("pyfunc-env"));
+    }
+    let home = env(EnvVars::HOME).context("Cannot find a cache directory: neither `XDG_CACHE_HOME` nor `HOME` is set; pass `--cache-dir`")?;
+    Ok(PathBuf::from(home).join(".cache").join("pyfunc-env"))
+}
+
+fn default_config_file() -> Option<PathBuf> {
+    let base = env(EnvVars::XDG_CONFIG_HOME)
+        .map(PathBuf::from)
+        .or_else(|| env(EnvVars::HOME).map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("pyfunc-env").join("config.toml"))
+}
+
+fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = fs_err::read_to_string(path)?;
+    toml::from_str(&text)
+        .with_context(|| format!("Invalid configuration file `{}`", path.display()))
+}
+
+/// Parses mirror pairs `from=to`, separated by whitespace or commas.
+pub fn parse_mirrors(text: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut mirrors = BTreeMap::new();
+    for pair in text
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|p| !p.is_empty())
+    {
+        let (from, to) = pair
+            .split_once('=')
+            .with_context(|| format!("Invalid mirror `{pair}`: expected `CHANNEL=URL`, e.g. `conda-forge=https://mirror.example/conda-forge`"))?;
+        mirrors.insert(from.to_string(), to.to_string());
+    }
+    Ok(mirrors)
+}
+
+impl Settings {
+    /// Resolves settings from the global flags, the environment and the configuration file.
+    pub fn resolve(args: &GlobalArgs) -> anyhow::Result<Self> {
+        let explicit_config = args.config_file.clone();
+        let config_path = explicit_config.clone().or_else(default_config_file);
+        let (config, config_file) = match &config_path {
+            Some(path) if path.is_file() => (read_config(path)?, Some(path.clone())),
+            Some(path) if explicit_config.is_some() => {
+                anyhow::bail!("Configuration file `{}` does not exist", path.display())
+            }
+            _ => (ConfigFile::default(), None),
+        };
+        let cache_dir = match args.cache_dir.clone().or(config.cache_dir) {
+            Some(dir) => dir,
+            None => default_cache_dir()?,
+        };
+        let cache_dir = std::path::absolute(&cache_dir)
+            .with_context(|| format!("Invalid cache directory `{}`", cache_dir.display()))?;
+        let mut mirrors = config.mirrors;
+        if let Some(text) = env(EnvVars::PYFUNC_ENV_MIRRORS) {
+            mirrors.extend(
+                parse_mirrors(&text)
+                    .with_context(|| format!("Invalid `{}`", EnvVars::PYFUNC_ENV_MIRRORS))?,
+            );
+        }
+        let lock_timeout = match env(EnvVars::PYFUNC_ENV_LOCK_TIMEOUT) {
+            Some(text) => text.parse::<u64>().with_context(|| {
+                format!(
+                    "Invalid `{}`: `{text}` is not a number of seconds",
+                    EnvVars::PYFUNC_ENV_LOCK_TIMEOUT
+                )
+            })?,
+            None => config.lock_timeout.unwrap_or(300),
+        };
+        let verbosity = match (args.quiet, args.verbose) {
+            (0, 0) => Verbosity::Normal,
+            (0, _) => Verbosity::Verbose,
+            (1, _) => Verbosity::Quiet,
+            _ => Verbosity::Silent,
+        };
+        let color = match args.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                if env(EnvVars::NO_COLOR).is_some() {
+                    false
+                } else if env(EnvVars::FORCE_COLOR).is_some() {
+                    true
+                } else {
+                    std::io::IsTerminal::is_terminal(&std::io::stderr())
+                }
+            }
+        };
+        Ok(Self {
+            cache_dir,
+            offline: args.offline || config.offline.unwrap_or(false),
+            no_progress: args.no_progress || config.no_progress.unwrap_or(false),
+            uv: env(EnvVars::PYFUNC_ENV_UV).map(PathBuf::from).or(config.uv),
+            mirrors,
+            lock_timeout: Duration::from_secs(lock_timeout),
+            config_file,
+            verbosity,
+            color,
+        })
+    }
+}
