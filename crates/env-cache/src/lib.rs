@@ -1,16 +1,245 @@
-//! The pyfunc-env cache root.
+//! The pyfunc-env cache root: buckets, file locks, atomic writes, environment entries.
+//!
+//! ```text
+//! <root>/                       CACHEDIR.TAG, .gitignore (*), .lock (cache-wide lock)
+//!   envs-v1/<key>/              one environment, never modified once complete
+//!   envs-v1/<key>/.pyfunc-env/  metadata.json, then `complete` (the fingerprint) written last
+//!   envs-v1/<key>.lock          the environment's lock file; its mtime is the last use
+//!   pkgs-v1/ repodata-v1/ uv-v1/ tools-v1/ tmp/
+//! ```
+//!
+//! Guarantees, and why they hold:
+//! - **An environment is used only if complete.** `complete` is written (atomically, by rename)
+//!   after everything else; anything without it is wiped before a rebuild. `kill -9` at any
+//!   moment leaves either no `complete` (rebuilt next time) or a complete environment.
+//! - **One builder per environment.** Builders hold an exclusive lock on `<key>.lock`; the
+//!   others wait, then find `complete` and reuse. The lock file lives *beside* the environment,
+//!   never inside it: wiping a directory that holds a lock file would let a second process lock
+//!   a new inode at the same path while the first still holds the old one (the flock/unlink
+//!   race), so two builders could run at once. This is why the layout differs from STYLE.md's
+//!   lock-inside-the-environment sketch.
+//! - **Nothing in use is deleted.** Users of an environment (`run`) hold a shared lock on
+//!   `<key>.lock`; `cache prune` deletes an environment only after taking its lock exclusively
+//!   without waiting. `cache clean` takes the cache-wide `.lock` exclusively, which every other
+//!   command holds shared.
+//!
+//! Locks are `flock`-style file locks (`std::fs::File::lock`), so they work between processes
+//! and on shared volumes that support them, and are released by the kernel when a process dies.
 #![warn(missing_docs)]
 
-/// A cache error.
+mod entry;
+mod lock;
+
+use std::path::{Path, PathBuf};
+
+pub use entry::{EnvEntry, EnvState, Fingerprint, Metadata, now as unix_now};
+pub use lock::{LockKind, LockedFile};
+
+/// The environments bucket.
+pub const ENVS_BUCKET: &str = "envs-v1";
+/// The rattler package cache bucket.
+pub const PKGS_BUCKET: &str = "pkgs-v1";
+/// The repodata cache bucket.
+pub const REPODATA_BUCKET: &str = "repodata-v1";
+/// uv's cache (`UV_CACHE_DIR`).
+pub const UV_BUCKET: &str = "uv-v1";
+/// Tools we download (uv).
+pub const TOOLS_BUCKET: &str = "tools-v1";
+/// Staging area (same filesystem as the buckets, so renames are atomic).
+pub const TMP_DIR: &str = "tmp";
+/// Every bucket this version knows; `cache prune` removes the others.
+pub const KNOWN_BUCKETS: &[&str] = &[
+    ENVS_BUCKET,
+    PKGS_BUCKET,
+    REPODATA_BUCKET,
+    UV_BUCKET,
+    TOOLS_BUCKET,
+    TMP_DIR,
+];
+
+/// Errors of the cache.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum CacheError {
     /// An I/O error on a cache path.
     #[error("Failed to access `{}`", path.display())]
     Io {
         /// The path.
-        path: std::path::PathBuf,
+        path: PathBuf,
         /// The cause.
         #[source]
         source: std::io::Error,
     },
+
+    /// A lock could not be taken in time.
+    #[error("Timed out after {seconds} s waiting for the lock on `{}`", path.display())]
+    #[diagnostic(help(
+        "Another pyfunc-env process is using the cache. Wait for it, raise `PYFUNC_ENV_LOCK_TIMEOUT`, or pass `--force` if you are sure nothing is using it"
+    ))]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// How long we waited.
+        seconds: u64,
+    },
+
+    /// The cache root is not a pyfunc-env cache.
+    #[error("`{}` exists and is not a pyfunc-env cache", path.display())]
+    #[diagnostic(help("Point `--cache-dir` at an empty or new directory"))]
+    NotACache {
+        /// The directory.
+        path: PathBuf,
+    },
+}
+
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The cache root.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by pyfunc-env.\n# For information about cache directory tags see https://bford.info/cachedir/\n";
+
+impl Cache {
+    /// A cache at `root` (absolute). Nothing is created until [`Cache::init`].
+    #[must_use]
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The root directory.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Creates the root and its marker files if missing. Refuses a non-empty directory that is
+    /// not a pyfunc-env cache, so `--cache-dir ~` cannot make `cache clean` delete a home.
+    pub fn init(&self) -> Result<(), CacheError> {
+        let tag = self.root.join("CACHEDIR.TAG");
+        if tag.is_file() {
+            return Ok(());
+        }
+        if self.root.is_dir() {
+            let mut entries = fs_err::read_dir(&self.root).map_err(|e| CacheError::Io {
+                path: self.root.clone(),
+                source: e.into(),
+            })?;
+            if entries.next().is_some() {
+                return Err(CacheError::NotACache {
+                    path: self.root.clone(),
+                });
+            }
+        }
+        fs_err::create_dir_all(&self.root).map_err(|e| CacheError::Io {
+            path: self.root.clone(),
+            source: e.into(),
+        })?;
+        write_atomic(&self.root.join(".gitignore"), b"*\n")?;
+        write_atomic(&tag, CACHEDIR_TAG.as_bytes())?;
+        Ok(())
+    }
+
+    /// A bucket directory, created if missing.
+    pub fn bucket(&self, name: &str) -> Result<PathBuf, CacheError> {
+        let path = self.root.join(name);
+        fs_err::create_dir_all(&path).map_err(|e| CacheError::Io {
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        Ok(path)
+    }
+
+    /// The cache-wide lock file.
+    #[must_use]
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join(".lock")
+    }
+
+    /// Takes the cache-wide lock shared: every command holds it while it works.
+    pub fn lock_shared(&self) -> Result<LockedFile, CacheError> {
+        LockedFile::acquire_blocking(&self.lock_path(), LockKind::Shared)
+    }
+
+    /// The environment entry for a key.
+    pub fn env(&self, key: &str) -> Result<EnvEntry, CacheError> {
+        Ok(EnvEntry::new(&self.bucket(ENVS_BUCKET)?, key))
+    }
+
+    /// Every environment entry in the cache (complete or not).
+    pub fn envs(&self) -> Result<Vec<EnvEntry>, CacheError> {
+        let dir = self.root.join(ENVS_BUCKET);
+        let Ok(read) = fs_err::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut keys = std::collections::BTreeSet::new();
+        for entry in read {
+            let entry = entry.map_err(|e| CacheError::Io {
+                path: dir.clone(),
+                source: e.into(),
+            })?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let key = name.strip_suffix(".lock").unwrap_or(&name).to_string();
+            if !key.starts_with('.') {
+                keys.insert(key);
+            }
+        }
+        Ok(keys
+            .into_iter()
+            .map(|key| EnvEntry::new(&dir, &key))
+            .collect())
+    }
+}
+
+/// Writes a small file atomically: a temporary file in the same directory, flushed to disk,
+/// then renamed over the target.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(io(dir))?;
+    std::io::Write::write_all(&mut temp, bytes).map_err(io(path))?;
+    temp.as_file().sync_all().map_err(io(path))?;
+    temp.persist(path).map_err(|e| CacheError::Io {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
+/// Total size in bytes of the files under `path`, counting each hard-linked inode once
+/// (environments share files with the package cache).
+pub fn disk_usage(path: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs_err::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(metadata) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if metadata.is_dir() {
+                stack.push(entry.path());
+            } else if metadata.is_file() {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::MetadataExt;
+                    if metadata.nlink() > 1 && !seen.insert((metadata.dev(), metadata.ino())) {
+                        continue;
+                    }
+                }
+                total += metadata.len();
+            }
+        }
+    }
+    total
 }

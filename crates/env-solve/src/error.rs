@@ -1,4 +1,6 @@
-//! Errors of `env-solve`, one variant per failure.
+//! Errors of `env-solve`, one variant per failure. URLs in messages are redacted.
+
+use std::path::PathBuf;
 
 use miette::Diagnostic;
 
@@ -19,6 +21,222 @@ pub enum SolveError {
         #[source]
         source: rattler_virtual_packages::DetectVirtualPackageError,
     },
+
+    /// A channel name or URL is invalid.
+    #[error("Invalid conda channel `{channel}`")]
+    #[diagnostic(help(
+        "Channels are names (`conda-forge`), URLs (`https://host/channel`) or local directories"
+    ))]
+    InvalidChannel {
+        /// The channel (redacted).
+        channel: String,
+        /// The cause.
+        #[source]
+        source: rattler_conda_types::ParseChannelError,
+    },
+
+    /// A mirror setting is invalid.
+    #[error("Invalid channel mirror `{mirror}`")]
+    #[diagnostic(help(
+        "Mirrors look like `conda-forge=https://mirror.example/conda-forge` (a channel name or URL prefix, `=`, the URL or directory to use instead)"
+    ))]
+    InvalidMirror {
+        /// The mirror (redacted).
+        mirror: String,
+    },
+
+    /// A conda spec of the spec does not parse (a bug: specs were validated when read).
+    #[error("Invalid conda spec `{spec}`")]
+    InvalidSpec {
+        /// The spec.
+        spec: String,
+        /// The cause.
+        #[source]
+        source: rattler_conda_types::ParseMatchSpecError,
+    },
+
+    /// Repodata could not be fetched.
+    #[error("Failed to fetch package lists from {channels}: {message}")]
+    #[diagnostic(help(
+        "Check the network, or point the channel at a reachable mirror: `--mirror conda-forge=https://mirror.example/conda-forge` (or `PYFUNC_ENV_MIRRORS`, or `[mirrors]` in the config file); with everything cached, `--offline` skips the network"
+    ))]
+    ChannelUnreachable {
+        /// The channels (redacted).
+        channels: String,
+        /// The cause (redacted).
+        message: String,
+    },
+
+    /// Offline without cached repodata.
+    #[error("`--offline` but the package lists of {channels} are not cached: {message}")]
+    #[diagnostic(help(
+        "Run the same command once without `--offline` to fill the cache, or use a local channel (`--mirror NAME=/path/to/channel`)"
+    ))]
+    OfflineNoRepodata {
+        /// The channels (redacted).
+        channels: String,
+        /// The cause (redacted).
+        message: String,
+    },
+
+    /// Offline and packages are not in the package cache.
+    #[error("`--offline` but these packages are not in the package cache: {packages}")]
+    #[diagnostic(help("Run the same command once without `--offline` to download them"))]
+    OfflinePackagesMissing {
+        /// The package files.
+        packages: String,
+    },
+
+    /// No channel has a package the spec asks for.
+    #[error(
+        "No channel has a package for `{spec}` (looked in {channels} for `{platform}` and `noarch`)"
+    )]
+    #[diagnostic(help(
+        "Check the package name in the model's conda environment file, or add the channel that has it with `--channel`"
+    ))]
+    PackageNotFound {
+        /// The spec.
+        spec: String,
+        /// The channels (redacted).
+        channels: String,
+        /// The platform.
+        platform: String,
+    },
+
+    /// The specs cannot be satisfied together.
+    #[error("The conda dependencies cannot be installed together ({specs}):\n{explanation}")]
+    #[diagnostic(help("Relax the conflicting pins in the model's conda environment file"))]
+    Unsolvable {
+        /// The requested specs.
+        specs: String,
+        /// resolvo's explanation.
+        explanation: String,
+    },
+
+    /// Linking conda packages failed.
+    #[error("Failed to install the conda packages: {message}")]
+    Install {
+        /// The cause (redacted).
+        message: String,
+    },
+
+    /// The environment has no Python after the conda step.
+    #[error("The environment `{}` has no Python interpreter", prefix.display())]
+    #[diagnostic(help("Add `python=X.Y` to the model's conda dependencies"))]
+    NoPythonInEnvironment {
+        /// The prefix.
+        prefix: PathBuf,
+    },
+
+    /// A virtualenv-mode spec without a Python version.
+    #[error("The model's environment files name no Python version")]
+    #[diagnostic(help("Pass `--python-version X.Y.Z` (the version the model was trained with)"))]
+    NoPythonVersion,
+
+    /// The Python version is not a version.
+    #[error("`{version}` is not a Python version")]
+    #[diagnostic(help("Python versions look like `3.11.7` or `3.11`"))]
+    InvalidPythonVersion {
+        /// The version.
+        version: String,
+    },
+
+    /// No source has the requested Python (not even another patch version).
+    #[error("Cannot provide Python {version}:\n{attempts}")]
+    #[diagnostic(help(
+        "Install that Python (e.g. `pyenv install {version}` or `uv python install {version}`), make a conda channel with it reachable (`--mirror conda-forge=...`), or choose another version with `--python-version`"
+    ))]
+    PythonUnavailable {
+        /// The requested version.
+        version: String,
+        /// What was tried, one per line.
+        attempts: String,
+    },
+
+    /// The configured uv does not run.
+    #[error("`{}` is not a working uv binary", path.display())]
+    #[diagnostic(help(
+        "Point `--uv` / `PYFUNC_ENV_UV` at a uv binary (`pip install uv` installs one)"
+    ))]
+    UvNotRunnable {
+        /// The path.
+        path: PathBuf,
+    },
+
+    /// No uv and offline.
+    #[error("uv is needed to install pip requirements, and none is available offline")]
+    #[diagnostic(help(
+        "Install uv (`pip install uv==0.13.9`, or your OS package) so it is on `PATH`, point `--uv` / `PYFUNC_ENV_UV` at one, or run once online so pyfunc-env can download its own copy"
+    ))]
+    UvUnavailableOffline,
+
+    /// No uv wheel for this platform.
+    #[error("pyfunc-env has no pinned uv download for `{platform}`")]
+    #[diagnostic(help("Install uv yourself and put it on `PATH`, or pass `--uv`"))]
+    UvNoWheel {
+        /// The platform.
+        platform: String,
+    },
+
+    /// Downloading uv failed.
+    #[error("Failed to download uv from `{url}`: {message}")]
+    #[diagnostic(help("Install uv yourself and put it on `PATH`, or pass `--uv`"))]
+    UvDownload {
+        /// The URL (redacted).
+        url: String,
+        /// The cause (redacted).
+        message: String,
+    },
+
+    /// The downloaded uv wheel is not the one we pinned.
+    #[error("The downloaded `{file}` has sha256 `{actual}`, expected `{expected}`")]
+    #[diagnostic(help("Something between you and PyPI changed the file; refusing to run it"))]
+    UvChecksum {
+        /// The wheel.
+        file: String,
+        /// The pinned digest.
+        expected: String,
+        /// What arrived.
+        actual: String,
+    },
+
+    /// `uv pip install` failed.
+    #[error("Failed to install the {step} with uv (exit code {}):\n{stderr}", code.map_or_else(|| "none".to_string(), |c| c.to_string()))]
+    #[diagnostic(help(
+        "The message above is uv's own; fix the requirement it names in the model's files, or check the index"
+    ))]
+    PipFailed {
+        /// Which step.
+        step: String,
+        /// uv's exit code.
+        code: Option<i32>,
+        /// uv's stderr (redacted).
+        stderr: String,
+        /// Whether it looks like a resolution failure (bad input) rather than a broken network.
+        user: bool,
+    },
+
+    /// A cache operation failed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Cache(#[from] env_cache::CacheError),
+
+    /// An I/O error.
+    #[error("Failed to access `{}`", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A bug.
+    #[error("Internal error: {message}")]
+    Internal {
+        /// What happened.
+        message: String,
+    },
 }
 
 impl SolveError {
@@ -26,7 +244,19 @@ impl SolveError {
     #[must_use]
     pub fn is_user_error(&self) -> bool {
         match self {
-            Self::UnsupportedPlatform | Self::VirtualPackages { .. } => false,
+            Self::InvalidChannel { .. }
+            | Self::InvalidMirror { .. }
+            | Self::PackageNotFound { .. }
+            | Self::Unsolvable { .. }
+            | Self::NoPythonInEnvironment { .. }
+            | Self::OfflineNoRepodata { .. }
+            | Self::OfflinePackagesMissing { .. }
+            | Self::UvUnavailableOffline
+            | Self::NoPythonVersion
+            | Self::InvalidPythonVersion { .. }
+            | Self::PythonUnavailable { .. } => true,
+            Self::PipFailed { user, .. } => *user,
+            _ => false,
         }
     }
 }

@@ -1,10 +1,20 @@
 //! Turns an [`env_spec::EnvSpec`] into an environment on disk: conda packages solved and
 //! installed in-process with the rattler crates, PyPI packages installed with a pinned `uv`,
-//! into a content-addressed, lock-protected, crash-safe cache.
+//! into a content-addressed, lock-protected, crash-safe cache ([`env_cache`]).
 #![warn(missing_docs)]
 
+pub mod build;
+pub mod channels;
+pub mod conda;
 pub mod context;
 pub mod error;
+pub mod python;
+pub mod redact;
+pub mod reporter;
+pub mod uv;
 
+pub use build::{CreateRequest, Created, Timings, create};
+pub use channels::ChannelSettings;
 pub use context::{BuildOptions, PythonSource};
 pub use error::SolveError;
+pub use reporter::{NoReporter, Reporter};

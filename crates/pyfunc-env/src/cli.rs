@@ -1,5 +1,8 @@
 //! Command-line interface: clap types only. Doc comments are the help text.
-#![expect(clippy::doc_markdown, reason = "doc comments here are `--help` text, not rustdoc")]
+#![expect(
+    clippy::doc_markdown,
+    reason = "doc comments here are `--help` text, not rustdoc"
+)]
 
 use std::path::PathBuf;
 
@@ -84,6 +87,130 @@ pub enum Command {
     Deps(DepsArgs),
     /// Show what a model needs: flavors, Python, env files per env manager, dependencies, key
     Inspect(InspectArgs),
+    /// Build the model's environment in the cache, or reuse it if it is there
+    #[command(
+        after_help = "Examples:\n  pyfunc-env create model/                          # MLflow's default env manager for the model\n  pyfunc-env create model/ --env-manager conda      # conda.yaml, solved and installed with rattler\n  pyfunc-env create model/ --mirror conda-forge=https://mirror.example/conda-forge\n  pyfunc-env create model/ --json                   # key, prefix, python, cache hit, timings"
+    )]
+    Create(CreateArgs),
+    /// Inspect and maintain the cache
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+/// How to build an environment: shared by `create` and `run`.
+#[derive(Debug, Args, Clone)]
+pub struct EnvArgs {
+    /// Which of MLflow's env managers to mirror (default: virtualenv when the model has
+    /// python_env.yaml or requirements.txt, else conda, as MLflow does)
+    #[arg(long, value_enum)]
+    pub env_manager: Option<EnvManagerArg>,
+
+    /// Where the Python of a virtualenv environment comes from: a conda channel, an
+    /// interpreter on this machine (pyenv, uv, PATH), or auto (conda first, then this machine)
+    #[arg(long, value_enum, default_value_t = PythonSourceArg::Auto)]
+    pub python_source: PythonSourceArg,
+
+    /// Use this Python version instead of the one the model's files name
+    #[arg(long, value_name = "VERSION")]
+    pub python_version: Option<String>,
+
+    /// Use this conda channel before the model's (repeatable)
+    #[arg(long = "channel", short = 'c', value_name = "CHANNEL")]
+    pub channels: Vec<String>,
+
+    /// Use only the channels given with `--channel`, not the model's
+    #[arg(long, requires = "channels")]
+    pub override_channels: bool,
+
+    /// Fetch a channel from elsewhere: `NAME=URL` or `URL_PREFIX=URL` (repeatable; also
+    /// `PYFUNC_ENV_MIRRORS` and `[mirrors]` in the config file)
+    #[arg(long = "mirror", value_name = "FROM=TO")]
+    pub mirrors: Vec<String>,
+
+    /// The uv binary to install pip packages with [env: PYFUNC_ENV_UV=]
+    #[arg(long, value_hint = ValueHint::ExecutablePath)]
+    pub uv: Option<PathBuf>,
+
+    /// Do not compile `.pyc` files into the environment
+    #[arg(long)]
+    pub no_compile: bool,
+
+    /// Only use packages published before this date (`2024-06-01` or RFC 3339)
+    #[arg(long, value_name = "DATE")]
+    pub exclude_newer: Option<String>,
+
+    /// Rebuild the environment even if it is complete
+    #[arg(long)]
+    pub reinstall: bool,
+}
+
+/// `--python-source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PythonSourceArg {
+    /// A conda channel first, then this machine.
+    Auto,
+    /// `python=X.Y.Z` from a conda channel.
+    Conda,
+    /// An interpreter on this machine.
+    System,
+}
+
+/// `pyfunc-env create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    #[command(flatten)]
+    pub env: EnvArgs,
+    /// Print the result as JSON on stdout (key, prefix, python, cache hit, timings)
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pyfunc-env cache`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Print the cache directory
+    Dir,
+    /// List the environments: key, model, size, created, last used
+    List(CacheListArgs),
+    /// Remove environments not used recently, or the oldest beyond a size budget
+    #[command(
+        after_help = "Examples:\n  pyfunc-env cache prune --older-than 30d\n  pyfunc-env cache prune --max-size 50GB"
+    )]
+    Prune(CachePruneArgs),
+    /// Remove everything in the cache
+    Clean(CacheCleanArgs),
+}
+
+/// `cache list`.
+#[derive(Debug, Args)]
+pub struct CacheListArgs {
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cache prune`.
+#[derive(Debug, Args)]
+pub struct CachePruneArgs {
+    /// Remove environments last used longer ago than this (`12h`, `30d`, `2w`)
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Option<String>,
+    /// Then remove least recently used environments until they fit in this size (`500MB`, `20GiB`)
+    #[arg(long, value_name = "SIZE")]
+    pub max_size: Option<String>,
+    /// Say what would be removed, remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `cache clean`.
+#[derive(Debug, Args)]
+pub struct CacheCleanArgs {
+    /// Do not wait for other pyfunc-env processes to stop using the cache
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// The model directory argument.

@@ -13,6 +13,7 @@ mod cli;
 mod commands;
 mod env_vars;
 mod printer;
+mod progress;
 mod report;
 mod settings;
 
@@ -58,7 +59,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     match result {
         Ok(status) => status.into(),
         Err(err) => {
-            printer.error(report::render(&printer, &err).trim_end());
+            printer.error(env_solve::redact::redact(
+                report::render(&printer, &err).trim_end(),
+            ));
             report::exit_status(&err).into()
         }
     }
@@ -68,6 +71,8 @@ fn run(command: Command, settings: &Settings, printer: Printer) -> anyhow::Resul
     match command {
         Command::Deps(args) => commands::deps::deps(&args, settings, printer),
         Command::Inspect(args) => commands::inspect::inspect(&args, settings, printer),
+        Command::Create(args) => commands::create::create(&args, settings, printer),
+        Command::Cache(command) => commands::cache::cache(&command, settings, printer),
     }
 }
 

@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+pub mod cache;
+pub mod create;
 pub mod deps;
 pub mod inspect;
 

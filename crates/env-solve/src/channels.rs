@@ -1,0 +1,251 @@
+//! Which conda channels to use, and where to fetch them from.
+//!
+//! The spec names channels as the model's `conda.yaml` does (`conda-forge`, `defaults`, a
+//! URL). `--override-channels` and `--channel` change that list, and so the key. Mirrors then
+//! change only where each channel is fetched from (an Artifactory or Nexus proxy, a local
+//! directory), so they do not change the key: a mirror serves the same packages.
+
+use std::path::Path;
+
+use rattler_conda_types::{Channel, ChannelConfig};
+use url::Url;
+
+use crate::error::SolveError;
+use crate::redact::{redact_url, register_url};
+
+/// Conda's `defaults` on Linux and macOS.
+const DEFAULTS: &[&str] = &[
+    "https://repo.anaconda.com/pkgs/main",
+    "https://repo.anaconda.com/pkgs/r",
+];
+
+/// The channel settings of a run.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelSettings {
+    /// `(channel name or URL prefix, replacement URL or directory)` pairs.
+    pub mirrors: Vec<(String, String)>,
+    /// `--channel`: channels to use before (or, with `override_channels`, instead of) the
+    /// model's.
+    pub channels: Vec<String>,
+    /// `--override-channels`: ignore the channels in the model's files.
+    pub override_channels: bool,
+}
+
+/// A channel ready to query.
+#[derive(Debug, Clone)]
+pub struct ResolvedChannel {
+    /// The name in the spec (`conda-forge`).
+    pub name: String,
+    /// The channel rattler fetches.
+    pub channel: Channel,
+    /// Its URL with secrets masked, for messages.
+    pub display: String,
+}
+
+impl ChannelSettings {
+    /// The channel names an environment is built from: the model's, changed by
+    /// `--channel`/`--override-channels`. This is what goes into the key.
+    #[must_use]
+    pub fn effective(&self, model_channels: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = self.channels.clone();
+        if !self.override_channels {
+            out.extend(model_channels.iter().cloned());
+        }
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|c| c != "nodefaults" && seen.insert(c.clone()));
+        if out.is_empty() {
+            out.push("conda-forge".to_string());
+        }
+        out
+    }
+
+    /// Resolves channel names to fetchable channels, with mirrors applied.
+    pub fn resolve(
+        &self,
+        names: &[String],
+        cwd: &Path,
+    ) -> Result<Vec<ResolvedChannel>, SolveError> {
+        let config = ChannelConfig::default_with_root_dir(cwd.to_path_buf());
+        for (_, to) in &self.mirrors {
+            register_url(to);
+        }
+        let mut out = Vec::new();
+        for name in names {
+            let urls: Vec<String> = if name == "defaults" {
+                DEFAULTS.iter().map(ToString::to_string).collect()
+            } else {
+                let channel = Channel::from_str(name, &config).map_err(|source| {
+                    SolveError::InvalidChannel {
+                        channel: redact_url(name),
+                        source,
+                    }
+                })?;
+                vec![
+                    channel
+                        .base_url
+                        .url()
+                        .as_str()
+                        .trim_end_matches('/')
+                        .to_string(),
+                ]
+            };
+            for url in urls {
+                let target = self.mirror(name, &url);
+                register_url(&target);
+                let channel = if target.contains("://") {
+                    let parsed = Url::parse(&format!("{}/", target.trim_end_matches('/')))
+                        .map_err(|_| SolveError::InvalidMirror {
+                            mirror: redact_url(&target),
+                        })?;
+                    Channel::from_url(parsed)
+                } else {
+                    Channel::from_str(&target, &config).map_err(|source| {
+                        SolveError::InvalidChannel {
+                            channel: redact_url(&target),
+                            source,
+                        }
+                    })?
+                };
+                let display = redact_url(channel.base_url.url().as_str().trim_end_matches('/'));
+                out.push(ResolvedChannel {
+                    name: name.clone(),
+                    channel,
+                    display,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies the mirror for a channel: an exact name match, else the longest URL prefix.
+    fn mirror(&self, name: &str, url: &str) -> String {
+        if let Some((_, to)) = self.mirrors.iter().find(|(from, _)| from == name) {
+            return to.clone();
+        }
+        let best = self
+            .mirrors
+            .iter()
+            .filter(|(from, _)| from.contains("://"))
+            .filter(|(from, _)| {
+                let from = from.trim_end_matches('/');
+                url == from || url.starts_with(&format!("{from}/"))
+            })
+            .max_by_key(|(from, _)| from.len());
+        match best {
+            Some((from, to)) => {
+                let from = from.trim_end_matches('/');
+                format!("{}{}", to.trim_end_matches('/'), &url[from.len()..])
+            }
+            None => url.to_string(),
+        }
+    }
+}
+
+/// Parses `--mirror FROM=TO` values.
+pub fn parse_mirror(text: &str) -> Result<(String, String), SolveError> {
+    match text.split_once('=') {
+        Some((from, to)) if !from.is_empty() && !to.is_empty() => {
+            Ok((from.to_string(), to.to_string()))
+        }
+        _ => Err(SolveError::InvalidMirror {
+            mirror: redact_url(text),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(mirrors: &[(&str, &str)]) -> ChannelSettings {
+        ChannelSettings {
+            mirrors: mirrors
+                .iter()
+                .map(|(a, b)| ((*a).to_string(), (*b).to_string()))
+                .collect(),
+            ..ChannelSettings::default()
+        }
+    }
+
+    fn urls(settings: &ChannelSettings, names: &[&str]) -> Vec<String> {
+        let names: Vec<String> = names.iter().map(ToString::to_string).collect();
+        settings
+            .resolve(&names, Path::new("/work"))
+            .unwrap()
+            .into_iter()
+            .map(|c| c.channel.base_url.url().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn names_and_defaults() {
+        let plain = settings(&[]);
+        assert_eq!(
+            urls(&plain, &["conda-forge"]),
+            ["https://conda.anaconda.org/conda-forge/"]
+        );
+        assert_eq!(
+            urls(&plain, &["defaults"]),
+            [
+                "https://repo.anaconda.com/pkgs/main/",
+                "https://repo.anaconda.com/pkgs/r/"
+            ]
+        );
+    }
+
+    #[test]
+    fn mirrors_by_name_and_prefix() {
+        let mirrored = settings(&[
+            ("conda-forge", "https://mirror.example/cf"),
+            (
+                "https://repo.anaconda.com/pkgs",
+                "https://artifactory.example/anaconda",
+            ),
+            ("bioconda", "/srv/channels/bio"),
+        ]);
+        assert_eq!(
+            urls(&mirrored, &["conda-forge"]),
+            ["https://mirror.example/cf/"]
+        );
+        assert_eq!(
+            urls(&mirrored, &["defaults"]),
+            [
+                "https://artifactory.example/anaconda/main/",
+                "https://artifactory.example/anaconda/r/"
+            ]
+        );
+        assert_eq!(
+            urls(&mirrored, &["bioconda"]),
+            ["file:///srv/channels/bio/"]
+        );
+        assert_eq!(
+            urls(&mirrored, &["pytorch"]),
+            ["https://conda.anaconda.org/pytorch/"]
+        );
+    }
+
+    #[test]
+    fn override_and_extra_channels() {
+        let model = vec!["conda-forge".to_string(), "nodefaults".to_string()];
+        let extra = ChannelSettings {
+            channels: vec!["mine".into()],
+            ..ChannelSettings::default()
+        };
+        assert_eq!(extra.effective(&model), ["mine", "conda-forge"]);
+        let only = ChannelSettings {
+            channels: vec!["mine".into()],
+            override_channels: true,
+            ..ChannelSettings::default()
+        };
+        assert_eq!(only.effective(&model), ["mine"]);
+    }
+
+    #[test]
+    fn mirror_secrets_are_redacted() {
+        let mirrored = settings(&[("conda-forge", "https://u:pa55word@mirror.example/cf")]);
+        let resolved = mirrored
+            .resolve(&["conda-forge".into()], Path::new("/"))
+            .unwrap();
+        assert_eq!(resolved[0].display, "https://u:****@mirror.example/cf");
+    }
+}

@@ -1,0 +1,199 @@
+//! The conda layer: repodata through rattler's gateway, a resolvo solve, rattler's installer.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rattler::install::Installer;
+use rattler::package_cache::PackageCache;
+use rattler_conda_types::{
+    GenericVirtualPackage, MatchSpec, ParseStrictness, RepoDataRecord, Subdir,
+};
+use rattler_repodata_gateway::fetch::CacheAction;
+use rattler_repodata_gateway::{Gateway, SourceConfig};
+use rattler_solve::{SolverImpl, SolverTask};
+
+use crate::channels::ResolvedChannel;
+use crate::error::SolveError;
+use crate::redact::redact;
+use crate::reporter::{InstallReporter, Reporter};
+
+/// Everything the conda layer needs.
+pub struct CondaContext<'a> {
+    /// Channels in priority order.
+    pub channels: &'a [ResolvedChannel],
+    /// The target platform.
+    pub platform: Subdir,
+    /// Virtual packages of the machine.
+    pub virtual_packages: &'a [GenericVirtualPackage],
+    /// The repodata cache directory.
+    pub repodata_cache: PathBuf,
+    /// The package cache directory.
+    pub package_cache: PathBuf,
+    /// Use only what is cached.
+    pub offline: bool,
+}
+
+/// Parses normalised spec strings back into match specs.
+pub fn parse_specs(specs: &[String]) -> Result<Vec<MatchSpec>, SolveError> {
+    specs
+        .iter()
+        .map(|s| {
+            MatchSpec::from_str(s, ParseStrictness::Lenient).map_err(|source| {
+                SolveError::InvalidSpec {
+                    spec: s.clone(),
+                    source,
+                }
+            })
+        })
+        .collect()
+}
+
+fn channel_list(ctx: &CondaContext<'_>) -> String {
+    ctx.channels
+        .iter()
+        .map(|c| format!("`{}`", c.display))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Fetches repodata and solves `specs`.
+pub async fn solve(
+    ctx: &CondaContext<'_>,
+    specs: &[MatchSpec],
+) -> Result<Vec<RepoDataRecord>, SolveError> {
+    let source_config = SourceConfig {
+        cache_action: if ctx.offline {
+            CacheAction::ForceCacheOnly
+        } else {
+            CacheAction::CacheOrFetch
+        },
+        ..SourceConfig::default()
+    };
+    let gateway = Gateway::builder()
+        .with_cache_dir(&ctx.repodata_cache)
+        .with_channel_config(rattler_repodata_gateway::ChannelConfig {
+            default: source_config,
+            per_channel: std::collections::HashMap::new(),
+        })
+        .finish();
+    let channels: Vec<_> = ctx.channels.iter().map(|c| c.channel.clone()).collect();
+    let repodata = gateway
+        .query(channels, [ctx.platform, Subdir::NoArch], specs.to_vec())
+        .recursive(true)
+        .execute()
+        .await
+        .map_err(|source| {
+            let message = redact(&error_chain(&source));
+            if ctx.offline {
+                SolveError::OfflineNoRepodata {
+                    channels: channel_list(ctx),
+                    message,
+                }
+            } else {
+                SolveError::ChannelUnreachable {
+                    channels: channel_list(ctx),
+                    message,
+                }
+            }
+        })?;
+
+    // A spec whose package no channel has gets its own error: it is usually a typo or a
+    // missing channel, and resolvo's explanation would bury that.
+    let available: HashSet<&str> = repodata
+        .iter()
+        .flat_map(|r| r.iter())
+        .map(|r| r.package_record.name.as_normalized())
+        .collect();
+    let virtual_names: HashSet<&str> = ctx
+        .virtual_packages
+        .iter()
+        .map(|p| p.name.as_normalized())
+        .collect();
+    for spec in specs {
+        if let Some(name) = spec.name.as_exact()
+            && !available.contains(name.as_normalized())
+            && !virtual_names.contains(name.as_normalized())
+        {
+            return Err(SolveError::PackageNotFound {
+                spec: spec.to_string(),
+                channels: channel_list(ctx),
+                platform: ctx.platform.to_string(),
+            });
+        }
+    }
+
+    let mut task = SolverTask::from_iter(repodata.iter());
+    task.specs = specs.to_vec();
+    task.virtual_packages = ctx.virtual_packages.to_vec();
+    // Solving takes milliseconds for real model specs; run it on this thread.
+    match rattler_solve::resolvo::Solver.solve(task) {
+        Ok(result) => Ok(result.records),
+        Err(rattler_solve::SolveError::Unsolvable(reasons)) => Err(SolveError::Unsolvable {
+            specs: specs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            explanation: reasons.join("\n"),
+        }),
+        Err(other) => Err(SolveError::Internal {
+            message: other.to_string(),
+        }),
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+/// Installs `records` into `prefix` (absolute) with rattler's installer.
+pub async fn install(
+    ctx: &CondaContext<'_>,
+    prefix: &Path,
+    records: Vec<RepoDataRecord>,
+    specs: Vec<MatchSpec>,
+    reporter: Arc<dyn Reporter>,
+) -> Result<(), SolveError> {
+    let cache = PackageCache::new(&ctx.package_cache);
+    if ctx.offline {
+        let index = cache.index().await.map_err(|source| SolveError::Io {
+            path: ctx.package_cache.clone(),
+            source,
+        })?;
+        let missing: Vec<String> = records
+            .iter()
+            .filter(|r| r.url.scheme() != "file" && !index.contains_record(r))
+            .map(|r| r.identifier.to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(SolveError::OfflinePackagesMissing {
+                packages: missing.join(", "),
+            });
+        }
+    }
+    Installer::new()
+        .with_package_cache(cache)
+        .with_target_platform(ctx.platform)
+        .with_requested_specs(specs)
+        .with_execute_link_scripts(false)
+        .with_reporter(InstallReporter {
+            inner: reporter,
+            names: std::sync::Mutex::new(Vec::new()),
+        })
+        .install(prefix, records)
+        .await
+        .map_err(|source| SolveError::Install {
+            message: redact(&error_chain(&source)),
+        })?;
+    Ok(())
+}

@@ -1,0 +1,513 @@
+//! The pinned `uv`: found, or fetched from PyPI with its sha256 checked, and run to install
+//! pip requirements into an environment.
+//!
+//! Order (DESIGN §6): `--uv` / `PYFUNC_ENV_UV`, then a `uv` on `PATH` whose version is
+//! compatible, then our own copy in the cache, downloaded from PyPI's uv wheel on first use.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use env_spec::{IndexOptions, PipSet};
+use sha2::{Digest, Sha256};
+
+use crate::error::SolveError;
+use crate::redact::{redact, register_url};
+use crate::reporter::Reporter;
+
+/// The uv version we download and test with.
+pub const UV_VERSION: &str = "0.13.9";
+/// The oldest uv on `PATH` we accept: every flag we pass exists since then.
+pub const UV_MIN_VERSION: (u64, u64) = (0, 5);
+
+/// The uv wheel for each platform, with its sha256 from PyPI.
+const UV_WHEELS: &[(&str, &str, &str)] = &[
+    (
+        "linux-64",
+        "uv-0.13.9-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "d7f459fe4fd247d830351c75686d3996ace3c6f3f728eb0e85a30b7ada0cef19",
+    ),
+    (
+        "linux-aarch64",
+        "uv-0.13.9-py3-none-manylinux_2_17_aarch64.manylinux2014_aarch64.musllinux_1_1_aarch64.whl",
+        "5435c5ce14a56431208ca0996416d310f1598e8c2c8ba707688985a16bb82dbe",
+    ),
+    (
+        "osx-64",
+        "uv-0.13.9-py3-none-macosx_10_12_x86_64.whl",
+        "c16ed11e013557536b3e60065f1b912f6407bd6518e041b961e23ef9e6b4fbf5",
+    ),
+    (
+        "osx-arm64",
+        "uv-0.13.9-py3-none-macosx_11_0_arm64.whl",
+        "66c512266d633bef48384a1f53003f41f2a8e7b36fe6e7fbfd3e0fd52d96fa63",
+    ),
+];
+
+/// Where PyPI's simple index lists the uv files.
+const UV_INDEX: &str = "https://pypi.org/simple/uv/";
+
+/// A usable uv binary.
+#[derive(Debug, Clone)]
+pub struct Uv {
+    /// The binary.
+    pub path: PathBuf,
+    /// Its version (`0.13.9`).
+    pub version: String,
+}
+
+fn version_of(path: &Path) -> Option<String> {
+    let output = Command::new(path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    // `uv 0.13.9 (6b2b0f6 2026-...)`
+    text.split_whitespace().nth(1).map(str::to_string)
+}
+
+fn compatible(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major, minor) >= UV_MIN_VERSION
+}
+
+fn find_on_path() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("uv"))
+        .find(|candidate| candidate.is_file())
+}
+
+impl Uv {
+    /// Finds or provisions uv. `configured` is `--uv`/`PYFUNC_ENV_UV`; `tools_dir` is where our
+    /// own copy lives.
+    pub async fn find(
+        configured: Option<&Path>,
+        tools_dir: &Path,
+        offline: bool,
+    ) -> Result<Self, SolveError> {
+        if let Some(path) = configured {
+            let version = version_of(path).ok_or_else(|| SolveError::UvNotRunnable {
+                path: path.to_path_buf(),
+            })?;
+            return Ok(Self {
+                path: path.to_path_buf(),
+                version,
+            });
+        }
+        if let Some(path) = find_on_path()
+            && let Some(version) = version_of(&path)
+        {
+            if compatible(&version) {
+                tracing::debug!("Using uv {version} from PATH: {}", path.display());
+                return Ok(Self { path, version });
+            }
+            tracing::debug!(
+                "Ignoring uv {version} on PATH: older than {}.{}",
+                UV_MIN_VERSION.0,
+                UV_MIN_VERSION.1
+            );
+        }
+        let own = tools_dir.join(format!("uv-{UV_VERSION}")).join("uv");
+        if own.is_file() {
+            return Ok(Self {
+                path: own,
+                version: UV_VERSION.to_string(),
+            });
+        }
+        if offline {
+            return Err(SolveError::UvUnavailableOffline);
+        }
+        download(tools_dir, &own).await?;
+        Ok(Self {
+            path: own,
+            version: UV_VERSION.to_string(),
+        })
+    }
+}
+
+async fn download(tools_dir: &Path, target: &Path) -> Result<(), SolveError> {
+    let platform = crate::context::current_platform()?;
+    let Some((_, filename, sha256)) = UV_WHEELS.iter().find(|(p, _, _)| *p == platform.as_str())
+    else {
+        return Err(SolveError::UvNoWheel {
+            platform: platform.to_string(),
+        });
+    };
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source: std::io::Error| SolveError::Io { path, source }
+    };
+    fs_err::create_dir_all(tools_dir).map_err(|e| SolveError::Io {
+        path: tools_dir.to_path_buf(),
+        source: e.into(),
+    })?;
+    // One download at a time; a second process waits and finds the binary.
+    let lock_path = tools_dir.join(format!("uv-{UV_VERSION}.lock"));
+    let lock = tokio::task::spawn_blocking({
+        let lock_path = lock_path.clone();
+        move || env_cache::LockedFile::acquire_blocking(&lock_path, env_cache::LockKind::Exclusive)
+    })
+    .await
+    .map_err(|e| SolveError::Internal {
+        message: e.to_string(),
+    })??;
+    if target.is_file() {
+        return Ok(());
+    }
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("pyfunc-env/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| SolveError::UvDownload {
+            url: UV_INDEX.to_string(),
+            message: e.to_string(),
+        })?;
+    let failed = |url: &str| {
+        let url = url.to_string();
+        move |e: reqwest::Error| SolveError::UvDownload {
+            url: url.clone(),
+            message: redact(&e.to_string()),
+        }
+    };
+    let index: serde_json::Value = client
+        .get(UV_INDEX)
+        .header("Accept", "application/vnd.pypi.simple.v1+json")
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(failed(UV_INDEX))?
+        .json()
+        .await
+        .map_err(failed(UV_INDEX))?;
+    let url = index["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["filename"] == *filename)
+        .and_then(|f| f["url"].as_str())
+        .ok_or_else(|| SolveError::UvDownload {
+            url: UV_INDEX.to_string(),
+            message: format!("`{filename}` is not listed"),
+        })?
+        .to_string();
+    let bytes = client
+        .get(&url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(failed(&url))?
+        .bytes()
+        .await
+        .map_err(failed(&url))?;
+    let digest = env_spec::spec::hex(&Sha256::digest(&bytes));
+    if digest != *sha256 {
+        return Err(SolveError::UvChecksum {
+            file: (*filename).to_string(),
+            expected: (*sha256).to_string(),
+            actual: digest,
+        });
+    }
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| SolveError::UvDownload {
+            url: url.clone(),
+            message: format!("not a wheel: {e}"),
+        })?;
+    let member = format!("uv-{UV_VERSION}.data/scripts/uv");
+    let mut binary = Vec::new();
+    archive
+        .by_name(&member)
+        .map_err(|e| SolveError::UvDownload {
+            url: url.clone(),
+            message: format!("`{member}` missing from the wheel: {e}"),
+        })?
+        .read_to_end(&mut binary)
+        .map_err(io(target))?;
+    let dir = target.parent().unwrap_or(tools_dir);
+    fs_err::create_dir_all(dir).map_err(|e| SolveError::Io {
+        path: dir.to_path_buf(),
+        source: e.into(),
+    })?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
+    std::io::Write::write_all(&mut temp, &binary).map_err(io(target))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        temp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o755))
+            .map_err(io(target))?;
+    }
+    temp.persist(target).map_err(|e| SolveError::Io {
+        path: target.to_path_buf(),
+        source: e.error,
+    })?;
+    drop(lock);
+    Ok(())
+}
+
+/// One `uv pip install` into an environment.
+pub struct PipInstall<'a> {
+    /// The environment's interpreter.
+    pub python: &'a Path,
+    /// What to install.
+    pub set: &'a PipSet,
+    /// Build dependencies installed in an earlier step, to keep as constraints (so a later
+    /// step cannot silently replace them).
+    pub model_root: &'a Path,
+    /// uv's cache directory.
+    pub cache_dir: &'a Path,
+    /// A scratch directory for the generated requirement files.
+    pub scratch: &'a Path,
+    /// No network.
+    pub offline: bool,
+    /// `--exclude-newer`.
+    pub exclude_newer: Option<&'a str>,
+    /// What this step is, for messages (`build dependencies`, `pip requirements`).
+    pub step: &'a str,
+}
+
+fn index_args(index: &IndexOptions, model_root: &Path) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(url) = &index.index_url {
+        register_url(url);
+        args.extend(["--index-url".to_string(), url.clone()]);
+    }
+    for url in &index.extra_index_urls {
+        register_url(url);
+        args.extend(["--extra-index-url".to_string(), url.clone()]);
+    }
+    if index.no_index {
+        args.push("--no-index".into());
+    }
+    for link in &index.find_links {
+        register_url(link);
+        let link = if link.contains("://") {
+            link.clone()
+        } else {
+            model_root.join(link).to_string_lossy().into_owned()
+        };
+        args.extend(["--find-links".to_string(), link]);
+    }
+    if index.pre {
+        args.extend(["--prerelease".to_string(), "allow".to_string()]);
+    }
+    for value in &index.no_binary {
+        args.extend(["--no-binary".to_string(), value.clone()]);
+    }
+    for value in &index.only_binary {
+        args.extend(["--only-binary".to_string(), value.clone()]);
+    }
+    for host in &index.trusted_hosts {
+        args.extend(["--allow-insecure-host".to_string(), host.clone()]);
+    }
+    if index.require_hashes {
+        args.push("--require-hashes".into());
+    }
+    args
+}
+
+/// Whether uv's error output says the requirements cannot be met (the user's input) rather
+/// than that something broke (network, disk).
+fn is_resolution_failure(stderr: &str) -> bool {
+    [
+        "No solution found",
+        "not found in the package registry",
+        "we can conclude",
+        "has no version",
+        "is not available",
+        "Failed to parse",
+        "Distribution not found",
+        "does not match",
+        "Hash mismatch",
+    ]
+    .iter()
+    .any(|needle| stderr.contains(needle))
+}
+
+impl Uv {
+    fn command(&self, cache_dir: &Path, offline: bool) -> Command {
+        let mut command = Command::new(&self.path);
+        command
+            .env("UV_CACHE_DIR", cache_dir)
+            .env("UV_NO_PROGRESS", "1")
+            .env("UV_PYTHON_DOWNLOADS", "never")
+            .env_remove("UV_PYTHON")
+            .env_remove("UV_SYSTEM_PYTHON")
+            .env_remove("UV_NO_CACHE")
+            .env_remove("VIRTUAL_ENV")
+            .env_remove("CONDA_PREFIX")
+            .stdin(Stdio::null());
+        if offline {
+            command.env("UV_OFFLINE", "1");
+        } else {
+            command.env_remove("UV_OFFLINE");
+        }
+        command
+    }
+
+    /// Creates a virtual environment at `prefix` (which may already hold our metadata
+    /// directory) from `interpreter`.
+    pub fn venv(
+        &self,
+        interpreter: &Path,
+        prefix: &Path,
+        cache_dir: &Path,
+        reporter: &Arc<dyn Reporter>,
+    ) -> Result<(), SolveError> {
+        let mut command = self.command(cache_dir, true);
+        command
+            .args(["venv", "--allow-existing", "--no-project", "--python"])
+            .arg(interpreter)
+            .arg(prefix);
+        let (status, stderr) =
+            run_streaming(&mut command, reporter).map_err(|source| SolveError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        if status.success() {
+            return Ok(());
+        }
+        Err(SolveError::PipFailed {
+            step: "virtualenv".into(),
+            code: status.code(),
+            stderr: redact(stderr.trim_end()),
+            user: false,
+        })
+    }
+
+    /// Installs `install.set` into the environment of `install.python`.
+    pub fn pip_install(
+        &self,
+        install: &PipInstall<'_>,
+        reporter: &Arc<dyn Reporter>,
+    ) -> Result<(), SolveError> {
+        if install.set.requirements.is_empty() {
+            return Ok(());
+        }
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source: std::io::Error| SolveError::Io { path, source }
+        };
+        let mut requirements = tempfile::Builder::new()
+            .prefix("requirements-")
+            .suffix(".txt")
+            .tempfile_in(install.scratch)
+            .map_err(io(install.scratch))?;
+        let text: String = install
+            .set
+            .requirements
+            .iter()
+            .map(|r| r.to_requirement_line(install.model_root) + "\n")
+            .collect();
+        std::io::Write::write_all(&mut requirements, text.as_bytes())
+            .map_err(io(requirements.path()))?;
+        let mut command = self.command(install.cache_dir, install.offline);
+        command
+            .args(["pip", "install", "--python"])
+            .arg(install.python)
+            .arg("-r")
+            .arg(requirements.path())
+            .args(index_args(&install.set.index, install.model_root))
+            .current_dir(install.model_root);
+        let constraints;
+        if !install.set.constraints.is_empty() {
+            let mut file = tempfile::Builder::new()
+                .prefix("constraints-")
+                .suffix(".txt")
+                .tempfile_in(install.scratch)
+                .map_err(io(install.scratch))?;
+            let text: String = install
+                .set
+                .constraints
+                .iter()
+                .map(|r| r.to_requirement_line(install.model_root) + "\n")
+                .collect();
+            std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io(file.path()))?;
+            command.arg("-c").arg(file.path());
+            constraints = Some(file);
+        } else {
+            constraints = None;
+        }
+        if let Some(date) = install.exclude_newer {
+            command.args(["--exclude-newer", date]);
+        }
+        tracing::debug!("Running {:?}", command);
+        let result = run_streaming(&mut command, reporter);
+        drop(constraints);
+        let (status, stderr) = result.map_err(io(&self.path))?;
+        if status.success() {
+            return Ok(());
+        }
+        let stderr = redact(stderr.trim_end());
+        let user = is_resolution_failure(&stderr);
+        Err(SolveError::PipFailed {
+            step: install.step.to_string(),
+            code: status.code(),
+            stderr,
+            user,
+        })
+    }
+}
+
+/// Runs a command, passing its stderr lines to the reporter, and returns its status and the
+/// stderr text.
+pub fn run_streaming(
+    command: &mut Command,
+    reporter: &Arc<dyn Reporter>,
+) -> std::io::Result<(std::process::ExitStatus, String)> {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn()?;
+    let stdout = child.stdout.take();
+    let stdout_thread = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut out) = stdout {
+            let _ = out.read_to_string(&mut text);
+        }
+        text
+    });
+    let mut collected = String::new();
+    if let Some(stderr) = child.stderr.take() {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            reporter.on_tool_output(&line);
+            collected.push_str(&line);
+            collected.push('\n');
+        }
+    }
+    let status = child.wait()?;
+    let stdout = stdout_thread.join().unwrap_or_default();
+    if !stdout.is_empty() {
+        collected.push_str(&stdout);
+    }
+    Ok((status, collected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_compatibility() {
+        assert!(compatible("0.13.9"));
+        assert!(compatible("1.0.0"));
+        assert!(compatible("0.5.0"));
+        assert!(!compatible("0.4.30"));
+    }
+
+    #[test]
+    fn every_supported_platform_has_a_pinned_wheel() {
+        for (platform, filename, sha256) in UV_WHEELS {
+            assert!(
+                filename.starts_with(&format!("uv-{UV_VERSION}-")),
+                "{platform}"
+            );
+            assert_eq!(sha256.len(), 64);
+        }
+    }
+}
