@@ -1,1 +1,444 @@
 //! Runs scoring and commands inside a pyfunc-env environment.
+//!
+//! - [`Environment::command`] builds a command with the environment activated: its `bin/` first
+//!   on `PATH`, `CONDA_PREFIX` or `VIRTUAL_ENV`, the conda file's `variables:`, and the conda
+//!   activation scripts packages ship (`etc/conda/activate.d/*.sh`, sourced by `/bin/sh`).
+//! - [`predict_command`] and [`serve_command`] run small scripts shipped in this binary with
+//!   the environment's own Python, so scoring goes through the model's own mlflow.
+//! - [`exec`] replaces this process with the command (Unix), so the model's exit code and
+//!   signals need no forwarding and the tool adds nothing to a long-running server; the
+//!   environment's locks are handed down to it so the environment cannot be pruned while the
+//!   model runs.
+//! - [`check`] compares a model's requirements with what an interpreter has installed, with
+//!   the rules of the warning `mlflow.pyfunc.load_model` prints.
+#![warn(missing_docs)]
+
+mod check;
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub use check::{CheckReport, Interpreter, Mismatch, check, inspect_interpreter};
+
+/// Errors of `env-run`.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum RunError {
+    /// The program could not be started.
+    #[error("Failed to run `{program}`")]
+    #[diagnostic(help(
+        "Check the command name; inside the environment, `PATH` starts with `{bindir}`"
+    ))]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The environment's bin directory.
+        bindir: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An interpreter could not be inspected.
+    #[error("Failed to inspect the Python interpreter `{}`: {message}", python.display())]
+    #[diagnostic(help("Pass a working interpreter with `--python`"))]
+    Inspect {
+        /// The interpreter.
+        python: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// What kind of environment a prefix is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvKind {
+    /// A conda prefix (`conda-meta/` present).
+    Conda,
+    /// A virtual environment (`pyvenv.cfg`).
+    Venv,
+    /// A plain interpreter outside any environment (`--env-manager local`).
+    System,
+}
+
+/// An environment to run things in.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    /// The prefix (for `System`, the interpreter's `sys.prefix`).
+    pub prefix: PathBuf,
+    /// The interpreter.
+    pub python: PathBuf,
+    /// The kind.
+    pub kind: EnvKind,
+    /// Variables to set on activation (`variables:` of the conda file).
+    pub variables: BTreeMap<String, String>,
+}
+
+/// Variables that would make the environment's Python look elsewhere.
+const CLEARED: &[&str] = &[
+    "PYTHONHOME",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "PYTHONNOUSERSITE_OVERRIDE",
+    "__PYVENV_LAUNCHER__",
+];
+
+impl Environment {
+    /// An environment in a prefix built by pyfunc-env.
+    #[must_use]
+    pub fn from_prefix(prefix: &Path, variables: BTreeMap<String, String>) -> Self {
+        let kind = if prefix.join("conda-meta").is_dir() {
+            EnvKind::Conda
+        } else {
+            EnvKind::Venv
+        };
+        Self {
+            prefix: prefix.to_path_buf(),
+            python: prefix.join("bin").join("python"),
+            kind,
+            variables,
+        }
+    }
+
+    /// A plain interpreter, run without any activation.
+    #[must_use]
+    pub fn system(python: &Path) -> Self {
+        Self {
+            prefix: python
+                .parent()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new("/"))
+                .to_path_buf(),
+            python: python.to_path_buf(),
+            kind: EnvKind::System,
+            variables: BTreeMap::new(),
+        }
+    }
+
+    /// The environment's `bin/`.
+    #[must_use]
+    pub fn bindir(&self) -> PathBuf {
+        self.prefix.join("bin")
+    }
+
+    /// The conda activation scripts packages installed, in the order conda runs them.
+    #[must_use]
+    pub fn activation_scripts(&self) -> Vec<PathBuf> {
+        let dir = self.prefix.join("etc").join("conda").join("activate.d");
+        let Ok(read) = fs_err::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut scripts: Vec<PathBuf> = read
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "sh"))
+            .collect();
+        scripts.sort();
+        scripts
+    }
+
+    /// The variables activation sets (`Some`) and removes (`None`).
+    #[must_use]
+    pub fn activation_vars(&self) -> Vec<(OsString, Option<OsString>)> {
+        let mut vars: Vec<(OsString, Option<OsString>)> =
+            CLEARED.iter().map(|k| (OsString::from(k), None)).collect();
+        if self.kind == EnvKind::System {
+            return vars;
+        }
+        let mut path = self.bindir().into_os_string();
+        if let Some(existing) = std::env::var_os("PATH") {
+            path.push(":");
+            path.push(existing);
+        }
+        vars.push(("PATH".into(), Some(path)));
+        match self.kind {
+            EnvKind::Conda => {
+                vars.push((
+                    "CONDA_PREFIX".into(),
+                    Some(self.prefix.clone().into_os_string()),
+                ));
+                vars.push((
+                    "CONDA_DEFAULT_ENV".into(),
+                    Some(self.prefix.clone().into_os_string()),
+                ));
+                vars.push(("CONDA_SHLVL".into(), Some("1".into())));
+                vars.push(("VIRTUAL_ENV".into(), None));
+            }
+            EnvKind::Venv => {
+                vars.push((
+                    "VIRTUAL_ENV".into(),
+                    Some(self.prefix.clone().into_os_string()),
+                ));
+                vars.push(("CONDA_PREFIX".into(), None));
+            }
+            EnvKind::System => {}
+        }
+        for (key, value) in &self.variables {
+            vars.push((key.into(), Some(value.into())));
+        }
+        vars
+    }
+
+    /// A command running `program args` with the environment activated. `program` is looked
+    /// up on the activated `PATH`.
+    #[must_use]
+    pub fn command(&self, program: &OsStr, args: &[OsString]) -> Command {
+        let scripts = self.activation_scripts();
+        let mut command = if scripts.is_empty() {
+            let resolved = self.resolve_program(program);
+            let mut command = Command::new(resolved);
+            command.args(args);
+            command
+        } else {
+            // Source the activation scripts, then replace the shell with the program.
+            let mut script = String::new();
+            for path in &scripts {
+                script.push_str(". '");
+                script.push_str(&path.to_string_lossy().replace('\'', "'\\''"));
+                script.push_str("' || exit 1\n");
+            }
+            script.push_str("exec \"$@\"\n");
+            let mut command = Command::new("/bin/sh");
+            command
+                .arg("-c")
+                .arg(script)
+                .arg("sh")
+                .arg(program)
+                .args(args);
+            command
+        };
+        for (key, value) in self.activation_vars() {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        command
+    }
+
+    /// `program` as found first in the environment's `bin/`, else as given (then `PATH`).
+    fn resolve_program(&self, program: &OsStr) -> PathBuf {
+        let as_path = Path::new(program);
+        if self.kind != EnvKind::System && as_path.components().count() == 1 {
+            let candidate = self.bindir().join(program);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+        as_path.to_path_buf()
+    }
+}
+
+/// Options of `run -- predict`.
+#[derive(Debug, Clone, Default)]
+pub struct PredictOptions {
+    /// Input file (stdin if `None`).
+    pub input: Option<PathBuf>,
+    /// Output file (stdout if `None`).
+    pub output: Option<PathBuf>,
+    /// `json`, `csv` or `parquet`.
+    pub content_type: String,
+    /// `--params` JSON object.
+    pub params: Option<String>,
+}
+
+/// The command that scores `model_dir` in `env`.
+#[must_use]
+pub fn predict_command(env: &Environment, model_dir: &Path, options: &PredictOptions) -> Command {
+    let path_arg = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map_or_else(|| OsString::from("-"), |p| p.clone().into_os_string())
+    };
+    let args: Vec<OsString> = vec![
+        "-c".into(),
+        include_str!("scripts/predict.py").into(),
+        model_dir.into(),
+        path_arg(&options.input),
+        path_arg(&options.output),
+        options.content_type.clone().into(),
+        options.params.clone().unwrap_or_else(|| "-".into()).into(),
+    ];
+    env.command(env.python.as_os_str(), &args)
+}
+
+/// Options of `run -- serve`.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Bind address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Worker processes.
+    pub workers: Option<u32>,
+    /// Request timeout in seconds.
+    pub timeout: Option<u32>,
+}
+
+/// The command that serves `model_dir` from `env`.
+#[must_use]
+pub fn serve_command(env: &Environment, model_dir: &Path, options: &ServeOptions) -> Command {
+    let optional = |v: Option<u32>| v.map_or_else(|| OsString::from("-"), |v| v.to_string().into());
+    let args: Vec<OsString> = vec![
+        "-c".into(),
+        include_str!("scripts/serve.py").into(),
+        model_dir.into(),
+        options.host.clone().into(),
+        options.port.to_string().into(),
+        optional(options.workers),
+        optional(options.timeout),
+    ];
+    env.command(env.python.as_os_str(), &args)
+}
+
+/// Whether an environment has mlflow installed (a `mlflow` or `mlflow-skinny` distribution).
+#[must_use]
+pub fn has_mlflow(prefix: &Path) -> bool {
+    let Ok(lib) = fs_err::read_dir(prefix.join("lib")) else {
+        return false;
+    };
+    lib.flatten().any(|python_dir| {
+        fs_err::read_dir(python_dir.path().join("site-packages")).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name().to_string_lossy().to_ascii_lowercase();
+                (name.starts_with("mlflow-") || name.starts_with("mlflow_skinny-"))
+                    && name.ends_with(".dist-info")
+            })
+        })
+    })
+}
+
+/// Replaces this process with `command`, keeping `inherit` (open lock files) open in it so
+/// their locks last as long as the command. Returns only on failure. On non-Unix platforms the
+/// command runs as a child and its exit code is returned.
+pub fn exec(mut command: Command, inherit: &[&std::fs::File]) -> Result<i32, RunError> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let spawn_error = |source: std::io::Error| RunError::Spawn {
+        program: program.clone(),
+        bindir: String::new(),
+        source,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        for file in inherit {
+            keep_open_across_exec(file);
+        }
+        let error = command.exec();
+        Err(spawn_error(error))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = inherit;
+        let status = command.status().map_err(spawn_error)?;
+        Ok(status.code().unwrap_or(1))
+    }
+}
+
+#[cfg(unix)]
+fn keep_open_across_exec(file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: `fd` is a valid open descriptor owned by `file` for the duration of the call;
+    // F_GETFD/F_SETFD only change its close-on-exec flag.
+    #[expect(unsafe_code, reason = "no safe API clears FD_CLOEXEC")]
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+        }
+    }
+}
+
+/// The exit code a shell reports for a process that ended with `status` (128+n for signal n).
+#[must_use]
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return 128 + signal;
+        }
+    }
+    status.code().unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_of_a_venv_and_a_conda_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(dir.path().join("bin")).unwrap();
+        let env = Environment::from_prefix(
+            dir.path(),
+            BTreeMap::from([("OMP_NUM_THREADS".into(), "1".into())]),
+        );
+        assert_eq!(env.kind, EnvKind::Venv);
+        let vars = env.activation_vars();
+        let get = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        assert_eq!(
+            get("VIRTUAL_ENV"),
+            Some(Some(dir.path().as_os_str().to_owned()))
+        );
+        assert_eq!(get("PYTHONPATH"), Some(None));
+        assert_eq!(get("OMP_NUM_THREADS"), Some(Some("1".into())));
+        assert!(
+            get("PATH")
+                .unwrap()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&dir.path().join("bin").to_string_lossy().into_owned())
+        );
+        fs_err::create_dir_all(dir.path().join("conda-meta")).unwrap();
+        let env = Environment::from_prefix(dir.path(), BTreeMap::new());
+        assert_eq!(env.kind, EnvKind::Conda);
+        assert!(
+            env.activation_vars()
+                .iter()
+                .any(|(k, v)| k == "CONDA_PREFIX" && v.is_some())
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn activation_scripts_are_sourced() {
+        let dir = tempfile::tempdir().unwrap();
+        let activate = dir.path().join("etc/conda/activate.d");
+        fs_err::create_dir_all(&activate).unwrap();
+        fs_err::create_dir_all(dir.path().join("conda-meta")).unwrap();
+        fs_err::write(activate.join("b.sh"), "export ORDER=\"$ORDER b\"\n").unwrap();
+        fs_err::write(
+            activate.join("a.sh"),
+            "export ORDER=\"$ORDER a\"\nexport FROM_SCRIPT=yes\n",
+        )
+        .unwrap();
+        let env = Environment::from_prefix(dir.path(), BTreeMap::new());
+        let output = env
+            .command(
+                OsStr::new("sh"),
+                &[
+                    "-c".into(),
+                    "echo \"$FROM_SCRIPT$ORDER $CONDA_PREFIX\"".into(),
+                ],
+            )
+            .env_remove("ORDER")
+            .output()
+            .unwrap();
+        let text = String::from_utf8(output.stdout).unwrap();
+        assert_eq!(text.trim(), format!("yes a b {}", dir.path().display()));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn exit_codes_of_signals() {
+        let status = Command::new("sh")
+            .args(["-c", "kill -TERM $$"])
+            .status()
+            .unwrap();
+        assert_eq!(exit_code(status), 128 + 15);
+        let status = Command::new("sh").args(["-c", "exit 7"]).status().unwrap();
+        assert_eq!(exit_code(status), 7);
+    }
+}

@@ -40,6 +40,8 @@ pub struct CreateRequest<'a> {
     pub virtual_packages: &'a [GenericVirtualPackage],
     /// `--uv`.
     pub uv: Option<&'a Path>,
+    /// uv's cache directory (default: the cache's `uv-v1/`).
+    pub uv_cache_dir: Option<&'a Path>,
     /// Rebuild even if complete (`--reinstall`).
     pub reinstall: bool,
 }
@@ -245,7 +247,7 @@ async fn build(
             request.offline,
         )
         .await?;
-        let uv_cache = cache.bucket(env_cache::UV_BUCKET)?;
+        let uv_cache = uv_cache_dir(cache, request)?;
         let scratch = cache.bucket(env_cache::TMP_DIR)?;
         let t = Instant::now();
         for (step, set) in [
@@ -446,7 +448,7 @@ async fn provision_python(
                 request.offline,
             )
             .await?;
-            let uv_cache = cache.bucket(env_cache::UV_BUCKET)?;
+            let uv_cache = uv_cache_dir(cache, request)?;
             tokio::task::block_in_place(|| {
                 uv.venv(&interpreter.path, prefix, &uv_cache, reporter)
             })?;
@@ -469,6 +471,13 @@ async fn provision_python(
         version: version.to_string(),
         attempts: attempts.join("\n"),
     })
+}
+
+fn uv_cache_dir(cache: &Cache, request: &CreateRequest<'_>) -> Result<PathBuf, SolveError> {
+    match request.uv_cache_dir {
+        Some(dir) => Ok(dir.to_path_buf()),
+        None => Ok(cache.bucket(env_cache::UV_BUCKET)?),
+    }
 }
 
 /// `lib/pythonX.Y/site-packages` of a prefix.

@@ -107,6 +107,14 @@ impl ChannelSettings {
                     })?
                 };
                 let display = redact_url(channel.base_url.url().as_str().trim_end_matches('/'));
+                // Two names mirrored to one place (`conda-forge` and `defaults` to one local
+                // channel) are one channel.
+                if out
+                    .iter()
+                    .any(|c: &ResolvedChannel| c.channel.base_url == channel.base_url)
+                {
+                    continue;
+                }
                 out.push(ResolvedChannel {
                     name: name.clone(),
                     channel,

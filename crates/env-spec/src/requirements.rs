@@ -386,6 +386,20 @@ pub struct PipRequirement {
 }
 
 impl PipRequirement {
+    /// A named requirement from a PEP 508 string (`mlflow==2.9.2`).
+    pub fn named(text: &str) -> Result<Self, String> {
+        let requirement = pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(text)
+            .map_err(|e| first_line(&e.to_string()).to_string())?;
+        Ok(Self {
+            target: Target::Named(requirement.to_string()),
+            editable: false,
+            marker: None,
+            hashes: Vec::new(),
+            written: text.to_string(),
+            origin: None,
+        })
+    }
+
     /// The package name, when the requirement names one.
     #[must_use]
     pub fn name(&self) -> Option<String> {

@@ -33,7 +33,7 @@ impl BuildOptions {
 
     /// The interpreter that runs `pip download`: the pinned CPython 3.11, which pyenv installs
     /// with pip.
-    fn download_python(&self) -> Result<PathBuf> {
+    pub(crate) fn download_python(&self) -> Result<PathBuf> {
         let dir = python::install_dir(&self.pyenv_root, python::PYTHON_VERSIONS[1])?;
         Ok(dir.join("bin").join("python3"))
     }

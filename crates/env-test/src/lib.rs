@@ -118,6 +118,19 @@ pub fn test_channel() -> Result<&'static TestChannel> {
     Ok(CHANNEL.get_or_init(|| TestChannel { path }))
 }
 
+/// A directory of real PyPI wheels (the pinned pip, setuptools, wheel and numpy wheels, sha256
+/// checked), for tests that install with `uv --find-links DIR --no-index --offline`.
+pub fn wheel_dir() -> Result<&'static Path> {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(dir) = DIR.get() {
+        return Ok(dir);
+    }
+    let options = BuildOptions::discover()?;
+    let python = options.download_python()?;
+    wheel::fetch(&options.wheel_cache, &python)?;
+    Ok(DIR.get_or_init(|| options.wheel_cache))
+}
+
 /// Finds or builds the channel for the current inputs under the target directory.
 fn cached_channel() -> Result<PathBuf> {
     let options = BuildOptions::discover()?;

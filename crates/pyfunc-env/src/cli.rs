@@ -92,9 +92,53 @@ pub enum Command {
         after_help = "Examples:\n  pyfunc-env create model/                          # MLflow's default env manager for the model\n  pyfunc-env create model/ --env-manager conda      # conda.yaml, solved and installed with rattler\n  pyfunc-env create model/ --mirror conda-forge=https://mirror.example/conda-forge\n  pyfunc-env create model/ --json                   # key, prefix, python, cache hit, timings"
     )]
     Create(CreateArgs),
+    /// Run `predict`, `serve` or any command inside the model's environment
+    #[command(
+        after_help = "Examples:\n  pyfunc-env run model/ -- predict -i input.json            # {\"predictions\": ...} on stdout\n  pyfunc-env run model/ -- predict -i input.csv -t csv -o out.json\n  pyfunc-env run model/ -- serve --port 5000                # MLflow's scoring server\n  pyfunc-env run model/ -- python -c 'import sklearn; print(sklearn.__version__)'\n  pyfunc-env run model/ --env-manager local -- predict -i input.json\n\nThe command's exit code is pyfunc-env's exit code (128+n if signal n killed it).\npredict [-i FILE] [-o FILE] [-t json|csv|parquet] [--params JSON]\nserve [--host 127.0.0.1] [--port 5000] [--workers N] [--timeout S]"
+    )]
+    Run(RunArgs),
+    /// Compare the model's requirements with what an interpreter or environment has installed
+    #[command(
+        after_help = "Examples:\n  pyfunc-env check model/                        # against python3 on PATH\n  pyfunc-env check model/ --python .venv/bin/python --strict\n  pyfunc-env check model/ --env 0f3c...          # against a cached environment"
+    )]
+    Check(CheckArgs),
     /// Inspect and maintain the cache
     #[command(subcommand)]
     Cache(CacheCommand),
+}
+
+/// `pyfunc-env run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    #[command(flatten)]
+    pub env: EnvArgs,
+    /// With `--env-manager local`: the interpreter to run with (default: `python3` on PATH)
+    #[arg(long, value_hint = ValueHint::ExecutablePath)]
+    pub python: Option<PathBuf>,
+    /// `predict ...`, `serve ...`, or any command and its arguments
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// `pyfunc-env check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// The interpreter to check (default: `python3` on PATH)
+    #[arg(long, value_hint = ValueHint::ExecutablePath, conflicts_with = "env")]
+    pub python: Option<PathBuf>,
+    /// A cached environment to check, by key (see `pyfunc-env cache list`)
+    #[arg(long, value_name = "KEY")]
+    pub env: Option<String>,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with 1 when anything differs
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// How to build an environment: shared by `create` and `run`.
@@ -142,6 +186,10 @@ pub struct EnvArgs {
     /// Rebuild the environment even if it is complete
     #[arg(long)]
     pub reinstall: bool,
+
+    /// Add mlflow to the environment (default version: the MLmodel's `mlflow_version`)
+    #[arg(long, value_name = "VERSION", num_args = 0..=1, default_missing_value = "")]
+    pub install_mlflow: Option<String>,
 }
 
 /// `--python-source`.
@@ -230,13 +278,18 @@ pub enum EnvManagerArg {
     Virtualenv,
     /// The same environment as `virtualenv` (MLflow's uv manager builds it with uv).
     Uv,
+    /// No environment: `run` uses an existing interpreter (`--python`) after a mismatch report.
+    Local,
 }
 
-impl From<EnvManagerArg> for env_spec::EnvManager {
-    fn from(arg: EnvManagerArg) -> Self {
-        match arg {
-            EnvManagerArg::Conda => Self::Conda,
-            EnvManagerArg::Virtualenv | EnvManagerArg::Uv => Self::Virtualenv,
+impl EnvManagerArg {
+    /// The spec's env manager; `None` for `local`.
+    #[must_use]
+    pub fn manager(self) -> Option<env_spec::EnvManager> {
+        match self {
+            Self::Conda => Some(env_spec::EnvManager::Conda),
+            Self::Virtualenv | Self::Uv => Some(env_spec::EnvManager::Virtualenv),
+            Self::Local => None,
         }
     }
 }

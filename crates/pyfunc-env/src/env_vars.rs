@@ -14,6 +14,9 @@ impl EnvVars {
     pub const PYFUNC_ENV_CONFIG_FILE: &'static str = "PYFUNC_ENV_CONFIG_FILE";
     /// Path to the `uv` binary to use.
     pub const PYFUNC_ENV_UV: &'static str = "PYFUNC_ENV_UV";
+    /// uv's cache directory, instead of `uv-v1/` inside the cache (e.g. to share one uv cache
+    /// between several cache roots).
+    pub const PYFUNC_ENV_UV_CACHE_DIR: &'static str = "PYFUNC_ENV_UV_CACHE_DIR";
     /// Channel mirrors, `name-or-url=url` pairs separated by whitespace or commas.
     pub const PYFUNC_ENV_MIRRORS: &'static str = "PYFUNC_ENV_MIRRORS";
     /// Seconds to wait for a lock held by another process.

@@ -73,6 +73,8 @@ fn run(command: Command, settings: &Settings, printer: Printer) -> anyhow::Resul
         Command::Inspect(args) => commands::inspect::inspect(&args, settings, printer),
         Command::Create(args) => commands::create::create(&args, settings, printer),
         Command::Cache(command) => commands::cache::cache(&command, settings, printer),
+        Command::Run(args) => commands::run::run(&args, settings, printer),
+        Command::Check(args) => commands::check::check(&args, settings, printer),
     }
 }
 

@@ -41,12 +41,6 @@ impl Printer {
         self.verbosity
     }
 
-    /// Whether colours are on.
-    #[must_use]
-    pub fn color(&self) -> bool {
-        self.color
-    }
-
     fn paint(&self, style: Style, text: &str) -> String {
         if self.color {
             format!("{}{text}{}", style.render(), style.render_reset())

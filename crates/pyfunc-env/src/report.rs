@@ -52,6 +52,9 @@ fn as_diagnostic<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a
     if let Some(error) = error.downcast_ref::<env_cache::CacheError>() {
         return Some(error);
     }
+    if let Some(error) = error.downcast_ref::<env_run::RunError>() {
+        return Some(error);
+    }
     None
 }
 
@@ -70,6 +73,15 @@ pub fn exit_status(error: &anyhow::Error) -> ExitStatus {
                 ExitStatus::Failure
             } else {
                 ExitStatus::Error
+            };
+        }
+        if let Some(env_run::RunError::Spawn { source, .. }) =
+            cause.downcast_ref::<env_run::RunError>()
+        {
+            // What a shell answers for a command it cannot find or run.
+            return match source.kind() {
+                std::io::ErrorKind::NotFound => ExitStatus::External(127),
+                _ => ExitStatus::External(126),
             };
         }
         if cause.downcast_ref::<UserError>().is_some() {
@@ -103,7 +115,7 @@ pub fn render(printer: &Printer, error: &anyhow::Error) -> String {
     let mut hints: Vec<String> = Vec::new();
     let mut previous = String::new();
     for (index, cause) in error.chain().enumerate() {
-        let message = cause.to_string();
+        let message = indent_continuation(cause.to_string().trim_end());
         // A layer that only repeats its source adds nothing.
         if message == previous {
             continue;
@@ -123,6 +135,17 @@ pub fn render(printer: &Printer, error: &anyhow::Error) -> String {
     }
     for hint in hints {
         let _ = writeln!(out, "\n{}: {hint}", printer.cyan("hint"));
+    }
+    out
+}
+
+/// Indents the lines after the first, so a multi-line cause stays under its `Caused by:`.
+fn indent_continuation(message: &str) -> String {
+    let mut lines = message.lines();
+    let mut out = lines.next().unwrap_or_default().to_string();
+    for line in lines {
+        out.push_str("\n    ");
+        out.push_str(line);
     }
     out
 }

@@ -42,6 +42,8 @@ pub struct Settings {
     pub no_progress: bool,
     /// The `uv` binary to use, if configured.
     pub uv: Option<PathBuf>,
+    /// uv's cache directory, if not the one inside the cache root.
+    pub uv_cache_dir: Option<PathBuf>,
     /// Channel mirrors: channel name or URL prefix -> replacement URL.
     pub mirrors: BTreeMap<String, String>,
     /// How long to wait for locks held by other processes.
@@ -164,6 +166,7 @@ impl Settings {
             offline: args.offline || config.offline.unwrap_or(false),
             no_progress: args.no_progress || config.no_progress.unwrap_or(false),
             uv: env(EnvVars::PYFUNC_ENV_UV).map(PathBuf::from).or(config.uv),
+            uv_cache_dir: env(EnvVars::PYFUNC_ENV_UV_CACHE_DIR).map(PathBuf::from),
             mirrors,
             lock_timeout: Duration::from_secs(lock_timeout),
             config_file,

@@ -25,6 +25,10 @@ pub struct Ensured {
     pub created: env_solve::Created,
     /// Variables the environment's conda file sets on activation.
     pub variables: std::collections::BTreeMap<String, String>,
+    /// The cache.
+    pub cache: env_cache::Cache,
+    /// The cache-wide shared lock, held while the environment is used.
+    pub cache_lock: env_cache::LockedFile,
 }
 
 /// The channel settings of a run: flags, then `PYFUNC_ENV_MIRRORS`/config (already merged
@@ -67,9 +71,14 @@ pub fn ensure_env(
     printer: Printer,
 ) -> anyhow::Result<Ensured> {
     let model = open_model(model_path, printer)?;
-    let manager = args
-        .env_manager
-        .map_or_else(|| model.default_env_manager(), Into::into);
+    let manager = match args.env_manager {
+        None => model.default_env_manager(),
+        Some(arg) => arg.manager().ok_or_else(|| {
+            crate::report::UserError::new(
+                "`--env-manager local` builds no environment; it only applies to `run`",
+            )
+        })?,
+    };
     let mut resolved = model.spec(manager).with_context(|| {
         format!(
             "Failed to read the {manager} environment of `{}`",
@@ -89,6 +98,29 @@ pub fn ensure_env(
         }
         resolved.spec.python = Some(version.clone());
     }
+    if let Some(version) = &args.install_mlflow {
+        let version = if version.is_empty() {
+            model.mlmodel()?.mlflow_version().ok_or_else(|| {
+                crate::report::UserError::new(
+                    "The MLmodel records no `mlflow_version`; pass one: `--install-mlflow=2.9.2`",
+                )
+            })?
+        } else {
+            version.clone()
+        };
+        let requirement =
+            env_spec::PipRequirement::named(&format!("mlflow=={version}")).map_err(|e| {
+                crate::report::UserError::new(format!(
+                    "Invalid `--install-mlflow` version `{version}`: {e}"
+                ))
+            })?;
+        resolved
+            .spec
+            .pip
+            .requirements
+            .retain(|r| r.name().as_deref() != Some("mlflow"));
+        resolved.spec.pip.requirements.push(requirement);
+    }
     let options = build_options(args);
     let virtual_packages = env_solve::context::detect_virtual_packages()?;
     let context = env_solve::context::key_context(manager, &options, &virtual_packages)?;
@@ -97,7 +129,7 @@ pub fn ensure_env(
 
     let cache = env_cache::Cache::new(&settings.cache_dir);
     cache.init()?;
-    let _cache_lock = cache.lock_shared()?;
+    let cache_lock = cache.lock_shared()?;
     let uv = args.uv.clone().or_else(|| settings.uv.clone());
     let request = env_solve::CreateRequest {
         model_root: model.root(),
@@ -108,6 +140,7 @@ pub fn ensure_env(
         offline: settings.offline,
         virtual_packages: &virtual_packages,
         uv: uv.as_deref(),
+        uv_cache_dir: settings.uv_cache_dir.as_deref(),
         reinstall: args.reinstall,
     };
     let name = model
@@ -143,6 +176,8 @@ pub fn ensure_env(
         manager,
         created,
         variables,
+        cache,
+        cache_lock,
     })
 }
 

@@ -89,9 +89,12 @@ pub fn deps(args: &DepsArgs, _settings: &Settings, printer: Printer) -> anyhow::
             (deps.text, deps.warnings)
         }
         DepsFormat::Json => {
-            let manager = args
-                .env_manager
-                .map_or_else(|| model.default_env_manager(), Into::into);
+            let manager = match args.env_manager {
+        None => model.default_env_manager(),
+        Some(arg) => arg
+            .manager()
+            .ok_or_else(|| crate::report::UserError::new("`--env-manager local` builds no environment, so it has no spec; use conda, virtualenv or uv"))?,
+    };
             spec_json(&model, manager)?
         }
     };

@@ -1,9 +1,11 @@
 //! One module per subcommand.
 
 pub mod cache;
+pub mod check;
 pub mod create;
 pub mod deps;
 pub mod inspect;
+pub mod run;
 
 use std::path::Path;
 

@@ -1,0 +1,144 @@
+//! `pyfunc-env check`: the model's requirements against an interpreter or a cached environment.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use env_run::CheckReport;
+
+use crate::cli::CheckArgs;
+use crate::commands::open_model;
+use crate::printer::Printer;
+use crate::report::{ExitStatus, UserError};
+use crate::settings::Settings;
+
+/// Prints the report the way `mlflow.pyfunc.load_model` warns.
+pub fn warn(report: &CheckReport, printer: Printer) {
+    if let (true, Some(model)) = (report.python_mismatch, &report.model_python_version) {
+        printer.warn(format!(
+            "The version of Python that the model was saved in, `Python {model}`, differs from the version of Python that is currently running, `Python {}`, and may be incompatible",
+            report.python_version
+        ));
+    }
+    if !report.mismatches.is_empty() {
+        let list: Vec<String> = report
+            .mismatches
+            .iter()
+            .map(|m| format!(" - {m}"))
+            .collect();
+        printer.warn(format!(
+            "Detected one or more mismatches between the model's dependencies and the current Python environment:\n{}",
+            list.join("\n")
+        ));
+    }
+}
+
+/// Runs `check`.
+pub fn check(
+    args: &CheckArgs,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let model = open_model(&args.model.model, printer)?;
+    let python: PathBuf = match (&args.python, &args.env) {
+        (Some(python), _) => python.clone(),
+        (None, Some(key)) => {
+            let key = env_spec::EnvKey::parse(key).ok_or_else(|| {
+                UserError::new(format!(
+                    "`{key}` is not an environment key (32 hex digits; see `pyfunc-env cache list`)"
+                ))
+            })?;
+            let cache = env_cache::Cache::new(&settings.cache_dir);
+            let entry = cache.env(key.as_str())?;
+            if !matches!(entry.state(), env_cache::EnvState::Complete(_)) {
+                anyhow::bail!(UserError::new(format!(
+                    "No complete environment `{key}` in {}",
+                    cache.root().display()
+                )));
+            }
+            entry.dir().join("bin").join("python")
+        }
+        (None, None) => {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("python3"))
+                .find(|p| p.is_file())
+                .ok_or_else(|| UserError::new("No `python3` on PATH; pass `--python` or `--env`"))?
+        }
+    };
+    let requirements: Vec<String> = model
+        .requirements_file("requirements.txt")
+        .transpose()
+        .context("Failed to read the model's requirements")?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.req_str)
+        .collect();
+    let interpreter = env_run::inspect_interpreter(&python)?;
+    let python_version = model.mlmodel()?.python_version();
+    let report = env_run::check(
+        &requirements,
+        python_version.as_deref(),
+        &interpreter,
+        &python,
+    );
+    if args.json {
+        printer.data(format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+    } else {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Interpreter: {} (Python {})",
+            printer.cyan(python.display()),
+            report.python_version
+        );
+        let _ = writeln!(
+            out,
+            "Model Python: {}{}",
+            report.model_python_version.as_deref().unwrap_or("unknown"),
+            if report.python_mismatch {
+                format!("  {}", printer.yellow("differs (major.minor)"))
+            } else {
+                String::new()
+            }
+        );
+        if report.mismatches.is_empty() {
+            let _ = writeln!(
+                out,
+                "{} {} requirement(s) satisfied",
+                printer.green("OK"),
+                report.checked
+            );
+        } else {
+            let width = report
+                .mismatches
+                .iter()
+                .map(|m| m.package.len())
+                .max()
+                .unwrap_or(7)
+                .max(7);
+            let _ = writeln!(out, "{:<width$}  {:<14}  REQUIRED", "PACKAGE", "INSTALLED");
+            for mismatch in &report.mismatches {
+                let _ = writeln!(
+                    out,
+                    "{:<width$}  {:<14}  {}",
+                    mismatch.package,
+                    mismatch.installed.as_deref().unwrap_or("uninstalled"),
+                    mismatch.requirement
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{} of {} requirement(s) not satisfied",
+                report.mismatches.len(),
+                report.checked
+            );
+        }
+        printer.data(out)?;
+    }
+    Ok(if args.strict && !report.is_ok() {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}

@@ -1,0 +1,231 @@
+//! `pyfunc-env run MODEL -- predict | serve | COMMAND`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use env_run::{Environment, PredictOptions, ServeOptions};
+
+use crate::cli::{EnvManagerArg, RunArgs};
+use crate::commands::create::ensure_env;
+use crate::commands::open_model;
+use crate::printer::Printer;
+use crate::report::{ExitStatus, UserError};
+use crate::settings::Settings;
+
+/// `run -- predict` options (MLflow's `mlflow models predict` flags).
+#[derive(Debug, Parser)]
+#[command(name = "predict", no_binary_name = true, disable_version_flag = true)]
+struct PredictCli {
+    /// Input file (default: stdin)
+    #[arg(short = 'i', long = "input-path")]
+    input_path: Option<PathBuf>,
+    /// Output file (default: stdout)
+    #[arg(short = 'o', long = "output-path")]
+    output_path: Option<PathBuf>,
+    /// Input format
+    #[arg(short = 't', long = "content-type", default_value = "json", value_parser = ["json", "csv", "parquet"])]
+    content_type: String,
+    /// Inference params as a JSON object, merged into the input's `params`
+    #[arg(long)]
+    params: Option<String>,
+}
+
+/// `run -- serve` options (MLflow's `mlflow models serve` flags).
+#[derive(Debug, Parser)]
+#[command(name = "serve", no_binary_name = true, disable_version_flag = true)]
+struct ServeCli {
+    /// Address to bind; the default keeps the server local
+    #[arg(short = 'h', long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port
+    #[arg(short = 'p', long, default_value_t = 5000)]
+    port: u16,
+    /// Worker processes
+    #[arg(short = 'w', long)]
+    workers: Option<u32>,
+    /// Request timeout in seconds
+    #[arg(short = 't', long)]
+    timeout: Option<u32>,
+}
+
+enum Action {
+    Predict(PredictOptions),
+    Serve(ServeOptions),
+    Command(OsString, Vec<OsString>),
+}
+
+fn parse_action(command: &[OsString]) -> anyhow::Result<Action> {
+    let (first, rest) = command
+        .split_first()
+        .context("No command given after `--`")?;
+    let action = match first.to_str() {
+        Some("predict") => {
+            let cli = PredictCli::try_parse_from(rest)
+                .map_err(|e| UserError::new(e.to_string().trim_end().to_string()))?;
+            if let Some(params) = &cli.params {
+                let value: serde_json::Value = serde_json::from_str(params)
+                    .map_err(|e| UserError::new(format!("`--params` is not valid JSON: {e}")))?;
+                if !value.is_object() {
+                    anyhow::bail!(UserError::new(
+                        "`--params` must be a JSON object, e.g. '{\"temperature\": 0.5}'"
+                    ));
+                }
+            }
+            if let Some(input) = &cli.input_path
+                && !input.is_file()
+            {
+                anyhow::bail!(UserError::new(format!(
+                    "Input file `{}` does not exist",
+                    input.display()
+                )));
+            }
+            Action::Predict(PredictOptions {
+                input: cli.input_path.map(|p| std::path::absolute(&p).unwrap_or(p)),
+                output: cli
+                    .output_path
+                    .map(|p| std::path::absolute(&p).unwrap_or(p)),
+                content_type: cli.content_type,
+                params: cli.params,
+            })
+        }
+        Some("serve") => {
+            let cli = ServeCli::try_parse_from(rest)
+                .map_err(|e| UserError::new(e.to_string().trim_end().to_string()))?;
+            Action::Serve(ServeOptions {
+                host: cli.host,
+                port: cli.port,
+                workers: cli.workers,
+                timeout: cli.timeout,
+            })
+        }
+        _ => Action::Command(first.clone(), rest.to_vec()),
+    };
+    Ok(action)
+}
+
+fn find_python3() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("python3"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| UserError::new("No `python3` on PATH; pass `--python`").into())
+}
+
+/// Runs `run`. On Unix this does not return on success: the process becomes the command.
+pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Result<ExitStatus> {
+    let action = parse_action(&args.command)?;
+    if args.env.env_manager == Some(EnvManagerArg::Local) {
+        let python = match &args.python {
+            Some(python) => python.clone(),
+            None => find_python3()?,
+        };
+        let model = open_model(&args.model.model, printer)?;
+        let env = Environment::system(&python);
+        report_mismatches(&model, &env, printer)?;
+        let command = build(&action, &env, model.root());
+        return exec(command, &[], printer);
+    }
+    if args.python.is_some() {
+        anyhow::bail!(UserError::new(
+            "`--python` applies to `--env-manager local`; environments bring their own Python"
+        ));
+    }
+    let ensured = ensure_env(&args.model.model, &args.env, settings, printer)?;
+    let created = &ensured.created;
+    if !created.cache_hit && !created.built_by_other {
+        printer.info(format!(
+            "{} {} environment in {:.1}s: {}",
+            printer.green("Created"),
+            ensured.manager,
+            created.timings.total,
+            printer.cyan(created.prefix.display())
+        ));
+    }
+    let entry = ensured.cache.env(created.key.as_str())?;
+    let env_lock = entry.lock_shared(|_| printer.info("Waiting for the environment to be free"))?;
+    if !matches!(entry.state(), env_cache::EnvState::Complete(_)) {
+        anyhow::bail!(
+            "The environment `{}` was removed while starting; run the command again",
+            created.key
+        );
+    }
+    let env = Environment::from_prefix(&created.prefix, ensured.variables.clone());
+    if matches!(action, Action::Predict(_) | Action::Serve(_))
+        && !env_run::has_mlflow(&created.prefix)
+    {
+        let version = ensured
+            .model
+            .mlmodel()
+            .ok()
+            .and_then(|m| m.mlflow_version());
+        anyhow::bail!(UserError::new(format!(
+            "mlflow is not installed in the model's environment, so it cannot {}. Rerun with `--install-mlflow`{}",
+            if matches!(action, Action::Predict(_)) {
+                "score"
+            } else {
+                "serve"
+            },
+            version
+                .map(|v| format!(" (adds mlflow=={v}, the version that saved the model)"))
+                .unwrap_or_default()
+        )));
+    }
+    let command = build(&action, &env, ensured.model.root());
+    exec(
+        command,
+        &[ensured.cache_lock.file(), env_lock.file()],
+        printer,
+    )
+}
+
+fn build(
+    action: &Action,
+    env: &Environment,
+    model_root: &std::path::Path,
+) -> std::process::Command {
+    match action {
+        Action::Predict(options) => env_run::predict_command(env, model_root, options),
+        Action::Serve(options) => env_run::serve_command(env, model_root, options),
+        Action::Command(program, args) => env.command(program, args),
+    }
+}
+
+fn exec(
+    command: std::process::Command,
+    inherit: &[&std::fs::File],
+    _printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    match env_run::exec(command, inherit) {
+        Ok(code) => Ok(ExitStatus::External(u8::try_from(code).unwrap_or(1))),
+        Err(err) => Err(anyhow::Error::new(err)
+            .context(format!("Failed to run `{program}` in the environment"))),
+    }
+}
+
+/// Prints MLflow's dependency-mismatch warning for `--env-manager local`.
+fn report_mismatches(
+    model: &env_spec::ModelDir,
+    env: &Environment,
+    printer: Printer,
+) -> anyhow::Result<()> {
+    let requirements: Vec<String> = model
+        .requirements_file("requirements.txt")
+        .transpose()?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.req_str)
+        .collect();
+    let interpreter = env_run::inspect_interpreter(&env.python)?;
+    let python_version = model.mlmodel().ok().and_then(|m| m.python_version());
+    let report = env_run::check(
+        &requirements,
+        python_version.as_deref(),
+        &interpreter,
+        &env.python,
+    );
+    crate::commands::check::warn(&report, printer);
+    Ok(())
+}

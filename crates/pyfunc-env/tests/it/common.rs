@@ -1,0 +1,213 @@
+//! Test support: an isolated context per test and helpers to run the binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A fixture model directory.
+pub fn fixture(name: &str) -> PathBuf {
+    repo_root().join("fixtures/models").join(name)
+}
+
+/// One shared uv cache for the whole test run (and across runs), so PyPI downloads happen once.
+pub fn shared_uv_cache() -> PathBuf {
+    env_test::target_dir().join("test-uv-cache")
+}
+
+/// An isolated temporary working directory, `HOME`, XDG dirs and cache for one test.
+pub struct TestContext {
+    pub temp: tempfile::TempDir,
+    pub cache_dir: PathBuf,
+    pub home: PathBuf,
+    pub offline: bool,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl TestContext {
+    pub fn new() -> Self {
+        let temp = tempfile::Builder::new()
+            .prefix("pfe-test-")
+            .tempdir()
+            .unwrap();
+        let home = temp.path().join("home");
+        fs_err::create_dir_all(&home).unwrap();
+        Self {
+            cache_dir: temp.path().join("cache"),
+            home,
+            temp,
+            offline: true,
+            extra_env: Vec::new(),
+        }
+    }
+
+    /// Lets the test reach PyPI (tests in the `pypi` group).
+    pub fn online(mut self) -> Self {
+        self.offline = false;
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.extra_env.push((key.to_string(), value.into()));
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// The `pyfunc-env` binary with a clean, deterministic environment.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pyfunc-env"));
+        command.current_dir(self.temp.path());
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            if key.starts_with("CONDA_")
+                || key.starts_with("PIP_")
+                || key.starts_with("UV_")
+                || key.starts_with("PYFUNC_ENV_")
+                || key == "VIRTUAL_ENV"
+                || key == "PYTHONPATH"
+                || key == "RUST_LOG"
+                || key == "XDG_CONFIG_HOME"
+                || key == "XDG_CACHE_HOME"
+            {
+                command.env_remove(&key);
+            }
+        }
+        command
+            .env("HOME", &self.home)
+            .env("XDG_CACHE_HOME", self.temp.path().join("xdg-cache"))
+            .env("XDG_CONFIG_HOME", self.temp.path().join("xdg-config"))
+            .env("PYFUNC_ENV_CACHE_DIR", &self.cache_dir)
+            .env("PYFUNC_ENV_UV_CACHE_DIR", shared_uv_cache())
+            .env("PYFUNC_ENV_NO_PROGRESS", "1")
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "100")
+            .env("LC_ALL", "C");
+        // pyenv's real versions stay visible for Python discovery (HOME is replaced).
+        if let Ok(root) = env_test::pyenv_root() {
+            command.env("PYENV_ROOT", root);
+        }
+        if self.offline {
+            command.env("PYFUNC_ENV_OFFLINE", "1");
+        }
+        for (key, value) in &self.extra_env {
+            command.env(key, value);
+        }
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
+    }
+
+    /// Writes a model directory with an MLmodel (python_function, env mapping) and the given files.
+    pub fn model(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = self.temp.path().join("models").join(name);
+        fs_err::create_dir_all(&dir).unwrap();
+        let mlmodel = "flavors:\n  python_function:\n    env:\n      conda: conda.yaml\n      virtualenv: python_env.yaml\n    loader_module: mlflow.pyfunc.model\n    python_version: 3.11.7\nmlflow_version: 3.17.2\n";
+        fs_err::write(dir.join("MLmodel"), mlmodel).unwrap();
+        for (file, text) in files {
+            let path = dir.join(file);
+            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+            fs_err::write(path, text).unwrap();
+        }
+        dir
+    }
+
+    /// Copies a fixture model into the context (so tests can change it).
+    pub fn copy_fixture(&self, name: &str) -> PathBuf {
+        let target = self.temp.path().join("models").join(name);
+        copy_dir(&fixture(name), &target);
+        target
+    }
+
+    /// Replaces machine-specific parts of output with placeholders.
+    pub fn filter(&self, text: &str) -> String {
+        let mut text = text.replace(&self.cache_dir.display().to_string(), "[CACHE_DIR]");
+        text = text.replace(&self.temp.path().display().to_string(), "[TEMP_DIR]");
+        text = text.replace(&repo_root().display().to_string(), "[REPO]");
+        let key = regex_replace_keys(&text);
+        text = key;
+        text
+    }
+}
+
+fn regex_replace_keys(text: &str) -> String {
+    // 32 lowercase hex digits -> [KEY]
+    let mut out = String::with_capacity(text.len());
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let run = bytes[i..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+            .count();
+        let before_ok = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
+        let after_ok = i + run >= bytes.len() || !bytes[i + run].is_ascii_alphanumeric();
+        if run == 32 && before_ok && after_ok {
+            out.push_str("[KEY]");
+            i += 32;
+        } else {
+            let ch = text[i..].chars().next().unwrap();
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    out
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs_err::create_dir_all(to).unwrap();
+    for entry in fs_err::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs_err::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// stdout, stderr and exit code as one string, for assertions and snapshots.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "exit_code: {:?}\n----- stdout -----\n{}\n----- stderr -----\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout parsed as JSON.
+pub fn json(output: &Output) -> serde_json::Value {
+    assert!(output.status.success(), "{}", describe(output));
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(output)))
+}
+
+/// `--mirror` arguments pointing conda-forge and defaults at a channel URL.
+pub fn mirror_args(url: &str) -> Vec<String> {
+    vec![
+        "--mirror".into(),
+        format!("conda-forge={url}"),
+        "--mirror".into(),
+        format!("defaults={url}"),
+    ]
+}

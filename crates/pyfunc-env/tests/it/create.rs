@@ -1,0 +1,334 @@
+//! `create`: conda-mode environments from a real local channel, the cache protocol, errors.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::{TestContext, describe, json, mirror_args, stderr};
+
+/// A conda-mode model: python, a compiled conda package, noarch packages with an entry point,
+/// and a pip section installed offline from real PyPI wheels.
+fn conda_model(ctx: &TestContext, name: &str, extra_conda: &str, pip: &str) -> std::path::PathBuf {
+    let wheels = env_test::wheel_dir().unwrap();
+    let conda = format!(
+        "name: test\nchannels:\n- conda-forge\ndependencies:\n- python=3.11.7\n- numpy=1.26\n- tinypkg\n- pip\n{extra_conda}- pip:\n  - --no-index\n  - --find-links file://{}\n{pip}",
+        wheels.display()
+    );
+    ctx.model(name, &[("conda.yaml", &conda)])
+}
+
+fn create(
+    ctx: &TestContext,
+    model: &std::path::Path,
+    channel: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut command = ctx.command();
+    command
+        .arg("create")
+        .arg(model)
+        .args(["--env-manager", "conda", "--json"]);
+    command.args(mirror_args(channel)).args(extra);
+    command.output().unwrap()
+}
+
+fn python_says(prefix: &str, code: &str) -> String {
+    let output = Command::new(format!("{prefix}/bin/python"))
+        .args(["-c", code])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn conda_environment_over_http_then_cache_hit() {
+    // Online (the channel is on 127.0.0.1); the pip section is `--no-index` with local wheels.
+    let ctx = TestContext::new().env("PYFUNC_ENV_OFFLINE", "0");
+    let channel = env_test::test_channel().unwrap();
+    let server = channel.serve().unwrap();
+    let model = conda_model(&ctx, "m", "", "  - wheel==0.45.1\n");
+    let first = json(&create(&ctx, &model, server.url().as_str(), &[]));
+    assert_eq!(first["cache_hit"], false);
+    let prefix = first["prefix"].as_str().unwrap().to_string();
+    assert!(prefix.starts_with(&ctx.cache_dir.join("envs-v1").display().to_string()));
+    // The conda packages (a compiled one and noarch ones) and the pip package all work.
+    assert_eq!(
+        python_says(
+            &prefix,
+            "import sys, numpy, tinypkg, wheel; print(sys.version.split()[0], numpy.__version__, wheel.__version__, sys.prefix)"
+        ),
+        format!("3.11.7 1.26.4 0.45.1 {prefix}")
+    );
+    let hello = Command::new(format!("{prefix}/bin/tinypkg-hello"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&hello.stdout).trim(),
+        "tinypkg 1.2.0 says 42"
+    );
+    // Bytecode was compiled into the environment.
+    assert!(
+        std::path::Path::new(&prefix)
+            .join("lib/python3.11/site-packages/wheel/__pycache__")
+            .is_dir()
+    );
+    // The metadata records what was solved and installed.
+    let metadata: serde_json::Value = serde_json::from_slice(
+        &fs_err::read(format!("{prefix}/.pyfunc-env/metadata.json")).unwrap(),
+    )
+    .unwrap();
+    let conda: Vec<&str> = metadata["conda_packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for name in ["python", "numpy", "tinypkg", "tinydep", "pip"] {
+        assert!(conda.contains(&name), "{conda:?}");
+    }
+    assert!(
+        metadata["pip_packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "wheel" && p["installer"] == "uv")
+    );
+    let served = server.requests().len();
+    assert!(served > 0, "nothing was fetched over HTTP");
+
+    // The second create neither solves nor installs: a cache hit that touches no channel.
+    let second = json(&create(&ctx, &model, server.url().as_str(), &[]));
+    assert_eq!(second["cache_hit"], true);
+    assert_eq!(second["key"], first["key"]);
+    assert_eq!(second["timings"]["solve"], 0.0);
+    assert_eq!(
+        server.requests().len(),
+        served,
+        "a cache hit fetched from the channel"
+    );
+}
+
+#[test]
+fn conda_environment_from_a_file_channel() {
+    let ctx = TestContext::new();
+    let channel = env_test::test_channel().unwrap();
+    let model = conda_model(&ctx, "m", "", "");
+    let result = json(&create(&ctx, &model, channel.file_url().as_str(), &[]));
+    let prefix = result["prefix"].as_str().unwrap();
+    assert_eq!(
+        python_says(prefix, "import tinypkg, numpy; print(numpy.__version__)"),
+        "1.26.4"
+    );
+}
+
+#[test]
+fn a_killed_build_is_rebuilt_and_never_reported_as_a_hit() {
+    let ctx = TestContext::new();
+    let channel = env_test::test_channel().unwrap();
+    let model = conda_model(&ctx, "m", "", "  - wheel==0.45.1\n");
+    let mut command = ctx.command();
+    command
+        .arg("create")
+        .arg(&model)
+        .args(["--env-manager", "conda", "--json"])
+        .args(mirror_args(channel.file_url().as_str()));
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it while it installs: once the environment directory has content.
+    let envs = ctx.cache_dir.join("envs-v1");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let installing = fs_err::read_dir(&envs)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.path().is_dir() && e.path().join("conda-meta").is_dir());
+        if installing || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The leftover directory has no fingerprint.
+    let leftovers: Vec<_> = fs_err::read_dir(&envs)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .collect();
+    assert_eq!(leftovers.len(), 1);
+    assert!(!leftovers[0].path().join(".pyfunc-env/complete").exists());
+
+    let result = json(&create(&ctx, &model, channel.file_url().as_str(), &[]));
+    assert_eq!(
+        result["cache_hit"], false,
+        "an incomplete environment was reused"
+    );
+    let prefix = result["prefix"].as_str().unwrap();
+    assert_eq!(
+        python_says(prefix, "import numpy, tinypkg, wheel; print('ok')"),
+        "ok"
+    );
+}
+
+#[test]
+fn concurrent_creates_build_once() {
+    let ctx = TestContext::new();
+    let channel = env_test::test_channel().unwrap();
+    let model = conda_model(&ctx, "m", "", "");
+    let spawn = || {
+        let mut command = ctx.command();
+        command
+            .arg("create")
+            .arg(&model)
+            .args(["--env-manager", "conda", "--json"])
+            .args(mirror_args(channel.file_url().as_str()));
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children: Vec<_> = (0..2).map(|_| spawn()).collect();
+    let results: Vec<serde_json::Value> = children
+        .into_iter()
+        .map(|c| json(&c.wait_with_output().unwrap()))
+        .collect();
+    let built = results
+        .iter()
+        .filter(|r| r["cache_hit"] == false && r["built_by_other"] == false)
+        .count();
+    assert_eq!(built, 1, "{results:#?}");
+    assert_eq!(results[0]["prefix"], results[1]["prefix"]);
+}
+
+#[test]
+fn unsatisfiable_specs_explain_the_conflict() {
+    let ctx = TestContext::new();
+    let channel = env_test::test_channel().unwrap();
+    let model = ctx.model(
+        "m",
+        &[(
+            "conda.yaml",
+            "channels: [conda-forge]\ndependencies:\n- python=3.11.7\n- tinypkg=2\n",
+        )],
+    );
+    let output = create(&ctx, &model, channel.file_url().as_str(), &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let text = stderr(&output);
+    assert!(text.contains("cannot be installed together"), "{text}");
+    assert!(
+        text.contains("tinydep"),
+        "resolvo's explanation names the missing dependency: {text}"
+    );
+    assert!(
+        !ctx.cache_dir
+            .join("envs-v1")
+            .read_dir()
+            .unwrap()
+            .flatten()
+            .any(|e| e.path().is_dir()),
+        "a failed build left a directory"
+    );
+}
+
+#[test]
+fn a_package_no_channel_has_is_named() {
+    let ctx = TestContext::new();
+    let channel = env_test::test_channel().unwrap();
+    let model = ctx.model(
+        "m",
+        &[(
+            "conda.yaml",
+            "channels: [conda-forge]\ndependencies:\n- python=3.11.7\n- nosuchpackage>=1\n",
+        )],
+    );
+    let output = create(&ctx, &model, channel.file_url().as_str(), &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("No channel has a package for `nosuchpackage >=1`"),
+        "{text}"
+    );
+    assert!(
+        text.contains(channel.file_url().as_str().trim_end_matches('/')),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unreachable_channel_is_named_with_its_secret_redacted() {
+    let ctx = TestContext::new().env("PYFUNC_ENV_OFFLINE", "0");
+    let model = ctx.model(
+        "m",
+        &[(
+            "conda.yaml",
+            "channels: [conda-forge]\ndependencies:\n- python=3.11.7\n",
+        )],
+    );
+    // Nothing listens on port 9 of localhost.
+    let output = create(
+        &ctx,
+        &model,
+        "http://alice:s3cr3t-t0ken@127.0.0.1:9/conda-forge",
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let text = describe(&output);
+    assert!(
+        text.contains("http://alice:****@127.0.0.1:9/conda-forge"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cr3t-t0ken"), "{text}");
+    assert!(
+        text.contains("--mirror"),
+        "the hint mentions mirrors: {text}"
+    );
+}
+
+#[test]
+fn offline_with_nothing_cached_says_so() {
+    let ctx = TestContext::new();
+    let channel = env_test::test_channel().unwrap();
+    let server = channel.serve().unwrap();
+    let model = ctx.model(
+        "m",
+        &[(
+            "conda.yaml",
+            "channels: [conda-forge]\ndependencies:\n- python=3.11.7\n",
+        )],
+    );
+    let output = create(&ctx, &model, server.url().as_str(), &["--offline"]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        stderr(&output).contains("`--offline` but the package lists"),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        server.requests().is_empty(),
+        "offline mode touched the network"
+    );
+}
+
+#[test]
+fn a_pip_failure_shows_uvs_message() {
+    let ctx = TestContext::new();
+    let channel = env_test::test_channel().unwrap();
+    let model = conda_model(&ctx, "m", "", "  - nosuchdist==1.0\n");
+    let output = create(&ctx, &model, channel.file_url().as_str(), &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("Failed to install the pip requirements with uv"),
+        "{text}"
+    );
+    assert!(
+        text.contains("nosuchdist"),
+        "uv's own message is shown: {text}"
+    );
+}

@@ -1,0 +1,4 @@
+//! Integration tests of the `pyfunc-env` binary.
+
+mod common;
+mod create;
