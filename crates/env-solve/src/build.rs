@@ -267,6 +267,7 @@ async fn build(
                 offline: request.offline,
                 exclude_newer: request.options.exclude_newer.as_deref(),
                 step,
+                compile_bytecode: request.options.compile_bytecode,
             };
             let uv = uv.clone();
             let reporter = reporter.clone();
@@ -278,7 +279,7 @@ async fn build(
     if request.options.compile_bytecode {
         reporter.on_phase("Compiling bytecode");
         let t = Instant::now();
-        tokio::task::block_in_place(|| compile_bytecode(&python, &prefix, &reporter))?;
+        tokio::task::block_in_place(|| compile_noarch(&python, &prefix, &reporter))?;
         timings.compile = secs(t.elapsed());
     }
     let site_packages = site_packages(&prefix);
@@ -418,7 +419,10 @@ async fn provision_python(
                     | SolveError::Cache(_)
                     | SolveError::Io { .. }),
                 ) => return Err(err),
-                Err(err) => attempts.push(format!("conda `{spec}`: {err}")),
+                Err(err) => {
+                    tracing::debug!("Python from conda (`{spec}`) is not available: {err}");
+                    attempts.push(format!("conda `{spec}`: {err}"));
+                }
             }
         } else {
             let candidates = crate::python::find(version);
@@ -534,35 +538,64 @@ pub fn installed_distributions(site_packages: &Path) -> Vec<serde_json::Value> {
     out
 }
 
-/// Compiles `.pyc` files for site-packages: uv does not by default, rattler does not for noarch
-/// packages, and with `PYTHONDONTWRITEBYTECODE=1` (common on build agents) every run would
-/// recompile every import (6.0 s vs 2.9 s per scoring run on the scikit-learn model).
-fn compile_bytecode(
+/// Compiles `.pyc` files for the noarch python packages rattler installed (rattler does not,
+/// unlike conda); uv compiles what it installs (`--compile-bytecode`). Without them, and with
+/// `PYTHONDONTWRITEBYTECODE=1` (common on build agents), every run recompiles every import
+/// (6.0 s vs 2.9 s per scoring run on the scikit-learn model).
+fn compile_noarch(
     python: &Path,
     prefix: &Path,
     reporter: &Arc<dyn Reporter>,
 ) -> Result<(), SolveError> {
-    let Some(site_packages) = site_packages(prefix) else {
+    let Ok(records) = rattler_conda_types::PrefixRecord::collect_from_prefix::<
+        rattler_conda_types::PrefixRecord,
+    >(prefix) else {
         return Ok(());
     };
+    let mut files = String::new();
+    for record in &records {
+        if !record.repodata_record.package_record.noarch.is_python() {
+            continue;
+        }
+        for path in &record.files {
+            if path.extension().is_some_and(|e| e == "py") {
+                files.push_str(&prefix.join(path).to_string_lossy());
+                files.push('\n');
+            }
+        }
+    }
+    if files.is_empty() {
+        return Ok(());
+    }
     let mut command = std::process::Command::new(python);
     command
-        .args(["-m", "compileall", "-q", "-j", "0"])
-        .arg(&site_packages)
+        .args(["-m", "compileall", "-q", "-j", "0", "-i", "-"])
         .env_remove("PYTHONPATH")
-        .env_remove("PYTHONDONTWRITEBYTECODE");
-    let (status, output) =
-        crate::uv::run_streaming(&mut command, reporter).map_err(|source| SolveError::Io {
-            path: python.to_path_buf(),
-            source,
-        })?;
+        .env_remove("PYTHONDONTWRITEBYTECODE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let io = |source| SolveError::Io {
+        path: python.to_path_buf(),
+        source,
+    };
+    let mut child = command.spawn().map_err(io)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        std::io::Write::write_all(&mut stdin, files.as_bytes()).map_err(io)?;
+    }
+    let output = child.wait_with_output().map_err(io)?;
     // compileall exits 1 for files that do not compile (Python 2 test data in some packages);
-    // those are skipped, as pip does.
-    if !status.success() {
+    // those are skipped, as conda does.
+    if !output.status.success() {
         tracing::debug!(
             "compileall reported errors (ignored): {}",
-            output.lines().take(5).collect::<Vec<_>>().join(" | ")
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
     }
+    let _ = reporter;
     Ok(())
 }

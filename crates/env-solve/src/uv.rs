@@ -270,6 +270,8 @@ pub struct PipInstall<'a> {
     pub exclude_newer: Option<&'a str>,
     /// What this step is, for messages (`build dependencies`, `pip requirements`).
     pub step: &'a str,
+    /// Compile `.pyc` files for what is installed.
+    pub compile_bytecode: bool,
 }
 
 fn index_args(index: &IndexOptions, model_root: &Path) -> Vec<String> {
@@ -436,6 +438,9 @@ impl Uv {
         }
         if let Some(date) = install.exclude_newer {
             command.args(["--exclude-newer", date]);
+        }
+        if install.compile_bytecode {
+            command.arg("--compile-bytecode");
         }
         tracing::debug!("Running {:?}", command);
         let result = run_streaming(&mut command, reporter);
