@@ -1,4 +1,5 @@
 //! Integration tests of the `pyfunc-env` binary.
 
 mod common;
+mod cache;
 mod create;
