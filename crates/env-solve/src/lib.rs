@@ -9,7 +9,7 @@ pub mod conda;
 pub mod context;
 pub mod error;
 pub mod python;
-pub mod redact;
+pub use env_spec::redact;
 pub mod reporter;
 pub mod uv;
 

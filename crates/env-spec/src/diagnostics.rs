@@ -83,11 +83,16 @@ impl std::fmt::Display for Warning {
 pub fn load_yaml(file: &SourceFile) -> Result<Option<Node>, SpecError> {
     let text = file.universal_newlines();
     crate::yaml::load(&text).map_err(|err: YamlError| {
-        let conflict = text.lines().any(|line| {
-            line.starts_with("<<<<<<< ") || line.starts_with(">>>>>>> ") || line == "======="
+        let conflict = text.lines().position(|line| {
+            line.starts_with("<<<<<<<") || line.starts_with(">>>>>>>") || line == "======="
         });
-        let help = if conflict {
-            format!("`{}` contains git merge-conflict markers (`<<<<<<<`, `=======`, `>>>>>>>`); resolve the conflict", file.name)
+        let help = if let Some(index) = conflict {
+            // The parser stops on a line after the marker; name the marker's own line.
+            format!(
+                "`{}` contains git merge-conflict markers (`<<<<<<<`, `=======`, `>>>>>>>`, first at line {}); resolve the conflict",
+                file.name,
+                index + 1
+            )
         } else {
             format!("Fix the YAML syntax of `{}`; MLflow cannot read it either", file.name)
         };
@@ -140,5 +145,22 @@ fn article(python_type: &str) -> String {
         "dict" => "a mapping".to_string(),
         "datetime" => "a timestamp".to_string(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_conflicts_are_named_with_their_line() {
+        let file = SourceFile {
+            name: "MLmodel".into(),
+            text: "flavors: {}\nmlflow_version: 2\n<<<<<<< HEAD\nrun_id: a\n=======\nrun_id: b\n>>>>>>> main\n".into(),
+        };
+        let err = load_yaml(&file).unwrap_err();
+        let help = miette::Diagnostic::help(&err).unwrap().to_string();
+        assert!(help.contains("merge-conflict markers"), "{help}");
+        assert!(help.contains("first at line 3"), "{help}");
     }
 }

@@ -32,12 +32,21 @@ pub enum SpecError {
 
     /// A file could not be read.
     #[error("Failed to read `{}`", path.display())]
+    #[diagnostic(help("Check that the model directory is complete and readable by this user"))]
     Read {
         /// The file.
         path: PathBuf,
         /// The I/O error.
         #[source]
         source: std::io::Error,
+    },
+
+    /// A path the model reads as a file is a directory.
+    #[error("`{file}` is a directory, not a file")]
+    #[diagnostic(help("MLflow reads `{file}` as a text file; replace the directory with the file"))]
+    NotAFile {
+        /// The path, relative to the model directory.
+        file: String,
     },
 
     /// A file is not UTF-8 text.
@@ -347,7 +356,10 @@ impl SpecError {
             Self::ModelDirNotFound { .. } | Self::NoMlmodel { .. } | Self::MissingFile { .. } => {
                 MlflowError::FileNotFound
             }
-            Self::NotADirectory { .. } | Self::Read { .. } | Self::TooLarge { .. } => {
+            Self::NotADirectory { .. }
+            | Self::NotAFile { .. }
+            | Self::Read { .. }
+            | Self::TooLarge { .. } => {
                 MlflowError::None
             }
             Self::NotUtf8 { .. } => MlflowError::UnicodeDecodeError,

@@ -15,6 +15,7 @@ pub mod error;
 pub mod mlmodel;
 pub mod model;
 pub mod python_env;
+pub mod redact;
 pub mod requirements;
 pub mod source;
 pub mod spec;

@@ -356,8 +356,10 @@ fn include_file(
 #[serde(rename_all = "kebab-case")]
 pub enum Target {
     /// A PEP 508 requirement (`name[extras] specifiers ; markers` or `name @ url`), normalised.
+    #[serde(serialize_with = "crate::redact::serialize_url")]
     Named(String),
     /// A URL without a name (`https://.../pkg.whl`, `git+https://...`), as written.
+    #[serde(serialize_with = "crate::redact::serialize_url")]
     Url(String),
     /// A local file or directory, relative to the model directory, normalised.
     Path(String),
@@ -438,16 +440,16 @@ impl PipRequirement {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct IndexOptions {
     /// `-i` / `--index-url` (the last one wins, as in pip).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "crate::redact::serialize_option_url")]
     pub index_url: Option<String>,
     /// `--extra-index-url`, in order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "crate::redact::serialize_urls")]
     pub extra_index_urls: Vec<String>,
     /// `--no-index`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_index: bool,
     /// `-f` / `--find-links` (URLs as written, local directories relative to the model).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "crate::redact::serialize_urls")]
     pub find_links: Vec<String>,
     /// `--pre`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -517,6 +519,14 @@ pub fn interpret(
     pending.reverse();
     let mut seen_includes: BTreeSet<String> = BTreeSet::new();
     while let Some(line) = pending.pop() {
+        // The lines may come from a parse whose `Sources` the caller no longer has (the
+        // virtualenv manager parses `python_env.yaml`'s list in one step and interprets it in
+        // another); an error must still show the line it is about, not an empty file.
+        if sources.get(&line.origin.file).is_none()
+            && let Ok(Some(file)) = fs.read_optional(&line.origin.file)
+        {
+            sources.add(file);
+        }
         match interpret_line(fs, sources, &line, &mut set)? {
             Interpreted::Done => {}
             // `--requirement=x` / `-rx` forms, which MLflow leaves to pip.
@@ -838,7 +848,11 @@ fn read_target(
                         "`{text}` is not a valid requirement: {}",
                         first_line(&error.to_string())
                     ),
-                    "Requirements look like `numpy==1.26.4`, `pandas>=2,<3 ; python_version >= \"3.9\"`, `pkg @ https://host/pkg.whl`, `./local/pkg.whl` or `-e ./project`",
+                    if is_conflict_marker(text) {
+                        "This is a git merge-conflict marker (`<<<<<<<`, `=======`, `>>>>>>>`); resolve the conflict"
+                    } else {
+                        "Requirements look like `numpy==1.26.4`, `pandas>=2,<3 ; python_version >= \"3.9\"`, `pkg @ https://host/pkg.whl`, `./local/pkg.whl` or `-e ./project`"
+                    },
                 )),
             },
         };
@@ -944,6 +958,11 @@ fn check_file_url(fs: &ModelFs, origin: &Origin, url: &str) -> Result<(), SpecEr
         });
     }
     Ok(())
+}
+
+/// A line git writes around a merge conflict.
+fn is_conflict_marker(text: &str) -> bool {
+    text.starts_with("<<<<<<<") || text.starts_with(">>>>>>>") || text.starts_with("=======")
 }
 
 fn first_line(text: &str) -> &str {
@@ -1190,6 +1209,36 @@ mod tests {
             );
             assert!(err.to_string().contains(needle), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn errors_point_at_their_line_when_the_parse_sources_are_gone() {
+        // The virtualenv manager parses in one step and interprets with fresh `Sources`.
+        let model = Model::new(&[("requirements.txt", "numpy\nnumpy>=>1\n")]);
+        let fs = model.fs();
+        let file = fs.read("requirements.txt", None, "").unwrap();
+        let lines = parse_file(&fs, &mut Sources::default(), &file, false).unwrap();
+        let err = interpret(&fs, &mut Sources::default(), &lines).unwrap_err();
+        let SpecError::Requirement {
+            src, span, line, ..
+        } = &err
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!(*line, 2);
+        let text = miette::SourceCode::read_span(src, span, 0, 0).unwrap();
+        assert_eq!(std::str::from_utf8(text.data()).unwrap(), "numpy>=>1");
+    }
+
+    #[test]
+    fn conflict_markers_get_their_own_hint() {
+        let model = Model::new(&[(
+            "requirements.txt",
+            "numpy\n<<<<<<< HEAD\npandas==1\n=======\npandas==2\n>>>>>>> main\n",
+        )]);
+        let err = model.pip("requirements.txt").unwrap_err();
+        let help = miette::Diagnostic::help(&err).unwrap().to_string();
+        assert!(help.contains("merge-conflict"), "{help}");
     }
 
     #[test]

@@ -156,6 +156,22 @@ impl ModelFs {
                 return Err(SpecError::Read { path, source: err });
             }
         };
+        if metadata.is_dir() {
+            return Err(SpecError::NotAFile {
+                file: relative.to_string(),
+            });
+        }
+        // Files MLflow reads by a fixed name (`MLmodel`, `requirements.txt`) do not go through
+        // [`Self::resolve`], so check here too that a symlink does not lead out of the directory:
+        // `deps` would otherwise print any file the user can read.
+        if let Ok(real) = fs_err::canonicalize(&path)
+            && !real.starts_with(&self.root)
+        {
+            return Err(SpecError::PathEscape {
+                path: relative.to_string(),
+                what: format!("a symlink to `{}`", real.display()),
+            });
+        }
         if metadata.len() > MAX_FILE_SIZE {
             return Err(SpecError::TooLarge {
                 file: relative.to_string(),
@@ -242,6 +258,36 @@ mod tests {
             Err(SpecError::PathEscape { .. })
         ));
         assert_eq!(fs.resolve("", "inside", &what).unwrap(), "inside");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn read_refuses_symlinks_pointing_outside_and_directories() {
+        let outside = tempfile::tempdir().unwrap();
+        fs_err::write(outside.path().join("secret"), "x").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // `requirements.txt` is read by its fixed name, without `resolve`.
+        std::os::unix::fs::symlink(
+            outside.path().join("secret"),
+            dir.path().join("requirements.txt"),
+        )
+        .unwrap();
+        fs_err::create_dir(dir.path().join("MLmodel")).unwrap();
+        fs_err::write(dir.path().join("real.txt"), "y").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real.txt"), dir.path().join("link.txt"))
+            .unwrap();
+        let fs = ModelFs::open(dir.path()).unwrap();
+        let err = fs.read_optional("requirements.txt").unwrap_err();
+        assert!(
+            matches!(&err, SpecError::PathEscape { path, .. } if path == "requirements.txt"),
+            "{err}"
+        );
+        let err = fs.read_optional("MLmodel").unwrap_err();
+        assert!(
+            matches!(&err, SpecError::NotAFile { file } if file == "MLmodel"),
+            "{err}"
+        );
+        assert_eq!(fs.read_optional("link.txt").unwrap().unwrap().text, "y");
     }
 
     #[test]

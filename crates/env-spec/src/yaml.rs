@@ -362,12 +362,26 @@ impl<'a> Positions<'a> {
             style,
             TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted
         )) * 2;
-        let len = (value.len() + quotes)
+        let mut len = (value.len() + quotes)
             .min(line_end)
             .max(usize::from(line_end > 0));
+        // The unescaped value can be longer than its source (`"\L"` is 2 bytes written, 3
+        // decoded), so the estimate may end inside a multi-byte character.
+        while len > 0 && !rest.is_char_boundary(len) {
+            len -= 1;
+        }
         Span {
             start,
             end: start + len,
+        }
+    }
+
+    /// The end of a collection whose end event is at `end`: one past a closing `]`/`}` (the
+    /// event points at the bracket), else `end`.
+    fn collection_end(&self, end: usize) -> usize {
+        match self.text.as_bytes().get(end) {
+            Some(b']' | b'}') => end + 1,
+            _ => end,
         }
     }
 }
@@ -381,7 +395,43 @@ pub fn load(text: &str) -> Result<Option<Node>, YamlError> {
         anchors: Vec::new(),
         depth: 0,
     };
-    loader.document()
+    let document = loader.document()?;
+    check_duplicate_anchors(text, &positions)?;
+    Ok(document)
+}
+
+/// PyYAML's composer refuses an anchor defined twice (`found duplicate anchor 'x'; first
+/// occurrence ... second occurrence ...`); yaml-rust2 lets the second one win, and its events
+/// carry anchor ids, not names, so this scans the tokens for the names.
+fn check_duplicate_anchors(text: &str, positions: &Positions<'_>) -> Result<(), YamlError> {
+    if !text.contains('&') {
+        return Ok(());
+    }
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for token in yaml_rust2::scanner::Scanner::new(text.chars()) {
+        let yaml_rust2::scanner::Token(marker, yaml_rust2::scanner::TokenType::Anchor(name)) =
+            token
+        else {
+            continue;
+        };
+        let start = positions.byte(marker);
+        if let Some((_, first)) = seen.iter().find(|(seen_name, _)| *seen_name == name) {
+            let (line, column) = positions.line_col(*first);
+            let end = start + 1 + name.len();
+            return Err(positions.error(
+                format!(
+                    "found duplicate anchor {}; first occurrence at line {line}, column {column}",
+                    python_str_repr(&name)
+                ),
+                Span {
+                    start,
+                    end: end.min(text.len()),
+                },
+            ));
+        }
+        seen.push((name, start));
+    }
+    Ok(())
 }
 
 /// PyYAML refuses nothing for depth, but a recursion limit protects us from stack overflow on
@@ -470,7 +520,7 @@ impl Loader<'_> {
                     Value::Seq(items),
                     Span {
                         start,
-                        end: end.max(start),
+                        end: self.positions.collection_end(end).max(start),
                     },
                 );
                 self.remember(anchor, &node);
@@ -479,6 +529,9 @@ impl Loader<'_> {
             Event::MappingStart(anchor, tag) => {
                 self.check_collection_tag(tag.as_ref(), "map", start)?;
                 self.enter(start)?;
+                // yaml-rust2 starts a block mapping at the `:` of its first key; the mapping
+                // starts at that key.
+                let mut start = start;
                 let mut entries: Vec<(Node, Node)> = Vec::new();
                 let mut merged: Vec<(Node, Node)> = Vec::new();
                 let end = loop {
@@ -487,6 +540,7 @@ impl Loader<'_> {
                         break self.positions.byte(marker);
                     }
                     let key = self.node(event, marker)?;
+                    start = start.min(key.span.start);
                     let (event, marker) = self.next()?;
                     let value = self.node(event, marker)?;
                     if key.plain_text() == Some("<<") {
@@ -509,7 +563,7 @@ impl Loader<'_> {
                     Value::Map(entries),
                     Span {
                         start,
-                        end: end.max(start),
+                        end: self.positions.collection_end(end).max(start),
                     },
                 );
                 self.remember(anchor, &node);
@@ -694,7 +748,10 @@ fn same_key(a: &Node, b: &Node) -> bool {
 fn scan_error_message(err: &ScanError) -> String {
     let info = err.info();
     // yaml-rust2 words the commonest failure of hand-edited files (a line without `key:` inside
-    // a mapping, e.g. git merge-conflict markers) the way libyaml does.
+    // a mapping, e.g. git merge-conflict markers) tersely; say it the way PyYAML does.
+    if info == "simple key expect ':'" {
+        return "could not find expected ':'".to_string();
+    }
     info.to_string()
 }
 
@@ -1058,6 +1115,52 @@ mod tests {
         assert!(err.message.contains("single document"), "{err}");
         let err = load("a: !!python/object:os.system x").unwrap_err();
         assert!(err.message.contains("constructor"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_anchors_are_refused_like_pyyaml() {
+        // PyYAML: ComposerError "found duplicate anchor 'x'; first occurrence ...".
+        let text = "a: &x 1\nb: &x 2\n";
+        let err = load(text).unwrap_err();
+        assert_eq!(
+            err.message,
+            "found duplicate anchor 'x'; first occurrence at line 1, column 4"
+        );
+        assert_eq!((err.line, err.column), (2, 4));
+        assert_eq!(&text[err.span.start..err.span.end], "&x");
+        // Distinct anchors, and aliases of one anchor, are fine.
+        assert!(load("a: &x 1\nb: &y 2\nc: *x\nd: *x\n").is_ok());
+    }
+
+    #[test]
+    fn collection_spans_cover_the_whole_collection() {
+        let text = "flavors:\n  python_function:\n    loader_module: x\n    data: y\nc: [1, 2]\nd: {a: b}\n";
+        let node = load(text).unwrap().unwrap();
+        let flavor = node.get("flavors").unwrap().get("python_function").unwrap();
+        // A block mapping starts at its first key, not at the `:` after it.
+        assert!(text[flavor.span.start..].starts_with("loader_module: x"));
+        let list = node.get("c").unwrap();
+        assert_eq!(&text[list.span.start..list.span.end], "[1, 2]");
+        let map = node.get("d").unwrap();
+        assert_eq!(&text[map.span.start..map.span.end], "{a: b}");
+    }
+
+    #[test]
+    fn scalar_spans_end_on_a_char_boundary() {
+        // `"\L\L"` is 6 bytes written and 6 decoded (two U+2028), so value + quotes (8 bytes)
+        // would end inside the `é` after the comma.
+        let text = "dependencies: [\"\\L\\L\",é]\n";
+        let node = load(text).unwrap().unwrap();
+        for item in node.get("dependencies").unwrap().as_seq().unwrap() {
+            assert!(text.is_char_boundary(item.span.start), "{item:?}");
+            assert!(text.is_char_boundary(item.span.end), "{item:?}");
+        }
+    }
+
+    #[test]
+    fn a_line_without_colon_is_worded_like_pyyaml() {
+        let err = load("a: 1\n<<<<<<< HEAD\nb: 2\n").unwrap_err();
+        assert_eq!(err.message, "could not find expected ':'");
     }
 
     #[test]

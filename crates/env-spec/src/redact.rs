@@ -29,8 +29,9 @@ fn secrets_of(url: &str) -> Vec<String> {
                 out.push(decoded);
             }
         }
-        if !parsed.username().is_empty() && parsed.password().is_none() {
-            // `https://TOKEN@host/...` carries the secret in the user name.
+        if parsed.username().len() >= 12 && parsed.password().is_none() {
+            // `https://TOKEN@host/...` carries the secret in the user name (short names such as
+            // `git@` are not secrets, and masking them everywhere would mangle messages).
             out.push(parsed.username().to_string());
         }
         let segments: Vec<&str> = parsed
@@ -92,15 +93,25 @@ pub fn redact(text: &str) -> String {
             out = out.replace(secret.as_str(), MASK);
         }
     }
-    // Userinfo in URLs we were never told about.
-    let mut result = String::with_capacity(out.len());
-    let mut rest = out.as_str();
+    mask_userinfo(&out)
+}
+
+/// Masks the user information of every URL in `text` (`https://user:****@host`), and
+/// anaconda.org `/t/<token>/` path segments. Pure: the same text always gives the same result,
+/// so it is safe inside the environment key's serialisation.
+#[must_use]
+pub fn mask_userinfo(text: &str) -> String {
+    if let Ok(parsed) = url::Url::parse(text)
+        && parsed.has_host()
+    {
+        return redact_url(text);
+    }
+    let mut result = String::with_capacity(text.len());
+    let mut rest = text;
     while let Some(index) = rest.find("://") {
         let (head, tail) = rest.split_at(index + 3);
         result.push_str(head);
-        let end = tail
-            .find(|c: char| c.is_whitespace() || c == '/' || c == '`' || c == '"' || c == '\'')
-            .unwrap_or(tail.len());
+        let end = tail.find(|c: char| c.is_whitespace() || c == '/' || c == '`' || c == '"' || c == '\'').unwrap_or(tail.len());
         let authority = &tail[..end];
         match authority.rfind('@') {
             Some(at) => {
@@ -163,4 +174,22 @@ mod tests {
             "no secrets here https://a.example/b"
         );
     }
+}
+
+/// Serialises a URL with its secrets masked (for `#[serde(serialize_with)]`).
+pub fn serialize_url<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&mask_userinfo(url))
+}
+
+/// Serialises an optional URL with its secrets masked.
+pub fn serialize_option_url<S: serde::Serializer>(url: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => serializer.serialize_some(&mask_userinfo(url)),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Serialises URLs with their secrets masked.
+pub fn serialize_urls<S: serde::Serializer>(urls: &[String], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(urls.iter().map(|u| mask_userinfo(u)))
 }
