@@ -127,22 +127,30 @@ impl Cache {
             return Ok(());
         }
         if self.root.is_dir() {
-            let mut entries = fs_err::read_dir(&self.root).map_err(|e| CacheError::Io {
+            // Another process may be initialising the same root right now: only our own
+            // files and buckets may be there.
+            let entries = fs_err::read_dir(&self.root).map_err(|e| CacheError::Io {
                 path: self.root.clone(),
                 source: e.into(),
             })?;
-            if entries.next().is_some() {
-                return Err(CacheError::NotACache {
-                    path: self.root.clone(),
-                });
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let ours = matches!(name.as_str(), ".gitignore" | ".lock" | "CACHEDIR.TAG")
+                    || name.starts_with(".tmp-")
+                    || KNOWN_BUCKETS.contains(&name.as_str());
+                if !ours {
+                    return Err(CacheError::NotACache {
+                        path: self.root.clone(),
+                    });
+                }
             }
         }
         fs_err::create_dir_all(&self.root).map_err(|e| CacheError::Io {
             path: self.root.clone(),
             source: e.into(),
         })?;
-        write_atomic(&self.root.join(".gitignore"), b"*\n")?;
         write_atomic(&tag, CACHEDIR_TAG.as_bytes())?;
+        write_atomic(&self.root.join(".gitignore"), b"*\n")?;
         Ok(())
     }
 

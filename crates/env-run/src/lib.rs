@@ -313,9 +313,13 @@ pub fn has_mlflow(prefix: &Path) -> bool {
 /// command runs as a child and its exit code is returned.
 pub fn exec(mut command: Command, inherit: &[&std::fs::File]) -> Result<i32, RunError> {
     let program = command.get_program().to_string_lossy().into_owned();
+    let bindir = search_path(&command)
+        .and_then(|path| std::env::split_paths(&path).next())
+        .map(|dir| dir.display().to_string())
+        .unwrap_or_default();
     let spawn_error = |source: std::io::Error| RunError::Spawn {
         program: program.clone(),
-        bindir: String::new(),
+        bindir: bindir.clone(),
         source,
     };
     #[cfg(unix)]
@@ -332,6 +336,14 @@ pub fn exec(mut command: Command, inherit: &[&std::fs::File]) -> Result<i32, Run
         let _ = inherit;
         let status = command.status().map_err(spawn_error)?;
         Ok(status.code().unwrap_or(1))
+    }
+}
+
+/// The `PATH` `command` will search: its own if it sets one, else this process's.
+fn search_path(command: &Command) -> Option<OsString> {
+    match command.get_envs().find(|(key, _)| *key == "PATH") {
+        Some((_, value)) => value.map(OsStr::to_os_string),
+        None => std::env::var_os("PATH"),
     }
 }
 

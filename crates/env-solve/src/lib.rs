@@ -12,6 +12,7 @@ pub mod python;
 pub use env_spec::redact;
 pub mod reporter;
 pub mod uv;
+pub mod verify;
 
 pub use build::{CreateRequest, Created, Timings, create};
 pub use channels::ChannelSettings;

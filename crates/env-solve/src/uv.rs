@@ -442,7 +442,7 @@ impl Uv {
         if install.compile_bytecode {
             command.arg("--compile-bytecode");
         }
-        tracing::debug!("Running {:?}", command);
+        tracing::debug!("Running {}", redact(&format!("{command:?}")));
         let result = run_streaming(&mut command, reporter);
         drop(constraints);
         let (status, stderr) = result.map_err(io(&self.path))?;

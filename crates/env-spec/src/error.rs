@@ -43,18 +43,22 @@ pub enum SpecError {
 
     /// A path the model reads as a file is a directory.
     #[error("`{file}` is a directory, not a file")]
-    #[diagnostic(help("MLflow reads `{file}` as a text file; replace the directory with the file"))]
+    #[diagnostic(help(
+        "MLflow reads `{file}` as a text file; replace the directory with the file"
+    ))]
     NotAFile {
         /// The path, relative to the model directory.
         file: String,
     },
 
     /// A file is not UTF-8 text.
-    #[error("`{file}` is not UTF-8 text (invalid byte at offset {offset})")]
+    #[error("`{file}` is not UTF-8 text (invalid byte at line {line}, offset {offset})")]
     #[diagnostic(help("MLflow reads environment files as UTF-8; re-save `{file}` as UTF-8"))]
     NotUtf8 {
         /// The file, relative to the model directory.
         file: String,
+        /// 1-based line of the first invalid byte.
+        line: usize,
         /// Byte offset of the first invalid byte.
         offset: usize,
     },
@@ -359,9 +363,7 @@ impl SpecError {
             Self::NotADirectory { .. }
             | Self::NotAFile { .. }
             | Self::Read { .. }
-            | Self::TooLarge { .. } => {
-                MlflowError::None
-            }
+            | Self::TooLarge { .. } => MlflowError::None,
             Self::NotUtf8 { .. } => MlflowError::UnicodeDecodeError,
             Self::Yaml { .. } => MlflowError::Yaml,
             Self::InvalidValue { mlflow, .. } => *mlflow,

@@ -111,7 +111,9 @@ pub fn mask_userinfo(text: &str) -> String {
     while let Some(index) = rest.find("://") {
         let (head, tail) = rest.split_at(index + 3);
         result.push_str(head);
-        let end = tail.find(|c: char| c.is_whitespace() || c == '/' || c == '`' || c == '"' || c == '\'').unwrap_or(tail.len());
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '/' || c == '`' || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
         let authority = &tail[..end];
         match authority.rfind('@') {
             Some(at) => {
@@ -182,7 +184,10 @@ pub fn serialize_url<S: serde::Serializer>(url: &str, serializer: S) -> Result<S
 }
 
 /// Serialises an optional URL with its secrets masked.
-pub fn serialize_option_url<S: serde::Serializer>(url: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+pub fn serialize_option_url<S: serde::Serializer>(
+    url: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     match url {
         Some(url) => serializer.serialize_some(&mask_userinfo(url)),
         None => serializer.serialize_none(),
@@ -190,6 +195,9 @@ pub fn serialize_option_url<S: serde::Serializer>(url: &Option<String>, serializ
 }
 
 /// Serialises URLs with their secrets masked.
-pub fn serialize_urls<S: serde::Serializer>(urls: &[String], serializer: S) -> Result<S::Ok, S::Error> {
+pub fn serialize_urls<S: serde::Serializer>(
+    urls: &[String],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.collect_seq(urls.iter().map(|u| mask_userinfo(u)))
 }

@@ -440,16 +440,25 @@ impl PipRequirement {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct IndexOptions {
     /// `-i` / `--index-url` (the last one wins, as in pip).
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "crate::redact::serialize_option_url")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::redact::serialize_option_url"
+    )]
     pub index_url: Option<String>,
     /// `--extra-index-url`, in order.
-    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "crate::redact::serialize_urls")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "crate::redact::serialize_urls"
+    )]
     pub extra_index_urls: Vec<String>,
     /// `--no-index`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_index: bool,
     /// `-f` / `--find-links` (URLs as written, local directories relative to the model).
-    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "crate::redact::serialize_urls")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "crate::redact::serialize_urls"
+    )]
     pub find_links: Vec<String>,
     /// `--pre`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -845,8 +854,9 @@ fn read_target(
                 Some(normalized) => Ok((Target::Named(normalized), None)),
                 None => Err(err(
                     format!(
-                        "`{text}` is not a valid requirement: {}",
-                        first_line(&error.to_string())
+                        "`{}` is not a valid requirement: {}",
+                        abbreviate(text),
+                        abbreviate(first_line(&error.to_string()))
                     ),
                     if is_conflict_marker(text) {
                         "This is a git merge-conflict marker (`<<<<<<<`, `=======`, `>>>>>>>`); resolve the conflict"
@@ -867,8 +877,9 @@ fn read_target(
     {
         return Err(err(
             format!(
-                "invalid environment marker `{marker}`: {}",
-                first_line(&error.to_string())
+                "invalid environment marker `{}`: {}",
+                abbreviate(marker),
+                abbreviate(first_line(&error.to_string()))
             ),
             "Markers look like `python_version >= \"3.9\"`",
         ));
@@ -963,6 +974,18 @@ fn check_file_url(fs: &ModelFs, origin: &Origin, url: &str) -> Result<(), SpecEr
 /// A line git writes around a merge conflict.
 fn is_conflict_marker(text: &str) -> bool {
     text.starts_with("<<<<<<<") || text.starts_with(">>>>>>>") || text.starts_with("=======")
+}
+
+/// Longest quoted text in a message, in characters.
+const MAX_QUOTED_CHARS: usize = 120;
+
+/// `text`, cut to [`MAX_QUOTED_CHARS`] characters with `…`: a message quotes the offending line
+/// (and the parser quotes it again), and a line can be 10 MB long.
+fn abbreviate(text: &str) -> String {
+    match text.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
 }
 
 fn first_line(text: &str) -> &str {
@@ -1228,6 +1251,15 @@ mod tests {
         assert_eq!(*line, 2);
         let text = miette::SourceCode::read_span(src, span, 0, 0).unwrap();
         assert_eq!(std::str::from_utf8(text.data()).unwrap(), "numpy>=>1");
+    }
+
+    #[test]
+    fn long_lines_are_abbreviated_in_messages() {
+        let line = format!("numpy==1.0 {}", "a".repeat(1_000_000));
+        let model = Model::new(&[("requirements.txt", &line)]);
+        let err = model.pip("requirements.txt").unwrap_err().to_string();
+        assert!(err.len() < 600, "{} bytes", err.len());
+        assert!(err.contains("aaa…` is not a valid requirement: "), "{err}");
     }
 
     #[test]

@@ -183,9 +183,15 @@ impl ModelFs {
             path: path.clone(),
             source: err,
         })?;
-        let text = String::from_utf8(bytes).map_err(|err| SpecError::NotUtf8 {
-            file: relative.to_string(),
-            offset: err.utf8_error().valid_up_to(),
+        let text = String::from_utf8(bytes).map_err(|err| {
+            let offset = err.utf8_error().valid_up_to();
+            SpecError::NotUtf8 {
+                file: relative.to_string(),
+                line: err.as_bytes()[..offset]
+                    .split(|byte| *byte == b'\n')
+                    .count(),
+                offset,
+            }
         })?;
         let text = match text.strip_prefix('\u{feff}') {
             Some(rest) => rest.to_string(),
@@ -295,13 +301,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs_err::write(dir.path().join("bom.txt"), "\u{feff}numpy\r\n").unwrap();
         fs_err::write(dir.path().join("bad.txt"), b"ok\xff").unwrap();
+        fs_err::write(dir.path().join("bad3.txt"), b"a\nb\nc\xe9\n").unwrap();
         let fs = ModelFs::open(dir.path()).unwrap();
         let file = fs.read_optional("bom.txt").unwrap().unwrap();
         assert_eq!(file.text, "numpy\r\n");
         assert_eq!(file.universal_newlines(), "numpy\n");
         assert!(matches!(
             fs.read_optional("bad.txt"),
-            Err(SpecError::NotUtf8 { offset: 2, .. })
+            Err(SpecError::NotUtf8 {
+                offset: 2,
+                line: 1,
+                ..
+            })
+        ));
+        assert!(matches!(
+            fs.read_optional("bad3.txt"),
+            Err(SpecError::NotUtf8 {
+                offset: 5,
+                line: 3,
+                ..
+            })
         ));
         assert_eq!(fs.read_optional("missing.txt").unwrap(), None);
     }

@@ -389,6 +389,7 @@ impl<'a> Positions<'a> {
 /// Loads one YAML document as `yaml.safe_load` does. An empty stream is `None` (Python's `None`).
 pub fn load(text: &str) -> Result<Option<Node>, YamlError> {
     let positions = Positions::new(text);
+    check_printable(text, &positions)?;
     let mut loader = Loader {
         parser: Parser::new_from_str(text),
         positions: &positions,
@@ -398,6 +399,30 @@ pub fn load(text: &str) -> Result<Option<Node>, YamlError> {
     let document = loader.document()?;
     check_duplicate_anchors(text, &positions)?;
     Ok(document)
+}
+
+/// PyYAML's reader refuses control characters before it parses anything (`ReaderError:
+/// unacceptable character #x0000: special characters are not allowed`); yaml-rust2 reads them as
+/// text, so a NUL byte or other binary debris would end up in a package name.
+fn check_printable(text: &str, positions: &Positions<'_>) -> Result<(), YamlError> {
+    // PyYAML's `Reader.NON_PRINTABLE`, minus the surrogates a `str` cannot hold.
+    let printable = |c: char| {
+        matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}')
+            || c >= '\u{10000}'
+    };
+    match text.char_indices().find(|(_, c)| !printable(*c)) {
+        None => Ok(()),
+        Some((start, c)) => Err(positions.error(
+            format!(
+                "unacceptable character #x{:04x}: special characters are not allowed",
+                u32::from(c)
+            ),
+            Span {
+                start,
+                end: start + c.len_utf8(),
+            },
+        )),
+    }
 }
 
 /// PyYAML's composer refuses an anchor defined twice (`found duplicate anchor 'x'; first
@@ -449,6 +474,25 @@ impl Loader<'_> {
     fn next(&mut self) -> Result<(Event, Marker), YamlError> {
         self.parser.next_token().map_err(|err: ScanError| {
             let start = self.positions.byte(*err.marker());
+            if err.info() == "while parsing node, found unknown anchor" {
+                // PyYAML: `found undefined alias 'name'`, pointing at `*name`.
+                let alias = &self.positions.text[start..];
+                let name: &str = alias
+                    .strip_prefix('*')
+                    .map(|rest| {
+                        rest.split([' ', '\t', '\n', ',', ']', '}'])
+                            .next()
+                            .unwrap_or(rest)
+                    })
+                    .unwrap_or_default();
+                return self.positions.error(
+                    format!("found undefined alias {}", python_str_repr(name)),
+                    Span {
+                        start,
+                        end: start + usize::from(alias.starts_with('*')) + name.len(),
+                    },
+                );
+            }
             let message = scan_error_message(&err);
             self.positions.error(message, Span { start, end: start })
         })
@@ -1155,6 +1199,31 @@ mod tests {
             assert!(text.is_char_boundary(item.span.start), "{item:?}");
             assert!(text.is_char_boundary(item.span.end), "{item:?}");
         }
+    }
+
+    #[test]
+    fn control_characters_are_refused_like_pyyaml() {
+        // PyYAML: ReaderError "unacceptable character #x0000: special characters are not allowed".
+        let err = load("python: 3.11.7\0\ndependencies: []\n").unwrap_err();
+        assert_eq!(
+            err.message,
+            "unacceptable character #x0000: special characters are not allowed"
+        );
+        assert_eq!((err.line, err.column), (1, 15));
+        assert!(load("a: \u{7f}\n").is_err());
+        assert!(load("a: \u{1b}[31m\n").is_err());
+        // Tabs, CR, NEL, BOM and non-ASCII text are fine.
+        let text = "\u{feff}a:\tb\r\nc: é \u{85}\nd: 😀\n";
+        assert!(check_printable(text, &Positions::new(text)).is_ok());
+        assert!(load("a: é\r\nb: 😀\n").is_ok());
+    }
+
+    #[test]
+    fn undefined_aliases_are_named_like_pyyaml() {
+        let text = "a: 1\nb: [*nope, 2]\n";
+        let err = load(text).unwrap_err();
+        assert_eq!(err.message, "found undefined alias 'nope'");
+        assert_eq!(&text[err.span.start..err.span.end], "*nope");
     }
 
     #[test]

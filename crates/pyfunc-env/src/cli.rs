@@ -229,6 +229,25 @@ pub enum CacheCommand {
     Prune(CachePruneArgs),
     /// Remove everything in the cache
     Clean(CacheCleanArgs),
+    /// Check that environments still hold every file that was installed
+    #[command(
+        after_help = "Examples:\n  pyfunc-env cache verify                 # every environment: presence and size of each file\n  pyfunc-env cache verify KEY --hash      # one environment, comparing contents too\n\nRepair a damaged environment with `pyfunc-env create MODEL --reinstall`."
+    )]
+    Verify(CacheVerifyArgs),
+}
+
+/// `cache verify`.
+#[derive(Debug, Args)]
+pub struct CacheVerifyArgs {
+    /// Environments to verify (default: all)
+    #[arg(value_name = "KEY")]
+    pub keys: Vec<String>,
+    /// Compare file contents (sha256), not only presence and size
+    #[arg(long)]
+    pub hash: bool,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cache list`.

@@ -97,6 +97,8 @@ pub fn exit_status(error: &anyhow::Error) -> ExitStatus {
 pub struct UserError {
     /// What is wrong.
     pub message: String,
+    /// What to do instead, printed as the report's `hint:`.
+    pub hint: Option<String>,
 }
 
 impl UserError {
@@ -104,7 +106,15 @@ impl UserError {
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            hint: None,
         }
+    }
+
+    /// The same error with a `hint:`.
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
     }
 }
 
@@ -115,7 +125,7 @@ pub fn render(printer: &Printer, error: &anyhow::Error) -> String {
     let mut hints: Vec<String> = Vec::new();
     let mut previous = String::new();
     for (index, cause) in error.chain().enumerate() {
-        let message = indent_continuation(cause.to_string().trim_end());
+        let message = indent_continuation(&shorten_lines(cause.to_string().trim_end()));
         // A layer that only repeats its source adds nothing.
         if message == previous {
             continue;
@@ -127,14 +137,46 @@ pub fn render(printer: &Printer, error: &anyhow::Error) -> String {
         }
         previous = message;
         if let Some(diagnostic) = as_diagnostic(cause) {
-            snippet(printer, diagnostic, &mut out);
+            snippet(*printer, diagnostic, &mut out);
             if let Some(help) = diagnostic.help() {
-                hints.push(help.to_string());
+                hints.push(shorten_lines(&help.to_string()));
             }
+        }
+        if let Some(hint) = cause
+            .downcast_ref::<UserError>()
+            .and_then(|error| error.hint.as_ref())
+        {
+            hints.push(shorten_lines(hint));
         }
     }
     for hint in hints {
         let _ = writeln!(out, "\n{}: {hint}", printer.cyan("hint"));
+    }
+    out
+}
+
+/// Longest message line we print: a message can quote a value from the model, and a hostile
+/// file can hold a 10 MB line; the report must stay one screen.
+pub const MAX_LINE_CHARS: usize = 400;
+
+/// Cuts every line of `text` longer than [`MAX_LINE_CHARS`] characters, saying how much is left out.
+#[must_use]
+pub fn shorten_lines(text: &str) -> String {
+    if text.lines().all(|line| line.len() <= MAX_LINE_CHARS) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len().min(64 * 1024));
+    for (index, line) in text.lines().enumerate() {
+        if index > 0 {
+            out.push('\n');
+        }
+        let total = line.chars().count();
+        if total <= MAX_LINE_CHARS {
+            out.push_str(line);
+        } else {
+            out.extend(line.chars().take(MAX_LINE_CHARS));
+            let _ = write!(out, "… ({} more characters)", total - MAX_LINE_CHARS);
+        }
     }
     out
 }
@@ -151,7 +193,7 @@ fn indent_continuation(message: &str) -> String {
 }
 
 /// The source line a diagnostic points at, rustc style.
-fn snippet(printer: &Printer, diagnostic: &dyn Diagnostic, out: &mut String) {
+fn snippet(printer: Printer, diagnostic: &dyn Diagnostic, out: &mut String) {
     let (Some(source), Some(mut labels)) = (diagnostic.source_code(), diagnostic.labels()) else {
         return;
     };
@@ -163,20 +205,25 @@ fn snippet(printer: &Printer, diagnostic: &dyn Diagnostic, out: &mut String) {
         return;
     };
     let text = String::from_utf8_lossy(whole.data());
+    // Nothing to show (a source the error did not keep), or a label past its end: the message
+    // names the file and line; a made-up `1 |` line would mislead.
+    if text.is_empty() || label.offset() > text.len() {
+        return;
+    }
     let name = whole.name().unwrap_or("<input>").to_string();
-    let offset = label.offset().min(text.len());
+    let offset = floor_char_boundary(&text, label.offset());
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
     let line_text = text[line_start..line_end].trim_end_matches('\r');
     let line_number = text[..line_start].matches('\n').count() + 1;
     let column = text[line_start..offset].chars().count() + 1;
-    let underline = text[offset..(offset + label.len()).min(line_end).max(offset)]
-        .chars()
-        .count()
-        .max(1);
+    let label_end = floor_char_boundary(&text, (offset + label.len()).min(line_end)).max(offset);
+    let underline = text[offset..label_end].chars().count().max(1);
+    let (line_text, marker_column, underline) =
+        window(line_text, column - 1, underline, SNIPPET_CHARS);
     let width = line_number.to_string().len();
     let pad = " ".repeat(width);
-    let marker = format!("{}{}", " ".repeat(column - 1), "^".repeat(underline));
+    let marker = format!("{}{}", " ".repeat(marker_column), "^".repeat(underline));
     let _ = writeln!(
         out,
         "  {pad}{} {name}:{line_number}:{column}",
@@ -196,4 +243,122 @@ fn snippet(printer: &Printer, diagnostic: &dyn Diagnostic, out: &mut String) {
         printer.cyan("|"),
         printer.red(marker)
     );
+}
+
+/// Widest source line a snippet shows, in characters.
+const SNIPPET_CHARS: usize = 100;
+
+/// The largest char boundary at or before `index`.
+fn floor_char_boundary(text: &str, index: usize) -> usize {
+    let mut index = index.min(text.len());
+    while !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
+}
+
+/// At most `width` characters of `line` around the label at character `column` (0-based),
+/// with `…` where it is cut; returns the text, the label's column in it and the underline
+/// length, clipped to what is shown.
+fn window(line: &str, column: usize, underline: usize, width: usize) -> (String, usize, usize) {
+    let total = line.chars().count();
+    if total <= width {
+        return (line.to_string(), column, underline);
+    }
+    // Keep a little context before the label, the rest after it.
+    let start = column
+        .saturating_sub(width / 4)
+        .min(total.saturating_sub(width));
+    let end = (start + width).min(total);
+    let mut shown: String = line.chars().skip(start).take(end - start).collect();
+    let mut marker_column = column - start;
+    if start > 0 {
+        shown.insert(0, '…');
+        marker_column += 1;
+    }
+    if end < total {
+        shown.push('…');
+    }
+    let underline = underline.min(end.saturating_sub(column)).max(1);
+    (shown, marker_column, underline)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render_plain(error: impl Into<anyhow::Error>) -> String {
+        render(
+            &Printer::new(crate::printer::Verbosity::Normal, false),
+            &error.into(),
+        )
+    }
+
+    fn requirement_error(text: &str, start: usize, len: usize) -> env_spec::SpecError {
+        env_spec::SpecError::Requirement {
+            file: "requirements.txt".into(),
+            line: 1,
+            src: miette::NamedSource::new("requirements.txt", text.to_string()),
+            span: (start, len).into(),
+            message: "bad".into(),
+            help: "fix it".into(),
+        }
+    }
+
+    #[test]
+    fn a_label_inside_a_multibyte_character_does_not_panic() {
+        // Before: `end byte index 23 is not a char boundary` (a YAML scalar span that ended
+        // inside the `é` after it).
+        let text = "dependencies: [\"\\L\\L\",é]\n";
+        let report = render_plain(requirement_error(text, 15, 8));
+        assert!(report.contains("--> requirements.txt:1:16"), "{report}");
+        assert!(report.contains("é]"), "{report}");
+    }
+
+    #[test]
+    fn long_lines_are_windowed_and_long_messages_cut() {
+        let long = format!("numpy==1.0 {}", "a".repeat(10 * 1024 * 1024));
+        let mut error = requirement_error(&long, 0, long.len());
+        if let env_spec::SpecError::Requirement { message, .. } = &mut error {
+            *message = format!("`{long}` is not a valid requirement");
+        }
+        let report = render_plain(error);
+        assert!(report.len() < 4_000, "{} bytes", report.len());
+        assert!(report.contains("more characters)"), "{report}");
+        assert!(report.contains("  1 | numpy==1.0 aaaa"), "{report}");
+        assert!(report.contains("a…\n"), "{report}");
+        assert!(report.contains("hint: fix it"), "{report}");
+
+        // A label far into a long line is shown with the text around it.
+        let line = format!("{}X{}", "a".repeat(5000), "b".repeat(5000));
+        let report = render_plain(requirement_error(&line, 5000, 1));
+        let shown: Vec<&str> = report.lines().filter(|l| l.contains(" | ")).collect();
+        assert_eq!(shown.len(), 2, "{report}");
+        let char_column = |line: &str, c: char| line.chars().position(|x| x == c).unwrap();
+        assert_eq!(
+            char_column(shown[1], '^'),
+            char_column(shown[0], 'X'),
+            "{report}"
+        );
+        assert!(shown[0].chars().count() < 120, "{report}");
+    }
+
+    #[test]
+    fn user_errors_can_carry_a_hint() {
+        let error = UserError::new("`--env-manager local` builds no environment")
+            .with_hint("Use `--env-manager conda`");
+        let report = render_plain(anyhow::Error::new(error).context("Failed"));
+        assert_eq!(
+            report,
+            "error: Failed\n  Caused by: `--env-manager local` builds no environment\n\nhint: Use `--env-manager conda`\n"
+        );
+    }
+
+    #[test]
+    fn a_source_the_error_did_not_keep_shows_no_snippet() {
+        // Before: `--> requirements.txt:1:1` over an empty line for an error on line 2.
+        let report = render_plain(requirement_error("", 0, 0));
+        assert!(!report.contains("-->"), "{report}");
+        assert!(report.contains("hint: fix it"), "{report}");
+    }
 }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use env_cache::{Cache, EnvState, KNOWN_BUCKETS, LockKind, LockedFile};
 use serde::Serialize;
 
-use crate::cli::{CacheCleanArgs, CacheCommand, CachePruneArgs};
+use crate::cli::{CacheCleanArgs, CacheCommand, CachePruneArgs, CacheVerifyArgs};
 use crate::printer::Printer;
 use crate::report::{ExitStatus, UserError};
 use crate::settings::Settings;
@@ -28,6 +28,7 @@ pub fn cache(
         CacheCommand::List(args) => list(&cache, args.json, printer),
         CacheCommand::Prune(args) => prune(&cache, args, printer),
         CacheCommand::Clean(args) => clean(&cache, args, settings, printer),
+        CacheCommand::Verify(args) => verify(&cache, args, printer),
     }
 }
 
@@ -377,6 +378,95 @@ fn clean(
         human_size(freed)
     ));
     Ok(ExitStatus::Success)
+}
+
+#[derive(Serialize)]
+struct VerifyRow {
+    key: String,
+    model: Option<String>,
+    ok: bool,
+    #[serde(flatten)]
+    report: env_solve::verify::VerifyReport,
+}
+
+fn verify(cache: &Cache, args: &CacheVerifyArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
+    let _shared = cache.lock_shared()?;
+    let mut envs = Vec::new();
+    if args.keys.is_empty() {
+        envs = cache
+            .envs()?
+            .into_iter()
+            .filter(|e| matches!(e.state(), EnvState::Complete(_)))
+            .collect();
+    } else {
+        for key in &args.keys {
+            let entry = cache.env(key)?;
+            if !matches!(entry.state(), EnvState::Complete(_)) {
+                anyhow::bail!(UserError::new(format!(
+                    "No complete environment `{key}` in {}",
+                    cache.root().display()
+                )));
+            }
+            envs.push(entry);
+        }
+    }
+    let mut rows = Vec::new();
+    for env in envs {
+        let _lock = env.lock_shared(|_| {})?;
+        let report = env_solve::verify::verify(env.dir(), args.hash);
+        let model = env
+            .metadata()
+            .ok()
+            .map(|m| format!("{} --env-manager {}", m.model, m.env_manager));
+        rows.push(VerifyRow {
+            key: env.key().to_string(),
+            model,
+            ok: report.is_ok(),
+            report,
+        });
+    }
+    let damaged = rows.iter().filter(|r| !r.ok).count();
+    if args.json {
+        printer.data(format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
+    } else {
+        let mut out = String::new();
+        for row in &rows {
+            if row.ok {
+                let _ = writeln!(
+                    out,
+                    "{} {}: {} files ok",
+                    printer.green("ok"),
+                    row.key,
+                    row.report.checked
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "{} {}: {} missing, {} changed of {} files",
+                    printer.red("damaged"),
+                    row.key,
+                    row.report.missing.len(),
+                    row.report.changed.len(),
+                    row.report.checked
+                );
+                for path in row.report.missing.iter().take(10) {
+                    let _ = writeln!(out, "    missing {path}");
+                }
+                for path in row.report.changed.iter().take(10) {
+                    let _ = writeln!(out, "    changed {path}");
+                }
+                if let Some(model) = &row.model {
+                    let _ = writeln!(out, "    repair: pyfunc-env create {model} --reinstall");
+                }
+            }
+        }
+        printer.data(out)?;
+    }
+    Ok(if damaged > 0 {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
 }
 
 #[cfg(test)]

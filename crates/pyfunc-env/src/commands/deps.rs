@@ -90,11 +90,14 @@ pub fn deps(args: &DepsArgs, _settings: &Settings, printer: Printer) -> anyhow::
         }
         DepsFormat::Json => {
             let manager = match args.env_manager {
-        None => model.default_env_manager(),
-        Some(arg) => arg
-            .manager()
-            .ok_or_else(|| crate::report::UserError::new("`--env-manager local` builds no environment, so it has no spec; use conda, virtualenv or uv"))?,
-    };
+                None => model.default_env_manager(),
+                Some(arg) => arg.manager().ok_or_else(|| {
+                    crate::report::UserError::new(
+                        "`--env-manager local` builds no environment, so it has no spec",
+                    )
+                    .with_hint("Pass `--env-manager conda`, `virtualenv` or `uv`, or leave it out for the model's default")
+                })?,
+            };
             spec_json(&model, manager)?
         }
     };

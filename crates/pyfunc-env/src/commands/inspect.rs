@@ -115,7 +115,11 @@ pub fn inspect(
                         format!("{file} (python, pip, setuptools, wheel and its pip list)")
                     }
                 },
-                Err(err) => format!("{} ({err})", names.virtualenv),
+                Err(err) => format!(
+                    "{} ({})",
+                    names.virtualenv,
+                    crate::report::shorten_lines(&err.to_string())
+                ),
             };
             let _ = writeln!(out, "  virtualenv / uv: {virtualenv}");
             let _ = writeln!(
@@ -125,7 +129,12 @@ pub fn inspect(
             );
         }
         Err(err) => {
-            let _ = writeln!(out, "  {} {err}", printer.red("unreadable:"));
+            let _ = writeln!(
+                out,
+                "  {} {}",
+                printer.red("unreadable:"),
+                crate::report::shorten_lines(&err.to_string())
+            );
         }
     }
     let default = model.default_env_manager();
@@ -168,9 +177,10 @@ pub fn inspect(
             Err(err) => {
                 let _ = writeln!(
                     out,
-                    "{}{marker}: {} {err}",
+                    "{}{marker}: {} {}",
                     printer.bold(format!("{manager} environment")),
-                    printer.red("cannot be built:")
+                    printer.red("cannot be built:"),
+                    crate::report::shorten_lines(&err.to_string())
                 );
             }
         }

@@ -34,8 +34,17 @@ struct PredictCli {
 
 /// `run -- serve` options (MLflow's `mlflow models serve` flags).
 #[derive(Debug, Parser)]
-#[command(name = "serve", no_binary_name = true, disable_version_flag = true)]
+// `-h` is `--host`, as in `mlflow models serve`; help stays available as `--help`.
+#[command(
+    name = "serve",
+    no_binary_name = true,
+    disable_version_flag = true,
+    disable_help_flag = true
+)]
 struct ServeCli {
+    /// Print help
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
     /// Address to bind; the default keeps the server local
     #[arg(short = 'h', long, default_value = "127.0.0.1")]
     host: String,
@@ -121,9 +130,34 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
             Some(python) => python.clone(),
             None => find_python3()?,
         };
+        if args.env.install_mlflow.is_some() {
+            anyhow::bail!(UserError::new(
+                "`--install-mlflow` adds mlflow to the environment pyfunc-env builds; `--env-manager local` builds none"
+            ));
+        }
         let model = open_model(&args.model.model, printer)?;
         let env = Environment::system(&python);
-        report_mismatches(&model, &env, printer)?;
+        let interpreter = report_mismatches(&model, &env, printer)?;
+        if matches!(action, Action::Predict(_) | Action::Serve(_))
+            && !interpreter.distributions.keys().any(|name| {
+                name.eq_ignore_ascii_case("mlflow")
+                    || name.eq_ignore_ascii_case("mlflow-skinny")
+                    || name.eq_ignore_ascii_case("mlflow_skinny")
+            })
+        {
+            let version = model.mlmodel().ok().and_then(|m| m.mlflow_version());
+            anyhow::bail!(UserError::new(format!(
+                "mlflow is not installed in `{}`, so it cannot {}. Install it there (`{} -m pip install mlflow{}`) or drop `--env-manager local` to use the model's own environment",
+                python.display(),
+                if matches!(action, Action::Predict(_)) {
+                    "score"
+                } else {
+                    "serve"
+                },
+                python.display(),
+                version.map(|v| format!("=={v}")).unwrap_or_default()
+            )));
+        }
         let command = build(&action, &env, model.root());
         return exec(command, &[], printer);
     }
@@ -197,20 +231,20 @@ fn exec(
     inherit: &[&std::fs::File],
     _printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let program = command.get_program().to_string_lossy().into_owned();
+    // The error names the program and where `PATH` starts; no context layer to add.
     match env_run::exec(command, inherit) {
         Ok(code) => Ok(ExitStatus::External(u8::try_from(code).unwrap_or(1))),
-        Err(err) => Err(anyhow::Error::new(err)
-            .context(format!("Failed to run `{program}` in the environment"))),
+        Err(err) => Err(anyhow::Error::new(err)),
     }
 }
 
-/// Prints MLflow's dependency-mismatch warning for `--env-manager local`.
+/// Prints MLflow's dependency-mismatch warning for `--env-manager local`; returns what the
+/// interpreter has.
 fn report_mismatches(
     model: &env_spec::ModelDir,
     env: &Environment,
     printer: Printer,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<env_run::Interpreter> {
     let requirements: Vec<String> = model
         .requirements_file("requirements.txt")
         .transpose()?
@@ -227,5 +261,30 @@ fn report_mismatches(
         &env.python,
     );
     crate::commands::check::warn(&report, printer);
-    Ok(())
+    Ok(interpreter)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn predict_and_serve_options_are_valid_clap_definitions() {
+        PredictCli::command().debug_assert();
+        ServeCli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_takes_mlflow_short_options() {
+        let cli = ServeCli::try_parse_from(["-h", "0.0.0.0", "-p", "8080", "-w", "2", "-t", "9"])
+            .unwrap();
+        assert_eq!(
+            (cli.host.as_str(), cli.port, cli.workers, cli.timeout),
+            ("0.0.0.0", 8080, Some(2), Some(9))
+        );
+        let help = ServeCli::try_parse_from(["--help"]).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+    }
 }

@@ -7,13 +7,23 @@ use crate::common::{TestContext, describe, json, mirror_args, stderr, stdout};
 
 /// A small conda-mode model from the local channel (no pip step).
 fn small_model(ctx: &TestContext, name: &str, extra: &str) -> std::path::PathBuf {
-    ctx.model(name, &[("conda.yaml", &format!("channels: [conda-forge]\ndependencies:\n- python=3.11.7\n- tinypkg\n{extra}"))])
+    ctx.model(
+        name,
+        &[(
+            "conda.yaml",
+            &format!("channels: [conda-forge]\ndependencies:\n- python=3.11.7\n- tinypkg\n{extra}"),
+        )],
+    )
 }
 
 fn create(ctx: &TestContext, model: &std::path::Path) -> serde_json::Value {
     let channel = env_test::test_channel().unwrap();
     let mut command = ctx.command();
-    command.arg("create").arg(model).args(["--env-manager", "conda", "--json", "--no-compile"]).args(mirror_args(channel.file_url().as_str()));
+    command
+        .arg("create")
+        .arg(model)
+        .args(["--env-manager", "conda", "--json", "--no-compile"])
+        .args(mirror_args(channel.file_url().as_str()));
     json(&command.output().unwrap())
 }
 
@@ -31,36 +41,80 @@ fn list_prune_and_clean() {
     let b = create(&ctx, &small_model(&ctx, "b", "- tinydep=0.1.0\n"));
     assert_ne!(a["key"], b["key"]);
 
-    let list = json(&ctx.command().args(["cache", "list", "--json"]).output().unwrap());
+    let list = json(
+        &ctx.command()
+            .args(["cache", "list", "--json"])
+            .output()
+            .unwrap(),
+    );
     let rows = list.as_array().unwrap();
     assert_eq!(rows.len(), 2, "{list:#}");
     for row in rows {
         assert_eq!(row["state"], "complete");
         assert_eq!(row["env_manager"], "conda");
         assert!(row["size"].as_u64().unwrap() > 1_000_000, "{row}");
-        assert!(row["model"].as_str().unwrap().ends_with("/models/a") || row["model"].as_str().unwrap().ends_with("/models/b"));
+        assert!(
+            row["model"].as_str().unwrap().ends_with("/models/a")
+                || row["model"].as_str().unwrap().ends_with("/models/b")
+        );
     }
     let table = stdout(&ctx.command().args(["cache", "list"]).output().unwrap());
     assert!(table.starts_with("KEY"), "{table}");
     assert!(table.contains(a["key"].as_str().unwrap()), "{table}");
 
     // Nothing is older than a day: prune keeps everything.
-    let output = ctx.command().args(["cache", "prune", "--older-than", "1d"]).output().unwrap();
+    let output = ctx
+        .command()
+        .args(["cache", "prune", "--older-than", "1d"])
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", describe(&output));
-    assert!(stderr(&output).contains("Pruned 0 environment(s)"), "{}", describe(&output));
+    assert!(
+        stderr(&output).contains("Pruned 0 environment(s)"),
+        "{}",
+        describe(&output)
+    );
 
     // Make `a` look unused for two days; prune removes exactly it.
-    let lock = ctx.cache_dir.join("envs-v1").join(format!("{}.lock", a["key"].as_str().unwrap()));
+    let lock = ctx
+        .cache_dir
+        .join("envs-v1")
+        .join(format!("{}.lock", a["key"].as_str().unwrap()));
     let old = std::time::SystemTime::now() - Duration::from_secs(2 * 86_400);
-    fs_err::OpenOptions::new().write(true).open(&lock).unwrap().file().set_modified(old).unwrap();
-    let output = ctx.command().args(["cache", "prune", "--older-than", "1d"]).output().unwrap();
-    assert!(stderr(&output).contains(&format!("Removed unused environment {}", a["key"].as_str().unwrap())), "{}", describe(&output));
+    fs_err::OpenOptions::new()
+        .write(true)
+        .open(&lock)
+        .unwrap()
+        .file()
+        .set_modified(old)
+        .unwrap();
+    let output = ctx
+        .command()
+        .args(["cache", "prune", "--older-than", "1d"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&output).contains(&format!(
+            "Removed unused environment {}",
+            a["key"].as_str().unwrap()
+        )),
+        "{}",
+        describe(&output)
+    );
     assert!(!std::path::Path::new(a["prefix"].as_str().unwrap()).exists());
     assert!(std::path::Path::new(b["prefix"].as_str().unwrap()).exists());
 
     // A size budget of zero removes the rest; --dry-run removes nothing.
-    let output = ctx.command().args(["cache", "prune", "--max-size", "0", "--dry-run"]).output().unwrap();
-    assert!(stderr(&output).contains("Would remove least recently used environment"), "{}", describe(&output));
+    let output = ctx
+        .command()
+        .args(["cache", "prune", "--max-size", "0", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&output).contains("Would remove least recently used environment"),
+        "{}",
+        describe(&output)
+    );
     assert!(std::path::Path::new(b["prefix"].as_str().unwrap()).exists());
 
     let output = ctx.command().args(["cache", "clean"]).output().unwrap();
@@ -83,7 +137,10 @@ fn an_environment_in_use_is_not_pruned_and_clean_waits() {
         .args(["--env-manager", "conda", "--no-compile"])
         .args(mirror_args(channel.file_url().as_str()))
         .args(["--", "python", "-c"])
-        .arg(format!("import pathlib, time; pathlib.Path({:?}).touch(); time.sleep(30)", marker.display().to_string()))
+        .arg(format!(
+            "import pathlib, time; pathlib.Path({:?}).touch(); time.sleep(30)",
+            marker.display().to_string()
+        ))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut running = command.spawn().unwrap();
@@ -94,20 +151,48 @@ fn an_environment_in_use_is_not_pruned_and_clean_waits() {
     assert!(marker.exists(), "the model did not start");
 
     // The running model holds its environment: prune keeps it however old it looks.
-    let lock = ctx.cache_dir.join("envs-v1").join(format!("{}.lock", created["key"].as_str().unwrap()));
-    fs_err::OpenOptions::new().write(true).open(&lock).unwrap().file().set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1)).unwrap();
-    let output = ctx.command().args(["cache", "prune", "--older-than", "1s"]).output().unwrap();
+    let lock = ctx
+        .cache_dir
+        .join("envs-v1")
+        .join(format!("{}.lock", created["key"].as_str().unwrap()));
+    fs_err::OpenOptions::new()
+        .write(true)
+        .open(&lock)
+        .unwrap()
+        .file()
+        .set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1))
+        .unwrap();
+    let output = ctx
+        .command()
+        .args(["cache", "prune", "--older-than", "1s"])
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", describe(&output));
-    assert!(stderr(&output).contains("Kept 1 environment(s) in use"), "{}", describe(&output));
-    assert!(std::path::Path::new(created["prefix"].as_str().unwrap()).join("bin/python").exists());
+    assert!(
+        stderr(&output).contains("Kept 1 environment(s) in use"),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        std::path::Path::new(created["prefix"].as_str().unwrap())
+            .join("bin/python")
+            .exists()
+    );
 
     // clean needs the whole cache: it waits, then gives up after PYFUNC_ENV_LOCK_TIMEOUT.
     let output = ctx.command().args(["cache", "clean"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
     let text = stderr(&output);
-    assert!(text.contains("Cache is in use, waiting (use `--force` to override)"), "{text}");
+    assert!(
+        text.contains("Cache is in use, waiting (use `--force` to override)"),
+        "{text}"
+    );
     assert!(text.contains("Timed out"), "{text}");
-    assert!(std::path::Path::new(created["prefix"].as_str().unwrap()).join("bin/python").exists());
+    assert!(
+        std::path::Path::new(created["prefix"].as_str().unwrap())
+            .join("bin/python")
+            .exists()
+    );
 
     running.kill().unwrap();
     running.wait().unwrap();
@@ -119,13 +204,22 @@ fn an_environment_in_use_is_not_pruned_and_clean_waits() {
 fn prune_removes_leftovers_of_crashed_builds() {
     let ctx = TestContext::new();
     create(&ctx, &small_model(&ctx, "a", ""));
-    let leftover = ctx.cache_dir.join("envs-v1").join("0123456789abcdef0123456789abcdef");
+    let leftover = ctx
+        .cache_dir
+        .join("envs-v1")
+        .join("0123456789abcdef0123456789abcdef");
     fs_err::create_dir_all(leftover.join("bin")).unwrap();
     fs_err::create_dir_all(ctx.cache_dir.join("envs-v0")).unwrap();
     let output = ctx.command().args(["cache", "prune"]).output().unwrap();
     let text = stderr(&output);
-    assert!(text.contains("Removed incomplete environment 0123456789abcdef0123456789abcdef"), "{text}");
-    assert!(text.contains("Removed unknown cache bucket `envs-v0`"), "{text}");
+    assert!(
+        text.contains("Removed incomplete environment 0123456789abcdef0123456789abcdef"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Removed unknown cache bucket `envs-v0`"),
+        "{text}"
+    );
     assert!(!leftover.exists());
     assert!(!ctx.cache_dir.join("envs-v0").exists());
     let _ = Command::new("true");
@@ -139,9 +233,17 @@ fn clean_refuses_a_directory_that_is_not_a_cache() {
     let model = small_model(&ctx, "a", "");
     let channel = env_test::test_channel().unwrap();
     let mut command = ctx.command();
-    command.arg("create").arg(&model).args(["--env-manager", "conda"]).args(mirror_args(channel.file_url().as_str()));
+    command
+        .arg("create")
+        .arg(&model)
+        .args(["--env-manager", "conda"])
+        .args(mirror_args(channel.file_url().as_str()));
     let output = command.output().unwrap();
     assert_ne!(output.status.code(), Some(0));
-    assert!(stderr(&output).contains("is not a pyfunc-env cache"), "{}", describe(&output));
+    assert!(
+        stderr(&output).contains("is not a pyfunc-env cache"),
+        "{}",
+        describe(&output)
+    );
     assert!(ctx.cache_dir.join("precious.txt").exists());
 }

@@ -1,5 +1,8 @@
 //! Integration tests of the `pyfunc-env` binary.
 
-mod common;
 mod cache;
+mod common;
 mod create;
+mod deps;
+mod reliability;
+mod run;

@@ -1,0 +1,489 @@
+//! `deps` and `inspect`: MLflow's `get_model_dependencies` bytes, the JSON spec and its key, the
+//! readable summary. Malformed model directories are in `deps/bad_input.rs`.
+
+mod bad_input;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::common::{TestContext, describe, fixture, json, repo_root, stderr, stdout};
+
+const FIXTURES: &[&str] = &[
+    "conda-channels",
+    "constraints",
+    "custom-pyfunc",
+    "failing-pyfunc",
+    "sklearn-iris",
+];
+
+fn deps(ctx: &TestContext, model: &Path, args: &[&str]) -> Output {
+    ctx.command()
+        .arg("deps")
+        .arg(model)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn corpus_case(case: &str) -> PathBuf {
+    repo_root().join("tests/corpus/cases").join(case)
+}
+
+/// `get_model_dependencies` as MLflow recorded it for a corpus case.
+fn recorded(case: &str) -> serde_json::Value {
+    let text = fs_err::read_to_string(corpus_case(case).join("expected.json")).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(&text).unwrap();
+    expected["get_model_dependencies"].clone()
+}
+
+/// Asserts a successful run printed exactly `expected` on stdout.
+fn assert_bytes(output: &Output, expected: &[u8], what: &str) {
+    assert!(output.status.success(), "{what}: {}", describe(output));
+    assert!(
+        output.stdout == expected,
+        "{what}: stdout differs from MLflow's file\n--- expected ---\n{:?}\n--- got ---\n{:?}",
+        String::from_utf8_lossy(expected),
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+#[test]
+fn deps_prints_the_files_mlflow_returns_for_the_fixture_models() {
+    let ctx = TestContext::new();
+    for name in FIXTURES {
+        let model = fixture(name);
+        // Every fixture has a requirements.txt (which `get_model_dependencies(format="pip")`
+        // returns as is) and `env: {conda: conda.yaml, ...}` (what `format="conda"` returns).
+        let mlmodel = fs_err::read_to_string(model.join("MLmodel")).unwrap();
+        assert!(mlmodel.contains("conda: conda.yaml"), "{name}");
+        for (format, file) in [("pip", "requirements.txt"), ("conda", "conda.yaml")] {
+            let output = deps(&ctx, &model, &["--format", format]);
+            let expected = fs_err::read(model.join(file)).unwrap();
+            assert_bytes(&output, &expected, &format!("{name} --format {format}"));
+            assert_eq!(stderr(&output), "", "{name} --format {format}");
+        }
+        // pip is the default format.
+        let output = deps(&ctx, &model, &[]);
+        assert_bytes(
+            &output,
+            &fs_err::read(model.join("requirements.txt")).unwrap(),
+            name,
+        );
+    }
+}
+
+/// Corpus cases with what makes each one interesting.
+const CORPUS_CASES: &[(&str, &str)] = &[
+    ("001", "requirements.txt without a final newline"),
+    (
+        "006",
+        "no requirements.txt: the pip list of conda.yaml, with a warning",
+    ),
+    ("008", "CRLF requirements.txt and conda.yaml"),
+    (
+        "068",
+        "CRLF conda.yaml without a final newline; pip list extracted",
+    ),
+    ("085", "neither file ends with a newline"),
+    ("112", "CRLF conda.yaml; pip list extracted, with a warning"),
+];
+
+#[test]
+fn deps_prints_the_bytes_mlflow_recorded_for_corpus_cases() {
+    let ctx = TestContext::new();
+    for (case, why) in CORPUS_CASES {
+        let recorded = recorded(case);
+        for format in ["pip", "conda"] {
+            let what = format!("case {case} ({why}) --format {format}");
+            let expected = &recorded[format];
+            assert_eq!(expected["ok"], true, "{what}");
+            let output = deps(&ctx, &corpus_case(case), &["--format", format]);
+            assert_bytes(
+                &output,
+                expected["value"]["text"].as_str().unwrap().as_bytes(),
+                &what,
+            );
+            // MLflow's warnings (e.g. "The following conda dependencies have been excluded
+            // from the environment file: ...") go to stderr, one `warning:` line each.
+            let err = stderr(&output);
+            let warnings = expected["warnings"].as_array().unwrap();
+            assert_eq!(
+                err.lines().filter(|l| l.starts_with("warning: ")).count(),
+                warnings.len(),
+                "{what}: {err}"
+            );
+            for warning in warnings {
+                assert!(err.contains(warning.as_str().unwrap()), "{what}: {err}");
+            }
+            assert!(!err.contains("error"), "{what}: {err}");
+        }
+    }
+}
+
+#[test]
+fn deps_fails_where_mlflow_fails_for_corpus_cases() {
+    let ctx = TestContext::new();
+    // (case, format, MLflow's exception, what our message must name)
+    for (case, format, mlflow, needle) in [
+        (
+            "012",
+            "pip",
+            "FileNotFoundError",
+            "`conda.yaml` does not exist",
+        ),
+        (
+            "012",
+            "conda",
+            "FileNotFoundError",
+            "`conda.yaml` does not exist",
+        ),
+        (
+            "050",
+            "pip",
+            "MlflowException",
+            "no `python_function` flavor",
+        ),
+        ("064", "conda", "KeyError", "has no `env` entry"),
+        ("079", "conda", "TypeError", "`flavors.python_function.env`"),
+        ("082", "conda", "ScannerError", "Invalid YAML in `MLmodel`"),
+    ] {
+        let expected = &recorded(case)[format];
+        assert_eq!(expected["ok"], false, "{case}");
+        assert_eq!(expected["error"]["type"], mlflow, "{case}");
+        let output = deps(&ctx, &corpus_case(case), &["--format", format]);
+        let err = stderr(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{case}: {}",
+            describe(&output)
+        );
+        assert!(err.starts_with("error: "), "{case}: {err}");
+        assert!(err.contains(needle), "{case}: {err}");
+        assert!(err.contains("\nhint: "), "{case}: {err}");
+        assert_eq!(stdout(&output), "", "{case}");
+    }
+}
+
+#[test]
+fn deps_output_file_gets_the_same_bytes_and_stdout_stays_empty() {
+    let ctx = TestContext::new();
+    let cases: &[(PathBuf, &str)] = &[
+        (fixture("constraints"), "pip"),
+        (fixture("constraints"), "conda"),
+        (fixture("constraints"), "json"),
+        (corpus_case("006"), "pip"),
+        (corpus_case("068"), "conda"),
+    ];
+    for (index, (model, format)) in cases.iter().enumerate() {
+        let what = format!("{} --format {format}", model.display());
+        let to_stdout = deps(&ctx, model, &["--format", format]);
+        assert!(
+            to_stdout.status.success(),
+            "{what}: {}",
+            describe(&to_stdout)
+        );
+        let target = ctx.path().join(format!("out-{index}/deps.txt"));
+        fs_err::create_dir_all(target.parent().unwrap()).unwrap();
+        let output = ctx
+            .command()
+            .arg("deps")
+            .arg(model)
+            .args(["--format", format, "-o"])
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{what}: {}", describe(&output));
+        assert_eq!(stdout(&output), "", "{what}");
+        assert_eq!(fs_err::read(&target).unwrap(), to_stdout.stdout, "{what}");
+        let err = stderr(&output);
+        assert!(err.contains("Wrote "), "{what}: {err}");
+        // Warnings are printed whichever way the data goes.
+        assert_eq!(
+            err.lines().filter(|l| l.starts_with("warning: ")).count(),
+            stderr(&to_stdout)
+                .lines()
+                .filter(|l| l.starts_with("warning: "))
+                .count(),
+            "{what}: {err}"
+        );
+        // Writing again replaces the file.
+        let again = ctx
+            .command()
+            .arg("deps")
+            .arg(model)
+            .args(["--format", format, "--output"])
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(again.status.success(), "{what}: {}", describe(&again));
+        assert_eq!(fs_err::read(&target).unwrap(), to_stdout.stdout, "{what}");
+    }
+}
+
+/// Replaces what depends on the machine (paths, the key, platform and virtual packages).
+fn filter_spec(ctx: &TestContext, text: &str) -> String {
+    let document: serde_json::Value = serde_json::from_str(text).unwrap();
+    let mut text = ctx.filter(text);
+    let context = &document["key_context"];
+    text = text.replace(
+        &format!("\"platform\": {}", context["platform"]),
+        "\"platform\": \"[PLATFORM]\"",
+    );
+    for package in context["virtual_packages"].as_array().unwrap() {
+        text = text.replace(&package.to_string(), "\"[VIRTUAL_PACKAGE]\"");
+    }
+    text
+}
+
+#[test]
+fn deps_json_schema() {
+    let ctx = TestContext::new();
+    let model = ctx.copy_fixture("constraints");
+    let output = deps(&ctx, &model, &["--format", "json"]);
+    let document = json(&output);
+    assert_eq!(stderr(&output), "");
+    assert_eq!(
+        document
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        [
+            "schema_version",
+            "model_dir",
+            "env_manager",
+            "key",
+            "key_context",
+            "files",
+            "spec",
+            "warnings"
+        ]
+    );
+    insta::assert_snapshot!(filter_spec(&ctx, &stdout(&output)), @r#"
+    {
+      "schema_version": 1,
+      "model_dir": "[TEMP_DIR]/models/constraints",
+      "env_manager": "virtualenv",
+      "key": "[KEY]",
+      "key_context": {
+        "platform": "[PLATFORM]",
+        "virtual_packages": [
+          "[VIRTUAL_PACKAGE]"
+        ],
+        "python_source": "auto",
+        "compile_bytecode": true,
+        "layout": 1
+      },
+      "files": [
+        "MLmodel",
+        "python_env.yaml",
+        "requirements.txt",
+        "constraints.txt"
+      ],
+      "spec": {
+        "env_manager": "virtualenv",
+        "python": "3.11.7",
+        "build": {
+          "requirements": [
+            {
+              "target": {
+                "named": "pip==26.3"
+              }
+            },
+            {
+              "target": {
+                "named": "setuptools==84.2.1"
+              }
+            },
+            {
+              "target": {
+                "named": "wheel==0.48.0"
+              }
+            }
+          ]
+        },
+        "pip": {
+          "requirements": [
+            {
+              "target": {
+                "named": "mlflow==3.17.2"
+              }
+            },
+            {
+              "target": {
+                "named": "scikit-learn==1.9.1"
+              }
+            }
+          ],
+          "constraints": [
+            {
+              "target": {
+                "named": "numpy==2.4.6"
+              }
+            },
+            {
+              "target": {
+                "named": "pandas==3.1.1"
+              }
+            },
+            {
+              "target": {
+                "named": "scipy==1.17.1"
+              }
+            },
+            {
+              "target": {
+                "named": "cloudpickle==3.1.3"
+              }
+            }
+          ]
+        }
+      },
+      "warnings": []
+    }
+    "#);
+}
+
+#[test]
+fn deps_json_key_is_stable_and_depends_on_the_env_manager() {
+    let ctx = TestContext::new();
+    let key_of = |output: &Output| json(output)["key"].as_str().unwrap().to_string();
+    let original = fixture("sklearn-iris");
+    let first = deps(&ctx, &original, &["--format", "json"]);
+    let first_key = key_of(&first);
+    assert_eq!(first_key.len(), 32, "{first_key}");
+    assert!(first_key.bytes().all(|b| b.is_ascii_hexdigit()));
+    // Twice: the same document, byte for byte.
+    let second = deps(&ctx, &original, &["--format", "json"]);
+    assert_eq!(first.stdout, second.stdout);
+
+    // A copy elsewhere, and a copy seen from another context (other HOME, cache, cwd): the same
+    // key, only `model_dir` differs.
+    let other = TestContext::new();
+    let copies = [
+        ctx.copy_fixture("sklearn-iris"),
+        other.copy_fixture("sklearn-iris"),
+    ];
+    for (copy, context) in copies.iter().zip([&ctx, &other]) {
+        let output = deps(context, copy, &["--format", "json"]);
+        let document = json(&output);
+        assert_eq!(document["key"], first_key.as_str(), "{}", copy.display());
+        assert_eq!(
+            document["model_dir"],
+            copy.canonicalize().unwrap().display().to_string()
+        );
+        let mut original: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+        original["model_dir"] = document["model_dir"].clone();
+        assert_eq!(document, original);
+    }
+
+    // MLflow's default for a model with python_env.yaml is virtualenv; uv builds the same
+    // environment; conda is another environment with another key.
+    let default = json(&first);
+    assert_eq!(default["env_manager"], "virtualenv");
+    for manager in ["virtualenv", "uv"] {
+        let output = deps(
+            &ctx,
+            &original,
+            &["--format", "json", "--env-manager", manager],
+        );
+        assert_eq!(output.stdout, first.stdout, "{manager}");
+    }
+    let conda = json(&deps(
+        &ctx,
+        &original,
+        &["--format", "json", "--env-manager", "conda"],
+    ));
+    assert_eq!(conda["env_manager"], "conda");
+    assert_ne!(conda["key"], default["key"]);
+    assert_eq!(conda["files"], serde_json::json!(["MLmodel", "conda.yaml"]));
+    assert_eq!(conda["spec"]["conda"]["channels"][0], "conda-forge");
+
+    // Changing an environment file changes the key.
+    let copy = &copies[0];
+    fs_err::write(
+        copy.join("requirements.txt"),
+        "mlflow==3.17.2\nnumpy==2.4.5\n",
+    )
+    .unwrap();
+    let changed = json(&deps(&ctx, copy, &["--format", "json"]));
+    assert_ne!(changed["key"], default["key"]);
+
+    // `local` builds nothing, so it has no spec.
+    let output = deps(
+        &ctx,
+        &original,
+        &["--format", "json", "--env-manager", "local"],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let err = stderr(&output);
+    assert!(err.starts_with("error: `--env-manager local`"), "{err}");
+    assert!(err.contains("\nhint: "), "{err}");
+}
+
+#[test]
+fn inspect_summarises_a_fixture() {
+    let ctx = TestContext::new();
+    let model = ctx.copy_fixture("constraints");
+    let output = ctx.command().arg("inspect").arg(&model).output().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(stderr(&output), "");
+    let text = stdout(&output);
+    // The keys are the ones `deps --format json` prints.
+    for manager in ["virtualenv", "conda"] {
+        let key = json(&deps(
+            &ctx,
+            &model,
+            &["--format", "json", "--env-manager", manager],
+        ))["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            text.contains(&format!("{manager} environment")) && text.contains(&key),
+            "{manager} {key}: {text}"
+        );
+    }
+    insta::assert_snapshot!(ctx.filter(&text), @"
+    Model: [TEMP_DIR]/models/constraints
+      MLflow version: 3.17.2
+      Flavors: python_function, sklearn
+      Loader module: mlflow.sklearn
+      Python version (MLmodel): 3.11.7
+      Signature inputs: sepal_length (double), sepal_width (double), petal_length (double)
+      Signature outputs: tensor float64 [-1]
+    Environment files:
+      virtualenv / uv: python_env.yaml
+      conda: conda.yaml
+      Default env manager: virtualenv
+    virtualenv environment (default)  key [KEY]
+        from: MLmodel, python_env.yaml, requirements.txt, constraints.txt
+        python: 3.11.7
+        build:
+          pip==26.3
+          setuptools==84.2.1
+          wheel==0.48.0
+        pip:
+          mlflow==3.17.2
+          scikit-learn==1.9.1
+          constraint numpy==2.4.6
+          constraint pandas==3.1.1
+          constraint scipy==1.17.1
+          constraint cloudpickle==3.1.3
+    conda environment  key [KEY]
+        from: MLmodel, conda.yaml, constraints.txt
+        channels: conda-forge
+        conda:
+          python 3.11.7.*
+          pip <=26.3
+        pip:
+          mlflow==3.17.2
+          scikit-learn==1.9.1
+          constraint numpy==2.4.6
+          constraint pandas==3.1.1
+          constraint scipy==1.17.1
+          constraint cloudpickle==3.1.3
+    ");
+}

@@ -1,0 +1,1158 @@
+//! `run` and `check` end to end: the fixture models MLflow 3.17.2 wrote, scored in environments
+//! built from PyPI (tests named `pypi_*`), compared byte for byte with what `mlflow models
+//! predict` wrote for the same input (`fixtures/expected/`). Plus commands, exit codes and
+//! activation in a small conda environment from the local test channel (offline).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{TestContext, describe, fixture, json, mirror_args, repo_root, stderr, stdout};
+
+/// `fixtures/inputs/<model>/<file>`.
+fn input(model: &str, file: &str) -> PathBuf {
+    repo_root().join("fixtures/inputs").join(model).join(file)
+}
+
+/// The bytes `mlflow models predict -o` wrote: `fixtures/expected/<model>/<stem>.out`.
+fn expected(model: &str, stem: &str) -> Vec<u8> {
+    fs_err::read(
+        repo_root()
+            .join("fixtures/expected")
+            .join(model)
+            .join(format!("{stem}.out")),
+    )
+    .unwrap()
+}
+
+/// MLflow's exit code and exception text (all lines) for an input it rejects.
+fn expected_error(model: &str, stem: &str) -> (i32, String) {
+    let record: serde_json::Value = serde_json::from_slice(
+        &fs_err::read(
+            repo_root()
+                .join("fixtures/expected")
+                .join(model)
+                .join(format!("{stem}.error.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let lines: Vec<&str> = record["error"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    (
+        i32::try_from(record["exit_code"].as_i64().unwrap()).unwrap(),
+        lines.join("\n"),
+    )
+}
+
+/// The pyenv CPython 3.11.7 (no mlflow, no scikit-learn installed).
+fn pyenv_python(version: &str) -> PathBuf {
+    let minor: String = version.rsplitn(2, '.').nth(1).unwrap().to_string();
+    env_test::pyenv_root()
+        .unwrap()
+        .join("versions")
+        .join(version)
+        .join("bin")
+        .join(format!("python{minor}"))
+}
+
+/// `pyfunc-env run MODEL ENV_ARGS -- COMMAND`.
+fn run_command(ctx: &TestContext, model: &Path, env_args: &[&str], command: &[&str]) -> Command {
+    let mut cmd = ctx.command();
+    cmd.arg("run")
+        .arg(model)
+        .args(env_args)
+        .arg("--")
+        .args(command);
+    cmd
+}
+
+fn run(ctx: &TestContext, model: &Path, env_args: &[&str], command: &[&str]) -> Output {
+    run_command(ctx, model, env_args, command).output().unwrap()
+}
+
+/// `run` with `stdin` fed to the command.
+fn run_with_stdin(
+    ctx: &TestContext,
+    model: &Path,
+    env_args: &[&str],
+    command: &[&str],
+    stdin: &[u8],
+) -> Output {
+    let mut child = run_command(ctx, model, env_args, command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Success, and stdout is exactly `expected` (MLflow's bytes; no trailing newline).
+#[track_caller]
+fn assert_predictions(output: &Output, expected: &[u8]) {
+    assert!(output.status.success(), "{}", describe(output));
+    assert!(
+        output.stdout == expected,
+        "stdout differs from MLflow's\n----- MLflow -----\n{}\n{}",
+        String::from_utf8_lossy(expected),
+        describe(output)
+    );
+}
+
+/// Fails like MLflow: its exit code, nothing on stdout, its exception text ending stderr.
+#[track_caller]
+fn assert_rejected(output: &Output, model: &str, stem: &str) {
+    let (code, error) = expected_error(model, stem);
+    assert_eq!(output.status.code(), Some(code), "{}", describe(output));
+    assert_eq!(stdout(output), "", "{}", describe(output));
+    assert!(
+        stderr(output).ends_with(&format!("\n{error}\n")),
+        "stderr does not end with MLflow's error\n----- MLflow -----\n{error}\n{}",
+        describe(output)
+    );
+}
+
+/// The environment `run` built, as `create --json` reports it (a cache hit).
+fn created(ctx: &TestContext, model: &Path, env_args: &[&str]) -> serde_json::Value {
+    let result = json(
+        &ctx.command()
+            .arg("create")
+            .arg(model)
+            .args(env_args)
+            .arg("--json")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        result["cache_hit"], true,
+        "`run` left no reusable environment"
+    );
+    result
+}
+
+/// `command` run by `/bin/sh`, which then prints the exit code it saw (`$?`).
+fn in_a_shell(command: &Command) -> Command {
+    let mut shell = Command::new("/bin/sh");
+    shell
+        .args(["-c", "\"$@\"; echo $?", "sh"])
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => shell.env(key, value),
+            None => shell.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        shell.current_dir(dir);
+    }
+    shell
+}
+
+/// Exit codes, a missing command and activation, in an environment `run` already built.
+fn assert_commands_run_in_the_environment(
+    ctx: &TestContext,
+    model: &Path,
+    env_args: &[&str],
+    prefix: &str,
+    activation_var: &str,
+) {
+    // The command's exit code is `run`'s.
+    let exit = run(
+        ctx,
+        model,
+        env_args,
+        &["python", "-c", "import sys; sys.exit(7)"],
+    );
+    assert_eq!(exit.status.code(), Some(7), "{}", describe(&exit));
+    assert_eq!(stderr(&exit), "", "{}", describe(&exit));
+
+    // `run` becomes the command, so a command killed by a signal kills `run` with that signal:
+    // a shell reports 143 (128 + SIGTERM) for it.
+    let killed = run(
+        ctx,
+        model,
+        env_args,
+        &[
+            "python",
+            "-c",
+            "import os, signal; os.kill(os.getpid(), signal.SIGTERM)",
+        ],
+    );
+    assert_eq!(killed.status.code(), None, "{}", describe(&killed));
+    assert_eq!(killed.status.signal(), Some(15), "{}", describe(&killed));
+    let through_shell = in_a_shell(&run_command(
+        ctx,
+        model,
+        env_args,
+        &[
+            "python",
+            "-c",
+            "import os, signal; os.kill(os.getpid(), signal.SIGTERM)",
+        ],
+    ))
+    .output()
+    .unwrap();
+    assert_eq!(
+        stdout(&through_shell),
+        "143\n",
+        "{}",
+        describe(&through_shell)
+    );
+
+    // A command that does not exist: 127, as in a shell, naming it and the environment's bin/.
+    let missing = run(ctx, model, env_args, &["nosuchcommand", "--flag"]);
+    assert_eq!(missing.status.code(), Some(127), "{}", describe(&missing));
+    assert_eq!(stdout(&missing), "");
+    assert_eq!(
+        ctx.filter(&stderr(&missing)),
+        "error: Failed to run `nosuchcommand`\n  Caused by: No such file or directory (os error 2)\n\nhint: Check the command name; inside the environment, `PATH` starts with `[CACHE_DIR]/envs-v1/[KEY]/bin`\n",
+        "{}",
+        describe(&missing)
+    );
+
+    // The environment is activated: its bin/ first on PATH, its prefix in the activation
+    // variable, and the environment's interpreter is the one `python` finds.
+    let activated = run(
+        ctx,
+        model,
+        env_args,
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "echo ${activation_var}; command -v python; python -c 'import sys; print(sys.prefix)'"
+            ),
+        ],
+    );
+    assert!(activated.status.success(), "{}", describe(&activated));
+    assert_eq!(
+        stdout(&activated),
+        format!("{prefix}\n{prefix}/bin/python\n{prefix}\n")
+    );
+    assert!(
+        prefix.starts_with(&ctx.cache_dir.join("envs-v1").display().to_string()),
+        "{prefix}"
+    );
+}
+
+#[test]
+fn pypi_sklearn_iris_virtualenv_predict_every_format_check_and_commands() {
+    let ctx = TestContext::new().online();
+    let model = fixture("sklearn-iris");
+    // The Python comes from pyenv (3.11.7); pip packages from PyPI; bytecode is compiled.
+    let env_args = ["--python-source", "system"];
+    let name = "sklearn-iris";
+
+    // The first run builds the environment; its messages go to stderr, stdout is MLflow's.
+    let path = input(name, "dataframe_split.json");
+    let first = run(
+        &ctx,
+        &model,
+        &env_args,
+        &["predict", "-i", path.to_str().unwrap()],
+    );
+    assert_predictions(&first, &expected(name, "dataframe_split"));
+    let text = ctx.filter(&stderr(&first));
+    assert!(
+        text.starts_with("Created virtualenv environment in ")
+            && text.ends_with("s: [CACHE_DIR]/envs-v1/[KEY]\n")
+            && text.lines().count() == 1,
+        "{}",
+        describe(&first)
+    );
+    let env = created(&ctx, &model, &env_args);
+    let prefix = env["prefix"].as_str().unwrap().to_string();
+    let key = env["key"].as_str().unwrap().to_string();
+    assert!(
+        Path::new(&prefix)
+            .join("lib/python3.11/site-packages/sklearn/__pycache__")
+            .is_dir(),
+        "bytecode was not compiled"
+    );
+
+    // Every format MLflow accepts, from a file and from stdin: exactly MLflow's bytes on
+    // stdout and, with the environment cached, nothing at all on stderr.
+    let cases = [
+        ("dataframe_split.json", "json", "dataframe_split"),
+        ("dataframe_records.json", "json", "dataframe_records"),
+        ("instances.json", "json", "instances"),
+        ("inputs.json", "json", "inputs"),
+        ("input.csv", "csv", "input"),
+        ("instances_columns.json", "json", "instances_columns"),
+        ("inputs_records.json", "json", "inputs_records"),
+    ];
+    for (file, content_type, stem) in cases {
+        let path = input(name, file);
+        let from_file = run(
+            &ctx,
+            &model,
+            &env_args,
+            &["predict", "-i", path.to_str().unwrap(), "-t", content_type],
+        );
+        assert_predictions(&from_file, &expected(name, stem));
+        assert_eq!(stderr(&from_file), "", "{file}: {}", describe(&from_file));
+        let from_stdin = run_with_stdin(
+            &ctx,
+            &model,
+            &env_args,
+            &["predict", "-t", content_type],
+            &fs_err::read(&path).unwrap(),
+        );
+        assert_predictions(&from_stdin, &expected(name, stem));
+        assert_eq!(stderr(&from_stdin), "", "{file}: {}", describe(&from_stdin));
+    }
+
+    // `-o`: the file gets MLflow's bytes, stdout stays empty. A relative path is relative to
+    // the caller's working directory.
+    let written = run(
+        &ctx,
+        &model,
+        &env_args,
+        &[
+            "predict",
+            "--input-path",
+            input(name, "input.csv").to_str().unwrap(),
+            "--content-type",
+            "csv",
+            "-o",
+            "out.json",
+        ],
+    );
+    assert!(written.status.success(), "{}", describe(&written));
+    assert_eq!(stdout(&written), "");
+    assert_eq!(
+        fs_err::read(ctx.path().join("out.json")).unwrap(),
+        expected(name, "input")
+    );
+
+    // Params without a params schema: predictions, and MLflow's warning on stderr.
+    let path = input(name, "unexpected_params.json");
+    let ignored = run(
+        &ctx,
+        &model,
+        &env_args,
+        &["predict", "-i", path.to_str().unwrap()],
+    );
+    assert_predictions(&ignored, &expected(name, "unexpected_params"));
+    assert!(
+        stderr(&ignored).contains(" WARNING mlflow.models.utils: `params` can only be specified at inference time if the model signature defines a params schema. This model does not define a params schema. Ignoring provided params: ['scale']\n"),
+        "{}",
+        describe(&ignored)
+    );
+
+    // Inputs MLflow rejects: exit 1, MLflow's exception, and no output file even with `-o`.
+    // (The "exactly one of the input fields {...}" set prints in hash order: MLflow's record
+    // was made with PYTHONHASHSEED=0, which passes through to the model's Python.)
+    for stem in ["missing_column", "two_format_keys", "unknown_key"] {
+        let out = ctx.path().join(format!("{stem}.json"));
+        let rejected = run_command(
+            &ctx,
+            &model,
+            &env_args,
+            &[
+                "predict",
+                "-i",
+                input(name, &format!("{stem}.json")).to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        )
+        .env("PYTHONHASHSEED", "0")
+        .output()
+        .unwrap();
+        assert_rejected(&rejected, name, stem);
+        assert!(!out.exists(), "{stem}: an output file was created");
+    }
+
+    // A missing input file is ours to report, before Python starts.
+    let missing = run(&ctx, &model, &env_args, &["predict", "-i", "nosuch.json"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", describe(&missing));
+    assert_eq!(
+        stderr(&missing),
+        "error: Input file `nosuch.json` does not exist\n",
+        "{}",
+        describe(&missing)
+    );
+
+    // `check` of the environment `run` built: everything satisfied, also under `--strict`.
+    let check = ctx
+        .command()
+        .arg("check")
+        .arg(&model)
+        .args(["--env", &key, "--strict"])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0), "{}", describe(&check));
+    assert_eq!(
+        ctx.filter(&stdout(&check)),
+        "Interpreter: [CACHE_DIR]/envs-v1/[KEY]/bin/python (Python 3.11.7)\nModel Python: 3.11.7\nOK 6 requirement(s) satisfied\n"
+    );
+    let report = json(
+        &ctx.command()
+            .arg("check")
+            .arg(&model)
+            .args(["--env", &key, "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        report,
+        serde_json::json!({
+            "python": format!("{prefix}/bin/python"),
+            "python_version": "3.11.7",
+            "model_python_version": "3.11.7",
+            "python_mismatch": false,
+            "checked": 6,
+            "mismatches": [],
+        })
+    );
+
+    assert_commands_run_in_the_environment(&ctx, &model, &env_args, &prefix, "VIRTUAL_ENV");
+}
+
+/// A tiny HTTP/1.1 response.
+struct Response {
+    status: u16,
+    content_type: Option<String>,
+    body: Vec<u8>,
+}
+
+/// One request on its own connection (`Connection: close`), read to the end.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !content_type.is_empty() {
+        request.push_str(&format!("Content-Type: {content_type}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| invalid("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| invalid("no status line"))?;
+    let mut content_type = None;
+    let mut content_length = None;
+    for line in lines {
+        let (name, value) = line.split_once(':').ok_or_else(|| invalid(line))?;
+        match name.to_ascii_lowercase().as_str() {
+            "content-type" => content_type = Some(value.trim().to_string()),
+            "content-length" => content_length = value.trim().parse::<usize>().ok(),
+            "transfer-encoding" => return Err(invalid("chunked responses are not expected")),
+            _ => {}
+        }
+    }
+    let body = raw[end + 4..].to_vec();
+    if content_length != Some(body.len()) {
+        return Err(invalid("body length differs from Content-Length"));
+    }
+    Ok(Response {
+        status,
+        content_type,
+        body,
+    })
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The addresses listening on TCP `port` (IPv4, `/proc/net/tcp`), as dotted quads.
+fn listening_addresses(port: u16) -> Vec<String> {
+    let table = fs_err::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (addr, local_port) = fields.get(1)?.split_once(':')?;
+            (u16::from_str_radix(local_port, 16).ok()? == port && fields.get(3)? == &"0A").then(
+                || {
+                    let ip = u32::from_str_radix(addr, 16).unwrap();
+                    std::net::Ipv4Addr::from(ip.swap_bytes()).to_string()
+                },
+            )
+        })
+        .collect()
+}
+
+/// Kills a server left running by a failed assertion.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn serve_and_score_custom_pyfunc(ctx: &TestContext, model: &Path, env_args: &[&str]) {
+    let name = "custom-pyfunc";
+    let port = free_port();
+    let log_out = ctx.path().join("serve.stdout");
+    let log_err = ctx.path().join("serve.stderr");
+    let child = run_command(
+        ctx,
+        model,
+        env_args,
+        &["serve", "--port", &port.to_string()],
+    )
+    .stdin(Stdio::null())
+    .stdout(fs_err::File::create(&log_out).unwrap().into_file())
+    .stderr(fs_err::File::create(&log_err).unwrap().into_file())
+    .spawn()
+    .unwrap();
+    let mut server = KillOnDrop(child);
+    let logs = || {
+        format!(
+            "----- server stdout -----\n{}\n----- server stderr -----\n{}",
+            fs_err::read_to_string(&log_out).unwrap_or_default(),
+            fs_err::read_to_string(&log_err).unwrap_or_default()
+        )
+    };
+
+    // Up when /ping answers 200.
+    let started = Instant::now();
+    loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            panic!(
+                "the server exited with {status} before answering\n{}",
+                logs()
+            );
+        }
+        if http(port, "GET", "/ping", "", b"").is_ok_and(|r| r.status == 200) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no answer on /ping within 120 s\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // MLflow's endpoints: /ping and /health answer "\n", /version the model's mlflow version.
+    for path in ["/ping", "/health"] {
+        let response = http(port, "GET", path, "", b"").unwrap();
+        assert_eq!(
+            (response.status, response.body.as_slice()),
+            (200, &b"\n"[..]),
+            "{path}"
+        );
+    }
+    let version = http(port, "GET", "/version", "", b"").unwrap();
+    assert_eq!(
+        (version.status, version.body.as_slice()),
+        (200, &b"3.17.2"[..])
+    );
+
+    // /invocations answers with exactly the bytes `mlflow models predict` wrote (no trailing
+    // newline), for every JSON format (with and without params) and for CSV.
+    let cases = [
+        (
+            "dataframe_split.json",
+            "application/json",
+            "dataframe_split",
+        ),
+        (
+            "dataframe_records.json",
+            "application/json",
+            "dataframe_records",
+        ),
+        ("instances.json", "application/json", "instances"),
+        ("inputs.json", "application/json", "inputs"),
+        ("input.csv", "text/csv", "input"),
+        (
+            "dataframe_split_params.json",
+            "application/json",
+            "dataframe_split_params",
+        ),
+        (
+            "dataframe_records_params.json",
+            "application/json",
+            "dataframe_records_params",
+        ),
+        (
+            "instances_params.json",
+            "application/json",
+            "instances_params",
+        ),
+        ("inputs_params.json", "application/json", "inputs_params"),
+        ("params_unknown.json", "application/json", "params_unknown"),
+    ];
+    for (file, content_type, stem) in cases {
+        let body = fs_err::read(input(name, file)).unwrap();
+        let response = http(port, "POST", "/invocations", content_type, &body).unwrap();
+        assert_eq!(
+            response.status,
+            200,
+            "{file}: {}",
+            String::from_utf8_lossy(&response.body)
+        );
+        assert_eq!(response.content_type.as_deref(), Some("application/json"));
+        assert!(
+            response.body == expected(name, stem),
+            "{file}: the server answered\n{}\nMLflow wrote\n{}",
+            String::from_utf8_lossy(&response.body),
+            String::from_utf8_lossy(&expected(name, stem))
+        );
+    }
+    // A rejected input: 400 and MLflow's JSON error.
+    let body = fs_err::read(input(name, "params_wrong_type.json")).unwrap();
+    let response = http(port, "POST", "/invocations", "application/json", &body).unwrap();
+    assert_eq!(response.status, 400);
+    let error: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(error["error_code"], "INVALID_PARAMETER_VALUE", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid parameters found: {('scale', \"Failed to validate type and shape for 'scale': double (default: 1.0), error: Can not safely convert `<class 'str'>` to `DataType.double` for value `big`\")}"),
+        "{error}"
+    );
+
+    // Bound to 127.0.0.1 only (the default): not on another loopback address, not on 0.0.0.0.
+    assert_eq!(listening_addresses(port), ["127.0.0.1"]);
+    let other = TcpStream::connect(("127.0.0.2", port));
+    assert!(other.is_err(), "the server answers on 127.0.0.2");
+
+    // `run` became the server (no process in between): SIGTERM to its pid stops it cleanly.
+    let pid = server.0.id().to_string();
+    let kill = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(kill.success());
+    let stopping = Instant::now();
+    let status = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopping.elapsed() < Duration::from_secs(30),
+            "the server ignored SIGTERM\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(0), "{status}\n{}", logs());
+    let err = fs_err::read_to_string(&log_err).unwrap();
+    assert!(
+        err.contains(&format!("Uvicorn running on http://127.0.0.1:{port} ")),
+        "{}",
+        logs()
+    );
+    assert!(err.contains("Application shutdown complete."), "{}", logs());
+}
+
+#[test]
+fn pypi_custom_pyfunc_predict_with_params_and_serve() {
+    let ctx = TestContext::new().online();
+    let model = fixture("custom-pyfunc");
+    let env_args = ["--python-source", "system", "--no-compile"];
+    let name = "custom-pyfunc";
+    let type_hints_warning = "UserWarning: Add type hints to the `predict` method to enable data validation and automatic signature inference during model logging.";
+
+    let cases = [
+        ("dataframe_split.json", "json", "dataframe_split"),
+        ("dataframe_records.json", "json", "dataframe_records"),
+        ("instances.json", "json", "instances"),
+        ("inputs.json", "json", "inputs"),
+        ("input.csv", "csv", "input"),
+        (
+            "dataframe_split_params.json",
+            "json",
+            "dataframe_split_params",
+        ),
+        (
+            "dataframe_records_params.json",
+            "json",
+            "dataframe_records_params",
+        ),
+        ("instances_params.json", "json", "instances_params"),
+        ("inputs_params.json", "json", "inputs_params"),
+        ("params_unknown.json", "json", "params_unknown"),
+    ];
+    for (file, content_type, stem) in cases {
+        let path = input(name, file);
+        let output = run(
+            &ctx,
+            &model,
+            &env_args,
+            &["predict", "-i", path.to_str().unwrap(), "-t", content_type],
+        );
+        assert_predictions(&output, &expected(name, stem));
+        // The model's mlflow warns as it does under MLflow.
+        assert!(
+            stderr(&output).contains(type_hints_warning),
+            "{}",
+            describe(&output)
+        );
+    }
+    let unknown = run(
+        &ctx,
+        &model,
+        &env_args,
+        &[
+            "predict",
+            "-i",
+            input(name, "params_unknown.json").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        stderr(&unknown).contains(" WARNING mlflow.models.utils: Unrecognized params ['offset'] are ignored for inference. Supported params are: {'scale'}. To enable them, please add corresponding schema in ModelSignature.\n"),
+        "{}",
+        describe(&unknown)
+    );
+
+    // `--params` gives the same answer as the params in the input (scale 2.0 is what
+    // dataframe_split_params.json holds): on a JSON input, overriding the input's own params,
+    // and on CSV.
+    let scaled = expected(name, "dataframe_split_params");
+    for (file, content_type) in [
+        ("dataframe_split.json", "json"),
+        ("instances.json", "json"),
+        ("dataframe_records_params.json", "json"),
+        ("input.csv", "csv"),
+    ] {
+        let output = run(
+            &ctx,
+            &model,
+            &env_args,
+            &[
+                "predict",
+                "-i",
+                input(name, file).to_str().unwrap(),
+                "-t",
+                content_type,
+                "--params",
+                r#"{"scale": 2.0}"#,
+            ],
+        );
+        assert_predictions(&output, &scaled);
+    }
+    let from_stdin = run_with_stdin(
+        &ctx,
+        &model,
+        &env_args,
+        &["predict", "--params", r#"{"scale": 2.0}"#],
+        &fs_err::read(input(name, "inputs.json")).unwrap(),
+    );
+    assert_predictions(&from_stdin, &scaled);
+
+    // A param of the wrong type: exit 1 and MLflow's exception, in the input or in `--params`.
+    let wrong = run(
+        &ctx,
+        &model,
+        &env_args,
+        &[
+            "predict",
+            "-i",
+            input(name, "params_wrong_type.json").to_str().unwrap(),
+        ],
+    );
+    assert_rejected(&wrong, name, "params_wrong_type");
+    let wrong = run(
+        &ctx,
+        &model,
+        &env_args,
+        &[
+            "predict",
+            "-i",
+            input(name, "dataframe_split.json").to_str().unwrap(),
+            "--params",
+            r#"{"scale": "big"}"#,
+        ],
+    );
+    assert_rejected(&wrong, name, "params_wrong_type");
+    // `--params` that is not a JSON object is refused before Python starts.
+    let not_object = run(
+        &ctx,
+        &model,
+        &env_args,
+        &[
+            "predict",
+            "-i",
+            input(name, "inputs.json").to_str().unwrap(),
+            "--params",
+            "[1]",
+        ],
+    );
+    assert_eq!(
+        not_object.status.code(),
+        Some(1),
+        "{}",
+        describe(&not_object)
+    );
+    assert_eq!(
+        stderr(&not_object),
+        "error: `--params` must be a JSON object, e.g. '{\"temperature\": 0.5}'\n"
+    );
+
+    serve_and_score_custom_pyfunc(&ctx, &model, &env_args);
+}
+
+#[test]
+fn pypi_conda_channels_conda_mode_from_the_local_channel() {
+    let ctx = TestContext::new().online();
+    let channel = env_test::test_channel().unwrap();
+    let model = fixture("conda-channels");
+    let name = "conda-channels";
+    // conda-forge and defaults both come from the local test channel (python 3.11.7, pip);
+    // the pip section (mlflow, scikit-learn, ...) from PyPI.
+    let mirrors = mirror_args(channel.file_url().as_str());
+    let mut env_args: Vec<&str> = vec!["--env-manager", "conda", "--no-compile"];
+    env_args.extend(mirrors.iter().map(String::as_str));
+
+    let cases = [
+        ("dataframe_split.json", "json", "dataframe_split"),
+        ("dataframe_records.json", "json", "dataframe_records"),
+        ("instances.json", "json", "instances"),
+        ("inputs.json", "json", "inputs"),
+        ("input.csv", "csv", "input"),
+    ];
+    for (index, (file, content_type, stem)) in cases.into_iter().enumerate() {
+        let path = input(name, file);
+        let output = run(
+            &ctx,
+            &model,
+            &env_args,
+            &["predict", "-i", path.to_str().unwrap(), "-t", content_type],
+        );
+        assert_predictions(&output, &expected(name, stem));
+        if index == 0 {
+            assert!(
+                ctx.filter(&stderr(&output))
+                    .starts_with("Created conda environment in "),
+                "{}",
+                describe(&output)
+            );
+        }
+    }
+
+    // A conda prefix: python and pip from the channel, the pip section installed by uv.
+    let env = created(&ctx, &model, &env_args);
+    let prefix = env["prefix"].as_str().unwrap();
+    let metadata: serde_json::Value = serde_json::from_slice(
+        &fs_err::read(Path::new(prefix).join(".pyfunc-env/metadata.json")).unwrap(),
+    )
+    .unwrap();
+    let conda: Vec<(&str, &str)> = metadata["conda_packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["version"].as_str().unwrap()))
+        .collect();
+    assert!(conda.contains(&("python", "3.11.7")), "{conda:?}");
+    assert!(conda.iter().any(|(name, _)| *name == "pip"), "{conda:?}");
+    let pip: Vec<&str> = metadata["pip_packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["installer"] == "uv")
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for name in ["mlflow", "scikit-learn", "pandas"] {
+        assert!(pip.contains(&name), "{pip:?}");
+    }
+    let activated = run(
+        &ctx,
+        &model,
+        &env_args,
+        &[
+            "sh",
+            "-c",
+            "echo $CONDA_PREFIX; python -c 'import sys; print(sys.version.split()[0])'",
+        ],
+    );
+    assert_eq!(
+        stdout(&activated),
+        format!("{prefix}\n3.11.7\n"),
+        "{}",
+        describe(&activated)
+    );
+}
+
+#[test]
+fn pypi_failing_pyfunc_exits_1_with_the_models_error() {
+    let ctx = TestContext::new().online();
+    let model = fixture("failing-pyfunc");
+    let env_args = ["--python-source", "system", "--no-compile"];
+    let error = "ValueError: failing-pyfunc: this model always fails (got 3 input rows)";
+    for (file, content_type) in [("dataframe_split.json", "json"), ("input.csv", "csv")] {
+        let out = ctx.path().join("out.json");
+        let output = run(
+            &ctx,
+            &model,
+            &env_args,
+            &[
+                "predict",
+                "-i",
+                input("failing-pyfunc", file).to_str().unwrap(),
+                "-t",
+                content_type,
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+        assert_eq!(stdout(&output), "");
+        let text = stderr(&output);
+        assert!(
+            text.contains("Traceback (most recent call last):"),
+            "{}",
+            describe(&output)
+        );
+        assert!(
+            text.ends_with(&format!("\n{error}\n")),
+            "{}",
+            describe(&output)
+        );
+        assert!(!out.exists(), "an output file was created");
+    }
+}
+
+/// A conda-mode model with only python (no mlflow), from the local channel, offline.
+fn python_only_model(ctx: &TestContext) -> (PathBuf, Vec<String>) {
+    let channel = env_test::test_channel().unwrap();
+    let model = ctx.model(
+        "python-only",
+        &[(
+            "conda.yaml",
+            "channels: [conda-forge]\ndependencies:\n- python=3.11.7\n",
+        )],
+    );
+    let mut env_args = vec!["--env-manager".to_string(), "conda".to_string()];
+    env_args.extend(mirror_args(channel.file_url().as_str()));
+    (model, env_args)
+}
+
+#[test]
+fn commands_run_activated_in_a_conda_env_and_scoring_without_mlflow_says_how_to_fix() {
+    let ctx = TestContext::new();
+    let (model, env_args) = python_only_model(&ctx);
+    let env_args: Vec<&str> = env_args.iter().map(String::as_str).collect();
+    let input = input("sklearn-iris", "dataframe_split.json");
+
+    // mlflow is not in the environment: exit 1 and the fix, for predict and for serve.
+    let predict = run(
+        &ctx,
+        &model,
+        &env_args,
+        &["predict", "-i", input.to_str().unwrap()],
+    );
+    assert_eq!(predict.status.code(), Some(1), "{}", describe(&predict));
+    assert_eq!(stdout(&predict), "");
+    let text = ctx.filter(&stderr(&predict));
+    assert!(
+        text.ends_with("error: mlflow is not installed in the model's environment, so it cannot score. Rerun with `--install-mlflow` (adds mlflow==3.17.2, the version that saved the model)\n"),
+        "{text}"
+    );
+    let serve = run(
+        &ctx,
+        &model,
+        &env_args,
+        &["serve", "--port", &free_port().to_string()],
+    );
+    assert_eq!(serve.status.code(), Some(1), "{}", describe(&serve));
+    assert_eq!(
+        stderr(&serve),
+        "error: mlflow is not installed in the model's environment, so it cannot serve. Rerun with `--install-mlflow` (adds mlflow==3.17.2, the version that saved the model)\n"
+    );
+
+    let env = created(&ctx, &model, &env_args);
+    let prefix = env["prefix"].as_str().unwrap();
+    assert!(Path::new(prefix).join("conda-meta").is_dir());
+    assert_commands_run_in_the_environment(&ctx, &model, &env_args, prefix, "CONDA_PREFIX");
+    let conda_vars = run(
+        &ctx,
+        &model,
+        &env_args,
+        &["sh", "-c", "echo \"${VIRTUAL_ENV-unset} $CONDA_SHLVL\""],
+    );
+    assert_eq!(
+        stdout(&conda_vars),
+        "unset 1\n",
+        "{}",
+        describe(&conda_vars)
+    );
+}
+
+#[test]
+fn local_env_manager_warns_like_mlflow_and_check_reports_mismatches() {
+    let ctx = TestContext::new();
+    let model = fixture("sklearn-iris");
+    let python = pyenv_python("3.11.7");
+    let python_str = python.to_str().unwrap();
+    let mismatches = " - mlflow (current: uninstalled, required: mlflow==3.17.2)\n - numpy (current: uninstalled, required: numpy==2.4.6)\n - pandas (current: uninstalled, required: pandas==3.1.1)\n - scikit-learn (current: uninstalled, required: scikit-learn==1.9.1)\n - scipy (current: uninstalled, required: scipy==1.17.1)\n - skops (current: uninstalled, required: skops==0.16.0)\n";
+
+    // `--env-manager local`: MLflow's mismatch warning, then the command, with that
+    // interpreter and no environment built.
+    let local = run(
+        &ctx,
+        &model,
+        &["--env-manager", "local", "--python", python_str],
+        &[python_str, "-c", "import sys; print(sys.executable)"],
+    );
+    assert!(local.status.success(), "{}", describe(&local));
+    assert_eq!(stdout(&local), format!("{python_str}\n"));
+    assert_eq!(
+        stderr(&local),
+        format!(
+            "warning: Detected one or more mismatches between the model's dependencies and the current Python environment:\n{mismatches}"
+        )
+    );
+    assert!(
+        !ctx.cache_dir.join("envs-v1").exists(),
+        "an environment was built"
+    );
+
+    // Scoring needs mlflow in that interpreter; `--install-mlflow` builds nothing here.
+    let input = input("sklearn-iris", "input.csv");
+    let predict = run(
+        &ctx,
+        &model,
+        &["--env-manager", "local", "--python", python_str],
+        &["predict", "-i", input.to_str().unwrap(), "-t", "csv"],
+    );
+    assert_eq!(predict.status.code(), Some(1), "{}", describe(&predict));
+    assert_eq!(stdout(&predict), "");
+    assert_eq!(
+        stderr(&predict),
+        format!(
+            "warning: Detected one or more mismatches between the model's dependencies and the current Python environment:\n{mismatches}error: mlflow is not installed in `{python_str}`, so it cannot score. Install it there (`{python_str} -m pip install mlflow==3.17.2`) or drop `--env-manager local` to use the model's own environment\n"
+        )
+    );
+    let install = run(
+        &ctx,
+        &model,
+        &[
+            "--env-manager",
+            "local",
+            "--python",
+            python_str,
+            "--install-mlflow",
+        ],
+        &["true"],
+    );
+    assert_eq!(install.status.code(), Some(1), "{}", describe(&install));
+    assert_eq!(
+        stderr(&install),
+        "error: `--install-mlflow` adds mlflow to the environment pyfunc-env builds; `--env-manager local` builds none\n"
+    );
+
+    // Another major.minor: MLflow's Python warning too.
+    let python312 = pyenv_python("3.12.1");
+    let other = run(
+        &ctx,
+        &model,
+        &[
+            "--env-manager",
+            "local",
+            "--python",
+            python312.to_str().unwrap(),
+        ],
+        &["true"],
+    );
+    assert!(other.status.success(), "{}", describe(&other));
+    assert!(
+        stderr(&other).starts_with("warning: The version of Python that the model was saved in, `Python 3.11.7`, differs from the version of Python that is currently running, `Python 3.12.1`, and may be incompatible\n"),
+        "{}",
+        describe(&other)
+    );
+
+    // `check`: the table; `--strict` exits 1 on a mismatch; `--json`.
+    let check = ctx
+        .command()
+        .args(["check"])
+        .arg(&model)
+        .args(["--python", python_str])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0), "{}", describe(&check));
+    assert_eq!(
+        stdout(&check),
+        format!(
+            "Interpreter: {python_str} (Python 3.11.7)\nModel Python: 3.11.7\nPACKAGE       INSTALLED       REQUIRED\nmlflow        uninstalled     mlflow==3.17.2\nnumpy         uninstalled     numpy==2.4.6\npandas        uninstalled     pandas==3.1.1\nscikit-learn  uninstalled     scikit-learn==1.9.1\nscipy         uninstalled     scipy==1.17.1\nskops         uninstalled     skops==0.16.0\n6 of 6 requirement(s) not satisfied\n"
+        ),
+        "{}",
+        describe(&check)
+    );
+    let strict = ctx
+        .command()
+        .args(["check"])
+        .arg(&model)
+        .args(["--python", python_str, "--strict"])
+        .output()
+        .unwrap();
+    assert_eq!(strict.status.code(), Some(1), "{}", describe(&strict));
+    assert_eq!(stdout(&strict), stdout(&check));
+    let report = json(
+        &ctx.command()
+            .args(["check"])
+            .arg(&model)
+            .args(["--python", python312.to_str().unwrap(), "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(report["python_version"], "3.12.1");
+    assert_eq!(report["model_python_version"], "3.11.7");
+    assert_eq!(report["python_mismatch"], true);
+    assert_eq!(report["checked"], 6);
+    assert_eq!(
+        report["mismatches"][3],
+        serde_json::json!({"package": "scikit-learn", "installed": null, "requirement": "scikit-learn==1.9.1"})
+    );
+    // Only the Python version differing is enough for `--strict`.
+    let python_only = ctx.model("no-requirements", &[("requirements.txt", "")]);
+    let strict = ctx
+        .command()
+        .args(["check"])
+        .arg(&python_only)
+        .args(["--python", python312.to_str().unwrap(), "--strict"])
+        .output()
+        .unwrap();
+    assert_eq!(strict.status.code(), Some(1), "{}", describe(&strict));
+    assert_eq!(
+        stdout(&strict),
+        format!(
+            "Interpreter: {} (Python 3.12.1)\nModel Python: 3.11.7  differs (major.minor)\nOK 0 requirement(s) satisfied\n",
+            python312.display()
+        )
+    );
+}
