@@ -44,6 +44,8 @@ pub struct CreateRequest<'a> {
     pub uv_cache_dir: Option<&'a Path>,
     /// Rebuild even if complete (`--reinstall`).
     pub reinstall: bool,
+    /// Install exactly this lock instead of solving (`--locked`).
+    pub locked: Option<&'a crate::lock::LockedEnv>,
 }
 
 /// Time spent in each step, in seconds.
@@ -209,28 +211,37 @@ async fn build(
     let conda_records: Vec<RepoDataRecord>;
 
     let mut warnings = Vec::new();
-    match spec.env_manager {
-        EnvManager::Conda => {
-            let layer = spec.conda.as_ref().ok_or_else(|| SolveError::Internal {
-                message: "conda-mode spec without a conda layer".into(),
-            })?;
-            conda_records = conda_layer(
-                cache,
-                request,
-                &prefix,
-                &layer.channels,
-                &layer.specs,
-                &mut timings,
-                &reporter,
-            )
-            .await?;
-        }
-        EnvManager::Virtualenv => {
-            let version = spec.python.as_deref().ok_or(SolveError::NoPythonVersion)?;
-            let provisioned =
-                provision_python(cache, request, &prefix, version, &mut timings, &reporter).await?;
-            conda_records = provisioned.records;
-            warnings.extend(provisioned.warnings);
+    if let Some(locked) = request.locked {
+        let (records, timings_locked) =
+            build_locked(cache, request, locked, &prefix, &reporter).await?;
+        conda_records = records;
+        timings.conda_install = timings_locked.conda_install;
+        timings.pip_install = timings_locked.pip_install;
+    } else {
+        match spec.env_manager {
+            EnvManager::Conda => {
+                let layer = spec.conda.as_ref().ok_or_else(|| SolveError::Internal {
+                    message: "conda-mode spec without a conda layer".into(),
+                })?;
+                conda_records = conda_layer(
+                    cache,
+                    request,
+                    &prefix,
+                    &layer.channels,
+                    &layer.specs,
+                    &mut timings,
+                    &reporter,
+                )
+                .await?;
+            }
+            EnvManager::Virtualenv => {
+                let version = spec.python.as_deref().ok_or(SolveError::NoPythonVersion)?;
+                let provisioned =
+                    provision_python(cache, request, &prefix, version, &mut timings, &reporter)
+                        .await?;
+                conda_records = provisioned.records;
+                warnings.extend(provisioned.warnings);
+            }
         }
     }
 
@@ -240,7 +251,7 @@ async fn build(
             prefix: prefix.clone(),
         });
     }
-    if !spec.build.is_empty() || !spec.pip.is_empty() {
+    if request.locked.is_none() && (!spec.build.is_empty() || !spec.pip.is_empty()) {
         let uv = Uv::find(
             request.uv,
             &cache.bucket(env_cache::TOOLS_BUCKET)?,
@@ -313,6 +324,87 @@ async fn build(
         extra: serde_json::Map::new(),
     };
     Ok((timings, metadata, warnings))
+}
+
+/// Installs a lock: its conda records without a solve (hashes checked by the installer), or
+/// for a virtualenv environment without conda records a venv from this machine's Python, then
+/// exactly the locked Python distributions with `--no-deps --require-hashes`.
+async fn build_locked(
+    cache: &Cache,
+    request: &CreateRequest<'_>,
+    locked: &crate::lock::LockedEnv,
+    prefix: &Path,
+    reporter: &Arc<dyn Reporter>,
+) -> Result<(Vec<RepoDataRecord>, Timings), SolveError> {
+    let mut timings = Timings::default();
+    let mut records = locked.conda.clone();
+    crate::lock::apply_mirrors(&mut records, &request.channels.mirrors);
+    if records.is_empty() {
+        let version = request
+            .spec
+            .python
+            .as_deref()
+            .ok_or(SolveError::NoPythonVersion)?;
+        let options = BuildOptions {
+            python_source: PythonSource::System,
+            ..request.options.clone()
+        };
+        let system = CreateRequest {
+            options: &options,
+            locked: None,
+            ..*request
+        };
+        provision_python(cache, &system, prefix, version, &mut timings, reporter).await?;
+    } else {
+        let ctx = CondaContext {
+            channels: &[],
+            platform: current_platform()?,
+            virtual_packages: request.virtual_packages,
+            repodata_cache: cache.bucket(env_cache::REPODATA_BUCKET)?,
+            package_cache: cache.bucket(env_cache::PKGS_BUCKET)?,
+            offline: request.offline,
+        };
+        reporter.on_phase("Installing locked conda packages");
+        let t = Instant::now();
+        conda::install(&ctx, prefix, records.clone(), Vec::new(), reporter.clone()).await?;
+        timings.conda_install = secs(t.elapsed());
+    }
+    if !locked.pypi.is_empty() {
+        let uv = Uv::find(
+            request.uv,
+            &cache.bucket(env_cache::TOOLS_BUCKET)?,
+            request.offline,
+        )
+        .await?;
+        let uv_cache = uv_cache_dir(cache, request)?;
+        let scratch = cache.bucket(env_cache::TMP_DIR)?;
+        reporter.on_phase("Installing locked Python packages with uv");
+        let t = Instant::now();
+        let files = tempfile::Builder::new()
+            .prefix("locked-files-")
+            .tempdir_in(&scratch)
+            .map_err(|source| SolveError::Io {
+                path: scratch.clone(),
+                source,
+            })?;
+        crate::lock::fetch_files(&locked.pypi, files.path(), request.offline).await?;
+        let text = crate::lock::requirements_text(&locked.pypi);
+        let python = python_of(prefix);
+        tokio::task::block_in_place(|| {
+            uv.pip_install_locked(
+                &python,
+                &text,
+                files.path(),
+                &uv_cache,
+                &scratch,
+                request.offline,
+                request.options.compile_bytecode,
+                reporter,
+            )
+        })?;
+        timings.pip_install = secs(t.elapsed());
+    }
+    Ok((records, timings))
 }
 
 /// Solves `specs` against `channel_names` (with the run's channel settings) and installs the

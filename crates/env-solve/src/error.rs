@@ -216,6 +216,59 @@ pub enum SolveError {
         user: bool,
     },
 
+    /// A lock could not be written or read.
+    #[error("Lock file error: {message}")]
+    Lock {
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A lock file cannot be used.
+    #[error("Cannot use the lock file `{}`: {message}", path.display())]
+    #[diagnostic(help("Write a new one with `pyfunc-env lock MODEL -o FILE`"))]
+    LockInvalid {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+
+    /// A locked file could not be downloaded.
+    #[error("Failed to download `{url}`: {message}")]
+    #[diagnostic(help("Check the network, or run where the lock's URLs are reachable"))]
+    LockDownload {
+        /// The URL (redacted).
+        url: String,
+        /// The cause (redacted).
+        message: String,
+    },
+
+    /// A locked file is not what the lock says.
+    #[error("`{file}` has sha256 `{actual}`, but the lock file says `{expected}`")]
+    #[diagnostic(help(
+        "The file changed since the lock was written (or the lock was edited); refusing to install it"
+    ))]
+    LockHashMismatch {
+        /// The file.
+        file: String,
+        /// The lock's digest.
+        expected: String,
+        /// What arrived.
+        actual: String,
+    },
+
+    /// The model's spec changed since the lock was written.
+    #[error("The lock file `{}` is stale: it was written for environment `{locked}`, but the model's files now give `{current}`", path.display())]
+    #[diagnostic(help("The model's environment files (or the flags that change the environment) changed since the lock was written; regenerate it with `pyfunc-env lock MODEL -o {}`", path.display()))]
+    LockStale {
+        /// The file.
+        path: PathBuf,
+        /// The key in the lock.
+        locked: String,
+        /// The key now.
+        current: String,
+    },
+
     /// A cache operation failed.
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -254,7 +307,10 @@ impl SolveError {
             | Self::UvUnavailableOffline
             | Self::NoPythonVersion
             | Self::InvalidPythonVersion { .. }
-            | Self::PythonUnavailable { .. } => true,
+            | Self::PythonUnavailable { .. }
+            | Self::LockInvalid { .. }
+            | Self::LockStale { .. }
+            | Self::LockHashMismatch { .. } => true,
             Self::PipFailed { user, .. } => *user,
             _ => false,
         }

@@ -8,6 +8,7 @@ pub mod channels;
 pub mod conda;
 pub mod context;
 pub mod error;
+pub mod lock;
 pub mod python;
 pub use env_spec::redact;
 pub mod reporter;

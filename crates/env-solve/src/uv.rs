@@ -274,7 +274,9 @@ pub struct PipInstall<'a> {
     pub compile_bytecode: bool,
 }
 
-fn index_args(index: &IndexOptions, model_root: &Path) -> Vec<String> {
+/// The uv flags for pip index options (`--index-url`, `--find-links`, ...).
+#[must_use]
+pub fn index_args(index: &IndexOptions, model_root: &Path) -> Vec<String> {
     let mut args = Vec::new();
     if let Some(url) = &index.index_url {
         register_url(url);
@@ -380,6 +382,61 @@ impl Uv {
             code: status.code(),
             stderr: redact(stderr.trim_end()),
             user: false,
+        })
+    }
+
+    /// Installs exactly the distributions of a lock (`name @ url --hash=...` lines), with no
+    /// dependency resolution and every hash required.
+    #[expect(clippy::too_many_arguments, reason = "one uv invocation's settings")]
+    pub fn pip_install_locked(
+        &self,
+        python: &Path,
+        requirements: &str,
+        files: &Path,
+        cache_dir: &Path,
+        scratch: &Path,
+        offline: bool,
+        compile_bytecode: bool,
+        reporter: &Arc<dyn Reporter>,
+    ) -> Result<(), SolveError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source: std::io::Error| SolveError::Io { path, source }
+        };
+        let mut file = tempfile::Builder::new()
+            .prefix("locked-")
+            .suffix(".txt")
+            .tempfile_in(scratch)
+            .map_err(io(scratch))?;
+        std::io::Write::write_all(&mut file, requirements.as_bytes()).map_err(io(file.path()))?;
+        let mut command = self.command(cache_dir, offline);
+        command
+            .args([
+                "pip",
+                "install",
+                "--no-deps",
+                "--require-hashes",
+                "--no-index",
+                "--find-links",
+            ])
+            .arg(files)
+            .arg("--python")
+            .arg(python)
+            .arg("-r")
+            .arg(file.path());
+        if compile_bytecode {
+            command.arg("--compile-bytecode");
+        }
+        let (status, stderr) = run_streaming(&mut command, reporter).map_err(io(&self.path))?;
+        if status.success() {
+            return Ok(());
+        }
+        let stderr = redact(stderr.trim_end());
+        Err(SolveError::PipFailed {
+            step: "locked Python packages".into(),
+            code: status.code(),
+            user: is_resolution_failure(&stderr),
+            stderr,
         })
     }
 

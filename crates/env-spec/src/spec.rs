@@ -119,6 +119,14 @@ impl EnvKey {
         &self.0
     }
 
+    /// The key of an environment installed from a lock file made for this key: the lock pins
+    /// more than the spec says, so it is a different environment.
+    #[must_use]
+    pub fn with_lock(&self, lock_text: &str) -> Self {
+        let digest = Sha256::digest(format!("{}\0{lock_text}", self.0).as_bytes());
+        Self(hex(&digest)[..32].to_string())
+    }
+
     /// Parses a key given by a user (`--env KEY`).
     #[must_use]
     pub fn parse(text: &str) -> Option<Self> {

@@ -102,9 +102,38 @@ pub enum Command {
         after_help = "Examples:\n  pyfunc-env check model/                        # against python3 on PATH\n  pyfunc-env check model/ --python .venv/bin/python --strict\n  pyfunc-env check model/ --env 0f3c...          # against a cached environment"
     )]
     Check(CheckArgs),
+    /// Write a lock file (pixi lock format) of exactly what the model's environment holds
+    #[command(
+        after_help = "Examples:\n  pyfunc-env lock model/ -o model.lock\n  pyfunc-env create model/ --locked model.lock     # elsewhere: no solve, every hash checked\n\nA `pyfunc-env.lock` inside the model directory is used by create and run automatically."
+    )]
+    Lock(LockArgs),
     /// Inspect and maintain the cache
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Write the model's environment as an archive that runs wherever it is extracted (Spark
+    /// `--archives`, containers, other machines)
+    #[command(
+        after_help = "Examples:\n  pyfunc-env pack model/ -o env.tar.gz                  # build if needed, then pack\n  pyfunc-env pack model/ -o env.tar.gz --for spark      # check for Spark, print spark-submit usage\n  pyfunc-env pack model/ -o env.zip --with-model        # zip, with the model under model/\n  pyfunc-env pack model/ -o env.tar.gz --python-source conda   # a virtualenv-mode model\n\nOnly a complete prefix can be packed: a conda-mode environment, or a virtualenv-mode one whose\nPython came from a conda channel (`--python-source conda`). `--no-compile` selects the\nenvironment built without bytecode and adds none to the archive."
+    )]
+    Pack(PackArgs),
+    /// Extract an archive written by `pack` into a new directory and check that its Python runs
+    /// there
+    #[command(
+        after_help = "Examples:\n  pyfunc-env unpack env.tar.gz /opt/envs/model-env\n  /opt/envs/model-env/bin/python -c 'import sklearn'"
+    )]
+    Unpack(UnpackArgs),
+}
+
+/// `pyfunc-env lock`.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    #[command(flatten)]
+    pub env: EnvArgs,
+    /// Where to write the lock (default: stdout)
+    #[arg(long, short = 'o', value_hint = ValueHint::FilePath)]
+    pub output: Option<PathBuf>,
 }
 
 /// `pyfunc-env run`.
@@ -190,6 +219,15 @@ pub struct EnvArgs {
     /// Add mlflow to the environment (default version: the MLmodel's `mlflow_version`)
     #[arg(long, value_name = "VERSION", num_args = 0..=1, default_missing_value = "")]
     pub install_mlflow: Option<String>,
+
+    /// Install exactly what this lock file (from `pyfunc-env lock`) lists, with no solve;
+    /// a `pyfunc-env.lock` in the model directory is used without this flag
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub locked: Option<PathBuf>,
+
+    /// Ignore a `pyfunc-env.lock` in the model directory
+    #[arg(long, conflicts_with = "locked")]
+    pub no_lock: bool,
 }
 
 /// `--python-source`.
@@ -345,4 +383,58 @@ pub struct DepsArgs {
 pub struct InspectArgs {
     #[command(flatten)]
     pub model: ModelArg,
+}
+
+/// `pack --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PackFormatArg {
+    /// A gzip-compressed tar (Spark, plain `tar -xzf`).
+    #[value(name = "tar.gz", alias = "tgz")]
+    TarGz,
+    /// An uncompressed tar.
+    Tar,
+    /// A zip with unix modes; symlinks stored as copies.
+    Zip,
+}
+
+/// `pyfunc-env pack`.
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    #[command(flatten)]
+    pub env: EnvArgs,
+    /// The archive to write
+    #[arg(long, short = 'o', value_hint = ValueHint::FilePath)]
+    pub output: PathBuf,
+    /// The archive format (default: from the output's extension, `.zip`, `.tar`, else tar.gz)
+    #[arg(long, value_enum)]
+    pub format: Option<PackFormatArg>,
+    /// Check the environment for Spark (default version 4.3.0), leave pyspark and py4j out
+    /// (Spark brings its own), and print how to submit with the archive
+    #[arg(long = "for", value_name = "spark[=VERSION]")]
+    pub target: Option<String>,
+    /// Include the model directory in the archive, under `model/`
+    #[arg(long)]
+    pub with_model: bool,
+    /// Keep `test` and `tests` directories (left out by default)
+    #[arg(long)]
+    pub keep_tests: bool,
+    /// Print the result as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pyfunc-env unpack`.
+#[derive(Debug, Args)]
+pub struct UnpackArgs {
+    /// The archive (`.tar.gz`, `.tar` or `.zip` written by `pyfunc-env pack`)
+    #[arg(value_hint = ValueHint::FilePath)]
+    pub archive: PathBuf,
+    /// The directory to extract into (new or empty)
+    #[arg(value_hint = ValueHint::DirPath)]
+    pub dir: PathBuf,
+    /// Print the result as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
 }

@@ -33,4 +33,9 @@ impl EnvVars {
     pub const XDG_CONFIG_HOME: &'static str = "XDG_CONFIG_HOME";
     /// The user's home directory.
     pub const HOME: &'static str = "HOME";
+    /// The mtime `pack` gives every archive entry (seconds since the epoch), as in
+    /// <https://reproducible-builds.org/specs/source-date-epoch/>.
+    pub const SOURCE_DATE_EPOCH: &'static str = "SOURCE_DATE_EPOCH";
+    /// The Spark driver's Python, which `pack --for spark` compares with the archive's.
+    pub const PYSPARK_DRIVER_PYTHON: &'static str = "PYSPARK_DRIVER_PYTHON";
 }

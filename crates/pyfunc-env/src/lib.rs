@@ -72,9 +72,12 @@ fn run(command: Command, settings: &Settings, printer: Printer) -> anyhow::Resul
         Command::Deps(args) => commands::deps::deps(&args, settings, printer),
         Command::Inspect(args) => commands::inspect::inspect(&args, settings, printer),
         Command::Create(args) => commands::create::create(&args, settings, printer),
+        Command::Lock(args) => commands::create::lock(&args, settings, printer),
         Command::Cache(command) => commands::cache::cache(&command, settings, printer),
         Command::Run(args) => commands::run::run(&args, settings, printer),
         Command::Check(args) => commands::check::check(&args, settings, printer),
+        Command::Pack(args) => commands::pack::pack(&args, settings, printer),
+        Command::Unpack(args) => commands::pack::unpack(&args, printer),
     }
 }
 

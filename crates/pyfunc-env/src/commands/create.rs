@@ -29,6 +29,12 @@ pub struct Ensured {
     pub cache: env_cache::Cache,
     /// The cache-wide shared lock, held while the environment is used.
     pub cache_lock: env_cache::LockedFile,
+    /// The key of the spec (without a lock), which a lock file records.
+    pub spec_key: String,
+    /// The effective conda channels.
+    pub channels: Vec<String>,
+    /// uv flags for the spec's pip index options.
+    pub index_args: Vec<String>,
 }
 
 /// The channel settings of a run: flags, then `PYFUNC_ENV_MIRRORS`/config (already merged
@@ -124,9 +130,36 @@ pub fn ensure_env(
     let options = build_options(args);
     let virtual_packages = env_solve::context::detect_virtual_packages()?;
     let context = env_solve::context::key_context(manager, &options, &virtual_packages)?;
-    let key = resolved.spec.key(&context);
+    let mut key = resolved.spec.key(&context);
+    let lock_path = match (&args.locked, args.no_lock) {
+        (Some(path), _) => Some(path.clone()),
+        (None, false) => {
+            Some(env_solve::lock::default_lock_path(model.root())).filter(|p| p.is_file())
+        }
+        (None, true) => None,
+    };
+    let locked = match &lock_path {
+        Some(path) => {
+            let locked = env_solve::lock::read_lock(path)?;
+            if locked.key != key.as_str() {
+                return Err(env_solve::SolveError::LockStale {
+                    path: path.clone(),
+                    locked: locked.key,
+                    current: key.to_string(),
+                }
+                .into());
+            }
+            printer.info(format!("Using lock file {}", printer.cyan(path.display())));
+            key = key.with_lock(&locked.text);
+            Some(locked)
+        }
+        None => None,
+    };
     tracing::debug!("Environment key {key} for {}", model.root().display());
 
+    let spec_key = resolved.spec.key(&context).to_string();
+    let model_root = model.root().to_path_buf();
+    let model_root = model_root.as_path();
     let cache = env_cache::Cache::new(&settings.cache_dir);
     cache.init()?;
     let cache_lock = cache.lock_shared()?;
@@ -141,6 +174,7 @@ pub fn ensure_env(
         virtual_packages: &virtual_packages,
         uv: uv.as_deref(),
         uv_cache_dir: settings.uv_cache_dir.as_deref(),
+        locked: locked.as_ref(),
         reinstall: args.reinstall,
     };
     let name = model
@@ -178,6 +212,14 @@ pub fn ensure_env(
         variables,
         cache,
         cache_lock,
+        spec_key,
+        channels: resolved
+            .spec
+            .conda
+            .as_ref()
+            .map(|c| c.channels.clone())
+            .unwrap_or_else(|| channels.effective(&[])),
+        index_args: env_solve::uv::index_args(&resolved.spec.pip.index, model_root),
     })
 }
 
@@ -223,6 +265,51 @@ pub fn create(
             created,
         };
         printer.data(format!("{}\n", serde_json::to_string_pretty(&document)?))?;
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// Runs `lock`.
+pub fn lock(
+    args: &crate::cli::LockArgs,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let mut env = args.env.clone();
+    // A lock describes a fresh solve, never another lock.
+    env.no_lock = true;
+    env.locked = None;
+    let ensured = ensure_env(&args.model.model, &env, settings, printer)?;
+    let cache = &ensured.cache;
+    let uv = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(env_solve::uv::Uv::find(
+            args.env.uv.as_deref().or(settings.uv.as_deref()),
+            &cache.bucket(env_cache::TOOLS_BUCKET)?,
+            settings.offline,
+        ))?;
+    let uv_cache = match &settings.uv_cache_dir {
+        Some(dir) => dir.clone(),
+        None => cache.bucket(env_cache::UV_BUCKET)?,
+    };
+    let text = env_solve::lock::lock_environment(
+        &ensured.created.prefix,
+        &ensured.spec_key,
+        &ensured.manager.to_string(),
+        &ensured.channels,
+        &uv,
+        &ensured.index_args,
+        &uv_cache,
+        &cache.bucket(env_cache::TMP_DIR)?,
+        settings.offline,
+    )?;
+    match &args.output {
+        Some(path) => {
+            crate::commands::write_atomic(path, &text)?;
+            printer.info(format!("Wrote {}", printer.cyan(path.display())));
+        }
+        None => printer.data(&text)?,
     }
     Ok(ExitStatus::Success)
 }

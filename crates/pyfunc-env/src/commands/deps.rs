@@ -1,5 +1,7 @@
 //! `pyfunc-env deps`: what `mlflow.pyfunc.get_model_dependencies` gives, or the canonical spec.
 
+use std::path::Path;
+
 use anyhow::Context;
 use env_spec::ModelDir;
 use serde::Serialize;
@@ -7,7 +9,7 @@ use serde::Serialize;
 use crate::cli::{DepsArgs, DepsFormat};
 use crate::commands::{open_model, print_warnings, write_atomic};
 use crate::printer::Printer;
-use crate::report::ExitStatus;
+use crate::report::{ExitStatus, UserError};
 use crate::settings::Settings;
 
 /// Version of the `--format json` document.
@@ -66,8 +68,38 @@ pub fn spec_json(
     Ok((text, resolved.warnings))
 }
 
+/// Refuses an `-o` path that cannot be written for a reason the caller can fix (exit 1 with a
+/// hint rather than an I/O error about a temporary file).
+fn check_output_path(path: &Path) -> anyhow::Result<()> {
+    if path.is_dir() {
+        return Err(UserError::new(format!(
+            "Cannot write to `{}`: it is a directory",
+            path.display()
+        ))
+        .with_hint("Pass a file name to `-o`, e.g. `-o requirements.txt`")
+        .into());
+    }
+    let parent = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(UserError::new(format!(
+            "Cannot write to `{}`: the directory `{}` does not exist",
+            path.display(),
+            parent.display()
+        ))
+        .with_hint("Create the directory first, or pass another path to `-o`")
+        .into());
+    }
+    Ok(())
+}
+
 /// Runs `deps`.
 pub fn deps(args: &DepsArgs, _settings: &Settings, printer: Printer) -> anyhow::Result<ExitStatus> {
+    if let Some(path) = &args.output {
+        check_output_path(path)?;
+    }
     let model = open_model(&args.model.model, printer)?;
     let (text, warnings) = match args.format {
         DepsFormat::Pip => {
@@ -92,7 +124,7 @@ pub fn deps(args: &DepsArgs, _settings: &Settings, printer: Printer) -> anyhow::
             let manager = match args.env_manager {
                 None => model.default_env_manager(),
                 Some(arg) => arg.manager().ok_or_else(|| {
-                    crate::report::UserError::new(
+                    UserError::new(
                         "`--env-manager local` builds no environment, so it has no spec",
                     )
                     .with_hint("Pass `--env-manager conda`, `virtualenv` or `uv`, or leave it out for the model's default")
@@ -110,4 +142,25 @@ pub fn deps(args: &DepsArgs, _settings: &Settings, printer: Printer) -> anyhow::
         None => printer.data(&text).context("Failed to write to stdout")?,
     }
     Ok(ExitStatus::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_paths_that_cannot_be_written_are_the_callers_to_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        check_output_path(&dir.path().join("spec.json")).unwrap();
+        check_output_path(Path::new("spec.json")).unwrap();
+        for (path, message) in [
+            (dir.path().to_path_buf(), "it is a directory"),
+            (dir.path().join("missing/spec.json"), "does not exist"),
+        ] {
+            let err = check_output_path(&path).unwrap_err();
+            assert!(err.to_string().contains(message), "{err}");
+            assert_eq!(crate::report::exit_status(&err), ExitStatus::Failure);
+            assert!(err.downcast_ref::<UserError>().unwrap().hint.is_some());
+        }
+    }
 }

@@ -5,6 +5,7 @@ pub mod check;
 pub mod create;
 pub mod deps;
 pub mod inspect;
+pub mod pack;
 pub mod run;
 
 use std::path::Path;

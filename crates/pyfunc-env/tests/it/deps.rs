@@ -221,6 +221,30 @@ fn deps_output_file_gets_the_same_bytes_and_stdout_stays_empty() {
     }
 }
 
+#[test]
+fn deps_output_to_a_directory_or_a_missing_directory_is_refused() {
+    let ctx = TestContext::new();
+    for (target, message) in [
+        (ctx.path().to_path_buf(), "it is a directory"),
+        (ctx.path().join("missing/deps.txt"), "does not exist"),
+    ] {
+        let output = ctx
+            .command()
+            .arg("deps")
+            .arg(fixture("sklearn-iris"))
+            .arg("-o")
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+        let err = stderr(&output);
+        assert!(err.starts_with("error: Cannot write to "), "{err}");
+        assert!(err.contains(message), "{err}");
+        assert!(err.contains("\nhint: "), "{err}");
+        assert_eq!(stdout(&output), "");
+    }
+}
+
 /// Replaces what depends on the machine (paths, the key, platform and virtual packages).
 fn filter_spec(ctx: &TestContext, text: &str) -> String {
     let document: serde_json::Value = serde_json::from_str(text).unwrap();

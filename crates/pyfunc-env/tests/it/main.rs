@@ -4,5 +4,6 @@ mod cache;
 mod common;
 mod create;
 mod deps;
+mod lock;
 mod reliability;
 mod run;

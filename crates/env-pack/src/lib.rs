@@ -1,0 +1,441 @@
+//! Pack a built environment into an archive that runs wherever it is extracted, and unpack one.
+//!
+//! What [`pack`] guarantees about the archive it writes, and why:
+//! - **One complete prefix at the archive root** (`bin/python3.X` at the top level), which is
+//!   what Spark's `--archives env.tar.gz#env` and plain `tar -x` need. A venv made from an
+//!   interpreter elsewhere on the build machine is refused ([`PackError::SystemVirtualenv`]): its
+//!   `bin/python` is a symlink to that interpreter, which is not in the archive.
+//! - **No absolute path the loader or the kernel follows.** Every ELF file's `RPATH`/`RUNPATH` is
+//!   `$ORIGIN`-relative or absent (checked, not fixed: [`PackError::AbsoluteSearchPath`] names
+//!   the file); symlinks are relative and stay inside the prefix; console-script shebangs that
+//!   name the environment's Python become a `/bin/sh` trampoline ([`shebang`]).
+//! - **Bytecode that stays valid after extraction.** `.pyc` files are compiled at pack time with
+//!   `--invalidation-mode unchecked-hash`, so neither extraction mtimes nor the archive's fixed
+//!   mtime make them stale; the environment's own timestamp-based `__pycache__` files are left
+//!   out for that reason.
+//! - **The cached environment is not modified.** Bytecode is compiled into a staging directory
+//!   (`PYTHONPYCACHEPREFIX`), rewritten scripts are written from memory, and the rest is read.
+//!   Cached environments are immutable and share files with the package cache by hard links.
+//! - **Deterministic output**: entries sorted, every mtime the same, owner 0:0, gzip header
+//!   without a timestamp.
+//!
+//! Text files that record the build prefix are left alone: `_sysconfigdata_*.py`,
+//! `config-3.X-*/Makefile`, `bin/python3.X-config` and `*.pc` are only read when compiling C
+//! extensions against this Python, and CPython finds its prefix from the executable's location,
+//! not from them. No post-unpack hook could fix them anyway: Spark runs none.
+
+#![warn(missing_docs)]
+
+mod archive;
+mod compile;
+pub mod elf;
+mod scan;
+pub mod shebang;
+pub mod spark;
+mod unpack;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+pub use scan::{Distribution, Environment, inspect};
+pub use unpack::{UnpackReport, unpack};
+
+/// Errors of packing and unpacking.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum PackError {
+    /// An I/O error on a path.
+    #[error("Failed to access `{}`", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The directory holds no Python installation.
+    #[error("`{}` is not a Python environment (no `lib/python3.X/` with a `bin/python3.X`)", prefix.display())]
+    #[diagnostic(help("Pack a directory that `pyfunc-env create` built"))]
+    NotAnEnvironment {
+        /// The directory.
+        prefix: PathBuf,
+    },
+
+    /// A virtualenv whose Python lives elsewhere on this machine.
+    #[error("`{}` is a virtualenv made from the interpreter in `{home}`, which the archive cannot contain", prefix.display())]
+    #[diagnostic(help(
+        "Rebuild the environment with a Python from a conda channel, which puts the whole interpreter in the environment: add `--python-source conda` (or use `--env-manager conda`)"
+    ))]
+    SystemVirtualenv {
+        /// The environment.
+        prefix: PathBuf,
+        /// `home` from its `pyvenv.cfg`.
+        home: String,
+    },
+
+    /// `bin/python3.X` resolves outside the environment.
+    #[error("`{}` resolves to `{}`, outside the environment", python.display(), target.display())]
+    #[diagnostic(help(
+        "Only a complete prefix can be packed: rebuild with `--python-source conda` (or `--env-manager conda`)"
+    ))]
+    PythonOutside {
+        /// The interpreter path in the environment.
+        python: PathBuf,
+        /// Where it resolves.
+        target: PathBuf,
+    },
+
+    /// A symlink with an absolute target.
+    #[error("Symlink `{path}` points to the absolute path `{}`", target.display())]
+    #[diagnostic(help(
+        "An absolute symlink breaks once the environment is extracted elsewhere; the package that installed it is not relocatable"
+    ))]
+    AbsoluteSymlink {
+        /// The symlink, relative to the environment.
+        path: String,
+        /// Its target.
+        target: PathBuf,
+    },
+
+    /// A relative symlink that leaves the environment.
+    #[error("Symlink `{path}` points to `{}`, outside the environment", target.display())]
+    #[diagnostic(help("The archive would contain a link to a file it does not contain"))]
+    SymlinkEscapes {
+        /// The symlink, relative to the environment.
+        path: String,
+        /// Its target.
+        target: PathBuf,
+    },
+
+    /// An ELF file whose library search path is absolute.
+    #[error("`{path}` has the absolute library search path `{value}` ({tag})")]
+    #[diagnostic(help(
+        "The dynamic loader would look for libraries there after extraction, not in the archive. The package that installed this file was not built relocatable; rebuild it with an `$ORIGIN`-relative RUNPATH (`patchelf --set-rpath '$ORIGIN/...'`) or use a build that has one"
+    ))]
+    AbsoluteSearchPath {
+        /// The file, relative to the environment.
+        path: String,
+        /// `RPATH` or `RUNPATH`.
+        tag: &'static str,
+        /// The offending entry.
+        value: String,
+    },
+
+    /// The environment's Python did not run.
+    #[error("Failed to run `{}`", python.display())]
+    #[diagnostic(help("The environment may be damaged: check it with `pyfunc-env cache verify`"))]
+    PythonFailed {
+        /// The interpreter.
+        python: PathBuf,
+        /// What it printed.
+        #[source]
+        source: CommandFailed,
+    },
+
+    /// The environment already has a top-level `model` entry, where `--with-model` puts the model.
+    #[error("`{}` already contains `model`, where the model would go", prefix.display())]
+    #[diagnostic(help("Ship the model separately instead of with `--with-model`"))]
+    ModelPathTaken {
+        /// The environment.
+        prefix: PathBuf,
+    },
+
+    /// Writing a zip archive failed.
+    #[error("Failed to write the zip archive `{}`", path.display())]
+    Zip {
+        /// The archive.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: zip::result::ZipError,
+    },
+
+    /// Reading a zip archive failed.
+    #[error("Failed to read the zip archive `{}`", path.display())]
+    ZipRead {
+        /// The archive.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: zip::result::ZipError,
+    },
+
+    /// The file is neither a gzip-compressed tar, a tar nor a zip.
+    #[error("`{}` is not a `.tar.gz`, `.tar` or `.zip` archive", path.display())]
+    #[diagnostic(help("Pass an archive written by `pyfunc-env pack`"))]
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// An archive entry would land outside the target directory.
+    #[error("Archive entry `{entry}` of `{}` points outside the target directory", archive.display())]
+    #[diagnostic(help(
+        "Nothing was written for this entry. The archive was not written by `pyfunc-env pack`, or was tampered with"
+    ))]
+    UnsafeEntry {
+        /// The archive.
+        archive: PathBuf,
+        /// The entry (and its link target, if any).
+        entry: String,
+    },
+
+    /// The target directory of `unpack` is not empty.
+    #[error("`{}` exists and is not empty", dir.display())]
+    #[diagnostic(help("Unpack into a new or empty directory"))]
+    TargetNotEmpty {
+        /// The directory.
+        dir: PathBuf,
+    },
+
+    /// The unpacked environment's Python reports another prefix than where it was unpacked.
+    #[error("The unpacked Python reports `sys.prefix` = `{actual}`, not `{}`", expected.display())]
+    #[diagnostic(help(
+        "The environment is not relocatable; pack it again with this version of pyfunc-env"
+    ))]
+    PrefixMismatch {
+        /// Where it was unpacked.
+        expected: PathBuf,
+        /// What Python says.
+        actual: String,
+    },
+}
+
+impl PackError {
+    /// Whether the input is at fault (an environment that cannot be packed, a bad archive or
+    /// target) rather than something broken (I/O, a Python that does not run).
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        !matches!(
+            self,
+            Self::Io { .. }
+                | Self::PythonFailed { .. }
+                | Self::Zip { .. }
+                | Self::ZipRead { .. }
+                | Self::PrefixMismatch { .. }
+        )
+    }
+}
+
+/// A command that exited unsuccessfully; the message is its output.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CommandFailed {
+    /// Exit status and the tail of its stderr.
+    pub message: String,
+}
+
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PackError + '_ {
+    move |source| PackError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The archive formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Format {
+    /// A gzip-compressed tar (Spark: Hadoop's `unTar`, which shells out to `gzip` and `tar`).
+    #[serde(rename = "tar.gz")]
+    TarGz,
+    /// An uncompressed tar.
+    #[serde(rename = "tar")]
+    Tar,
+    /// A zip with unix modes; symlinks are stored as copies (Hadoop's `unZip` does not create
+    /// symlinks).
+    #[serde(rename = "zip")]
+    Zip,
+}
+
+impl Format {
+    /// The format an output file name implies (`.zip`, `.tar`, else `.tar.gz`).
+    #[must_use]
+    pub fn from_path(path: &Path) -> Self {
+        let extension = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        if extension == "zip" {
+            Self::Zip
+        } else if extension == "tar" {
+            Self::Tar
+        } else {
+            Self::TarGz
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::TarGz => "tar.gz",
+            Self::Tar => "tar",
+            Self::Zip => "zip",
+        })
+    }
+}
+
+/// How to pack.
+#[derive(Debug, Clone)]
+pub struct PackOptions {
+    /// The archive format.
+    pub format: Format,
+    /// Compile bytecode into the archive (`unchecked-hash` `.pyc` files).
+    pub compile: bool,
+    /// Keep `test`/`tests` directories under `lib/python3.X/`.
+    pub keep_tests: bool,
+    /// Distributions to leave out, by name (`pyspark`, `py4j`): their files per `RECORD` (pip)
+    /// or `conda-meta` (conda).
+    pub exclude_distributions: Vec<String>,
+    /// A model directory to include under `model/`.
+    pub model: Option<PathBuf>,
+    /// Where to stage compiled bytecode (the cache's `tmp/`: same filesystem, cleaned up).
+    pub staging_dir: PathBuf,
+    /// The mtime of every entry (seconds since the epoch).
+    pub mtime: u64,
+    /// gzip and zip compression level (0–9).
+    pub compression_level: u32,
+}
+
+/// What was left out, by reason.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Excluded {
+    /// Headers, static libraries, pkg-config and `CMake` files, man pages and docs.
+    pub dev_files: Counted,
+    /// IDLE, tkinter, turtledemo, ensurepip.
+    pub gui_and_installers: Counted,
+    /// `test`/`tests` directories.
+    pub tests: Counted,
+    /// The environment's own `__pycache__` (replaced by pack-time bytecode, or none).
+    pub stale_bytecode: Counted,
+    /// Distributions excluded by name.
+    pub distributions: Counted,
+    /// pyfunc-env's own files (`.pyfunc-env/`, `CACHEDIR.TAG`).
+    pub metadata: Counted,
+}
+
+/// A count of files and bytes.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Counted {
+    /// Files.
+    pub files: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+impl Counted {
+    pub(crate) fn add(&mut self, bytes: u64) {
+        self.files += 1;
+        self.bytes += bytes;
+    }
+}
+
+/// Seconds spent in each step.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PackTimings {
+    /// Walking and checking the environment.
+    pub scan: f64,
+    /// Compiling bytecode.
+    pub compile: f64,
+    /// Writing the archive.
+    pub write: f64,
+    /// Everything.
+    pub total: f64,
+}
+
+/// The result of [`pack`].
+#[derive(Debug, Clone, Serialize)]
+pub struct PackReport {
+    /// The archive written.
+    pub output: PathBuf,
+    /// Its format.
+    pub format: Format,
+    /// Its size in bytes.
+    pub archive_bytes: u64,
+    /// Bytes of file content in it (the unpacked size, roughly).
+    pub unpacked_bytes: u64,
+    /// Regular files in it.
+    pub files: u64,
+    /// Directories.
+    pub directories: u64,
+    /// Symlinks (for zip: stored as copies, counted as files).
+    pub symlinks: u64,
+    /// `.pyc` files compiled at pack time.
+    pub bytecode_files: u64,
+    /// Console scripts given the relocatable trampoline.
+    pub scripts_rewritten: Vec<String>,
+    /// The environment's Python.
+    pub python: String,
+    /// Its `major.minor`.
+    pub python_minor: String,
+    /// What was left out.
+    pub excluded: Excluded,
+    /// Whether the model is included under `model/`.
+    pub with_model: bool,
+    /// Things the user should know.
+    pub warnings: Vec<String>,
+    /// Step timings.
+    pub timings: PackTimings,
+}
+
+fn secs(start: Instant) -> f64 {
+    (start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// Packs the environment at `prefix` into `output` (written atomically: a temporary file
+/// beside it, then a rename).
+pub fn pack(prefix: &Path, output: &Path, options: &PackOptions) -> Result<PackReport, PackError> {
+    let start = Instant::now();
+    let environment = inspect(prefix)?;
+    let mut plan = scan::plan(&environment, options)?;
+    let scan_secs = secs(start);
+
+    let compile_start = Instant::now();
+    // Held until the archive is written: the staged `.pyc` files are read from it.
+    let staging = if options.compile {
+        let staging = compile::compile(&environment, options)?;
+        plan.add_bytecode(&environment, staging.path())?;
+        Some(staging)
+    } else {
+        None
+    };
+    let compile_secs = if options.compile {
+        secs(compile_start)
+    } else {
+        0.0
+    };
+    if let Some(model) = &options.model {
+        plan.add_model(&environment, model)?;
+    }
+    plan.finish();
+
+    let write_start = Instant::now();
+    let counts = archive::write(&plan, output, options)?;
+    drop(staging);
+    let archive_bytes = fs_err::metadata(output).map_err(io(output))?.len();
+    let format = options.format;
+    Ok(PackReport {
+        output: output.to_path_buf(),
+        format,
+        archive_bytes,
+        unpacked_bytes: counts.bytes,
+        files: counts.files,
+        directories: counts.directories,
+        symlinks: counts.symlinks,
+        bytecode_files: plan.bytecode_files,
+        scripts_rewritten: plan.scripts_rewritten.clone(),
+        python: environment.python_version.clone(),
+        python_minor: environment.python_minor.clone(),
+        excluded: plan.excluded.clone(),
+        with_model: options.model.is_some(),
+        warnings: plan.warnings.clone(),
+        timings: PackTimings {
+            scan: scan_secs,
+            compile: compile_secs,
+            write: secs(write_start),
+            total: secs(start),
+        },
+    })
+}

@@ -1,0 +1,425 @@
+//! Lock files: exactly what an environment holds, in rattler_lock's pixi lock format, so other
+//! tools read them too; and environments rebuilt from one with no solve and every hash checked.
+//!
+//! A lock records, for the current platform: every conda record installed (URL, sha256, md5,
+//! size, depends, ...) and every Python distribution installed by uv (exact version, the wheel's
+//! URL and sha256, found with `uv pip compile --format pylock.toml --no-deps` against the
+//! environment's own interpreter, so it is the file uv would pick here). The first line is a
+//! YAML comment with the key of the spec it was made from; `create --locked` refuses a lock
+//! whose key differs (the model's files changed since it was written). User information in URLs
+//! is never written: mirrors with credentials apply again at install time.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use rattler_conda_types::{PrefixRecord, RepoDataRecord};
+use rattler_lock::{
+    DEFAULT_ENVIRONMENT_NAME, LockFile, PackageHashes, PlatformData, PypiDistributionData,
+    PypiPackageData, UrlOrPath, Verbatim,
+};
+
+use crate::error::SolveError;
+use crate::redact::redact;
+use crate::uv::Uv;
+
+/// The header line's prefix.
+const HEADER: &str = "# pyfunc-env lock:";
+
+/// What a lock file says.
+#[derive(Debug, Clone)]
+pub struct LockedEnv {
+    /// The key of the spec the lock was made from.
+    pub key: String,
+    /// The env manager.
+    pub env_manager: String,
+    /// Conda records for this platform, in lock order.
+    pub conda: Vec<RepoDataRecord>,
+    /// Python distributions: name, version, URL, sha256 (hex).
+    pub pypi: Vec<LockedDistribution>,
+    /// The lock file's text (for the locked environment's key).
+    pub text: String,
+}
+
+/// One locked Python distribution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockedDistribution {
+    /// Name.
+    pub name: String,
+    /// Exact version.
+    pub version: String,
+    /// Where the file is.
+    pub url: String,
+    /// Its sha256 (hex).
+    pub sha256: Option<String>,
+}
+
+fn strip_userinfo(url: &mut url::Url) {
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+}
+
+fn lock_error(message: impl Into<String>) -> SolveError {
+    SolveError::Lock {
+        message: message.into(),
+    }
+}
+
+/// The Python distributions uv installed into `prefix` (INSTALLER `uv`), as `name==version`.
+fn uv_installed(prefix: &Path) -> Vec<(String, String)> {
+    let Some(site_packages) = crate::build::site_packages(prefix) else {
+        return Vec::new();
+    };
+    crate::build::installed_distributions(&site_packages)
+        .into_iter()
+        .filter(|d| d["installer"] == "uv")
+        .filter_map(|d| {
+            Some((
+                d["name"].as_str()?.to_string(),
+                d["version"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Writes the lock of the environment at `prefix`.
+pub fn lock_environment(
+    prefix: &Path,
+    key: &str,
+    env_manager: &str,
+    channels: &[String],
+    uv: &Uv,
+    index_args: &[String],
+    uv_cache: &Path,
+    scratch: &Path,
+    offline: bool,
+) -> Result<String, SolveError> {
+    let platform = crate::context::current_platform()?;
+    let records = PrefixRecord::collect_from_prefix::<PrefixRecord>(prefix).map_err(|source| {
+        SolveError::Io {
+            path: prefix.join("conda-meta"),
+            source,
+        }
+    })?;
+    let mut builder = LockFile::builder()
+        .with_platforms(vec![PlatformData {
+            name: (&platform).into(),
+            subdir: platform,
+            virtual_packages: Vec::new(),
+        }])
+        .map_err(|e| lock_error(e.to_string()))?
+        .with_channels(
+            DEFAULT_ENVIRONMENT_NAME,
+            channels.iter().map(|c| crate::redact::mask_userinfo(c)),
+        );
+    let mut conda: Vec<RepoDataRecord> = records.into_iter().map(|r| r.repodata_record).collect();
+    conda.sort_by(|a, b| {
+        a.package_record
+            .name
+            .as_normalized()
+            .cmp(b.package_record.name.as_normalized())
+    });
+    for mut record in conda {
+        strip_userinfo(&mut record.url);
+        builder
+            .add_conda_package(DEFAULT_ENVIRONMENT_NAME, platform.as_str(), record.into())
+            .map_err(|e| lock_error(e.to_string()))?;
+    }
+
+    let installed = uv_installed(prefix);
+    if !installed.is_empty() {
+        let pins: String = installed
+            .iter()
+            .map(|(name, version)| format!("{name}=={version}\n"))
+            .collect();
+        let pins_file = scratch.join(format!("lock-pins-{}.txt", std::process::id()));
+        fs_err::write(&pins_file, pins).map_err(|e| SolveError::Io {
+            path: pins_file.clone(),
+            source: e.into(),
+        })?;
+        let mut command = std::process::Command::new(&uv.path);
+        command
+            .env("UV_CACHE_DIR", uv_cache)
+            .env("UV_NO_PROGRESS", "1")
+            .env("UV_PYTHON_DOWNLOADS", "never")
+            .args([
+                "pip",
+                "compile",
+                "--no-deps",
+                "--no-header",
+                "--format",
+                "pylock.toml",
+                "--python",
+            ])
+            .arg(crate::build::python_of(prefix))
+            .arg(&pins_file)
+            .args(index_args);
+        if offline {
+            command.env("UV_OFFLINE", "1");
+        }
+        let output = command.output().map_err(|source| SolveError::Io {
+            path: uv.path.clone(),
+            source,
+        })?;
+        let _ = fs_err::remove_file(&pins_file);
+        if !output.status.success() {
+            return Err(SolveError::PipFailed {
+                step: "lock (uv pip compile)".into(),
+                code: output.status.code(),
+                stderr: redact(String::from_utf8_lossy(&output.stderr).trim_end()),
+                user: false,
+            });
+        }
+        let pylock: toml::Value = toml::from_str(&String::from_utf8_lossy(&output.stdout))
+            .map_err(|e| lock_error(format!("uv's pylock.toml does not parse: {e}")))?;
+        for package in pylock
+            .get("packages")
+            .and_then(toml::Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = package
+                .get("name")
+                .and_then(toml::Value::as_str)
+                .unwrap_or_default();
+            let version = package
+                .get("version")
+                .and_then(toml::Value::as_str)
+                .unwrap_or_default();
+            let file = package
+                .get("wheels")
+                .and_then(toml::Value::as_array)
+                .and_then(|w| w.first())
+                .or_else(|| package.get("sdist"))
+                .or_else(|| package.get("archive"))
+                .ok_or_else(|| lock_error(format!("uv found no file for `{name}=={version}`")))?;
+            let url = file
+                .get("url")
+                .and_then(toml::Value::as_str)
+                .or_else(|| file.get("path").and_then(toml::Value::as_str))
+                .ok_or_else(|| lock_error(format!("no URL for `{name}=={version}`")))?;
+            let mut url = url::Url::parse(url)
+                .or_else(|_| {
+                    url::Url::from_file_path(url)
+                        .map_err(|()| url::ParseError::RelativeUrlWithoutBase)
+                })
+                .map_err(|e| lock_error(format!("`{name}`: {e}")))?;
+            strip_userinfo(&mut url);
+            let sha256 = file
+                .get("hashes")
+                .and_then(|h| h.get("sha256"))
+                .and_then(toml::Value::as_str)
+                .and_then(|h| rattler_digest::parse_digest_from_hex::<rattler_digest::Sha256>(h));
+            let data = PypiDistributionData {
+                name: pep508_rs::PackageName::from_str(name)
+                    .map_err(|e| lock_error(e.to_string()))?,
+                version: pep440_rs::Version::from_str(version)
+                    .map_err(|e| lock_error(e.to_string()))?,
+                location: Verbatim::new(UrlOrPath::Url(url)),
+                index_url: None,
+                hash: sha256.map(PackageHashes::Sha256),
+                requires_dist: Vec::new(),
+                requires_python: None,
+            };
+            builder
+                .add_pypi_package(
+                    DEFAULT_ENVIRONMENT_NAME,
+                    platform.as_str(),
+                    PypiPackageData::Distribution(Box::new(data)),
+                )
+                .map_err(|e| lock_error(e.to_string()))?;
+        }
+    }
+    let text = builder
+        .finish()
+        .render_to_string()
+        .map_err(|e| lock_error(e.to_string()))?;
+    Ok(format!(
+        "{HEADER} key={key} env-manager={env_manager}\n{text}"
+    ))
+}
+
+/// Reads a lock file written by [`lock_environment`].
+pub fn read_lock(path: &Path) -> Result<LockedEnv, SolveError> {
+    let text = fs_err::read_to_string(path).map_err(|e| SolveError::Io {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })?;
+    let header = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix(HEADER))
+        .ok_or_else(|| SolveError::LockInvalid {
+            path: path.to_path_buf(),
+            message: "it was not written by `pyfunc-env lock` (no `# pyfunc-env lock:` header)"
+                .into(),
+        })?;
+    let field = |name: &str| {
+        header
+            .split_whitespace()
+            .find_map(|part| part.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    let key = field("key").unwrap_or_default();
+    let env_manager = field("env-manager").unwrap_or_default();
+    let lock = LockFile::from_str_with_base_directory(&text, path.parent()).map_err(|e| {
+        SolveError::LockInvalid {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    })?;
+    let platform = crate::context::current_platform()?;
+    let environment = lock
+        .default_environment()
+        .ok_or_else(|| SolveError::LockInvalid {
+            path: path.to_path_buf(),
+            message: "it has no default environment".into(),
+        })?;
+    let locked_platform =
+        lock.platform(platform.as_str())
+            .ok_or_else(|| SolveError::LockInvalid {
+                path: path.to_path_buf(),
+                message: format!("it has nothing for this platform (`{platform}`)"),
+            })?;
+    let conda = environment
+        .conda_repodata_records(locked_platform)
+        .map_err(|e| SolveError::LockInvalid {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?
+        .unwrap_or_default();
+    let pypi = environment
+        .pypi_packages(locked_platform)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| match p {
+            PypiPackageData::Distribution(d) => Some(LockedDistribution {
+                name: d.name.to_string(),
+                version: d.version.to_string(),
+                url: d.location.to_string(),
+                sha256: d
+                    .hash
+                    .as_ref()
+                    .and_then(PackageHashes::sha256)
+                    .map(|h| env_spec::spec::hex(h)),
+            }),
+            PypiPackageData::Source(_) => None,
+        })
+        .collect();
+    Ok(LockedEnv {
+        key,
+        env_manager,
+        conda,
+        pypi,
+        text,
+    })
+}
+
+/// Applies URL-prefix mirrors to locked conda URLs (a lock names the URLs it was made with;
+/// the machine installing from it may reach them through a mirror).
+pub fn apply_mirrors(records: &mut [RepoDataRecord], mirrors: &[(String, String)]) {
+    for record in records {
+        let url = record.url.to_string();
+        let best = mirrors
+            .iter()
+            .filter(|(from, _)| from.contains("://") && url.starts_with(from.trim_end_matches('/')))
+            .max_by_key(|(from, _)| from.len());
+        if let Some((from, to)) = best
+            && let Ok(mirrored) = url::Url::parse(&format!(
+                "{}{}",
+                to.trim_end_matches('/'),
+                &url[from.trim_end_matches('/').len()..]
+            ))
+        {
+            record.url = mirrored;
+        }
+    }
+}
+
+/// The requirements file that installs exactly the locked distributions from a directory
+/// holding their files (see [`fetch_files`]).
+#[must_use]
+pub fn requirements_text(pypi: &[LockedDistribution]) -> String {
+    pypi.iter()
+        .map(|d| match &d.sha256 {
+            Some(hash) => format!("{}=={} --hash=sha256:{hash}\n", d.name, d.version),
+            None => format!("{}=={}\n", d.name, d.version),
+        })
+        .collect()
+}
+
+/// Downloads (or copies, for `file:` URLs) every locked file into `dir`, checking each sha256.
+/// uv then installs them from there as from an index, so a locked environment is file for file
+/// the environment the lock was made from (a `name @ url` install would add `direct_url.json`).
+pub async fn fetch_files(
+    pypi: &[LockedDistribution],
+    dir: &Path,
+    offline: bool,
+) -> Result<(), SolveError> {
+    use sha2::Digest;
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("pyfunc-env/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| lock_error(e.to_string()))?;
+    for dist in pypi {
+        // Local files are written as paths in pixi locks.
+        let url = url::Url::parse(&dist.url)
+            .or_else(|e| url::Url::from_file_path(&dist.url).map_err(|()| e))
+            .map_err(|e| lock_error(format!("`{}`: {e}", dist.url)))?;
+        let file_name = url
+            .path_segments()
+            .and_then(|mut s| s.next_back())
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| lock_error(format!("`{}` names no file", dist.url)))?
+            .to_string();
+        let bytes = if url.scheme() == "file" {
+            let path = url
+                .to_file_path()
+                .map_err(|()| lock_error(format!("`{}` is not a local path", dist.url)))?;
+            fs_err::read(&path).map_err(|e| SolveError::Io {
+                path,
+                source: e.into(),
+            })?
+        } else if offline {
+            return Err(SolveError::OfflinePackagesMissing {
+                packages: file_name,
+            });
+        } else {
+            let failed = |e: reqwest::Error| SolveError::LockDownload {
+                url: crate::redact::redact_url(url.as_str()),
+                message: redact(&e.to_string()),
+            };
+            client
+                .get(url.clone())
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(failed)?
+                .bytes()
+                .await
+                .map_err(failed)?
+                .to_vec()
+        };
+        if let Some(expected) = &dist.sha256 {
+            let actual = env_spec::spec::hex(&sha2::Sha256::digest(&bytes));
+            if &actual != expected {
+                return Err(SolveError::LockHashMismatch {
+                    file: file_name,
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+        let target = dir.join(&file_name);
+        fs_err::write(&target, bytes).map_err(|e| SolveError::Io {
+            path: target.clone(),
+            source: e.into(),
+        })?;
+    }
+    Ok(())
+}
+
+/// The default lock file next to a model.
+#[must_use]
+pub fn default_lock_path(model_root: &Path) -> PathBuf {
+    model_root.join("pyfunc-env.lock")
+}
