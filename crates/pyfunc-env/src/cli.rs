@@ -244,8 +244,15 @@ pub enum PythonSourceArg {
 /// `pyfunc-env create`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    #[command(flatten)]
-    pub model: ModelArg,
+    /// Model directories (one or more; their environments are deduplicated by key)
+    #[arg(value_name = "MODEL_DIR", value_hint = ValueHint::DirPath, required_unless_present = "from")]
+    pub models: Vec<PathBuf>,
+    /// Also build the models listed in this file, one directory per line (`#` starts a comment)
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub from: Option<PathBuf>,
+    /// How many environments to build at once
+    #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
     #[command(flatten)]
     pub env: EnvArgs,
     /// Print the result as JSON on stdout (key, prefix, python, cache hit, timings)

@@ -49,6 +49,12 @@ impl Printer {
         }
     }
 
+    /// Whether colours are on.
+    #[must_use]
+    pub fn color(&self) -> bool {
+        self.color
+    }
+
     /// Text in the path/hint colour.
     #[must_use]
     pub fn cyan(&self, text: impl Display) -> String {

@@ -10,6 +10,20 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::printer::{Printer, Verbosity};
 use crate::settings::Settings;
 
+/// The progress area on stderr, hidden unless wanted (see the module docs).
+#[must_use]
+pub fn shared_multi(settings: &Settings, printer: Printer) -> MultiProgress {
+    let visible = !settings.no_progress
+        && printer.verbosity() == Verbosity::Normal
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let target = if visible {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    MultiProgress::with_draw_target(target)
+}
+
 /// Draws [`env_solve::Reporter`] events.
 pub struct ProgressReporter {
     multi: MultiProgress,
@@ -25,15 +39,12 @@ impl ProgressReporter {
     /// terminal.
     #[must_use]
     pub fn new(settings: &Settings, printer: Printer, label: &str) -> Self {
-        let visible = !settings.no_progress
-            && printer.verbosity() == Verbosity::Normal
-            && std::io::IsTerminal::is_terminal(&std::io::stderr());
-        let target = if visible {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        };
-        let multi = MultiProgress::with_draw_target(target);
+        Self::in_multi(shared_multi(settings, printer), label)
+    }
+
+    /// A reporter drawing into an existing [`MultiProgress`] (one line per concurrent build).
+    #[must_use]
+    pub fn in_multi(multi: MultiProgress, label: &str) -> Self {
         let spinner = multi.add(ProgressBar::new_spinner());
         spinner.set_style(
             ProgressStyle::with_template("{spinner} {prefix} {msg:.dim}")
@@ -128,6 +139,6 @@ impl env_solve::Reporter for ProgressReporter {
             bar.finish_and_clear();
         }
         self.spinner.finish_and_clear();
-        let _ = self.multi.clear();
+        self.multi.remove(&self.spinner);
     }
 }

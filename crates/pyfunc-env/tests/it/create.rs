@@ -332,3 +332,107 @@ fn a_pip_failure_shows_uvs_message() {
         "uv's own message is shown: {text}"
     );
 }
+
+#[test]
+fn many_models_are_built_deduplicated_in_parallel_and_summarised() {
+    let ctx = TestContext::new();
+    let channel = env_test::test_channel().unwrap();
+    let a = ctx.model(
+        "a",
+        &[(
+            "conda.yaml",
+            "channels: [conda-forge]\ndependencies:\n- python=3.11.7\n- tinypkg\n",
+        )],
+    );
+    // Same environment as `a`, written differently: one build for both.
+    let b = ctx.model(
+        "b",
+        &[(
+            "conda.yaml",
+            "# a copy of a\ndependencies:\n- python=3.11.7\n- tinypkg\nchannels:\n- conda-forge\n",
+        )],
+    );
+    let c = ctx.model(
+        "c",
+        &[(
+            "conda.yaml",
+            "channels: [conda-forge]\ndependencies:\n- python=3.11.7\n- tinydep=0.1.0\n",
+        )],
+    );
+    let broken = ctx.model(
+        "broken",
+        &[(
+            "conda.yaml",
+            "channels: [conda-forge]\ndependencies:\n- python=3.11.7\n- tinypkg=2\n",
+        )],
+    );
+    let list = ctx.path().join("models.txt");
+    fs_err::write(
+        &list,
+        format!(
+            "# the build agent's list\n{}\n\n{}\n",
+            c.display(),
+            broken.display()
+        ),
+    )
+    .unwrap();
+    let mut command = ctx.command();
+    command
+        .arg("create")
+        .arg(&a)
+        .arg(&b)
+        .arg("--from")
+        .arg(&list)
+        .args([
+            "--jobs",
+            "3",
+            "--env-manager",
+            "conda",
+            "--no-compile",
+            "--json",
+        ])
+        .args(mirror_args(channel.file_url().as_str()));
+    let output = command.output().unwrap();
+    // One model failed: non-zero after finishing the others.
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let results: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let results = results.as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0]["key"], results[1]["key"]);
+    assert_eq!(results[0]["result"], "built");
+    assert_eq!(results[1]["result"], "shared");
+    assert_eq!(
+        results[0]["created"]["prefix"],
+        results[1]["created"]["prefix"]
+    );
+    assert_eq!(results[2]["result"], "built");
+    assert_eq!(results[3]["result"], "failed");
+    assert!(
+        results[3]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be installed together"),
+        "{}",
+        results[3]
+    );
+    // Exactly two environments exist.
+    let envs = fs_err::read_dir(ctx.cache_dir.join("envs-v1"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .count();
+    assert_eq!(envs, 2);
+    let text = stderr(&output);
+    assert!(
+        text.contains("MODEL") && text.contains("RESULT") && text.contains("SECONDS"),
+        "{text}"
+    );
+    assert!(
+        text.contains("4 models: 2 built, 1 cached or shared, 1 failed"),
+        "{text}"
+    );
+    // A second run: every environment cached.
+    let again = command.output().unwrap();
+    let results: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(results[2]["result"], "cached");
+}

@@ -5,5 +5,6 @@ mod common;
 mod create;
 mod deps;
 mod lock;
+mod pack;
 mod reliability;
 mod run;

@@ -1,0 +1,760 @@
+//! `pack` and `unpack`: archives of real environments (a conda-mode one from the local test
+//! channel, offline) extracted with plain `tar` somewhere else, moved, and run; the cached
+//! environment untouched; the refusals; and the Spark proof (`spark_*`, needs PyPI and Java).
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use crate::common::{TestContext, describe, fixture, json, mirror_args, repo_root, stderr};
+
+/// The conda-mode model of `create.rs`: python, numpy (compiled), tinypkg (noarch, with a
+/// console script) and the `wheel` wheel from the local wheel directory, offline.
+fn conda_model(ctx: &TestContext) -> PathBuf {
+    let wheels = env_test::wheel_dir().unwrap();
+    let conda = format!(
+        "name: test\nchannels:\n- conda-forge\ndependencies:\n- python=3.11.7\n- numpy=1.26\n- tinypkg\n- pip\n- pip:\n  - --no-index\n  - --find-links file://{}\n  - wheel==0.45.1\n",
+        wheels.display()
+    );
+    ctx.model("m", &[("conda.yaml", &conda)])
+}
+
+fn channel_url() -> String {
+    env_test::test_channel().unwrap().file_url().to_string()
+}
+
+/// `pyfunc-env <command> MODEL --env-manager conda --mirror ... <extra>`.
+fn conda_command(ctx: &TestContext, command: &str, model: &Path, extra: &[&str]) -> Output {
+    ctx.command()
+        .arg(command)
+        .arg(model)
+        .args(["--env-manager", "conda"])
+        .args(mirror_args(&channel_url()))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// Every path under `root` with its type, size, mode and mtime: equal before and after means
+/// nothing was written, touched, added or removed.
+fn tree_state(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs_err::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let metadata = fs_err::symlink_metadata(entry.path()).unwrap();
+            if metadata.is_dir() {
+                stack.push(entry.path());
+            }
+            out.push(format!(
+                "{} {:o} {} {}.{}",
+                entry.path().strip_prefix(root).unwrap().display(),
+                metadata.mode(),
+                metadata.len(),
+                metadata.mtime(),
+                metadata.mtime_nsec()
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs_err::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let file_type = entry.file_type().unwrap();
+            if file_type.is_dir() {
+                stack.push(entry.path());
+            } else if file_type.is_file() {
+                out.push(entry.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn run_in(dir: &Path, program: &Path, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("PYTHONPATH")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+/// Plain `tar -xf` (GNU tar), as Spark's executors and users do.
+fn untar(archive: &Path, into: &Path) {
+    fs_err::create_dir_all(into).unwrap();
+    let output = Command::new("tar")
+        .arg("-xf")
+        .arg(archive)
+        .arg("-C")
+        .arg(into)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+}
+
+/// Checks that an extracted environment is complete, relocated and trimmed.
+fn assert_relocated_environment(env: &Path) {
+    let env = fs_err::canonicalize(env).unwrap();
+    // The interpreter and every kind of package run, from the new place.
+    let said = run_in(
+        Path::new("/"),
+        &env.join("bin/python"),
+        &[
+            "-c",
+            "import numpy, tinypkg, wheel, sys; print(sys.prefix, numpy.__version__, wheel.__version__)",
+        ],
+    );
+    assert_eq!(said, format!("{} 1.26.4 0.45.1", env.display()));
+    // Console scripts (conda noarch entry point, pip entry point) run through the trampoline,
+    // also through a symlink from elsewhere.
+    let hello = env.join("bin/tinypkg-hello");
+    assert!(
+        fs_err::read_to_string(&hello)
+            .unwrap()
+            .starts_with("#!/bin/sh\n'''exec' \"$(dirname -- \"$(realpath -- \"$0\")\")\"/python3.11 \"$0\" \"$@\"\n' '''\n")
+    );
+    assert_eq!(run_in(Path::new("/"), &hello, &[]), "tinypkg 1.2.0 says 42");
+    let link = env.parent().unwrap().join("hello-link");
+    let _ = fs_err::remove_file(&link);
+    fs_err::os::unix::fs::symlink(&hello, &link).unwrap();
+    assert_eq!(run_in(Path::new("/"), &link, &[]), "tinypkg 1.2.0 says 42");
+    assert_eq!(
+        run_in(Path::new("/"), &env.join("bin/wheel"), &["version"]),
+        "wheel 0.45.1"
+    );
+
+    // Bytecode: present for the standard library, conda packages and pip packages, and all
+    // of it unchecked-hash (flags 0b01), so extraction mtimes cannot make it stale.
+    for pyc in [
+        "lib/python3.11/__pycache__/os.cpython-311.pyc",
+        "lib/python3.11/site-packages/numpy/__pycache__/__init__.cpython-311.pyc",
+        "lib/python3.11/site-packages/tinypkg/__pycache__/__init__.cpython-311.pyc",
+        "lib/python3.11/site-packages/wheel/__pycache__/__init__.cpython-311.pyc",
+    ] {
+        assert!(env.join(pyc).is_file(), "{pyc} is missing");
+    }
+    let files = files_under(&env);
+    let pycs: Vec<&PathBuf> = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "pyc"))
+        .collect();
+    assert!(pycs.len() > 500, "{} pyc files", pycs.len());
+    for pyc in &pycs {
+        let bytes = fs_err::read(pyc).unwrap();
+        assert_eq!(
+            &bytes[4..8],
+            &[1, 0, 0, 0],
+            "{} is not unchecked-hash",
+            pyc.display()
+        );
+    }
+
+    // Left out: dev files, GUI and installers, tests, pyfunc-env's own files.
+    for gone in [
+        "include",
+        "lib/pkgconfig",
+        "lib/python3.11/ensurepip",
+        "lib/python3.11/site-packages/numpy/core/tests",
+        ".pyfunc-env",
+        "CACHEDIR.TAG",
+    ] {
+        assert!(!env.join(gone).exists(), "{gone} was packed");
+    }
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.components().any(|c| c.as_os_str() == "tests")),
+        "a tests directory was packed"
+    );
+    assert!(env.join("conda-meta").is_dir());
+
+    // No absolute library search path in any ELF file (checked with patchelf, independently of
+    // pack's own check).
+    let elves: Vec<&PathBuf> = files
+        .iter()
+        .filter(|f| fs_err::read(f).unwrap().starts_with(b"\x7fELF"))
+        .collect();
+    assert!(elves.iter().any(|f| f.ends_with("lib/libpython3.so")));
+    let output = Command::new("patchelf")
+        .arg("--print-rpath")
+        .args(&elves)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        for entry in line.split(':').filter(|e| !e.is_empty()) {
+            assert!(entry.starts_with("$ORIGIN"), "absolute RUNPATH {entry}");
+        }
+    }
+}
+
+#[test]
+fn conda_env_packs_and_runs_after_extraction_and_a_move() {
+    let ctx = TestContext::new();
+    let model = conda_model(&ctx);
+    let created = json(&conda_command(&ctx, "create", &model, &["--json"]));
+    let prefix = PathBuf::from(created["prefix"].as_str().unwrap());
+    let before = tree_state(&prefix);
+
+    let archive = ctx.path().join("env.tar.gz");
+    let output = conda_command(
+        &ctx,
+        "pack",
+        &model,
+        &["-o", archive.to_str().unwrap(), "--json"],
+    );
+    let report = json(&output);
+    let text = ctx.filter(&stderr(&output));
+    assert!(
+        text.starts_with("Packing [CACHE_DIR]/envs-v1/[KEY] into [TEMP_DIR]/env.tar.gz\nPacked Python 3.11.7 into [TEMP_DIR]/env.tar.gz (tar.gz, "),
+        "{text}"
+    );
+    assert!(text.contains("\nLeft out: tests "), "{text}");
+    assert_eq!(report["format"], "tar.gz");
+    assert_eq!(report["python_minor"], "3.11");
+    let rewritten: Vec<&str> = report["scripts_rewritten"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(
+        rewritten.contains(&"bin/tinypkg-hello") && rewritten.contains(&"bin/wheel"),
+        "{rewritten:?}"
+    );
+    assert!(archive.is_file());
+
+    // The cached environment is exactly as it was, and nothing is left in the staging area.
+    assert_eq!(
+        tree_state(&prefix),
+        before,
+        "pack modified the cached environment"
+    );
+    assert!(
+        fs_err::read_dir(ctx.cache_dir.join("tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "pack left files in the cache's tmp/"
+    );
+
+    // gzip header, tar with `bin/` at the root, numeric owner 0, relative symlinks.
+    let listing = Command::new("tar")
+        .args(["--numeric-owner", "-tvzf"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.ends_with(" bin/python -> python3.11")),
+        "{listing}"
+    );
+    assert!(
+        listing
+            .lines()
+            .all(|l| l.split_whitespace().nth(1) == Some("0/0"))
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with(" bin/python3.11"))
+    );
+
+    // Extract with plain tar, move the directory, run it.
+    let extracted = ctx.path().join("extracted");
+    untar(&archive, &extracted);
+    let moved = ctx.path().join("elsewhere/deeper/env");
+    fs_err::create_dir_all(moved.parent().unwrap()).unwrap();
+    fs_err::rename(&extracted, &moved).unwrap();
+    assert_relocated_environment(&moved);
+
+    // Deterministic: a second pack, uncompressed, holds exactly the bytes of the first
+    // archive's tar stream.
+    let tar = ctx.path().join("env.tar");
+    let output = conda_command(&ctx, "pack", &model, &["-o", tar.to_str().unwrap(), "-q"]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let gunzipped = Command::new("gzip")
+        .arg("-dc")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(gunzipped.status.success());
+    assert!(
+        gunzipped.stdout == fs_err::read(&tar).unwrap(),
+        "two packs differ"
+    );
+    assert_eq!(tree_state(&prefix), before);
+}
+
+#[test]
+fn zip_with_model_for_spark_round_trips_through_unpack() {
+    let ctx = TestContext::new();
+    let model = conda_model(&ctx);
+    let archive = ctx.path().join("env.zip");
+    let driver = env_test::pyenv_root()
+        .unwrap()
+        .join("versions/3.12.1/bin/python3.12");
+    let output = ctx
+        .command()
+        .arg("pack")
+        .arg(&model)
+        .args(["--env-manager", "conda"])
+        .args(mirror_args(&channel_url()))
+        .args([
+            "-o",
+            archive.to_str().unwrap(),
+            "--for",
+            "spark=4.3.0",
+            "--with-model",
+        ])
+        .env("PYSPARK_DRIVER_PYTHON", &driver)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    let text = ctx.filter(&stderr(&output));
+    // Preflight: the driver's minor version, and pandas/pyarrow for mapInPandas.
+    assert!(
+        text.contains("warning: The archive's Python is 3.11, the driver's is 3.12: PySpark refuses workers of another minor version"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: The archive has no pandas: `mapInPandas`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: The archive has no pyarrow"),
+        "{text}"
+    );
+    // The recipe.
+    assert!(
+        text.contains("      --archives env.zip#env \\\n      --conf spark.pyspark.python=./env/bin/python3.11 \\\n"),
+        "{text}"
+    );
+    assert!(text.contains("os.environ[\"PYSPARK_PYTHON\"] = \"./env/bin/python3.11\""));
+
+    let target = ctx.path().join("unpacked");
+    let output = ctx
+        .command()
+        .arg("unpack")
+        .arg(&archive)
+        .arg(&target)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let report = json(&output);
+    let target = fs_err::canonicalize(&target).unwrap();
+    assert_eq!(report["prefix"], target.display().to_string());
+    assert_eq!(report["format"], "zip");
+    assert_eq!(report["has_model"], true);
+    let text = ctx.filter(&stderr(&output));
+    assert!(text.starts_with("Unpacked "), "{text}");
+    assert!(
+        text.contains("Python 3.11.7 runs there: sys.prefix is [TEMP_DIR]/unpacked\nThe model is in [TEMP_DIR]/unpacked/model\n"),
+        "{text}"
+    );
+    // zip stores symlinks as copies, modes kept.
+    let python = target.join("bin/python");
+    assert!(fs_err::symlink_metadata(&python).unwrap().is_file());
+    assert_eq!(
+        fs_err::metadata(&python).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+    assert_eq!(
+        fs_err::read(target.join("model/conda.yaml")).unwrap(),
+        fs_err::read(model.join("conda.yaml")).unwrap()
+    );
+    assert_relocated_environment(&target);
+
+    // Into a non-empty directory: refused.
+    let output = ctx
+        .command()
+        .arg("unpack")
+        .arg(&archive)
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        ctx.filter(&stderr(&output))
+            .contains("exists and is not empty"),
+        "{}",
+        describe(&output)
+    );
+}
+
+#[test]
+fn a_virtualenv_of_a_system_python_is_refused() {
+    let ctx = TestContext::new();
+    let model = ctx.model(
+        "venv",
+        &[(
+            "python_env.yaml",
+            "python: 3.11.7\nbuild_dependencies: []\ndependencies: []\n",
+        )],
+    );
+    let archive = ctx.path().join("env.tar.gz");
+    let output = ctx
+        .command()
+        .arg("pack")
+        .arg(&model)
+        .args(["--python-source", "system", "-o"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let text = ctx.filter(&stderr(&output));
+    assert!(
+        text.contains("error: Failed to pack the virtualenv environment of `[TEMP_DIR]/models/venv`\n  Caused by: `[CACHE_DIR]/envs-v1/[KEY]` is a virtualenv made from the interpreter in `"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hint: Rebuild the environment with a Python from a conda channel, which puts the whole interpreter in the environment: add `--python-source conda` (or use `--env-manager conda`)"),
+        "{text}"
+    );
+    assert!(!archive.exists());
+    assert!(
+        !fs_err::read_dir(ctx.path())
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".tmp-pack")),
+        "a temporary archive was left behind"
+    );
+}
+
+/// The library refuses what would break after extraction, naming the file: an absolute
+/// RUNPATH (in the stable-ABI stub `libpython3.so`, easy to miss) and an absolute symlink.
+#[test]
+fn absolute_runpaths_and_symlinks_are_refused() {
+    let ctx = TestContext::new();
+    let model = conda_model(&ctx);
+    let created = json(&conda_command(
+        &ctx,
+        "create",
+        &model,
+        &["--json", "--no-compile"],
+    ));
+    let prefix = PathBuf::from(created["prefix"].as_str().unwrap());
+    let options = env_pack::PackOptions {
+        format: env_pack::Format::TarGz,
+        compile: false,
+        keep_tests: false,
+        exclude_distributions: Vec::new(),
+        model: None,
+        staging_dir: ctx.path().join("staging"),
+        mtime: 0,
+        compression_level: 1,
+    };
+
+    let copy = ctx.path().join("copy");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(&prefix)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The copy packs as it is.
+    env_pack::pack(&copy, &ctx.path().join("ok.tar.gz"), &options).unwrap();
+
+    let stub = copy.join("lib/libpython3.so");
+    let output = Command::new("patchelf")
+        .args(["--set-rpath", "/opt/build/lib"])
+        .arg(&stub)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    let error = env_pack::pack(&copy, &ctx.path().join("bad.tar.gz"), &options).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "`lib/libpython3.so` has the absolute library search path `/opt/build/lib` (RUNPATH)"
+    );
+    assert!(!ctx.path().join("bad.tar.gz").exists());
+    Command::new("patchelf")
+        .args(["--set-rpath", "$ORIGIN"])
+        .arg(&stub)
+        .status()
+        .unwrap();
+
+    fs_err::os::unix::fs::symlink("/usr/bin/env", copy.join("bin/env")).unwrap();
+    let error = env_pack::pack(&copy, &ctx.path().join("bad.tar.gz"), &options).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "Symlink `bin/env` points to the absolute path `/usr/bin/env`"
+    );
+    fs_err::remove_file(copy.join("bin/env")).unwrap();
+    fs_err::os::unix::fs::symlink("../../outside", copy.join("bin/up")).unwrap();
+    let error = env_pack::pack(&copy, &ctx.path().join("bad.tar.gz"), &options).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "Symlink `bin/up` points to `../../outside`, outside the environment"
+    );
+}
+
+/// The driver side of the Spark proof: a venv of pyenv's CPython 3.11.7 with pyspark, pandas
+/// and pyarrow (the driver needs both for `mapInPandas`), built once and kept under the target
+/// directory (pyspark is a 456 MB sdist that uv builds into a wheel the first time).
+fn spark_driver_venv() -> PathBuf {
+    let dir = env_test::target_dir().join("spark-driver-venv");
+    let marker = dir.join(".pyfunc-env-test-complete");
+    if marker.is_file() {
+        return dir;
+    }
+    let lock_path = env_test::target_dir().join("spark-driver-venv.lock");
+    let lock = fs_err::File::create(&lock_path).unwrap();
+    lock.file().lock().unwrap();
+    if marker.is_file() {
+        return dir;
+    }
+    if dir.exists() {
+        fs_err::remove_dir_all(&dir).unwrap();
+    }
+    let python = env_test::pyenv_root()
+        .unwrap()
+        .join("versions/3.11.7/bin/python3.11");
+    let uv = |args: &[&str]| {
+        let output = Command::new("uv")
+            .args(args)
+            .env("UV_CACHE_DIR", crate::common::shared_uv_cache())
+            .env_remove("VIRTUAL_ENV")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", describe(&output));
+    };
+    uv(&[
+        "venv",
+        "--quiet",
+        "--python",
+        python.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ]);
+    uv(&[
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        dir.join("bin/python").to_str().unwrap(),
+        "pyspark==4.3.0",
+        "pandas>=2.2",
+        "pyarrow>=18",
+        "numpy",
+    ]);
+    fs_err::write(&marker, "").unwrap();
+    dir
+}
+
+/// What the driver runs: score the iris rows with `mapInPandas`, loading the model inside the
+/// UDF from the archive (`--with-model`), and report where each executor's Python ran.
+const SPARK_JOB: &str = r#"
+import json, os, sys
+import pandas as pd
+from pyspark.sql import SparkSession
+
+split = json.load(open(sys.argv[1]))["dataframe_split"]
+spark = SparkSession.builder.appName("pyfunc-env-pack-test").getOrCreate()
+print("APP " + spark.sparkContext.applicationId, flush=True)
+pdf = pd.DataFrame(split["data"], columns=split["columns"])
+pdf.insert(0, "row", range(len(pdf)))
+df = spark.createDataFrame(pdf).repartition(2)
+
+def score(batches):
+    import os, sys
+    import mlflow.pyfunc
+    import sklearn
+    model = mlflow.pyfunc.load_model(os.path.join(sys.prefix, "model"))
+    for batch in batches:
+        predictions = model.predict(batch.drop(columns=["row"]))
+        yield pd.DataFrame({
+            "row": batch["row"],
+            "prediction": [int(p) for p in predictions],
+            "executable": sys.executable,
+            "real_executable": os.path.realpath(sys.executable),
+            "prefix": sys.prefix,
+            "cwd": os.getcwd(),
+            "sklearn": sklearn.__file__,
+            "pid": os.getpid(),
+        })
+
+schema = "row long, prediction long, executable string, real_executable string, prefix string, cwd string, sklearn string, pid long"
+rows = sorted(df.mapInPandas(score, schema).collect(), key=lambda r: r.row)
+print("RESULT " + json.dumps({
+    "predictions": [r.prediction for r in rows],
+    "executors": sorted({json.dumps({k: r[k] for k in ("executable", "real_executable", "prefix", "cwd", "sklearn")}) for r in rows}),
+    "pids": sorted({r.pid for r in rows}),
+    "driver_prefix": sys.prefix,
+}), flush=True)
+spark.stop()
+"#;
+
+/// Removes what a local-cluster application leaves in `$SPARK_HOME/work` (an unpacked copy of
+/// the archive per application).
+struct SparkWorkDirs {
+    work: PathBuf,
+    before: Vec<PathBuf>,
+}
+
+impl Drop for SparkWorkDirs {
+    fn drop(&mut self) {
+        for entry in fs_err::read_dir(&self.work).into_iter().flatten().flatten() {
+            if !self.before.contains(&entry.path()) {
+                let _ = fs_err::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// The Spark proof: the sklearn-iris model's environment (Python 3.11.7 from the local conda
+/// channel, its requirements from PyPI) packed with `--for spark --with-model`, shipped with
+/// `spark-submit --archives env.tar.gz#env` to real executor JVMs (`local-cluster`), where a
+/// `mapInPandas` UDF loads the model from the archive and scores exactly what MLflow predicted.
+#[test]
+fn spark_submit_scores_the_sklearn_model_on_executors_with_the_packed_env() {
+    let java = Command::new("java").arg("-version").output();
+    assert!(
+        java.is_ok_and(|o| o.status.success()),
+        "Java (17 or 21) is needed on PATH for the Spark test"
+    );
+    let started = Instant::now();
+    let driver = spark_driver_venv();
+    let driver_python = driver.join("bin/python");
+    eprintln!(
+        "driver venv ready after {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let ctx = TestContext::new().online();
+    let archive = ctx.path().join("env.tar.gz");
+    let pack_started = Instant::now();
+    let output = ctx
+        .command()
+        .arg("pack")
+        .arg(fixture("sklearn-iris"))
+        .args(["--env-manager", "virtualenv", "--python-source", "conda"])
+        .args(["--mirror", &format!("conda-forge={}", channel_url())])
+        .args([
+            "-o",
+            archive.to_str().unwrap(),
+            "--for",
+            "spark",
+            "--with-model",
+            "--json",
+        ])
+        .env("PYSPARK_DRIVER_PYTHON", &driver_python)
+        .output()
+        .unwrap();
+    let report = json(&output);
+    let text = stderr(&output);
+    eprintln!(
+        "pack (build included) took {:.1}s:\n{text}\n{report:#}",
+        pack_started.elapsed().as_secs_f64()
+    );
+    assert!(!text.contains("warning:"), "{text}");
+    assert!(
+        text.contains("--conf spark.pyspark.python=./env/bin/python3.11"),
+        "{text}"
+    );
+
+    let job = ctx.path().join("job.py");
+    fs_err::write(&job, SPARK_JOB).unwrap();
+    let input = repo_root().join("fixtures/inputs/sklearn-iris/dataframe_split.json");
+    let expected: serde_json::Value = serde_json::from_slice(
+        &fs_err::read(repo_root().join("fixtures/expected/sklearn-iris/dataframe_split.out"))
+            .unwrap(),
+    )
+    .unwrap();
+
+    let spark_home = driver.join("lib/python3.11/site-packages/pyspark");
+    let work = spark_home.join("work");
+    let _cleanup = SparkWorkDirs {
+        before: fs_err::read_dir(&work)
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default(),
+        work,
+    };
+    let path = format!(
+        "{}:{}",
+        driver.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let submit_started = Instant::now();
+    let output = Command::new(driver.join("bin/spark-submit"))
+        .args(["--master", "local-cluster[1,2,1024]"])
+        .arg("--archives")
+        .arg(format!("{}#env", archive.display()))
+        .args(["--conf", "spark.pyspark.python=./env/bin/python3.11"])
+        .arg("--conf")
+        .arg(format!(
+            "spark.pyspark.driver.python={}",
+            driver_python.display()
+        ))
+        .args(["--conf", "spark.ui.enabled=false"])
+        .arg("--conf")
+        .arg(format!(
+            "spark.local.dir={}",
+            ctx.path().join("spark-local").display()
+        ))
+        .arg(&job)
+        .arg(&input)
+        .current_dir(ctx.path())
+        .env("PATH", path)
+        .env("SPARK_LOCAL_IP", "127.0.0.1")
+        .env_remove("PYTHONPATH")
+        .env_remove("PYSPARK_PYTHON")
+        .env_remove("PYSPARK_DRIVER_PYTHON")
+        .env_remove("SPARK_HOME")
+        .output()
+        .unwrap();
+    let submit_secs = submit_started.elapsed().as_secs_f64();
+    assert!(output.status.success(), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let result: serde_json::Value = serde_json::from_str(
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("RESULT "))
+            .unwrap_or_else(|| panic!("no result: {}", describe(&output))),
+    )
+    .unwrap();
+    eprintln!("spark-submit took {submit_secs:.1}s: {result:#}");
+
+    // MLflow's predictions for the same rows.
+    assert_eq!(result["predictions"], expected["predictions"]);
+    // Every task ran on the archive's interpreter, unpacked by Spark on the executor: not the
+    // driver's venv, and no symlink leading out of the unpacked archive.
+    let driver_prefix = result["driver_prefix"].as_str().unwrap();
+    for executor in result["executors"].as_array().unwrap() {
+        let executor: serde_json::Value = serde_json::from_str(executor.as_str().unwrap()).unwrap();
+        let prefix = executor["prefix"].as_str().unwrap();
+        assert!(prefix.ends_with("/env"), "{executor:#}");
+        assert_ne!(prefix, driver_prefix);
+        assert!(!prefix.starts_with(driver_prefix), "{executor:#}");
+        for key in ["executable", "real_executable", "sklearn"] {
+            let path = executor[key].as_str().unwrap();
+            assert!(
+                path.starts_with(&format!("{prefix}/")),
+                "{key}: {executor:#}"
+            );
+        }
+        // The worker started in the executor's working directory, where `./env` is.
+        assert_eq!(
+            executor["executable"],
+            format!("{}/env/bin/python3.11", executor["cwd"].as_str().unwrap())
+        );
+    }
+    eprintln!(
+        "spark proof: {:.1}s in all",
+        started.elapsed().as_secs_f64()
+    );
+}
