@@ -131,7 +131,7 @@ impl EnvEntry {
         let path = self.meta(METADATA);
         let bytes = fs_err::read(&path).map_err(|e| CacheError::Io {
             path: path.clone(),
-            source: e.into(),
+            source: e,
         })?;
         serde_json::from_slice(&bytes).map_err(|e| CacheError::Io {
             path,
@@ -176,7 +176,7 @@ impl EnvEntry {
         let meta = self.dir.join(META_DIR);
         fs_err::create_dir_all(&meta).map_err(|e| CacheError::Io {
             path: meta.clone(),
-            source: e.into(),
+            source: e,
         })?;
         let building = serde_json::json!({ "pid": std::process::id(), "started": now() });
         write_atomic(&self.meta(BUILDING), building.to_string().as_bytes())
@@ -202,7 +202,7 @@ impl EnvEntry {
         })?;
         write_atomic(&self.meta(COMPLETE), &bytes)?;
         // Make the rename itself durable.
-        if let Ok(dir) = std::fs::File::open(self.dir.join(META_DIR)) {
+        if let Ok(dir) = fs_err::File::open(self.dir.join(META_DIR)) {
             let _ = dir.sync_all();
         }
         self.touch();
@@ -232,7 +232,7 @@ impl EnvEntry {
     pub fn remove_dir(&self, tmp_dir: &Path) -> Result<(), CacheError> {
         fs_err::create_dir_all(tmp_dir).map_err(|e| CacheError::Io {
             path: tmp_dir.to_path_buf(),
-            source: e.into(),
+            source: e,
         })?;
         let trash = tmp_dir.join(format!(
             "{}-removing-{}-{}",
@@ -243,7 +243,7 @@ impl EnvEntry {
         match fs_err::rename(&self.dir, &trash) {
             Ok(()) => fs_err::remove_dir_all(&trash).map_err(|e| CacheError::Io {
                 path: trash.clone(),
-                source: e.into(),
+                source: e,
             }),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
             // Rename across filesystems is impossible if tmp_dir is elsewhere: delete in place,

@@ -131,7 +131,7 @@ impl Cache {
             // files and buckets may be there.
             let entries = fs_err::read_dir(&self.root).map_err(|e| CacheError::Io {
                 path: self.root.clone(),
-                source: e.into(),
+                source: e,
             })?;
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
@@ -147,7 +147,7 @@ impl Cache {
         }
         fs_err::create_dir_all(&self.root).map_err(|e| CacheError::Io {
             path: self.root.clone(),
-            source: e.into(),
+            source: e,
         })?;
         write_atomic(&tag, CACHEDIR_TAG.as_bytes())?;
         write_atomic(&self.root.join(".gitignore"), b"*\n")?;
@@ -159,7 +159,7 @@ impl Cache {
         let path = self.root.join(name);
         fs_err::create_dir_all(&path).map_err(|e| CacheError::Io {
             path: path.clone(),
-            source: e.into(),
+            source: e,
         })?;
         Ok(path)
     }
@@ -190,7 +190,7 @@ impl Cache {
         for entry in read {
             let entry = entry.map_err(|e| CacheError::Io {
                 path: dir.clone(),
-                source: e.into(),
+                source: e,
             })?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let key = name.strip_suffix(".lock").unwrap_or(&name).to_string();
@@ -224,7 +224,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
 
 /// Total size in bytes of the files under `path`, counting each hard-linked inode once
 /// (environments share files with the package cache).
-pub fn disk_usage(path: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+pub fn disk_usage<S: std::hash::BuildHasher>(
+    path: &Path,
+    seen: &mut std::collections::HashSet<(u64, u64), S>,
+) -> u64 {
     let mut total = 0;
     let mut stack = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {

@@ -32,7 +32,7 @@ fn open(path: &Path) -> Result<std::fs::File, CacheError> {
         .map(|(file, _)| file)
         .map_err(|e| CacheError::Io {
             path: path.to_path_buf(),
-            source: e.into(),
+            source: e,
         })
 }
 

@@ -123,7 +123,7 @@ pub async fn solve(
         }
     }
 
-    let mut task = SolverTask::from_iter(repodata.iter());
+    let mut task: SolverTask<_> = repodata.iter().collect();
     task.specs = specs.to_vec();
     task.virtual_packages = ctx.virtual_packages.to_vec();
     // Solving takes milliseconds for real model specs; run it on this thread.

@@ -1,4 +1,4 @@
-//! Lock files: exactly what an environment holds, in rattler_lock's pixi lock format, so other
+//! Lock files: exactly what an environment holds, in `rattler_lock`'s pixi lock format, so other
 //! tools read them too; and environments rebuilt from one with no solve and every hash checked.
 //!
 //! A lock records, for the current platform: every conda record installed (URL, sha256, md5,
@@ -82,6 +82,10 @@ fn uv_installed(prefix: &Path) -> Vec<(String, String)> {
 }
 
 /// Writes the lock of the environment at `prefix`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the lock needs the environment, its spec key and uv's settings"
+)]
 pub fn lock_environment(
     prefix: &Path,
     key: &str,
@@ -127,14 +131,17 @@ pub fn lock_environment(
 
     let installed = uv_installed(prefix);
     if !installed.is_empty() {
-        let pins: String = installed
-            .iter()
-            .map(|(name, version)| format!("{name}=={version}\n"))
-            .collect();
+        let mut pins = String::new();
+        for (name, version) in &installed {
+            pins.push_str(name);
+            pins.push_str("==");
+            pins.push_str(version);
+            pins.push('\n');
+        }
         let pins_file = scratch.join(format!("lock-pins-{}.txt", std::process::id()));
         fs_err::write(&pins_file, pins).map_err(|e| SolveError::Io {
             path: pins_file.clone(),
-            source: e.into(),
+            source: e,
         })?;
         let mut command = std::process::Command::new(&uv.path);
         command
@@ -208,7 +215,7 @@ pub fn lock_environment(
                 .get("hashes")
                 .and_then(|h| h.get("sha256"))
                 .and_then(toml::Value::as_str)
-                .and_then(|h| rattler_digest::parse_digest_from_hex::<rattler_digest::Sha256>(h));
+                .and_then(rattler_digest::parse_digest_from_hex::<rattler_digest::Sha256>);
             let data = PypiDistributionData {
                 name: pep508_rs::PackageName::from_str(name)
                     .map_err(|e| lock_error(e.to_string()))?,
@@ -242,7 +249,7 @@ pub fn lock_environment(
 pub fn read_lock(path: &Path) -> Result<LockedEnv, SolveError> {
     let text = fs_err::read_to_string(path).map_err(|e| SolveError::Io {
         path: path.to_path_buf(),
-        source: e.into(),
+        source: e,
     })?;
     let header = text
         .lines()
@@ -375,10 +382,7 @@ pub async fn fetch_files(
             let path = url
                 .to_file_path()
                 .map_err(|()| lock_error(format!("`{}` is not a local path", dist.url)))?;
-            fs_err::read(&path).map_err(|e| SolveError::Io {
-                path,
-                source: e.into(),
-            })?
+            fs_err::read(&path).map_err(|e| SolveError::Io { path, source: e })?
         } else if offline {
             return Err(SolveError::OfflinePackagesMissing {
                 packages: file_name,
@@ -412,7 +416,7 @@ pub async fn fetch_files(
         let target = dir.join(&file_name);
         fs_err::write(&target, bytes).map_err(|e| SolveError::Io {
             path: target.clone(),
-            source: e.into(),
+            source: e,
         })?;
     }
     Ok(())

@@ -147,7 +147,7 @@ async fn download(tools_dir: &Path, target: &Path) -> Result<(), SolveError> {
     };
     fs_err::create_dir_all(tools_dir).map_err(|e| SolveError::Io {
         path: tools_dir.to_path_buf(),
-        source: e.into(),
+        source: e,
     })?;
     // One download at a time; a second process waits and finds the binary.
     let lock_path = tools_dir.join(format!("uv-{UV_VERSION}.lock"));
@@ -232,7 +232,7 @@ async fn download(tools_dir: &Path, target: &Path) -> Result<(), SolveError> {
     let dir = target.parent().unwrap_or(tools_dir);
     fs_err::create_dir_all(dir).map_err(|e| SolveError::Io {
         path: dir.to_path_buf(),
-        source: e.into(),
+        source: e,
     })?;
     let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
     std::io::Write::write_all(&mut temp, &binary).map_err(io(target))?;
@@ -474,8 +474,9 @@ impl Uv {
             .arg(requirements.path())
             .args(index_args(&install.set.index, install.model_root))
             .current_dir(install.model_root);
-        let constraints;
-        if !install.set.constraints.is_empty() {
+        let constraints = if install.set.constraints.is_empty() {
+            None
+        } else {
             let mut file = tempfile::Builder::new()
                 .prefix("constraints-")
                 .suffix(".txt")
@@ -489,10 +490,8 @@ impl Uv {
                 .collect();
             std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io(file.path()))?;
             command.arg("-c").arg(file.path());
-            constraints = Some(file);
-        } else {
-            constraints = None;
-        }
+            Some(file)
+        };
         if let Some(date) = install.exclude_newer {
             command.args(["--exclude-newer", date]);
         }

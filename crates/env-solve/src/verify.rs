@@ -31,7 +31,7 @@ impl VerifyReport {
 }
 
 fn sha256_file(path: &Path) -> Option<[u8; 32]> {
-    let mut file = std::fs::File::open(path).ok()?;
+    let mut file = fs_err::File::open(path).ok()?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher).ok()?;
     Some(hasher.finalize().into())

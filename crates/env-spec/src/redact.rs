@@ -136,6 +136,30 @@ pub fn mask_userinfo(text: &str) -> String {
     result
 }
 
+/// Serialises a URL with its secrets masked (for `#[serde(serialize_with)]`).
+pub fn serialize_url<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&mask_userinfo(url))
+}
+
+/// Serialises an optional URL with its secrets masked.
+pub fn serialize_option_url<S: serde::Serializer>(
+    url: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => serializer.serialize_some(&mask_userinfo(url)),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Serialises URLs with their secrets masked.
+pub fn serialize_urls<S: serde::Serializer>(
+    urls: &[String],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(urls.iter().map(|u| mask_userinfo(u)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,28 +200,4 @@ mod tests {
             "no secrets here https://a.example/b"
         );
     }
-}
-
-/// Serialises a URL with its secrets masked (for `#[serde(serialize_with)]`).
-pub fn serialize_url<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&mask_userinfo(url))
-}
-
-/// Serialises an optional URL with its secrets masked.
-pub fn serialize_option_url<S: serde::Serializer>(
-    url: &Option<String>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    match url {
-        Some(url) => serializer.serialize_some(&mask_userinfo(url)),
-        None => serializer.serialize_none(),
-    }
-}
-
-/// Serialises URLs with their secrets masked.
-pub fn serialize_urls<S: serde::Serializer>(
-    urls: &[String],
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_seq(urls.iter().map(|u| mask_userinfo(u)))
 }
