@@ -169,10 +169,15 @@ pub fn render(printer: &Printer, error: &anyhow::Error) -> String {
 /// file can hold a 10 MB line; the report must stay one screen.
 pub const MAX_LINE_CHARS: usize = 400;
 
-/// Cuts every line of `text` longer than [`MAX_LINE_CHARS`] characters, saying how much is left out.
+/// Cuts every line of `text` longer than [`MAX_LINE_CHARS`] characters, saying how much is left
+/// out, and replaces control characters (a model file's ESC sequences must not reach the
+/// terminal).
 #[must_use]
 pub fn shorten_lines(text: &str) -> String {
-    if text.lines().all(|line| line.len() <= MAX_LINE_CHARS) {
+    if text
+        .lines()
+        .all(|line| line.len() <= MAX_LINE_CHARS && !line.chars().any(is_unsafe_control))
+    {
         return text.to_string();
     }
     let mut out = String::with_capacity(text.len().min(64 * 1024));
@@ -181,14 +186,22 @@ pub fn shorten_lines(text: &str) -> String {
             out.push('\n');
         }
         let total = line.chars().count();
-        if total <= MAX_LINE_CHARS {
-            out.push_str(line);
-        } else {
-            out.extend(line.chars().take(MAX_LINE_CHARS));
+        out.extend(line.chars().take(MAX_LINE_CHARS).map(printable));
+        if total > MAX_LINE_CHARS {
             let _ = write!(out, "… ({} more characters)", total - MAX_LINE_CHARS);
         }
     }
     out
+}
+
+/// A control character that would move the cursor or change the terminal (tabs are fine).
+fn is_unsafe_control(c: char) -> bool {
+    c.is_control() && c != '\t'
+}
+
+/// `c`, or `�` for a control character.
+fn printable(c: char) -> char {
+    if is_unsafe_control(c) { '\u{fffd}' } else { c }
 }
 
 /// Indents the lines after the first, so a multi-line cause stays under its `Caused by:`.
@@ -271,9 +284,15 @@ fn floor_char_boundary(text: &str, index: usize) -> usize {
 /// with `…` where it is cut; returns the text, the label's column in it and the underline
 /// length, clipped to what is shown.
 fn window(line: &str, column: usize, underline: usize, width: usize) -> (String, usize, usize) {
+    // A tab is one column here but up to eight on the terminal, which would move the `^` off
+    // its place; other control characters must not reach the terminal at all.
+    let line: String = line
+        .chars()
+        .map(|c| if c == '\t' { ' ' } else { printable(c) })
+        .collect();
     let total = line.chars().count();
     if total <= width {
-        return (line.to_string(), column, underline);
+        return (line, column, underline);
     }
     // Keep a little context before the label, the rest after it.
     let start = column
@@ -351,6 +370,21 @@ mod tests {
             "{report}"
         );
         assert!(shown[0].chars().count() < 120, "{report}");
+    }
+
+    #[test]
+    fn control_characters_from_the_model_do_not_reach_the_terminal() {
+        let text = "\tnumpy\u{1b}[2J\n";
+        let mut error = requirement_error(text, 1, 9);
+        if let env_spec::SpecError::Requirement { message, .. } = &mut error {
+            *message = "`numpy\u{1b}[2J` is not a valid requirement".into();
+        }
+        let report = render_plain(error);
+        assert!(!report.contains('\u{1b}'), "{report:?}");
+        assert!(report.contains("`numpy\u{fffd}[2J`"), "{report}");
+        // The tab is shown as one space, so the `^` stays under the text it marks.
+        assert!(report.contains("  1 |  numpy\u{fffd}[2J\n"), "{report}");
+        assert!(report.contains("    |  ^^^^^^^^^ this line"), "{report}");
     }
 
     #[test]

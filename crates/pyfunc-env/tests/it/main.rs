@@ -5,6 +5,7 @@ mod common;
 mod create;
 mod deps;
 mod lock;
+mod python;
 mod pack;
 mod reliability;
 mod run;

@@ -871,6 +871,17 @@ fn cases() -> Vec<Case> {
             inspect: Inspect::Reports,
         },
         Case {
+            name: "terminal escape sequence in requirements.txt",
+            arg: Arg::Model,
+            files: vec![(
+                "requirements.txt",
+                Text("numpy\n\u{1b}[2J\u{1b}[31mpandas\n"),
+            )],
+            runs: &[JSON],
+            expect: error("requirements.txt", Some(2), "is not a valid requirement"),
+            inspect: Inspect::Reports,
+        },
+        Case {
             name: "10 MB requirement line",
             arg: Arg::Model,
             files: vec![("requirements.txt", Generated(ten_mb_line_requirements))],
@@ -998,6 +1009,11 @@ fn check_report(err: &str, file: &str, line: Option<usize>, message: &str) -> Ve
     check(
         !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
         "panicked",
+    );
+    // `NO_COLOR` is set: any escape sequence came from the model's files.
+    check(
+        !err.contains('\u{1b}'),
+        "passes an escape sequence to the terminal",
     );
     problems
 }
