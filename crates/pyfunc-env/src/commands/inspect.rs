@@ -140,6 +140,7 @@ pub fn inspect(
     let default = model.default_env_manager();
     let _ = writeln!(out, "  Default env manager: {default}");
     let virtual_packages = env_solve::context::detect_virtual_packages()?;
+    let mut default_error = None;
     for manager in [EnvManager::Virtualenv, EnvManager::Conda] {
         let marker = if manager == default { " (default)" } else { "" };
         match model.spec(manager) {
@@ -182,6 +183,9 @@ pub fn inspect(
                     printer.red("cannot be built:"),
                     crate::report::shorten_lines(&err.to_string())
                 );
+                if manager == default {
+                    default_error = Some(err);
+                }
             }
         }
     }
@@ -192,6 +196,13 @@ pub fn inspect(
         }
     }
     printer.data(out)?;
+    // The summary is printed either way; a model whose default environment cannot be built
+    // is bad input, with the full report (source line, hint) on stderr.
+    if let Some(err) = default_error {
+        return Err(anyhow::Error::new(err).context(format!(
+            "The model's default ({default}) environment cannot be built"
+        )));
+    }
     Ok(ExitStatus::Success)
 }
 
