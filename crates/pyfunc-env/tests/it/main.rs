@@ -5,7 +5,7 @@ mod common;
 mod create;
 mod deps;
 mod lock;
-mod python;
 mod pack;
+mod python;
 mod reliability;
 mod run;

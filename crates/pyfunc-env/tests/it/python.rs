@@ -19,7 +19,13 @@ fn venv_model(ctx: &TestContext, name: &str, python: &str) -> std::path::PathBuf
 }
 
 fn version_of(python: &str) -> String {
-    let output = Command::new(python).args(["-c", "import sys, wheel; print('%d.%d.%d' % sys.version_info[:3])"]).output().unwrap();
+    let output = Command::new(python)
+        .args([
+            "-c",
+            "import sys, wheel; print('%d.%d.%d' % sys.version_info[:3])",
+        ])
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", describe(&output));
     String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
@@ -29,10 +35,20 @@ fn exact_versions_from_pyenv_for_310_311_312() {
     let ctx = TestContext::new();
     for version in env_test::PYTHON_VERSIONS {
         let model = venv_model(&ctx, &format!("m{version}"), version);
-        let output = ctx.command().arg("create").arg(&model).args(["--python-source", "system", "--no-compile", "--json"]).output().unwrap();
+        let output = ctx
+            .command()
+            .arg("create")
+            .arg(&model)
+            .args(["--python-source", "system", "--no-compile", "--json"])
+            .output()
+            .unwrap();
         let result = json(&output);
         assert_eq!(version_of(result["python"].as_str().unwrap()), version);
-        assert!(!stderr(&output).contains("warning"), "{}", describe(&output));
+        assert!(
+            !stderr(&output).contains("warning"),
+            "{}",
+            describe(&output)
+        );
     }
 }
 
@@ -43,7 +59,11 @@ fn exact_versions_from_a_conda_channel() {
     for version in env_test::PYTHON_VERSIONS {
         let model = venv_model(&ctx, &format!("m{version}"), version);
         let mut command = ctx.command();
-        command.arg("create").arg(&model).args(["--python-source", "conda", "--no-compile", "--json"]).args(mirror_args(channel.file_url().as_str()));
+        command
+            .arg("create")
+            .arg(&model)
+            .args(["--python-source", "conda", "--no-compile", "--json"])
+            .args(mirror_args(channel.file_url().as_str()));
         let result = json(&command.output().unwrap());
         let python = result["python"].as_str().unwrap();
         assert_eq!(version_of(python), version);
@@ -58,11 +78,20 @@ fn exact_versions_from_a_conda_channel() {
 fn another_patch_version_warns_naming_both() {
     let ctx = TestContext::new();
     let model = venv_model(&ctx, "m", "3.11.99");
-    let output = ctx.command().arg("create").arg(&model).args(["--python-source", "system", "--no-compile", "--json"]).output().unwrap();
+    let output = ctx
+        .command()
+        .arg("create")
+        .arg(&model)
+        .args(["--python-source", "system", "--no-compile", "--json"])
+        .output()
+        .unwrap();
     let result = json(&output);
     assert_eq!(version_of(result["python"].as_str().unwrap()), "3.11.7");
     let text = stderr(&output);
-    assert!(text.contains("warning: Python 3.11.99 is not available; using Python 3.11.7"), "{text}");
+    assert!(
+        text.contains("warning: Python 3.11.99 is not available; using Python 3.11.7"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -72,12 +101,19 @@ fn another_minor_version_is_an_error() {
     // Neither the channel (3.10-3.12) nor pyenv here has any 3.5.
     let model = venv_model(&ctx, "m35", "3.5.10");
     let mut command = ctx.command();
-    command.arg("create").arg(&model).args(["--no-compile"]).args(mirror_args(channel.file_url().as_str()));
+    command
+        .arg("create")
+        .arg(&model)
+        .args(["--no-compile"])
+        .args(mirror_args(channel.file_url().as_str()));
     let output = command.output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
     let text = stderr(&output);
     assert!(text.contains("Cannot provide Python 3.5.10"), "{text}");
-    assert!(text.contains("conda `python 3.5.10.*`"), "each attempt is listed: {text}");
+    assert!(
+        text.contains("conda `python 3.5.10.*`"),
+        "each attempt is listed: {text}"
+    );
     assert!(text.contains("this machine: no Python 3.5"), "{text}");
     assert!(text.contains("--python-version"), "{text}");
 }
@@ -86,6 +122,22 @@ fn another_minor_version_is_an_error() {
 fn python_version_flag_overrides_the_model() {
     let ctx = TestContext::new();
     let model = venv_model(&ctx, "m", "3.11.7");
-    let output = ctx.command().arg("create").arg(&model).args(["--python-source", "system", "--python-version", "3.12.1", "--no-compile", "--json"]).output().unwrap();
-    assert_eq!(version_of(json(&output)["python"].as_str().unwrap()), "3.12.1");
+    let output = ctx
+        .command()
+        .arg("create")
+        .arg(&model)
+        .args([
+            "--python-source",
+            "system",
+            "--python-version",
+            "3.12.1",
+            "--no-compile",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        version_of(json(&output)["python"].as_str().unwrap()),
+        "3.12.1"
+    );
 }

@@ -3,7 +3,8 @@
 //! predict` wrote for the same input (`fixtures/expected/`). Plus commands, exit codes and
 //! activation in a small conda environment from the local test channel (offline).
 
-use std::io::{Read, Write};
+use std::fmt::Write as _;
+use std::io::{Read, Write as _};
 use std::net::TcpStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -54,7 +55,7 @@ fn expected_error(model: &str, stem: &str) -> (i32, String) {
 
 /// The pyenv CPython 3.11.7 (no mlflow, no scikit-learn installed).
 fn pyenv_python(version: &str) -> PathBuf {
-    let minor: String = version.rsplitn(2, '.').nth(1).unwrap().to_string();
+    let minor = version.rsplit_once('.').unwrap().0;
     env_test::pyenv_root()
         .unwrap()
         .join("versions")
@@ -479,13 +480,13 @@ fn http(
     body: &[u8],
 ) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    stream.set_read_timeout(Some(Duration::from_mins(2)))?;
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     if !content_type.is_empty() {
-        request.push_str(&format!("Content-Type: {content_type}\r\n"));
+        write!(request, "Content-Type: {content_type}\r\n").unwrap();
     }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes())?;
@@ -614,7 +615,7 @@ fn serve_and_score(
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(120),
+            started.elapsed() < Duration::from_mins(2),
             "no answer on /ping within 120 s\n{}",
             logs()
         );
@@ -739,7 +740,7 @@ fn strip_ansi(text: &str) -> String {
 fn pypi_custom_pyfunc_predict_with_params_and_serve() {
     let ctx = TestContext::new().online();
     let model = fixture("custom-pyfunc");
-    let env_args = ["--python-source", "system"];
+    let env_args = ["--python-source", "system", "--no-compile"];
     let name = "custom-pyfunc";
     let type_hints_warning = "UserWarning: Add type hints to the `predict` method to enable data validation and automatic signature inference during model logging. Check https://mlflow.org/docs/latest/model/python_model.html#type-hint-usage-in-pythonmodel for more details.\n";
 
@@ -891,7 +892,8 @@ fn pypi_conda_channels_conda_mode_from_the_local_channel() {
     // conda-forge and defaults both come from the local test channel (python 3.11.7, pip);
     // the pip section (mlflow, scikit-learn, ...) from PyPI.
     let mirrors = mirror_args(channel.file_url().as_str());
-    let mut env_args: Vec<&str> = vec!["--env-manager", "conda"];
+    // No bytecode: two predictions do not repay compiling mlflow and its dependencies.
+    let mut env_args: Vec<&str> = vec!["--env-manager", "conda", "--no-compile"];
     env_args.extend(mirrors.iter().map(String::as_str));
 
     for (index, (file, content_type, stem)) in [
