@@ -624,7 +624,18 @@ pub fn installed_distributions(site_packages: &Path) -> Vec<serde_json::Value> {
         let installer = fs_err::read_to_string(entry.path().join("INSTALLER"))
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
-        out.push(serde_json::json!({ "name": dist, "version": version, "installer": installer }));
+        // The directory name is normalised (`scikit_learn`); METADATA has the real name.
+        let metadata = fs_err::read_to_string(entry.path().join("METADATA")).unwrap_or_default();
+        let field = |key: &str| {
+            metadata
+                .lines()
+                .take_while(|line| !line.is_empty())
+                .find_map(|line| line.strip_prefix(key))
+                .map(|value| value.trim().to_string())
+        };
+        let name = field("Name:").unwrap_or_else(|| dist.to_string());
+        let version = field("Version:").unwrap_or_else(|| version.to_string());
+        out.push(serde_json::json!({ "name": name, "version": version, "installer": installer }));
     }
     out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     out

@@ -27,7 +27,7 @@ pub fn warn(report: &CheckReport, printer: Printer) {
             .map(|m| format!(" - {m}"))
             .collect();
         printer.warn(format!(
-            "Detected one or more mismatches between the model's dependencies and the current Python environment:\n{}",
+            "Detected one or more mismatches between the model's dependencies and the current Python environment:\n{}\nTo fix the mismatches, call `mlflow.pyfunc.get_model_dependencies(model_uri)` to fetch the model's environment and install dependencies using the resulting environment file.",
             list.join("\n")
         ));
     }

@@ -135,6 +135,23 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
                 "`--install-mlflow` adds mlflow to the environment pyfunc-env builds; `--env-manager local` builds none"
             ));
         }
+        let env_flags = &args.env;
+        let building = [
+            ("--python-version", env_flags.python_version.is_some()),
+            ("--channel", !env_flags.channels.is_empty()),
+            ("--mirror", !env_flags.mirrors.is_empty()),
+            ("--no-compile", env_flags.no_compile),
+            ("--reinstall", env_flags.reinstall),
+            ("--exclude-newer", env_flags.exclude_newer.is_some()),
+            ("--locked", env_flags.locked.is_some()),
+            ("--uv", env_flags.uv.is_some()),
+            ("--python-source", env_flags.python_source != crate::cli::PythonSourceArg::Auto),
+        ];
+        if let Some((flag, _)) = building.iter().find(|(_, given)| *given) {
+            anyhow::bail!(UserError::new(format!(
+                "`{flag}` changes how an environment is built; `--env-manager local` builds none and runs `--python` as it is"
+            )));
+        }
         let model = open_model(&args.model.model, printer)?;
         let env = Environment::system(&python);
         let interpreter = report_mismatches(&model, &env, printer)?;
