@@ -49,7 +49,7 @@ def run(cmd, env=None):
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if out.returncode != 0:
-        sys.exit(f"command failed: {' '.join(cmd)}\n{out.stderr}")
+        sys.exit(f"command failed (exit {out.returncode}): {' '.join(cmd)}\n{out.stderr}\n{out.stdout}")
     return elapsed, out.stdout
 
 
@@ -82,7 +82,8 @@ def main():
             subprocess.run(["uv", "venv", "-q", "-p", "3.11", venv], check=True)
             subprocess.run(["uv", "pip", "install", "-q", "--python", py, "py-rattler==0.28.0"], check=True)
 
-    env = dict(os.environ, PYFUNC_ENV_NO_PROGRESS="1", PYFUNC_ENV_OFFLINE="1")
+    env = dict(os.environ, PYFUNC_ENV_NO_PROGRESS="1")
+    env.pop("PYFUNC_ENV_OFFLINE", None)
     env.pop("PYFUNC_ENV_CACHE_DIR", None)
     base = [args.bin, "create", model, "--env-manager", "conda", "--no-compile", "--json",
             "--mirror", f"conda-forge={channel}"]
