@@ -5,10 +5,16 @@
 //!   what Spark's `--archives env.tar.gz#env` and plain `tar -x` need. A venv made from an
 //!   interpreter elsewhere on the build machine is refused ([`PackError::SystemVirtualenv`]): its
 //!   `bin/python` is a symlink to that interpreter, which is not in the archive.
-//! - **No absolute path the loader or the kernel follows.** Every ELF file's `RPATH`/`RUNPATH` is
-//!   `$ORIGIN`-relative or absent (checked, not fixed: [`PackError::AbsoluteSearchPath`] names
-//!   the file); symlinks are relative and stay inside the prefix; console-script shebangs that
-//!   name the environment's Python become a `/bin/sh` trampoline ([`shebang`]).
+//! - **No absolute path the loader or the kernel follows.** Every ELF file's `RPATH`/`RUNPATH`
+//!   entry is `$ORIGIN`-relative, or names a directory that does not exist on this machine
+//!   (checked, not fixed: [`PackError::AbsoluteSearchPath`] names the file). An absolute entry
+//!   into the environment, or into anything else that exists here, makes the file work here and
+//!   break (or load other libraries) after extraction. An absolute entry that exists nowhere
+//!   here is a leftover of the machine that built a wheel (scipy 1.17.1's `cython_special` has
+//!   `/opt/_internal/cpython-3.11.13/.../scipy_openblas32/lib` and needs nothing from it): the
+//!   loader skips it here and elsewhere alike, so it is reported as a warning. Symlinks are
+//!   relative and stay inside the prefix; console-script shebangs that name the environment's
+//!   Python become a `/bin/sh` trampoline ([`shebang`]).
 //! - **Bytecode that stays valid after extraction.** `.pyc` files are compiled at pack time with
 //!   `--invalidation-mode unchecked-hash`, so neither extraction mtimes nor the archive's fixed
 //!   mtime make them stale; the environment's own timestamp-based `__pycache__` files are left
@@ -109,10 +115,10 @@ pub enum PackError {
         target: PathBuf,
     },
 
-    /// An ELF file whose library search path is absolute.
+    /// An ELF file whose library search path is an absolute directory that exists here.
     #[error("`{path}` has the absolute library search path `{value}` ({tag})")]
     #[diagnostic(help(
-        "The dynamic loader would look for libraries there after extraction, not in the archive. The package that installed this file was not built relocatable; rebuild it with an `$ORIGIN`-relative RUNPATH (`patchelf --set-rpath '$ORIGIN/...'`) or use a build that has one"
+        "The file finds its libraries there on this machine, but not where the archive is extracted. The package that installed it was not built relocatable; rebuild it with an `$ORIGIN`-relative RUNPATH (`patchelf --set-rpath '$ORIGIN/...'`) or use a build that has one"
     ))]
     AbsoluteSearchPath {
         /// The file, relative to the environment.

@@ -442,6 +442,8 @@ struct Walker<'a> {
     rules: Rules,
     bin_dirs: Vec<String>,
     plan: Plan,
+    /// Absolute search-path entries that do not exist here, with the files that have them.
+    stale_search_paths: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// Walks the environment and decides every entry. Fails on the first thing that would not
@@ -470,9 +472,18 @@ pub(crate) fn plan(environment: &Environment, options: &PackOptions) -> Result<P
         rules,
         bin_dirs,
         plan: Plan::default(),
+        stale_search_paths: std::collections::BTreeMap::new(),
     };
     walker.walk(Path::new(""))?;
     walker.check_pth_files();
+    for (value, files) in &walker.stale_search_paths {
+        walker.plan.warnings.push(format!(
+            "{} ELF file(s) keep the library search path `{value}`, which does not exist on this machine (a leftover of the machine that built the package; the loader skips it here and after extraction alike): `{}`{}",
+            files.len(),
+            files[0],
+            if files.len() > 1 { ", ..." } else { "" }
+        ));
+    }
     let mut plan = walker.plan;
     // Symlinks to something left out would dangle (e.g. `bin/idle3 -> idle3.11`).
     let kept: BTreeSet<String> = plan.items.iter().map(|i| i.path.clone()).collect();
@@ -614,11 +625,21 @@ impl Walker<'_> {
             if let Some(paths) = elf::search_paths(path).map_err(io(path))? {
                 for (tag, value) in paths.non_origin_entries() {
                     if value.starts_with('/') {
-                        return Err(PackError::AbsoluteSearchPath {
-                            path: rel.to_string(),
-                            tag,
-                            value,
-                        });
+                        let entry = Path::new(&value);
+                        let inside = entry.starts_with(&self.environment.root)
+                            || entry.starts_with(&self.environment.canonical);
+                        if inside || entry.exists() {
+                            return Err(PackError::AbsoluteSearchPath {
+                                path: rel.to_string(),
+                                tag,
+                                value,
+                            });
+                        }
+                        self.stale_search_paths
+                            .entry(value)
+                            .or_default()
+                            .push(rel.to_string());
+                        continue;
                     }
                     self.plan.warnings.push(format!(
                         "`{rel}` has the library search path `{value}` ({tag}), relative to the working directory rather than to the file"

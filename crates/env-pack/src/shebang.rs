@@ -152,10 +152,6 @@ mod tests {
         let script = bin.join("tool");
         let text = format!("{}{SCRIPT}", trampoline("python3", ""));
         fs_err::write(&script, text).unwrap();
-        std::os::unix::fs::PermissionsExt::set_mode(
-            &mut fs_err::metadata(&script).unwrap().permissions(),
-            0o755,
-        );
         fs_err::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
         let link = temp.path().join("link-to-tool");

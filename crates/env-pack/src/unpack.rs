@@ -107,7 +107,7 @@ pub fn unpack(archive: &Path, dir: &Path) -> Result<UnpackReport, PackError> {
     match format {
         Format::TarGz => {
             let file = fs_err::File::open(archive).map_err(io(archive))?;
-            let decoder = flate2::read::GzDecoder::new(std::io::BufReader::new(file));
+            let decoder = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
             untar(decoder, archive, &dir, &mut report)?;
         }
         Format::Tar => {
