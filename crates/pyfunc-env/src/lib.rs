@@ -42,7 +42,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(settings) => settings,
         Err(err) => {
             let printer = Printer::new(Verbosity::Normal, false);
-            printer.error(report::render(&printer, &err).trim_end());
+            printer.error(report::render(printer, &err).trim_end());
             return ExitStatus::Failure.into();
         }
     };
@@ -60,7 +60,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(status) => status.into(),
         Err(err) => {
             printer.error(env_solve::redact::redact(
-                report::render(&printer, &err).trim_end(),
+                report::render(printer, &err).trim_end(),
             ));
             report::exit_status(&err).into()
         }
@@ -97,7 +97,7 @@ fn init_tracing(cli: &Cli, settings: &Settings) {
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| RedactingWriter::default())
+        .with_writer(RedactingWriter::default)
         .with_ansi(settings.color)
         .without_time()
         .with_target(false)

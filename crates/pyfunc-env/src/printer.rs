@@ -37,11 +37,11 @@ impl Printer {
 
     /// The verbosity.
     #[must_use]
-    pub fn verbosity(&self) -> Verbosity {
+    pub fn verbosity(self) -> Verbosity {
         self.verbosity
     }
 
-    fn paint(&self, style: Style, text: &str) -> String {
+    fn paint(self, style: Style, text: &str) -> String {
         if self.color {
             format!("{}{text}{}", style.render(), style.render_reset())
         } else {
@@ -51,73 +51,81 @@ impl Printer {
 
     /// Whether colours are on.
     #[must_use]
-    pub fn color(&self) -> bool {
+    pub fn color(self) -> bool {
         self.color
     }
 
     /// Text in the path/hint colour.
     #[must_use]
-    pub fn cyan(&self, text: impl Display) -> String {
+    pub fn cyan(self, text: impl Display) -> String {
         self.paint(AnsiColor::Cyan.on_default(), &text.to_string())
     }
 
     /// Bold text.
     #[must_use]
-    pub fn bold(&self, text: impl Display) -> String {
+    pub fn bold(self, text: impl Display) -> String {
         self.paint(Style::new().bold(), &text.to_string())
     }
 
     /// Dimmed text.
     #[must_use]
-    pub fn dim(&self, text: impl Display) -> String {
+    pub fn dim(self, text: impl Display) -> String {
         self.paint(Style::new().dimmed(), &text.to_string())
     }
 
     /// Text in the success colour.
     #[must_use]
-    pub fn green(&self, text: impl Display) -> String {
+    pub fn green(self, text: impl Display) -> String {
         self.paint(AnsiColor::Green.on_default().bold(), &text.to_string())
     }
 
     /// Text in the error colour.
     #[must_use]
-    pub fn red(&self, text: impl Display) -> String {
+    pub fn red(self, text: impl Display) -> String {
         self.paint(AnsiColor::Red.on_default().bold(), &text.to_string())
     }
 
     /// Text in the warning colour.
     #[must_use]
-    pub fn yellow(&self, text: impl Display) -> String {
+    pub fn yellow(self, text: impl Display) -> String {
         self.paint(AnsiColor::Yellow.on_default().bold(), &text.to_string())
     }
 
-    fn line(&self, text: &str) {
+    #[expect(
+        clippy::unused_self,
+        reason = "a method like its callers, for when output gets a destination"
+    )]
+    fn line(self, text: &str) {
         let mut stderr = std::io::stderr().lock();
         // A closed stderr is not worth failing over.
         let _ = writeln!(stderr, "{text}");
     }
 
     /// An informational message (hidden by `-q`).
-    pub fn info(&self, text: impl Display) {
+    pub fn info(self, text: impl Display) {
         if self.verbosity >= Verbosity::Normal {
             self.line(&text.to_string());
         }
     }
 
     /// A warning the user can act on (hidden by `-qq`).
-    pub fn warn(&self, text: impl Display) {
+    pub fn warn(self, text: impl Display) {
         if self.verbosity >= Verbosity::Quiet {
             self.line(&format!("{}: {text}", self.yellow("warning")));
         }
     }
 
     /// An error (always shown).
-    pub fn error(&self, text: impl Display) {
+    pub fn error(self, text: impl Display) {
         self.line(&text.to_string());
     }
 
     /// Data for stdout.
-    pub fn data(&self, text: impl Display) -> std::io::Result<()> {
+    #[expect(
+        clippy::unused_self,
+        reason = "all output goes through the printer, data too"
+    )]
+    pub fn data(self, text: impl Display) -> std::io::Result<()> {
         let mut stdout = std::io::stdout().lock();
         write!(stdout, "{text}")?;
         stdout.flush()

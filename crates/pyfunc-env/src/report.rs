@@ -130,7 +130,7 @@ impl UserError {
 
 /// Renders an error report.
 #[must_use]
-pub fn render(printer: &Printer, error: &anyhow::Error) -> String {
+pub fn render(printer: Printer, error: &anyhow::Error) -> String {
     let mut out = String::new();
     let mut hints: Vec<String> = Vec::new();
     let mut previous = String::new();
@@ -147,7 +147,7 @@ pub fn render(printer: &Printer, error: &anyhow::Error) -> String {
         }
         previous = message;
         if let Some(diagnostic) = as_diagnostic(cause) {
-            snippet(*printer, diagnostic, &mut out);
+            snippet(printer, diagnostic, &mut out);
             if let Some(help) = diagnostic.help() {
                 hints.push(shorten_lines(&help.to_string()));
             }
@@ -318,7 +318,7 @@ mod tests {
 
     fn render_plain(error: impl Into<anyhow::Error>) -> String {
         render(
-            &Printer::new(crate::printer::Verbosity::Normal, false),
+            Printer::new(crate::printer::Verbosity::Normal, false),
             &error.into(),
         )
     }

@@ -426,7 +426,7 @@ fn create_many(
         }
     }
     let queue: Mutex<VecDeque<Vec<usize>>> = Mutex::new(by_key.into_values().collect());
-    let total = queue.lock().map(|q| q.len()).unwrap_or(0);
+    let total = queue.lock().map_or(0, |q| q.len());
     let (cache, _cache_lock) = open_cache(settings)?;
     let multi = crate::progress::shared_multi(settings, printer);
     let overall = multi.add(indicatif::ProgressBar::new(total as u64));
@@ -443,10 +443,7 @@ fn create_many(
     std::thread::scope(|scope| {
         for _ in 0..usize::from(args.jobs).min(total.max(1)) {
             scope.spawn(|| {
-                loop {
-                    let Some(group) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
-                        break;
-                    };
+                while let Some(group) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
                     let Some(p) = prepared[group[0]].as_ref() else {
                         continue;
                     };
@@ -540,7 +537,7 @@ fn failed(
         result: "failed",
         seconds: elapsed.as_secs_f64(),
         error: Some(env_solve::redact::redact(
-            crate::report::render(&plain, err).trim_end(),
+            crate::report::render(plain, err).trim_end(),
         )),
         created: None,
         status: crate::report::exit_status(err),

@@ -145,7 +145,10 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
             ("--exclude-newer", env_flags.exclude_newer.is_some()),
             ("--locked", env_flags.locked.is_some()),
             ("--uv", env_flags.uv.is_some()),
-            ("--python-source", env_flags.python_source != crate::cli::PythonSourceArg::Auto),
+            (
+                "--python-source",
+                env_flags.python_source != crate::cli::PythonSourceArg::Auto,
+            ),
         ];
         if let Some((flag, _)) = building.iter().find(|(_, given)| *given) {
             anyhow::bail!(UserError::new(format!(

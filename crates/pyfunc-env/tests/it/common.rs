@@ -104,11 +104,7 @@ impl TestContext {
         command
     }
 
-    pub fn run(&self, args: &[&str]) -> Output {
-        self.command().args(args).output().unwrap()
-    }
-
-    /// Writes a model directory with an MLmodel (python_function, env mapping) and the given files.
+    /// Writes a model directory with an MLmodel (`python_function`, env mapping) and the given files.
     pub fn model(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
         let dir = self.temp.path().join("models").join(name);
         fs_err::create_dir_all(&dir).unwrap();

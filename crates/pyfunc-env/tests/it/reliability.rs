@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::common::{TestContext, describe, json, mirror_args, stderr, stdout};
 
@@ -248,6 +248,12 @@ fn a_damaged_environment_is_detected_and_repaired() {
 
 #[test]
 fn disk_full_gives_a_clear_error_and_leaves_nothing_complete() {
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
     let ctx = TestContext::new();
     let small = ctx.path().join("small");
     fs_err::create_dir_all(&small).unwrap();
@@ -256,19 +262,12 @@ fn disk_full_gives_a_clear_error_and_leaves_nothing_complete() {
         .args(["-t", "tmpfs", "-o", "size=12m", "tmpfs"])
         .arg(&small)
         .status();
-    if !mounted.is_ok_and(|s| s.success()) {
-        // Mounting needs root (CI and these machines have it); say so rather than pass silently.
-        panic!(
-            "cannot mount a tmpfs at {}: this test needs root (CAP_SYS_ADMIN)",
-            small.display()
-        );
-    }
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
+    // Mounting needs root (CI and these machines have it); say so rather than pass silently.
+    assert!(
+        mounted.is_ok_and(|s| s.success()),
+        "cannot mount a tmpfs at {}: this test needs root (CAP_SYS_ADMIN)",
+        small.display()
+    );
     let _unmount = Unmount(small.clone());
     let model = model(&ctx, "m", false);
     let output = create_command(&ctx, &model)
@@ -327,10 +326,8 @@ fn credentials_never_appear_in_output_logs_json_or_metadata() {
         command.args(&args[..1]);
         if args[0] != "cache" {
             command.arg(&model);
-            command.args(&args[1..]);
-        } else {
-            command.args(&args[1..]);
         }
+        command.args(&args[1..]);
         outputs.push(command.output().unwrap());
     }
     // An error that quotes the URL.

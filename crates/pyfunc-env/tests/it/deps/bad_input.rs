@@ -1049,7 +1049,7 @@ fn malformed_model_directories_are_reported_not_crashed_on() {
                             if err.starts_with("error: The model's default")
                                 && err.contains("hint:") => {}
                         code => {
-                            problems.push(format!("exit code {code:?}, not 0 or 1 with a report"))
+                            problems.push(format!("exit code {code:?}, not 0 or 1 with a report"));
                         }
                     }
                     let says_why = out.lines().any(|l| {
