@@ -1077,7 +1077,7 @@ fn local_env_manager_warns_like_mlflow_and_check_reports_mismatches() {
     let model = fixture("sklearn-iris");
     let python = pyenv_python("3.11.7");
     let python_str = python.to_str().unwrap();
-    let mismatches = " - mlflow (current: uninstalled, required: mlflow==3.17.2)\n - numpy (current: uninstalled, required: numpy==2.4.6)\n - pandas (current: uninstalled, required: pandas==3.1.1)\n - scikit-learn (current: uninstalled, required: scikit-learn==1.9.1)\n - scipy (current: uninstalled, required: scipy==1.17.1)\n - skops (current: uninstalled, required: skops==0.16.0)\n";
+    let mismatches = " - mlflow (current: uninstalled, required: mlflow==3.17.2)\n - numpy (current: uninstalled, required: numpy==2.4.6)\n - pandas (current: uninstalled, required: pandas==3.1.1)\n - scikit-learn (current: uninstalled, required: scikit-learn==1.9.1)\n - scipy (current: uninstalled, required: scipy==1.17.1)\n - skops (current: uninstalled, required: skops==0.16.0)\nTo fix the mismatches, call `mlflow.pyfunc.get_model_dependencies(model_uri)` to fetch the model's environment and install dependencies using the resulting environment file.\n";
 
     // `--env-manager local`: MLflow's mismatch warning, then the command, with that
     // interpreter and no environment built.
