@@ -15,7 +15,7 @@ use rattler_conda_types::{MatchSpec, ParseStrictness};
 use crate::diagnostics::{Warning, WarningKind, invalid, load_yaml};
 use crate::error::{MlflowError, SpecError};
 use crate::requirements::{Origin, RawLine};
-use crate::source::SourceFile;
+use crate::source::{LineIndex, SourceFile};
 use crate::yaml::{Node, Value, python_str_repr};
 
 /// A parsed conda environment file.
@@ -25,6 +25,8 @@ pub struct CondaFile {
     pub file: SourceFile,
     /// Its document (`None` for an empty file).
     pub root: Option<Node>,
+    /// Line numbers of the text the document was loaded from (universal newlines).
+    lines: LineIndex,
 }
 
 /// What the conda env manager builds from the file.
@@ -76,18 +78,14 @@ impl CondaFile {
     /// Parses the YAML of a conda file.
     pub fn parse(file: SourceFile) -> Result<Self, SpecError> {
         let root = load_yaml(&file)?;
-        Ok(Self { file, root })
+        let lines = LineIndex::new(&file.universal_newlines());
+        Ok(Self { file, root, lines })
     }
 
     fn origin(&self, node: &Node) -> Origin {
-        let text = self.file.universal_newlines();
-        let line = text[..node.span.start.min(text.len())]
-            .matches('\n')
-            .count()
-            + 1;
         Origin {
             file: self.file.name.clone(),
-            line,
+            line: self.lines.line(node.span.start),
             span: node.span,
         }
     }

@@ -291,6 +291,17 @@ pub enum SpecError {
         chain: String,
     },
 
+    /// `-r`/`-c` lines include files more often than any model needs (each line reads its file
+    /// again, so a few files can include each other exponentially often).
+    #[error("Requirements files include too much: more than {limit}, stopped at {origin}")]
+    #[diagnostic(help("Each `-r`/`-c` line reads its file again; include each file once"))]
+    TooManyIncludes {
+        /// The `-r`/`-c` line that went over the limit.
+        origin: String,
+        /// The limit, with its unit.
+        limit: String,
+    },
+
     /// A path from the model leaves the model directory.
     #[error("`{path}` ({what}) leaves the model directory")]
     #[diagnostic(help(
@@ -363,7 +374,8 @@ impl SpecError {
             Self::NotADirectory { .. }
             | Self::NotAFile { .. }
             | Self::Read { .. }
-            | Self::TooLarge { .. } => MlflowError::None,
+            | Self::TooLarge { .. }
+            | Self::TooManyIncludes { .. } => MlflowError::None,
             Self::NotUtf8 { .. } => MlflowError::UnicodeDecodeError,
             Self::Yaml { .. } => MlflowError::Yaml,
             Self::InvalidValue { mlflow, .. } => *mlflow,

@@ -9,7 +9,7 @@
 use crate::diagnostics::{Warning, WarningKind, invalid, load_yaml};
 use crate::error::{MlflowError, SpecError};
 use crate::requirements::{Origin, RawLine};
-use crate::source::SourceFile;
+use crate::source::{LineIndex, SourceFile};
 use crate::yaml::{Node, Value};
 
 /// MLflow's `_PythonEnv`: a python version and two lists of pip requirement lines.
@@ -134,7 +134,7 @@ fn lines(file: &SourceFile, value: &Node, field: &str) -> Result<Vec<RawLine>, S
             MlflowError::TypeError,
         ));
     };
-    let text = file.universal_newlines();
+    let lines = LineIndex::new(&file.universal_newlines());
     items
         .iter()
         .map(|item| {
@@ -152,10 +152,7 @@ fn lines(file: &SourceFile, value: &Node, field: &str) -> Result<Vec<RawLine>, S
                 text: line.to_string(),
                 origin: Origin {
                     file: file.name.clone(),
-                    line: text[..item.span.start.min(text.len())]
-                        .matches('\n')
-                        .count()
-                        + 1,
+                    line: lines.line(item.span.start),
                     span: item.span,
                 },
             })

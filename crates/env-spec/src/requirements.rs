@@ -128,10 +128,23 @@ fn is_python_space(c: char) -> bool {
     c.is_whitespace() || matches!(c, '\x1c'..='\x1f')
 }
 
+/// Most `-r`/`-c` lines one parse follows, and most bytes it reads through them.
+///
+/// MLflow reads a file again for every line that includes it, so files that each include the
+/// next one twice (`a.txt`: `-r b.txt` twice, `b.txt`: `-r c.txt` twice, ...) are read 2^n
+/// times: a model directory of 30 small files would never finish. Real models include a
+/// handful of small files.
+pub const MAX_INCLUDES: usize = 10_000;
+/// See [`MAX_INCLUDES`]: one environment file's worth of text.
+pub const MAX_INCLUDED_BYTES: usize = 16 * 1024 * 1024;
+
 /// The files read while following `-r`/`-c`, kept for error messages.
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
     files: Vec<SourceFile>,
+    /// `-r`/`-c` lines followed so far, and the bytes read through them.
+    includes: usize,
+    included_bytes: usize,
 }
 
 impl Sources {
@@ -335,6 +348,18 @@ fn include_file(
         Some(origin.to_string()),
         &format!("Add `{relative}` to the model directory or remove the `{flag}` line"),
     )?;
+    sources.includes += 1;
+    sources.included_bytes += file.text.len();
+    if sources.includes > MAX_INCLUDES || sources.included_bytes > MAX_INCLUDED_BYTES {
+        return Err(SpecError::TooManyIncludes {
+            origin: origin.to_string(),
+            limit: if sources.includes > MAX_INCLUDES {
+                format!("{MAX_INCLUDES} `-r`/`-c` lines")
+            } else {
+                format!("{MAX_INCLUDED_BYTES} bytes")
+            },
+        });
+    }
     sources.add(file.clone());
     stack.push((relative.clone(), Some(origin.clone())));
     let lines = split_lines(&file.name, &file.universal_newlines());
@@ -390,8 +415,7 @@ pub struct PipRequirement {
 impl PipRequirement {
     /// A named requirement from a PEP 508 string (`mlflow==2.9.2`).
     pub fn named(text: &str) -> Result<Self, String> {
-        let requirement = pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(text)
-            .map_err(|e| first_line(&e.to_string()).to_string())?;
+        let requirement = parse_pep508(text).map_err(|e| first_line(&e).to_string())?;
         Ok(Self {
             target: Target::Named(requirement.to_string()),
             editable: false,
@@ -406,9 +430,7 @@ impl PipRequirement {
     #[must_use]
     pub fn name(&self) -> Option<String> {
         match &self.target {
-            Target::Named(text) => pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(text)
-                .ok()
-                .map(|r| r.name.to_string()),
+            Target::Named(text) => parse_pep508(text).ok().map(|r| r.name.to_string()),
             Target::Url(_) | Target::Path(_) => None,
         }
     }
@@ -579,9 +601,16 @@ fn split_option(token: &str) -> (&str, Option<&str>) {
     {
         return (name, Some(value));
     }
-    // Short options with the value attached: `-ihttps://...`, `-rfile.txt`.
-    if token.len() > 2 && token.starts_with('-') && !token.starts_with("--") {
-        return (&token[..2], Some(&token[2..]));
+    // Short options with the value attached: `-ihttps://...`, `-rfile.txt`. The option letter
+    // may be any character (`-Ӗx` is an unknown option, not a panic: found by `fuzz/`).
+    if let Some(rest) = token.strip_prefix('-')
+        && let Some(letter) = rest.chars().next()
+        && letter != '-'
+    {
+        let split = 1 + letter.len_utf8();
+        if token.len() > split {
+            return (&token[..split], Some(&token[split..]));
+        }
     }
     (token, None)
 }
@@ -843,7 +872,7 @@ fn read_target(
     let unnamed = looks_like_url(first)
         || (looks_like_path(first) && !first.contains('@') && !text.contains(" @ "));
     if !unnamed {
-        return match pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(text) {
+        return match parse_pep508(text) {
             Ok(requirement) => {
                 if let Some(pep508_rs::VersionOrUrl::Url(url)) = &requirement.version_or_url {
                     check_file_url(fs, origin, url.raw().as_str())?;
@@ -856,7 +885,7 @@ fn read_target(
                     format!(
                         "`{}` is not a valid requirement: {}",
                         abbreviate(text),
-                        abbreviate(first_line(&error.to_string()))
+                        abbreviate(first_line(&error))
                     ),
                     if is_conflict_marker(text) {
                         "This is a git merge-conflict marker (`<<<<<<<`, `=======`, `>>>>>>>`); resolve the conflict"
@@ -873,13 +902,13 @@ fn read_target(
         None => (text.trim(), None),
     };
     if let Some(marker) = &marker
-        && let Err(error) = pep508_rs::MarkerTree::from_str(marker)
+        && let Err(error) = parse_marker(marker)
     {
         return Err(err(
             format!(
                 "invalid environment marker `{}`: {}",
                 abbreviate(marker),
-                abbreviate(first_line(&error.to_string()))
+                abbreviate(first_line(&error))
             ),
             "Markers look like `python_version >= \"3.9\"`",
         ));
@@ -919,6 +948,91 @@ fn read_target(
     Ok((Target::Path(format!("{relative}{extras}")), marker))
 }
 
+/// `pep508_rs::Requirement::from_str`, refusing first the requirements it panics on.
+///
+/// `pep508_rs` 0.9.2 checks that a package name or extra does not end in `.`, `-` or `_` only at
+/// the end of the input; elsewhere (`tensorflow-=2.19.0`, `pkg[extra-]`) it hits its own
+/// `expect("... validation should match PEP 508 parsing")`. Found by `fuzz/` (`requirements`).
+fn parse_pep508(text: &str) -> Result<pep508_rs::Requirement<pep508_rs::VerbatimUrl>, String> {
+    if let Some(message) = unterminated_identifier(text) {
+        return Err(message);
+    }
+    if let Some(start) = marker_start(text)
+        && let Some(message) = non_ascii_marker(&text[start..])
+    {
+        return Err(message);
+    }
+    pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(text).map_err(|e| e.to_string())
+}
+
+/// `pep508_rs::MarkerTree::from_str`, refusing first the markers it panics on.
+fn parse_marker(marker: &str) -> Result<pep508_rs::MarkerTree, String> {
+    if let Some(message) = non_ascii_marker(marker) {
+        return Err(message);
+    }
+    pep508_rs::MarkerTree::from_str(marker).map_err(|e| e.to_string())
+}
+
+/// `pep508_rs` 0.9.2 takes the word after each marker expression (to see whether it is `and` or
+/// `or`) by its length in characters but slices it in bytes (`Cursor::peek_while`), so a
+/// non-ASCII character there panics: `six ; python_version < "3.9"€` (found by `fuzz/`,
+/// `requirements`). Marker syntax is ASCII, and so are the values real markers compare
+/// (versions, platform and implementation names, extras), so a marker with a non-ASCII
+/// character other than whitespace is refused before `pep508_rs` sees it.
+fn non_ascii_marker(marker: &str) -> Option<String> {
+    marker
+        .chars()
+        .find(|c| !c.is_ascii() && !c.is_whitespace())
+        .map(|c| format!("Unexpected character `{c}` in the environment marker; markers are ASCII"))
+}
+
+/// Where the marker of a PEP 508 requirement starts (after its `;`), as `pep508_rs` finds it:
+/// the first `;`, except that in `name @ url` a `;` inside the URL (not after whitespace)
+/// belongs to the URL.
+fn marker_start(text: &str) -> Option<usize> {
+    let at = text.find('@');
+    text.match_indices(';')
+        .map(|(i, _)| i)
+        .find(|&i| at.is_none_or(|at| i < at) || text[..i].ends_with(char::is_whitespace))
+        .map(|i| i + 1)
+}
+
+/// The error for a name or extra of `text` that ends in `.`, `-` or `_`, found the way `pep508_rs`
+/// reads them: the name is the leading run of name characters after whitespace, an extra the
+/// leading run of each `,`-separated item of a `[...]` that follows it. `pep508_rs` accepts no
+/// such requirement, so refusing it here never refuses a valid one.
+fn unterminated_identifier(text: &str) -> Option<String> {
+    let is_name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+    // The leading run of name characters of `s` (after whitespace, as `Cursor::eat_whitespace`)
+    // if it starts like an identifier, and its last character if that is not alphanumeric.
+    let leading_run = |s: &str| -> (usize, Option<char>) {
+        let s = s.trim_start();
+        if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return (0, None);
+        }
+        let run = &s[..s.find(|c| !is_name_char(c)).unwrap_or(s.len())];
+        let last = run.chars().last().filter(|c| !c.is_ascii_alphanumeric());
+        (run.len(), last)
+    };
+    let rest = text.trim_start();
+    let (name_len, last) = leading_run(rest);
+    if name_len == 0 {
+        return None;
+    }
+    if let Some(last) = last {
+        return Some(format!(
+            "Package name must end with an alphanumeric character, not `{last}`"
+        ));
+    }
+    let extras = rest[name_len..].trim_start().strip_prefix('[')?;
+    let extras = &extras[..extras.find(']').unwrap_or(extras.len())];
+    extras.split(',').find_map(|item| {
+        leading_run(item)
+            .1
+            .map(|last| format!("Extra name must end with an alphanumeric character, not `{last}`"))
+    })
+}
+
 /// PEP 440's arbitrary equality, `name===anything`, compares strings and so accepts versions
 /// that are not PEP 440 (`distro-info===1.1build1`, written by `pip freeze` on Debian), which
 /// `pep508_rs` refuses. Returns the normalised requirement.
@@ -943,7 +1057,7 @@ fn arbitrary_equality(text: &str) -> Option<String> {
     let name = pep508_rs::PackageName::new(name.to_string()).ok()?;
     let mut out = format!("{name}{extras}==={version}");
     if let Some(marker) = marker {
-        let marker = pep508_rs::MarkerTree::from_str(marker).ok()?;
+        let marker = parse_marker(marker).ok()?;
         if let Some(contents) = marker.contents() {
             out.push_str(" ; ");
             out.push_str(&contents.to_string());
@@ -1305,6 +1419,123 @@ mod tests {
         let set = model.pip("requirements.txt").unwrap();
         assert_eq!(names(&set), ["six"]);
         assert_eq!(set.constraints.len(), 1);
+    }
+
+    /// `pep508_rs` 0.9.2 panicked on a name or extra ending in `.`, `-` or `_` that is not at the
+    /// end of the line (`fuzz/artifacts/requirements/crash-a1008397…`, minimised).
+    #[test]
+    fn fuzz_regression_name_ending_in_separator() {
+        for text in [
+            "tensorflow-=2.19.0",
+            "numpy_ >=1",
+            "pkg. ; python_version > '3'",
+            "pkg-[extra]",
+            "pkg[extra-]",
+            "pkg[extra_ ]==1",
+            "pkg[a, b. ]",
+            "pkg[a,b- c]",
+            "pkg [a-",
+            "pkg-",
+            "pkg_ @ https://example.org/pkg.whl",
+        ] {
+            let model = Model::new(&[("requirements.txt", text)]);
+            let err = model.pip("requirements.txt").unwrap_err();
+            assert!(
+                matches!(err, SpecError::Requirement { .. }),
+                "{text}: {err:?}"
+            );
+            assert!(
+                err.to_string()
+                    .contains("must end with an alphanumeric character"),
+                "{text}: {err}"
+            );
+            assert!(PipRequirement::named(text).is_err(), "{text}");
+        }
+        // Separators inside names and extras are fine.
+        let model = Model::new(&[(
+            "requirements.txt",
+            "a.b-c_d>=1\npkg[a-b, c.d_e]==1 ; python_version > '3'\nzope.interface\n",
+        )]);
+        let set = model.pip("requirements.txt").unwrap();
+        assert_eq!(set.requirements.len(), 3);
+    }
+
+    /// Files that include the next one twice, 40 deep: 2^40 reads. Not found by the fuzz target
+    /// (its include files are fixed), but the same kind of bug as the YAML alias bombs.
+    #[test]
+    fn fuzz_regression_include_fan_out_is_bounded() {
+        let mut files: Vec<(String, String)> = (0..40)
+            .map(|i| {
+                (
+                    format!("r{i}.txt"),
+                    format!("-r r{}.txt\n-r r{}.txt\n", i + 1, i + 1),
+                )
+            })
+            .collect();
+        files.push(("r40.txt".into(), "six\n".into()));
+        files.push(("requirements.txt".into(), "-r r0.txt\n".into()));
+        let files: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(name, text)| (name.as_str(), text.as_str()))
+            .collect();
+        let model = Model::new(&files);
+        let err = model.mlflow("requirements.txt").unwrap_err();
+        assert!(matches!(err, SpecError::TooManyIncludes { .. }), "{err:?}");
+        assert!(err.to_string().contains("10000 `-r`/`-c` lines"), "{err}");
+        // A few repeated includes are fine, as in MLflow.
+        let model = Model::new(&[
+            ("requirements.txt", "-r a.txt\n-r a.txt\n-c a.txt\n"),
+            ("a.txt", "six\n"),
+        ]);
+        assert_eq!(model.mlflow("requirements.txt").unwrap().len(), 3);
+    }
+
+    /// `pep508_rs` 0.9.2 sliced the word after a marker expression at its length in characters
+    /// as bytes (`fuzz/artifacts/requirements/crash-19391af0…`, minimised).
+    #[test]
+    fn fuzz_regression_non_ascii_after_a_marker() {
+        for text in [
+            "six ; python_version < \"3.9\"€",
+            "six;python_version<'3'aé",
+            "six ; python_version < \"3\" x\"é\"",
+            "six @ https://example.org/six.whl ; os_name == \"nt\" ǅ",
+            "./pkg ; python_version < \"3.9\"€",
+            "six===1.0 ; python_version < \"3.9\"€",
+        ] {
+            let model = Model::new(&[("requirements.txt", text), ("pkg/setup.py", "")]);
+            let err = model.pip("requirements.txt").unwrap_err();
+            assert!(
+                matches!(err, SpecError::Requirement { .. }),
+                "{text}: {err:?}"
+            );
+            assert!(
+                err.to_string().contains("markers are ASCII"),
+                "{text}: {err}"
+            );
+        }
+        // Non-ASCII elsewhere is left to pep508_rs, and non-ASCII whitespace is whitespace.
+        assert!(parse_pep508("six @ https://example.org/a;é/six.whl").is_ok());
+        assert!(parse_pep508("six ;\u{a0}python_version\u{a0}<\u{a0}'3'").is_ok());
+        assert_eq!(marker_start("six>=1 ; os_name == '@'"), Some(8));
+        assert_eq!(
+            marker_start("six @ https://h/a;b.whl ; os_name == 'nt'"),
+            Some(25)
+        );
+        assert_eq!(marker_start("six @ https://h/a;b.whl"), None);
+    }
+
+    /// A short option with a non-ASCII letter was split inside the letter
+    /// (`fuzz/artifacts/requirements/crash-356dfde7…`, minimised).
+    #[test]
+    fn fuzz_regression_non_ascii_short_option() {
+        assert_eq!(split_option("-Ӗd3"), ("-Ӗ", Some("d3")));
+        assert_eq!(split_option("-Ӗ"), ("-Ӗ", None));
+        assert_eq!(split_option("-rfile.txt"), ("-r", Some("file.txt")));
+        assert_eq!(split_option("-r"), ("-r", None));
+        assert_eq!(split_option("--pre"), ("--pre", None));
+        let model = Model::new(&[("requirements.txt", "-Ӗd3\n")]);
+        let err = model.pip("requirements.txt").unwrap_err();
+        assert!(matches!(err, SpecError::Requirement { .. }), "{err:?}");
     }
 
     #[test]

@@ -43,6 +43,33 @@ impl SourceFile {
     }
 }
 
+/// The line numbers of byte offsets in one text.
+///
+/// Counting the `\n`s before each item of a list made reading a list of n items cost n^2 (a
+/// 350 KB `conda.yaml` took 80 s in the `conda` fuzz target); this counts them once.
+#[derive(Debug, Clone, Default)]
+pub struct LineIndex {
+    /// Byte offset of every `\n`.
+    breaks: Vec<usize>,
+}
+
+impl LineIndex {
+    /// Indexes `text`.
+    #[must_use]
+    pub fn new(text: &str) -> Self {
+        Self {
+            breaks: text.match_indices('\n').map(|(i, _)| i).collect(),
+        }
+    }
+
+    /// The 1-based line of byte `offset`: `text[..offset].matches('\n').count() + 1`, with
+    /// `offset` clamped to the text.
+    #[must_use]
+    pub fn line(&self, offset: usize) -> usize {
+        self.breaks.partition_point(|&at| at < offset) + 1
+    }
+}
+
 /// Read access to one model directory that never leaves it.
 #[derive(Debug, Clone)]
 pub struct ModelFs {
@@ -294,6 +321,17 @@ mod tests {
             "{err}"
         );
         assert_eq!(fs.read_optional("link.txt").unwrap().unwrap().text, "y");
+    }
+
+    #[test]
+    fn line_index_counts_like_matches() {
+        let text = "a\nbb\n\nc";
+        let index = LineIndex::new(text);
+        for offset in 0..=text.len() + 2 {
+            let expected = text[..offset.min(text.len())].matches('\n').count() + 1;
+            assert_eq!(index.line(offset), expected, "{offset}");
+        }
+        assert_eq!(LineIndex::new("").line(0), 1);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! caller can say "`python: 3.10` is the float 3.1 to MLflow; you almost certainly meant `3.10`"
 //! and point at the exact place in the file.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use yaml_rust2::parser::{Event, Parser, Tag};
@@ -357,14 +358,20 @@ impl<'a> Positions<'a> {
     /// The span of a scalar that starts at `start`: up to the end of its text on that line.
     fn scalar_span(&self, start: usize, value: &str, style: TScalarStyle) -> Span {
         let rest = &self.text[start.min(self.text.len())..];
-        let line_end = rest.find(['\n', '\r']).unwrap_or(rest.len());
         let quotes = usize::from(matches!(
             style,
             TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted
         )) * 2;
-        let mut len = (value.len() + quotes)
-            .min(line_end)
-            .max(usize::from(line_end > 0));
+        let want = value.len() + quotes;
+        // Only the part of the line the span can cover is searched for its end: searching to
+        // the end of the line from every scalar made a one-line flow list of n items cost n^2
+        // (60 KB took 37 s in the `yaml` fuzz target).
+        let window = &rest.as_bytes()[..want.max(1).min(rest.len())];
+        let line_end = window
+            .iter()
+            .position(|b| matches!(b, b'\n' | b'\r'))
+            .unwrap_or(window.len());
+        let mut len = want.min(line_end).max(usize::from(line_end > 0));
         // The unescaped value can be longer than its source (`"\L"` is 2 bytes written, 3
         // decoded), so the estimate may end inside a multi-byte character.
         while len > 0 && !rest.is_char_boundary(len) {
@@ -395,6 +402,7 @@ pub fn load(text: &str) -> Result<Option<Node>, YamlError> {
         positions: &positions,
         anchors: Vec::new(),
         depth: 0,
+        copied: 0,
     };
     let document = loader.document()?;
     check_duplicate_anchors(text, &positions)?;
@@ -463,11 +471,20 @@ fn check_duplicate_anchors(text: &str, positions: &Positions<'_>) -> Result<(), 
 /// hostile input (`[[[[...]]]]`); Python itself stops at ~1000 frames.
 const MAX_DEPTH: usize = 512;
 
+/// PyYAML shares the object an alias refers to; we copy it, so ten aliases of ten aliases of ...
+/// (the "billion laughs", 430 bytes for 10^9 nodes) would exhaust memory, and nested anchors
+/// copy their subtrees once per level. A plain file of `MAX_FILE_SIZE` (16 MB) holds a few
+/// million nodes, so anchors and aliases may copy one million more, not exponentially many.
+/// Found by `fuzz/` (`yaml`).
+const MAX_COPIED_NODES: usize = 1_000_000;
+
 struct Loader<'a> {
     parser: Parser<std::str::Chars<'a>>,
     positions: &'a Positions<'a>,
     anchors: Vec<(usize, Node)>,
     depth: usize,
+    /// Nodes copied so far for anchors and aliases, bounded by [`MAX_COPIED_NODES`].
+    copied: usize,
 }
 
 impl Loader<'_> {
@@ -530,22 +547,11 @@ impl Loader<'_> {
     fn node(&mut self, event: Event, marker: Marker) -> Result<Node, YamlError> {
         let start = self.positions.byte(marker);
         let node = match event {
-            Event::Alias(id) => {
-                return self
-                    .anchors
-                    .iter()
-                    .rev()
-                    .find(|(anchor, _)| *anchor == id)
-                    .map(|(_, node)| node.clone())
-                    .ok_or_else(|| {
-                        self.positions
-                            .error("found undefined alias", Span { start, end: start })
-                    });
-            }
+            Event::Alias(id) => return self.alias(id, start),
             Event::Scalar(value, style, anchor, tag) => {
                 let span = self.positions.scalar_span(start, &value, style);
                 let node = self.scalar(value, style, tag.as_ref(), span)?;
-                self.remember(anchor, &node);
+                self.remember(anchor, &node)?;
                 return Ok(node);
             }
             Event::SequenceStart(anchor, tag) => {
@@ -567,7 +573,7 @@ impl Loader<'_> {
                         end: self.positions.collection_end(end).max(start),
                     },
                 );
-                self.remember(anchor, &node);
+                self.remember(anchor, &node)?;
                 node
             }
             Event::MappingStart(anchor, tag) => {
@@ -576,8 +582,7 @@ impl Loader<'_> {
                 // yaml-rust2 starts a block mapping at the `:` of its first key; the mapping
                 // starts at that key.
                 let mut start = start;
-                let mut entries: Vec<(Node, Node)> = Vec::new();
-                let mut merged: Vec<(Node, Node)> = Vec::new();
+                let mut map = MapBuilder::default();
                 let end = loop {
                     let (event, marker) = self.next()?;
                     if event == Event::MappingEnd {
@@ -588,29 +593,23 @@ impl Loader<'_> {
                     let (event, marker) = self.next()?;
                     let value = self.node(event, marker)?;
                     if key.plain_text() == Some("<<") {
-                        self.merge(&value, &mut merged)?;
+                        self.merge(&value, &mut map)?;
                         continue;
                     }
                     if matches!(key.value, Value::Seq(_) | Value::Map(_)) {
                         return Err(self.positions.error("found unhashable key", key.span));
                     }
-                    insert(&mut entries, key, value);
+                    map.insert(key, value);
                 };
                 self.depth -= 1;
-                // Merged keys come first and never override explicit ones (PyYAML's flatten_mapping).
-                for (key, value) in merged.into_iter().rev() {
-                    if !entries.iter().any(|(k, _)| k.value == key.value) {
-                        entries.insert(0, (key, value));
-                    }
-                }
                 let node = Node::new(
-                    Value::Map(entries),
+                    Value::Map(map.finish()),
                     Span {
                         start,
                         end: self.positions.collection_end(end).max(start),
                     },
                 );
-                self.remember(anchor, &node);
+                self.remember(anchor, &node)?;
                 node
             }
             other => {
@@ -620,6 +619,30 @@ impl Loader<'_> {
             }
         };
         Ok(node)
+    }
+
+    /// A copy of the node anchored as `id`. Kept out of [`Self::node`], whose frame is paid
+    /// once per nesting level.
+    fn alias(&mut self, id: usize, start: usize) -> Result<Node, YamlError> {
+        let Some((_, node)) = self.anchors.iter().rev().find(|(anchor, _)| *anchor == id) else {
+            return Err(self
+                .positions
+                .error("found undefined alias", Span { start, end: start }));
+        };
+        let (count, height) = extent(node);
+        // The copy sits inside the collections open here, and must not nest deeper than parsed
+        // ones may (recursive walks of the tree rely on that).
+        if self.depth + height > MAX_DEPTH {
+            return Err(self.positions.error(
+                format!("nesting deeper than {MAX_DEPTH} levels"),
+                Span { start, end: start },
+            ));
+        }
+        self.copied += count;
+        if self.copied > MAX_COPIED_NODES {
+            return Err(too_many_copies(self.positions, start));
+        }
+        Ok(node.clone())
     }
 
     fn enter(&mut self, start: usize) -> Result<(), YamlError> {
@@ -633,7 +656,7 @@ impl Loader<'_> {
         Ok(())
     }
 
-    fn merge(&self, value: &Node, merged: &mut Vec<(Node, Node)>) -> Result<(), YamlError> {
+    fn merge(&self, value: &Node, map: &mut MapBuilder) -> Result<(), YamlError> {
         let sources: Vec<&Node> = match &value.value {
             Value::Map(_) => vec![value],
             Value::Seq(items) => items.iter().collect(),
@@ -651,18 +674,21 @@ impl Loader<'_> {
                     .error("expected a mapping for merging", source.span));
             };
             for (key, value) in entries {
-                if !merged.iter().any(|(k, _)| k.value == key.value) {
-                    merged.push((key.clone(), value.clone()));
-                }
+                map.merge(key, value);
             }
         }
         Ok(())
     }
 
-    fn remember(&mut self, anchor: usize, node: &Node) {
+    fn remember(&mut self, anchor: usize, node: &Node) -> Result<(), YamlError> {
         if anchor > 0 {
+            self.copied += extent(node).0;
+            if self.copied > MAX_COPIED_NODES {
+                return Err(too_many_copies(self.positions, node.span.start));
+            }
             self.anchors.push((anchor, node.clone()));
         }
+        Ok(())
     }
 
     fn check_collection_tag(
@@ -763,30 +789,131 @@ impl Loader<'_> {
     }
 }
 
-fn insert(entries: &mut Vec<(Node, Node)>, key: Node, value: Node) {
-    if let Some(slot) = entries.iter_mut().find(|(k, _)| same_key(k, &key)) {
-        slot.1 = value;
-    } else {
-        entries.push((key, value));
+/// The entries of a mapping being loaded, with its keys indexed: a linear search for each key
+/// made a mapping of n keys cost n^2 comparisons (20,000 keys took 28 s in the `yaml` fuzz
+/// target).
+/// Kept out of [`Loader::node`], whose frame is paid once per nesting level.
+#[derive(Default)]
+struct MapBuilder {
+    entries: Vec<(Node, Node)>,
+    /// Where each key is in `entries`, by Python dict equality.
+    index: HashMap<KeyId, usize>,
+    /// Entries of `<<` merge keys, the first of each key (compared as values).
+    merged: Vec<(Node, Node)>,
+    merged_keys: HashSet<KeyId>,
+}
+
+impl MapBuilder {
+    /// A repeated key keeps its first position and takes the last value, as in a Python dict.
+    fn insert(&mut self, key: Node, value: Node) {
+        match KeyId::dict(&key.value) {
+            Some(id) => match self.index.entry(id) {
+                std::collections::hash_map::Entry::Occupied(slot) => {
+                    self.entries[*slot.get()].1 = value;
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(self.entries.len());
+                    self.entries.push((key, value));
+                }
+            },
+            // NaN equals nothing, not even itself: every NaN key is a new entry, as in Python.
+            None => self.entries.push((key, value)),
+        }
+    }
+
+    fn merge(&mut self, key: &Node, value: &Node) {
+        // A key equal to nothing (NaN) is always new, as with `==`.
+        if KeyId::exact(&key.value).is_none_or(|id| self.merged_keys.insert(id)) {
+            self.merged.push((key.clone(), value.clone()));
+        }
+    }
+
+    /// Merged keys come first and never override explicit ones (PyYAML's `flatten_mapping`).
+    fn finish(self) -> Vec<(Node, Node)> {
+        let Self {
+            entries,
+            mut merged,
+            ..
+        } = self;
+        if merged.is_empty() {
+            return entries;
+        }
+        let explicit: HashSet<KeyId> = entries
+            .iter()
+            .filter_map(|(key, _)| KeyId::exact(&key.value))
+            .collect();
+        merged.retain(|(key, _)| KeyId::exact(&key.value).is_none_or(|id| !explicit.contains(&id)));
+        merged.extend(entries);
+        merged
     }
 }
 
-/// Python dict key equality: `1 == 1.0 == True`.
-fn same_key(a: &Node, b: &Node) -> bool {
-    fn numeric(v: &Value) -> Option<f64> {
+/// A scalar key as a hashable value, so that mappings index their keys.
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum KeyId {
+    Null,
+    Bool(bool),
+    Int(i128),
+    /// The bits of a float, `-0.0` as `0.0` (they are equal).
+    Float(u64),
+    Str(String),
+    Timestamp(String),
+}
+
+impl KeyId {
+    /// Python dict key equality: `1 == 1.0 == True`, so every number is a float here. `None`
+    /// for a key equal to nothing (NaN) and for collections, which are not keys.
+    fn dict(value: &Value) -> Option<Self> {
         #[expect(clippy::cast_precision_loss, reason = "only compares small YAML keys")]
-        match v {
-            Value::Bool(b) => Some(f64::from(u8::from(*b))),
-            Value::Int(i) => Some(*i as f64),
-            Value::Float(f) => Some(*f),
-            _ => None,
+        match value {
+            Value::Bool(b) => Self::float(f64::from(u8::from(*b))),
+            Value::Int(i) => Self::float(*i as f64),
+            _ => Self::exact(value),
         }
     }
-    match (numeric(&a.value), numeric(&b.value)) {
-        #[expect(clippy::float_cmp, reason = "Python compares dict keys exactly")]
-        (Some(x), Some(y)) => x == y,
-        _ => a.value == b.value,
+
+    /// `Value` equality (`1` and `1.0` differ), which merge keys use.
+    fn exact(value: &Value) -> Option<Self> {
+        match value {
+            Value::Null => Some(Self::Null),
+            Value::Bool(b) => Some(Self::Bool(*b)),
+            Value::Int(i) => Some(Self::Int(*i)),
+            Value::Float(f) => Self::float(*f),
+            Value::Str(s) => Some(Self::Str(s.clone())),
+            Value::Timestamp(s) => Some(Self::Timestamp(s.clone())),
+            Value::Seq(_) | Value::Map(_) => None,
+        }
     }
+
+    fn float(f: f64) -> Option<Self> {
+        // `-0.0 + 0.0` is `0.0`: the two zeros, which compare equal, get one id.
+        (!f.is_nan()).then(|| Self::Float((f + 0.0).to_bits()))
+    }
+}
+
+/// The number of nodes in `node` and how many levels of collections it nests.
+fn extent(node: &Node) -> (usize, usize) {
+    match &node.value {
+        Value::Seq(items) => items.iter().fold((1, 1), |(count, height), item| {
+            let (c, h) = extent(item);
+            (count + c, height.max(h + 1))
+        }),
+        Value::Map(entries) => entries
+            .iter()
+            .fold((1, 1), |(count, height), (key, value)| {
+                let (kc, kh) = extent(key);
+                let (vc, vh) = extent(value);
+                (count + kc + vc, height.max(kh.max(vh) + 1))
+            }),
+        _ => (1, 0),
+    }
+}
+
+fn too_many_copies(positions: &Positions<'_>, start: usize) -> YamlError {
+    positions.error(
+        format!("anchors and aliases expand to more than {MAX_COPIED_NODES} nodes"),
+        Span { start, end: start },
+    )
 }
 
 fn scan_error_message(err: &ScanError) -> String {
@@ -1236,6 +1363,97 @@ mod tests {
     fn deep_nesting_is_an_error_not_a_crash() {
         let text = "[".repeat(10_000);
         assert!(load(&text).is_err());
+    }
+
+    /// Ten aliases of ten aliases of ...: 430 bytes that expand to 10^9 nodes (a `yaml` fuzz
+    /// target timeout).
+    #[test]
+    fn fuzz_regression_billion_laughs() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let aliases = vec![format!("*a{}", i - 1); 10].join(", ");
+            writeln!(text, "a{i}: &a{i} [{aliases}]").unwrap();
+        }
+        let err = load(&text).unwrap_err();
+        assert!(err.message.contains("expand to more than"), "{err}");
+        // A few levels stay fine.
+        let node = load("a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            node.get("c")
+                .unwrap()
+                .to_json()
+                .to_string()
+                .matches('x')
+                .count(),
+            8
+        );
+    }
+
+    /// Each anchor keeps a copy of its subtree, so anchors nested 250 deep (yaml-rust2 allows
+    /// 256) over a long list copied it 250 times.
+    #[test]
+    fn fuzz_regression_nested_anchors_are_bounded() {
+        let depth = 250;
+        let mut text = String::new();
+        for i in 0..depth {
+            write!(text, "&a{i} [").unwrap();
+        }
+        text.push_str(&"x, ".repeat(5_000));
+        text.push_str(&"]".repeat(depth));
+        let err = load(&text).unwrap_err();
+        assert!(err.message.contains("expand to more than"), "{err}");
+    }
+
+    /// An alias copies its anchor's subtree; chaining them must not nest deeper than parsed
+    /// collections may, or recursive walks (`to_json`, `Drop`) overflow the stack.
+    #[test]
+    fn fuzz_regression_aliases_nest_no_deeper_than_parsing() {
+        let nested = |depth: usize, inner: &str| {
+            format!("{}{inner}{}", "[".repeat(depth), "]".repeat(depth))
+        };
+        // yaml-rust2 stops parsing at 256 levels; each alias here adds 200.
+        let text = format!(
+            "- &a {}\n- &b {}\n- {}\n",
+            nested(200, "x"),
+            nested(200, "*a"),
+            nested(200, "*b")
+        );
+        let err = load(&text).unwrap_err();
+        assert!(err.message.contains("nesting deeper than"), "{err}");
+        let text = format!("- &a {}\n- {}\n", nested(200, "x"), nested(200, "*a"));
+        assert!(load(&text).is_ok());
+    }
+
+    #[test]
+    fn large_mappings_load_in_linear_time() {
+        // 200,000 keys took minutes when each key was compared with every earlier one.
+        let mut text = String::new();
+        for i in 0..200_000 {
+            writeln!(text, "k{i}: {i}").unwrap();
+        }
+        text.push_str("k7: last\n");
+        let node = load(&text).unwrap().unwrap();
+        let map = node.as_map().unwrap();
+        assert_eq!(map.len(), 200_000);
+        assert_eq!(map[7].1.as_str(), Some("last"));
+        // Python dict equality: 1 == 1.0 == True, -0.0 == 0, NaN equals nothing.
+        let node = load("{1: a, 1.0: b, true: c, .nan: d, .nan: e, -0.0: f, 0: g, '1': h}")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            node.python_repr(),
+            "{1: 'c', nan: 'd', nan: 'e', -0.0: 'g', '1': 'h'}"
+        );
+        // Merged keys compare as values: an explicit `1.0` does not hide a merged `1`.
+        let node = load("m: &m {1: x, 2: y}\nd: {<<: *m, 1.0: z, 2: w}\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            node.get("d").unwrap().python_repr(),
+            "{1: 'x', 1.0: 'z', 2: 'w'}"
+        );
     }
 
     #[test]
