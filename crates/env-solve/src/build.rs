@@ -46,6 +46,9 @@ pub struct CreateRequest<'a> {
     pub reinstall: bool,
     /// Install exactly this lock instead of solving (`--locked`).
     pub locked: Option<&'a crate::lock::LockedEnv>,
+    /// Leave bytecode compilation to the caller ([`Created::bytecode_deferred`]), so a model
+    /// can start as soon as its packages are installed (`run` on a cache miss).
+    pub defer_bytecode: bool,
 }
 
 /// Time spent in each step, in seconds.
@@ -82,6 +85,8 @@ pub struct Created {
     pub timings: Timings,
     /// Things the user should know (a Python patch version that differs from the request).
     pub warnings: Vec<String>,
+    /// Bytecode is still to be compiled ([`compile_in_background`]).
+    pub bytecode_deferred: bool,
 }
 
 fn secs(duration: Duration) -> f64 {
@@ -118,6 +123,7 @@ fn hit(
             ..Timings::default()
         },
         warnings: Vec::new(),
+        bytecode_deferred: false,
     }
 }
 
@@ -183,6 +189,7 @@ pub async fn create(
                 built_by_other: false,
                 timings,
                 warnings,
+                bytecode_deferred: request.options.compile_bytecode && request.defer_bytecode,
             })
         }
         Err(err) => {
@@ -278,7 +285,7 @@ async fn build(
                 offline: request.offline,
                 exclude_newer: request.options.exclude_newer.as_deref(),
                 step,
-                compile_bytecode: request.options.compile_bytecode,
+                compile_bytecode: request.options.compile_bytecode && !request.defer_bytecode,
             };
             let uv = uv.clone();
             let reporter = reporter.clone();
@@ -287,7 +294,7 @@ async fn build(
         }
         timings.pip_install = secs(t.elapsed());
     }
-    if request.options.compile_bytecode {
+    if request.options.compile_bytecode && !request.defer_bytecode {
         reporter.on_phase("Compiling bytecode");
         let t = Instant::now();
         tokio::task::block_in_place(|| compile_noarch(&python, &prefix, &reporter))?;
@@ -398,7 +405,7 @@ async fn build_locked(
                 &uv_cache,
                 &scratch,
                 request.offline,
-                request.options.compile_bytecode,
+                request.options.compile_bytecode && !request.defer_bytecode,
                 reporter,
             )
         })?;
@@ -575,6 +582,56 @@ fn uv_cache_dir(cache: &Cache, request: &CreateRequest<'_>) -> Result<PathBuf, S
         None => Ok(cache.bucket(env_cache::UV_BUCKET)?),
     }
 }
+
+/// Compiles an environment's bytecode in a detached, low-priority process (`nice -n 19`, one
+/// worker), for a [`Created::bytecode_deferred`] environment: the model starts at once, and
+/// later runs find `.pyc` files even under `PYTHONDONTWRITEBYTECODE=1`. Python writes each
+/// `.pyc` atomically, so a reader never sees half a file; files missing meanwhile are compiled in
+/// memory, as without bytecode. `keep` is a lock file the compiler holds (its descriptor is
+/// inherited), so `cache prune` leaves the environment alone until it is done.
+pub fn compile_in_background(prefix: &Path, keep: &std::fs::File) -> std::io::Result<()> {
+    let Some(site_packages) = site_packages(prefix) else {
+        return Ok(());
+    };
+    let python = python_of(prefix);
+    let nice = ["/usr/bin/nice", "/bin/nice"].into_iter().find(|p| Path::new(p).is_file());
+    // `sh` forks the compiler into the background and exits at once, so the compiler is
+    // re-parented to init and never left a zombie of the model process we become.
+    let script = r#"("$@" >/dev/null 2>&1 </dev/null &)"#;
+    let mut command = std::process::Command::new("/bin/sh");
+    command.arg("-c").arg(script).arg("sh");
+    if let Some(nice) = nice {
+        command.args([nice, "-n", "19"]);
+    }
+    command
+        .arg(&python)
+        .args(["-m", "compileall", "-q", "-j", "1"])
+        .arg(&site_packages)
+        .env_remove("PYTHONPATH")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    inherit_fd(keep);
+    command.status().map(|_| ())
+}
+
+#[cfg(unix)]
+fn inherit_fd(file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: `fd` is a valid descriptor owned by `file` for the duration of the call;
+    // F_GETFD/F_SETFD only change its close-on-exec flag.
+    #[expect(unsafe_code, reason = "no safe API clears FD_CLOEXEC")]
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn inherit_fd(_file: &std::fs::File) {}
 
 /// `lib/pythonX.Y/site-packages` of a prefix.
 #[must_use]

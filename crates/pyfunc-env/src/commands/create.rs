@@ -203,6 +203,7 @@ impl Prepared {
     /// Builds (or reuses) the environment. The caller holds the cache's shared lock.
     pub fn build(
         &self,
+        defer_bytecode: bool,
         cache: &env_cache::Cache,
         args: &EnvArgs,
         settings: &Settings,
@@ -220,6 +221,7 @@ impl Prepared {
             uv: uv.as_deref(),
             uv_cache_dir: settings.uv_cache_dir.as_deref(),
             locked: self.locked.as_ref(),
+            defer_bytecode,
             reinstall: args.reinstall,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -256,11 +258,23 @@ pub fn ensure_env(
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<Ensured> {
+    ensure_env_with(model_path, args, settings, printer, false)
+}
+
+/// [`ensure_env`], optionally leaving bytecode to compile in the background after the build
+/// (`run`, so the model starts as soon as its packages are installed).
+pub fn ensure_env_with(
+    model_path: &Path,
+    args: &EnvArgs,
+    settings: &Settings,
+    printer: Printer,
+    defer_bytecode: bool,
+) -> anyhow::Result<Ensured> {
     let prepared = prepare(model_path, args, settings, printer)?;
     let (cache, cache_lock) = open_cache(settings)?;
     let reporter: Arc<dyn env_solve::Reporter> =
         Arc::new(ProgressReporter::new(settings, printer, &prepared.name()));
-    let created = prepared.build(&cache, args, settings, reporter)?;
+    let created = prepared.build(defer_bytecode, &cache, args, settings, reporter)?;
     for warning in &created.warnings {
         printer.warn(warning);
     }
@@ -450,7 +464,7 @@ fn create_many(
                     let start = std::time::Instant::now();
                     let reporter: Arc<dyn env_solve::Reporter> =
                         Arc::new(ProgressReporter::in_multi(multi.clone(), &p.name()));
-                    let outcome = match p.build(&cache, &args.env, settings, reporter) {
+                    let outcome = match p.build(false, &cache, &args.env, settings, reporter) {
                         Ok(created) => ModelResult {
                             model_dir: p.model.root().display().to_string(),
                             env_manager: Some(p.manager),

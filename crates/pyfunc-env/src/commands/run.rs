@@ -8,7 +8,7 @@ use clap::Parser;
 use env_run::{Environment, PredictOptions, ServeOptions};
 
 use crate::cli::{EnvManagerArg, RunArgs};
-use crate::commands::create::ensure_env;
+use crate::commands::create::ensure_env_with;
 use crate::commands::open_model;
 use crate::printer::Printer;
 use crate::report::{ExitStatus, UserError};
@@ -186,7 +186,7 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
             "`--python` applies to `--env-manager local`; environments bring their own Python"
         ));
     }
-    let ensured = ensure_env(&args.model.model, &args.env, settings, printer)?;
+    let ensured = ensure_env_with(&args.model.model, &args.env, settings, printer, true)?;
     let created = &ensured.created;
     if !created.cache_hit && !created.built_by_other {
         printer.info(format!(
@@ -204,6 +204,13 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
             "The environment `{}` was removed while starting; run the command again",
             created.key
         );
+    }
+    if created.bytecode_deferred {
+        // The model starts now; its environment's bytecode is compiled alongside, at low
+        // priority, holding the environment's lock like the model does.
+        if let Err(err) = env_solve::build::compile_in_background(&created.prefix, env_lock.file()) {
+            tracing::debug!("Could not start compiling bytecode in the background: {err}");
+        }
     }
     let env = Environment::from_prefix(&created.prefix, ensured.variables.clone());
     if matches!(action, Action::Predict(_) | Action::Serve(_))

@@ -436,3 +436,31 @@ fn many_models_are_built_deduplicated_in_parallel_and_summarised() {
     let results: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(results[2]["result"], "cached");
 }
+
+#[test]
+fn run_on_a_cache_miss_starts_at_once_and_compiles_bytecode_in_the_background() {
+    let ctx = TestContext::new();
+    let channel = env_test::test_channel().unwrap();
+    let model = conda_model(&ctx, "m", "", "  - wheel==0.45.1\n");
+    let mut command = ctx.command();
+    command
+        .arg("run")
+        .arg(&model)
+        .args(["--env-manager", "conda"])
+        .args(mirror_args(channel.file_url().as_str()))
+        .args(["--", "python", "-c", "import sys; print(sys.prefix)"]);
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    let prefix = std::path::PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    // The bytecode arrives shortly after, compiled by a detached low-priority process.
+    let pycache = prefix.join("lib/python3.11/site-packages/wheel/__pycache__");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !pycache.is_dir() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(pycache.is_dir(), "no bytecode was compiled in {}", prefix.display());
+    // The environment is the one `create` (which compiles before returning) would reuse.
+    let created = json(&create(&ctx, &model, channel.file_url().as_str(), &[]));
+    assert_eq!(created["cache_hit"], true);
+    assert_eq!(created["prefix"].as_str().unwrap(), prefix.to_str().unwrap());
+}

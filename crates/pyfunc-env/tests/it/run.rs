@@ -274,12 +274,13 @@ fn pypi_sklearn_iris_virtualenv_predict_serve_check_and_commands() {
     let env = created(&ctx, &model, &env_args);
     let prefix = env["prefix"].as_str().unwrap().to_string();
     let key = env["key"].as_str().unwrap().to_string();
-    assert!(
-        Path::new(&prefix)
-            .join("lib/python3.11/site-packages/sklearn/__pycache__")
-            .is_dir(),
-        "bytecode was not compiled"
-    );
+    // `run` started the model at once and compiles bytecode in the background: it arrives.
+    let pycache = Path::new(&prefix).join("lib/python3.11/site-packages/sklearn/__pycache__");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !pycache.is_dir() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert!(pycache.is_dir(), "bytecode was not compiled");
 
     // The other formats from a file: exactly MLflow's bytes on stdout and, with the
     // environment cached, nothing at all on stderr.
