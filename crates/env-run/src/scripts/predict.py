@@ -16,8 +16,7 @@ def fail(message, hint=None, code=1):
     sys.exit(code)
 
 
-def main():
-    model_dir, input_path, output_path, content_type, params_json = sys.argv[1:6]
+def main(model_dir, input_path, output_path, content_type, params_json):
     input_path = None if input_path == "-" else input_path
     output_path = None if output_path == "-" else output_path
     params = None if params_json == "-" else json.loads(params_json)
@@ -122,5 +121,28 @@ def mlflow_version():
     return mlflow.__version__
 
 
-if __name__ == "__main__":
-    main()
+# The common case runs at module level, exactly as the floor (`python -c "... _predict(...)"`)
+# does: called inside a function, the loaded model and frames are freed one by one when it
+# returns, which costs ~0.3 s of munmap churn on the scikit-learn fixture (measured with strace).
+ARGS = sys.argv[1:6]
+if ARGS[3] in ("json", "csv") and ARGS[4] == "-":
+    try:
+        import mlflow
+    except ImportError as e:
+        fail(
+            "mlflow cannot be imported in this environment (%s)" % e,
+            "rerun with `--install-mlflow` to add the model's mlflow version to the environment",
+        )
+    if str(getattr(mlflow, "__version__", "0")).split(".")[0] not in ("0", "1"):
+        from mlflow.pyfunc import scoring_server
+
+        scoring_server._predict(
+            ARGS[0],
+            None if ARGS[1] == "-" else ARGS[1],
+            None if ARGS[2] == "-" else ARGS[2],
+            ARGS[3],
+        )
+    else:
+        main(*ARGS)
+else:
+    main(*ARGS)
