@@ -70,14 +70,18 @@ def main():
     subprocess.run([args.bin, "create", models[0], "--cache-dir", os.path.join(work, "warmup")], env=base_env, check=True, capture_output=True)
 
     results = {}
-    for jobs in (1, 4):
-        cache = os.path.join(work, f"cache-j{jobs}")
+    variants = [(1, ""), (4, ""), (1, "--no-compile"), (4, "--no-compile")]
+    for jobs, flag in variants:
+        name = f"{jobs}{flag}"
+        cache = os.path.join(work, f"cache-j{jobs}{flag}")
         start = time.perf_counter()
-        out = subprocess.run([args.bin, "create", *models, "--jobs", str(jobs), "--cache-dir", cache], env=base_env, capture_output=True, text=True)
-        results[jobs] = time.perf_counter() - start
+        out = subprocess.run([args.bin, "create", *models, "--jobs", str(jobs), "--cache-dir", cache, *([flag] if flag else [])],
+                             env=base_env, capture_output=True, text=True)
+        results[name] = time.perf_counter() - start
         if out.returncode != 0:
             sys.exit(out.stderr[-3000:])
-        results[f"disk{jobs}"] = disk_usage(os.path.join(cache, "envs-v1"))
+        results[f"disk{name}"] = disk_usage(os.path.join(cache, "envs-v1"))
+        shutil.rmtree(cache)
 
     mlflow_home = os.path.join(work, "mlflow-home")
     env = dict(base_env, HOME=mlflow_home, PATH=os.path.join(venv, "bin") + os.pathsep + os.environ["PATH"],
@@ -96,9 +100,13 @@ def main():
     print("| contender | seconds | ratio to `mlflow models prepare-env --env-manager uv` | environments' disk use (hard links once) |")
     print("|---|---|---|---|")
     print(f"| mlflow models prepare-env --env-manager uv, sequential | {mlflow_time:.1f} | 1.00x | {mlflow_disk / 1e9:.2f} GB |")
-    for jobs in (1, 4):
-        print(f"| pyfunc-env create --jobs {jobs} | {results[jobs]:.1f} | {mlflow_time / results[jobs]:.2f}x faster | {results[f'disk{jobs}'] / 1e9:.2f} GB |")
-    print(f"\n--jobs 4 vs --jobs 1: {results[1] / results[4]:.2f}x")
+    for jobs, flag in variants:
+        name = f"{jobs}{flag}"
+        what = "bytecode compiled" if not flag else "no bytecode, like MLflow"
+        ratio = mlflow_time / results[name]
+        verdict = f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
+        print(f"| pyfunc-env create --jobs {jobs} {flag} ({what}) | {results[name]:.1f} | {verdict} | {results['disk' + name] / 1e9:.2f} GB |")
+    print(f"\n--jobs 4 vs --jobs 1: {results['1'] / results['4']:.2f}x with bytecode, {results['1--no-compile'] / results['4--no-compile']:.2f}x without")
     shutil.rmtree(work, ignore_errors=True)
 
 
