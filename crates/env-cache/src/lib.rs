@@ -45,6 +45,8 @@ pub const REPODATA_BUCKET: &str = "repodata-v1";
 pub const UV_BUCKET: &str = "uv-v1";
 /// Tools we download (uv).
 pub const TOOLS_BUCKET: &str = "tools-v1";
+/// Shared bytecode, hard-linked into environments.
+pub const PYC_BUCKET: &str = "pyc-v1";
 /// Staging area (same filesystem as the buckets, so renames are atomic).
 pub const TMP_DIR: &str = "tmp";
 /// Every bucket this version knows; `cache prune` removes the others.
@@ -54,6 +56,7 @@ pub const KNOWN_BUCKETS: &[&str] = &[
     REPODATA_BUCKET,
     UV_BUCKET,
     TOOLS_BUCKET,
+    PYC_BUCKET,
     TMP_DIR,
 ];
 

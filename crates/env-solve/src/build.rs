@@ -87,6 +87,8 @@ pub struct Created {
     pub warnings: Vec<String>,
     /// Bytecode is still to be compiled ([`compile_in_background`]).
     pub bytecode_deferred: bool,
+    /// What bytecode compilation did, when it ran in this call.
+    pub bytecode: Option<crate::bytecode::Stats>,
 }
 
 fn secs(duration: Duration) -> f64 {
@@ -124,6 +126,7 @@ fn hit(
         },
         warnings: Vec::new(),
         bytecode_deferred: false,
+        bytecode: None,
     }
 }
 
@@ -175,7 +178,7 @@ pub async fn create(
     env.begin_build(&tmp)?;
     let result = build(cache, &env, request, reporter.clone()).await;
     match result {
-        Ok((mut timings, metadata, warnings)) => {
+        Ok((mut timings, metadata, warnings, bytecode)) => {
             env.finish_build(&metadata)?;
             drop(lock);
             reporter.on_finish();
@@ -190,6 +193,7 @@ pub async fn create(
                 timings,
                 warnings,
                 bytecode_deferred: request.options.compile_bytecode && request.defer_bytecode,
+                bytecode,
             })
         }
         Err(err) => {
@@ -209,7 +213,15 @@ async fn build(
     env: &EnvEntry,
     request: &CreateRequest<'_>,
     reporter: Arc<dyn Reporter>,
-) -> Result<(Timings, Metadata, Vec<String>), SolveError> {
+) -> Result<
+    (
+        Timings,
+        Metadata,
+        Vec<String>,
+        Option<crate::bytecode::Stats>,
+    ),
+    SolveError,
+> {
     let prefix = env.dir().to_path_buf();
     let spec = request.spec;
     let mut timings = Timings::default();
@@ -285,7 +297,8 @@ async fn build(
                 offline: request.offline,
                 exclude_newer: request.options.exclude_newer.as_deref(),
                 step,
-                compile_bytecode: request.options.compile_bytecode && !request.defer_bytecode,
+                // Compiled below, through the shared bytecode store.
+                compile_bytecode: false,
             };
             let uv = uv.clone();
             let reporter = reporter.clone();
@@ -294,11 +307,21 @@ async fn build(
         }
         timings.pip_install = secs(t.elapsed());
     }
+    let mut bytecode = None;
     if request.options.compile_bytecode && !request.defer_bytecode {
         reporter.on_phase("Compiling bytecode");
         let t = Instant::now();
-        tokio::task::block_in_place(|| compile_noarch(&python, &prefix, &reporter))?;
+        let store = cache.bucket(env_cache::PYC_BUCKET)?;
+        let dirs: Vec<PathBuf> = site_packages(&prefix).into_iter().collect();
+        let stats =
+            tokio::task::block_in_place(|| crate::bytecode::compile(&python, &dirs, &store))?;
+        tracing::debug!(
+            "Bytecode: {} reused from the store, {} compiled",
+            stats.reused,
+            stats.compiled
+        );
         timings.compile = secs(t.elapsed());
+        bytecode = Some(stats);
     }
     let site_packages = site_packages(&prefix);
     let python_version = python_version_of(&python);
@@ -330,7 +353,7 @@ async fn build(
             .unwrap_or_default(),
         extra: serde_json::Map::new(),
     };
-    Ok((timings, metadata, warnings))
+    Ok((timings, metadata, warnings, bytecode))
 }
 
 /// Installs a lock: its conda records without a solve (hashes checked by the installer), or
@@ -405,7 +428,7 @@ async fn build_locked(
                 &uv_cache,
                 &scratch,
                 request.offline,
-                request.options.compile_bytecode && !request.defer_bytecode,
+                false,
                 reporter,
             )
         })?;
@@ -583,18 +606,21 @@ fn uv_cache_dir(cache: &Cache, request: &CreateRequest<'_>) -> Result<PathBuf, S
     }
 }
 
-/// Compiles an environment's bytecode in a detached, low-priority process (`nice -n 19`, one
-/// worker), for a [`Created::bytecode_deferred`] environment: the model starts at once, and
-/// later runs find `.pyc` files even under `PYTHONDONTWRITEBYTECODE=1`. Python writes each
-/// `.pyc` atomically, so a reader never sees half a file; files missing meanwhile are compiled in
+/// Runs `command` (which compiles an environment's bytecode, e.g. `pyfunc-env
+/// __compile-bytecode PREFIX`) in a detached, low-priority process (`nice -n 19`), for a
+/// [`Created::bytecode_deferred`] environment: the model starts at once, and later runs find
+/// `.pyc` files even under `PYTHONDONTWRITEBYTECODE=1`. Python writes and replaces `.pyc` files
+/// atomically, so a reader never sees half a file; files missing meanwhile are compiled in
 /// memory, as without bytecode. `keep` is a lock file the compiler holds (its descriptor is
 /// inherited), so `cache prune` leaves the environment alone until it is done.
-pub fn compile_in_background(prefix: &Path, keep: &std::fs::File) -> std::io::Result<()> {
-    let Some(site_packages) = site_packages(prefix) else {
-        return Ok(());
-    };
-    let python = python_of(prefix);
-    let nice = ["/usr/bin/nice", "/bin/nice"].into_iter().find(|p| Path::new(p).is_file());
+pub fn compile_in_background(
+    program: &Path,
+    args: &[std::ffi::OsString],
+    keep: &std::fs::File,
+) -> std::io::Result<()> {
+    let nice = ["/usr/bin/nice", "/bin/nice"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file());
     // `sh` forks the compiler into the background and exits at once, so the compiler is
     // re-parented to init and never left a zombie of the model process we become.
     let script = r#"("$@" >/dev/null 2>&1 </dev/null &)"#;
@@ -604,15 +630,24 @@ pub fn compile_in_background(prefix: &Path, keep: &std::fs::File) -> std::io::Re
         command.args([nice, "-n", "19"]);
     }
     command
-        .arg(&python)
-        .args(["-m", "compileall", "-q", "-j", "1"])
-        .arg(&site_packages)
-        .env_remove("PYTHONPATH")
+        .arg(program)
+        .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     inherit_fd(keep);
     command.status().map(|_| ())
+}
+
+/// Compiles the bytecode of the environment at `prefix` through the cache's store (the work
+/// of `pyfunc-env __compile-bytecode`).
+pub fn compile_environment(
+    cache: &Cache,
+    prefix: &Path,
+) -> Result<crate::bytecode::Stats, SolveError> {
+    let store = cache.bucket(env_cache::PYC_BUCKET)?;
+    let dirs: Vec<PathBuf> = site_packages(prefix).into_iter().collect();
+    crate::bytecode::compile(&python_of(prefix), &dirs, &store)
 }
 
 #[cfg(unix)]
@@ -696,66 +731,4 @@ pub fn installed_distributions(site_packages: &Path) -> Vec<serde_json::Value> {
     }
     out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     out
-}
-
-/// Compiles `.pyc` files for the noarch python packages rattler installed (rattler does not,
-/// unlike conda); uv compiles what it installs (`--compile-bytecode`). Without them, and with
-/// `PYTHONDONTWRITEBYTECODE=1` (common on build agents), every run recompiles every import
-/// (6.0 s vs 2.9 s per scoring run on the scikit-learn model).
-fn compile_noarch(
-    python: &Path,
-    prefix: &Path,
-    reporter: &Arc<dyn Reporter>,
-) -> Result<(), SolveError> {
-    let Ok(records) = rattler_conda_types::PrefixRecord::collect_from_prefix::<
-        rattler_conda_types::PrefixRecord,
-    >(prefix) else {
-        return Ok(());
-    };
-    let mut files = String::new();
-    for record in &records {
-        if !record.repodata_record.package_record.noarch.is_python() {
-            continue;
-        }
-        for path in &record.files {
-            if path.extension().is_some_and(|e| e == "py") {
-                files.push_str(&prefix.join(path).to_string_lossy());
-                files.push('\n');
-            }
-        }
-    }
-    if files.is_empty() {
-        return Ok(());
-    }
-    let mut command = std::process::Command::new(python);
-    command
-        .args(["-m", "compileall", "-q", "-j", "0", "-i", "-"])
-        .env_remove("PYTHONPATH")
-        .env_remove("PYTHONDONTWRITEBYTECODE")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let io = |source| SolveError::Io {
-        path: python.to_path_buf(),
-        source,
-    };
-    let mut child = command.spawn().map_err(io)?;
-    if let Some(mut stdin) = child.stdin.take() {
-        std::io::Write::write_all(&mut stdin, files.as_bytes()).map_err(io)?;
-    }
-    let output = child.wait_with_output().map_err(io)?;
-    // compileall exits 1 for files that do not compile (Python 2 test data in some packages);
-    // those are skipped, as conda does.
-    if !output.status.success() {
-        tracing::debug!(
-            "compileall reported errors (ignored): {}",
-            String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .take(5)
-                .collect::<Vec<_>>()
-                .join(" | ")
-        );
-    }
-    let _ = reporter;
-    Ok(())
 }

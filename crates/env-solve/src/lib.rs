@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod build;
+pub mod bytecode;
 pub mod channels;
 pub mod conda;
 pub mod context;

@@ -110,6 +110,12 @@ pub enum Command {
     /// Inspect and maintain the cache
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Compile an environment's bytecode through the cache's shared store (started by `run`)
+    #[command(name = "__compile-bytecode", hide = true)]
+    CompileBytecode {
+        /// The environment's prefix.
+        prefix: PathBuf,
+    },
     /// Write the model's environment as an archive that runs wherever it is extracted (Spark
     /// `--archives`, containers, other machines)
     #[command(

@@ -75,6 +75,12 @@ fn run(command: Command, settings: &Settings, printer: Printer) -> anyhow::Resul
         Command::Lock(args) => commands::create::lock(&args, settings, printer),
         Command::Cache(command) => commands::cache::cache(&command, settings, printer),
         Command::Run(args) => commands::run::run(&args, settings, printer),
+        Command::CompileBytecode { prefix } => {
+            let cache = env_cache::Cache::new(&settings.cache_dir);
+            let _lock = cache.lock_shared()?;
+            env_solve::build::compile_environment(&cache, &prefix)?;
+            Ok(report::ExitStatus::Success)
+        }
         Command::Check(args) => commands::check::check(&args, settings, printer),
         Command::Pack(args) => commands::pack::pack(&args, settings, printer),
         Command::Unpack(args) => commands::pack::unpack(&args, printer),

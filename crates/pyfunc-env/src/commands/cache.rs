@@ -306,6 +306,10 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
             }
         }
     }
+    if !args.dry_run {
+        // Bytecode that no environment links to any more.
+        freed += env_solve::bytecode::prune_store(&cache.root().join(env_cache::PYC_BUCKET));
+    }
     if skipped_in_use > 0 {
         printer.info(format!(
             "Kept {skipped_in_use} environment(s) in use by other processes"

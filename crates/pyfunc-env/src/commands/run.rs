@@ -208,7 +208,15 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
     if created.bytecode_deferred {
         // The model starts now; its environment's bytecode is compiled alongside, at low
         // priority, holding the environment's lock like the model does.
-        if let Err(err) = env_solve::build::compile_in_background(&created.prefix, env_lock.file()) {
+        let program = std::env::current_exe().unwrap_or_else(|_| "pyfunc-env".into());
+        let args: Vec<std::ffi::OsString> = vec![
+            "--cache-dir".into(),
+            settings.cache_dir.clone().into_os_string(),
+            "__compile-bytecode".into(),
+            created.prefix.clone().into_os_string(),
+        ];
+        if let Err(err) = env_solve::build::compile_in_background(&program, &args, env_lock.file())
+        {
             tracing::debug!("Could not start compiling bytecode in the background: {err}");
         }
     }

@@ -458,9 +458,66 @@ fn run_on_a_cache_miss_starts_at_once_and_compiles_bytecode_in_the_background() 
     while !pycache.is_dir() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(pycache.is_dir(), "no bytecode was compiled in {}", prefix.display());
+    assert!(
+        pycache.is_dir(),
+        "no bytecode was compiled in {}",
+        prefix.display()
+    );
     // The environment is the one `create` (which compiles before returning) would reuse.
     let created = json(&create(&ctx, &model, channel.file_url().as_str(), &[]));
     assert_eq!(created["cache_hit"], true);
-    assert_eq!(created["prefix"].as_str().unwrap(), prefix.to_str().unwrap());
+    assert_eq!(
+        created["prefix"].as_str().unwrap(),
+        prefix.to_str().unwrap()
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn bytecode_is_compiled_once_and_shared_between_environments() {
+    use std::os::unix::fs::MetadataExt;
+    let ctx = TestContext::new();
+    let channel = env_test::test_channel().unwrap();
+    let a = conda_model(&ctx, "a", "", "  - wheel==0.45.1\n");
+    let b = conda_model(&ctx, "b", "- tinydep=0.1.0\n", "  - wheel==0.45.1\n");
+    let first = json(&create(&ctx, &a, channel.file_url().as_str(), &[]));
+    let second = json(&create(&ctx, &b, channel.file_url().as_str(), &[]));
+    assert_ne!(first["key"], second["key"]);
+    let pyc = "lib/python3.11/site-packages/wheel/__pycache__/wheelfile.cpython-311.pyc";
+    let one = fs_err::metadata(std::path::Path::new(first["prefix"].as_str().unwrap()).join(pyc))
+        .unwrap();
+    let two = fs_err::metadata(std::path::Path::new(second["prefix"].as_str().unwrap()).join(pyc))
+        .unwrap();
+    // One file on disk: the store's, linked into both environments.
+    assert_eq!(one.ino(), two.ino());
+    assert!(one.nlink() >= 3, "store + 2 environments: {}", one.nlink());
+    // The second environment compiled only the files that differ (its own package, files that
+    // embed the prefix such as `_sysconfigdata`) and took the rest from the store.
+    let (first_compiled, second_compiled) = (
+        first["bytecode"]["compiled"].as_u64().unwrap(),
+        second["bytecode"]["compiled"].as_u64().unwrap(),
+    );
+    let second_reused = second["bytecode"]["reused"].as_u64().unwrap();
+    assert!(first_compiled > 0, "{first:#}");
+    assert!(
+        second_reused * 10 >= first_compiled * 9,
+        "{first:#}\n{second:#}"
+    );
+    assert!(
+        second_compiled * 10 < first_compiled,
+        "{first:#}\n{second:#}"
+    );
+    // Once no environment uses them, prune removes the store's files.
+    let output = ctx
+        .command()
+        .args(["cache", "prune", "--max-size", "0"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    let store = ctx.cache_dir.join("pyc-v1");
+    let mut left = 0;
+    for shard in fs_err::read_dir(&store).unwrap().flatten() {
+        left += fs_err::read_dir(shard.path()).unwrap().count();
+    }
+    assert_eq!(left, 0, "unused bytecode left in the store");
 }
