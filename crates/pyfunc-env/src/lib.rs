@@ -42,7 +42,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(settings) => settings,
         Err(err) => {
             let printer = Printer::new(Verbosity::Normal, false);
-            printer.error(report::render(printer, &err).trim_end());
+            printer.error(env_solve::redact::redact(
+                report::render(printer, &err).trim_end(),
+            ));
             return ExitStatus::Failure.into();
         }
     };

@@ -521,3 +521,90 @@ fn bytecode_is_compiled_once_and_shared_between_environments() {
     }
     assert_eq!(left, 0, "unused bytecode left in the store");
 }
+
+/// The conda records' channels in an environment's metadata.
+fn solved_channels(prefix: &str) -> Vec<String> {
+    let metadata: serde_json::Value = serde_json::from_slice(
+        &fs_err::read(format!("{prefix}/.pyfunc-env/metadata.json")).unwrap(),
+    )
+    .unwrap();
+    metadata["conda_packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.to_string())
+        .collect()
+}
+
+#[test]
+fn mirrors_from_the_environment_variable_and_the_config_file() {
+    let channel = env_test::test_channel().unwrap();
+    let url = channel.file_url().to_string();
+    let url = url.trim_end_matches('/');
+    // Without a mirror, conda-forge is the real (unreachable, offline) channel: nothing cached.
+    let ctx = TestContext::new();
+    let model = conda_model(&ctx, "m", "", "");
+    let output = ctx
+        .command()
+        .args(["create", "--env-manager", "conda"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(stderr(&output).contains("conda-forge"), "{}", describe(&output));
+
+    // `PYFUNC_ENV_MIRRORS`: pairs separated by whitespace or commas.
+    let ctx = TestContext::new().env(
+        "PYFUNC_ENV_MIRRORS",
+        format!("conda-forge={url}, defaults={url}"),
+    );
+    let model = conda_model(&ctx, "m", "", "");
+    let output = ctx
+        .command()
+        .args(["create", "--env-manager", "conda", "--json"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    let created = json(&output);
+    let records = solved_channels(created["prefix"].as_str().unwrap());
+    assert!(records.iter().all(|r| r.contains(url)), "{records:#?}");
+
+    // The configuration file's `[mirrors]` table (`$XDG_CONFIG_HOME/pyfunc-env/config.toml`).
+    let ctx = TestContext::new();
+    let config = ctx.path().join("xdg-config/pyfunc-env/config.toml");
+    fs_err::create_dir_all(config.parent().unwrap()).unwrap();
+    fs_err::write(
+        &config,
+        format!("[mirrors]\n\"conda-forge\" = \"{url}\"\ndefaults = \"{url}\"\n"),
+    )
+    .unwrap();
+    let model = conda_model(&ctx, "m", "", "");
+    let output = ctx
+        .command()
+        .args(["create", "--env-manager", "conda", "--json"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    let created = json(&output);
+    let records = solved_channels(created["prefix"].as_str().unwrap());
+    assert!(records.iter().all(|r| r.contains(url)), "{records:#?}");
+
+    // A misspelt key is an error naming the file and the key, not a silently ignored setting.
+    fs_err::write(&config, format!("[mirror]\n\"conda-forge\" = \"{url}\"\n")).unwrap();
+    let output = ctx.command().args(["cache", "dir"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let text = stderr(&output);
+    assert!(text.contains("config.toml") && text.contains("mirror"), "{text}");
+    // And a malformed variable names the variable, without echoing credentials.
+    fs_err::remove_file(&config).unwrap();
+    let output = ctx
+        .command()
+        .env("PYFUNC_ENV_MIRRORS", "https://user:s3cret@mirror.example/conda-forge")
+        .args(["cache", "dir"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let text = stderr(&output);
+    assert!(text.contains("PYFUNC_ENV_MIRRORS") && text.contains("CHANNEL=URL"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+}
