@@ -551,7 +551,11 @@ fn mirrors_from_the_environment_variable_and_the_config_file() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
-    assert!(stderr(&output).contains("conda-forge"), "{}", describe(&output));
+    assert!(
+        stderr(&output).contains("conda-forge"),
+        "{}",
+        describe(&output)
+    );
 
     // `PYFUNC_ENV_MIRRORS`: pairs separated by whitespace or commas.
     let ctx = TestContext::new().env(
@@ -594,17 +598,87 @@ fn mirrors_from_the_environment_variable_and_the_config_file() {
     let output = ctx.command().args(["cache", "dir"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
     let text = stderr(&output);
-    assert!(text.contains("config.toml") && text.contains("mirror"), "{text}");
+    assert!(
+        text.contains("config.toml") && text.contains("mirror"),
+        "{text}"
+    );
     // And a malformed variable names the variable, without echoing credentials.
     fs_err::remove_file(&config).unwrap();
     let output = ctx
         .command()
-        .env("PYFUNC_ENV_MIRRORS", "https://user:s3cret@mirror.example/conda-forge")
+        .env(
+            "PYFUNC_ENV_MIRRORS",
+            "https://user:s3cret@mirror.example/conda-forge",
+        )
         .args(["cache", "dir"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
     let text = stderr(&output);
-    assert!(text.contains("PYFUNC_ENV_MIRRORS") && text.contains("CHANNEL=URL"), "{text}");
+    assert!(
+        text.contains("PYFUNC_ENV_MIRRORS") && text.contains("CHANNEL=URL"),
+        "{text}"
+    );
     assert!(!text.contains("s3cret"), "{text}");
+}
+
+/// `PATH` without any directory holding a `uv`.
+fn path_without_uv() -> String {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<_> = std::env::split_paths(&path)
+        .filter(|dir| !dir.join("uv").exists())
+        .collect();
+    std::env::join_paths(dirs)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn pypi_uv_is_downloaded_from_pypi_when_none_is_installed() {
+    let channel = env_test::test_channel().unwrap();
+    let path = path_without_uv();
+    // Offline, with no uv anywhere: an error that says how to provide one.
+    let ctx = TestContext::new().env("PATH", path.clone());
+    let model = conda_model(&ctx, "m", "", "  - wheel==0.45.1\n");
+    let output = create(&ctx, &model, channel.file_url().as_str(), &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("none is available offline") && text.contains("PYFUNC_ENV_UV"),
+        "{text}"
+    );
+    assert!(
+        !ctx.cache_dir
+            .join("envs-v1")
+            .read_dir()
+            .unwrap()
+            .any(|e| { e.unwrap().path().join(".pyfunc-env/complete").exists() })
+    );
+
+    // Online: our own pinned copy, fetched from PyPI's uv wheel (sha256 checked), installs the
+    // pip section, and is reused by the next environment even offline.
+    let ctx = ctx.online();
+    let created = json(&create(&ctx, &model, channel.file_url().as_str(), &[]));
+    let own = ctx.cache_dir.join("tools-v1/uv-0.13.9/uv");
+    let version = Command::new(&own).arg("--version").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&version.stdout).starts_with("uv 0.13.9"),
+        "{}",
+        describe(&version)
+    );
+    assert_eq!(
+        python_says(
+            created["prefix"].as_str().unwrap(),
+            "import wheel; print(wheel.__version__)"
+        ),
+        "0.45.1"
+    );
+    let ctx = TestContext {
+        offline: true,
+        ..ctx
+    };
+    let other = conda_model(&ctx, "other", "- tinydep=0.1.0\n", "  - wheel==0.45.1\n");
+    let created = json(&create(&ctx, &other, channel.file_url().as_str(), &[]));
+    assert_eq!(created["cache_hit"], false);
 }
