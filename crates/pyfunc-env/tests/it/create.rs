@@ -517,7 +517,9 @@ fn bytecode_is_compiled_once_and_shared_between_environments() {
     let store = ctx.cache_dir.join("pyc-v1");
     let mut left = 0;
     for shard in fs_err::read_dir(&store).unwrap().flatten() {
-        left += fs_err::read_dir(shard.path()).unwrap().count();
+        if shard.path().is_dir() {
+            left += fs_err::read_dir(shard.path()).unwrap().count();
+        }
     }
     assert_eq!(left, 0, "unused bytecode left in the store");
 }
@@ -681,4 +683,52 @@ fn pypi_uv_is_downloaded_from_pypi_when_none_is_installed() {
     let other = conda_model(&ctx, "other", "- tinydep=0.1.0\n", "  - wheel==0.45.1\n");
     let created = json(&create(&ctx, &other, channel.file_url().as_str(), &[]));
     assert_eq!(created["cache_hit"], false);
+}
+
+#[test]
+fn concurrent_builds_compile_shared_bytecode_once() {
+    let ctx = TestContext::new();
+    let channel = env_test::test_channel().unwrap();
+    let url = channel.file_url().to_string();
+    let models = [
+        conda_model(&ctx, "a", "", "  - wheel==0.45.1\n"),
+        conda_model(&ctx, "b", "- tinydep=0.1.0\n", "  - wheel==0.45.1\n"),
+    ];
+    let children: Vec<_> = models
+        .iter()
+        .map(|model| {
+            let mut command = ctx.command();
+            command
+                .arg("create")
+                .arg(model)
+                .args(["--env-manager", "conda", "--json"])
+                .args(mirror_args(&url))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            command.spawn().unwrap()
+        })
+        .collect();
+    let results: Vec<serde_json::Value> = children
+        .into_iter()
+        .map(|child| json(&child.wait_with_output().unwrap()))
+        .collect();
+    let compiled: Vec<u64> = results
+        .iter()
+        .map(|r| r["bytecode"]["compiled"].as_u64().unwrap())
+        .collect();
+    let reused: Vec<u64> = results
+        .iter()
+        .map(|r| r["bytecode"]["reused"].as_u64().unwrap())
+        .collect();
+    // Whichever compiled second found the first one's bytecode in the store.
+    let (most, least) = (
+        compiled.iter().max().unwrap(),
+        compiled.iter().min().unwrap(),
+    );
+    assert!(*most > 100, "{results:#?}");
+    assert!(least * 10 < *most, "both compiled everything: {results:#?}");
+    assert!(
+        reused.iter().max().unwrap() * 10 >= most * 9,
+        "{results:#?}"
+    );
 }
