@@ -215,6 +215,9 @@ pub fn parse_size(text: &str) -> anyhow::Result<u64> {
     Ok((number * factor) as u64)
 }
 
+/// Staging entries older than this are leftovers of killed processes.
+const STAGING_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
 fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
     if !cache.root().join("CACHEDIR.TAG").is_file() {
         printer.info(format!(
@@ -303,6 +306,37 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
             printer.info(format!("{verb} unknown cache bucket `{name}`"));
             if !args.dry_run {
                 fs_err::remove_dir_all(entry.path())?;
+            }
+        }
+    }
+    // Staging left by killed processes (`pack`'s bytecode staging, half-removed environments).
+    // Nothing stages for hours, so anything older is abandoned.
+    if let Ok(entries) = fs_err::read_dir(&tmp) {
+        for entry in entries.flatten() {
+            let age = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .unwrap_or_default();
+            if age < STAGING_MAX_AGE {
+                continue;
+            }
+            let size = env_cache::disk_usage(&entry.path(), &mut HashSet::new());
+            printer.info(format!(
+                "{verb} abandoned staging `tmp/{}` ({})",
+                entry.file_name().to_string_lossy(),
+                human_size(size)
+            ));
+            if !args.dry_run {
+                let removed = if entry.path().is_dir() {
+                    fs_err::remove_dir_all(entry.path())
+                } else {
+                    fs_err::remove_file(entry.path())
+                };
+                if removed.is_ok() {
+                    freed += size;
+                }
             }
         }
     }

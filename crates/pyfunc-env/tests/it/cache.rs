@@ -210,6 +210,18 @@ fn prune_removes_leftovers_of_crashed_builds() {
         .join("0123456789abcdef0123456789abcdef");
     fs_err::create_dir_all(leftover.join("bin")).unwrap();
     fs_err::create_dir_all(ctx.cache_dir.join("envs-v0")).unwrap();
+    // A killed `pack`'s staging from yesterday goes; a running one's (fresh) stays.
+    let old_staging = ctx.cache_dir.join("tmp/pack-abandoned");
+    let fresh_staging = ctx.cache_dir.join("tmp/pack-running");
+    fs_err::create_dir_all(old_staging.join("lib")).unwrap();
+    fs_err::write(old_staging.join("lib/x.pyc"), "x").unwrap();
+    fs_err::create_dir_all(&fresh_staging).unwrap();
+    let touched = Command::new("touch")
+        .args(["-d", "1 day ago"])
+        .arg(&old_staging)
+        .status()
+        .unwrap();
+    assert!(touched.success());
     let output = ctx.command().args(["cache", "prune"]).output().unwrap();
     let text = stderr(&output);
     assert!(
@@ -220,9 +232,14 @@ fn prune_removes_leftovers_of_crashed_builds() {
         text.contains("Removed unknown cache bucket `envs-v0`"),
         "{text}"
     );
+    assert!(
+        text.contains("Removed abandoned staging `tmp/pack-abandoned`"),
+        "{text}"
+    );
     assert!(!leftover.exists());
     assert!(!ctx.cache_dir.join("envs-v0").exists());
-    let _ = Command::new("true");
+    assert!(!old_staging.exists());
+    assert!(fresh_staging.exists());
 }
 
 #[test]
