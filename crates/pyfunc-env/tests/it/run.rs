@@ -1215,3 +1215,75 @@ fn local_env_manager_warns_like_mlflow_and_check_reports_mismatches() {
         )
     );
 }
+
+#[test]
+fn pypi_mlflow1_model_is_scored_with_mlflow_1_protocol() {
+    // A scikit-learn model written by MLflow 1.30.1 (`env: conda.yaml` as a plain string, an
+    // unpinned `mlflow` requirement). `--install-mlflow` pins the MLmodel's `mlflow_version`, so
+    // scoring runs through MLflow 1.x, whose protocol has no `dataframe_split`/`inputs`
+    // wrappers and prints a bare list; pyfunc-env unwraps the 2.x+ forms for it.
+    let ctx = TestContext::new().online();
+    let root = repo_root().join("fixtures/mlflow1");
+    let model = root.join("models/sklearn-iris-mlflow1");
+    let env_args = [
+        "--install-mlflow",
+        "--python-source",
+        "system",
+        "--no-compile",
+    ];
+    let expected =
+        |stem: &str| fs_err::read(root.join("expected").join(format!("{stem}.out"))).unwrap();
+    for (file, content_type, stem) in [
+        ("split.json", "json", "split"),
+        ("dataframe_split.json", "json", "split"),
+        ("records.json", "json", "records"),
+        ("dataframe_records.json", "json", "records"),
+        ("input.csv", "csv", "input"),
+    ] {
+        let path = root.join("inputs").join(file);
+        let output = run(
+            &ctx,
+            &model,
+            &env_args,
+            &["predict", "-i", path.to_str().unwrap(), "-t", content_type],
+        );
+        assert_predictions(&output, &expected(stem));
+    }
+    // Params do not exist in MLflow 1.x: a warning, and the same predictions.
+    let path = root.join("inputs/dataframe_split.json");
+    let output = run(
+        &ctx,
+        &model,
+        &env_args,
+        &[
+            "predict",
+            "-i",
+            path.to_str().unwrap(),
+            "--params",
+            "{\"a\": 1}",
+        ],
+    );
+    assert_predictions(&output, &expected("split"));
+    assert!(
+        stderr(&output).contains("MLflow 1.30.1 models take no params"),
+        "{}",
+        describe(&output)
+    );
+    // It really was MLflow 1.30.1 on the model's Python.
+    let versions = run(
+        &ctx,
+        &model,
+        &env_args,
+        &[
+            "python",
+            "-c",
+            "import sys, mlflow; print(sys.version.split()[0], mlflow.__version__)",
+        ],
+    );
+    assert_eq!(
+        stdout(&versions),
+        "3.10.13 1.30.1\n",
+        "{}",
+        describe(&versions)
+    );
+}
