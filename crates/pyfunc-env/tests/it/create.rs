@@ -534,7 +534,7 @@ fn solved_channels(prefix: &str) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| p.to_string())
+        .map(ToString::to_string)
         .collect()
 }
 
