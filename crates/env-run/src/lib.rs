@@ -198,6 +198,11 @@ impl Environment {
                 script.push_str(&path.to_string_lossy().replace('\'', "'\\''"));
                 script.push_str("' || exit 1\n");
             }
+            // The same error, exit code and hint as a direct exec (`RunError::Spawn`), checked
+            // after the scripts since they may change `PATH`.
+            script.push_str(
+                "command -v -- \"$1\" >/dev/null 2>&1 || { printf 'error: Failed to run `%s`\\n  Caused by: No such file or directory (os error 2)\\n\\nhint: Check the command name; inside the environment, `PATH` starts with `%s`\\n' \"$1\" \"${PATH%%:*}\" >&2; exit 127; }\n",
+            );
             script.push_str("exec \"$@\"\n");
             let mut command = Command::new("/bin/sh");
             command
@@ -440,6 +445,38 @@ mod tests {
             .unwrap();
         let text = String::from_utf8(output.stdout).unwrap();
         assert_eq!(text.trim(), format!("yes a b {}", dir.path().display()));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_missing_command_after_activation_scripts_is_reported_like_a_direct_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let activate = dir.path().join("etc/conda/activate.d");
+        fs_err::create_dir_all(&activate).unwrap();
+        fs_err::create_dir_all(dir.path().join("conda-meta")).unwrap();
+        fs_err::write(activate.join("a.sh"), "export FROM_SCRIPT=yes\n").unwrap();
+        let env = Environment::from_prefix(dir.path(), BTreeMap::new());
+        let output = env
+            .command(OsStr::new("nosuchcommand"), &["--flag".into()])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(127));
+        assert_eq!(
+            String::from_utf8(output.stderr).unwrap(),
+            format!(
+                "error: Failed to run `nosuchcommand`\n  Caused by: No such file or directory (os error 2)\n\nhint: Check the command name; inside the environment, `PATH` starts with `{}`\n",
+                dir.path().join("bin").display()
+            )
+        );
+        // Commands that exist still run, with their arguments.
+        let output = env
+            .command(
+                OsStr::new("sh"),
+                &["-c".into(), "echo \"$FROM_SCRIPT $0\"".into(), "x y".into()],
+            )
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(output.stdout).unwrap(), "yes x y\n");
     }
 
     #[cfg(unix)]
