@@ -313,8 +313,11 @@ async fn build(
         let t = Instant::now();
         let store = cache.bucket(env_cache::PYC_BUCKET)?;
         let dirs: Vec<PathBuf> = site_packages(&prefix).into_iter().collect();
-        let stats =
-            tokio::task::block_in_place(|| crate::bytecode::compile(&python, &dirs, &store))?;
+        let stats = tokio::task::block_in_place(|| {
+            crate::bytecode::compile(&python, &dirs, &store, &mut || {
+                reporter.on_phase("Compiling bytecode (waiting for another process's compiler)");
+            })
+        })?;
         tracing::debug!(
             "Bytecode: {} reused from the store, {} compiled",
             stats.reused,
@@ -647,7 +650,7 @@ pub fn compile_environment(
 ) -> Result<crate::bytecode::Stats, SolveError> {
     let store = cache.bucket(env_cache::PYC_BUCKET)?;
     let dirs: Vec<PathBuf> = site_packages(prefix).into_iter().collect();
-    crate::bytecode::compile(&python_of(prefix), &dirs, &store)
+    crate::bytecode::compile(&python_of(prefix), &dirs, &store, &mut || {})
 }
 
 #[cfg(unix)]

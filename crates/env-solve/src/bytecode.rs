@@ -130,7 +130,13 @@ fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// Compiles bytecode for every `.py` under `dirs` (an environment's site-packages), reusing
 /// and filling the store at `store`.
-pub fn compile(python: &Path, dirs: &[PathBuf], store: &Path) -> Result<Stats, SolveError> {
+/// `on_wait` is called when another process is compiling into the store and this one waits.
+pub fn compile(
+    python: &Path,
+    dirs: &[PathBuf],
+    store: &Path,
+    on_wait: &mut dyn FnMut(),
+) -> Result<Stats, SolveError> {
     let tag = cache_tag(python)?;
     // One compiler at a time: parallel builds (`create --jobs 4` on an empty store) would
     // otherwise all compile the same sources at once and each keep a private copy (measured:
@@ -138,9 +144,12 @@ pub fn compile(python: &Path, dirs: &[PathBuf], store: &Path) -> Result<Stats, S
     // compiler already uses every core, so waiting costs nothing, and the waiter then finds
     // most of its files in the store.
     fs_err::create_dir_all(store).map_err(io(store))?;
-    let _lock = env_cache::LockedFile::acquire_blocking(
+    let _lock = env_cache::LockedFile::acquire(
         &store.join(".lock"),
         env_cache::LockKind::Exclusive,
+        None,
+        std::time::Duration::from_secs(3600),
+        |_| on_wait(),
     )?;
     let mut sources = Vec::new();
     for dir in dirs {
