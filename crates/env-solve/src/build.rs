@@ -130,6 +130,14 @@ fn hit(
     }
 }
 
+/// What [`build`] made, before the environment is marked complete.
+struct Built {
+    timings: Timings,
+    metadata: Metadata,
+    warnings: Vec<String>,
+    bytecode: Option<crate::bytecode::Stats>,
+}
+
 /// Builds (or reuses) the environment for `request.spec`.
 pub async fn create(
     cache: &Cache,
@@ -178,7 +186,12 @@ pub async fn create(
     env.begin_build(&tmp)?;
     let result = build(cache, &env, request, reporter.clone()).await;
     match result {
-        Ok((mut timings, metadata, warnings, bytecode)) => {
+        Ok(Built {
+            mut timings,
+            metadata,
+            warnings,
+            bytecode,
+        }) => {
             env.finish_build(&metadata)?;
             drop(lock);
             reporter.on_finish();
@@ -213,15 +226,7 @@ async fn build(
     env: &EnvEntry,
     request: &CreateRequest<'_>,
     reporter: Arc<dyn Reporter>,
-) -> Result<
-    (
-        Timings,
-        Metadata,
-        Vec<String>,
-        Option<crate::bytecode::Stats>,
-    ),
-    SolveError,
-> {
+) -> Result<Built, SolveError> {
     let prefix = env.dir().to_path_buf();
     let spec = request.spec;
     let mut timings = Timings::default();
@@ -297,8 +302,6 @@ async fn build(
                 offline: request.offline,
                 exclude_newer: request.options.exclude_newer.as_deref(),
                 step,
-                // Compiled below, through the shared bytecode store.
-                compile_bytecode: false,
             };
             let uv = uv.clone();
             let reporter = reporter.clone();
@@ -311,10 +314,8 @@ async fn build(
     if request.options.compile_bytecode && !request.defer_bytecode {
         reporter.on_phase("Compiling bytecode");
         let t = Instant::now();
-        let store = cache.bucket(env_cache::PYC_BUCKET)?;
-        let dirs: Vec<PathBuf> = site_packages(&prefix).into_iter().collect();
         let stats = tokio::task::block_in_place(|| {
-            crate::bytecode::compile(&python, &dirs, &store, &mut || {
+            compile_environment(cache, &prefix, &mut || {
                 reporter.on_phase("Compiling bytecode (waiting for another process's compiler)");
             })
         })?;
@@ -356,7 +357,12 @@ async fn build(
             .unwrap_or_default(),
         extra: serde_json::Map::new(),
     };
-    Ok((timings, metadata, warnings, bytecode))
+    Ok(Built {
+        timings,
+        metadata,
+        warnings,
+        bytecode,
+    })
 }
 
 /// Installs a lock: its conda records without a solve (hashes checked by the installer), or
@@ -431,7 +437,6 @@ async fn build_locked(
                 &uv_cache,
                 &scratch,
                 request.offline,
-                false,
                 reporter,
             )
         })?;
@@ -642,15 +647,17 @@ pub fn compile_in_background(
     command.status().map(|_| ())
 }
 
-/// Compiles the bytecode of the environment at `prefix` through the cache's store (the work
-/// of `pyfunc-env __compile-bytecode`).
+/// Compiles the bytecode of the environment at `prefix` through the cache's store: at the end
+/// of a build, or later by `pyfunc-env __compile-bytecode`. `on_wait` as in
+/// [`crate::bytecode::compile`].
 pub fn compile_environment(
     cache: &Cache,
     prefix: &Path,
+    on_wait: &mut dyn FnMut(),
 ) -> Result<crate::bytecode::Stats, SolveError> {
     let store = cache.bucket(env_cache::PYC_BUCKET)?;
     let dirs: Vec<PathBuf> = site_packages(prefix).into_iter().collect();
-    crate::bytecode::compile(&python_of(prefix), &dirs, &store, &mut || {})
+    crate::bytecode::compile(&python_of(prefix), &dirs, &store, on_wait)
 }
 
 #[cfg(unix)]

@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::SolveError;
+use crate::error::{SolveError, io};
 
 /// What [`compile`] did.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -30,13 +30,6 @@ pub struct Stats {
     pub reused: usize,
     /// `.py` files compiled now.
     pub compiled: usize,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SolveError + '_ {
-    move |source| SolveError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// The interpreter's `sys.implementation.cache_tag` (`cpython-311`).

@@ -1,6 +1,6 @@
 //! Errors of `env-solve`, one variant per failure. URLs in messages are redacted.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use miette::Diagnostic;
 
@@ -314,5 +314,13 @@ impl SolveError {
             Self::PipFailed { user, .. } => *user,
             _ => false,
         }
+    }
+}
+
+/// `map_err` adapter: an I/O error on `path`.
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SolveError + '_ {
+    move |source| SolveError::Io {
+        path: path.to_path_buf(),
+        source,
     }
 }

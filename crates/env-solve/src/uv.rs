@@ -12,7 +12,7 @@ use std::sync::Arc;
 use env_spec::{IndexOptions, PipSet};
 use sha2::{Digest, Sha256};
 
-use crate::error::SolveError;
+use crate::error::{SolveError, io};
 use crate::redact::{redact, register_url};
 use crate::reporter::Reporter;
 
@@ -141,14 +141,7 @@ async fn download(tools_dir: &Path, target: &Path) -> Result<(), SolveError> {
             platform: platform.to_string(),
         });
     };
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source: std::io::Error| SolveError::Io { path, source }
-    };
-    fs_err::create_dir_all(tools_dir).map_err(|e| SolveError::Io {
-        path: tools_dir.to_path_buf(),
-        source: e,
-    })?;
+    fs_err::create_dir_all(tools_dir).map_err(io(tools_dir))?;
     // One download at a time; a second process waits and finds the binary.
     let lock_path = tools_dir.join(format!("uv-{UV_VERSION}.lock"));
     let lock = tokio::task::spawn_blocking({
@@ -230,10 +223,7 @@ async fn download(tools_dir: &Path, target: &Path) -> Result<(), SolveError> {
         .read_to_end(&mut binary)
         .map_err(io(target))?;
     let dir = target.parent().unwrap_or(tools_dir);
-    fs_err::create_dir_all(dir).map_err(|e| SolveError::Io {
-        path: dir.to_path_buf(),
-        source: e,
-    })?;
+    fs_err::create_dir_all(dir).map_err(io(dir))?;
     let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
     std::io::Write::write_all(&mut temp, &binary).map_err(io(target))?;
     #[cfg(unix)]
@@ -268,10 +258,9 @@ pub struct PipInstall<'a> {
     pub offline: bool,
     /// `--exclude-newer`.
     pub exclude_newer: Option<&'a str>,
-    /// What this step is, for messages (`build dependencies`, `pip requirements`).
+    /// What this step is, for messages (`build dependencies`, `pip requirements`). Bytecode is
+    /// not uv's job: it is compiled afterwards through the shared store ([`crate::bytecode`]).
     pub step: &'a str,
-    /// Compile `.pyc` files for what is installed.
-    pub compile_bytecode: bool,
 }
 
 /// The uv flags for pip index options (`--index-url`, `--find-links`, ...).
@@ -369,11 +358,7 @@ impl Uv {
             .args(["venv", "--allow-existing", "--no-project", "--python"])
             .arg(interpreter)
             .arg(prefix);
-        let (status, stderr) =
-            run_streaming(&mut command, reporter).map_err(|source| SolveError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
+        let (status, stderr) = run_streaming(&mut command, reporter).map_err(io(&self.path))?;
         if status.success() {
             return Ok(());
         }
@@ -396,13 +381,8 @@ impl Uv {
         cache_dir: &Path,
         scratch: &Path,
         offline: bool,
-        compile_bytecode: bool,
         reporter: &Arc<dyn Reporter>,
     ) -> Result<(), SolveError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source: std::io::Error| SolveError::Io { path, source }
-        };
         let mut file = tempfile::Builder::new()
             .prefix("locked-")
             .suffix(".txt")
@@ -424,9 +404,6 @@ impl Uv {
             .arg(python)
             .arg("-r")
             .arg(file.path());
-        if compile_bytecode {
-            command.arg("--compile-bytecode");
-        }
         let (status, stderr) = run_streaming(&mut command, reporter).map_err(io(&self.path))?;
         if status.success() {
             return Ok(());
@@ -449,10 +426,6 @@ impl Uv {
         if install.set.requirements.is_empty() {
             return Ok(());
         }
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source: std::io::Error| SolveError::Io { path, source }
-        };
         let mut requirements = tempfile::Builder::new()
             .prefix("requirements-")
             .suffix(".txt")
@@ -494,9 +467,6 @@ impl Uv {
         };
         if let Some(date) = install.exclude_newer {
             command.args(["--exclude-newer", date]);
-        }
-        if install.compile_bytecode {
-            command.arg("--compile-bytecode");
         }
         tracing::debug!("Running {}", redact(&format!("{command:?}")));
         let result = run_streaming(&mut command, reporter);

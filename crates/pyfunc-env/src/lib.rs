@@ -80,7 +80,7 @@ fn run(command: Command, settings: &Settings, printer: Printer) -> anyhow::Resul
         Command::CompileBytecode { prefix } => {
             let cache = env_cache::Cache::new(&settings.cache_dir);
             let _lock = cache.lock_shared()?;
-            env_solve::build::compile_environment(&cache, &prefix)?;
+            env_solve::build::compile_environment(&cache, &prefix, &mut || {})?;
             Ok(report::ExitStatus::Success)
         }
         Command::Check(args) => commands::check::check(&args, settings, printer),
