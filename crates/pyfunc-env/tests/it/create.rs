@@ -16,19 +16,33 @@ fn conda_model(ctx: &TestContext, name: &str, extra_conda: &str, pip: &str) -> s
     ctx.model(name, &[("conda.yaml", &conda)])
 }
 
+/// `create MODEL --env-manager conda --json`, without channel mirrors.
+fn create_command(ctx: &TestContext, model: &std::path::Path) -> Command {
+    let mut command = ctx.command();
+    command
+        .arg("create")
+        .arg(model)
+        .args(["--env-manager", "conda", "--json"]);
+    command
+}
+
 fn create(
     ctx: &TestContext,
     model: &std::path::Path,
     channel: &str,
     extra: &[&str],
 ) -> std::process::Output {
-    let mut command = ctx.command();
-    command
-        .arg("create")
-        .arg(model)
-        .args(["--env-manager", "conda", "--json"]);
-    command.args(mirror_args(channel)).args(extra);
-    command.output().unwrap()
+    create_command(ctx, model)
+        .args(mirror_args(channel))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// An environment's `.pyfunc-env/metadata.json`.
+fn metadata(prefix: &str) -> serde_json::Value {
+    serde_json::from_slice(&fs_err::read(format!("{prefix}/.pyfunc-env/metadata.json")).unwrap())
+        .unwrap()
 }
 
 fn python_says(prefix: &str, code: &str) -> String {
@@ -73,10 +87,7 @@ fn conda_environment_over_http_then_cache_hit() {
             .is_dir()
     );
     // The metadata records what was solved and installed.
-    let metadata: serde_json::Value = serde_json::from_slice(
-        &fs_err::read(format!("{prefix}/.pyfunc-env/metadata.json")).unwrap(),
-    )
-    .unwrap();
+    let metadata = metadata(&prefix);
     let conda: Vec<&str> = metadata["conda_packages"]
         .as_array()
         .unwrap()
@@ -524,18 +535,22 @@ fn bytecode_is_compiled_once_and_shared_between_environments() {
     assert_eq!(left, 0, "unused bytecode left in the store");
 }
 
-/// The conda records' channels in an environment's metadata.
-fn solved_channels(prefix: &str) -> Vec<String> {
-    let metadata: serde_json::Value = serde_json::from_slice(
-        &fs_err::read(format!("{prefix}/.pyfunc-env/metadata.json")).unwrap(),
-    )
-    .unwrap();
-    metadata["conda_packages"]
+/// Asserts that every conda package of the environment `create --json` reported came from
+/// `channel` (and that there are some).
+#[track_caller]
+fn assert_installed_from(created: &serde_json::Value, channel: &str) {
+    let metadata = metadata(created["prefix"].as_str().unwrap());
+    let urls: Vec<&str> = metadata["conda_packages"]
         .as_array()
         .unwrap()
         .iter()
-        .map(ToString::to_string)
-        .collect()
+        .map(|p| p["url"].as_str().unwrap())
+        .collect();
+    assert!(
+        urls.iter().any(|u| u.contains("/python-3.11.7")),
+        "{urls:#?}"
+    );
+    assert!(urls.iter().all(|u| u.starts_with(channel)), "{urls:#?}");
 }
 
 #[test]
@@ -546,12 +561,7 @@ fn mirrors_from_the_environment_variable_and_the_config_file() {
     // Without a mirror, conda-forge is the real (unreachable, offline) channel: nothing cached.
     let ctx = TestContext::new();
     let model = conda_model(&ctx, "m", "", "");
-    let output = ctx
-        .command()
-        .args(["create", "--env-manager", "conda"])
-        .arg(&model)
-        .output()
-        .unwrap();
+    let output = create_command(&ctx, &model).output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
     assert!(
         stderr(&output).contains("conda-forge"),
@@ -565,15 +575,7 @@ fn mirrors_from_the_environment_variable_and_the_config_file() {
         format!("conda-forge={url}, defaults={url}"),
     );
     let model = conda_model(&ctx, "m", "", "");
-    let output = ctx
-        .command()
-        .args(["create", "--env-manager", "conda", "--json"])
-        .arg(&model)
-        .output()
-        .unwrap();
-    let created = json(&output);
-    let records = solved_channels(created["prefix"].as_str().unwrap());
-    assert!(records.iter().all(|r| r.contains(url)), "{records:#?}");
+    assert_installed_from(&json(&create_command(&ctx, &model).output().unwrap()), url);
 
     // The configuration file's `[mirrors]` table (`$XDG_CONFIG_HOME/pyfunc-env/config.toml`).
     let ctx = TestContext::new();
@@ -585,15 +587,7 @@ fn mirrors_from_the_environment_variable_and_the_config_file() {
     )
     .unwrap();
     let model = conda_model(&ctx, "m", "", "");
-    let output = ctx
-        .command()
-        .args(["create", "--env-manager", "conda", "--json"])
-        .arg(&model)
-        .output()
-        .unwrap();
-    let created = json(&output);
-    let records = solved_channels(created["prefix"].as_str().unwrap());
-    assert!(records.iter().all(|r| r.contains(url)), "{records:#?}");
+    assert_installed_from(&json(&create_command(&ctx, &model).output().unwrap()), url);
 
     // A misspelt key is an error naming the file and the key, not a silently ignored setting.
     fs_err::write(&config, format!("[mirror]\n\"conda-forge\" = \"{url}\"\n")).unwrap();
@@ -697,15 +691,12 @@ fn concurrent_builds_compile_shared_bytecode_once() {
     let children: Vec<_> = models
         .iter()
         .map(|model| {
-            let mut command = ctx.command();
-            command
-                .arg("create")
-                .arg(model)
-                .args(["--env-manager", "conda", "--json"])
+            create_command(&ctx, model)
                 .args(mirror_args(&url))
                 .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped());
-            command.spawn().unwrap()
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
         })
         .collect();
     let results: Vec<serde_json::Value> = children
