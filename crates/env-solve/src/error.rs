@@ -312,7 +312,22 @@ impl SolveError {
             | Self::LockStale { .. }
             | Self::LockHashMismatch { .. } => true,
             Self::PipFailed { user, .. } => *user,
-            _ => false,
+            // Listed one by one, so a new variant has to be classified here: a catch-all
+            // would make every new error exit 2 silently.
+            Self::UnsupportedPlatform
+            | Self::VirtualPackages { .. }
+            | Self::InvalidSpec { .. }
+            | Self::ChannelUnreachable { .. }
+            | Self::Install { .. }
+            | Self::UvNotRunnable { .. }
+            | Self::UvNoWheel { .. }
+            | Self::UvDownload { .. }
+            | Self::UvChecksum { .. }
+            | Self::Lock { .. }
+            | Self::LockDownload { .. }
+            | Self::Cache(_)
+            | Self::Io { .. }
+            | Self::Internal { .. } => false,
         }
     }
 }

@@ -8,8 +8,11 @@ pub mod bytecode;
 pub mod channels;
 pub mod conda;
 pub mod context;
+pub mod environment;
 pub mod error;
 pub mod lock;
+pub mod many;
+pub mod prune;
 pub mod python;
 pub use env_spec::redact;
 pub mod reporter;
@@ -19,5 +22,8 @@ pub mod verify;
 pub use build::{CreateRequest, Created, Timings, create};
 pub use channels::ChannelSettings;
 pub use context::{BuildOptions, PythonSource};
+pub use environment::{
+    BuildSettings, EnvError, EnvRequest, InstallMlflow, LockChoice, ModelEnvironment,
+};
 pub use error::SolveError;
 pub use reporter::{NoReporter, Reporter};

@@ -89,7 +89,7 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Build the model's environment in the cache, or reuse it if it is there
     #[command(
-        after_help = "Examples:\n  pyfunc-env create model/                          # MLflow's default env manager for the model\n  pyfunc-env create model/ --env-manager conda      # conda.yaml, solved and installed with rattler\n  pyfunc-env create model/ --mirror conda-forge=https://mirror.example/conda-forge\n  pyfunc-env create model/ --json                   # key, prefix, python, cache hit, timings"
+        after_help = "Examples:\n  pyfunc-env create model/                          # MLflow's default env manager for the model\n  pyfunc-env create model/ --env-manager conda      # conda.yaml, solved and installed with rattler\n  pyfunc-env create model/ --mirror conda-forge=https://mirror.example/conda-forge\n  pyfunc-env create model/ --json                   # key, prefix, python, cache hit, timings\n  pyfunc-env create model/ --dry-run --json         # the key and prefix create would use; builds nothing\n  ENV=$(pyfunc-env create model/)                   # the prefix is the only line on stdout"
     )]
     Create(CreateArgs),
     /// Run `predict`, `serve` or any command inside the model's environment
@@ -264,6 +264,9 @@ pub struct CreateArgs {
     /// Print the result as JSON on stdout (key, prefix, python, cache hit, timings)
     #[arg(long)]
     pub json: bool,
+    /// Build nothing: print each model's environment key and prefix, and whether it is cached
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `pyfunc-env cache`.

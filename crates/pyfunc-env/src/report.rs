@@ -49,6 +49,9 @@ fn as_diagnostic<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a
     if let Some(error) = error.downcast_ref::<env_solve::SolveError>() {
         return Some(error);
     }
+    if let Some(error) = error.downcast_ref::<env_solve::EnvError>() {
+        return Some(error);
+    }
     if let Some(error) = error.downcast_ref::<env_cache::CacheError>() {
         return Some(error);
     }
@@ -69,6 +72,13 @@ pub fn exit_status(error: &anyhow::Error) -> ExitStatus {
             return match error {
                 env_spec::SpecError::Read { .. } => ExitStatus::Error,
                 _ => ExitStatus::Failure,
+            };
+        }
+        if let Some(error) = cause.downcast_ref::<env_solve::EnvError>() {
+            return if error.is_user_error() {
+                ExitStatus::Failure
+            } else {
+                ExitStatus::Error
             };
         }
         if let Some(error) = cause.downcast_ref::<env_solve::SolveError>() {

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use env_cache::{Cache, EnvState, KNOWN_BUCKETS, LockKind, LockedFile};
+use env_cache::{Cache, EnvState, LockKind, LockedFile};
+use env_solve::prune::{PrunePolicy, Reason, Removal};
 use serde::Serialize;
 
 use crate::cli::{CacheCleanArgs, CacheCommand, CachePruneArgs, CacheVerifyArgs};
@@ -215,9 +216,6 @@ pub fn parse_size(text: &str) -> anyhow::Result<u64> {
     Ok((number * factor) as u64)
 }
 
-/// Staging entries older than this are leftovers of killed processes.
-const STAGING_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
-
 fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
     if !cache.root().join("CACHEDIR.TAG").is_file() {
         printer.info(format!(
@@ -226,137 +224,60 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
         ));
         return Ok(ExitStatus::Success);
     }
-    let older_than = args.older_than.as_deref().map(parse_duration).transpose()?;
-    let max_size = args.max_size.as_deref().map(parse_size).transpose()?;
-    let _shared = cache.lock_shared()?;
-    let tmp = cache.bucket(env_cache::TMP_DIR)?;
-    let now = SystemTime::now();
-    let mut removed = 0;
-    let mut freed = 0;
-    let mut skipped_in_use = 0;
-    let mut remaining: Vec<(SystemTime, u64, env_cache::EnvEntry)> = Vec::new();
+    let policy = PrunePolicy {
+        older_than: args.older_than.as_deref().map(parse_duration).transpose()?,
+        max_size: args.max_size.as_deref().map(parse_size).transpose()?,
+        dry_run: args.dry_run,
+    };
     let verb = if args.dry_run {
         "Would remove"
     } else {
         "Removed"
     };
-    for env in cache.envs()? {
-        let last_used = env.last_used().unwrap_or(SystemTime::UNIX_EPOCH);
-        let size = env_cache::disk_usage(env.dir(), &mut HashSet::new());
-        let state = env.state();
-        let stale =
-            older_than.is_some_and(|age| now.duration_since(last_used).unwrap_or_default() > age);
-        let leftover = !matches!(state, EnvState::Complete(_));
-        if !(stale || leftover) {
-            remaining.push((last_used, size, env));
-            continue;
-        }
-        let Some(lock) = env.try_lock_exclusive()? else {
-            skipped_in_use += 1;
-            continue;
-        };
-        let why = if leftover { "incomplete" } else { "unused" };
-        printer.info(format!(
-            "{verb} {why} environment {} ({})",
-            env.key(),
-            human_size(size)
-        ));
-        if !args.dry_run {
-            env.remove(&tmp)?;
-        }
-        drop(lock);
-        removed += 1;
-        freed += size;
-    }
-    if let Some(budget) = max_size {
-        remaining.sort_by_key(|(used, _, _)| *used);
-        let mut total: u64 = remaining.iter().map(|(_, size, _)| size).sum();
-        for (_, size, env) in &remaining {
-            if total <= budget {
-                break;
-            }
-            let Some(lock) = env.try_lock_exclusive()? else {
-                skipped_in_use += 1;
-                continue;
-            };
-            printer.info(format!(
-                "{verb} least recently used environment {} ({})",
-                env.key(),
+    let report = env_solve::prune::prune(cache, &policy, &mut |removal| {
+        printer.info(match removal {
+            Removal::Environment { key, reason, size } => format!(
+                "{verb} {} environment {key} ({})",
+                match reason {
+                    Reason::Incomplete => "incomplete",
+                    Reason::Unused => "unused",
+                    Reason::LeastRecentlyUsed => "least recently used",
+                },
                 human_size(*size)
-            ));
-            if !args.dry_run {
-                env.remove(&tmp)?;
-            }
-            drop(lock);
-            total -= size;
-            removed += 1;
-            freed += size;
-        }
-    }
-    // Buckets of other layout versions, and staging leftovers.
-    if let Ok(entries) = fs_err::read_dir(cache.root()) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !entry.path().is_dir()
-                || name.starts_with('.')
-                || KNOWN_BUCKETS.contains(&name.as_str())
-            {
-                continue;
-            }
-            printer.info(format!("{verb} unknown cache bucket `{name}`"));
-            if !args.dry_run {
-                fs_err::remove_dir_all(entry.path())?;
-            }
-        }
-    }
-    // Staging left by killed processes (`pack`'s bytecode staging, half-removed environments).
-    // Nothing stages for hours, so anything older is abandoned.
-    if let Ok(entries) = fs_err::read_dir(&tmp) {
-        for entry in entries.flatten() {
-            let age = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|modified| now.duration_since(modified).ok())
-                .unwrap_or_default();
-            if age < STAGING_MAX_AGE {
-                continue;
-            }
-            let size = env_cache::disk_usage(&entry.path(), &mut HashSet::new());
-            printer.info(format!(
-                "{verb} abandoned staging `tmp/{}` ({})",
-                entry.file_name().to_string_lossy(),
-                human_size(size)
-            ));
-            if !args.dry_run {
-                let removed = if entry.path().is_dir() {
-                    fs_err::remove_dir_all(entry.path())
-                } else {
-                    fs_err::remove_file(entry.path())
-                };
-                if removed.is_ok() {
-                    freed += size;
-                }
-            }
-        }
-    }
-    if !args.dry_run {
-        // Bytecode that no environment links to any more.
-        freed += env_solve::bytecode::prune_store(&cache.root().join(env_cache::PYC_BUCKET));
-    }
-    if skipped_in_use > 0 {
+            ),
+            Removal::UnknownBucket { name } => format!("{verb} unknown cache bucket `{name}`"),
+            Removal::Staging { name, size } => format!(
+                "{verb} abandoned staging `tmp/{name}` ({})",
+                human_size(*size)
+            ),
+        });
+    })?;
+    if report.skipped_in_use > 0 {
         printer.info(format!(
-            "Kept {skipped_in_use} environment(s) in use by other processes"
+            "Kept {} environment(s) in use by other processes",
+            report.skipped_in_use
+        ));
+    }
+    if !report.unknown_buckets_kept.is_empty() {
+        printer.info(format!(
+            "Kept unknown cache bucket(s) {} while other processes use the cache (an older pyfunc-env may be running a model from one)",
+            report
+                .unknown_buckets_kept
+                .iter()
+                .map(|name| format!("`{name}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     printer.info(format!(
-        "{} {removed} environment(s), {}",
+        "{} {} environment(s), {}",
         if args.dry_run {
             "Would prune"
         } else {
             "Pruned"
         },
-        human_size(freed)
+        report.removed,
+        human_size(report.freed)
     ));
     Ok(ExitStatus::Success)
 }

@@ -1,11 +1,15 @@
 //! `pyfunc-env create`: build the model's environment, or reuse it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use env_solve::{BuildOptions, ChannelSettings, PythonSource};
-use env_spec::{EnvManager, ModelDir};
+use env_solve::{
+    BuildOptions, BuildSettings, ChannelSettings, EnvRequest, InstallMlflow, LockChoice,
+    ModelEnvironment, PythonSource,
+};
+use env_spec::EnvManager;
 use serde::Serialize;
 
 use crate::cli::{CreateArgs, EnvArgs, PythonSourceArg};
@@ -17,24 +21,14 @@ use crate::settings::Settings;
 
 /// A built (or reused) environment and what it was built from.
 pub struct Ensured {
-    /// The model.
-    pub model: ModelDir,
-    /// The env manager.
-    pub manager: EnvManager,
+    /// The model's environment: spec, key, lock.
+    pub env: ModelEnvironment,
     /// The result of `create`.
     pub created: env_solve::Created,
-    /// Variables the environment's conda file sets on activation.
-    pub variables: std::collections::BTreeMap<String, String>,
     /// The cache.
     pub cache: env_cache::Cache,
     /// The cache-wide shared lock, held while the environment is used.
     pub cache_lock: env_cache::LockedFile,
-    /// The key of the spec (without a lock), which a lock file records.
-    pub spec_key: String,
-    /// The effective conda channels.
-    pub channels: Vec<String>,
-    /// uv flags for the spec's pip index options.
-    pub index_args: Vec<String>,
 }
 
 /// The channel settings of a run: flags, then `PYFUNC_ENV_MIRRORS`/config (already merged
@@ -69,176 +63,60 @@ pub fn build_options(args: &EnvArgs) -> BuildOptions {
     }
 }
 
-/// A model whose environment is ready to build: everything decided, nothing built.
-pub struct Prepared {
-    /// The model.
-    pub model: ModelDir,
-    /// The env manager.
-    pub manager: EnvManager,
-    /// The spec (effective channels, `--python-version`, `--install-mlflow` applied).
-    pub resolved: env_spec::ResolvedSpec,
-    /// The environment key (of the lock, when installing from one).
-    pub key: env_spec::EnvKey,
-    /// The key of the spec alone, which lock files record.
-    pub spec_key: String,
-    /// The lock to install, if any.
-    pub locked: Option<env_solve::lock::LockedEnv>,
-    /// Channels and mirrors.
-    pub channels: ChannelSettings,
-    /// Build options.
-    pub options: BuildOptions,
-    /// The machine's virtual packages.
-    pub virtual_packages: Vec<rattler_conda_types::GenericVirtualPackage>,
-}
-
-/// Reads the model and decides its environment: spec, key, lock.
-pub fn prepare(
-    model_path: &Path,
-    args: &EnvArgs,
-    settings: &Settings,
-    printer: Printer,
-) -> anyhow::Result<Prepared> {
-    let model = open_model(model_path, printer)?;
+/// The flags that decide the environment, as the library's [`EnvRequest`].
+pub fn env_request(args: &EnvArgs, settings: &Settings) -> anyhow::Result<EnvRequest> {
     let manager = match args.env_manager {
-        None => model.default_env_manager(),
-        Some(arg) => arg.manager().ok_or_else(|| {
+        None => None,
+        Some(arg) => Some(arg.manager().ok_or_else(|| {
             crate::report::UserError::new(
                 "`--env-manager local` builds no environment; it only applies to `run`",
             )
-        })?,
+        })?),
     };
-    let mut resolved = model.spec(manager).with_context(|| {
-        format!(
-            "Failed to read the {manager} environment of `{}`",
-            model_path.display()
-        )
-    })?;
-    print_warnings(printer, &resolved.warnings);
-    let channels = channel_settings(args, settings)?;
-    if let Some(conda) = resolved.spec.conda.as_mut() {
-        conda.channels = channels.effective(&conda.channels);
-    }
-    if let Some(version) = &args.python_version {
-        if manager == EnvManager::Conda {
-            anyhow::bail!(crate::report::UserError::new(
-                "`--python-version` applies to virtualenv environments; in conda mode Python is one of the conda dependencies"
-            ));
-        }
-        resolved.spec.python = Some(version.clone());
-    }
-    if let Some(version) = &args.install_mlflow {
-        let version = if version.is_empty() {
-            model.mlmodel()?.mlflow_version().ok_or_else(|| {
-                crate::report::UserError::new(
-                    "The MLmodel records no `mlflow_version`; pass one: `--install-mlflow=2.9.2`",
-                )
-            })?
-        } else {
-            version.clone()
-        };
-        let requirement =
-            env_spec::PipRequirement::named(&format!("mlflow=={version}")).map_err(|e| {
-                crate::report::UserError::new(format!(
-                    "Invalid `--install-mlflow` version `{version}`: {e}"
-                ))
-            })?;
-        resolved
-            .spec
-            .pip
-            .requirements
-            .retain(|r| r.name().as_deref() != Some("mlflow"));
-        resolved.spec.pip.requirements.push(requirement);
-    }
-    let options = build_options(args);
-    let virtual_packages = env_solve::context::detect_virtual_packages()?;
-    let context = env_solve::context::key_context(manager, &options, &virtual_packages)?;
-    let spec_key = resolved.spec.key(&context);
-    let lock_path = match (&args.locked, args.no_lock) {
-        (Some(path), _) => Some(path.clone()),
-        (None, false) => {
-            Some(env_solve::lock::default_lock_path(model.root())).filter(|p| p.is_file())
-        }
-        (None, true) => None,
-    };
-    let (key, locked) = match &lock_path {
-        Some(path) => {
-            let locked = env_solve::lock::read_lock(path)?;
-            if locked.key != spec_key.as_str() {
-                return Err(env_solve::SolveError::LockStale {
-                    path: path.clone(),
-                    locked: locked.key,
-                    current: spec_key.to_string(),
-                }
-                .into());
-            }
-            printer.info(format!("Using lock file {}", printer.cyan(path.display())));
-            (spec_key.with_lock(&locked.text), Some(locked))
-        }
-        None => (spec_key.clone(), None),
-    };
-    tracing::debug!("Environment key {key} for {}", model.root().display());
-    Ok(Prepared {
-        model,
+    Ok(EnvRequest {
         manager,
-        resolved,
-        key,
-        spec_key: spec_key.to_string(),
-        locked,
-        channels,
-        options,
-        virtual_packages,
+        python_version: args.python_version.clone(),
+        install_mlflow: args.install_mlflow.as_ref().map(|version| {
+            if version.is_empty() {
+                InstallMlflow::Recorded
+            } else {
+                InstallMlflow::Version(version.clone())
+            }
+        }),
+        channels: channel_settings(args, settings)?,
+        options: build_options(args),
+        lock: match (&args.locked, args.no_lock) {
+            (Some(path), _) => LockChoice::File(path.clone()),
+            (None, false) => LockChoice::Auto,
+            (None, true) => LockChoice::Ignore,
+        },
     })
 }
 
-impl Prepared {
-    /// A short name for progress and tables: the model directory's name.
-    #[must_use]
-    pub fn name(&self) -> String {
-        self.model.root().file_name().map_or_else(
-            || self.key.to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        )
+/// The settings that change how, not what, is built.
+pub fn build_settings(args: &EnvArgs, settings: &Settings) -> BuildSettings {
+    BuildSettings {
+        offline: settings.offline,
+        uv: args.uv.clone().or_else(|| settings.uv.clone()),
+        uv_cache_dir: settings.uv_cache_dir.clone(),
+        reinstall: args.reinstall,
     }
+}
 
-    /// Builds (or reuses) the environment. The caller holds the cache's shared lock.
-    pub fn build(
-        &self,
-        defer_bytecode: bool,
-        cache: &env_cache::Cache,
-        args: &EnvArgs,
-        settings: &Settings,
-        reporter: Arc<dyn env_solve::Reporter>,
-    ) -> anyhow::Result<env_solve::Created> {
-        let uv = args.uv.clone().or_else(|| settings.uv.clone());
-        let request = env_solve::CreateRequest {
-            model_root: self.model.root(),
-            spec: &self.resolved.spec,
-            key: &self.key,
-            options: &self.options,
-            channels: &self.channels,
-            offline: settings.offline,
-            virtual_packages: &self.virtual_packages,
-            uv: uv.as_deref(),
-            uv_cache_dir: settings.uv_cache_dir.as_deref(),
-            locked: self.locked.as_ref(),
-            defer_bytecode,
-            reinstall: args.reinstall,
-        };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .context("Failed to start the async runtime")?;
-        runtime
-            .block_on(env_solve::create(cache, &request, reporter))
-            .with_context(|| {
-                format!(
-                    "Failed to create the {} environment for `{}`",
-                    self.manager,
-                    self.model.root().display()
-                )
-            })
+/// Reads the model and decides its environment (spec, key, lock), printing the model's
+/// warnings.
+pub fn resolve(
+    model_path: &Path,
+    request: &EnvRequest,
+    printer: Printer,
+) -> anyhow::Result<ModelEnvironment> {
+    let model = open_model(model_path, printer)?;
+    let env = ModelEnvironment::resolve(model, request)?;
+    print_warnings(printer, &env.resolved.warnings);
+    if let Some((path, _)) = &env.lock {
+        printer.info(format!("Using lock file {}", printer.cyan(path.display())));
     }
+    Ok(env)
 }
 
 /// Opens the cache for building: initialised, and its shared lock taken.
@@ -251,6 +129,15 @@ pub fn open_cache(
     Ok((cache, lock))
 }
 
+/// The context line of a failed build.
+fn failed_to_create(env: &ModelEnvironment) -> String {
+    format!(
+        "Failed to create the {} environment for `{}`",
+        env.manager,
+        env.root().display()
+    )
+}
+
 /// Reads the model, computes its key and builds or reuses its environment.
 pub fn ensure_env(
     model_path: &Path,
@@ -258,41 +145,43 @@ pub fn ensure_env(
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<Ensured> {
-    ensure_env_with(model_path, args, settings, printer, false)
+    ensure_env_with(
+        model_path,
+        &env_request(args, settings)?,
+        args,
+        settings,
+        printer,
+        false,
+    )
 }
 
-/// [`ensure_env`], optionally leaving bytecode to compile in the background after the build
-/// (`run`, so the model starts as soon as its packages are installed).
+/// [`ensure_env`] for `request`, optionally leaving bytecode to compile in the background
+/// after the build (`run`, so the model starts as soon as its packages are installed).
 pub fn ensure_env_with(
     model_path: &Path,
+    request: &EnvRequest,
     args: &EnvArgs,
     settings: &Settings,
     printer: Printer,
     defer_bytecode: bool,
 ) -> anyhow::Result<Ensured> {
-    let prepared = prepare(model_path, args, settings, printer)?;
+    let env = resolve(model_path, request, printer)?;
     let (cache, cache_lock) = open_cache(settings)?;
     let reporter: Arc<dyn env_solve::Reporter> =
-        Arc::new(ProgressReporter::new(settings, printer, &prepared.name()));
-    let created = prepared.build(defer_bytecode, &cache, args, settings, reporter)?;
+        Arc::new(ProgressReporter::new(settings, printer, &env.name()));
+    let created = env
+        .build_blocking(
+            &cache,
+            &build_settings(args, settings),
+            defer_bytecode,
+            reporter,
+        )
+        .with_context(|| failed_to_create(&env))?;
     for warning in &created.warnings {
         printer.warn(warning);
     }
-    let spec = &prepared.resolved.spec;
     Ok(Ensured {
-        variables: spec
-            .conda
-            .as_ref()
-            .map(|c| c.variables.clone())
-            .unwrap_or_default(),
-        channels: spec
-            .conda
-            .as_ref()
-            .map_or_else(|| prepared.channels.effective(&[]), |c| c.channels.clone()),
-        index_args: env_solve::uv::index_args(&spec.pip.index, prepared.model.root()),
-        spec_key: prepared.spec_key,
-        model: prepared.model,
-        manager: prepared.manager,
+        env,
         created,
         cache,
         cache_lock,
@@ -307,12 +196,20 @@ struct CreateJson<'a> {
     created: &'a env_solve::Created,
 }
 
-/// Runs `create`.
-pub fn create(
-    args: &CreateArgs,
-    settings: &Settings,
-    printer: Printer,
-) -> anyhow::Result<ExitStatus> {
+/// `create --dry-run --json`: what `create` would use, nothing built.
+#[derive(Serialize)]
+struct DryRunJson {
+    model_dir: String,
+    env_manager: EnvManager,
+    key: String,
+    prefix: String,
+    python: String,
+    cache_hit: bool,
+    dry_run: bool,
+}
+
+/// The model directories of `create`: the arguments, then `--from`'s lines.
+fn model_list(args: &CreateArgs) -> anyhow::Result<Vec<PathBuf>> {
     let mut models = args.models.clone();
     if let Some(list) = &args.from {
         let text = fs_err::read_to_string(list)?;
@@ -320,7 +217,7 @@ pub fn create(
             let line = line.split('#').next().unwrap_or_default().trim();
             if !line.is_empty() {
                 // Relative entries are relative to the list file.
-                let path = std::path::PathBuf::from(line);
+                let path = PathBuf::from(line);
                 models.push(if path.is_absolute() {
                     path
                 } else {
@@ -329,19 +226,74 @@ pub fn create(
             }
         }
     }
-    if models.len() == 1 && args.from.is_none() {
-        return create_one(&models[0], args, settings, printer);
-    }
-    create_many(&models, args, settings, printer)
+    Ok(models)
 }
 
-fn create_one(
-    model: &Path,
+/// Runs `create`.
+pub fn create(
     args: &CreateArgs,
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let ensured = ensure_env(model, &args.env, settings, printer)?;
+    let models = model_list(args)?;
+    let request = env_request(&args.env, settings)?;
+    if models.len() == 1 && args.from.is_none() {
+        if args.dry_run {
+            return dry_run_one(&models[0], &request, args, settings, printer);
+        }
+        return create_one(&models[0], &request, args, settings, printer);
+    }
+    create_many(&models, &request, args, settings, printer)
+}
+
+fn dry_run_one(
+    model: &Path,
+    request: &EnvRequest,
+    args: &CreateArgs,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let env = resolve(model, request, printer)?;
+    let cache = env_cache::Cache::new(&settings.cache_dir);
+    let prefix = env.prefix(&cache);
+    let cached = env.is_cached(&cache)?;
+    if cached {
+        printer.info(format!(
+            "Environment is cached: {}",
+            printer.cyan(prefix.display())
+        ));
+    } else {
+        printer.info(format!(
+            "Would create {} environment: {}",
+            env.manager,
+            printer.cyan(prefix.display())
+        ));
+    }
+    if args.json {
+        let document = DryRunJson {
+            model_dir: env.root().display().to_string(),
+            env_manager: env.manager,
+            key: env.key.to_string(),
+            python: env_solve::build::python_of(&prefix).display().to_string(),
+            prefix: prefix.display().to_string(),
+            cache_hit: cached,
+            dry_run: true,
+        };
+        printer.data(format!("{}\n", serde_json::to_string_pretty(&document)?))?;
+    } else {
+        printer.data(format!("{}\n", prefix.display()))?;
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn create_one(
+    model: &Path,
+    request: &EnvRequest,
+    args: &CreateArgs,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let ensured = ensure_env_with(model, request, &args.env, settings, printer, false)?;
     let created = &ensured.created;
     if created.cache_hit {
         printer.info(format!(
@@ -357,18 +309,21 @@ fn create_one(
         printer.info(format!(
             "{} {} environment in {:.1}s: {}",
             printer.green("Created"),
-            ensured.manager,
+            ensured.env.manager,
             created.timings.total,
             printer.cyan(created.prefix.display())
         ));
     }
     if args.json {
         let document = CreateJson {
-            model_dir: ensured.model.root().display().to_string(),
-            env_manager: ensured.manager,
+            model_dir: ensured.env.root().display().to_string(),
+            env_manager: ensured.env.manager,
             created,
         };
         printer.data(format!("{}\n", serde_json::to_string_pretty(&document)?))?;
+    } else {
+        // `ENV=$(pyfunc-env create model/)`.
+        printer.data(format!("{}\n", created.prefix.display()))?;
     }
     Ok(ExitStatus::Success)
 }
@@ -379,7 +334,8 @@ struct ModelResult {
     model_dir: String,
     env_manager: Option<EnvManager>,
     key: Option<String>,
-    /// `built`, `cached`, `built by another process`, `shared` (same key as a model before it), `failed`.
+    /// `built`, `cached`, `built by another process`, `shared` (same key as a model before it),
+    /// `failed`; with `--dry-run`, `to build` and `cached`.
     result: &'static str,
     seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -390,35 +346,42 @@ struct ModelResult {
     status: ExitStatus,
 }
 
-/// Builds many models' environments, `--jobs` at a time, each distinct key once; failures
-/// are reported at the end and do not stop the others.
+/// Builds many models' environments, `--jobs` at a time, each distinct key once (the
+/// scheduling is [`env_solve::many::create_many`]); failures are reported at the end and do
+/// not stop the others.
 fn create_many(
-    models: &[std::path::PathBuf],
+    models: &[PathBuf],
+    request: &EnvRequest,
     args: &CreateArgs,
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    use std::collections::{BTreeMap, VecDeque};
-    use std::sync::Mutex;
-
     let quiet = Printer::new(crate::printer::Verbosity::Quiet, printer.color());
     let mut results: Vec<ModelResult> = Vec::with_capacity(models.len());
-    let mut prepared: Vec<Option<Prepared>> = Vec::with_capacity(models.len());
+    let mut envs: Vec<Option<ModelEnvironment>> = Vec::with_capacity(models.len());
+    let virtual_packages = env_solve::context::detect_virtual_packages()?;
     for model in models {
         let start = std::time::Instant::now();
-        match prepare(model, &args.env, settings, quiet) {
-            Ok(p) => {
+        let env = open_model(model, quiet).and_then(|model| {
+            Ok(ModelEnvironment::resolve_with(
+                model,
+                request,
+                virtual_packages.clone(),
+            )?)
+        });
+        match env {
+            Ok(env) => {
                 results.push(ModelResult {
-                    model_dir: p.model.root().display().to_string(),
-                    env_manager: Some(p.manager),
-                    key: Some(p.key.to_string()),
+                    model_dir: env.root().display().to_string(),
+                    env_manager: Some(env.manager),
+                    key: Some(env.key.to_string()),
                     result: "pending",
                     seconds: 0.0,
                     error: None,
                     created: None,
                     status: ExitStatus::Success,
                 });
-                prepared.push(Some(p));
+                envs.push(Some(env));
             }
             Err(err) => {
                 results.push(failed(
@@ -426,101 +389,95 @@ fn create_many(
                     None,
                     &err,
                     start.elapsed(),
-                    printer,
                 ));
-                prepared.push(None);
+                envs.push(None);
             }
         }
     }
-    // One build per key; the other models with that key share its outcome.
-    let mut by_key: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (index, p) in prepared.iter().enumerate() {
-        if let Some(p) = p {
-            by_key.entry(p.key.to_string()).or_default().push(index);
-        }
-    }
-    let queue: Mutex<VecDeque<Vec<usize>>> = Mutex::new(by_key.into_values().collect());
-    let total = queue.lock().map_or(0, |q| q.len());
-    let (cache, _cache_lock) = open_cache(settings)?;
-    let multi = crate::progress::shared_multi(settings, printer);
-    let overall = multi.add(indicatif::ProgressBar::new(total as u64));
-    overall.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} environments, {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    overall.set_prefix("create");
-    let failures = std::sync::atomic::AtomicUsize::new(0);
-    let outcomes: Mutex<Vec<(Vec<usize>, ModelResult)>> = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..usize::from(args.jobs).min(total.max(1)) {
-            scope.spawn(|| {
-                while let Some(group) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
-                    let Some(p) = prepared[group[0]].as_ref() else {
-                        continue;
+    if args.dry_run {
+        let cache = env_cache::Cache::new(&settings.cache_dir);
+        for members in env_solve::many::group_by_key(&envs) {
+            for (position, index) in members.into_iter().enumerate() {
+                if let Some(env) = &envs[index] {
+                    results[index].result = if position > 0 {
+                        "shared"
+                    } else if env.is_cached(&cache)? {
+                        "cached"
+                    } else {
+                        "to build"
                     };
-                    let start = std::time::Instant::now();
-                    let reporter: Arc<dyn env_solve::Reporter> =
-                        Arc::new(ProgressReporter::in_multi(multi.clone(), &p.name()));
-                    let outcome = match p.build(false, &cache, &args.env, settings, reporter) {
-                        Ok(created) => ModelResult {
-                            model_dir: p.model.root().display().to_string(),
-                            env_manager: Some(p.manager),
-                            key: Some(p.key.to_string()),
-                            result: if created.cache_hit {
-                                "cached"
-                            } else if created.built_by_other {
-                                "built by another process"
-                            } else {
-                                "built"
-                            },
-                            seconds: start.elapsed().as_secs_f64(),
-                            error: None,
-                            created: Some(created),
-                            status: ExitStatus::Success,
-                        },
-                        Err(err) => {
-                            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            failed(
-                                p.model.root().display().to_string(),
-                                Some(p),
-                                &err,
-                                start.elapsed(),
-                                printer,
-                            )
-                        }
-                    };
-                    overall.inc(1);
-                    overall.set_message(format!(
-                        "{} failed",
-                        failures.load(std::sync::atomic::Ordering::Relaxed)
-                    ));
-                    if let Ok(mut all) = outcomes.lock() {
-                        all.push((group, outcome));
-                    }
                 }
-            });
+            }
         }
-    });
-    overall.finish_and_clear();
-    for (group, outcome) in outcomes.into_inner().unwrap_or_default() {
-        for (position, index) in group.into_iter().enumerate() {
-            let result = &mut results[index];
-            // The first model of a key built it; the others share that environment.
-            result.result = if position > 0 && outcome.result != "failed" {
-                "shared"
-            } else {
-                outcome.result
+    } else {
+        let (cache, _cache_lock) = open_cache(settings)?;
+        let multi = crate::progress::shared_multi(settings, printer);
+        let total = env_solve::many::group_by_key(&envs).len();
+        let overall = multi.add(indicatif::ProgressBar::new(total as u64));
+        overall.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} environments, {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        overall.set_prefix("create");
+        let failures = std::sync::atomic::AtomicUsize::new(0);
+        let outcomes = env_solve::many::create_many(
+            &envs,
+            usize::from(args.jobs),
+            &cache,
+            &build_settings(&args.env, settings),
+            &|env| Arc::new(ProgressReporter::in_multi(multi.clone(), &env.name())),
+            &|_, result| {
+                if result.is_err() {
+                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                overall.inc(1);
+                overall.set_message(format!(
+                    "{} failed",
+                    failures.load(std::sync::atomic::Ordering::Relaxed)
+                ));
+            },
+        );
+        overall.finish_and_clear();
+        for outcome in outcomes {
+            let Some(env) = envs[outcome.members[0]].as_ref() else {
+                continue;
             };
-            result.seconds = outcome.seconds;
-            result.error.clone_from(&outcome.error);
-            result.created.clone_from(&outcome.created);
-            result.status = outcome.status;
+            let (result, created, error, status) = match outcome.result {
+                Ok(created) => {
+                    let result = if created.cache_hit {
+                        "cached"
+                    } else if created.built_by_other {
+                        "built by another process"
+                    } else {
+                        "built"
+                    };
+                    (result, Some(created), None, ExitStatus::Success)
+                }
+                Err(err) => {
+                    let err = anyhow::Error::new(err).context(failed_to_create(env));
+                    let row = failed(String::new(), Some(env), &err, Duration::ZERO);
+                    ("failed", None, row.error, row.status)
+                }
+            };
+            for (position, index) in outcome.members.into_iter().enumerate() {
+                let row = &mut results[index];
+                // The first model of a key built it; the others share that environment.
+                row.result = if position > 0 && result != "failed" {
+                    "shared"
+                } else {
+                    result
+                };
+                row.seconds = outcome.seconds;
+                row.error.clone_from(&error);
+                row.created.clone_from(&created);
+                row.status = status;
+            }
         }
     }
-    print_summary(&results, printer);
+    print_summary(&results, args.dry_run, printer);
     if args.json {
         printer.data(format!("{}\n", serde_json::to_string_pretty(&results)?))?;
     }
@@ -537,17 +494,15 @@ fn create_many(
 
 fn failed(
     model_dir: String,
-    prepared: Option<&Prepared>,
+    env: Option<&ModelEnvironment>,
     err: &anyhow::Error,
-    elapsed: std::time::Duration,
-    printer: Printer,
+    elapsed: Duration,
 ) -> ModelResult {
     let plain = Printer::new(crate::printer::Verbosity::Normal, false);
-    let _ = printer;
     ModelResult {
         model_dir,
-        env_manager: prepared.map(|p| p.manager),
-        key: prepared.map(|p| p.key.to_string()),
+        env_manager: env.map(|env| env.manager),
+        key: env.map(|env| env.key.to_string()),
         result: "failed",
         seconds: elapsed.as_secs_f64(),
         error: Some(env_solve::redact::redact(
@@ -558,11 +513,23 @@ fn failed(
     }
 }
 
-fn print_summary(results: &[ModelResult], printer: Printer) {
+/// `text` cut to its last `width` characters (not bytes: a model path can be any Unicode),
+/// with `...` in front when cut.
+fn tail_chars(text: &str, width: usize) -> String {
+    let count = text.chars().count();
+    if count <= width {
+        return text.to_string();
+    }
+    let keep = width.saturating_sub(3);
+    let tail: String = text.chars().skip(count - keep).collect();
+    format!("...{tail}")
+}
+
+fn summary_table(results: &[ModelResult], dry_run: bool, printer: Printer) -> String {
     use std::fmt::Write as _;
     let width = results
         .iter()
-        .map(|r| r.model_dir.len())
+        .map(|r| r.model_dir.chars().count())
         .max()
         .unwrap_or(5)
         .clamp(5, 60);
@@ -573,11 +540,7 @@ fn print_summary(results: &[ModelResult], printer: Printer) {
         "MODEL", "KEY", "RESULT", "SECONDS"
     );
     for r in results {
-        let model = if r.model_dir.len() > width {
-            format!("...{}", &r.model_dir[r.model_dir.len() - (width - 3)..])
-        } else {
-            r.model_dir.clone()
-        };
+        let model = tail_chars(&r.model_dir, width);
         let error = r
             .error
             .as_deref()
@@ -606,17 +569,30 @@ fn print_summary(results: &[ModelResult], printer: Printer) {
             r.seconds
         );
     }
-    let failed: Vec<&ModelResult> = results.iter().filter(|r| r.result == "failed").collect();
+    let failed = results.iter().filter(|r| r.result == "failed").count();
     let built = results.iter().filter(|r| r.result == "built").count();
-    let _ = writeln!(
-        out,
-        "{} models: {built} built, {} cached or shared, {} failed",
-        results.len(),
-        results.len() - built - failed.len(),
-        failed.len()
-    );
-    printer.error(out.trim_end());
-    for r in failed {
+    let to_build = results.iter().filter(|r| r.result == "to build").count();
+    if dry_run {
+        let _ = writeln!(
+            out,
+            "{} models: {to_build} to build, {} cached or shared, {failed} failed (dry run)",
+            results.len(),
+            results.len() - to_build - failed,
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "{} models: {built} built, {} cached or shared, {failed} failed",
+            results.len(),
+            results.len() - built - failed,
+        );
+    }
+    out
+}
+
+fn print_summary(results: &[ModelResult], dry_run: bool, printer: Printer) {
+    printer.error(summary_table(results, dry_run, printer).trim_end());
+    for r in results.iter().filter(|r| r.result == "failed") {
         if let Some(error) = &r.error {
             printer.error(format!("\n{}:\n{error}", r.model_dir));
         }
@@ -629,11 +605,17 @@ pub fn lock(
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let mut env = args.env.clone();
+    let mut request = env_request(&args.env, settings)?;
     // A lock describes a fresh solve, never another lock.
-    env.no_lock = true;
-    env.locked = None;
-    let ensured = ensure_env(&args.model.model, &env, settings, printer)?;
+    request.lock = LockChoice::Ignore;
+    let ensured = ensure_env_with(
+        &args.model.model,
+        &request,
+        &args.env,
+        settings,
+        printer,
+        false,
+    )?;
     let cache = &ensured.cache;
     let uv = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -647,13 +629,14 @@ pub fn lock(
         Some(dir) => dir.clone(),
         None => cache.bucket(env_cache::UV_BUCKET)?,
     };
+    let env = &ensured.env;
     let text = env_solve::lock::lock_environment(
         &ensured.created.prefix,
-        &ensured.spec_key,
-        &ensured.manager.to_string(),
-        &ensured.channels,
+        env.spec_key.as_str(),
+        &env.manager.to_string(),
+        &env.effective_channels(),
         &uv,
-        &ensured.index_args,
+        &env.index_args(),
         &uv_cache,
         &cache.bucket(env_cache::TMP_DIR)?,
         settings.offline,
@@ -666,4 +649,63 @@ pub fn lock(
         None => printer.data(&text)?,
     }
     Ok(ExitStatus::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(model_dir: String) -> ModelResult {
+        ModelResult {
+            model_dir,
+            env_manager: Some(EnvManager::Conda),
+            key: Some("0".repeat(32)),
+            result: "built",
+            seconds: 1.0,
+            error: None,
+            created: None,
+            status: ExitStatus::Success,
+        }
+    }
+
+    /// Property: for any model paths (any Unicode, any length), the table renders, and each
+    /// model column holds at most 60 characters, ending with the path's last characters.
+    #[test]
+    fn the_summary_table_takes_any_unicode_path() {
+        // Multi-byte characters of every UTF-8 length, a combining mark and a wide one.
+        const ALPHABET: &[char] = &[
+            'a', '/', ' ', 'é', 'ж', 'ß', '日', '本', '\u{301}', '🦀', '𝔘', '-', '\u{200b}',
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            // xorshift64: deterministic, so a failure reproduces.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let printer = Printer::new(crate::printer::Verbosity::Normal, false);
+        for _ in 0..300 {
+            let rows: Vec<ModelResult> = (0..=(next() % 4))
+                .map(|_| {
+                    let length = usize::try_from(next() % 150).unwrap();
+                    let path: String = (0..length)
+                        .map(|_| ALPHABET[usize::try_from(next()).unwrap() % ALPHABET.len()])
+                        .collect();
+                    row(path)
+                })
+                .collect();
+            let table = summary_table(&rows, false, printer);
+            for (line, r) in table.lines().skip(1).zip(&rows) {
+                let model: String = line.chars().take(60).collect();
+                let expected = tail_chars(&r.model_dir, 60);
+                assert!(expected.chars().count() <= 60, "{expected}");
+                assert!(model.starts_with(&expected), "{model:?} vs {expected:?}");
+                if r.model_dir.chars().count() > 60 {
+                    let kept: String = expected.chars().skip(3).collect();
+                    assert!(r.model_dir.ends_with(&kept));
+                }
+            }
+        }
+    }
 }

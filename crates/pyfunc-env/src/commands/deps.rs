@@ -24,48 +24,44 @@ pub struct SpecDocument<'a> {
     pub model_dir: String,
     /// `conda` or `virtualenv`.
     pub env_manager: env_spec::EnvManager,
-    /// The environment key on this machine with default build options.
+    /// The key of the environment `create` builds for this model on this machine with default
+    /// flags (with a `pyfunc-env.lock` in the model directory, the key of that lock).
     pub key: env_spec::EnvKey,
     /// Everything besides the spec that the key covers.
     pub key_context: &'a env_spec::KeyContext,
     /// The files the environment is derived from.
     pub files: &'a [String],
-    /// The canonical spec.
+    /// The canonical spec the key is computed over (effective channels: `nodefaults` dropped,
+    /// `conda-forge` when the model names none).
     pub spec: &'a env_spec::EnvSpec,
     /// Warnings about the model's files.
     pub warnings: &'a [env_spec::Warning],
 }
 
-/// Builds the JSON spec document for `manager`.
+/// Builds the JSON spec document of the model's environment under default settings: the spec,
+/// context and key that `create` uses for it.
 pub fn spec_json(
-    model: &ModelDir,
+    model: ModelDir,
     manager: env_spec::EnvManager,
 ) -> anyhow::Result<(String, Vec<env_spec::Warning>)> {
-    let resolved = model.spec(manager).with_context(|| {
-        format!(
-            "Failed to read the {manager} environment of `{}`",
-            model.root().display()
-        )
-    })?;
-    let virtual_packages = env_solve::context::detect_virtual_packages()?;
-    let context = env_solve::context::key_context(
-        manager,
-        &env_solve::BuildOptions::default(),
-        &virtual_packages,
-    )?;
+    let request = env_solve::EnvRequest {
+        manager: Some(manager),
+        ..env_solve::EnvRequest::default()
+    };
+    let env = env_solve::ModelEnvironment::resolve(model, &request)?;
     let document = SpecDocument {
         schema_version: SPEC_SCHEMA_VERSION,
-        model_dir: model.root().display().to_string(),
-        env_manager: manager,
-        key: resolved.spec.key(&context),
-        key_context: &context,
-        files: &resolved.files,
-        spec: &resolved.spec,
-        warnings: &resolved.warnings,
+        model_dir: env.root().display().to_string(),
+        env_manager: env.manager,
+        key: env.key.clone(),
+        key_context: &env.context,
+        files: &env.resolved.files,
+        spec: &env.resolved.spec,
+        warnings: &env.resolved.warnings,
     };
     let mut text = serde_json::to_string_pretty(&document)?;
     text.push('\n');
-    Ok((text, resolved.warnings))
+    Ok((text, env.resolved.warnings.clone()))
 }
 
 /// Refuses an `-o` path that cannot be written for a reason the caller can fix (exit 1 with a
@@ -130,7 +126,7 @@ pub fn deps(args: &DepsArgs, _settings: &Settings, printer: Printer) -> anyhow::
                     .with_hint("Pass `--env-manager conda`, `virtualenv` or `uv`, or leave it out for the model's default")
                 })?,
             };
-            spec_json(&model, manager)?
+            spec_json(model, manager)?
         }
     };
     print_warnings(printer, &warnings);

@@ -143,20 +143,28 @@ pub fn inspect(
     let mut default_error = None;
     for manager in [EnvManager::Virtualenv, EnvManager::Conda] {
         let marker = if manager == default { " (default)" } else { "" };
-        match model.spec(manager) {
-            Ok(resolved) => {
-                let context = env_solve::context::key_context(
-                    manager,
-                    &env_solve::BuildOptions::default(),
-                    &virtual_packages,
-                )?;
+        // The environment `create --env-manager MANAGER` would build, key included.
+        let request = env_solve::EnvRequest {
+            manager: Some(manager),
+            ..env_solve::EnvRequest::default()
+        };
+        match env_solve::ModelEnvironment::resolve_with(
+            model.clone(),
+            &request,
+            virtual_packages.clone(),
+        ) {
+            Ok(env) => {
+                let resolved = &env.resolved;
                 let _ = writeln!(
                     out,
                     "{}{marker}  key {}",
                     printer.bold(format!("{manager} environment")),
-                    printer.cyan(resolved.spec.key(&context))
+                    printer.cyan(&env.key)
                 );
                 let _ = writeln!(out, "    from: {}", resolved.files.join(", "));
+                if let Some((path, _)) = &env.lock {
+                    let _ = writeln!(out, "    lock: {}", path.display());
+                }
                 if let Some(python) = &resolved.spec.python {
                     let _ = writeln!(out, "    python: {python}");
                 }
@@ -169,13 +177,18 @@ pub fn inspect(
                 }
                 pip_lines(&mut out, printer, "build", &resolved.spec.build);
                 pip_lines(&mut out, printer, "pip", &resolved.spec.pip);
-                for warning in resolved.warnings {
-                    if !warnings.contains(&warning) {
-                        warnings.push(warning);
+                for warning in &resolved.warnings {
+                    if !warnings.contains(warning) {
+                        warnings.push(warning.clone());
                     }
                 }
             }
             Err(err) => {
+                // The model's own error (the spec's), not the layer that names the model.
+                let err = match err {
+                    env_solve::EnvError::Spec { source, .. } => anyhow::Error::new(source),
+                    other => anyhow::Error::new(other),
+                };
                 let _ = writeln!(
                     out,
                     "{}{marker}: {} {}",
@@ -199,7 +212,7 @@ pub fn inspect(
     // The summary is printed either way; a model whose default environment cannot be built
     // is bad input, with the full report (source line, hint) on stderr.
     if let Some(err) = default_error {
-        return Err(anyhow::Error::new(err).context(format!(
+        return Err(err.context(format!(
             "The model's default ({default}) environment cannot be built"
         )));
     }

@@ -77,7 +77,7 @@ pub fn pack(args: &PackArgs, settings: &Settings, printer: Printer) -> anyhow::R
         printer.info(format!(
             "{} {} environment in {:.1}s: {}",
             printer.green("Created"),
-            ensured.manager,
+            ensured.env.manager,
             created.timings.total,
             printer.cyan(created.prefix.display())
         ));
@@ -95,7 +95,7 @@ pub fn pack(args: &PackArgs, settings: &Settings, printer: Printer) -> anyhow::R
     let failed = || {
         format!(
             "Failed to pack the {} environment of `{}`",
-            ensured.manager,
+            ensured.env.manager,
             args.model.model.display()
         )
     };
@@ -132,7 +132,7 @@ pub fn pack(args: &PackArgs, settings: &Settings, printer: Printer) -> anyhow::R
         } else {
             Vec::new()
         },
-        model: args.with_model.then(|| ensured.model.root().to_path_buf()),
+        model: args.with_model.then(|| ensured.env.root().to_path_buf()),
         staging_dir: ensured.cache.bucket(env_cache::TMP_DIR)?,
         mtime,
         compression_level: COMPRESSION_LEVEL,

@@ -8,7 +8,7 @@ use clap::Parser;
 use env_run::{Environment, PredictOptions, ServeOptions};
 
 use crate::cli::{EnvManagerArg, RunArgs};
-use crate::commands::create::ensure_env_with;
+use crate::commands::create::{ensure_env_with, env_request};
 use crate::commands::open_model;
 use crate::printer::Printer;
 use crate::report::{ExitStatus, UserError};
@@ -60,9 +60,21 @@ struct ServeCli {
 }
 
 enum Action {
-    Predict(PredictOptions),
+    /// `predict --help`, `serve --help`: the help text, for stdout.
+    Help(String),
+    /// `predict`, and the input file as given when it does not exist.
+    Predict(PredictOptions, Option<PathBuf>),
     Serve(ServeOptions),
     Command(OsString, Vec<OsString>),
+}
+
+/// A clap error of `predict`/`serve`: help is not an error (stdout, exit 0); anything else is
+/// the caller's to fix.
+fn subcommand_error(error: &clap::Error) -> anyhow::Result<Action> {
+    match error.kind() {
+        clap::error::ErrorKind::DisplayHelp => Ok(Action::Help(error.render().to_string())),
+        _ => Err(UserError::new(error.to_string().trim_end().to_string()).into()),
+    }
 }
 
 fn parse_action(command: &[OsString]) -> anyhow::Result<Action> {
@@ -71,8 +83,10 @@ fn parse_action(command: &[OsString]) -> anyhow::Result<Action> {
         .context("No command given after `--`")?;
     let action = match first.to_str() {
         Some("predict") => {
-            let cli = PredictCli::try_parse_from(rest)
-                .map_err(|e| UserError::new(e.to_string().trim_end().to_string()))?;
+            let cli = match PredictCli::try_parse_from(rest) {
+                Ok(cli) => cli,
+                Err(error) => return subcommand_error(&error),
+            };
             if let Some(params) = &cli.params {
                 let value: serde_json::Value = serde_json::from_str(params)
                     .map_err(|e| UserError::new(format!("`--params` is not valid JSON: {e}")))?;
@@ -82,26 +96,24 @@ fn parse_action(command: &[OsString]) -> anyhow::Result<Action> {
                     ));
                 }
             }
-            if let Some(input) = &cli.input_path
-                && !input.is_file()
-            {
-                anyhow::bail!(UserError::new(format!(
-                    "Input file `{}` does not exist",
-                    input.display()
-                )));
-            }
-            Action::Predict(PredictOptions {
-                input: cli.input_path.map(|p| std::path::absolute(&p).unwrap_or(p)),
-                output: cli
-                    .output_path
-                    .map(|p| std::path::absolute(&p).unwrap_or(p)),
-                content_type: cli.content_type,
-                params: cli.params,
-            })
+            let missing_input = cli.input_path.clone().filter(|input| !input.is_file());
+            Action::Predict(
+                PredictOptions {
+                    input: cli.input_path.map(|p| std::path::absolute(&p).unwrap_or(p)),
+                    output: cli
+                        .output_path
+                        .map(|p| std::path::absolute(&p).unwrap_or(p)),
+                    content_type: cli.content_type,
+                    params: cli.params,
+                },
+                missing_input,
+            )
         }
         Some("serve") => {
-            let cli = ServeCli::try_parse_from(rest)
-                .map_err(|e| UserError::new(e.to_string().trim_end().to_string()))?;
+            let cli = match ServeCli::try_parse_from(rest) {
+                Ok(cli) => cli,
+                Err(error) => return subcommand_error(&error),
+            };
             Action::Serve(ServeOptions {
                 host: cli.host,
                 port: cli.port,
@@ -112,6 +124,24 @@ fn parse_action(command: &[OsString]) -> anyhow::Result<Action> {
         _ => Action::Command(first.clone(), rest.to_vec()),
     };
     Ok(action)
+}
+
+/// A missing input file is ours to report, before anything is built; when the model cannot be
+/// read either, both problems are named, not only the first one found.
+fn check_missing_input(action: &Action, model: &std::path::Path) -> anyhow::Result<()> {
+    let Action::Predict(_, Some(input)) = action else {
+        return Ok(());
+    };
+    let input = format!("Input file `{}` does not exist", input.display());
+    match env_spec::ModelDir::open(model) {
+        Ok(_) => Err(UserError::new(input).into()),
+        Err(error) => Err(UserError::new(format!(
+            "{input}, and the model at `{}` cannot be read: {}",
+            model.display(),
+            crate::report::shorten_lines(&error.to_string())
+        ))
+        .into()),
+    }
 }
 
 fn find_python3() -> anyhow::Result<PathBuf> {
@@ -125,6 +155,11 @@ fn find_python3() -> anyhow::Result<PathBuf> {
 /// Runs `run`. On Unix this does not return on success: the process becomes the command.
 pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Result<ExitStatus> {
     let action = parse_action(&args.command)?;
+    if let Action::Help(text) = &action {
+        printer.data(text)?;
+        return Ok(ExitStatus::Success);
+    }
+    check_missing_input(&action, &args.model.model)?;
     if args.env.env_manager == Some(EnvManagerArg::Local) {
         let python = match &args.python {
             Some(python) => python.clone(),
@@ -158,7 +193,7 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
         let model = open_model(&args.model.model, printer)?;
         let env = Environment::system(&python);
         let interpreter = report_mismatches(&model, &env, printer)?;
-        if matches!(action, Action::Predict(_) | Action::Serve(_))
+        if matches!(action, Action::Predict(..) | Action::Serve(_))
             && !interpreter.distributions.keys().any(|name| {
                 name.eq_ignore_ascii_case("mlflow")
                     || name.eq_ignore_ascii_case("mlflow-skinny")
@@ -169,7 +204,7 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
             anyhow::bail!(UserError::new(format!(
                 "mlflow is not installed in `{}`, so it cannot {}. Install it there (`{} -m pip install mlflow{}`) or drop `--env-manager local` to use the model's own environment",
                 python.display(),
-                if matches!(action, Action::Predict(_)) {
+                if matches!(action, Action::Predict(..)) {
                     "score"
                 } else {
                     "serve"
@@ -186,13 +221,21 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
             "`--python` applies to `--env-manager local`; environments bring their own Python"
         ));
     }
-    let ensured = ensure_env_with(&args.model.model, &args.env, settings, printer, true)?;
+    let request = env_request(&args.env, settings)?;
+    let ensured = ensure_env_with(
+        &args.model.model,
+        &request,
+        &args.env,
+        settings,
+        printer,
+        true,
+    )?;
     let created = &ensured.created;
     if !created.cache_hit && !created.built_by_other {
         printer.info(format!(
             "{} {} environment in {:.1}s: {}",
             printer.green("Created"),
-            ensured.manager,
+            ensured.env.manager,
             created.timings.total,
             printer.cyan(created.prefix.display())
         ));
@@ -220,18 +263,19 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
             tracing::debug!("Could not start compiling bytecode in the background: {err}");
         }
     }
-    let env = Environment::from_prefix(&created.prefix, ensured.variables.clone());
-    if matches!(action, Action::Predict(_) | Action::Serve(_))
+    let env = Environment::from_prefix(&created.prefix, ensured.env.variables());
+    if matches!(action, Action::Predict(..) | Action::Serve(_))
         && !env_run::has_mlflow(&created.prefix)
     {
         let version = ensured
+            .env
             .model
             .mlmodel()
             .ok()
             .and_then(|m| m.mlflow_version());
         anyhow::bail!(UserError::new(format!(
             "mlflow is not installed in the model's environment, so it cannot {}. Rerun with `--install-mlflow`{}",
-            if matches!(action, Action::Predict(_)) {
+            if matches!(action, Action::Predict(..)) {
                 "score"
             } else {
                 "serve"
@@ -241,7 +285,7 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
                 .unwrap_or_default()
         )));
     }
-    let command = build(&action, &env, ensured.model.root());
+    let command = build(&action, &env, ensured.env.root());
     exec(
         command,
         &[ensured.cache_lock.file(), env_lock.file()],
@@ -255,9 +299,10 @@ fn build(
     model_root: &std::path::Path,
 ) -> std::process::Command {
     match action {
-        Action::Predict(options) => env_run::predict_command(env, model_root, options),
+        Action::Predict(options, _) => env_run::predict_command(env, model_root, options),
         Action::Serve(options) => env_run::serve_command(env, model_root, options),
         Action::Command(program, args) => env.command(program, args),
+        Action::Help(_) => unreachable!("help is printed before anything is built"),
     }
 }
 
@@ -321,5 +366,49 @@ mod tests {
         );
         let help = ServeCli::try_parse_from(["--help"]).unwrap_err();
         assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+    }
+
+    fn action(words: &[&str]) -> anyhow::Result<Action> {
+        let words: Vec<OsString> = words.iter().map(OsString::from).collect();
+        parse_action(&words)
+    }
+
+    #[test]
+    fn predict_and_serve_help_is_help_not_an_error() {
+        for words in [["predict", "--help"], ["serve", "--help"]] {
+            let Ok(Action::Help(text)) = action(&words) else {
+                panic!("{words:?} is not help");
+            };
+            assert!(
+                text.starts_with("Usage:") || text.contains("\nUsage:"),
+                "{text}"
+            );
+            assert!(!text.contains("error:"), "{text}");
+        }
+        // A bad flag stays an error.
+        assert!(action(&["predict", "--nosuch"]).is_err());
+    }
+
+    #[test]
+    fn a_missing_input_and_a_missing_model_are_both_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let predict = action(&["predict", "-i", "nosuch.json"]).unwrap();
+        let missing_model = dir.path().join("no-model");
+        let text = check_missing_input(&predict, &missing_model)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("Input file `nosuch.json` does not exist"),
+            "{text}"
+        );
+        assert!(text.contains("no-model"), "{text}");
+        // With the model there, only the input is named, as before.
+        let model = dir.path().join("model");
+        fs_err::create_dir_all(&model).unwrap();
+        fs_err::write(model.join("MLmodel"), "flavors: {}\n").unwrap();
+        let text = check_missing_input(&predict, &model)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(text, "Input file `nosuch.json` does not exist");
     }
 }

@@ -264,3 +264,48 @@ fn clean_refuses_a_directory_that_is_not_a_cache() {
     );
     assert!(ctx.cache_dir.join("precious.txt").exists());
 }
+
+#[test]
+fn prune_keeps_unknown_buckets_while_the_cache_is_in_use() {
+    // An older binary running a model from `envs-v0/` holds only the cache's shared lock.
+    let ctx = TestContext::new();
+    let output = ctx.command().args(["cache", "prune"]).output().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    create(&ctx, &small_model(&ctx, "a", ""));
+    let old = ctx.cache_dir.join("envs-v0");
+    fs_err::create_dir_all(old.join("model-env/bin")).unwrap();
+    // `--close`: only `flock` itself holds the lock, so killing it releases the lock.
+    let mut holder = Command::new("flock")
+        .args(["--shared", "--close"])
+        .arg(ctx.cache_dir.join(".lock"))
+        .args(["sleep", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // `flock` takes the lock before running `sleep`; wait for it.
+    let start = Instant::now();
+    while Command::new("flock")
+        .args(["--exclusive", "--nonblock"])
+        .arg(ctx.cache_dir.join(".lock"))
+        .arg("true")
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = ctx.command().args(["cache", "prune"]).output().unwrap();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(old.is_dir(), "{}", describe(&output));
+    assert!(
+        stderr(&output).contains("Kept unknown cache bucket(s) `envs-v0`"),
+        "{}",
+        describe(&output)
+    );
+    let output = ctx.command().args(["cache", "prune"]).output().unwrap();
+    assert!(!old.exists(), "{}", describe(&output));
+}

@@ -723,3 +723,25 @@ fn concurrent_builds_compile_shared_bytecode_once() {
         "{results:#?}"
     );
 }
+
+#[test]
+fn many_long_non_ascii_model_paths_fill_the_summary_table() {
+    // The table cut paths at a byte offset and panicked inside a multi-byte character.
+    let ctx = TestContext::new();
+    let first = ctx.path().join(format!("{}xy", "日本".repeat(40)));
+    let second = ctx.path().join(format!("{}xy", "é".repeat(50)));
+    let output = ctx
+        .command()
+        .arg("create")
+        .arg(&first)
+        .arg(&second)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let text = stderr(&output);
+    assert!(text.contains("本xy  -"), "{text}");
+    assert!(
+        text.contains("2 models: 0 built, 0 cached or shared, 2 failed"),
+        "{text}"
+    );
+}

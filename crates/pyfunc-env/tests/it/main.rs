@@ -4,6 +4,7 @@ mod cache;
 mod common;
 mod create;
 mod deps;
+mod key;
 mod lock;
 mod pack;
 mod python;

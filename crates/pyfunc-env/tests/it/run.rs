@@ -1287,3 +1287,35 @@ fn pypi_mlflow1_model_is_scored_with_mlflow_1_protocol() {
         describe(&versions)
     );
 }
+
+#[test]
+fn predict_and_serve_help_go_to_stdout_and_exit_0() {
+    let ctx = TestContext::new();
+    for command in ["predict", "serve"] {
+        let output = ctx
+            .command()
+            .arg("run")
+            .arg(crate::common::fixture("sklearn-iris"))
+            .args(["--", command, "--help"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+        assert!(stdout(&output).contains("Usage:"), "{}", describe(&output));
+        assert_eq!(stderr(&output), "", "{}", describe(&output));
+    }
+}
+
+#[test]
+fn a_missing_model_and_a_missing_input_are_both_named() {
+    let ctx = TestContext::new();
+    let output = ctx
+        .command()
+        .args(["run", "no-model", "--", "predict", "-i", "nosuch.json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert_eq!(
+        ctx.filter(&stderr(&output)),
+        "error: Input file `nosuch.json` does not exist, and the model at `no-model` cannot be read: Model directory `no-model` does not exist\n"
+    );
+}

@@ -1,0 +1,372 @@
+//! The environment of a model under given settings, decided once.
+//!
+//! Every command that needs "the environment of this model" (`deps --format json`, `inspect`,
+//! `create`, `run`, `lock`, `pack`) calls [`ModelEnvironment::resolve`], which computes, in
+//! this order: the spec of the chosen env manager, the effective channels
+//! (`--channel`/`--override-channels` applied, `nodefaults` dropped), `--python-version` and
+//! `--install-mlflow`, the key context of this machine, the spec's key, the lock file decision
+//! and the key of the environment's bucket. Before this module existed, `deps` and `inspect`
+//! hashed the model's raw channels while `create` hashed the effective ones, so for
+//! `channels: [conda-forge, nodefaults]` they printed a key `create` never built (issue 11).
+//! Computing it in one place makes that class of disagreement impossible.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use env_cache::Cache;
+use env_spec::{EnvKey, EnvManager, KeyContext, ModelDir, PipRequirement, ResolvedSpec, SpecError};
+use rattler_conda_types::GenericVirtualPackage;
+
+use crate::build::{CreateRequest, Created};
+use crate::channels::ChannelSettings;
+use crate::context::BuildOptions;
+use crate::error::SolveError;
+use crate::lock::LockedEnv;
+use crate::reporter::Reporter;
+
+/// Which lock file to install from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LockChoice {
+    /// `pyfunc-env.lock` in the model directory, when there is one.
+    #[default]
+    Auto,
+    /// This file (`--locked FILE`).
+    File(PathBuf),
+    /// None: solve (`--no-lock`, and `lock` itself).
+    Ignore,
+}
+
+/// `--install-mlflow[=VERSION]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallMlflow {
+    /// The version the MLmodel records (`mlflow_version`).
+    Recorded,
+    /// This version.
+    Version(String),
+}
+
+/// What the caller asks for: everything that decides which environment a model gets.
+#[derive(Debug, Clone, Default)]
+pub struct EnvRequest {
+    /// The env manager; `None` for the model's default (MLflow's choice).
+    pub manager: Option<EnvManager>,
+    /// `--python-version`: replaces the Python version of a virtualenv-mode spec.
+    pub python_version: Option<String>,
+    /// `--install-mlflow`: adds (or replaces) the `mlflow` requirement.
+    pub install_mlflow: Option<InstallMlflow>,
+    /// Channels and mirrors.
+    pub channels: ChannelSettings,
+    /// Build options (part of the key).
+    pub options: BuildOptions,
+    /// Which lock file to install from.
+    pub lock: LockChoice,
+}
+
+/// How to build, beyond what the key covers: nothing here changes the environment.
+#[derive(Debug, Clone, Default)]
+pub struct BuildSettings {
+    /// No network.
+    pub offline: bool,
+    /// The uv binary (`--uv`, `PYFUNC_ENV_UV`).
+    pub uv: Option<PathBuf>,
+    /// uv's cache directory (default: the cache's `uv-v1/`).
+    pub uv_cache_dir: Option<PathBuf>,
+    /// Rebuild even if complete (`--reinstall`).
+    pub reinstall: bool,
+}
+
+/// Why a model's environment could not be decided.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum EnvError {
+    /// The model's files do not give a spec for this env manager.
+    #[error("Failed to read the {manager} environment of `{}`", model.display())]
+    Spec {
+        /// The env manager.
+        manager: EnvManager,
+        /// The model directory.
+        model: PathBuf,
+        /// The cause.
+        #[source]
+        source: SpecError,
+    },
+
+    /// The MLmodel could not be read for `--install-mlflow`'s default version.
+    #[error("Failed to read the MLmodel of `{}`", model.display())]
+    MlModel {
+        /// The model directory.
+        model: PathBuf,
+        /// The cause.
+        #[source]
+        source: SpecError,
+    },
+
+    /// `--python-version` in conda mode.
+    #[error(
+        "`--python-version` applies to virtualenv environments; in conda mode Python is one of the conda dependencies"
+    )]
+    PythonVersionInCondaMode,
+
+    /// `--install-mlflow` without a version, and the MLmodel records none.
+    #[error("The MLmodel records no `mlflow_version`; pass one: `--install-mlflow=2.9.2`")]
+    NoMlflowVersion,
+
+    /// `--install-mlflow=VERSION` does not make a requirement.
+    #[error("Invalid `--install-mlflow` version `{version}`: {message}")]
+    InvalidMlflowVersion {
+        /// The version given.
+        version: String,
+        /// Why it does not parse.
+        message: String,
+    },
+
+    /// Virtual packages, the platform, or the lock file.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Solve(#[from] SolveError),
+}
+
+impl EnvError {
+    /// Whether the error is caused by the input (exit code 1) rather than by something broken.
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Self::Spec { source, .. } | Self::MlModel { source, .. } => {
+                !matches!(source, SpecError::Read { .. })
+            }
+            Self::PythonVersionInCondaMode
+            | Self::NoMlflowVersion
+            | Self::InvalidMlflowVersion { .. } => true,
+            Self::Solve(error) => error.is_user_error(),
+        }
+    }
+}
+
+/// The environment of one model under one [`EnvRequest`]: everything decided, nothing built.
+#[derive(Debug)]
+pub struct ModelEnvironment {
+    /// The model.
+    pub model: ModelDir,
+    /// The env manager.
+    pub manager: EnvManager,
+    /// The spec the key is computed over: effective channels, `--python-version` and
+    /// `--install-mlflow` applied.
+    pub resolved: ResolvedSpec,
+    /// What besides the spec the key covers on this machine.
+    pub context: KeyContext,
+    /// The key of the spec alone, which lock files record.
+    pub spec_key: EnvKey,
+    /// The key of the environment: [`Self::spec_key`], or with a lock, the key of the lock.
+    /// The environment lives in `envs-v1/<key>`.
+    pub key: EnvKey,
+    /// The lock file installed from, and what it holds.
+    pub lock: Option<(PathBuf, LockedEnv)>,
+    /// Channels and mirrors.
+    pub channels: ChannelSettings,
+    /// Build options.
+    pub options: BuildOptions,
+    /// The machine's virtual packages.
+    pub virtual_packages: Vec<GenericVirtualPackage>,
+}
+
+impl ModelEnvironment {
+    /// Decides the environment of `model` under `request`: the one function every command
+    /// uses, so they all agree on the key.
+    pub fn resolve(model: ModelDir, request: &EnvRequest) -> Result<Self, EnvError> {
+        let virtual_packages = crate::context::detect_virtual_packages()?;
+        Self::resolve_with(model, request, virtual_packages)
+    }
+
+    /// [`Self::resolve`] with the virtual packages already detected (`inspect` resolves both
+    /// env managers; `create` many models).
+    pub fn resolve_with(
+        model: ModelDir,
+        request: &EnvRequest,
+        virtual_packages: Vec<GenericVirtualPackage>,
+    ) -> Result<Self, EnvError> {
+        let manager = request
+            .manager
+            .unwrap_or_else(|| model.default_env_manager());
+        let mut resolved = model.spec(manager).map_err(|source| EnvError::Spec {
+            manager,
+            model: model.root().to_path_buf(),
+            source,
+        })?;
+        if let Some(conda) = resolved.spec.conda.as_mut() {
+            conda.channels = request.channels.effective(&conda.channels);
+        }
+        if let Some(version) = &request.python_version {
+            if manager == EnvManager::Conda {
+                return Err(EnvError::PythonVersionInCondaMode);
+            }
+            resolved.spec.python = Some(version.clone());
+        }
+        if let Some(install) = &request.install_mlflow {
+            let version = match install {
+                InstallMlflow::Version(version) => version.clone(),
+                InstallMlflow::Recorded => model
+                    .mlmodel()
+                    .map_err(|source| EnvError::MlModel {
+                        model: model.root().to_path_buf(),
+                        source,
+                    })?
+                    .mlflow_version()
+                    .ok_or(EnvError::NoMlflowVersion)?,
+            };
+            let requirement =
+                PipRequirement::named(&format!("mlflow=={version}")).map_err(|message| {
+                    EnvError::InvalidMlflowVersion {
+                        version: version.clone(),
+                        message,
+                    }
+                })?;
+            resolved
+                .spec
+                .pip
+                .requirements
+                .retain(|r| r.name().as_deref() != Some("mlflow"));
+            resolved.spec.pip.requirements.push(requirement);
+        }
+        let context = crate::context::key_context(manager, &request.options, &virtual_packages)?;
+        let spec_key = resolved.spec.key(&context);
+        let lock_path = match &request.lock {
+            LockChoice::File(path) => Some(path.clone()),
+            LockChoice::Auto => {
+                Some(crate::lock::default_lock_path(model.root())).filter(|p| p.is_file())
+            }
+            LockChoice::Ignore => None,
+        };
+        let (key, lock) = match lock_path {
+            Some(path) => {
+                let locked = crate::lock::read_lock(&path)?;
+                if locked.key != spec_key.as_str() {
+                    return Err(SolveError::LockStale {
+                        path,
+                        locked: locked.key,
+                        current: spec_key.to_string(),
+                    }
+                    .into());
+                }
+                (spec_key.with_lock(&locked.text), Some((path, locked)))
+            }
+            None => (spec_key.clone(), None),
+        };
+        tracing::debug!("Environment key {key} for {}", model.root().display());
+        Ok(Self {
+            model,
+            manager,
+            resolved,
+            context,
+            spec_key,
+            key,
+            lock,
+            channels: request.channels.clone(),
+            options: request.options.clone(),
+            virtual_packages,
+        })
+    }
+
+    /// A short name for progress and tables: the model directory's name.
+    #[must_use]
+    pub fn name(&self) -> String {
+        self.model.root().file_name().map_or_else(
+            || self.key.to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    }
+
+    /// Where the environment lives (or will) in `cache`. Creates nothing.
+    #[must_use]
+    pub fn prefix(&self, cache: &Cache) -> PathBuf {
+        cache
+            .root()
+            .join(env_cache::ENVS_BUCKET)
+            .join(self.key.as_str())
+    }
+
+    /// Whether `cache` holds the environment, complete. Creates nothing.
+    pub fn is_cached(&self, cache: &Cache) -> Result<bool, SolveError> {
+        if !cache.root().join(env_cache::ENVS_BUCKET).is_dir() {
+            return Ok(false);
+        }
+        Ok(matches!(
+            cache.env(self.key.as_str())?.state(),
+            env_cache::EnvState::Complete(_)
+        ))
+    }
+
+    /// The effective conda channels (conda mode), or the channels a virtualenv-mode Python
+    /// would come from.
+    #[must_use]
+    pub fn effective_channels(&self) -> Vec<String> {
+        self.resolved.spec.conda.as_ref().map_or_else(
+            || self.channels.effective(&[]),
+            |conda| conda.channels.clone(),
+        )
+    }
+
+    /// Variables the environment's conda file sets on activation.
+    #[must_use]
+    pub fn variables(&self) -> std::collections::BTreeMap<String, String> {
+        self.resolved
+            .spec
+            .conda
+            .as_ref()
+            .map(|c| c.variables.clone())
+            .unwrap_or_default()
+    }
+
+    /// uv flags for the spec's pip index options.
+    #[must_use]
+    pub fn index_args(&self) -> Vec<String> {
+        crate::uv::index_args(&self.resolved.spec.pip.index, self.model.root())
+    }
+
+    /// Builds (or reuses) the environment. The caller holds the cache's shared lock.
+    pub async fn build(
+        &self,
+        cache: &Cache,
+        settings: &BuildSettings,
+        defer_bytecode: bool,
+        reporter: Arc<dyn Reporter>,
+    ) -> Result<Created, SolveError> {
+        let request = CreateRequest {
+            model_root: self.model.root(),
+            spec: &self.resolved.spec,
+            key: &self.key,
+            options: &self.options,
+            channels: &self.channels,
+            offline: settings.offline,
+            virtual_packages: &self.virtual_packages,
+            uv: settings.uv.as_deref(),
+            uv_cache_dir: settings.uv_cache_dir.as_deref(),
+            locked: self.lock.as_ref().map(|(_, locked)| locked),
+            defer_bytecode,
+            reinstall: settings.reinstall,
+        };
+        crate::build::create(cache, &request, reporter).await
+    }
+
+    /// [`Self::build`] on a runtime of its own, for callers that are not async.
+    pub fn build_blocking(
+        &self,
+        cache: &Cache,
+        settings: &BuildSettings,
+        defer_bytecode: bool,
+        reporter: Arc<dyn Reporter>,
+    ) -> Result<Created, SolveError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|source| SolveError::Internal {
+                message: format!("Failed to start the async runtime: {source}"),
+            })?;
+        runtime.block_on(self.build(cache, settings, defer_bytecode, reporter))
+    }
+
+    /// The model directory.
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        self.model.root()
+    }
+}

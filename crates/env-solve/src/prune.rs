@@ -1,0 +1,255 @@
+//! `cache prune`: which environments, buckets and staging leftovers to remove, and removing
+//! them safely.
+//!
+//! - Environments are removed only under their own exclusive lock, taken without waiting: one
+//!   in use (a model running from it, a build) is kept and counted.
+//! - Unknown buckets (`envs-v0/`, another layout version's) are removed only under the cache's
+//!   exclusive lock, taken without waiting: an older binary may be running a model from one,
+//!   and it holds only the cache's shared lock, knowing nothing of our per-environment locks.
+//! - Staging in `tmp/` older than [`STAGING_MAX_AGE`] is a killed process's leftover.
+//! - Then bytecode no environment links to any more.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use env_cache::{Cache, EnvState, KNOWN_BUCKETS, LockKind, LockedFile};
+
+use crate::error::{SolveError, io};
+
+/// Staging entries older than this are leftovers of killed processes: nothing stages for hours.
+pub const STAGING_MAX_AGE: Duration = Duration::from_secs(6 * 3600);
+
+/// What to prune.
+#[derive(Debug, Clone, Default)]
+pub struct PrunePolicy {
+    /// Remove environments last used longer ago than this.
+    pub older_than: Option<Duration>,
+    /// Then remove least recently used environments until the rest fit in this many bytes.
+    pub max_size: Option<u64>,
+    /// Say what would be removed; remove nothing.
+    pub dry_run: bool,
+}
+
+/// Why an environment is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// A build that never completed (killed, or failed without cleaning up).
+    Incomplete,
+    /// Not used for longer than [`PrunePolicy::older_than`].
+    Unused,
+    /// The oldest beyond [`PrunePolicy::max_size`].
+    LeastRecentlyUsed,
+}
+
+/// One thing removed (or, in a dry run, that would be).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// An environment.
+    Environment {
+        /// Its key.
+        key: String,
+        /// Why.
+        reason: Reason,
+        /// Bytes on disk.
+        size: u64,
+    },
+    /// A bucket this version does not know.
+    UnknownBucket {
+        /// The directory name.
+        name: String,
+    },
+    /// Abandoned staging under `tmp/`.
+    Staging {
+        /// The entry's name.
+        name: String,
+        /// Bytes on disk.
+        size: u64,
+    },
+}
+
+/// What `prune` did.
+#[derive(Debug, Clone, Default)]
+pub struct PruneReport {
+    /// Environments removed.
+    pub removed: usize,
+    /// Bytes freed.
+    pub freed: u64,
+    /// Environments kept because another process uses them.
+    pub skipped_in_use: usize,
+    /// Unknown buckets kept because another process holds the cache.
+    pub unknown_buckets_kept: Vec<String>,
+}
+
+/// Prunes `cache` under `policy`, calling `on_removal` before each removal. The caller must not
+/// hold the cache's lock: this takes the shared one, and the exclusive one for unknown buckets.
+pub fn prune(
+    cache: &Cache,
+    policy: &PrunePolicy,
+    on_removal: &mut dyn FnMut(&Removal),
+) -> Result<PruneReport, SolveError> {
+    let mut report = PruneReport::default();
+    let shared = cache.lock_shared()?;
+    let tmp = cache.bucket(env_cache::TMP_DIR)?;
+    let now = SystemTime::now();
+    let mut remaining: Vec<(SystemTime, u64, env_cache::EnvEntry)> = Vec::new();
+    for env in cache.envs()? {
+        let last_used = env.last_used().unwrap_or(SystemTime::UNIX_EPOCH);
+        let size = env_cache::disk_usage(env.dir(), &mut HashSet::new());
+        let stale = policy
+            .older_than
+            .is_some_and(|age| now.duration_since(last_used).unwrap_or_default() > age);
+        let incomplete = !matches!(env.state(), EnvState::Complete(_));
+        if !(stale || incomplete) {
+            remaining.push((last_used, size, env));
+            continue;
+        }
+        let Some(lock) = env.try_lock_exclusive()? else {
+            report.skipped_in_use += 1;
+            continue;
+        };
+        on_removal(&Removal::Environment {
+            key: env.key().to_string(),
+            reason: if incomplete {
+                Reason::Incomplete
+            } else {
+                Reason::Unused
+            },
+            size,
+        });
+        if !policy.dry_run {
+            env.remove(&tmp)?;
+        }
+        drop(lock);
+        report.removed += 1;
+        report.freed += size;
+    }
+    if let Some(budget) = policy.max_size {
+        remaining.sort_by_key(|(used, _, _)| *used);
+        let mut total: u64 = remaining.iter().map(|(_, size, _)| size).sum();
+        for (_, size, env) in &remaining {
+            if total <= budget {
+                break;
+            }
+            let Some(lock) = env.try_lock_exclusive()? else {
+                report.skipped_in_use += 1;
+                continue;
+            };
+            on_removal(&Removal::Environment {
+                key: env.key().to_string(),
+                reason: Reason::LeastRecentlyUsed,
+                size: *size,
+            });
+            if !policy.dry_run {
+                env.remove(&tmp)?;
+            }
+            drop(lock);
+            total -= size;
+            report.removed += 1;
+            report.freed += size;
+        }
+    }
+    // Staging left by killed processes (`pack`'s bytecode staging, half-removed environments).
+    if let Ok(entries) = fs_err::read_dir(&tmp) {
+        for entry in entries.flatten() {
+            let age = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .unwrap_or_default();
+            if age < STAGING_MAX_AGE {
+                continue;
+            }
+            let size = env_cache::disk_usage(&entry.path(), &mut HashSet::new());
+            on_removal(&Removal::Staging {
+                name: entry.file_name().to_string_lossy().into_owned(),
+                size,
+            });
+            if !policy.dry_run {
+                let removed = if entry.path().is_dir() {
+                    fs_err::remove_dir_all(entry.path())
+                } else {
+                    fs_err::remove_file(entry.path())
+                };
+                if removed.is_ok() {
+                    report.freed += size;
+                }
+            }
+        }
+    }
+    if !policy.dry_run {
+        // Bytecode that no environment links to any more.
+        report.freed += crate::bytecode::prune_store(&cache.root().join(env_cache::PYC_BUCKET));
+    }
+    // Buckets of other layout versions: only with the whole cache to ourselves.
+    let unknown = unknown_buckets(cache);
+    if !unknown.is_empty() {
+        drop(shared);
+        match LockedFile::try_acquire(&cache.lock_path(), LockKind::Exclusive)? {
+            Some(_exclusive) => {
+                for name in unknown {
+                    on_removal(&Removal::UnknownBucket { name: name.clone() });
+                    if !policy.dry_run {
+                        let path = cache.root().join(&name);
+                        fs_err::remove_dir_all(&path).map_err(io(&path))?;
+                    }
+                }
+            }
+            None => report.unknown_buckets_kept = unknown,
+        }
+    }
+    Ok(report)
+}
+
+/// Directories in the cache root that this version does not use.
+fn unknown_buckets(cache: &Cache) -> Vec<String> {
+    let Ok(entries) = fs_err::read_dir(cache.root()) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|entry| entry.path().is_dir())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.') && !KNOWN_BUCKETS.contains(&name.as_str()))
+        .collect();
+    names.sort();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_buckets_are_kept_while_another_process_holds_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().join("cache"));
+        cache.init().unwrap();
+        let old = cache.root().join("envs-v0");
+        fs_err::create_dir_all(old.join("model-running")).unwrap();
+        // An older binary running a model from `envs-v0/` holds the cache's shared lock.
+        let other = LockedFile::acquire_blocking(&cache.lock_path(), LockKind::Shared).unwrap();
+        let mut removals = Vec::new();
+        let report = prune(&cache, &PrunePolicy::default(), &mut |r| {
+            removals.push(r.clone());
+        })
+        .unwrap();
+        assert!(old.is_dir(), "an unknown bucket in use was removed");
+        assert_eq!(report.unknown_buckets_kept, ["envs-v0"]);
+        assert!(removals.is_empty(), "{removals:?}");
+        // Once it is gone, the bucket goes.
+        drop(other);
+        let report = prune(&cache, &PrunePolicy::default(), &mut |r| {
+            removals.push(r.clone());
+        })
+        .unwrap();
+        assert!(!old.exists());
+        assert!(report.unknown_buckets_kept.is_empty());
+        assert_eq!(
+            removals,
+            [Removal::UnknownBucket {
+                name: "envs-v0".into()
+            }]
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! One key everywhere (issue 11): the key `deps --format json` prints, the key `inspect`
+//! prints, the key `create --json` reports and the bucket `create` writes are the same, for
+//! every fixture model, every corpus case and both env managers.
+//!
+//! Building every environment would take hours, so the full set is checked through
+//! `create --dry-run --json` (the same code path as `create` up to the build: it resolves the
+//! environment and stops), and one model per env manager whose channels are not the plain
+//! default (`[conda-forge, nodefaults]`, where `deps` and `create` used to disagree) is really
+//! built offline against the local test channel, checking the bucket on disk.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::common::{TestContext, describe, json, mirror_args, repo_root, stdout};
+
+/// The models: every fixture model, every corpus case, and models with channel lists that
+/// `create` changes (`nodefaults`, none, duplicates).
+fn models(ctx: &TestContext) -> Vec<PathBuf> {
+    let mut models = Vec::new();
+    for dir in [
+        "fixtures/models",
+        "fixtures/mlflow1/models",
+        "tests/corpus/cases",
+    ] {
+        let mut found: Vec<PathBuf> = fs_err::read_dir(repo_root().join(dir))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.join("MLmodel").is_file())
+            .collect();
+        found.sort();
+        assert!(!found.is_empty(), "no models in {dir}");
+        models.extend(found);
+    }
+    for (name, channels) in [
+        ("nodefaults", "channels:\n- conda-forge\n- nodefaults\n"),
+        ("no-channels", ""),
+        (
+            "duplicates",
+            "channels:\n- conda-forge\n- defaults\n- conda-forge\n",
+        ),
+    ] {
+        let conda = format!("name: m\n{channels}dependencies:\n- python=3.11.7\n- pip\n");
+        models.push(ctx.model(name, &[("conda.yaml", &conda)]));
+    }
+    models
+}
+
+/// `inspect`'s key for each env manager it can build.
+fn inspect_keys(ctx: &TestContext, model: &Path) -> BTreeMap<String, String> {
+    let output = ctx.command().arg("inspect").arg(model).output().unwrap();
+    let mut keys = BTreeMap::new();
+    for line in stdout(&output).lines() {
+        for manager in ["virtualenv", "conda"] {
+            if let Some(rest) = line.strip_prefix(&format!("{manager} environment"))
+                && let Some((_, key)) = rest.split_once("  key ")
+            {
+                keys.insert(manager.to_string(), key.trim().to_string());
+            }
+        }
+    }
+    keys
+}
+
+fn deps_key(ctx: &TestContext, model: &Path, manager: &str) -> Option<String> {
+    let output = ctx
+        .command()
+        .arg("deps")
+        .arg(model)
+        .args(["--format", "json", "--env-manager", manager])
+        .output()
+        .unwrap();
+    output
+        .status
+        .success()
+        .then(|| json(&output)["key"].as_str().unwrap().to_string())
+}
+
+fn dry_run_key(ctx: &TestContext, model: &Path, manager: &str) -> Option<String> {
+    let output = ctx
+        .command()
+        .arg("create")
+        .arg(model)
+        .args(["--env-manager", manager, "--dry-run", "--json"])
+        .output()
+        .unwrap();
+    output.status.success().then(|| {
+        let document = json(&output);
+        assert_eq!(document["dry_run"], true);
+        assert!(
+            document["prefix"]
+                .as_str()
+                .unwrap()
+                .ends_with(document["key"].as_str().unwrap()),
+            "{document}"
+        );
+        document["key"].as_str().unwrap().to_string()
+    })
+}
+
+#[test]
+fn deps_inspect_and_create_agree_on_the_key_of_every_model() {
+    let ctx = TestContext::new();
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for model in models(&ctx) {
+        let inspected = inspect_keys(&ctx, &model);
+        for manager in ["virtualenv", "conda"] {
+            let deps = deps_key(&ctx, &model, manager);
+            let create = dry_run_key(&ctx, &model, manager);
+            let inspect = inspected.get(manager).cloned();
+            if deps.is_none() && create.is_none() && inspect.is_none() {
+                // Neither reads this env manager's files (MLflow fails there too).
+                continue;
+            }
+            if deps.is_some() && deps == create && deps == inspect {
+                checked += 1;
+            } else {
+                failures.push(format!(
+                    "{} ({manager}): deps {deps:?}, inspect {inspect:?}, create {create:?}",
+                    model.display()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(checked > 200, "only {checked} environments checked");
+    // Nothing was built or written.
+    assert!(!ctx.cache_dir.join("envs-v1").exists());
+}
+
+#[test]
+fn the_bucket_create_writes_is_the_key_deps_and_inspect_print() {
+    let ctx = TestContext::new();
+    let channel = env_test::test_channel().unwrap();
+    let conda =
+        "name: m\nchannels:\n- conda-forge\n- nodefaults\ndependencies:\n- python=3.11.7\n- pip\n";
+    let model = ctx.model("nodefaults", &[("conda.yaml", conda)]);
+    let deps = deps_key(&ctx, &model, "conda").unwrap();
+    let inspect = inspect_keys(&ctx, &model)["conda"].clone();
+    let dry_run = dry_run_key(&ctx, &model, "conda").unwrap();
+    let output = ctx
+        .command()
+        .arg("create")
+        .arg(&model)
+        .args(["--env-manager", "conda", "--json"])
+        .args(mirror_args(channel.file_url().as_str()))
+        .output()
+        .unwrap();
+    let created = json(&output);
+    let key = created["key"].as_str().unwrap();
+    let buckets: Vec<String> = fs_err::read_dir(ctx.cache_dir.join("envs-v1"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_dir())
+        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(buckets, [key.to_string()], "{}", describe(&output));
+    assert_eq!(
+        [deps.as_str(), inspect.as_str(), dry_run.as_str()],
+        [key; 3],
+        "deps, inspect and create --dry-run against the bucket create wrote"
+    );
+    // Now cached: the dry run says so, and a plain `create` prints the prefix on stdout.
+    let again = ctx
+        .command()
+        .arg("create")
+        .arg(&model)
+        .args(["--env-manager", "conda", "--dry-run", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(json(&again)["cache_hit"], true);
+    let plain = ctx
+        .command()
+        .arg("create")
+        .arg(&model)
+        .args(["--env-manager", "conda"])
+        .args(mirror_args(channel.file_url().as_str()))
+        .output()
+        .unwrap();
+    assert!(plain.status.success(), "{}", describe(&plain));
+    assert_eq!(
+        stdout(&plain),
+        format!("{}\n", created["prefix"].as_str().unwrap())
+    );
+}
