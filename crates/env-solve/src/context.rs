@@ -86,11 +86,13 @@ pub fn key_virtual_packages(packages: &[GenericVirtualPackage]) -> Vec<String> {
     keyed
 }
 
-/// The key context for this machine and these options.
+/// The key context for this machine and these options; `uv` is the version of the uv that
+/// installs the pip packages, if any are installed.
 pub fn key_context(
     manager: env_spec::EnvManager,
     options: &BuildOptions,
     virtual_packages: &[GenericVirtualPackage],
+    uv: Option<String>,
 ) -> Result<env_spec::KeyContext, SolveError> {
     let platform = current_platform()?;
     Ok(env_spec::KeyContext {
@@ -99,6 +101,7 @@ pub fn key_context(
         python_source: (manager == env_spec::EnvManager::Virtualenv)
             .then(|| options.python_source.as_str().to_string()),
         exclude_newer: options.exclude_newer.clone(),
+        uv,
         compile_bytecode: options.compile_bytecode,
         layout: LAYOUT_VERSION,
     })

@@ -60,6 +60,8 @@ pub struct EnvRequest {
     pub options: BuildOptions,
     /// Which lock file to install from.
     pub lock: LockChoice,
+    /// The uv binary (`--uv`, `PYFUNC_ENV_UV`); its version is part of the key.
+    pub uv: Option<PathBuf>,
 }
 
 /// How to build, beyond what the key covers: nothing here changes the environment.
@@ -67,8 +69,6 @@ pub struct EnvRequest {
 pub struct BuildSettings {
     /// No network.
     pub offline: bool,
-    /// The uv binary (`--uv`, `PYFUNC_ENV_UV`).
-    pub uv: Option<PathBuf>,
     /// uv's cache directory (default: the cache's `uv-v1/`).
     pub uv_cache_dir: Option<PathBuf>,
     /// Rebuild even if complete (`--reinstall`).
@@ -166,6 +166,8 @@ pub struct ModelEnvironment {
     pub options: BuildOptions,
     /// The machine's virtual packages.
     pub virtual_packages: Vec<GenericVirtualPackage>,
+    /// The uv binary asked for (`--uv`), if any.
+    pub uv: Option<PathBuf>,
 }
 
 impl ModelEnvironment {
@@ -226,7 +228,18 @@ impl ModelEnvironment {
                 .retain(|r| r.name().as_deref() != Some("mlflow"));
             resolved.spec.pip.requirements.push(requirement);
         }
-        let context = crate::context::key_context(manager, &request.options, &virtual_packages)?;
+        // uv installs a virtualenv-mode environment's packages (and makes the venv), and a conda
+        // file's `pip:` list; its version is then part of the key.
+        let uses_uv = manager == EnvManager::Virtualenv
+            || !resolved.spec.build.is_empty()
+            || !resolved.spec.pip.is_empty();
+        let uv_version = if uses_uv {
+            crate::uv::expected_version(request.uv.as_deref())
+        } else {
+            None
+        };
+        let context =
+            crate::context::key_context(manager, &request.options, &virtual_packages, uv_version)?;
         let spec_key = resolved.spec.key(&context);
         let lock_path = match &request.lock {
             LockChoice::File(path) => Some(path.clone()),
@@ -262,6 +275,7 @@ impl ModelEnvironment {
             channels: request.channels.clone(),
             options: request.options.clone(),
             virtual_packages,
+            uv: request.uv.clone(),
         })
     }
 
@@ -337,7 +351,7 @@ impl ModelEnvironment {
             channels: &self.channels,
             offline: settings.offline,
             virtual_packages: &self.virtual_packages,
-            uv: settings.uv.as_deref(),
+            uv: self.uv.as_deref(),
             uv_cache_dir: settings.uv_cache_dir.as_deref(),
             locked: self.lock.as_ref().map(|(_, locked)| locked),
             defer_bytecode,

@@ -143,11 +143,9 @@ pub fn lock_environment(
             path: pins_file.clone(),
             source: e,
         })?;
-        let mut command = std::process::Command::new(&uv.path);
+        // The same isolation as every other uv call (no config files, no stray `UV_*`).
+        let mut command = uv.command(uv_cache, offline);
         command
-            .env("UV_CACHE_DIR", uv_cache)
-            .env("UV_NO_PROGRESS", "1")
-            .env("UV_PYTHON_DOWNLOADS", "never")
             .args([
                 "pip",
                 "compile",
@@ -160,9 +158,6 @@ pub fn lock_environment(
             .arg(crate::build::python_of(prefix))
             .arg(&pins_file)
             .args(index_args);
-        if offline {
-            command.env("UV_OFFLINE", "1");
-        }
         let output = command.output().map_err(|source| SolveError::Io {
             path: uv.path.clone(),
             source,

@@ -18,8 +18,29 @@ use crate::reporter::Reporter;
 
 /// The uv version we download and test with.
 pub const UV_VERSION: &str = "0.13.9";
-/// The oldest uv on `PATH` we accept: every flag we pass exists since then.
-pub const UV_MIN_VERSION: (u64, u64) = (0, 5);
+/// The oldest uv on `PATH` we accept: every flag we pass exists since then. The newest of them
+/// is `uv pip compile --format pylock.toml` (`lock`), added in uv 0.6.15 (astral-sh/uv#13019,
+/// released 2025-04-15: "Add PEP 751 support to `uv pip compile`").
+pub const UV_MIN_VERSION: (u64, u64, u64) = (0, 6, 15);
+
+/// The user's `UV_*` variables that reach uv: they change how files are fetched (timeouts,
+/// parallelism, TLS roots, credentials), never which files. Every other `UV_*` variable is
+/// removed, because it could change the environment without changing its key
+/// (`UV_EXTRA_INDEX_URL`, `UV_INDEX_STRATEGY`, `UV_PRERELEASE`, `UV_CONSTRAINT`, ...).
+/// `UV_INDEX_URL` and `UV_DEFAULT_INDEX` are kept as a PyPI mirror (a proxy such as
+/// Artifactory serving the same packages), as `--mirror` is for conda channels: like a conda
+/// mirror they do not change the key. A model's own `--index-url` still wins over them.
+pub const UV_PASSED_VARIABLES: &[&str] = &[
+    "UV_HTTP_TIMEOUT",
+    "UV_HTTP_RETRIES",
+    "UV_CONCURRENT_DOWNLOADS",
+    "UV_CONCURRENT_BUILDS",
+    "UV_CONCURRENT_INSTALLS",
+    "UV_NATIVE_TLS",
+    "UV_KEYRING_PROVIDER",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+];
 
 /// The uv wheel for each platform, with its sha256 from PyPI.
 const UV_WHEELS: &[(&str, &str, &str)] = &[
@@ -72,10 +93,33 @@ fn version_of(path: &Path) -> Option<String> {
 }
 
 fn compatible(version: &str) -> bool {
-    let mut parts = version.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    let mut parts = version.split('.').map(|p| {
+        // `0.7.0rc1`: the leading digits.
+        let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u64>().unwrap_or(0)
+    });
     let major = parts.next().unwrap_or(0);
     let minor = parts.next().unwrap_or(0);
-    (major, minor) >= UV_MIN_VERSION
+    let patch = parts.next().unwrap_or(0);
+    (major, minor, patch) >= UV_MIN_VERSION
+}
+
+/// The version of the uv [`Uv::find`] would use, without downloading anything: `configured`'s,
+/// else a compatible `uv` on `PATH`, else [`UV_VERSION`] (our own copy, cached or to be
+/// downloaded). It is part of the key: two uv versions may resolve the same requirements to
+/// different files. `None` when `configured` does not run (the build then fails saying so).
+#[must_use]
+pub fn expected_version(configured: Option<&Path>) -> Option<String> {
+    if let Some(path) = configured {
+        return version_of(path);
+    }
+    if let Some(path) = find_on_path()
+        && let Some(version) = version_of(&path)
+        && compatible(&version)
+    {
+        return Some(version);
+    }
+    Some(UV_VERSION.to_string())
 }
 
 fn find_on_path() -> Option<PathBuf> {
@@ -110,9 +154,10 @@ impl Uv {
                 return Ok(Self { path, version });
             }
             tracing::debug!(
-                "Ignoring uv {version} on PATH: older than {}.{}",
+                "Ignoring uv {version} on PATH: older than {}.{}.{}",
                 UV_MIN_VERSION.0,
-                UV_MIN_VERSION.1
+                UV_MIN_VERSION.1,
+                UV_MIN_VERSION.2
             );
         }
         let own = tools_dir.join(format!("uv-{UV_VERSION}")).join("uv");
@@ -324,22 +369,27 @@ fn is_resolution_failure(stderr: &str) -> bool {
 }
 
 impl Uv {
-    fn command(&self, cache_dir: &Path, offline: bool) -> Command {
+    /// The one way every uv call starts: our cache, no progress, no Python downloads, no
+    /// configuration files (`uv.toml`, `[tool.uv]`: they are not part of the key), and of the
+    /// user's `UV_*` variables only [`UV_PASSED_VARIABLES`].
+    pub(crate) fn command(&self, cache_dir: &Path, offline: bool) -> Command {
         let mut command = Command::new(&self.path);
+        for (name, _) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with("UV_") && !UV_PASSED_VARIABLES.contains(&name) {
+                command.env_remove(name);
+            }
+        }
         command
             .env("UV_CACHE_DIR", cache_dir)
             .env("UV_NO_PROGRESS", "1")
+            .env("UV_NO_CONFIG", "1")
             .env("UV_PYTHON_DOWNLOADS", "never")
-            .env_remove("UV_PYTHON")
-            .env_remove("UV_SYSTEM_PYTHON")
-            .env_remove("UV_NO_CACHE")
             .env_remove("VIRTUAL_ENV")
             .env_remove("CONDA_PREFIX")
             .stdin(Stdio::null());
         if offline {
             command.env("UV_OFFLINE", "1");
-        } else {
-            command.env_remove("UV_OFFLINE");
         }
         command
     }
@@ -527,8 +577,56 @@ mod tests {
     fn version_compatibility() {
         assert!(compatible("0.13.9"));
         assert!(compatible("1.0.0"));
-        assert!(compatible("0.5.0"));
+        assert!(compatible("0.6.15"));
+        assert!(compatible("0.7.0rc1"));
+        // `uv pip compile --format pylock.toml` arrived in 0.6.15.
+        assert!(!compatible("0.6.14"));
+        assert!(!compatible("0.5.0"));
         assert!(!compatible("0.4.30"));
+    }
+
+    #[test]
+    fn uv_sees_no_config_file_and_only_the_passed_variables() {
+        #[expect(unsafe_code, reason = "setting this test process's environment")]
+        // SAFETY: nextest runs each test in a process of its own, and this one starts no
+        // threads before these calls.
+        unsafe {
+            std::env::set_var("UV_EXTRA_INDEX_URL", "https://elsewhere.example/simple");
+            std::env::set_var("UV_INDEX_STRATEGY", "unsafe-best-match");
+            std::env::set_var("UV_HTTP_TIMEOUT", "90");
+        }
+        let uv = Uv {
+            path: PathBuf::from("uv"),
+            version: UV_VERSION.to_string(),
+        };
+        let command = uv.command(Path::new("/cache"), false);
+        let set: std::collections::BTreeMap<String, Option<String>> = command
+            .get_envs()
+            .map(|(name, value)| {
+                (
+                    name.to_string_lossy().into_owned(),
+                    value.map(|v| v.to_string_lossy().into_owned()),
+                )
+            })
+            .collect();
+        assert_eq!(set["UV_NO_CONFIG"].as_deref(), Some("1"));
+        assert_eq!(set["UV_CACHE_DIR"].as_deref(), Some("/cache"));
+        // Every `UV_*` variable of this process that is not passed on is removed.
+        for (name, _) in std::env::vars() {
+            if name.starts_with("UV_")
+                && !UV_PASSED_VARIABLES.contains(&name.as_str())
+                && !matches!(
+                    name.as_str(),
+                    "UV_CACHE_DIR" | "UV_NO_PROGRESS" | "UV_NO_CONFIG" | "UV_PYTHON_DOWNLOADS"
+                )
+            {
+                assert_eq!(set.get(&name), Some(&None), "{name} reaches uv");
+            }
+        }
+        assert_eq!(set.get("UV_EXTRA_INDEX_URL"), Some(&None));
+        assert_eq!(set.get("UV_INDEX_STRATEGY"), Some(&None));
+        // Passed on: inherited, not touched.
+        assert_eq!(set.get("UV_HTTP_TIMEOUT"), None);
     }
 
     #[test]

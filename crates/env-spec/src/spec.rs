@@ -85,6 +85,11 @@ pub struct KeyContext {
     /// Only packages published before this date (`--exclude-newer`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exclude_newer: Option<String>,
+    /// The version of uv that installs the environment's pip packages (virtualenv mode, or a
+    /// conda file with a `pip:` list): two uv versions may resolve the same requirements to
+    /// different files. Absent when uv is not used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uv: Option<String>,
     /// Whether `.pyc` files are compiled into the environment.
     pub compile_bytecode: bool,
     /// Version of the environment layout; bumped on any change to how environments are built.
@@ -100,6 +105,7 @@ impl KeyContext {
             virtual_packages: Vec::new(),
             python_source: None,
             exclude_newer: None,
+            uv: None,
             compile_bytecode: true,
             layout: 1,
         }

@@ -291,6 +291,10 @@ fn key_context_inputs_change_the_key() {
             ..base.clone()
         },
         KeyContext {
+            uv: Some("0.13.9".into()),
+            ..base.clone()
+        },
+        KeyContext {
             layout: 2,
             ..base.clone()
         },

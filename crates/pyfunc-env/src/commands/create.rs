@@ -90,6 +90,7 @@ pub fn env_request(args: &EnvArgs, settings: &Settings) -> anyhow::Result<EnvReq
             (None, false) => LockChoice::Auto,
             (None, true) => LockChoice::Ignore,
         },
+        uv: args.uv.clone().or_else(|| settings.uv.clone()),
     })
 }
 
@@ -97,7 +98,6 @@ pub fn env_request(args: &EnvArgs, settings: &Settings) -> anyhow::Result<EnvReq
 pub fn build_settings(args: &EnvArgs, settings: &Settings) -> BuildSettings {
     BuildSettings {
         offline: settings.offline,
-        uv: args.uv.clone().or_else(|| settings.uv.clone()),
         uv_cache_dir: settings.uv_cache_dir.clone(),
         reinstall: args.reinstall,
     }

@@ -43,9 +43,11 @@ pub struct SpecDocument<'a> {
 pub fn spec_json(
     model: ModelDir,
     manager: env_spec::EnvManager,
+    settings: &Settings,
 ) -> anyhow::Result<(String, Vec<env_spec::Warning>)> {
     let request = env_solve::EnvRequest {
         manager: Some(manager),
+        uv: settings.uv.clone(),
         ..env_solve::EnvRequest::default()
     };
     let env = env_solve::ModelEnvironment::resolve(model, &request)?;
@@ -92,7 +94,7 @@ fn check_output_path(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Runs `deps`.
-pub fn deps(args: &DepsArgs, _settings: &Settings, printer: Printer) -> anyhow::Result<ExitStatus> {
+pub fn deps(args: &DepsArgs, settings: &Settings, printer: Printer) -> anyhow::Result<ExitStatus> {
     if let Some(path) = &args.output {
         check_output_path(path)?;
     }
@@ -126,7 +128,7 @@ pub fn deps(args: &DepsArgs, _settings: &Settings, printer: Printer) -> anyhow::
                     .with_hint("Pass `--env-manager conda`, `virtualenv` or `uv`, or leave it out for the model's default")
                 })?,
             };
-            spec_json(model, manager)?
+            spec_json(model, manager, settings)?
         }
     };
     print_warnings(printer, &warnings);

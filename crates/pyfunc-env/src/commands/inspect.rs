@@ -56,7 +56,7 @@ fn pip_lines(out: &mut String, printer: Printer, label: &str, set: &PipSet) {
 /// Runs `inspect`.
 pub fn inspect(
     args: &InspectArgs,
-    _settings: &Settings,
+    settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let model = open_model(&args.model.model, printer)?;
@@ -146,6 +146,7 @@ pub fn inspect(
         // The environment `create --env-manager MANAGER` would build, key included.
         let request = env_solve::EnvRequest {
             manager: Some(manager),
+            uv: settings.uv.clone(),
             ..env_solve::EnvRequest::default()
         };
         match env_solve::ModelEnvironment::resolve_with(

@@ -183,3 +183,57 @@ fn the_bucket_create_writes_is_the_key_deps_and_inspect_print() {
         format!("{}\n", created["prefix"].as_str().unwrap())
     );
 }
+
+#[test]
+fn the_uv_version_is_part_of_the_key_when_uv_installs_packages() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let ctx = TestContext::new();
+    let fake_uv = ctx.path().join("old-uv");
+    fs_err::write(
+        &fake_uv,
+        "#!/bin/sh\necho 'uv 0.7.0 (0000000 2025-05-01)'\n",
+    )
+    .unwrap();
+    fs_err::set_permissions(&fake_uv, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let model = crate::common::fixture("sklearn-iris");
+    let conda_only = ctx.model(
+        "conda-only",
+        &[(
+            "conda.yaml",
+            "channels:\n- conda-forge\ndependencies:\n- python=3.11.7\n",
+        )],
+    );
+    for (model, manager, uses_uv) in [
+        (&model, "virtualenv", true),
+        (&model, "conda", true),
+        (&conda_only, "conda", false),
+    ] {
+        let default = deps_key(&ctx, model, manager).unwrap();
+        let with_old_uv = ctx
+            .command()
+            .env("PYFUNC_ENV_UV", &fake_uv)
+            .arg("deps")
+            .arg(model)
+            .args(["--format", "json", "--env-manager", manager])
+            .output()
+            .unwrap();
+        let document = json(&with_old_uv);
+        assert_eq!(
+            document["key"] != default.as_str(),
+            uses_uv,
+            "{manager}: {document}"
+        );
+        let create = ctx
+            .command()
+            .arg("create")
+            .arg(model)
+            .args(["--env-manager", manager, "--dry-run", "--json", "--uv"])
+            .arg(&fake_uv)
+            .output()
+            .unwrap();
+        assert_eq!(json(&create)["key"], document["key"], "{manager}");
+        if uses_uv {
+            assert_eq!(document["key_context"]["uv"], "0.7.0");
+        }
+    }
+}
