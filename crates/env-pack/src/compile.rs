@@ -29,7 +29,7 @@ pub(crate) fn compile(
     let lib = environment.root.join(&environment.stdlib);
     let exclusions = compile_exclusions(environment, options);
     tracing::debug!("compileall -x {exclusions}");
-    let output = std::process::Command::new(&python)
+    let output = env_prefix::isolated_python(&python)
         .args([
             "-m",
             "compileall",
@@ -45,9 +45,6 @@ pub(crate) fn compile(
         .env("PYTHONPYCACHEPREFIX", staging.path())
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("PYTHONNOUSERSITE", "1")
-        .env_remove("PYTHONPATH")
-        .env_remove("PYTHONHOME")
-        .env_remove("PYTHONSTARTUP")
         .stdin(Stdio::null())
         .output()
         .map_err(io(&python))?;

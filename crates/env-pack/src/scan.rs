@@ -57,23 +57,7 @@ pub struct Distribution {
     pub version: String,
 }
 
-/// PEP 503 normalisation.
-pub(crate) fn normalize(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut dash = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            dash = true;
-        } else {
-            if dash && !out.is_empty() {
-                out.push('-');
-            }
-            dash = false;
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
-}
+pub(crate) use env_prefix::normalize;
 
 /// Checks that `prefix` is one complete, self-contained Python prefix and describes it.
 pub fn inspect(prefix: &Path) -> Result<Environment, PackError> {
@@ -139,11 +123,8 @@ pub fn inspect(prefix: &Path) -> Result<Environment, PackError> {
 
 /// Runs `python -c code` in isolation from the caller's Python settings; its stdout, trimmed.
 pub(crate) fn run_python(python: &Path, code: &str) -> Result<String, PackError> {
-    let output = std::process::Command::new(python)
+    let output = env_prefix::isolated_python(python)
         .args(["-c", code])
-        .env_remove("PYTHONPATH")
-        .env_remove("PYTHONHOME")
-        .env_remove("PYTHONSTARTUP")
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("PYTHONNOUSERSITE", "1")
         .output()
@@ -166,21 +147,13 @@ pub(crate) fn run_python(python: &Path, code: &str) -> Result<String, PackError>
 }
 
 fn distributions(site_packages: &Path) -> Vec<Distribution> {
-    let mut out: Vec<Distribution> = fs_err::read_dir(site_packages)
-        .map(|read| {
-            read.flatten()
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    let stem = name.strip_suffix(".dist-info")?;
-                    let (dist, version) = stem.split_once('-')?;
-                    Some(Distribution {
-                        name: normalize(dist),
-                        version: version.to_string(),
-                    })
-                })
-                .collect()
+    let mut out: Vec<Distribution> = env_prefix::distributions(site_packages)
+        .into_iter()
+        .map(|d| Distribution {
+            name: d.normalized,
+            version: d.version,
         })
-        .unwrap_or_default();
+        .collect();
     out.sort();
     out
 }
@@ -374,19 +347,13 @@ fn distribution_rules(
     let names: BTreeSet<String> = names.iter().map(|n| normalize(n)).collect();
     let site_rel = format!("{}/site-packages", environment.stdlib);
     let site = environment.root.join(&site_rel);
-    for entry in fs_err::read_dir(&site).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(stem) = name.strip_suffix(".dist-info") else {
-            continue;
-        };
-        let Some((dist, _)) = stem.split_once('-') else {
-            continue;
-        };
-        if !names.contains(&normalize(dist)) {
+    for distribution in env_prefix::distributions(&site) {
+        if !names.contains(&distribution.normalized) {
             continue;
         }
+        let name = &distribution.dist_info;
         dirs.insert(format!("{site_rel}/{name}"));
-        let record = entry.path().join("RECORD");
+        let record = site.join(name).join("RECORD");
         let Ok(text) = fs_err::read_to_string(&record) else {
             continue;
         };

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::str::FromStr;
 
 use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder, Requirement, VersionOrUrl};
@@ -36,10 +35,8 @@ pub struct Interpreter {
 
 /// Runs `python` to learn its version, markers and installed distributions.
 pub fn inspect_interpreter(python: &Path) -> Result<Interpreter, RunError> {
-    let output = Command::new(python)
+    let output = env_prefix::isolated_python(python)
         .args(["-I", "-c", include_str!("scripts/inspect.py")])
-        .env_remove("PYTHONPATH")
-        .env_remove("PYTHONHOME")
         .output()
         .map_err(|e| RunError::Inspect {
             python: python.to_path_buf(),

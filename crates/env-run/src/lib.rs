@@ -299,18 +299,9 @@ pub fn serve_command(env: &Environment, model_dir: &Path, options: &ServeOptions
 /// Whether an environment has mlflow installed (a `mlflow` or `mlflow-skinny` distribution).
 #[must_use]
 pub fn has_mlflow(prefix: &Path) -> bool {
-    let Ok(lib) = fs_err::read_dir(prefix.join("lib")) else {
-        return false;
-    };
-    lib.flatten().any(|python_dir| {
-        fs_err::read_dir(python_dir.path().join("site-packages")).is_ok_and(|entries| {
-            entries.flatten().any(|e| {
-                let name = e.file_name().to_string_lossy().to_ascii_lowercase();
-                (name.starts_with("mlflow-") || name.starts_with("mlflow_skinny-"))
-                    && name.ends_with(".dist-info")
-            })
-        })
-    })
+    env_prefix::prefix_distributions(prefix)
+        .iter()
+        .any(|d| matches!(d.normalized.as_str(), "mlflow" | "mlflow-skinny"))
 }
 
 /// Replaces this process with `command`, keeping `inherit` (open lock files) open in it so
@@ -331,7 +322,7 @@ pub fn exec(mut command: Command, inherit: &[&std::fs::File]) -> Result<i32, Run
     {
         use std::os::unix::process::CommandExt;
         for file in inherit {
-            keep_open_across_exec(file);
+            env_prefix::keep_open_across_exec(file);
         }
         let error = command.exec();
         Err(spawn_error(error))
@@ -349,21 +340,6 @@ fn search_path(command: &Command) -> Option<OsString> {
     match command.get_envs().find(|(key, _)| *key == "PATH") {
         Some((_, value)) => value.map(OsStr::to_os_string),
         None => std::env::var_os("PATH"),
-    }
-}
-
-#[cfg(unix)]
-fn keep_open_across_exec(file: &std::fs::File) {
-    use std::os::fd::AsRawFd;
-    let fd = file.as_raw_fd();
-    // SAFETY: `fd` is a valid open descriptor owned by `file` for the duration of the call;
-    // F_GETFD/F_SETFD only change its close-on-exec flag.
-    #[expect(unsafe_code, reason = "no safe API clears FD_CLOEXEC")]
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFD);
-        if flags >= 0 {
-            libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-        }
     }
 }
 

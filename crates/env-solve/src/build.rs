@@ -95,15 +95,7 @@ fn secs(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
-/// The interpreter of an environment prefix.
-#[must_use]
-pub fn python_of(prefix: &Path) -> PathBuf {
-    if cfg!(windows) {
-        prefix.join("python.exe")
-    } else {
-        prefix.join("bin").join("python")
-    }
-}
+pub use env_prefix::{python_of, site_packages};
 
 fn hit(
     env: &EnvEntry,
@@ -643,7 +635,7 @@ pub fn compile_in_background(
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    inherit_fd(keep);
+    env_prefix::keep_open_across_exec(keep);
     command.status().map(|_| ())
 }
 
@@ -660,46 +652,12 @@ pub fn compile_environment(
     crate::bytecode::compile(&python_of(prefix), &dirs, &store, on_wait)
 }
 
-#[cfg(unix)]
-fn inherit_fd(file: &std::fs::File) {
-    use std::os::fd::AsRawFd;
-    let fd = file.as_raw_fd();
-    // SAFETY: `fd` is a valid descriptor owned by `file` for the duration of the call;
-    // F_GETFD/F_SETFD only change its close-on-exec flag.
-    #[expect(unsafe_code, reason = "no safe API clears FD_CLOEXEC")]
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFD);
-        if flags >= 0 {
-            libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn inherit_fd(_file: &std::fs::File) {}
-
-/// `lib/pythonX.Y/site-packages` of a prefix.
-#[must_use]
-pub fn site_packages(prefix: &Path) -> Option<PathBuf> {
-    let lib = prefix.join("lib");
-    let read = fs_err::read_dir(&lib).ok()?;
-    read.flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("python3"))
-        })
-        .map(|p| p.join("site-packages"))
-        .find(|p| p.is_dir())
-}
-
 fn python_version_of(python: &Path) -> Option<String> {
-    let output = std::process::Command::new(python)
+    let output = env_prefix::isolated_python(python)
         .args([
             "-c",
             "import sys; print('.'.join(map(str, sys.version_info[:3])))",
         ])
-        .env_remove("PYTHONPATH")
         .output()
         .ok()?;
     output
@@ -708,37 +666,11 @@ fn python_version_of(python: &Path) -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
-/// Every `*.dist-info` in site-packages: name, version and installer.
+/// Every `*.dist-info` in site-packages: name, version and installer, for the metadata.
 #[must_use]
 pub fn installed_distributions(site_packages: &Path) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    let Ok(read) = fs_err::read_dir(site_packages) else {
-        return out;
-    };
-    for entry in read.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(stem) = name.strip_suffix(".dist-info") else {
-            continue;
-        };
-        let Some((dist, version)) = stem.rsplit_once('-') else {
-            continue;
-        };
-        let installer = fs_err::read_to_string(entry.path().join("INSTALLER"))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default();
-        // The directory name is normalised (`scikit_learn`); METADATA has the real name.
-        let metadata = fs_err::read_to_string(entry.path().join("METADATA")).unwrap_or_default();
-        let field = |key: &str| {
-            metadata
-                .lines()
-                .take_while(|line| !line.is_empty())
-                .find_map(|line| line.strip_prefix(key))
-                .map(|value| value.trim().to_string())
-        };
-        let name = field("Name:").unwrap_or_else(|| dist.to_string());
-        let version = field("Version:").unwrap_or_else(|| version.to_string());
-        out.push(serde_json::json!({ "name": name, "version": version, "installer": installer }));
-    }
-    out.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    out
+    env_prefix::distributions(site_packages)
+        .into_iter()
+        .map(|d| serde_json::json!({ "name": d.name, "version": d.version, "installer": d.installer }))
+        .collect()
 }

@@ -292,8 +292,8 @@ pub struct PipInstall<'a> {
     pub python: &'a Path,
     /// What to install.
     pub set: &'a PipSet,
-    /// Build dependencies installed in an earlier step, to keep as constraints (so a later
-    /// step cannot silently replace them).
+    /// The model directory: relative `-r`/`-c`, local paths and `--find-links` are resolved
+    /// against it (it is never written to).
     pub model_root: &'a Path,
     /// uv's cache directory.
     pub cache_dir: &'a Path,
@@ -420,8 +420,9 @@ impl Uv {
         })
     }
 
-    /// Installs exactly the distributions of a lock (`name @ url --hash=...` lines), with no
-    /// dependency resolution and every hash required.
+    /// Installs exactly the distributions of a lock (`name==version --hash=sha256:...` lines,
+    /// [`crate::lock::requirements_text`]) from `files`, where [`crate::lock::fetch_files`] put
+    /// every locked file: no index, no dependency resolution, every hash required.
     #[expect(clippy::too_many_arguments, reason = "one uv invocation's settings")]
     pub fn pip_install_locked(
         &self,

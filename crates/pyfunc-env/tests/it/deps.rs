@@ -257,6 +257,10 @@ fn filter_spec(ctx: &TestContext, text: &str) -> String {
     for package in context["virtual_packages"].as_array().unwrap() {
         text = text.replace(&package.to_string(), "\"[VIRTUAL_PACKAGE]\"");
     }
+    // The version of the uv on PATH (or the pinned one).
+    if let Some(uv) = context.get("uv") {
+        text = text.replace(&format!("\"uv\": {uv}"), "\"uv\": \"[UV_VERSION]\"");
+    }
     text
 }
 
@@ -297,6 +301,7 @@ fn deps_json_schema() {
           "[VIRTUAL_PACKAGE]"
         ],
         "python_source": "auto",
+        "uv": "[UV_VERSION]",
         "compile_bytecode": true,
         "layout": 1
       },
