@@ -66,18 +66,10 @@ fn lock_error(message: impl Into<String>) -> SolveError {
 
 /// The Python distributions uv installed into `prefix` (INSTALLER `uv`), as `name==version`.
 fn uv_installed(prefix: &Path) -> Vec<(String, String)> {
-    let Some(site_packages) = crate::build::site_packages(prefix) else {
-        return Vec::new();
-    };
-    crate::build::installed_distributions(&site_packages)
+    env_prefix::prefix_distributions(prefix)
         .into_iter()
-        .filter(|d| d["installer"] == "uv")
-        .filter_map(|d| {
-            Some((
-                d["name"].as_str()?.to_string(),
-                d["version"].as_str()?.to_string(),
-            ))
-        })
+        .filter(|d| d.installer == "uv")
+        .map(|d| (d.name, d.version))
         .collect()
 }
 
@@ -155,7 +147,7 @@ pub fn lock_environment(
                 "pylock.toml",
                 "--python",
             ])
-            .arg(crate::build::python_of(prefix))
+            .arg(env_prefix::python_of(prefix))
             .arg(&pins_file)
             .args(index_args);
         let output = command.output().map_err(|source| SolveError::Io {
@@ -373,11 +365,40 @@ pub async fn fetch_files(
             .filter(|n| !n.is_empty())
             .ok_or_else(|| lock_error(format!("`{}` names no file", dist.url)))?
             .to_string();
-        let bytes = if url.scheme() == "file" {
+        // Streamed to a partial file while hashing: a wheel is never held in memory whole
+        // (torch's is 800 MB), and a file that fails its hash never gets its final name.
+        let target = dir.join(&file_name);
+        let partial = dir.join(format!("{file_name}.part"));
+        let mut out = fs_err::File::create(&partial).map_err(|e| SolveError::Io {
+            path: partial.clone(),
+            source: e,
+        })?;
+        let write_failed = |e: std::io::Error| SolveError::Io {
+            path: partial.clone(),
+            source: e,
+        };
+        let mut hasher = sha2::Sha256::new();
+        if url.scheme() == "file" {
             let path = url
                 .to_file_path()
                 .map_err(|()| lock_error(format!("`{}` is not a local path", dist.url)))?;
-            fs_err::read(&path).map_err(|e| SolveError::Io { path, source: e })?
+            let mut input = fs_err::File::open(&path).map_err(|e| SolveError::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+            let mut buffer = vec![0u8; 1 << 16];
+            loop {
+                let read =
+                    std::io::Read::read(&mut input, &mut buffer).map_err(|e| SolveError::Io {
+                        path: path.clone(),
+                        source: e,
+                    })?;
+                if read == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..read]);
+                std::io::Write::write_all(&mut out, &buffer[..read]).map_err(write_failed)?;
+            }
         } else if offline {
             return Err(SolveError::OfflinePackagesMissing {
                 packages: file_name,
@@ -387,20 +408,22 @@ pub async fn fetch_files(
                 url: crate::redact::redact_url(url.as_str()),
                 message: redact(&e.to_string()),
             };
-            client
+            let mut response = client
                 .get(url.clone())
                 .send()
                 .await
                 .and_then(reqwest::Response::error_for_status)
-                .map_err(failed)?
-                .bytes()
-                .await
-                .map_err(failed)?
-                .to_vec()
-        };
+                .map_err(failed)?;
+            while let Some(chunk) = response.chunk().await.map_err(failed)? {
+                hasher.update(&chunk);
+                std::io::Write::write_all(&mut out, &chunk).map_err(write_failed)?;
+            }
+        }
+        drop(out);
         if let Some(expected) = &dist.sha256 {
-            let actual = env_spec::spec::hex(&sha2::Sha256::digest(&bytes));
+            let actual = env_spec::spec::hex(&hasher.finalize());
             if &actual != expected {
+                let _ = fs_err::remove_file(&partial);
                 return Err(SolveError::LockHashMismatch {
                     file: file_name,
                     expected: expected.clone(),
@@ -408,8 +431,7 @@ pub async fn fetch_files(
                 });
             }
         }
-        let target = dir.join(&file_name);
-        fs_err::write(&target, bytes).map_err(|e| SolveError::Io {
+        fs_err::rename(&partial, &target).map_err(|e| SolveError::Io {
             path: target.clone(),
             source: e,
         })?;
@@ -421,4 +443,43 @@ pub async fn fetch_files(
 #[must_use]
 pub fn default_lock_path(model_root: &Path) -> PathBuf {
     model_root.join("pyfunc-env.lock")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetch(pypi: &[LockedDistribution], dir: &Path) -> Result<(), SolveError> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(fetch_files(pypi, dir, true))
+    }
+
+    #[test]
+    fn locked_files_are_streamed_to_disk_and_kept_only_when_their_hash_matches() {
+        let source = tempfile::tempdir().unwrap();
+        let wheel = source.path().join("pkg-1.0-py3-none-any.whl");
+        // Larger than one copy buffer, so the hash covers several chunks.
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        fs_err::write(&wheel, &bytes).unwrap();
+        let good = env_spec::spec::sha256_hex(&bytes);
+        let dist = |sha256: &str| LockedDistribution {
+            name: "pkg".into(),
+            version: "1.0".into(),
+            url: url::Url::from_file_path(&wheel).unwrap().to_string(),
+            sha256: Some(sha256.into()),
+        };
+        let out = tempfile::tempdir().unwrap();
+        fetch(&[dist(&good)], out.path()).unwrap();
+        assert_eq!(
+            fs_err::read(out.path().join("pkg-1.0-py3-none-any.whl")).unwrap(),
+            bytes
+        );
+        let bad = tempfile::tempdir().unwrap();
+        let err = fetch(&[dist(&"0".repeat(64))], bad.path()).unwrap_err();
+        assert!(matches!(err, SolveError::LockHashMismatch { ref actual, .. } if *actual == good));
+        assert_eq!(fs_err::read_dir(bad.path()).unwrap().count(), 0);
+    }
 }
