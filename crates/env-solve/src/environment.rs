@@ -378,6 +378,37 @@ impl ModelEnvironment {
         runtime.block_on(self.build(cache, settings, defer_bytecode, reporter))
     }
 
+    /// The lock file text of this environment, built at `prefix` (from [`Self::build`]):
+    /// every conda record and every distribution uv installed, headed by [`Self::spec_key`].
+    pub async fn lock(
+        &self,
+        prefix: &Path,
+        cache: &Cache,
+        settings: &BuildSettings,
+    ) -> Result<String, SolveError> {
+        let uv = crate::uv::Uv::find(
+            self.uv.as_deref(),
+            &cache.bucket(env_cache::TOOLS_BUCKET)?,
+            settings.offline,
+        )
+        .await?;
+        let uv_cache = match &settings.uv_cache_dir {
+            Some(dir) => dir.clone(),
+            None => cache.bucket(env_cache::UV_BUCKET)?,
+        };
+        crate::lock::lock_environment(
+            prefix,
+            self.spec_key.as_str(),
+            &self.manager.to_string(),
+            &self.effective_channels(),
+            &uv,
+            &self.index_args(),
+            &uv_cache,
+            &cache.bucket(env_cache::TMP_DIR)?,
+            settings.offline,
+        )
+    }
+
     /// The model directory.
     #[must_use]
     pub fn root(&self) -> &Path {

@@ -616,31 +616,15 @@ pub fn lock(
         printer,
         false,
     )?;
-    let cache = &ensured.cache;
-    let uv = tokio::runtime::Builder::new_current_thread()
+    let text = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?
-        .block_on(env_solve::uv::Uv::find(
-            args.env.uv.as_deref().or(settings.uv.as_deref()),
-            &cache.bucket(env_cache::TOOLS_BUCKET)?,
-            settings.offline,
+        .build()
+        .context("Failed to start the async runtime")?
+        .block_on(ensured.env.lock(
+            &ensured.created.prefix,
+            &ensured.cache,
+            &build_settings(&args.env, settings),
         ))?;
-    let uv_cache = match &settings.uv_cache_dir {
-        Some(dir) => dir.clone(),
-        None => cache.bucket(env_cache::UV_BUCKET)?,
-    };
-    let env = &ensured.env;
-    let text = env_solve::lock::lock_environment(
-        &ensured.created.prefix,
-        env.spec_key.as_str(),
-        &env.manager.to_string(),
-        &env.effective_channels(),
-        &uv,
-        &env.index_args(),
-        &uv_cache,
-        &cache.bucket(env_cache::TMP_DIR)?,
-        settings.offline,
-    )?;
     match &args.output {
         Some(path) => {
             crate::commands::write_atomic(path, &text)?;
