@@ -305,9 +305,6 @@ pub fn index_args(index: &IndexOptions, model_root: &Path) -> Vec<String> {
     args
 }
 
-/// Whether uv's error output says the requirements cannot be met (the user's input) rather
-/// than that something broke (network, disk).
-
 impl Uv {
     fn command(&self, cache_dir: &Path, offline: bool) -> Command {
         let mut command = Command::new(&self.path);
