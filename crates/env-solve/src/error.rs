@@ -202,9 +202,7 @@ pub enum SolveError {
 
     /// `uv pip install` failed.
     #[error("Failed to install the {step} with uv (exit code {}):\n{stderr}", code.map_or_else(|| "none".to_string(), |c| c.to_string()))]
-    #[diagnostic(help(
-        "The message above is uv's own; fix the requirement it names in the model's files, or check the index"
-    ))]
+    #[diagnostic(help("{hint}"))]
     PipFailed {
         /// Which step.
         step: String,
@@ -214,6 +212,8 @@ pub enum SolveError {
         stderr: String,
         /// Whether it looks like a resolution failure (bad input) rather than a broken network.
         user: bool,
+        /// What to do about it, read from uv's message (see [`SolveError::pip_failed`]).
+        hint: &'static str,
     },
 
     /// A lock could not be written or read.
@@ -293,6 +293,51 @@ pub enum SolveError {
 }
 
 impl SolveError {
+    /// A failed uv run, with the hint that fits its cause: the model's files are blamed only
+    /// for a resolution failure, not for `--offline` with packages missing from uv's cache or
+    /// for a full disk (issue 15 item 9). `stderr` must already be redacted.
+    #[must_use]
+    pub fn pip_failed(
+        step: impl Into<String>,
+        code: Option<i32>,
+        stderr: String,
+        offline: bool,
+    ) -> Self {
+        let (user, hint) = if stderr.contains("No space left on device")
+            || stderr.contains("os error 28")
+        {
+            (
+                false,
+                "The disk holding the cache is full; free space there or move the cache (`--cache-dir`, `PYFUNC_ENV_CACHE_DIR`) and run again",
+            )
+        } else if offline
+            && (stderr.contains("network was disabled")
+                || stderr.contains("not found in the cache"))
+        {
+            (
+                true,
+                "`--offline` and uv's cache lacks these packages; run the same command once without `--offline` to download them",
+            )
+        } else if is_resolution_failure(&stderr) {
+            (
+                true,
+                "The message above is uv's own; fix the requirement it names in the model's files, or check the index",
+            )
+        } else {
+            (
+                false,
+                "The message above is uv's own; check the network and the package index the model's files name, then run again",
+            )
+        };
+        Self::PipFailed {
+            step: step.into(),
+            code,
+            stderr,
+            user,
+            hint,
+        }
+    }
+
     /// Whether the error is caused by the input (exit code 1) rather than by something broken.
     #[must_use]
     pub fn is_user_error(&self) -> bool {
@@ -338,4 +383,22 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SolveError + '_ 
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Whether uv's message says the requirements cannot be satisfied (bad input), rather than
+/// that something between us and the index broke.
+fn is_resolution_failure(stderr: &str) -> bool {
+    [
+        "No solution found",
+        "not found in the package registry",
+        "we can conclude",
+        "has no version",
+        "is not available",
+        "Failed to parse",
+        "Distribution not found",
+        "does not match",
+        "Hash mismatch",
+    ]
+    .iter()
+    .any(|needle| stderr.contains(needle))
 }

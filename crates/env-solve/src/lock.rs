@@ -156,11 +156,14 @@ pub fn lock_environment(
         })?;
         let _ = fs_err::remove_file(&pins_file);
         if !output.status.success() {
+            // The pins come from the environment that was just built, so a failure here is
+            // not the model's files' fault: never give the "fix the requirement" hint.
             return Err(SolveError::PipFailed {
                 step: "lock (uv pip compile)".into(),
                 code: output.status.code(),
                 stderr: redact(String::from_utf8_lossy(&output.stderr).trim_end()),
                 user: false,
+                hint: "uv could not lock the packages of the built environment; the message above is uv's own (with `--offline`, run once online)",
             });
         }
         let pylock: toml::Value = toml::from_str(&String::from_utf8_lossy(&output.stdout))

@@ -350,24 +350,6 @@ pub fn index_args(index: &IndexOptions, model_root: &Path) -> Vec<String> {
     args
 }
 
-/// Whether uv's error output says the requirements cannot be met (the user's input) rather
-/// than that something broke (network, disk).
-fn is_resolution_failure(stderr: &str) -> bool {
-    [
-        "No solution found",
-        "not found in the package registry",
-        "we can conclude",
-        "has no version",
-        "is not available",
-        "Failed to parse",
-        "Distribution not found",
-        "does not match",
-        "Hash mismatch",
-    ]
-    .iter()
-    .any(|needle| stderr.contains(needle))
-}
-
 impl Uv {
     /// The one way every uv call starts: our cache, no progress, no Python downloads, no
     /// configuration files (`uv.toml`, `[tool.uv]`: they are not part of the key), and of the
@@ -412,12 +394,12 @@ impl Uv {
         if status.success() {
             return Ok(());
         }
-        Err(SolveError::PipFailed {
-            step: "virtualenv".into(),
-            code: status.code(),
-            stderr: redact(stderr.trim_end()),
-            user: false,
-        })
+        Err(SolveError::pip_failed(
+            "virtualenv",
+            status.code(),
+            redact(stderr.trim_end()),
+            true,
+        ))
     }
 
     /// Installs exactly the distributions of a lock (`name==version --hash=sha256:...` lines,
@@ -459,13 +441,12 @@ impl Uv {
         if status.success() {
             return Ok(());
         }
-        let stderr = redact(stderr.trim_end());
-        Err(SolveError::PipFailed {
-            step: "locked Python packages".into(),
-            code: status.code(),
-            user: is_resolution_failure(&stderr),
-            stderr,
-        })
+        Err(SolveError::pip_failed(
+            "locked Python packages",
+            status.code(),
+            redact(stderr.trim_end()),
+            offline,
+        ))
     }
 
     /// Installs `install.set` into the environment of `install.python`.
@@ -526,14 +507,12 @@ impl Uv {
         if status.success() {
             return Ok(());
         }
-        let stderr = redact(stderr.trim_end());
-        let user = is_resolution_failure(&stderr);
-        Err(SolveError::PipFailed {
-            step: install.step.to_string(),
-            code: status.code(),
-            stderr,
-            user,
-        })
+        Err(SolveError::pip_failed(
+            install.step,
+            status.code(),
+            redact(stderr.trim_end()),
+            install.offline,
+        ))
     }
 }
 

@@ -10,13 +10,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
 
 use crate::env_vars::EnvVars;
 
+/// `--version`: the version, and the commit it was built from when known (see `build.rs`).
+pub const VERSION: &str = env!("PYFUNC_ENV_VERSION_STRING");
+
 /// Give an MLflow pyfunc model the Python environment it declares, and score it there.
 ///
 /// pyfunc-env reads a saved MLflow model's environment files (`MLmodel`, `conda.yaml`,
 /// `python_env.yaml`, `requirements.txt`) exactly as MLflow does, builds that environment in a
 /// shared, crash-safe cache, and runs the model inside it.
 #[derive(Debug, Parser)]
-#[command(name = "pyfunc-env", version, about, long_about = None, propagate_version = true)]
+#[command(name = "pyfunc-env", version = VERSION, about, long_about = None, propagate_version = true)]
 #[command(
     after_help = "Examples:\n  pyfunc-env deps model/ --format pip     # what mlflow.pyfunc.get_model_dependencies gives\n  pyfunc-env inspect model/               # what the model needs, and from which files"
 )]
@@ -128,6 +131,15 @@ pub enum Command {
         after_help = "Examples:\n  pyfunc-env unpack env.tar.gz /opt/envs/model-env\n  /opt/envs/model-env/bin/python -c 'import sklearn'"
     )]
     Unpack(UnpackArgs),
+    /// Print a shell completion script for bash, zsh, fish, elvish or PowerShell
+    #[command(
+        after_help = "Install (then open a new shell):\n  bash:        echo 'eval \"$(pyfunc-env completions bash)\"' >> ~/.bashrc\n  zsh:         echo 'eval \"$(pyfunc-env completions zsh)\"' >> ~/.zshrc\n  fish:        pyfunc-env completions fish > ~/.config/fish/completions/pyfunc-env.fish\n  elvish:      echo 'eval (pyfunc-env completions elvish | slurp)' >> ~/.config/elvish/rc.elv\n  PowerShell:  Add-Content $PROFILE 'pyfunc-env completions powershell | Out-String | Invoke-Expression'"
+    )]
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `pyfunc-env lock`.

@@ -29,10 +29,11 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(err) => {
-            // clap prints help and version to stdout and usage errors to stderr.
+            // clap prints help and version to stdout and usage errors to stderr. A usage
+            // error is bad input (1), not "something broke" (2), which build agents retry.
             let _ = err.print();
             return if err.use_stderr() {
-                ExitStatus::Error.into()
+                ExitStatus::Failure.into()
             } else {
                 ExitStatus::Success.into()
             };
@@ -86,6 +87,17 @@ fn run(command: Command, settings: &Settings, printer: Printer) -> anyhow::Resul
         Command::Check(args) => commands::check::check(&args, settings, printer),
         Command::Pack(args) => commands::pack::pack(&args, settings, printer),
         Command::Unpack(args) => commands::pack::unpack(&args, printer),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "pyfunc-env",
+                &mut script,
+            );
+            printer.data(String::from_utf8_lossy(&script))?;
+            Ok(ExitStatus::Success)
+        }
     }
 }
 

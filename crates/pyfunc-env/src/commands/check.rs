@@ -83,7 +83,8 @@ pub fn check(
         &python,
     );
     if args.json {
-        printer.data(format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+        let text = serde_json::to_string_pretty(&report)?;
+        printer.data(format!("{}\n", env_solve::redact::redact(&text)))?;
     } else {
         let mut out = String::new();
         let _ = writeln!(
@@ -134,7 +135,7 @@ pub fn check(
                 report.checked
             );
         }
-        printer.data(out)?;
+        printer.data(env_solve::redact::redact(&out))?;
     }
     Ok(if args.strict && !report.is_ok() {
         ExitStatus::Failure

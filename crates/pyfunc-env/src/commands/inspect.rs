@@ -209,7 +209,9 @@ pub fn inspect(
             let _ = writeln!(out, "  {warning}");
         }
     }
-    printer.data(out)?;
+    // A human report: credentials in a direct-URL requirement or an index option are masked,
+    // as in errors and logs (`deps` keeps them: its output is the model's own file for pip).
+    printer.data(env_solve::redact::redact(&out))?;
     // The summary is printed either way; a model whose default environment cannot be built
     // is bad input, with the full report (source line, hint) on stderr.
     if let Some(err) = default_error {

@@ -64,7 +64,12 @@ impl TestContext {
 
     /// The `pyfunc-env` binary with a clean, deterministic environment.
     pub fn command(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_pyfunc-env"));
+        self.command_for(Path::new(env!("CARGO_BIN_EXE_pyfunc-env")))
+    }
+
+    /// Like [`Self::command`], for another `pyfunc-env` executable (e.g. one a wheel installed).
+    pub fn command_for(&self, program: &Path) -> Command {
+        let mut command = Command::new(program);
         command.current_dir(self.temp.path());
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy().into_owned();

@@ -516,3 +516,60 @@ fn inspect_summarises_a_fixture() {
           constraint cloudpickle==3.1.3
     ");
 }
+
+/// Credentials in a direct-URL requirement or an index option reach no human report:
+/// `inspect` and `check` (table and `--json`) mask them as errors and logs do (issue 15 item 8).
+#[test]
+fn inspect_and_check_never_print_credentials_of_requirements() {
+    let ctx = TestContext::new();
+    let model = ctx.model(
+        "secret",
+        &[
+            (
+                "python_env.yaml",
+                "python: 3.11.7\nbuild_dependencies:\n- pip\ndependencies:\n- -r requirements.txt\n",
+            ),
+            (
+                "requirements.txt",
+                "--extra-index-url https://alice:T0KEN-alice@127.0.0.1:9/simple\nmypkg @ http://bob:S3CRET-bob@127.0.0.1:9/mypkg-1.0-py3-none-any.whl\nnumpy==2.4.6\n",
+            ),
+        ],
+    );
+    let python = env_test::pyenv_root()
+        .unwrap()
+        .join("versions/3.11.7/bin/python3.11");
+    let runs = [
+        vec!["inspect".to_string()],
+        vec![
+            "check".into(),
+            "--python".into(),
+            python.display().to_string(),
+        ],
+        vec![
+            "check".into(),
+            "--python".into(),
+            python.display().to_string(),
+            "--json".into(),
+        ],
+    ];
+    for args in runs {
+        let output = ctx
+            .command()
+            .args(&args[..1])
+            .arg(&model)
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        let text = describe(&output);
+        assert!(output.status.success(), "{args:?}: {text}");
+        assert!(
+            !text.contains("S3CRET-bob") && !text.contains("T0KEN-alice"),
+            "{args:?} printed a secret:\n{text}"
+        );
+        // The requirement is still shown, with its secret masked.
+        assert!(
+            text.contains("mypkg @ http://bob:****@127.0.0.1:9/mypkg-1.0-py3-none-any.whl"),
+            "{args:?}:\n{text}"
+        );
+    }
+}

@@ -10,3 +10,4 @@ mod pack;
 mod python;
 mod reliability;
 mod run;
+mod wheel;

@@ -373,3 +373,68 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// `--offline` with uv's cache empty is not the model's fault: the hint says to run online
+/// once, not to "fix the requirement" (issue 15 item 9).
+#[test]
+fn offline_with_packages_missing_from_uv_cache_says_to_run_online() {
+    let ctx = TestContext::new();
+    let empty_uv_cache = ctx.path().join("empty-uv-cache");
+    let ctx = ctx.env(
+        "PYFUNC_ENV_UV_CACHE_DIR",
+        empty_uv_cache.display().to_string(),
+    );
+    let model = ctx.model(
+        "m",
+        &[(
+            "conda.yaml",
+            "channels: [conda-forge]\ndependencies:\n- python=3.11.7\n- pip\n- pip:\n  - six==1.16.0\n",
+        )],
+    );
+    let output = create_command(&ctx, &model).output().unwrap();
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        text.contains("hint: `--offline` and uv's cache lacks these packages; run the same command once without `--offline` to download them"),
+        "{text}"
+    );
+    assert!(!text.contains("fix the requirement"), "{text}");
+}
+
+/// A full disk under uv is something broken (exit 2) with a hint about space, not about the
+/// model's requirements (issue 15 item 9).
+#[test]
+fn disk_full_under_uv_blames_the_disk_not_the_model() {
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let ctx = TestContext::new();
+    let small = ctx.path().join("small-uv-cache");
+    fs_err::create_dir_all(&small).unwrap();
+    // 64 kB: uv can initialise its cache there, but not unpack a wheel into it.
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&small)
+        .status();
+    assert!(
+        mounted.is_ok_and(|s| s.success()),
+        "cannot mount a tmpfs at {}: this test needs root (CAP_SYS_ADMIN)",
+        small.display()
+    );
+    let _unmount = Unmount(small.clone());
+    let ctx = ctx.env("PYFUNC_ENV_UV_CACHE_DIR", small.display().to_string());
+    let model = model(&ctx, "m", false);
+    let output = create_command(&ctx, &model).output().unwrap();
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    // uv wraps its message; the errno is on one line.
+    assert!(text.contains("(os error 28)"), "{text}");
+    assert!(
+        text.contains("hint: The disk holding the cache is full; free space there or move the cache (`--cache-dir`, `PYFUNC_ENV_CACHE_DIR`) and run again"),
+        "{text}"
+    );
+    assert!(!text.contains("fix the requirement"), "{text}");
+}
