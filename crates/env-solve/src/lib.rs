@@ -9,6 +9,7 @@ pub mod channels;
 pub mod conda;
 pub mod context;
 pub mod error;
+pub mod local;
 pub mod lock;
 pub mod python;
 pub use env_spec::redact;

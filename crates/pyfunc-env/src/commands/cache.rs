@@ -19,7 +19,7 @@ pub fn cache(
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let cache = Cache::new(&settings.cache_dir);
+    let cache = Cache::new(&settings.cache_dir).with_lock_timeout(settings.lock_timeout);
     match command {
         CacheCommand::Dir => {
             printer.data(format!("{}\n", cache.root().display()))?;
@@ -215,6 +215,16 @@ pub fn parse_size(text: &str) -> anyhow::Result<u64> {
     Ok((number * factor) as u64)
 }
 
+/// Stops the background bytecode compilers (`pyfunc-env __compile-bytecode`) holding `lock`.
+fn stop_compilers(lock: &std::path::Path) -> usize {
+    let stopped =
+        env_cache::child::stop(lock, |holder| holder.command.contains("__compile-bytecode"));
+    for holder in &stopped {
+        tracing::debug!("Stopped the background bytecode compiler {holder}");
+    }
+    stopped.len()
+}
+
 /// Staging entries older than this are leftovers of killed processes.
 const STAGING_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
@@ -251,7 +261,15 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
             remaining.push((last_used, size, env));
             continue;
         }
-        let Some(lock) = env.try_lock_exclusive()? else {
+        let lock = match env.try_lock_exclusive()? {
+            Some(lock) => Some(lock),
+            // Held only by a background bytecode compiler: stop it (it compiles what we remove).
+            None if !args.dry_run && stop_compilers(env.lock_path()) > 0 => {
+                env.try_lock_exclusive()?
+            }
+            None => None,
+        };
+        let Some(lock) = lock else {
             skipped_in_use += 1;
             continue;
         };
@@ -275,7 +293,14 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
             if total <= budget {
                 break;
             }
-            let Some(lock) = env.try_lock_exclusive()? else {
+            let lock = match env.try_lock_exclusive()? {
+                Some(lock) => Some(lock),
+                None if !args.dry_run && stop_compilers(env.lock_path()) > 0 => {
+                    env.try_lock_exclusive()?
+                }
+                None => None,
+            };
+            let Some(lock) = lock else {
                 skipped_in_use += 1;
                 continue;
             };
@@ -341,7 +366,8 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
         }
     }
     if !args.dry_run {
-        // Bytecode that no environment links to any more.
+        // Bytecode that no environment links to any more (not while a compiler fills it).
+        stop_compilers(&cache.root().join(env_cache::PYC_BUCKET).join(".lock"));
         freed += env_solve::bytecode::prune_store(&cache.root().join(env_cache::PYC_BUCKET));
     }
     if skipped_in_use > 0 {
@@ -374,6 +400,12 @@ fn clean(
         ));
         return Ok(ExitStatus::Success);
     }
+    // Background bytecode compilers hold their environment's lock (and the cache lock once
+    // started); their work is about to be deleted, so stop them rather than wait for them.
+    for env in cache.envs()? {
+        stop_compilers(env.lock_path());
+    }
+    stop_compilers(&cache.lock_path());
     let lock = if args.force {
         None
     } else {
@@ -423,6 +455,9 @@ struct VerifyRow {
     key: String,
     model: Option<String>,
     ok: bool,
+    /// Not checked: a build of it is running (it is checked once complete).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    building: bool,
     #[serde(flatten)]
     report: env_solve::verify::VerifyReport,
 }
@@ -430,16 +465,23 @@ struct VerifyRow {
 fn verify(cache: &Cache, args: &CacheVerifyArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
     let _shared = cache.lock_shared()?;
     let mut envs = Vec::new();
+    // An environment being built is locked exclusively by its builder: say so rather than
+    // leave it out silently (or, with `--reinstall`, check a directory being replaced).
+    let building = |entry: &env_cache::EnvEntry| -> anyhow::Result<bool> {
+        Ok(entry.try_lock_shared()?.is_none())
+    };
     if args.keys.is_empty() {
-        envs = cache
-            .envs()?
-            .into_iter()
-            .filter(|e| matches!(e.state(), EnvState::Complete(_)))
-            .collect();
+        for entry in cache.envs()? {
+            match entry.state() {
+                EnvState::Complete(_) => envs.push(entry),
+                EnvState::Incomplete if building(&entry)? => envs.push(entry),
+                _ => {}
+            }
+        }
     } else {
         for key in &args.keys {
             let entry = cache.env(key)?;
-            if !matches!(entry.state(), EnvState::Complete(_)) {
+            if !matches!(entry.state(), EnvState::Complete(_)) && !building(&entry)? {
                 anyhow::bail!(UserError::new(format!(
                     "No complete environment `{key}` in {}",
                     cache.root().display()
@@ -450,16 +492,26 @@ fn verify(cache: &Cache, args: &CacheVerifyArgs, printer: Printer) -> anyhow::Re
     }
     let mut rows = Vec::new();
     for env in envs {
-        let _lock = env.lock_shared(|_| {})?;
-        let report = env_solve::verify::verify(env.dir(), args.hash);
         let model = env
             .metadata()
             .ok()
             .map(|m| format!("{} --env-manager {}", m.model, m.env_manager));
+        let Some(_lock) = env.try_lock_shared()? else {
+            rows.push(VerifyRow {
+                key: env.key().to_string(),
+                model,
+                ok: true,
+                building: true,
+                report: env_solve::verify::VerifyReport::default(),
+            });
+            continue;
+        };
+        let report = env_solve::verify::verify(env.dir(), args.hash);
         rows.push(VerifyRow {
             key: env.key().to_string(),
             model,
             ok: report.is_ok(),
+            building: false,
             report,
         });
     }
@@ -469,7 +521,14 @@ fn verify(cache: &Cache, args: &CacheVerifyArgs, printer: Printer) -> anyhow::Re
     } else {
         let mut out = String::new();
         for row in &rows {
-            if row.ok {
+            if row.building {
+                let _ = writeln!(
+                    out,
+                    "{} {}: being built by another process, not checked; verify it again when the build is done",
+                    printer.yellow("skipped"),
+                    row.key
+                );
+            } else if row.ok {
                 let _ = writeln!(
                     out,
                     "{} {}: {} files ok",
