@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::child::Holder;
 use crate::lock::{LockKind, LockedFile};
 use crate::{CacheError, io, write_atomic};
 
@@ -23,6 +24,11 @@ pub struct Fingerprint {
     pub layout: u32,
     /// When the build finished (seconds since the Unix epoch).
     pub created: u64,
+    /// Where it was built. Shebangs, `pyvenv.cfg` and conda's prefix replacements name this
+    /// path, so a cache moved or restored elsewhere is not complete there (issue 15, item 4).
+    /// Absent in fingerprints written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<PathBuf>,
 }
 
 /// What we record about an environment.
@@ -72,6 +78,25 @@ pub struct EnvEntry {
     key: String,
     dir: PathBuf,
     lock_path: PathBuf,
+    lock_timeout: Duration,
+}
+
+/// Whether two paths name the same directory (the same one through a symlinked cache path
+/// counts; a copy at another path, or another directory at the old path, does not).
+fn same_directory(a: &Path, b: &Path) -> bool {
+    if a == b {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (fs_err::metadata(a), fs_err::metadata(b)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    false
 }
 
 /// Seconds since the Unix epoch.
@@ -83,11 +108,12 @@ pub fn now() -> u64 {
 }
 
 impl EnvEntry {
-    pub(crate) fn new(bucket: &Path, key: &str) -> Self {
+    pub(crate) fn new(bucket: &Path, key: &str, lock_timeout: Duration) -> Self {
         Self {
             key: key.to_string(),
             dir: bucket.join(key),
             lock_path: bucket.join(format!("{key}.lock")),
+            lock_timeout,
         }
     }
 
@@ -118,7 +144,17 @@ impl EnvEntry {
     pub fn state(&self) -> EnvState {
         match fs_err::read(self.meta(COMPLETE)) {
             Ok(bytes) => match serde_json::from_slice::<Fingerprint>(&bytes) {
-                Ok(fingerprint) if fingerprint.key == self.key => EnvState::Complete(fingerprint),
+                Ok(fingerprint) if fingerprint.key == self.key => match &fingerprint.prefix {
+                    Some(built_at) if !same_directory(built_at, &self.dir) => {
+                        tracing::debug!(
+                            "`{}` was built at `{}` and moved: its scripts name the old path, so it is rebuilt",
+                            self.dir.display(),
+                            built_at.display()
+                        );
+                        EnvState::Incomplete
+                    }
+                    _ => EnvState::Complete(fingerprint),
+                },
                 _ => EnvState::Incomplete,
             },
             Err(_) if self.dir.exists() => EnvState::Incomplete,
@@ -139,16 +175,22 @@ impl EnvEntry {
         })
     }
 
-    /// Locks the environment for building, waiting for another builder. `on_wait` is called
-    /// when the lock is busy and then every `report_every`.
-    pub fn lock_exclusive(&self, on_wait: impl FnMut(Duration)) -> Result<LockedFile, CacheError> {
-        LockedFile::acquire(
-            &self.lock_path,
-            LockKind::Exclusive,
-            None,
-            Duration::from_secs(30),
-            on_wait,
-        )
+    /// Locks the environment for building, waiting for whoever holds it (another builder, a
+    /// running model) at most the cache's lock timeout. `on_wait` is called when the lock is
+    /// busy and then every 30 s, with the processes holding it.
+    pub fn lock_exclusive(
+        &self,
+        on_wait: impl FnMut(Duration, &[Holder]),
+    ) -> Result<LockedFile, CacheError> {
+        let lock = self.wait_for(LockKind::Exclusive, on_wait)?;
+        if lock.read_only() {
+            // `envs-v1/<key>.lock`: the cache root is two levels up.
+            let root = self.lock_path.parent().and_then(Path::parent);
+            return Err(CacheError::ReadOnly {
+                path: root.unwrap_or(&self.lock_path).to_path_buf(),
+            });
+        }
+        Ok(lock)
     }
 
     /// Tries to lock the environment exclusively without waiting (for `cache prune`).
@@ -156,14 +198,43 @@ impl EnvEntry {
         LockedFile::try_acquire(&self.lock_path, LockKind::Exclusive)
     }
 
-    /// Locks the environment for use (`run`), waiting for a builder to finish.
-    pub fn lock_shared(&self, on_wait: impl FnMut(Duration)) -> Result<LockedFile, CacheError> {
+    /// Locks the environment for use (`run`), waiting for a builder to finish (at most the
+    /// cache's lock timeout).
+    pub fn lock_shared(
+        &self,
+        on_wait: impl FnMut(Duration, &[Holder]),
+    ) -> Result<LockedFile, CacheError> {
+        self.wait_for(LockKind::Shared, on_wait)
+    }
+
+    /// Tries to lock the environment shared without waiting (`cache verify` during a build).
+    pub fn try_lock_shared(&self) -> Result<Option<LockedFile>, CacheError> {
+        LockedFile::try_acquire(&self.lock_path, LockKind::Shared)
+    }
+
+    fn wait_for(
+        &self,
+        kind: LockKind,
+        mut on_wait: impl FnMut(Duration, &[Holder]),
+    ) -> Result<LockedFile, CacheError> {
+        if let Some(lock) = LockedFile::try_acquire(&self.lock_path, kind)? {
+            return Ok(lock);
+        }
+        // A build killed with SIGKILL can leave children (a build backend uv started) that
+        // still hold its lock; they would only delay us, and nothing may write into the
+        // environment once we rebuild it.
+        for holder in crate::child::kill_orphans(&self.lock_path) {
+            tracing::debug!(
+                "Stopped {holder}, left running by a killed build of `{}`",
+                self.key
+            );
+        }
         LockedFile::acquire(
             &self.lock_path,
-            LockKind::Shared,
-            None,
+            kind,
+            Some(self.lock_timeout),
             Duration::from_secs(30),
-            on_wait,
+            |waited| on_wait(waited, &crate::child::holders(&self.lock_path)),
         )
     }
 
@@ -195,6 +266,7 @@ impl EnvEntry {
             key: self.key.clone(),
             layout: 1,
             created: now(),
+            prefix: Some(self.dir.clone()),
         };
         let bytes = serde_json::to_vec(&fingerprint).map_err(|e| CacheError::Io {
             path: self.meta(COMPLETE),
@@ -294,7 +366,7 @@ mod tests {
         let tmp = cache.bucket(crate::TMP_DIR).unwrap();
         let env = cache.env("abc").unwrap();
         assert_eq!(env.state(), EnvState::Missing);
-        let _lock = env.lock_exclusive(|_| {}).unwrap();
+        let _lock = env.lock_exclusive(|_, _| {}).unwrap();
         env.begin_build(&tmp).unwrap();
         fs_err::write(env.dir().join("file"), "x").unwrap();
         assert_eq!(env.state(), EnvState::Incomplete);
@@ -305,6 +377,32 @@ mod tests {
         env.begin_build(&tmp).unwrap();
         assert!(!env.dir().join("file").exists());
         assert_eq!(env.state(), EnvState::Incomplete);
+    }
+
+    #[test]
+    fn a_moved_environment_is_not_complete_but_a_symlinked_path_is() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::new(root.path().join("a"));
+        cache.init().unwrap();
+        let tmp = cache.bucket(crate::TMP_DIR).unwrap();
+        let env = cache.env("abc").unwrap();
+        let lock = env.lock_exclusive(|_, _| {}).unwrap();
+        env.begin_build(&tmp).unwrap();
+        env.finish_build(&metadata("abc")).unwrap();
+        drop(lock);
+        #[cfg(unix)]
+        {
+            fs_err::os::unix::fs::symlink(root.path().join("a"), root.path().join("link")).unwrap();
+            let linked = Cache::new(root.path().join("link")).env("abc").unwrap();
+            assert!(matches!(linked.state(), EnvState::Complete(_)));
+            fs_err::remove_file(root.path().join("link")).unwrap();
+        }
+        fs_err::rename(root.path().join("a"), root.path().join("b")).unwrap();
+        let moved = Cache::new(root.path().join("b")).env("abc").unwrap();
+        assert_eq!(moved.state(), EnvState::Incomplete);
+        // Another directory at the old path does not make it complete either.
+        fs_err::create_dir_all(root.path().join("a/envs-v1/abc")).unwrap();
+        assert_eq!(moved.state(), EnvState::Incomplete);
     }
 
     #[test]

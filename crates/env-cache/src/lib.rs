@@ -27,13 +27,14 @@
 //! and on shared volumes that support them, and are released by the kernel when a process dies.
 #![warn(missing_docs)]
 
+pub mod child;
 mod entry;
 mod lock;
 
 use std::path::{Path, PathBuf};
 
 pub use entry::{EnvEntry, EnvState, Fingerprint, Metadata, now as unix_now};
-pub use lock::{LockKind, LockedFile};
+pub use lock::{LockKind, LockedFile, held_by, read_only};
 
 /// The environments bucket.
 pub const ENVS_BUCKET: &str = "envs-v1";
@@ -74,15 +75,27 @@ pub enum CacheError {
     },
 
     /// A lock could not be taken in time.
-    #[error("Timed out after {seconds} s waiting for the lock on `{}`", path.display())]
+    #[error("Timed out after {seconds} s waiting for the lock on `{}`{held_by}", path.display())]
     #[diagnostic(help(
-        "Another pyfunc-env process is using the cache. Wait for it, raise `PYFUNC_ENV_LOCK_TIMEOUT`, or pass `--force` if you are sure nothing is using it"
+        "Another process is using it (a running model holds its environment's lock for as long as it runs). Wait for it to finish or stop it, or raise `PYFUNC_ENV_LOCK_TIMEOUT` (seconds)"
     ))]
     LockTimeout {
         /// The lock file.
         path: PathBuf,
         /// How long we waited.
         seconds: u64,
+        /// `, held by pid N (`command`)`, or empty when unknown.
+        held_by: String,
+    },
+
+    /// The cache cannot be written, and the command must write.
+    #[error("The cache `{}` is read-only", path.display())]
+    #[diagnostic(help(
+        "Commands that use complete environments (`run`, `cache list`, `cache verify`, `deps`, `inspect`) work on a read-only cache; to build, point `--cache-dir` (or `PYFUNC_ENV_CACHE_DIR`) at a writable directory"
+    ))]
+    ReadOnly {
+        /// The cache root.
+        path: PathBuf,
     },
 
     /// The cache root is not a pyfunc-env cache.
@@ -105,7 +118,12 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ 
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
+    lock_timeout: std::time::Duration,
 }
+
+/// How long lock waits last unless [`Cache::with_lock_timeout`] says otherwise
+/// (`PYFUNC_ENV_LOCK_TIMEOUT`'s default).
+pub const DEFAULT_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by pyfunc-env.\n# For information about cache directory tags see https://bford.info/cachedir/\n";
 
@@ -113,7 +131,23 @@ impl Cache {
     /// A cache at `root` (absolute). Nothing is created until [`Cache::init`].
     #[must_use]
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        }
+    }
+
+    /// The same cache, giving up on every lock wait after `timeout` (`PYFUNC_ENV_LOCK_TIMEOUT`).
+    #[must_use]
+    pub fn with_lock_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// How long lock waits last.
+    #[must_use]
+    pub fn lock_timeout(&self) -> std::time::Duration {
+        self.lock_timeout
     }
 
     /// The root directory.
@@ -175,12 +209,28 @@ impl Cache {
 
     /// Takes the cache-wide lock shared: every command holds it while it works.
     pub fn lock_shared(&self) -> Result<LockedFile, CacheError> {
-        LockedFile::acquire_blocking(&self.lock_path(), LockKind::Shared)
+        LockedFile::acquire(
+            &self.lock_path(),
+            LockKind::Shared,
+            Some(self.lock_timeout),
+            std::time::Duration::from_secs(30),
+            |waited| {
+                tracing::debug!(
+                    "Waiting for the cache lock{} ({} s)",
+                    held_by(&self.lock_path()),
+                    waited.as_secs()
+                );
+            },
+        )
     }
 
     /// The environment entry for a key.
     pub fn env(&self, key: &str) -> Result<EnvEntry, CacheError> {
-        Ok(EnvEntry::new(&self.bucket(ENVS_BUCKET)?, key))
+        Ok(EnvEntry::new(
+            &self.bucket(ENVS_BUCKET)?,
+            key,
+            self.lock_timeout,
+        ))
     }
 
     /// Every environment entry in the cache (complete or not).
@@ -203,7 +253,7 @@ impl Cache {
         }
         Ok(keys
             .into_iter()
-            .map(|key| EnvEntry::new(&dir, &key))
+            .map(|key| EnvEntry::new(&dir, &key, self.lock_timeout))
             .collect())
     }
 }

@@ -17,51 +17,86 @@ pub enum LockKind {
 /// An open, locked file. The lock is released when this is dropped or the process dies.
 #[derive(Debug)]
 pub struct LockedFile {
-    file: std::fs::File,
+    /// `None` on a read-only cache without this lock file: nobody can hold it.
+    file: Option<std::fs::File>,
     path: PathBuf,
+    read_only: bool,
 }
 
-fn open(path: &Path) -> Result<std::fs::File, CacheError> {
-    fs_err::OpenOptions::new()
+/// Opens a lock file for locking, creating it if needed. On a read-only cache (an image's baked
+/// cache mounted read-only) an existing lock file is opened read-only: `flock` works on any
+/// open file, so readers still exclude `cache clean` and wait for builders. A lock file that
+/// does not exist there cannot be locked by anyone, so `Ok(None)`: there is nothing to wait for.
+fn open(path: &Path) -> Result<Opened, CacheError> {
+    let io = |e| CacheError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    match fs_err::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)
-        .map(fs_err::File::into_parts)
-        .map(|(file, _)| file)
-        .map_err(|e| CacheError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })
+    {
+        Ok(file) => Ok((Some(file.into_parts().0), false)),
+        Err(err) if read_only(&err) => match fs_err::File::open(path) {
+            Ok(file) => Ok((Some(file.into_parts().0), true)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((None, true)),
+            Err(e) => Err(io(e)),
+        },
+        Err(err) => Err(io(err)),
+    }
+}
+
+/// The open lock file (if it exists), and whether it could only be opened read-only.
+type Opened = (Option<std::fs::File>, bool);
+
+/// Whether an error says the file system (or the file) cannot be written.
+#[must_use]
+pub fn read_only(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+    )
 }
 
 impl LockedFile {
     /// Opens (creating if needed) and locks `path`, waiting as long as it takes.
     pub fn acquire_blocking(path: &Path, kind: LockKind) -> Result<Self, CacheError> {
-        let file = open(path)?;
-        let result = match kind {
-            LockKind::Shared => file.lock_shared(),
-            LockKind::Exclusive => file.lock(),
-        };
-        result.map_err(crate::io(path))?;
+        let (file, read_only) = open(path)?;
+        if let Some(file) = &file {
+            let result = match kind {
+                LockKind::Shared => file.lock_shared(),
+                LockKind::Exclusive => file.lock(),
+            };
+            result.map_err(crate::io(path))?;
+        }
         Ok(Self {
             file,
             path: path.to_path_buf(),
+            read_only,
         })
     }
 
     /// Tries to lock `path` without waiting; `Ok(None)` if another process holds it.
     pub fn try_acquire(path: &Path, kind: LockKind) -> Result<Option<Self>, CacheError> {
-        let file = open(path)?;
+        let (Some(file), read_only) = open(path)? else {
+            return Ok(Some(Self {
+                file: None,
+                path: path.to_path_buf(),
+                read_only: true,
+            }));
+        };
         let result = match kind {
             LockKind::Shared => file.try_lock_shared(),
             LockKind::Exclusive => file.try_lock(),
         };
         match result {
             Ok(()) => Ok(Some(Self {
-                file,
+                file: Some(file),
                 path: path.to_path_buf(),
+                read_only,
             })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(source)) => Err(CacheError::Io {
@@ -98,6 +133,7 @@ impl LockedFile {
                 return Err(CacheError::LockTimeout {
                     path: path.to_path_buf(),
                     seconds: waited.as_secs(),
+                    held_by: held_by(path),
                 });
             }
             if waited >= next_report {
@@ -113,11 +149,25 @@ impl LockedFile {
         &self.path
     }
 
-    /// The open file (e.g. to pass the lock on to a child process).
+    /// Whether the lock file lives on a read-only file system (or cannot be written by us):
+    /// the cache can be read but not built into.
     #[must_use]
-    pub fn file(&self) -> &std::fs::File {
-        &self.file
+    pub fn read_only(&self) -> bool {
+        self.read_only
     }
+
+    /// The open file (e.g. to pass the lock on to a child process); `None` on a read-only
+    /// cache that has no such lock file.
+    #[must_use]
+    pub fn file(&self) -> Option<&std::fs::File> {
+        self.file.as_ref()
+    }
+}
+
+/// `, held by pid 12 (`python -c ...`)`: who holds `path`, for messages ("" if unknown).
+#[must_use]
+pub fn held_by(path: &Path) -> String {
+    crate::child::describe(&crate::child::holders(path))
 }
 
 #[cfg(test)]

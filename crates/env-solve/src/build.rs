@@ -122,6 +122,27 @@ fn hit(
     }
 }
 
+/// Who holds an environment's lock, for wait messages: a process running in the
+/// environment (a model), another build, or unknown.
+fn describe_holders(env: &EnvEntry, holders: &[env_cache::child::Holder]) -> String {
+    if holders.is_empty() {
+        return "held by another process".to_string();
+    }
+    let described: Vec<String> = holders
+        .iter()
+        .take(3)
+        .map(|holder| {
+            let exe = fs_err::read_link(format!("/proc/{}/exe", holder.pid)).ok();
+            if exe.is_some_and(|exe| exe.starts_with(env.dir())) {
+                format!("in use by a process running in it, {holder}")
+            } else {
+                format!("held by {holder}")
+            }
+        })
+        .collect();
+    described.join("; ")
+}
+
 /// What [`build`] made, before the environment is marked complete.
 struct Built {
     timings: Timings,
@@ -148,11 +169,12 @@ pub async fn create(
         let reporter = reporter.clone();
         let key = request.key.to_string();
         tokio::task::spawn_blocking(move || {
-            env.lock_exclusive(|waited| {
+            env.lock_exclusive(|waited, holders| {
+                let what = describe_holders(&env, holders);
                 if waited.is_zero() {
-                    tracing::debug!("Waiting for another process building `{key}`");
+                    tracing::debug!("Waiting for the lock on environment `{key}`: {what}");
                 }
-                reporter.on_wait(&format!("another process is building environment {key}"));
+                reporter.on_wait(&format!("environment {key} is locked: {what}"));
             })
         })
         .await
@@ -161,6 +183,9 @@ pub async fn create(
         })??
     };
     let wait = wait_start.elapsed();
+    // Every process this build starts keeps the lock open: no rebuild can begin while any of
+    // them (or a build backend they started) still runs.
+    let _inherit = lock.file().map(env_cache::child::inherit_in_children);
     if !request.reinstall && matches!(env.state(), EnvState::Complete(_)) {
         tracing::debug!(
             "Built by another process while we waited: {}",
@@ -616,27 +641,64 @@ fn uv_cache_dir(cache: &Cache, request: &CreateRequest<'_>) -> Result<PathBuf, S
 pub fn compile_in_background(
     program: &Path,
     args: &[std::ffi::OsString],
-    keep: &std::fs::File,
-) -> std::io::Result<()> {
+    keep: Option<&std::fs::File>,
+) -> std::io::Result<u32> {
     let nice = ["/usr/bin/nice", "/bin/nice"]
         .into_iter()
         .find(|p| Path::new(p).is_file());
-    // `sh` forks the compiler into the background and exits at once, so the compiler is
-    // re-parented to init and never left a zombie of the model process we become.
-    let script = r#"("$@" >/dev/null 2>&1 </dev/null &)"#;
+    // Idle I/O class too, where `ionice` exists: the compiler must not slow a build agent.
+    let ionice = ["/usr/bin/ionice", "/bin/ionice"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file());
+    // `sh` forks the compiler into the background, prints its pid and exits at once, so the
+    // compiler is re-parented to init and never left a zombie of the model process we become.
+    let script = r#"("$@" >/dev/null 2>&1 </dev/null & echo $!)"#;
     let mut command = std::process::Command::new("/bin/sh");
     command.arg("-c").arg(script).arg("sh");
     if let Some(nice) = nice {
         command.args([nice, "-n", "19"]);
     }
+    if let Some(ionice) = ionice {
+        command.args([ionice, "-c", "3"]);
+    }
     command
         .arg(program)
         .args(args)
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
-    env_prefix::keep_open_across_exec(keep);
-    command.status().map(|_| ())
+    if let Some(keep) = keep {
+        env_prefix::keep_open_across_exec(keep);
+    }
+    let output = command.output()?;
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0))
+}
+
+/// What `pyfunc-env __compile-bytecode PREFIX` runs: [`compile_environment`] holding the
+/// environment's lock shared, and passing it on to the compiler processes, so `cache prune`
+/// and a rebuild wait until the last of them has exited.
+pub fn compile_in_this_process(
+    cache: &Cache,
+    prefix: &Path,
+) -> Result<crate::bytecode::Stats, SolveError> {
+    let key = prefix
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let entry = cache.env(&key)?;
+    // Never wait: a builder or `cache clean`/`prune` holding the lock exclusively means the
+    // environment is going away (or being replaced), and there is nothing left to do.
+    let Some(lock) = entry.try_lock_shared()? else {
+        return Ok(crate::bytecode::Stats::default());
+    };
+    if !matches!(entry.state(), env_cache::EnvState::Complete(_)) {
+        return Ok(crate::bytecode::Stats::default());
+    }
+    let _inherit = lock.file().map(env_cache::child::inherit_in_children);
+    compile_environment(cache, prefix, &mut || {})
 }
 
 /// Compiles the bytecode of the environment at `prefix` through the cache's store: at the end
@@ -653,13 +715,11 @@ pub fn compile_environment(
 }
 
 fn python_version_of(python: &Path) -> Option<String> {
-    let output = env_prefix::isolated_python(python)
-        .args([
-            "-c",
-            "import sys; print('.'.join(map(str, sys.version_info[:3])))",
-        ])
-        .output()
-        .ok()?;
+    let output = env_cache::child::output(env_prefix::isolated_python(python).args([
+        "-c",
+        "import sys; print('.'.join(map(str, sys.version_info[:3])))",
+    ]))
+    .ok()?;
     output
         .status
         .success()

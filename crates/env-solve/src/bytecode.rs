@@ -34,14 +34,13 @@ pub struct Stats {
 
 /// The interpreter's `sys.implementation.cache_tag` (`cpython-311`).
 fn cache_tag(python: &Path) -> Result<String, SolveError> {
-    let output = Command::new(python)
-        .args([
-            "-I",
-            "-c",
-            "import sys; print(sys.implementation.cache_tag)",
-        ])
-        .output()
-        .map_err(io(python))?;
+    let output = env_cache::child::output(Command::new(python).args([
+        "-I",
+        "-B",
+        "-c",
+        "import sys; print(sys.implementation.cache_tag)",
+    ]))
+    .map_err(io(python))?;
     let tag = String::from_utf8_lossy(&output.stdout).trim().to_string();
     if !output.status.success() || tag.is_empty() {
         return Err(SolveError::Internal {
@@ -180,15 +179,19 @@ pub fn compile(
                 list.push_str(&source.to_string_lossy());
                 list.push('\n');
             }
-            let mut child = Command::new(python)
-                .args(["-m", "compileall", "-q", "-i", "-"])
-                .env_remove("PYTHONPATH")
-                .env_remove("PYTHONPYCACHEPREFIX")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(io(python))?;
+            let mut child = env_cache::child::spawn(
+                Command::new(python)
+                    // `-B`: compileall writes the listed files' bytecode (py_compile ignores
+                    // it), but the modules it imports, the interpreter's own standard library
+                    // (outside the cache for a venv), get none.
+                    .args(["-B", "-m", "compileall", "-q", "-i", "-"])
+                    .env_remove("PYTHONPATH")
+                    .env_remove("PYTHONPYCACHEPREFIX")
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            )
+            .map_err(io(python))?;
             if let Some(mut stdin) = child.stdin.take() {
                 std::io::Write::write_all(&mut stdin, list.as_bytes()).map_err(io(python))?;
             }

@@ -216,6 +216,32 @@ pub enum SolveError {
         hint: &'static str,
     },
 
+    /// `uv pip compile` could not name the files of the installed distributions.
+    #[error("Failed to find the files of the environment's Python packages for the lock (uv pip compile, exit code {}):\n{stderr}", code.map_or_else(|| "none".to_string(), |c| c.to_string()))]
+    #[diagnostic(help(
+        "The environment itself was built; the lock needs each installed distribution's file again, from the index it came from (or its direct URL). Check that the index is reachable, or drop `--offline`"
+    ))]
+    LockFiles {
+        /// uv's exit code.
+        code: Option<i32>,
+        /// uv's stderr (redacted).
+        stderr: String,
+    },
+
+    /// A distribution was installed from something a lock cannot record.
+    #[error(
+        "Cannot lock `{name}`: it was built from the local directory `{source_dir}`, and a lock records files with their sha256"
+    )]
+    #[diagnostic(help(
+        "Build a wheel of it (`uv build`) and require the wheel file instead of the directory"
+    ))]
+    LockLocalDirectory {
+        /// The distribution.
+        name: String,
+        /// Its source directory.
+        source_dir: String,
+    },
+
     /// A lock could not be written or read.
     #[error("Lock file error: {message}")]
     Lock {
@@ -355,7 +381,8 @@ impl SolveError {
             | Self::PythonUnavailable { .. }
             | Self::LockInvalid { .. }
             | Self::LockStale { .. }
-            | Self::LockHashMismatch { .. } => true,
+            | Self::LockHashMismatch { .. }
+            | Self::LockLocalDirectory { .. } => true,
             Self::PipFailed { user, .. } => *user,
             // Listed one by one, so a new variant has to be classified here: a catch-all
             // would make every new error exit 2 silently.
@@ -370,6 +397,7 @@ impl SolveError {
             | Self::UvChecksum { .. }
             | Self::Lock { .. }
             | Self::LockDownload { .. }
+            | Self::LockFiles { .. }
             | Self::Cache(_)
             | Self::Io { .. }
             | Self::Internal { .. } => false,

@@ -64,13 +64,51 @@ fn lock_error(message: impl Into<String>) -> SolveError {
     }
 }
 
-/// The Python distributions uv installed into `prefix` (INSTALLER `uv`), as `name==version`.
-fn uv_installed(prefix: &Path) -> Vec<(String, String)> {
-    env_prefix::prefix_distributions(prefix)
-        .into_iter()
-        .filter(|d| d.installer == "uv")
-        .map(|d| (d.name, d.version))
-        .collect()
+/// The Python distributions uv installed into `prefix` (INSTALLER `uv`), as requirement lines
+/// for `uv pip compile`: `name==version` for those from an index, `name @ URL` for those
+/// installed from a direct URL or a local file (their `direct_url.json`), which no index has.
+fn uv_installed(prefix: &Path) -> Result<Vec<String>, SolveError> {
+    let Some(site_packages) = crate::build::site_packages(prefix) else {
+        return Ok(Vec::new());
+    };
+    let mut lines = Vec::new();
+    for dist in crate::build::installed_distributions(&site_packages) {
+        if dist["installer"] != "uv" {
+            continue;
+        }
+        let (Some(name), Some(version)) = (dist["name"].as_str(), dist["version"].as_str()) else {
+            continue;
+        };
+        match direct_url(&site_packages, name, version) {
+            Some(direct) if direct.get("dir_info").is_some() => {
+                return Err(SolveError::LockLocalDirectory {
+                    name: name.to_string(),
+                    source_dir: direct["url"].as_str().unwrap_or_default().to_string(),
+                });
+            }
+            Some(direct) if direct["url"].is_string() => {
+                let url = direct["url"].as_str().unwrap_or_default();
+                crate::redact::register_url(url);
+                lines.push(format!("{name} @ {url}"));
+            }
+            _ => lines.push(format!("{name}=={version}")),
+        }
+    }
+    Ok(lines)
+}
+
+/// The `direct_url.json` (PEP 610) of an installed distribution, if it has one.
+fn direct_url(site_packages: &Path, name: &str, version: &str) -> Option<serde_json::Value> {
+    let normalized = name.replace(['-', '.'], "_").to_lowercase();
+    let read = fs_err::read_dir(site_packages).ok()?;
+    for entry in read.flatten() {
+        let dir = entry.file_name().to_string_lossy().to_lowercase();
+        if dir == format!("{normalized}-{version}.dist-info").to_lowercase() {
+            let text = fs_err::read_to_string(entry.path().join("direct_url.json")).ok()?;
+            return serde_json::from_str(&text).ok();
+        }
+    }
+    None
 }
 
 /// Writes the lock of the environment at `prefix`.
@@ -121,13 +159,11 @@ pub fn lock_environment(
             .map_err(|e| lock_error(e.to_string()))?;
     }
 
-    let installed = uv_installed(prefix);
+    let installed = uv_installed(prefix)?;
     if !installed.is_empty() {
         let mut pins = String::new();
-        for (name, version) in &installed {
-            pins.push_str(name);
-            pins.push_str("==");
-            pins.push_str(version);
+        for line in &installed {
+            pins.push_str(line);
             pins.push('\n');
         }
         let pins_file = scratch.join(format!("lock-pins-{}.txt", std::process::id()));
@@ -150,20 +186,15 @@ pub fn lock_environment(
             .arg(env_prefix::python_of(prefix))
             .arg(&pins_file)
             .args(index_args);
-        let output = command.output().map_err(|source| SolveError::Io {
+        let output = env_cache::child::output(&mut command).map_err(|source| SolveError::Io {
             path: uv.path.clone(),
             source,
         })?;
         let _ = fs_err::remove_file(&pins_file);
         if !output.status.success() {
-            // The pins come from the environment that was just built, so a failure here is
-            // not the model's files' fault: never give the "fix the requirement" hint.
-            return Err(SolveError::PipFailed {
-                step: "lock (uv pip compile)".into(),
+            return Err(SolveError::LockFiles {
                 code: output.status.code(),
                 stderr: redact(String::from_utf8_lossy(&output.stderr).trim_end()),
-                user: false,
-                hint: "uv could not lock the packages of the built environment; the message above is uv's own (with `--offline`, run once online)",
             });
         }
         let pylock: toml::Value = toml::from_str(&String::from_utf8_lossy(&output.stdout))
@@ -205,7 +236,15 @@ pub fn lock_environment(
                 .get("hashes")
                 .and_then(|h| h.get("sha256"))
                 .and_then(toml::Value::as_str)
-                .and_then(rattler_digest::parse_digest_from_hex::<rattler_digest::Sha256>);
+                .and_then(rattler_digest::parse_digest_from_hex::<rattler_digest::Sha256>)
+                .or_else(|| {
+                    // uv gives no hash for a local file: hash it ourselves.
+                    let path = url.to_file_path().ok()?;
+                    let bytes = fs_err::read(path).ok()?;
+                    rattler_digest::parse_digest_from_hex::<rattler_digest::Sha256>(
+                        &env_spec::spec::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+                    )
+                });
             let data = PypiDistributionData {
                 name: pep508_rs::PackageName::from_str(name)
                     .map_err(|e| lock_error(e.to_string()))?,

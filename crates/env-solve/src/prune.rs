@@ -103,7 +103,7 @@ pub fn prune(
             remaining.push((last_used, size, env));
             continue;
         }
-        let Some(lock) = env.try_lock_exclusive()? else {
+        let Some(lock) = lock_for_removal(&env, policy.dry_run)? else {
             report.skipped_in_use += 1;
             continue;
         };
@@ -130,7 +130,7 @@ pub fn prune(
             if total <= budget {
                 break;
             }
-            let Some(lock) = env.try_lock_exclusive()? else {
+            let Some(lock) = lock_for_removal(env, policy.dry_run)? else {
                 report.skipped_in_use += 1;
                 continue;
             };
@@ -178,7 +178,8 @@ pub fn prune(
         }
     }
     if !policy.dry_run {
-        // Bytecode that no environment links to any more.
+        // Bytecode that no environment links to any more (not while a compiler fills it).
+        stop_compilers(&cache.root().join(env_cache::PYC_BUCKET).join(".lock"));
         report.freed += crate::bytecode::prune_store(&cache.root().join(env_cache::PYC_BUCKET));
     }
     // Buckets of other layout versions: only with the whole cache to ourselves.
@@ -202,6 +203,32 @@ pub fn prune(
 }
 
 /// Directories in the cache root that this version does not use.
+/// The exclusive lock of an environment to remove. A lock held only by background bytecode
+/// compilers is taken after stopping them (they compile what is being removed); one held by a
+/// running model or a build is not. A dry run stops nothing.
+fn lock_for_removal(
+    env: &env_cache::EnvEntry,
+    dry_run: bool,
+) -> Result<Option<LockedFile>, SolveError> {
+    if let Some(lock) = env.try_lock_exclusive()? {
+        return Ok(Some(lock));
+    }
+    if !dry_run && stop_compilers(env.lock_path()) > 0 {
+        return Ok(env.try_lock_exclusive()?);
+    }
+    Ok(None)
+}
+
+/// Stops the background bytecode compilers (`pyfunc-env __compile-bytecode`) holding `lock`.
+pub fn stop_compilers(lock: &std::path::Path) -> usize {
+    let stopped =
+        env_cache::child::stop(lock, |holder| holder.command.contains("__compile-bytecode"));
+    for holder in &stopped {
+        tracing::debug!("Stopped the background bytecode compiler {holder}");
+    }
+    stopped.len()
+}
+
 fn unknown_buckets(cache: &Cache) -> Vec<String> {
     let Ok(entries) = fs_err::read_dir(cache.root()) else {
         return Vec::new();

@@ -79,11 +79,7 @@ pub struct Uv {
 }
 
 fn version_of(path: &Path) -> Option<String> {
-    let output = Command::new(path)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
+    let output = env_cache::child::output(Command::new(path).arg("--version")).ok()?;
     if !output.status.success() {
         return None;
     }
@@ -463,8 +459,13 @@ impl Uv {
             .suffix(".txt")
             .tempfile_in(install.scratch)
             .map_err(io(install.scratch))?;
-        let text: String = install
-            .set
+        // Local directories are built from copies, never in the model directory.
+        let staged = crate::local::stage(
+            &install.set.requirements,
+            install.model_root,
+            install.scratch,
+        )?;
+        let text: String = staged
             .requirements
             .iter()
             .map(|r| r.to_requirement_line(install.model_root) + "\n")
@@ -523,7 +524,7 @@ pub fn run_streaming(
     reporter: &Arc<dyn Reporter>,
 ) -> std::io::Result<(std::process::ExitStatus, String)> {
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command.spawn()?;
+    let mut child = env_cache::child::spawn(command)?;
     let stdout = child.stdout.take();
     let stdout_thread = std::thread::spawn(move || {
         let mut text = String::new();

@@ -92,6 +92,16 @@ pub fn verify(prefix: &Path, hash: bool) -> VerifyReport {
             }
         }
     }
+    // The interpreter itself: a venv's `bin/python` is a link to an interpreter elsewhere,
+    // listed in no record, and every command needs it.
+    let python = crate::build::python_of(prefix);
+    let python_name = relative(prefix, &python);
+    if !report.missing.contains(&python_name) {
+        report.checked += 1;
+        if fs_err::metadata(&python).is_err() {
+            report.missing.push(python_name);
+        }
+    }
     for site_packages in site_packages_dirs(prefix) {
         let Ok(entries) = fs_err::read_dir(&site_packages) else {
             continue;

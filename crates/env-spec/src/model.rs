@@ -389,10 +389,12 @@ impl ModelDir {
             local_files: BTreeMap::new(),
         };
         spec.local_files = self.local_digests(&spec)?;
+        let mut warnings = env.warnings;
+        warnings.extend(editable_warnings(&spec));
         Ok(ResolvedSpec {
             spec,
             files,
-            warnings: env.warnings,
+            warnings,
         })
     }
 
@@ -450,6 +452,7 @@ impl ModelDir {
             local_files: BTreeMap::new(),
         };
         spec.local_files = self.local_digests(&spec)?;
+        warnings.extend(editable_warnings(&spec));
         Ok(ResolvedSpec {
             spec,
             files,
@@ -457,16 +460,15 @@ impl ModelDir {
         })
     }
 
-    /// sha256 of every local, non-editable file or directory the spec installs.
+    /// sha256 of every local file or directory the spec installs, editable ones included:
+    /// the environment holds a copy of their contents (issue 15, item 3), so two copies of a
+    /// model with different local source must get different environments.
     fn local_digests(&self, spec: &EnvSpec) -> Result<BTreeMap<String, String>, SpecError> {
         let mut digests = BTreeMap::new();
         for requirement in spec.build.requirements.iter().chain(&spec.pip.requirements) {
             let Target::Path(path) = &requirement.target else {
                 continue;
             };
-            if requirement.editable {
-                continue;
-            }
             let path = path.split('[').next().unwrap_or(path);
             let absolute = self.fs.absolute(path);
             let digest = if absolute.is_dir() {
@@ -482,6 +484,35 @@ impl ModelDir {
         }
         Ok(digests)
     }
+}
+
+/// Editable requirements are installed as regular packages from a copy of their directory:
+/// an environment in the cache must not depend on (or write into) one model directory that
+/// other copies of the model share a key with, or that may be deleted.
+fn editable_warnings(spec: &EnvSpec) -> Vec<Warning> {
+    spec.build
+        .requirements
+        .iter()
+        .chain(&spec.pip.requirements)
+        .filter(|r| r.editable)
+        .map(|r| {
+            let message = format!(
+                "`{}` is installed as a regular (non-editable) package, from a copy of its directory taken now: a cached environment must not depend on the model directory (a changed source makes a new environment)",
+                r.written.trim()
+            );
+            let mut warning = Warning::file(
+                r.origin.as_ref().map_or("", |o| o.file.as_str()),
+                message,
+                WarningKind::Other,
+            );
+            if let Some(origin) = &r.origin {
+                warning.line = Some(origin.line);
+            } else {
+                warning.file = None;
+            }
+            warning
+        })
+        .collect()
 }
 
 fn unreachable_missing(name: &str) -> Result<(PythonEnv, Vec<Warning>), SpecError> {

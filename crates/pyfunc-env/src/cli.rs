@@ -164,6 +164,10 @@ pub struct RunArgs {
     /// With `--env-manager local`: the interpreter to run with (default: `python3` on PATH)
     #[arg(long, value_hint = ValueHint::ExecutablePath)]
     pub python: Option<PathBuf>,
+    /// On a cache miss, compile bytecode before the command starts instead of in the
+    /// background (for images and CI steps that snapshot the cache right after)
+    #[arg(long, env = crate::EnvVars::PYFUNC_ENV_COMPILE_FOREGROUND, value_parser = clap::builder::FalseyValueParser::new())]
+    pub compile_foreground: bool,
     /// `predict ...`, `serve ...`, or any command and its arguments
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<std::ffi::OsString>,

@@ -21,6 +21,9 @@ impl EnvVars {
     pub const PYFUNC_ENV_MIRRORS: &'static str = "PYFUNC_ENV_MIRRORS";
     /// Seconds to wait for a lock held by another process.
     pub const PYFUNC_ENV_LOCK_TIMEOUT: &'static str = "PYFUNC_ENV_LOCK_TIMEOUT";
+    /// `run`: compile bytecode before the model starts on a cache miss (`1`), not in the
+    /// background.
+    pub const PYFUNC_ENV_COMPILE_FOREGROUND: &'static str = "PYFUNC_ENV_COMPILE_FOREGROUND";
     /// Disable colours (<https://no-color.org>).
     pub const NO_COLOR: &'static str = "NO_COLOR";
     /// Force colours even when stderr is not a terminal.

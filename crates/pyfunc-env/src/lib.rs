@@ -79,9 +79,17 @@ fn run(command: Command, settings: &Settings, printer: Printer) -> anyhow::Resul
         Command::Cache(command) => commands::cache::cache(&command, settings, printer),
         Command::Run(args) => commands::run::run(&args, settings, printer),
         Command::CompileBytecode { prefix } => {
-            let cache = env_cache::Cache::new(&settings.cache_dir);
-            let _lock = cache.lock_shared()?;
-            env_solve::build::compile_environment(&cache, &prefix, &mut || {})?;
+            let cache =
+                env_cache::Cache::new(&settings.cache_dir).with_lock_timeout(settings.lock_timeout);
+            // `cache clean` holds it: the environment is being deleted, nothing to compile.
+            let Some(_lock) = env_cache::LockedFile::try_acquire(
+                &cache.lock_path(),
+                env_cache::LockKind::Shared,
+            )?
+            else {
+                return Ok(report::ExitStatus::Success);
+            };
+            env_solve::build::compile_in_this_process(&cache, &prefix)?;
             Ok(report::ExitStatus::Success)
         }
         Command::Check(args) => commands::check::check(&args, settings, printer),

@@ -32,6 +32,8 @@ pub struct ProgressReporter {
     next_id: Mutex<usize>,
     link: Mutex<Option<ProgressBar>>,
     label: String,
+    /// Prints lock waits when no progress is drawn: a silent wait looks like a hang.
+    printer: Option<Printer>,
 }
 
 impl ProgressReporter {
@@ -39,7 +41,9 @@ impl ProgressReporter {
     /// terminal.
     #[must_use]
     pub fn new(settings: &Settings, printer: Printer, label: &str) -> Self {
-        Self::in_multi(shared_multi(settings, printer), label)
+        let mut reporter = Self::in_multi(shared_multi(settings, printer), label);
+        reporter.printer = Some(printer);
+        reporter
     }
 
     /// A reporter drawing into an existing [`MultiProgress`] (one line per concurrent build).
@@ -59,6 +63,7 @@ impl ProgressReporter {
             next_id: Mutex::new(0),
             link: Mutex::new(None),
             label: label.to_string(),
+            printer: None,
         }
     }
 }
@@ -132,6 +137,11 @@ impl env_solve::Reporter for ProgressReporter {
 
     fn on_wait(&self, what: &str) {
         self.spinner.set_message(format!("waiting: {what}"));
+        if let Some(printer) = self.printer
+            && self.multi.is_hidden()
+        {
+            printer.info(format!("Waiting: {what}"));
+        }
     }
 
     fn on_finish(&self) {

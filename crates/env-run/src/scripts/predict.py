@@ -9,6 +9,17 @@ import sys
 import tempfile
 
 
+def import_hint():
+    # pyfunc-env only starts this script where mlflow is installed: if it does not import, the
+    # environment is damaged (a deleted file), not missing mlflow (issue 15, item 9).
+    if os.path.isdir(os.path.join(sys.prefix, ".pyfunc-env")):
+        return (
+            "mlflow is installed here but does not import: the environment may be damaged. "
+            "Check it with `pyfunc-env cache verify` and rebuild it with `pyfunc-env create MODEL --reinstall`"
+        )
+    return "mlflow is installed in this interpreter but does not import: repair or reinstall it there"
+
+
 def fail(message, hint=None, code=1):
     sys.stderr.write("error: %s\n" % message)
     if hint:
@@ -26,7 +37,7 @@ def main(model_dir, input_path, output_path, content_type, params_json):
     except ImportError as e:
         fail(
             "mlflow cannot be imported in this environment (%s)" % e,
-            "rerun with `--install-mlflow` to add the model's mlflow version to the environment",
+            import_hint(),
         )
 
     version = getattr(mlflow, "__version__", "0")
@@ -131,7 +142,7 @@ if ARGS[3] in ("json", "csv") and ARGS[4] == "-":
     except ImportError as e:
         fail(
             "mlflow cannot be imported in this environment (%s)" % e,
-            "rerun with `--install-mlflow` to add the model's mlflow version to the environment",
+            import_hint(),
         )
     if str(getattr(mlflow, "__version__", "0")).split(".")[0] not in ("0", "1"):
         from mlflow.pyfunc import scoring_server

@@ -16,7 +16,14 @@ def main():
         from mlflow.pyfunc import scoring_server
     except ImportError as e:
         sys.stderr.write("error: mlflow cannot be imported in this environment (%s)\n" % e)
-        sys.stderr.write("\nhint: rerun with `--install-mlflow` to add the model's mlflow version to the environment\n")
+        if os.path.isdir(os.path.join(sys.prefix, ".pyfunc-env")):
+            hint = (
+                "mlflow is installed here but does not import: the environment may be damaged. "
+                "Check it with `pyfunc-env cache verify` and rebuild it with `pyfunc-env create MODEL --reinstall`"
+            )
+        else:
+            hint = "mlflow is installed in this interpreter but does not import: repair or reinstall it there"
+        sys.stderr.write("\nhint: %s\n" % hint)
         sys.exit(1)
     command, env = scoring_server.get_cmd(model_dir, int(port), host, timeout, workers)
     # The server's own executables (uvicorn, gunicorn) live next to this interpreter.

@@ -20,7 +20,7 @@ pub fn cache(
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let cache = Cache::new(&settings.cache_dir);
+    let cache = Cache::new(&settings.cache_dir).with_lock_timeout(settings.lock_timeout);
     match command {
         CacheCommand::Dir => {
             printer.data(format!("{}\n", cache.root().display()))?;
@@ -295,6 +295,12 @@ fn clean(
         ));
         return Ok(ExitStatus::Success);
     }
+    // Background bytecode compilers hold their environment's lock (and the cache lock once
+    // started); their work is about to be deleted, so stop them rather than wait for them.
+    for env in cache.envs()? {
+        env_solve::prune::stop_compilers(env.lock_path());
+    }
+    env_solve::prune::stop_compilers(&cache.lock_path());
     let lock = if args.force {
         None
     } else {
@@ -344,6 +350,9 @@ struct VerifyRow {
     key: String,
     model: Option<String>,
     ok: bool,
+    /// Not checked: a build of it is running (it is checked once complete).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    building: bool,
     #[serde(flatten)]
     report: env_solve::verify::VerifyReport,
 }
@@ -351,16 +360,23 @@ struct VerifyRow {
 fn verify(cache: &Cache, args: &CacheVerifyArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
     let _shared = cache.lock_shared()?;
     let mut envs = Vec::new();
+    // An environment being built is locked exclusively by its builder: say so rather than
+    // leave it out silently (or, with `--reinstall`, check a directory being replaced).
+    let building = |entry: &env_cache::EnvEntry| -> anyhow::Result<bool> {
+        Ok(entry.try_lock_shared()?.is_none())
+    };
     if args.keys.is_empty() {
-        envs = cache
-            .envs()?
-            .into_iter()
-            .filter(|e| matches!(e.state(), EnvState::Complete(_)))
-            .collect();
+        for entry in cache.envs()? {
+            match entry.state() {
+                EnvState::Complete(_) => envs.push(entry),
+                EnvState::Incomplete if building(&entry)? => envs.push(entry),
+                _ => {}
+            }
+        }
     } else {
         for key in &args.keys {
             let entry = cache.env(key)?;
-            if !matches!(entry.state(), EnvState::Complete(_)) {
+            if !matches!(entry.state(), EnvState::Complete(_)) && !building(&entry)? {
                 anyhow::bail!(UserError::new(format!(
                     "No complete environment `{key}` in {}",
                     cache.root().display()
@@ -371,16 +387,26 @@ fn verify(cache: &Cache, args: &CacheVerifyArgs, printer: Printer) -> anyhow::Re
     }
     let mut rows = Vec::new();
     for env in envs {
-        let _lock = env.lock_shared(|_| {})?;
-        let report = env_solve::verify::verify(env.dir(), args.hash);
         let model = env
             .metadata()
             .ok()
             .map(|m| format!("{} --env-manager {}", m.model, m.env_manager));
+        let Some(_lock) = env.try_lock_shared()? else {
+            rows.push(VerifyRow {
+                key: env.key().to_string(),
+                model,
+                ok: true,
+                building: true,
+                report: env_solve::verify::VerifyReport::default(),
+            });
+            continue;
+        };
+        let report = env_solve::verify::verify(env.dir(), args.hash);
         rows.push(VerifyRow {
             key: env.key().to_string(),
             model,
             ok: report.is_ok(),
+            building: false,
             report,
         });
     }
@@ -390,7 +416,14 @@ fn verify(cache: &Cache, args: &CacheVerifyArgs, printer: Printer) -> anyhow::Re
     } else {
         let mut out = String::new();
         for row in &rows {
-            if row.ok {
+            if row.building {
+                let _ = writeln!(
+                    out,
+                    "{} {}: being built by another process, not checked; verify it again when the build is done",
+                    printer.yellow("skipped"),
+                    row.key
+                );
+            } else if row.ok {
                 let _ = writeln!(
                     out,
                     "{} {}: {} files ok",

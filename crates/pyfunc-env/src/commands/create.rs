@@ -123,7 +123,7 @@ pub fn resolve(
 pub fn open_cache(
     settings: &Settings,
 ) -> anyhow::Result<(env_cache::Cache, env_cache::LockedFile)> {
-    let cache = env_cache::Cache::new(&settings.cache_dir);
+    let cache = env_cache::Cache::new(&settings.cache_dir).with_lock_timeout(settings.lock_timeout);
     cache.init()?;
     let lock = cache.lock_shared()?;
     Ok((cache, lock))

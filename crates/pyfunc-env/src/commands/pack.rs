@@ -85,7 +85,7 @@ pub fn pack(args: &PackArgs, settings: &Settings, printer: Printer) -> anyhow::R
     // Held while packing, so `cache prune` cannot remove the environment meanwhile.
     let entry = ensured.cache.env(created.key.as_str())?;
     let _env_lock =
-        entry.lock_shared(|_| printer.info("Waiting for the environment to be free"))?;
+        entry.lock_shared(|_, _| printer.info("Waiting for the environment to be free"))?;
     if !matches!(entry.state(), env_cache::EnvState::Complete(_)) {
         anyhow::bail!(
             "The environment `{}` was removed while starting; run the command again",

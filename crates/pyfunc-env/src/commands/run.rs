@@ -228,7 +228,7 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
         &args.env,
         settings,
         printer,
-        true,
+        !args.compile_foreground,
     )?;
     let created = &ensured.created;
     if !created.cache_hit && !created.built_by_other {
@@ -241,7 +241,12 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
         ));
     }
     let entry = ensured.cache.env(created.key.as_str())?;
-    let env_lock = entry.lock_shared(|_| printer.info("Waiting for the environment to be free"))?;
+    let env_lock = entry.lock_shared(|_, holders| {
+        printer.info(format!(
+            "Waiting for the environment to be free{}",
+            env_cache::child::describe(holders)
+        ));
+    })?;
     if !matches!(entry.state(), env_cache::EnvState::Complete(_)) {
         anyhow::bail!(
             "The environment `{}` was removed while starting; run the command again",
@@ -258,12 +263,29 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
             "__compile-bytecode".into(),
             created.prefix.clone().into_os_string(),
         ];
-        if let Err(err) = env_solve::build::compile_in_background(&program, &args, env_lock.file())
-        {
-            tracing::debug!("Could not start compiling bytecode in the background: {err}");
+        match env_solve::build::compile_in_background(&program, &args, env_lock.file()) {
+            Ok(pid) => tracing::debug!(
+                "Compiling bytecode in the background at low priority (pid {pid}); `--compile-foreground` compiles before the command starts"
+            ),
+            Err(err) => {
+                tracing::debug!("Could not start compiling bytecode in the background: {err}");
+            }
         }
     }
     let env = Environment::from_prefix(&created.prefix, ensured.env.variables());
+    if !env.python.exists() {
+        anyhow::bail!(
+            UserError::new(format!(
+                "The environment's Python `{}` is missing: the environment is damaged",
+                env.python.display()
+            ))
+            .with_hint(format!(
+                "Check it with `pyfunc-env cache verify {}` and rebuild it with `pyfunc-env create {} --reinstall`",
+                created.key,
+                ensured.env.root().display()
+            ))
+        );
+    }
     if matches!(action, Action::Predict(..) | Action::Serve(_))
         && !env_run::has_mlflow(&created.prefix)
     {
@@ -286,11 +308,11 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
         )));
     }
     let command = build(&action, &env, ensured.env.root());
-    exec(
-        command,
-        &[ensured.cache_lock.file(), env_lock.file()],
-        printer,
-    )
+    let locks: Vec<&std::fs::File> = [ensured.cache_lock.file(), env_lock.file()]
+        .into_iter()
+        .flatten()
+        .collect();
+    exec(command, &locks, printer)
 }
 
 fn build(
