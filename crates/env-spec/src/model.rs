@@ -387,8 +387,10 @@ impl ModelDir {
             build,
             pip,
             local_files: BTreeMap::new(),
+            compat_constraints: Vec::new(),
         };
         spec.local_files = self.local_digests(&spec)?;
+        spec.refresh_compat_constraints();
         Ok(ResolvedSpec {
             spec,
             files,
@@ -448,8 +450,10 @@ impl ModelDir {
             build: PipSet::default(),
             pip,
             local_files: BTreeMap::new(),
+            compat_constraints: Vec::new(),
         };
         spec.local_files = self.local_digests(&spec)?;
+        spec.refresh_compat_constraints();
         Ok(ResolvedSpec {
             spec,
             files,

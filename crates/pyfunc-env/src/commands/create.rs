@@ -149,7 +149,32 @@ pub fn prepare(
             .retain(|r| r.name().as_deref() != Some("mlflow"));
         resolved.spec.pip.requirements.push(requirement);
     }
-    let options = build_options(args);
+    if !args.pip_requirements_override.is_empty() {
+        let overrides = args
+            .pip_requirements_override
+            .iter()
+            .map(|text| {
+                env_spec::PipRequirement::named(text).map_err(|e| {
+                    crate::report::UserError::new(format!(
+                        "Invalid `--pip-requirements-override` requirement `{text}`: {e}"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        resolved.spec.override_requirements(overrides);
+    }
+    resolved.spec.refresh_compat_constraints();
+    if args.no_compat_constraints {
+        resolved.spec.compat_constraints.clear();
+    }
+    let mut options = build_options(args);
+    if options.exclude_newer.as_deref() == Some("model") {
+        options.exclude_newer = Some(model.mlmodel()?.utc_time_created().ok_or_else(|| {
+            crate::report::UserError::new(
+                "`--exclude-newer model` needs the MLmodel's `utc_time_created`, which is missing or not a `YYYY-MM-DD HH:MM:SS` time; pass a date instead",
+            )
+        })?);
+    }
     let virtual_packages = env_solve::context::detect_virtual_packages()?;
     let context = env_solve::context::key_context(manager, &options, &virtual_packages)?;
     let spec_key = resolved.spec.key(&context);
