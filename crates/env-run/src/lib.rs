@@ -267,29 +267,36 @@ pub fn predict_command(env: &Environment, model_dir: &Path, options: &PredictOpt
     env.command(env.python.as_os_str(), &args)
 }
 
-/// Options of `run -- serve`.
-#[derive(Debug, Clone)]
+/// Options of `run -- serve`. `None` means what `mlflow models serve` does without the flag:
+/// its default or its environment variable (`MLFLOW_HOST` else 127.0.0.1, `MLFLOW_PORT` else
+/// 5000, `MLFLOW_WORKERS`/`MLFLOW_MODELS_WORKERS` else 1 worker, the version's timeout).
+#[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
     /// Bind address.
-    pub host: String,
+    pub host: Option<String>,
     /// Port.
-    pub port: u16,
+    pub port: Option<u16>,
     /// Worker processes.
     pub workers: Option<u32>,
     /// Request timeout in seconds.
     pub timeout: Option<u32>,
 }
 
-/// The command that serves `model_dir` from `env`.
+/// The command that serves `model_dir` from `env`: the environment's mlflow builds its own
+/// server command line (`scoring_server.get_cmd`) and runs it as `mlflow models serve` does,
+/// through `bash -c "exec ..."`, so MLflow 1.x/2.x's `${GUNICORN_CMD_ARGS}` expands and the
+/// server replaces the process.
 #[must_use]
 pub fn serve_command(env: &Environment, model_dir: &Path, options: &ServeOptions) -> Command {
-    let optional = |v: Option<u32>| v.map_or_else(|| OsString::from("-"), |v| v.to_string().into());
+    fn optional(value: Option<impl ToString>) -> OsString {
+        value.map_or_else(|| OsString::from("-"), |v| v.to_string().into())
+    }
     let args: Vec<OsString> = vec![
         "-c".into(),
         include_str!("scripts/serve.py").into(),
         model_dir.into(),
-        options.host.clone().into(),
-        options.port.to_string().into(),
+        optional(options.host.as_ref()),
+        optional(options.port),
         optional(options.workers),
         optional(options.timeout),
     ];

@@ -9,3 +9,4 @@ mod pack;
 mod python;
 mod reliability;
 mod run;
+mod serve_versions;
