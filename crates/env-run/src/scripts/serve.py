@@ -133,6 +133,11 @@ def main():
     timeout = None if timeout == "-" else int(timeout)
     # PyFuncBackend.__init__: `self._nworkers = workers or 1`.
     command, env = scoring_server.get_cmd(model_dir, port, host, timeout, workers or 1)
+    if model_dir.endswith("/"):
+        # A plain-named link to a directory whose path MLflow would misparse (see
+        # `mlflow_safe_model_path`): get_cmd's file:// URI of it would be resolved by MLflow 3
+        # to the link's target and refused; the path with its trailing `/` is read as the link.
+        env[scoring_server._SERVER_MODEL_PATH] = model_dir
     preflight(scoring_server, mlflow_version, command)
     # The server's own executables (uvicorn, gunicorn) live next to this interpreter.
     bindir = os.path.dirname(sys.executable)
