@@ -248,9 +248,70 @@ pub struct PredictOptions {
     pub params: Option<String>,
 }
 
+/// A path to `model_dir` that the environment's MLflow reads as the same directory.
+///
+/// MLflow parses a model path as a URI: 1.x/2.x `urlparse` a plain path (a `#` starts a
+/// fragment), 3.x splits it into a root and a last component and rejects a last component with
+/// `#` or decodes its `%41` (`Invalid path`, `No such artifact`), and the `file://` URIs `serve`
+/// builds are percent-encoded and not decoded on load. A directory whose path has such
+/// characters is reached through a symlink with a plain name, in a per-user directory under the
+/// temporary directory that nobody else can write, named by a digest of the path so repeated
+/// runs reuse it, and given with a trailing `/`: MLflow 3 then takes the link itself as the root
+/// (it refuses a last component that resolves outside its root). Falls back to the path itself
+/// if the link cannot be made safely.
+#[must_use]
+pub fn mlflow_safe_model_path(model_dir: &Path) -> PathBuf {
+    let text = model_dir.as_os_str().as_encoded_bytes();
+    let plain = |b: &u8| b.is_ascii_alphanumeric() || b"/._-+@~=, ".contains(b);
+    if text.iter().all(plain) {
+        return model_dir.to_path_buf();
+    }
+    #[cfg(unix)]
+    {
+        if let Some(link) = private_link(model_dir) {
+            let mut with_slash = link.into_os_string();
+            with_slash.push("/");
+            return PathBuf::from(with_slash);
+        }
+    }
+    model_dir.to_path_buf()
+}
+
+#[cfg(unix)]
+fn private_link(model_dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    // SAFETY: getuid has no preconditions and cannot fail.
+    #[expect(unsafe_code, reason = "no safe API for the user id")]
+    let uid = unsafe { libc::getuid() };
+    let dir = std::env::temp_dir().join(format!("pyfunc-env-models-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    // Only a directory of ours that nobody else can write: another user could otherwise point
+    // the link at a model of their choosing.
+    let meta = fs_err::symlink_metadata(&dir).ok()?;
+    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
+        return None;
+    }
+    let digest = env_spec::spec::sha256_hex(model_dir.as_os_str().as_encoded_bytes());
+    let name = &digest[..24];
+    let link = dir.join(name);
+    if fs_err::read_link(&link).is_ok_and(|target| target == model_dir) {
+        return Some(link);
+    }
+    // Replace atomically: another run may be using the link.
+    let staging = dir.join(format!(".{name}.{}", std::process::id()));
+    let _ = fs_err::remove_file(&staging);
+    fs_err::os::unix::fs::symlink(model_dir, &staging).ok()?;
+    if fs_err::rename(&staging, &link).is_err() {
+        let _ = fs_err::remove_file(&staging);
+        return None;
+    }
+    Some(link)
+}
+
 /// The command that scores `model_dir` in `env`.
 #[must_use]
 pub fn predict_command(env: &Environment, model_dir: &Path, options: &PredictOptions) -> Command {
+    let model_dir = &mlflow_safe_model_path(model_dir);
     let path_arg = |p: &Option<PathBuf>| {
         p.as_ref()
             .map_or_else(|| OsString::from("-"), |p| p.clone().into_os_string())
@@ -267,29 +328,37 @@ pub fn predict_command(env: &Environment, model_dir: &Path, options: &PredictOpt
     env.command(env.python.as_os_str(), &args)
 }
 
-/// Options of `run -- serve`.
-#[derive(Debug, Clone)]
+/// Options of `run -- serve`. `None` means what `mlflow models serve` does without the flag:
+/// its default or its environment variable (`MLFLOW_HOST` else 127.0.0.1, `MLFLOW_PORT` else
+/// 5000, `MLFLOW_WORKERS`/`MLFLOW_MODELS_WORKERS` else 1 worker, the version's timeout).
+#[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
     /// Bind address.
-    pub host: String,
+    pub host: Option<String>,
     /// Port.
-    pub port: u16,
+    pub port: Option<u16>,
     /// Worker processes.
     pub workers: Option<u32>,
     /// Request timeout in seconds.
     pub timeout: Option<u32>,
 }
 
-/// The command that serves `model_dir` from `env`.
+/// The command that serves `model_dir` from `env`: the environment's mlflow builds its own
+/// server command line (`scoring_server.get_cmd`) and runs it as `mlflow models serve` does,
+/// through `bash -c "exec ..."`, so MLflow 1.x/2.x's `${GUNICORN_CMD_ARGS}` expands and the
+/// server replaces the process.
 #[must_use]
 pub fn serve_command(env: &Environment, model_dir: &Path, options: &ServeOptions) -> Command {
-    let optional = |v: Option<u32>| v.map_or_else(|| OsString::from("-"), |v| v.to_string().into());
+    let model_dir = &mlflow_safe_model_path(model_dir);
+    fn optional(value: Option<impl ToString>) -> OsString {
+        value.map_or_else(|| OsString::from("-"), |v| v.to_string().into())
+    }
     let args: Vec<OsString> = vec![
         "-c".into(),
         include_str!("scripts/serve.py").into(),
         model_dir.into(),
-        options.host.clone().into(),
-        options.port.to_string().into(),
+        optional(options.host.as_ref()),
+        optional(options.port),
         optional(options.workers),
         optional(options.timeout),
     ];
@@ -453,6 +522,30 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(String::from_utf8(output.stdout).unwrap(), "yes x y\n");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn model_paths_mlflow_would_misparse_are_reached_through_a_plain_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("model-1.0_x");
+        assert_eq!(mlflow_safe_model_path(&plain), plain);
+        for name in ["m#x", "m%41", "m\nx", "m?x"] {
+            let model = dir.path().join(name);
+            fs_err::create_dir_all(&model).unwrap();
+            fs_err::write(model.join("MLmodel"), name).unwrap();
+            let safe = mlflow_safe_model_path(&model);
+            let text = safe.to_str().unwrap();
+            assert!(text.ends_with('/'), "{text}");
+            assert!(
+                text.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b)),
+                "{text}"
+            );
+            assert_eq!(fs_err::read_to_string(safe.join("MLmodel")).unwrap(), name);
+            // The same link next time.
+            assert_eq!(mlflow_safe_model_path(&model), safe);
+        }
     }
 
     #[cfg(unix)]

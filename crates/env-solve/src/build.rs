@@ -309,6 +309,15 @@ async fn build(
             if set.is_empty() {
                 continue;
             }
+            // Compatibility constraints bound packages the model leaves open; as constraints
+            // they install nothing themselves (`env_spec::compat`).
+            let mut set = set.clone();
+            set.constraints.extend(
+                spec.compat_constraints
+                    .iter()
+                    .map(env_spec::compat::CompatConstraint::requirement),
+            );
+            let set = &set;
             reporter.on_phase(&format!("Installing {step} with uv"));
             let install = PipInstall {
                 python: &python,

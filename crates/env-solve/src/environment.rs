@@ -62,6 +62,12 @@ pub struct EnvRequest {
     pub lock: LockChoice,
     /// The uv binary (`--uv`, `PYFUNC_ENV_UV`); its version is part of the key.
     pub uv: Option<PathBuf>,
+    /// `predict -r/--pip-requirements-override`: requirements that replace the model's own
+    /// pins of the same packages (MLflow's meaning), so the environment gets its own key.
+    pub pip_requirements_override: Vec<String>,
+    /// `--no-compat-constraints`: build exactly what MLflow builds, without the constraints
+    /// that keep old MLflow scoring stacks working (issue 16).
+    pub no_compat_constraints: bool,
 }
 
 /// How to build, beyond what the key covers: nothing here changes the environment.
@@ -110,6 +116,22 @@ pub enum EnvError {
     #[error("The MLmodel records no `mlflow_version`; pass one: `--install-mlflow=2.9.2`")]
     NoMlflowVersion,
 
+    /// A `--pip-requirements-override` entry is not a requirement.
+    #[error("Invalid `--pip-requirements-override` requirement `{requirement}`: {message}")]
+    InvalidOverride {
+        /// The entry given.
+        requirement: String,
+        /// Why it does not parse.
+        message: String,
+    },
+
+    /// `--exclude-newer model` and the MLmodel has no usable creation time.
+    #[error(
+        "`--exclude-newer model` needs the MLmodel's `utc_time_created`, which is missing or not a `YYYY-MM-DD HH:MM:SS` time"
+    )]
+    #[diagnostic(help("Pass a date instead: `--exclude-newer 2024-05-01`"))]
+    NoCreationTime,
+
     /// `--install-mlflow=VERSION` does not make a requirement.
     #[error("Invalid `--install-mlflow` version `{version}`: {message}")]
     InvalidMlflowVersion {
@@ -135,6 +157,8 @@ impl EnvError {
             }
             Self::PythonVersionInCondaMode
             | Self::NoMlflowVersion
+            | Self::InvalidOverride { .. }
+            | Self::NoCreationTime
             | Self::InvalidMlflowVersion { .. } => true,
             Self::Solve(error) => error.is_user_error(),
         }
@@ -228,6 +252,37 @@ impl ModelEnvironment {
                 .retain(|r| r.name().as_deref() != Some("mlflow"));
             resolved.spec.pip.requirements.push(requirement);
         }
+        if !request.pip_requirements_override.is_empty() {
+            let overrides = request
+                .pip_requirements_override
+                .iter()
+                .map(|text| {
+                    PipRequirement::named(text).map_err(|message| EnvError::InvalidOverride {
+                        requirement: text.clone(),
+                        message,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            resolved.spec.override_requirements(overrides);
+        }
+        // The compatibility constraints follow the final requirements: a package the
+        // overrides or `--install-mlflow` pin is no longer left open.
+        resolved.spec.refresh_compat_constraints();
+        if request.no_compat_constraints {
+            resolved.spec.compat_constraints.clear();
+        }
+        let mut options = request.options.clone();
+        if options.exclude_newer.as_deref() == Some("model") {
+            let created = model
+                .mlmodel()
+                .map_err(|source| EnvError::MlModel {
+                    model: model.root().to_path_buf(),
+                    source,
+                })?
+                .utc_time_created()
+                .ok_or(EnvError::NoCreationTime)?;
+            options.exclude_newer = Some(created);
+        }
         // uv installs a virtualenv-mode environment's packages (and makes the venv), and a conda
         // file's `pip:` list; its version is then part of the key.
         let uses_uv = manager == EnvManager::Virtualenv
@@ -239,7 +294,7 @@ impl ModelEnvironment {
             None
         };
         let context =
-            crate::context::key_context(manager, &request.options, &virtual_packages, uv_version)?;
+            crate::context::key_context(manager, &options, &virtual_packages, uv_version)?;
         let spec_key = resolved.spec.key(&context);
         let lock_path = match &request.lock {
             LockChoice::File(path) => Some(path.clone()),
@@ -273,7 +328,7 @@ impl ModelEnvironment {
             key,
             lock,
             channels: request.channels.clone(),
-            options: request.options.clone(),
+            options,
             virtual_packages,
             uv: request.uv.clone(),
         })

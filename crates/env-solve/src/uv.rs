@@ -500,6 +500,13 @@ impl Uv {
         };
         if let Some(date) = install.exclude_newer {
             command.args(["--exclude-newer", date]);
+            // An exact pin names one release whatever its date: exempt it, so that a date
+            // bounds only what the model's files leave open (`--exclude-newer model`).
+            for requirement in &install.set.requirements {
+                if let Some((name, _)) = requirement.exact_pin() {
+                    command.args(["--exclude-newer-package", &format!("{name}=false")]);
+                }
+            }
         }
         tracing::debug!("Running {}", redact(&format!("{command:?}")));
         let result = run_streaming(&mut command, reporter);

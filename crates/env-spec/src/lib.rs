@@ -9,6 +9,7 @@
 //! files are untrusted and never leave the model directory.
 #![warn(missing_docs)]
 
+pub mod compat;
 pub mod conda;
 pub mod diagnostics;
 pub mod error;

@@ -214,6 +214,36 @@ impl MlModel {
         self.field("mlflow_version")
     }
 
+    /// `utc_time_created` (`2024-05-01 12:34:56.789012`, as MLflow writes it) as an RFC 3339
+    /// timestamp (`2024-05-01T12:34:56.789012Z`), for `--exclude-newer model`. `None` when
+    /// absent or not in that form.
+    #[must_use]
+    pub fn utc_time_created(&self) -> Option<String> {
+        let text = self.field("utc_time_created")?;
+        let text = text.trim();
+        let (date, time) = text.split_once([' ', 'T'])?;
+        let time = time.trim_end_matches('Z');
+        let date_ok = date.len() == 10
+            && date.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
+        let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
+        let clock_ok = clock.len() == 8
+            && clock.bytes().enumerate().all(|(i, b)| {
+                if i == 2 || i == 5 {
+                    b == b':'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
+        let fraction_ok = fraction.bytes().all(|b| b.is_ascii_digit());
+        (date_ok && clock_ok && fraction_ok).then(|| format!("{date}T{time}Z"))
+    }
+
     /// `flavors.python_function.python_version` as written.
     #[must_use]
     pub fn python_version(&self) -> Option<String> {

@@ -387,10 +387,12 @@ impl ModelDir {
             build,
             pip,
             local_files: BTreeMap::new(),
+            compat_constraints: Vec::new(),
         };
         spec.local_files = self.local_digests(&spec)?;
         let mut warnings = env.warnings;
         warnings.extend(editable_warnings(&spec));
+        spec.refresh_compat_constraints();
         Ok(ResolvedSpec {
             spec,
             files,
@@ -450,9 +452,11 @@ impl ModelDir {
             build: PipSet::default(),
             pip,
             local_files: BTreeMap::new(),
+            compat_constraints: Vec::new(),
         };
         spec.local_files = self.local_digests(&spec)?;
         warnings.extend(editable_warnings(&spec));
+        spec.refresh_compat_constraints();
         Ok(ResolvedSpec {
             spec,
             files,

@@ -68,6 +68,11 @@ pub struct EnvSpec {
     /// sha256 of each local file a requirement installs, by its path in the model directory.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub local_files: BTreeMap<String, String>,
+    /// Constraints that keep the environment's MLflow scoring code working against today's
+    /// releases of packages the model leaves open ([`crate::compat`]); applied as uv
+    /// constraints to the pip layer. Empty when switched off (`--no-compat-constraints`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub compat_constraints: Vec<crate::compat::CompatConstraint>,
 }
 
 /// Inputs to the key besides the spec: what else changes the environment a spec produces.

@@ -230,8 +230,9 @@ pub struct EnvArgs {
     #[arg(long)]
     pub no_compile: bool,
 
-    /// Only use packages published before this date (`2024-06-01` or RFC 3339)
-    #[arg(long, value_name = "DATE")]
+    /// Only use packages published before this date (`2024-06-01` or RFC 3339), or `model`:
+    /// the MLmodel's `utc_time_created`. Exact pins (`pkg==1.2.3`) are exempt
+    #[arg(long, value_name = "DATE|model")]
     pub exclude_newer: Option<String>,
 
     /// Rebuild the environment even if it is complete
@@ -250,6 +251,16 @@ pub struct EnvArgs {
     /// Ignore a `pyfunc-env.lock` in the model directory
     #[arg(long, conflicts_with = "locked")]
     pub no_lock: bool,
+
+    /// Build exactly what the model's files and MLflow ask for, without the constraints that
+    /// keep an old MLflow's scoring server working with today's packages (`inspect` lists them)
+    #[arg(long)]
+    pub no_compat_constraints: bool,
+
+    /// Requirements that replace the model's own (`run -- predict -r`, MLflow's
+    /// `--pip-requirements-override`); not a flag of its own.
+    #[arg(skip)]
+    pub pip_requirements_override: Vec<String>,
 }
 
 /// `--python-source`.

@@ -9,15 +9,12 @@ import sys
 import tempfile
 
 
-def import_hint():
-    # pyfunc-env only starts this script where mlflow is installed: if it does not import, the
-    # environment is damaged (a deleted file), not missing mlflow (issue 15, item 9).
-    if os.path.isdir(os.path.join(sys.prefix, ".pyfunc-env")):
-        return (
-            "mlflow is installed here but does not import: the environment may be damaged. "
-            "Check it with `pyfunc-env cache verify` and rebuild it with `pyfunc-env create MODEL --reinstall`"
-        )
-    return "mlflow is installed in this interpreter but does not import: repair or reinstall it there"
+# pyfunc-env checked that mlflow's distribution is installed before running this script, so
+# an import failure means files are missing or broken.
+DAMAGED_HINT = (
+    "the environment looks damaged (mlflow is installed but does not import): check it with "
+    "`pyfunc-env cache verify` and rebuild it with `pyfunc-env create MODEL --reinstall`"
+)
 
 
 def fail(message, hint=None, code=1):
@@ -35,10 +32,7 @@ def main(model_dir, input_path, output_path, content_type, params_json):
     try:
         import mlflow
     except ImportError as e:
-        fail(
-            "mlflow cannot be imported in this environment (%s)" % e,
-            import_hint(),
-        )
+        fail("mlflow cannot be imported in this environment (%s: %s)" % (type(e).__name__, e), DAMAGED_HINT)
 
     version = getattr(mlflow, "__version__", "0")
     major = int(version.split(".")[0]) if version.split(".")[0].isdigit() else 0
@@ -64,21 +58,32 @@ def main(model_dir, input_path, output_path, content_type, params_json):
         from mlflow.pyfunc import scoring_server
 
         if content_type == "parquet":
-            import pandas
+            # The DataFrame MLflow's server builds for `application/vnd.apache.parquet`
+            # (`parse_parquet_input`), with no JSON round trip (which rounds floats to 10
+            # significant digits and loses int64 beyond 2^53).
+            import io
 
-            frame = pandas.read_parquet(input_path if input_path is not None else sys.stdin.buffer)
-            payload = {"dataframe_split": json.loads(frame.to_json(orient="split", date_format="iso"))}
-            if params is not None:
-                payload["params"] = params
-            input_path = staged(json.dumps(payload))
-            content_type = "json"
+            if input_path is None:
+                source = io.BytesIO(sys.stdin.buffer.read())
+            else:
+                source = input_path
+            if hasattr(scoring_server, "parse_parquet_input"):
+                frame = scoring_server.parse_parquet_input(source)
+            else:
+                import pandas
+
+                frame = pandas.read_parquet(source)
+            return predict_frame(model_dir, frame, params, output_path)
         elif params is not None and content_type == "csv":
-            import pandas
-
-            frame = scoring_server.parse_csv_input(input_path if input_path is not None else sys.stdin)
-            payload = {"dataframe_split": json.loads(frame.to_json(orient="split", date_format="iso")), "params": params}
-            input_path = staged(json.dumps(payload))
-            content_type = "json"
+            # The DataFrame MLflow builds for CSV (`parse_csv_input`, with the schema where the
+            # version takes one), scored with the params.
+            source = input_path if input_path is not None else sys.stdin
+            try:
+                schema = load_model_metadata(model_dir).get_input_schema()
+                frame = scoring_server.parse_csv_input(source, schema=schema)
+            except TypeError:
+                frame = scoring_server.parse_csv_input(source)
+            return predict_frame(model_dir, frame, params, output_path)
         elif params is not None:
             document = json.loads(read_input())
             if not isinstance(document, dict):
@@ -104,11 +109,12 @@ def predict_v1(model_dir, input_path, output_path, content_type, params, read_in
     if params is not None:
         sys.stderr.write("warning: MLflow %s models take no params; ignoring `--params`\n" % mlflow_version())
     if content_type == "parquet":
+        import io
+
         import pandas
 
-        frame = pandas.read_parquet(input_path if input_path is not None else sys.stdin.buffer)
-        input_path = staged(frame.to_json(orient="split", date_format="iso"))
-        content_type, json_format = "json", "split"
+        source = io.BytesIO(sys.stdin.buffer.read()) if input_path is None else input_path
+        return predict_frame(model_dir, pandas.read_parquet(source), None, output_path)
     elif content_type == "json":
         document = json.loads(read_input())
         json_format = "split"
@@ -126,6 +132,40 @@ def predict_v1(model_dir, input_path, output_path, content_type, params, read_in
     scoring_server._predict(model_dir, input_path, output_path, content_type, json_format)
 
 
+def load_model_metadata(model_dir):
+    from mlflow.models import Model
+
+    return Model.load(model_dir)
+
+
+def predict_frame(model_dir, frame, params, output_path):
+    """`scoring_server._predict` for a DataFrame already built: load, predict (with params when
+    the model takes them), and write MLflow's JSON."""
+    import contextlib
+    import inspect
+
+    from mlflow.pyfunc import load_model, scoring_server
+
+    try:
+        from mlflow.pyfunc.utils.environment import _simulate_serving_environment as serving
+    except ImportError:
+        serving = contextlib.nullcontext
+    with serving():
+        model = load_model(model_dir)
+        if "params" in inspect.signature(model.predict).parameters:
+            raw = model.predict(frame, params=params)
+        else:
+            warn = getattr(scoring_server, "_log_warning_if_params_not_in_predict_signature", None)
+            if warn is not None:
+                warn(scoring_server._logger, params)
+            raw = model.predict(frame)
+        if output_path is None:
+            scoring_server.predictions_to_json(raw, sys.stdout)
+        else:
+            with open(output_path, "w") as out:
+                scoring_server.predictions_to_json(raw, out)
+
+
 def mlflow_version():
     import mlflow
 
@@ -140,10 +180,7 @@ if ARGS[3] in ("json", "csv") and ARGS[4] == "-":
     try:
         import mlflow
     except ImportError as e:
-        fail(
-            "mlflow cannot be imported in this environment (%s)" % e,
-            import_hint(),
-        )
+        fail("mlflow cannot be imported in this environment (%s: %s)" % (type(e).__name__, e), DAMAGED_HINT)
     if str(getattr(mlflow, "__version__", "0")).split(".")[0] not in ("0", "1"):
         from mlflow.pyfunc import scoring_server
 

@@ -91,6 +91,8 @@ pub fn env_request(args: &EnvArgs, settings: &Settings) -> anyhow::Result<EnvReq
             (None, true) => LockChoice::Ignore,
         },
         uv: args.uv.clone().or_else(|| settings.uv.clone()),
+        pip_requirements_override: args.pip_requirements_override.clone(),
+        no_compat_constraints: args.no_compat_constraints,
     })
 }
 

@@ -178,6 +178,15 @@ pub fn inspect(
                 }
                 pip_lines(&mut out, printer, "build", &resolved.spec.build);
                 pip_lines(&mut out, printer, "pip", &resolved.spec.pip);
+                // Constraints pyfunc-env adds for the model's MLflow (`--no-compat-constraints`
+                // drops them); the README's table gives each one's evidence.
+                for constraint in &resolved.spec.compat_constraints {
+                    let _ = writeln!(
+                        out,
+                        "    compat: {} ({}, for mlflow {})",
+                        constraint.constraint, constraint.id, constraint.mlflow
+                    );
+                }
                 for warning in &resolved.warnings {
                     if !warnings.contains(warning) {
                         warnings.push(warning.clone());

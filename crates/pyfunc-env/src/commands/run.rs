@@ -30,6 +30,27 @@ struct PredictCli {
     /// Inference params as a JSON object, merged into the input's `params`
     #[arg(long)]
     params: Option<String>,
+    /// Requirements that replace the model's own, comma-separated (`x==1.0,y==2.0`); they
+    /// change the environment, so it gets its own key
+    #[arg(
+        short = 'r',
+        long = "pip-requirements-override",
+        value_name = "REQUIREMENTS"
+    )]
+    pip_requirements_override: Option<String>,
+    /// Set an environment variable for the model (repeatable)
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    env: Vec<(String, String)>,
+}
+
+/// MLflow's `KeyValueType`: split at the first `=`.
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!(
+            "{text:?} is not a valid key value pair, expecting `key=value`"
+        )),
+    }
 }
 
 /// `run -- serve` options (MLflow's `mlflow models serve` flags).
@@ -45,18 +66,22 @@ struct ServeCli {
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
-    /// Address to bind; the default keeps the server local
-    #[arg(short = 'h', long, default_value = "127.0.0.1")]
-    host: String,
-    /// Port
-    #[arg(short = 'p', long, default_value_t = 5000)]
-    port: u16,
-    /// Worker processes
+    /// Address to bind [default: `MLFLOW_HOST`, else 127.0.0.1, which keeps the server local]
+    #[arg(short = 'h', long)]
+    host: Option<String>,
+    /// Port [default: `MLFLOW_PORT`, else 5000]
+    #[arg(short = 'p', long)]
+    port: Option<u16>,
+    /// Worker processes [default: `MLFLOW_MODELS_WORKERS` (MLflow 1.x and 2.x before the
+    /// FastAPI server: `MLFLOW_WORKERS`), else 1]
     #[arg(short = 'w', long)]
     workers: Option<u32>,
-    /// Request timeout in seconds
+    /// Request timeout in seconds [default: `MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT`, else 60]
     #[arg(short = 't', long)]
     timeout: Option<u32>,
+    /// Set an environment variable for the server (repeatable)
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    env: Vec<(String, String)>,
 }
 
 enum Action {
@@ -70,17 +95,32 @@ enum Action {
 
 /// A clap error of `predict`/`serve`: help is not an error (stdout, exit 0); anything else is
 /// the caller's to fix.
-fn subcommand_error(error: &clap::Error) -> anyhow::Result<Action> {
+fn subcommand_error(error: &clap::Error) -> anyhow::Result<Parsed> {
     match error.kind() {
-        clap::error::ErrorKind::DisplayHelp => Ok(Action::Help(error.render().to_string())),
+        clap::error::ErrorKind::DisplayHelp => Ok(Parsed {
+            action: Action::Help(error.render().to_string()),
+            env: Vec::new(),
+            pip_requirements_override: Vec::new(),
+        }),
         _ => Err(UserError::new(error.to_string().trim_end().to_string()).into()),
     }
 }
 
-fn parse_action(command: &[OsString]) -> anyhow::Result<Action> {
+/// What follows `--`: the action, and what MLflow's flags add around it.
+struct Parsed {
+    action: Action,
+    /// `--env KEY=VALUE`: set in the model's process.
+    env: Vec<(String, String)>,
+    /// `predict -r`: requirements replacing the model's own.
+    pip_requirements_override: Vec<String>,
+}
+
+fn parse_action(command: &[OsString]) -> anyhow::Result<Parsed> {
     let (first, rest) = command
         .split_first()
         .context("No command given after `--`")?;
+    let mut env = Vec::new();
+    let mut pip_requirements_override = Vec::new();
     let action = match first.to_str() {
         Some("predict") => {
             let cli = match PredictCli::try_parse_from(rest) {
@@ -96,10 +136,21 @@ fn parse_action(command: &[OsString]) -> anyhow::Result<Action> {
                     ));
                 }
             }
-            let missing_input = cli.input_path.clone().filter(|input| !input.is_file());
+            // `-i -` is stdin, as no `-i` is.
+            let input_path = cli.input_path.filter(|p| p.as_os_str() != "-");
+            let missing_input = input_path.clone().filter(|input| !input.is_file());
+            env = cli.env;
+            if let Some(text) = cli.pip_requirements_override {
+                pip_requirements_override = text
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_string)
+                    .collect();
+            }
             Action::Predict(
                 PredictOptions {
-                    input: cli.input_path.map(|p| std::path::absolute(&p).unwrap_or(p)),
+                    input: input_path.map(|p| std::path::absolute(&p).unwrap_or(p)),
                     output: cli
                         .output_path
                         .map(|p| std::path::absolute(&p).unwrap_or(p)),
@@ -114,6 +165,7 @@ fn parse_action(command: &[OsString]) -> anyhow::Result<Action> {
                 Ok(cli) => cli,
                 Err(error) => return subcommand_error(&error),
             };
+            env = cli.env;
             Action::Serve(ServeOptions {
                 host: cli.host,
                 port: cli.port,
@@ -123,7 +175,11 @@ fn parse_action(command: &[OsString]) -> anyhow::Result<Action> {
         }
         _ => Action::Command(first.clone(), rest.to_vec()),
     };
-    Ok(action)
+    Ok(Parsed {
+        action,
+        env,
+        pip_requirements_override,
+    })
 }
 
 /// A missing input file is ours to report, before anything is built; when the model cannot be
@@ -154,13 +210,22 @@ fn find_python3() -> anyhow::Result<PathBuf> {
 
 /// Runs `run`. On Unix this does not return on success: the process becomes the command.
 pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Result<ExitStatus> {
-    let action = parse_action(&args.command)?;
+    let Parsed {
+        action,
+        env: extra_env,
+        pip_requirements_override,
+    } = parse_action(&args.command)?;
     if let Action::Help(text) = &action {
         printer.data(text)?;
         return Ok(ExitStatus::Success);
     }
     check_missing_input(&action, &args.model.model)?;
     if args.env.env_manager == Some(EnvManagerArg::Local) {
+        if !pip_requirements_override.is_empty() {
+            anyhow::bail!(UserError::new(
+                "`--pip-requirements-override` changes the environment pyfunc-env builds; `--env-manager local` builds none (as in MLflow)"
+            ));
+        }
         let python = match &args.python {
             Some(python) => python.clone(),
             None => find_python3()?,
@@ -180,6 +245,7 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
             ("--exclude-newer", env_flags.exclude_newer.is_some()),
             ("--locked", env_flags.locked.is_some()),
             ("--uv", env_flags.uv.is_some()),
+            ("--no-compat-constraints", env_flags.no_compat_constraints),
             (
                 "--python-source",
                 env_flags.python_source != crate::cli::PythonSourceArg::Auto,
@@ -213,7 +279,8 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
                 version.map(|v| format!("=={v}")).unwrap_or_default()
             )));
         }
-        let command = build(&action, &env, model.root());
+        let mut command = build(&action, &env, model.root());
+        command.envs(extra_env);
         return exec(command, &[], printer);
     }
     if args.python.is_some() {
@@ -221,11 +288,18 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
             "`--python` applies to `--env-manager local`; environments bring their own Python"
         ));
     }
-    let request = env_request(&args.env, settings)?;
+    let env_args = if pip_requirements_override.is_empty() {
+        std::borrow::Cow::Borrowed(&args.env)
+    } else {
+        let mut env_args = args.env.clone();
+        env_args.pip_requirements_override = pip_requirements_override;
+        std::borrow::Cow::Owned(env_args)
+    };
+    let request = env_request(&env_args, settings)?;
     let ensured = ensure_env_with(
         &args.model.model,
         &request,
-        &args.env,
+        &env_args,
         settings,
         printer,
         !args.compile_foreground,
@@ -307,7 +381,8 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
                 .unwrap_or_default()
         )));
     }
-    let command = build(&action, &env, ensured.env.root());
+    let mut command = build(&action, &env, ensured.env.root());
+    command.envs(extra_env);
     let locks: Vec<&std::fs::File> = [ensured.cache_lock.file(), env_lock.file()]
         .into_iter()
         .flatten()
@@ -380,19 +455,27 @@ mod tests {
 
     #[test]
     fn serve_takes_mlflow_short_options() {
-        let cli = ServeCli::try_parse_from(["-h", "0.0.0.0", "-p", "8080", "-w", "2", "-t", "9"])
-            .unwrap();
+        let cli = ServeCli::try_parse_from([
+            "-h", "0.0.0.0", "-p", "8080", "-w", "2", "-t", "9", "--env", "A=b=c",
+        ])
+        .unwrap();
         assert_eq!(
-            (cli.host.as_str(), cli.port, cli.workers, cli.timeout),
-            ("0.0.0.0", 8080, Some(2), Some(9))
+            (cli.host.as_deref(), cli.port, cli.workers, cli.timeout),
+            (Some("0.0.0.0"), Some(8080), Some(2), Some(9))
         );
+        assert_eq!(cli.env, [("A".to_string(), "b=c".to_string())]);
+        // Not given: MLflow's defaults apply inside the environment (its variables, then
+        // 127.0.0.1:5000).
+        let cli = ServeCli::try_parse_from(Vec::<String>::new()).unwrap();
+        assert_eq!((cli.host, cli.port), (None, None));
+        assert!(ServeCli::try_parse_from(["--env", "NOEQUALS"]).is_err());
         let help = ServeCli::try_parse_from(["--help"]).unwrap_err();
         assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
     }
 
     fn action(words: &[&str]) -> anyhow::Result<Action> {
         let words: Vec<OsString> = words.iter().map(OsString::from).collect();
-        parse_action(&words)
+        parse_action(&words).map(|parsed| parsed.action)
     }
 
     #[test]
@@ -432,5 +515,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(text, "Input file `nosuch.json` does not exist");
+    }
+
+    #[test]
+    fn predict_takes_mlflow_overrides_env_and_stdin() {
+        let parsed = parse_action(
+            &[
+                "predict",
+                "-i",
+                "-",
+                "-r",
+                "x==1.0, y==2.0",
+                "--env",
+                "K=v",
+                "--env",
+                "E=",
+            ]
+            .map(OsString::from),
+        )
+        .unwrap();
+        let Action::Predict(options, _) = parsed.action else {
+            panic!("not predict")
+        };
+        assert_eq!(options.input, None);
+        assert_eq!(parsed.pip_requirements_override, ["x==1.0", "y==2.0"]);
+        assert_eq!(
+            parsed.env,
+            [("K".into(), "v".into()), ("E".into(), String::new())]
+        );
     }
 }

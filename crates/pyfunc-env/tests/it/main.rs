@@ -10,4 +10,5 @@ mod pack;
 mod python;
 mod reliability;
 mod run;
+mod serve_versions;
 mod wheel;

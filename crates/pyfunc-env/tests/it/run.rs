@@ -65,7 +65,12 @@ fn pyenv_python(version: &str) -> PathBuf {
 }
 
 /// `pyfunc-env run MODEL ENV_ARGS -- COMMAND`.
-fn run_command(ctx: &TestContext, model: &Path, env_args: &[&str], command: &[&str]) -> Command {
+pub(crate) fn run_command(
+    ctx: &TestContext,
+    model: &Path,
+    env_args: &[&str],
+    command: &[&str],
+) -> Command {
     let mut cmd = ctx.command();
     cmd.arg("run")
         .arg(model)
@@ -75,7 +80,7 @@ fn run_command(ctx: &TestContext, model: &Path, env_args: &[&str], command: &[&s
     cmd
 }
 
-fn run(ctx: &TestContext, model: &Path, env_args: &[&str], command: &[&str]) -> Output {
+pub(crate) fn run(ctx: &TestContext, model: &Path, env_args: &[&str], command: &[&str]) -> Output {
     run_command(ctx, model, env_args, command).output().unwrap()
 }
 
@@ -466,14 +471,14 @@ fn pypi_sklearn_iris_virtualenv_predict_serve_check_and_commands() {
 }
 
 /// A tiny HTTP/1.1 response.
-struct Response {
-    status: u16,
-    content_type: Option<String>,
-    body: Vec<u8>,
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) content_type: Option<String>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// One request on its own connection (`Connection: close`), read to the end.
-fn http(
+pub(crate) fn http(
     port: u16,
     method: &str,
     path: &str,
@@ -530,7 +535,7 @@ fn http(
 }
 
 /// A port nobody listens on right now.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind(("127.0.0.1", 0))
         .unwrap()
         .local_addr()
@@ -558,7 +563,7 @@ fn listening_addresses(port: u16) -> Vec<String> {
 }
 
 /// Kills a server left running by a failed assertion.
-struct KillOnDrop(Child);
+pub(crate) struct KillOnDrop(pub(crate) Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
