@@ -1,4 +1,4 @@
-//! The conformance matrix (`fixtures/matrix/`, issue 10): models written by MLflow 1.30.1, 2.3.2,
+//! The conformance matrix (`fixtures/matrix/`, issue 10): models written by MLflow 1.30.1, 2.3.0,
 //! 2.22.5 and 3.17.2 (scikit-learn, custom `PythonModel`, lightgbm, xgboost, statsmodels, onnx,
 //! catboost, `code_paths`, model from code with params, tensor signature, a column pipeline),
 //! scored by pyfunc-env in environments built from PyPI and compared with the answers each
@@ -36,8 +36,8 @@ fn pypi_conformance_mlflow_1_30_1() {
 }
 
 #[test]
-fn pypi_conformance_mlflow_2_3_2() {
-    conformance("2.3.2");
+fn pypi_conformance_mlflow_2_3_0() {
+    conformance("2.3.0");
 }
 
 #[test]
