@@ -2,6 +2,7 @@
 
 mod cache;
 mod common;
+mod conformance;
 mod create;
 mod deps;
 mod key;
