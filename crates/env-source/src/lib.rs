@@ -38,7 +38,7 @@ pub use settings::{SourceSettings, Vars};
 pub use uri::{ModelUri, Selector};
 
 /// The model cache bucket.
-pub const MODELS_BUCKET: &str = "models-v1";
+pub use env_cache::MODELS_BUCKET;
 
 /// How many files are downloaded at once.
 const PARALLEL_DOWNLOADS: usize = 4;
@@ -212,6 +212,27 @@ pub enum SourceError {
     Cache(#[from] CacheError),
 }
 
+impl SourceError {
+    /// Whether the input is at fault (a wrong URI, a missing model: exit 1) rather than
+    /// something broken (the network, the disk: exit 2).
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Self::InvalidUri { .. }
+            | Self::UnsupportedScheme { .. }
+            | Self::NotSupportedYet { .. }
+            | Self::NoServer { .. }
+            | Self::InvalidServer { .. }
+            | Self::Certificate { .. }
+            | Self::NoVersions { .. }
+            | Self::NoModel { .. }
+            | Self::OfflineNotCached { .. } => true,
+            Self::Server { status, .. } => (400..500).contains(status),
+            _ => false,
+        }
+    }
+}
+
 fn server_hint(status: u16, code: &str) -> &'static str {
     match (status, code) {
         (401, _) => {
@@ -352,7 +373,8 @@ pub async fn resolve(
                 "version": version,
                 "path": path,
             }));
-            let mut resolved = fetch_cached(cache, settings, &key, &shown, || async {
+            let registered = Some((name.as_str(), version.as_str()));
+            let mut resolved = fetch_cached(cache, settings, &key, &shown, registered, || async {
                 let client = mlflow::Client::new(settings)?;
                 let location = client.download_uri(&registry, &name, &version).await?;
                 Ok(join_uri(&location, &path))
@@ -370,7 +392,7 @@ pub async fn resolve(
                 "tracking": env_spec::redact::redact_url(&tracking),
                 "id": id,
             }));
-            fetch_cached(cache, settings, &key, &shown, || async {
+            fetch_cached(cache, settings, &key, &shown, None, || async {
                 let client = mlflow::Client::new(settings)?;
                 client.logged_model_location(&tracking, &id).await
             })
@@ -384,7 +406,7 @@ pub async fn resolve(
                 "run_id": run_id,
                 "path": path,
             }));
-            fetch_cached(cache, settings, &key, &shown, || async {
+            fetch_cached(cache, settings, &key, &shown, None, || async {
                 let client = mlflow::Client::new(settings)?;
                 let run = client.run(&tracking, &run_id).await?;
                 let location = join_uri(&run.artifact_uri, &path);
@@ -412,7 +434,15 @@ pub async fn resolve(
                 "uri": text,
             }));
             let text = text.to_string();
-            fetch_cached(cache, settings, &key, &shown, || async move { Ok(text) }).await
+            fetch_cached(
+                cache,
+                settings,
+                &key,
+                &shown,
+                None,
+                || async move { Ok(text) },
+            )
+            .await
         }
     }
 }
@@ -488,7 +518,10 @@ fn ago(then: u64) -> String {
 /// A short, stable key for a canonical JSON description of a source.
 fn key(value: &serde_json::Value) -> String {
     let digest = sha2::Sha256::digest(value.to_string().as_bytes());
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    digest[..16].iter().fold(String::new(), |mut out, byte| {
+        let _ = std::fmt::Write::write_fmt(&mut out, format_args!("{byte:02x}"));
+        out
+    })
 }
 
 /// MLflow's `append_to_uri_path`.
@@ -537,6 +570,42 @@ impl ModelEntry {
         &self.lock
     }
 
+    /// The key.
+    #[must_use]
+    pub fn key(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// When a command last used it (the lock file's modification time).
+    #[must_use]
+    pub fn last_used(&self) -> Option<std::time::SystemTime> {
+        fs_err::metadata(&self.lock).ok()?.modified().ok()
+    }
+
+    /// Takes the entry's lock exclusively if nobody uses it.
+    pub fn try_lock_exclusive(&self) -> Result<Option<LockedFile>, CacheError> {
+        LockedFile::try_acquire(&self.lock, LockKind::Exclusive)
+    }
+
+    /// Removes the entry (hold its lock): renamed into `tmp_dir` first, so an interrupted
+    /// removal never leaves something that looks like a model.
+    pub fn remove(&self, tmp_dir: &Path) -> Result<(), SourceError> {
+        if self.dir.exists() {
+            let doomed = tmp_dir.join(format!("removing-model-{}", self.key()));
+            let write = |path: &Path| {
+                let path = path.to_path_buf();
+                move |source| SourceError::Write { path, source }
+            };
+            fs_err::rename(&self.dir, &doomed).map_err(write(&self.dir))?;
+            fs_err::remove_dir_all(&doomed).map_err(write(&doomed))?;
+        }
+        let _ = fs_err::remove_file(&self.lock);
+        Ok(())
+    }
+
     /// What it came from; `None` if incomplete.
     #[must_use]
     pub fn info(&self) -> Option<EntryInfo> {
@@ -567,6 +636,7 @@ async fn fetch_cached<F, Fut>(
     settings: &SourceSettings,
     key: &str,
     shown: &str,
+    registered: Option<(&str, &str)>,
     locate: F,
 ) -> Result<Resolved, SourceError>
 where
@@ -580,6 +650,8 @@ where
             return Ok(None);
         };
         let lock = LockedFile::acquire_blocking(entry.lock_path(), LockKind::Shared)?;
+        // The lock file's mtime is the last use (`cache prune --older-than`).
+        let _ = lock.file().set_modified(std::time::SystemTime::now());
         HELD.lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(lock);
@@ -605,7 +677,7 @@ where
     let lock = LockedFile::acquire_blocking(entry.lock_path(), LockKind::Exclusive)?;
     if entry.info().is_none() {
         let location = locate().await?;
-        download_entry(cache, settings, &entry, shown, &location).await?;
+        download_entry(cache, settings, &entry, shown, registered, &location).await?;
     }
     drop(lock);
     found(&entry, false)?.ok_or_else(|| SourceError::OfflineNotCached {
@@ -692,6 +764,7 @@ async fn download_entry(
     settings: &SourceSettings,
     entry: &ModelEntry,
     shown: &str,
+    registered: Option<(&str, &str)>,
     location_uri: &str,
 ) -> Result<(), SourceError> {
     let tmp = cache.bucket(env_cache::TMP_DIR)?;
@@ -769,8 +842,8 @@ async fn download_entry(
     let info = EntryInfo {
         uri: shown.to_string(),
         source: shown_location.clone(),
-        name: None,
-        version: None,
+        name: registered.map(|(name, _)| name.to_string()),
+        version: registered.map(|(_, version)| version.to_string()),
         created: env_cache::unix_now(),
     };
     // Serialising a struct of strings cannot fail.

@@ -373,12 +373,7 @@ impl Client {
             let mut listing = url.clone();
             listing.query_pairs_mut().append_pair("path", &full);
             let response = self.send(&what, |http| http.get(listing.clone())).await?;
-            #[derive(Deserialize)]
-            struct Body {
-                #[serde(default)]
-                files: Vec<FileInfo>,
-            }
-            let body: Body = decode(response, &what).await?;
+            let body: Listing = decode(response, &what).await?;
             for mut file in body.files {
                 // The server answers with paths relative to the directory listed; refuse any
                 // that would escape it (MLflow's `validate_path_is_safe`).
@@ -453,6 +448,12 @@ impl Client {
         file.sync_all().await.map_err(io)?;
         Ok(written)
     }
+}
+
+#[derive(Deserialize)]
+struct Listing {
+    #[serde(default)]
+    files: Vec<FileInfo>,
 }
 
 /// A run's info from `runs/get`.

@@ -123,7 +123,9 @@ fn list(cache: &Cache, json: bool, printer: Printer) -> anyhow::Result<ExitStatu
         printer.data(format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
         return Ok(ExitStatus::Success);
     }
-    if rows.is_empty() {
+    let models = env_source::entries(cache);
+    let models: Vec<_> = models.iter().filter_map(|m| Some((m, m.info()?))).collect();
+    if rows.is_empty() && models.is_empty() {
         printer.info(format!(
             "No environments in {}",
             printer.cyan(cache.root().display())
@@ -148,6 +150,24 @@ fn list(cache: &Cache, json: bool, printer: Printer) -> anyhow::Result<ExitStatu
             human_time(row.last_used),
             row.model.as_deref().unwrap_or("-"),
         );
+    }
+    if !models.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<32}  {:>9}  {:<19}  {:<8}  MODEL URI",
+            "DOWNLOADED MODEL", "SIZE", "LAST USED", "VERSION"
+        );
+        for (model, info) in &models {
+            let _ = writeln!(
+                out,
+                "{:<32}  {:>9}  {:<19}  {:<8}  {}",
+                model.key(),
+                human_size(env_cache::disk_usage(model.dir(), &mut HashSet::new())),
+                human_time(unix(model.last_used())),
+                info.version.as_deref().unwrap_or("-"),
+                info.uri,
+            );
+        }
     }
     printer.data(out)?;
     Ok(ExitStatus::Success)
@@ -266,6 +286,34 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
         }
         drop(lock);
         removed += 1;
+        freed += size;
+    }
+    // Downloaded models: unused for longer than `--older-than`, and not in use.
+    for model in env_source::entries(cache) {
+        let last_used = model.last_used().unwrap_or(SystemTime::UNIX_EPOCH);
+        let incomplete = model.dir().exists() && model.info().is_none();
+        let stale =
+            older_than.is_some_and(|age| now.duration_since(last_used).unwrap_or_default() > age);
+        if !(stale || incomplete) {
+            continue;
+        }
+        let Some(lock) = model.try_lock_exclusive()? else {
+            skipped_in_use += 1;
+            continue;
+        };
+        let size = env_cache::disk_usage(model.dir(), &mut HashSet::new());
+        let what = model
+            .info()
+            .map_or_else(|| "incomplete".to_string(), |i| format!("`{}`", i.uri));
+        printer.info(format!(
+            "{verb} downloaded model {what} {} ({})",
+            model.key(),
+            human_size(size)
+        ));
+        if !args.dry_run {
+            model.remove(&tmp)?;
+        }
+        drop(lock);
         freed += size;
     }
     if let Some(budget) = max_size {

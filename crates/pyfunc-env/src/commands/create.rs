@@ -98,7 +98,7 @@ pub fn prepare(
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<Prepared> {
-    let model = open_model(model_path, printer)?;
+    let model = open_model(model_path, settings, printer)?;
     let manager = match args.env_manager {
         None => model.default_env_manager(),
         Some(arg) => arg.manager().ok_or_else(|| {
@@ -302,6 +302,10 @@ pub fn ensure_env_with(
 #[derive(Serialize)]
 struct CreateJson<'a> {
     model_dir: String,
+    /// Where the model came from, when given as a URI: the URI, the artifact location, the
+    /// registered name and resolved version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_source: Option<env_source::Resolved>,
     env_manager: EnvManager,
     #[serde(flatten)]
     created: &'a env_solve::Created,
@@ -319,9 +323,13 @@ pub fn create(
         for line in text.lines() {
             let line = line.split('#').next().unwrap_or_default().trim();
             if !line.is_empty() {
-                // Relative entries are relative to the list file.
+                // Relative entries are relative to the list file; model URIs are as written.
                 let path = std::path::PathBuf::from(line);
-                models.push(if path.is_absolute() {
+                let is_uri = !matches!(
+                    env_source::ModelUri::parse(line),
+                    Ok(env_source::ModelUri::Local(_))
+                );
+                models.push(if path.is_absolute() || is_uri {
                     path
                 } else {
                     list.parent().unwrap_or(Path::new(".")).join(path)
@@ -365,6 +373,7 @@ fn create_one(
     if args.json {
         let document = CreateJson {
             model_dir: ensured.model.root().display().to_string(),
+            model_source: crate::commands::resolution_of(ensured.model.root()),
             env_manager: ensured.manager,
             created,
         };
@@ -633,7 +642,12 @@ pub fn lock(
     // A lock describes a fresh solve, never another lock.
     env.no_lock = true;
     env.locked = None;
-    let ensured = ensure_env(&args.model.model, &env, settings, printer)?;
+    let ensured = ensure_env(
+        std::path::Path::new(&args.model.model),
+        &env,
+        settings,
+        printer,
+    )?;
     let cache = &ensured.cache;
     let uv = tokio::runtime::Builder::new_current_thread()
         .enable_all()

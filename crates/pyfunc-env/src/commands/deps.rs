@@ -96,17 +96,17 @@ fn check_output_path(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Runs `deps`.
-pub fn deps(args: &DepsArgs, _settings: &Settings, printer: Printer) -> anyhow::Result<ExitStatus> {
+pub fn deps(args: &DepsArgs, settings: &Settings, printer: Printer) -> anyhow::Result<ExitStatus> {
     if let Some(path) = &args.output {
         check_output_path(path)?;
     }
-    let model = open_model(&args.model.model, printer)?;
+    let model = open_model(&args.model.model, settings, printer)?;
     let (text, warnings) = match args.format {
         DepsFormat::Pip => {
             let deps = model.pip_dependencies().with_context(|| {
                 format!(
                     "Failed to get the pip requirements of `{}`",
-                    args.model.model.display()
+                    args.model.model
                 )
             })?;
             (deps.text, deps.warnings)
@@ -115,7 +115,7 @@ pub fn deps(args: &DepsArgs, _settings: &Settings, printer: Printer) -> anyhow::
             let deps = model.conda_dependencies().with_context(|| {
                 format!(
                     "Failed to get the conda environment of `{}`",
-                    args.model.model.display()
+                    args.model.model
                 )
             })?;
             (deps.text, deps.warnings)

@@ -56,10 +56,10 @@ fn pip_lines(out: &mut String, printer: Printer, label: &str, set: &PipSet) {
 /// Runs `inspect`.
 pub fn inspect(
     args: &InspectArgs,
-    _settings: &Settings,
+    settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let model = open_model(&args.model.model, printer)?;
+    let model = open_model(&args.model.model, settings, printer)?;
     let mlmodel = model.mlmodel()?;
     let mut out = String::new();
     let none = || printer.dim("(none)");

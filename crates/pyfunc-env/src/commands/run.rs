@@ -155,7 +155,7 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
                 "`{flag}` changes how an environment is built; `--env-manager local` builds none and runs `--python` as it is"
             )));
         }
-        let model = open_model(&args.model.model, printer)?;
+        let model = open_model(&args.model.model, settings, printer)?;
         let env = Environment::system(&python);
         let interpreter = report_mismatches(&model, &env, printer)?;
         if matches!(action, Action::Predict(_) | Action::Serve(_))
@@ -186,7 +186,13 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
             "`--python` applies to `--env-manager local`; environments bring their own Python"
         ));
     }
-    let ensured = ensure_env_with(&args.model.model, &args.env, settings, printer, true)?;
+    let ensured = ensure_env_with(
+        std::path::Path::new(&args.model.model),
+        &args.env,
+        settings,
+        printer,
+        true,
+    )?;
     let created = &ensured.created;
     if !created.cache_hit && !created.built_by_other {
         printer.info(format!(
