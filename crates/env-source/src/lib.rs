@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 mod mlflow;
+mod s3;
 mod settings;
 mod uri;
 
@@ -34,6 +35,7 @@ use env_cache::{Cache, CacheError, LockKind, LockedFile};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
+pub use s3::MLFLOW_S3_ENDPOINT_URL;
 pub use settings::{SourceSettings, Vars};
 pub use uri::{ModelUri, Selector};
 
@@ -58,7 +60,7 @@ pub enum SourceError {
     /// A scheme nobody handles.
     #[error("Unsupported model URI scheme `{scheme}:` in `{uri}`")]
     #[diagnostic(help(
-        "Use a local directory, `file://`, `models:/`, `runs:/` or `mlflow-artifacts:/`"
+        "Use a local directory, `file://`, `models:/`, `runs:/`, `mlflow-artifacts:/` or `s3://`"
     ))]
     UnsupportedScheme {
         /// The URI (redacted).
@@ -155,6 +157,16 @@ pub enum SourceError {
         #[source]
         source: serde_json::Error,
     },
+    /// An object store request failed.
+    #[error("{what} failed")]
+    #[diagnostic(help("Check the bucket and prefix, and the AWS credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`; `AWS_ENDPOINT_URL` or `MLFLOW_S3_ENDPOINT_URL` for an S3-compatible store)"))]
+    ObjectStore {
+        /// What was asked.
+        what: String,
+        /// The cause.
+        #[source]
+        source: object_store::Error,
+    },
     /// No version of a model (in a stage).
     #[error("No versions of model `{name}`{} found", stage.as_ref().map(|s| format!(" in stage `{s}`")).unwrap_or_default())]
     #[diagnostic(help("List the versions with `mlflow models` or the MLflow UI"))]
@@ -228,6 +240,12 @@ impl SourceError {
             | Self::NoModel { .. }
             | Self::OfflineNotCached { .. } => true,
             Self::Server { status, .. } => (400..500).contains(status),
+            Self::ObjectStore { source, .. } => matches!(
+                source,
+                object_store::Error::NotFound { .. }
+                    | object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }
+            ),
             _ => false,
         }
     }
@@ -346,10 +364,16 @@ pub async fn resolve(
     };
     match parsed {
         ModelUri::Local(dir) => Ok(local(text, dir)),
-        ModelUri::S3 { .. } => Err(SourceError::NotSupportedYet {
-            uri: shown,
-            what: "`s3://`",
-        }),
+        ModelUri::S3 { bucket, prefix } => {
+            let key = key(&serde_json::json!({
+                "kind": "s3",
+                "endpoint": s3::endpoint().map(|e| env_spec::redact::redact_url(&e)),
+                "bucket": bucket,
+                "prefix": prefix,
+            }));
+            let text = text.to_string();
+            fetch_cached(cache, settings, &key, &shown, None, || async move { Ok(text) }).await
+        }
         ModelUri::Registered {
             name,
             selector,
@@ -689,6 +713,7 @@ where
 /// the path under the artifact root), or a local directory.
 enum Location {
     Proxied { base: String, root: String },
+    S3 { bucket: String, prefix: String },
     Local(PathBuf),
 }
 
@@ -726,7 +751,7 @@ fn location(settings: &SourceSettings, uri: &str, shown: &str) -> Result<Locatio
             })
         }
         ModelUri::Local(path) if path.is_absolute() => Ok(Location::Local(path)),
-        ModelUri::S3 { .. } => Err(not_yet("An artifact location on `s3://`")),
+        ModelUri::S3 { bucket, prefix } => Ok(Location::S3 { bucket, prefix }),
         ModelUri::Local(_) => Err(not_yet("A relative artifact location")),
         _ => {
             if let Some((base, root)) = uri.split_once("/api/2.0/mlflow-artifacts/artifacts/")
@@ -753,6 +778,10 @@ async fn has_mlmodel(
             .await?
             .iter()
             .any(|f| f.path == "MLmodel")),
+        Location::S3 { bucket, prefix } => Ok(s3::list(&bucket, &prefix)
+            .await?
+            .iter()
+            .any(|(path, _)| path == "MLmodel")),
         Location::Local(path) => Ok(path.join("MLmodel").is_file()),
     }
 }
@@ -813,6 +842,48 @@ async fn download_entry(
                         fs_err::create_dir_all(parent).map_err(write(parent))?;
                     }
                     tasks.spawn(async move { client.download(&base, &remote, &dest).await });
+                }
+                match tasks.join_next().await {
+                    None => break,
+                    Some(Ok(result)) => {
+                        result?;
+                    }
+                    Some(Err(join)) => {
+                        return Err(SourceError::Write {
+                            path: model_dir.clone(),
+                            source: std::io::Error::other(join),
+                        });
+                    }
+                }
+            }
+        }
+        Location::S3 { bucket, prefix } => {
+            let files = s3::list(&bucket, &prefix).await?;
+            if !files.iter().any(|(path, _)| path == "MLmodel") {
+                let names: Vec<mlflow::FileInfo> = files
+                    .iter()
+                    .map(|(path, size)| mlflow::FileInfo {
+                        path: path.clone(),
+                        is_dir: false,
+                        file_size: Some(*size),
+                    })
+                    .collect();
+                return Err(no_model(describe(&names)));
+            }
+            let mut tasks = tokio::task::JoinSet::new();
+            let mut queue = files.into_iter();
+            loop {
+                while tasks.len() < PARALLEL_DOWNLOADS
+                    && let Some((relative, _)) = queue.next()
+                {
+                    let dest = model_dir.join(&relative);
+                    if let Some(parent) = dest.parent() {
+                        fs_err::create_dir_all(parent).map_err(write(parent))?;
+                    }
+                    let (bucket, prefix) = (bucket.clone(), prefix.clone());
+                    tasks.spawn(
+                        async move { s3::download(&bucket, &prefix, &relative, &dest).await },
+                    );
                 }
                 match tasks.join_next().await {
                     None => break,

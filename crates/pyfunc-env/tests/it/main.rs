@@ -7,5 +7,6 @@ mod deps;
 mod lock;
 mod pack;
 mod python;
+mod registry;
 mod reliability;
 mod run;
