@@ -144,8 +144,12 @@ impl MlflowServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(600);
         while http_status(self.port, "/health").is_none() {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
             assert!(
-                Instant::now() < deadline,
+                Instant::now() < deadline && exited.is_none(),
                 "mlflow server did not start:\n{}",
                 fs_err::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
             );
@@ -613,7 +617,10 @@ fn pypi_basic_auth_credentials_work_and_are_never_printed() {
     let secret = "Adm1n-s3cret-pw-917";
     let server = MlflowServer::start_with_env(
         &["--app-name", "basic-auth"],
-        &[("MLFLOW_AUTH_ADMIN_PASSWORD", secret)],
+        &[
+            ("MLFLOW_AUTH_ADMIN_PASSWORD", secret),
+            ("MLFLOW_FLASK_SERVER_SECRET_KEY", "test-csrf-key"),
+        ],
     );
     let auth = [
         ("MLFLOW_TRACKING_USERNAME", "admin"),
