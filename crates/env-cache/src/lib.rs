@@ -48,6 +48,8 @@ pub const UV_BUCKET: &str = "uv-v1";
 pub const TOOLS_BUCKET: &str = "tools-v1";
 /// Shared bytecode, hard-linked into environments.
 pub const PYC_BUCKET: &str = "pyc-v1";
+/// Models downloaded from model URIs (`env-source`).
+pub const MODELS_BUCKET: &str = "models-v1";
 /// Staging area (same filesystem as the buckets, so renames are atomic).
 pub const TMP_DIR: &str = "tmp";
 /// Every bucket this version knows; `cache prune` removes the others.
@@ -58,6 +60,7 @@ pub const KNOWN_BUCKETS: &[&str] = &[
     UV_BUCKET,
     TOOLS_BUCKET,
     PYC_BUCKET,
+    MODELS_BUCKET,
     TMP_DIR,
 ];
 

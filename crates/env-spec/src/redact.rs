@@ -20,6 +20,15 @@ pub fn register_url(url: &str) {
     }
 }
 
+/// Remembers a secret given on its own (a token or password from the environment) so
+/// [`redact`] masks it wherever it appears.
+pub fn register_secret(secret: &str) {
+    let mut secrets = SECRETS.lock().unwrap_or_else(PoisonError::into_inner);
+    if secret.len() >= 3 && !secrets.iter().any(|s| s == secret) {
+        secrets.push(secret.to_string());
+    }
+}
+
 fn secrets_of(url: &str) -> Vec<String> {
     let mut out = Vec::new();
     if let Ok(parsed) = url::Url::parse(url) {

@@ -361,12 +361,13 @@ pub struct CacheCleanArgs {
     pub force: bool,
 }
 
-/// The model directory argument.
+/// The model argument: a directory or any model URI MLflow's CLI takes.
 #[derive(Debug, Args)]
 pub struct ModelArg {
-    /// The model directory (the one holding `MLmodel`)
-    #[arg(value_hint = ValueHint::DirPath, value_name = "MODEL_DIR")]
-    pub model: PathBuf,
+    /// The model: a directory holding `MLmodel`, or `models:/NAME/VERSION`, `models:/NAME@ALIAS`,
+    /// `runs:/RUN_ID/PATH`, `mlflow-artifacts:/PATH`, `file:///PATH`
+    #[arg(value_hint = ValueHint::AnyPath, value_name = "MODEL")]
+    pub model: String,
 }
 
 /// `--env-manager`.

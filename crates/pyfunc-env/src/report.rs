@@ -61,6 +61,9 @@ fn as_diagnostic<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a
     if let Some(error) = error.downcast_ref::<env_pack::PackError>() {
         return Some(error);
     }
+    if let Some(error) = error.downcast_ref::<env_source::SourceError>() {
+        return Some(error);
+    }
     None
 }
 
@@ -99,6 +102,13 @@ pub fn exit_status(error: &anyhow::Error) -> ExitStatus {
         }
         if cause.downcast_ref::<UserError>().is_some() {
             return ExitStatus::Failure;
+        }
+        if let Some(error) = cause.downcast_ref::<env_source::SourceError>() {
+            return if error.is_user_error() {
+                ExitStatus::Failure
+            } else {
+                ExitStatus::Error
+            };
         }
         if let Some(error) = cause.downcast_ref::<env_pack::PackError>() {
             return if error.is_user_error() {

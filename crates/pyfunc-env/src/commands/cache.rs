@@ -124,7 +124,9 @@ fn list(cache: &Cache, json: bool, printer: Printer) -> anyhow::Result<ExitStatu
         printer.data(format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
         return Ok(ExitStatus::Success);
     }
-    if rows.is_empty() {
+    let models = env_source::entries(cache);
+    let models: Vec<_> = models.iter().filter_map(|m| Some((m, m.info()?))).collect();
+    if rows.is_empty() && models.is_empty() {
         printer.info(format!(
             "No environments in {}",
             printer.cyan(cache.root().display())
@@ -149,6 +151,24 @@ fn list(cache: &Cache, json: bool, printer: Printer) -> anyhow::Result<ExitStatu
             human_time(row.last_used),
             row.model.as_deref().unwrap_or("-"),
         );
+    }
+    if !models.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<32}  {:>9}  {:<19}  {:<8}  MODEL URI",
+            "DOWNLOADED MODEL", "SIZE", "LAST USED", "VERSION"
+        );
+        for (model, info) in &models {
+            let _ = writeln!(
+                out,
+                "{:<32}  {:>9}  {:<19}  {:<8}  {}",
+                model.key(),
+                human_size(env_cache::disk_usage(model.dir(), &mut HashSet::new())),
+                human_time(unix(model.last_used())),
+                info.version.as_deref().unwrap_or("-"),
+                info.uri,
+            );
+        }
     }
     printer.data(out)?;
     Ok(ExitStatus::Success)
@@ -258,6 +278,24 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
             report.skipped_in_use
         ));
     }
+    // Downloaded models (`models-v1/`): unused for longer than `--older-than`, or incomplete.
+    let models = env_source::prune_models(cache, policy.older_than, args.dry_run, &mut |model| {
+        printer.info(format!(
+            "{verb} downloaded model {} {} ({})",
+            model
+                .uri
+                .as_deref()
+                .map_or_else(|| "(incomplete)".to_string(), |uri| format!("`{uri}`")),
+            model.key,
+            human_size(model.size)
+        ));
+    })?;
+    if models.skipped_in_use > 0 {
+        printer.info(format!(
+            "Kept {} downloaded model(s) in use by other processes",
+            models.skipped_in_use
+        ));
+    }
     if !report.unknown_buckets_kept.is_empty() {
         printer.info(format!(
             "Kept unknown cache bucket(s) {} while other processes use the cache (an older pyfunc-env may be running a model from one)",
@@ -277,7 +315,7 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
             "Pruned"
         },
         report.removed,
-        human_size(report.freed)
+        human_size(report.freed + models.freed)
     ));
     Ok(ExitStatus::Success)
 }

@@ -39,7 +39,7 @@ pub fn check(
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let model = open_model(&args.model.model, printer)?;
+    let model = open_model(&args.model.model, settings, printer)?;
     let python: PathBuf = match (&args.python, &args.env) {
         (Some(python), _) => python.clone(),
         (None, Some(key)) => {

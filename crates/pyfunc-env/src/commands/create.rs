@@ -110,9 +110,10 @@ pub fn build_settings(args: &EnvArgs, settings: &Settings) -> BuildSettings {
 pub fn resolve(
     model_path: &Path,
     request: &EnvRequest,
+    settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ModelEnvironment> {
-    let model = open_model(model_path, printer)?;
+    let model = open_model(model_path, settings, printer)?;
     let env = ModelEnvironment::resolve(model, request)?;
     print_warnings(printer, &env.resolved.warnings);
     if let Some((path, _)) = &env.lock {
@@ -167,7 +168,7 @@ pub fn ensure_env_with(
     printer: Printer,
     defer_bytecode: bool,
 ) -> anyhow::Result<Ensured> {
-    let env = resolve(model_path, request, printer)?;
+    let env = resolve(model_path, request, settings, printer)?;
     let (cache, cache_lock) = open_cache(settings)?;
     let reporter: Arc<dyn env_solve::Reporter> =
         Arc::new(ProgressReporter::new(settings, printer, &env.name()));
@@ -193,6 +194,10 @@ pub fn ensure_env_with(
 #[derive(Serialize)]
 struct CreateJson<'a> {
     model_dir: String,
+    /// Where the model came from, when given as a URI: the URI, the artifact location, the
+    /// registered name and resolved version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_source: Option<env_source::Resolved>,
     env_manager: EnvManager,
     #[serde(flatten)]
     created: &'a env_solve::Created,
@@ -218,9 +223,13 @@ fn model_list(args: &CreateArgs) -> anyhow::Result<Vec<PathBuf>> {
         for line in text.lines() {
             let line = line.split('#').next().unwrap_or_default().trim();
             if !line.is_empty() {
-                // Relative entries are relative to the list file.
+                // Relative entries are relative to the list file; model URIs are as written.
                 let path = PathBuf::from(line);
-                models.push(if path.is_absolute() {
+                let is_uri = !matches!(
+                    env_source::ModelUri::parse(line),
+                    Ok(env_source::ModelUri::Local(_))
+                );
+                models.push(if path.is_absolute() || is_uri {
                     path
                 } else {
                     list.parent().unwrap_or(Path::new(".")).join(path)
@@ -255,7 +264,7 @@ fn dry_run_one(
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let env = resolve(model, request, printer)?;
+    let env = resolve(model, request, settings, printer)?;
     let cache = env_cache::Cache::new(&settings.cache_dir);
     let prefix = env.prefix(&cache);
     let cached = env.is_cached(&cache)?;
@@ -319,6 +328,7 @@ fn create_one(
     if args.json {
         let document = CreateJson {
             model_dir: ensured.env.root().display().to_string(),
+            model_source: crate::commands::resolution_of(ensured.env.root()),
             env_manager: ensured.env.manager,
             created,
         };
@@ -364,7 +374,7 @@ fn create_many(
     let virtual_packages = env_solve::context::detect_virtual_packages()?;
     for model in models {
         let start = std::time::Instant::now();
-        let env = open_model(model, quiet).and_then(|model| {
+        let env = open_model(model, settings, quiet).and_then(|model| {
             Ok(ModelEnvironment::resolve_with(
                 model,
                 request,
@@ -611,7 +621,7 @@ pub fn lock(
     // A lock describes a fresh solve, never another lock.
     request.lock = LockChoice::Ignore;
     let ensured = ensure_env_with(
-        &args.model.model,
+        Path::new(&args.model.model),
         &request,
         &args.env,
         settings,

@@ -98,13 +98,13 @@ pub fn deps(args: &DepsArgs, settings: &Settings, printer: Printer) -> anyhow::R
     if let Some(path) = &args.output {
         check_output_path(path)?;
     }
-    let model = open_model(&args.model.model, printer)?;
+    let model = open_model(&args.model.model, settings, printer)?;
     let (text, warnings) = match args.format {
         DepsFormat::Pip => {
             let deps = model.pip_dependencies().with_context(|| {
                 format!(
                     "Failed to get the pip requirements of `{}`",
-                    args.model.model.display()
+                    args.model.model
                 )
             })?;
             (deps.text, deps.warnings)
@@ -113,7 +113,7 @@ pub fn deps(args: &DepsArgs, settings: &Settings, printer: Printer) -> anyhow::R
             let deps = model.conda_dependencies().with_context(|| {
                 format!(
                     "Failed to get the conda environment of `{}`",
-                    args.model.model.display()
+                    args.model.model
                 )
             })?;
             (deps.text, deps.warnings)

@@ -59,7 +59,7 @@ pub fn inspect(
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let model = open_model(&args.model.model, printer)?;
+    let model = open_model(&args.model.model, settings, printer)?;
     let mlmodel = model.mlmodel()?;
     let mut out = String::new();
     let none = || printer.dim("(none)");

@@ -8,15 +8,90 @@ pub mod inspect;
 pub mod pack;
 pub mod run;
 
-use std::path::Path;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use anyhow::Context;
 use env_spec::ModelDir;
 
 use crate::printer::Printer;
+use crate::settings::Settings;
 
-/// Opens a model directory, saying which one failed.
-pub fn open_model(path: &Path, printer: Printer) -> anyhow::Result<ModelDir> {
+/// What each model URI opened by this process resolved to (for `--json` outputs).
+static RESOLVED: Mutex<Vec<env_source::Resolved>> = Mutex::new(Vec::new());
+
+/// What the model opened from `dir` was resolved from, if it came from a URI.
+pub fn resolution_of(dir: &Path) -> Option<env_source::Resolved> {
+    RESOLVED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .find(|r| r.dir == dir || dir.starts_with(&r.dir))
+        .cloned()
+}
+
+/// Resolves a model argument (a directory or a model URI, downloaded into `models-v1/` if
+/// needed) to a local directory.
+pub fn resolve_model(
+    model: &OsStr,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<PathBuf> {
+    // A non-UTF-8 argument can only be a local path.
+    let Some(text) = model.to_str() else {
+        return Ok(PathBuf::from(model));
+    };
+    if matches!(
+        env_source::ModelUri::parse(text),
+        Ok(env_source::ModelUri::Local(_))
+    ) {
+        return Ok(PathBuf::from(model));
+    }
+    let source_settings =
+        env_source::SourceSettings::from_env(|name| std::env::var(name).ok(), settings.offline);
+    let cache = env_cache::Cache::new(&settings.cache_dir);
+    cache.init()?;
+    let resolved =
+        env_source::resolve_blocking(text, &source_settings, &cache).with_context(|| {
+            format!(
+                "Failed to get the model `{}`",
+                env_spec::redact::redact_url(text)
+            )
+        })?;
+    for warning in &resolved.warnings {
+        printer.warn(warning);
+    }
+    if !resolved.cached {
+        let version = resolved
+            .version
+            .as_ref()
+            .map(|v| format!(" (version {v})"))
+            .unwrap_or_default();
+        let from = resolved
+            .source
+            .as_deref()
+            .filter(|source| *source != resolved.uri)
+            .map(|source| format!(" from `{source}`"))
+            .unwrap_or_default();
+        printer.info(format!("Downloaded `{}`{version}{from}", resolved.uri));
+    }
+    let dir = resolved.dir.clone();
+    RESOLVED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(resolved);
+    Ok(dir)
+}
+
+/// Opens a model (a directory or a model URI), saying which one failed.
+pub fn open_model(
+    model: impl AsRef<OsStr>,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<ModelDir> {
+    let path = resolve_model(model.as_ref(), settings, printer)?;
+    let path = path.as_path();
     let model = ModelDir::open(path)
         .with_context(|| format!("Failed to read the model at `{}`", path.display()))?;
     if model.artifacts_subdir {

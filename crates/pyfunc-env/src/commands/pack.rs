@@ -71,7 +71,12 @@ pub fn pack(args: &PackArgs, settings: &Settings, printer: Printer) -> anyhow::R
         Some(PackFormatArg::Zip) => Format::Zip,
         None => Format::from_path(&args.output),
     };
-    let ensured = ensure_env(&args.model.model, &args.env, settings, printer)?;
+    let ensured = ensure_env(
+        std::path::Path::new(&args.model.model),
+        &args.env,
+        settings,
+        printer,
+    )?;
     let created = &ensured.created;
     if !created.cache_hit && !created.built_by_other {
         printer.info(format!(
@@ -95,8 +100,7 @@ pub fn pack(args: &PackArgs, settings: &Settings, printer: Printer) -> anyhow::R
     let failed = || {
         format!(
             "Failed to pack the {} environment of `{}`",
-            ensured.env.manager,
-            args.model.model.display()
+            ensured.env.manager, args.model.model
         )
     };
     let environment = env_pack::inspect(&created.prefix).with_context(failed)?;

