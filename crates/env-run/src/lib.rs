@@ -349,10 +349,10 @@ pub struct ServeOptions {
 /// server replaces the process.
 #[must_use]
 pub fn serve_command(env: &Environment, model_dir: &Path, options: &ServeOptions) -> Command {
-    let model_dir = &mlflow_safe_model_path(model_dir);
     fn optional(value: Option<impl ToString>) -> OsString {
         value.map_or_else(|| OsString::from("-"), |v| v.to_string().into())
     }
+    let model_dir = &mlflow_safe_model_path(model_dir);
     let args: Vec<OsString> = vec![
         "-c".into(),
         include_str!("scripts/serve.py").into(),

@@ -85,8 +85,8 @@ impl CompatConstraint {
 
 /// The MLflow version an environment gets from `spec`: an exact `mlflow==X` or
 /// `mlflow-skinny==X` pin among its pip requirements, or an exact conda `mlflow` spec. `None`
-/// when mlflow is absent or open (then the newest release installs, which needs no
-/// constraints).
+/// when mlflow is absent, open (then the newest release installs, which needs no constraints)
+/// or a range (see `constraints_for_range`).
 #[must_use]
 pub fn pinned_mlflow(spec: &EnvSpec) -> Option<Version> {
     for requirement in spec.build.requirements.iter().chain(&spec.pip.requirements) {
@@ -190,6 +190,49 @@ fn exact(specifiers: &VersionSpecifiers) -> Option<Version> {
         .then(|| first.version().clone())
 }
 
+/// MLflow releases at and around the table's boundaries: a row applies to a version range
+/// (`mlflow>=2.3,<3`) when one of these is in both.
+const SAMPLE_RELEASES: &[&str] = &[
+    "1.0.0", "1.30.1", "2.0.0", "2.3.0", "2.15.1", "2.16.0", "2.20.4", "2.21.0", "2.22.5", "3.0.0",
+    "3.10.1", "3.11.0", "3.17.2",
+];
+
+/// The MLflow requirement's specifiers when it is a range rather than an exact pin (`None` for
+/// an exact pin, an open `mlflow`, or no mlflow).
+fn mlflow_range(spec: &EnvSpec) -> Option<VersionSpecifiers> {
+    spec.build
+        .requirements
+        .iter()
+        .chain(&spec.pip.requirements)
+        .filter_map(named)
+        .find(|(name, _)| name == "mlflow" || name == "mlflow-skinny")
+        .map(|(_, specifiers)| specifiers)
+        .filter(|specifiers| !specifiers.is_empty() && exact(specifiers).is_none())
+}
+
+/// The constraints for an MLflow range: every row that one of [`SAMPLE_RELEASES`] in the range
+/// selects (uv picks the newest release in the range, which may be any of them over time).
+fn constraints_for_range(spec: &EnvSpec, range: &VersionSpecifiers) -> Vec<CompatConstraint> {
+    let mut out: Vec<CompatConstraint> = Vec::new();
+    for release in SAMPLE_RELEASES {
+        let Ok(version) = Version::from_str(release) else {
+            continue;
+        };
+        if !range.contains(&version) {
+            continue;
+        }
+        for constraint in constraints_for(spec, &version) {
+            if !out.iter().any(|c| c.id == constraint.id) {
+                out.push(CompatConstraint {
+                    mlflow: range.to_string(),
+                    ..constraint
+                });
+            }
+        }
+    }
+    out
+}
+
 impl EnvSpec {
     /// Replaces the model's requirements of the same names with `overrides` and adds the
     /// others, as MLflow's `--pip-requirements-override` does (it installs them after the
@@ -207,9 +250,10 @@ impl EnvSpec {
     /// Recomputes [`EnvSpec::compat_constraints`] from the spec's own mlflow pin (see
     /// [`pinned_mlflow`]).
     pub fn refresh_compat_constraints(&mut self) {
-        self.compat_constraints = match pinned_mlflow(self) {
-            Some(version) => constraints_for(self, &version),
-            None => Vec::new(),
+        self.compat_constraints = match (pinned_mlflow(self), mlflow_range(self)) {
+            (Some(version), _) => constraints_for(self, &version),
+            (None, Some(range)) => constraints_for_range(self, &range),
+            (None, None) => Vec::new(),
         };
     }
 }
@@ -290,7 +334,12 @@ mod tests {
         assert!(applied(&mut spec(&["mlflow==3.17.2"])).is_empty());
         // Open or absent mlflow: the newest installs, which needs none.
         assert!(applied(&mut spec(&["mlflow", "scikit-learn"])).is_empty());
-        assert!(applied(&mut spec(&["mlflow>=2.0,<2.23"])).is_empty());
+        // A range gets every row one of its releases needs (uv picks its newest).
+        assert_eq!(
+            applied(&mut spec(&["mlflow<3,>=2.3"])),
+            ["setuptools<82", "starlette<1"]
+        );
+        assert!(applied(&mut spec(&["mlflow>=3.11"])).is_empty());
     }
 
     #[test]

@@ -72,8 +72,8 @@ struct ServeCli {
     /// Port [default: `MLFLOW_PORT`, else 5000]
     #[arg(short = 'p', long)]
     port: Option<u16>,
-    /// Worker processes [default: `MLFLOW_MODELS_WORKERS` (MLflow 1.x and 2.x before the
-    /// FastAPI server: `MLFLOW_WORKERS`), else 1]
+    /// Worker processes [default: `MLFLOW_MODELS_WORKERS` (`MLFLOW_WORKERS` for MLflow 1.x
+    /// and 2.x before 2.21), else 1]
     #[arg(short = 'w', long)]
     workers: Option<u32>,
     /// Request timeout in seconds [default: `MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT`, else 60]

@@ -1,5 +1,5 @@
 //! `run -- serve` starts the server the model's own MLflow version starts (issue 10 item 1):
-//! MLflow 1.x and 2.x before the FastAPI server return a *shell* command line
+//! MLflow 1.x and 2.x before 2.21 return a *shell* command line
 //! (`gunicorn ... ${GUNICORN_CMD_ARGS} -- ...wsgi:app`) that `mlflow models serve` runs with
 //! `bash -c`; later versions start uvicorn. Plus the compatibility constraints that keep an old
 //! MLflow's server working against today's packages (issue 16), `--exclude-newer model`, and
@@ -295,7 +295,7 @@ fn pypi_late_mlflow2_model_serves_with_compat_constraints_and_fails_clearly_with
 }
 
 /// A model in MLflow 3.17.2's format whose `loader_module` returns its input, so a prediction
-/// shows the DataFrame MLflow built from the input.
+/// shows the `DataFrame` MLflow built from the input.
 fn identity_model(dir: &Path, name: &str) -> PathBuf {
     let model = dir.join(name);
     fs_err::create_dir_all(model.join("code")).unwrap();
