@@ -679,7 +679,9 @@ pub fn prune_models(
     let tmp = cache.bucket(env_cache::TMP_DIR)?;
     let now = std::time::SystemTime::now();
     for model in entries(cache) {
-        let last_used = model.last_used().unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+        let last_used = model
+            .last_used()
+            .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
         let info = model.info();
         let incomplete = model.dir().exists() && info.is_none();
         let stale =
