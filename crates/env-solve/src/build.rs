@@ -428,6 +428,7 @@ async fn build_locked(
             repodata_cache: cache.bucket(env_cache::REPODATA_BUCKET)?,
             package_cache: cache.bucket(env_cache::PKGS_BUCKET)?,
             offline: request.offline,
+            exclude_newer: None,
         };
         reporter.on_phase("Installing locked conda packages");
         let t = Instant::now();
@@ -492,6 +493,7 @@ async fn conda_layer(
         repodata_cache: cache.bucket(env_cache::REPODATA_BUCKET)?,
         package_cache: cache.bucket(env_cache::PKGS_BUCKET)?,
         offline: request.offline,
+        exclude_newer: request.options.exclude_newer.as_deref(),
     };
     reporter.on_phase("Solving conda packages");
     let t = Instant::now();

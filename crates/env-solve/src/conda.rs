@@ -32,6 +32,52 @@ pub struct CondaContext<'a> {
     pub package_cache: PathBuf,
     /// Use only what is cached.
     pub offline: bool,
+    /// `--exclude-newer`: solve with packages published before this time only (RFC 3339, or a
+    /// date meaning 00:00 UTC of that day); exact pins are exempt, as for PyPI packages.
+    pub exclude_newer: Option<&'a str>,
+}
+
+/// The solver's cutoff for `--exclude-newer TIME`: packages published after `text` are left
+/// out, except records matching an exact pin of `specs` (`python=3.11.7`, `numpy==1.26.4`),
+/// which the model asked for by name and version. Records without any timestamp (old
+/// channels) cannot be judged and are kept.
+pub fn exclude_newer(
+    text: &str,
+    specs: &[MatchSpec],
+) -> Result<rattler_solve::ExcludeNewer, SolveError> {
+    let cutoff = text
+        .parse::<jiff::Timestamp>()
+        .or_else(|_| {
+            text.parse::<jiff::civil::Date>()
+                .and_then(|date| date.to_zoned(jiff::tz::TimeZone::UTC))
+                .map(|zoned| zoned.timestamp())
+        })
+        .map_err(|_| SolveError::InvalidExcludeNewer {
+            value: text.to_string(),
+        })?;
+    let mut config = rattler_solve::ExcludeNewer::from_datetime(cutoff)
+        .with_timestamp_policy(rattler_solve::TimestampPolicy::AllowMissing);
+    for spec in specs.iter().filter(|spec| is_exact_pin(spec)) {
+        // A spec the solver cannot use as an exemption (no exact name) stays under the cutoff.
+        if let Ok(exempted) = config.clone().with_exemption(spec.clone()) {
+            config = exempted;
+        }
+    }
+    Ok(config)
+}
+
+/// Whether a conda spec pins one version (`python=3.11.7`, `numpy==1.26.4`, `pkg 1.2.3`):
+/// three or more version segments and no range, wildcard or alternative before a trailing `.*`.
+fn is_exact_pin(spec: &MatchSpec) -> bool {
+    let Some(version) = &spec.version else {
+        return false;
+    };
+    let text = version.to_string();
+    let text = text.trim_start_matches("==").trim_start_matches('=');
+    let text = text.strip_suffix(".*").unwrap_or(text);
+    !text.is_empty()
+        && !text.contains(['<', '>', '!', '~', ',', '|', '*', ' '])
+        && text.matches('.').count() >= 2
 }
 
 /// Parses normalised spec strings back into match specs.
@@ -126,6 +172,10 @@ pub async fn solve(
     let mut task: SolverTask<_> = repodata.iter().collect();
     task.specs = specs.to_vec();
     task.virtual_packages = ctx.virtual_packages.to_vec();
+    task.exclude_newer = ctx
+        .exclude_newer
+        .map(|text| exclude_newer(text, specs))
+        .transpose()?;
     // Solving takes milliseconds for real model specs; run it on this thread.
     match rattler_solve::resolvo::Solver.solve(task) {
         Ok(result) => Ok(result.records),
@@ -196,4 +246,45 @@ pub async fn install(
             message: redact(&error_chain(&source)),
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod exclude_newer_tests {
+    use super::*;
+
+    fn spec(text: &str) -> MatchSpec {
+        MatchSpec::from_str(text, ParseStrictness::Lenient).unwrap()
+    }
+
+    #[test]
+    fn only_single_version_pins_are_exact() {
+        for text in [
+            "python=3.11.7",
+            "numpy==1.26.4",
+            "pkg 1.2.3",
+            "python 3.11.7.*",
+        ] {
+            assert!(is_exact_pin(&spec(text)), "{text}");
+        }
+        for text in [
+            "python",
+            "numpy>=1.26",
+            "numpy=1.26",
+            "pkg 1.*",
+            "a >=1,<2",
+            "b 1.2.3|1.2.4",
+        ] {
+            assert!(!is_exact_pin(&spec(text)), "{text}");
+        }
+    }
+
+    #[test]
+    fn dates_and_times_parse_and_anything_else_is_refused() {
+        assert!(exclude_newer("2024-06-01", &[]).is_ok());
+        assert!(exclude_newer("2024-06-01T12:00:00Z", &[spec("python=3.11.7")]).is_ok());
+        assert!(matches!(
+            exclude_newer("last tuesday", &[]),
+            Err(SolveError::InvalidExcludeNewer { .. })
+        ));
+    }
 }

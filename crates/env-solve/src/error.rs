@@ -45,6 +45,16 @@ pub enum SolveError {
         mirror: String,
     },
 
+    /// `--exclude-newer` is neither a date nor an RFC 3339 time.
+    #[error("Invalid `--exclude-newer` value `{value}`")]
+    #[diagnostic(help(
+        "Give a date (`2024-06-01`), an RFC 3339 time (`2024-06-01T12:00:00Z`) or `model`"
+    ))]
+    InvalidExcludeNewer {
+        /// What was given.
+        value: String,
+    },
+
     /// A conda spec of the spec does not parse (a bug: specs were validated when read).
     #[error("Invalid conda spec `{spec}`")]
     InvalidSpec {
@@ -382,7 +392,8 @@ impl SolveError {
             | Self::LockInvalid { .. }
             | Self::LockStale { .. }
             | Self::LockHashMismatch { .. }
-            | Self::LockLocalDirectory { .. } => true,
+            | Self::LockLocalDirectory { .. }
+            | Self::InvalidExcludeNewer { .. } => true,
             Self::PipFailed { user, .. } => *user,
             // Listed one by one, so a new variant has to be classified here: a catch-all
             // would make every new error exit 2 silently.

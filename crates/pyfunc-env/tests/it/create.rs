@@ -745,3 +745,70 @@ fn many_long_non_ascii_model_paths_fill_the_summary_table() {
         "{text}"
     );
 }
+
+/// `--exclude-newer` bounds conda packages too (issue 16): a cutoff before every package of
+/// the channel leaves only exact pins, and a later one builds as usual.
+#[test]
+fn exclude_newer_bounds_conda_packages_and_exempts_exact_pins() {
+    let ctx = TestContext::new();
+    let channel = env_test::test_channel().unwrap();
+    let url = channel.file_url();
+    let open = ctx.model(
+        "open",
+        &[(
+            "conda.yaml",
+            "channels: [conda-forge]\ndependencies:\n- python=3.11.7\n- tinypkg\n",
+        )],
+    );
+    // Every package of the test channel was published after 2000: `tinypkg` (open) is gone.
+    let output = create(
+        &ctx,
+        &open,
+        url.as_str(),
+        &["--exclude-newer", "2000-01-01"],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let text = stderr(&output);
+    assert!(text.contains("tinypkg"), "{text}");
+    assert!(text.contains("cutoff"), "the reason is named: {text}");
+
+    // `python=3.11.7` is an exact pin: exempt, so a python-only model still builds.
+    let pinned = ctx.model(
+        "pinned",
+        &[(
+            "conda.yaml",
+            "channels: [conda-forge]\ndependencies:\n- python=3.11.7\n",
+        )],
+    );
+    let output = create(
+        &ctx,
+        &pinned,
+        url.as_str(),
+        &["--exclude-newer", "2000-01-01"],
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+
+    // A cutoff after the channel's packages changes nothing but the key.
+    let later = json(&create(
+        &ctx,
+        &open,
+        url.as_str(),
+        &["--exclude-newer", "2100-01-01T00:00:00Z"],
+    ));
+    let plain = json(&create(&ctx, &open, url.as_str(), &[]));
+    assert_ne!(later["key"], plain["key"]);
+
+    // A value that is no time is refused with the forms it takes.
+    let output = create(
+        &ctx,
+        &open,
+        url.as_str(),
+        &["--exclude-newer", "last tuesday"],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        stderr(&output).contains("Invalid `--exclude-newer` value `last tuesday`"),
+        "{}",
+        describe(&output)
+    );
+}
