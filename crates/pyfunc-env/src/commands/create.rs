@@ -252,7 +252,17 @@ pub fn create(
         if args.dry_run {
             return dry_run_one(&models[0], &request, args, settings, printer);
         }
-        return create_one(&models[0], &request, args, settings, printer);
+        let start = std::time::Instant::now();
+        return match create_one(&models[0], &request, args, settings, printer) {
+            // `--json` promises a document on stdout: a failure gets one too, the shape of a
+            // failed model of a multi-model `create` (the full error still goes to stderr).
+            Err(err) if args.json => {
+                let result = failed(models[0].display().to_string(), None, &err, start.elapsed());
+                printer.data(format!("{}\n", serde_json::to_string_pretty(&result)?))?;
+                Err(err)
+            }
+            other => other,
+        };
     }
     create_many(&models, &request, args, settings, printer)
 }

@@ -812,3 +812,32 @@ fn exclude_newer_bounds_conda_packages_and_exempts_exact_pins() {
         describe(&output)
     );
 }
+
+/// `create --json` of one model that fails still prints a JSON document on stdout, as a
+/// failed model of a multi-model `create` does (issue 15 item 9).
+#[test]
+fn create_json_of_one_failing_model_prints_the_error_document() {
+    let ctx = TestContext::new();
+    let channel = env_test::test_channel().unwrap();
+    let model = ctx.model(
+        "m",
+        &[(
+            "conda.yaml",
+            "channels: [conda-forge]\ndependencies:\n- python=3.11.7\n- tinypkg=2\n",
+        )],
+    );
+    let output = create(&ctx, &model, channel.file_url().as_str(), &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", describe(&output)));
+    assert_eq!(document["result"], "failed", "{document}");
+    assert_eq!(document["model_dir"], model.display().to_string());
+    assert!(
+        document["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot be installed together")),
+        "{document}"
+    );
+    // The error is on stderr as for any command.
+    assert!(stderr(&output).contains("cannot be installed together"));
+}
