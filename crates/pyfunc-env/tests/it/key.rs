@@ -1,6 +1,7 @@
 //! One key everywhere (issue 11): the key `deps --format json` prints, the key `inspect`
 //! prints, the key `create --json` reports and the bucket `create` writes are the same, for
-//! every fixture model, every corpus case and both env managers.
+//! every fixture model (the conformance matrix included), every corpus case and both env
+//! managers.
 //!
 //! Building every environment would take hours, so the full set is checked through
 //! `create --dry-run --json` (the same code path as `create` up to the build: it resolves the
@@ -17,11 +18,27 @@ use crate::common::{TestContext, describe, json, mirror_args, repo_root, stdout}
 /// `create` changes (`nodefaults`, none, duplicates).
 fn models(ctx: &TestContext) -> Vec<PathBuf> {
     let mut models = Vec::new();
-    for dir in [
+    let mut dirs: Vec<String> = [
         "fixtures/models",
         "fixtures/mlflow1/models",
         "tests/corpus/cases",
-    ] {
+    ]
+    .map(String::from)
+    .to_vec();
+    // The conformance matrix: models of every MLflow major, several of which get
+    // compatibility constraints (issue 16), which deps, inspect and create must agree on too.
+    let mut writers: Vec<PathBuf> = fs_err::read_dir(repo_root().join("fixtures/matrix"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.join("models").is_dir())
+        .collect();
+    writers.sort();
+    assert!(!writers.is_empty(), "no models in fixtures/matrix");
+    for writer in writers {
+        let name = writer.file_name().unwrap().to_string_lossy().into_owned();
+        dirs.push(format!("fixtures/matrix/{name}/models"));
+    }
+    for dir in &dirs {
         let mut found: Vec<PathBuf> = fs_err::read_dir(repo_root().join(dir))
             .unwrap()
             .map(|entry| entry.unwrap().path())
