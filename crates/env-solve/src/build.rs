@@ -293,12 +293,7 @@ async fn build(
         });
     }
     if request.locked.is_none() && (!spec.build.is_empty() || !spec.pip.is_empty()) {
-        let uv = Uv::find(
-            request.uv,
-            &cache.bucket(env_cache::TOOLS_BUCKET)?,
-            request.offline,
-        )
-        .await?;
+        let uv = Uv::find(request.uv, cache, request.offline).await?;
         let uv_cache = uv_cache_dir(cache, request)?;
         let scratch = cache.bucket(env_cache::TMP_DIR)?;
         let t = Instant::now();
@@ -436,12 +431,7 @@ async fn build_locked(
         timings.conda_install = secs(t.elapsed());
     }
     if !locked.pypi.is_empty() {
-        let uv = Uv::find(
-            request.uv,
-            &cache.bucket(env_cache::TOOLS_BUCKET)?,
-            request.offline,
-        )
-        .await?;
+        let uv = Uv::find(request.uv, cache, request.offline).await?;
         let uv_cache = uv_cache_dir(cache, request)?;
         let scratch = cache.bucket(env_cache::TMP_DIR)?;
         reporter.on_phase("Installing locked Python packages with uv");
@@ -604,12 +594,7 @@ async fn provision_python(
                 interpreter.source
             ));
             let t = Instant::now();
-            let uv = Uv::find(
-                request.uv,
-                &cache.bucket(env_cache::TOOLS_BUCKET)?,
-                request.offline,
-            )
-            .await?;
+            let uv = Uv::find(request.uv, cache, request.offline).await?;
             let uv_cache = uv_cache_dir(cache, request)?;
             tokio::task::block_in_place(|| {
                 uv.venv(&interpreter.path, prefix, &uv_cache, reporter)
@@ -722,7 +707,13 @@ pub fn compile_environment(
 ) -> Result<crate::bytecode::Stats, SolveError> {
     let store = cache.bucket(env_cache::PYC_BUCKET)?;
     let dirs: Vec<PathBuf> = site_packages(prefix).into_iter().collect();
-    crate::bytecode::compile(&python_of(prefix), &dirs, &store, on_wait)
+    crate::bytecode::compile(
+        &python_of(prefix),
+        &dirs,
+        &store,
+        cache.lock_timeout(),
+        on_wait,
+    )
 }
 
 fn python_version_of(python: &Path) -> Option<String> {

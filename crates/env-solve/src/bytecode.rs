@@ -122,11 +122,13 @@ fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// Compiles bytecode for every `.py` under `dirs` (an environment's site-packages), reusing
 /// and filling the store at `store`.
-/// `on_wait` is called when another process is compiling into the store and this one waits.
+/// `on_wait` is called when another process is compiling into the store and this one waits,
+/// at most `lock_timeout` (`PYFUNC_ENV_LOCK_TIMEOUT`), after which the error names the holder.
 pub fn compile(
     python: &Path,
     dirs: &[PathBuf],
     store: &Path,
+    lock_timeout: std::time::Duration,
     on_wait: &mut dyn FnMut(),
 ) -> Result<Stats, SolveError> {
     let tag = cache_tag(python)?;
@@ -139,7 +141,7 @@ pub fn compile(
     let _lock = env_cache::LockedFile::acquire(
         &store.join(".lock"),
         env_cache::LockKind::Exclusive,
-        None,
+        Some(lock_timeout),
         std::time::Duration::from_secs(3600),
         |_| on_wait(),
     )?;

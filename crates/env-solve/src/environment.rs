@@ -441,12 +441,7 @@ impl ModelEnvironment {
         cache: &Cache,
         settings: &BuildSettings,
     ) -> Result<String, SolveError> {
-        let uv = crate::uv::Uv::find(
-            self.uv.as_deref(),
-            &cache.bucket(env_cache::TOOLS_BUCKET)?,
-            settings.offline,
-        )
-        .await?;
+        let uv = crate::uv::Uv::find(self.uv.as_deref(), cache, settings.offline).await?;
         let uv_cache = match &settings.uv_cache_dir {
             Some(dir) => dir.clone(),
             None => cache.bucket(env_cache::UV_BUCKET)?,

@@ -126,11 +126,11 @@ fn find_on_path() -> Option<PathBuf> {
 }
 
 impl Uv {
-    /// Finds or provisions uv. `configured` is `--uv`/`PYFUNC_ENV_UV`; `tools_dir` is where our
-    /// own copy lives.
+    /// Finds or provisions uv. `configured` is `--uv`/`PYFUNC_ENV_UV`; our own copy lives in
+    /// the cache's tools bucket.
     pub async fn find(
         configured: Option<&Path>,
-        tools_dir: &Path,
+        cache: &env_cache::Cache,
         offline: bool,
     ) -> Result<Self, SolveError> {
         if let Some(path) = configured {
@@ -156,6 +156,7 @@ impl Uv {
                 UV_MIN_VERSION.2
             );
         }
+        let tools_dir = cache.bucket(env_cache::TOOLS_BUCKET)?;
         let own = tools_dir.join(format!("uv-{UV_VERSION}")).join("uv");
         if own.is_file() {
             return Ok(Self {
@@ -166,7 +167,7 @@ impl Uv {
         if offline {
             return Err(SolveError::UvUnavailableOffline);
         }
-        download(tools_dir, &own).await?;
+        download(&tools_dir, &own, cache.lock_timeout()).await?;
         Ok(Self {
             path: own,
             version: UV_VERSION.to_string(),
@@ -174,7 +175,11 @@ impl Uv {
     }
 }
 
-async fn download(tools_dir: &Path, target: &Path) -> Result<(), SolveError> {
+async fn download(
+    tools_dir: &Path,
+    target: &Path,
+    lock_timeout: std::time::Duration,
+) -> Result<(), SolveError> {
     let platform = crate::context::current_platform()?;
     let Some((_, filename, sha256)) = UV_WHEELS.iter().find(|(p, _, _)| *p == platform.as_str())
     else {
@@ -187,7 +192,15 @@ async fn download(tools_dir: &Path, target: &Path) -> Result<(), SolveError> {
     let lock_path = tools_dir.join(format!("uv-{UV_VERSION}.lock"));
     let lock = tokio::task::spawn_blocking({
         let lock_path = lock_path.clone();
-        move || env_cache::LockedFile::acquire_blocking(&lock_path, env_cache::LockKind::Exclusive)
+        move || {
+            env_cache::LockedFile::acquire(
+                &lock_path,
+                env_cache::LockKind::Exclusive,
+                Some(lock_timeout),
+                std::time::Duration::from_secs(30),
+                |waited| tracing::debug!("Waiting for another process downloading uv ({waited:?})"),
+            )
+        }
     })
     .await
     .map_err(|e| SolveError::Internal {

@@ -724,6 +724,24 @@ pub fn entries(cache: &Cache) -> Vec<ModelEntry> {
         .collect()
 }
 
+/// A model entry's lock, waiting at most the cache's lock timeout (`PYFUNC_ENV_LOCK_TIMEOUT`)
+/// for another process downloading it (or, for a download, using it); the timeout error
+/// names the holder.
+fn wait_for(cache: &Cache, path: &Path, kind: LockKind) -> Result<LockedFile, CacheError> {
+    LockedFile::acquire(
+        path,
+        kind,
+        Some(cache.lock_timeout()),
+        std::time::Duration::from_secs(30),
+        |waited| {
+            tracing::debug!(
+                "Waiting for another process holding `{}` ({waited:?})",
+                path.display()
+            );
+        },
+    )
+}
+
 /// Reuses the entry `key` if complete; else (online) locks it, resolves the artifact location
 /// with `locate` and downloads it through staging.
 async fn fetch_cached<F, Fut>(
@@ -744,7 +762,7 @@ where
         let Some(info) = entry.info() else {
             return Ok(None);
         };
-        let lock = LockedFile::acquire_blocking(entry.lock_path(), LockKind::Shared)?;
+        let lock = wait_for(cache, entry.lock_path(), LockKind::Shared)?;
         // The lock file's mtime is the last use (`cache prune --older-than`); a read-only
         // cache records none.
         if let Some(file) = lock.file() {
@@ -772,7 +790,7 @@ where
             uri: shown.to_string(),
         });
     }
-    let lock = LockedFile::acquire_blocking(entry.lock_path(), LockKind::Exclusive)?;
+    let lock = wait_for(cache, entry.lock_path(), LockKind::Exclusive)?;
     if entry.info().is_none() {
         let location = locate().await?;
         download_entry(cache, settings, &entry, shown, registered, &location).await?;

@@ -79,8 +79,7 @@ fn run(command: Command, settings: &Settings, printer: Printer) -> anyhow::Resul
         Command::Cache(command) => commands::cache::cache(&command, settings, printer),
         Command::Run(args) => commands::run::run(&args, settings, printer),
         Command::CompileBytecode { prefix } => {
-            let cache =
-                env_cache::Cache::new(&settings.cache_dir).with_lock_timeout(settings.lock_timeout);
+            let cache = settings.cache();
             // `cache clean` holds it: the environment is being deleted, nothing to compile.
             let Some(_lock) = env_cache::LockedFile::try_acquire(
                 &cache.lock_path(),

@@ -109,6 +109,12 @@ pub fn parse_mirrors(text: &str) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 impl Settings {
+    /// The cache, with this run's lock timeout (`PYFUNC_ENV_LOCK_TIMEOUT`) for every lock
+    /// wait in it.
+    pub fn cache(&self) -> env_cache::Cache {
+        env_cache::Cache::new(&self.cache_dir).with_lock_timeout(self.lock_timeout)
+    }
+
     /// Resolves settings from the global flags, the environment and the configuration file.
     pub fn resolve(args: &GlobalArgs) -> anyhow::Result<Self> {
         let explicit_config = args.config_file.clone();

@@ -20,7 +20,7 @@ pub fn cache(
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let cache = Cache::new(&settings.cache_dir).with_lock_timeout(settings.lock_timeout);
+    let cache = settings.cache();
     match command {
         CacheCommand::Dir => {
             printer.data(format!("{}\n", cache.root().display()))?;

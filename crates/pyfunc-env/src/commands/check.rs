@@ -48,8 +48,7 @@ pub fn check(
                     "`{key}` is not an environment key (32 hex digits; see `pyfunc-env cache list`)"
                 ))
             })?;
-            let cache =
-                env_cache::Cache::new(&settings.cache_dir).with_lock_timeout(settings.lock_timeout);
+            let cache = settings.cache();
             let entry = cache.env(key.as_str())?;
             if !matches!(entry.state(), env_cache::EnvState::Complete(_)) {
                 anyhow::bail!(UserError::new(format!(

@@ -126,7 +126,7 @@ pub fn resolve(
 pub fn open_cache(
     settings: &Settings,
 ) -> anyhow::Result<(env_cache::Cache, env_cache::LockedFile)> {
-    let cache = env_cache::Cache::new(&settings.cache_dir).with_lock_timeout(settings.lock_timeout);
+    let cache = settings.cache();
     cache.init()?;
     let lock = cache.lock_shared()?;
     Ok((cache, lock))
@@ -275,7 +275,7 @@ fn dry_run_one(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let env = resolve(model, request, settings, printer)?;
-    let cache = env_cache::Cache::new(&settings.cache_dir);
+    let cache = settings.cache();
     let prefix = env.prefix(&cache);
     let cached = env.is_cached(&cache)?;
     if cached {
@@ -417,7 +417,7 @@ fn create_many(
         }
     }
     if args.dry_run {
-        let cache = env_cache::Cache::new(&settings.cache_dir);
+        let cache = settings.cache();
         for members in env_solve::many::group_by_key(&envs) {
             for (position, index) in members.into_iter().enumerate() {
                 if let Some(env) = &envs[index] {

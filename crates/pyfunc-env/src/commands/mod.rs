@@ -50,7 +50,7 @@ pub fn resolve_model(
     }
     let source_settings =
         env_source::SourceSettings::from_env(|name| std::env::var(name).ok(), settings.offline);
-    let cache = env_cache::Cache::new(&settings.cache_dir);
+    let cache = settings.cache();
     cache.init()?;
     let resolved =
         env_source::resolve_blocking(text, &source_settings, &cache).with_context(|| {

@@ -1184,3 +1184,49 @@ fn disk_full_under_uv_blames_the_disk_not_the_model() {
     );
     assert!(!text.contains("fix the requirement"), "{text}");
 }
+
+/// The shared bytecode store's lock is a lock wait like any other: `PYFUNC_ENV_LOCK_TIMEOUT`
+/// bounds it and the error names the holder (issue 15 item 6; it used to wait forever).
+#[test]
+fn a_busy_bytecode_store_times_out_naming_its_holder() {
+    let ctx = TestContext::new();
+    let model = model(&ctx, "m", false);
+    let store = ctx.cache_dir.join("pyc-v1");
+    fs_err::create_dir_all(&store).unwrap();
+    let python = env_test::pyenv_root()
+        .unwrap()
+        .join("versions/3.11.7/bin/python3.11");
+    // Another process holds the store, as a long compile would.
+    let mut holder = Command::new(&python)
+        .args([
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
+        ])
+        .arg(store.join(".lock"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "held\n");
+    let start = Instant::now();
+    let output = create_command(&ctx, &model)
+        .env("PYFUNC_ENV_LOCK_TIMEOUT", "2")
+        .output()
+        .unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(60),
+        "waited past the timeout"
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let text = stderr(&output);
+    assert!(text.contains("Timed out after 2 s"), "{text}");
+    assert!(text.contains("pyc-v1"), "{text}");
+    assert!(text.contains(&format!("pid {}", holder.id())), "{text}");
+}
