@@ -246,29 +246,38 @@ fn a_damaged_environment_is_detected_and_repaired() {
     works(created["prefix"].as_str().unwrap());
 }
 
+/// A tmpfs of `size` mounted at `dir` until dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: PathBuf, size: &str) -> Self {
+        fs_err::create_dir_all(&dir).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status();
+        // Mounting needs root (CI and these machines have it); say so rather than pass silently.
+        assert!(
+            mounted.is_ok_and(|s| s.success()),
+            "cannot mount a tmpfs at {}: this test needs root (CAP_SYS_ADMIN)",
+            dir.display()
+        );
+        Self(dir)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 #[test]
 fn disk_full_gives_a_clear_error_and_leaves_nothing_complete() {
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
     let ctx = TestContext::new();
-    let small = ctx.path().join("small");
-    fs_err::create_dir_all(&small).unwrap();
     // A 12 MB tmpfs: the package cache fills it while extracting python (30 MB).
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=12m", "tmpfs"])
-        .arg(&small)
-        .status();
-    // Mounting needs root (CI and these machines have it); say so rather than pass silently.
-    assert!(
-        mounted.is_ok_and(|s| s.success()),
-        "cannot mount a tmpfs at {}: this test needs root (CAP_SYS_ADMIN)",
-        small.display()
-    );
-    let _unmount = Unmount(small.clone());
+    let tmpfs = Tmpfs::mount(ctx.path().join("small"), "12m");
+    let small = &tmpfs.0;
     let model = model(&ctx, "m", false);
     let output = create_command(&ctx, &model)
         .arg("--cache-dir")
@@ -1151,27 +1160,10 @@ fn offline_with_packages_missing_from_uv_cache_says_to_run_online() {
 /// model's requirements (issue 15 item 9).
 #[test]
 fn disk_full_under_uv_blames_the_disk_not_the_model() {
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
     let ctx = TestContext::new();
-    let small = ctx.path().join("small-uv-cache");
-    fs_err::create_dir_all(&small).unwrap();
     // 64 kB: uv can initialise its cache there, but not unpack a wheel into it.
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-        .arg(&small)
-        .status();
-    assert!(
-        mounted.is_ok_and(|s| s.success()),
-        "cannot mount a tmpfs at {}: this test needs root (CAP_SYS_ADMIN)",
-        small.display()
-    );
-    let _unmount = Unmount(small.clone());
-    let ctx = ctx.env("PYFUNC_ENV_UV_CACHE_DIR", small.display().to_string());
+    let small = Tmpfs::mount(ctx.path().join("small-uv-cache"), "64k");
+    let ctx = ctx.env("PYFUNC_ENV_UV_CACHE_DIR", small.0.display().to_string());
     let model = model(&ctx, "m", false);
     let output = create_command(&ctx, &model).output().unwrap();
     let text = stderr(&output);
