@@ -19,8 +19,6 @@
 //!   `message`. A non-JSON error body (Flask's HTML 404 page) is compared byte for byte.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write as _};
-use std::net::TcpStream;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,6 +27,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::{TestContext, describe, repo_root};
+use crate::run::{Response, free_port, http_any_framing};
 
 #[test]
 fn pypi_conformance_mlflow_1_30_1() {
@@ -396,21 +395,7 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Response {
-    status: u16,
-    body: Vec<u8>,
-}
-
-/// One HTTP/1.1 request on its own connection (`Connection: close`), read to the end; a chunked
-/// body is decoded.
+/// One request; MLflow's servers may answer chunked, and bodies are what is compared.
 fn http(
     port: u16,
     method: &str,
@@ -418,56 +403,5 @@ fn http(
     content_type: &str,
     body: &[u8],
 ) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_mins(2)))?;
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if !content_type.is_empty() {
-        write!(request, "Content-Type: {content_type}\r\n").unwrap();
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes())?;
-    stream.write_all(body)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let invalid =
-        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| invalid("no end of headers"))?;
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let status = head
-        .split("\r\n")
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| invalid("no status line"))?;
-    let chunked = head.split("\r\n").any(|line| {
-        line.to_ascii_lowercase()
-            .replace(' ', "")
-            .starts_with("transfer-encoding:chunked")
-    });
-    let mut body = raw[end + 4..].to_vec();
-    if chunked {
-        body = dechunk(&body).ok_or_else(|| invalid("bad chunked body"))?;
-    }
-    Ok(Response { status, body })
-}
-
-fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&raw[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        raw = &raw[line_end + 2..];
-        if size == 0 {
-            return Some(body);
-        }
-        body.extend_from_slice(raw.get(..size)?);
-        raw = raw.get(size + 2..)?;
-    }
+    http_any_framing(port, method, path, content_type, body).map(|framed| framed.response)
 }
