@@ -21,6 +21,59 @@ pub fn shared_uv_cache() -> PathBuf {
     env_test::target_dir().join("test-uv-cache")
 }
 
+/// A venv of pyenv's CPython 3.11.7 with `packages`, built once per target directory under
+/// `target/<name>` (a lock serialises the tests that want it; a marker naming the packages is
+/// written last, so a half-built or outdated venv is rebuilt).
+pub fn test_venv(name: &str, packages: &[&str]) -> PathBuf {
+    let dir = env_test::target_dir().join(name);
+    let marker = dir.join(format!(
+        ".complete-{}",
+        packages.join("-").replace(['/', ' '], "_")
+    ));
+    if marker.is_file() {
+        return dir;
+    }
+    let lock = fs_err::File::create(env_test::target_dir().join(format!("{name}.lock"))).unwrap();
+    lock.file().lock().unwrap();
+    if marker.is_file() {
+        return dir;
+    }
+    if dir.exists() {
+        fs_err::remove_dir_all(&dir).unwrap();
+    }
+    let python = env_test::pyenv_root()
+        .unwrap()
+        .join("versions/3.11.7/bin/python3.11");
+    let uv = |args: &[&str]| {
+        let output = Command::new("uv")
+            .args(args)
+            .env("UV_CACHE_DIR", shared_uv_cache())
+            .env_remove("VIRTUAL_ENV")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", describe(&output));
+    };
+    uv(&[
+        "venv",
+        "--quiet",
+        "--python",
+        python.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    ]);
+    let venv_python = dir.join("bin/python");
+    let mut install = vec![
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        venv_python.to_str().unwrap(),
+    ];
+    install.extend_from_slice(packages);
+    uv(&install);
+    fs_err::write(&marker, "").unwrap();
+    dir
+}
+
 /// An isolated temporary working directory, `HOME`, XDG dirs and cache for one test.
 pub struct TestContext {
     pub temp: tempfile::TempDir,

@@ -571,52 +571,10 @@ fn absolute_runpaths_and_symlinks_are_refused() {
 /// and pyarrow (the driver needs both for `mapInPandas`), built once and kept under the target
 /// directory (pyspark is a 456 MB sdist that uv builds into a wheel the first time).
 fn spark_driver_venv() -> PathBuf {
-    let dir = env_test::target_dir().join("spark-driver-venv");
-    let marker = dir.join(".pyfunc-env-test-complete");
-    if marker.is_file() {
-        return dir;
-    }
-    let lock_path = env_test::target_dir().join("spark-driver-venv.lock");
-    let lock = fs_err::File::create(&lock_path).unwrap();
-    lock.file().lock().unwrap();
-    if marker.is_file() {
-        return dir;
-    }
-    if dir.exists() {
-        fs_err::remove_dir_all(&dir).unwrap();
-    }
-    let python = env_test::pyenv_root()
-        .unwrap()
-        .join("versions/3.11.7/bin/python3.11");
-    let uv = |args: &[&str]| {
-        let output = Command::new("uv")
-            .args(args)
-            .env("UV_CACHE_DIR", crate::common::shared_uv_cache())
-            .env_remove("VIRTUAL_ENV")
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{}", describe(&output));
-    };
-    uv(&[
-        "venv",
-        "--quiet",
-        "--python",
-        python.to_str().unwrap(),
-        dir.to_str().unwrap(),
-    ]);
-    uv(&[
-        "pip",
-        "install",
-        "--quiet",
-        "--python",
-        dir.join("bin/python").to_str().unwrap(),
-        "pyspark==4.3.0",
-        "pandas>=2.2",
-        "pyarrow>=18",
-        "numpy",
-    ]);
-    fs_err::write(&marker, "").unwrap();
-    dir
+    crate::common::test_venv(
+        "spark-driver-venv",
+        &["pyspark==4.3.0", "pandas>=2.2", "pyarrow>=18", "numpy"],
+    )
 }
 
 /// What the driver runs: score the iris rows with `mapInPandas`, loading the model inside the

