@@ -1,0 +1,256 @@
+//! The walk over a prefix that decides every entry and fails on anything that would not work
+//! after extraction (absolute symlinks, symlinks that escape, absolute search paths).
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+
+use super::entries::{Item, Plan, Source};
+use super::rules::{Reason, Rules};
+use super::{Environment, normalize_relative, rel_string};
+use crate::{PackError, PackOptions, elf, io, shebang};
+
+struct Walker<'a> {
+    environment: &'a Environment,
+    rules: Rules,
+    bin_dirs: Vec<String>,
+    plan: Plan,
+    /// Absolute search-path entries that do not exist here, with the files that have them.
+    stale_search_paths: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Walks the environment and decides every entry. Fails on the first thing that would not
+/// work after extraction.
+pub(crate) fn plan(environment: &Environment, options: &PackOptions) -> Result<Plan, PackError> {
+    let rules = Rules::new(environment, options);
+    let mut bin_dirs = vec![environment.root.join("bin").to_string_lossy().into_owned()];
+    let canonical_bin = environment
+        .canonical
+        .join("bin")
+        .to_string_lossy()
+        .into_owned();
+    if !bin_dirs.contains(&canonical_bin) {
+        bin_dirs.push(canonical_bin);
+    }
+    let mut walker = Walker {
+        environment,
+        rules,
+        bin_dirs,
+        plan: Plan::default(),
+        stale_search_paths: std::collections::BTreeMap::new(),
+    };
+    walker.walk(Path::new(""))?;
+    walker.check_pth_files();
+    for (value, files) in &walker.stale_search_paths {
+        walker.plan.warnings.push(format!(
+            "{} ELF file(s) keep the library search path `{value}`, which does not exist on this machine (a leftover of the machine that built the package; the loader skips it here and after extraction alike): `{}`{}",
+            files.len(),
+            files[0],
+            if files.len() > 1 { ", ..." } else { "" }
+        ));
+    }
+    let mut plan = walker.plan;
+    // Symlinks to something left out would dangle (e.g. `bin/idle3 -> idle3.11`).
+    let kept: BTreeSet<String> = plan.items.iter().map(|i| i.path.clone()).collect();
+    plan.items.retain(|item| match &item.source {
+        Source::Symlink(target) => {
+            let parent = Path::new(&item.path).parent().unwrap_or(Path::new(""));
+            match normalize_relative(&parent.join(target)) {
+                Some(resolved) => {
+                    let resolved = rel_string(&resolved);
+                    let keep =
+                        kept.contains(&resolved) || !environment.root.join(&resolved).exists();
+                    if !keep {
+                        tracing::debug!("Leaving out `{}`: its target was left out", item.path);
+                    }
+                    keep
+                }
+                None => false,
+            }
+        }
+        _ => true,
+    });
+    Ok(plan)
+}
+
+impl Walker<'_> {
+    /// Walks `rel` (a directory); returns how many entries below it are kept.
+    fn walk(&mut self, rel: &Path) -> Result<usize, PackError> {
+        let dir = self.environment.root.join(rel);
+        let mut children: Vec<_> = fs_err::read_dir(&dir)
+            .map_err(io(&dir))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(io(&dir))?;
+        children.sort();
+        let mut kept = 0;
+        for name in children {
+            let child_rel = rel.join(&name);
+            let rel_str = rel_string(&child_rel);
+            let path = self.environment.root.join(&child_rel);
+            let metadata = fs_err::symlink_metadata(&path).map_err(io(&path))?;
+            let file_type = metadata.file_type();
+            if let Some(reason) = self.rules.reason(&rel_str, file_type.is_dir()) {
+                self.exclude(&path, reason);
+                continue;
+            }
+            let mode = metadata.permissions().mode() & 0o7777;
+            if file_type.is_dir() {
+                let index = self.plan.items.len();
+                self.plan.items.push(Item {
+                    path: rel_str,
+                    mode,
+                    source: Source::Dir,
+                });
+                let below = self.walk(&child_rel)?;
+                let was_empty = fs_err::read_dir(&path).map_or(true, |mut r| r.next().is_none());
+                if below == 0 && !was_empty {
+                    // Everything in it was left out: leave the directory out too.
+                    self.plan.items.remove(index);
+                } else {
+                    kept += 1;
+                }
+            } else if file_type.is_symlink() {
+                let target = fs_err::read_link(&path).map_err(io(&path))?;
+                if target.is_absolute() {
+                    return Err(PackError::AbsoluteSymlink {
+                        path: rel_str,
+                        target,
+                    });
+                }
+                if normalize_relative(&rel.join(&target)).is_none() {
+                    return Err(PackError::SymlinkEscapes {
+                        path: rel_str,
+                        target,
+                    });
+                }
+                self.plan.items.push(Item {
+                    path: rel_str,
+                    mode: 0o777,
+                    source: Source::Symlink(target),
+                });
+                kept += 1;
+            } else if file_type.is_file() {
+                let source = self.check_file(&path, &rel_str, metadata.len())?;
+                self.plan.items.push(Item {
+                    path: rel_str,
+                    mode,
+                    source,
+                });
+                kept += 1;
+            } else {
+                self.plan.warnings.push(format!(
+                    "Left out `{rel_str}`: not a regular file, directory or symlink"
+                ));
+            }
+        }
+        Ok(kept)
+    }
+
+    fn exclude(&mut self, path: &Path, reason: Reason) {
+        let counted = match reason {
+            Reason::Dev => &mut self.plan.excluded.dev_files,
+            Reason::Gui => &mut self.plan.excluded.gui_and_installers,
+            Reason::Tests => &mut self.plan.excluded.tests,
+            Reason::Bytecode => &mut self.plan.excluded.stale_bytecode,
+            Reason::Distribution => &mut self.plan.excluded.distributions,
+            Reason::Metadata => &mut self.plan.excluded.metadata,
+        };
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(path) = stack.pop() {
+            let Ok(metadata) = fs_err::symlink_metadata(&path) else {
+                continue;
+            };
+            if metadata.is_dir() {
+                for entry in fs_err::read_dir(&path).into_iter().flatten().flatten() {
+                    stack.push(entry.path());
+                }
+            } else {
+                counted.add(metadata.len());
+            }
+        }
+    }
+
+    /// ELF search paths and console-script shebangs.
+    fn check_file(&mut self, path: &Path, rel: &str, len: u64) -> Result<Source, PackError> {
+        let mut head = [0u8; 4];
+        let read = {
+            let mut file = fs_err::File::open(path).map_err(io(path))?;
+            let mut read = 0;
+            while read < head.len() {
+                match file.read(&mut head[read..]).map_err(io(path))? {
+                    0 => break,
+                    n => read += n,
+                }
+            }
+            read
+        };
+        let head = &head[..read];
+        if elf::has_elf_magic(head) {
+            if let Some(paths) = elf::search_paths(path).map_err(io(path))? {
+                for (tag, value) in paths.non_origin_entries() {
+                    if value.starts_with('/') {
+                        let entry = Path::new(&value);
+                        let inside = entry.starts_with(&self.environment.root)
+                            || entry.starts_with(&self.environment.canonical);
+                        if inside || entry.exists() {
+                            return Err(PackError::AbsoluteSearchPath {
+                                path: rel.to_string(),
+                                tag,
+                                value,
+                            });
+                        }
+                        self.stale_search_paths
+                            .entry(value)
+                            .or_default()
+                            .push(rel.to_string());
+                        continue;
+                    }
+                    self.plan.warnings.push(format!(
+                        "`{rel}` has the library search path `{value}` ({tag}), relative to the working directory rather than to the file"
+                    ));
+                }
+            }
+            return Ok(Source::File(path.to_path_buf()));
+        }
+        let in_bin = rel
+            .strip_prefix("bin/")
+            .is_some_and(|name| !name.contains('/'));
+        if in_bin && head.starts_with(b"#!") && len < 1 << 20 {
+            let script = fs_err::read(path).map_err(io(path))?;
+            if let Some(rewritten) = shebang::rewrite(&script, &self.bin_dirs) {
+                self.plan.scripts_rewritten.push(rel.to_string());
+                return Ok(Source::Bytes(rewritten));
+            }
+        }
+        Ok(Source::File(path.to_path_buf()))
+    }
+
+    /// `.pth` lines that add absolute paths outside the environment (editable installs) will
+    /// not work after extraction.
+    fn check_pth_files(&mut self) {
+        let site_rel = format!("{}/site-packages", self.environment.stdlib);
+        let site = self.environment.root.join(&site_rel);
+        let roots = [&self.environment.root, &self.environment.canonical];
+        for entry in fs_err::read_dir(&site).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !std::path::Path::new(&name)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("pth"))
+            {
+                continue;
+            }
+            let Ok(text) = fs_err::read_to_string(entry.path()) else {
+                continue;
+            };
+            for line in text.lines().map(str::trim) {
+                if line.starts_with('/') && !roots.iter().any(|r| Path::new(line).starts_with(r)) {
+                    self.plan.warnings.push(format!(
+                        "`{site_rel}/{name}` adds `{line}` to `sys.path`, which is not in the archive (an editable install?)"
+                    ));
+                }
+            }
+        }
+    }
+}
