@@ -97,6 +97,19 @@ fn secs(duration: Duration) -> f64 {
 
 pub use env_prefix::{python_of, site_packages};
 
+/// Runs blocking work (a uv process, the bytecode compiler) on Tokio's blocking pool, so the
+/// runtime's threads stay free. Unlike `block_in_place`, this works on a current-thread
+/// runtime too: the build is a public async function, and its callers choose the runtime.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, SolveError> + Send + 'static,
+) -> Result<T, SolveError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| SolveError::Internal {
+            message: e.to_string(),
+        })?
+}
+
 fn hit(
     env: &EnvEntry,
     key: &EnvKey,
@@ -168,19 +181,16 @@ pub async fn create(
         let env = env.clone();
         let reporter = reporter.clone();
         let key = request.key.to_string();
-        tokio::task::spawn_blocking(move || {
-            env.lock_exclusive(|waited, holders| {
+        off_runtime(move || {
+            Ok(env.lock_exclusive(|waited, holders| {
                 let what = describe_holders(&env, holders);
                 if waited.is_zero() {
                     tracing::debug!("Waiting for the lock on environment `{key}`: {what}");
                 }
                 reporter.on_wait(&format!("environment {key} is locked: {what}"));
-            })
+            })?)
         })
-        .await
-        .map_err(|e| SolveError::Internal {
-            message: e.to_string(),
-        })??
+        .await?
     };
     let wait = wait_start.elapsed();
     // Every process this build starts keeps the lock open: no rebuild can begin while any of
@@ -312,22 +322,25 @@ async fn build(
                     .iter()
                     .map(env_spec::compat::CompatConstraint::requirement),
             );
-            let set = &set;
             reporter.on_phase(&format!("Installing {step} with uv"));
-            let install = PipInstall {
-                python: &python,
-                set,
-                model_root: request.model_root,
-                cache_dir: &uv_cache,
-                scratch: &scratch,
-                offline: request.offline,
-                exclude_newer: request.options.exclude_newer.as_deref(),
-                step,
-            };
-            let uv = uv.clone();
-            let reporter = reporter.clone();
-            // uv runs as a child process; keep the async runtime free meanwhile.
-            tokio::task::block_in_place(|| uv.pip_install(&install, &reporter))?;
+            let (uv, reporter, set) = (uv.clone(), reporter.clone(), set.clone());
+            let (python, model_root) = (python.clone(), request.model_root.to_path_buf());
+            let (uv_cache, scratch) = (uv_cache.clone(), scratch.clone());
+            let (offline, exclude_newer) = (request.offline, request.options.exclude_newer.clone());
+            off_runtime(move || {
+                let install = PipInstall {
+                    python: &python,
+                    set: &set,
+                    model_root: &model_root,
+                    cache_dir: &uv_cache,
+                    scratch: &scratch,
+                    offline,
+                    exclude_newer: exclude_newer.as_deref(),
+                    step,
+                };
+                uv.pip_install(&install, &reporter)
+            })
+            .await?;
         }
         timings.pip_install = secs(t.elapsed());
     }
@@ -335,11 +348,13 @@ async fn build(
     if request.options.compile_bytecode && !request.defer_bytecode {
         reporter.on_phase("Compiling bytecode");
         let t = Instant::now();
-        let stats = tokio::task::block_in_place(|| {
-            compile_environment(cache, &prefix, &mut || {
+        let (cache, prefix, reporter) = (cache.clone(), prefix.clone(), reporter.clone());
+        let stats = off_runtime(move || {
+            compile_environment(&cache, &prefix, &mut || {
                 reporter.on_phase("Compiling bytecode (waiting for another process's compiler)");
             })
-        })?;
+        })
+        .await?;
         tracing::debug!(
             "Bytecode: {} reused from the store, {} compiled",
             stats.reused,
@@ -446,17 +461,18 @@ async fn build_locked(
         crate::lock::fetch_files(&locked.pypi, files.path(), request.offline).await?;
         let text = crate::lock::requirements_text(&locked.pypi);
         let python = python_of(prefix);
-        tokio::task::block_in_place(|| {
+        let (files_dir, offline, reporter) = (
+            files.path().to_path_buf(),
+            request.offline,
+            reporter.clone(),
+        );
+        off_runtime(move || {
             uv.pip_install_locked(
-                &python,
-                &text,
-                files.path(),
-                &uv_cache,
-                &scratch,
-                request.offline,
-                reporter,
+                &python, &text, &files_dir, &uv_cache, &scratch, offline, &reporter,
             )
-        })?;
+        })
+        .await?;
+        drop(files);
         timings.pip_install = secs(t.elapsed());
     }
     Ok((records, timings))
@@ -596,9 +612,12 @@ async fn provision_python(
             let t = Instant::now();
             let uv = Uv::find(request.uv, cache, request.offline).await?;
             let uv_cache = uv_cache_dir(cache, request)?;
-            tokio::task::block_in_place(|| {
-                uv.venv(&interpreter.path, prefix, &uv_cache, reporter)
-            })?;
+            let (interpreter_path, target, reporter) = (
+                interpreter.path.clone(),
+                prefix.to_path_buf(),
+                reporter.clone(),
+            );
+            off_runtime(move || uv.venv(&interpreter_path, &target, &uv_cache, &reporter)).await?;
             timings.conda_install += secs(t.elapsed());
             let mut warnings = Vec::new();
             if !exact {

@@ -841,3 +841,97 @@ fn create_json_of_one_failing_model_prints_the_error_document() {
     // The error is on stderr as for any command.
     assert!(stderr(&output).contains("cannot be installed together"));
 }
+
+/// Builds `model` with the library's public async API on a current-thread runtime, as a caller
+/// embedding the library (a Python binding, a test) would.
+fn build_on_a_current_thread_runtime(
+    ctx: &TestContext,
+    model: &std::path::Path,
+    request: &env_solve::EnvRequest,
+) -> env_solve::Created {
+    let environment = env_solve::ModelEnvironment::resolve(
+        env_spec::ModelDir::open(model).unwrap(),
+        request,
+    )
+    .unwrap();
+    let cache = env_cache::Cache::new(&ctx.cache_dir);
+    cache.init().unwrap();
+    let settings = env_solve::BuildSettings {
+        offline: true,
+        uv_cache_dir: Some(crate::common::shared_uv_cache()),
+        reinstall: false,
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(environment.build(
+            &cache,
+            &settings,
+            false,
+            std::sync::Arc::new(env_solve::NoReporter),
+        ))
+        .unwrap()
+}
+
+#[test]
+fn the_async_build_works_on_a_current_thread_runtime() {
+    // Issue 11: the build ran uv and the bytecode compiler inside `block_in_place`, which
+    // panics on a current-thread runtime ("can call blocking only when running on the
+    // multi-threaded runtime"). Conda mode with a `pip:` list (uv) and bytecode compiled in the
+    // build; then virtualenv mode with this machine's Python (`uv venv`).
+    let ctx = TestContext::new();
+    let channel = env_test::test_channel().unwrap();
+    let conda = conda_model(&ctx, "conda", "", "  - wheel==0.45.1\n");
+    let request = env_solve::EnvRequest {
+        manager: Some(env_spec::EnvManager::Conda),
+        channels: env_solve::ChannelSettings {
+            mirrors: vec![("conda-forge".into(), channel.file_url().to_string())],
+            ..env_solve::ChannelSettings::default()
+        },
+        ..env_solve::EnvRequest::default()
+    };
+    let created = build_on_a_current_thread_runtime(&ctx, &conda, &request);
+    let prefix = created.prefix.display().to_string();
+    assert_eq!(
+        python_says(&prefix, "import wheel; print(wheel.__version__)"),
+        "0.45.1"
+    );
+    assert!(
+        created
+            .prefix
+            .join("lib/python3.11/site-packages/wheel/__pycache__")
+            .is_dir()
+    );
+
+    let wheels = env_test::wheel_dir().unwrap();
+    let virtualenv = ctx.model(
+        "virtualenv",
+        &[
+            ("python_env.yaml", "python: 3.11.7\ndependencies:\n- -r requirements.txt\n"),
+            (
+                "requirements.txt",
+                &format!(
+                    "--no-index\n--find-links file://{}\nwheel==0.45.1\n",
+                    wheels.display()
+                ),
+            ),
+        ],
+    );
+    let request = env_solve::EnvRequest {
+        manager: Some(env_spec::EnvManager::Virtualenv),
+        options: env_solve::BuildOptions {
+            python_source: env_solve::PythonSource::System,
+            ..env_solve::BuildOptions::default()
+        },
+        ..env_solve::EnvRequest::default()
+    };
+    let created = build_on_a_current_thread_runtime(&ctx, &virtualenv, &request);
+    assert_eq!(
+        python_says(
+            &created.prefix.display().to_string(),
+            "import sys, wheel; print(sys.version.split()[0], wheel.__version__)"
+        ),
+        "3.11.7 0.45.1"
+    );
+}
