@@ -63,6 +63,32 @@ impl Drop for InheritGuard {
     }
 }
 
+/// The locks this thread's children inherit ([`inherit_in_children`]), captured so that work
+/// moved to another thread (Tokio's blocking pool) passes them on too: the list is per thread.
+#[derive(Debug, Clone, Default)]
+pub struct Inherited(Vec<i32>);
+
+/// What children started by this thread inherit now.
+#[must_use]
+pub fn inherited() -> Inherited {
+    INHERITED.with(|list| Inherited(list.borrow().clone()))
+}
+
+impl Inherited {
+    /// Passes the captured locks on to the children this thread starts while the guards live.
+    /// The caller keeps the lock files open meanwhile (they belong to the capturing thread).
+    #[must_use = "the locks are passed on only while the guards live"]
+    pub fn enter(&self) -> Vec<InheritGuard> {
+        self.0
+            .iter()
+            .map(|&fd| {
+                INHERITED.with(|list| list.borrow_mut().push(fd));
+                InheritGuard { fd }
+            })
+            .collect()
+    }
+}
+
 /// Prepares `command` to run as a hardened child (see the module documentation). Start it
 /// with [`spawn`], [`output`] or [`status`] so SIGINT/SIGTERM can find its group.
 pub fn harden(command: &mut Command) {

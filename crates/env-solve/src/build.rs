@@ -100,14 +100,20 @@ pub use env_prefix::{python_of, site_packages};
 /// Runs blocking work (a uv process, the bytecode compiler) on Tokio's blocking pool, so the
 /// runtime's threads stay free. Unlike `block_in_place`, this works on a current-thread
 /// runtime too: the build is a public async function, and its callers choose the runtime.
+/// The children it starts inherit the build's lock as if started here
+/// ([`env_cache::child::inherit_in_children`] is per thread).
 async fn off_runtime<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, SolveError> + Send + 'static,
 ) -> Result<T, SolveError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| SolveError::Internal {
-            message: e.to_string(),
-        })?
+    let inherited = env_cache::child::inherited();
+    tokio::task::spawn_blocking(move || {
+        let _inherit = inherited.enter();
+        work()
+    })
+    .await
+    .map_err(|e| SolveError::Internal {
+        message: e.to_string(),
+    })?
 }
 
 fn hit(
