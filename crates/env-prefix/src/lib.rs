@@ -137,6 +137,14 @@ pub fn prefix_distributions(prefix: &Path) -> Vec<Distribution> {
         .unwrap_or_default()
 }
 
+/// Whether an environment has mlflow installed (a `mlflow` or `mlflow-skinny` distribution).
+#[must_use]
+pub fn has_mlflow(prefix: &Path) -> bool {
+    prefix_distributions(prefix)
+        .iter()
+        .any(|d| matches!(d.normalized.as_str(), "mlflow" | "mlflow-skinny"))
+}
+
 /// Python's variables that would make an interpreter we run for our own purposes (inspecting
 /// it, compiling bytecode, checking a pack) read other code or write elsewhere: one list for
 /// every such call.

@@ -365,13 +365,7 @@ pub fn serve_command(env: &Environment, model_dir: &Path, options: &ServeOptions
     env.command(env.python.as_os_str(), &args)
 }
 
-/// Whether an environment has mlflow installed (a `mlflow` or `mlflow-skinny` distribution).
-#[must_use]
-pub fn has_mlflow(prefix: &Path) -> bool {
-    env_prefix::prefix_distributions(prefix)
-        .iter()
-        .any(|d| matches!(d.normalized.as_str(), "mlflow" | "mlflow-skinny"))
-}
+pub use env_prefix::has_mlflow;
 
 /// Replaces this process with `command`, keeping `inherit` (open lock files) open in it so
 /// their locks last as long as the command. Returns only on failure. On non-Unix platforms the

@@ -15,6 +15,7 @@ pub mod lock;
 pub mod many;
 pub mod prune;
 pub mod python;
+pub mod ready;
 pub use env_spec::redact;
 pub mod reporter;
 pub mod uv;
@@ -27,4 +28,5 @@ pub use environment::{
     BuildSettings, EnvError, EnvRequest, InstallMlflow, LockChoice, ModelEnvironment,
 };
 pub use error::SolveError;
+pub use ready::{Bytecode, MlflowUse, Ready, ReadyError};
 pub use reporter::{NoReporter, Reporter};

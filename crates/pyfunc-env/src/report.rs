@@ -52,6 +52,9 @@ fn as_diagnostic<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a
     if let Some(error) = error.downcast_ref::<env_solve::EnvError>() {
         return Some(error);
     }
+    if let Some(error) = error.downcast_ref::<env_solve::ReadyError>() {
+        return Some(error);
+    }
     if let Some(error) = error.downcast_ref::<env_cache::CacheError>() {
         return Some(error);
     }
@@ -78,6 +81,13 @@ pub fn exit_status(error: &anyhow::Error) -> ExitStatus {
             };
         }
         if let Some(error) = cause.downcast_ref::<env_solve::EnvError>() {
+            return if error.is_user_error() {
+                ExitStatus::Failure
+            } else {
+                ExitStatus::Error
+            };
+        }
+        if let Some(error) = cause.downcast_ref::<env_solve::ReadyError>() {
             return if error.is_user_error() {
                 ExitStatus::Failure
             } else {

@@ -27,8 +27,8 @@ pub struct Ensured {
     pub created: env_solve::Created,
     /// The cache.
     pub cache: env_cache::Cache,
-    /// The cache-wide shared lock, held while the environment is used.
-    pub cache_lock: env_cache::LockedFile,
+    /// The cache-wide shared lock, held (not read) while the environment is used.
+    pub _cache_lock: env_cache::LockedFile,
 }
 
 /// The channel settings of a run: flags, then `PYFUNC_ENV_MIRRORS`/config (already merged
@@ -141,43 +141,23 @@ fn failed_to_create(env: &ModelEnvironment) -> String {
     )
 }
 
-/// Reads the model, computes its key and builds or reuses its environment.
-pub fn ensure_env(
-    model_path: &Path,
-    args: &EnvArgs,
-    settings: &Settings,
-    printer: Printer,
-) -> anyhow::Result<Ensured> {
-    ensure_env_with(
-        model_path,
-        &env_request(args, settings)?,
-        args,
-        settings,
-        printer,
-        false,
-    )
-}
-
-/// [`ensure_env`] for `request`, optionally leaving bytecode to compile in the background
-/// after the build (`run`, so the model starts as soon as its packages are installed).
-pub fn ensure_env_with(
+/// Reads the model, decides its environment under `request` and builds or reuses it, for
+/// `create` and `lock`.
+fn ensure_env(
     model_path: &Path,
     request: &EnvRequest,
     args: &EnvArgs,
     settings: &Settings,
     printer: Printer,
-    defer_bytecode: bool,
 ) -> anyhow::Result<Ensured> {
     let env = resolve(model_path, request, settings, printer)?;
     let (cache, cache_lock) = open_cache(settings)?;
-    let reporter: Arc<dyn env_solve::Reporter> =
-        Arc::new(ProgressReporter::new(settings, printer, &env.name()));
     let created = env
         .build_blocking(
             &cache,
             &build_settings(args, settings),
-            defer_bytecode,
-            reporter,
+            false,
+            progress_reporter(&env, settings, printer),
         )
         .with_context(|| failed_to_create(&env))?;
     for warning in &created.warnings {
@@ -187,8 +167,39 @@ pub fn ensure_env_with(
         env,
         created,
         cache,
-        cache_lock,
+        _cache_lock: cache_lock,
     })
+}
+
+/// The progress display of one model's build.
+pub fn progress_reporter(
+    env: &ModelEnvironment,
+    settings: &Settings,
+    printer: Printer,
+) -> Arc<dyn env_solve::Reporter> {
+    Arc::new(ProgressReporter::new(settings, printer, &env.name()))
+}
+
+/// `Created conda environment in 1.2s: PREFIX`.
+fn created_line(env: &ModelEnvironment, created: &env_solve::Created, printer: Printer) -> String {
+    format!(
+        "{} {} environment in {:.1}s: {}",
+        printer.green("Created"),
+        env.manager,
+        created.timings.total,
+        printer.cyan(created.prefix.display())
+    )
+}
+
+/// For a command that uses the environment (`run`, `pack`): the build's warnings, and a line
+/// when the environment was built now (a reused one is not worth a line there).
+pub fn print_created(env: &ModelEnvironment, created: &env_solve::Created, printer: Printer) {
+    for warning in &created.warnings {
+        printer.warn(warning);
+    }
+    if !created.cache_hit && !created.built_by_other {
+        printer.info(created_line(env, created, printer));
+    }
 }
 
 #[derive(Serialize)]
@@ -314,7 +325,7 @@ fn create_one(
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let ensured = ensure_env_with(model, request, &args.env, settings, printer, false)?;
+    let ensured = ensure_env(model, request, &args.env, settings, printer)?;
     let created = &ensured.created;
     if created.cache_hit {
         printer.info(format!(
@@ -327,13 +338,7 @@ fn create_one(
             printer.cyan(created.prefix.display())
         ));
     } else {
-        printer.info(format!(
-            "{} {} environment in {:.1}s: {}",
-            printer.green("Created"),
-            ensured.env.manager,
-            created.timings.total,
-            printer.cyan(created.prefix.display())
-        ));
+        printer.info(created_line(&ensured.env, created, printer));
     }
     if args.json {
         let document = CreateJson {
@@ -630,13 +635,12 @@ pub fn lock(
     let mut request = env_request(&args.env, settings)?;
     // A lock describes a fresh solve, never another lock.
     request.lock = LockChoice::Ignore;
-    let ensured = ensure_env_with(
+    let ensured = ensure_env(
         Path::new(&args.model.model),
         &request,
         &args.env,
         settings,
         printer,
-        false,
     )?;
     let text = tokio::runtime::Builder::new_current_thread()
         .enable_all()

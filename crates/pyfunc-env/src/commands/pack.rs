@@ -6,7 +6,11 @@ use env_pack::{Format, PackOptions};
 
 use crate::cli::{PackArgs, PackFormatArg, UnpackArgs};
 use crate::commands::cache::human_size;
-use crate::commands::create::ensure_env;
+use env_solve::Bytecode;
+
+use crate::commands::create::{
+    build_settings, env_request, print_created, progress_reporter, resolve,
+};
 use crate::env_vars::EnvVars;
 use crate::printer::Printer;
 use crate::report::{ExitStatus, UserError};
@@ -71,36 +75,28 @@ pub fn pack(args: &PackArgs, settings: &Settings, printer: Printer) -> anyhow::R
         Some(PackFormatArg::Zip) => Format::Zip,
         None => Format::from_path(&args.output),
     };
-    let ensured = ensure_env(
+    let env = resolve(
         std::path::Path::new(&args.model.model),
-        &args.env,
+        &env_request(&args.env, settings)?,
         settings,
         printer,
     )?;
-    let created = &ensured.created;
-    if !created.cache_hit && !created.built_by_other {
-        printer.info(format!(
-            "{} {} environment in {:.1}s: {}",
-            printer.green("Created"),
-            ensured.env.manager,
-            created.timings.total,
-            printer.cyan(created.prefix.display())
-        ));
-    }
+    let cache = settings.cache();
     // Held while packing, so `cache prune` cannot remove the environment meanwhile.
-    let entry = ensured.cache.env(created.key.as_str())?;
-    let _env_lock =
-        entry.lock_shared(|_, _| printer.info("Waiting for the environment to be free"))?;
-    if !matches!(entry.state(), env_cache::EnvState::Complete(_)) {
-        anyhow::bail!(
-            "The environment `{}` was removed while starting; run the command again",
-            created.key
-        );
-    }
+    let ready = env.ready_blocking(
+        &cache,
+        &build_settings(&args.env, settings),
+        &Bytecode::DuringBuild,
+        None,
+        progress_reporter(&env, settings, printer),
+        &mut |message| printer.info(message),
+    )?;
+    let created = &ready.created;
+    print_created(&env, created, printer);
     let failed = || {
         format!(
             "Failed to pack the {} environment of `{}`",
-            ensured.env.manager, args.model.model
+            env.manager, args.model.model
         )
     };
     let environment = env_pack::inspect(&created.prefix).with_context(failed)?;
@@ -136,8 +132,8 @@ pub fn pack(args: &PackArgs, settings: &Settings, printer: Printer) -> anyhow::R
         } else {
             Vec::new()
         },
-        model: args.with_model.then(|| ensured.env.root().to_path_buf()),
-        staging_dir: ensured.cache.bucket(env_cache::TMP_DIR)?,
+        model: args.with_model.then(|| env.root().to_path_buf()),
+        staging_dir: cache.bucket(env_cache::TMP_DIR)?,
         mtime,
         compression_level: COMPRESSION_LEVEL,
     };

@@ -8,7 +8,11 @@ use clap::Parser;
 use env_run::{Environment, PredictOptions, ServeOptions};
 
 use crate::cli::{EnvManagerArg, RunArgs};
-use crate::commands::create::{ensure_env_with, env_request};
+use env_solve::{Bytecode, MlflowUse};
+
+use crate::commands::create::{
+    build_settings, env_request, print_created, progress_reporter, resolve,
+};
 use crate::commands::open_model;
 use crate::printer::Printer;
 use crate::report::{ExitStatus, UserError};
@@ -300,99 +304,42 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
         env_args.pip_requirements_override = pip_requirements_override;
         std::borrow::Cow::Owned(env_args)
     };
-    let request = env_request(&env_args, settings)?;
-    let ensured = ensure_env_with(
+    let env = resolve(
         std::path::Path::new(&args.model.model),
-        &request,
-        &env_args,
+        &env_request(&env_args, settings)?,
         settings,
         printer,
-        !args.compile_foreground,
     )?;
-    let created = &ensured.created;
-    if !created.cache_hit && !created.built_by_other {
-        printer.info(format!(
-            "{} {} environment in {:.1}s: {}",
-            printer.green("Created"),
-            ensured.env.manager,
-            created.timings.total,
-            printer.cyan(created.prefix.display())
-        ));
-    }
-    let entry = ensured.cache.env(created.key.as_str())?;
-    let env_lock = entry.lock_shared(|_, holders| {
-        printer.info(format!(
-            "Waiting for the environment to be free{}",
-            env_cache::child::describe(holders)
-        ));
-    })?;
-    if !matches!(entry.state(), env_cache::EnvState::Complete(_)) {
-        anyhow::bail!(
-            "The environment `{}` was removed while starting; run the command again",
-            created.key
-        );
-    }
-    if created.bytecode_deferred {
-        // The model starts now; its environment's bytecode is compiled alongside, at low
-        // priority, holding the environment's lock like the model does.
-        let program = std::env::current_exe().unwrap_or_else(|_| "pyfunc-env".into());
-        let args: Vec<std::ffi::OsString> = vec![
-            "--cache-dir".into(),
-            settings.cache_dir.clone().into_os_string(),
-            "__compile-bytecode".into(),
-            created.prefix.clone().into_os_string(),
-        ];
-        match env_solve::build::compile_in_background(&program, &args, env_lock.file()) {
-            Ok(pid) => tracing::debug!(
-                "Compiling bytecode in the background at low priority (pid {pid}); `--compile-foreground` compiles before the command starts"
-            ),
-            Err(err) => {
-                tracing::debug!("Could not start compiling bytecode in the background: {err}");
-            }
+    let bytecode = if args.compile_foreground {
+        Bytecode::DuringBuild
+    } else {
+        Bytecode::InBackground {
+            program: std::env::current_exe().unwrap_or_else(|_| "pyfunc-env".into()),
+            args: vec![
+                "--cache-dir".into(),
+                settings.cache_dir.clone().into_os_string(),
+                "__compile-bytecode".into(),
+            ],
         }
-    }
-    let env = Environment::from_prefix(&created.prefix, ensured.env.variables());
-    if !env.python.exists() {
-        anyhow::bail!(
-            UserError::new(format!(
-                "The environment's Python `{}` is missing: the environment is damaged",
-                env.python.display()
-            ))
-            .with_hint(format!(
-                "Check it with `pyfunc-env cache verify {}` and rebuild it with `pyfunc-env create {} --reinstall`",
-                created.key,
-                ensured.env.root().display()
-            ))
-        );
-    }
-    if matches!(action, Action::Predict(..) | Action::Serve(_))
-        && !env_run::has_mlflow(&created.prefix)
-    {
-        let version = ensured
-            .env
-            .model
-            .mlmodel()
-            .ok()
-            .and_then(|m| m.mlflow_version());
-        anyhow::bail!(UserError::new(format!(
-            "mlflow is not installed in the model's environment, so it cannot {}. Rerun with `--install-mlflow`{}",
-            if matches!(action, Action::Predict(..)) {
-                "score"
-            } else {
-                "serve"
-            },
-            version
-                .map(|v| format!(" (adds mlflow=={v}, the version that saved the model)"))
-                .unwrap_or_default()
-        )));
-    }
-    let mut command = build(&action, &env, ensured.env.root());
+    };
+    let mlflow = match action {
+        Action::Predict(..) => Some(MlflowUse::Score),
+        Action::Serve(_) => Some(MlflowUse::Serve),
+        Action::Command(..) | Action::Help(_) => None,
+    };
+    let ready = env.ready_blocking(
+        &settings.cache(),
+        &build_settings(&env_args, settings),
+        &bytecode,
+        mlflow,
+        progress_reporter(&env, settings, printer),
+        &mut |message| printer.info(message),
+    )?;
+    print_created(&env, &ready.created, printer);
+    let environment = Environment::from_prefix(&ready.created.prefix, env.variables());
+    let mut command = build(&action, &environment, env.root());
     command.envs(extra_env);
-    let locks: Vec<&std::fs::File> = [ensured.cache_lock.file(), env_lock.file()]
-        .into_iter()
-        .flatten()
-        .collect();
-    exec(command, &locks, printer)
+    exec(command, &ready.lock_files(), printer)
 }
 
 fn build(

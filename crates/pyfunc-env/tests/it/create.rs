@@ -849,11 +849,9 @@ fn build_on_a_current_thread_runtime(
     model: &std::path::Path,
     request: &env_solve::EnvRequest,
 ) -> env_solve::Created {
-    let environment = env_solve::ModelEnvironment::resolve(
-        env_spec::ModelDir::open(model).unwrap(),
-        request,
-    )
-    .unwrap();
+    let environment =
+        env_solve::ModelEnvironment::resolve(env_spec::ModelDir::open(model).unwrap(), request)
+            .unwrap();
     let cache = env_cache::Cache::new(&ctx.cache_dir);
     cache.init().unwrap();
     let settings = env_solve::BuildSettings {
@@ -908,7 +906,10 @@ fn the_async_build_works_on_a_current_thread_runtime() {
     let virtualenv = ctx.model(
         "virtualenv",
         &[
-            ("python_env.yaml", "python: 3.11.7\ndependencies:\n- -r requirements.txt\n"),
+            (
+                "python_env.yaml",
+                "python: 3.11.7\ndependencies:\n- -r requirements.txt\n",
+            ),
             (
                 "requirements.txt",
                 &format!(
