@@ -590,6 +590,7 @@ async fn provision_python(
                     | SolveError::Io { .. }),
                 ) => return Err(err),
                 Err(err) => {
+                    let err = crate::error::chain(&err);
                     tracing::debug!("Python from conda (`{spec}`) is not available: {err}");
                     attempts.push(format!("conda `{spec}`: {err}"));
                 }

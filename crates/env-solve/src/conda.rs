@@ -15,7 +15,6 @@ use rattler_solve::{SolverImpl, SolverTask};
 
 use crate::channels::ResolvedChannel;
 use crate::error::SolveError;
-use crate::redact::redact;
 use crate::reporter::{InstallReporter, Reporter};
 
 /// Everything the conda layer needs.
@@ -130,16 +129,15 @@ pub async fn solve(
         .execute()
         .await
         .map_err(|source| {
-            let message = redact(&error_chain(&source));
             if ctx.offline {
                 SolveError::OfflineNoRepodata {
                     channels: channel_list(ctx),
-                    message,
+                    source,
                 }
             } else {
                 SolveError::ChannelUnreachable {
                     channels: channel_list(ctx),
-                    message,
+                    source,
                 }
             }
         })?;
@@ -193,19 +191,6 @@ pub async fn solve(
     }
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut parts = vec![error.to_string()];
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
-}
-
 /// Installs `records` into `prefix` (absolute) with rattler's installer.
 pub async fn install(
     ctx: &CondaContext<'_>,
@@ -242,9 +227,7 @@ pub async fn install(
         })
         .install(prefix, records)
         .await
-        .map_err(|source| SolveError::Install {
-            message: redact(&error_chain(&source)),
-        })?;
+        .map_err(|source| SolveError::Install { source })?;
     Ok(())
 }
 

@@ -152,9 +152,7 @@ impl EnvError {
     #[must_use]
     pub fn is_user_error(&self) -> bool {
         match self {
-            Self::Spec { source, .. } | Self::MlModel { source, .. } => {
-                !matches!(source, SpecError::Read { .. })
-            }
+            Self::Spec { source, .. } | Self::MlModel { source, .. } => source.is_user_error(),
             Self::PythonVersionInCondaMode
             | Self::NoMlflowVersion
             | Self::InvalidOverride { .. }

@@ -4,6 +4,10 @@ use std::path::{Path, PathBuf};
 
 use miette::Diagnostic;
 
+/// The cause of an error whose type varies by where it happened (a lock file's parser, a
+/// wheel's zip reader), kept as a source rather than flattened into the message.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Why an environment could not be built.
 #[derive(Debug, thiserror::Error, Diagnostic)]
 pub enum SolveError {
@@ -66,27 +70,29 @@ pub enum SolveError {
     },
 
     /// Repodata could not be fetched.
-    #[error("Failed to fetch package lists from {channels}: {message}")]
+    #[error("Failed to fetch package lists from {channels}")]
     #[diagnostic(help(
         "Check the network, or point the channel at a reachable mirror: `--mirror conda-forge=https://mirror.example/conda-forge` (or `PYFUNC_ENV_MIRRORS`, or `[mirrors]` in the config file); with everything cached, `--offline` skips the network"
     ))]
     ChannelUnreachable {
         /// The channels (redacted).
         channels: String,
-        /// The cause (redacted).
-        message: String,
+        /// The cause (redacted when the report is printed).
+        #[source]
+        source: rattler_repodata_gateway::GatewayError,
     },
 
     /// Offline without cached repodata.
-    #[error("`--offline` but the package lists of {channels} are not cached: {message}")]
+    #[error("`--offline` but the package lists of {channels} are not cached")]
     #[diagnostic(help(
         "Run the same command once without `--offline` to fill the cache, or use a local channel (`--mirror NAME=/path/to/channel`)"
     ))]
     OfflineNoRepodata {
         /// The channels (redacted).
         channels: String,
-        /// The cause (redacted).
-        message: String,
+        /// The cause (redacted when the report is printed).
+        #[source]
+        source: rattler_repodata_gateway::GatewayError,
     },
 
     /// Offline and packages are not in the package cache.
@@ -124,10 +130,11 @@ pub enum SolveError {
     },
 
     /// Linking conda packages failed.
-    #[error("Failed to install the conda packages: {message}")]
+    #[error("Failed to install the conda packages")]
     Install {
-        /// The cause (redacted).
-        message: String,
+        /// The cause (redacted when the report is printed).
+        #[source]
+        source: rattler::install::InstallerError,
     },
 
     /// The environment has no Python after the conda step.
@@ -189,13 +196,16 @@ pub enum SolveError {
     },
 
     /// Downloading uv failed.
-    #[error("Failed to download uv from `{url}`: {message}")]
+    #[error("Failed to download uv from `{url}`{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     #[diagnostic(help("Install uv yourself and put it on `PATH`, or pass `--uv`"))]
     UvDownload {
         /// The URL (redacted).
         url: String,
-        /// The cause (redacted).
-        message: String,
+        /// What was wrong with what arrived, when there is no underlying error.
+        detail: Option<String>,
+        /// The cause (redacted when the report is printed).
+        #[source]
+        source: Option<Cause>,
     },
 
     /// The downloaded uv wheel is not the one we pinned.
@@ -257,6 +267,9 @@ pub enum SolveError {
     Lock {
         /// What went wrong.
         message: String,
+        /// The cause.
+        #[source]
+        source: Option<Cause>,
     },
 
     /// A lock file cannot be used.
@@ -267,16 +280,20 @@ pub enum SolveError {
         path: PathBuf,
         /// Why.
         message: String,
+        /// The parser's error, when it is one.
+        #[source]
+        source: Option<Cause>,
     },
 
     /// A locked file could not be downloaded.
-    #[error("Failed to download `{url}`: {message}")]
+    #[error("Failed to download `{url}`")]
     #[diagnostic(help("Check the network, or run where the lock's URLs are reachable"))]
     LockDownload {
         /// The URL (redacted).
         url: String,
-        /// The cause (redacted).
-        message: String,
+        /// The cause (redacted when the report is printed).
+        #[source]
+        source: reqwest::Error,
     },
 
     /// A locked file is not what the lock says.
@@ -414,6 +431,21 @@ impl SolveError {
             | Self::Internal { .. } => false,
         }
     }
+}
+
+/// An error and its causes on one line (`a: b: c`), each cause once, for messages that list
+/// several failures (the Python sources tried).
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
 }
 
 /// `map_err` adapter: an I/O error on `path`.

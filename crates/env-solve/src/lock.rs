@@ -18,7 +18,7 @@ use rattler_lock::{
     PypiPackageData, UrlOrPath, Verbatim,
 };
 
-use crate::error::SolveError;
+use crate::error::{Cause, SolveError};
 use crate::redact::redact;
 use crate::uv::Uv;
 
@@ -61,6 +61,16 @@ fn strip_userinfo(url: &mut url::Url) {
 fn lock_error(message: impl Into<String>) -> SolveError {
     SolveError::Lock {
         message: message.into(),
+        source: None,
+    }
+}
+
+/// `map_err` adapter: `message`, caused by the error.
+fn lock_failed<E: Into<Cause>>(message: impl Into<String>) -> impl FnOnce(E) -> SolveError {
+    let message = message.into();
+    move |source| SolveError::Lock {
+        message,
+        source: Some(source.into()),
     }
 }
 
@@ -140,7 +150,7 @@ pub fn lock_environment(
             subdir: platform,
             virtual_packages: Vec::new(),
         }])
-        .map_err(|e| lock_error(e.to_string()))?
+        .map_err(lock_failed("cannot record the platform"))?
         .with_channels(
             DEFAULT_ENVIRONMENT_NAME,
             channels.iter().map(|c| crate::redact::mask_userinfo(c)),
@@ -156,7 +166,7 @@ pub fn lock_environment(
         strip_userinfo(&mut record.url);
         builder
             .add_conda_package(DEFAULT_ENVIRONMENT_NAME, platform.as_str(), record.into())
-            .map_err(|e| lock_error(e.to_string()))?;
+            .map_err(lock_failed("cannot record a conda package"))?;
     }
 
     let installed = uv_installed(prefix)?;
@@ -198,7 +208,7 @@ pub fn lock_environment(
             });
         }
         let pylock: toml::Value = toml::from_str(&String::from_utf8_lossy(&output.stdout))
-            .map_err(|e| lock_error(format!("uv's pylock.toml does not parse: {e}")))?;
+            .map_err(lock_failed("uv's pylock.toml does not parse"))?;
         for package in pylock
             .get("packages")
             .and_then(toml::Value::as_array)
@@ -230,7 +240,7 @@ pub fn lock_environment(
                     url::Url::from_file_path(url)
                         .map_err(|()| url::ParseError::RelativeUrlWithoutBase)
                 })
-                .map_err(|e| lock_error(format!("`{name}`: {e}")))?;
+                .map_err(lock_failed(format!("`{name}` has an invalid URL")))?;
             strip_userinfo(&mut url);
             let sha256 = file
                 .get("hashes")
@@ -247,9 +257,10 @@ pub fn lock_environment(
                 });
             let data = PypiDistributionData {
                 name: pep508_rs::PackageName::from_str(name)
-                    .map_err(|e| lock_error(e.to_string()))?,
-                version: pep440_rs::Version::from_str(version)
-                    .map_err(|e| lock_error(e.to_string()))?,
+                    .map_err(lock_failed(format!("invalid package name `{name}`")))?,
+                version: pep440_rs::Version::from_str(version).map_err(lock_failed(format!(
+                    "invalid version `{version}` of `{name}`"
+                )))?,
                 location: Verbatim::new(UrlOrPath::Url(url)),
                 index_url: None,
                 hash: sha256.map(PackageHashes::Sha256),
@@ -262,13 +273,13 @@ pub fn lock_environment(
                     platform.as_str(),
                     PypiPackageData::Distribution(Box::new(data)),
                 )
-                .map_err(|e| lock_error(e.to_string()))?;
+                .map_err(lock_failed(format!("cannot record `{name}`")))?;
         }
     }
     let text = builder
         .finish()
         .render_to_string()
-        .map_err(|e| lock_error(e.to_string()))?;
+        .map_err(lock_failed("cannot render it"))?;
     Ok(format!(
         "{HEADER} key={key} env-manager={env_manager}\n{text}"
     ))
@@ -288,6 +299,7 @@ pub fn read_lock(path: &Path) -> Result<LockedEnv, SolveError> {
             path: path.to_path_buf(),
             message: "it was not written by `pyfunc-env lock` (no `# pyfunc-env lock:` header)"
                 .into(),
+            source: None,
         })?;
     let field = |name: &str| {
         header
@@ -300,7 +312,8 @@ pub fn read_lock(path: &Path) -> Result<LockedEnv, SolveError> {
     let lock = LockFile::from_str_with_base_directory(&text, path.parent()).map_err(|e| {
         SolveError::LockInvalid {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: "it does not parse".into(),
+            source: Some(e.into()),
         }
     })?;
     let platform = crate::context::current_platform()?;
@@ -309,18 +322,21 @@ pub fn read_lock(path: &Path) -> Result<LockedEnv, SolveError> {
         .ok_or_else(|| SolveError::LockInvalid {
             path: path.to_path_buf(),
             message: "it has no default environment".into(),
+            source: None,
         })?;
     let locked_platform =
         lock.platform(platform.as_str())
             .ok_or_else(|| SolveError::LockInvalid {
                 path: path.to_path_buf(),
                 message: format!("it has nothing for this platform (`{platform}`)"),
+                source: None,
             })?;
     let conda = environment
         .conda_repodata_records(locked_platform)
         .map_err(|e| SolveError::LockInvalid {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: "its conda packages cannot be read".into(),
+            source: Some(e.into()),
         })?
         .unwrap_or_default();
     let pypi = environment
@@ -395,12 +411,12 @@ pub async fn fetch_files(
     let client = reqwest::Client::builder()
         .user_agent(concat!("pyfunc-env/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| lock_error(e.to_string()))?;
+        .map_err(lock_failed("cannot start an HTTP client"))?;
     for dist in pypi {
         // Local files are written as paths in pixi locks.
         let url = url::Url::parse(&dist.url)
             .or_else(|e| url::Url::from_file_path(&dist.url).map_err(|()| e))
-            .map_err(|e| lock_error(format!("`{}`: {e}", dist.url)))?;
+            .map_err(lock_failed(format!("`{}` is not a URL", dist.url)))?;
         let file_name = url
             .path_segments()
             .and_then(|mut s| s.next_back())
@@ -446,9 +462,9 @@ pub async fn fetch_files(
                 packages: file_name,
             });
         } else {
-            let failed = |e: reqwest::Error| SolveError::LockDownload {
+            let failed = |source: reqwest::Error| SolveError::LockDownload {
                 url: crate::redact::redact_url(url.as_str()),
-                message: redact(&e.to_string()),
+                source,
             };
             let mut response = client
                 .get(url.clone())
@@ -490,6 +506,29 @@ pub fn default_lock_path(model_root: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lock_that_does_not_parse_keeps_the_parsers_error_as_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pyfunc-env.lock");
+        fs_err::write(
+            &path,
+            format!("{HEADER} key=k env-manager=conda\nversion: [\n"),
+        )
+        .unwrap();
+        let error = read_lock(&path).unwrap_err();
+        assert!(matches!(error, SolveError::LockInvalid { .. }), "{error:?}");
+        // The message names the file and what is wrong; the parser's words are the cause,
+        // one `Caused by:` line in the report, not flattened into the message (issue 11).
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "Cannot use the lock file `{}`: it does not parse",
+                path.display()
+            )
+        );
+        assert!(std::error::Error::source(&error).is_some());
+    }
 
     fn fetch(pypi: &[LockedDistribution], dir: &Path) -> Result<(), SolveError> {
         tokio::runtime::Builder::new_current_thread()

@@ -214,13 +214,15 @@ async fn download(
         .build()
         .map_err(|e| SolveError::UvDownload {
             url: UV_INDEX.to_string(),
-            message: e.to_string(),
+            detail: None,
+            source: Some(e.into()),
         })?;
     let failed = |url: &str| {
         let url = url.to_string();
         move |e: reqwest::Error| SolveError::UvDownload {
             url: url.clone(),
-            message: redact(&e.to_string()),
+            detail: None,
+            source: Some(e.into()),
         }
     };
     let index: serde_json::Value = client
@@ -241,7 +243,8 @@ async fn download(
         .and_then(|f| f["url"].as_str())
         .ok_or_else(|| SolveError::UvDownload {
             url: UV_INDEX.to_string(),
-            message: format!("`{filename}` is not listed"),
+            detail: Some(format!("`{filename}` is not listed")),
+            source: None,
         })?
         .to_string();
     let bytes = client
@@ -264,7 +267,8 @@ async fn download(
     let mut archive =
         zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| SolveError::UvDownload {
             url: url.clone(),
-            message: format!("not a wheel: {e}"),
+            detail: Some("not a wheel".into()),
+            source: Some(e.into()),
         })?;
     let member = format!("uv-{UV_VERSION}.data/scripts/uv");
     let mut binary = Vec::new();
@@ -272,7 +276,8 @@ async fn download(
         .by_name(&member)
         .map_err(|e| SolveError::UvDownload {
             url: url.clone(),
-            message: format!("`{member}` missing from the wheel: {e}"),
+            detail: Some(format!("`{member}` missing from the wheel")),
+            source: Some(e.into()),
         })?
         .read_to_end(&mut binary)
         .map_err(io(target))?;

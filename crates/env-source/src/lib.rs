@@ -248,7 +248,16 @@ impl SourceError {
                     | object_store::Error::PermissionDenied { .. }
                     | object_store::Error::Unauthenticated { .. }
             ),
-            _ => false,
+            // Listed one by one, so a new variant has to be classified here: a catch-all
+            // would make every new error exit 2 silently.
+            Self::HttpClient { .. }
+            | Self::Request { .. }
+            | Self::Body { .. }
+            | Self::Decode { .. }
+            | Self::UnsafePath { .. }
+            | Self::Read { .. }
+            | Self::Write { .. }
+            | Self::Cache(_) => false,
         }
     }
 }

@@ -364,6 +364,36 @@ impl MlflowError {
 }
 
 impl SpecError {
+    /// Whether the model's files are at fault (exit code 1) rather than the machine (an
+    /// unreadable file: exit code 2). Listed one by one, so a new variant has to be
+    /// classified here.
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Self::Read { .. } => false,
+            Self::ModelDirNotFound { .. }
+            | Self::NotADirectory { .. }
+            | Self::NotAFile { .. }
+            | Self::NotUtf8 { .. }
+            | Self::TooLarge { .. }
+            | Self::NoMlmodel { .. }
+            | Self::MissingFile { .. }
+            | Self::Yaml { .. }
+            | Self::InvalidValue { .. }
+            | Self::NoPythonFunction { .. }
+            | Self::NoEnvEntry { .. }
+            | Self::EmptyEnvEntry { .. }
+            | Self::MissingEnvKey { .. }
+            | Self::NoPipSection { .. }
+            | Self::InvalidPythonPin { .. }
+            | Self::CondaSpec { .. }
+            | Self::Requirement { .. }
+            | Self::RequirementsCycle { .. }
+            | Self::TooManyIncludes { .. }
+            | Self::PathEscape { .. } => true,
+        }
+    }
+
     /// What MLflow raises for the same input.
     #[must_use]
     pub fn mlflow_equivalent(&self) -> MlflowError {

@@ -75,31 +75,16 @@ fn as_diagnostic<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a
 pub fn exit_status(error: &anyhow::Error) -> ExitStatus {
     for cause in error.chain() {
         if let Some(error) = cause.downcast_ref::<env_spec::SpecError>() {
-            return match error {
-                env_spec::SpecError::Read { .. } => ExitStatus::Error,
-                _ => ExitStatus::Failure,
-            };
+            return classify(error.is_user_error());
         }
         if let Some(error) = cause.downcast_ref::<env_solve::EnvError>() {
-            return if error.is_user_error() {
-                ExitStatus::Failure
-            } else {
-                ExitStatus::Error
-            };
+            return classify(error.is_user_error());
         }
         if let Some(error) = cause.downcast_ref::<env_solve::ReadyError>() {
-            return if error.is_user_error() {
-                ExitStatus::Failure
-            } else {
-                ExitStatus::Error
-            };
+            return classify(error.is_user_error());
         }
         if let Some(error) = cause.downcast_ref::<env_solve::SolveError>() {
-            return if error.is_user_error() {
-                ExitStatus::Failure
-            } else {
-                ExitStatus::Error
-            };
+            return classify(error.is_user_error());
         }
         if let Some(env_run::RunError::Spawn { source, .. }) =
             cause.downcast_ref::<env_run::RunError>()
@@ -114,21 +99,22 @@ pub fn exit_status(error: &anyhow::Error) -> ExitStatus {
             return ExitStatus::Failure;
         }
         if let Some(error) = cause.downcast_ref::<env_source::SourceError>() {
-            return if error.is_user_error() {
-                ExitStatus::Failure
-            } else {
-                ExitStatus::Error
-            };
+            return classify(error.is_user_error());
         }
         if let Some(error) = cause.downcast_ref::<env_pack::PackError>() {
-            return if error.is_user_error() {
-                ExitStatus::Failure
-            } else {
-                ExitStatus::Error
-            };
+            return classify(error.is_user_error());
         }
     }
     ExitStatus::Error
+}
+
+/// Exit code 1 for the user's input, 2 for something broken.
+fn classify(user_error: bool) -> ExitStatus {
+    if user_error {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Error
+    }
 }
 
 /// An error caused by how the command was called (exit code 1).
