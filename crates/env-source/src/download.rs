@@ -1,0 +1,272 @@
+//! Downloading an artifact location (the MLflow artifact service, S3, a local directory)
+//! into a staging directory that becomes a cache entry in one rename.
+
+use std::path::{Path, PathBuf};
+
+use env_cache::Cache;
+
+use crate::bucket::{EntryInfo, ModelEntry};
+use crate::{ModelUri, SourceError, SourceSettings, mlflow, s3};
+
+/// How many files are downloaded at once.
+const PARALLEL_DOWNLOADS: usize = 4;
+
+/// Where an artifact location is served from: the MLflow artifact service (its base URL and
+/// the path under the artifact root), or a local directory.
+enum Location {
+    Proxied { base: String, root: String },
+    S3 { bucket: String, prefix: String },
+    Local(PathBuf),
+}
+
+fn location(settings: &SourceSettings, uri: &str, shown: &str) -> Result<Location, SourceError> {
+    let not_yet = |what| SourceError::NotSupportedYet {
+        uri: env_spec::redact::redact_url(uri),
+        what,
+    };
+    match ModelUri::parse(uri)? {
+        ModelUri::MlflowArtifacts { netloc, path } => {
+            let tracking =
+                settings
+                    .tracking_uri
+                    .as_deref()
+                    .ok_or_else(|| SourceError::NoServer {
+                        uri: shown.to_string(),
+                    })?;
+            let mut base = url::Url::parse(tracking).map_err(|_| SourceError::InvalidServer {
+                uri: env_spec::redact::redact_url(tracking),
+            })?;
+            if let Some(netloc) = netloc {
+                let (host, port) = match netloc.rsplit_once(':') {
+                    Some((host, port)) => (host.to_string(), port.parse::<u16>().ok()),
+                    None => (netloc.clone(), None),
+                };
+                base.set_host(Some(&host))
+                    .map_err(|_| SourceError::InvalidServer {
+                        uri: netloc.clone(),
+                    })?;
+                let _ = base.set_port(port);
+            }
+            Ok(Location::Proxied {
+                base: base.as_str().trim_end_matches('/').to_string(),
+                root: path,
+            })
+        }
+        ModelUri::Local(path) if path.is_absolute() => Ok(Location::Local(path)),
+        ModelUri::S3 { bucket, prefix } => Ok(Location::S3 { bucket, prefix }),
+        ModelUri::Local(_) => Err(not_yet("A relative artifact location")),
+        _ => {
+            if let Some((base, root)) = uri.split_once("/api/2.0/mlflow-artifacts/artifacts/")
+                && (base.starts_with("http://") || base.starts_with("https://"))
+            {
+                return Ok(Location::Proxied {
+                    base: base.to_string(),
+                    root: root.trim_matches('/').to_string(),
+                });
+            }
+            Err(not_yet("This artifact location"))
+        }
+    }
+}
+
+pub(crate) async fn has_mlmodel(
+    client: &mlflow::Client,
+    settings: &SourceSettings,
+    uri: &str,
+) -> Result<bool, SourceError> {
+    match location(settings, uri, uri)? {
+        Location::Proxied { base, root } => Ok(client
+            .list_tree(&base, &root)
+            .await?
+            .iter()
+            .any(|f| f.path == "MLmodel")),
+        Location::S3 { bucket, prefix } => Ok(s3::list(&bucket, &prefix)
+            .await?
+            .iter()
+            .any(|(path, _)| path == "MLmodel")),
+        Location::Local(path) => Ok(path.join("MLmodel").is_file()),
+    }
+}
+
+/// Downloads `location` into a staging directory, writes `source.json` last and renames the
+/// staging directory into place.
+pub(crate) async fn download_entry(
+    cache: &Cache,
+    settings: &SourceSettings,
+    entry: &ModelEntry,
+    shown: &str,
+    registered: Option<(&str, &str)>,
+    location_uri: &str,
+) -> Result<(), SourceError> {
+    let tmp = cache.bucket(env_cache::TMP_DIR)?;
+    let staging = tempfile::Builder::new()
+        .prefix("model-")
+        .tempdir_in(&tmp)
+        .map_err(|source| SourceError::Write {
+            path: tmp.clone(),
+            source,
+        })?;
+    let model_dir = staging.path().join("model");
+    let write = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SourceError::Write { path, source }
+    };
+    fs_err::create_dir_all(&model_dir).map_err(write(&model_dir))?;
+    let shown_location = env_spec::redact::redact_url(location_uri);
+    let no_model = |found: String| SourceError::NoModel {
+        uri: shown.to_string(),
+        location: shown_location.clone(),
+        found,
+    };
+    match location(settings, location_uri, shown)? {
+        Location::Proxied { base, root } => {
+            let client = mlflow::Client::new(settings)?;
+            let files = client.list_tree(&base, &root).await?;
+            if !files.iter().any(|f| f.path == "MLmodel") {
+                return Err(no_model(describe(&files)));
+            }
+            let total: u64 = files.iter().filter_map(|f| f.file_size).sum();
+            tracing::debug!(
+                "Downloading {} files ({total} bytes) of `{shown}`",
+                files.len()
+            );
+            let mut tasks = tokio::task::JoinSet::new();
+            let mut queue = files.into_iter();
+            loop {
+                while tasks.len() < PARALLEL_DOWNLOADS
+                    && let Some(file) = queue.next()
+                {
+                    let client = client.clone();
+                    let base = base.clone();
+                    let remote = format!("{root}/{}", file.path);
+                    let dest = model_dir.join(&file.path);
+                    if let Some(parent) = dest.parent() {
+                        fs_err::create_dir_all(parent).map_err(write(parent))?;
+                    }
+                    tasks.spawn(async move { client.download(&base, &remote, &dest).await });
+                }
+                match tasks.join_next().await {
+                    None => break,
+                    Some(Ok(result)) => {
+                        result?;
+                    }
+                    Some(Err(join)) => {
+                        return Err(SourceError::Write {
+                            path: model_dir.clone(),
+                            source: std::io::Error::other(join),
+                        });
+                    }
+                }
+            }
+        }
+        Location::S3 { bucket, prefix } => {
+            let files = s3::list(&bucket, &prefix).await?;
+            if !files.iter().any(|(path, _)| path == "MLmodel") {
+                let names: Vec<mlflow::FileInfo> = files
+                    .iter()
+                    .map(|(path, size)| mlflow::FileInfo {
+                        path: path.clone(),
+                        is_dir: false,
+                        file_size: Some(*size),
+                    })
+                    .collect();
+                return Err(no_model(describe(&names)));
+            }
+            let mut tasks = tokio::task::JoinSet::new();
+            let mut queue = files.into_iter();
+            loop {
+                while tasks.len() < PARALLEL_DOWNLOADS
+                    && let Some((relative, _)) = queue.next()
+                {
+                    let dest = model_dir.join(&relative);
+                    if let Some(parent) = dest.parent() {
+                        fs_err::create_dir_all(parent).map_err(write(parent))?;
+                    }
+                    let (bucket, prefix) = (bucket.clone(), prefix.clone());
+                    tasks.spawn(
+                        async move { s3::download(&bucket, &prefix, &relative, &dest).await },
+                    );
+                }
+                match tasks.join_next().await {
+                    None => break,
+                    Some(Ok(result)) => {
+                        result?;
+                    }
+                    Some(Err(join)) => {
+                        return Err(SourceError::Write {
+                            path: model_dir.clone(),
+                            source: std::io::Error::other(join),
+                        });
+                    }
+                }
+            }
+        }
+        Location::Local(path) => {
+            if !path.join("MLmodel").is_file() {
+                return Err(no_model(if path.is_dir() {
+                    "a directory without `MLmodel`".to_string()
+                } else {
+                    "nothing".to_string()
+                }));
+            }
+            copy_tree(&path, &model_dir)?;
+        }
+    }
+    let info = EntryInfo {
+        uri: shown.to_string(),
+        source: shown_location.clone(),
+        name: registered.map(|(name, _)| name.to_string()),
+        version: registered.map(|(_, version)| version.to_string()),
+        created: env_cache::unix_now(),
+    };
+    // Serialising a struct of strings cannot fail.
+    let bytes = serde_json::to_vec_pretty(&info).expect("EntryInfo serialises");
+    env_cache::write_atomic(&staging.path().join("source.json"), &bytes)?;
+    if entry.dir().exists() {
+        // Left by something other than us (we hold the lock and it has no source.json).
+        fs_err::remove_dir_all(entry.dir()).map_err(write(entry.dir()))?;
+    }
+    let staged = staging.keep();
+    fs_err::rename(&staged, entry.dir()).map_err(write(entry.dir()))?;
+    Ok(())
+}
+
+fn describe(files: &[mlflow::FileInfo]) -> String {
+    if files.is_empty() {
+        return "nothing is there".to_string();
+    }
+    let names: Vec<&str> = files.iter().take(5).map(|f| f.path.as_str()).collect();
+    format!(
+        "no `MLmodel` among {} file(s) ({}{})",
+        files.len(),
+        names.join(", "),
+        if files.len() > 5 { ", ..." } else { "" }
+    )
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<(), SourceError> {
+    for entry in fs_err::read_dir(from).map_err(|source| SourceError::Read {
+        path: from.to_path_buf(),
+        source,
+    })? {
+        let entry = entry.map_err(|source| SourceError::Read {
+            path: from.to_path_buf(),
+            source,
+        })?;
+        let source_path = entry.path();
+        let dest = to.join(entry.file_name());
+        if source_path.is_dir() {
+            fs_err::create_dir_all(&dest).map_err(|source| SourceError::Write {
+                path: dest.clone(),
+                source,
+            })?;
+            copy_tree(&source_path, &dest)?;
+        } else {
+            fs_err::copy(&source_path, &dest).map_err(|source| SourceError::Write {
+                path: dest.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
