@@ -1,13 +1,13 @@
 //! The model cache bucket (`models-v1/`): entries, their locks, reuse and pruning.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use env_cache::{Cache, CacheError, LockKind, LockedFile};
 use serde::{Deserialize, Serialize};
 
 use crate::download::download_entry;
-use crate::{MODELS_BUCKET, Resolved, SourceError, SourceSettings};
+use crate::{MODELS_BUCKET, Reporter, Resolved, SourceError, SourceSettings};
 
 /// What `source.json` records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -204,6 +204,7 @@ fn wait_for(cache: &Cache, path: &Path, kind: LockKind) -> Result<LockedFile, Ca
 pub(crate) async fn fetch_cached<F, Fut>(
     cache: &Cache,
     settings: &SourceSettings,
+    reporter: &Arc<dyn Reporter>,
     key: &str,
     shown: &str,
     registered: Option<(&str, &str)>,
@@ -250,7 +251,10 @@ where
     let lock = wait_for(cache, entry.lock_path(), LockKind::Exclusive)?;
     if entry.info().is_none() {
         let location = locate().await?;
-        download_entry(cache, settings, &entry, shown, registered, &location).await?;
+        download_entry(
+            cache, settings, reporter, &entry, shown, registered, &location,
+        )
+        .await?;
     }
     drop(lock);
     found(&entry, false)?.ok_or_else(|| SourceError::OfflineNotCached {

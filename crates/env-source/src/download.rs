@@ -2,11 +2,13 @@
 //! into a staging directory that becomes a cache entry in one rename.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use env_cache::Cache;
 
 use crate::bucket::{EntryInfo, ModelEntry};
-use crate::{ModelUri, SourceError, SourceSettings, mlflow, s3};
+use crate::{ModelUri, Reporter, SourceError, SourceSettings, mlflow, s3};
 
 /// How many files are downloaded at once.
 const PARALLEL_DOWNLOADS: usize = 4;
@@ -80,7 +82,7 @@ pub(crate) async fn has_mlmodel(
             .await?
             .iter()
             .any(|f| f.path == "MLmodel")),
-        Location::S3 { bucket, prefix } => Ok(s3::list(&bucket, &prefix)
+        Location::S3 { bucket, prefix } => Ok(s3::list(&s3::s3_store(&bucket)?, &bucket, &prefix)
             .await?
             .iter()
             .any(|(path, _)| path == "MLmodel")),
@@ -93,6 +95,7 @@ pub(crate) async fn has_mlmodel(
 pub(crate) async fn download_entry(
     cache: &Cache,
     settings: &SourceSettings,
+    reporter: &Arc<dyn Reporter>,
     entry: &ModelEntry,
     shown: &str,
     registered: Option<(&str, &str)>,
@@ -125,42 +128,29 @@ pub(crate) async fn download_entry(
             if !files.iter().any(|f| f.path == "MLmodel") {
                 return Err(no_model(describe(&files)));
             }
-            let total: u64 = files.iter().filter_map(|f| f.file_size).sum();
-            tracing::debug!(
-                "Downloading {} files ({total} bytes) of `{shown}`",
-                files.len()
-            );
-            let mut tasks = tokio::task::JoinSet::new();
-            let mut queue = files.into_iter();
-            loop {
-                while tasks.len() < PARALLEL_DOWNLOADS
-                    && let Some(file) = queue.next()
-                {
-                    let client = client.clone();
-                    let base = base.clone();
-                    let remote = format!("{root}/{}", file.path);
-                    let dest = model_dir.join(&file.path);
-                    if let Some(parent) = dest.parent() {
-                        fs_err::create_dir_all(parent).map_err(write(parent))?;
-                    }
-                    tasks.spawn(async move { client.download(&base, &remote, &dest).await });
-                }
-                match tasks.join_next().await {
-                    None => break,
-                    Some(Ok(result)) => {
-                        result?;
-                    }
-                    Some(Err(join)) => {
-                        return Err(SourceError::Write {
-                            path: model_dir.clone(),
-                            source: std::io::Error::other(join),
-                        });
-                    }
-                }
-            }
+            let files = files
+                .into_iter()
+                .map(|f| RemoteFile {
+                    path: f.path,
+                    size: f.file_size,
+                })
+                .collect();
+            download_all(
+                &model_dir,
+                files,
+                reporter,
+                shown,
+                |relative, dest, progress| {
+                    let (client, base) = (client.clone(), base.clone());
+                    let remote = format!("{root}/{relative}");
+                    async move { client.download(&base, &remote, &dest, &progress).await }
+                },
+            )
+            .await?;
         }
         Location::S3 { bucket, prefix } => {
-            let files = s3::list(&bucket, &prefix).await?;
+            let store = s3::s3_store(&bucket)?;
+            let files = s3::list(&store, &bucket, &prefix).await?;
             if !files.iter().any(|(path, _)| path == "MLmodel") {
                 let names: Vec<mlflow::FileInfo> = files
                     .iter()
@@ -172,34 +162,27 @@ pub(crate) async fn download_entry(
                     .collect();
                 return Err(no_model(describe(&names)));
             }
-            let mut tasks = tokio::task::JoinSet::new();
-            let mut queue = files.into_iter();
-            loop {
-                while tasks.len() < PARALLEL_DOWNLOADS
-                    && let Some((relative, _)) = queue.next()
-                {
-                    let dest = model_dir.join(&relative);
-                    if let Some(parent) = dest.parent() {
-                        fs_err::create_dir_all(parent).map_err(write(parent))?;
-                    }
+            let files = files
+                .into_iter()
+                .map(|(path, size)| RemoteFile {
+                    path,
+                    size: Some(size),
+                })
+                .collect();
+            download_all(
+                &model_dir,
+                files,
+                reporter,
+                shown,
+                |relative, dest, progress| {
+                    let store = store.clone();
                     let (bucket, prefix) = (bucket.clone(), prefix.clone());
-                    tasks.spawn(
-                        async move { s3::download(&bucket, &prefix, &relative, &dest).await },
-                    );
-                }
-                match tasks.join_next().await {
-                    None => break,
-                    Some(Ok(result)) => {
-                        result?;
+                    async move {
+                        s3::download(&store, &bucket, &prefix, &relative, &dest, &progress).await
                     }
-                    Some(Err(join)) => {
-                        return Err(SourceError::Write {
-                            path: model_dir.clone(),
-                            source: std::io::Error::other(join),
-                        });
-                    }
-                }
-            }
+                },
+            )
+            .await?;
         }
         Location::Local(path) => {
             if !path.join("MLmodel").is_file() {
@@ -229,6 +212,103 @@ pub(crate) async fn download_entry(
     let staged = staging.keep();
     fs_err::rename(&staged, entry.dir()).map_err(write(entry.dir()))?;
     Ok(())
+}
+
+/// A file of a remote model: its path relative to the model root, and its size if listed.
+struct RemoteFile {
+    path: String,
+    size: Option<u64>,
+}
+
+/// The bytes of one model download, summed over its files and reported as they arrive.
+#[derive(Clone)]
+pub(crate) struct Progress {
+    reporter: Arc<dyn Reporter>,
+    id: usize,
+    total: Option<u64>,
+    done: Arc<AtomicU64>,
+}
+
+impl Progress {
+    /// `bytes` more arrived.
+    pub(crate) fn add(&self, bytes: u64) {
+        let done = self.done.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.reporter
+            .on_download_progress(self.id, done, self.total);
+    }
+
+    /// A failed attempt's `bytes` will be downloaded again.
+    pub(crate) fn take_back(&self, bytes: u64) {
+        let done = self.done.fetch_sub(bytes, Ordering::Relaxed) - bytes;
+        self.reporter
+            .on_download_progress(self.id, done, self.total);
+    }
+}
+
+/// Reports a download's end when dropped.
+struct Complete<'a>(&'a Progress);
+
+impl Drop for Complete<'_> {
+    fn drop(&mut self) {
+        self.0.reporter.on_download_complete(self.0.id);
+    }
+}
+
+/// Fetches `files` into `model_dir`, [`PARALLEL_DOWNLOADS`] at a time, with `fetch(relative
+/// path, destination, progress)`; the first failure cancels the rest.
+async fn download_all<F, Fut>(
+    model_dir: &Path,
+    files: Vec<RemoteFile>,
+    reporter: &Arc<dyn Reporter>,
+    shown: &str,
+    fetch: F,
+) -> Result<(), SourceError>
+where
+    F: Fn(String, PathBuf, Progress) -> Fut,
+    Fut: std::future::Future<Output = Result<u64, SourceError>> + Send + 'static,
+{
+    let total = files.iter().map(|f| f.size).sum::<Option<u64>>();
+    tracing::debug!(
+        "Downloading {} files ({} bytes) of `{shown}`",
+        files.len(),
+        total.map_or_else(|| "?".to_string(), |t| t.to_string())
+    );
+    let progress = Progress {
+        reporter: Arc::clone(reporter),
+        id: reporter.on_download_start(shown),
+        total,
+        done: Arc::new(AtomicU64::new(0)),
+    };
+    // Reports the end on every path out of here, failures included.
+    let _complete = Complete(&progress);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut queue = files.into_iter();
+    loop {
+        while tasks.len() < PARALLEL_DOWNLOADS
+            && let Some(file) = queue.next()
+        {
+            let dest = model_dir.join(&file.path);
+            if let Some(parent) = dest.parent() {
+                fs_err::create_dir_all(parent).map_err(|source| SourceError::Write {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+            }
+            tasks.spawn(fetch(file.path, dest, progress.clone()));
+        }
+        match tasks.join_next().await {
+            None => return Ok(()),
+            Some(Ok(result)) => {
+                result?;
+            }
+            Some(Err(join)) => {
+                return Err(SourceError::Write {
+                    path: model_dir.to_path_buf(),
+                    source: std::io::Error::other(join),
+                });
+            }
+        }
+    }
 }
 
 fn describe(files: &[mlflow::FileInfo]) -> String {

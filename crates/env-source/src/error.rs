@@ -118,15 +118,37 @@ pub enum SourceError {
     },
     /// An object store request failed.
     #[error("{what} failed")]
-    #[diagnostic(help(
-        "Check the bucket and prefix, and the AWS credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`; `AWS_ENDPOINT_URL` or `MLFLOW_S3_ENDPOINT_URL` for an S3-compatible store)"
-    ))]
+    #[diagnostic(help("{}", object_store_hint(source)))]
     ObjectStore {
         /// What was asked.
         what: String,
         /// The cause.
         #[source]
         source: object_store::Error,
+    },
+    /// `AWS_PROFILE` names a profile no shared file has.
+    #[error("The AWS profile `{profile}` is not in {files}")]
+    #[diagnostic(help(
+        "Check `AWS_PROFILE` (profiles are `[NAME]` in the credentials file, `[profile NAME]` in the config file), or set `AWS_SHARED_CREDENTIALS_FILE`/`AWS_CONFIG_FILE`"
+    ))]
+    AwsProfileNotFound {
+        /// The profile.
+        profile: String,
+        /// The files looked in.
+        files: String,
+    },
+    /// The profile gets its keys in a way not supported here.
+    #[error(
+        "The AWS profile `{profile}` gets its credentials through `{setting}`, which is not supported"
+    )]
+    #[diagnostic(help(
+        "Export static credentials into the environment: `eval \"$(aws configure export-credentials --profile {profile} --format env)\"`"
+    ))]
+    AwsProfileUnsupported {
+        /// The profile.
+        profile: String,
+        /// The setting that needs a service (`role_arn`, `sso_session`, ...).
+        setting: String,
     },
     /// No version of a model (in a stage).
     #[error("No versions of model `{name}`{} found", stage.as_ref().map(|s| format!(" in stage `{s}`")).unwrap_or_default())]
@@ -197,17 +219,52 @@ impl SourceError {
             | Self::NoServer { .. }
             | Self::InvalidServer { .. }
             | Self::Certificate { .. }
+            | Self::AwsProfileNotFound { .. }
+            | Self::AwsProfileUnsupported { .. }
             | Self::NoVersions { .. }
             | Self::NoModel { .. }
             | Self::OfflineNotCached { .. } => true,
             Self::Server { status, .. } => (400..500).contains(status),
-            Self::ObjectStore { source, .. } => matches!(
-                source,
-                object_store::Error::NotFound { .. }
-                    | object_store::Error::PermissionDenied { .. }
-                    | object_store::Error::Unauthenticated { .. }
-            ),
+            Self::ObjectStore { source, .. } => {
+                object_store_status(source).is_some_and(|status| (400..500).contains(&status))
+            }
             _ => false,
+        }
+    }
+}
+
+/// The HTTP status behind an object store error. `object_store` types 401, 403 and 404 for
+/// requests on one object, but a listing's error is `Generic` with the status only in its
+/// text (`Server returned non-2xx status code: 403 Forbidden`).
+pub(crate) fn object_store_status(error: &object_store::Error) -> Option<u16> {
+    match error {
+        object_store::Error::NotFound { .. } => Some(404),
+        object_store::Error::PermissionDenied { .. } => Some(403),
+        object_store::Error::Unauthenticated { .. } => Some(401),
+        _ => {
+            let mut cause: Option<&dyn std::error::Error> = Some(error);
+            while let Some(error) = cause {
+                let text = error.to_string();
+                if let Some((_, rest)) = text.split_once("status code: ") {
+                    return rest.get(..3)?.parse().ok();
+                }
+                cause = error.source();
+            }
+            None
+        }
+    }
+}
+
+fn object_store_hint(error: &object_store::Error) -> &'static str {
+    match object_store_status(error) {
+        Some(404) => {
+            "Check the bucket name and the path; with an S3-compatible store, check the endpoint (`AWS_ENDPOINT_URL` or `MLFLOW_S3_ENDPOINT_URL`)"
+        }
+        Some(401 | 403) => {
+            "The store refused the credentials: check `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (or the keys of the `AWS_PROFILE` profile in `~/.aws/credentials`) and that they may read this bucket"
+        }
+        _ => {
+            "Check the endpoint and the network (`AWS_ENDPOINT_URL` or `MLFLOW_S3_ENDPOINT_URL` for an S3-compatible store), the bucket and the AWS credentials"
         }
     }
 }

@@ -33,6 +33,7 @@ mod settings;
 mod uri;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use env_cache::Cache;
 use serde::Serialize;
@@ -40,7 +41,7 @@ use serde::Serialize;
 pub use bucket::{EntryInfo, ModelEntry, PruneModelsReport, PrunedModel, entries, prune_models};
 pub use error::SourceError;
 pub use resolve::resolve;
-pub use s3::MLFLOW_S3_ENDPOINT_URL;
+pub use s3::{AwsConfig, AwsVars, MLFLOW_S3_ENDPOINT_URL, s3_store};
 pub use settings::{SourceSettings, Vars};
 pub use uri::{ModelUri, Selector};
 
@@ -67,12 +68,33 @@ pub struct Resolved {
     pub warnings: Vec<String>,
 }
 
+/// Receives the progress of model downloads; the CLI draws it (libraries never print).
+/// One download is one model: all its files, fetched in parallel, count towards one total.
+pub trait Reporter: Send + Sync {
+    /// A download of `name` (the URI as given, redacted) started; returns an id for the
+    /// other calls.
+    fn on_download_start(&self, _name: &str) -> usize {
+        0
+    }
+    /// Bytes downloaded so far, of `total` if the listing said.
+    fn on_download_progress(&self, _id: usize, _bytes: u64, _total: Option<u64>) {}
+    /// The download finished (or failed).
+    fn on_download_complete(&self, _id: usize) {}
+}
+
+/// Reports nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoReporter;
+
+impl Reporter for NoReporter {}
+
 /// Resolves `text` to a local model directory, downloading it into the cache if needed.
 /// Blocking: runs its own small Tokio runtime (the CLI's commands are synchronous).
 pub fn resolve_blocking(
     text: &str,
     settings: &SourceSettings,
     cache: &Cache,
+    reporter: Arc<dyn Reporter>,
 ) -> Result<Resolved, SourceError> {
     // A plain path needs no runtime, and no cache.
     if let ModelUri::Local(dir) = ModelUri::parse(text)? {
@@ -85,7 +107,7 @@ pub fn resolve_blocking(
             path: cache.root().to_path_buf(),
             source,
         })?;
-    runtime.block_on(resolve(text, settings, cache))
+    runtime.block_on(resolve(text, settings, cache, reporter))
 }
 
 fn local(text: &str, dir: PathBuf) -> Resolved {

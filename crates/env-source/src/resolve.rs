@@ -1,6 +1,8 @@
 //! Resolution with MLflow's rules: a URI to the immutable source it names (a registered
 //! version, a run's artifact path, an artifact location), then to a cache entry.
 
+use std::sync::Arc;
+
 use env_cache::Cache;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
@@ -8,7 +10,8 @@ use sha2::Digest as _;
 use crate::bucket::fetch_cached;
 use crate::download::has_mlmodel;
 use crate::{
-    MODELS_BUCKET, ModelUri, Resolved, Selector, SourceError, SourceSettings, local, mlflow, s3,
+    MODELS_BUCKET, ModelUri, Reporter, Resolved, Selector, SourceError, SourceSettings, local,
+    mlflow, s3,
 };
 
 /// The last resolution of a moving name (alias, `latest`, stage).
@@ -25,6 +28,7 @@ pub async fn resolve(
     text: &str,
     settings: &SourceSettings,
     cache: &Cache,
+    reporter: Arc<dyn Reporter>,
 ) -> Result<Resolved, SourceError> {
     let parsed = ModelUri::parse(text)?;
     let shown = env_spec::redact::redact_url(text);
@@ -45,6 +49,7 @@ pub async fn resolve(
             fetch_cached(
                 cache,
                 settings,
+                &reporter,
                 &key,
                 &shown,
                 None,
@@ -76,11 +81,19 @@ pub async fn resolve(
                 "path": path,
             }));
             let registered = Some((name.as_str(), version.as_str()));
-            let mut resolved = fetch_cached(cache, settings, &key, &shown, registered, || async {
-                let client = mlflow::Client::new(settings)?;
-                let location = client.download_uri(&registry, &name, &version).await?;
-                Ok(join_uri(&location, &path))
-            })
+            let mut resolved = fetch_cached(
+                cache,
+                settings,
+                &reporter,
+                &key,
+                &shown,
+                registered,
+                || async {
+                    let client = mlflow::Client::new(settings)?;
+                    let location = client.download_uri(&registry, &name, &version).await?;
+                    Ok(join_uri(&location, &path))
+                },
+            )
             .await?;
             resolved.name = Some(name);
             resolved.version = Some(version);
@@ -94,7 +107,7 @@ pub async fn resolve(
                 "tracking": env_spec::redact::redact_url(&tracking),
                 "id": id,
             }));
-            fetch_cached(cache, settings, &key, &shown, None, || async {
+            fetch_cached(cache, settings, &reporter, &key, &shown, None, || async {
                 let client = mlflow::Client::new(settings)?;
                 client.logged_model_location(&tracking, &id).await
             })
@@ -108,7 +121,7 @@ pub async fn resolve(
                 "run_id": run_id,
                 "path": path,
             }));
-            fetch_cached(cache, settings, &key, &shown, None, || async {
+            fetch_cached(cache, settings, &reporter, &key, &shown, None, || async {
                 let client = mlflow::Client::new(settings)?;
                 let run = client.run(&tracking, &run_id).await?;
                 let location = join_uri(&run.artifact_uri, &path);
@@ -139,6 +152,7 @@ pub async fn resolve(
             fetch_cached(
                 cache,
                 settings,
+                &reporter,
                 &key,
                 &shown,
                 None,
@@ -272,14 +286,20 @@ mod tests {
             ..SourceSettings::default()
         };
         for uri in ["models:/iris/1", "models:/iris@champion", "runs:/abc/model"] {
-            let error = resolve_blocking(uri, &settings, &cache).unwrap_err();
+            let error =
+                resolve_blocking(uri, &settings, &cache, Arc::new(crate::NoReporter)).unwrap_err();
             assert!(
                 matches!(error, SourceError::OfflineNotCached { .. }),
                 "{uri}: {error:?}"
             );
         }
-        let error =
-            resolve_blocking("models:/iris/1", &SourceSettings::default(), &cache).unwrap_err();
+        let error = resolve_blocking(
+            "models:/iris/1",
+            &SourceSettings::default(),
+            &cache,
+            Arc::new(crate::NoReporter),
+        )
+        .unwrap_err();
         assert!(matches!(error, SourceError::NoServer { .. }), "{error:?}");
     }
 }
