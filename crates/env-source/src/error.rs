@@ -118,13 +118,13 @@ pub enum SourceError {
     },
     /// An object store request failed.
     #[error("{what} failed")]
-    #[diagnostic(help("{}", object_store_hint(source)))]
+    #[diagnostic(help("{}", object_store_hint(source.status)))]
     ObjectStore {
         /// What was asked.
         what: String,
         /// The cause.
         #[source]
-        source: object_store::Error,
+        source: StoreFailure,
     },
     /// `AWS_PROFILE` names a profile no shared file has.
     #[error("The AWS profile `{profile}` is not in {files}")]
@@ -225,18 +225,99 @@ impl SourceError {
             | Self::NoModel { .. }
             | Self::OfflineNotCached { .. } => true,
             Self::Server { status, .. } => (400..500).contains(status),
-            Self::ObjectStore { source, .. } => {
-                object_store_status(source).is_some_and(|status| (400..500).contains(&status))
-            }
+            Self::ObjectStore { source, .. } => source
+                .status
+                .is_some_and(|status| (400..500).contains(&status)),
             _ => false,
         }
     }
 }
 
+impl SourceError {
+    /// An object store failure while doing `what`.
+    pub(crate) fn object_store(what: impl Into<String>, error: object_store::Error) -> Self {
+        Self::ObjectStore {
+            what: what.into(),
+            source: StoreFailure::new(error),
+        }
+    }
+}
+
+/// An `object_store` error, told in one line. `object_store` repeats each inner error's text
+/// in the outer one, so its chain shows the same S3 response (an XML document) four times;
+/// this keeps the innermost cause and, for an S3 error response, its status, code and message.
+/// The full error stays available through [`StoreFailure::inner`].
+#[derive(Debug)]
+pub struct StoreFailure {
+    /// The HTTP status, if the store answered.
+    pub status: Option<u16>,
+    summary: String,
+    inner: object_store::Error,
+}
+
+impl StoreFailure {
+    fn new(inner: object_store::Error) -> Self {
+        let mut innermost = inner.to_string();
+        let mut cause = std::error::Error::source(&inner);
+        while let Some(error) = cause {
+            innermost = error.to_string();
+            cause = error.source();
+        }
+        // With no keys anywhere, object_store asks the EC2 instance metadata service; its
+        // refusal is not the store's answer and must not read like one.
+        if innermost.contains("169.254.169.254") || inner.to_string().contains("169.254.169.254") {
+            return Self {
+                status: None,
+                summary: "No AWS credentials found: none in the environment or the profile, and \
+                          the instance metadata service (169.254.169.254) gave none"
+                    .to_string(),
+                inner,
+            };
+        }
+        let summary = match innermost.split_once("status code: ") {
+            Some((_, rest)) => {
+                let (status_line, body) = rest.split_once(": ").unwrap_or((rest, ""));
+                let tag = |name: &str| {
+                    let start = body.find(&format!("<{name}>"))? + name.len() + 2;
+                    let end = body[start..].find(&format!("</{name}>"))? + start;
+                    Some(body[start..end].to_string())
+                };
+                match (tag("Code"), tag("Message")) {
+                    (Some(code), Some(message)) => {
+                        format!("the store answered {status_line} {code}: {message}")
+                    }
+                    (Some(code), None) => format!("the store answered {status_line} {code}"),
+                    _ => format!("the store answered {status_line}"),
+                }
+            }
+            None => innermost,
+        };
+        Self {
+            status: object_store_status(&inner),
+            summary: env_spec::redact::redact(&summary),
+            inner,
+        }
+    }
+
+    /// The error as `object_store` gave it.
+    #[must_use]
+    pub fn inner(&self) -> &object_store::Error {
+        &self.inner
+    }
+}
+
+impl std::fmt::Display for StoreFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.summary)
+    }
+}
+
+impl std::error::Error for StoreFailure {}
+
 /// The HTTP status behind an object store error. `object_store` types 401, 403 and 404 for
 /// requests on one object, but a listing's error is `Generic` with the status only in its
 /// text (`Server returned non-2xx status code: 403 Forbidden`).
-pub(crate) fn object_store_status(error: &object_store::Error) -> Option<u16> {
+fn object_store_status(error: &object_store::Error) -> Option<u16> {
     match error {
         object_store::Error::NotFound { .. } => Some(404),
         object_store::Error::PermissionDenied { .. } => Some(403),
@@ -255,8 +336,8 @@ pub(crate) fn object_store_status(error: &object_store::Error) -> Option<u16> {
     }
 }
 
-fn object_store_hint(error: &object_store::Error) -> &'static str {
-    match object_store_status(error) {
+fn object_store_hint(status: Option<u16>) -> &'static str {
+    match status {
         Some(404) => {
             "Check the bucket name and the path; with an S3-compatible store, check the endpoint (`AWS_ENDPOINT_URL` or `MLFLOW_S3_ENDPOINT_URL`)"
         }
@@ -264,7 +345,7 @@ fn object_store_hint(error: &object_store::Error) -> &'static str {
             "The store refused the credentials: check `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (or the keys of the `AWS_PROFILE` profile in `~/.aws/credentials`) and that they may read this bucket"
         }
         _ => {
-            "Check the endpoint and the network (`AWS_ENDPOINT_URL` or `MLFLOW_S3_ENDPOINT_URL` for an S3-compatible store), the bucket and the AWS credentials"
+            "Check the endpoint and the network (`AWS_ENDPOINT_URL` or `MLFLOW_S3_ENDPOINT_URL` for an S3-compatible store), and the AWS credentials (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, or `AWS_PROFILE` and `~/.aws/credentials`)"
         }
     }
 }
@@ -284,5 +365,67 @@ fn server_hint(status: u16, code: &str) -> &'static str {
             "Check the name and alias (aliases are set with `MlflowClient().set_registered_model_alias`)"
         }
         _ => "See the MLflow server's log for details",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error whose text repeats its source's, as `object_store`'s layers do.
+    #[derive(Debug)]
+    struct Layer(String, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    fn generic(innermost: &str) -> object_store::Error {
+        let inner = Layer(innermost.to_string(), None);
+        let middle = Layer(
+            format!("Error performing GET http://h/b - {innermost}"),
+            Some(Box::new(inner)),
+        );
+        object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(middle),
+        }
+    }
+
+    #[test]
+    fn store_failures_are_one_line_with_the_status() {
+        let xml = "Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?>\n<Error><Code>SignatureDoesNotMatch</Code><Message>The signature does not match.</Message></Error>";
+        let failure = StoreFailure::new(generic(xml));
+        assert_eq!(failure.status, Some(403));
+        assert_eq!(
+            failure.to_string(),
+            "the store answered 403 Forbidden SignatureDoesNotMatch: The signature does not match."
+        );
+        assert!(std::error::Error::source(&failure).is_none());
+
+        let refused = StoreFailure::new(generic("Connection refused (os error 111)"));
+        assert_eq!(refused.status, None);
+        assert_eq!(refused.to_string(), "Connection refused (os error 111)");
+
+        let imds = StoreFailure::new(generic(
+            "Error performing PUT http://169.254.169.254/latest/api/token - Server returned non-2xx status code: 403 Forbidden: denied",
+        ));
+        assert_eq!(imds.status, None);
+        assert!(
+            imds.to_string().starts_with("No AWS credentials found"),
+            "{imds}"
+        );
+        assert!(
+            SourceError::object_store("Listing", generic(xml)).is_user_error(),
+            "a 403 is the user's to fix"
+        );
     }
 }

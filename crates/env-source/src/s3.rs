@@ -205,9 +205,8 @@ impl AwsConfig {
                 builder = builder.with_token(token);
             }
         }
-        builder.build().map_err(|source| SourceError::ObjectStore {
-            what: format!("Connecting to bucket `{bucket}`"),
-            source,
+        builder.build().map_err(|source| {
+            SourceError::object_store(format!("Connecting to bucket `{bucket}`"), source)
         })
     }
 }
@@ -304,9 +303,8 @@ pub(crate) async fn list(
         let listing = store
             .list_with_delimiter(Some(&dir))
             .await
-            .map_err(|source| SourceError::ObjectStore {
-                what: format!("Listing `s3://{bucket}/{dir}`"),
-                source,
+            .map_err(|source| {
+                SourceError::object_store(format!("Listing `s3://{bucket}/{dir}`"), source)
             })?;
         pending.extend(listing.common_prefixes);
         for object in listing.objects {
@@ -342,10 +340,7 @@ pub(crate) async fn download(
         ObjectPath::from(format!("{prefix}/{relative}"))
     };
     let what = format!("Downloading `s3://{bucket}/{location}`");
-    let failed = |source| SourceError::ObjectStore {
-        what: what.clone(),
-        source,
-    };
+    let failed = |source| SourceError::object_store(what.clone(), source);
     let io = |source| SourceError::Write {
         path: dest.to_path_buf(),
         source,
