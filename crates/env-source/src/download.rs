@@ -124,17 +124,16 @@ pub(crate) async fn download_entry(
     match location(settings, location_uri, shown)? {
         Location::Proxied { base, root } => {
             let client = mlflow::Client::new(settings)?;
-            let files = client.list_tree(&base, &root).await?;
-            if !files.iter().any(|f| f.path == "MLmodel") {
-                return Err(no_model(describe(&files)));
-            }
-            let files = files
+            let files: Vec<RemoteFile> = client
+                .list_tree(&base, &root)
+                .await?
                 .into_iter()
                 .map(|f| RemoteFile {
                     path: f.path,
                     size: f.file_size,
                 })
                 .collect();
+            describe_unless_model(&files).map_err(no_model)?;
             download_all(
                 &model_dir,
                 files,
@@ -150,25 +149,15 @@ pub(crate) async fn download_entry(
         }
         Location::S3 { bucket, prefix } => {
             let store = s3::s3_store(&bucket)?;
-            let files = s3::list(&store, &bucket, &prefix).await?;
-            if !files.iter().any(|(path, _)| path == "MLmodel") {
-                let names: Vec<mlflow::FileInfo> = files
-                    .iter()
-                    .map(|(path, size)| mlflow::FileInfo {
-                        path: path.clone(),
-                        is_dir: false,
-                        file_size: Some(*size),
-                    })
-                    .collect();
-                return Err(no_model(describe(&names)));
-            }
-            let files = files
+            let files: Vec<RemoteFile> = s3::list(&store, &bucket, &prefix)
+                .await?
                 .into_iter()
                 .map(|(path, size)| RemoteFile {
                     path,
                     size: Some(size),
                 })
                 .collect();
+            describe_unless_model(&files).map_err(no_model)?;
             download_all(
                 &model_dir,
                 files,
@@ -311,17 +300,21 @@ where
     }
 }
 
-fn describe(files: &[mlflow::FileInfo]) -> String {
+/// `Err` with what is there instead, unless `files` hold an `MLmodel` at the top.
+fn describe_unless_model(files: &[RemoteFile]) -> Result<(), String> {
+    if files.iter().any(|f| f.path == "MLmodel") {
+        return Ok(());
+    }
     if files.is_empty() {
-        return "nothing is there".to_string();
+        return Err("nothing is there".to_string());
     }
     let names: Vec<&str> = files.iter().take(5).map(|f| f.path.as_str()).collect();
-    format!(
+    Err(format!(
         "no `MLmodel` among {} file(s) ({}{})",
         files.len(),
         names.join(", "),
         if files.len() > 5 { ", ..." } else { "" }
-    )
+    ))
 }
 
 fn copy_tree(from: &Path, to: &Path) -> Result<(), SourceError> {

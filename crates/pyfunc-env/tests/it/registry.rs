@@ -75,6 +75,17 @@ impl MlflowServer {
         server
     }
 
+    /// With MLflow's basic-auth app; `admin` logs in with `admin_password`.
+    pub fn start_basic_auth(admin_password: &str) -> Self {
+        Self::start_with_env(
+            &["--app-name", "basic-auth"],
+            &[
+                ("MLFLOW_AUTH_ADMIN_PASSWORD", admin_password),
+                ("MLFLOW_FLASK_SERVER_SECRET_KEY", "test-csrf-key"),
+            ],
+        )
+    }
+
     fn spawn(&mut self) {
         let log = fs_err::File::create(self.dir.path().join("server.log")).unwrap();
         let child = Command::new(self.venv.join("bin/mlflow"))
@@ -580,13 +591,7 @@ fn pypi_s3_uris_and_s3_backed_registry_score_like_mlflow() {
 #[test]
 fn pypi_basic_auth_credentials_work_and_are_never_printed() {
     let secret = "Adm1n-s3cret-pw-917";
-    let server = MlflowServer::start_with_env(
-        &["--app-name", "basic-auth"],
-        &[
-            ("MLFLOW_AUTH_ADMIN_PASSWORD", secret),
-            ("MLFLOW_FLASK_SERVER_SECRET_KEY", "test-csrf-key"),
-        ],
-    );
+    let server = MlflowServer::start_basic_auth(secret);
     let auth = [
         ("MLFLOW_TRACKING_USERNAME", "admin"),
         ("MLFLOW_TRACKING_PASSWORD", secret),

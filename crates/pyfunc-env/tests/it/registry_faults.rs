@@ -325,13 +325,7 @@ client.grant_user_permission(sys.argv[1], "registered_model", "iris", "DENY")
 #[test]
 fn pypi_registry_forbidden_model_is_403_with_its_own_hint() {
     let admin_password = "Adm1n-pw-forbid-314";
-    let server = MlflowServer::start_with_env(
-        &["--app-name", "basic-auth"],
-        &[
-            ("MLFLOW_AUTH_ADMIN_PASSWORD", admin_password),
-            ("MLFLOW_FLASK_SERVER_SECRET_KEY", "test-csrf-key"),
-        ],
-    );
+    let server = MlflowServer::start_basic_auth(admin_password);
     let admin = [
         ("MLFLOW_TRACKING_USERNAME", "admin"),
         ("MLFLOW_TRACKING_PASSWORD", admin_password),
