@@ -343,3 +343,116 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), SourceError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::{SourceSettings, resolve_blocking};
+
+    /// Records every progress event.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Reporter for Recorder {
+        fn on_download_start(&self, name: &str) -> usize {
+            self.0.lock().unwrap().push(format!("start {name}"));
+            7
+        }
+        fn on_download_progress(&self, id: usize, bytes: u64, total: Option<u64>) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{id}: {bytes}/{total:?}"));
+        }
+        fn on_download_complete(&self, id: usize) {
+            self.0.lock().unwrap().push(format!("complete {id}"));
+        }
+    }
+
+    /// A minimal MLflow artifact service on 127.0.0.1: `root/` holds `files`.
+    fn artifact_server(files: &'static [(&'static str, usize)]) -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                reader.read_line(&mut request).unwrap();
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok() && line.trim() != "" {
+                    line.clear();
+                }
+                let path = request.split(' ').nth(1).unwrap_or_default();
+                let body: Vec<u8> = if path.contains("?path=root") {
+                    let listing: Vec<_> = files
+                        .iter()
+                        .map(|(name, size)| serde_json::json!({"path": name, "is_dir": false, "file_size": size}))
+                        .collect();
+                    serde_json::json!({ "files": listing })
+                        .to_string()
+                        .into_bytes()
+                } else {
+                    let name = path.rsplit('/').next().unwrap_or_default();
+                    let size = files.iter().find(|(n, _)| *n == name).map_or(0, |f| f.1);
+                    vec![b'x'; size]
+                };
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body);
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn a_model_download_reports_one_total_for_all_its_files() {
+        const FILES: &[(&str, usize)] =
+            &[("MLmodel", 300), ("model.pkl", 200_000), ("conda.yaml", 50)];
+        let port = artifact_server(FILES);
+        let temp = tempfile::tempdir().unwrap();
+        let cache = Cache::new(temp.path().join("cache"));
+        cache.init().unwrap();
+        let settings = SourceSettings {
+            tracking_uri: Some(format!("http://127.0.0.1:{port}")),
+            timeout: std::time::Duration::from_secs(30),
+            ..SourceSettings::default()
+        };
+        let recorder = Arc::new(Recorder::default());
+        let resolved = resolve_blocking(
+            "mlflow-artifacts:/root",
+            &settings,
+            &cache,
+            recorder.clone(),
+        )
+        .unwrap();
+        assert_eq!(
+            fs_err::metadata(resolved.dir.join("model.pkl"))
+                .unwrap()
+                .len(),
+            200_000
+        );
+        let events = recorder.0.lock().unwrap().clone();
+        assert_eq!(
+            events.first().map(String::as_str),
+            Some("start mlflow-artifacts:/root")
+        );
+        assert_eq!(events.last().map(String::as_str), Some("complete 7"));
+        assert_eq!(
+            events[events.len() - 2],
+            "7: 200350/Some(200350)",
+            "{events:#?}"
+        );
+        let counts: Vec<u64> = events[1..events.len() - 1]
+            .iter()
+            .map(|e| e[3..].split('/').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(counts.windows(2).all(|w| w[0] < w[1]), "{events:#?}");
+    }
+}
