@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt as _;
 
+use crate::download::Progress;
 use crate::{SourceError, SourceSettings};
 
 const ARTIFACTS_ROOT: &str = "/api/2.0/mlflow-artifacts/artifacts";
@@ -406,18 +407,28 @@ impl Client {
         base: &str,
         remote: &str,
         dest: &Path,
+        progress: &Progress,
     ) -> Result<u64, SourceError> {
         let url = api_url(base, &format!("{ARTIFACTS_ROOT}/{remote}"))?;
         let what = format!("Downloading `{remote}`");
         let mut attempt = 0;
         loop {
-            match self.download_once(&what, &url, dest).await {
+            let mut written = 0;
+            let result = self
+                .download_once(&what, &url, dest, progress, &mut written)
+                .await;
+            match result {
                 Err(SourceError::Body { source, .. }) if attempt < self.settings.max_retries => {
                     tracing::debug!("{what}: {source}; retrying");
+                    progress.take_back(written);
                     tokio::time::sleep(backoff(self.settings.backoff_factor, attempt)).await;
                     attempt += 1;
                 }
-                other => return other,
+                Err(error) => {
+                    progress.take_back(written);
+                    return Err(error);
+                }
+                Ok(()) => return Ok(written),
             }
         }
     }
@@ -427,14 +438,15 @@ impl Client {
         what: &str,
         url: &url::Url,
         dest: &Path,
-    ) -> Result<u64, SourceError> {
+        progress: &Progress,
+        written: &mut u64,
+    ) -> Result<(), SourceError> {
         let mut response = self.send(what, |http| http.get(url.clone())).await?;
         let io = |source| SourceError::Write {
             path: dest.to_path_buf(),
             source,
         };
         let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
-        let mut written = 0;
         loop {
             let chunk = response.chunk().await.map_err(|source| SourceError::Body {
                 what: what.to_string(),
@@ -442,11 +454,12 @@ impl Client {
             })?;
             let Some(chunk) = chunk else { break };
             file.write_all(&chunk).await.map_err(io)?;
-            written += chunk.len() as u64;
+            *written += chunk.len() as u64;
+            progress.add(chunk.len() as u64);
         }
         file.flush().await.map_err(io)?;
         file.sync_all().await.map_err(io)?;
-        Ok(written)
+        Ok(())
     }
 }
 

@@ -90,6 +90,18 @@ impl ModelUri {
                     prefix: prefix.trim_matches('/').to_string(),
                 })
             }
+            // MLflow's GCS and Azure artifact repositories. object_store has both (no new
+            // crates), but their credential lookups fall back to a cloud metadata service that
+            // only a real cloud can answer, and nothing here can test that path: refused until
+            // it can be tested.
+            "gs" | "wasbs" | "wasb" | "abfss" | "abfs" => Err(SourceError::NotSupportedYet {
+                uri: env_spec::redact::redact_url(text),
+                what: if scheme.eq_ignore_ascii_case("gs") {
+                    "Google Cloud Storage (`gs://`)"
+                } else {
+                    "Azure storage (`wasbs://`, `abfss://`)"
+                },
+            }),
             _ => Err(SourceError::UnsupportedScheme {
                 uri: env_spec::redact::redact_url(text),
                 scheme: scheme.to_string(),
@@ -299,6 +311,17 @@ mod tests {
             ModelUri::parse("models://prof@databricks/iris/1").unwrap_err(),
             SourceError::NotSupportedYet { .. }
         ));
+        for cloud in [
+            "gs://bucket/model",
+            "wasbs://models@account.blob.core.windows.net/iris",
+            "abfss://fs@account.dfs.core.windows.net/iris",
+        ] {
+            let error = ModelUri::parse(cloud).unwrap_err();
+            assert!(
+                matches!(error, SourceError::NotSupportedYet { .. }),
+                "{cloud}: {error:?}"
+            );
+        }
     }
 
     #[test]

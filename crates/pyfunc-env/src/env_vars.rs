@@ -41,4 +41,138 @@ impl EnvVars {
     pub const SOURCE_DATE_EPOCH: &'static str = "SOURCE_DATE_EPOCH";
     /// The Spark driver's Python, which `pack --for spark` compares with the archive's.
     pub const PYSPARK_DRIVER_PYTHON: &'static str = "PYSPARK_DRIVER_PYTHON";
+
+    // Where model URIs (`models:/`, `runs:/`, `mlflow-artifacts:/`, `s3://`) come from, under
+    // MLflow's and AWS's own names; read by `env_source`, listed here so `--help` shows them.
+    /// The MLflow tracking server (`http(s)://HOST:PORT[/PREFIX]`).
+    pub const MLFLOW_TRACKING_URI: &'static str = env_source::Vars::MLFLOW_TRACKING_URI;
+    /// The model registry, if not the tracking server.
+    pub const MLFLOW_REGISTRY_URI: &'static str = env_source::Vars::MLFLOW_REGISTRY_URI;
+    /// Bearer token for the MLflow server.
+    pub const MLFLOW_TRACKING_TOKEN: &'static str = env_source::Vars::MLFLOW_TRACKING_TOKEN;
+    /// Basic-auth user name for the MLflow server.
+    pub const MLFLOW_TRACKING_USERNAME: &'static str = env_source::Vars::MLFLOW_TRACKING_USERNAME;
+    /// Basic-auth password for the MLflow server.
+    pub const MLFLOW_TRACKING_PASSWORD: &'static str = env_source::Vars::MLFLOW_TRACKING_PASSWORD;
+    /// `true`: do not verify the MLflow server's TLS certificate.
+    pub const MLFLOW_TRACKING_INSECURE_TLS: &'static str =
+        env_source::Vars::MLFLOW_TRACKING_INSECURE_TLS;
+    /// CA bundle (PEM) to verify the MLflow server with.
+    pub const MLFLOW_TRACKING_SERVER_CERT_PATH: &'static str =
+        env_source::Vars::MLFLOW_TRACKING_SERVER_CERT_PATH;
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub const MLFLOW_TRACKING_CLIENT_CERT_PATH: &'static str =
+        env_source::Vars::MLFLOW_TRACKING_CLIENT_CERT_PATH;
+    /// Retries of a failed request to the MLflow server (7).
+    pub const MLFLOW_HTTP_REQUEST_MAX_RETRIES: &'static str =
+        env_source::Vars::MLFLOW_HTTP_REQUEST_MAX_RETRIES;
+    /// Backoff factor in seconds (2): waits of factor x 2^n, at most 120 s.
+    pub const MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR: &'static str =
+        env_source::Vars::MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR;
+    /// Timeout of one request in seconds (120).
+    pub const MLFLOW_HTTP_REQUEST_TIMEOUT: &'static str =
+        env_source::Vars::MLFLOW_HTTP_REQUEST_TIMEOUT;
+    /// An S3-compatible endpoint, as MLflow names it (wins over `AWS_ENDPOINT_URL`).
+    pub const MLFLOW_S3_ENDPOINT_URL: &'static str = env_source::MLFLOW_S3_ENDPOINT_URL;
+    /// S3 access key id.
+    pub const AWS_ACCESS_KEY_ID: &'static str = env_source::AwsVars::AWS_ACCESS_KEY_ID;
+    /// S3 secret access key.
+    pub const AWS_SECRET_ACCESS_KEY: &'static str = env_source::AwsVars::AWS_SECRET_ACCESS_KEY;
+    /// S3 session token.
+    pub const AWS_SESSION_TOKEN: &'static str = env_source::AwsVars::AWS_SESSION_TOKEN;
+    /// S3 region (else the profile's, else `us-east-1`).
+    pub const AWS_REGION: &'static str = env_source::AwsVars::AWS_REGION;
+    /// An S3-compatible endpoint (`AWS_ENDPOINT_URL_S3` for S3 only).
+    pub const AWS_ENDPOINT_URL: &'static str = env_source::AwsVars::AWS_ENDPOINT_URL;
+    /// The profile in `~/.aws/credentials` and `~/.aws/config` (else `default`).
+    pub const AWS_PROFILE: &'static str = env_source::AwsVars::AWS_PROFILE;
+    /// The shared credentials file (`~/.aws/credentials`).
+    pub const AWS_SHARED_CREDENTIALS_FILE: &'static str =
+        env_source::AwsVars::AWS_SHARED_CREDENTIALS_FILE;
+    /// The shared config file (`~/.aws/config`).
+    pub const AWS_CONFIG_FILE: &'static str = env_source::AwsVars::AWS_CONFIG_FILE;
+}
+
+/// The variables model URIs read, with what they mean, for `--help`.
+const MODEL_SOURCE_VARS: [(&str, &str); 20] = [
+    (
+        EnvVars::MLFLOW_TRACKING_URI,
+        "the MLflow tracking server, http(s)://HOST:PORT[/PREFIX]",
+    ),
+    (
+        EnvVars::MLFLOW_REGISTRY_URI,
+        "the model registry, if not the tracking server",
+    ),
+    (EnvVars::MLFLOW_TRACKING_TOKEN, "bearer token"),
+    (EnvVars::MLFLOW_TRACKING_USERNAME, "basic-auth user"),
+    (EnvVars::MLFLOW_TRACKING_PASSWORD, "basic-auth password"),
+    (
+        EnvVars::MLFLOW_TRACKING_INSECURE_TLS,
+        "`true`: do not verify the server's certificate",
+    ),
+    (
+        EnvVars::MLFLOW_TRACKING_SERVER_CERT_PATH,
+        "CA bundle (PEM) for the server",
+    ),
+    (
+        EnvVars::MLFLOW_TRACKING_CLIENT_CERT_PATH,
+        "client certificate and key (PEM)",
+    ),
+    (
+        EnvVars::MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+        "retries on errors, 429 and 5xx (7)",
+    ),
+    (
+        EnvVars::MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+        "backoff factor in s (2)",
+    ),
+    (
+        EnvVars::MLFLOW_HTTP_REQUEST_TIMEOUT,
+        "request timeout in s (120)",
+    ),
+    (
+        EnvVars::MLFLOW_S3_ENDPOINT_URL,
+        "S3-compatible endpoint (wins over AWS_ENDPOINT_URL)",
+    ),
+    (
+        EnvVars::AWS_ACCESS_KEY_ID,
+        "S3 access key (else the profile's)",
+    ),
+    (
+        EnvVars::AWS_SECRET_ACCESS_KEY,
+        "S3 secret key (else the profile's)",
+    ),
+    (EnvVars::AWS_SESSION_TOKEN, "S3 session token"),
+    (
+        EnvVars::AWS_REGION,
+        "S3 region (else the profile's, else us-east-1)",
+    ),
+    (
+        EnvVars::AWS_ENDPOINT_URL,
+        "S3-compatible endpoint (else the profile's endpoint_url)",
+    ),
+    (
+        EnvVars::AWS_PROFILE,
+        "profile in ~/.aws/credentials and ~/.aws/config (default)",
+    ),
+    (
+        EnvVars::AWS_SHARED_CREDENTIALS_FILE,
+        "credentials file (~/.aws/credentials)",
+    ),
+    (EnvVars::AWS_CONFIG_FILE, "config file (~/.aws/config)"),
+];
+
+/// The `--help` section on model URIs and the variables they read.
+#[must_use]
+pub fn model_uris_help() -> String {
+    use std::fmt::Write as _;
+    let mut text = String::from(
+        "Model URIs (any MODEL argument): a directory, file://, models:/NAME/VERSION, \
+         models:/NAME@ALIAS,\n  models:/NAME/latest, models:/NAME/STAGE, runs:/RUN_ID/PATH, \
+         mlflow-artifacts:/PATH, s3://BUCKET/PREFIX\n\nModel URI settings:\n",
+    );
+    for (name, meaning) in MODEL_SOURCE_VARS {
+        let _ = writeln!(text, "  {name:<36} {meaning}");
+    }
+    text
 }

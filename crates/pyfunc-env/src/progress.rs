@@ -152,3 +152,18 @@ impl env_solve::Reporter for ProgressReporter {
         self.multi.remove(&self.spinner);
     }
 }
+
+/// Model downloads draw like package downloads: one bar per model, its files summed.
+impl env_source::Reporter for ProgressReporter {
+    fn on_download_start(&self, name: &str) -> usize {
+        env_solve::Reporter::on_download_start(self, name)
+    }
+
+    fn on_download_progress(&self, id: usize, bytes: u64, total: Option<u64>) {
+        env_solve::Reporter::on_download_progress(self, id, bytes, total);
+    }
+
+    fn on_download_complete(&self, id: usize) {
+        env_solve::Reporter::on_download_complete(self, id);
+    }
+}

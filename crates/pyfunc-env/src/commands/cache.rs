@@ -35,6 +35,8 @@ pub fn cache(
 
 #[derive(Debug, Serialize)]
 struct Row {
+    /// `environment` (rows of downloaded models say `model`).
+    kind: &'static str,
     key: String,
     state: &'static str,
     env_manager: Option<String>,
@@ -67,6 +69,7 @@ fn rows(cache: &Cache) -> anyhow::Result<Vec<Row>> {
         };
         let mut seen = HashSet::new();
         rows.push(Row {
+            kind: "environment",
             key: env.key().to_string(),
             state: match state {
                 EnvState::Complete(_) => "complete",
@@ -118,10 +121,68 @@ fn human_time(seconds: Option<u64>) -> String {
     )
 }
 
+/// A downloaded model in `cache list --json`: the same array as the environments, told apart
+/// by `kind`, so existing readers of the environment rows keep working.
+#[derive(Debug, Serialize)]
+struct ModelRow {
+    kind: &'static str,
+    key: String,
+    /// `complete`, `downloading` (another process holds it) or `incomplete`.
+    state: &'static str,
+    /// The URI it was first downloaded for, the artifact location, and the registered name
+    /// and version (for `models:/`).
+    uri: Option<String>,
+    source: Option<String>,
+    name: Option<String>,
+    version: Option<String>,
+    dir: std::path::PathBuf,
+    size: u64,
+    created: Option<u64>,
+    last_used: Option<u64>,
+    in_use: bool,
+}
+
+fn model_rows(cache: &Cache) -> anyhow::Result<Vec<ModelRow>> {
+    let mut rows = Vec::new();
+    for model in env_source::entries(cache) {
+        let info = model.info();
+        if info.is_none() && !model.dir().exists() {
+            continue;
+        }
+        let in_use = model.try_lock_exclusive()?.is_none();
+        rows.push(ModelRow {
+            kind: "model",
+            key: model.key(),
+            state: match (&info, in_use) {
+                (Some(_), _) => "complete",
+                (None, true) => "downloading",
+                (None, false) => "incomplete",
+            },
+            dir: model.model_dir(),
+            size: env_cache::disk_usage(model.dir(), &mut HashSet::new()),
+            created: info.as_ref().map(|i| i.created),
+            last_used: unix(model.last_used()),
+            in_use,
+            uri: info.as_ref().map(|i| i.uri.clone()),
+            source: info.as_ref().map(|i| i.source.clone()),
+            name: info.as_ref().and_then(|i| i.name.clone()),
+            version: info.and_then(|i| i.version),
+        });
+    }
+    Ok(rows)
+}
+
 fn list(cache: &Cache, json: bool, printer: Printer) -> anyhow::Result<ExitStatus> {
     let rows = rows(cache)?;
     if json {
-        printer.data(format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
+        let mut all: Vec<serde_json::Value> = rows
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()?;
+        for model in model_rows(cache)? {
+            all.push(serde_json::to_value(model)?);
+        }
+        printer.data(format!("{}\n", serde_json::to_string_pretty(&all)?))?;
         return Ok(ExitStatus::Success);
     }
     let models = env_source::entries(cache);
@@ -134,11 +195,13 @@ fn list(cache: &Cache, json: bool, printer: Printer) -> anyhow::Result<ExitStatu
         return Ok(ExitStatus::Success);
     }
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<32}  {:<10}  {:<10}  {:>9}  {:<19}  {:<19}  MODEL",
-        "KEY", "STATE", "MANAGER", "SIZE", "CREATED", "LAST USED"
-    );
+    if !rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:<32}  {:<10}  {:<10}  {:>9}  {:<19}  {:<19}  MODEL",
+            "KEY", "STATE", "MANAGER", "SIZE", "CREATED", "LAST USED"
+        );
+    }
     for row in &rows {
         let _ = writeln!(
             out,
@@ -153,9 +216,12 @@ fn list(cache: &Cache, json: bool, printer: Printer) -> anyhow::Result<ExitStatu
         );
     }
     if !models.is_empty() {
+        if !rows.is_empty() {
+            out.push('\n');
+        }
         let _ = writeln!(
             out,
-            "\n{:<32}  {:>9}  {:<19}  {:<8}  MODEL URI",
+            "{:<32}  {:>9}  {:<19}  {:<8}  MODEL URI",
             "DOWNLOADED MODEL", "SIZE", "LAST USED", "VERSION"
         );
         for (model, info) in &models {

@@ -52,13 +52,15 @@ pub fn resolve_model(
         env_source::SourceSettings::from_env(|name| std::env::var(name).ok(), settings.offline);
     let cache = settings.cache();
     cache.init()?;
-    let resolved =
-        env_source::resolve_blocking(text, &source_settings, &cache).with_context(|| {
-            format!(
-                "Failed to get the model `{}`",
-                env_spec::redact::redact_url(text)
-            )
-        })?;
+    let shown = env_spec::redact::redact_url(text);
+    let progress = std::sync::Arc::new(crate::progress::ProgressReporter::new(
+        settings,
+        printer,
+        &format!("Getting `{shown}`"),
+    ));
+    let resolved = env_source::resolve_blocking(text, &source_settings, &cache, progress.clone());
+    env_solve::Reporter::on_finish(progress.as_ref());
+    let resolved = resolved.with_context(|| format!("Failed to get the model `{shown}`"))?;
     for warning in &resolved.warnings {
         printer.warn(warning);
     }

@@ -10,6 +10,7 @@ mod lock;
 mod pack;
 mod python;
 mod registry;
+mod registry_faults;
 mod reliability;
 mod run;
 mod serve_versions;

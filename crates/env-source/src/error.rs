@@ -1,0 +1,440 @@
+//! The errors of resolving and downloading a model URI, each with its hint.
+
+use std::path::PathBuf;
+
+use env_cache::CacheError;
+
+/// Errors of resolving and downloading a model URI.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum SourceError {
+    /// The URI does not parse.
+    #[error("Invalid model URI `{uri}`")]
+    #[diagnostic(help("{form}"))]
+    InvalidUri {
+        /// The URI (redacted).
+        uri: String,
+        /// What the URI should look like.
+        form: &'static str,
+    },
+    /// A scheme nobody handles.
+    #[error("Unsupported model URI scheme `{scheme}:` in `{uri}`")]
+    #[diagnostic(help(
+        "Use a local directory, `file://`, `models:/`, `runs:/`, `mlflow-artifacts:/` or `s3://`"
+    ))]
+    UnsupportedScheme {
+        /// The URI (redacted).
+        uri: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// A form this version does not handle yet.
+    #[error("{what} is not supported yet (in `{uri}`)")]
+    #[diagnostic(help(
+        "Download the model with `mlflow artifacts download -u URI -d DIR` and pass `DIR`"
+    ))]
+    NotSupportedYet {
+        /// The URI (redacted).
+        uri: String,
+        /// What is not supported.
+        what: &'static str,
+    },
+    /// A server URI is needed and not set.
+    #[error("`{uri}` needs an MLflow tracking server, and `MLFLOW_TRACKING_URI` is not set")]
+    #[diagnostic(help(
+        "Set `MLFLOW_TRACKING_URI=http://HOST:PORT` (and `MLFLOW_REGISTRY_URI` if the registry is elsewhere)"
+    ))]
+    NoServer {
+        /// The model URI (redacted).
+        uri: String,
+    },
+    /// The tracking or registry URI is not an HTTP server.
+    #[error("`{uri}` is not an MLflow server URL")]
+    #[diagnostic(help(
+        "`MLFLOW_TRACKING_URI`/`MLFLOW_REGISTRY_URI` must be `http://` or `https://` URLs of an MLflow server"
+    ))]
+    InvalidServer {
+        /// The server URI (redacted).
+        uri: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("Failed to set up the HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+    /// A certificate file is unusable.
+    #[error("Failed to load the certificate `{}`", path.display())]
+    #[diagnostic(help(
+        "`MLFLOW_TRACKING_SERVER_CERT_PATH` and `MLFLOW_TRACKING_CLIENT_CERT_PATH` take PEM files"
+    ))]
+    Certificate {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server could not be reached.
+    #[error("{what} failed after {attempts} attempt(s)")]
+    #[diagnostic(help(
+        "Check that the MLflow server is running and reachable; `--offline` uses models already downloaded"
+    ))]
+    Request {
+        /// What was asked.
+        what: String,
+        /// How many tries.
+        attempts: u32,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered with an error.
+    #[error("{what}: the server answered {status}{}: {message}", if code.is_empty() { String::new() } else { format!(" {code}") })]
+    #[diagnostic(help("{}", server_hint(*status, code)))]
+    Server {
+        /// What was asked.
+        what: String,
+        /// HTTP status.
+        status: u16,
+        /// MLflow's error code.
+        code: String,
+        /// MLflow's message (redacted).
+        message: String,
+    },
+    /// A body broke off or was not the expected JSON.
+    #[error("{what}: the connection broke off")]
+    Body {
+        /// What was asked.
+        what: String,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server's answer is not what MLflow sends.
+    #[error("{what}: unexpected answer from the server")]
+    Decode {
+        /// What was asked.
+        what: String,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An object store request failed.
+    #[error("{what} failed")]
+    #[diagnostic(help("{}", object_store_hint(source.status)))]
+    ObjectStore {
+        /// What was asked.
+        what: String,
+        /// The cause.
+        #[source]
+        source: StoreFailure,
+    },
+    /// `AWS_PROFILE` names a profile no shared file has.
+    #[error("The AWS profile `{profile}` is not in {files}")]
+    #[diagnostic(help(
+        "Check `AWS_PROFILE` (profiles are `[NAME]` in the credentials file, `[profile NAME]` in the config file), or set `AWS_SHARED_CREDENTIALS_FILE`/`AWS_CONFIG_FILE`"
+    ))]
+    AwsProfileNotFound {
+        /// The profile.
+        profile: String,
+        /// The files looked in.
+        files: String,
+    },
+    /// The profile gets its keys in a way not supported here.
+    #[error(
+        "The AWS profile `{profile}` gets its credentials through `{setting}`, which is not supported"
+    )]
+    #[diagnostic(help(
+        "Export static credentials into the environment: `eval \"$(aws configure export-credentials --profile {profile} --format env)\"`"
+    ))]
+    AwsProfileUnsupported {
+        /// The profile.
+        profile: String,
+        /// The setting that needs a service (`role_arn`, `sso_session`, ...).
+        setting: String,
+    },
+    /// No version of a model (in a stage).
+    #[error("No versions of model `{name}`{} found", stage.as_ref().map(|s| format!(" in stage `{s}`")).unwrap_or_default())]
+    #[diagnostic(help("List the versions with `mlflow models` or the MLflow UI"))]
+    NoVersions {
+        /// Model name.
+        name: String,
+        /// The stage asked for.
+        stage: Option<String>,
+    },
+    /// Nothing, or no `MLmodel`, at the location.
+    #[error("No MLflow model at `{uri}` (resolved to `{location}`): {found}")]
+    #[diagnostic(help("Point at the directory that holds `MLmodel`, e.g. `runs:/RUN_ID/model`"))]
+    NoModel {
+        /// The model URI (redacted).
+        uri: String,
+        /// Where it resolved to (redacted).
+        location: String,
+        /// What is there instead.
+        found: String,
+    },
+    /// A listing named a path outside the directory.
+    #[error("The artifact server listed an unsafe path `{path}`")]
+    UnsafePath {
+        /// The path.
+        path: String,
+    },
+    /// Offline and the source is not in the cache.
+    #[error("`{uri}` is not in the model cache and `--offline` forbids downloading it")]
+    #[diagnostic(help("Run once without `--offline` to download it"))]
+    OfflineNotCached {
+        /// The model URI (redacted).
+        uri: String,
+    },
+    /// A local file could not be read.
+    #[error("Failed to read `{}`", path.display())]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A local file could not be written.
+    #[error("Failed to write `{}`", path.display())]
+    Write {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The cache failed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Cache(#[from] CacheError),
+}
+
+impl SourceError {
+    /// Whether the input is at fault (a wrong URI, a missing model: exit 1) rather than
+    /// something broken (the network, the disk: exit 2).
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Self::InvalidUri { .. }
+            | Self::UnsupportedScheme { .. }
+            | Self::NotSupportedYet { .. }
+            | Self::NoServer { .. }
+            | Self::InvalidServer { .. }
+            | Self::Certificate { .. }
+            | Self::AwsProfileNotFound { .. }
+            | Self::AwsProfileUnsupported { .. }
+            | Self::NoVersions { .. }
+            | Self::NoModel { .. }
+            | Self::OfflineNotCached { .. } => true,
+            Self::Server { status, .. } => (400..500).contains(status),
+            Self::ObjectStore { source, .. } => source
+                .status
+                .is_some_and(|status| (400..500).contains(&status)),
+            // Listed one by one, so a new variant has to be classified here: a catch-all
+            // would make every new error exit 2 silently.
+            Self::HttpClient { .. }
+            | Self::Request { .. }
+            | Self::Body { .. }
+            | Self::Decode { .. }
+            | Self::UnsafePath { .. }
+            | Self::Read { .. }
+            | Self::Write { .. }
+            | Self::Cache(_) => false,
+        }
+    }
+}
+
+impl SourceError {
+    /// An object store failure while doing `what`.
+    pub(crate) fn object_store(what: impl Into<String>, error: object_store::Error) -> Self {
+        Self::ObjectStore {
+            what: what.into(),
+            source: StoreFailure::new(error),
+        }
+    }
+}
+
+/// An `object_store` error, told in one line. `object_store` repeats each inner error's text
+/// in the outer one, so its chain shows the same S3 response (an XML document) four times;
+/// this keeps the innermost cause and, for an S3 error response, its status, code and message.
+/// The full error stays available through [`StoreFailure::inner`].
+#[derive(Debug)]
+pub struct StoreFailure {
+    /// The HTTP status, if the store answered.
+    pub status: Option<u16>,
+    summary: String,
+    inner: object_store::Error,
+}
+
+impl StoreFailure {
+    fn new(inner: object_store::Error) -> Self {
+        let mut innermost = inner.to_string();
+        let mut cause = std::error::Error::source(&inner);
+        while let Some(error) = cause {
+            innermost = error.to_string();
+            cause = error.source();
+        }
+        // With no keys anywhere, object_store asks the EC2 instance metadata service; its
+        // refusal is not the store's answer and must not read like one.
+        if innermost.contains("169.254.169.254") || inner.to_string().contains("169.254.169.254") {
+            return Self {
+                status: None,
+                summary: "No AWS credentials found: none in the environment or the profile, and \
+                          the instance metadata service (169.254.169.254) gave none"
+                    .to_string(),
+                inner,
+            };
+        }
+        let summary = match innermost.split_once("status code: ") {
+            Some((_, rest)) => {
+                let (status_line, body) = rest.split_once(": ").unwrap_or((rest, ""));
+                let tag = |name: &str| {
+                    let start = body.find(&format!("<{name}>"))? + name.len() + 2;
+                    let end = body[start..].find(&format!("</{name}>"))? + start;
+                    Some(body[start..end].to_string())
+                };
+                match (tag("Code"), tag("Message")) {
+                    (Some(code), Some(message)) => {
+                        format!("the store answered {status_line} {code}: {message}")
+                    }
+                    (Some(code), None) => format!("the store answered {status_line} {code}"),
+                    _ => format!("the store answered {status_line}"),
+                }
+            }
+            None => innermost,
+        };
+        Self {
+            status: object_store_status(&inner),
+            summary: env_spec::redact::redact(&summary),
+            inner,
+        }
+    }
+
+    /// The error as `object_store` gave it.
+    #[must_use]
+    pub fn inner(&self) -> &object_store::Error {
+        &self.inner
+    }
+}
+
+impl std::fmt::Display for StoreFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.summary)
+    }
+}
+
+impl std::error::Error for StoreFailure {}
+
+/// The HTTP status behind an object store error. `object_store` types 401, 403 and 404 for
+/// requests on one object, but a listing's error is `Generic` with the status only in its
+/// text (`Server returned non-2xx status code: 403 Forbidden`).
+fn object_store_status(error: &object_store::Error) -> Option<u16> {
+    match error {
+        object_store::Error::NotFound { .. } => Some(404),
+        object_store::Error::PermissionDenied { .. } => Some(403),
+        object_store::Error::Unauthenticated { .. } => Some(401),
+        _ => {
+            let mut cause: Option<&dyn std::error::Error> = Some(error);
+            while let Some(error) = cause {
+                let text = error.to_string();
+                if let Some((_, rest)) = text.split_once("status code: ") {
+                    return rest.get(..3)?.parse().ok();
+                }
+                cause = error.source();
+            }
+            None
+        }
+    }
+}
+
+fn object_store_hint(status: Option<u16>) -> &'static str {
+    match status {
+        Some(404) => {
+            "Check the bucket name and the path; with an S3-compatible store, check the endpoint (`AWS_ENDPOINT_URL` or `MLFLOW_S3_ENDPOINT_URL`)"
+        }
+        Some(401 | 403) => {
+            "The store refused the credentials: check `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (or the keys of the `AWS_PROFILE` profile in `~/.aws/credentials`) and that they may read this bucket"
+        }
+        _ => {
+            "Check the endpoint and the network (`AWS_ENDPOINT_URL` or `MLFLOW_S3_ENDPOINT_URL` for an S3-compatible store), and the AWS credentials (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, or `AWS_PROFILE` and `~/.aws/credentials`)"
+        }
+    }
+}
+
+fn server_hint(status: u16, code: &str) -> &'static str {
+    match (status, code) {
+        (401, _) => {
+            "The server wants credentials: set `MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD`, or `MLFLOW_TRACKING_TOKEN`"
+        }
+        (403, _) => {
+            "The credentials are valid but not allowed to read this model: ask for READ permission on it"
+        }
+        (_, "RESOURCE_DOES_NOT_EXIST") | (404, _) => {
+            "Check the name, version or run id (names are case-sensitive); list them in the MLflow UI"
+        }
+        (_, "INVALID_PARAMETER_VALUE") => {
+            "Check the name and alias (aliases are set with `MlflowClient().set_registered_model_alias`)"
+        }
+        _ => "See the MLflow server's log for details",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error whose text repeats its source's, as `object_store`'s layers do.
+    #[derive(Debug)]
+    struct Layer(String, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    fn generic(innermost: &str) -> object_store::Error {
+        let inner = Layer(innermost.to_string(), None);
+        let middle = Layer(
+            format!("Error performing GET http://h/b - {innermost}"),
+            Some(Box::new(inner)),
+        );
+        object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(middle),
+        }
+    }
+
+    #[test]
+    fn store_failures_are_one_line_with_the_status() {
+        let xml = "Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?>\n<Error><Code>SignatureDoesNotMatch</Code><Message>The signature does not match.</Message></Error>";
+        let failure = StoreFailure::new(generic(xml));
+        assert_eq!(failure.status, Some(403));
+        assert_eq!(
+            failure.to_string(),
+            "the store answered 403 Forbidden SignatureDoesNotMatch: The signature does not match."
+        );
+        assert!(std::error::Error::source(&failure).is_none());
+
+        let refused = StoreFailure::new(generic("Connection refused (os error 111)"));
+        assert_eq!(refused.status, None);
+        assert_eq!(refused.to_string(), "Connection refused (os error 111)");
+
+        let imds = StoreFailure::new(generic(
+            "Error performing PUT http://169.254.169.254/latest/api/token - Server returned non-2xx status code: 403 Forbidden: denied",
+        ));
+        assert_eq!(imds.status, None);
+        assert!(
+            imds.to_string().starts_with("No AWS credentials found"),
+            "{imds}"
+        );
+        assert!(
+            SourceError::object_store("Listing", generic(xml)).is_user_error(),
+            "a 403 is the user's to fix"
+        );
+    }
+}
