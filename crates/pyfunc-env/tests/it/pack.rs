@@ -463,6 +463,7 @@ fn absolute_runpaths_and_symlinks_are_refused() {
         staging_dir: ctx.path().join("staging"),
         mtime: 0,
         compression_level: 1,
+        full_prefix: false,
     };
 
     let copy = ctx.path().join("copy");
