@@ -36,6 +36,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
 pub use s3::MLFLOW_S3_ENDPOINT_URL;
+/// The S3 client settings (`AWS_*`, `MLFLOW_S3_ENDPOINT_URL`), for other users of the store.
+pub use s3::builder as s3_builder;
 pub use settings::{SourceSettings, Vars};
 pub use uri::{ModelUri, Selector};
 

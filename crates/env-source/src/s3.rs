@@ -28,7 +28,9 @@ pub(crate) fn endpoint() -> Option<String> {
     .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
 }
 
-fn store(bucket: &str) -> Result<object_store::aws::AmazonS3, SourceError> {
+/// The configured client for `bucket`, not yet built: the model-URI downloads and the remote
+/// environment cache (`env-remote`) connect the same way, from the same settings.
+pub fn builder(bucket: &str) -> AmazonS3Builder {
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
     if let Some(endpoint) = endpoint() {
         // S3-compatible stores (MinIO, SeaweedFS) want path-style requests; plain HTTP is
@@ -41,10 +43,16 @@ fn store(bucket: &str) -> Result<object_store::aws::AmazonS3, SourceError> {
     if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
         builder = builder.with_region("us-east-1");
     }
-    builder.build().map_err(|source| SourceError::ObjectStore {
-        what: format!("Connecting to bucket `{bucket}`"),
-        source,
-    })
+    builder
+}
+
+fn store(bucket: &str) -> Result<object_store::aws::AmazonS3, SourceError> {
+    builder(bucket)
+        .build()
+        .map_err(|source| SourceError::ObjectStore {
+            what: format!("Connecting to bucket `{bucket}`"),
+            source,
+        })
 }
 
 /// Every object under `prefix`, as paths relative to it, with sizes.
