@@ -15,6 +15,7 @@ pub mod lock;
 pub mod many;
 pub mod prune;
 pub mod python;
+pub mod remote;
 pub use env_spec::redact;
 pub mod reporter;
 pub mod uv;
