@@ -334,6 +334,9 @@ pub struct Remote {
     timeout: Duration,
     /// Archives found damaged by this process: a push replaces their manifest.
     damaged: Mutex<HashSet<String>>,
+    /// A pull found the remote unreachable or refusing the credentials: the push after the
+    /// local build would only fail the same way (and warn twice), so it is skipped.
+    unavailable: std::sync::atomic::AtomicBool,
 }
 
 impl Remote {
@@ -358,6 +361,7 @@ impl Remote {
             read_only,
             timeout: DEFAULT_TIMEOUT,
             damaged: Mutex::new(HashSet::new()),
+            unavailable: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -428,9 +432,18 @@ impl env_solve::remote::RemoteCache for Remote {
         match self.pull(cache, env, what.model_root, reporter) {
             Ok(Some(seconds)) => Pulled::Hit { seconds },
             Ok(None) => Pulled::Miss,
-            Err(error) => Pulled::Failed {
-                warning: format!("{}; building locally", one_screen(&error)),
-            },
+            Err(error) => {
+                if matches!(
+                    error,
+                    RemoteError::Unreachable { .. } | RemoteError::Credentials { .. }
+                ) {
+                    self.unavailable
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                Pulled::Failed {
+                    warning: one_screen_with(&error, "; building locally"),
+                }
+            }
         }
     }
 
@@ -442,7 +455,7 @@ impl env_solve::remote::RemoteCache for Remote {
         reporter: &dyn env_solve::Reporter,
     ) -> env_solve::remote::Pushed {
         use env_solve::remote::Pushed;
-        if self.read_only {
+        if self.read_only || self.unavailable.load(std::sync::atomic::Ordering::Relaxed) {
             return Pushed::default();
         }
         match self.push(cache, env, what.compile_bytecode, reporter) {
@@ -469,8 +482,13 @@ impl env_solve::remote::RemoteCache for Remote {
 /// An error with its help, on a few lines, secrets masked: for warnings.
 #[must_use]
 pub fn one_screen(error: &RemoteError) -> String {
+    one_screen_with(error, "")
+}
+
+/// [`one_screen`] with `suffix` after the first line.
+fn one_screen_with(error: &RemoteError, suffix: &str) -> String {
     use miette::Diagnostic as _;
-    let mut text = error.to_string();
+    let mut text = format!("{error}{suffix}");
     if let Some(help) = error.help() {
         text.push_str(&format!("\n  help: {help}"));
     }

@@ -5,8 +5,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use object_store::aws::AmazonS3ConfigKey as S3Key;
 use object_store::path::Path as ObjectPath;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, RetryConfig};
 
 use crate::{Remote, RemoteError, Scheme};
 
@@ -28,8 +29,14 @@ impl Remote {
         };
         let url = &self.url;
         let built: Result<Arc<dyn ObjectStore>, object_store::Error> = match url.scheme {
+            // Set key by key: replacing the client options would drop the endpoint's
+            // allow-http setting that `s3_builder` made.
             Scheme::S3 => env_source::s3_builder(&url.bucket)
-                .with_client_options(client)
+                .with_config(
+                    S3Key::Client(ClientConfigKey::ConnectTimeout),
+                    format!("{}s", self.timeout.as_secs()),
+                )
+                .with_config(S3Key::Client(ClientConfigKey::Timeout), "3600s")
                 .with_retry(retry)
                 .build()
                 .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),

@@ -434,6 +434,7 @@ impl Remote {
             ),
         )
         .await;
+        let mut replaced = None;
         match create {
             Err(_) => return Err(self.timed_out(&what)),
             Ok(Ok(_)) => return Ok(false),
@@ -441,9 +442,10 @@ impl Remote {
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. },
             )) => {
-                if let Ok(Some(existing)) = self.read_manifest(store, relative).await
+                let existing = self.read_manifest(store, relative).await.ok().flatten();
+                if let Some(existing) = &existing
                     && existing.sha256 != manifest.sha256
-                    && self.archive_intact(store, &existing).await
+                    && self.archive_intact(store, existing).await
                 {
                     tracing::debug!("Another agent pushed `{relative}` first; keeping its entry");
                     let _ = tokio::time::timeout(
@@ -453,16 +455,22 @@ impl Remote {
                     .await;
                     return Ok(true);
                 }
+                // The entry there is damaged: it is replaced, and its archive dropped.
+                replaced = existing.filter(|e| e.archive != manifest.archive);
             }
+            // No conditional put: the last manifest wins, each names a complete archive.
             Ok(Err(
                 object_store::Error::NotImplemented { .. }
                 | object_store::Error::NotSupported { .. },
             )) => {}
             Ok(Err(error)) => return Err(self.error(&what, &error)),
         }
-        // The old entry is damaged (or the store has no conditional put): replace it.
         self.bounded(&what, store.put(&path, PutPayload::from(bytes)))
             .await?;
+        if let Some(old) = replaced {
+            let _ =
+                tokio::time::timeout(self.timeout, store.delete(&self.object(&old.archive))).await;
+        }
         Ok(false)
     }
 
@@ -553,7 +561,7 @@ impl Remote {
             let mut report = PruneReport::default();
             let mut referenced = std::collections::HashSet::new();
             for (relative, manifest) in manifests {
-                if manifest.created < cutoff_secs {
+                if manifest.created <= cutoff_secs {
                     if !dry_run {
                         self.bounded(
                             &format!("removing `{relative}`"),
@@ -574,7 +582,7 @@ impl Remote {
                     continue;
                 }
                 let modified: std::time::SystemTime = meta.last_modified.into();
-                if modified >= cutoff {
+                if modified > cutoff {
                     continue;
                 }
                 if !dry_run {

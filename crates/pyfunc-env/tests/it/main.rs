@@ -11,6 +11,7 @@ mod pack;
 mod python;
 mod registry;
 mod reliability;
+mod remote;
 mod run;
 mod serve_versions;
 mod servers;

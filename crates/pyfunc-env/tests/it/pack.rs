@@ -11,7 +11,7 @@ use crate::common::{TestContext, describe, fixture, json, mirror_args, repo_root
 
 /// The conda-mode model of `create.rs`: python, numpy (compiled), tinypkg (noarch, with a
 /// console script) and the `wheel` wheel from the local wheel directory, offline.
-fn conda_model(ctx: &TestContext) -> PathBuf {
+pub fn conda_model(ctx: &TestContext) -> PathBuf {
     let wheels = env_test::wheel_dir().unwrap();
     let conda = format!(
         "name: test\nchannels:\n- conda-forge\ndependencies:\n- python=3.11.7\n- numpy=1.26\n- tinypkg\n- pip\n- pip:\n  - --no-index\n  - --find-links file://{}\n  - wheel==0.45.1\n",
@@ -20,7 +20,7 @@ fn conda_model(ctx: &TestContext) -> PathBuf {
     ctx.model("m", &[("conda.yaml", &conda)])
 }
 
-fn channel_url() -> String {
+pub fn channel_url() -> String {
     env_test::test_channel().unwrap().file_url().to_string()
 }
 

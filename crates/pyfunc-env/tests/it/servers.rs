@@ -54,6 +54,22 @@ pub struct Seaweed {
 
 impl Seaweed {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With S3 identities (`weed s3 -config` format): only these keys are accepted.
+    pub fn start_with_identities(identities: &serde_json::Value) -> Self {
+        let file = tempfile::Builder::new()
+            .prefix("pfe-weed-identities-")
+            .suffix(".json")
+            .tempfile()
+            .unwrap();
+        fs_err::write(file.path(), identities.to_string()).unwrap();
+        let (_, path) = file.keep().unwrap();
+        Self::start_with(&[format!("-s3.config={}", path.display())])
+    }
+
+    fn start_with(extra: &[String]) -> Self {
         let venv = mlflow_venv();
         let dir = tempfile::Builder::new()
             .prefix("pfe-weed-")
@@ -71,6 +87,7 @@ impl Seaweed {
             .arg("-s3")
             .arg(format!("-s3.port={}", ports[3]))
             .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.file().try_clone().unwrap())
             .stderr(log.into_file())
@@ -92,6 +109,36 @@ impl Seaweed {
             std::thread::sleep(Duration::from_millis(500));
         }
         weed
+    }
+
+    /// Creates a bucket (an unsigned `PUT /bucket`: without identities any request is
+    /// accepted; with them, pass the admin's keys through the store's own client instead).
+    pub fn create_bucket(&self, bucket: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = (|| {
+                let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.s3_port)).ok()?;
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .ok()?;
+                write!(
+                    stream,
+                    "PUT /{bucket} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+                )
+                .ok()?;
+                let mut head = [0u8; 12];
+                stream.read_exact(&mut head).ok()?;
+                std::str::from_utf8(&head[9..12]).ok()?.parse::<u16>().ok()
+            })();
+            if status.is_some_and(|s| s < 300 || s == 409) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "could not create bucket {bucket}: {status:?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     pub fn endpoint(&self) -> String {
