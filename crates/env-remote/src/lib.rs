@@ -334,8 +334,8 @@ pub struct Remote {
     timeout: Duration,
     /// Archives found damaged by this process: a push replaces their manifest.
     damaged: Mutex<HashSet<String>>,
-    /// A pull found the remote unreachable or refusing the credentials: the push after the
-    /// local build would only fail the same way (and warn twice), so it is skipped.
+    /// A pull found the remote unreachable or refusing the credentials: later pulls and pushes
+    /// of this process would only fail the same way (and warn again), so they are skipped.
     unavailable: std::sync::atomic::AtomicBool,
 }
 
@@ -429,6 +429,10 @@ impl env_solve::remote::RemoteCache for Remote {
         reporter: &dyn env_solve::Reporter,
     ) -> env_solve::remote::Pulled {
         use env_solve::remote::Pulled;
+        // Already found down in this process (`create --from` builds many): one warning.
+        if self.unavailable.load(std::sync::atomic::Ordering::Relaxed) {
+            return Pulled::Miss;
+        }
         match self.pull(cache, env, what.model_root, reporter) {
             Ok(Some(seconds)) => Pulled::Hit { seconds },
             Ok(None) => Pulled::Miss,

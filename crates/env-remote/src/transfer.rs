@@ -154,8 +154,14 @@ impl Remote {
             .suffix(".tar.zst")
             .tempfile_in(&tmp)
             .map_err(io(&tmp))?;
-        let (size, sha256) =
-            block_on(self.download(&store, &manifest, download.as_file_mut(), reporter))?;
+        let download_path = download.path().to_path_buf();
+        let (size, sha256) = block_on(self.download(
+            &store,
+            &manifest,
+            download.as_file_mut(),
+            &download_path,
+            reporter,
+        ))?;
         if size != manifest.size || sha256 != manifest.sha256 {
             self.mark_damaged(&manifest.sha256);
             return Err(RemoteError::Damaged {
@@ -230,6 +236,7 @@ impl Remote {
         store: &Arc<dyn ObjectStore>,
         manifest: &Manifest,
         file: &mut std::fs::File,
+        file_path: &Path,
         reporter: &dyn env_solve::Reporter,
     ) -> Result<(u64, String), RemoteError> {
         let what = format!("downloading `{}`", manifest.archive);
@@ -246,10 +253,7 @@ impl Remote {
                 Ok(Some(Err(error))) => return Err(self.error(&what, &error)),
                 Ok(Some(Ok(bytes))) => {
                     hasher.update(&bytes);
-                    file.write_all(&bytes).map_err(|source| RemoteError::Io {
-                        path: std::path::PathBuf::from("<download>"),
-                        source,
-                    })?;
+                    file.write_all(&bytes).map_err(io(file_path))?;
                     total += bytes.len() as u64;
                     reporter.on_download_progress(id, total, Some(manifest.size));
                     // A remote that sends more than the manifest says is not the archive.

@@ -77,6 +77,30 @@ pub trait RemoteCache: Send + Sync + std::fmt::Debug {
     ) -> Pushed;
 }
 
+/// Runs `call` with the remote on a blocking thread (the remote's calls block).
+async fn on_blocking_thread<T: Send + 'static>(
+    remote: &Arc<dyn RemoteCache>,
+    cache: &Cache,
+    env: &EnvEntry,
+    model_root: &Path,
+    compile_bytecode: bool,
+    reporter: &Arc<dyn Reporter>,
+    call: fn(&dyn RemoteCache, &Cache, &EnvEntry, RemoteEnv<'_>, &dyn Reporter) -> T,
+) -> Result<T, String> {
+    let (remote, cache, env, reporter) =
+        (remote.clone(), cache.clone(), env.clone(), reporter.clone());
+    let model_root = model_root.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let what = RemoteEnv {
+            model_root: &model_root,
+            compile_bytecode,
+        };
+        call(remote.as_ref(), &cache, &env, what, reporter.as_ref())
+    })
+    .await
+    .map_err(|error| format!("The remote cache failed: {error}"))
+}
+
 /// [`RemoteCache::pull`] on a blocking thread.
 pub(crate) async fn pull(
     remote: &Arc<dyn RemoteCache>,
@@ -86,20 +110,17 @@ pub(crate) async fn pull(
     compile_bytecode: bool,
     reporter: &Arc<dyn Reporter>,
 ) -> Pulled {
-    let (remote, cache, env, reporter) =
-        (remote.clone(), cache.clone(), env.clone(), reporter.clone());
-    let model_root = model_root.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let what = RemoteEnv {
-            model_root: &model_root,
-            compile_bytecode,
-        };
-        remote.pull(&cache, &env, what, reporter.as_ref())
-    })
+    on_blocking_thread(
+        remote,
+        cache,
+        env,
+        model_root,
+        compile_bytecode,
+        reporter,
+        |r, c, e, w, p| r.pull(c, e, w, p),
+    )
     .await
-    .unwrap_or_else(|error| Pulled::Failed {
-        warning: format!("The remote cache failed: {error}"),
-    })
+    .unwrap_or_else(|warning| Pulled::Failed { warning })
 }
 
 /// [`RemoteCache::push`] on a blocking thread.
@@ -111,19 +132,18 @@ pub(crate) async fn push(
     compile_bytecode: bool,
     reporter: &Arc<dyn Reporter>,
 ) -> Pushed {
-    let (remote, cache, env, reporter) =
-        (remote.clone(), cache.clone(), env.clone(), reporter.clone());
-    let model_root = model_root.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let what = RemoteEnv {
-            model_root: &model_root,
-            compile_bytecode,
-        };
-        remote.push(&cache, &env, what, reporter.as_ref())
-    })
+    on_blocking_thread(
+        remote,
+        cache,
+        env,
+        model_root,
+        compile_bytecode,
+        reporter,
+        |r, c, e, w, p| r.push(c, e, w, p),
+    )
     .await
-    .unwrap_or_else(|error| Pushed {
+    .unwrap_or_else(|warning| Pushed {
         pushed: false,
-        warning: Some(format!("The remote cache failed: {error}")),
+        warning: Some(warning),
     })
 }

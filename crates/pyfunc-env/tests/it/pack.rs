@@ -400,16 +400,22 @@ fn zip_with_model_and_executor_preflight_round_trips_through_unpack() {
     );
 }
 
-#[test]
-fn a_virtualenv_of_a_system_python_is_refused() {
-    let ctx = TestContext::new();
-    let model = ctx.model(
+/// A virtualenv-mode model with no packages: `--python-source system` makes a venv of this
+/// machine's interpreter, which no archive can contain.
+pub fn system_venv_model(ctx: &TestContext) -> PathBuf {
+    ctx.model(
         "venv",
         &[(
             "python_env.yaml",
             "python: 3.11.7\nbuild_dependencies: []\ndependencies: []\n",
         )],
-    );
+    )
+}
+
+#[test]
+fn a_virtualenv_of_a_system_python_is_refused() {
+    let ctx = TestContext::new();
+    let model = system_venv_model(&ctx);
     let archive = ctx.path().join("env.tar.gz");
     let output = ctx
         .command()

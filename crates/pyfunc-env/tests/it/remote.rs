@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::common::{TestContext, describe, fixture, json, mirror_args, repo_root, stderr};
-use crate::pack::{channel_url, conda_model};
+use crate::pack::{channel_url, conda_model, system_venv_model};
 use crate::servers::{Seaweed, free_port};
 
 /// `create MODEL --env-manager conda --json` as the agent whose cache is `cache`, with the
@@ -329,13 +329,7 @@ fn remote_unreachable_or_silent_builds_locally_with_one_warning() {
 #[test]
 fn remote_virtualenv_of_this_machines_python_is_not_pushed() {
     let ctx = TestContext::new();
-    let model = ctx.model(
-        "venv",
-        &[(
-            "python_env.yaml",
-            "python: 3.11.7\nbuild_dependencies: []\ndependencies: []\n",
-        )],
-    );
+    let model = system_venv_model(&ctx);
     let remote = ctx.path().join("shared");
     let output = ctx
         .command()
@@ -364,8 +358,32 @@ fn remote_virtualenv_of_this_machines_python_is_not_pushed() {
     assert!(!remote.join("v1/archives").exists() || archives(&remote).is_empty());
 }
 
+/// An agent's variables for `SeaweedFS` and the remote cache `url`.
+fn s3_env(weed: &Seaweed, url: &str) -> Vec<(&'static str, String)> {
+    let mut env: Vec<(&str, String)> = weed
+        .env()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .collect();
+    env.push(("PYFUNC_ENV_REMOTE_CACHE", url.to_string()));
+    env
+}
+
+/// `env` with the S3 endpoint replaced by a proxy on `port`, and a remote timeout.
+fn through(env: &[(&'static str, String)], port: u16, timeout: u64) -> Vec<(&'static str, String)> {
+    let mut env = env.to_vec();
+    for (key, value) in &mut env {
+        if *key == "AWS_ENDPOINT_URL" {
+            *value = format!("http://127.0.0.1:{port}");
+        }
+    }
+    env.push(("PYFUNC_ENV_REMOTE_CACHE_TIMEOUT", timeout.to_string()));
+    env
+}
+
 /// A TCP proxy in front of a server that, once `cut_after` bytes went to the client, stops
-/// forwarding and accepts nothing more: the server "stopped" mid-transfer.
+/// forwarding and accepts nothing more: the server "stopped" mid-transfer. With `stall`, the
+/// open connections are kept but nothing more is sent (a hung transfer).
 struct Proxy {
     port: u16,
     stop: Arc<AtomicBool>,
@@ -373,7 +391,7 @@ struct Proxy {
 }
 
 impl Proxy {
-    fn start(upstream: u16, cut_after: u64) -> Self {
+    fn start(upstream: u16, cut_after: u64, stall: bool) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -412,6 +430,10 @@ impl Proxy {
                         }
                         if sent3.fetch_add(n as u64, Ordering::SeqCst) + n as u64 > cut_after {
                             stop3.store(true, Ordering::SeqCst);
+                            if stall {
+                                // Hold the connection open, sending nothing (bounded).
+                                std::thread::sleep(Duration::from_secs(120));
+                            }
                             break;
                         }
                     }
@@ -440,12 +462,7 @@ fn pypi_remote_s3_stopped_mid_download_and_concurrent_pushes() {
     weed.create_bucket("envs");
     let ctx = TestContext::new().online();
     let model = conda_model(&ctx);
-    let mut env: Vec<(&str, String)> = weed
-        .env()
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("AWS_"))
-        .collect();
-    env.push(("PYFUNC_ENV_REMOTE_CACHE", "s3://envs/ci/pyfunc".to_string()));
+    let env = s3_env(&weed, "s3://envs/ci/pyfunc");
 
     // Two agents build the same key at once and push it at once.
     let spawn = |cache: PathBuf| {
@@ -499,14 +516,8 @@ fn pypi_remote_s3_stopped_mid_download_and_concurrent_pushes() {
     assert_eq!(listed[0]["key"], key.as_str(), "{listed:#}");
 
     // The store stops after 1 MB of B2's download.
-    let proxy = Proxy::start(weed.s3_port, 1 << 20);
-    let mut cut_env = env.clone();
-    for (k, v) in &mut cut_env {
-        if *k == "AWS_ENDPOINT_URL" {
-            *v = format!("http://127.0.0.1:{}", proxy.port);
-        }
-    }
-    cut_env.push(("PYFUNC_ENV_REMOTE_CACHE_TIMEOUT", "5".to_string()));
+    let proxy = Proxy::start(weed.s3_port, 1 << 20, false);
+    let cut_env = through(&env, proxy.port, 5);
     let cache_b2 = ctx.path().join("b2");
     let output = agent_create(&ctx, &cache_b2, &model, true, &cut_env, &[]);
     let b2 = json(&output);
@@ -541,12 +552,7 @@ fn pypi_remote_s3_killed_pull_installs_nothing() {
     weed.create_bucket("envs");
     let ctx = TestContext::new().online();
     let model = conda_model(&ctx);
-    let mut env: Vec<(&str, String)> = weed
-        .env()
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("AWS_"))
-        .collect();
-    env.push(("PYFUNC_ENV_REMOTE_CACHE", "s3://envs".to_string()));
+    let env = s3_env(&weed, "s3://envs");
     let a = json(&agent_create(
         &ctx,
         &ctx.path().join("a"),
@@ -558,14 +564,8 @@ fn pypi_remote_s3_killed_pull_installs_nothing() {
     assert_eq!(a["pushed"], true, "{a:#}");
 
     // A proxy that stalls (forwards nothing more) after 1 MB, so the pull hangs mid-download.
-    let stall = Proxy::start(weed.s3_port, 1 << 20);
-    let mut slow = env.clone();
-    for (k, v) in &mut slow {
-        if *k == "AWS_ENDPOINT_URL" {
-            *v = format!("http://127.0.0.1:{}", stall.port);
-        }
-    }
-    slow.push(("PYFUNC_ENV_REMOTE_CACHE_TIMEOUT", "300".to_string()));
+    let stall = Proxy::start(weed.s3_port, 1 << 20, true);
+    let slow = through(&env, stall.port, 300);
     let cache_b = ctx.path().join("b");
     let mut command = ctx.command();
     command
@@ -589,6 +589,10 @@ fn pypi_remote_s3_killed_pull_installs_nothing() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the pull did not hang where the store stalled"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let key = a["key"].as_str().unwrap();
