@@ -33,7 +33,7 @@ mod lock;
 
 use std::path::{Path, PathBuf};
 
-pub use entry::{EnvEntry, EnvState, Fingerprint, Metadata, now as unix_now};
+pub use entry::{EnvEntry, EnvState, Fingerprint, META_DIR, Metadata, now as unix_now};
 pub use lock::{LockKind, LockedFile, held_by, read_only};
 
 /// The environments bucket.

@@ -1,4 +1,4 @@
-//! Writing the planned entries as `.tar.gz`, `.tar` or `.zip`.
+//! Writing the planned entries as `.tar.gz`, `.tar.zst`, `.tar` or `.zip`.
 //!
 //! tar: GNU headers (long names and link names through `././@LongLink` entries, which GNU tar,
 //! bsdtar, busybox tar, Python's `tarfile` and Java's commons-compress read), numeric owner 0:0
@@ -53,6 +53,17 @@ pub(crate) fn write(
         }
         Format::Tar => {
             let (counts, mut writer) = write_tar(plan, writer, options.mtime)?;
+            writer.flush().map_err(io(output))?;
+            counts
+        }
+        Format::TarZst => {
+            let mut encoder = zstd::Encoder::new(writer, 3).map_err(io(output))?;
+            let threads = std::thread::available_parallelism().map_or(1, usize::from);
+            encoder
+                .multithread(u32::try_from(threads).unwrap_or(1))
+                .map_err(io(output))?;
+            let (counts, encoder) = write_tar(plan, encoder, options.mtime)?;
+            let mut writer = encoder.finish().map_err(io(output))?;
             writer.flush().map_err(io(output))?;
             counts
         }

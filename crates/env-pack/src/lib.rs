@@ -169,7 +169,7 @@ pub enum PackError {
     },
 
     /// The file is neither a gzip-compressed tar, a tar nor a zip.
-    #[error("`{}` is not a `.tar.gz`, `.tar` or `.zip` archive", path.display())]
+    #[error("`{}` is not a `.tar.gz`, `.tar.zst`, `.tar` or `.zip` archive", path.display())]
     #[diagnostic(help("Pass an archive written by `pyfunc-env pack`"))]
     UnknownFormat {
         /// The file.
@@ -253,10 +253,14 @@ pub enum Format {
     /// symlinks).
     #[serde(rename = "zip")]
     Zip,
+    /// A zstd-compressed tar, compressed on every core (the remote cache's format: about 15x
+    /// faster to write than gzip at a smaller size).
+    #[serde(rename = "tar.zst")]
+    TarZst,
 }
 
 impl Format {
-    /// The format an output file name implies (`.zip`, `.tar`, else `.tar.gz`).
+    /// The format an output file name implies (`.zip`, `.tar`, `.tar.zst`, else `.tar.gz`).
     #[must_use]
     pub fn from_path(path: &Path) -> Self {
         let extension = path
@@ -265,6 +269,8 @@ impl Format {
             .unwrap_or_default();
         if extension == "zip" {
             Self::Zip
+        } else if extension == "zst" || extension == "tzst" {
+            Self::TarZst
         } else if extension == "tar" {
             Self::Tar
         } else {
@@ -279,6 +285,7 @@ impl std::fmt::Display for Format {
             Self::TarGz => "tar.gz",
             Self::Tar => "tar",
             Self::Zip => "zip",
+            Self::TarZst => "tar.zst",
         })
     }
 }
@@ -301,8 +308,12 @@ pub struct PackOptions {
     pub staging_dir: PathBuf,
     /// The mtime of every entry (seconds since the epoch).
     pub mtime: u64,
-    /// gzip and zip compression level (0–9).
+    /// gzip and zip compression level (0–9); zstd uses its own default level (3).
     pub compression_level: u32,
+    /// Keep every file of the prefix (headers, tests, IDLE/tkinter) instead of leaving out
+    /// what a deployment does not need: a remote-cache entry must be the same environment as a
+    /// local build, so `cache verify` finds every installed file.
+    pub full_prefix: bool,
 }
 
 /// What was left out, by reason.

@@ -51,6 +51,8 @@ fn detect(archive: &Path) -> Result<Format, PackError> {
     }
     if head[..read].starts_with(&[0x1f, 0x8b]) {
         Ok(Format::TarGz)
+    } else if head[..read].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Ok(Format::TarZst)
     } else if head[..read].starts_with(b"PK\x03\x04") || head[..read].starts_with(b"PK\x05\x06") {
         Ok(Format::Zip)
     } else if read >= 262 && &head[257..262] == b"ustar" {
@@ -113,6 +115,11 @@ pub fn unpack(archive: &Path, dir: &Path) -> Result<UnpackReport, PackError> {
         Format::Tar => {
             let file = fs_err::File::open(archive).map_err(io(archive))?;
             untar(std::io::BufReader::new(file), archive, &dir, &mut report)?;
+        }
+        Format::TarZst => {
+            let file = fs_err::File::open(archive).map_err(io(archive))?;
+            let decoder = zstd::Decoder::new(file).map_err(io(archive))?;
+            untar(decoder, archive, &dir, &mut report)?;
         }
         Format::Zip => unzip(archive, &dir, &mut report)?,
     }

@@ -49,6 +49,8 @@ pub struct CreateRequest<'a> {
     /// Leave bytecode compilation to the caller ([`Created::bytecode_deferred`]), so a model
     /// can start as soon as its packages are installed (`run` on a cache miss).
     pub defer_bytecode: bool,
+    /// A remote cache to pull from before building and push to after ([`crate::remote`]).
+    pub remote: Option<&'a Arc<dyn crate::remote::RemoteCache>>,
 }
 
 /// Time spent in each step, in seconds.
@@ -64,6 +66,8 @@ pub struct Timings {
     pub pip_install: f64,
     /// Bytecode compilation.
     pub compile: f64,
+    /// The remote cache: download and unpack on a hit, pack and upload after a build.
+    pub remote: f64,
     /// Everything.
     pub total: f64,
 }
@@ -81,6 +85,10 @@ pub struct Created {
     pub cache_hit: bool,
     /// True when another process built it while we waited.
     pub built_by_other: bool,
+    /// True when it came from the remote cache: nothing was solved or installed.
+    pub remote_hit: bool,
+    /// True when this call uploaded it to the remote cache.
+    pub pushed: bool,
     /// Step timings.
     pub timings: Timings,
     /// Things the user should know (a Python patch version that differs from the request).
@@ -130,6 +138,8 @@ fn hit(
         python: python_of(env.dir()),
         cache_hit: !built_by_other,
         built_by_other,
+        remote_hit: false,
+        pushed: false,
         timings: Timings {
             wait: secs(wait),
             total: secs(start.elapsed()),
@@ -209,6 +219,23 @@ pub async fn create(
         );
         return Ok(hit(&env, request.key, start, wait, true));
     }
+    let mut remote_warnings = Vec::new();
+    if let Some(remote) = request.remote.filter(|_| !request.reinstall) {
+        let compile = request.options.compile_bytecode;
+        match crate::remote::pull(remote, cache, &env, request.model_root, compile, &reporter).await
+        {
+            crate::remote::Pulled::Hit { seconds } => {
+                drop(lock);
+                reporter.on_finish();
+                let mut created = hit(&env, request.key, start, wait, false);
+                (created.cache_hit, created.remote_hit) = (false, true);
+                created.timings.remote = seconds;
+                return Ok(created);
+            }
+            crate::remote::Pulled::Miss => {}
+            crate::remote::Pulled::Failed { warning } => remote_warnings.push(warning),
+        }
+    }
     let tmp = cache.bucket(env_cache::TMP_DIR)?;
     if matches!(env.state(), EnvState::Incomplete) {
         tracing::debug!(
@@ -222,11 +249,28 @@ pub async fn create(
         Ok(Built {
             mut timings,
             metadata,
-            warnings,
+            mut warnings,
             bytecode,
         }) => {
             env.finish_build(&metadata)?;
             drop(lock);
+            warnings.append(&mut remote_warnings);
+            let mut pushed = crate::remote::Pushed::default();
+            if let Some(remote) = request.remote {
+                let t = Instant::now();
+                let compile = request.options.compile_bytecode;
+                pushed = crate::remote::push(
+                    remote,
+                    cache,
+                    &env,
+                    request.model_root,
+                    compile,
+                    &reporter,
+                )
+                .await;
+                warnings.extend(pushed.warning);
+                timings.remote = secs(t.elapsed());
+            }
             reporter.on_finish();
             timings.wait = secs(wait);
             timings.total = secs(start.elapsed());
@@ -236,6 +280,8 @@ pub async fn create(
                 python: python_of(env.dir()),
                 cache_hit: false,
                 built_by_other: false,
+                remote_hit: false,
+                pushed: pushed.pushed,
                 timings,
                 warnings,
                 bytecode_deferred: request.options.compile_bytecode && request.defer_bytecode,
@@ -433,6 +479,7 @@ async fn build_locked(
         let system = CreateRequest {
             options: &options,
             locked: None,
+            remote: None,
             ..*request
         };
         provision_python(cache, &system, prefix, version, &mut timings, reporter).await?;

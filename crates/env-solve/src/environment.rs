@@ -79,6 +79,9 @@ pub struct BuildSettings {
     pub uv_cache_dir: Option<PathBuf>,
     /// Rebuild even if complete (`--reinstall`).
     pub reinstall: bool,
+    /// A shared cache to pull complete environments from and push built ones to
+    /// (`--remote-cache`).
+    pub remote: Option<Arc<dyn crate::remote::RemoteCache>>,
 }
 
 /// Why a model's environment could not be decided.
@@ -409,6 +412,7 @@ impl ModelEnvironment {
             locked: self.lock.as_ref().map(|(_, locked)| locked),
             defer_bytecode,
             reinstall: settings.reinstall,
+            remote: settings.remote.as_ref(),
         };
         crate::build::create(cache, &request, reporter).await
     }

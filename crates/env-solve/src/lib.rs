@@ -16,6 +16,7 @@ pub mod many;
 pub mod prune;
 pub mod python;
 pub mod ready;
+pub mod remote;
 pub use env_spec::redact;
 pub mod reporter;
 pub mod uv;

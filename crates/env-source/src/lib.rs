@@ -41,7 +41,7 @@ use serde::Serialize;
 pub use bucket::{EntryInfo, ModelEntry, PruneModelsReport, PrunedModel, entries, prune_models};
 pub use error::{SourceError, StoreFailure};
 pub use resolve::resolve;
-pub use s3::{AwsConfig, AwsVars, MLFLOW_S3_ENDPOINT_URL, s3_store};
+pub use s3::{AwsConfig, AwsVars, MLFLOW_S3_ENDPOINT_URL, s3_builder, s3_store};
 pub use settings::{SourceSettings, Vars};
 pub use uri::{ModelUri, Selector};
 

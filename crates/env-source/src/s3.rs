@@ -186,6 +186,15 @@ impl AwsConfig {
     /// An `object_store` client for `bucket` with these settings (plus any other `AWS_*`
     /// variable `object_store` reads itself).
     pub fn store(&self, bucket: &str) -> Result<AmazonS3, SourceError> {
+        self.builder(bucket).build().map_err(|source| {
+            SourceError::object_store(format!("Connecting to bucket `{bucket}`"), source)
+        })
+    }
+
+    /// The configured, not yet built client for `bucket`: the model-URI downloads and the
+    /// remote environment cache (`env-remote`) connect the same way, from the same settings.
+    #[must_use]
+    pub fn builder(&self, bucket: &str) -> AmazonS3Builder {
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .with_region(&self.region);
@@ -205,9 +214,7 @@ impl AwsConfig {
                 builder = builder.with_token(token);
             }
         }
-        builder.build().map_err(|source| {
-            SourceError::object_store(format!("Connecting to bucket `{bucket}`"), source)
-        })
+        builder
     }
 }
 
@@ -216,6 +223,13 @@ impl AwsConfig {
 /// cache) resolve credentials the same way.
 pub fn s3_store(bucket: &str) -> Result<AmazonS3, SourceError> {
     AwsConfig::from_env()?.store(bucket)
+}
+
+/// The configured, not yet built client for `bucket` (environment and AWS profile, as
+/// [`s3_store`]), for users that add settings of their own (the remote environment cache's
+/// timeouts and retries).
+pub fn s3_builder(bucket: &str) -> Result<AmazonS3Builder, SourceError> {
+    Ok(AwsConfig::from_env()?.builder(bucket))
 }
 
 /// The endpoint in use (for the cache key): `None` for AWS itself.

@@ -258,10 +258,38 @@ pub struct EnvArgs {
     #[arg(long)]
     pub no_compat_constraints: bool,
 
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+
     /// Requirements that replace the model's own (`run -- predict -r`, MLflow's
     /// `--pip-requirements-override`); not a flag of its own.
     #[arg(skip)]
     pub pip_requirements_override: Vec<String>,
+}
+
+/// The remote cache flags: on every command that builds, and on `cache push`/`list`/`prune`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RemoteArgs {
+    /// A cache of built environments shared by every agent: pulled from before building,
+    /// pushed to after (`s3://BUCKET/PREFIX`, `gs://...`, `az://...`, `file:///SHARED/DIR`)
+    /// [env: PYFUNC_ENV_REMOTE_CACHE=]
+    #[arg(long, value_name = "URL", value_parser = parse_remote_url)]
+    pub remote_cache: Option<env_remote::RemoteUrl>,
+
+    /// Pull from the remote cache, never push to it (agents with read-only credentials)
+    /// [env: PYFUNC_ENV_REMOTE_CACHE_READ_ONLY=]
+    #[arg(long)]
+    pub remote_cache_read_only: bool,
+}
+
+fn parse_remote_url(text: &str) -> Result<env_remote::RemoteUrl, String> {
+    env_remote::RemoteUrl::parse(text).map_err(|error| {
+        use miette::Diagnostic as _;
+        match error.help() {
+            Some(help) => format!("{error}\n  help: {help}"),
+            None => error.to_string(),
+        }
+    })
 }
 
 /// `--python-source`.
@@ -311,6 +339,11 @@ pub enum CacheCommand {
     Prune(CachePruneArgs),
     /// Remove everything in the cache
     Clean(CacheCleanArgs),
+    /// Upload environments of the local cache to the remote cache (backfill)
+    #[command(
+        after_help = "Examples:\n  pyfunc-env cache push model/ --remote-cache s3://ci-envs/pyfunc\n  pyfunc-env cache push models/* --env-manager conda\n\nEach model's environment must be complete in the local cache (build it with `create`); the\nbuild flags (`--env-manager`, `--python-source`, ...) select it as they do for `create`."
+    )]
+    Push(CachePushArgs),
     /// Check that environments still hold every file that was installed
     #[command(
         after_help = "Examples:\n  pyfunc-env cache verify                 # every environment: presence and size of each file\n  pyfunc-env cache verify KEY --hash      # one environment, comparing contents too\n\nRepair a damaged environment with `pyfunc-env create MODEL --reinstall`."
@@ -338,6 +371,24 @@ pub struct CacheListArgs {
     /// Print JSON
     #[arg(long)]
     pub json: bool,
+    /// List the remote cache's environments instead
+    #[arg(long)]
+    pub remote: bool,
+    #[command(flatten)]
+    pub remote_args: RemoteArgs,
+}
+
+/// `cache push`.
+#[derive(Debug, Args)]
+pub struct CachePushArgs {
+    /// Model directories or URIs whose environments to push
+    #[arg(value_name = "MODEL", required = true, value_hint = ValueHint::AnyPath)]
+    pub models: Vec<String>,
+    #[command(flatten)]
+    pub env: EnvArgs,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cache prune`.
@@ -352,6 +403,12 @@ pub struct CachePruneArgs {
     /// Say what would be removed, remove nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Prune the remote cache instead: entries pushed longer ago than `--older-than`, and
+    /// archives no entry names
+    #[arg(long, requires = "older_than", conflicts_with = "max_size")]
+    pub remote: bool,
+    #[command(flatten)]
+    pub remote_args: RemoteArgs,
 }
 
 /// `cache clean`.

@@ -21,6 +21,13 @@ impl EnvVars {
     pub const PYFUNC_ENV_MIRRORS: &'static str = "PYFUNC_ENV_MIRRORS";
     /// Seconds to wait for a lock held by another process.
     pub const PYFUNC_ENV_LOCK_TIMEOUT: &'static str = "PYFUNC_ENV_LOCK_TIMEOUT";
+    /// A shared cache of built environments: `s3://bucket/prefix`, `gs://...`, `az://...` or
+    /// `file:///shared/dir`.
+    pub const PYFUNC_ENV_REMOTE_CACHE: &'static str = "PYFUNC_ENV_REMOTE_CACHE";
+    /// `1`: pull from the remote cache, never push to it.
+    pub const PYFUNC_ENV_REMOTE_CACHE_READ_ONLY: &'static str = "PYFUNC_ENV_REMOTE_CACHE_READ_ONLY";
+    /// Seconds each remote-cache request (and each stalled transfer) may take (default 15).
+    pub const PYFUNC_ENV_REMOTE_CACHE_TIMEOUT: &'static str = "PYFUNC_ENV_REMOTE_CACHE_TIMEOUT";
     /// `run`: compile bytecode before the model starts on a cache miss (`1`), not in the
     /// background.
     pub const PYFUNC_ENV_COMPILE_FOREGROUND: &'static str = "PYFUNC_ENV_COMPILE_FOREGROUND";

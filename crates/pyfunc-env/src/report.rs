@@ -67,6 +67,9 @@ fn as_diagnostic<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a
     if let Some(error) = error.downcast_ref::<env_source::SourceError>() {
         return Some(error);
     }
+    if let Some(error) = error.downcast_ref::<env_remote::RemoteError>() {
+        return Some(error);
+    }
     None
 }
 
@@ -103,6 +106,13 @@ pub fn exit_status(error: &anyhow::Error) -> ExitStatus {
         }
         if let Some(error) = cause.downcast_ref::<env_pack::PackError>() {
             return classify(error.is_user_error());
+        }
+        if let Some(error) = cause.downcast_ref::<env_remote::RemoteError>() {
+            return if error.is_user_error() {
+                ExitStatus::Failure
+            } else {
+                ExitStatus::Error
+            };
         }
     }
     ExitStatus::Error

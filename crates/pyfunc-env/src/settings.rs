@@ -29,6 +29,12 @@ pub struct ConfigFile {
     pub mirrors: BTreeMap<String, String>,
     /// `lock-timeout = 300` (seconds).
     pub lock_timeout: Option<u64>,
+    /// `remote-cache = "s3://bucket/prefix"`.
+    pub remote_cache: Option<String>,
+    /// `remote-cache-read-only = true`.
+    pub remote_cache_read_only: Option<bool>,
+    /// `remote-cache-timeout = 15` (seconds).
+    pub remote_cache_timeout: Option<u64>,
 }
 
 /// Resolved settings.
@@ -49,6 +55,14 @@ pub struct Settings {
     /// How long to wait for locks held by other processes.
     #[serde(with = "seconds")]
     pub lock_timeout: Duration,
+    /// The remote cache (`PYFUNC_ENV_REMOTE_CACHE`, `remote-cache`), checked; `--remote-cache`
+    /// on a command replaces it.
+    pub remote_cache: Option<String>,
+    /// Pull from the remote cache, never push.
+    pub remote_cache_read_only: bool,
+    /// How long each remote-cache request may take.
+    #[serde(with = "seconds")]
+    pub remote_cache_timeout: Duration,
     /// Where the configuration came from, if a file was read.
     pub config_file: Option<PathBuf>,
     /// Verbosity.
@@ -115,6 +129,28 @@ impl Settings {
         env_cache::Cache::new(&self.cache_dir).with_lock_timeout(self.lock_timeout)
     }
 
+    /// The remote cache a command uses: its `--remote-cache` (and `--remote-cache-read-only`)
+    /// flags, else `PYFUNC_ENV_REMOTE_CACHE` or the configuration file. `--offline` leaves out
+    /// a remote reached over the network (a `file://` one stays).
+    pub fn remote_cache(
+        &self,
+        flag: Option<&env_remote::RemoteUrl>,
+        read_only_flag: bool,
+    ) -> Option<env_remote::Remote> {
+        let url = match flag {
+            Some(url) => url.clone(),
+            None => env_remote::RemoteUrl::parse(self.remote_cache.as_deref()?).ok()?,
+        };
+        if self.offline && url.is_network() {
+            tracing::debug!("--offline: not using the remote cache {url}");
+            return None;
+        }
+        Some(
+            env_remote::Remote::new(url, read_only_flag || self.remote_cache_read_only)
+                .with_timeout(self.remote_cache_timeout),
+        )
+    }
+
     /// Resolves settings from the global flags, the environment and the configuration file.
     pub fn resolve(args: &GlobalArgs) -> anyhow::Result<Self> {
         let explicit_config = args.config_file.clone();
@@ -148,6 +184,39 @@ impl Settings {
             })?,
             None => config.lock_timeout.unwrap_or(300),
         };
+        let remote_cache = match env(EnvVars::PYFUNC_ENV_REMOTE_CACHE) {
+            Some(text) => Some((text, EnvVars::PYFUNC_ENV_REMOTE_CACHE.to_string())),
+            None => config.remote_cache.map(|text| {
+                (
+                    text,
+                    format!(
+                        "`remote-cache` in {}",
+                        config_file.as_deref().unwrap_or(Path::new("")).display()
+                    ),
+                )
+            }),
+        };
+        if let Some((text, from)) = &remote_cache {
+            env_remote::RemoteUrl::parse(text).with_context(|| format!("Invalid {from}"))?;
+        }
+        let remote_cache_read_only = match env(EnvVars::PYFUNC_ENV_REMOTE_CACHE_READ_ONLY) {
+            Some(text) => !matches!(
+                text.trim().to_ascii_lowercase().as_str(),
+                "0" | "false" | "no" | "off"
+            ),
+            None => config.remote_cache_read_only.unwrap_or(false),
+        };
+        let remote_cache_timeout = match env(EnvVars::PYFUNC_ENV_REMOTE_CACHE_TIMEOUT) {
+            Some(text) => text.trim().parse::<u64>().with_context(|| {
+                format!(
+                    "Invalid `{}`: `{text}` is not a number of seconds",
+                    EnvVars::PYFUNC_ENV_REMOTE_CACHE_TIMEOUT
+                )
+            })?,
+            None => config
+                .remote_cache_timeout
+                .unwrap_or(env_remote::DEFAULT_TIMEOUT.as_secs()),
+        };
         let verbosity = match (args.quiet, args.verbose) {
             (0, 0) => Verbosity::Normal,
             (0, _) => Verbosity::Verbose,
@@ -175,6 +244,9 @@ impl Settings {
             uv_cache_dir: env(EnvVars::PYFUNC_ENV_UV_CACHE_DIR).map(PathBuf::from),
             mirrors,
             lock_timeout: Duration::from_secs(lock_timeout),
+            remote_cache: remote_cache.map(|(text, _)| text),
+            remote_cache_read_only,
+            remote_cache_timeout: Duration::from_secs(remote_cache_timeout),
             config_file,
             verbosity,
             color,

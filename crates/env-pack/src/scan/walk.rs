@@ -15,6 +15,7 @@ struct Walker<'a> {
     environment: &'a Environment,
     rules: Rules,
     bin_dirs: Vec<String>,
+    full_prefix: bool,
     plan: Plan,
     /// Absolute search-path entries that do not exist here, with the files that have them.
     stale_search_paths: std::collections::BTreeMap<String, Vec<String>>,
@@ -37,6 +38,7 @@ pub(crate) fn plan(environment: &Environment, options: &PackOptions) -> Result<P
         environment,
         rules,
         bin_dirs,
+        full_prefix: options.full_prefix,
         plan: Plan::default(),
         stale_search_paths: std::collections::BTreeMap::new(),
     };
@@ -91,7 +93,10 @@ impl Walker<'_> {
             let path = self.environment.root.join(&child_rel);
             let metadata = fs_err::symlink_metadata(&path).map_err(io(&path))?;
             let file_type = metadata.file_type();
-            if let Some(reason) = self.rules.reason(&rel_str, file_type.is_dir()) {
+            if let Some(reason) = self.rules.reason(&rel_str, file_type.is_dir()).filter(|r| {
+                // A full prefix (a remote-cache entry) keeps what a deployment leaves out.
+                !(self.full_prefix && matches!(r, Reason::Dev | Reason::Gui | Reason::Tests))
+            }) {
                 self.exclude(&path, reason);
                 continue;
             }

@@ -9,7 +9,10 @@ use env_cache::{Cache, EnvState, LockKind, LockedFile};
 use env_solve::prune::{PrunePolicy, Reason, Removal};
 use serde::Serialize;
 
-use crate::cli::{CacheCleanArgs, CacheCommand, CachePruneArgs, CacheVerifyArgs};
+use crate::cli::{
+    CacheCleanArgs, CacheCommand, CacheListArgs, CachePruneArgs, CachePushArgs, CacheVerifyArgs,
+    RemoteArgs,
+};
 use crate::printer::Printer;
 use crate::report::{ExitStatus, UserError};
 use crate::settings::Settings;
@@ -26,8 +29,11 @@ pub fn cache(
             printer.data(format!("{}\n", cache.root().display()))?;
             Ok(ExitStatus::Success)
         }
+        CacheCommand::List(args) if args.remote => list_remote(args, settings, printer),
         CacheCommand::List(args) => list(&cache, args.json, printer),
+        CacheCommand::Prune(args) if args.remote => prune_remote(args, settings, printer),
         CacheCommand::Prune(args) => prune(&cache, args, printer),
+        CacheCommand::Push(args) => push(args, settings, printer),
         CacheCommand::Clean(args) => clean(&cache, args, settings, printer),
         CacheCommand::Verify(args) => verify(&cache, args, printer),
     }
@@ -505,7 +511,24 @@ fn verify(cache: &Cache, args: &CacheVerifyArgs, printer: Printer) -> anyhow::Re
             });
             continue;
         };
-        let report = env_solve::verify::verify(env.dir(), args.hash);
+        let mut report = env_solve::verify::verify(env.dir(), args.hash);
+        // A pulled environment's console scripts are relocatable trampolines and its bytecode
+        // is compiled unchecked-hash (`pack`), so their recorded hashes differ by design.
+        if let Some(relocated) = env
+            .metadata()
+            .ok()
+            .and_then(|m| m.extra.get("relocated_scripts").cloned())
+            .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok())
+        {
+            report.changed.retain(|path| {
+                let path = normalize(path);
+                !relocated.contains(&path)
+                    && !(path.contains("/__pycache__/")
+                        && std::path::Path::new(&path)
+                            .extension()
+                            .is_some_and(|e| e == "pyc"))
+            });
+        }
         rows.push(VerifyRow {
             key: env.key().to_string(),
             model,
@@ -563,6 +586,203 @@ fn verify(cache: &Cache, args: &CacheVerifyArgs, printer: Printer) -> anyhow::Re
     } else {
         ExitStatus::Success
     })
+}
+
+/// `a/b/../c` as `a/c` (RECORD names scripts `site-packages/../../../bin/x`).
+fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    parts.join("/")
+}
+
+/// The remote cache of `args`, or the configured one; an error when there is none.
+fn remote_of(args: &RemoteArgs, settings: &Settings) -> anyhow::Result<env_remote::Remote> {
+    settings
+        .remote_cache(args.remote_cache.as_ref(), args.remote_cache_read_only)
+        .ok_or_else(|| {
+            let why = if settings.offline {
+                " (`--offline` leaves out a remote cache reached over the network)"
+            } else {
+                ""
+            };
+            anyhow::Error::new(UserError::new(format!(
+                "No remote cache{why}: pass `--remote-cache URL`, or set `PYFUNC_ENV_REMOTE_CACHE` or `remote-cache` in the configuration file"
+            )))
+        })
+}
+
+/// `cache list --remote`.
+fn list_remote(
+    args: &CacheListArgs,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let remote = remote_of(&args.remote_args, settings)?;
+    let entries = remote.list()?;
+    if args.json {
+        printer.data(format!("{}\n", serde_json::to_string_pretty(&entries)?))?;
+        return Ok(ExitStatus::Success);
+    }
+    if entries.is_empty() {
+        printer.info(format!("No environments in {}", printer.cyan(remote.url())));
+        return Ok(ExitStatus::Success);
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<32}  {:<9}  {:<10}  {:>9}  {:<19}  MODEL (where built)",
+        "KEY", "PLATFORM", "MANAGER", "SIZE", "PUSHED"
+    );
+    for entry in &entries {
+        let _ = writeln!(
+            out,
+            "{:<32}  {:<9}  {:<10}  {:>9}  {:<19}  {}",
+            entry.key,
+            entry.platform,
+            entry.env_manager,
+            human_size(entry.size),
+            human_time(Some(entry.created)),
+            entry.model,
+        );
+    }
+    printer.data(out)?;
+    Ok(ExitStatus::Success)
+}
+
+/// `cache prune --remote --older-than DURATION`.
+fn prune_remote(
+    args: &CachePruneArgs,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let remote = remote_of(&args.remote_args, settings)?;
+    let older_than = parse_duration(args.older_than.as_deref().unwrap_or_default())?;
+    let report = remote.prune(older_than, args.dry_run)?;
+    let verb = if args.dry_run {
+        "Would remove"
+    } else {
+        "Removed"
+    };
+    for key in &report.removed {
+        printer.info(format!("{verb} {key} from {}", remote.url()));
+    }
+    printer.info(format!(
+        "{verb} {} environment(s) and {} archive(s) ({}) from {}; {} kept",
+        report.removed.len(),
+        report.archives_removed,
+        human_size(report.bytes_freed),
+        printer.cyan(remote.url()),
+        report.kept
+    ));
+    Ok(ExitStatus::Success)
+}
+
+#[derive(Serialize)]
+struct PushRow {
+    model_dir: String,
+    key: String,
+    /// `pushed`, `already there`, `kept another agent's`, `not shareable`, `not built`, `failed`.
+    result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+/// `cache push MODEL...`: uploads environments of the local cache (backfill).
+fn push(args: &CachePushArgs, settings: &Settings, printer: Printer) -> anyhow::Result<ExitStatus> {
+    let remote = remote_of(&args.env.remote, settings)?;
+    if remote.read_only() {
+        anyhow::bail!(UserError::new(format!(
+            "The remote cache {} is read-only here: `cache push` writes to it",
+            remote.url()
+        )));
+    }
+    let request = crate::commands::create::env_request(&args.env, settings)?;
+    let cache = settings.cache();
+    let mut rows = Vec::new();
+    let mut status = ExitStatus::Success;
+    for model in &args.models {
+        let env = crate::commands::create::resolve(
+            std::path::Path::new(model),
+            &request,
+            settings,
+            printer,
+        )?;
+        let entry = cache.env(env.key.as_str())?;
+        let mut row = PushRow {
+            model_dir: env.root().display().to_string(),
+            key: env.key.to_string(),
+            result: "pushed",
+            message: None,
+        };
+        if !env.is_cached(&cache)? {
+            row.result = "not built";
+            row.message = Some(format!(
+                "not in the local cache; build it first: pyfunc-env create {model}"
+            ));
+            printer.warn(format!(
+                "{model}: {}",
+                row.message.as_deref().unwrap_or_default()
+            ));
+            status = ExitStatus::Failure;
+            rows.push(row);
+            continue;
+        }
+        let reporter = crate::progress::ProgressReporter::new(settings, printer, &env.name());
+        let outcome = remote.push(&cache, &entry, env.options.compile_bytecode, &reporter);
+        env_solve::Reporter::on_finish(&reporter);
+        match outcome {
+            Ok(env_remote::PushResult::Pushed { size, .. }) => {
+                printer.info(format!(
+                    "{} {} ({}) to {}",
+                    printer.green("Pushed"),
+                    env.key,
+                    human_size(size),
+                    printer.cyan(remote.url())
+                ));
+            }
+            Ok(env_remote::PushResult::AlreadyThere) => {
+                row.result = "already there";
+                printer.info(format!(
+                    "{} is in {} already",
+                    env.key,
+                    printer.cyan(remote.url())
+                ));
+            }
+            Ok(env_remote::PushResult::KeptOther) => {
+                row.result = "kept another agent's";
+                printer.info(format!(
+                    "{} was pushed by another agent meanwhile; kept that one",
+                    env.key
+                ));
+            }
+            Ok(env_remote::PushResult::NotShareable { reason }) => {
+                row.result = "not shareable";
+                printer.warn(format!("{model}: {reason}"));
+                row.message = Some(reason);
+                status = ExitStatus::Failure;
+            }
+            Err(error) => {
+                row.result = "failed";
+                let text = env_remote::one_screen(&error);
+                printer.error(format!("{model}: {text}"));
+                row.message = Some(text);
+                status = ExitStatus::Error;
+            }
+        }
+        rows.push(row);
+    }
+    if args.json {
+        printer.data(format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
+    }
+    Ok(status)
 }
 
 #[cfg(test)]

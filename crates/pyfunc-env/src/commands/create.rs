@@ -102,6 +102,31 @@ pub fn build_settings(args: &EnvArgs, settings: &Settings) -> BuildSettings {
         offline: settings.offline,
         uv_cache_dir: settings.uv_cache_dir.clone(),
         reinstall: args.reinstall,
+        remote: settings
+            .remote_cache(
+                args.remote.remote_cache.as_ref(),
+                args.remote.remote_cache_read_only,
+            )
+            .map(|remote| Arc::new(remote) as Arc<dyn env_solve::remote::RemoteCache>),
+    }
+}
+
+/// Where a remote hit came from and whether a build was pushed, for human output.
+pub fn remote_note(created: &env_solve::Created, build: &BuildSettings) -> Option<String> {
+    let remote = build.remote.as_ref()?;
+    let url = format!("`{}`", remote.url());
+    if created.remote_hit {
+        Some(format!(
+            "Pulled from the remote cache {url} in {:.1}s (nothing solved or installed)",
+            created.timings.remote
+        ))
+    } else if created.pushed {
+        Some(format!(
+            "Pushed to the remote cache {url} in {:.1}s",
+            created.timings.remote
+        ))
+    } else {
+        None
     }
 }
 
@@ -152,16 +177,20 @@ fn ensure_env(
 ) -> anyhow::Result<Ensured> {
     let env = resolve(model_path, request, settings, printer)?;
     let (cache, cache_lock) = open_cache(settings)?;
+    let build = build_settings(args, settings);
     let created = env
         .build_blocking(
             &cache,
-            &build_settings(args, settings),
+            &build,
             false,
             progress_reporter(&env, settings, printer),
         )
         .with_context(|| failed_to_create(&env))?;
     for warning in &created.warnings {
         printer.warn(warning);
+    }
+    if let Some(note) = remote_note(&created, &build) {
+        printer.info(note);
     }
     Ok(Ensured {
         env,
@@ -332,6 +361,13 @@ fn create_one(
             "Using cached environment: {}",
             printer.cyan(created.prefix.display())
         ));
+    } else if created.remote_hit {
+        printer.info(format!(
+            "{} {} environment from the remote cache: {}",
+            printer.green("Pulled"),
+            ensured.env.manager,
+            printer.cyan(created.prefix.display())
+        ));
     } else if created.built_by_other {
         printer.info(format!(
             "Using environment built by another process: {}",
@@ -361,8 +397,9 @@ struct ModelResult {
     model_dir: String,
     env_manager: Option<EnvManager>,
     key: Option<String>,
-    /// `built`, `cached`, `built by another process`, `shared` (same key as a model before it),
-    /// `failed`; with `--dry-run`, `to build` and `cached`.
+    /// `built`, `cached`, `pulled` (from the remote cache), `built by another process`,
+    /// `shared` (same key as a model before it), `failed`; with `--dry-run`, `to build` and
+    /// `cached`.
     result: &'static str,
     seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -450,11 +487,12 @@ fn create_many(
         );
         overall.set_prefix("create");
         let failures = std::sync::atomic::AtomicUsize::new(0);
+        let build = build_settings(&args.env, settings);
         let outcomes = env_solve::many::create_many(
             &envs,
             usize::from(args.jobs),
             &cache,
-            &build_settings(&args.env, settings),
+            &build,
             &|env| Arc::new(ProgressReporter::in_multi(multi.clone(), &env.name())),
             &|_, result| {
                 if result.is_err() {
@@ -468,6 +506,15 @@ fn create_many(
             },
         );
         overall.finish_and_clear();
+        let remote_warnings: std::collections::BTreeSet<&String> = outcomes
+            .iter()
+            .filter_map(|outcome| outcome.result.as_ref().ok())
+            .flat_map(|created| &created.warnings)
+            .filter(|warning| warning.contains("remote cache"))
+            .collect();
+        for warning in remote_warnings {
+            printer.warn(warning);
+        }
         for outcome in outcomes {
             let Some(env) = envs[outcome.members[0]].as_ref() else {
                 continue;
@@ -476,6 +523,8 @@ fn create_many(
                 Ok(created) => {
                     let result = if created.cache_hit {
                         "cached"
+                    } else if created.remote_hit {
+                        "pulled"
                     } else if created.built_by_other {
                         "built by another process"
                     } else {

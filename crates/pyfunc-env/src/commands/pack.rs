@@ -134,6 +134,7 @@ pub fn pack(args: &PackArgs, settings: &Settings, printer: Printer) -> anyhow::R
         },
         model: args.with_model.then(|| env.root().to_path_buf()),
         staging_dir: cache.bucket(env_cache::TMP_DIR)?,
+        full_prefix: false,
         mtime,
         compression_level: COMPRESSION_LEVEL,
     };

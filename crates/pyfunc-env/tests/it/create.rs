@@ -858,6 +858,7 @@ fn build_on_a_current_thread_runtime(
         offline: true,
         uv_cache_dir: Some(crate::common::shared_uv_cache()),
         reinstall: false,
+        remote: None,
     };
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

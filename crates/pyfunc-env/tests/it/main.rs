@@ -12,6 +12,8 @@ mod python;
 mod registry;
 mod registry_faults;
 mod reliability;
+mod remote;
 mod run;
 mod serve_versions;
+mod servers;
 mod wheel;

@@ -11,7 +11,7 @@ use crate::common::{TestContext, describe, fixture, json, mirror_args, repo_root
 
 /// The conda-mode model of `create.rs`: python, numpy (compiled), tinypkg (noarch, with a
 /// console script) and the `wheel` wheel from the local wheel directory, offline.
-fn conda_model(ctx: &TestContext) -> PathBuf {
+pub fn conda_model(ctx: &TestContext) -> PathBuf {
     let wheels = env_test::wheel_dir().unwrap();
     let conda = format!(
         "name: test\nchannels:\n- conda-forge\ndependencies:\n- python=3.11.7\n- numpy=1.26\n- tinypkg\n- pip\n- pip:\n  - --no-index\n  - --find-links file://{}\n  - wheel==0.45.1\n",
@@ -20,7 +20,7 @@ fn conda_model(ctx: &TestContext) -> PathBuf {
     ctx.model("m", &[("conda.yaml", &conda)])
 }
 
-fn channel_url() -> String {
+pub fn channel_url() -> String {
     env_test::test_channel().unwrap().file_url().to_string()
 }
 
@@ -400,16 +400,22 @@ fn zip_with_model_and_executor_preflight_round_trips_through_unpack() {
     );
 }
 
-#[test]
-fn a_virtualenv_of_a_system_python_is_refused() {
-    let ctx = TestContext::new();
-    let model = ctx.model(
+/// A virtualenv-mode model with no packages: `--python-source system` makes a venv of this
+/// machine's interpreter, which no archive can contain.
+pub fn system_venv_model(ctx: &TestContext) -> PathBuf {
+    ctx.model(
         "venv",
         &[(
             "python_env.yaml",
             "python: 3.11.7\nbuild_dependencies: []\ndependencies: []\n",
         )],
-    );
+    )
+}
+
+#[test]
+fn a_virtualenv_of_a_system_python_is_refused() {
+    let ctx = TestContext::new();
+    let model = system_venv_model(&ctx);
     let archive = ctx.path().join("env.tar.gz");
     let output = ctx
         .command()
@@ -463,6 +469,7 @@ fn absolute_runpaths_and_symlinks_are_refused() {
         staging_dir: ctx.path().join("staging"),
         mtime: 0,
         compression_level: 1,
+        full_prefix: false,
     };
 
     let copy = ctx.path().join("copy");

@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::common::{TestContext, copy_dir, describe, fixture, json, stderr, stdout};
+use crate::servers::{free_port, mlflow_venv};
 use crate::registry::{
-    FILL, MlflowServer, Seaweed, UPLOAD, assert_predicts, downloaded, free_port, mlflow_venv,
+    FILL, MlflowServer, Seaweed, UPLOAD, assert_predicts, downloaded,
     predict, run_id_of,
 };
 
@@ -413,7 +414,7 @@ fn pypi_s3_profiles_from_aws_files_are_checked_by_the_store() {
     let scratch = TestContext::new();
     let identities = scratch.path().join("identities.json");
     fs_err::write(&identities, IDENTITIES).unwrap();
-    let weed = Seaweed::start_with_identities(Some(&identities));
+    let weed = Seaweed::start_with_config(&identities);
     let upload = std::process::Command::new(mlflow_venv().join("bin/python"))
         .arg("-c")
         .arg(UPLOAD)

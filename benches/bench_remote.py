@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Benchmark of the remote environment cache (issue 13): pull vs local build.
+
+Prints, side by side from one run, for the fixture scikit-learn model in virtualenv mode with
+Python from a conda channel (`--python-source conda`, so the environment is shareable):
+ 1. an agent with an empty environment cache but warm uv and conda package caches (the fair
+    case for building) gets the environment by a local build including bytecode, vs by a pull
+    from the remote cache (goal: the pull at least 3x faster);
+ 2. the first `run -- predict` after a pull vs the floor, the environment's python running the
+    same scoring code directly (goal: within 1.05x).
+
+The cold path without a remote (a second model pinning one more package) is `bench_cold.py`.
+
+The remote is a directory (`file://`, what an NFS mount gives) unless `--remote URL` names
+another (`s3://bucket/prefix` with the AWS variables set, e.g. a local SeaweedFS or MinIO).
+Python comes from the test channel (`cargo run -p env-test -- channel path`), so the conda side
+needs no internet; the PyPI packages come from PyPI (once) and then from the warm uv cache.
+
+Usage: python3 benches/bench_remote.py [--runs 5] [--bin target/release/pyfunc-env] [--remote URL]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL = os.path.join(ROOT, "fixtures/models/sklearn-iris")
+INPUT = os.path.join(ROOT, "fixtures/inputs/sklearn-iris/dataframe_split.json")
+EXPECTED = open(os.path.join(ROOT, "fixtures/expected/sklearn-iris/dataframe_split.out")).read()
+FLOOR = "from mlflow.pyfunc.scoring_server import _predict; import sys; _predict(sys.argv[1], sys.argv[2], None, 'json')"
+
+
+def timed(cmd, env, expected=None):
+    start = time.perf_counter()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if out.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr[-3000:]}")
+    if expected is not None and out.stdout.strip() != expected.strip():
+        sys.exit(f"unexpected output from {' '.join(cmd)}: {out.stdout!r}")
+    return elapsed, out.stdout
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/pyfunc-env"))
+    ap.add_argument("--remote", help="remote cache URL (default: a fresh directory, file://)")
+    args = ap.parse_args()
+
+    channel = subprocess.run(["cargo", "run", "-q", "-p", "env-test", "--", "channel", "path"],
+                             cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    channel_url = channel if "://" in channel else f"file://{channel}"
+    work = tempfile.mkdtemp(prefix="pfe-bench-remote-")
+    remote = args.remote or f"file://{work}/remote"
+    uv_cache = os.path.join(tempfile.gettempdir(), "pfe-bench-uv-cache")
+    env = dict(os.environ, PYFUNC_ENV_NO_PROGRESS="1", UV_CACHE_DIR=uv_cache, PYFUNC_ENV_UV_CACHE_DIR=uv_cache)
+    env.pop("PYFUNC_ENV_REMOTE_CACHE", None)
+    flags = ["--env-manager", "virtualenv", "--python-source", "conda", "--mirror", f"conda-forge={channel_url}"]
+    cache = os.path.join(work, "cache")
+    env["PYFUNC_ENV_CACHE_DIR"] = cache
+
+    def empty_environment_cache():
+        # The environment and the bytecode store go; the uv, conda package and repodata caches stay.
+        for bucket in ("envs-v1", "pyc-v1", "tmp"):
+            shutil.rmtree(os.path.join(cache, bucket), ignore_errors=True)
+
+    # Warm-up: fills the uv and package caches, and pushes the environment to the remote.
+    _, out = timed([args.bin, "create", MODEL, *flags, "--json", "--remote-cache", remote], env)
+    doc = json.loads(out)
+    if not (doc["pushed"] or doc["remote_hit"]):
+        sys.exit(f"the warm-up build was not pushed to {remote}: {out}")
+
+    build, pull, first_predict = [], [], []
+    for _ in range(args.runs):
+        empty_environment_cache()
+        t, out = timed([args.bin, "create", MODEL, *flags, "--json"], env)
+        doc = json.loads(out)
+        assert not doc["cache_hit"] and not doc["remote_hit"] and doc["bytecode"], out
+        build.append(t)
+
+        empty_environment_cache()
+        t, out = timed([args.bin, "create", MODEL, *flags, "--json", "--remote-cache", remote, "--remote-cache-read-only"], env)
+        doc = json.loads(out)
+        assert doc["remote_hit"], out
+        pull.append(t)
+        python = doc["python"]
+        t, _ = timed([args.bin, "run", MODEL, *flags, "--", "predict", "-i", INPUT], env, EXPECTED)
+        first_predict.append(t)
+    floor = [timed([python, "-c", FLOOR, MODEL, INPUT], env, EXPECTED)[0] for _ in range(args.runs)]
+    build, pull = statistics.median(build), statistics.median(pull)
+    first_predict, floor = statistics.median(first_predict), statistics.median(floor)
+
+    print(f"Remote cache ({remote.split('://')[0]}://), sklearn-iris fixture, virtualenv mode with Python from the "
+          f"test conda channel; median wall seconds of {args.runs} runs; predictions checked equal to MLflow's")
+    print()
+    print("| scenario | pyfunc-env | peer | peer seconds | ratio |")
+    print("|---|---|---|---|---|")
+    print(f"| environment by a pull (empty env cache) | {pull:.2f} | local build incl. bytecode (warm uv and package caches) "
+          f"| {build:.2f} | {build / pull:.2f}x faster (goal >= 3x) |")
+    print(f"| first `run -- predict` after a pull | {first_predict:.2f} | floor: env python running `_predict` directly "
+          f"| {floor:.2f} | {first_predict / floor:.3f}x of the floor (goal <= 1.05x) |")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,548 @@
+//! A shared cache of complete environments on object storage: build once, every agent reuses
+//! (issue 13).
+//!
+//! ```text
+//! <url>/v1/<platform>/<key>/manifest.json    key, platform, archive name, sha256, size, metadata
+//! <url>/v1/archives/<sha256>.tar.zst         the relocatable prefix (`env_pack`, full, with
+//!                                            unchecked-hash bytecode), zstd on every core
+//! ```
+//!
+//! Guarantees, and why they hold:
+//! - **A reader never sees a manifest without its archive.** A push uploads the archive under
+//!   its content hash first (an object appears whole or not at all), then writes the manifest.
+//! - **Concurrent pushes leave a consistent entry.** The manifest is written with a conditional
+//!   put (create only) where the store supports it: the first push wins, a later one keeps it
+//!   and deletes its own, now unreferenced, archive. Where the store ignores the condition the
+//!   last manifest wins; each names a complete archive.
+//! - **A pulled environment is checked and installed like a build.** The archive is downloaded
+//!   to the cache's `tmp/`, its size and sha256 compared with the manifest, unpacked into a
+//!   staging directory beside the environment (and its Python run there), renamed into place
+//!   under the environment's exclusive lock, and marked complete last. A damaged archive is
+//!   discarded (the local build that follows replaces it remotely); a killed pull leaves no
+//!   `complete` marker, so nothing is installed.
+//! - **The remote never fails a build.** Unreachable, slow (every request and every stalled
+//!   read is bounded by [`Remote::timeout`]), refused or damaged: one warning, and the build
+//!   goes on locally.
+//!
+//! Trust: whoever can write the bucket can put code on every agent that pulls from it, as with
+//! any shared build cache. Give agents that only consume read-only credentials (and
+//! `--remote-cache-read-only`).
+#![warn(missing_docs)]
+
+mod store;
+mod transfer;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use transfer::{PruneReport, PushResult, RemoteEntry};
+
+/// The layout version, part of every path.
+pub const LAYOUT: u32 = 1;
+const LAYOUT_DIR: &str = "v1";
+const MANIFEST: &str = "manifest.json";
+
+/// How long a request, or a read that makes no progress, may take by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The kinds of store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// `s3://bucket/prefix`: AWS S3 or an S3-compatible store (`AWS_ENDPOINT_URL`).
+    S3,
+    /// `gs://bucket/prefix`: Google Cloud Storage.
+    Gs,
+    /// `az://container/prefix`: Azure Blob Storage (`AZURE_STORAGE_ACCOUNT_NAME`).
+    Az,
+    /// `file:///dir`: a shared directory (an NFS mount).
+    File,
+}
+
+/// A remote cache location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteUrl {
+    /// The kind of store.
+    pub scheme: Scheme,
+    /// The bucket or container (empty for `file://`).
+    pub bucket: String,
+    /// The prefix inside it, without leading or trailing `/` (empty for `file://`).
+    pub prefix: String,
+    /// The directory of a `file://` URL.
+    pub dir: Option<PathBuf>,
+    text: String,
+}
+
+/// Errors of the remote cache.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum RemoteError {
+    /// The URL is not one the remote cache takes.
+    #[error("Invalid remote cache URL `{url}`: {message}")]
+    #[diagnostic(help(
+        "Use `s3://BUCKET/PREFIX`, `gs://BUCKET/PREFIX`, `az://CONTAINER/PREFIX` or `file:///SHARED/DIR`"
+    ))]
+    InvalidUrl {
+        /// The URL given.
+        url: String,
+        /// Why.
+        message: String,
+    },
+
+    /// The store refused the credentials.
+    #[error("The remote cache `{url}` refused the credentials ({what}): {message}")]
+    #[diagnostic(help("{help}"))]
+    Credentials {
+        /// The remote.
+        url: String,
+        /// What was being done.
+        what: String,
+        /// The store's answer (secrets masked).
+        message: String,
+        /// The settings to check.
+        help: String,
+    },
+
+    /// The store could not be reached in time.
+    #[error("The remote cache `{url}` did not answer ({what}): {message}")]
+    #[diagnostic(help(
+        "Check the URL and the endpoint (`AWS_ENDPOINT_URL`, `MLFLOW_S3_ENDPOINT_URL`); each request waits at most `PYFUNC_ENV_REMOTE_CACHE_TIMEOUT` seconds"
+    ))]
+    Unreachable {
+        /// The remote.
+        url: String,
+        /// What was being done.
+        what: String,
+        /// Why.
+        message: String,
+    },
+
+    /// Any other error of the store.
+    #[error("The remote cache `{url}` failed ({what}): {message}")]
+    Store {
+        /// The remote.
+        url: String,
+        /// What was being done.
+        what: String,
+        /// The store's answer (secrets masked).
+        message: String,
+    },
+
+    /// A downloaded archive is not the one the manifest names.
+    #[error("The remote cache's archive `{archive}` is damaged: {message}; it was discarded")]
+    Damaged {
+        /// The archive's name.
+        archive: String,
+        /// What differs.
+        message: String,
+    },
+
+    /// A manifest that cannot be used.
+    #[error("The remote cache's manifest `{path}` is unusable: {message}")]
+    BadManifest {
+        /// The manifest's path.
+        path: String,
+        /// Why.
+        message: String,
+    },
+
+    /// The remote cache is read-only and the command writes to it.
+    #[error("The remote cache `{url}` is read-only here (`--remote-cache-read-only`)")]
+    ReadOnly {
+        /// The remote.
+        url: String,
+    },
+
+    /// A local file.
+    #[error("Failed to access `{}`", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The local cache.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Cache(#[from] env_cache::CacheError),
+
+    /// Packing or unpacking.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Pack(#[from] env_pack::PackError),
+
+    /// This machine's platform.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Solve(#[from] env_solve::SolveError),
+
+    /// The S3 settings (`AWS_PROFILE` naming a profile that exists nowhere, ...).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Settings(#[from] env_source::SourceError),
+}
+
+impl RemoteError {
+    /// Whether the input is at fault (a bad URL, a read-only remote) rather than the store.
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, Self::InvalidUrl { .. } | Self::ReadOnly { .. })
+    }
+}
+
+pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> RemoteError + '_ {
+    move |source| RemoteError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl RemoteUrl {
+    /// Parses `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix` or
+    /// `file:///dir`.
+    pub fn parse(text: &str) -> Result<Self, RemoteError> {
+        let invalid = |message: &str| RemoteError::InvalidUrl {
+            url: env_spec::redact::redact_url(text),
+            message: message.to_string(),
+        };
+        let url = url::Url::parse(text.trim()).map_err(|e| invalid(&e.to_string()))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(
+                "credentials do not belong in the URL; use the store's own settings (`AWS_ACCESS_KEY_ID`, ...)",
+            ));
+        }
+        let scheme = match url.scheme() {
+            "s3" | "s3a" => Scheme::S3,
+            "gs" => Scheme::Gs,
+            "az" | "azure" => Scheme::Az,
+            "file" => Scheme::File,
+            other => {
+                return Err(invalid(&format!(
+                    "the scheme `{other}` is not supported (`s3`, `gs`, `az` and `file` are)"
+                )));
+            }
+        };
+        if scheme == Scheme::File {
+            let dir = url
+                .to_file_path()
+                .map_err(|()| invalid("not an absolute local path (`file:///shared/dir`)"))?;
+            return Ok(Self {
+                scheme,
+                bucket: String::new(),
+                prefix: String::new(),
+                dir: Some(dir),
+                text: url.to_string().trim_end_matches('/').to_string(),
+            });
+        }
+        let bucket = url.host_str().unwrap_or_default().to_string();
+        if bucket.is_empty() {
+            return Err(invalid("no bucket"));
+        }
+        let prefix = url.path().trim_matches('/').to_string();
+        if prefix.split('/').any(|part| part == "." || part == "..") {
+            return Err(invalid("`.` and `..` are not allowed in the prefix"));
+        }
+        let text = if prefix.is_empty() {
+            format!("{}://{bucket}", url.scheme())
+        } else {
+            format!("{}://{bucket}/{prefix}", url.scheme())
+        };
+        Ok(Self {
+            scheme,
+            bucket,
+            prefix,
+            dir: None,
+            text,
+        })
+    }
+
+    /// The settings that hold this store's credentials, for messages.
+    #[must_use]
+    pub fn credential_settings(&self) -> &'static str {
+        match self.scheme {
+            Scheme::S3 => {
+                "Check `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`, `AWS_PROFILE`): they must allow reading the bucket, and writing it unless `--remote-cache-read-only` is set"
+            }
+            Scheme::Gs => {
+                "Check `GOOGLE_SERVICE_ACCOUNT` (or `GOOGLE_APPLICATION_CREDENTIALS`): it must allow reading the bucket, and writing it unless `--remote-cache-read-only` is set"
+            }
+            Scheme::Az => {
+                "Check `AZURE_STORAGE_ACCOUNT_NAME` and `AZURE_STORAGE_ACCOUNT_KEY` (or `AZURE_STORAGE_SAS_KEY`): they must allow reading the container, and writing it unless `--remote-cache-read-only` is set"
+            }
+            Scheme::File => "Check the directory's permissions",
+        }
+    }
+
+    /// Whether reaching it needs the network (`--offline` skips such a remote).
+    #[must_use]
+    pub fn is_network(&self) -> bool {
+        self.scheme != Scheme::File
+    }
+}
+
+impl std::fmt::Display for RemoteUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::str::FromStr for RemoteUrl {
+    type Err = RemoteError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
+    }
+}
+
+/// What a manifest records: written last, after the archive it names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`LAYOUT`].
+    pub layout: u32,
+    /// The environment key.
+    pub key: String,
+    /// The conda platform (`linux-64`).
+    pub platform: String,
+    /// The pyfunc-env version that pushed it.
+    pub tool_version: String,
+    /// The archive, relative to the remote's root (`v1/archives/<sha256>.tar.zst`).
+    pub archive: String,
+    /// The archive's sha256 (hex).
+    pub sha256: String,
+    /// The archive's size in bytes.
+    pub size: u64,
+    /// Regular files in the archive.
+    pub files: u64,
+    /// Bytes of file content (the unpacked size, roughly).
+    pub unpacked_bytes: u64,
+    /// When it was pushed (seconds since the Unix epoch).
+    pub created: u64,
+    /// Whether the archive has bytecode.
+    pub compile_bytecode: bool,
+    /// Console scripts whose shebang became a relocatable `/bin/sh` trampoline (so their
+    /// recorded hashes differ; `cache verify` knows).
+    #[serde(default)]
+    pub relocated_scripts: Vec<String>,
+    /// The environment's metadata where it was built.
+    pub metadata: env_cache::Metadata,
+}
+
+/// A remote cache and how to use it.
+#[derive(Debug)]
+pub struct Remote {
+    url: RemoteUrl,
+    read_only: bool,
+    timeout: Duration,
+    /// Archives found damaged by this process: a push replaces their manifest.
+    damaged: Mutex<HashSet<String>>,
+    /// A pull found the remote unreachable or refusing the credentials: later pulls and pushes
+    /// of this process would only fail the same way (and warn again), so they are skipped.
+    unavailable: std::sync::atomic::AtomicBool,
+}
+
+impl Remote {
+    /// A remote cache at `url`; nothing is contacted yet.
+    #[must_use]
+    pub fn new(url: RemoteUrl, read_only: bool) -> Self {
+        for name in [
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AZURE_STORAGE_ACCOUNT_KEY",
+            "AZURE_STORAGE_SAS_KEY",
+            "AZURE_STORAGE_ACCESS_KEY",
+        ] {
+            if let Ok(secret) = std::env::var(name)
+                && !secret.trim().is_empty()
+            {
+                env_spec::redact::register_secret(&secret);
+            }
+        }
+        Self {
+            url,
+            read_only,
+            timeout: DEFAULT_TIMEOUT,
+            damaged: Mutex::new(HashSet::new()),
+            unavailable: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The same remote, with `timeout` for each request and each stalled read.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_secs(1));
+        self
+    }
+
+    /// The URL.
+    #[must_use]
+    pub fn url(&self) -> &RemoteUrl {
+        &self.url
+    }
+
+    /// Whether pushes are off.
+    #[must_use]
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// How long a request, or a read that makes no progress, may take.
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The manifest's path for a key on a platform, relative to the remote's root.
+    #[must_use]
+    pub fn manifest_path(platform: &str, key: &str) -> String {
+        format!("{LAYOUT_DIR}/{platform}/{key}/{MANIFEST}")
+    }
+
+    fn mark_damaged(&self, sha256: &str) {
+        self.damaged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(sha256.to_string());
+    }
+
+    fn is_damaged(&self, sha256: &str) -> bool {
+        self.damaged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(sha256)
+    }
+}
+
+/// This machine's conda platform (`linux-64`), part of every manifest path.
+pub fn current_platform() -> Result<String, RemoteError> {
+    Ok(env_solve::context::current_platform()?.to_string())
+}
+
+impl env_solve::remote::RemoteCache for Remote {
+    fn url(&self) -> String {
+        self.url.to_string()
+    }
+
+    fn pull(
+        &self,
+        cache: &env_cache::Cache,
+        env: &env_cache::EnvEntry,
+        what: env_solve::remote::RemoteEnv<'_>,
+        reporter: &dyn env_solve::Reporter,
+    ) -> env_solve::remote::Pulled {
+        use env_solve::remote::Pulled;
+        // Already found down in this process (`create --from` builds many): one warning.
+        if self.unavailable.load(std::sync::atomic::Ordering::Relaxed) {
+            return Pulled::Miss;
+        }
+        match self.pull(cache, env, what.model_root, reporter) {
+            Ok(Some(seconds)) => Pulled::Hit { seconds },
+            Ok(None) => Pulled::Miss,
+            Err(error) => {
+                if matches!(
+                    error,
+                    RemoteError::Unreachable { .. } | RemoteError::Credentials { .. }
+                ) {
+                    self.unavailable
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                Pulled::Failed {
+                    warning: one_screen_with(&error, "; building locally"),
+                }
+            }
+        }
+    }
+
+    fn push(
+        &self,
+        cache: &env_cache::Cache,
+        env: &env_cache::EnvEntry,
+        what: env_solve::remote::RemoteEnv<'_>,
+        reporter: &dyn env_solve::Reporter,
+    ) -> env_solve::remote::Pushed {
+        use env_solve::remote::Pushed;
+        if self.read_only || self.unavailable.load(std::sync::atomic::Ordering::Relaxed) {
+            return Pushed::default();
+        }
+        match self.push(cache, env, what.compile_bytecode, reporter) {
+            Ok(PushResult::Pushed { .. }) => Pushed {
+                pushed: true,
+                warning: None,
+            },
+            Ok(PushResult::AlreadyThere | PushResult::KeptOther) => Pushed::default(),
+            Ok(PushResult::NotShareable { reason }) => Pushed {
+                pushed: false,
+                warning: Some(reason),
+            },
+            Err(error) => Pushed {
+                pushed: false,
+                warning: Some(format!(
+                    "Not pushed to the remote cache: {}",
+                    one_screen(&error)
+                )),
+            },
+        }
+    }
+}
+
+/// An error with its help, on a few lines, secrets masked: for warnings.
+#[must_use]
+pub fn one_screen(error: &RemoteError) -> String {
+    one_screen_with(error, "")
+}
+
+/// [`one_screen`] with `suffix` after the first line.
+fn one_screen_with(error: &RemoteError, suffix: &str) -> String {
+    use miette::Diagnostic as _;
+    let mut text = format!("{error}{suffix}");
+    if let Some(help) = error.help() {
+        text.push_str(&format!("\n  help: {help}"));
+    }
+    env_spec::redact::redact(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let url = RemoteUrl::parse("s3://bucket/some/prefix/").unwrap();
+        assert_eq!(
+            (url.scheme, url.bucket.as_str(), url.prefix.as_str()),
+            (Scheme::S3, "bucket", "some/prefix")
+        );
+        assert_eq!(url.to_string(), "s3://bucket/some/prefix");
+        let url = RemoteUrl::parse("file:///shared/envs").unwrap();
+        assert_eq!(
+            url.dir.as_deref(),
+            Some(std::path::Path::new("/shared/envs"))
+        );
+        assert!(!url.is_network());
+        assert_eq!(RemoteUrl::parse("gs://b").unwrap().scheme, Scheme::Gs);
+        assert_eq!(RemoteUrl::parse("az://c/p").unwrap().scheme, Scheme::Az);
+        for bad in [
+            "http://host/x",
+            "s3://",
+            "s3://key:secret@bucket/p",
+            "file://relative",
+            "s3://b/../x",
+            "bucket/prefix",
+        ] {
+            assert!(RemoteUrl::parse(bad).is_err(), "{bad}");
+        }
+        let error = RemoteUrl::parse("s3://key:secret@bucket/p").unwrap_err();
+        assert!(!error.to_string().contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn manifest_paths_carry_layout_platform_and_key() {
+        assert_eq!(
+            Remote::manifest_path("linux-64", "abc"),
+            "v1/linux-64/abc/manifest.json"
+        );
+    }
+}

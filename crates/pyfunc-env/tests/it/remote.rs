@@ -1,0 +1,739 @@
+//! The remote environment cache (issue 13): two cache directories play two agents sharing one
+//! remote, a shared directory (`file://`) or a real S3 store (`SeaweedFS`, `pypi_*` tests).
+//! Agent A builds and pushes; agent B, with an empty cache and channels that lead nowhere (so
+//! any solve or install would fail), pulls; and every fault of the issue has its case.
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::common::{TestContext, describe, fixture, json, mirror_args, repo_root, stderr};
+use crate::pack::{channel_url, conda_model, system_venv_model};
+use crate::servers::{Seaweed, free_port};
+
+/// `create MODEL --env-manager conda --json` as the agent whose cache is `cache`, with the
+/// local channel (`mirror` true) or a channel that does not exist (any solve would fail).
+fn agent_create(
+    ctx: &TestContext,
+    cache: &Path,
+    model: &Path,
+    mirror: bool,
+    env: &[(&str, String)],
+    extra: &[&str],
+) -> Output {
+    let url = if mirror {
+        channel_url()
+    } else {
+        "file:///nonexistent/channel".to_string()
+    };
+    let mut command = ctx.command();
+    command
+        .env("PYFUNC_ENV_CACHE_DIR", cache)
+        .arg("create")
+        .arg(model)
+        .args(["--env-manager", "conda", "--json"])
+        .args(mirror_args(&url))
+        .args(extra);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+/// Asserts that the environment came from the remote: nothing solved, linked or installed.
+#[track_caller]
+fn assert_pulled(created: &serde_json::Value) {
+    assert_eq!(created["remote_hit"], true, "{created:#}");
+    assert_eq!(created["cache_hit"], false, "{created:#}");
+    assert_eq!(created["pushed"], false, "{created:#}");
+    for step in ["solve", "conda_install", "pip_install", "compile"] {
+        assert_eq!(created["timings"][step], 0.0, "{step}: {created:#}");
+    }
+}
+
+fn archives(remote: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = fs_err::read_dir(remote.join("v1/archives"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    out.sort();
+    out
+}
+
+fn python_says(prefix: &Path, code: &str) -> String {
+    let output = Command::new(prefix.join("bin/python"))
+        .args(["-c", code])
+        .current_dir("/")
+        .env_remove("PYTHONPATH")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+/// A shared directory: A pushes, B pulls and gets a first-class environment at its own path;
+/// a damaged and a truncated archive are each detected by hash, discarded, rebuilt locally
+/// and re-pushed; a read-only agent pushes nothing.
+#[test]
+fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
+    let ctx = TestContext::new();
+    let model = conda_model(&ctx);
+    let remote = ctx.path().join("shared");
+    let url = format!("file://{}", remote.display());
+    let env = [("PYFUNC_ENV_REMOTE_CACHE", url.clone())];
+
+    let a = json(&agent_create(
+        &ctx,
+        &ctx.path().join("a"),
+        &model,
+        true,
+        &env,
+        &[],
+    ));
+    assert_eq!(a["pushed"], true, "{a:#}");
+    assert_eq!(a["remote_hit"], false, "{a:#}");
+    let key = a["key"].as_str().unwrap();
+    assert!(
+        remote
+            .join(format!("v1/linux-64/{key}/manifest.json"))
+            .is_file(),
+        "{a:#}"
+    );
+    assert_eq!(archives(&remote).len(), 1);
+
+    // B: empty cache, no usable channel.
+    let cache_b = ctx.path().join("b");
+    let output = agent_create(&ctx, &cache_b, &model, false, &env, &[]);
+    let b = json(&output);
+    assert_pulled(&b);
+    assert_eq!(b["key"], a["key"]);
+    assert!(
+        stderr(&output).contains(&format!("Pulled from the remote cache `{url}`")),
+        "{}",
+        describe(&output)
+    );
+    let prefix_b = PathBuf::from(b["prefix"].as_str().unwrap());
+    assert_ne!(prefix_b.as_os_str(), a["prefix"].as_str().unwrap());
+    // It runs from B's path: interpreter, compiled and pure packages, a console script.
+    assert_eq!(
+        python_says(
+            &prefix_b,
+            "import numpy, tinypkg, wheel, sys; print(sys.prefix, numpy.__version__, wheel.__version__)"
+        ),
+        format!(
+            "{} 1.26.4 0.45.1",
+            fs_err::canonicalize(&prefix_b).unwrap().display()
+        )
+    );
+    let script = Command::new(prefix_b.join("bin/wheel"))
+        .arg("version")
+        .output()
+        .unwrap();
+    assert!(script.status.success(), "{}", describe(&script));
+    // Bytecode came with it, unchecked-hash (flags 0b01: hash-based, not checked).
+    let pyc = std::fs::read_dir(prefix_b.join("lib/python3.11/site-packages/wheel/__pycache__"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(fs_err::read(&pyc).unwrap()[4], 0b01, "{}", pyc.display());
+    // A first-class environment of B's cache: listed, verified (hashes too), used by `run`.
+    let verify = ctx
+        .command()
+        .env("PYFUNC_ENV_CACHE_DIR", &cache_b)
+        .args(["cache", "verify", "--hash", key])
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", describe(&verify));
+    let list = json(
+        &ctx.command()
+            .env("PYFUNC_ENV_CACHE_DIR", &cache_b)
+            .args(["cache", "list", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(list[0]["key"], key, "{list:#}");
+    assert_eq!(list[0]["state"], "complete", "{list:#}");
+    let again = json(&agent_create(&ctx, &cache_b, &model, false, &env, &[]));
+    assert_eq!(again["cache_hit"], true, "{again:#}");
+    let remote_list = json(
+        &ctx.command()
+            .args([
+                "cache",
+                "list",
+                "--remote",
+                "--json",
+                "--remote-cache",
+                &url,
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(remote_list[0]["key"], key, "{remote_list:#}");
+
+    // A damaged archive (same size, other bytes): detected, rebuilt, re-pushed.
+    let archive = archives(&remote).remove(0);
+    let mut bytes = fs_err::read(&archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    fs_err::write(&archive, &bytes).unwrap();
+    let output = agent_create(&ctx, &ctx.path().join("c"), &model, true, &env, &[]);
+    let c = json(&output);
+    assert_eq!(
+        (c["remote_hit"].clone(), c["pushed"].clone()),
+        (false.into(), true.into()),
+        "{c:#}"
+    );
+    let text = stderr(&output);
+    assert!(
+        text.contains("is damaged: its sha256 is") && text.contains("building locally"),
+        "{text}"
+    );
+    // The damaged archive was replaced, and the next agent pulls the new one.
+    assert_eq!(archives(&remote).len(), 1);
+    assert_ne!(archives(&remote)[0], archive);
+    assert_pulled(&json(&agent_create(
+        &ctx,
+        &ctx.path().join("d"),
+        &model,
+        false,
+        &env,
+        &[],
+    )));
+
+    // A truncated archive.
+    let archive = archives(&remote).remove(0);
+    let file = fs_err::OpenOptions::new()
+        .write(true)
+        .open(&archive)
+        .unwrap();
+    file.set_len(fs_err::metadata(&archive).unwrap().len() / 3)
+        .unwrap();
+    drop(file);
+    let output = agent_create(&ctx, &ctx.path().join("e"), &model, true, &env, &[]);
+    let e = json(&output);
+    assert_eq!(e["pushed"], true, "{e:#}");
+    assert!(
+        stderr(&output).contains("(truncated or replaced)"),
+        "{}",
+        describe(&output)
+    );
+    // Nothing of the failed pull is left in the cache's staging area.
+    let leftovers: Vec<_> = fs_err::read_dir(ctx.path().join("e/tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Read-only: builds, never writes the remote.
+    let empty = ctx.path().join("read-only-remote");
+    fs_err::create_dir_all(&empty).unwrap();
+    let read_only = [
+        (
+            "PYFUNC_ENV_REMOTE_CACHE",
+            format!("file://{}", empty.display()),
+        ),
+        ("PYFUNC_ENV_REMOTE_CACHE_READ_ONLY", "1".to_string()),
+    ];
+    let f = json(&agent_create(
+        &ctx,
+        &ctx.path().join("f"),
+        &model,
+        true,
+        &read_only,
+        &[],
+    ));
+    assert_eq!(f["pushed"], false, "{f:#}");
+    assert_eq!(fs_err::read_dir(&empty).unwrap().count(), 0);
+
+    // `cache push` backfills from the local cache; `cache prune --remote` removes old entries
+    // and the archives no entry names.
+    let backfill = ctx
+        .command()
+        .env("PYFUNC_ENV_CACHE_DIR", ctx.path().join("f"))
+        .args(["cache", "push"])
+        .arg(&model)
+        .args(["--env-manager", "conda", "--json", "--remote-cache"])
+        .arg(format!("file://{}", empty.display()))
+        .args(mirror_args(&channel_url()))
+        .output()
+        .unwrap();
+    let rows = json(&backfill);
+    assert_eq!(rows[0]["result"], "pushed", "{rows:#}");
+    assert!(
+        empty
+            .join(format!("v1/linux-64/{key}/manifest.json"))
+            .is_file()
+    );
+    let prune = ctx
+        .command()
+        .args([
+            "cache",
+            "prune",
+            "--remote",
+            "--older-than",
+            "0s",
+            "--remote-cache",
+        ])
+        .arg(format!("file://{}", empty.display()))
+        .output()
+        .unwrap();
+    assert!(prune.status.success(), "{}", describe(&prune));
+    assert!(
+        !empty
+            .join(format!("v1/linux-64/{key}/manifest.json"))
+            .exists()
+    );
+    assert!(archives(&empty).is_empty(), "{}", describe(&prune));
+}
+
+/// An unreachable remote (nothing listening) and a slow one (accepts, never answers): the
+/// environment is built locally, with one warning, exit 0, within the timeout.
+#[test]
+fn remote_unreachable_or_silent_builds_locally_with_one_warning() {
+    let ctx = TestContext::new().online();
+    let model = conda_model(&ctx);
+    let closed = free_port();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    for (name, port) in [("unreachable", closed), ("silent", silent_port)] {
+        let env = [
+            ("PYFUNC_ENV_REMOTE_CACHE", "s3://envs/ci".to_string()),
+            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+            ("AWS_ACCESS_KEY_ID", "x".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "y".to_string()),
+            ("PYFUNC_ENV_REMOTE_CACHE_TIMEOUT", "2".to_string()),
+        ];
+        let output = agent_create(&ctx, &ctx.path().join(name), &model, true, &env, &[]);
+        let created = json(&output);
+        assert_eq!(created["remote_hit"], false, "{name}: {created:#}");
+        assert_eq!(created["pushed"], false, "{name}: {created:#}");
+        let text = stderr(&output);
+        let warnings: Vec<&str> = text.lines().filter(|l| l.starts_with("warning:")).collect();
+        assert_eq!(warnings.len(), 1, "{name}: {text}");
+        assert!(
+            warnings[0].contains("The remote cache `s3://envs/ci` did not answer"),
+            "{name}: {text}"
+        );
+        assert!(text.contains("building locally"), "{name}: {text}");
+    }
+    drop(silent);
+}
+
+/// A venv made from this machine's interpreter is built and not pushed, with one line saying
+/// why and how to make it shareable.
+#[test]
+fn remote_virtualenv_of_this_machines_python_is_not_pushed() {
+    let ctx = TestContext::new();
+    let model = system_venv_model(&ctx);
+    let remote = ctx.path().join("shared");
+    let output = ctx
+        .command()
+        .arg("create")
+        .arg(&model)
+        .args([
+            "--env-manager",
+            "virtualenv",
+            "--python-source",
+            "system",
+            "--json",
+        ])
+        .arg("--remote-cache")
+        .arg(format!("file://{}", remote.display()))
+        .output()
+        .unwrap();
+    let created = json(&output);
+    assert_eq!(created["pushed"], false, "{created:#}");
+    let text = stderr(&output);
+    assert!(
+        text.contains(
+            "Not pushed to the remote cache: this virtualenv uses this machine's interpreter"
+        ) && text.contains("`--python-source conda`"),
+        "{text}"
+    );
+    assert!(!remote.join("v1/archives").exists() || archives(&remote).is_empty());
+}
+
+/// An agent's variables for `SeaweedFS` and the remote cache `url`.
+fn s3_env(weed: &Seaweed, url: &str) -> Vec<(&'static str, String)> {
+    let mut env: Vec<(&str, String)> = weed
+        .env()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .collect();
+    env.push(("PYFUNC_ENV_REMOTE_CACHE", url.to_string()));
+    env
+}
+
+/// `env` with the S3 endpoint replaced by a proxy on `port`, and a remote timeout.
+fn through(env: &[(&'static str, String)], port: u16, timeout: u64) -> Vec<(&'static str, String)> {
+    let mut env = env.to_vec();
+    for (key, value) in &mut env {
+        if *key == "AWS_ENDPOINT_URL" {
+            *value = format!("http://127.0.0.1:{port}");
+        }
+    }
+    env.push(("PYFUNC_ENV_REMOTE_CACHE_TIMEOUT", timeout.to_string()));
+    env
+}
+
+/// A TCP proxy in front of a server that, once `cut_after` bytes went to the client, stops
+/// forwarding and accepts nothing more: the server "stopped" mid-transfer. With `stall`, the
+/// open connections are kept but nothing more is sent (a hung transfer).
+struct Proxy {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+}
+
+impl Proxy {
+    fn start(upstream: u16, cut_after: u64, stall: bool) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let (stop2, sent2) = (stop.clone(), sent.clone());
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(600);
+            while !stop2.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_read, &mut s_write);
+                });
+                let (stop3, sent3) = (stop2.clone(), sent2.clone());
+                std::thread::spawn(move || {
+                    let (mut server, mut client) = (server, client);
+                    let mut buffer = [0u8; 16384];
+                    loop {
+                        let Ok(n) = server.read(&mut buffer) else {
+                            break;
+                        };
+                        if n == 0 || stop3.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        if client.write_all(&buffer[..n]).is_err() {
+                            break;
+                        }
+                        if sent3.fetch_add(n as u64, Ordering::SeqCst) + n as u64 > cut_after {
+                            stop3.store(true, Ordering::SeqCst);
+                            if stall {
+                                // Hold the connection open, sending nothing (bounded).
+                                std::thread::sleep(Duration::from_secs(120));
+                            }
+                            break;
+                        }
+                    }
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    let _ = server.shutdown(std::net::Shutdown::Both);
+                });
+            }
+            // The listener is dropped: new connections are refused.
+        });
+        Self { port, stop, sent }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A real S3 store: A pushes the conda model's environment; the store stops in the middle of
+/// B's download (B builds locally, one warning, exit 0, nothing of the pull left); two agents
+/// pushing the same key at once leave one consistent entry that a third agent pulls.
+#[test]
+fn pypi_remote_s3_stopped_mid_download_and_concurrent_pushes() {
+    let weed = Seaweed::start();
+    weed.create_bucket("envs");
+    let ctx = TestContext::new().online();
+    let model = conda_model(&ctx);
+    let env = s3_env(&weed, "s3://envs/ci/pyfunc");
+
+    // Two agents build the same key at once and push it at once.
+    let spawn = |cache: PathBuf| {
+        let mut command = ctx.command();
+        command
+            .env("PYFUNC_ENV_CACHE_DIR", cache)
+            .arg("create")
+            .arg(&model)
+            .args(["--env-manager", "conda", "--json"])
+            .args(mirror_args(&channel_url()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in &env {
+            command.env(key, value);
+        }
+        command.spawn().unwrap()
+    };
+    let one = spawn(ctx.path().join("a1"));
+    let two = spawn(ctx.path().join("a2"));
+    let (one, two) = (
+        one.wait_with_output().unwrap(),
+        two.wait_with_output().unwrap(),
+    );
+    let (one, two) = (json(&one), json(&two));
+    assert_eq!(one["key"], two["key"]);
+    let key = one["key"].as_str().unwrap().to_string();
+    assert!(
+        one["pushed"] == true || two["pushed"] == true,
+        "{one:#}\n{two:#}"
+    );
+    // One consistent entry: a third agent pulls it, and the store holds the archive its
+    // manifest names (the loser's archive, if it lost a conditional put, was removed).
+    let b = json(&agent_create(
+        &ctx,
+        &ctx.path().join("b"),
+        &model,
+        false,
+        &env,
+        &[],
+    ));
+    assert_pulled(&b);
+    let listed = json(&{
+        let mut command = ctx.command();
+        command.args(["cache", "list", "--remote", "--json"]);
+        for (k, v) in &env {
+            command.env(k, v);
+        }
+        command.output().unwrap()
+    });
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed:#}");
+    assert_eq!(listed[0]["key"], key.as_str(), "{listed:#}");
+
+    // The store stops after 1 MB of B2's download.
+    let proxy = Proxy::start(weed.s3_port, 1 << 20, false);
+    let cut_env = through(&env, proxy.port, 5);
+    let cache_b2 = ctx.path().join("b2");
+    let output = agent_create(&ctx, &cache_b2, &model, true, &cut_env, &[]);
+    let b2 = json(&output);
+    assert!(
+        proxy.sent.load(Ordering::SeqCst) > 1 << 20,
+        "the download never started"
+    );
+    assert_eq!(b2["remote_hit"], false, "{b2:#}");
+    assert_eq!(b2["cache_hit"], false, "{b2:#}");
+    let text = stderr(&output);
+    let warnings: Vec<&str> = text.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    assert!(text.contains("building locally"), "{text}");
+    let leftovers: Vec<_> = fs_err::read_dir(cache_b2.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The locally built environment works.
+    let prefix = PathBuf::from(b2["prefix"].as_str().unwrap());
+    assert_eq!(
+        python_says(&prefix, "import numpy; print(numpy.__version__)"),
+        "1.26.4"
+    );
+}
+
+/// A pull killed in the middle of its download installs nothing: the next run sees no
+/// environment and pulls it whole.
+#[test]
+fn pypi_remote_s3_killed_pull_installs_nothing() {
+    let weed = Seaweed::start();
+    weed.create_bucket("envs");
+    let ctx = TestContext::new().online();
+    let model = conda_model(&ctx);
+    let env = s3_env(&weed, "s3://envs");
+    let a = json(&agent_create(
+        &ctx,
+        &ctx.path().join("a"),
+        &model,
+        true,
+        &env,
+        &[],
+    ));
+    assert_eq!(a["pushed"], true, "{a:#}");
+
+    // A proxy that stalls (forwards nothing more) after 1 MB, so the pull hangs mid-download.
+    let stall = Proxy::start(weed.s3_port, 1 << 20, true);
+    let slow = through(&env, stall.port, 300);
+    let cache_b = ctx.path().join("b");
+    let mut command = ctx.command();
+    command
+        .env("PYFUNC_ENV_CACHE_DIR", &cache_b)
+        .arg("create")
+        .arg(&model)
+        .args(["--env-manager", "conda", "--json"])
+        .args(mirror_args("file:///nonexistent/channel"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (key, value) in &slow {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while stall.sent.load(Ordering::SeqCst) <= 1 << 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the pull did not hang where the store stalled"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let key = a["key"].as_str().unwrap();
+    assert!(
+        !cache_b
+            .join(format!("envs-v1/{key}/.pyfunc-env/complete"))
+            .exists(),
+        "a killed pull left a complete environment"
+    );
+    // The next agent run pulls it whole.
+    let b = json(&agent_create(&ctx, &cache_b, &model, false, &env, &[]));
+    assert_pulled(&b);
+}
+
+/// Credentials the store refuses: one screen naming the settings, the secret never printed,
+/// the build goes on locally and nothing is pushed.
+#[test]
+fn pypi_remote_s3_wrong_credentials_name_the_setting_and_build_locally() {
+    let identities = serde_json::json!({
+        "identities": [{
+            "name": "admin",
+            "credentials": [{"accessKey": "ci-agent", "secretKey": "the-right-secret"}],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"]
+        }]
+    });
+    let weed = Seaweed::start_with_identities(&identities);
+    let ctx = TestContext::new().online();
+    let model = conda_model(&ctx);
+    let env = [
+        ("PYFUNC_ENV_REMOTE_CACHE", "s3://envs/ci".to_string()),
+        ("AWS_ENDPOINT_URL", weed.endpoint()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ACCESS_KEY_ID", "ci-agent".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "wrong-secret-5f3a9c".to_string()),
+    ];
+    let output = agent_create(&ctx, &ctx.path().join("a"), &model, true, &env, &["-v"]);
+    let created = json(&output);
+    assert_eq!(created["remote_hit"], false, "{created:#}");
+    assert_eq!(created["pushed"], false, "{created:#}");
+    let text = stderr(&output);
+    assert!(
+        text.contains("The remote cache `s3://envs/ci` refused the credentials")
+            && text.contains("`AWS_SECRET_ACCESS_KEY`")
+            && text.contains("building locally"),
+        "{text}"
+    );
+    assert!(!text.contains("wrong-secret-5f3a9c"), "{text}");
+    assert!(!crate::common::stdout(&output).contains("wrong-secret-5f3a9c"));
+    // The right secret pushes (the admin may create the bucket on upload).
+    let mut right = env.to_vec();
+    right[4].1 = "the-right-secret".to_string();
+    let pushed = json(&agent_create(
+        &ctx,
+        &ctx.path().join("b"),
+        &model,
+        true,
+        &right,
+        &[],
+    ));
+    assert_eq!(pushed["pushed"], true, "{pushed:#}");
+}
+
+/// The sklearn fixture, virtualenv mode with Python from a conda channel so it is shareable:
+/// A builds and pushes, B pulls (no solve, no uv) and predicts byte-identically to A and to
+/// MLflow's recorded output.
+#[test]
+fn pypi_remote_s3_sklearn_pulled_predicts_exactly_as_built() {
+    let weed = Seaweed::start();
+    weed.create_bucket("envs");
+    let ctx = TestContext::new().online();
+    let model = fixture("sklearn-iris");
+    let mut env: Vec<(String, String)> = weed
+        .env()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("AWS_"))
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    env.push(("PYFUNC_ENV_REMOTE_CACHE".into(), "s3://envs/pyfunc".into()));
+    let agent = |cache: &str, channel: &str| {
+        let mut command = ctx.command();
+        command
+            .env("PYFUNC_ENV_CACHE_DIR", ctx.path().join(cache))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let args: Vec<String> = [
+            "--env-manager",
+            "virtualenv",
+            "--python-source",
+            "conda",
+            "--mirror",
+            &format!("conda-forge={channel}"),
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        (command, args)
+    };
+    let (mut create_a, args) = agent("a", &channel_url());
+    let a = json(
+        &create_a
+            .arg("create")
+            .arg(&model)
+            .args(&args)
+            .arg("--json")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(a["pushed"], true, "{a:#}");
+
+    let (mut create_b, args_b) = agent("b", "file:///nonexistent/channel");
+    let b = json(
+        &create_b
+            .arg("create")
+            .arg(&model)
+            .args(&args_b)
+            .arg("--json")
+            .output()
+            .unwrap(),
+    );
+    assert_pulled(&b);
+
+    let input = repo_root().join("fixtures/inputs/sklearn-iris/dataframe_split.json");
+    let expected =
+        fs_err::read(repo_root().join("fixtures/expected/sklearn-iris/dataframe_split.out"))
+            .unwrap();
+    let mut outputs = Vec::new();
+    for (cache, channel) in [
+        ("a", channel_url()),
+        ("b", "file:///nonexistent/channel".to_string()),
+    ] {
+        let (mut run, args) = agent(cache, &channel);
+        let output = run
+            .arg("run")
+            .arg(&model)
+            .args(&args)
+            .args(["--", "predict", "-i"])
+            .arg(&input)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", describe(&output));
+        outputs.push(output.stdout);
+    }
+    assert_eq!(outputs[0], outputs[1], "A and B predict differently");
+    assert!(outputs[1] == expected, "stdout differs from MLflow's");
+}
