@@ -492,9 +492,10 @@ pub fn one_screen(error: &RemoteError) -> String {
 /// [`one_screen`] with `suffix` after the first line.
 fn one_screen_with(error: &RemoteError, suffix: &str) -> String {
     use miette::Diagnostic as _;
+    use std::fmt::Write as _;
     let mut text = format!("{error}{suffix}");
     if let Some(help) = error.help() {
-        text.push_str(&format!("\n  help: {help}"));
+        let _ = write!(text, "\n  help: {help}");
     }
     env_spec::redact::redact(&text)
 }
