@@ -497,9 +497,10 @@ pub fn one_screen(error: &RemoteError) -> String {
 /// [`one_screen`] with `suffix` after the first line.
 fn one_screen_with(error: &RemoteError, suffix: &str) -> String {
     use miette::Diagnostic as _;
+    use std::fmt::Write as _;
     let mut text = format!("{error}{suffix}");
     if let Some(help) = error.help() {
-        text.push_str(&format!("\n  help: {help}"));
+        let _ = write!(text, "\n  help: {help}");
     }
     env_spec::redact::redact(&text)
 }
@@ -529,11 +530,12 @@ mod tests {
             "s3://",
             "s3://key:secret@bucket/p",
             "file://relative",
-            "s3://b/../x",
             "bucket/prefix",
         ] {
             assert!(RemoteUrl::parse(bad).is_err(), "{bad}");
         }
+        // `..` never survives: the URL is normalized first.
+        assert_eq!(RemoteUrl::parse("s3://b/a/../x").unwrap().prefix, "x");
         let error = RemoteUrl::parse("s3://key:secret@bucket/p").unwrap_err();
         assert!(!error.to_string().contains("secret"), "{error}");
     }

@@ -522,11 +522,11 @@ fn verify(cache: &Cache, args: &CacheVerifyArgs, printer: Printer) -> anyhow::Re
         {
             report.changed.retain(|path| {
                 let path = normalize(path);
-                !relocated.contains(&path)
-                    && !(path.contains("/__pycache__/")
-                        && std::path::Path::new(&path)
-                            .extension()
-                            .is_some_and(|e| e == "pyc"))
+                let bytecode = path.contains("/__pycache__/")
+                    && std::path::Path::new(&path)
+                        .extension()
+                        .is_some_and(|e| e == "pyc");
+                !bytecode && !relocated.contains(&path)
             });
         }
         rows.push(VerifyRow {

@@ -85,7 +85,7 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
     let url = format!("file://{}", remote.display());
     let env = [("PYFUNC_ENV_REMOTE_CACHE", url.clone())];
 
-    let a = json(&agent_create(
+    let built = json(&agent_create(
         &ctx,
         &ctx.path().join("a"),
         &model,
@@ -93,30 +93,30 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
         &env,
         &[],
     ));
-    assert_eq!(a["pushed"], true, "{a:#}");
-    assert_eq!(a["remote_hit"], false, "{a:#}");
-    let key = a["key"].as_str().unwrap();
+    assert_eq!(built["pushed"], true, "{built:#}");
+    assert_eq!(built["remote_hit"], false, "{built:#}");
+    let key = built["key"].as_str().unwrap();
     assert!(
         remote
             .join(format!("v1/linux-64/{key}/manifest.json"))
             .is_file(),
-        "{a:#}"
+        "{built:#}"
     );
     assert_eq!(archives(&remote).len(), 1);
 
     // B: empty cache, no usable channel.
     let cache_b = ctx.path().join("b");
     let output = agent_create(&ctx, &cache_b, &model, false, &env, &[]);
-    let b = json(&output);
-    assert_pulled(&b);
-    assert_eq!(b["key"], a["key"]);
+    let pulled = json(&output);
+    assert_pulled(&pulled);
+    assert_eq!(pulled["key"], built["key"]);
     assert!(
         stderr(&output).contains(&format!("Pulled from the remote cache `{url}`")),
         "{}",
         describe(&output)
     );
-    let prefix_b = PathBuf::from(b["prefix"].as_str().unwrap());
-    assert_ne!(prefix_b.as_os_str(), a["prefix"].as_str().unwrap());
+    let prefix_b = PathBuf::from(pulled["prefix"].as_str().unwrap());
+    assert_ne!(prefix_b.as_os_str(), built["prefix"].as_str().unwrap());
     // It runs from B's path: interpreter, compiled and pure packages, a console script.
     assert_eq!(
         python_says(
@@ -134,7 +134,7 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
         .unwrap();
     assert!(script.status.success(), "{}", describe(&script));
     // Bytecode came with it, unchecked-hash (flags 0b01: hash-based, not checked).
-    let pyc = std::fs::read_dir(prefix_b.join("lib/python3.11/site-packages/wheel/__pycache__"))
+    let pyc = fs_err::read_dir(prefix_b.join("lib/python3.11/site-packages/wheel/__pycache__"))
         .unwrap()
         .next()
         .unwrap()
@@ -182,11 +182,11 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
     bytes[middle] ^= 0xff;
     fs_err::write(&archive, &bytes).unwrap();
     let output = agent_create(&ctx, &ctx.path().join("c"), &model, true, &env, &[]);
-    let c = json(&output);
+    let rebuilt = json(&output);
     assert_eq!(
-        (c["remote_hit"].clone(), c["pushed"].clone()),
+        (rebuilt["remote_hit"].clone(), rebuilt["pushed"].clone()),
         (false.into(), true.into()),
-        "{c:#}"
+        "{rebuilt:#}"
     );
     let text = stderr(&output);
     assert!(
@@ -215,8 +215,8 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
         .unwrap();
     drop(file);
     let output = agent_create(&ctx, &ctx.path().join("e"), &model, true, &env, &[]);
-    let e = json(&output);
-    assert_eq!(e["pushed"], true, "{e:#}");
+    let truncated = json(&output);
+    assert_eq!(truncated["pushed"], true, "{truncated:#}");
     assert!(
         stderr(&output).contains("(truncated or replaced)"),
         "{}",
@@ -239,7 +239,7 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
         ),
         ("PYFUNC_ENV_REMOTE_CACHE_READ_ONLY", "1".to_string()),
     ];
-    let f = json(&agent_create(
+    let read_only_build = json(&agent_create(
         &ctx,
         &ctx.path().join("f"),
         &model,
@@ -247,7 +247,7 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
         &read_only,
         &[],
     ));
-    assert_eq!(f["pushed"], false, "{f:#}");
+    assert_eq!(read_only_build["pushed"], false, "{read_only_build:#}");
     assert_eq!(fs_err::read_dir(&empty).unwrap().count(), 0);
 
     // `cache push` backfills from the local cache; `cache prune --remote` removes old entries
@@ -418,10 +418,7 @@ impl Proxy {
                 std::thread::spawn(move || {
                     let (mut server, mut client) = (server, client);
                     let mut buffer = [0u8; 16384];
-                    loop {
-                        let Ok(n) = server.read(&mut buffer) else {
-                            break;
-                        };
+                    while let Ok(n) = server.read(&mut buffer) {
                         if n == 0 || stop3.load(Ordering::SeqCst) {
                             break;
                         }
