@@ -13,4 +13,5 @@ mod registry;
 mod reliability;
 mod run;
 mod serve_versions;
+mod snapshots;
 mod wheel;
