@@ -17,7 +17,7 @@
 //!   and a store entry whose link count drops to 1 is unused (`cache prune` removes it).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use sha2::{Digest, Sha256};
 
@@ -34,7 +34,7 @@ pub struct Stats {
 
 /// The interpreter's `sys.implementation.cache_tag` (`cpython-311`).
 fn cache_tag(python: &Path) -> Result<String, SolveError> {
-    let output = env_cache::child::output(Command::new(python).args([
+    let output = env_cache::child::output(env_prefix::isolated_python(python).args([
         "-I",
         "-B",
         "-c",
@@ -182,13 +182,11 @@ pub fn compile(
                 list.push('\n');
             }
             let mut child = env_cache::child::spawn(
-                Command::new(python)
+                env_prefix::isolated_python(python)
                     // `-B`: compileall writes the listed files' bytecode (py_compile ignores
                     // it), but the modules it imports, the interpreter's own standard library
                     // (outside the cache for a venv), get none.
                     .args(["-B", "-m", "compileall", "-q", "-i", "-"])
-                    .env_remove("PYTHONPATH")
-                    .env_remove("PYTHONPYCACHEPREFIX")
                     .stdin(Stdio::piped())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null()),

@@ -7,7 +7,6 @@
 //! interpreters on `PATH` are asked.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// A Python interpreter found on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,10 +112,8 @@ fn uv_candidates() -> Vec<Interpreter> {
 /// Asks an interpreter for its version.
 #[must_use]
 pub fn query_version(python: &Path) -> Option<String> {
-    let output = Command::new(python)
+    let output = env_prefix::isolated_python(python)
         .args(["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
-        .env_remove("PYTHONPATH")
-        .env_remove("PYTHONHOME")
         .output()
         .ok()?;
     output

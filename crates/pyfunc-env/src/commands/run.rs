@@ -106,7 +106,12 @@ fn subcommand_error(error: &clap::Error) -> anyhow::Result<Parsed> {
             env: Vec::new(),
             pip_requirements_override: Vec::new(),
         }),
-        _ => Err(UserError::new(error.to_string().trim_end().to_string()).into()),
+        // clap's own `error: ` prefix would double ours.
+        _ => {
+            let text = error.to_string();
+            let text = text.strip_prefix("error: ").unwrap_or(&text).trim_end();
+            Err(UserError::new(text).into())
+        }
     }
 }
 

@@ -194,6 +194,111 @@ impl TestContext {
     }
 }
 
+impl TestContext {
+    /// The regex filters of [`pyfunc_env_snapshot!`]: this context's paths, then what differs
+    /// between runs and machines (keys, hashes, times, sizes, dates, our version).
+    pub fn filters(&self) -> Vec<(String, String)> {
+        let literal = |path: &Path| regex_escape(&path.display().to_string());
+        let mut filters = vec![
+            (literal(&self.cache_dir), "[CACHE_DIR]".to_string()),
+            (literal(self.temp.path()), "[TEMP_DIR]".to_string()),
+            (literal(&repo_root()), "[REPO]".to_string()),
+        ];
+        // `/tmp` may be a symlink: the canonical spelling too.
+        if let Ok(canonical) = self.temp.path().canonicalize() {
+            filters.insert(2, (literal(&canonical), "[TEMP_DIR]".to_string()));
+        }
+        if let Ok(pyenv) = env_test::pyenv_root() {
+            filters.push((literal(&pyenv), "[PYENV_ROOT]".to_string()));
+        }
+        for (pattern, replacement) in [
+            // The local test channel's directory is named by a digest of its content.
+            (r"channel-[0-9a-f]{16}\b", "channel-[ID]"),
+            (r"md5: [0-9a-f]{32}\b", "md5: [HASH]"),
+            (r"\b[0-9a-f]{64}\b", "[HASH]"),
+            // This machine's glibc, and what its pyenv CPython builds weigh.
+            (r"__glibc=[0-9.]+", "__glibc=[VERSION]"),
+            (r"\b(size|indexed_timestamp): [0-9]+", "$1: [N]"),
+            (r"\b[0-9]+ files\b", "[N] files"),
+            (r"\b[0-9a-f]{32}\b", "[KEY]"),
+            (
+                r#""(wait|solve|conda_install|pip_install|compile|total|seconds|build_seconds)": [0-9.e-]+"#,
+                r#""$1": "[TIME]""#,
+            ),
+            (r"\b[0-9]+(\.[0-9]+)?(ms|s)\b", "[TIME]"),
+            (r"\b[0-9]+(\.[0-9]+)? ?(B|KiB|MiB|GiB|kB|MB|GB)\b", "[SIZE]"),
+            (
+                r"\b[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9:]+)?",
+                "[DATE]",
+            ),
+            (
+                &format!(r"\b{}\b", regex_escape(env!("CARGO_PKG_VERSION"))),
+                "[VERSION]",
+            ),
+        ] {
+            filters.push((pattern.to_string(), replacement.to_string()));
+        }
+        filters
+    }
+}
+
+/// Escapes regex metacharacters.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Runs `command` and shows its exit code, stdout and stderr the way snapshots record them.
+pub fn snapshot_text(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    let code = output.status.code().map_or_else(
+        || "none (killed by a signal)".to_string(),
+        |code| {
+            let meaning = match code {
+                0 => " (success)",
+                1 => " (failure)",
+                2 => " (error)",
+                _ => "",
+            };
+            format!("{code}{meaning}")
+        },
+    );
+    let text = format!(
+        "exit_code: {code}\n----- stdout -----\n{}\n----- stderr -----\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Trailing spaces (clap's blank help lines) would not survive an editor in a snapshot.
+    text.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Snapshots a whole CLI run (exit code, stdout, stderr) inline, with `filters` (regex,
+/// replacement) replacing what differs between runs and machines; as uv's `uv_snapshot!`.
+///
+/// ```ignore
+/// pyfunc_env_snapshot!(ctx.filters(), ctx.command().arg("--help"), @"...");
+/// ```
+macro_rules! pyfunc_env_snapshot {
+    ($filters:expr, $command:expr, @$snapshot:literal) => {{
+        let text = $crate::common::snapshot_text(&mut $command);
+        let mut settings = ::insta::Settings::clone_current();
+        for (pattern, replacement) in $filters {
+            settings.add_filter(&pattern, replacement);
+        }
+        settings.bind(|| ::insta::assert_snapshot!(text, @$snapshot));
+    }};
+}
+pub(crate) use pyfunc_env_snapshot;
+
 fn regex_replace_keys(text: &str) -> String {
     // 32 lowercase hex digits -> [KEY]
     let mut out = String::with_capacity(text.len());

@@ -16,4 +16,5 @@ mod remote;
 mod run;
 mod serve_versions;
 mod servers;
+mod snapshots;
 mod wheel;
