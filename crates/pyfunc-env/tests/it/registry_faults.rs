@@ -31,6 +31,9 @@ enum Fault {
     None,
     /// Breaks that one connection once (a connection reset); later requests pass.
     ResetOnce,
+    /// Answers the request for `BIG_FILE` once with 503, as a proxy in front of a busy server
+    /// does; later requests pass.
+    UnavailableOnce,
     /// Stops listening and breaks every connection: the server is gone.
     Stop,
 }
@@ -41,7 +44,7 @@ struct ProxyState {
     listener: Mutex<Option<TcpListener>>,
     connections: Mutex<Vec<TcpStream>>,
     cuts: AtomicU64,
-    reset_pending: AtomicBool,
+    once_pending: AtomicBool,
 }
 
 /// A TCP relay on 127.0.0.1 in front of `upstream` (see the module docs).
@@ -64,7 +67,7 @@ impl Proxy {
                 listener: Mutex::new(None),
                 connections: Mutex::new(Vec::new()),
                 cuts: AtomicU64::new(0),
-                reset_pending: AtomicBool::new(false),
+                once_pending: AtomicBool::new(false),
             }),
         };
         proxy.listen();
@@ -76,9 +79,10 @@ impl Proxy {
     }
 
     fn set_fault(&self, fault: Fault) {
-        self.state
-            .reset_pending
-            .store(fault == Fault::ResetOnce, Ordering::SeqCst);
+        self.state.once_pending.store(
+            matches!(fault, Fault::ResetOnce | Fault::UnavailableOnce),
+            Ordering::SeqCst,
+        );
         *lock(&self.state.fault) = fault;
     }
 
@@ -145,6 +149,7 @@ fn relay(state: &Arc<ProxyState>, client: TcpStream) {
     {
         let (mut client, mut server) = (client.try_clone().unwrap(), server.try_clone().unwrap());
         let big_sent = Arc::clone(&big_sent);
+        let state = Arc::clone(state);
         std::thread::spawn(move || {
             let mut buffer = vec![0u8; 64 << 10];
             while let Ok(n) = client.read(&mut buffer) {
@@ -156,6 +161,23 @@ fn relay(state: &Arc<ProxyState>, client: TcpStream) {
                     let line_end = chunk.iter().position(|b| *b == b'\n').unwrap_or(n);
                     let is_big = String::from_utf8_lossy(&chunk[..line_end]).contains(BIG_FILE);
                     big_sent.store(if is_big { 0 } else { u64::MAX }, Ordering::SeqCst);
+                    if is_big
+                        && *lock(&state.fault) == Fault::UnavailableOnce
+                        && state.once_pending.swap(false, Ordering::SeqCst)
+                    {
+                        state.cuts.fetch_add(1, Ordering::SeqCst);
+                        big_sent.store(u64::MAX, Ordering::SeqCst);
+                        let body =
+                            r#"{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "busy"}"#;
+                        let answer = format!(
+                            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if client.write_all(answer.as_bytes()).is_err() {
+                            break;
+                        }
+                        continue;
+                    }
                 }
                 if server.write_all(chunk).is_err() {
                     break;
@@ -175,8 +197,8 @@ fn relay(state: &Arc<ProxyState>, client: TcpStream) {
             if sent + n as u64 > CUT_AFTER {
                 let fault = *lock(&state.fault);
                 let cut = match fault {
-                    Fault::None => false,
-                    Fault::ResetOnce => state.reset_pending.swap(false, Ordering::SeqCst),
+                    Fault::None | Fault::UnavailableOnce => false,
+                    Fault::ResetOnce => state.once_pending.swap(false, Ordering::SeqCst),
                     Fault::Stop => true,
                 };
                 if cut {
@@ -310,6 +332,14 @@ fn pypi_registry_download_broken_midway_is_retried_or_leaves_nothing() {
         );
     }
     assert_eq!(staging_left(&ctx), Vec::<String>::new());
+
+    // A 503 is retried with MLflow's backoff (factor 0 here): the download completes.
+    proxy.set_fault(Fault::UnavailableOnce);
+    let before = proxy.cuts();
+    let busy = predict(&ctx, "models:/iris/3", &[]);
+    assert_eq!(proxy.cuts(), before + 1, "{}", describe(&busy));
+    assert_predicts(&busy);
+    assert_eq!(downloaded(&ctx).len(), 3);
 }
 
 /// Creates a user denied the registered model `iris`.
