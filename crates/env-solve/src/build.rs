@@ -85,7 +85,8 @@ pub struct Created {
     pub timings: Timings,
     /// Things the user should know (a Python patch version that differs from the request).
     pub warnings: Vec<String>,
-    /// Bytecode is still to be compiled ([`compile_in_background`]).
+    /// Bytecode is still to be compiled ([`compile_in_background`]): compilation was deferred
+    /// and the store lacked some of it (what it had is linked already).
     pub bytecode_deferred: bool,
     /// What bytecode compilation did, when it ran in this call.
     pub bytecode: Option<crate::bytecode::Stats>,
@@ -149,6 +150,8 @@ struct Built {
     metadata: Metadata,
     warnings: Vec<String>,
     bytecode: Option<crate::bytecode::Stats>,
+    /// Sources the store had no bytecode for are left to compile ([`compile_in_background`]).
+    bytecode_deferred: bool,
 }
 
 /// Builds (or reuses) the environment for `request.spec`.
@@ -208,6 +211,7 @@ pub async fn create(
             metadata,
             warnings,
             bytecode,
+            bytecode_deferred,
         }) => {
             env.finish_build(&metadata)?;
             drop(lock);
@@ -222,7 +226,7 @@ pub async fn create(
                 built_by_other: false,
                 timings,
                 warnings,
-                bytecode_deferred: request.options.compile_bytecode && request.defer_bytecode,
+                bytecode_deferred,
                 bytecode,
             })
         }
@@ -348,6 +352,21 @@ async fn build(
         timings.compile = secs(t.elapsed());
         bytecode = Some(stats);
     }
+    // Deferred: what the store already has is linked now, before the model starts (cheap, and
+    // the first predict then imports from bytecode); only the misses are left to compile.
+    let mut bytecode_deferred = false;
+    if request.options.compile_bytecode && request.defer_bytecode {
+        reporter.on_phase("Linking bytecode from the store");
+        let t = Instant::now();
+        let linked = link_environment(cache, &prefix)?;
+        tracing::debug!(
+            "Bytecode: {} linked from the store, {} left to compile",
+            linked.reused,
+            linked.missing
+        );
+        timings.compile = secs(t.elapsed());
+        bytecode_deferred = linked.missing > 0;
+    }
     let site_packages = site_packages(&prefix);
     let python_version = python_version_of(&python);
     let metadata = Metadata {
@@ -383,6 +402,7 @@ async fn build(
         metadata,
         warnings,
         bytecode,
+        bytecode_deferred,
     })
 }
 
@@ -714,6 +734,18 @@ pub fn compile_environment(
         cache.lock_timeout(),
         on_wait,
     )
+}
+
+/// Links the bytecode the cache's store already has into the environment at `prefix`
+/// ([`crate::bytecode::link_stored`]); compiles nothing.
+pub fn link_environment(
+    cache: &Cache,
+    prefix: &Path,
+) -> Result<crate::bytecode::Linked, SolveError> {
+    let store = cache.bucket(env_cache::PYC_BUCKET)?;
+    let tag = crate::bytecode::cache_tag(&python_of(prefix))?;
+    let dirs: Vec<PathBuf> = site_packages(prefix).into_iter().collect();
+    Ok(crate::bytecode::link_stored(&tag, &dirs, &store))
 }
 
 fn python_version_of(python: &Path) -> Option<String> {

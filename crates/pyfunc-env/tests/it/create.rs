@@ -483,6 +483,65 @@ fn run_on_a_cache_miss_starts_at_once_and_compiles_bytecode_in_the_background() 
     );
 }
 
+/// `run` on a cache miss links what the bytecode store already has before the model starts:
+/// the model's first imports find `.pyc` files (the same files as the store's), and only the
+/// store's misses are left to the background compiler.
+#[cfg(unix)]
+#[test]
+fn run_on_a_cache_miss_links_stored_bytecode_before_the_model_starts() {
+    use std::os::unix::fs::MetadataExt;
+    let ctx = TestContext::new();
+    let channel = env_test::test_channel().unwrap();
+    // `a` fills the store (`create` compiles before returning); `b` has the same packages
+    // under another key (the same pin, written differently).
+    let a = conda_model(&ctx, "a", "", "  - wheel==0.45.1\n");
+    let b = conda_model(&ctx, "b", "", "  - wheel>=0.45.1,<=0.45.1\n");
+    let first = json(&create(&ctx, &a, channel.file_url().as_str(), &[]));
+    assert!(first["bytecode"]["compiled"].as_u64().unwrap() > 0, "{first:#}");
+    let pyc = "wheel/__pycache__/wheelfile.cpython-311.pyc";
+    // The model itself reports whether the bytecode is there when it starts.
+    let check = format!(
+        "import os, sysconfig; print(os.path.isfile(os.path.join(sysconfig.get_paths()['purelib'], {pyc:?})))"
+    );
+    let output = ctx
+        .command()
+        .arg("-v")
+        .arg("run")
+        .arg(&b)
+        .args(["--env-manager", "conda"])
+        .args(mirror_args(channel.file_url().as_str()))
+        .args(["--", "python", "-c", &check])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "True",
+        "{}",
+        describe(&output)
+    );
+    let text = stderr(&output);
+    assert!(text.contains("linked from the store"), "{text}");
+    let second = json(&create(&ctx, &b, channel.file_url().as_str(), &[]));
+    assert_eq!(second["cache_hit"], true);
+    assert_ne!(first["key"], second["key"]);
+    let site = "lib/python3.11/site-packages";
+    let one = fs_err::metadata(
+        std::path::Path::new(first["prefix"].as_str().unwrap())
+            .join(site)
+            .join(pyc),
+    )
+    .unwrap();
+    let two = fs_err::metadata(
+        std::path::Path::new(second["prefix"].as_str().unwrap())
+            .join(site)
+            .join(pyc),
+    )
+    .unwrap();
+    // The store's file, not a copy compiled for `b`.
+    assert_eq!(one.ino(), two.ino());
+}
+
 #[cfg(unix)]
 #[test]
 fn bytecode_is_compiled_once_and_shared_between_environments() {
