@@ -150,7 +150,7 @@ fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
 /// is most of the work (9,100 files, about 100 MB, for the scikit-learn fixture), so it is
 /// spread over the cores, each worker taking a contiguous share (mostly whole directories).
 fn link_from_store(
-    sources: Vec<PathBuf>,
+    sources: &[PathBuf],
     tag: &str,
     store: &Path,
 ) -> (usize, Vec<(PathBuf, String)>) {
@@ -233,7 +233,7 @@ pub fn link_stored(tag: &str, dirs: &[PathBuf], store: &Path) -> Linked {
     for dir in dirs {
         python_files(dir, &mut sources);
     }
-    let (reused, missing) = link_from_store(sources, tag, store);
+    let (reused, missing) = link_from_store(&sources, tag, store);
     Linked {
         reused,
         missing: missing.len(),
@@ -269,7 +269,7 @@ pub fn compile(
     for dir in dirs {
         python_files(dir, &mut sources);
     }
-    let (reused, to_compile) = link_from_store(sources, &tag, store);
+    let (reused, to_compile) = link_from_store(&sources, &tag, store);
     let mut stats = Stats {
         reused,
         compiled: 0,

@@ -611,13 +611,8 @@ fn a_build_pin_the_requirements_override_installs_in_two_uv_calls() {
         ["pinpkg-2.0", "wheel-0.45.1"]
     );
     // Unpinned build dependencies are installed first, on their own, as MLflow does.
-    let (output, installs) = create_venv_model(
-        &ctx,
-        "n",
-        &links,
-        "- pinpkg\n",
-        "- wheel==0.45.1\n",
-    );
+    let (output, installs) =
+        create_venv_model(&ctx, "n", &links, "- pinpkg\n", "- wheel==0.45.1\n");
     assert!(output.status.success(), "{}", describe(&output));
     assert_eq!(installs, 2, "{}", describe(&output));
 }
@@ -636,7 +631,10 @@ fn run_on_a_cache_miss_links_stored_bytecode_before_the_model_starts() {
     let a = conda_model(&ctx, "a", "", "  - wheel==0.45.1\n");
     let b = conda_model(&ctx, "b", "", "  - wheel>=0.45.1,<=0.45.1\n");
     let first = json(&create(&ctx, &a, channel.file_url().as_str(), &[]));
-    assert!(first["bytecode"]["compiled"].as_u64().unwrap() > 0, "{first:#}");
+    assert!(
+        first["bytecode"]["compiled"].as_u64().unwrap() > 0,
+        "{first:#}"
+    );
     let pyc = "wheel/__pycache__/wheelfile.cpython-311.pyc";
     // The model itself reports whether the bytecode is there when it starts.
     let check = format!(
