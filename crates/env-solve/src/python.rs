@@ -131,6 +131,9 @@ fn path_candidates(minor: (u64, u64)) -> Vec<Interpreter> {
         format!("python{}", minor.0),
     ];
     let mut out: Vec<Interpreter> = Vec::new();
+    // Each one is run to learn its version: ask each file once, however many directories
+    // lead to it (`/bin` is `/usr/bin` on merged-/usr systems).
+    let mut seen: Vec<PathBuf> = Vec::new();
     for dir in std::env::split_paths(&path) {
         // pyenv's shims re-dispatch to pyenv versions, which we already list directly.
         if dir.ends_with("shims") {
@@ -138,9 +141,14 @@ fn path_candidates(minor: (u64, u64)) -> Vec<Interpreter> {
         }
         for name in &names {
             let exe = dir.join(name);
-            if !exe.is_file() || out.iter().any(|i| i.path == exe) {
+            if !exe.is_file() {
                 continue;
             }
+            let real = fs_err::canonicalize(&exe).unwrap_or_else(|_| exe.clone());
+            if seen.contains(&real) {
+                continue;
+            }
+            seen.push(real);
             if let Some(version) = query_version(&exe) {
                 out.push(Interpreter {
                     path: exe,
@@ -154,6 +162,8 @@ fn path_candidates(minor: (u64, u64)) -> Vec<Interpreter> {
 }
 
 /// Interpreters of the requested minor version, the exact version first, newest patch next.
+/// When pyenv or uv has the exact version, interpreters on `PATH` (which would sort after it)
+/// are not listed.
 #[must_use]
 pub fn find(requested: &str) -> Vec<Interpreter> {
     let Some((major, minor, patch)) = parse_version(requested) else {
@@ -164,14 +174,16 @@ pub fn find(requested: &str) -> Vec<Interpreter> {
         .chain(uv_candidates())
         .filter(|i| parse_version(&i.version).is_some_and(|(a, b, _)| (a, b) == (major, minor)))
         .collect();
-    found.extend(
-        path_candidates((major, minor)).into_iter().filter(|i| {
-            parse_version(&i.version).is_some_and(|(a, b, _)| (a, b) == (major, minor))
-        }),
-    );
     let exact = |i: &Interpreter| {
         patch.is_some_and(|p| parse_version(&i.version).and_then(|v| v.2) == Some(p))
     };
+    // Interpreters on `PATH` are run to learn their versions (about 50 ms each); an exact match
+    // from the directories above sorts before all of them, so they are only asked without one.
+    if !found.iter().any(exact) {
+        found.extend(path_candidates((major, minor)).into_iter().filter(|i| {
+            parse_version(&i.version).is_some_and(|(a, b, _)| (a, b) == (major, minor))
+        }));
+    }
     found.sort_by_key(|i| {
         (
             !exact(i),

@@ -78,7 +78,25 @@ pub struct Uv {
     pub version: String,
 }
 
+/// The version of the uv at `path`, asked once per process: computing the key and each build
+/// step used to ask again, and a `uv` on `PATH` is often a wrapper (a pyenv shim runs a dozen
+/// bash processes: 0.1-0.6 s per call, measured with `strace -f` in `benches/bench_cold.py`'s
+/// scenario, where it was asked three times before the first install).
 fn version_of(path: &Path) -> Option<String> {
+    static VERSIONS: std::sync::Mutex<Vec<(PathBuf, Option<String>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut versions = VERSIONS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, version)) = versions.iter().find(|(known, _)| known == path) {
+        return version.clone();
+    }
+    let version = query_version(path);
+    versions.push((path.to_path_buf(), version.clone()));
+    version
+}
+
+fn query_version(path: &Path) -> Option<String> {
     let output = env_cache::child::output(Command::new(path).arg("--version")).ok()?;
     if !output.status.success() {
         return None;

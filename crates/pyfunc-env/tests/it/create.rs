@@ -483,6 +483,202 @@ fn run_on_a_cache_miss_starts_at_once_and_compiles_bytecode_in_the_background() 
     );
 }
 
+/// A find-links directory with `pinpkg` 1.0 and 2.0, tiny pure-Python wheels.
+fn pinpkg_wheels(dir: &std::path::Path) -> std::path::PathBuf {
+    let links = dir.join("pinpkg-links");
+    fs_err::create_dir_all(&links).unwrap();
+    let script = r#"import base64, hashlib, os, sys, zipfile
+for version in ("1.0", "2.0"):
+    dist = "pinpkg-%s.dist-info" % version
+    files = {
+        "pinpkg/__init__.py": "VERSION = %r\n" % version,
+        dist + "/METADATA": "Metadata-Version: 2.1\nName: pinpkg\nVersion: %s\n" % version,
+        dist + "/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    with zipfile.ZipFile(os.path.join(sys.argv[1], "pinpkg-%s-py3-none-any.whl" % version), "w") as z:
+        for path, text in files.items():
+            data = text.encode()
+            z.writestr(path, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append("%s,sha256=%s,%d" % (path, digest, len(data)))
+        record.append(dist + "/RECORD,,")
+        z.writestr(dist + "/RECORD", "\n".join(record) + "\n")
+"#;
+    let status = Command::new("python3")
+        .args(["-c", script])
+        .arg(&links)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    links
+}
+
+/// `create -v` of a virtualenv model with these build dependencies and dependencies (each list
+/// installs offline from the test wheels and `links`): the output, and the uv installs it ran.
+fn create_venv_model(
+    ctx: &TestContext,
+    name: &str,
+    links: &std::path::Path,
+    build: &str,
+    dependencies: &str,
+) -> (std::process::Output, usize) {
+    let wheels = env_test::wheel_dir().unwrap();
+    let index = format!(
+        "- --no-index\n- --find-links file://{}\n- --find-links file://{}\n",
+        wheels.display(),
+        links.display()
+    );
+    let model = ctx.model(
+        name,
+        &[(
+            "python_env.yaml",
+            &format!(
+                "python: \"3.11.7\"\nbuild_dependencies:\n{index}{build}dependencies:\n{index}{dependencies}"
+            ),
+        )],
+    );
+    let output = ctx
+        .command()
+        .arg("-v")
+        .arg("create")
+        .arg(&model)
+        .args(["--python-source", "system", "--no-compile", "--json"])
+        .output()
+        .unwrap();
+    let installs = stderr(&output)
+        .lines()
+        .filter(|line| line.contains("Running") && line.contains(r#""pip" "install""#))
+        .count();
+    (output, installs)
+}
+
+/// The names and versions of the distributions in an environment `create --json` reported.
+fn distributions(created: &serde_json::Value) -> Vec<String> {
+    let site = std::path::Path::new(created["prefix"].as_str().unwrap())
+        .join("lib/python3.11/site-packages");
+    let mut found: Vec<String> = fs_err::read_dir(site)
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".dist-info").map(str::to_string)
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Exactly pinned build dependencies are installed with the requirements in one uv call (one
+/// resolve instead of two), and the environment has what two calls would install.
+#[test]
+fn pinned_build_dependencies_and_requirements_install_in_one_uv_call() {
+    let ctx = TestContext::new();
+    let links = pinpkg_wheels(ctx.path());
+    let (output, installs) = create_venv_model(
+        &ctx,
+        "m",
+        &links,
+        "- setuptools==75.8.0\n",
+        "- wheel==0.45.1\n- pinpkg==1.0\n",
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(installs, 1, "{}", describe(&output));
+    assert_eq!(
+        distributions(&json(&output)),
+        ["pinpkg-1.0", "setuptools-75.8.0", "wheel-0.45.1"]
+    );
+}
+
+/// When the requirements conflict with a pinned build dependency, the joint call fails and the
+/// two calls MLflow makes run instead: the requirements' version wins, as in MLflow.
+#[test]
+fn a_build_pin_the_requirements_override_installs_in_two_uv_calls() {
+    let ctx = TestContext::new();
+    let links = pinpkg_wheels(ctx.path());
+    let (output, installs) = create_venv_model(
+        &ctx,
+        "m",
+        &links,
+        "- pinpkg==1.0\n",
+        "- wheel==0.45.1\n- pinpkg>=2\n",
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    // The joint attempt, then build dependencies and requirements one after the other.
+    assert_eq!(installs, 3, "{}", describe(&output));
+    assert_eq!(
+        distributions(&json(&output)),
+        ["pinpkg-2.0", "wheel-0.45.1"]
+    );
+    // Unpinned build dependencies are installed first, on their own, as MLflow does.
+    let (output, installs) =
+        create_venv_model(&ctx, "n", &links, "- pinpkg\n", "- wheel==0.45.1\n");
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(installs, 2, "{}", describe(&output));
+}
+
+/// `run` on a cache miss links what the bytecode store already has before the model starts:
+/// the model's first imports find `.pyc` files (the same files as the store's), and only the
+/// store's misses are left to the background compiler.
+#[cfg(unix)]
+#[test]
+fn run_on_a_cache_miss_links_stored_bytecode_before_the_model_starts() {
+    use std::os::unix::fs::MetadataExt;
+    let ctx = TestContext::new();
+    let channel = env_test::test_channel().unwrap();
+    // `a` fills the store (`create` compiles before returning); `b` has the same packages
+    // under another key (the same pin, written differently).
+    let a = conda_model(&ctx, "a", "", "  - wheel==0.45.1\n");
+    let b = conda_model(&ctx, "b", "", "  - wheel>=0.45.1,<=0.45.1\n");
+    let first = json(&create(&ctx, &a, channel.file_url().as_str(), &[]));
+    assert!(
+        first["bytecode"]["compiled"].as_u64().unwrap() > 0,
+        "{first:#}"
+    );
+    let pyc = "wheel/__pycache__/wheelfile.cpython-311.pyc";
+    // The model itself reports whether the bytecode is there when it starts.
+    let check = format!(
+        "import os, sysconfig; print(os.path.isfile(os.path.join(sysconfig.get_paths()['purelib'], {pyc:?})))"
+    );
+    let output = ctx
+        .command()
+        .arg("-v")
+        .arg("run")
+        .arg(&b)
+        .args(["--env-manager", "conda"])
+        .args(mirror_args(channel.file_url().as_str()))
+        .args(["--", "python", "-c", &check])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "True",
+        "{}",
+        describe(&output)
+    );
+    let text = stderr(&output);
+    assert!(text.contains("linked from the store"), "{text}");
+    let second = json(&create(&ctx, &b, channel.file_url().as_str(), &[]));
+    assert_eq!(second["cache_hit"], true);
+    assert_ne!(first["key"], second["key"]);
+    let site = "lib/python3.11/site-packages";
+    let one = fs_err::metadata(
+        std::path::Path::new(first["prefix"].as_str().unwrap())
+            .join(site)
+            .join(pyc),
+    )
+    .unwrap();
+    let two = fs_err::metadata(
+        std::path::Path::new(second["prefix"].as_str().unwrap())
+            .join(site)
+            .join(pyc),
+    )
+    .unwrap();
+    // The store's file, not a copy compiled for `b`.
+    assert_eq!(one.ino(), two.ino());
+}
+
 #[cfg(unix)]
 #[test]
 fn bytecode_is_compiled_once_and_shared_between_environments() {
