@@ -78,17 +78,15 @@ fn lock_failed<E: Into<Cause>>(message: impl Into<String>) -> impl FnOnce(E) -> 
 /// for `uv pip compile`: `name==version` for those from an index, `name @ URL` for those
 /// installed from a direct URL or a local file (their `direct_url.json`), which no index has.
 fn uv_installed(prefix: &Path) -> Result<Vec<String>, SolveError> {
-    let Some(site_packages) = crate::build::site_packages(prefix) else {
+    let Some(site_packages) = env_prefix::site_packages(prefix) else {
         return Ok(Vec::new());
     };
     let mut lines = Vec::new();
-    for dist in crate::build::installed_distributions(&site_packages) {
-        if dist["installer"] != "uv" {
+    for dist in env_prefix::distributions(&site_packages) {
+        if dist.installer != "uv" {
             continue;
         }
-        let (Some(name), Some(version)) = (dist["name"].as_str(), dist["version"].as_str()) else {
-            continue;
-        };
+        let (name, version) = (dist.name.as_str(), dist.version.as_str());
         match direct_url(&site_packages, name, version) {
             Some(direct) if direct.get("dir_info").is_some() => {
                 return Err(SolveError::LockLocalDirectory {

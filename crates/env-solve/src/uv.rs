@@ -324,8 +324,9 @@ pub struct PipInstall<'a> {
     pub python: &'a Path,
     /// What to install.
     pub set: &'a PipSet,
-    /// The model directory: relative `-r`/`-c`, local paths and `--find-links` are resolved
-    /// against it (it is never written to).
+    /// The model directory: relative local paths and `--find-links` of the requirements are
+    /// resolved against it, and uv runs in it; it is never written to (local directories are
+    /// built from copies). `-r`/`-c` were followed when the spec was read (`env_spec`).
     pub model_root: &'a Path,
     /// uv's cache directory.
     pub cache_dir: &'a Path,
