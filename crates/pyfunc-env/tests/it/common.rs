@@ -350,6 +350,29 @@ pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Python source of `write_wheel(directory, name, version, files)`: writes a pure-Python wheel
+/// holding `files` (path -> text) plus its metadata and `RECORD`, and returns its file name.
+/// Self-contained, so a build backend can embed it.
+pub const WRITE_WHEEL_PY: &str = r#"
+def write_wheel(directory, name, version, files):
+    import base64, hashlib, os, zipfile
+    dist = "%s-%s.dist-info" % (name, version)
+    files = dict(files)
+    files[dist + "/METADATA"] = "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (name, version)
+    files[dist + "/WHEEL"] = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    wheel = "%s-%s-py3-none-any.whl" % (name, version)
+    record = []
+    with zipfile.ZipFile(os.path.join(directory, wheel), "w") as z:
+        for path, text in files.items():
+            data = text.encode()
+            z.writestr(path, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append("%s,sha256=%s,%d" % (path, digest, len(data)))
+        record.append(dist + "/RECORD,,")
+        z.writestr(dist + "/RECORD", "\n".join(record) + "\n")
+    return wheel
+"#;
+
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }

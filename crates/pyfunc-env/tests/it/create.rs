@@ -487,26 +487,12 @@ fn run_on_a_cache_miss_starts_at_once_and_compiles_bytecode_in_the_background() 
 fn pinpkg_wheels(dir: &std::path::Path) -> std::path::PathBuf {
     let links = dir.join("pinpkg-links");
     fs_err::create_dir_all(&links).unwrap();
-    let script = r#"import base64, hashlib, os, sys, zipfile
-for version in ("1.0", "2.0"):
-    dist = "pinpkg-%s.dist-info" % version
-    files = {
-        "pinpkg/__init__.py": "VERSION = %r\n" % version,
-        dist + "/METADATA": "Metadata-Version: 2.1\nName: pinpkg\nVersion: %s\n" % version,
-        dist + "/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = []
-    with zipfile.ZipFile(os.path.join(sys.argv[1], "pinpkg-%s-py3-none-any.whl" % version), "w") as z:
-        for path, text in files.items():
-            data = text.encode()
-            z.writestr(path, data)
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            record.append("%s,sha256=%s,%d" % (path, digest, len(data)))
-        record.append(dist + "/RECORD,,")
-        z.writestr(dist + "/RECORD", "\n".join(record) + "\n")
-"#;
+    let script = format!(
+        "import sys\n{}\nfor version in ('1.0', '2.0'):\n    write_wheel(sys.argv[1], 'pinpkg', version, {{'pinpkg/__init__.py': 'VERSION = %r\\n' % version}})\n",
+        crate::common::WRITE_WHEEL_PY
+    );
     let status = Command::new("python3")
-        .args(["-c", script])
+        .args(["-c", &script])
         .arg(&links)
         .status()
         .unwrap();
@@ -515,14 +501,15 @@ for version in ("1.0", "2.0"):
 }
 
 /// `create -v` of a virtualenv model with these build dependencies and dependencies (each list
-/// installs offline from the test wheels and `links`): the output, and the uv installs it ran.
+/// installs offline from the test wheels and `links`), which must succeed: the uv installs it
+/// ran, and the distributions it installed.
 fn create_venv_model(
     ctx: &TestContext,
     name: &str,
     links: &std::path::Path,
     build: &str,
     dependencies: &str,
-) -> (std::process::Output, usize) {
+) -> (usize, Vec<String>) {
     let wheels = env_test::wheel_dir().unwrap();
     let index = format!(
         "- --no-index\n- --find-links file://{}\n- --find-links file://{}\n",
@@ -546,11 +533,12 @@ fn create_venv_model(
         .args(["--python-source", "system", "--no-compile", "--json"])
         .output()
         .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
     let installs = stderr(&output)
         .lines()
         .filter(|line| line.contains("Running") && line.contains(r#""pip" "install""#))
         .count();
-    (output, installs)
+    (installs, distributions(&json(&output)))
 }
 
 /// The names and versions of the distributions in an environment `create --json` reported.
@@ -575,17 +563,16 @@ fn distributions(created: &serde_json::Value) -> Vec<String> {
 fn pinned_build_dependencies_and_requirements_install_in_one_uv_call() {
     let ctx = TestContext::new();
     let links = pinpkg_wheels(ctx.path());
-    let (output, installs) = create_venv_model(
+    let (installs, installed) = create_venv_model(
         &ctx,
         "m",
         &links,
         "- setuptools==75.8.0\n",
         "- wheel==0.45.1\n- pinpkg==1.0\n",
     );
-    assert!(output.status.success(), "{}", describe(&output));
-    assert_eq!(installs, 1, "{}", describe(&output));
+    assert_eq!(installs, 1);
     assert_eq!(
-        distributions(&json(&output)),
+        installed,
         ["pinpkg-1.0", "setuptools-75.8.0", "wheel-0.45.1"]
     );
 }
@@ -596,25 +583,25 @@ fn pinned_build_dependencies_and_requirements_install_in_one_uv_call() {
 fn a_build_pin_the_requirements_override_installs_in_two_uv_calls() {
     let ctx = TestContext::new();
     let links = pinpkg_wheels(ctx.path());
-    let (output, installs) = create_venv_model(
+    // The joint attempt, then build dependencies and requirements one after the other.
+    let (installs, installed) = create_venv_model(
         &ctx,
         "m",
         &links,
         "- pinpkg==1.0\n",
         "- wheel==0.45.1\n- pinpkg>=2\n",
     );
-    assert!(output.status.success(), "{}", describe(&output));
-    // The joint attempt, then build dependencies and requirements one after the other.
-    assert_eq!(installs, 3, "{}", describe(&output));
-    assert_eq!(
-        distributions(&json(&output)),
-        ["pinpkg-2.0", "wheel-0.45.1"]
-    );
+    assert_eq!(installs, 3);
+    assert_eq!(installed, ["pinpkg-2.0", "wheel-0.45.1"]);
     // Unpinned build dependencies are installed first, on their own, as MLflow does.
-    let (output, installs) =
-        create_venv_model(&ctx, "n", &links, "- pinpkg\n", "- wheel==0.45.1\n");
-    assert!(output.status.success(), "{}", describe(&output));
-    assert_eq!(installs, 2, "{}", describe(&output));
+    let (installs, _) = create_venv_model(&ctx, "n", &links, "- pinpkg\n", "- wheel==0.45.1\n");
+    assert_eq!(installs, 2);
+}
+
+/// The metadata of `relative` in the environment `create --json` reported.
+fn file_in(created: &serde_json::Value, relative: &str) -> std::fs::Metadata {
+    fs_err::metadata(std::path::Path::new(created["prefix"].as_str().unwrap()).join(relative))
+        .unwrap()
 }
 
 /// `run` on a cache miss links what the bytecode store already has before the model starts:
@@ -662,19 +649,8 @@ fn run_on_a_cache_miss_links_stored_bytecode_before_the_model_starts() {
     let second = json(&create(&ctx, &b, channel.file_url().as_str(), &[]));
     assert_eq!(second["cache_hit"], true);
     assert_ne!(first["key"], second["key"]);
-    let site = "lib/python3.11/site-packages";
-    let one = fs_err::metadata(
-        std::path::Path::new(first["prefix"].as_str().unwrap())
-            .join(site)
-            .join(pyc),
-    )
-    .unwrap();
-    let two = fs_err::metadata(
-        std::path::Path::new(second["prefix"].as_str().unwrap())
-            .join(site)
-            .join(pyc),
-    )
-    .unwrap();
+    let site_pyc = format!("lib/python3.11/site-packages/{pyc}");
+    let (one, two) = (file_in(&first, &site_pyc), file_in(&second, &site_pyc));
     // The store's file, not a copy compiled for `b`.
     assert_eq!(one.ino(), two.ino());
 }
@@ -691,10 +667,7 @@ fn bytecode_is_compiled_once_and_shared_between_environments() {
     let second = json(&create(&ctx, &b, channel.file_url().as_str(), &[]));
     assert_ne!(first["key"], second["key"]);
     let pyc = "lib/python3.11/site-packages/wheel/__pycache__/wheelfile.cpython-311.pyc";
-    let one = fs_err::metadata(std::path::Path::new(first["prefix"].as_str().unwrap()).join(pyc))
-        .unwrap();
-    let two = fs_err::metadata(std::path::Path::new(second["prefix"].as_str().unwrap()).join(pyc))
-        .unwrap();
+    let (one, two) = (file_in(&first, pyc), file_in(&second, pyc));
     // One file on disk: the store's, linked into both environments.
     assert_eq!(one.ino(), two.ino());
     assert!(one.nlink() >= 3, "store + 2 environments: {}", one.nlink());

@@ -400,7 +400,7 @@ fn slow_sdist(dir: &Path, flag: &Path, started: &Path) -> PathBuf {
     )
     .unwrap();
     let backend = format!(
-        r#"import base64, hashlib, os, time, zipfile
+        r#"import os, time
 FLAG = {flag:?}
 STARTED = {started:?}
 
@@ -413,25 +413,13 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         with open(STARTED, "w") as f:
             f.write(str(os.getpid()))
         time.sleep(60)
-    name = "slowpkg-0.1-py3-none-any.whl"
-    dist = "slowpkg-0.1.dist-info"
     files = {{"slowpkg/m%d.py" % i: "X = %d\n" % i for i in range(200)}}
     files["slowpkg/__init__.py"] = "X = 1\n"
-    files[dist + "/METADATA"] = "Metadata-Version: 2.1\nName: slowpkg\nVersion: 0.1\n"
-    files[dist + "/WHEEL"] = "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    record = []
-    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as z:
-        for path, text in files.items():
-            data = text.encode()
-            z.writestr(path, data)
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            record.append("%s,sha256=%s,%d" % (path, digest, len(data)))
-        record.append(dist + "/RECORD,,")
-        z.writestr(dist + "/RECORD", "\n".join(record) + "\n")
-    return name
-"#,
+    return write_wheel(wheel_directory, "slowpkg", "0.1", files)
+{write_wheel}"#,
         flag = flag.display().to_string(),
         started = started.display().to_string(),
+        write_wheel = crate::common::WRITE_WHEEL_PY,
     );
     fs_err::write(source.join("backend.py"), backend).unwrap();
     let links = dir.join("links");
