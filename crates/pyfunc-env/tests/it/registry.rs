@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::{TestContext, describe, fixture, json, repo_root, stderr, stdout};
 
-use crate::servers::{free_port, http_status, mlflow_venv};
 pub(crate) use crate::servers::Seaweed;
+use crate::servers::{free_port, http_status, mlflow_venv};
 
 /// `mlflow server` on 127.0.0.1 and a free port, stopped (with its workers) when dropped.
 pub struct MlflowServer {

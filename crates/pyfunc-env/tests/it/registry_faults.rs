@@ -13,11 +13,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::common::{TestContext, copy_dir, describe, fixture, json, stderr, stdout};
-use crate::servers::{free_port, mlflow_venv};
 use crate::registry::{
-    FILL, MlflowServer, Seaweed, UPLOAD, assert_predicts, downloaded,
-    predict, run_id_of,
+    FILL, MlflowServer, Seaweed, UPLOAD, assert_predicts, downloaded, predict, run_id_of,
 };
+use crate::servers::{free_port, mlflow_venv};
 
 /// The file the proxy cuts, and how many of its bytes pass first.
 const BIG_FILE: &str = "big.bin";
