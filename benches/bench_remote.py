@@ -9,14 +9,17 @@ Python from a conda channel (`--python-source conda`, so the environment is shar
  2. the first `run -- predict` after a pull vs the floor, the environment's python running the
     same scoring code directly (goal: within 1.05x).
 
-The cold path without a remote (a second model pinning one more package) is `bench_cold.py`.
+Then, unless `--no-cold`, the cold path without a remote (a second model pinning one more
+package, warm uv cache and bytecode store) against `mlflow models predict --env-manager uv`:
+`bench_cold.py` with the same `--runs` and `--bin`, so one command prints both of issue 13's
+measurements.
 
 The remote is a directory (`file://`, what an NFS mount gives) unless `--remote URL` names
 another (`s3://bucket/prefix` with the AWS variables set, e.g. a local SeaweedFS or MinIO).
 Python comes from the test channel (`cargo run -p env-test -- channel path`), so the conda side
 needs no internet; the PyPI packages come from PyPI (once) and then from the warm uv cache.
 
-Usage: python3 benches/bench_remote.py [--runs 5] [--bin target/release/pyfunc-env] [--remote URL]
+Usage: python3 benches/bench_remote.py [--runs 5] [--bin target/release/pyfunc-env] [--remote URL] [--no-cold]
 """
 
 import argparse
@@ -52,6 +55,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/pyfunc-env"))
     ap.add_argument("--remote", help="remote cache URL (default: a fresh directory, file://)")
+    ap.add_argument("--no-cold", action="store_true", help="skip the cold path (bench_cold.py)")
     args = ap.parse_args()
 
     channel = subprocess.run(["cargo", "run", "-q", "-p", "env-test", "--", "channel", "path"],
@@ -107,6 +111,12 @@ def main():
     print(f"| first `run -- predict` after a pull | {first_predict:.2f} | floor: env python running `_predict` directly "
           f"| {floor:.2f} | {first_predict / floor:.3f}x of the floor (goal <= 1.05x) |")
     shutil.rmtree(work, ignore_errors=True)
+
+    if not args.no_cold:
+        print()
+        sys.stdout.flush()
+        cold = os.path.join(ROOT, "benches/bench_cold.py")
+        subprocess.run([sys.executable, cold, "--runs", str(args.runs), "--bin", args.bin], check=True)
 
 
 if __name__ == "__main__":
