@@ -1,0 +1,111 @@
+//! Bytecode for a built environment: linked from the shared store, compiled now, or compiled
+//! in the background while the model already runs.
+
+use std::path::{Path, PathBuf};
+
+use env_cache::Cache;
+
+use crate::error::SolveError;
+
+use super::{python_of, site_packages};
+
+/// Runs `command` (which compiles an environment's bytecode, e.g. `pyfunc-env
+/// __compile-bytecode PREFIX`) in a detached, low-priority process (`nice -n 19`), for a
+/// [`Created::bytecode_deferred`](super::Created::bytecode_deferred) environment: the model starts at once, and later runs find
+/// `.pyc` files even under `PYTHONDONTWRITEBYTECODE=1`. Python writes and replaces `.pyc` files
+/// atomically, so a reader never sees half a file; files missing meanwhile are compiled in
+/// memory, as without bytecode. `keep` is a lock file the compiler holds (its descriptor is
+/// inherited), so `cache prune` leaves the environment alone until it is done.
+pub fn compile_in_background(
+    program: &Path,
+    args: &[std::ffi::OsString],
+    keep: Option<&std::fs::File>,
+) -> std::io::Result<u32> {
+    let nice = ["/usr/bin/nice", "/bin/nice"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file());
+    // Idle I/O class too, where `ionice` exists: the compiler must not slow a build agent.
+    let ionice = ["/usr/bin/ionice", "/bin/ionice"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file());
+    // `sh` forks the compiler into the background, prints its pid and exits at once, so the
+    // compiler is re-parented to init and never left a zombie of the model process we become.
+    let script = r#"("$@" >/dev/null 2>&1 </dev/null & echo $!)"#;
+    let mut command = std::process::Command::new("/bin/sh");
+    command.arg("-c").arg(script).arg("sh");
+    if let Some(nice) = nice {
+        command.args([nice, "-n", "19"]);
+    }
+    if let Some(ionice) = ionice {
+        command.args([ionice, "-c", "3"]);
+    }
+    command
+        .arg(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    if let Some(keep) = keep {
+        env_prefix::keep_open_across_exec(keep);
+    }
+    let output = command.output()?;
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0))
+}
+
+/// What `pyfunc-env __compile-bytecode PREFIX` runs: [`compile_environment`] holding the
+/// environment's lock shared, and passing it on to the compiler processes, so `cache prune`
+/// and a rebuild wait until the last of them has exited.
+pub fn compile_in_this_process(
+    cache: &Cache,
+    prefix: &Path,
+) -> Result<crate::bytecode::Stats, SolveError> {
+    let key = prefix
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let entry = cache.env(&key)?;
+    // Never wait: a builder or `cache clean`/`prune` holding the lock exclusively means the
+    // environment is going away (or being replaced), and there is nothing left to do.
+    let Some(lock) = entry.try_lock_shared()? else {
+        return Ok(crate::bytecode::Stats::default());
+    };
+    if !matches!(entry.state(), env_cache::EnvState::Complete(_)) {
+        return Ok(crate::bytecode::Stats::default());
+    }
+    let _inherit = lock.file().map(env_cache::child::inherit_in_children);
+    compile_environment(cache, prefix, &mut || {})
+}
+
+/// Compiles the bytecode of the environment at `prefix` through the cache's store: at the end
+/// of a build, or later by `pyfunc-env __compile-bytecode`. `on_wait` as in
+/// [`crate::bytecode::compile`].
+pub fn compile_environment(
+    cache: &Cache,
+    prefix: &Path,
+    on_wait: &mut dyn FnMut(),
+) -> Result<crate::bytecode::Stats, SolveError> {
+    let store = cache.bucket(env_cache::PYC_BUCKET)?;
+    let dirs: Vec<PathBuf> = site_packages(prefix).into_iter().collect();
+    crate::bytecode::compile(
+        &python_of(prefix),
+        &dirs,
+        &store,
+        cache.lock_timeout(),
+        on_wait,
+    )
+}
+
+/// Links the bytecode the cache's store already has into the environment at `prefix`
+/// ([`crate::bytecode::link_stored`]); compiles nothing.
+pub fn link_environment(
+    cache: &Cache,
+    prefix: &Path,
+) -> Result<crate::bytecode::Linked, SolveError> {
+    let store = cache.bucket(env_cache::PYC_BUCKET)?;
+    let tag = crate::bytecode::cache_tag(&python_of(prefix))?;
+    let dirs: Vec<PathBuf> = site_packages(prefix).into_iter().collect();
+    Ok(crate::bytecode::link_stored(&tag, &dirs, &store))
+}

@@ -1,0 +1,363 @@
+//! `create`: an environment for a spec, built once, reused after.
+//!
+//! The protocol (see `env-cache` for why it is safe): a complete environment is a cache hit
+//! that neither solves nor installs. Otherwise take the environment's exclusive lock (waiting
+//! for another builder), look again (the other builder may have finished it), wipe whatever a
+//! crashed build left, build at the final path, write the metadata and then the fingerprint.
+//! On failure the half-built directory is removed before the lock is released.
+
+mod compile;
+mod install;
+mod provision;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use env_cache::{Cache, EnvEntry, EnvState, Metadata};
+use env_spec::{EnvKey, EnvSpec};
+use rattler_conda_types::{GenericVirtualPackage, RepoDataRecord};
+use serde::Serialize;
+
+use crate::channels::ChannelSettings;
+use crate::conda::{self, CondaContext};
+use crate::context::{BuildOptions, current_platform};
+use crate::error::SolveError;
+use crate::reporter::Reporter;
+
+pub use compile::{
+    compile_environment, compile_in_background, compile_in_this_process, link_environment,
+};
+use install::build;
+
+/// Everything `create` needs besides the cache.
+pub struct CreateRequest<'a> {
+    /// The model directory (for relative requirement paths and the metadata).
+    pub model_root: &'a Path,
+    /// The spec, with effective channels applied.
+    pub spec: &'a EnvSpec,
+    /// Its key.
+    pub key: &'a EnvKey,
+    /// Build options (part of the key).
+    pub options: &'a BuildOptions,
+    /// Channels and mirrors.
+    pub channels: &'a ChannelSettings,
+    /// No network.
+    pub offline: bool,
+    /// The machine's virtual packages.
+    pub virtual_packages: &'a [GenericVirtualPackage],
+    /// `--uv`.
+    pub uv: Option<&'a Path>,
+    /// uv's cache directory (default: the cache's `uv-v1/`).
+    pub uv_cache_dir: Option<&'a Path>,
+    /// Rebuild even if complete (`--reinstall`).
+    pub reinstall: bool,
+    /// Install exactly this lock instead of solving (`--locked`).
+    pub locked: Option<&'a crate::lock::LockedEnv>,
+    /// Leave bytecode compilation to the caller ([`Created::bytecode_deferred`]), so a model
+    /// can start as soon as its packages are installed (`run` on a cache miss).
+    pub defer_bytecode: bool,
+    /// A remote cache to pull from before building and push to after ([`crate::remote`]).
+    pub remote: Option<&'a Arc<dyn crate::remote::RemoteCache>>,
+}
+
+/// Time spent in each step, in seconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    /// Waiting for another process's lock.
+    pub wait: f64,
+    /// Repodata and solve.
+    pub solve: f64,
+    /// Linking conda packages.
+    pub conda_install: f64,
+    /// uv steps.
+    pub pip_install: f64,
+    /// Bytecode compilation.
+    pub compile: f64,
+    /// The remote cache: download and unpack on a hit, pack and upload after a build.
+    pub remote: f64,
+    /// Everything.
+    pub total: f64,
+}
+
+/// The result of `create`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Created {
+    /// The key.
+    pub key: EnvKey,
+    /// The environment directory.
+    pub prefix: PathBuf,
+    /// Its Python.
+    pub python: PathBuf,
+    /// True when nothing was built.
+    pub cache_hit: bool,
+    /// True when another process built it while we waited.
+    pub built_by_other: bool,
+    /// True when it came from the remote cache: nothing was solved or installed.
+    pub remote_hit: bool,
+    /// True when this call uploaded it to the remote cache.
+    pub pushed: bool,
+    /// Step timings.
+    pub timings: Timings,
+    /// Things the user should know (a Python patch version that differs from the request).
+    pub warnings: Vec<String>,
+    /// Bytecode is still to be compiled ([`compile_in_background`]): compilation was deferred
+    /// and the store lacked some of it (what it had is linked already).
+    pub bytecode_deferred: bool,
+    /// What bytecode compilation did, when it ran in this call.
+    pub bytecode: Option<crate::bytecode::Stats>,
+}
+
+fn secs(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+pub use env_prefix::{python_of, site_packages};
+
+/// Runs blocking work (a uv process, the bytecode compiler) on Tokio's blocking pool, so the
+/// runtime's threads stay free. Unlike `block_in_place`, this works on a current-thread
+/// runtime too: the build is a public async function, and its callers choose the runtime.
+/// The children it starts inherit the build's lock as if started here
+/// ([`env_cache::child::inherit_in_children`] is per thread).
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, SolveError> + Send + 'static,
+) -> Result<T, SolveError> {
+    let inherited = env_cache::child::inherited();
+    tokio::task::spawn_blocking(move || {
+        let _inherit = inherited.enter();
+        work()
+    })
+    .await
+    .map_err(|e| SolveError::Internal {
+        message: e.to_string(),
+    })?
+}
+
+fn hit(
+    env: &EnvEntry,
+    key: &EnvKey,
+    start: Instant,
+    wait: Duration,
+    built_by_other: bool,
+) -> Created {
+    env.touch();
+    Created {
+        key: key.clone(),
+        prefix: env.dir().to_path_buf(),
+        python: python_of(env.dir()),
+        cache_hit: !built_by_other,
+        built_by_other,
+        remote_hit: false,
+        pushed: false,
+        timings: Timings {
+            wait: secs(wait),
+            total: secs(start.elapsed()),
+            ..Timings::default()
+        },
+        warnings: Vec::new(),
+        bytecode_deferred: false,
+        bytecode: None,
+    }
+}
+
+/// Who holds an environment's lock, for wait messages: a process running in the
+/// environment (a model), another build, or unknown.
+fn describe_holders(env: &EnvEntry, holders: &[env_cache::child::Holder]) -> String {
+    if holders.is_empty() {
+        return "held by another process".to_string();
+    }
+    let described: Vec<String> = holders
+        .iter()
+        .take(3)
+        .map(|holder| {
+            let exe = fs_err::read_link(format!("/proc/{}/exe", holder.pid)).ok();
+            if exe.is_some_and(|exe| exe.starts_with(env.dir())) {
+                format!("in use by a process running in it, {holder}")
+            } else {
+                format!("held by {holder}")
+            }
+        })
+        .collect();
+    described.join("; ")
+}
+
+/// What [`build`] made, before the environment is marked complete.
+struct Built {
+    timings: Timings,
+    metadata: Metadata,
+    warnings: Vec<String>,
+    bytecode: Option<crate::bytecode::Stats>,
+    /// Sources the store had no bytecode for are left to compile ([`compile_in_background`]).
+    bytecode_deferred: bool,
+}
+
+/// Builds (or reuses) the environment for `request.spec`.
+pub async fn create(
+    cache: &Cache,
+    request: &CreateRequest<'_>,
+    reporter: Arc<dyn Reporter>,
+) -> Result<Created, SolveError> {
+    let start = Instant::now();
+    let env = cache.env(request.key.as_str())?;
+    if !request.reinstall && matches!(env.state(), EnvState::Complete(_)) {
+        tracing::debug!("Cache hit: {}", env.dir().display());
+        return Ok(hit(&env, request.key, start, Duration::ZERO, false));
+    }
+    let wait_start = Instant::now();
+    let lock = {
+        let env = env.clone();
+        let reporter = reporter.clone();
+        let key = request.key.to_string();
+        off_runtime(move || {
+            Ok(env.lock_exclusive(|waited, holders| {
+                let what = describe_holders(&env, holders);
+                if waited.is_zero() {
+                    tracing::debug!("Waiting for the lock on environment `{key}`: {what}");
+                }
+                reporter.on_wait(&format!("environment {key} is locked: {what}"));
+            })?)
+        })
+        .await?
+    };
+    let wait = wait_start.elapsed();
+    // Every process this build starts keeps the lock open: no rebuild can begin while any of
+    // them (or a build backend they started) still runs.
+    let _inherit = lock.file().map(env_cache::child::inherit_in_children);
+    if !request.reinstall && matches!(env.state(), EnvState::Complete(_)) {
+        tracing::debug!(
+            "Built by another process while we waited: {}",
+            env.dir().display()
+        );
+        return Ok(hit(&env, request.key, start, wait, true));
+    }
+    let mut remote_warnings = Vec::new();
+    if let Some(remote) = request.remote.filter(|_| !request.reinstall) {
+        let compile = request.options.compile_bytecode;
+        match crate::remote::pull(remote, cache, &env, request.model_root, compile, &reporter).await
+        {
+            crate::remote::Pulled::Hit { seconds } => {
+                drop(lock);
+                reporter.on_finish();
+                let mut created = hit(&env, request.key, start, wait, false);
+                (created.cache_hit, created.remote_hit) = (false, true);
+                created.timings.remote = seconds;
+                return Ok(created);
+            }
+            crate::remote::Pulled::Miss => {}
+            crate::remote::Pulled::Failed { warning } => remote_warnings.push(warning),
+        }
+    }
+    let tmp = cache.bucket(env_cache::TMP_DIR)?;
+    if matches!(env.state(), EnvState::Incomplete) {
+        tracing::debug!(
+            "Wiping an incomplete environment left by a crashed build: {}",
+            env.dir().display()
+        );
+    }
+    env.begin_build(&tmp)?;
+    let result = build(cache, &env, request, reporter.clone()).await;
+    match result {
+        Ok(Built {
+            mut timings,
+            metadata,
+            mut warnings,
+            bytecode,
+            bytecode_deferred,
+        }) => {
+            env.finish_build(&metadata)?;
+            drop(lock);
+            warnings.append(&mut remote_warnings);
+            let mut pushed = crate::remote::Pushed::default();
+            if let Some(remote) = request.remote {
+                let t = Instant::now();
+                let compile = request.options.compile_bytecode;
+                pushed = crate::remote::push(
+                    remote,
+                    cache,
+                    &env,
+                    request.model_root,
+                    compile,
+                    &reporter,
+                )
+                .await;
+                warnings.extend(pushed.warning);
+                timings.remote = secs(t.elapsed());
+            }
+            reporter.on_finish();
+            timings.wait = secs(wait);
+            timings.total = secs(start.elapsed());
+            Ok(Created {
+                key: request.key.clone(),
+                prefix: env.dir().to_path_buf(),
+                python: python_of(env.dir()),
+                cache_hit: false,
+                built_by_other: false,
+                remote_hit: false,
+                pushed: pushed.pushed,
+                timings,
+                warnings,
+                bytecode_deferred,
+                bytecode,
+            })
+        }
+        Err(err) => {
+            // Leave nothing half-built behind; the lock is still ours.
+            if let Err(cleanup) = env.remove_dir(&tmp) {
+                tracing::warn!("Failed to remove the incomplete environment: {cleanup}");
+            }
+            drop(lock);
+            reporter.on_finish();
+            Err(err)
+        }
+    }
+}
+
+/// Every `*.dist-info` in site-packages: name, version and installer, for the metadata.
+#[must_use]
+pub fn installed_distributions(site_packages: &Path) -> Vec<serde_json::Value> {
+    env_prefix::distributions(site_packages)
+        .into_iter()
+        .map(|d| serde_json::json!({ "name": d.name, "version": d.version, "installer": d.installer }))
+        .collect()
+}
+
+/// Solves `specs` against `channel_names` (with the run's channel settings) and installs the
+/// result into `prefix`.
+async fn conda_layer(
+    cache: &Cache,
+    request: &CreateRequest<'_>,
+    prefix: &Path,
+    channel_names: &[String],
+    specs: &[String],
+    timings: &mut Timings,
+    reporter: &Arc<dyn Reporter>,
+) -> Result<Vec<RepoDataRecord>, SolveError> {
+    let specs = conda::parse_specs(specs)?;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let channels = request.channels.resolve(channel_names, &cwd)?;
+    let ctx = CondaContext {
+        channels: &channels,
+        platform: current_platform()?,
+        virtual_packages: request.virtual_packages,
+        repodata_cache: cache.bucket(env_cache::REPODATA_BUCKET)?,
+        package_cache: cache.bucket(env_cache::PKGS_BUCKET)?,
+        offline: request.offline,
+        exclude_newer: request.options.exclude_newer.as_deref(),
+    };
+    reporter.on_phase("Solving conda packages");
+    let t = Instant::now();
+    let records = conda::solve(&ctx, &specs).await?;
+    timings.solve += secs(t.elapsed());
+    reporter.on_phase("Installing conda packages");
+    let t = Instant::now();
+    conda::install(&ctx, prefix, records.clone(), specs, reporter.clone()).await?;
+    timings.conda_install += secs(t.elapsed());
+    Ok(records)
+}
+
+fn uv_cache_dir(cache: &Cache, request: &CreateRequest<'_>) -> Result<PathBuf, SolveError> {
+    match request.uv_cache_dir {
+        Some(dir) => Ok(dir.to_path_buf()),
+        None => Ok(cache.bucket(env_cache::UV_BUCKET)?),
+    }
+}
