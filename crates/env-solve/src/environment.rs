@@ -425,14 +425,22 @@ impl ModelEnvironment {
         defer_bytecode: bool,
         reporter: Arc<dyn Reporter>,
     ) -> Result<Created, SolveError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|source| SolveError::Internal {
-                message: format!("Failed to start the async runtime: {source}"),
-            })?;
-        runtime.block_on(self.build(cache, settings, defer_bytecode, reporter))
+        blocking_runtime()?.block_on(self.build(cache, settings, defer_bytecode, reporter))
+    }
+
+    /// `lock`'s one call: builds (or reuses) the environment from a fresh solve, then writes its
+    /// lock file text. One runtime for both steps.
+    pub fn build_and_lock_blocking(
+        &self,
+        cache: &Cache,
+        settings: &BuildSettings,
+        reporter: Arc<dyn Reporter>,
+    ) -> Result<(Created, String), SolveError> {
+        blocking_runtime()?.block_on(async {
+            let created = self.build(cache, settings, false, reporter).await?;
+            let text = self.lock(&created.prefix, cache, settings).await?;
+            Ok((created, text))
+        })
     }
 
     /// The lock file text of this environment, built at `prefix` (from [`Self::build`]):
@@ -466,4 +474,15 @@ impl ModelEnvironment {
     pub fn root(&self) -> &Path {
         self.model.root()
     }
+}
+
+/// The runtime of a `*_blocking` call: two workers, for the concurrent downloads of a solve.
+fn blocking_runtime() -> Result<tokio::runtime::Runtime, SolveError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| SolveError::Internal {
+            message: format!("Failed to start the async runtime: {source}"),
+        })
 }

@@ -25,8 +25,6 @@ pub struct Ensured {
     pub env: ModelEnvironment,
     /// The result of `create`.
     pub created: env_solve::Created,
-    /// The cache.
-    pub cache: env_cache::Cache,
     /// The cache-wide shared lock, held (not read) while the environment is used.
     pub _cache_lock: env_cache::LockedFile,
 }
@@ -167,7 +165,7 @@ fn failed_to_create(env: &ModelEnvironment) -> String {
 }
 
 /// Reads the model, decides its environment under `request` and builds or reuses it, for
-/// `create` and `lock`.
+/// `create`.
 fn ensure_env(
     model_path: &Path,
     request: &EnvRequest,
@@ -195,7 +193,6 @@ fn ensure_env(
     Ok(Ensured {
         env,
         created,
-        cache,
         _cache_lock: cache_lock,
     })
 }
@@ -684,22 +681,24 @@ pub fn lock(
     let mut request = env_request(&args.env, settings)?;
     // A lock describes a fresh solve, never another lock.
     request.lock = LockChoice::Ignore;
-    let ensured = ensure_env(
-        Path::new(&args.model.model),
-        &request,
-        &args.env,
-        settings,
-        printer,
-    )?;
-    let text = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("Failed to start the async runtime")?
-        .block_on(ensured.env.lock(
-            &ensured.created.prefix,
-            &ensured.cache,
-            &build_settings(&args.env, settings),
-        ))?;
+    let env = resolve(Path::new(&args.model.model), &request, settings, printer)?;
+    let (cache, _cache_lock) = open_cache(settings)?;
+    let build = build_settings(&args.env, settings);
+    let (created, text) = env
+        .build_and_lock_blocking(&cache, &build, progress_reporter(&env, settings, printer))
+        .with_context(|| {
+            format!(
+                "Failed to lock the {} environment for `{}`",
+                env.manager,
+                env.root().display()
+            )
+        })?;
+    for warning in &created.warnings {
+        printer.warn(warning);
+    }
+    if let Some(note) = remote_note(&created, &build) {
+        printer.info(note);
+    }
     match &args.output {
         Some(path) => {
             crate::commands::write_atomic(path, &text)?;
