@@ -69,6 +69,33 @@ fn top_level_help() {
         Examples:
           pyfunc-env deps model/ --format pip     # what mlflow.pyfunc.get_model_dependencies gives
           pyfunc-env inspect model/               # what the model needs, and from which files
+          pyfunc-env run models:/fraud@champion -- predict -i input.json
+
+        Model URIs (any MODEL argument): a directory, file://, models:/NAME/VERSION, models:/NAME@ALIAS,
+          models:/NAME/latest, models:/NAME/STAGE, runs:/RUN_ID/PATH, mlflow-artifacts:/PATH,
+          s3://BUCKET/PREFIX
+
+        Model URI settings:
+          MLFLOW_TRACKING_URI                  the MLflow tracking server, http(s)://HOST:PORT[/PREFIX]
+          MLFLOW_REGISTRY_URI                  the model registry, if not the tracking server
+          MLFLOW_TRACKING_TOKEN                bearer token
+          MLFLOW_TRACKING_USERNAME             basic-auth user
+          MLFLOW_TRACKING_PASSWORD             basic-auth password
+          MLFLOW_TRACKING_INSECURE_TLS         `true`: do not verify the server's certificate
+          MLFLOW_TRACKING_SERVER_CERT_PATH     CA bundle (PEM) for the server
+          MLFLOW_TRACKING_CLIENT_CERT_PATH     client certificate and key (PEM)
+          MLFLOW_HTTP_REQUEST_MAX_RETRIES      retries on errors, 429 and 5xx (7)
+          MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR   backoff factor in s (2)
+          MLFLOW_HTTP_REQUEST_TIMEOUT          request timeout in s (120)
+          MLFLOW_S3_ENDPOINT_URL               S3-compatible endpoint (wins over AWS_ENDPOINT_URL)
+          AWS_ACCESS_KEY_ID                    S3 access key (else the profile's)
+          AWS_SECRET_ACCESS_KEY                S3 secret key (else the profile's)
+          AWS_SESSION_TOKEN                    S3 session token
+          AWS_REGION                           S3 region (else the profile's, else us-east-1)
+          AWS_ENDPOINT_URL                     S3-compatible endpoint (else the profile's endpoint_url)
+          AWS_PROFILE                          profile in ~/.aws/credentials and ~/.aws/config (default)
+          AWS_SHARED_CREDENTIALS_FILE          credentials file (~/.aws/credentials)
+          AWS_CONFIG_FILE                      config file (~/.aws/config)
 
         ----- stderr -----
     "#);
@@ -291,12 +318,15 @@ fn create_cache_lock_and_pack_of_a_conda_model() {
           "python": "[CACHE_DIR]/envs-v1/[KEY]/bin/python",
           "cache_hit": true,
           "built_by_other": false,
+          "remote_hit": false,
+          "pushed": false,
           "timings": {
             "wait": "[TIME]",
             "solve": "[TIME]",
             "conda_install": "[TIME]",
             "pip_install": "[TIME]",
             "compile": "[TIME]",
+            "remote": 0.0,
             "total": "[TIME]"
           },
           "warnings": [],
