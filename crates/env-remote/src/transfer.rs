@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use env_cache::{Cache, EnvEntry, EnvState};
-use futures::StreamExt as _;
+use futures_util::StreamExt as _;
 use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutPayload, WriteMultipart};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
