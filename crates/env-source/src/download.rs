@@ -1,4 +1,5 @@
-//! Downloading an artifact location (the MLflow artifact service, S3, a local directory)
+//! Downloading an artifact location (the MLflow artifact service, object storage, a local
+//! directory)
 //! into a staging directory that becomes a cache entry in one rename.
 
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use env_cache::Cache;
 
 use crate::bucket::{EntryInfo, ModelEntry};
-use crate::{ModelUri, Reporter, SourceError, SourceSettings, mlflow, s3};
+use crate::{ModelUri, Reporter, SourceError, SourceSettings, mlflow};
 
 /// How many files are downloaded at once.
 const PARALLEL_DOWNLOADS: usize = 4;
@@ -16,8 +17,12 @@ const PARALLEL_DOWNLOADS: usize = 4;
 /// Where an artifact location is served from: the MLflow artifact service (its base URL and
 /// the path under the artifact root), or a local directory.
 enum Location {
-    Proxied { base: String, root: String },
-    S3 { bucket: String, prefix: String },
+    Proxied {
+        base: String,
+        root: String,
+    },
+    /// `s3://`, `gs://`, `wasbs://`, `abfss://` (see [`crate::object`]).
+    Object(ModelUri),
     Local(PathBuf),
 }
 
@@ -55,7 +60,7 @@ fn location(settings: &SourceSettings, uri: &str, shown: &str) -> Result<Locatio
             })
         }
         ModelUri::Local(path) if path.is_absolute() => Ok(Location::Local(path)),
-        ModelUri::S3 { bucket, prefix } => Ok(Location::S3 { bucket, prefix }),
+        uri if crate::object::is_object(&uri) => Ok(Location::Object(uri)),
         ModelUri::Local(_) => Err(not_yet("A relative artifact location")),
         _ => {
             if let Some((base, root)) = uri.split_once("/api/2.0/mlflow-artifacts/artifacts/")
@@ -82,7 +87,8 @@ pub(crate) async fn has_mlmodel(
             .await?
             .iter()
             .any(|f| f.path == "MLmodel")),
-        Location::S3 { bucket, prefix } => Ok(s3::list(&s3::s3_store(&bucket)?, &bucket, &prefix)
+        Location::Object(uri) => Ok(open_prefix(&uri)?
+            .list()
             .await?
             .iter()
             .any(|(path, _)| path == "MLmodel")),
@@ -147,9 +153,10 @@ pub(crate) async fn download_entry(
             )
             .await?;
         }
-        Location::S3 { bucket, prefix } => {
-            let store = s3::s3_store(&bucket)?;
-            let files: Vec<RemoteFile> = s3::list(&store, &bucket, &prefix)
+        Location::Object(uri) => {
+            let prefix = open_prefix(&uri)?;
+            let files: Vec<RemoteFile> = prefix
+                .list()
                 .await?
                 .into_iter()
                 .map(|(path, size)| RemoteFile {
@@ -164,11 +171,8 @@ pub(crate) async fn download_entry(
                 reporter,
                 shown,
                 |relative, dest, progress| {
-                    let store = store.clone();
-                    let (bucket, prefix) = (bucket.clone(), prefix.clone());
-                    async move {
-                        s3::download(&store, &bucket, &prefix, &relative, &dest, &progress).await
-                    }
+                    let prefix = prefix.clone();
+                    async move { prefix.download(&relative, &dest, &progress).await }
                 },
             )
             .await?;
@@ -201,6 +205,11 @@ pub(crate) async fn download_entry(
     let staged = staging.keep();
     fs_err::rename(&staged, entry.dir()).map_err(write(entry.dir()))?;
     Ok(())
+}
+
+fn open_prefix(uri: &ModelUri) -> Result<crate::object::Remote, SourceError> {
+    // `Location::Object` is only made for URIs `object::is_object` accepts.
+    Ok(crate::object::Remote::open(uri)?.expect("an object storage URI"))
 }
 
 /// A file of a remote model: its path relative to the model root, and its size if listed.

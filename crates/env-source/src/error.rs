@@ -19,7 +19,7 @@ pub enum SourceError {
     /// A scheme nobody handles.
     #[error("Unsupported model URI scheme `{scheme}:` in `{uri}`")]
     #[diagnostic(help(
-        "Use a local directory, `file://`, `models:/`, `runs:/`, `mlflow-artifacts:/` or `s3://`"
+        "Use a local directory, `file://`, `models:/`, `runs:/`, `mlflow-artifacts:/`, `s3://`, `gs://`, `wasbs://` or `abfss://` (`wasb://` and `abfs://` are not MLflow artifact URIs: use the TLS forms)"
     ))]
     UnsupportedScheme {
         /// The URI (redacted).
@@ -118,7 +118,7 @@ pub enum SourceError {
     },
     /// An object store request failed.
     #[error("{what} failed")]
-    #[diagnostic(help("{}", object_store_hint(source.status)))]
+    #[diagnostic(help("{}", object_store_hint(source.service, source.status)))]
     ObjectStore {
         /// What was asked.
         what: String,
@@ -149,6 +149,29 @@ pub enum SourceError {
         profile: String,
         /// The setting that needs a service (`role_arn`, `sso_session`, ...).
         setting: String,
+    },
+    /// A setting has a value that cannot be used.
+    #[error("`{name}` is `{value}`, which is not {expected}")]
+    #[diagnostic(help("Fix or unset `{name}`"))]
+    InvalidSetting {
+        /// The variable.
+        name: &'static str,
+        /// Its value (masked if secret).
+        value: String,
+        /// What it should be.
+        expected: &'static str,
+    },
+    /// A credentials file named by a setting cannot be read.
+    #[error("Failed to read the credentials file `{}` (from `{setting}`)", path.display())]
+    #[diagnostic(help("Point `{setting}` at a readable JSON key file, or unset it"))]
+    CredentialsFile {
+        /// The variable that names it.
+        setting: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
     },
     /// No version of a model (in a stage).
     #[error("No versions of model `{name}`{} found", stage.as_ref().map(|s| format!(" in stage `{s}`")).unwrap_or_default())]
@@ -221,6 +244,8 @@ impl SourceError {
             | Self::Certificate { .. }
             | Self::AwsProfileNotFound { .. }
             | Self::AwsProfileUnsupported { .. }
+            | Self::InvalidSetting { .. }
+            | Self::CredentialsFile { .. }
             | Self::NoVersions { .. }
             | Self::NoModel { .. }
             | Self::OfflineNotCached { .. } => true,
@@ -243,13 +268,33 @@ impl SourceError {
 }
 
 impl SourceError {
-    /// An object store failure while doing `what`.
+    /// An S3 failure while doing `what`.
     pub(crate) fn object_store(what: impl Into<String>, error: object_store::Error) -> Self {
+        Self::object_store_in(Service::S3, what, error)
+    }
+
+    /// A failure of `service` while doing `what`.
+    pub(crate) fn object_store_in(
+        service: Service,
+        what: impl Into<String>,
+        error: object_store::Error,
+    ) -> Self {
         Self::ObjectStore {
             what: what.into(),
-            source: StoreFailure::new(error),
+            source: StoreFailure::new(service, error),
         }
     }
+}
+
+/// Which object store failed: the hints name its settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// S3 or an S3-compatible store.
+    S3,
+    /// Google Cloud Storage.
+    Gcs,
+    /// Azure Blob Storage (and Data Lake Gen2 through it).
+    Azure,
 }
 
 /// An `object_store` error, told in one line. `object_store` repeats each inner error's text
@@ -260,12 +305,14 @@ impl SourceError {
 pub struct StoreFailure {
     /// The HTTP status, if the store answered.
     pub status: Option<u16>,
+    /// The store.
+    pub service: Service,
     summary: String,
     inner: object_store::Error,
 }
 
 impl StoreFailure {
-    fn new(inner: object_store::Error) -> Self {
+    fn new(service: Service, inner: object_store::Error) -> Self {
         let mut innermost = inner.to_string();
         let mut cause = std::error::Error::source(&inner);
         while let Some(error) = cause {
@@ -275,11 +322,24 @@ impl StoreFailure {
         // With no keys anywhere, object_store asks the EC2 instance metadata service; its
         // refusal is not the store's answer and must not read like one.
         if innermost.contains("169.254.169.254") || inner.to_string().contains("169.254.169.254") {
+            let summary = match service {
+                Service::S3 => {
+                    "No AWS credentials found: none in the environment or the profile, and \
+                     the instance metadata service (169.254.169.254) gave none"
+                }
+                Service::Gcs => {
+                    "No Google credentials found: no key file in the environment, and the \
+                     Compute Engine metadata server (169.254.169.254) gave none"
+                }
+                Service::Azure => {
+                    "No Azure credentials found: no key, SAS token or service principal in the \
+                     environment, and the managed identity endpoint (169.254.169.254) gave none"
+                }
+            };
             return Self {
                 status: None,
-                summary: "No AWS credentials found: none in the environment or the profile, and \
-                          the instance metadata service (169.254.169.254) gave none"
-                    .to_string(),
+                service,
+                summary: summary.to_string(),
                 inner,
             };
         }
@@ -303,6 +363,7 @@ impl StoreFailure {
         };
         Self {
             status: object_store_status(&inner),
+            service,
             summary: env_spec::redact::redact(&summary),
             inner,
         }
@@ -345,16 +406,34 @@ fn object_store_status(error: &object_store::Error) -> Option<u16> {
     }
 }
 
-fn object_store_hint(status: Option<u16>) -> &'static str {
-    match status {
-        Some(404) => {
+fn object_store_hint(service: Service, status: Option<u16>) -> &'static str {
+    match (service, status) {
+        (Service::S3, Some(404)) => {
             "Check the bucket name and the path; with an S3-compatible store, check the endpoint (`AWS_ENDPOINT_URL` or `MLFLOW_S3_ENDPOINT_URL`)"
         }
-        Some(401 | 403) => {
+        (Service::S3, Some(401 | 403)) => {
             "The store refused the credentials: check `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (or the keys of the `AWS_PROFILE` profile in `~/.aws/credentials`) and that they may read this bucket"
         }
-        _ => {
+        (Service::S3, _) => {
             "Check the endpoint and the network (`AWS_ENDPOINT_URL` or `MLFLOW_S3_ENDPOINT_URL` for an S3-compatible store), and the AWS credentials (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, or `AWS_PROFILE` and `~/.aws/credentials`)"
+        }
+        (Service::Gcs, Some(404)) => {
+            "Check the bucket name and the path (with an emulator, check `STORAGE_EMULATOR_HOST`)"
+        }
+        (Service::Gcs, Some(401 | 403)) => {
+            "The store refused the request: set `GOOGLE_APPLICATION_CREDENTIALS` to a key file of an account that may read this bucket (without credentials, only public buckets can be read)"
+        }
+        (Service::Gcs, _) => {
+            "Check the network and the Google credentials (`GOOGLE_APPLICATION_CREDENTIALS`, or `gcloud auth application-default login`); `STORAGE_EMULATOR_HOST` for an emulator"
+        }
+        (Service::Azure, Some(404)) => {
+            "Check the container, the account and the path (with a connection string, its account and `BlobEndpoint` are used)"
+        }
+        (Service::Azure, Some(401 | 403)) => {
+            "The store refused the credentials: check `AZURE_STORAGE_CONNECTION_STRING` or `AZURE_STORAGE_ACCESS_KEY` (the account's key or SAS token), or the identity's role on the container (Storage Blob Data Reader)"
+        }
+        (Service::Azure, _) => {
+            "Check the network and the Azure credentials: `AZURE_STORAGE_CONNECTION_STRING`, `AZURE_STORAGE_ACCESS_KEY`, or a service principal (`AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_TENANT_ID`)"
         }
     }
 }
@@ -412,7 +491,7 @@ mod tests {
     #[test]
     fn store_failures_are_one_line_with_the_status() {
         let xml = "Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?>\n<Error><Code>SignatureDoesNotMatch</Code><Message>The signature does not match.</Message></Error>";
-        let failure = StoreFailure::new(generic(xml));
+        let failure = StoreFailure::new(Service::S3, generic(xml));
         assert_eq!(failure.status, Some(403));
         assert_eq!(
             failure.to_string(),
@@ -420,13 +499,16 @@ mod tests {
         );
         assert!(std::error::Error::source(&failure).is_none());
 
-        let refused = StoreFailure::new(generic("Connection refused (os error 111)"));
+        let refused = StoreFailure::new(Service::S3, generic("Connection refused (os error 111)"));
         assert_eq!(refused.status, None);
         assert_eq!(refused.to_string(), "Connection refused (os error 111)");
 
-        let imds = StoreFailure::new(generic(
-            "Error performing PUT http://169.254.169.254/latest/api/token - Server returned non-2xx status code: 403 Forbidden: denied",
-        ));
+        let imds = StoreFailure::new(
+            Service::S3,
+            generic(
+                "Error performing PUT http://169.254.169.254/latest/api/token - Server returned non-2xx status code: 403 Forbidden: denied",
+            ),
+        );
         assert_eq!(imds.status, None);
         assert!(
             imds.to_string().starts_with("No AWS credentials found"),

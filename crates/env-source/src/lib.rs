@@ -1,4 +1,6 @@
-//! Model URIs to local model directories, with MLflow's meanings.
+//! Model URIs to local model directories, with MLflow's meanings: `models:/`, `runs:/`,
+//! `mlflow-artifacts:/`, local paths, and object storage (`s3://`, `gs://`, `wasbs://`,
+//! `abfss://`) through `object_store`.
 //!
 //! ```text
 //! <cache>/models-v1/<key>/         one downloaded model, never modified once there
@@ -23,10 +25,13 @@
 //!   [`env_spec::redact`]; every URI in a message or a file goes through it.
 #![warn(missing_docs)]
 
+mod azure;
 mod bucket;
 mod download;
 mod error;
+mod gcs;
 mod mlflow;
+mod object;
 mod resolve;
 mod s3;
 mod settings;
@@ -38,8 +43,10 @@ use std::sync::Arc;
 use env_cache::Cache;
 use serde::Serialize;
 
+pub use azure::{AzureAuth, AzureConfig, AzureService, AzureUri, AzureVars};
 pub use bucket::{EntryInfo, ModelEntry, PruneModelsReport, PrunedModel, entries, prune_models};
-pub use error::{SourceError, StoreFailure};
+pub use error::{Service, SourceError, StoreFailure};
+pub use gcs::{GcsConfig, GcsCredentials, GcsVars, gcs_builder};
 pub use resolve::resolve;
 pub use s3::{AwsConfig, AwsVars, MLFLOW_S3_ENDPOINT_URL, s3_builder, s3_store};
 pub use settings::{SourceSettings, Vars};

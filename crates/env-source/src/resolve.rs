@@ -11,7 +11,7 @@ use crate::bucket::fetch_cached;
 use crate::download::has_mlmodel;
 use crate::{
     MODELS_BUCKET, ModelUri, Reporter, Resolved, Selector, SourceError, SourceSettings, local,
-    mlflow, s3,
+    mlflow,
 };
 
 /// The last resolution of a moving name (alias, `latest`, stage).
@@ -36,27 +36,24 @@ pub async fn resolve(
         uri.map(|s| s.trim_end_matches('/').to_string())
             .ok_or_else(|| SourceError::NoServer { uri: shown.clone() })
     };
+    // Object storage (`s3://`, `gs://`, `wasbs://`, `abfss://`): immutable, keyed by the store
+    // and the prefix.
+    if let Some(identity) = crate::object::identity(&parsed)? {
+        let text = text.to_string();
+        let key = key(&identity);
+        return fetch_cached(
+            cache,
+            settings,
+            &reporter,
+            &key,
+            &shown,
+            None,
+            || async move { Ok(text) },
+        )
+        .await;
+    }
     match parsed {
         ModelUri::Local(dir) => Ok(local(text, dir)),
-        ModelUri::S3 { bucket, prefix } => {
-            let key = key(&serde_json::json!({
-                "kind": "s3",
-                "endpoint": s3::endpoint().map(|e| env_spec::redact::redact_url(&e)),
-                "bucket": bucket,
-                "prefix": prefix,
-            }));
-            let text = text.to_string();
-            fetch_cached(
-                cache,
-                settings,
-                &reporter,
-                &key,
-                &shown,
-                None,
-                || async move { Ok(text) },
-            )
-            .await
-        }
         ModelUri::Registered {
             name,
             selector,
@@ -140,6 +137,10 @@ pub async fn resolve(
                 Ok(location)
             })
             .await
+        }
+        ModelUri::S3 { .. } | ModelUri::Gcs { .. } | ModelUri::Azure(_) => {
+            // `object::identity` is `Some` for each of these: handled above.
+            unreachable!("object storage URIs are resolved above")
         }
         ModelUri::MlflowArtifacts { .. } => {
             let tracking = server(settings.tracking_uri.as_deref())?;

@@ -21,15 +21,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use futures_util::StreamExt as _;
-use object_store::ObjectStore as _;
-use object_store::ObjectStoreExt as _;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
-use object_store::path::Path as ObjectPath;
-use tokio::io::AsyncWriteExt as _;
 
 use crate::SourceError;
-use crate::download::Progress;
 
 /// MLflow's name for an S3-compatible endpoint.
 pub const MLFLOW_S3_ENDPOINT_URL: &str = "MLFLOW_S3_ENDPOINT_URL";
@@ -302,81 +296,6 @@ fn read_profile(
         }
     }
     Ok(found)
-}
-
-/// Every object under `prefix`, as paths relative to it, with sizes.
-pub(crate) async fn list(
-    store: &AmazonS3,
-    bucket: &str,
-    prefix: &str,
-) -> Result<Vec<(String, u64)>, SourceError> {
-    let root = ObjectPath::from(prefix);
-    let mut files = Vec::new();
-    let mut pending = vec![root.clone()];
-    while let Some(dir) = pending.pop() {
-        let listing = store
-            .list_with_delimiter(Some(&dir))
-            .await
-            .map_err(|source| {
-                SourceError::object_store(format!("Listing `s3://{bucket}/{dir}`"), source)
-            })?;
-        pending.extend(listing.common_prefixes);
-        for object in listing.objects {
-            let relative: Vec<String> = object
-                .location
-                .prefix_match(&root)
-                .into_iter()
-                .flatten()
-                .map(|part| part.as_ref().to_string())
-                .collect();
-            if relative.is_empty() || relative.iter().any(|p| p == ".." || p == ".") {
-                continue;
-            }
-            files.push((relative.join("/"), object.size));
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// Downloads `s3://bucket/prefix/relative` to `dest`, streaming.
-pub(crate) async fn download(
-    store: &AmazonS3,
-    bucket: &str,
-    prefix: &str,
-    relative: &str,
-    dest: &Path,
-    progress: &Progress,
-) -> Result<u64, SourceError> {
-    let location = if prefix.is_empty() {
-        ObjectPath::from(relative)
-    } else {
-        ObjectPath::from(format!("{prefix}/{relative}"))
-    };
-    let what = format!("Downloading `s3://{bucket}/{location}`");
-    let failed = |source| SourceError::object_store(what.clone(), source);
-    let io = |source| SourceError::Write {
-        path: dest.to_path_buf(),
-        source,
-    };
-    let mut stream = store.get(&location).await.map_err(failed)?.into_stream();
-    let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
-    let mut written = 0;
-    while let Some(chunk) = stream.next().await {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(source) => {
-                progress.take_back(written);
-                return Err(failed(source));
-            }
-        };
-        file.write_all(&chunk).await.map_err(io)?;
-        written += chunk.len() as u64;
-        progress.add(chunk.len() as u64);
-    }
-    file.flush().await.map_err(io)?;
-    file.sync_all().await.map_err(io)?;
-    Ok(written)
 }
 
 #[cfg(test)]

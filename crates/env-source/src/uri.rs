@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use crate::SourceError;
+use crate::azure::{AzureService, AzureUri};
 
 /// Which version of a registered model a `models:/` URI names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +61,16 @@ pub enum ModelUri {
         /// The key prefix (no leading or trailing `/`).
         prefix: String,
     },
+    /// `gs://BUCKET/PREFIX` (MLflow's `GCSArtifactRepository`).
+    Gcs {
+        /// The bucket.
+        bucket: String,
+        /// The object name prefix (no leading or trailing `/`).
+        prefix: String,
+    },
+    /// `wasbs://CONTAINER@ACCOUNT.blob.core.windows.net/PATH` or
+    /// `abfss://FILESYSTEM@ACCOUNT.dfs.core.windows.net/PATH`.
+    Azure(AzureUri),
 }
 
 impl ModelUri {
@@ -78,30 +89,16 @@ impl ModelUri {
             "runs" => parse_runs(text, rest),
             "mlflow-artifacts" => parse_mlflow_artifacts(text, rest),
             "s3" => {
-                let body = rest
-                    .strip_prefix("//")
-                    .ok_or_else(|| invalid(text, S3_FORM))?;
-                let (bucket, prefix) = body.split_once('/').unwrap_or((body, ""));
-                if bucket.is_empty() {
-                    return Err(invalid(text, S3_FORM));
-                }
-                Ok(Self::S3 {
-                    bucket: bucket.to_string(),
-                    prefix: prefix.trim_matches('/').to_string(),
-                })
+                let (bucket, prefix) = bucket_and_prefix(text, rest, S3_FORM)?;
+                Ok(Self::S3 { bucket, prefix })
             }
-            // MLflow's GCS and Azure artifact repositories. object_store has both (no new
-            // crates), but their credential lookups fall back to a cloud metadata service that
-            // only a real cloud can answer, and nothing here can test that path: refused until
-            // it can be tested.
-            "gs" | "wasbs" | "wasb" | "abfss" | "abfs" => Err(SourceError::NotSupportedYet {
-                uri: env_spec::redact::redact_url(text),
-                what: if scheme.eq_ignore_ascii_case("gs") {
-                    "Google Cloud Storage (`gs://`)"
-                } else {
-                    "Azure storage (`wasbs://`, `abfss://`)"
-                },
-            }),
+            "gs" => {
+                let (bucket, prefix) = bucket_and_prefix(text, rest, GCS_FORM)?;
+                Ok(Self::Gcs { bucket, prefix })
+            }
+            "wasbs" => Ok(Self::Azure(AzureUri::parse(text, AzureService::Blob)?)),
+            "abfss" => Ok(Self::Azure(AzureUri::parse(text, AzureService::DataLake)?)),
+            // `wasb://` and `abfs://` (no TLS) fall through: MLflow has no repository for them.
             _ => Err(SourceError::UnsupportedScheme {
                 uri: env_spec::redact::redact_url(text),
                 scheme: scheme.to_string(),
@@ -127,8 +124,24 @@ const MODELS_FORM: &str = "Models URIs look like `models:/NAME/VERSION`, `models
 const RUNS_FORM: &str = "Runs URIs look like `runs:/RUN_ID/path/to/model`";
 const FILE_FORM: &str = "File URIs look like `file:///absolute/path/to/model`";
 const S3_FORM: &str = "S3 URIs look like `s3://bucket/path/to/model`";
+const GCS_FORM: &str = "GCS URIs look like `gs://bucket/path/to/model`";
 const ARTIFACTS_FORM: &str =
     "MLflow artifact URIs look like `mlflow-artifacts:/EXPERIMENT/RUN/artifacts/model`";
+
+/// `//BUCKET/PREFIX` (after `s3:` or `gs:`), as `urlparse` splits it: the bucket is the
+/// network location, the prefix the path without its leading and trailing `/`.
+fn bucket_and_prefix(
+    uri: &str,
+    rest: &str,
+    form: &'static str,
+) -> Result<(String, String), SourceError> {
+    let body = rest.strip_prefix("//").ok_or_else(|| invalid(uri, form))?;
+    let (bucket, prefix) = body.split_once('/').unwrap_or((body, ""));
+    if bucket.is_empty() {
+        return Err(invalid(uri, form));
+    }
+    Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
+}
 
 fn invalid(uri: &str, form: &'static str) -> SourceError {
     SourceError::InvalidUri {
@@ -311,17 +324,6 @@ mod tests {
             ModelUri::parse("models://prof@databricks/iris/1").unwrap_err(),
             SourceError::NotSupportedYet { .. }
         ));
-        for cloud in [
-            "gs://bucket/model",
-            "wasbs://models@account.blob.core.windows.net/iris",
-            "abfss://fs@account.dfs.core.windows.net/iris",
-        ] {
-            let error = ModelUri::parse(cloud).unwrap_err();
-            assert!(
-                matches!(error, SourceError::NotSupportedYet { .. }),
-                "{cloud}: {error:?}"
-            );
-        }
     }
 
     #[test]
@@ -392,5 +394,58 @@ mod tests {
             ModelUri::parse("hdfs://nn/models").unwrap_err(),
             SourceError::UnsupportedScheme { .. }
         ));
+    }
+
+    #[test]
+    fn gcs_and_azure_uris() {
+        assert_eq!(
+            ModelUri::parse("gs://bucket/models/iris/").unwrap(),
+            ModelUri::Gcs {
+                bucket: "bucket".into(),
+                prefix: "models/iris".into()
+            }
+        );
+        assert_eq!(
+            ModelUri::parse("gs://bucket").unwrap(),
+            ModelUri::Gcs {
+                bucket: "bucket".into(),
+                prefix: String::new()
+            }
+        );
+        assert!(matches!(
+            ModelUri::parse("gs:/bucket/x").unwrap_err(),
+            SourceError::InvalidUri { .. }
+        ));
+        let ModelUri::Azure(blob) =
+            ModelUri::parse("wasbs://models@account.blob.core.windows.net/iris").unwrap()
+        else {
+            panic!("not Azure")
+        };
+        assert_eq!(
+            (
+                blob.service,
+                blob.container.as_str(),
+                blob.account.as_str(),
+                blob.prefix.as_str()
+            ),
+            (AzureService::Blob, "models", "account", "iris")
+        );
+        let ModelUri::Azure(lake) =
+            ModelUri::parse("abfss://fs@account.dfs.core.windows.net/iris").unwrap()
+        else {
+            panic!("not Azure")
+        };
+        assert_eq!(lake.service, AzureService::DataLake);
+        // MLflow has no repository for the unencrypted forms.
+        for plain in [
+            "wasb://models@account.blob.core.windows.net/iris",
+            "abfs://fs@account.dfs.core.windows.net/iris",
+        ] {
+            assert!(matches!(
+                ModelUri::parse(plain).unwrap_err(),
+                SourceError::UnsupportedScheme { .. }
+            ));
+        }
+        assert!(ModelUri::parse("gs://b/p").unwrap().is_immutable());
     }
 }

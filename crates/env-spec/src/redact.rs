@@ -38,7 +38,10 @@ fn secrets_of(url: &str) -> Vec<String> {
                 out.push(decoded);
             }
         }
-        if parsed.username().len() >= 12 && parsed.password().is_none() {
+        if parsed.username().len() >= 12
+            && parsed.password().is_none()
+            && !names_container(parsed.scheme())
+        {
             // `https://TOKEN@host/...` carries the secret in the user name (short names such as
             // `git@` are not secrets, and masking them everywhere would mangle messages).
             out.push(parsed.username().to_string());
@@ -53,12 +56,30 @@ fn secrets_of(url: &str) -> Vec<String> {
             }
         }
         for (name, value) in parsed.query_pairs() {
-            if ["token", "access_token", "api_key", "apikey", "password"].contains(&name.as_ref()) {
+            // `sig`: the signature of an Azure SAS token, the part that grants access.
+            if [
+                "token",
+                "access_token",
+                "api_key",
+                "apikey",
+                "password",
+                "sig",
+            ]
+            .contains(&name.as_ref())
+            {
                 out.push(value.into_owned());
             }
         }
     }
     out
+}
+
+/// Azure's `wasbs://CONTAINER@ACCOUNT...` and `abfss://FILESYSTEM@ACCOUNT...` put a container
+/// name, not a credential, before the `@`.
+fn names_container(scheme: &str) -> bool {
+    ["wasbs", "wasb", "abfss", "abfs"]
+        .iter()
+        .any(|s| scheme.eq_ignore_ascii_case(s))
 }
 
 fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
@@ -102,7 +123,50 @@ pub fn redact(text: &str) -> String {
             out = out.replace(secret.as_str(), MASK);
         }
     }
-    mask_userinfo(&out)
+    mask_userinfo(&mask_assignments(&out))
+}
+
+/// Masks the values of Azure connection-string and SAS fields that grant access
+/// (`AccountKey=...;`, `SharedAccessSignature=...;`, `sig=...&`) wherever they appear, whether
+/// or not they were registered. Pure.
+#[must_use]
+pub fn mask_assignments(text: &str) -> String {
+    let mut out = text.to_string();
+    // A connection-string field ends at `;`; a SAS token inside one has `&`s of its own.
+    for (name, ends_at_ampersand) in [
+        ("AccountKey=", false),
+        ("SharedAccessSignature=", false),
+        ("sig=", true),
+    ] {
+        let mut result = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(index) = rest.find(name) {
+            // `sig=` only as a whole query parameter, not inside a longer word.
+            let boundary = index == 0
+                || rest[..index]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| !c.is_ascii_alphanumeric() && c != '_');
+            let (head, tail) = rest.split_at(index + name.len());
+            result.push_str(head);
+            let end = tail
+                .find(|c: char| {
+                    matches!(c, ';' | '`' | '"' | '\'')
+                        || (ends_at_ampersand && c == '&')
+                        || c.is_whitespace()
+                })
+                .unwrap_or(tail.len());
+            if boundary && end > 0 && &tail[..end] != MASK {
+                result.push_str(MASK);
+            } else {
+                result.push_str(&tail[..end]);
+            }
+            rest = &tail[end..];
+        }
+        result.push_str(rest);
+        out = result;
+    }
+    out
 }
 
 /// Masks the user information of every URL in `text` (`https://user:****@host`), and
@@ -124,7 +188,11 @@ pub fn mask_userinfo(text: &str) -> String {
             .find(|c: char| c.is_whitespace() || c == '/' || c == '`' || c == '"' || c == '\'')
             .unwrap_or(tail.len());
         let authority = &tail[..end];
-        match authority.rfind('@') {
+        let scheme = head[..head.len() - 3]
+            .rsplit(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .next()
+            .unwrap_or_default();
+        match authority.rfind('@').filter(|_| !names_container(scheme)) {
             Some(at) => {
                 let userinfo = &authority[..at];
                 match userinfo.split_once(':') {
@@ -190,6 +258,41 @@ mod tests {
         assert_eq!(
             redact_url("https://conda.anaconda.org/conda-forge"),
             "https://conda.anaconda.org/conda-forge"
+        );
+    }
+
+    #[test]
+    fn azure_containers_stay_and_azure_secrets_go() {
+        let blob = "wasbs://mlflow-artifacts-prod@acct.blob.core.windows.net/1/model";
+        assert_eq!(redact_url(blob), blob);
+        assert_eq!(
+            redact(&format!("Listing `{blob}` failed")),
+            format!("Listing `{blob}` failed")
+        );
+        let lake = "abfss://fs@lake.dfs.core.windows.net/m";
+        assert_eq!(redact(&format!("at {lake}")), format!("at {lake}"));
+        assert_eq!(
+            redact_url("https://a.blob.core.windows.net/c/b?sv=2022-11-02&sig=c2lnbmF0dXJl"),
+            "https://a.blob.core.windows.net/c/b?sv=2022-11-02&sig=****"
+        );
+        assert_eq!(
+            redact(
+                "bad DefaultEndpointsProtocol=https;AccountName=a;AccountKey=a2V5LXZhbHVl==;EndpointSuffix=core.windows.net here"
+            ),
+            "bad DefaultEndpointsProtocol=https;AccountName=a;AccountKey=****;EndpointSuffix=core.windows.net here"
+        );
+        assert_eq!(
+            redact("BlobEndpoint=https://a/;SharedAccessSignature=sv=1&sig=abc"),
+            "BlobEndpoint=https://a/;SharedAccessSignature=****"
+        );
+        assert_eq!(
+            redact("GET https://a/c?sv=1&sig=abc%3D&se=2 and design=ok"),
+            "GET https://a/c?sv=1&sig=****&se=2 and design=ok"
+        );
+        // Other schemes still lose their user information.
+        assert_eq!(
+            redact("see https://carol:pw@other.example/x"),
+            "see https://carol:****@other.example/x"
         );
     }
 
