@@ -98,10 +98,24 @@ impl EnvVars {
         env_source::AwsVars::AWS_SHARED_CREDENTIALS_FILE;
     /// The shared config file (`~/.aws/config`).
     pub const AWS_CONFIG_FILE: &'static str = env_source::AwsVars::AWS_CONFIG_FILE;
+    /// A Google service account or application default credentials file, for `gs://`.
+    pub const GOOGLE_APPLICATION_CREDENTIALS: &'static str =
+        env_source::GcsVars::GOOGLE_APPLICATION_CREDENTIALS;
+    /// A GCS emulator, `HOST:PORT` (the `google-cloud-storage` library's name).
+    pub const STORAGE_EMULATOR_HOST: &'static str = env_source::GcsVars::STORAGE_EMULATOR_HOST;
+    /// MLflow's GCS request timeout in seconds (`-1`: none).
+    pub const MLFLOW_GCS_DEFAULT_TIMEOUT: &'static str =
+        env_source::GcsVars::MLFLOW_GCS_DEFAULT_TIMEOUT;
+    /// An Azure storage connection string, for `wasbs://` and `abfss://`.
+    pub const AZURE_STORAGE_CONNECTION_STRING: &'static str =
+        env_source::AzureVars::AZURE_STORAGE_CONNECTION_STRING;
+    /// The Azure storage account key of the URI's account.
+    pub const AZURE_STORAGE_ACCESS_KEY: &'static str =
+        env_source::AzureVars::AZURE_STORAGE_ACCESS_KEY;
 }
 
 /// The variables model URIs read, with what they mean, for `--help`.
-const MODEL_SOURCE_VARS: [(&str, &str); 20] = [
+const MODEL_SOURCE_VARS: [(&str, &str); 25] = [
     (
         EnvVars::MLFLOW_TRACKING_URI,
         "the MLflow tracking server, http(s)://HOST:PORT[/PREFIX]",
@@ -167,6 +181,26 @@ const MODEL_SOURCE_VARS: [(&str, &str); 20] = [
         "credentials file (~/.aws/credentials)",
     ),
     (EnvVars::AWS_CONFIG_FILE, "config file (~/.aws/config)"),
+    (
+        EnvVars::GOOGLE_APPLICATION_CREDENTIALS,
+        "gs:// key file (else gcloud's, the VM's, or anonymous)",
+    ),
+    (
+        EnvVars::STORAGE_EMULATOR_HOST,
+        "gs:// emulator HOST:PORT (no credentials sent)",
+    ),
+    (
+        EnvVars::MLFLOW_GCS_DEFAULT_TIMEOUT,
+        "gs:// request timeout in s (-1: none)",
+    ),
+    (
+        EnvVars::AZURE_STORAGE_CONNECTION_STRING,
+        "wasbs://, abfss:// connection string (wins)",
+    ),
+    (
+        EnvVars::AZURE_STORAGE_ACCESS_KEY,
+        "account key (else AZURE_CLIENT_ID/SECRET/TENANT_ID, ...)",
+    ),
 ];
 
 /// The `--help` section on model URIs and the variables they read.
@@ -176,7 +210,9 @@ pub fn model_uris_help() -> String {
     let mut text = String::from(
         "Model URIs (any MODEL argument): a directory, file://, models:/NAME/VERSION, \
          models:/NAME@ALIAS,\n  models:/NAME/latest, models:/NAME/STAGE, runs:/RUN_ID/PATH, \
-         mlflow-artifacts:/PATH, s3://BUCKET/PREFIX\n\nModel URI settings:\n",
+         mlflow-artifacts:/PATH,\n  s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, \
+         wasbs://CONTAINER@ACCOUNT.blob.core.windows.net/PATH,\n  \
+         abfss://FILESYSTEM@ACCOUNT.dfs.core.windows.net/PATH\n\nModel URI settings:\n",
     );
     for (name, meaning) in MODEL_SOURCE_VARS {
         let _ = writeln!(text, "  {name:<36} {meaning}");

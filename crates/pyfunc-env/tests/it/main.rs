@@ -1,6 +1,7 @@
 //! Integration tests of the `pyfunc-env` binary.
 
 mod cache;
+mod cloud;
 mod common;
 mod conformance;
 mod create;

