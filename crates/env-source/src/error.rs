@@ -346,10 +346,18 @@ impl StoreFailure {
         let summary = match innermost.split_once("status code: ") {
             Some((_, rest)) => {
                 let (status_line, body) = rest.split_once(": ").unwrap_or((rest, ""));
+                // Azure appends `RequestId:...` and `Time:...` lines to its message: the first
+                // line is the message.
                 let tag = |name: &str| {
                     let start = body.find(&format!("<{name}>"))? + name.len() + 2;
                     let end = body[start..].find(&format!("</{name}>"))? + start;
-                    Some(body[start..end].to_string())
+                    Some(
+                        body[start..end]
+                            .lines()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string(),
+                    )
                 };
                 match (tag("Code"), tag("Message")) {
                     (Some(code), Some(message)) => {
@@ -498,6 +506,17 @@ mod tests {
             "the store answered 403 Forbidden SignatureDoesNotMatch: The signature does not match."
         );
         assert!(std::error::Error::source(&failure).is_none());
+
+        let azure = StoreFailure::new(
+            Service::Azure,
+            generic(
+                "Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?><Error><Code>AuthorizationFailure</Code><Message>Server failed to authenticate the request.\nRequestId:3685a817\nTime:2026-12-01T01:50:10.110Z</Message></Error>",
+            ),
+        );
+        assert_eq!(
+            azure.to_string(),
+            "the store answered 403 Forbidden AuthorizationFailure: Server failed to authenticate the request."
+        );
 
         let refused = StoreFailure::new(Service::S3, generic("Connection refused (os error 111)"));
         assert_eq!(refused.status, None);
