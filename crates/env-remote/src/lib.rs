@@ -269,7 +269,7 @@ impl RemoteUrl {
                 "Check `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`, `AWS_PROFILE`): they must allow reading the bucket, and writing it unless `--remote-cache-read-only` is set"
             }
             Scheme::Gs => {
-                "Check `GOOGLE_SERVICE_ACCOUNT` (or `GOOGLE_APPLICATION_CREDENTIALS`): it must allow reading the bucket, and writing it unless `--remote-cache-read-only` is set"
+                "Check `GOOGLE_APPLICATION_CREDENTIALS` (or `GOOGLE_SERVICE_ACCOUNT`): it must allow reading the bucket, and writing it unless `--remote-cache-read-only` is set (without credentials, requests are anonymous, as MLflow's)"
             }
             Scheme::Az => {
                 "Check `AZURE_STORAGE_ACCOUNT_NAME` and `AZURE_STORAGE_ACCOUNT_KEY` (or `AZURE_STORAGE_SAS_KEY`): they must allow reading the container, and writing it unless `--remote-cache-read-only` is set"

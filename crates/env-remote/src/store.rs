@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::aws::AmazonS3ConfigKey as S3Key;
+use object_store::gcp::GoogleConfigKey as GcsKey;
 use object_store::path::Path as ObjectPath;
 use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, RetryConfig};
 
@@ -40,9 +41,14 @@ impl Remote {
                 .with_retry(retry)
                 .build()
                 .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
-            Scheme::Gs => object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                .with_bucket_name(&url.bucket)
-                .with_client_options(client)
+            // The same GCS settings as `gs://` model URIs (`STORAGE_EMULATOR_HOST`, key files,
+            // application default credentials), set key by key like S3's.
+            Scheme::Gs => env_source::gcs_builder(&url.bucket)?
+                .with_config(
+                    GcsKey::Client(ClientConfigKey::ConnectTimeout),
+                    format!("{}s", self.timeout.as_secs()),
+                )
+                .with_config(GcsKey::Client(ClientConfigKey::Timeout), "3600s")
                 .with_retry(retry)
                 .build()
                 .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),

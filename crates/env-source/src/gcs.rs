@@ -17,10 +17,13 @@
 //! and broken connections are `object_store`'s own.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::ClientOptions;
-use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::gcp::{
+    GcpCredential, GoogleCloudStorage, GoogleCloudStorageBuilder, GoogleConfigKey,
+};
+use object_store::{ClientOptions, StaticCredentialProvider};
 
 use crate::SourceError;
 
@@ -190,7 +193,15 @@ impl GcsConfig {
         }
         builder = builder.with_client_options(options);
         match &self.credentials {
-            GcsCredentials::Anonymous => builder.with_skip_signature(true),
+            // Reads skip signing; object_store 0.14 still asks the credential provider for
+            // uploads (`Request::send` ignores `skip_signature`), so give it an empty token
+            // rather than let it reach for the metadata server (seen with the remote cache on
+            // fake-gcs-server).
+            GcsCredentials::Anonymous => builder.with_skip_signature(true).with_credentials(
+                Arc::new(StaticCredentialProvider::new(GcpCredential {
+                    bearer: String::new(),
+                })),
+            ),
             GcsCredentials::ServiceAccountKey(key) => builder.with_service_account_key(key),
             GcsCredentials::ServiceAccountFile(path) => {
                 builder.with_service_account_path(path.to_string_lossy())
