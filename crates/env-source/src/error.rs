@@ -151,7 +151,7 @@ pub enum SourceError {
         setting: String,
     },
     /// A setting has a value that cannot be used.
-    #[error("`{name}` is `{value}`, which is not {expected}")]
+    #[error("`{name}` is `{value}`: expected {expected}")]
     #[diagnostic(help("Fix or unset `{name}`"))]
     InvalidSetting {
         /// The variable.

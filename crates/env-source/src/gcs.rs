@@ -61,6 +61,24 @@ pub enum GcsCredentials {
     Metadata,
 }
 
+impl GcsCredentials {
+    /// How requests are made, for messages: `with the credentials file `...``.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Anonymous => "without credentials".to_string(),
+            Self::ServiceAccountKey(_) => {
+                format!("with the key in `{}`", GcsVars::GOOGLE_SERVICE_ACCOUNT_KEY)
+            }
+            Self::ServiceAccountFile(path) => format!("with the key file `{}`", path.display()),
+            Self::ApplicationDefault(path) => {
+                format!("with the credentials file `{}`", path.display())
+            }
+            Self::Metadata => "with the Compute Engine service account".to_string(),
+        }
+    }
+}
+
 impl std::fmt::Debug for GcsCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -218,7 +236,10 @@ impl GcsConfig {
         self.builder(bucket).build().map_err(|source| {
             SourceError::object_store_in(
                 crate::error::Service::Gcs,
-                format!("Connecting to bucket `gs://{bucket}`"),
+                format!(
+                    "Connecting to bucket `gs://{bucket}` {}",
+                    self.credentials.describe()
+                ),
                 source,
             )
         })

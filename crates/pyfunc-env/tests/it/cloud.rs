@@ -188,7 +188,10 @@ fn gcs_unusable_service_account_key_is_refused_without_printing_it() {
                 2,
                 &[
                     "Failed to get the model `gs://models/iris`",
-                    "Connecting to bucket `gs://models` failed",
+                    &format!(
+                        "Connecting to bucket `gs://models` with the credentials file `{}` failed",
+                        key.display()
+                    ),
                     "GOOGLE_APPLICATION_CREDENTIALS",
                 ],
             );
