@@ -286,7 +286,15 @@ mod tests {
             offline: true,
             ..SourceSettings::default()
         };
-        for uri in ["models:/iris/1", "models:/iris@champion", "runs:/abc/model"] {
+        for uri in [
+            "models:/iris/1",
+            "models:/iris@champion",
+            "runs:/abc/model",
+            "s3://bucket/iris",
+            "gs://bucket/iris",
+            "wasbs://models@acct.blob.core.windows.net/iris",
+            "abfss://fs@acct.dfs.core.windows.net/iris",
+        ] {
             let error =
                 resolve_blocking(uri, &settings, &cache, Arc::new(crate::NoReporter)).unwrap_err();
             assert!(
