@@ -62,7 +62,7 @@ pub enum GcsCredentials {
 }
 
 impl GcsCredentials {
-    /// How requests are made, for messages: `with the credentials file `...``.
+    /// How requests are made, for messages ("with the credentials file ...").
     #[must_use]
     pub fn describe(&self) -> String {
         match self {
