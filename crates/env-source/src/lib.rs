@@ -38,7 +38,10 @@ use std::sync::Arc;
 use env_cache::Cache;
 use serde::Serialize;
 
-pub use bucket::{EntryInfo, ModelEntry, PruneModelsReport, PrunedModel, entries, prune_models};
+pub use bucket::{
+    EntryInfo, ModelEntry, ModelState, ModelSummary, PruneModelsReport, PrunedModel, entries,
+    list_models, prune_models,
+};
 pub use error::{SourceError, StoreFailure};
 pub use resolve::resolve;
 pub use s3::{AwsConfig, AwsVars, MLFLOW_S3_ENDPOINT_URL, s3_builder, s3_store};
