@@ -221,6 +221,8 @@ impl TestContext {
             (r"\b(size|indexed_timestamp): [0-9]+", "$1: [N]"),
             (r"\b[0-9]+ files\b", "[N] files"),
             (r"\b[0-9a-f]{32}\b", "[KEY]"),
+            // Lock holders in lock timeouts.
+            (r"\bpid [0-9]+\b", "pid [PID]"),
             (
                 r#""(wait|solve|conda_install|pip_install|compile|total|seconds|build_seconds)": [0-9.e-]+"#,
                 r#""$1": "[TIME]""#,
