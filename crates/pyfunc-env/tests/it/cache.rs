@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{TestContext, describe, json, mirror_args, pyfunc_env_snapshot, stderr};
+use crate::common::{TestContext, describe, json, mirror_args, pyfunc_env_snapshot};
 
 /// A small conda-mode model from the local channel (no pip step).
 fn small_model(ctx: &TestContext, name: &str, extra: &str) -> std::path::PathBuf {

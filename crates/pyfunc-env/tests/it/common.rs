@@ -208,6 +208,14 @@ impl TestContext {
         if let Ok(canonical) = self.temp.path().canonicalize() {
             filters.insert(2, (literal(&canonical), "[TEMP_DIR]".to_string()));
         }
+        // The test channel's directory, also when `target/env-test` is a symlink to another
+        // checkout's (a worktree sharing main's channel).
+        let env_test_dir = env_test::target_dir().join("env-test");
+        if let Ok(canonical) = env_test_dir.canonicalize()
+            && canonical != env_test_dir
+        {
+            filters.push((literal(&canonical), "[REPO]/target/env-test".to_string()));
+        }
         if let Ok(pyenv) = env_test::pyenv_root() {
             filters.push((literal(&pyenv), "[PYENV_ROOT]".to_string()));
         }
