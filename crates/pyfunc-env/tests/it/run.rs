@@ -1430,3 +1430,63 @@ fn a_missing_model_and_a_missing_input_are_both_named() {
     "#
     );
 }
+
+#[test]
+fn check_names_what_it_cannot_check_and_the_fix() {
+    let ctx = TestContext::new();
+    let model = fixture("sklearn-iris");
+    let check = |flags: &[&str]| {
+        let mut command = ctx.command();
+        command.arg("check").arg(&model).args(flags);
+        command
+    };
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        check(&["--env", "0123456789abcdef0123456789abcdef"]),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: No complete environment `[KEY]` in [CACHE_DIR]
+    "#
+    );
+    pyfunc_env_snapshot!(ctx.filters(), check(&["--env", "latest"]), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: `latest` is not an environment key (32 hex digits; see `pyfunc-env cache list`)
+    "#);
+    // No interpreter named, and none on PATH.
+    let empty = ctx.path().join("empty-bin");
+    fs_err::create_dir_all(&empty).unwrap();
+    pyfunc_env_snapshot!(ctx.filters(), check(&[]).env("PATH", &empty), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: No `python3` on PATH; pass `--python` or `--env`
+    "#);
+    // A requirements file the model cannot have been saved with.
+    let broken = ctx.copy_fixture("sklearn-iris");
+    fs_err::write(broken.join("requirements.txt"), "-r nosuch.txt\n").unwrap();
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        ctx.command()
+            .arg("check")
+            .arg(&broken)
+            .arg("--python")
+            .arg(pyenv_python("3.11.7")),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: Failed to read the model's requirements
+          Caused by: `nosuch.txt` does not exist (referenced from `requirements.txt` line 1)
+
+        hint: Add `nosuch.txt` to the model directory or remove the `-r` line
+    "#
+    );
+}
