@@ -1,11 +1,9 @@
 //! `pyfunc-env cache dir | list | prune | clean`.
 
-use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
-use env_cache::{Cache, EnvSummary, ListedState, LockKind, LockedFile};
+use env_cache::{Cache, EnvSummary, ListedState};
 use env_solve::prune::{PrunePolicy, Reason, Removal};
 use env_source::{ModelState, ModelSummary};
 use serde::Serialize;
@@ -35,7 +33,7 @@ pub fn cache(
         CacheCommand::Prune(args) if args.remote => prune_remote(args, settings, printer),
         CacheCommand::Prune(args) => prune(&cache, args, printer),
         CacheCommand::Push(args) => push(args, settings, printer),
-        CacheCommand::Clean(args) => clean(&cache, args, settings, printer),
+        CacheCommand::Clean(args) => clean(&cache, args, printer),
         CacheCommand::Verify(args) => verify(&cache, args, printer),
     }
 }
@@ -378,12 +376,7 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
     Ok(ExitStatus::Success)
 }
 
-fn clean(
-    cache: &Cache,
-    args: &CacheCleanArgs,
-    settings: &Settings,
-    printer: Printer,
-) -> anyhow::Result<ExitStatus> {
+fn clean(cache: &Cache, args: &CacheCleanArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
     if !cache.root().join("CACHEDIR.TAG").is_file() {
         printer.info(format!(
             "No cache at {}",
@@ -391,48 +384,21 @@ fn clean(
         ));
         return Ok(ExitStatus::Success);
     }
-    // Background bytecode compilers hold their environment's lock (and the cache lock once
-    // started); their work is about to be deleted, so stop them rather than wait for them.
-    for env in cache.envs()? {
-        env_solve::prune::stop_compilers(env.lock_path());
-    }
-    env_solve::prune::stop_compilers(&cache.lock_path());
-    let lock = if args.force {
-        None
-    } else {
-        Some(LockedFile::acquire(
-            &cache.lock_path(),
-            LockKind::Exclusive,
-            Some(settings.lock_timeout),
-            Duration::from_secs(30),
-            |waited| {
-                if waited.is_zero() {
-                    printer.info("Cache is in use, waiting (use `--force` to override)");
-                } else {
-                    printer.info(format!(
-                        "Still waiting for the cache lock ({}s)",
-                        waited.as_secs()
-                    ));
-                }
-            },
-        )?)
-    };
-    let mut freed = 0;
-    let mut seen = HashSet::new();
-    for entry in fs_err::read_dir(cache.root())?.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if matches!(name.as_str(), "CACHEDIR.TAG" | ".gitignore" | ".lock") {
-            continue;
-        }
-        freed += env_cache::disk_usage(&entry.path(), &mut seen);
-        if entry.path().is_dir() {
-            fs_err::remove_dir_all(entry.path())
-                .with_context(|| format!("Failed to remove `{}`", entry.path().display()))?;
+    let freed = env_solve::prune::clean(cache, args.force, &mut |waited| {
+        if waited.is_zero() {
+            printer.info("Cache is in use, waiting (use `--force` to override)");
         } else {
-            fs_err::remove_file(entry.path())?;
+            printer.info(format!(
+                "Still waiting for the cache lock ({}s)",
+                waited.as_secs()
+            ));
         }
-    }
-    drop(lock);
+    })
+    .map_err(|error| match error {
+        // The cache's own error: a lock timeout with its holder and hint.
+        env_solve::SolveError::Cache(error) => anyhow::Error::new(error),
+        error => anyhow::Error::new(error),
+    })?;
     printer.info(format!(
         "Removed everything in {} ({})",
         printer.cyan(cache.root().display()),
