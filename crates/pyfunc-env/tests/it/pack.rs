@@ -727,7 +727,10 @@ fn spark_submit_scores_the_sklearn_model_on_executors_with_the_packed_env() {
     )
     .unwrap();
 
-    let spark_home = driver.join("lib/python3.11/site-packages/pyspark");
+    // Canonical, as the executors report it: `target/spark-driver-venv` may be a symlink (a
+    // worktree sharing main's venv).
+    let spark_home =
+        fs_err::canonicalize(driver.join("lib/python3.11/site-packages/pyspark")).unwrap();
     let work = spark_home.join("work");
     let _cleanup = SparkWorkDirs {
         before: fs_err::read_dir(&work)
