@@ -29,11 +29,13 @@
 
 pub mod child;
 mod entry;
+mod listing;
 mod lock;
 
 use std::path::{Path, PathBuf};
 
 pub use entry::{EnvEntry, EnvState, Fingerprint, META_DIR, Metadata, now as unix_now};
+pub use listing::{EnvSummary, ListedState};
 pub use lock::{LockKind, LockedFile, held_by, read_only};
 
 /// The environments bucket.

@@ -229,6 +229,101 @@ pub fn check(
     }
 }
 
+/// The interpreter [`check_model`] compares a model's requirements with.
+#[derive(Debug, Clone, Copy)]
+pub enum CheckPython<'a> {
+    /// This interpreter (`--python`).
+    Path(&'a Path),
+    /// The `bin/python` of a complete environment of the cache (`--env KEY`).
+    Cached {
+        /// The cache.
+        cache: &'a env_cache::Cache,
+        /// The environment's key.
+        key: &'a env_spec::EnvKey,
+    },
+    /// The first `python3` on `PATH`.
+    OnPath,
+}
+
+/// Errors of [`check_model`].
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum CheckError {
+    /// `--env KEY` names no complete environment.
+    #[error("No complete environment `{key}` in {}", root.display())]
+    NotComplete {
+        /// The key.
+        key: String,
+        /// The cache root.
+        root: PathBuf,
+    },
+    /// No interpreter was named and `PATH` has no `python3`.
+    #[error("No `python3` on PATH; pass `--python` or `--env`")]
+    NoPython3,
+    /// The model's `requirements.txt` could not be read.
+    #[error("Failed to read the model's requirements")]
+    Requirements {
+        /// The cause.
+        #[source]
+        source: env_spec::SpecError,
+    },
+    /// The model's `MLmodel` could not be read.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Model(env_spec::SpecError),
+    /// The interpreter could not be inspected.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Inspect(RunError),
+    /// The cache could not be read.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Cache(env_cache::CacheError),
+}
+
+/// `check`: the model's `requirements.txt` and `MLmodel` Python version against what `python`
+/// has installed, by MLflow's rules ([`check`]).
+pub fn check_model(
+    model: &env_spec::ModelDir,
+    python: CheckPython<'_>,
+) -> Result<CheckReport, CheckError> {
+    let python = match python {
+        CheckPython::Path(python) => python.to_path_buf(),
+        CheckPython::Cached { cache, key } => {
+            let entry = cache.env(key.as_str()).map_err(CheckError::Cache)?;
+            if !matches!(entry.state(), env_cache::EnvState::Complete(_)) {
+                return Err(CheckError::NotComplete {
+                    key: key.to_string(),
+                    root: cache.root().to_path_buf(),
+                });
+            }
+            entry.dir().join("bin").join("python")
+        }
+        CheckPython::OnPath => {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("python3"))
+                .find(|p| p.is_file())
+                .ok_or(CheckError::NoPython3)?
+        }
+    };
+    let requirements: Vec<String> = model
+        .requirements_file("requirements.txt")
+        .transpose()
+        .map_err(|source| CheckError::Requirements { source })?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.req_str)
+        .collect();
+    let interpreter = inspect_interpreter(&python).map_err(CheckError::Inspect)?;
+    let python_version = model.mlmodel().map_err(CheckError::Model)?.python_version();
+    Ok(check(
+        &requirements,
+        python_version.as_deref(),
+        &interpreter,
+        &python,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

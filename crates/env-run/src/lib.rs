@@ -20,7 +20,10 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub use check::{CheckReport, Interpreter, Mismatch, check, inspect_interpreter};
+pub use check::{
+    CheckError, CheckPython, CheckReport, Interpreter, Mismatch, check, check_model,
+    inspect_interpreter,
+};
 
 /// Errors of `env-run`.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

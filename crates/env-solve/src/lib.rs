@@ -10,6 +10,7 @@ pub mod conda;
 pub mod context;
 pub mod environment;
 pub mod error;
+pub mod inspect;
 pub mod local;
 pub mod lock;
 pub mod many;

@@ -202,7 +202,6 @@ pub fn prune(
     Ok(report)
 }
 
-/// Directories in the cache root that this version does not use.
 /// The exclusive lock of an environment to remove. A lock held only by background bytecode
 /// compilers is taken after stopping them (they compile what is being removed); one held by a
 /// running model or a build is not. A dry run stops nothing.
@@ -219,6 +218,51 @@ fn lock_for_removal(
     Ok(None)
 }
 
+/// `cache clean`: removes everything in the cache but its marker files and lock, and returns
+/// the bytes freed. Background bytecode compilers are stopped first (their work is about to be
+/// deleted, and they hold their environment's lock and, once started, the cache's). Unless
+/// `force`, the cache's lock is taken exclusively, waiting at most the cache's lock timeout for
+/// the commands that use it; `on_wait` is called when it is busy (with zero) and then every 30 s.
+pub fn clean(
+    cache: &Cache,
+    force: bool,
+    on_wait: &mut dyn FnMut(Duration),
+) -> Result<u64, SolveError> {
+    for env in cache.envs()? {
+        stop_compilers(env.lock_path());
+    }
+    stop_compilers(&cache.lock_path());
+    let lock = if force {
+        None
+    } else {
+        Some(LockedFile::acquire(
+            &cache.lock_path(),
+            LockKind::Exclusive,
+            Some(cache.lock_timeout()),
+            Duration::from_secs(30),
+            on_wait,
+        )?)
+    };
+    let mut freed = 0;
+    let mut seen = HashSet::new();
+    let root = cache.root();
+    for entry in fs_err::read_dir(root).map_err(io(root))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if matches!(name.as_str(), "CACHEDIR.TAG" | ".gitignore" | ".lock") {
+            continue;
+        }
+        let path = entry.path();
+        freed += env_cache::disk_usage(&path, &mut seen);
+        if path.is_dir() {
+            fs_err::remove_dir_all(&path).map_err(io(&path))?;
+        } else {
+            fs_err::remove_file(&path).map_err(io(&path))?;
+        }
+    }
+    drop(lock);
+    Ok(freed)
+}
+
 /// Stops the background bytecode compilers (`pyfunc-env __compile-bytecode`) holding `lock`.
 pub fn stop_compilers(lock: &std::path::Path) -> usize {
     let stopped =
@@ -229,6 +273,7 @@ pub fn stop_compilers(lock: &std::path::Path) -> usize {
     stopped.len()
 }
 
+/// Directories in the cache root that this version does not use.
 fn unknown_buckets(cache: &Cache) -> Vec<String> {
     let Ok(entries) = fs_err::read_dir(cache.root()) else {
         return Vec::new();
@@ -246,6 +291,33 @@ fn unknown_buckets(cache: &Cache) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clean_keeps_only_the_markers_and_waits_for_users_unless_forced() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().join("cache")).with_lock_timeout(Duration::ZERO);
+        cache.init().unwrap();
+        fs_err::create_dir_all(cache.root().join("envs-v1/abc/bin")).unwrap();
+        fs_err::write(cache.root().join("envs-v1/abc/bin/python"), "12345").unwrap();
+        fs_err::create_dir_all(cache.root().join("tools-v1")).unwrap();
+        fs_err::write(cache.root().join("tools-v1/uv"), "678").unwrap();
+        fs_err::write(cache.root().join("stray"), "").unwrap();
+        let user = LockedFile::acquire_blocking(&cache.lock_path(), LockKind::Shared).unwrap();
+        let mut waits = 0;
+        assert!(clean(&cache, false, &mut |_| waits += 1).is_err());
+        assert_eq!(waits, 1);
+        assert!(cache.root().join("stray").exists());
+        assert_eq!(clean(&cache, true, &mut |_| waits += 1).unwrap(), 8);
+        drop(user);
+        let mut left: Vec<String> = fs_err::read_dir(cache.root())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".gitignore", ".lock", "CACHEDIR.TAG"]);
+        assert_eq!(clean(&cache, false, &mut |_| waits += 1).unwrap(), 0);
+        assert_eq!(waits, 1);
+    }
 
     #[test]
     fn unknown_buckets_are_kept_while_another_process_holds_the_cache() {

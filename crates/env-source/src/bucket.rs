@@ -104,6 +104,63 @@ impl ModelEntry {
     }
 }
 
+/// The state of a listed model entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelState {
+    /// Downloaded; `source.json` is there.
+    Complete,
+    /// Incomplete, and another process holds its lock: a download is running.
+    Downloading,
+    /// Incomplete, and nobody holds it (`cache prune` removes it).
+    Incomplete,
+}
+
+/// One entry of the model cache, as `cache list` shows it.
+#[derive(Debug, Clone)]
+pub struct ModelSummary {
+    /// The entry's key.
+    pub key: String,
+    /// Complete, downloading, or a leftover.
+    pub state: ModelState,
+    /// What it was downloaded from; `None` until complete.
+    pub info: Option<EntryInfo>,
+    /// The model directory inside the entry.
+    pub model_dir: PathBuf,
+    /// Bytes on disk.
+    pub size: u64,
+    /// When a command last used it.
+    pub last_used: Option<std::time::SystemTime>,
+    /// Whether another process holds its lock (a download, a command using it).
+    pub in_use: bool,
+}
+
+/// Every entry of the model cache that has a directory, in key order; whether one is in use is
+/// found by trying its lock exclusively without waiting (and releasing it at once).
+pub fn list_models(cache: &Cache) -> Result<Vec<ModelSummary>, CacheError> {
+    let mut summaries = Vec::new();
+    for model in entries(cache) {
+        let info = model.info();
+        if info.is_none() && !model.dir().exists() {
+            continue;
+        }
+        let in_use = model.try_lock_exclusive()?.is_none();
+        summaries.push(ModelSummary {
+            key: model.key(),
+            state: match (&info, in_use) {
+                (Some(_), _) => ModelState::Complete,
+                (None, true) => ModelState::Downloading,
+                (None, false) => ModelState::Incomplete,
+            },
+            info,
+            model_dir: model.model_dir(),
+            size: env_cache::disk_usage(model.dir(), &mut std::collections::HashSet::new()),
+            last_used: model.last_used(),
+            in_use,
+        });
+    }
+    Ok(summaries)
+}
+
 /// A downloaded model `cache prune` removed (or, in a dry run, would).
 #[derive(Debug, Clone)]
 pub struct PrunedModel {
@@ -260,4 +317,46 @@ where
     found(&entry, false)?.ok_or_else(|| SourceError::OfflineNotCached {
         uri: shown.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_tells_downloaded_from_incomplete_models() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::new(root.path().join("cache"));
+        cache.init().unwrap();
+        let bucket = cache.bucket(MODELS_BUCKET).unwrap();
+        fs_err::create_dir_all(bucket.join("a/model")).unwrap();
+        fs_err::write(bucket.join("a/model/MLmodel"), "flavors: {}\n").unwrap();
+        fs_err::write(
+            bucket.join("a/source.json"),
+            r#"{"uri":"models:/iris/3","source":"s3://b/p","name":"iris","version":"3","created":5}"#,
+        )
+        .unwrap();
+        fs_err::create_dir_all(bucket.join("b/model")).unwrap();
+        // A lock file alone, and the refs directory, are not entries.
+        fs_err::write(bucket.join("c.lock"), "").unwrap();
+        fs_err::create_dir_all(bucket.join("refs")).unwrap();
+
+        let listed = list_models(&cache).unwrap();
+        let states: Vec<_> = listed.iter().map(|m| (m.key.as_str(), m.state)).collect();
+        assert_eq!(
+            states,
+            [("a", ModelState::Complete), ("b", ModelState::Incomplete)]
+        );
+        let a = &listed[0];
+        assert_eq!(a.info.as_ref().unwrap().version.as_deref(), Some("3"));
+        assert_eq!(a.model_dir, bucket.join("a/model"));
+        assert!(a.size >= 12 && !a.in_use);
+
+        // Another process downloading it holds its lock.
+        let held = ModelEntry::new(&bucket, "b").try_lock_exclusive().unwrap();
+        assert!(held.is_some());
+        let listed = list_models(&cache).unwrap();
+        assert_eq!(listed[1].state, ModelState::Downloading);
+        assert!(listed[1].in_use);
+    }
 }

@@ -44,7 +44,10 @@ use env_cache::Cache;
 use serde::Serialize;
 
 pub use azure::{AzureAuth, AzureConfig, AzureService, AzureUri, AzureVars};
-pub use bucket::{EntryInfo, ModelEntry, PruneModelsReport, PrunedModel, entries, prune_models};
+pub use bucket::{
+    EntryInfo, ModelEntry, ModelState, ModelSummary, PruneModelsReport, PrunedModel, entries,
+    list_models, prune_models,
+};
 pub use error::{Service, SourceError, StoreFailure};
 pub use gcs::{GcsConfig, GcsCredentials, GcsVars, gcs_builder};
 pub use resolve::resolve;

@@ -1,12 +1,11 @@
 //! `pyfunc-env cache dir | list | prune | clean`.
 
-use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
-use env_cache::{Cache, EnvState, LockKind, LockedFile};
+use env_cache::{Cache, EnvSummary, ListedState};
 use env_solve::prune::{PrunePolicy, Reason, Removal};
+use env_source::{ModelState, ModelSummary};
 use serde::Serialize;
 
 use crate::cli::{
@@ -34,24 +33,46 @@ pub fn cache(
         CacheCommand::Prune(args) if args.remote => prune_remote(args, settings, printer),
         CacheCommand::Prune(args) => prune(&cache, args, printer),
         CacheCommand::Push(args) => push(args, settings, printer),
-        CacheCommand::Clean(args) => clean(&cache, args, settings, printer),
+        CacheCommand::Clean(args) => clean(&cache, args, printer),
         CacheCommand::Verify(args) => verify(&cache, args, printer),
     }
 }
 
+/// A `cache list --json` row of an environment.
 #[derive(Debug, Serialize)]
-struct Row {
+struct Row<'a> {
     /// `environment` (rows of downloaded models say `model`).
     kind: &'static str,
-    key: String,
+    key: &'a str,
     state: &'static str,
-    env_manager: Option<String>,
-    model: Option<String>,
-    python: Option<String>,
+    env_manager: Option<&'a str>,
+    model: Option<&'a str>,
+    python: Option<&'a str>,
     size: u64,
     created: Option<u64>,
     last_used: Option<u64>,
     in_use: bool,
+}
+
+impl<'a> Row<'a> {
+    fn new(env: &'a EnvSummary) -> Self {
+        Self {
+            kind: "environment",
+            key: &env.key,
+            state: match env.state {
+                ListedState::Complete => "complete",
+                ListedState::Building => "building",
+                ListedState::Incomplete => "incomplete",
+            },
+            env_manager: env.env_manager.as_deref(),
+            model: env.model.as_deref(),
+            python: env.python_version.as_deref(),
+            size: env.size,
+            created: env.created,
+            last_used: unix(env.last_used),
+            in_use: env.in_use,
+        }
+    }
 }
 
 fn unix(time: Option<SystemTime>) -> Option<u64> {
@@ -59,41 +80,6 @@ fn unix(time: Option<SystemTime>) -> Option<u64> {
         .duration_since(SystemTime::UNIX_EPOCH)
         .ok()
         .map(|d| d.as_secs())
-}
-
-fn rows(cache: &Cache) -> anyhow::Result<Vec<Row>> {
-    let mut rows = Vec::new();
-    for env in cache.envs()? {
-        let state = env.state();
-        let metadata = env.metadata().ok();
-        let in_use = match env.try_lock_exclusive()? {
-            Some(lock) => {
-                drop(lock);
-                false
-            }
-            None => true,
-        };
-        let mut seen = HashSet::new();
-        rows.push(Row {
-            kind: "environment",
-            key: env.key().to_string(),
-            state: match state {
-                EnvState::Complete(_) => "complete",
-                EnvState::Incomplete if in_use => "building",
-                EnvState::Incomplete => "incomplete",
-                EnvState::Missing => "missing",
-            },
-            env_manager: metadata.as_ref().map(|m| m.env_manager.clone()),
-            model: metadata.as_ref().map(|m| m.model.clone()),
-            python: metadata.as_ref().and_then(|m| m.python_version.clone()),
-            size: env_cache::disk_usage(env.dir(), &mut seen),
-            created: metadata.as_ref().map(|m| m.created),
-            last_used: unix(env.last_used()),
-            in_use,
-        });
-    }
-    rows.retain(|r| r.state != "missing");
-    Ok(rows)
 }
 
 /// `1.2 GiB`.
@@ -130,70 +116,67 @@ fn human_time(seconds: Option<u64>) -> String {
 /// A downloaded model in `cache list --json`: the same array as the environments, told apart
 /// by `kind`, so existing readers of the environment rows keep working.
 #[derive(Debug, Serialize)]
-struct ModelRow {
+struct ModelRow<'a> {
     kind: &'static str,
-    key: String,
+    key: &'a str,
     /// `complete`, `downloading` (another process holds it) or `incomplete`.
     state: &'static str,
     /// The URI it was first downloaded for, the artifact location, and the registered name
     /// and version (for `models:/`).
-    uri: Option<String>,
-    source: Option<String>,
-    name: Option<String>,
-    version: Option<String>,
-    dir: std::path::PathBuf,
+    uri: Option<&'a str>,
+    source: Option<&'a str>,
+    name: Option<&'a str>,
+    version: Option<&'a str>,
+    dir: &'a std::path::Path,
     size: u64,
     created: Option<u64>,
     last_used: Option<u64>,
     in_use: bool,
 }
 
-fn model_rows(cache: &Cache) -> anyhow::Result<Vec<ModelRow>> {
-    let mut rows = Vec::new();
-    for model in env_source::entries(cache) {
-        let info = model.info();
-        if info.is_none() && !model.dir().exists() {
-            continue;
-        }
-        let in_use = model.try_lock_exclusive()?.is_none();
-        rows.push(ModelRow {
+impl<'a> ModelRow<'a> {
+    fn new(model: &'a ModelSummary) -> Self {
+        let info = model.info.as_ref();
+        Self {
             kind: "model",
-            key: model.key(),
-            state: match (&info, in_use) {
-                (Some(_), _) => "complete",
-                (None, true) => "downloading",
-                (None, false) => "incomplete",
+            key: &model.key,
+            state: match model.state {
+                ModelState::Complete => "complete",
+                ModelState::Downloading => "downloading",
+                ModelState::Incomplete => "incomplete",
             },
-            dir: model.model_dir(),
-            size: env_cache::disk_usage(model.dir(), &mut HashSet::new()),
-            created: info.as_ref().map(|i| i.created),
-            last_used: unix(model.last_used()),
-            in_use,
-            uri: info.as_ref().map(|i| i.uri.clone()),
-            source: info.as_ref().map(|i| i.source.clone()),
-            name: info.as_ref().and_then(|i| i.name.clone()),
-            version: info.and_then(|i| i.version),
-        });
+            uri: info.map(|i| i.uri.as_str()),
+            source: info.map(|i| i.source.as_str()),
+            name: info.and_then(|i| i.name.as_deref()),
+            version: info.and_then(|i| i.version.as_deref()),
+            dir: &model.model_dir,
+            size: model.size,
+            created: info.map(|i| i.created),
+            last_used: unix(model.last_used),
+            in_use: model.in_use,
+        }
     }
-    Ok(rows)
 }
 
 fn list(cache: &Cache, json: bool, printer: Printer) -> anyhow::Result<ExitStatus> {
-    let rows = rows(cache)?;
+    let envs = cache.list_envs()?;
+    let models = env_source::list_models(cache)?;
     if json {
-        let mut all: Vec<serde_json::Value> = rows
+        let mut all: Vec<serde_json::Value> = envs
             .iter()
-            .map(serde_json::to_value)
+            .map(|env| serde_json::to_value(Row::new(env)))
             .collect::<Result<_, _>>()?;
-        for model in model_rows(cache)? {
-            all.push(serde_json::to_value(model)?);
+        for model in &models {
+            all.push(serde_json::to_value(ModelRow::new(model))?);
         }
         printer.data(format!("{}\n", serde_json::to_string_pretty(&all)?))?;
         return Ok(ExitStatus::Success);
     }
-    let models = env_source::entries(cache);
-    let models: Vec<_> = models.iter().filter_map(|m| Some((m, m.info()?))).collect();
-    if rows.is_empty() && models.is_empty() {
+    let models: Vec<_> = models
+        .iter()
+        .filter_map(|m| Some((m, m.info.as_ref()?)))
+        .collect();
+    if envs.is_empty() && models.is_empty() {
         printer.info(format!(
             "No environments in {}",
             printer.cyan(cache.root().display())
@@ -201,28 +184,29 @@ fn list(cache: &Cache, json: bool, printer: Printer) -> anyhow::Result<ExitStatu
         return Ok(ExitStatus::Success);
     }
     let mut out = String::new();
-    if !rows.is_empty() {
+    if !envs.is_empty() {
         let _ = writeln!(
             out,
             "{:<32}  {:<10}  {:<10}  {:>9}  {:<19}  {:<19}  MODEL",
             "KEY", "STATE", "MANAGER", "SIZE", "CREATED", "LAST USED"
         );
     }
-    for row in &rows {
+    for env in &envs {
+        let row = Row::new(env);
         let _ = writeln!(
             out,
             "{:<32}  {:<10}  {:<10}  {:>9}  {:<19}  {:<19}  {}",
             row.key,
             row.state,
-            row.env_manager.as_deref().unwrap_or("-"),
+            row.env_manager.unwrap_or("-"),
             human_size(row.size),
             human_time(row.created),
             human_time(row.last_used),
-            row.model.as_deref().unwrap_or("-"),
+            row.model.unwrap_or("-"),
         );
     }
     if !models.is_empty() {
-        if !rows.is_empty() {
+        if !envs.is_empty() {
             out.push('\n');
         }
         let _ = writeln!(
@@ -234,9 +218,9 @@ fn list(cache: &Cache, json: bool, printer: Printer) -> anyhow::Result<ExitStatu
             let _ = writeln!(
                 out,
                 "{:<32}  {:>9}  {:<19}  {:<8}  {}",
-                model.key(),
-                human_size(env_cache::disk_usage(model.dir(), &mut HashSet::new())),
-                human_time(unix(model.last_used())),
+                model.key,
+                human_size(model.size),
+                human_time(unix(model.last_used)),
                 info.version.as_deref().unwrap_or("-"),
                 info.uri,
             );
@@ -392,12 +376,7 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
     Ok(ExitStatus::Success)
 }
 
-fn clean(
-    cache: &Cache,
-    args: &CacheCleanArgs,
-    settings: &Settings,
-    printer: Printer,
-) -> anyhow::Result<ExitStatus> {
+fn clean(cache: &Cache, args: &CacheCleanArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
     if !cache.root().join("CACHEDIR.TAG").is_file() {
         printer.info(format!(
             "No cache at {}",
@@ -405,48 +384,21 @@ fn clean(
         ));
         return Ok(ExitStatus::Success);
     }
-    // Background bytecode compilers hold their environment's lock (and the cache lock once
-    // started); their work is about to be deleted, so stop them rather than wait for them.
-    for env in cache.envs()? {
-        env_solve::prune::stop_compilers(env.lock_path());
-    }
-    env_solve::prune::stop_compilers(&cache.lock_path());
-    let lock = if args.force {
-        None
-    } else {
-        Some(LockedFile::acquire(
-            &cache.lock_path(),
-            LockKind::Exclusive,
-            Some(settings.lock_timeout),
-            Duration::from_secs(30),
-            |waited| {
-                if waited.is_zero() {
-                    printer.info("Cache is in use, waiting (use `--force` to override)");
-                } else {
-                    printer.info(format!(
-                        "Still waiting for the cache lock ({}s)",
-                        waited.as_secs()
-                    ));
-                }
-            },
-        )?)
-    };
-    let mut freed = 0;
-    let mut seen = HashSet::new();
-    for entry in fs_err::read_dir(cache.root())?.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if matches!(name.as_str(), "CACHEDIR.TAG" | ".gitignore" | ".lock") {
-            continue;
-        }
-        freed += env_cache::disk_usage(&entry.path(), &mut seen);
-        if entry.path().is_dir() {
-            fs_err::remove_dir_all(entry.path())
-                .with_context(|| format!("Failed to remove `{}`", entry.path().display()))?;
+    let freed = env_solve::prune::clean(cache, args.force, &mut |waited| {
+        if waited.is_zero() {
+            printer.info("Cache is in use, waiting (use `--force` to override)");
         } else {
-            fs_err::remove_file(entry.path())?;
+            printer.info(format!(
+                "Still waiting for the cache lock ({}s)",
+                waited.as_secs()
+            ));
         }
-    }
-    drop(lock);
+    })
+    .map_err(|error| match error {
+        // The cache's own error: a lock timeout with its holder and hint.
+        env_solve::SolveError::Cache(error) => anyhow::Error::new(error),
+        error => anyhow::Error::new(error),
+    })?;
     printer.info(format!(
         "Removed everything in {} ({})",
         printer.cyan(cache.root().display()),
@@ -455,152 +407,99 @@ fn clean(
     Ok(ExitStatus::Success)
 }
 
+/// A `cache verify --json` row.
 #[derive(Serialize)]
-struct VerifyRow {
-    key: String,
+struct VerifyRow<'a> {
+    key: &'a str,
+    /// `MODEL --env-manager MANAGER`, what `create` repairs it with.
     model: Option<String>,
     ok: bool,
     /// Not checked: a build of it is running (it is checked once complete).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     building: bool,
     #[serde(flatten)]
-    report: env_solve::verify::VerifyReport,
+    report: &'a env_solve::verify::VerifyReport,
 }
 
 fn verify(cache: &Cache, args: &CacheVerifyArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
-    let _shared = cache.lock_shared()?;
-    let mut envs = Vec::new();
-    // An environment being built is locked exclusively by its builder: say so rather than
-    // leave it out silently (or, with `--reinstall`, check a directory being replaced).
-    let building = |entry: &env_cache::EnvEntry| -> anyhow::Result<bool> {
-        Ok(entry.try_lock_shared()?.is_none())
+    use env_solve::verify::VerifyError;
+    let verdicts =
+        env_solve::verify::verify_cache(cache, &args.keys, args.hash).map_err(|error| {
+            match error {
+                VerifyError::NotComplete { .. } => {
+                    anyhow::Error::new(UserError::new(error.to_string()))
+                }
+                // The cache's own error, whose diagnostic (a lock timeout's help) the report shows.
+                VerifyError::Cache(error) => anyhow::Error::new(error),
+            }
+        })?;
+    let model = |verdict: &env_solve::verify::EnvVerdict| {
+        verdict
+            .built_for
+            .as_ref()
+            .map(|b| format!("{} --env-manager {}", b.model, b.env_manager))
     };
-    if args.keys.is_empty() {
-        for entry in cache.envs()? {
-            match entry.state() {
-                EnvState::Complete(_) => envs.push(entry),
-                EnvState::Incomplete if building(&entry)? => envs.push(entry),
-                _ => {}
-            }
-        }
-    } else {
-        for key in &args.keys {
-            let entry = cache.env(key)?;
-            if !matches!(entry.state(), EnvState::Complete(_)) && !building(&entry)? {
-                anyhow::bail!(UserError::new(format!(
-                    "No complete environment `{key}` in {}",
-                    cache.root().display()
-                )));
-            }
-            envs.push(entry);
-        }
-    }
-    let mut rows = Vec::new();
-    for env in envs {
-        let model = env
-            .metadata()
-            .ok()
-            .map(|m| format!("{} --env-manager {}", m.model, m.env_manager));
-        let Some(_lock) = env.try_lock_shared()? else {
-            rows.push(VerifyRow {
-                key: env.key().to_string(),
-                model,
-                ok: true,
-                building: true,
-                report: env_solve::verify::VerifyReport::default(),
-            });
-            continue;
-        };
-        let mut report = env_solve::verify::verify(env.dir(), args.hash);
-        // A pulled environment's console scripts are relocatable trampolines and its bytecode
-        // is compiled unchecked-hash (`pack`), so their recorded hashes differ by design.
-        if let Some(relocated) = env
-            .metadata()
-            .ok()
-            .and_then(|m| m.extra.get("relocated_scripts").cloned())
-            .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok())
-        {
-            report.changed.retain(|path| {
-                let path = normalize(path);
-                let bytecode = path.contains("/__pycache__/")
-                    && std::path::Path::new(&path)
-                        .extension()
-                        .is_some_and(|e| e == "pyc");
-                !bytecode && !relocated.contains(&path)
-            });
-        }
-        rows.push(VerifyRow {
-            key: env.key().to_string(),
-            model,
-            ok: report.is_ok(),
-            building: false,
-            report,
-        });
-    }
-    let damaged = rows.iter().filter(|r| !r.ok).count();
     if args.json {
+        let rows: Vec<VerifyRow> = verdicts
+            .iter()
+            .map(|verdict| VerifyRow {
+                key: &verdict.key,
+                model: model(verdict),
+                ok: verdict.is_ok(),
+                building: verdict.building,
+                report: &verdict.report,
+            })
+            .collect();
         printer.data(format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
     } else {
         let mut out = String::new();
-        for row in &rows {
-            if row.building {
+        for verdict in &verdicts {
+            let report = &verdict.report;
+            if verdict.building {
                 let _ = writeln!(
                     out,
                     "{} {}: being built by another process, not checked; verify it again when the build is done",
                     printer.yellow("skipped"),
-                    row.key
+                    verdict.key
                 );
-            } else if row.ok {
+            } else if verdict.is_ok() {
                 let _ = writeln!(
                     out,
                     "{} {}: {} files ok",
                     printer.green("ok"),
-                    row.key,
-                    row.report.checked
+                    verdict.key,
+                    report.checked
                 );
             } else {
                 let _ = writeln!(
                     out,
                     "{} {}: {} missing, {} changed of {} files",
                     printer.red("damaged"),
-                    row.key,
-                    row.report.missing.len(),
-                    row.report.changed.len(),
-                    row.report.checked
+                    verdict.key,
+                    report.missing.len(),
+                    report.changed.len(),
+                    report.checked
                 );
-                for path in row.report.missing.iter().take(10) {
+                for path in report.missing.iter().take(10) {
                     let _ = writeln!(out, "    missing {path}");
                 }
-                for path in row.report.changed.iter().take(10) {
+                for path in report.changed.iter().take(10) {
                     let _ = writeln!(out, "    changed {path}");
                 }
-                if let Some(model) = &row.model {
+                if let Some(model) = model(verdict) {
                     let _ = writeln!(out, "    repair: pyfunc-env create {model} --reinstall");
                 }
             }
         }
         printer.data(out)?;
     }
-    Ok(if damaged > 0 {
-        ExitStatus::Failure
-    } else {
-        ExitStatus::Success
-    })
-}
-
-/// `a/b/../c` as `a/c` (RECORD names scripts `site-packages/../../../bin/x`).
-fn normalize(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            part => parts.push(part),
-        }
-    }
-    parts.join("/")
+    Ok(
+        if verdicts.iter().all(env_solve::verify::EnvVerdict::is_ok) {
+            ExitStatus::Success
+        } else {
+            ExitStatus::Failure
+        },
+    )
 }
 
 /// The remote cache of `args`, or the configured one; an error when there is none.

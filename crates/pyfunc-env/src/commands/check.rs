@@ -1,10 +1,8 @@
 //! `pyfunc-env check`: the model's requirements against an interpreter or a cached environment.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
-use anyhow::Context;
-use env_run::CheckReport;
+use env_run::{CheckError, CheckPython, CheckReport};
 
 use crate::cli::CheckArgs;
 use crate::commands::open_model;
@@ -40,48 +38,35 @@ pub fn check(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let model = open_model(&args.model.model, settings, printer)?;
-    let python: PathBuf = match (&args.python, &args.env) {
-        (Some(python), _) => python.clone(),
-        (None, Some(key)) => {
-            let key = env_spec::EnvKey::parse(key).ok_or_else(|| {
+    let key = args
+        .env
+        .as_deref()
+        .map(|key| {
+            env_spec::EnvKey::parse(key).ok_or_else(|| {
                 UserError::new(format!(
                     "`{key}` is not an environment key (32 hex digits; see `pyfunc-env cache list`)"
                 ))
-            })?;
-            let cache = settings.cache();
-            let entry = cache.env(key.as_str())?;
-            if !matches!(entry.state(), env_cache::EnvState::Complete(_)) {
-                anyhow::bail!(UserError::new(format!(
-                    "No complete environment `{key}` in {}",
-                    cache.root().display()
-                )));
-            }
-            entry.dir().join("bin").join("python")
-        }
-        (None, None) => {
-            let path = std::env::var_os("PATH").unwrap_or_default();
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("python3"))
-                .find(|p| p.is_file())
-                .ok_or_else(|| UserError::new("No `python3` on PATH; pass `--python` or `--env`"))?
-        }
+            })
+        })
+        .transpose()?;
+    let cache = settings.cache();
+    let python = match (&args.python, &key) {
+        (Some(python), _) => CheckPython::Path(python),
+        (None, Some(key)) => CheckPython::Cached { cache: &cache, key },
+        (None, None) => CheckPython::OnPath,
     };
-    let requirements: Vec<String> = model
-        .requirements_file("requirements.txt")
-        .transpose()
-        .context("Failed to read the model's requirements")?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| r.req_str)
-        .collect();
-    let interpreter = env_run::inspect_interpreter(&python)?;
-    let python_version = model.mlmodel()?.python_version();
-    let report = env_run::check(
-        &requirements,
-        python_version.as_deref(),
-        &interpreter,
-        &python,
-    );
+    let report = env_run::check_model(&model, python).map_err(|error| match error {
+        CheckError::NotComplete { .. } | CheckError::NoPython3 => {
+            anyhow::Error::new(UserError::new(error.to_string()))
+        }
+        // Its message, then the model's error (with the file's snippet), as one chain.
+        CheckError::Requirements { .. } => anyhow::Error::new(error),
+        // The underlying errors themselves, whose exit status and diagnostics the report knows.
+        CheckError::Model(error) => anyhow::Error::new(error),
+        CheckError::Inspect(error) => anyhow::Error::new(error),
+        CheckError::Cache(error) => anyhow::Error::new(error),
+    })?;
+    let python = &report.python;
     if args.json {
         let text = serde_json::to_string_pretty(&report)?;
         printer.data(format!("{}\n", env_solve::redact::redact(&text)))?;

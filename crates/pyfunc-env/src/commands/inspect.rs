@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use env_spec::{EnvManager, PipSet, Target, VirtualenvSource};
+use env_spec::{PipSet, Target, VirtualenvSource};
 
 use crate::cli::InspectArgs;
 use crate::commands::open_model;
@@ -139,21 +139,15 @@ pub fn inspect(
     }
     let default = model.default_env_manager();
     let _ = writeln!(out, "  Default env manager: {default}");
-    let virtual_packages = env_solve::context::detect_virtual_packages()?;
     let mut default_error = None;
-    for manager in [EnvManager::Virtualenv, EnvManager::Conda] {
+    // The environment `create --env-manager MANAGER` would build, key included.
+    let request = env_solve::EnvRequest {
+        uv: settings.uv.clone(),
+        ..env_solve::EnvRequest::default()
+    };
+    for (manager, environment) in env_solve::inspect::environments_by_manager(&model, &request)? {
         let marker = if manager == default { " (default)" } else { "" };
-        // The environment `create --env-manager MANAGER` would build, key included.
-        let request = env_solve::EnvRequest {
-            manager: Some(manager),
-            uv: settings.uv.clone(),
-            ..env_solve::EnvRequest::default()
-        };
-        match env_solve::ModelEnvironment::resolve_with(
-            model.clone(),
-            &request,
-            virtual_packages.clone(),
-        ) {
+        match environment {
             Ok(env) => {
                 let resolved = &env.resolved;
                 let _ = writeln!(

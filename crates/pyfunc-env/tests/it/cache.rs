@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{TestContext, describe, json, mirror_args, stderr, stdout};
+use crate::common::{TestContext, describe, json, mirror_args, pyfunc_env_snapshot};
 
 /// A small conda-mode model from the local channel (no pip step).
 fn small_model(ctx: &TestContext, name: &str, extra: &str) -> std::path::PathBuf {
@@ -30,8 +30,13 @@ fn create(ctx: &TestContext, model: &std::path::Path) -> serde_json::Value {
 #[test]
 fn cache_dir_prints_the_root() {
     let ctx = TestContext::new();
-    let output = ctx.command().args(["cache", "dir"]).output().unwrap();
-    assert_eq!(stdout(&output).trim(), ctx.cache_dir.display().to_string());
+    pyfunc_env_snapshot!(ctx.filters(), ctx.command().args(["cache", "dir"]), @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+        [CACHE_DIR]
+
+        ----- stderr -----
+    "#);
 }
 
 #[test]
@@ -58,21 +63,18 @@ fn list_prune_and_clean() {
                 || row["model"].as_str().unwrap().ends_with("/models/b")
         );
     }
-    let table = stdout(&ctx.command().args(["cache", "list"]).output().unwrap());
-    assert!(table.starts_with("KEY"), "{table}");
-    assert!(table.contains(a["key"].as_str().unwrap()), "{table}");
 
     // Nothing is older than a day: prune keeps everything.
-    let output = ctx
-        .command()
-        .args(["cache", "prune", "--older-than", "1d"])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", describe(&output));
-    assert!(
-        stderr(&output).contains("Pruned 0 environment(s)"),
-        "{}",
-        describe(&output)
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        ctx.command().args(["cache", "prune", "--older-than", "1d"]),
+        @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+
+        ----- stderr -----
+        Pruned 0 environment(s), [SIZE]
+    "#
     );
 
     // Make `a` look unused for two days; prune removes exactly it.
@@ -88,37 +90,52 @@ fn list_prune_and_clean() {
         .file()
         .set_modified(old)
         .unwrap();
-    let output = ctx
-        .command()
-        .args(["cache", "prune", "--older-than", "1d"])
-        .output()
-        .unwrap();
-    assert!(
-        stderr(&output).contains(&format!(
-            "Removed unused environment {}",
-            a["key"].as_str().unwrap()
-        )),
-        "{}",
-        describe(&output)
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        ctx.command().args(["cache", "prune", "--older-than", "1d"]),
+        @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+
+        ----- stderr -----
+        Removed unused environment [KEY] ([SIZE])
+        Pruned 1 environment(s), [SIZE]
+    "#
     );
     assert!(!std::path::Path::new(a["prefix"].as_str().unwrap()).exists());
     assert!(std::path::Path::new(b["prefix"].as_str().unwrap()).exists());
+    // One environment left (two would be listed in key order, which differs between machines).
+    pyfunc_env_snapshot!(ctx.filters(), ctx.command().args(["cache", "list"]), @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+        KEY                               STATE       MANAGER          SIZE  CREATED              LAST USED            MODEL
+        [KEY]  complete    conda        [SIZE]  [DATE]  [DATE]  [TEMP_DIR]/models/b
+
+        ----- stderr -----
+    "#);
 
     // A size budget of zero removes the rest; --dry-run removes nothing.
-    let output = ctx
-        .command()
-        .args(["cache", "prune", "--max-size", "0", "--dry-run"])
-        .output()
-        .unwrap();
-    assert!(
-        stderr(&output).contains("Would remove least recently used environment"),
-        "{}",
-        describe(&output)
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        ctx.command().args(["cache", "prune", "--max-size", "0", "--dry-run"]),
+        @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+
+        ----- stderr -----
+        Would remove least recently used environment [KEY] ([SIZE])
+        Would prune 1 environment(s), [SIZE]
+    "#
     );
     assert!(std::path::Path::new(b["prefix"].as_str().unwrap()).exists());
 
-    let output = ctx.command().args(["cache", "clean"]).output().unwrap();
-    assert!(output.status.success(), "{}", describe(&output));
+    pyfunc_env_snapshot!(ctx.filters(), ctx.command().args(["cache", "clean"]), @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+
+        ----- stderr -----
+        Removed everything in [CACHE_DIR] ([SIZE])
+    "#);
     assert!(!ctx.cache_dir.join("envs-v1").exists());
     assert!(ctx.cache_dir.join("CACHEDIR.TAG").is_file());
 }
@@ -162,16 +179,17 @@ fn an_environment_in_use_is_not_pruned_and_clean_waits() {
         .file()
         .set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1))
         .unwrap();
-    let output = ctx
-        .command()
-        .args(["cache", "prune", "--older-than", "1s"])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", describe(&output));
-    assert!(
-        stderr(&output).contains("Kept 1 environment(s) in use"),
-        "{}",
-        describe(&output)
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        ctx.command().args(["cache", "prune", "--older-than", "1s"]),
+        @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+
+        ----- stderr -----
+        Kept 1 environment(s) in use by other processes
+        Pruned 0 environment(s), [SIZE]
+    "#
     );
     assert!(
         std::path::Path::new(created["prefix"].as_str().unwrap())
@@ -180,14 +198,16 @@ fn an_environment_in_use_is_not_pruned_and_clean_waits() {
     );
 
     // clean needs the whole cache: it waits, then gives up after PYFUNC_ENV_LOCK_TIMEOUT.
-    let output = ctx.command().args(["cache", "clean"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
-    let text = stderr(&output);
-    assert!(
-        text.contains("Cache is in use, waiting (use `--force` to override)"),
-        "{text}"
-    );
-    assert!(text.contains("Timed out"), "{text}");
+    pyfunc_env_snapshot!(ctx.filters(), ctx.command().args(["cache", "clean"]), @r#"
+        exit_code: 2 (error)
+        ----- stdout -----
+
+        ----- stderr -----
+        Cache is in use, waiting (use `--force` to override)
+        error: Timed out after 1 s waiting for the lock on `[CACHE_DIR]/.lock`, held by pid [PID] (`[CACHE_DIR]/envs-v1/[KEY]/bin/python -c import pathlib,...`)
+
+        hint: Another process is using it (a running model holds its environment's lock for as long as it runs). Wait for it to finish or stop it, or raise `PYFUNC_ENV_LOCK_TIMEOUT` (seconds)
+    "#);
     assert!(
         std::path::Path::new(created["prefix"].as_str().unwrap())
             .join("bin/python")
@@ -222,20 +242,16 @@ fn prune_removes_leftovers_of_crashed_builds() {
         .status()
         .unwrap();
     assert!(touched.success());
-    let output = ctx.command().args(["cache", "prune"]).output().unwrap();
-    let text = stderr(&output);
-    assert!(
-        text.contains("Removed incomplete environment 0123456789abcdef0123456789abcdef"),
-        "{text}"
-    );
-    assert!(
-        text.contains("Removed unknown cache bucket `envs-v0`"),
-        "{text}"
-    );
-    assert!(
-        text.contains("Removed abandoned staging `tmp/pack-abandoned`"),
-        "{text}"
-    );
+    pyfunc_env_snapshot!(ctx.filters(), ctx.command().args(["cache", "prune"]), @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+
+        ----- stderr -----
+        Removed incomplete environment [KEY] ([SIZE])
+        Removed abandoned staging `tmp/pack-abandoned` ([SIZE])
+        Removed unknown cache bucket `envs-v0`
+        Pruned 1 environment(s), [SIZE]
+    "#);
     assert!(!leftover.exists());
     assert!(!ctx.cache_dir.join("envs-v0").exists());
     assert!(!old_staging.exists());
@@ -255,13 +271,15 @@ fn clean_refuses_a_directory_that_is_not_a_cache() {
         .arg(&model)
         .args(["--env-manager", "conda"])
         .args(mirror_args(channel.file_url().as_str()));
-    let output = command.output().unwrap();
-    assert_ne!(output.status.code(), Some(0));
-    assert!(
-        stderr(&output).contains("is not a pyfunc-env cache"),
-        "{}",
-        describe(&output)
-    );
+    pyfunc_env_snapshot!(ctx.filters(), command, @r#"
+        exit_code: 2 (error)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: `[CACHE_DIR]` exists and is not a pyfunc-env cache
+
+        hint: Point `--cache-dir` at an empty or new directory
+    "#);
     assert!(ctx.cache_dir.join("precious.txt").exists());
 }
 
@@ -296,16 +314,104 @@ fn prune_keeps_unknown_buckets_while_the_cache_is_in_use() {
         assert!(start.elapsed() < Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(50));
     }
-    let output = ctx.command().args(["cache", "prune"]).output().unwrap();
+    pyfunc_env_snapshot!(ctx.filters(), ctx.command().args(["cache", "prune"]), @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+
+        ----- stderr -----
+        Kept unknown cache bucket(s) `envs-v0` while other processes use the cache (an older pyfunc-env may be running a model from one)
+        Pruned 0 environment(s), [SIZE]
+    "#);
     holder.kill().unwrap();
     holder.wait().unwrap();
-    assert!(output.status.success(), "{}", describe(&output));
-    assert!(old.is_dir(), "{}", describe(&output));
-    assert!(
-        stderr(&output).contains("Kept unknown cache bucket(s) `envs-v0`"),
-        "{}",
-        describe(&output)
-    );
+    assert!(old.is_dir());
     let output = ctx.command().args(["cache", "prune"]).output().unwrap();
     assert!(!old.exists(), "{}", describe(&output));
+}
+
+#[test]
+fn verify_reports_ok_damaged_and_unknown_environments() {
+    let ctx = TestContext::new();
+    let created = create(&ctx, &small_model(&ctx, "a", ""));
+    // How many files an environment lists depends on this machine's Python build.
+    let mut filters = ctx.filters();
+    filters.push((r#""checked": [0-9]+"#.into(), r#""checked": "[N]""#.into()));
+    filters.push((r"of [0-9]+ files".into(), "of [N] files".into()));
+    pyfunc_env_snapshot!(filters.clone(), ctx.command().args(["cache", "verify"]), @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+        ok [KEY]: [N] files ok
+
+        ----- stderr -----
+    "#);
+    pyfunc_env_snapshot!(
+        filters.clone(),
+        ctx.command().args(["cache", "verify", "--json"]),
+        @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+        [
+          {
+            "key": "[KEY]",
+            "model": "[TEMP_DIR]/models/a --env-manager conda",
+            "ok": true,
+            "checked": "[N]",
+            "missing": [],
+            "changed": []
+          }
+        ]
+
+        ----- stderr -----
+    "#
+    );
+
+    let prefix = std::path::Path::new(created["prefix"].as_str().unwrap());
+    fs_err::remove_file(prefix.join("lib/python3.11/site-packages/tinypkg/__init__.py")).unwrap();
+    pyfunc_env_snapshot!(
+        filters.clone(),
+        ctx.command().args(["cache", "verify", "--hash"]),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+        damaged [KEY]: 1 missing, 0 changed of [N] files
+            missing lib/python3.11/site-packages/tinypkg/__init__.py
+            repair: pyfunc-env create [TEMP_DIR]/models/a --env-manager conda --reinstall
+
+        ----- stderr -----
+    "#
+    );
+    pyfunc_env_snapshot!(
+        filters.clone(),
+        ctx.command().args(["cache", "verify", "--json"]),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+        [
+          {
+            "key": "[KEY]",
+            "model": "[TEMP_DIR]/models/a --env-manager conda",
+            "ok": false,
+            "checked": "[N]",
+            "missing": [
+              "lib/python3.11/site-packages/tinypkg/__init__.py"
+            ],
+            "changed": []
+          }
+        ]
+
+        ----- stderr -----
+    "#
+    );
+    pyfunc_env_snapshot!(
+        filters,
+        ctx.command()
+            .args(["cache", "verify", "0123456789abcdef0123456789abcdef"]),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: No complete environment `[KEY]` in [CACHE_DIR]
+    "#
+    );
 }

@@ -208,6 +208,14 @@ impl TestContext {
         if let Ok(canonical) = self.temp.path().canonicalize() {
             filters.insert(2, (literal(&canonical), "[TEMP_DIR]".to_string()));
         }
+        // The test channel's directory, also when `target/env-test` is a symlink to another
+        // checkout's (a worktree sharing main's channel).
+        let env_test_dir = env_test::target_dir().join("env-test");
+        if let Ok(canonical) = env_test_dir.canonicalize()
+            && canonical != env_test_dir
+        {
+            filters.push((literal(&canonical), "[REPO]/target/env-test".to_string()));
+        }
         if let Ok(pyenv) = env_test::pyenv_root() {
             filters.push((literal(&pyenv), "[PYENV_ROOT]".to_string()));
         }
@@ -221,6 +229,8 @@ impl TestContext {
             (r"\b(size|indexed_timestamp): [0-9]+", "$1: [N]"),
             (r"\b[0-9]+ files\b", "[N] files"),
             (r"\b[0-9a-f]{32}\b", "[KEY]"),
+            // Lock holders in lock timeouts.
+            (r"\bpid [0-9]+\b", "pid [PID]"),
             (
                 r#""(wait|solve|conda_install|pip_install|compile|total|seconds|build_seconds)": [0-9.e-]+"#,
                 r#""$1": "[TIME]""#,

@@ -6,7 +6,9 @@ mod bad_input;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use crate::common::{TestContext, describe, fixture, json, repo_root, stderr, stdout};
+use crate::common::{
+    TestContext, describe, fixture, json, pyfunc_env_snapshot, repo_root, stderr, stdout,
+};
 
 const FIXTURES: &[&str] = &[
     "conda-channels",
@@ -123,46 +125,100 @@ fn deps_prints_the_bytes_mlflow_recorded_for_corpus_cases() {
 #[test]
 fn deps_fails_where_mlflow_fails_for_corpus_cases() {
     let ctx = TestContext::new();
-    // (case, format, MLflow's exception, what our message must name)
-    for (case, format, mlflow, needle) in [
-        (
-            "012",
-            "pip",
-            "FileNotFoundError",
-            "`conda.yaml` does not exist",
-        ),
-        (
-            "012",
-            "conda",
-            "FileNotFoundError",
-            "`conda.yaml` does not exist",
-        ),
-        (
-            "050",
-            "pip",
-            "MlflowException",
-            "no `python_function` flavor",
-        ),
-        ("064", "conda", "KeyError", "has no `env` entry"),
-        ("079", "conda", "TypeError", "`flavors.python_function.env`"),
-        ("082", "conda", "ScannerError", "Invalid YAML in `MLmodel`"),
-    ] {
+    // (case, format, MLflow's exception): MLflow fails on these too.
+    let cases = [
+        ("012", "pip", "FileNotFoundError"),
+        ("012", "conda", "FileNotFoundError"),
+        ("050", "pip", "MlflowException"),
+        ("064", "conda", "KeyError"),
+        ("079", "conda", "TypeError"),
+        ("082", "conda", "ScannerError"),
+    ];
+    for (case, format, mlflow) in cases {
         let expected = &recorded(case)[format];
         assert_eq!(expected["ok"], false, "{case}");
         assert_eq!(expected["error"]["type"], mlflow, "{case}");
-        let output = deps(&ctx, &corpus_case(case), &["--format", format]);
-        let err = stderr(&output);
-        assert_eq!(
-            output.status.code(),
-            Some(1),
-            "{case}: {}",
-            describe(&output)
-        );
-        assert!(err.starts_with("error: "), "{case}: {err}");
-        assert!(err.contains(needle), "{case}: {err}");
-        assert!(err.contains("\nhint: "), "{case}: {err}");
-        assert_eq!(stdout(&output), "", "{case}");
     }
+    let deps = |case: &str, format: &str| {
+        let mut command = ctx.command();
+        command
+            .arg("deps")
+            .arg(corpus_case(case))
+            .args(["--format", format]);
+        command
+    };
+    pyfunc_env_snapshot!(ctx.filters(), deps("012", "pip"), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: Failed to get the pip requirements of `[REPO]/tests/corpus/cases/012`
+          Caused by: `conda.yaml` does not exist (referenced from `flavors.python_function.env` in `MLmodel`)
+
+        hint: The model's `MLmodel` names an environment file that is not in the model directory; copy the whole model directory
+    "#);
+    pyfunc_env_snapshot!(ctx.filters(), deps("012", "conda"), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: Failed to get the conda environment of `[REPO]/tests/corpus/cases/012`
+          Caused by: `conda.yaml` does not exist (referenced from `flavors.python_function.env` in `MLmodel`)
+
+        hint: The model's `MLmodel` names a conda file that is not in the model directory; copy the whole model directory
+    "#);
+    pyfunc_env_snapshot!(ctx.filters(), deps("050", "pip"), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: Failed to get the pip requirements of `[REPO]/tests/corpus/cases/050`
+          Caused by: `MLmodel` has no `python_function` flavor (flavors: `sklearn`)
+
+        hint: Only models that MLflow can load with `mlflow.pyfunc.load_model` have an environment to build; re-save the model with a flavor that adds `python_function`
+    "#);
+    pyfunc_env_snapshot!(ctx.filters(), deps("064", "conda"), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: Failed to get the conda environment of `[REPO]/tests/corpus/cases/064`
+          Caused by: The `python_function` flavor in `MLmodel` has no `env` entry, so MLflow cannot find the model's environment file
+           --> MLmodel:3:5
+            |
+          3 |     cloudpickle_version: 3.0.0
+            |     ^^^^^^^^^^^^^^^^^^^^^^^^^^ this flavor
+
+        hint: Add `env: {conda: conda.yaml, virtualenv: python_env.yaml}` under `flavors.python_function` in `MLmodel`, naming files that exist in the model directory
+    "#);
+    pyfunc_env_snapshot!(ctx.filters(), deps("079", "conda"), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: Failed to get the conda environment of `[REPO]/tests/corpus/cases/079`
+          Caused by: `flavors.python_function.env` in `MLmodel` is empty, so MLflow cannot find the model's environment file
+            --> MLmodel:15:10
+             |
+          15 |     env: null
+             |          ^^^^ empty
+
+        hint: Set it to `{conda: conda.yaml, virtualenv: python_env.yaml}`, naming files that exist in the model directory
+    "#);
+    pyfunc_env_snapshot!(ctx.filters(), deps("082", "conda"), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: Failed to get the conda environment of `[REPO]/tests/corpus/cases/082`
+          Caused by: Invalid YAML in `MLmodel` at line 18, column 1: could not find expected ':'
+            --> MLmodel:18:1
+             |
+          18 | =======
+             | ^ here
+
+        hint: `MLmodel` contains git merge-conflict markers (`<<<<<<<`, `=======`, `>>>>>>>`, first at line 16); resolve the conflict
+    "#);
 }
 
 #[test]
@@ -224,25 +280,37 @@ fn deps_output_file_gets_the_same_bytes_and_stdout_stays_empty() {
 #[test]
 fn deps_output_to_a_directory_or_a_missing_directory_is_refused() {
     let ctx = TestContext::new();
-    for (target, message) in [
-        (ctx.path().to_path_buf(), "it is a directory"),
-        (ctx.path().join("missing/deps.txt"), "does not exist"),
-    ] {
-        let output = ctx
-            .command()
+    let deps_to = |target: &Path| {
+        let mut command = ctx.command();
+        command
             .arg("deps")
             .arg(fixture("sklearn-iris"))
             .arg("-o")
-            .arg(&target)
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
-        let err = stderr(&output);
-        assert!(err.starts_with("error: Cannot write to "), "{err}");
-        assert!(err.contains(message), "{err}");
-        assert!(err.contains("\nhint: "), "{err}");
-        assert_eq!(stdout(&output), "");
-    }
+            .arg(target);
+        command
+    };
+    pyfunc_env_snapshot!(ctx.filters(), deps_to(ctx.path()), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: Cannot write to `[TEMP_DIR]`: it is a directory
+
+        hint: Pass a file name to `-o`, e.g. `-o requirements.txt`
+    "#);
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        deps_to(&ctx.path().join("missing/deps.txt")),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: Cannot write to `[TEMP_DIR]/missing/deps.txt`: the directory `[TEMP_DIR]/missing` does not exist
+
+        hint: Create the directory first, or pass another path to `-o`
+    "#
+    );
 }
 
 /// Replaces what depends on the machine (paths, the key, platform and virtual packages).
@@ -441,15 +509,22 @@ fn deps_json_key_is_stable_and_depends_on_the_env_manager() {
     assert_ne!(changed["key"], default["key"]);
 
     // `local` builds nothing, so it has no spec.
-    let output = deps(
-        &ctx,
-        &original,
-        &["--format", "json", "--env-manager", "local"],
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        ctx.command()
+            .arg("deps")
+            .arg(&original)
+            .args(["--format", "json", "--env-manager", "local"]),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: `--env-manager local` builds no environment, so it has no spec
+
+        hint: Pass `--env-manager conda`, `virtualenv` or `uv`, or leave it out for the model's default
+    "#
     );
-    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
-    let err = stderr(&output);
-    assert!(err.starts_with("error: `--env-manager local`"), "{err}");
-    assert!(err.contains("\nhint: "), "{err}");
 }
 
 #[test]
@@ -457,8 +532,6 @@ fn inspect_summarises_a_fixture() {
     let ctx = TestContext::new();
     let model = ctx.copy_fixture("constraints");
     let output = ctx.command().arg("inspect").arg(&model).output().unwrap();
-    assert!(output.status.success(), "{}", describe(&output));
-    assert_eq!(stderr(&output), "");
     let text = stdout(&output);
     // The keys are the ones `deps --format json` prints.
     for manager in ["virtualenv", "conda"] {
@@ -475,46 +548,50 @@ fn inspect_summarises_a_fixture() {
             "{manager} {key}: {text}"
         );
     }
-    insta::assert_snapshot!(ctx.filter(&text), @"
-    Model: [TEMP_DIR]/models/constraints
-      MLflow version: 3.17.2
-      Flavors: python_function, sklearn
-      Loader module: mlflow.sklearn
-      Python version (MLmodel): 3.11.7
-      Signature inputs: sepal_length (double), sepal_width (double), petal_length (double)
-      Signature outputs: tensor float64 [-1]
-    Environment files:
-      virtualenv / uv: python_env.yaml
-      conda: conda.yaml
-      Default env manager: virtualenv
-    virtualenv environment (default)  key [KEY]
-        from: MLmodel, python_env.yaml, requirements.txt, constraints.txt
-        python: 3.11.7
-        build:
-          pip==26.3
-          setuptools==84.2.1
-          wheel==0.48.0
-        pip:
-          mlflow==3.17.2
-          scikit-learn==1.9.1
-          constraint numpy==2.4.6
-          constraint pandas==3.1.1
-          constraint scipy==1.17.1
-          constraint cloudpickle==3.1.3
-    conda environment  key [KEY]
-        from: MLmodel, conda.yaml, constraints.txt
-        channels: conda-forge
-        conda:
-          python 3.11.7.*
-          pip <=26.3
-        pip:
-          mlflow==3.17.2
-          scikit-learn==1.9.1
-          constraint numpy==2.4.6
-          constraint pandas==3.1.1
-          constraint scipy==1.17.1
-          constraint cloudpickle==3.1.3
-    ");
+    pyfunc_env_snapshot!(ctx.filters(), ctx.command().arg("inspect").arg(&model), @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+        Model: [TEMP_DIR]/models/constraints
+          MLflow version: 3.17.2
+          Flavors: python_function, sklearn
+          Loader module: mlflow.sklearn
+          Python version (MLmodel): 3.11.7
+          Signature inputs: sepal_length (double), sepal_width (double), petal_length (double)
+          Signature outputs: tensor float64 [-1]
+        Environment files:
+          virtualenv / uv: python_env.yaml
+          conda: conda.yaml
+          Default env manager: virtualenv
+        virtualenv environment (default)  key [KEY]
+            from: MLmodel, python_env.yaml, requirements.txt, constraints.txt
+            python: 3.11.7
+            build:
+              pip==26.3
+              setuptools==84.2.1
+              wheel==0.48.0
+            pip:
+              mlflow==3.17.2
+              scikit-learn==1.9.1
+              constraint numpy==2.4.6
+              constraint pandas==3.1.1
+              constraint scipy==1.17.1
+              constraint cloudpickle==3.1.3
+        conda environment  key [KEY]
+            from: MLmodel, conda.yaml, constraints.txt
+            channels: conda-forge
+            conda:
+              python 3.11.7.*
+              pip <=26.3
+            pip:
+              mlflow==3.17.2
+              scikit-learn==1.9.1
+              constraint numpy==2.4.6
+              constraint pandas==3.1.1
+              constraint scipy==1.17.1
+              constraint cloudpickle==3.1.3
+
+        ----- stderr -----
+    "#);
 }
 
 /// Credentials in a direct-URL requirement or an index option reach no human report:

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::common::{TestContext, describe, json, mirror_args, stderr};
+use crate::common::{TestContext, describe, json, mirror_args, pyfunc_env_snapshot, stderr};
 
 fn model(ctx: &TestContext, extra: &str) -> PathBuf {
     let wheels = env_test::wheel_dir().unwrap();
@@ -162,15 +162,21 @@ fn a_stale_lock_is_refused() {
     );
     // The model's environment changes after the lock was written.
     let changed = self::model(&ctx, "- tinydep=0.1.0\n");
-    let output = args(&ctx, "create", &changed, &ctx.path().join("cache-b"))
-        .arg("--locked")
-        .arg(&lock)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
-    let text = stderr(&output);
-    assert!(text.contains("is stale"), "{text}");
-    assert!(text.contains("pyfunc-env lock"), "{text}");
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        args(&ctx, "create", &changed, &ctx.path().join("cache-b"))
+            .arg("--locked")
+            .arg(&lock),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: The lock file `[TEMP_DIR]/model.lock` is stale: it was written for environment `[KEY]`, but the model's files now give `[KEY]`
+
+        hint: The model's environment files (or the flags that change the environment) changed since the lock was written; regenerate it with `pyfunc-env lock MODEL -o [TEMP_DIR]/model.lock`
+    "#
+    );
 }
 
 #[test]
@@ -195,14 +201,26 @@ fn a_tampered_hash_fails_the_install() {
     let mut tampered = text.clone();
     tampered.replace_range(hash_at..hash_at + 64, &"0".repeat(64));
     fs_err::write(&lock, tampered).unwrap();
-    let output = args(&ctx, "create", &model, &ctx.path().join("cache-b"))
-        .arg("--locked")
-        .arg(&lock)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
-    let text = stderr(&output);
-    assert!(text.contains("but the lock file says `0000000000000000000000000000000000000000000000000000000000000000`"), "{text}");
+    // The zeros stay visible: only hashes with a hex letter are hidden.
+    let mut filters = ctx.filters();
+    filters.insert(0, ("\\b0{64}\\b".into(), "[ZEROS]".into()));
+    pyfunc_env_snapshot!(
+        filters,
+        args(&ctx, "create", &model, &ctx.path().join("cache-b"))
+            .arg("--locked")
+            .arg(&lock),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        Using lock file [TEMP_DIR]/model.lock
+        error: Failed to create the conda environment for `[TEMP_DIR]/models/m`
+          Caused by: `wheel-0.45.1-py3-none-any.whl` has sha256 `[HASH]`, but the lock file says `[ZEROS]`
+
+        hint: The file changed since the lock was written (or the lock was edited); refusing to install it
+    "#
+    );
     // Nothing half-installed stays behind.
     let envs = ctx.path().join("cache-b/envs-v1");
     assert!(

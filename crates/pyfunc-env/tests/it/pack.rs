@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use crate::common::{TestContext, describe, fixture, json, mirror_args, repo_root, stderr};
+use crate::common::{
+    TestContext, describe, fixture, json, mirror_args, pyfunc_env_snapshot, repo_root, stderr,
+};
 
 /// The conda-mode model of `create.rs`: python, numpy (compiled), tinypkg (noarch, with a
 /// console script) and the `wheel` wheel from the local wheel directory, offline.
@@ -312,43 +314,52 @@ fn zip_with_model_and_executor_preflight_round_trips_through_unpack() {
     let driver = env_test::pyenv_root()
         .unwrap()
         .join("versions/3.12.1/bin/python3.12");
-    let output = ctx
-        .command()
-        .arg("pack")
-        .arg(&model)
-        .args(["--env-manager", "conda"])
-        .args(mirror_args(&channel_url()))
-        .args([
-            "-o",
-            archive.to_str().unwrap(),
-            "--for",
-            "spark=4.3.0",
-            "--with-model",
-        ])
-        .env("PYSPARK_DRIVER_PYTHON", &driver)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", describe(&output));
-    let text = ctx.filter(&stderr(&output));
-    // Preflight: the driver's minor version, and pandas/pyarrow for mapInPandas.
-    assert!(
-        text.contains("warning: The archive's Python is 3.11, the driver's is 3.12: PySpark refuses workers of another minor version"),
-        "{text}"
+    // Preflight (the driver's minor version, pandas/pyarrow for mapInPandas), then the recipe.
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        ctx.command()
+            .arg("pack")
+            .arg(&model)
+            .args(["--env-manager", "conda"])
+            .args(mirror_args(&channel_url()))
+            .args([
+                "-o",
+                archive.to_str().unwrap(),
+                "--for",
+                "spark=4.3.0",
+                "--with-model",
+            ])
+            .env("PYSPARK_DRIVER_PYTHON", &driver),
+        @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+
+        ----- stderr -----
+        Created conda environment in [TIME]: [CACHE_DIR]/envs-v1/[KEY]
+        warning: The archive's Python is 3.11, the driver's is 3.12: PySpark refuses workers of another minor version (`PYTHON_VERSION_MISMATCH`). Run the driver with Python 3.11 (`PYSPARK_DRIVER_PYTHON`)
+        warning: The archive has no pandas: `mapInPandas` and pandas UDFs (and so `mlflow.pyfunc.spark_udf`) need pandas >= 2.2.0 on the executors
+        warning: The archive has no pyarrow: `mapInPandas` and pandas UDFs (and so `mlflow.pyfunc.spark_udf`) need pyarrow >= 18.0.0 on the executors
+        Packing [CACHE_DIR]/envs-v1/[KEY] into [TEMP_DIR]/env.zip
+        Packed Python 3.11.7 into [TEMP_DIR]/env.zip (zip, [SIZE]; [N] files, [SIZE] unpacked) in [TIME]
+        Left out: tests [SIZE], headers, static libraries, docs [SIZE], IDLE, tkinter, ensurepip [SIZE], timestamp bytecode (replaced) [SIZE]
+        Use it with spark-submit (YARN, Kubernetes, standalone):
+          PYSPARK_DRIVER_PYTHON=python3.11 spark-submit \
+              --archives env.zip#env \
+              --conf spark.pyspark.python=./env/bin/python3.11 \
+              app.py
+        The driver needs its own Python 3.11 with pyspark, pandas and pyarrow
+        (`PYSPARK_DRIVER_PYTHON` or `--conf spark.pyspark.driver.python=...`).
+        From Python, set the variable before the session starts (`spark.pyspark.python` given to the
+        builder is ignored when the driver is a plain `python app.py`):
+          os.environ["PYSPARK_PYTHON"] = "./env/bin/python3.11"
+          spark = SparkSession.builder.config("spark.archives", "env.zip#env").getOrCreate()
+        In local[N] mode the workers start in the driver's working directory, where `./env` does not
+        exist: use `--master local-cluster[...]`, or unpack the archive (`pyfunc-env unpack`) and set
+        PYSPARK_PYTHON to the absolute path of its bin/python3.11.
+        The model is in the archive: load it on the executors with
+          mlflow.pyfunc.load_model(os.path.join(sys.prefix, "model"))
+    "#
     );
-    assert!(
-        text.contains("warning: The archive has no pandas: `mapInPandas`"),
-        "{text}"
-    );
-    assert!(
-        text.contains("warning: The archive has no pyarrow"),
-        "{text}"
-    );
-    // The recipe.
-    assert!(
-        text.contains("      --archives env.zip#env \\\n      --conf spark.pyspark.python=./env/bin/python3.11 \\\n"),
-        "{text}"
-    );
-    assert!(text.contains("os.environ[\"PYSPARK_PYTHON\"] = \"./env/bin/python3.11\""));
 
     let target = ctx.path().join("unpacked");
     let output = ctx
@@ -384,19 +395,19 @@ fn zip_with_model_and_executor_preflight_round_trips_through_unpack() {
     assert_relocated_environment(&target);
 
     // Into a non-empty directory: refused.
-    let output = ctx
-        .command()
-        .arg("unpack")
-        .arg(&archive)
-        .arg(&target)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
-    assert!(
-        ctx.filter(&stderr(&output))
-            .contains("exists and is not empty"),
-        "{}",
-        describe(&output)
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        ctx.command().arg("unpack").arg(&archive).arg(&target),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: Failed to unpack `[TEMP_DIR]/env.zip` into `[TEMP_DIR]/unpacked`
+          Caused by: `[TEMP_DIR]/unpacked` exists and is not empty
+
+        hint: Unpack into a new or empty directory
+    "#
     );
 }
 
@@ -417,23 +428,24 @@ fn a_virtualenv_of_a_system_python_is_refused() {
     let ctx = TestContext::new();
     let model = system_venv_model(&ctx);
     let archive = ctx.path().join("env.tar.gz");
-    let output = ctx
-        .command()
-        .arg("pack")
-        .arg(&model)
-        .args(["--python-source", "system", "-o"])
-        .arg(&archive)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
-    let text = ctx.filter(&stderr(&output));
-    assert!(
-        text.contains("error: Failed to pack the virtualenv environment of `[TEMP_DIR]/models/venv`\n  Caused by: `[CACHE_DIR]/envs-v1/[KEY]` is a virtualenv made from the interpreter in `"),
-        "{text}"
-    );
-    assert!(
-        text.contains("hint: Rebuild the environment with a Python from a conda channel, which puts the whole interpreter in the environment: add `--python-source conda` (or use `--env-manager conda`)"),
-        "{text}"
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        ctx.command()
+            .arg("pack")
+            .arg(&model)
+            .args(["--python-source", "system", "-o"])
+            .arg(&archive),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        Created virtualenv environment in [TIME]: [CACHE_DIR]/envs-v1/[KEY]
+        error: Failed to pack the virtualenv environment of `[TEMP_DIR]/models/venv`
+          Caused by: `[CACHE_DIR]/envs-v1/[KEY]` is a virtualenv made from the interpreter in `[PYENV_ROOT]/versions/3.11.7/bin`, which the archive cannot contain
+
+        hint: Rebuild the environment with a Python from a conda channel, which puts the whole interpreter in the environment: add `--python-source conda` (or use `--env-manager conda`)
+    "#
     );
     assert!(!archive.exists());
     assert!(
@@ -715,7 +727,10 @@ fn spark_submit_scores_the_sklearn_model_on_executors_with_the_packed_env() {
     )
     .unwrap();
 
-    let spark_home = driver.join("lib/python3.11/site-packages/pyspark");
+    // Canonical, as the executors report it: `target/spark-driver-venv` may be a symlink (a
+    // worktree sharing main's venv).
+    let spark_home =
+        fs_err::canonicalize(driver.join("lib/python3.11/site-packages/pyspark")).unwrap();
     let work = spark_home.join("work");
     let _cleanup = SparkWorkDirs {
         before: fs_err::read_dir(&work)

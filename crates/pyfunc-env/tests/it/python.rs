@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::common::{TestContext, describe, json, mirror_args, stderr};
+use crate::common::{TestContext, describe, json, mirror_args, pyfunc_env_snapshot, stderr};
 
 fn venv_model(ctx: &TestContext, name: &str, python: &str) -> std::path::PathBuf {
     let wheels = env_test::wheel_dir().unwrap();
@@ -78,20 +78,25 @@ fn exact_versions_from_a_conda_channel() {
 fn another_patch_version_warns_naming_both() {
     let ctx = TestContext::new();
     let model = venv_model(&ctx, "m", "3.11.99");
-    let output = ctx
-        .command()
-        .arg("create")
-        .arg(&model)
-        .args(["--python-source", "system", "--no-compile", "--json"])
-        .output()
-        .unwrap();
-    let result = json(&output);
+    let create = || {
+        let mut command = ctx.command();
+        command
+            .arg("create")
+            .arg(&model)
+            .args(["--python-source", "system", "--no-compile"]);
+        command
+    };
+    pyfunc_env_snapshot!(ctx.filters(), create(), @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+        [CACHE_DIR]/envs-v1/[KEY]
+
+        ----- stderr -----
+        warning: Python 3.11.99 is not available; using Python 3.11.7 from [PYENV_ROOT]/versions/3.11.7/bin/python3.11 (same minor version)
+        Created virtualenv environment in [TIME]: [CACHE_DIR]/envs-v1/[KEY]
+    "#);
+    let result = json(&create().arg("--json").output().unwrap());
     assert_eq!(version_of(result["python"].as_str().unwrap()), "3.11.7");
-    let text = stderr(&output);
-    assert!(
-        text.contains("warning: Python 3.11.99 is not available; using Python 3.11.7"),
-        "{text}"
-    );
 }
 
 #[test]
@@ -106,16 +111,21 @@ fn another_minor_version_is_an_error() {
         .arg(&model)
         .args(["--no-compile"])
         .args(mirror_args(channel.file_url().as_str()));
-    let output = command.output().unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
-    let text = stderr(&output);
-    assert!(text.contains("Cannot provide Python 3.5.10"), "{text}");
-    assert!(
-        text.contains("conda `python 3.5.10.*`"),
-        "each attempt is listed: {text}"
-    );
-    assert!(text.contains("this machine: no Python 3.5"), "{text}");
-    assert!(text.contains("--python-version"), "{text}");
+    // Each attempt is listed, and the way out.
+    pyfunc_env_snapshot!(ctx.filters(), command, @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: Failed to create the virtualenv environment for `[TEMP_DIR]/models/m35`
+          Caused by: Cannot provide Python 3.5.10:
+            conda `python 3.5.10.*`: No channel has a package for `python 3.5.10.*` (looked in `file://[REPO]/target/env-test/channel-[ID]` for `linux-64` and `noarch`)
+            this machine: no Python 3.5.10
+            conda `python 3.5.*`: No channel has a package for `python 3.5.*` (looked in `file://[REPO]/target/env-test/channel-[ID]` for `linux-64` and `noarch`)
+            this machine: no Python 3.5.x
+
+        hint: Install that Python (e.g. `pyenv install 3.5.10` or `uv python install 3.5.10`), make a conda channel with it reachable (`--mirror conda-forge=...`), or choose another version with `--python-version`
+    "#);
 }
 
 #[test]

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{TestContext, describe, fixture, json, mirror_args, repo_root, stderr, stdout};
+use crate::common::{
+    TestContext, describe, fixture, json, mirror_args, pyfunc_env_snapshot, repo_root, stderr,
+    stdout,
+};
 
 /// `fixtures/inputs/<model>/<file>`.
 fn input(model: &str, file: &str) -> PathBuf {
@@ -1083,29 +1086,37 @@ fn commands_run_activated_in_a_conda_env_and_scoring_without_mlflow_says_how_to_
     let input = input("sklearn-iris", "dataframe_split.json");
 
     // mlflow is not in the environment: exit 1 and the fix, for predict and for serve.
-    let predict = run(
-        &ctx,
-        &model,
-        &env_args,
-        &["predict", "-i", input.to_str().unwrap()],
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        run_command(
+            &ctx,
+            &model,
+            &env_args,
+            &["predict", "-i", input.to_str().unwrap()],
+        ),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: mlflow is not installed in the model's environment, so it cannot score. Rerun with `--install-mlflow` (adds mlflow==3.17.2, the version that saved the model)
+    "#
     );
-    assert_eq!(predict.status.code(), Some(1), "{}", describe(&predict));
-    assert_eq!(stdout(&predict), "");
-    let text = ctx.filter(&stderr(&predict));
-    assert!(
-        text.ends_with("error: mlflow is not installed in the model's environment, so it cannot score. Rerun with `--install-mlflow` (adds mlflow==3.17.2, the version that saved the model)\n"),
-        "{text}"
-    );
-    let serve = run(
-        &ctx,
-        &model,
-        &env_args,
-        &["serve", "--port", &free_port().to_string()],
-    );
-    assert_eq!(serve.status.code(), Some(1), "{}", describe(&serve));
-    assert_eq!(
-        stderr(&serve),
-        "error: mlflow is not installed in the model's environment, so it cannot serve. Rerun with `--install-mlflow` (adds mlflow==3.17.2, the version that saved the model)\n"
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        run_command(
+            &ctx,
+            &model,
+            &env_args,
+            &["serve", "--port", &free_port().to_string()],
+        ),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: mlflow is not installed in the model's environment, so it cannot serve. Rerun with `--install-mlflow` (adds mlflow==3.17.2, the version that saved the model)
+    "#
     );
 
     let env = created(&ctx, &model, &env_args);
@@ -1132,23 +1143,32 @@ fn local_env_manager_warns_like_mlflow_and_check_reports_mismatches() {
     let model = fixture("sklearn-iris");
     let python = pyenv_python("3.11.7");
     let python_str = python.to_str().unwrap();
-    let mismatches = " - mlflow (current: uninstalled, required: mlflow==3.17.2)\n - numpy (current: uninstalled, required: numpy==2.4.6)\n - pandas (current: uninstalled, required: pandas==3.1.1)\n - scikit-learn (current: uninstalled, required: scikit-learn==1.9.1)\n - scipy (current: uninstalled, required: scipy==1.17.1)\n - skops (current: uninstalled, required: skops==0.16.0)\nTo fix the mismatches, call `mlflow.pyfunc.get_model_dependencies(model_uri)` to fetch the model's environment and install dependencies using the resulting environment file.\n";
 
     // `--env-manager local`: MLflow's mismatch warning, then the command, with that
     // interpreter and no environment built.
-    let local = run(
-        &ctx,
-        &model,
-        &["--env-manager", "local", "--python", python_str],
-        &[python_str, "-c", "import sys; print(sys.executable)"],
-    );
-    assert!(local.status.success(), "{}", describe(&local));
-    assert_eq!(stdout(&local), format!("{python_str}\n"));
-    assert_eq!(
-        stderr(&local),
-        format!(
-            "warning: Detected one or more mismatches between the model's dependencies and the current Python environment:\n{mismatches}"
-        )
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        run_command(
+            &ctx,
+            &model,
+            &["--env-manager", "local", "--python", python_str],
+            &[python_str, "-c", "import sys; print(sys.executable)"],
+        ),
+        @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+        [PYENV_ROOT]/versions/3.11.7/bin/python3.11
+
+        ----- stderr -----
+        warning: Detected one or more mismatches between the model's dependencies and the current Python environment:
+         - mlflow (current: uninstalled, required: mlflow==3.17.2)
+         - numpy (current: uninstalled, required: numpy==2.4.6)
+         - pandas (current: uninstalled, required: pandas==3.1.1)
+         - scikit-learn (current: uninstalled, required: scikit-learn==1.9.1)
+         - scipy (current: uninstalled, required: scipy==1.17.1)
+         - skops (current: uninstalled, required: skops==0.16.0)
+        To fix the mismatches, call `mlflow.pyfunc.get_model_dependencies(model_uri)` to fetch the model's environment and install dependencies using the resulting environment file.
+    "#
     );
     assert!(
         !ctx.cache_dir.join("envs-v1").exists(),
@@ -1157,219 +1177,316 @@ fn local_env_manager_warns_like_mlflow_and_check_reports_mismatches() {
 
     // Scoring needs mlflow in that interpreter; `--install-mlflow` builds nothing here.
     let input = input("sklearn-iris", "input.csv");
-    let predict = run(
-        &ctx,
-        &model,
-        &["--env-manager", "local", "--python", python_str],
-        &["predict", "-i", input.to_str().unwrap(), "-t", "csv"],
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        run_command(
+            &ctx,
+            &model,
+            &["--env-manager", "local", "--python", python_str],
+            &["predict", "-i", input.to_str().unwrap(), "-t", "csv"],
+        ),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        warning: Detected one or more mismatches between the model's dependencies and the current Python environment:
+         - mlflow (current: uninstalled, required: mlflow==3.17.2)
+         - numpy (current: uninstalled, required: numpy==2.4.6)
+         - pandas (current: uninstalled, required: pandas==3.1.1)
+         - scikit-learn (current: uninstalled, required: scikit-learn==1.9.1)
+         - scipy (current: uninstalled, required: scipy==1.17.1)
+         - skops (current: uninstalled, required: skops==0.16.0)
+        To fix the mismatches, call `mlflow.pyfunc.get_model_dependencies(model_uri)` to fetch the model's environment and install dependencies using the resulting environment file.
+        error: mlflow is not installed in `[PYENV_ROOT]/versions/3.11.7/bin/python3.11`, so it cannot score. Install it there (`[PYENV_ROOT]/versions/3.11.7/bin/python3.11 -m pip install mlflow==3.17.2`) or drop `--env-manager local` to use the model's own environment
+    "#
     );
-    assert_eq!(predict.status.code(), Some(1), "{}", describe(&predict));
-    assert_eq!(stdout(&predict), "");
-    assert_eq!(
-        stderr(&predict),
-        format!(
-            "warning: Detected one or more mismatches between the model's dependencies and the current Python environment:\n{mismatches}error: mlflow is not installed in `{python_str}`, so it cannot score. Install it there (`{python_str} -m pip install mlflow==3.17.2`) or drop `--env-manager local` to use the model's own environment\n"
-        )
-    );
-    let install = run(
-        &ctx,
-        &model,
-        &[
-            "--env-manager",
-            "local",
-            "--python",
-            python_str,
-            "--install-mlflow",
-        ],
-        &["true"],
-    );
-    assert_eq!(install.status.code(), Some(1), "{}", describe(&install));
-    assert_eq!(
-        stderr(&install),
-        "error: `--install-mlflow` adds mlflow to the environment pyfunc-env builds; `--env-manager local` builds none\n"
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        run_command(
+            &ctx,
+            &model,
+            &[
+                "--env-manager",
+                "local",
+                "--python",
+                python_str,
+                "--install-mlflow",
+            ],
+            &["true"],
+        ),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: `--install-mlflow` adds mlflow to the environment pyfunc-env builds; `--env-manager local` builds none
+    "#
     );
 
     // Another major.minor: MLflow's Python warning too.
     let python312 = pyenv_python("3.12.1");
-    let other = run(
-        &ctx,
-        &model,
-        &[
-            "--env-manager",
-            "local",
-            "--python",
-            python312.to_str().unwrap(),
-        ],
-        &["true"],
-    );
-    assert!(other.status.success(), "{}", describe(&other));
-    assert!(
-        stderr(&other).starts_with("warning: The version of Python that the model was saved in, `Python 3.11.7`, differs from the version of Python that is currently running, `Python 3.12.1`, and may be incompatible\n"),
-        "{}",
-        describe(&other)
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        run_command(
+            &ctx,
+            &model,
+            &[
+                "--env-manager",
+                "local",
+                "--python",
+                python312.to_str().unwrap(),
+            ],
+            &["true"],
+        ),
+        @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+
+        ----- stderr -----
+        warning: The version of Python that the model was saved in, `Python 3.11.7`, differs from the version of Python that is currently running, `Python 3.12.1`, and may be incompatible
+        warning: Detected one or more mismatches between the model's dependencies and the current Python environment:
+         - mlflow (current: uninstalled, required: mlflow==3.17.2)
+         - numpy (current: uninstalled, required: numpy==2.4.6)
+         - pandas (current: uninstalled, required: pandas==3.1.1)
+         - scikit-learn (current: uninstalled, required: scikit-learn==1.9.1)
+         - scipy (current: uninstalled, required: scipy==1.17.1)
+         - skops (current: uninstalled, required: skops==0.16.0)
+        To fix the mismatches, call `mlflow.pyfunc.get_model_dependencies(model_uri)` to fetch the model's environment and install dependencies using the resulting environment file.
+    "#
     );
 
     // `check`: the table; `--strict` exits 1 on a mismatch; `--json`.
-    let check = ctx
-        .command()
-        .args(["check"])
-        .arg(&model)
-        .args(["--python", python_str])
-        .output()
-        .unwrap();
-    assert_eq!(check.status.code(), Some(0), "{}", describe(&check));
-    assert_eq!(
-        stdout(&check),
-        format!(
-            "Interpreter: {python_str} (Python 3.11.7)\nModel Python: 3.11.7\nPACKAGE       INSTALLED       REQUIRED\nmlflow        uninstalled     mlflow==3.17.2\nnumpy         uninstalled     numpy==2.4.6\npandas        uninstalled     pandas==3.1.1\nscikit-learn  uninstalled     scikit-learn==1.9.1\nscipy         uninstalled     scipy==1.17.1\nskops         uninstalled     skops==0.16.0\n6 of 6 requirement(s) not satisfied\n"
-        ),
-        "{}",
-        describe(&check)
-    );
-    let strict = ctx
-        .command()
-        .args(["check"])
-        .arg(&model)
-        .args(["--python", python_str, "--strict"])
-        .output()
-        .unwrap();
-    assert_eq!(strict.status.code(), Some(1), "{}", describe(&strict));
-    assert_eq!(stdout(&strict), stdout(&check));
-    let report = json(
-        &ctx.command()
-            .args(["check"])
-            .arg(&model)
-            .args(["--python", python312.to_str().unwrap(), "--json"])
-            .output()
-            .unwrap(),
-    );
-    assert_eq!(report["python_version"], "3.12.1");
-    assert_eq!(report["model_python_version"], "3.11.7");
-    assert_eq!(report["python_mismatch"], true);
-    assert_eq!(report["checked"], 6);
-    assert_eq!(
-        report["mismatches"][3],
-        serde_json::json!({"package": "scikit-learn", "installed": null, "requirement": "scikit-learn==1.9.1"})
-    );
+    let check = |model: &Path, python: &Path, flags: &[&str]| {
+        let mut command = ctx.command();
+        command
+            .arg("check")
+            .arg(model)
+            .arg("--python")
+            .arg(python)
+            .args(flags);
+        command
+    };
+    pyfunc_env_snapshot!(ctx.filters(), check(&model, &python, &[]), @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+        Interpreter: [PYENV_ROOT]/versions/3.11.7/bin/python3.11 (Python 3.11.7)
+        Model Python: 3.11.7
+        PACKAGE       INSTALLED       REQUIRED
+        mlflow        uninstalled     mlflow==3.17.2
+        numpy         uninstalled     numpy==2.4.6
+        pandas        uninstalled     pandas==3.1.1
+        scikit-learn  uninstalled     scikit-learn==1.9.1
+        scipy         uninstalled     scipy==1.17.1
+        skops         uninstalled     skops==0.16.0
+        6 of 6 requirement(s) not satisfied
+
+        ----- stderr -----
+    "#);
+    pyfunc_env_snapshot!(ctx.filters(), check(&model, &python, &["--strict"]), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+        Interpreter: [PYENV_ROOT]/versions/3.11.7/bin/python3.11 (Python 3.11.7)
+        Model Python: 3.11.7
+        PACKAGE       INSTALLED       REQUIRED
+        mlflow        uninstalled     mlflow==3.17.2
+        numpy         uninstalled     numpy==2.4.6
+        pandas        uninstalled     pandas==3.1.1
+        scikit-learn  uninstalled     scikit-learn==1.9.1
+        scipy         uninstalled     scipy==1.17.1
+        skops         uninstalled     skops==0.16.0
+        6 of 6 requirement(s) not satisfied
+
+        ----- stderr -----
+    "#);
+    pyfunc_env_snapshot!(ctx.filters(), check(&model, &python312, &["--json"]), @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+        {
+          "python": "[PYENV_ROOT]/versions/3.12.1/bin/python3.12",
+          "python_version": "3.12.1",
+          "model_python_version": "3.11.7",
+          "python_mismatch": true,
+          "checked": 6,
+          "mismatches": [
+            {
+              "package": "mlflow",
+              "installed": null,
+              "requirement": "mlflow==3.17.2"
+            },
+            {
+              "package": "numpy",
+              "installed": null,
+              "requirement": "numpy==2.4.6"
+            },
+            {
+              "package": "pandas",
+              "installed": null,
+              "requirement": "pandas==3.1.1"
+            },
+            {
+              "package": "scikit-learn",
+              "installed": null,
+              "requirement": "scikit-learn==1.9.1"
+            },
+            {
+              "package": "scipy",
+              "installed": null,
+              "requirement": "scipy==1.17.1"
+            },
+            {
+              "package": "skops",
+              "installed": null,
+              "requirement": "skops==0.16.0"
+            }
+          ]
+        }
+
+        ----- stderr -----
+    "#);
     // Only the Python version differing is enough for `--strict`.
     let python_only = ctx.model("no-requirements", &[("requirements.txt", "")]);
-    let strict = ctx
-        .command()
-        .args(["check"])
-        .arg(&python_only)
-        .args(["--python", python312.to_str().unwrap(), "--strict"])
-        .output()
-        .unwrap();
-    assert_eq!(strict.status.code(), Some(1), "{}", describe(&strict));
-    assert_eq!(
-        stdout(&strict),
-        format!(
-            "Interpreter: {} (Python 3.12.1)\nModel Python: 3.11.7  differs (major.minor)\nOK 0 requirement(s) satisfied\n",
-            python312.display()
-        )
-    );
-}
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        check(&python_only, &python312, &["--strict"]),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+        Interpreter: [PYENV_ROOT]/versions/3.12.1/bin/python3.12 (Python 3.12.1)
+        Model Python: 3.11.7  differs (major.minor)
+        OK 0 requirement(s) satisfied
 
-#[test]
-fn pypi_mlflow1_model_is_scored_with_mlflow_1_protocol() {
-    // A scikit-learn model written by MLflow 1.30.1 (`env: conda.yaml` as a plain string, an
-    // unpinned `mlflow` requirement). `--install-mlflow` pins the MLmodel's `mlflow_version`, so
-    // scoring runs through MLflow 1.x, whose protocol has no `dataframe_split`/`inputs`
-    // wrappers and prints a bare list; pyfunc-env unwraps the 2.x+ forms for it.
-    let ctx = TestContext::new().online();
-    let root = repo_root().join("fixtures/mlflow1");
-    let model = root.join("models/sklearn-iris-mlflow1");
-    let env_args = [
-        "--install-mlflow",
-        "--python-source",
-        "system",
-        "--no-compile",
-    ];
-    let expected =
-        |stem: &str| fs_err::read(root.join("expected").join(format!("{stem}.out"))).unwrap();
-    for (file, content_type, stem) in [
-        ("split.json", "json", "split"),
-        ("dataframe_split.json", "json", "split"),
-        ("records.json", "json", "records"),
-        ("dataframe_records.json", "json", "records"),
-        ("input.csv", "csv", "input"),
-    ] {
-        let path = root.join("inputs").join(file);
-        let output = run(
-            &ctx,
-            &model,
-            &env_args,
-            &["predict", "-i", path.to_str().unwrap(), "-t", content_type],
-        );
-        assert_predictions(&output, &expected(stem));
-    }
-    // Params do not exist in MLflow 1.x: a warning, and the same predictions.
-    let path = root.join("inputs/dataframe_split.json");
-    let output = run(
-        &ctx,
-        &model,
-        &env_args,
-        &[
-            "predict",
-            "-i",
-            path.to_str().unwrap(),
-            "--params",
-            "{\"a\": 1}",
-        ],
-    );
-    assert_predictions(&output, &expected("split"));
-    assert!(
-        stderr(&output).contains("MLflow 1.30.1 models take no params"),
-        "{}",
-        describe(&output)
-    );
-    // It really was MLflow 1.30.1 on the model's Python.
-    let versions = run(
-        &ctx,
-        &model,
-        &env_args,
-        &[
-            "python",
-            "-c",
-            "import sys, mlflow; print(sys.version.split()[0], mlflow.__version__)",
-        ],
-    );
-    assert_eq!(
-        stdout(&versions),
-        "3.10.13 1.30.1\n",
-        "{}",
-        describe(&versions)
+        ----- stderr -----
+    "#
     );
 }
 
 #[test]
 fn predict_and_serve_help_go_to_stdout_and_exit_0() {
     let ctx = TestContext::new();
-    for command in ["predict", "serve"] {
-        let output = ctx
-            .command()
-            .arg("run")
-            .arg(crate::common::fixture("sklearn-iris"))
-            .args(["--", command, "--help"])
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-        assert!(stdout(&output).contains("Usage:"), "{}", describe(&output));
-        assert_eq!(stderr(&output), "", "{}", describe(&output));
-    }
+    let help =
+        |command: &str| run_command(&ctx, &fixture("sklearn-iris"), &[], &[command, "--help"]);
+    pyfunc_env_snapshot!(ctx.filters(), help("predict"), @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+        `run -- predict` options (MLflow's `mlflow models predict` flags)
+
+        Usage: predict [OPTIONS]
+
+        Options:
+          -i, --input-path <INPUT_PATH>
+                  Input file (default: stdin)
+          -o, --output-path <OUTPUT_PATH>
+                  Output file (default: stdout)
+          -t, --content-type <CONTENT_TYPE>
+                  Input format [default: json] [possible values: json, csv, parquet]
+              --params <PARAMS>
+                  Inference params as a JSON object, merged into the input's `params`
+          -r, --pip-requirements-override <REQUIREMENTS>
+                  Requirements that replace the model's own, comma-separated (`x==1.0,y==2.0`); they change
+                  the environment, so it gets its own key
+              --env <KEY=VALUE>
+                  Set an environment variable for the model (repeatable)
+          -h, --help
+                  Print help
+
+        ----- stderr -----
+    "#);
+    pyfunc_env_snapshot!(ctx.filters(), help("serve"), @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+        `run -- serve` options (MLflow's `mlflow models serve` flags)
+
+        Usage: serve [OPTIONS]
+
+        Options:
+              --help               Print help
+          -h, --host <HOST>        Address to bind [default: `MLFLOW_HOST`, else 127.0.0.1, which keeps the
+                                   server local]
+          -p, --port <PORT>        Port [default: `MLFLOW_PORT`, else 5000]
+          -w, --workers <WORKERS>  Worker processes [default: `MLFLOW_MODELS_WORKERS` (`MLFLOW_WORKERS` for
+                                   MLflow 1.x and 2.x before 2.21), else 1]
+          -t, --timeout <TIMEOUT>  Request timeout in seconds [default:
+                                   `MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT`, else 60]
+              --env <KEY=VALUE>    Set an environment variable for the server (repeatable)
+
+        ----- stderr -----
+    "#);
 }
 
 #[test]
 fn a_missing_model_and_a_missing_input_are_both_named() {
     let ctx = TestContext::new();
-    let output = ctx
-        .command()
-        .args(["run", "no-model", "--", "predict", "-i", "nosuch.json"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
-    assert_eq!(
-        ctx.filter(&stderr(&output)),
-        "error: Input file `nosuch.json` does not exist, and the model at `no-model` cannot be read: Model directory `no-model` does not exist\n"
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        ctx.command()
+            .args(["run", "no-model", "--", "predict", "-i", "nosuch.json"]),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: Input file `nosuch.json` does not exist, and the model at `no-model` cannot be read: Model directory `no-model` does not exist
+    "#
+    );
+}
+
+#[test]
+fn check_names_what_it_cannot_check_and_the_fix() {
+    let ctx = TestContext::new();
+    let model = fixture("sklearn-iris");
+    let check = |flags: &[&str]| {
+        let mut command = ctx.command();
+        command.arg("check").arg(&model).args(flags);
+        command
+    };
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        check(&["--env", "0123456789abcdef0123456789abcdef"]),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: No complete environment `[KEY]` in [CACHE_DIR]
+    "#
+    );
+    pyfunc_env_snapshot!(ctx.filters(), check(&["--env", "latest"]), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: `latest` is not an environment key (32 hex digits; see `pyfunc-env cache list`)
+    "#);
+    // No interpreter named, and none on PATH.
+    let empty = ctx.path().join("empty-bin");
+    fs_err::create_dir_all(&empty).unwrap();
+    pyfunc_env_snapshot!(ctx.filters(), check(&[]).env("PATH", &empty), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: No `python3` on PATH; pass `--python` or `--env`
+    "#);
+    // A requirements file the model cannot have been saved with.
+    let broken = ctx.copy_fixture("sklearn-iris");
+    fs_err::write(broken.join("requirements.txt"), "-r nosuch.txt\n").unwrap();
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        ctx.command()
+            .arg("check")
+            .arg(&broken)
+            .arg("--python")
+            .arg(pyenv_python("3.11.7")),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: Failed to read the model's requirements
+          Caused by: `nosuch.txt` does not exist (referenced from `requirements.txt` line 1)
+
+        hint: Add `nosuch.txt` to the model directory or remove the `-r` line
+    "#
     );
 }
