@@ -256,7 +256,6 @@ fn join_uri(base: &str, path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resolve_blocking;
 
     #[test]
     fn keys_change_with_every_input() {
@@ -275,8 +274,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn offline_without_cache_is_a_clear_error() {
+    #[tokio::test]
+    async fn offline_without_cache_is_a_clear_error() {
         let temp = tempfile::tempdir().unwrap();
         let cache = Cache::new(temp.path().join("cache"));
         cache.init().unwrap();
@@ -286,19 +285,21 @@ mod tests {
             ..SourceSettings::default()
         };
         for uri in ["models:/iris/1", "models:/iris@champion", "runs:/abc/model"] {
-            let error =
-                resolve_blocking(uri, &settings, &cache, Arc::new(crate::NoReporter)).unwrap_err();
+            let error = resolve(uri, &settings, &cache, Arc::new(crate::NoReporter))
+                .await
+                .unwrap_err();
             assert!(
                 matches!(error, SourceError::OfflineNotCached { .. }),
                 "{uri}: {error:?}"
             );
         }
-        let error = resolve_blocking(
+        let error = resolve(
             "models:/iris/1",
             &SourceSettings::default(),
             &cache,
             Arc::new(crate::NoReporter),
         )
+        .await
         .unwrap_err();
         assert!(matches!(error, SourceError::NoServer { .. }), "{error:?}");
     }
