@@ -1,8 +1,8 @@
 //! Many models' environments at once (a build agent's `create --jobs N --from models.txt`).
 //!
 //! Models are deduplicated by key first, so two copies of one model build once; the distinct
-//! environments are then built `jobs` at a time as tasks of the caller's runtime, sharing the package and
-//! uv caches. A failing build does not stop the others: every outcome is returned.
+//! environments are then built `jobs` at a time as tasks of the caller's runtime, sharing the
+//! package and uv caches. A failing build does not stop the others: every outcome is returned.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
