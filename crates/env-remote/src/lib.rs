@@ -481,7 +481,9 @@ impl env_solve::remote::RemoteCache for Remote {
                     pushed: true,
                     warning: None,
                 },
-                Ok(PushResult::AlreadyThere | PushResult::KeptOther) => Pushed::default(),
+                Ok(PushResult::AlreadyThere | PushResult::KeptOther | PushResult::NotBuilt) => {
+                    Pushed::default()
+                }
                 Ok(PushResult::NotShareable { reason }) => Pushed {
                     pushed: false,
                     warning: Some(reason),

@@ -35,6 +35,8 @@ pub enum PushResult {
         /// One line: why, and how to make it shareable.
         reason: String,
     },
+    /// The local cache does not have the environment complete ([`Remote::push_model`]).
+    NotBuilt,
 }
 
 /// One environment in the remote.
@@ -249,6 +251,22 @@ impl Remote {
         reporter.on_download_complete(id);
         let (file, hasher) = sink;
         Ok((file, total, hex(&hasher.finalize())))
+    }
+
+    /// `cache push`'s one call: uploads the environment of `env` if the local cache has it
+    /// complete ([`PushResult::NotBuilt`] if not; nothing is built).
+    pub async fn push_model(
+        &self,
+        cache: &Cache,
+        env: &env_solve::ModelEnvironment,
+        reporter: &dyn env_solve::Reporter,
+    ) -> Result<PushResult, RemoteError> {
+        let entry = cache.env(env.key.as_str())?;
+        if !env.is_cached(cache)? {
+            return Ok(PushResult::NotBuilt);
+        }
+        self.push(cache, &entry, env.options.compile_bytecode, reporter)
+            .await
     }
 
     /// Packs the complete environment `env` and uploads it: the archive under its sha256,

@@ -715,32 +715,27 @@ async fn push(
     for model in &args.models {
         let opened = crate::commands::open_model(model, settings, printer).await?;
         let env = crate::commands::create::resolve(opened.model, &request, printer)?;
-        let entry = cache.env(env.key.as_str())?;
         let mut row = PushRow {
             model_dir: env.root().display().to_string(),
             key: env.key.to_string(),
             result: "pushed",
             message: None,
         };
-        if !env.is_cached(&cache)? {
-            row.result = "not built";
-            row.message = Some(format!(
-                "not in the local cache; build it first: pyfunc-env create {model}"
-            ));
-            printer.warn(format!(
-                "{model}: {}",
-                row.message.as_deref().unwrap_or_default()
-            ));
-            status = ExitStatus::Failure;
-            rows.push(row);
-            continue;
-        }
         let reporter = crate::progress::ProgressReporter::new(settings, printer, &env.name());
-        let outcome = remote
-            .push(&cache, &entry, env.options.compile_bytecode, &reporter)
-            .await;
+        let outcome = remote.push_model(&cache, &env, &reporter).await;
         env_solve::Reporter::on_finish(&reporter);
         match outcome {
+            Ok(env_remote::PushResult::NotBuilt) => {
+                row.result = "not built";
+                row.message = Some(format!(
+                    "not in the local cache; build it first: pyfunc-env create {model}"
+                ));
+                printer.warn(format!(
+                    "{model}: {}",
+                    row.message.as_deref().unwrap_or_default()
+                ));
+                status = ExitStatus::Failure;
+            }
             Ok(env_remote::PushResult::Pushed { size, .. }) => {
                 printer.info(format!(
                     "{} {} ({}) to {}",
