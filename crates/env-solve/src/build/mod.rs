@@ -425,3 +425,54 @@ fn uv_cache_dir(cache: &Cache, request: &CreateRequest<'_>) -> Result<PathBuf, S
         None => Ok(cache.bucket(env_cache::UV_BUCKET)?),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The files a child started by the current task's blocking work has open (`ls -l` of the
+    /// shell's descriptors, which it inherited).
+    async fn open_in_child() -> String {
+        let output = spawn_blocking(|| {
+            env_cache::child::output(
+                std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg("ls -l /proc/$$/fd/"),
+            )
+            .unwrap()
+        })
+        .await
+        .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    #[tokio::test]
+    async fn two_builds_on_one_thread_pass_on_only_their_own_locks() {
+        // `create --jobs 2` runs its builds as tasks of one runtime; here both run on one
+        // thread, interleaved. A per-thread list of locks (what a build used before it was a
+        // task) would pass each build's lock to the other's children too.
+        let dir = tempfile::tempdir().unwrap();
+        let a = fs_err::File::create(dir.path().join("a.lock")).unwrap();
+        let b = fs_err::File::create(dir.path().join("b.lock")).unwrap();
+        let build = |file: &fs_err::File| {
+            let locks = env_cache::child::Inherited::default().with(file.file());
+            BUILD_LOCKS.scope(locks, async {
+                // The other build enters its scope meanwhile, on this thread.
+                tokio::task::yield_now().await;
+                open_in_child().await
+            })
+        };
+        let (seen_by_a, seen_by_b) = tokio::join!(build(&a), build(&b));
+        assert!(
+            seen_by_a.contains("a.lock") && !seen_by_a.contains("b.lock"),
+            "{seen_by_a}"
+        );
+        assert!(
+            seen_by_b.contains("b.lock") && !seen_by_b.contains("a.lock"),
+            "{seen_by_b}"
+        );
+        // Outside a build, children inherit no lock.
+        let seen = open_in_child().await;
+        assert!(!seen.contains(".lock"), "{seen}");
+    }
+}
