@@ -75,6 +75,22 @@ pub fn inherited() -> Inherited {
 }
 
 impl Inherited {
+    /// These locks and `file`'s: what the children of a build that holds `file` inherit,
+    /// carried by its task rather than by a thread (a task moves between a runtime's threads).
+    #[must_use]
+    pub fn with(&self, file: &std::fs::File) -> Self {
+        #[cfg(unix)]
+        let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+        #[cfg(not(unix))]
+        let fd = {
+            let _ = file;
+            -1
+        };
+        let mut fds = self.0.clone();
+        fds.push(fd);
+        Self(fds)
+    }
+
     /// Passes the captured locks on to the children this thread starts while the guards live.
     /// The caller keeps the lock files open meanwhile (they belong to the capturing thread).
     #[must_use = "the locks are passed on only while the guards live"]

@@ -426,65 +426,77 @@ impl env_solve::remote::RemoteCache for Remote {
         self.url.to_string()
     }
 
-    fn pull(
-        &self,
-        cache: &env_cache::Cache,
-        env: &env_cache::EnvEntry,
-        what: env_solve::remote::RemoteEnv<'_>,
-        reporter: &dyn env_solve::Reporter,
-    ) -> env_solve::remote::Pulled {
+    fn pull<'a>(
+        &'a self,
+        cache: &'a env_cache::Cache,
+        env: &'a env_cache::EnvEntry,
+        what: env_solve::remote::RemoteEnv<'a>,
+        reporter: &'a std::sync::Arc<dyn env_solve::Reporter>,
+    ) -> env_solve::remote::RemoteFuture<'a, env_solve::remote::Pulled> {
         use env_solve::remote::Pulled;
-        // Already found down in this process (`create --from` builds many): one warning.
-        if self.unavailable.load(std::sync::atomic::Ordering::Relaxed) {
-            return Pulled::Miss;
-        }
-        match self.pull(cache, env, what.model_root, reporter) {
-            Ok(Some(seconds)) => Pulled::Hit { seconds },
-            Ok(None) => Pulled::Miss,
-            Err(error) => {
-                if matches!(
-                    error,
-                    RemoteError::Unreachable { .. } | RemoteError::Credentials { .. }
-                ) {
-                    self.unavailable
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-                Pulled::Failed {
-                    warning: one_screen_with(&error, "; building locally"),
+        Box::pin(async move {
+            // Already found down in this process (`create --from` builds many): one warning.
+            if self.unavailable.load(std::sync::atomic::Ordering::Relaxed) {
+                return Pulled::Miss;
+            }
+            match self
+                .pull(cache, env, what.model_root, reporter.as_ref())
+                .await
+            {
+                Ok(Some(seconds)) => Pulled::Hit { seconds },
+                Ok(None) => Pulled::Miss,
+                Err(error) => {
+                    if matches!(
+                        error,
+                        RemoteError::Unreachable { .. } | RemoteError::Credentials { .. }
+                    ) {
+                        self.unavailable
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Pulled::Failed {
+                        warning: one_screen_with(&error, "; building locally"),
+                    }
                 }
             }
-        }
+        })
     }
 
-    fn push(
-        &self,
-        cache: &env_cache::Cache,
-        env: &env_cache::EnvEntry,
-        what: env_solve::remote::RemoteEnv<'_>,
-        reporter: &dyn env_solve::Reporter,
-    ) -> env_solve::remote::Pushed {
+    fn push<'a>(
+        &'a self,
+        cache: &'a env_cache::Cache,
+        env: &'a env_cache::EnvEntry,
+        what: env_solve::remote::RemoteEnv<'a>,
+        reporter: &'a std::sync::Arc<dyn env_solve::Reporter>,
+    ) -> env_solve::remote::RemoteFuture<'a, env_solve::remote::Pushed> {
         use env_solve::remote::Pushed;
-        if self.read_only || self.unavailable.load(std::sync::atomic::Ordering::Relaxed) {
-            return Pushed::default();
-        }
-        match self.push(cache, env, what.compile_bytecode, reporter) {
-            Ok(PushResult::Pushed { .. }) => Pushed {
-                pushed: true,
-                warning: None,
-            },
-            Ok(PushResult::AlreadyThere | PushResult::KeptOther) => Pushed::default(),
-            Ok(PushResult::NotShareable { reason }) => Pushed {
-                pushed: false,
-                warning: Some(reason),
-            },
-            Err(error) => Pushed {
-                pushed: false,
-                warning: Some(format!(
-                    "Not pushed to the remote cache: {}",
-                    one_screen(&error)
-                )),
-            },
-        }
+        Box::pin(async move {
+            if self.read_only || self.unavailable.load(std::sync::atomic::Ordering::Relaxed) {
+                return Pushed::default();
+            }
+            match self
+                .push(cache, env, what.compile_bytecode, reporter.as_ref())
+                .await
+            {
+                Ok(PushResult::Pushed { .. }) => Pushed {
+                    pushed: true,
+                    warning: None,
+                },
+                Ok(PushResult::AlreadyThere | PushResult::KeptOther | PushResult::NotBuilt) => {
+                    Pushed::default()
+                }
+                Ok(PushResult::NotShareable { reason }) => Pushed {
+                    pushed: false,
+                    warning: Some(reason),
+                },
+                Err(error) => Pushed {
+                    pushed: false,
+                    warning: Some(format!(
+                        "Not pushed to the remote cache: {}",
+                        one_screen(&error)
+                    )),
+                },
+            }
+        })
     }
 }
 

@@ -13,7 +13,7 @@ use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, R
 use crate::{Remote, RemoteError, Scheme};
 
 impl Remote {
-    /// A client for the store. Built per operation, on the runtime of that operation.
+    /// A client for the store. Built per operation.
     pub(crate) fn store(&self) -> Result<Arc<dyn ObjectStore>, RemoteError> {
         let client = ClientOptions::new()
             .with_connect_timeout(self.timeout)
@@ -176,19 +176,4 @@ fn short(text: &str) -> String {
         line = line.chars().take(300).collect::<String>() + "...";
     }
     line
-}
-
-/// Runs `future` on a runtime of its own: the remote's calls come from blocking code (a
-/// blocking thread of the build's runtime, or a command's main thread).
-pub(crate) fn block_on<T>(
-    future: impl Future<Output = Result<T, RemoteError>>,
-) -> Result<T, RemoteError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| RemoteError::Io {
-            path: std::path::PathBuf::from("<async runtime>"),
-            source,
-        })?;
-    runtime.block_on(future)
 }

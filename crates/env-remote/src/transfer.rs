@@ -11,7 +11,6 @@ use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutPayload, WriteM
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::store::block_on;
 use crate::{LAYOUT, LAYOUT_DIR, MANIFEST, Manifest, Remote, RemoteError, io};
 
 /// Multipart parts; files up to this size go in one request.
@@ -36,6 +35,8 @@ pub enum PushResult {
         /// One line: why, and how to make it shareable.
         reason: String,
     },
+    /// The local cache does not have the environment complete ([`Remote::push_model`]).
+    NotBuilt,
 }
 
 /// One environment in the remote.
@@ -122,7 +123,7 @@ impl Remote {
 
     /// Looks `env`'s key up and, on a hit, installs it (the caller holds the environment's
     /// exclusive lock). `Ok(None)` on a miss; the seconds spent on a hit.
-    pub fn pull(
+    pub async fn pull(
         &self,
         cache: &Cache,
         env: &EnvEntry,
@@ -135,7 +136,7 @@ impl Remote {
         let relative = Self::manifest_path(&platform, &key);
         let store = self.store()?;
         let tmp = cache.bucket(env_cache::TMP_DIR)?;
-        let Some(manifest) = block_on(self.read_manifest(&store, &relative))? else {
+        let Some(manifest) = self.read_manifest(&store, &relative).await? else {
             tracing::debug!("Remote cache miss: {}/{relative}", self.url);
             return Ok(None);
         };
@@ -149,19 +150,12 @@ impl Remote {
             });
         }
         reporter.on_phase("Downloading from the remote cache");
-        let mut download = tempfile::Builder::new()
+        let download = tempfile::Builder::new()
             .prefix(".remote-pull-")
             .suffix(".tar.zst")
             .tempfile_in(&tmp)
             .map_err(io(&tmp))?;
-        let download_path = download.path().to_path_buf();
-        let (size, sha256) = block_on(self.download(
-            &store,
-            &manifest,
-            download.as_file_mut(),
-            &download_path,
-            reporter,
-        ))?;
+        let (download, size, sha256) = self.download(&store, &manifest, download, reporter).await?;
         if size != manifest.size || sha256 != manifest.sha256 {
             self.mark_damaged(&manifest.sha256);
             return Err(RemoteError::Damaged {
@@ -180,27 +174,6 @@ impl Remote {
             });
         }
         reporter.on_phase("Unpacking the environment from the remote cache");
-        let staging = tempfile::Builder::new()
-            .prefix(&format!("{key}-pull-"))
-            .tempdir_in(&tmp)
-            .map_err(io(&tmp))?;
-        let target = staging.path().join("env");
-        if let Err(error) = env_pack::unpack(download.path(), &target) {
-            self.mark_damaged(&manifest.sha256);
-            return Err(RemoteError::Damaged {
-                archive: manifest.archive.clone(),
-                message: format!("it does not unpack: {error}"),
-            });
-        }
-        drop(download);
-        let meta = target.join(env_cache::META_DIR);
-        fs_err::create_dir_all(&meta).map_err(io(&meta))?;
-        // Into place: whatever a crashed build or pull left goes first; the environment is
-        // complete only once `finish_build` has written the fingerprint, last.
-        if !matches!(env.state(), EnvState::Missing) {
-            env.remove_dir(&tmp)?;
-        }
-        fs_err::rename(&target, env.dir()).map_err(io(env.dir()))?;
         let mut metadata = manifest.metadata.clone();
         metadata.model = model_root.display().to_string();
         metadata.extra.insert(
@@ -218,9 +191,15 @@ impl Remote {
             "relocated_scripts".into(),
             serde_json::json!(manifest.relocated_scripts),
         );
-        if let Err(error) = env.finish_build(&metadata) {
-            let _ = env.remove_dir(&tmp);
-            return Err(error.into());
+        let installed = {
+            let (env, archive) = (env.clone(), manifest.archive.clone());
+            blocking(move || install(&env, &tmp, download, &archive, &metadata)).await
+        };
+        if let Err(error) = installed {
+            if matches!(error, RemoteError::Damaged { .. }) {
+                self.mark_damaged(&manifest.sha256);
+            }
+            return Err(error);
         }
         tracing::debug!(
             "Pulled {key} from {} ({} bytes) in {:.2} s",
@@ -231,20 +210,21 @@ impl Remote {
         Ok(Some(secs(start)))
     }
 
+    /// Downloads `manifest`'s archive into `file`: its size and sha256. The writes and the
+    /// hashing run on the blocking pool, a chunk at a time.
     async fn download(
         &self,
         store: &Arc<dyn ObjectStore>,
         manifest: &Manifest,
-        file: &mut std::fs::File,
-        file_path: &Path,
+        file: tempfile::NamedTempFile,
         reporter: &dyn env_solve::Reporter,
-    ) -> Result<(u64, String), RemoteError> {
+    ) -> Result<(tempfile::NamedTempFile, u64, String), RemoteError> {
         let what = format!("downloading `{}`", manifest.archive);
         let path = self.object(&manifest.archive);
         let get = self.bounded(&what, store.get(&path)).await?;
         let mut stream = get.into_stream();
         let id = reporter.on_download_start("environment archive");
-        let mut hasher = Sha256::new();
+        let mut sink = (file, Sha256::new());
         let mut total = 0u64;
         loop {
             match tokio::time::timeout(self.timeout, stream.next()).await {
@@ -252,9 +232,14 @@ impl Remote {
                 Ok(None) => break,
                 Ok(Some(Err(error))) => return Err(self.error(&what, &error)),
                 Ok(Some(Ok(bytes))) => {
-                    hasher.update(&bytes);
-                    file.write_all(&bytes).map_err(io(file_path))?;
                     total += bytes.len() as u64;
+                    let (mut file, mut hasher) = sink;
+                    sink = blocking(move || {
+                        hasher.update(&bytes);
+                        file.write_all(&bytes).map_err(io(file.path()))?;
+                        Ok((file, hasher))
+                    })
+                    .await?;
                     reporter.on_download_progress(id, total, Some(manifest.size));
                     // A remote that sends more than the manifest says is not the archive.
                     if total > manifest.size {
@@ -264,12 +249,29 @@ impl Remote {
             }
         }
         reporter.on_download_complete(id);
-        Ok((total, hex(&hasher.finalize())))
+        let (file, hasher) = sink;
+        Ok((file, total, hex(&hasher.finalize())))
+    }
+
+    /// `cache push`'s one call: uploads the environment of `env` if the local cache has it
+    /// complete ([`PushResult::NotBuilt`] if not; nothing is built).
+    pub async fn push_model(
+        &self,
+        cache: &Cache,
+        env: &env_solve::ModelEnvironment,
+        reporter: &dyn env_solve::Reporter,
+    ) -> Result<PushResult, RemoteError> {
+        let entry = cache.env(env.key.as_str())?;
+        if !env.is_cached(cache)? {
+            return Ok(PushResult::NotBuilt);
+        }
+        self.push(cache, &entry, env.options.compile_bytecode, reporter)
+            .await
     }
 
     /// Packs the complete environment `env` and uploads it: the archive under its sha256,
     /// then the manifest.
-    pub fn push(
+    pub async fn push(
         &self,
         cache: &Cache,
         env: &EnvEntry,
@@ -282,7 +284,10 @@ impl Remote {
             });
         }
         // Shared: no prune or rebuild while we read it.
-        let _lock = env.lock_shared(|_, _| {})?;
+        let _lock = {
+            let env = env.clone();
+            blocking(move || Ok(env.lock_shared(|_, _| {})?)).await?
+        };
         if !matches!(env.state(), EnvState::Complete(_)) {
             return Err(RemoteError::Io {
                 path: env.dir().to_path_buf(),
@@ -297,8 +302,8 @@ impl Remote {
         let key = env.key().to_string();
         let relative = Self::manifest_path(&platform, &key);
         let store = self.store()?;
-        if let Some(existing) = block_on(self.read_manifest(&store, &relative)).unwrap_or(None)
-            && block_on(async { Ok(self.archive_intact(&store, &existing).await) })?
+        if let Some(existing) = self.read_manifest(&store, &relative).await.unwrap_or(None)
+            && self.archive_intact(&store, &existing).await
         {
             tracing::debug!("{key} is in the remote cache already");
             return Ok(PushResult::AlreadyThere);
@@ -321,7 +326,15 @@ impl Remote {
             compression_level: 3,
             full_prefix: true,
         };
-        let report = match env_pack::pack(env.dir(), &archive, &options) {
+        let packed = {
+            let (prefix, archive) = (env.dir().to_path_buf(), archive.clone());
+            blocking(move || {
+                Ok(env_pack::pack(&prefix, &archive, &options)
+                    .map(|report| (report, sha256_file(&archive))))
+            })
+            .await?
+        };
+        let (report, hashed) = match packed {
             Ok(report) => report,
             Err(env_pack::PackError::SystemVirtualenv { home, .. }) => {
                 return Ok(not_shareable(&home));
@@ -331,10 +344,11 @@ impl Remote {
             }
             Err(error) => return Err(error.into()),
         };
-        let (size, sha256) = sha256_file(&archive)?;
+        let (size, sha256) = hashed?;
         let archive_relative = format!("{LAYOUT_DIR}/archives/{sha256}.tar.zst");
         reporter.on_phase("Uploading to the remote cache");
-        block_on(self.upload(&store, &archive_relative, &archive, size, reporter))?;
+        self.upload(&store, &archive_relative, &archive, size, reporter)
+            .await?;
         let manifest = Manifest {
             layout: LAYOUT,
             key: key.clone(),
@@ -350,7 +364,7 @@ impl Remote {
             relocated_scripts: report.scripts_rewritten.clone(),
             metadata,
         };
-        let kept_other = block_on(self.put_manifest(&store, &relative, &manifest))?;
+        let kept_other = self.put_manifest(&store, &relative, &manifest).await?;
         if kept_other {
             return Ok(PushResult::KeptOther);
         }
@@ -372,8 +386,12 @@ impl Remote {
         let id = reporter.on_download_start("upload: environment archive");
         let mut reader = fs_err::File::open(file).map_err(io(file))?;
         if size <= PART as u64 {
-            let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-            reader.read_to_end(&mut bytes).map_err(io(file))?;
+            let bytes = blocking(move || {
+                let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+                reader.read_to_end(&mut bytes).map_err(io(reader.path()))?;
+                Ok(bytes)
+            })
+            .await?;
             match tokio::time::timeout(part_timeout, store.put(&path, PutPayload::from(bytes)))
                 .await
             {
@@ -385,10 +403,17 @@ impl Remote {
         } else {
             let upload = self.bounded(&what, store.put_multipart(&path)).await?;
             let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
-            let mut buffer = vec![0u8; 4 << 20];
+            let mut chunk = (reader, vec![0u8; 4 << 20]);
             let mut sent = 0u64;
             loop {
-                let n = reader.read(&mut buffer).map_err(io(file))?;
+                let (mut reader, mut buffer) = chunk;
+                let (n, read) = blocking(move || {
+                    let n = reader.read(&mut buffer).map_err(io(reader.path()))?;
+                    Ok((n, (reader, buffer)))
+                })
+                .await?;
+                chunk = read;
+                let buffer = &chunk.1;
                 if n == 0 {
                     break;
                 }
@@ -519,9 +544,9 @@ impl Remote {
     }
 
     /// The environments in the remote, newest first.
-    pub fn list(&self) -> Result<Vec<RemoteEntry>, RemoteError> {
+    pub async fn list(&self) -> Result<Vec<RemoteEntry>, RemoteError> {
         let store = self.store()?;
-        block_on(async {
+        {
             let objects = self.objects(&store).await?;
             let mut entries: Vec<RemoteEntry> = self
                 .manifests(&store, &objects)
@@ -540,13 +565,17 @@ impl Remote {
                 .collect();
             entries.sort_by(|a, b| b.created.cmp(&a.created).then(a.key.cmp(&b.key)));
             Ok(entries)
-        })
+        }
     }
 
     /// Removes entries pushed longer ago than `older_than` (the remote records no uses), then
     /// archives no manifest names that are older than that too (left by a push that lost a
     /// race or died before its manifest). An archive being uploaded now is never that old.
-    pub fn prune(&self, older_than: Duration, dry_run: bool) -> Result<PruneReport, RemoteError> {
+    pub async fn prune(
+        &self,
+        older_than: Duration,
+        dry_run: bool,
+    ) -> Result<PruneReport, RemoteError> {
         if self.read_only && !dry_run {
             return Err(RemoteError::ReadOnly {
                 url: self.url.to_string(),
@@ -559,7 +588,7 @@ impl Remote {
         let cutoff_secs = cutoff
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        block_on(async {
+        {
             let objects = self.objects(&store).await?;
             let manifests = self.manifests(&store, &objects).await;
             let mut report = PruneReport::default();
@@ -601,7 +630,7 @@ impl Remote {
             }
             report.removed.sort();
             Ok(report)
-        })
+        }
     }
 }
 
@@ -618,4 +647,53 @@ fn sha256_file(path: &Path) -> Result<(u64, String), RemoteError> {
     let mut hasher = Sha256::new();
     let size = std::io::copy(&mut file, &mut hasher).map_err(io(path))?;
     Ok((size, hex(&hasher.finalize())))
+}
+
+/// Runs blocking file work (archives, hashing, local reads and writes) on the runtime's
+/// blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, RemoteError> + Send + 'static,
+) -> Result<T, RemoteError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| RemoteError::Io {
+            path: std::path::PathBuf::from("<blocking task>"),
+            source: std::io::Error::other(error.to_string()),
+        })?
+}
+
+/// Unpacks the downloaded archive into a staging directory beside the environment and moves it
+/// into place: whatever a crashed build or pull left goes first; the environment is complete
+/// only once `finish_build` has written the fingerprint, last. An archive that does not unpack
+/// is [`RemoteError::Damaged`].
+fn install(
+    env: &EnvEntry,
+    tmp: &Path,
+    download: tempfile::NamedTempFile,
+    archive: &str,
+    metadata: &env_cache::Metadata,
+) -> Result<(), RemoteError> {
+    let staging = tempfile::Builder::new()
+        .prefix(&format!("{}-pull-", env.key()))
+        .tempdir_in(tmp)
+        .map_err(io(tmp))?;
+    let target = staging.path().join("env");
+    if let Err(error) = env_pack::unpack(download.path(), &target) {
+        return Err(RemoteError::Damaged {
+            archive: archive.to_string(),
+            message: format!("it does not unpack: {error}"),
+        });
+    }
+    drop(download);
+    let meta = target.join(env_cache::META_DIR);
+    fs_err::create_dir_all(&meta).map_err(io(&meta))?;
+    if !matches!(env.state(), EnvState::Missing) {
+        env.remove_dir(tmp)?;
+    }
+    fs_err::rename(&target, env.dir()).map_err(io(env.dir()))?;
+    if let Err(error) = env.finish_build(metadata) {
+        let _ = env.remove_dir(tmp);
+        return Err(error.into());
+    }
+    Ok(())
 }

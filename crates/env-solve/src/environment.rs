@@ -417,30 +417,17 @@ impl ModelEnvironment {
         crate::build::create(cache, &request, reporter).await
     }
 
-    /// [`Self::build`] on a runtime of its own, for callers that are not async.
-    pub fn build_blocking(
-        &self,
-        cache: &Cache,
-        settings: &BuildSettings,
-        defer_bytecode: bool,
-        reporter: Arc<dyn Reporter>,
-    ) -> Result<Created, SolveError> {
-        blocking_runtime()?.block_on(self.build(cache, settings, defer_bytecode, reporter))
-    }
-
-    /// `lock`'s one call: builds (or reuses) the environment from a fresh solve, then writes its
-    /// lock file text. One runtime for both steps.
-    pub fn build_and_lock_blocking(
+    /// Builds (or reuses) the environment from a fresh solve, then its lock file text (`lock`).
+    /// The caller holds the cache's shared lock.
+    pub async fn build_and_lock(
         &self,
         cache: &Cache,
         settings: &BuildSettings,
         reporter: Arc<dyn Reporter>,
     ) -> Result<(Created, String), SolveError> {
-        blocking_runtime()?.block_on(async {
-            let created = self.build(cache, settings, false, reporter).await?;
-            let text = self.lock(&created.prefix, cache, settings).await?;
-            Ok((created, text))
-        })
+        let created = self.build(cache, settings, false, reporter).await?;
+        let text = self.lock(&created.prefix, cache, settings).await?;
+        Ok((created, text))
     }
 
     /// The lock file text of this environment, built at `prefix` (from [`Self::build`]):
@@ -456,17 +443,30 @@ impl ModelEnvironment {
             Some(dir) => dir.clone(),
             None => cache.bucket(env_cache::UV_BUCKET)?,
         };
-        crate::lock::lock_environment(
-            prefix,
-            self.spec_key.as_str(),
-            &self.manager.to_string(),
-            &self.effective_channels(),
-            &uv,
-            &self.index_args(),
-            &uv_cache,
-            &cache.bucket(env_cache::TMP_DIR)?,
+        let (prefix, spec_key, manager, channels, index_args, scratch, offline) = (
+            prefix.to_path_buf(),
+            self.spec_key.to_string(),
+            self.manager.to_string(),
+            self.effective_channels(),
+            self.index_args(),
+            cache.bucket(env_cache::TMP_DIR)?,
             settings.offline,
-        )
+        );
+        // It reads the prefix and runs uv: blocking work.
+        crate::build::off_runtime(move || {
+            crate::lock::lock_environment(
+                &prefix,
+                &spec_key,
+                &manager,
+                &channels,
+                &uv,
+                &index_args,
+                &uv_cache,
+                &scratch,
+                offline,
+            )
+        })
+        .await
     }
 
     /// The model directory.
@@ -474,15 +474,4 @@ impl ModelEnvironment {
     pub fn root(&self) -> &Path {
         self.model.root()
     }
-}
-
-/// The runtime of a `*_blocking` call: two workers, for the concurrent downloads of a solve.
-fn blocking_runtime() -> Result<tokio::runtime::Runtime, SolveError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|source| SolveError::Internal {
-            message: format!("Failed to start the async runtime: {source}"),
-        })
 }

@@ -8,6 +8,7 @@ pub mod bytecode;
 pub mod channels;
 pub mod conda;
 pub mod context;
+pub mod ensure;
 pub mod environment;
 pub mod error;
 pub mod inspect;
@@ -16,7 +17,6 @@ pub mod lock;
 pub mod many;
 pub mod prune;
 pub mod python;
-pub mod ready;
 pub mod remote;
 pub use env_spec::redact;
 pub mod reporter;
@@ -26,9 +26,9 @@ pub mod verify;
 pub use build::{CreateRequest, Created, Timings, create};
 pub use channels::ChannelSettings;
 pub use context::{BuildOptions, PythonSource};
+pub use ensure::{Bytecode, EnsureError, EnsureReporter, Ensured, MlflowUse, Purpose};
 pub use environment::{
     BuildSettings, EnvError, EnvRequest, InstallMlflow, LockChoice, ModelEnvironment,
 };
 pub use error::SolveError;
-pub use ready::{Bytecode, MlflowUse, Ready, ReadyError};
 pub use reporter::{NoReporter, Reporter};

@@ -528,16 +528,8 @@ mod tests {
         assert!(std::error::Error::source(&error).is_some());
     }
 
-    fn fetch(pypi: &[LockedDistribution], dir: &Path) -> Result<(), SolveError> {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(fetch_files(pypi, dir, true))
-    }
-
-    #[test]
-    fn locked_files_are_streamed_to_disk_and_kept_only_when_their_hash_matches() {
+    #[tokio::test]
+    async fn locked_files_are_streamed_to_disk_and_kept_only_when_their_hash_matches() {
         let source = tempfile::tempdir().unwrap();
         let wheel = source.path().join("pkg-1.0-py3-none-any.whl");
         // Larger than one copy buffer, so the hash covers several chunks.
@@ -551,13 +543,15 @@ mod tests {
             sha256: Some(sha256.into()),
         };
         let out = tempfile::tempdir().unwrap();
-        fetch(&[dist(&good)], out.path()).unwrap();
+        fetch_files(&[dist(&good)], out.path(), true).await.unwrap();
         assert_eq!(
             fs_err::read(out.path().join("pkg-1.0-py3-none-any.whl")).unwrap(),
             bytes
         );
         let bad = tempfile::tempdir().unwrap();
-        let err = fetch(&[dist(&"0".repeat(64))], bad.path()).unwrap_err();
+        let err = fetch_files(&[dist(&"0".repeat(64))], bad.path(), true)
+            .await
+            .unwrap_err();
         assert!(matches!(err, SolveError::LockHashMismatch { ref actual, .. } if *actual == good));
         assert_eq!(fs_err::read_dir(bad.path()).unwrap().count(), 0);
     }

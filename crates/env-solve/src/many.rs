@@ -1,8 +1,8 @@
 //! Many models' environments at once (a build agent's `create --jobs N --from models.txt`).
 //!
 //! Models are deduplicated by key first, so two copies of one model build once; the distinct
-//! environments are then built `jobs` at a time on threads of their own, sharing the package and
-//! uv caches. A failing build does not stop the others: every outcome is returned.
+//! environments are then built `jobs` at a time as tasks of the caller's runtime, sharing the
+//! package and uv caches. A failing build does not stop the others: every outcome is returned.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -40,55 +40,70 @@ pub fn group_by_key(envs: &[Option<ModelEnvironment>]) -> Vec<Vec<usize>> {
     by_key.into_values().collect()
 }
 
+/// Gives each build its progress reporter.
+pub type ReporterFor = dyn Fn(&ModelEnvironment) -> Arc<dyn Reporter> + Send + Sync;
+
+/// Called as each build ends.
+pub type OnFinished = dyn Fn(&ModelEnvironment, &Result<Created, SolveError>) + Send + Sync;
+
 /// Builds (or reuses) the environment of every model in `envs` (`None`: a model that could not
-/// be read, skipped), each distinct key once, at most `jobs` at a time. The caller holds the
+/// be read, skipped), each distinct key once, at most `jobs` at a time, as tasks on the
+/// caller's runtime (so builds run on its worker threads in parallel). The caller holds the
 /// cache's shared lock. `reporter` gives each build its progress reporter; `on_finished` is
 /// called as each build ends (for an overall progress bar). Outcomes come back in the order of
 /// their first member.
-pub fn create_many(
-    envs: &[Option<ModelEnvironment>],
+pub async fn create_many(
+    envs: Arc<[Option<ModelEnvironment>]>,
     jobs: usize,
     cache: &Cache,
     settings: &BuildSettings,
-    reporter: &(dyn Fn(&ModelEnvironment) -> Arc<dyn Reporter> + Sync),
-    on_finished: &(dyn Fn(&ModelEnvironment, &Result<Created, SolveError>) + Sync),
+    reporter: Arc<ReporterFor>,
+    on_finished: Arc<OnFinished>,
 ) -> Vec<GroupOutcome> {
-    let groups = group_by_key(envs);
+    let groups = group_by_key(&envs);
     let workers = jobs.clamp(1, groups.len().max(1));
-    let queue: Mutex<VecDeque<Vec<usize>>> = Mutex::new(groups.into());
-    let outcomes: Mutex<Vec<GroupOutcome>> = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| {
-                loop {
-                    let Some(members) = queue
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .pop_front()
-                    else {
-                        break;
-                    };
-                    let Some(env) = envs[members[0]].as_ref() else {
-                        continue;
-                    };
-                    let start = Instant::now();
-                    let result = env.build_blocking(cache, settings, false, reporter(env));
-                    on_finished(env, &result);
-                    outcomes
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push(GroupOutcome {
-                            members,
-                            result,
-                            seconds: start.elapsed().as_secs_f64(),
-                        });
-                }
-            });
+    let queue: Arc<Mutex<VecDeque<Vec<usize>>>> = Arc::new(Mutex::new(groups.into()));
+    // `workers` tasks, each taking the next distinct environment until none is left: at most
+    // `jobs` builds at a time, and a slow build does not hold the others back.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        let (envs, queue, cache, settings) =
+            (envs.clone(), queue.clone(), cache.clone(), settings.clone());
+        let (reporter, on_finished) = (reporter.clone(), on_finished.clone());
+        tasks.spawn(async move {
+            let mut outcomes = Vec::new();
+            loop {
+                let Some(members) = queue
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .pop_front()
+                else {
+                    break;
+                };
+                let Some(env) = envs[members[0]].as_ref() else {
+                    continue;
+                };
+                let start = Instant::now();
+                let result = env.build(&cache, &settings, false, reporter(env)).await;
+                on_finished(env, &result);
+                outcomes.push(GroupOutcome {
+                    members,
+                    result,
+                    seconds: start.elapsed().as_secs_f64(),
+                });
+            }
+            outcomes
+        });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(mut done) => outcomes.append(&mut done),
+            // A build panicked: the same as when it ran on a thread of its own.
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => panic!("A build task was cancelled: {error}"),
         }
-    });
-    let mut outcomes = outcomes
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
     outcomes.sort_by_key(|outcome| outcome.members[0]);
     outcomes
 }

@@ -7,8 +7,12 @@
 //! remote ([`RemoteCache::push`]). A remote never fails a build: its faults come back as
 //! warnings and the build goes on locally.
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+
+use futures_util::FutureExt as _;
 
 use env_cache::{Cache, EnvEntry};
 
@@ -49,8 +53,13 @@ pub struct Pushed {
     pub warning: Option<String>,
 }
 
-/// A shared cache of complete environments. Blocking calls: [`crate::build::create`] runs them
-/// on a blocking thread.
+/// A future of a [`RemoteCache`] call: boxed, so the trait stays object-safe
+/// (`Arc<dyn RemoteCache>` in [`crate::BuildSettings`]); `async fn` in a trait is not, on the
+/// workspace's Rust 1.95.
+pub type RemoteFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A shared cache of complete environments. Its calls are async: they run on the caller's
+/// runtime and put their blocking file work (archives, hashing) on its blocking pool.
 pub trait RemoteCache: Send + Sync + std::fmt::Debug {
     /// The remote's URL, for messages (no secrets).
     fn url(&self) -> String;
@@ -58,50 +67,41 @@ pub trait RemoteCache: Send + Sync + std::fmt::Debug {
     /// Installs the environment of `env`'s key from the remote into `env` (missing or
     /// incomplete; the caller holds its exclusive lock): complete marker last, nothing left
     /// behind on failure.
-    fn pull(
-        &self,
-        cache: &Cache,
-        env: &EnvEntry,
-        what: RemoteEnv<'_>,
-        reporter: &dyn Reporter,
-    ) -> Pulled;
+    fn pull<'a>(
+        &'a self,
+        cache: &'a Cache,
+        env: &'a EnvEntry,
+        what: RemoteEnv<'a>,
+        reporter: &'a Arc<dyn Reporter>,
+    ) -> RemoteFuture<'a, Pulled>;
 
     /// Uploads the complete environment `env` (the caller holds no lock on it; the
     /// implementation holds a shared one while it reads).
-    fn push(
-        &self,
-        cache: &Cache,
-        env: &EnvEntry,
-        what: RemoteEnv<'_>,
-        reporter: &dyn Reporter,
-    ) -> Pushed;
+    fn push<'a>(
+        &'a self,
+        cache: &'a Cache,
+        env: &'a EnvEntry,
+        what: RemoteEnv<'a>,
+        reporter: &'a Arc<dyn Reporter>,
+    ) -> RemoteFuture<'a, Pushed>;
 }
 
-/// Runs `call` with the remote on a blocking thread (the remote's calls block).
-async fn on_blocking_thread<T: Send + 'static>(
-    remote: &Arc<dyn RemoteCache>,
-    cache: &Cache,
-    env: &EnvEntry,
-    model_root: &Path,
-    compile_bytecode: bool,
-    reporter: &Arc<dyn Reporter>,
-    call: fn(&dyn RemoteCache, &Cache, &EnvEntry, RemoteEnv<'_>, &dyn Reporter) -> T,
-) -> Result<T, String> {
-    let (remote, cache, env, reporter) =
-        (remote.clone(), cache.clone(), env.clone(), reporter.clone());
-    let model_root = model_root.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let what = RemoteEnv {
-            model_root: &model_root,
-            compile_bytecode,
-        };
-        call(remote.as_ref(), &cache, &env, what, reporter.as_ref())
-    })
-    .await
-    .map_err(|error| format!("The remote cache failed: {error}"))
+/// `call` with a panic turned into a warning: a remote never fails a build.
+async fn guarded<T>(call: RemoteFuture<'_, T>) -> Result<T, String> {
+    std::panic::AssertUnwindSafe(call)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(ToString::to_string)
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            format!("The remote cache failed: {message}")
+        })
 }
 
-/// [`RemoteCache::pull`] on a blocking thread.
+/// [`RemoteCache::pull`], its panic a [`Pulled::Failed`].
 pub(crate) async fn pull(
     remote: &Arc<dyn RemoteCache>,
     cache: &Cache,
@@ -110,20 +110,16 @@ pub(crate) async fn pull(
     compile_bytecode: bool,
     reporter: &Arc<dyn Reporter>,
 ) -> Pulled {
-    on_blocking_thread(
-        remote,
-        cache,
-        env,
+    let what = RemoteEnv {
         model_root,
         compile_bytecode,
-        reporter,
-        |r, c, e, w, p| r.pull(c, e, w, p),
-    )
-    .await
-    .unwrap_or_else(|warning| Pulled::Failed { warning })
+    };
+    guarded(remote.pull(cache, env, what, reporter))
+        .await
+        .unwrap_or_else(|warning| Pulled::Failed { warning })
 }
 
-/// [`RemoteCache::push`] on a blocking thread.
+/// [`RemoteCache::push`], its panic a warning.
 pub(crate) async fn push(
     remote: &Arc<dyn RemoteCache>,
     cache: &Cache,
@@ -132,18 +128,14 @@ pub(crate) async fn push(
     compile_bytecode: bool,
     reporter: &Arc<dyn Reporter>,
 ) -> Pushed {
-    on_blocking_thread(
-        remote,
-        cache,
-        env,
+    let what = RemoteEnv {
         model_root,
         compile_bytecode,
-        reporter,
-        |r, c, e, w, p| r.push(c, e, w, p),
-    )
-    .await
-    .unwrap_or_else(|warning| Pushed {
-        pushed: false,
-        warning: Some(warning),
-    })
+    };
+    guarded(remote.push(cache, env, what, reporter))
+        .await
+        .unwrap_or_else(|warning| Pushed {
+            pushed: false,
+            warning: Some(warning),
+        })
 }

@@ -359,7 +359,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::{SourceSettings, resolve_blocking};
+    use crate::{SourceSettings, resolve};
 
     /// Records every progress event.
     #[derive(Default)]
@@ -420,8 +420,19 @@ mod tests {
         port
     }
 
-    #[test]
-    fn a_model_download_reports_one_total_for_all_its_files() {
+    #[tokio::test]
+    async fn a_model_download_reports_one_total_for_all_its_files() {
+        model_download_reports_one_total().await;
+    }
+
+    /// [`resolve`] runs on the caller's runtime, whatever its flavor: the library starts no
+    /// runtime of its own (that panics inside another, issue 11).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_model_download_works_on_a_multi_thread_runtime() {
+        model_download_reports_one_total().await;
+    }
+
+    async fn model_download_reports_one_total() {
         const FILES: &[(&str, usize)] =
             &[("MLmodel", 300), ("model.pkl", 200_000), ("conda.yaml", 50)];
         let port = artifact_server(FILES);
@@ -434,12 +445,13 @@ mod tests {
             ..SourceSettings::default()
         };
         let recorder = Arc::new(Recorder::default());
-        let resolved = resolve_blocking(
+        let resolved = resolve(
             "mlflow-artifacts:/root",
             &settings,
             &cache,
             recorder.clone(),
         )
+        .await
         .unwrap();
         assert_eq!(
             fs_err::metadata(resolved.dir.join("model.pkl"))

@@ -38,9 +38,7 @@ mod settings;
 mod uri;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use env_cache::Cache;
 use serde::Serialize;
 
 pub use azure::{AzureAuth, AzureConfig, AzureService, AzureUri, AzureVars};
@@ -97,28 +95,6 @@ pub trait Reporter: Send + Sync {
 pub struct NoReporter;
 
 impl Reporter for NoReporter {}
-
-/// Resolves `text` to a local model directory, downloading it into the cache if needed.
-/// Blocking: runs its own small Tokio runtime (the CLI's commands are synchronous).
-pub fn resolve_blocking(
-    text: &str,
-    settings: &SourceSettings,
-    cache: &Cache,
-    reporter: Arc<dyn Reporter>,
-) -> Result<Resolved, SourceError> {
-    // A plain path needs no runtime, and no cache.
-    if let ModelUri::Local(dir) = ModelUri::parse(text)? {
-        return Ok(local(text, dir));
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| SourceError::Write {
-            path: cache.root().to_path_buf(),
-            source,
-        })?;
-    runtime.block_on(resolve(text, settings, cache, reporter))
-}
 
 fn local(text: &str, dir: PathBuf) -> Resolved {
     Resolved {

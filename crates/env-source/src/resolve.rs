@@ -257,7 +257,6 @@ fn join_uri(base: &str, path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resolve_blocking;
 
     #[test]
     fn keys_change_with_every_input() {
@@ -276,8 +275,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn offline_without_cache_is_a_clear_error() {
+    #[tokio::test]
+    async fn offline_without_cache_is_a_clear_error() {
         let temp = tempfile::tempdir().unwrap();
         let cache = Cache::new(temp.path().join("cache"));
         cache.init().unwrap();
@@ -295,19 +294,21 @@ mod tests {
             "wasbs://models@acct.blob.core.windows.net/iris",
             "abfss://fs@acct.dfs.core.windows.net/iris",
         ] {
-            let error =
-                resolve_blocking(uri, &settings, &cache, Arc::new(crate::NoReporter)).unwrap_err();
+            let error = resolve(uri, &settings, &cache, Arc::new(crate::NoReporter))
+                .await
+                .unwrap_err();
             assert!(
                 matches!(error, SourceError::OfflineNotCached { .. }),
                 "{uri}: {error:?}"
             );
         }
-        let error = resolve_blocking(
+        let error = resolve(
             "models:/iris/1",
             &SourceSettings::default(),
             &cache,
             Arc::new(crate::NoReporter),
         )
+        .await
         .unwrap_err();
         assert!(matches!(error, SourceError::NoServer { .. }), "{error:?}");
     }

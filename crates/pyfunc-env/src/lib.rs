@@ -58,7 +58,22 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             Err(_) => ExitStatus::Error.into(),
         };
     }
-    let result = run(cli.command, &settings, printer);
+    // The one async runtime of the process: every library call that does network or process
+    // work is async and runs on it. Two workers: builds of `create --jobs 2` run in parallel,
+    // and build agents often have two cores.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            let err = anyhow::Error::new(err).context("Failed to start the async runtime");
+            printer.error(report::render(printer, &err).trim_end());
+            return ExitStatus::Error.into();
+        }
+    };
+    let result = runtime.block_on(run(cli.command, &settings, printer));
     match result {
         Ok(status) => status.into(),
         Err(err) => {
@@ -70,14 +85,20 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
-fn run(command: Command, settings: &Settings, printer: Printer) -> anyhow::Result<ExitStatus> {
+/// Runs one command on the runtime of [`main`]; commands that only touch local files stay
+/// synchronous.
+async fn run(
+    command: Command,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
     match command {
-        Command::Deps(args) => commands::deps::deps(&args, settings, printer),
-        Command::Inspect(args) => commands::inspect::inspect(&args, settings, printer),
-        Command::Create(args) => commands::create::create(&args, settings, printer),
-        Command::Lock(args) => commands::create::lock(&args, settings, printer),
-        Command::Cache(command) => commands::cache::cache(&command, settings, printer),
-        Command::Run(args) => commands::run::run(&args, settings, printer),
+        Command::Deps(args) => commands::deps::deps(&args, settings, printer).await,
+        Command::Inspect(args) => commands::inspect::inspect(&args, settings, printer).await,
+        Command::Create(args) => commands::create::create(&args, settings, printer).await,
+        Command::Lock(args) => commands::create::lock(&args, settings, printer).await,
+        Command::Cache(command) => commands::cache::cache(&command, settings, printer).await,
+        Command::Run(args) => commands::run::run(&args, settings, printer).await,
         Command::CompileBytecode { prefix } => {
             let cache = settings.cache();
             // `cache clean` holds it: the environment is being deleted, nothing to compile.
@@ -91,8 +112,8 @@ fn run(command: Command, settings: &Settings, printer: Printer) -> anyhow::Resul
             env_solve::build::compile_in_this_process(&cache, &prefix)?;
             Ok(report::ExitStatus::Success)
         }
-        Command::Check(args) => commands::check::check(&args, settings, printer),
-        Command::Pack(args) => commands::pack::pack(&args, settings, printer),
+        Command::Check(args) => commands::check::check(&args, settings, printer).await,
+        Command::Pack(args) => commands::pack::pack(&args, settings, printer).await,
         Command::Unpack(args) => commands::pack::unpack(&args, printer),
         Command::Completions { shell } => {
             let mut script = Vec::new();

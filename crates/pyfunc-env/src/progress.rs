@@ -41,7 +41,13 @@ impl ProgressReporter {
     /// terminal.
     #[must_use]
     pub fn new(settings: &Settings, printer: Printer, label: &str) -> Self {
-        let mut reporter = Self::in_multi(shared_multi(settings, printer), label);
+        Self::printing(shared_multi(settings, printer), printer, label)
+    }
+
+    /// [`Self::new`] drawing into `multi` (from [`shared_multi`]).
+    #[must_use]
+    pub fn printing(multi: MultiProgress, printer: Printer, label: &str) -> Self {
+        let mut reporter = Self::in_multi(multi, label);
         reporter.printer = Some(printer);
         reporter
     }

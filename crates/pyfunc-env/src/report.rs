@@ -52,7 +52,7 @@ fn as_diagnostic<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a
     if let Some(error) = error.downcast_ref::<env_solve::EnvError>() {
         return Some(error);
     }
-    if let Some(error) = error.downcast_ref::<env_solve::ReadyError>() {
+    if let Some(error) = error.downcast_ref::<env_solve::EnsureError>() {
         return Some(error);
     }
     if let Some(error) = error.downcast_ref::<env_cache::CacheError>() {
@@ -83,7 +83,7 @@ pub fn exit_status(error: &anyhow::Error) -> ExitStatus {
         if let Some(error) = cause.downcast_ref::<env_solve::EnvError>() {
             return classify(error.is_user_error());
         }
-        if let Some(error) = cause.downcast_ref::<env_solve::ReadyError>() {
+        if let Some(error) = cause.downcast_ref::<env_solve::EnsureError>() {
             return classify(error.is_user_error());
         }
         if let Some(error) = cause.downcast_ref::<env_solve::SolveError>() {

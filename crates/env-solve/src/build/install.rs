@@ -171,7 +171,10 @@ pub(super) async fn build(
         bytecode_deferred = linked.missing > 0;
     }
     let site_packages = site_packages(&prefix);
-    let python_version = python_version_of(&python);
+    let python_version = {
+        let python = python.clone();
+        off_runtime(move || Ok(python_version_of(&python))).await?
+    };
     let metadata = Metadata {
         key: request.key.to_string(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),

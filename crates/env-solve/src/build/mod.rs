@@ -114,23 +114,47 @@ fn secs(duration: Duration) -> f64 {
 
 pub use env_prefix::{python_of, site_packages};
 
-/// Runs blocking work (a uv process, the bytecode compiler) on Tokio's blocking pool, so the
-/// runtime's threads stay free. Unlike `block_in_place`, this works on a current-thread
-/// runtime too: the build is a public async function, and its callers choose the runtime.
-/// The children it starts inherit the build's lock as if started here
-/// ([`env_cache::child::inherit_in_children`] is per thread).
-async fn off_runtime<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, SolveError> + Send + 'static,
-) -> Result<T, SolveError> {
-    let inherited = env_cache::child::inherited();
+tokio::task_local! {
+    /// The locks of the build this task runs, which every child it starts inherits
+    /// ([`env_cache::child::inherit_in_children`]). Task-local rather than thread-local: one
+    /// runtime runs every build of the process (`create --jobs 2` runs two at once), and a
+    /// task moves between the runtime's threads at each `.await`, so a thread's list would
+    /// pass one build's lock to another's children, or lose it.
+    static BUILD_LOCKS: env_cache::child::Inherited;
+}
+
+/// What children started now must inherit: the locks of the build this task runs, or outside
+/// a build, this thread's ([`env_cache::child::inherited`]).
+fn inherited() -> env_cache::child::Inherited {
+    BUILD_LOCKS
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| env_cache::child::inherited())
+}
+
+/// Runs blocking work (a process, file work) on Tokio's blocking pool, so the runtime's
+/// threads stay free; this works on any runtime the caller chooses, current-thread too (unlike
+/// `block_in_place`). The children the work starts inherit the locks of the build it belongs to
+/// as if started by the build itself.
+pub async fn spawn_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    let inherited = inherited();
     tokio::task::spawn_blocking(move || {
         let _inherit = inherited.enter();
         work()
     })
     .await
-    .map_err(|e| SolveError::Internal {
-        message: e.to_string(),
-    })?
+}
+
+/// [`spawn_blocking`] for work that fails with a [`SolveError`].
+pub(crate) async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, SolveError> + Send + 'static,
+) -> Result<T, SolveError> {
+    spawn_blocking(work)
+        .await
+        .map_err(|e| SolveError::Internal {
+            message: e.to_string(),
+        })?
 }
 
 fn hit(
@@ -221,51 +245,43 @@ pub async fn create(
     };
     let wait = wait_start.elapsed();
     // Every process this build starts keeps the lock open: no rebuild can begin while any of
-    // them (or a build backend they started) still runs.
-    let _inherit = lock.file().map(env_cache::child::inherit_in_children);
-    if !request.reinstall && matches!(env.state(), EnvState::Complete(_)) {
-        tracing::debug!(
-            "Built by another process while we waited: {}",
-            env.dir().display()
-        );
-        return Ok(hit(&env, request.key, start, wait, true));
-    }
+    // them (or a build backend they started) still runs. Only while the lock is held: it is
+    // closed after this scope.
+    let locks = match lock.file() {
+        Some(file) => inherited().with(file),
+        None => inherited(),
+    };
     let mut remote_warnings = Vec::new();
-    if let Some(remote) = request.remote.filter(|_| !request.reinstall) {
-        let compile = request.options.compile_bytecode;
-        match crate::remote::pull(remote, cache, &env, request.model_root, compile, &reporter).await
-        {
-            crate::remote::Pulled::Hit { seconds } => {
-                drop(lock);
-                reporter.on_finish();
-                let mut created = hit(&env, request.key, start, wait, false);
-                (created.cache_hit, created.remote_hit) = (false, true);
-                created.timings.remote = seconds;
-                return Ok(created);
-            }
-            crate::remote::Pulled::Miss => {}
-            crate::remote::Pulled::Failed { warning } => remote_warnings.push(warning),
+    let outcome = BUILD_LOCKS
+        .scope(
+            locks,
+            under_lock(cache, &env, request, &reporter, &mut remote_warnings),
+        )
+        .await;
+    drop(lock);
+    match outcome {
+        Ok(UnderLock::BuiltByOther) => {
+            tracing::debug!(
+                "Built by another process while we waited: {}",
+                env.dir().display()
+            );
+            Ok(hit(&env, request.key, start, wait, true))
         }
-    }
-    let tmp = cache.bucket(env_cache::TMP_DIR)?;
-    if matches!(env.state(), EnvState::Incomplete) {
-        tracing::debug!(
-            "Wiping an incomplete environment left by a crashed build: {}",
-            env.dir().display()
-        );
-    }
-    env.begin_build(&tmp)?;
-    let result = build(cache, &env, request, reporter.clone()).await;
-    match result {
-        Ok(Built {
-            mut timings,
-            metadata,
-            mut warnings,
-            bytecode,
-            bytecode_deferred,
-        }) => {
-            env.finish_build(&metadata)?;
-            drop(lock);
+        Ok(UnderLock::Pulled { seconds }) => {
+            reporter.on_finish();
+            let mut created = hit(&env, request.key, start, wait, false);
+            (created.cache_hit, created.remote_hit) = (false, true);
+            created.timings.remote = seconds;
+            Ok(created)
+        }
+        Ok(UnderLock::Built(built)) => {
+            let Built {
+                mut timings,
+                metadata: _,
+                mut warnings,
+                bytecode,
+                bytecode_deferred,
+            } = *built;
             warnings.append(&mut remote_warnings);
             let mut pushed = crate::remote::Pushed::default();
             if let Some(remote) = request.remote {
@@ -301,12 +317,60 @@ pub async fn create(
             })
         }
         Err(err) => {
+            reporter.on_finish();
+            Err(err)
+        }
+    }
+}
+
+/// What [`under_lock`] did.
+enum UnderLock {
+    /// Another process completed the environment while we waited for its lock.
+    BuiltByOther,
+    /// Pulled from the remote cache, complete.
+    Pulled { seconds: f64 },
+    /// Built here and marked complete.
+    Built(Box<Built>),
+}
+
+/// The part of [`create`] done holding the environment's exclusive lock: look again, pull from
+/// the remote, or build and mark complete. On a failed build nothing half-built is left.
+async fn under_lock(
+    cache: &Cache,
+    env: &EnvEntry,
+    request: &CreateRequest<'_>,
+    reporter: &Arc<dyn Reporter>,
+    remote_warnings: &mut Vec<String>,
+) -> Result<UnderLock, SolveError> {
+    if !request.reinstall && matches!(env.state(), EnvState::Complete(_)) {
+        return Ok(UnderLock::BuiltByOther);
+    }
+    if let Some(remote) = request.remote.filter(|_| !request.reinstall) {
+        let compile = request.options.compile_bytecode;
+        match crate::remote::pull(remote, cache, env, request.model_root, compile, reporter).await {
+            crate::remote::Pulled::Hit { seconds } => return Ok(UnderLock::Pulled { seconds }),
+            crate::remote::Pulled::Miss => {}
+            crate::remote::Pulled::Failed { warning } => remote_warnings.push(warning),
+        }
+    }
+    let tmp = cache.bucket(env_cache::TMP_DIR)?;
+    if matches!(env.state(), EnvState::Incomplete) {
+        tracing::debug!(
+            "Wiping an incomplete environment left by a crashed build: {}",
+            env.dir().display()
+        );
+    }
+    env.begin_build(&tmp)?;
+    match build(cache, env, request, reporter.clone()).await {
+        Ok(built) => {
+            env.finish_build(&built.metadata)?;
+            Ok(UnderLock::Built(Box::new(built)))
+        }
+        Err(err) => {
             // Leave nothing half-built behind; the lock is still ours.
             if let Err(cleanup) = env.remove_dir(&tmp) {
                 tracing::warn!("Failed to remove the incomplete environment: {cleanup}");
             }
-            drop(lock);
-            reporter.on_finish();
             Err(err)
         }
     }
@@ -359,5 +423,56 @@ fn uv_cache_dir(cache: &Cache, request: &CreateRequest<'_>) -> Result<PathBuf, S
     match request.uv_cache_dir {
         Some(dir) => Ok(dir.to_path_buf()),
         None => Ok(cache.bucket(env_cache::UV_BUCKET)?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The files a child started by the current task's blocking work has open (`ls -l` of the
+    /// shell's descriptors, which it inherited).
+    async fn open_in_child() -> String {
+        let output = spawn_blocking(|| {
+            env_cache::child::output(
+                std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg("ls -l /proc/$$/fd/"),
+            )
+            .unwrap()
+        })
+        .await
+        .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    #[tokio::test]
+    async fn two_builds_on_one_thread_pass_on_only_their_own_locks() {
+        // `create --jobs 2` runs its builds as tasks of one runtime; here both run on one
+        // thread, interleaved. A per-thread list of locks (what a build used before it was a
+        // task) would pass each build's lock to the other's children too.
+        let dir = tempfile::tempdir().unwrap();
+        let a = fs_err::File::create(dir.path().join("a.lock")).unwrap();
+        let b = fs_err::File::create(dir.path().join("b.lock")).unwrap();
+        let build = |file: &fs_err::File| {
+            let locks = env_cache::child::Inherited::default().with(file.file());
+            BUILD_LOCKS.scope(locks, async {
+                // The other build enters its scope meanwhile, on this thread.
+                tokio::task::yield_now().await;
+                open_in_child().await
+            })
+        };
+        let (seen_by_a, seen_by_b) = tokio::join!(build(&a), build(&b));
+        assert!(
+            seen_by_a.contains("a.lock") && !seen_by_a.contains("b.lock"),
+            "{seen_by_a}"
+        );
+        assert!(
+            seen_by_b.contains("b.lock") && !seen_by_b.contains("a.lock"),
+            "{seen_by_b}"
+        );
+        // Outside a build, children inherit no lock.
+        let seen = open_in_child().await;
+        assert!(!seen.contains(".lock"), "{seen}");
     }
 }

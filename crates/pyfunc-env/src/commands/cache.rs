@@ -17,7 +17,7 @@ use crate::report::{ExitStatus, UserError};
 use crate::settings::Settings;
 
 /// Runs a `cache` subcommand.
-pub fn cache(
+pub async fn cache(
     command: &CacheCommand,
     settings: &Settings,
     printer: Printer,
@@ -28,11 +28,11 @@ pub fn cache(
             printer.data(format!("{}\n", cache.root().display()))?;
             Ok(ExitStatus::Success)
         }
-        CacheCommand::List(args) if args.remote => list_remote(args, settings, printer),
+        CacheCommand::List(args) if args.remote => list_remote(args, settings, printer).await,
         CacheCommand::List(args) => list(&cache, args.json, printer),
-        CacheCommand::Prune(args) if args.remote => prune_remote(args, settings, printer),
+        CacheCommand::Prune(args) if args.remote => prune_remote(args, settings, printer).await,
         CacheCommand::Prune(args) => prune(&cache, args, printer),
-        CacheCommand::Push(args) => push(args, settings, printer),
+        CacheCommand::Push(args) => push(args, settings, printer).await,
         CacheCommand::Clean(args) => clean(&cache, args, printer),
         CacheCommand::Verify(args) => verify(&cache, args, printer),
     }
@@ -519,13 +519,13 @@ fn remote_of(args: &RemoteArgs, settings: &Settings) -> anyhow::Result<env_remot
 }
 
 /// `cache list --remote`.
-fn list_remote(
+async fn list_remote(
     args: &CacheListArgs,
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let remote = remote_of(&args.remote_args, settings)?;
-    let entries = remote.list()?;
+    let entries = remote.list().await?;
     if args.json {
         printer.data(format!("{}\n", serde_json::to_string_pretty(&entries)?))?;
         return Ok(ExitStatus::Success);
@@ -557,14 +557,14 @@ fn list_remote(
 }
 
 /// `cache prune --remote --older-than DURATION`.
-fn prune_remote(
+async fn prune_remote(
     args: &CachePruneArgs,
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let remote = remote_of(&args.remote_args, settings)?;
     let older_than = parse_duration(args.older_than.as_deref().unwrap_or_default())?;
-    let report = remote.prune(older_than, args.dry_run)?;
+    let report = remote.prune(older_than, args.dry_run).await?;
     let verb = if args.dry_run {
         "Would remove"
     } else {
@@ -595,7 +595,11 @@ struct PushRow {
 }
 
 /// `cache push MODEL...`: uploads environments of the local cache (backfill).
-fn push(args: &CachePushArgs, settings: &Settings, printer: Printer) -> anyhow::Result<ExitStatus> {
+async fn push(
+    args: &CachePushArgs,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
     let remote = remote_of(&args.env.remote, settings)?;
     if remote.read_only() {
         anyhow::bail!(UserError::new(format!(
@@ -608,36 +612,29 @@ fn push(args: &CachePushArgs, settings: &Settings, printer: Printer) -> anyhow::
     let mut rows = Vec::new();
     let mut status = ExitStatus::Success;
     for model in &args.models {
-        let env = crate::commands::create::resolve(
-            std::path::Path::new(model),
-            &request,
-            settings,
-            printer,
-        )?;
-        let entry = cache.env(env.key.as_str())?;
+        let opened = crate::commands::open_model(model, settings, printer).await?;
+        let env = crate::commands::create::resolve(opened.model, &request, printer)?;
         let mut row = PushRow {
             model_dir: env.root().display().to_string(),
             key: env.key.to_string(),
             result: "pushed",
             message: None,
         };
-        if !env.is_cached(&cache)? {
-            row.result = "not built";
-            row.message = Some(format!(
-                "not in the local cache; build it first: pyfunc-env create {model}"
-            ));
-            printer.warn(format!(
-                "{model}: {}",
-                row.message.as_deref().unwrap_or_default()
-            ));
-            status = ExitStatus::Failure;
-            rows.push(row);
-            continue;
-        }
         let reporter = crate::progress::ProgressReporter::new(settings, printer, &env.name());
-        let outcome = remote.push(&cache, &entry, env.options.compile_bytecode, &reporter);
+        let outcome = remote.push_model(&cache, &env, &reporter).await;
         env_solve::Reporter::on_finish(&reporter);
         match outcome {
+            Ok(env_remote::PushResult::NotBuilt) => {
+                row.result = "not built";
+                row.message = Some(format!(
+                    "not in the local cache; build it first: pyfunc-env create {model}"
+                ));
+                printer.warn(format!(
+                    "{model}: {}",
+                    row.message.as_deref().unwrap_or_default()
+                ));
+                status = ExitStatus::Failure;
+            }
             Ok(env_remote::PushResult::Pushed { size, .. }) => {
                 printer.info(format!(
                     "{} {} ({}) to {}",

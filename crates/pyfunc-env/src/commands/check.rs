@@ -32,12 +32,14 @@ pub fn warn(report: &CheckReport, printer: Printer) {
 }
 
 /// Runs `check`.
-pub fn check(
+pub async fn check(
     args: &CheckArgs,
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let model = open_model(&args.model.model, settings, printer)?;
+    let model = open_model(&args.model.model, settings, printer)
+        .await?
+        .model;
     let key = args
         .env
         .as_deref()

@@ -4,10 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use env_solve::{
-    BuildOptions, BuildSettings, ChannelSettings, EnvRequest, InstallMlflow, LockChoice,
-    ModelEnvironment, PythonSource,
+    BuildOptions, BuildSettings, ChannelSettings, Ensured, EnvRequest, InstallMlflow, LockChoice,
+    ModelEnvironment, Purpose, PythonSource, SolveError,
 };
 use env_spec::EnvManager;
 use serde::Serialize;
@@ -18,16 +17,6 @@ use crate::printer::Printer;
 use crate::progress::ProgressReporter;
 use crate::report::ExitStatus;
 use crate::settings::Settings;
-
-/// A built (or reused) environment and what it was built from.
-pub struct Ensured {
-    /// The model's environment: spec, key, lock.
-    pub env: ModelEnvironment,
-    /// The result of `create`.
-    pub created: env_solve::Created,
-    /// The cache-wide shared lock, held (not read) while the environment is used.
-    pub _cache_lock: env_cache::LockedFile,
-}
 
 /// The channel settings of a run: flags, then `PYFUNC_ENV_MIRRORS`/config (already merged
 /// into `settings.mirrors`).
@@ -128,31 +117,74 @@ pub fn remote_note(created: &env_solve::Created, build: &BuildSettings) -> Optio
     }
 }
 
-/// Reads the model and decides its environment (spec, key, lock), printing the model's
-/// warnings.
-pub fn resolve(
-    model_path: &Path,
-    request: &EnvRequest,
-    settings: &Settings,
-    printer: Printer,
-) -> anyhow::Result<ModelEnvironment> {
-    let model = open_model(model_path, settings, printer)?;
-    let env = ModelEnvironment::resolve(model, request)?;
+/// Prints what deciding a model's environment found: the model's warnings and the lock file
+/// installed from.
+fn print_resolved(env: &ModelEnvironment, printer: Printer) {
     print_warnings(printer, &env.resolved.warnings);
     if let Some((path, _)) = &env.lock {
         printer.info(format!("Using lock file {}", printer.cyan(path.display())));
     }
+}
+
+/// Decides the environment of an opened model (spec, key, lock) without building it, printing
+/// the model's warnings: `create --dry-run` and `cache push`.
+pub fn resolve(
+    model: env_spec::ModelDir,
+    request: &EnvRequest,
+    printer: Printer,
+) -> anyhow::Result<ModelEnvironment> {
+    let env = ModelEnvironment::resolve(model, request)?;
+    print_resolved(&env, printer);
     Ok(env)
 }
 
-/// Opens the cache for building: initialised, and its shared lock taken.
-pub fn open_cache(
+/// What the CLI shows of [`ModelEnvironment::ensure`]: the model's warnings and lock file once
+/// the environment is decided, the build's progress, and waits for the environment.
+struct Shown {
+    multi: indicatif::MultiProgress,
+    printer: Printer,
+}
+
+impl env_solve::EnsureReporter for Shown {
+    fn on_resolved(&self, env: &ModelEnvironment) -> Arc<dyn env_solve::Reporter> {
+        print_resolved(env, self.printer);
+        Arc::new(ProgressReporter::printing(
+            self.multi.clone(),
+            self.printer,
+            &env.name(),
+        ))
+    }
+
+    fn on_wait(&self, message: &str) {
+        self.printer.info(message);
+    }
+}
+
+/// The one library call of `create`, `lock`, `run` and `pack`: decides the opened model's
+/// environment under `request`, builds or reuses it for `purpose`, and holds it (and the
+/// cache's shared lock) while the result lives; progress and the model's warnings are shown.
+pub async fn ensure(
+    model: env_spec::ModelDir,
+    request: &EnvRequest,
+    build: &BuildSettings,
+    purpose: &Purpose,
     settings: &Settings,
-) -> anyhow::Result<(env_cache::Cache, env_cache::LockedFile)> {
-    let cache = settings.cache();
-    cache.init()?;
-    let lock = cache.lock_shared()?;
-    Ok((cache, lock))
+    printer: Printer,
+) -> anyhow::Result<Ensured> {
+    let shown = Shown {
+        multi: crate::progress::shared_multi(settings, printer),
+        printer,
+    };
+    let ensured = ModelEnvironment::ensure(
+        model,
+        request,
+        &settings.cache(),
+        build,
+        purpose,
+        Arc::new(shown),
+    )
+    .await?;
+    Ok(ensured)
 }
 
 /// The context line of a failed build.
@@ -162,48 +194,6 @@ fn failed_to_create(env: &ModelEnvironment) -> String {
         env.manager,
         env.root().display()
     )
-}
-
-/// Reads the model, decides its environment under `request` and builds or reuses it, for
-/// `create`.
-fn ensure_env(
-    model_path: &Path,
-    request: &EnvRequest,
-    args: &EnvArgs,
-    settings: &Settings,
-    printer: Printer,
-) -> anyhow::Result<Ensured> {
-    let env = resolve(model_path, request, settings, printer)?;
-    let (cache, cache_lock) = open_cache(settings)?;
-    let build = build_settings(args, settings);
-    let created = env
-        .build_blocking(
-            &cache,
-            &build,
-            false,
-            progress_reporter(&env, settings, printer),
-        )
-        .with_context(|| failed_to_create(&env))?;
-    for warning in &created.warnings {
-        printer.warn(warning);
-    }
-    if let Some(note) = remote_note(&created, &build) {
-        printer.info(note);
-    }
-    Ok(Ensured {
-        env,
-        created,
-        _cache_lock: cache_lock,
-    })
-}
-
-/// The progress display of one model's build.
-pub fn progress_reporter(
-    env: &ModelEnvironment,
-    settings: &Settings,
-    printer: Printer,
-) -> Arc<dyn env_solve::Reporter> {
-    Arc::new(ProgressReporter::new(settings, printer, &env.name()))
 }
 
 /// `Created conda environment in 1.2s: PREFIX`.
@@ -278,7 +268,7 @@ fn model_list(args: &CreateArgs) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Runs `create`.
-pub fn create(
+pub async fn create(
     args: &CreateArgs,
     settings: &Settings,
     printer: Printer,
@@ -287,10 +277,10 @@ pub fn create(
     let request = env_request(&args.env, settings)?;
     if models.len() == 1 && args.from.is_none() {
         if args.dry_run {
-            return dry_run_one(&models[0], &request, args, settings, printer);
+            return dry_run_one(&models[0], &request, args, settings, printer).await;
         }
         let start = std::time::Instant::now();
-        return match create_one(&models[0], &request, args, settings, printer) {
+        return match create_one(&models[0], &request, args, settings, printer).await {
             // `--json` promises a document on stdout: a failure gets one too, the shape of a
             // failed model of a multi-model `create` (the full error still goes to stderr).
             Err(err) if args.json => {
@@ -301,17 +291,18 @@ pub fn create(
             other => other,
         };
     }
-    create_many(&models, &request, args, settings, printer)
+    create_many(&models, &request, args, settings, printer).await
 }
 
-fn dry_run_one(
+async fn dry_run_one(
     model: &Path,
     request: &EnvRequest,
     args: &CreateArgs,
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let env = resolve(model, request, settings, printer)?;
+    let model = open_model(model, settings, printer).await?.model;
+    let env = resolve(model, request, printer)?;
     let cache = settings.cache();
     let prefix = env.prefix(&cache);
     let cached = env.is_cached(&cache)?;
@@ -344,15 +335,31 @@ fn dry_run_one(
     Ok(ExitStatus::Success)
 }
 
-fn create_one(
+async fn create_one(
     model: &Path,
     request: &EnvRequest,
     args: &CreateArgs,
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let ensured = ensure_env(model, request, &args.env, settings, printer)?;
+    let opened = open_model(model, settings, printer).await?;
+    let build = build_settings(&args.env, settings);
+    let ensured = ensure(
+        opened.model,
+        request,
+        &build,
+        &Purpose::Create,
+        settings,
+        printer,
+    )
+    .await?;
     let created = &ensured.created;
+    for warning in &created.warnings {
+        printer.warn(warning);
+    }
+    if let Some(note) = remote_note(created, &build) {
+        printer.info(note);
+    }
     if created.cache_hit {
         printer.info(format!(
             "Using cached environment: {}",
@@ -376,7 +383,7 @@ fn create_one(
     if args.json {
         let document = CreateJson {
             model_dir: ensured.env.root().display().to_string(),
-            model_source: crate::commands::resolution_of(ensured.env.root()),
+            model_source: opened.source,
             env_manager: ensured.env.manager,
             created,
         };
@@ -410,7 +417,7 @@ struct ModelResult {
 /// Builds many models' environments, `--jobs` at a time, each distinct key once (the
 /// scheduling is [`env_solve::many::create_many`]); failures are reported at the end and do
 /// not stop the others.
-fn create_many(
+async fn create_many(
     models: &[PathBuf],
     request: &EnvRequest,
     args: &CreateArgs,
@@ -423,9 +430,9 @@ fn create_many(
     let virtual_packages = env_solve::context::detect_virtual_packages()?;
     for model in models {
         let start = std::time::Instant::now();
-        let env = open_model(model, settings, quiet).and_then(|model| {
+        let env = open_model(model, settings, quiet).await.and_then(|opened| {
             Ok(ModelEnvironment::resolve_with(
-                model,
+                opened.model,
                 request,
                 virtual_packages.clone(),
             )?)
@@ -471,7 +478,9 @@ fn create_many(
             }
         }
     } else {
-        let (cache, _cache_lock) = open_cache(settings)?;
+        let cache = settings.cache();
+        cache.init()?;
+        let _cache_lock = cache.lock_shared()?;
         let multi = crate::progress::shared_multi(settings, printer);
         let total = env_solve::many::group_by_key(&envs).len();
         let overall = multi.add(indicatif::ProgressBar::new(total as u64));
@@ -485,13 +494,10 @@ fn create_many(
         overall.set_prefix("create");
         let failures = std::sync::atomic::AtomicUsize::new(0);
         let build = build_settings(&args.env, settings);
-        let outcomes = env_solve::many::create_many(
-            &envs,
-            usize::from(args.jobs),
-            &cache,
-            &build,
-            &|env| Arc::new(ProgressReporter::in_multi(multi.clone(), &env.name())),
-            &|_, result| {
+        let built: Arc<[Option<ModelEnvironment>]> = std::mem::take(&mut envs).into();
+        let on_finished = {
+            let overall = overall.clone();
+            move |_: &ModelEnvironment, result: &Result<env_solve::Created, SolveError>| {
                 if result.is_err() {
                     failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -500,8 +506,22 @@ fn create_many(
                     "{} failed",
                     failures.load(std::sync::atomic::Ordering::Relaxed)
                 ));
-            },
-        );
+            }
+        };
+        let outcomes = env_solve::many::create_many(
+            built.clone(),
+            usize::from(args.jobs),
+            &cache,
+            &build,
+            Arc::new(
+                move |env: &ModelEnvironment| -> Arc<dyn env_solve::Reporter> {
+                    Arc::new(ProgressReporter::in_multi(multi.clone(), &env.name()))
+                },
+            ),
+            Arc::new(on_finished),
+        )
+        .await;
+        let envs = &built;
         overall.finish_and_clear();
         let remote_warnings: std::collections::BTreeSet<&String> = outcomes
             .iter()
@@ -673,7 +693,7 @@ fn print_summary(results: &[ModelResult], dry_run: bool, printer: Printer) {
 }
 
 /// Runs `lock`.
-pub fn lock(
+pub async fn lock(
     args: &crate::cli::LockArgs,
     settings: &Settings,
     printer: Printer,
@@ -681,30 +701,25 @@ pub fn lock(
     let mut request = env_request(&args.env, settings)?;
     // A lock describes a fresh solve, never another lock.
     request.lock = LockChoice::Ignore;
-    let env = resolve(Path::new(&args.model.model), &request, settings, printer)?;
-    let (cache, _cache_lock) = open_cache(settings)?;
+    let model = open_model(&args.model.model, settings, printer)
+        .await?
+        .model;
     let build = build_settings(&args.env, settings);
-    let (created, text) = env
-        .build_and_lock_blocking(&cache, &build, progress_reporter(&env, settings, printer))
-        .with_context(|| {
-            format!(
-                "Failed to lock the {} environment for `{}`",
-                env.manager,
-                env.root().display()
-            )
-        })?;
+    let ensured = ensure(model, &request, &build, &Purpose::Lock, settings, printer).await?;
+    let created = &ensured.created;
     for warning in &created.warnings {
         printer.warn(warning);
     }
-    if let Some(note) = remote_note(&created, &build) {
+    if let Some(note) = remote_note(created, &build) {
         printer.info(note);
     }
+    let text = ensured.lock_text.as_deref().unwrap_or_default();
     match &args.output {
         Some(path) => {
-            crate::commands::write_atomic(path, &text)?;
+            crate::commands::write_atomic(path, text)?;
             printer.info(format!("Wrote {}", printer.cyan(path.display())));
         }
-        None => printer.data(&text)?,
+        None => printer.data(text)?,
     }
     Ok(ExitStatus::Success)
 }

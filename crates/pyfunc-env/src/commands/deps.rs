@@ -94,11 +94,17 @@ fn check_output_path(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Runs `deps`.
-pub fn deps(args: &DepsArgs, settings: &Settings, printer: Printer) -> anyhow::Result<ExitStatus> {
+pub async fn deps(
+    args: &DepsArgs,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
     if let Some(path) = &args.output {
         check_output_path(path)?;
     }
-    let model = open_model(&args.model.model, settings, printer)?;
+    let model = open_model(&args.model.model, settings, printer)
+        .await?
+        .model;
     let (text, warnings) = match args.format {
         DepsFormat::Pip => {
             let deps = model.pip_dependencies().with_context(|| {

@@ -54,12 +54,14 @@ fn pip_lines(out: &mut String, printer: Printer, label: &str, set: &PipSet) {
 }
 
 /// Runs `inspect`.
-pub fn inspect(
+pub async fn inspect(
     args: &InspectArgs,
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let model = open_model(&args.model.model, settings, printer)?;
+    let model = open_model(&args.model.model, settings, printer)
+        .await?
+        .model;
     let mlmodel = model.mlmodel()?;
     let mut out = String::new();
     let none = || printer.dim("(none)");

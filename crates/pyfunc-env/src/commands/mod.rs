@@ -10,7 +10,6 @@ pub mod run;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
 
 use anyhow::Context;
 use env_spec::ModelDir;
@@ -18,35 +17,22 @@ use env_spec::ModelDir;
 use crate::printer::Printer;
 use crate::settings::Settings;
 
-/// What each model URI opened by this process resolved to (for `--json` outputs).
-static RESOLVED: Mutex<Vec<env_source::Resolved>> = Mutex::new(Vec::new());
-
-/// What the model opened from `dir` was resolved from, if it came from a URI.
-pub fn resolution_of(dir: &Path) -> Option<env_source::Resolved> {
-    RESOLVED
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .find(|r| r.dir == dir || dir.starts_with(&r.dir))
-        .cloned()
-}
-
 /// Resolves a model argument (a directory or a model URI, downloaded into `models-v1/` if
-/// needed) to a local directory.
-pub fn resolve_model(
+/// needed) to a local directory, and what a URI resolved to (for `--json` outputs).
+pub async fn resolve_model(
     model: &OsStr,
     settings: &Settings,
     printer: Printer,
-) -> anyhow::Result<PathBuf> {
+) -> anyhow::Result<(PathBuf, Option<env_source::Resolved>)> {
     // A non-UTF-8 argument can only be a local path.
     let Some(text) = model.to_str() else {
-        return Ok(PathBuf::from(model));
+        return Ok((PathBuf::from(model), None));
     };
     if matches!(
         env_source::ModelUri::parse(text),
         Ok(env_source::ModelUri::Local(_))
     ) {
-        return Ok(PathBuf::from(model));
+        return Ok((PathBuf::from(model), None));
     }
     let source_settings =
         env_source::SourceSettings::from_env(|name| std::env::var(name).ok(), settings.offline);
@@ -58,7 +44,7 @@ pub fn resolve_model(
         printer,
         &format!("Getting `{shown}`"),
     ));
-    let resolved = env_source::resolve_blocking(text, &source_settings, &cache, progress.clone());
+    let resolved = env_source::resolve(text, &source_settings, &cache, progress.clone()).await;
     env_solve::Reporter::on_finish(progress.as_ref());
     let resolved = resolved.with_context(|| format!("Failed to get the model `{shown}`"))?;
     for warning in &resolved.warnings {
@@ -78,21 +64,24 @@ pub fn resolve_model(
             .unwrap_or_default();
         printer.info(format!("Downloaded `{}`{version}{from}", resolved.uri));
     }
-    let dir = resolved.dir.clone();
-    RESOLVED
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(resolved);
-    Ok(dir)
+    Ok((resolved.dir.clone(), Some(resolved)))
+}
+
+/// A model opened from the command line.
+pub struct Opened {
+    /// The model directory.
+    pub model: ModelDir,
+    /// What a model URI resolved to; `None` for a directory given as such.
+    pub source: Option<env_source::Resolved>,
 }
 
 /// Opens a model (a directory or a model URI), saying which one failed.
-pub fn open_model(
+pub async fn open_model(
     model: impl AsRef<OsStr>,
     settings: &Settings,
     printer: Printer,
-) -> anyhow::Result<ModelDir> {
-    let path = resolve_model(model.as_ref(), settings, printer)?;
+) -> anyhow::Result<Opened> {
+    let (path, source) = resolve_model(model.as_ref(), settings, printer).await?;
     let path = path.as_path();
     let model = ModelDir::open(path)
         .with_context(|| format!("Failed to read the model at `{}`", path.display()))?;
@@ -102,7 +91,7 @@ pub fn open_model(
             printer.cyan(model.root().display())
         ));
     }
-    Ok(model)
+    Ok(Opened { model, source })
 }
 
 /// Prints warnings about the model's files.

@@ -6,11 +6,10 @@ use env_pack::{Format, PackOptions};
 
 use crate::cli::{PackArgs, PackFormatArg, UnpackArgs};
 use crate::commands::cache::human_size;
-use env_solve::Bytecode;
+use env_solve::{Bytecode, Purpose};
 
-use crate::commands::create::{
-    build_settings, env_request, print_created, progress_reporter, resolve,
-};
+use crate::commands::create::{build_settings, ensure, env_request, print_created};
+use crate::commands::open_model;
 use crate::env_vars::EnvVars;
 use crate::printer::Printer;
 use crate::report::{ExitStatus, UserError};
@@ -67,7 +66,11 @@ fn driver_minor() -> Option<(String, String)> {
 }
 
 /// Runs `pack`.
-pub fn pack(args: &PackArgs, settings: &Settings, printer: Printer) -> anyhow::Result<ExitStatus> {
+pub async fn pack(
+    args: &PackArgs,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
     let spark = spark_target(args.target.as_deref())?;
     let format = match args.format {
         Some(PackFormatArg::TarGz) => Format::TarGz,
@@ -75,24 +78,25 @@ pub fn pack(args: &PackArgs, settings: &Settings, printer: Printer) -> anyhow::R
         Some(PackFormatArg::Zip) => Format::Zip,
         None => Format::from_path(&args.output),
     };
-    let env = resolve(
-        std::path::Path::new(&args.model.model),
-        &env_request(&args.env, settings)?,
+    let request = env_request(&args.env, settings)?;
+    let model = open_model(&args.model.model, settings, printer)
+        .await?
+        .model;
+    // Held while packing, so `cache prune` cannot remove the environment meanwhile.
+    let ready = ensure(
+        model,
+        &request,
+        &build_settings(&args.env, settings),
+        &Purpose::Use {
+            bytecode: Bytecode::DuringBuild,
+            mlflow: None,
+        },
         settings,
         printer,
-    )?;
-    let cache = settings.cache();
-    // Held while packing, so `cache prune` cannot remove the environment meanwhile.
-    let ready = env.ready_blocking(
-        &cache,
-        &build_settings(&args.env, settings),
-        &Bytecode::DuringBuild,
-        None,
-        progress_reporter(&env, settings, printer),
-        &mut |message| printer.info(message),
-    )?;
-    let created = &ready.created;
-    print_created(&env, created, printer);
+    )
+    .await?;
+    let (env, created) = (&ready.env, &ready.created);
+    print_created(env, created, printer);
     let failed = || {
         format!(
             "Failed to pack the {} environment of `{}`",
@@ -133,7 +137,7 @@ pub fn pack(args: &PackArgs, settings: &Settings, printer: Printer) -> anyhow::R
             Vec::new()
         },
         model: args.with_model.then(|| env.root().to_path_buf()),
-        staging_dir: cache.bucket(env_cache::TMP_DIR)?,
+        staging_dir: settings.cache().bucket(env_cache::TMP_DIR)?,
         full_prefix: false,
         mtime,
         compression_level: COMPRESSION_LEVEL,

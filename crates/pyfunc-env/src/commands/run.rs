@@ -8,11 +8,9 @@ use clap::Parser;
 use env_run::{Environment, PredictOptions, ServeOptions};
 
 use crate::cli::{EnvManagerArg, RunArgs};
-use env_solve::{Bytecode, MlflowUse};
+use env_solve::{Bytecode, MlflowUse, Purpose};
 
-use crate::commands::create::{
-    build_settings, env_request, print_created, progress_reporter, resolve,
-};
+use crate::commands::create::{build_settings, ensure, env_request, print_created};
 use crate::commands::open_model;
 use crate::printer::Printer;
 use crate::report::{ExitStatus, UserError};
@@ -223,7 +221,11 @@ fn find_python3() -> anyhow::Result<PathBuf> {
 }
 
 /// Runs `run`. On Unix this does not return on success: the process becomes the command.
-pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Result<ExitStatus> {
+pub async fn run(
+    args: &RunArgs,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
     let Parsed {
         action,
         env: extra_env,
@@ -270,7 +272,9 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
                 "`{flag}` changes how an environment is built; `--env-manager local` builds none and runs `--python` as it is"
             )));
         }
-        let model = open_model(&args.model.model, settings, printer)?;
+        let model = open_model(&args.model.model, settings, printer)
+            .await?
+            .model;
         let env = Environment::system(&python);
         let interpreter = report_mismatches(&model, &env, printer)?;
         if matches!(action, Action::Predict(..) | Action::Serve(_))
@@ -309,12 +313,10 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
         env_args.pip_requirements_override = pip_requirements_override;
         std::borrow::Cow::Owned(env_args)
     };
-    let env = resolve(
-        std::path::Path::new(&args.model.model),
-        &env_request(&env_args, settings)?,
-        settings,
-        printer,
-    )?;
+    let request = env_request(&env_args, settings)?;
+    let model = open_model(&args.model.model, settings, printer)
+        .await?
+        .model;
     let bytecode = if args.compile_foreground {
         Bytecode::DuringBuild
     } else {
@@ -332,15 +334,18 @@ pub fn run(args: &RunArgs, settings: &Settings, printer: Printer) -> anyhow::Res
         Action::Serve(_) => Some(MlflowUse::Serve),
         Action::Command(..) | Action::Help(_) => None,
     };
-    let ready = env.ready_blocking(
-        &settings.cache(),
+    // Held while the model runs, and passed on to it: no prune or rebuild meanwhile.
+    let ready = ensure(
+        model,
+        &request,
         &build_settings(&env_args, settings),
-        &bytecode,
-        mlflow,
-        progress_reporter(&env, settings, printer),
-        &mut |message| printer.info(message),
-    )?;
-    print_created(&env, &ready.created, printer);
+        &Purpose::Use { bytecode, mlflow },
+        settings,
+        printer,
+    )
+    .await?;
+    let env = &ready.env;
+    print_created(env, &ready.created, printer);
     let environment = Environment::from_prefix(&ready.created.prefix, env.variables());
     let mut command = build(&action, &environment, env.root());
     command.envs(extra_env);

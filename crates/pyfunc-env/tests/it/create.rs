@@ -1106,3 +1106,149 @@ fn the_async_build_works_on_a_current_thread_runtime() {
         "3.11.7 0.45.1"
     );
 }
+
+/// Runs `future` on a new runtime, current-thread or multi-thread, as a caller embedding the
+/// library (a Python binding, a server) would.
+fn on_runtime<T>(multi_thread: bool, future: impl std::future::Future<Output = T>) -> T {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().unwrap().block_on(future)
+}
+
+/// Shows nothing.
+struct Silent;
+
+impl env_solve::EnsureReporter for Silent {
+    fn on_resolved(
+        &self,
+        _env: &env_solve::ModelEnvironment,
+    ) -> std::sync::Arc<dyn env_solve::Reporter> {
+        std::sync::Arc::new(env_solve::NoReporter)
+    }
+}
+
+#[test]
+fn the_library_runs_on_the_callers_runtime_with_a_remote_cache() {
+    // Issue 11: each library call used to start a runtime of its own (`build_blocking`,
+    // `ready_blocking`, env-remote's `block_on` for every store call), so a command started
+    // three or more. Starting a runtime inside the caller's panics ("Cannot start a runtime
+    // from within a runtime"): here, on a current-thread and on a multi-thread runtime, the
+    // library's one entry point builds and pushes, pulls and holds, builds and locks, and
+    // `create_many` schedules. A remote's panic becomes a warning and a local build, which the
+    // assertions on `pushed`, `remote_hit` and `warnings` catch.
+    use env_solve::{ModelEnvironment, Purpose};
+    use std::sync::Arc;
+
+    let ctx = TestContext::new();
+    let channel = env_test::test_channel().unwrap();
+    let model = conda_model(&ctx, "conda", "", "  - wheel==0.45.1\n");
+    let open = || env_spec::ModelDir::open(&model).unwrap();
+    let request = env_solve::EnvRequest {
+        manager: Some(env_spec::EnvManager::Conda),
+        channels: env_solve::ChannelSettings {
+            mirrors: vec![("conda-forge".into(), channel.file_url().to_string())],
+            ..env_solve::ChannelSettings::default()
+        },
+        ..env_solve::EnvRequest::default()
+    };
+    let remote =
+        env_remote::RemoteUrl::parse(&format!("file://{}", ctx.path().join("remote").display()))
+            .unwrap();
+    let settings = env_solve::BuildSettings {
+        offline: true,
+        uv_cache_dir: Some(crate::common::shared_uv_cache()),
+        reinstall: false,
+        remote: Some(Arc::new(env_remote::Remote::new(remote, false))),
+    };
+
+    // Agent A, current-thread runtime: builds, then pushes.
+    let cache_a = env_cache::Cache::new(ctx.path().join("agent-a"));
+    let built = on_runtime(
+        false,
+        ModelEnvironment::ensure(
+            open(),
+            &request,
+            &cache_a,
+            &settings,
+            &Purpose::Create,
+            Arc::new(Silent),
+        ),
+    )
+    .unwrap();
+    assert!(
+        built.created.pushed && built.created.warnings.is_empty(),
+        "{:#?}",
+        built.created
+    );
+
+    // Agent B, multi-thread runtime: pulls it and holds it for a command (`run`, `pack`).
+    let cache_b = env_cache::Cache::new(ctx.path().join("agent-b"));
+    let pulled = on_runtime(
+        true,
+        ModelEnvironment::ensure(
+            open(),
+            &request,
+            &cache_b,
+            &settings,
+            &Purpose::Use {
+                bytecode: env_solve::Bytecode::DuringBuild,
+                mlflow: None,
+            },
+            Arc::new(Silent),
+        ),
+    )
+    .unwrap();
+    assert!(
+        pulled.created.remote_hit && pulled.created.warnings.is_empty(),
+        "{:#?}",
+        pulled.created
+    );
+    assert_eq!(pulled.created.key, built.created.key);
+    // The cache's and the environment's shared locks, for the command's process.
+    assert_eq!(pulled.lock_files().len(), 2);
+    drop(pulled);
+
+    // `lock` on a multi-thread runtime: reuses the environment, then writes its lock file.
+    let locked = on_runtime(
+        true,
+        ModelEnvironment::ensure(
+            open(),
+            &env_solve::EnvRequest {
+                lock: env_solve::LockChoice::Ignore,
+                ..request.clone()
+            },
+            &cache_b,
+            &settings,
+            &Purpose::Lock,
+            Arc::new(Silent),
+        ),
+    )
+    .unwrap();
+    assert!(locked.created.cache_hit, "{:#?}", locked.created);
+    let text = locked.lock_text.clone().unwrap();
+    assert!(text.contains(locked.env.spec_key.as_str()), "{text}");
+    drop(locked);
+
+    // `create --jobs 2`'s scheduler on a current-thread runtime: one key, built once.
+    let env = ModelEnvironment::resolve(open(), &request).unwrap();
+    let envs: Arc<[Option<ModelEnvironment>]> = vec![Some(env), None].into();
+    let outcomes = on_runtime(false, async {
+        let _lock = cache_b.lock_shared().unwrap();
+        env_solve::many::create_many(
+            envs,
+            2,
+            &cache_b,
+            &settings,
+            Arc::new(|_: &ModelEnvironment| -> Arc<dyn env_solve::Reporter> {
+                Arc::new(env_solve::NoReporter)
+            }),
+            Arc::new(|_: &ModelEnvironment, _: &Result<_, _>| {}),
+        )
+        .await
+    });
+    assert_eq!(outcomes.len(), 1);
+    assert!(outcomes[0].result.as_ref().unwrap().cache_hit);
+}

@@ -264,6 +264,21 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
         .unwrap();
     let rows = json(&backfill);
     assert_eq!(rows[0]["result"], "pushed", "{rows:#}");
+    // An environment the local cache does not have is not built by `cache push`: exit 1.
+    let not_built = ctx
+        .command()
+        .env("PYFUNC_ENV_CACHE_DIR", ctx.path().join("g"))
+        .args(["cache", "push"])
+        .arg(&model)
+        .args(["--env-manager", "conda", "--json", "--remote-cache"])
+        .arg(format!("file://{}", empty.display()))
+        .args(mirror_args(&channel_url()))
+        .output()
+        .unwrap();
+    assert_eq!(not_built.status.code(), Some(1), "{}", describe(&not_built));
+    let rows: serde_json::Value = serde_json::from_slice(&not_built.stdout).unwrap();
+    assert_eq!(rows[0]["result"], "not built", "{rows:#}");
+    assert!(!ctx.path().join("g").join("envs-v1").join(key).exists());
     assert!(
         empty
             .join(format!("v1/linux-64/{key}/manifest.json"))

@@ -1,0 +1,368 @@
+//! The environment of a model, ready for a command: the one call `create`, `lock`, `run`,
+//! `pack` and `cache push` make ([`ModelEnvironment::ensure`]).
+//!
+//! It decides the environment ([`ModelEnvironment::resolve`]), takes the cache's shared lock,
+//! builds or reuses the environment, and returns it with that lock, held for as long as the
+//! caller keeps the result. Before this module each command made these calls itself in the
+//! CLI, and each brought its own async runtime (issue 11).
+//!
+//! For a command that uses the environment (`run`, `pack`): between "the environment is
+//! complete" and "the command has finished with it", `cache prune` or a `--reinstall` in another
+//! process could remove it. So the cache's shared lock is taken before the build and the
+//! environment's shared lock after it, both kept in [`Ensured`] for as long as the command runs
+//! (and passed on to the process it starts); the environment is then checked again, since it may
+//! have gone while we waited for its lock.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use env_cache::{Cache, EnvState, LockedFile};
+use env_spec::{EnvManager, ModelDir};
+
+use crate::build::Created;
+use crate::environment::{BuildSettings, EnvError, EnvRequest, ModelEnvironment};
+use crate::error::SolveError;
+use crate::reporter::Reporter;
+
+/// When a freshly built environment's bytecode is compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bytecode {
+    /// During the build, before the environment is handed out.
+    DuringBuild,
+    /// After the build, in a detached low-priority process (`program args... PREFIX`, e.g.
+    /// `pyfunc-env --cache-dir DIR __compile-bytecode`), so a model starts as soon as its
+    /// packages are installed ([`crate::build::compile_in_background`]).
+    InBackground {
+        /// The compiler program.
+        program: PathBuf,
+        /// Its arguments; the prefix is appended.
+        args: Vec<OsString>,
+    },
+}
+
+/// What the command does with the environment's mlflow, when it needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MlflowUse {
+    /// `run -- predict`.
+    Score,
+    /// `run -- serve`.
+    Serve,
+}
+
+impl MlflowUse {
+    fn verb(self) -> &'static str {
+        match self {
+            Self::Score => "score",
+            Self::Serve => "serve",
+        }
+    }
+}
+
+/// What the command does with the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    /// `create`: build or reuse it.
+    Create,
+    /// `lock`: build or reuse it from a fresh solve, then write its lock file text
+    /// ([`Ensured::lock_text`]).
+    Lock,
+    /// `run`, `pack`: build or reuse it, then hold it (its shared lock) and check it is usable.
+    Use {
+        /// When a fresh build's bytecode is compiled.
+        bytecode: Bytecode,
+        /// Whether the command needs the environment's mlflow.
+        mlflow: Option<MlflowUse>,
+    },
+}
+
+/// Receives what [`ModelEnvironment::ensure`] decides and waits for; the CLI prints it
+/// (libraries never print).
+pub trait EnsureReporter: Send + Sync {
+    /// The environment is decided (its warnings, its lock file), nothing built yet; returns the
+    /// reporter of its build.
+    fn on_resolved(&self, env: &ModelEnvironment) -> Arc<dyn Reporter>;
+
+    /// Another process holds the environment exclusively ([`Purpose::Use`]); called again every
+    /// 30 s while waiting.
+    fn on_wait(&self, _message: &str) {}
+}
+
+/// Why an environment could not be made ready.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum EnsureError {
+    /// The model's environment could not be decided.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Env(#[from] EnvError),
+
+    /// Building (or reusing) the environment failed.
+    #[error("Failed to create the {manager} environment for `{}`", model.display())]
+    Build {
+        /// The env manager.
+        manager: EnvManager,
+        /// The model directory.
+        model: PathBuf,
+        /// The cause.
+        #[source]
+        source: SolveError,
+    },
+
+    /// Building the environment or writing its lock file failed ([`Purpose::Lock`]).
+    #[error("Failed to lock the {manager} environment for `{}`", model.display())]
+    Lock {
+        /// The env manager.
+        manager: EnvManager,
+        /// The model directory.
+        model: PathBuf,
+        /// The cause.
+        #[source]
+        source: SolveError,
+    },
+
+    /// The cache could not be opened or locked.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Cache(#[from] env_cache::CacheError),
+
+    /// `cache prune` or a rebuild removed the environment while we waited for its lock.
+    #[error("The environment `{key}` was removed while starting; run the command again")]
+    Removed {
+        /// The key.
+        key: String,
+    },
+
+    /// The environment is complete but its Python is gone.
+    #[error("The environment's Python `{}` is missing: the environment is damaged", python.display())]
+    #[diagnostic(help(
+        "Check it with `pyfunc-env cache verify {key}` and rebuild it with `pyfunc-env create {} --reinstall`", model.display()
+    ))]
+    PythonMissing {
+        /// The interpreter that should be there.
+        python: PathBuf,
+        /// The key.
+        key: String,
+        /// The model directory.
+        model: PathBuf,
+    },
+
+    /// The command scores or serves, and the environment has no mlflow.
+    #[error(
+        "mlflow is not installed in the model's environment, so it cannot {}. Rerun with `--install-mlflow`{}",
+        purpose.verb(),
+        recorded.as_ref().map(|v| format!(" (adds mlflow=={v}, the version that saved the model)")).unwrap_or_default()
+    )]
+    MlflowMissing {
+        /// What the command does.
+        purpose: MlflowUse,
+        /// The mlflow version the MLmodel records.
+        recorded: Option<String>,
+    },
+
+    /// A blocking task of the runtime failed (a bug).
+    #[error("Internal error: {message}")]
+    Internal {
+        /// What failed.
+        message: String,
+    },
+}
+
+impl EnsureError {
+    /// Whether the error is caused by the input (exit code 1) rather than by something broken.
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Self::Env(source) => source.is_user_error(),
+            Self::Build { source, .. } | Self::Lock { source, .. } => source.is_user_error(),
+            Self::PythonMissing { .. } | Self::MlflowMissing { .. } => true,
+            Self::Cache(_) | Self::Removed { .. } | Self::Internal { .. } => false,
+        }
+    }
+}
+
+/// A model's environment, built (or reused) and held for a command.
+#[derive(Debug)]
+pub struct Ensured {
+    /// The model's environment: spec, key, lock.
+    pub env: ModelEnvironment,
+    /// What the build did.
+    pub created: Created,
+    /// The lock file text ([`Purpose::Lock`]).
+    pub lock_text: Option<String>,
+    /// The cache's shared lock: `cache clean` waits while it is held.
+    cache_lock: LockedFile,
+    /// The environment's shared lock ([`Purpose::Use`]): `cache prune` and rebuilds wait while
+    /// it is held.
+    env_lock: Option<LockedFile>,
+}
+
+impl Ensured {
+    /// The lock files a process started in the environment must inherit, so the environment
+    /// stays until that process (not only this one) has exited.
+    #[must_use]
+    pub fn lock_files(&self) -> Vec<&std::fs::File> {
+        std::iter::once(self.cache_lock.file())
+            .chain(self.env_lock.as_ref().map(LockedFile::file))
+            .flatten()
+            .collect()
+    }
+
+    /// The environment's lock file, for a process that keeps the environment in use.
+    #[must_use]
+    pub fn env_lock_file(&self) -> Option<&std::fs::File> {
+        self.env_lock.as_ref().and_then(LockedFile::file)
+    }
+}
+
+impl ModelEnvironment {
+    /// The one call of `create`, `lock`, `run` and `pack`: decides the environment of `model`
+    /// under `request`, tells `reporter` ([`EnsureReporter::on_resolved`]), takes `cache`'s
+    /// shared lock (initialising the cache), builds or reuses the environment, and for
+    /// [`Purpose::Use`] holds and checks it. The locks are held as long as the result lives.
+    pub async fn ensure(
+        model: ModelDir,
+        request: &EnvRequest,
+        cache: &Cache,
+        settings: &BuildSettings,
+        purpose: &Purpose,
+        reporter: Arc<dyn EnsureReporter>,
+    ) -> Result<Ensured, EnsureError> {
+        let env = Self::resolve(model, request)?;
+        let build_reporter = reporter.on_resolved(&env);
+        let cache_lock = {
+            let cache = cache.clone();
+            // Waits while `cache clean` or `cache prune` holds the cache.
+            blocking(move || {
+                cache.init()?;
+                cache.lock_shared()
+            })
+            .await??
+        };
+        let (created, lock_text) = match purpose {
+            Purpose::Create => {
+                let created = env
+                    .build(cache, settings, false, build_reporter)
+                    .await
+                    .map_err(|source| env.build_error(source))?;
+                (created, None)
+            }
+            Purpose::Lock => {
+                let (created, text) = env
+                    .build_and_lock(cache, settings, build_reporter)
+                    .await
+                    .map_err(|source| EnsureError::Lock {
+                        manager: env.manager,
+                        model: env.root().to_path_buf(),
+                        source,
+                    })?;
+                (created, Some(text))
+            }
+            Purpose::Use { bytecode, .. } => {
+                let defer_bytecode = matches!(bytecode, Bytecode::InBackground { .. });
+                let created = env
+                    .build(cache, settings, defer_bytecode, build_reporter)
+                    .await
+                    .map_err(|source| env.build_error(source))?;
+                (created, None)
+            }
+        };
+        let mut ensured = Ensured {
+            env,
+            created,
+            lock_text,
+            cache_lock,
+            env_lock: None,
+        };
+        if let Purpose::Use { bytecode, mlflow } = purpose {
+            ensured.env_lock = Some(hold(&ensured, cache, bytecode, *mlflow, reporter).await?);
+        }
+        Ok(ensured)
+    }
+
+    fn build_error(&self, source: SolveError) -> EnsureError {
+        EnsureError::Build {
+            manager: self.manager,
+            model: self.root().to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Runs blocking work (a lock that may wait) on the runtime's blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, EnsureError> {
+    crate::build::spawn_blocking(work)
+        .await
+        .map_err(|error| EnsureError::Internal {
+            message: error.to_string(),
+        })
+}
+
+/// Takes the environment's shared lock for a command that uses it, checks it is still there
+/// and usable, and starts the background bytecode compiler if the build deferred it.
+async fn hold(
+    ensured: &Ensured,
+    cache: &Cache,
+    bytecode: &Bytecode,
+    mlflow: Option<MlflowUse>,
+    reporter: Arc<dyn EnsureReporter>,
+) -> Result<LockedFile, EnsureError> {
+    let created = &ensured.created;
+    let entry = cache.env(created.key.as_str())?;
+    let env_lock = {
+        let entry = entry.clone();
+        blocking(move || {
+            entry.lock_shared(|_, holders| {
+                reporter.on_wait(&format!(
+                    "Waiting for the environment to be free{}",
+                    env_cache::child::describe(holders)
+                ));
+            })
+        })
+        .await??
+    };
+    if !matches!(entry.state(), EnvState::Complete(_)) {
+        return Err(EnsureError::Removed {
+            key: created.key.to_string(),
+        });
+    }
+    if let Bytecode::InBackground { program, args } = bytecode
+        && created.bytecode_deferred
+    {
+        // The command starts now; the bytecode is compiled alongside, at low priority,
+        // holding the environment's lock like the command does.
+        let mut args = args.clone();
+        args.push(created.prefix.clone().into_os_string());
+        match crate::build::compile_in_background(program, &args, env_lock.file()) {
+            Ok(pid) => tracing::debug!(
+                "Compiling bytecode in the background at low priority (pid {pid}); `--compile-foreground` compiles before the command starts"
+            ),
+            Err(err) => {
+                tracing::debug!("Could not start compiling bytecode in the background: {err}");
+            }
+        }
+    }
+    let python = env_prefix::python_of(&created.prefix);
+    if !python.exists() {
+        return Err(EnsureError::PythonMissing {
+            python,
+            key: created.key.to_string(),
+            model: ensured.env.root().to_path_buf(),
+        });
+    }
+    if let Some(purpose) = mlflow
+        && !env_prefix::has_mlflow(&created.prefix)
+    {
+        return Err(EnsureError::MlflowMissing {
+            purpose,
+            recorded: ensured
+                .env
+                .model
+                .mlmodel()
+                .ok()
+                .and_then(|m| m.mlflow_version()),
+        });
+    }
+    Ok(env_lock)
+}
