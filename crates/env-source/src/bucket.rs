@@ -240,20 +240,33 @@ pub fn entries(cache: &Cache) -> Vec<ModelEntry> {
 
 /// A model entry's lock, waiting at most the cache's lock timeout (`PYFUNC_ENV_LOCK_TIMEOUT`)
 /// for another process downloading it (or, for a download, using it); the timeout error
-/// names the holder.
-fn wait_for(cache: &Cache, path: &Path, kind: LockKind) -> Result<LockedFile, CacheError> {
-    LockedFile::acquire(
-        path,
-        kind,
-        Some(cache.lock_timeout()),
-        std::time::Duration::from_secs(30),
-        |waited| {
-            tracing::debug!(
-                "Waiting for another process holding `{}` ({waited:?})",
-                path.display()
-            );
-        },
-    )
+/// names the holder. The wait runs on tokio's blocking pool, so it never stalls a worker of
+/// the caller's runtime (a `create --from` resolving many models shares it with builds).
+async fn wait_for(cache: &Cache, path: &Path, kind: LockKind) -> Result<LockedFile, CacheError> {
+    let timeout = cache.lock_timeout();
+    let path = path.to_path_buf();
+    let waiting = path.clone();
+    tokio::task::spawn_blocking(move || {
+        LockedFile::acquire(
+            &path,
+            kind,
+            Some(timeout),
+            std::time::Duration::from_secs(30),
+            |waited| {
+                tracing::debug!(
+                    "Waiting for another process holding `{}` ({waited:?})",
+                    path.display()
+                );
+            },
+        )
+    })
+    .await
+    .unwrap_or_else(|join| {
+        Err(CacheError::Io {
+            path: waiting,
+            source: std::io::Error::other(join.to_string()),
+        })
+    })
 }
 
 /// Reuses the entry `key` if complete; else (online) locks it, resolves the artifact location
@@ -273,11 +286,11 @@ where
 {
     let bucket = cache.bucket(MODELS_BUCKET)?;
     let entry = ModelEntry::new(&bucket, key);
-    let found = |entry: &ModelEntry, cached: bool| -> Result<Option<Resolved>, SourceError> {
+    let found = async |entry: &ModelEntry, cached: bool| -> Result<Option<Resolved>, SourceError> {
         let Some(info) = entry.info() else {
             return Ok(None);
         };
-        let lock = wait_for(cache, entry.lock_path(), LockKind::Shared)?;
+        let lock = wait_for(cache, entry.lock_path(), LockKind::Shared).await?;
         // The lock file's mtime is the last use (`cache prune --older-than`); a read-only
         // cache records none.
         if let Some(file) = lock.file() {
@@ -297,7 +310,7 @@ where
             warnings: Vec::new(),
         }))
     };
-    if let Some(resolved) = found(&entry, true)? {
+    if let Some(resolved) = found(&entry, true).await? {
         return Ok(resolved);
     }
     if settings.offline {
@@ -305,7 +318,7 @@ where
             uri: shown.to_string(),
         });
     }
-    let lock = wait_for(cache, entry.lock_path(), LockKind::Exclusive)?;
+    let lock = wait_for(cache, entry.lock_path(), LockKind::Exclusive).await?;
     if entry.info().is_none() {
         let location = locate().await?;
         download_entry(
@@ -314,9 +327,11 @@ where
         .await?;
     }
     drop(lock);
-    found(&entry, false)?.ok_or_else(|| SourceError::OfflineNotCached {
-        uri: shown.to_string(),
-    })
+    found(&entry, false)
+        .await?
+        .ok_or_else(|| SourceError::OfflineNotCached {
+            uri: shown.to_string(),
+        })
 }
 
 #[cfg(test)]
