@@ -69,6 +69,21 @@ fn less(a: &str, b: &str) -> bool {
     a < b
 }
 
+/// The `major.minor` of the Spark driver's Python `python` (a path or a name on `PATH`, as
+/// `PYSPARK_DRIVER_PYTHON` gives it), or `None` when it cannot be run: [`preflight`] then
+/// checks everything but the driver's version.
+#[must_use]
+pub fn driver_python_minor(python: &std::ffi::OsStr) -> Option<String> {
+    let output = env_prefix::isolated_python(python)
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
 /// Warnings about using `environment` as the executors' Python for `spark` (a version), with
 /// a driver of Python `driver_minor` (`3.11`) if known.
 #[must_use]
@@ -185,5 +200,25 @@ mod tests {
         assert!(preflight(&old, "3.5.1", None).is_empty());
         let none = environment("3.11", &[]);
         assert_eq!(preflight(&none, "4.3.0", None).len(), 2);
+    }
+
+    #[test]
+    fn the_drivers_python_version_is_read_and_an_unrunnable_driver_is_none() {
+        let minor = driver_python_minor("python3".as_ref()).expect("python3 is on PATH");
+        let expected = String::from_utf8(
+            std::process::Command::new("python3")
+                .args([
+                    "-c",
+                    "import sys; print(sys.version_info[0], sys.version_info[1])",
+                ])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .replace(' ', ".");
+        assert_eq!(minor, expected);
+        assert_eq!(driver_python_minor("/nonexistent/python3".as_ref()), None);
     }
 }

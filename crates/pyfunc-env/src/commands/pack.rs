@@ -46,23 +46,12 @@ fn spark_target(target: Option<&str>) -> anyhow::Result<Option<String>> {
     Ok(Some(version.to_string()))
 }
 
-/// The driver's Python `major.minor`: `PYSPARK_DRIVER_PYTHON`, else `python3` on PATH.
-fn driver_minor() -> Option<(String, String)> {
-    let python = std::env::var(EnvVars::PYSPARK_DRIVER_PYTHON)
+/// The Spark driver's Python: `PYSPARK_DRIVER_PYTHON`, else `python3` on PATH.
+fn driver_python() -> String {
+    std::env::var(EnvVars::PYSPARK_DRIVER_PYTHON)
         .ok()
         .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "python3".to_string());
-    let output = std::process::Command::new(&python)
-        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
-        .env_remove("PYTHONPATH")
-        .output()
-        .ok()?;
-    output.status.success().then(|| {
-        (
-            python,
-            String::from_utf8_lossy(&output.stdout).trim().to_string(),
-        )
-    })
+        .unwrap_or_else(|| "python3".to_string())
 }
 
 /// Runs `pack`.
@@ -106,7 +95,7 @@ pub async fn pack(
     let environment = env_pack::inspect(&created.prefix).with_context(failed)?;
 
     if let Some(version) = &spark {
-        let driver = driver_minor();
+        let driver = env_pack::spark::driver_python_minor(driver_python().as_ref());
         if driver.is_none() {
             printer.info(format!(
                 "Could not run `{}` (or `python3`) to compare the driver's Python version with the archive's ({})",
@@ -114,7 +103,7 @@ pub async fn pack(
                 environment.python_minor
             ));
         }
-        let minor = driver.as_ref().map(|(_, minor)| minor.as_str());
+        let minor = driver.as_deref();
         for warning in env_pack::spark::preflight(&environment, version, minor) {
             printer.warn(warning);
         }
