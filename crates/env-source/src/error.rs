@@ -126,6 +126,19 @@ pub enum SourceError {
         #[source]
         source: StoreFailure,
     },
+    /// Google credentials (a key file, `GOOGLE_SERVICE_ACCOUNT_KEY`) that the client cannot
+    /// use: not JSON, no private key, or a key that is not PEM-encoded PKCS#8 RSA. Building the
+    /// client sends no request, so this is never the network.
+    #[error("The Google Cloud Storage client cannot be set up {how}")]
+    #[diagnostic(help(
+        "Use a service account's JSON key (`gcloud iam service-accounts keys create KEY.json --iam-account ACCOUNT`) or the file `gcloud auth application-default login` writes; or unset `GOOGLE_APPLICATION_CREDENTIALS` to read public buckets anonymously"
+    ))]
+    GcsCredentials {
+        /// Which credentials ("with the credentials file `PATH`").
+        how: String,
+        /// Why the client refused them.
+        source: StoreFailure,
+    },
     /// `AWS_PROFILE` names a profile no shared file has.
     #[error("The AWS profile `{profile}` is not in {files}")]
     #[diagnostic(help(
@@ -246,6 +259,7 @@ impl SourceError {
             | Self::AwsProfileUnsupported { .. }
             | Self::InvalidSetting { .. }
             | Self::CredentialsFile { .. }
+            | Self::GcsCredentials { .. }
             | Self::NoVersions { .. }
             | Self::NoModel { .. }
             | Self::OfflineNotCached { .. } => true,
@@ -312,7 +326,7 @@ pub struct StoreFailure {
 }
 
 impl StoreFailure {
-    fn new(service: Service, inner: object_store::Error) -> Self {
+    pub(crate) fn new(service: Service, inner: object_store::Error) -> Self {
         let mut innermost = inner.to_string();
         let mut cause = std::error::Error::source(&inner);
         while let Some(error) = cause {
@@ -366,6 +380,22 @@ impl StoreFailure {
                     (Some(code), None) => format!("the store answered {status_line} {code}"),
                     _ => format!("the store answered {status_line}"),
                 }
+            }
+            // `ring` rejecting a service account's private key says only `InvalidEncoding`
+            // (or another `KeyRejected` word); a damaged key body, a base64 error.
+            None if service == Service::Gcs
+                && (innermost.starts_with("base64 decode error")
+                    || matches!(
+                        innermost.as_str(),
+                        "InvalidEncoding"
+                            | "InvalidComponent"
+                            | "UnsupportedAlgorithm"
+                            | "WrongAlgorithm"
+                    )) =>
+            {
+                format!(
+                    "its private key was rejected ({innermost}): it must be the PEM-encoded PKCS#8 RSA key of a service account's JSON key"
+                )
             }
             None => innermost,
         };

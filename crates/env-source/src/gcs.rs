@@ -234,6 +234,18 @@ impl GcsConfig {
     /// A client for `bucket`.
     pub fn store(&self, bucket: &str) -> Result<GoogleCloudStorage, SourceError> {
         self.builder(bucket).build().map_err(|source| {
+            if matches!(
+                self.credentials,
+                GcsCredentials::ServiceAccountKey(_)
+                    | GcsCredentials::ServiceAccountFile(_)
+                    | GcsCredentials::ApplicationDefault(_)
+            ) {
+                // Building reads and parses the credentials and sends nothing: their fault.
+                return SourceError::GcsCredentials {
+                    how: self.credentials.describe(),
+                    source: crate::error::StoreFailure::new(crate::error::Service::Gcs, source),
+                };
+            }
             SourceError::object_store_in(
                 crate::error::Service::Gcs,
                 format!(

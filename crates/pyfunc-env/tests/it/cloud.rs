@@ -183,18 +183,22 @@ fn gcs_unusable_service_account_key_is_refused_without_printing_it() {
         assert!(!all.contains(secret), "{all}");
         assert!(!all.contains("secretbody"), "{all}");
         if verbose.is_none() {
+            // The key file is the user's to fix (exit 1), and nothing was sent, so the
+            // message names the file and the key, not the network.
             assert_one_screen(
                 &output,
-                2,
+                1,
                 &[
                     "Failed to get the model `gs://models/iris`",
                     &format!(
-                        "Connecting to bucket `gs://models` with the credentials file `{}` failed",
+                        "The Google Cloud Storage client cannot be set up with the credentials file `{}`",
                         key.display()
                     ),
-                    "GOOGLE_APPLICATION_CREDENTIALS",
+                    "its private key was rejected (base64 decode error",
+                    "gcloud iam service-accounts keys create",
                 ],
             );
+            assert!(!all.contains("Check the network"), "{all}");
         }
     }
 }
