@@ -48,10 +48,11 @@ pub type OnFinished = dyn Fn(&ModelEnvironment, &Result<Created, SolveError>) + 
 
 /// Builds (or reuses) the environment of every model in `envs` (`None`: a model that could not
 /// be read, skipped), each distinct key once, at most `jobs` at a time, as tasks on the
-/// caller's runtime (so builds run on its worker threads in parallel). The caller holds the
-/// cache's shared lock. `reporter` gives each build its progress reporter; `on_finished` is
-/// called as each build ends (for an overall progress bar). Outcomes come back in the order of
-/// their first member.
+/// caller's runtime (so builds run on its worker threads in parallel). The cache is
+/// initialised and its shared lock held for the whole run (waiting, off the runtime, while
+/// `cache clean` or `cache prune` holds it); only failing to take that lock is an error.
+/// `reporter` gives each build its progress reporter; `on_finished` is called as each build
+/// ends (for an overall progress bar). Outcomes come back in the order of their first member.
 pub async fn create_many(
     envs: Arc<[Option<ModelEnvironment>]>,
     jobs: usize,
@@ -59,7 +60,15 @@ pub async fn create_many(
     settings: &BuildSettings,
     reporter: Arc<ReporterFor>,
     on_finished: Arc<OnFinished>,
-) -> Vec<GroupOutcome> {
+) -> Result<Vec<GroupOutcome>, SolveError> {
+    let _cache_lock = {
+        let cache = cache.clone();
+        crate::build::off_runtime(move || {
+            cache.init()?;
+            Ok(cache.lock_shared()?)
+        })
+        .await?
+    };
     let groups = group_by_key(&envs);
     let workers = jobs.clamp(1, groups.len().max(1));
     let queue: Arc<Mutex<VecDeque<Vec<usize>>>> = Arc::new(Mutex::new(groups.into()));
@@ -105,5 +114,5 @@ pub async fn create_many(
         }
     }
     outcomes.sort_by_key(|outcome| outcome.members[0]);
-    outcomes
+    Ok(outcomes)
 }

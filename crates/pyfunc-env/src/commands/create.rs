@@ -479,8 +479,6 @@ async fn create_many(
         }
     } else {
         let cache = settings.cache();
-        cache.init()?;
-        let _cache_lock = cache.lock_shared()?;
         let multi = crate::progress::shared_multi(settings, printer);
         let total = env_solve::many::group_by_key(&envs).len();
         let overall = multi.add(indicatif::ProgressBar::new(total as u64));
@@ -520,7 +518,7 @@ async fn create_many(
             ),
             Arc::new(on_finished),
         )
-        .await;
+        .await?;
         let envs = &built;
         overall.finish_and_clear();
         let remote_warnings: std::collections::BTreeSet<&String> = outcomes

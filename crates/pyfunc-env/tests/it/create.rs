@@ -1236,7 +1236,6 @@ fn the_library_runs_on_the_callers_runtime_with_a_remote_cache() {
     let env = ModelEnvironment::resolve(open(), &request).unwrap();
     let envs: Arc<[Option<ModelEnvironment>]> = vec![Some(env), None].into();
     let outcomes = on_runtime(false, async {
-        let _lock = cache_b.lock_shared().unwrap();
         env_solve::many::create_many(
             envs,
             2,
@@ -1248,6 +1247,7 @@ fn the_library_runs_on_the_callers_runtime_with_a_remote_cache() {
             Arc::new(|_: &ModelEnvironment, _: &Result<_, _>| {}),
         )
         .await
+        .unwrap()
     });
     assert_eq!(outcomes.len(), 1);
     assert!(outcomes[0].result.as_ref().unwrap().cache_hit);
