@@ -74,14 +74,9 @@ fn less(a: &str, b: &str) -> bool {
 /// checks everything but the driver's version.
 #[must_use]
 pub fn driver_python_minor(python: &std::ffi::OsStr) -> Option<String> {
-    let output = env_prefix::isolated_python(python)
-        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    let version = env_prefix::python_version(python)?;
+    let (minor, _micro) = version.rsplit_once('.')?;
+    Some(minor.to_string())
 }
 
 /// Warnings about using `environment` as the executors' Python for `spark` (a version), with

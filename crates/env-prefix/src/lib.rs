@@ -170,6 +170,20 @@ pub fn isolated_python(python: impl AsRef<std::ffi::OsStr>) -> Command {
     command
 }
 
+/// The `major.minor.micro` version of the interpreter `python` (a path, or a name on `PATH`),
+/// asked in isolation ([`isolated_python`]); `None` when it cannot be run.
+#[must_use]
+pub fn python_version(python: impl AsRef<std::ffi::OsStr>) -> Option<String> {
+    let output = isolated_python(python)
+        .args(["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
 /// Keeps `file` open in processes this one starts or becomes (`exec`): clears its
 /// close-on-exec flag, so a lock held through it lasts as long as the child.
 #[cfg(unix)]

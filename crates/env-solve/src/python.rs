@@ -6,7 +6,7 @@
 //! `PATH` (`python3.X`, `python3`). Directory names give versions without running anything;
 //! interpreters on `PATH` are asked.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A Python interpreter found on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,19 +109,6 @@ fn uv_candidates() -> Vec<Interpreter> {
     out
 }
 
-/// Asks an interpreter for its version.
-#[must_use]
-pub fn query_version(python: &Path) -> Option<String> {
-    let output = env_prefix::isolated_python(python)
-        .args(["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
-}
-
 fn path_candidates(minor: (u64, u64)) -> Vec<Interpreter> {
     let Some(path) = std::env::var_os("PATH") else {
         return Vec::new();
@@ -149,7 +136,7 @@ fn path_candidates(minor: (u64, u64)) -> Vec<Interpreter> {
                 continue;
             }
             seen.push(real);
-            if let Some(version) = query_version(&exe) {
+            if let Some(version) = env_prefix::python_version(&exe) {
                 out.push(Interpreter {
                     path: exe,
                     version,
