@@ -1,5 +1,6 @@
-//! The environment of a model, ready for a command: the one call `create`, `lock`, `run`,
-//! `pack` and `cache push` make ([`ModelEnvironment::ensure`]).
+//! The environment of a model, ready for a command: the one call `create`, `lock`, `run` and
+//! `pack` make ([`ModelEnvironment::ensure`]). (`cache push` never builds: it calls env-remote's
+//! `Remote::push_model`.)
 //!
 //! It decides the environment ([`ModelEnvironment::resolve`]), takes the cache's shared lock,
 //! builds or reuses the environment, and returns it with that lock, held for as long as the
