@@ -1256,7 +1256,8 @@ fn local_env_manager_warns_like_mlflow_and_check_reports_mismatches() {
     "#
     );
 
-    // `check`: the table; `--strict` exits 1 on a mismatch; `--json`.
+    // `check`: `--strict` exits 1 on a mismatch (the plain table, exit 0, is in
+    // snapshots.rs); `--json`.
     let check = |model: &Path, python: &Path, flags: &[&str]| {
         let mut command = ctx.command();
         command
@@ -1267,22 +1268,6 @@ fn local_env_manager_warns_like_mlflow_and_check_reports_mismatches() {
             .args(flags);
         command
     };
-    pyfunc_env_snapshot!(ctx.filters(), check(&model, &python, &[]), @r#"
-        exit_code: 0 (success)
-        ----- stdout -----
-        Interpreter: [PYENV_ROOT]/versions/3.11.7/bin/python3.11 (Python 3.11.7)
-        Model Python: 3.11.7
-        PACKAGE       INSTALLED       REQUIRED
-        mlflow        uninstalled     mlflow==3.17.2
-        numpy         uninstalled     numpy==2.4.6
-        pandas        uninstalled     pandas==3.1.1
-        scikit-learn  uninstalled     scikit-learn==1.9.1
-        scipy         uninstalled     scipy==1.17.1
-        skops         uninstalled     skops==0.16.0
-        6 of 6 requirement(s) not satisfied
-
-        ----- stderr -----
-    "#);
     pyfunc_env_snapshot!(ctx.filters(), check(&model, &python, &["--strict"]), @r#"
         exit_code: 1 (failure)
         ----- stdout -----
