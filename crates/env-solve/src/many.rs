@@ -116,3 +116,41 @@ pub async fn create_many(
     outcomes.sort_by_key(|outcome| outcome.members[0]);
     Ok(outcomes)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use env_cache::{LockKind, LockedFile};
+
+    use super::*;
+
+    /// `create_many` holds the cache's shared lock itself: while `cache clean` (here, this
+    /// test) holds the cache exclusively, it waits, and fails at the lock timeout instead of
+    /// building into a cache being removed.
+    #[tokio::test]
+    async fn it_takes_the_caches_shared_lock_and_waits_for_an_exclusive_holder() {
+        let root = tempfile::tempdir().unwrap();
+        let cache =
+            Cache::new(root.path().join("cache")).with_lock_timeout(Duration::from_millis(300));
+        cache.init().unwrap();
+        let clean = LockedFile::acquire_blocking(&cache.lock_path(), LockKind::Exclusive).unwrap();
+        let settings = BuildSettings::default();
+        let run = || {
+            create_many(
+                Vec::new().into(),
+                2,
+                &cache,
+                &settings,
+                Arc::new(|_: &ModelEnvironment| -> Arc<dyn Reporter> {
+                    Arc::new(crate::reporter::NoReporter)
+                }),
+                Arc::new(|_: &ModelEnvironment, _: &Result<Created, SolveError>| {}),
+            )
+        };
+        let error = run().await.unwrap_err();
+        assert!(matches!(error, SolveError::Cache(_)), "{error:?}");
+        drop(clean);
+        assert!(run().await.unwrap().is_empty());
+    }
+}
