@@ -14,6 +14,8 @@ mod commands;
 mod env_vars;
 mod printer;
 mod progress;
+#[cfg(test)]
+mod reference;
 mod report;
 mod settings;
 
