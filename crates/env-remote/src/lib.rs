@@ -104,6 +104,8 @@ pub enum RemoteError {
         message: String,
         /// The settings to check.
         help: String,
+        /// The HTTP status (401, 403), if the store answered one.
+        status: Option<u16>,
     },
 
     /// The store could not be reached in time.
@@ -129,6 +131,8 @@ pub enum RemoteError {
         what: String,
         /// The store's answer (secrets masked).
         message: String,
+        /// The HTTP status, if the store answered.
+        status: Option<u16>,
     },
 
     /// A downloaded archive is not the one the manifest names.
@@ -188,10 +192,19 @@ pub enum RemoteError {
 }
 
 impl RemoteError {
-    /// Whether the input is at fault (a bad URL, a read-only remote) rather than the store.
+    /// Whether the input is at fault (a bad URL, a read-only remote, credentials the store
+    /// refuses) rather than the store. An HTTP answer is classified by the rule model sources
+    /// use ([`env_source::http`]): 401/403 and other 4xx are the user's (exit 1); 408, 429 and
+    /// 5xx are transient (exit 2).
     #[must_use]
     pub fn is_user_error(&self) -> bool {
-        matches!(self, Self::InvalidUrl { .. } | Self::ReadOnly { .. })
+        match self {
+            Self::InvalidUrl { .. } | Self::ReadOnly { .. } => true,
+            Self::Credentials { .. } => true,
+            Self::Store { status, .. } => env_source::http::is_user_error(*status),
+            Self::Settings(error) => error.is_user_error(),
+            _ => false,
+        }
     }
 }
 
@@ -520,6 +533,40 @@ fn one_screen_with(error: &RemoteError, suffix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Refused credentials exit 1 as they do for model sources, transient answers 2 (issue
+    /// 23: the remote cache gave 401/403 exit 2).
+    #[test]
+    fn http_answers_exit_like_model_sources() {
+        let credentials = RemoteError::Credentials {
+            url: "s3://b".into(),
+            what: "listing".into(),
+            message: "403 Forbidden".into(),
+            help: String::new(),
+            status: Some(403),
+        };
+        assert!(credentials.is_user_error());
+        let store = |status| RemoteError::Store {
+            url: "s3://b".into(),
+            what: "listing".into(),
+            message: String::new(),
+            status,
+        };
+        for (status, user) in [
+            (Some(404), true),
+            (Some(408), false),
+            (Some(429), false),
+            (Some(503), false),
+            (None, false),
+        ] {
+            assert_eq!(store(status).is_user_error(), user, "{status:?}");
+            assert_eq!(
+                env_source::http::is_user_error(status),
+                user,
+                "the model sources' rule, {status:?}"
+            );
+        }
+    }
 
     #[test]
     fn urls() {

@@ -98,47 +98,28 @@ impl Remote {
         let message = short(&full);
         let url = self.url.to_string();
         let what = what.to_string();
-        let lower = full.to_ascii_lowercase();
-        let refused = matches!(
-            error,
-            object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. }
-        ) || [
-            "invalidaccesskeyid",
-            "signaturedoesnotmatch",
-            "accessdenied",
-            "403 forbidden",
-            "401 unauthorized",
-            "status: 403",
-            "status: 401",
-            "authorizationfailure",
-            "authenticationfailed",
-        ]
-        .iter()
-        .any(|needle| lower.contains(needle));
-        if refused {
+        // Classified by type and status, with the model sources' one rule
+        // (`env_source::http`), never by the store's words.
+        let status = env_source::http::object_store_status(error);
+        if status.map(env_source::http::HttpClass::of) == Some(env_source::http::HttpClass::Refused)
+        {
             return RemoteError::Credentials {
                 url,
                 what,
                 message,
                 help: self.url.credential_settings().to_string(),
+                status,
             };
         }
-        let unreachable = [
-            "error sending request",
-            "connection refused",
-            "connect error",
-            "tcp connect",
-            "dns error",
-            "timed out",
-            "operation timed out",
-        ]
-        .iter()
-        .any(|needle| lower.contains(needle));
-        if unreachable {
+        if env_source::http::object_store_unreachable(error) {
             return RemoteError::Unreachable { url, what, message };
         }
-        RemoteError::Store { url, what, message }
+        RemoteError::Store {
+            url,
+            what,
+            message,
+            status,
+        }
     }
 
     /// A wait that took longer than [`Remote::timeout`].

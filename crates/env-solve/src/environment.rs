@@ -210,6 +210,16 @@ impl ModelEnvironment {
         request: &EnvRequest,
         virtual_packages: Vec<GenericVirtualPackage>,
     ) -> Result<Self, EnvError> {
+        // Without an MLmodel there is no model, whatever the env manager: say that, not
+        // "Failed to read the conda environment" of a manager nobody chose (issue 23).
+        if !model.fs().exists(env_spec::mlmodel::MLMODEL_FILE) {
+            return Err(EnvError::MlModel {
+                model: model.root().to_path_buf(),
+                source: SpecError::NoMlmodel {
+                    dir: model.root().to_path_buf(),
+                },
+            });
+        }
         let manager = request
             .manager
             .unwrap_or_else(|| model.default_env_manager());

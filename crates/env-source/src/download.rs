@@ -129,7 +129,7 @@ pub(crate) async fn download_entry(
     };
     match location(settings, location_uri, shown)? {
         Location::Proxied { base, root } => {
-            let client = mlflow::Client::new(settings)?;
+            let client = mlflow::Client::new(settings, Arc::clone(reporter))?;
             let files: Vec<RemoteFile> = client
                 .list_tree(&base, &root)
                 .await?
@@ -140,6 +140,7 @@ pub(crate) async fn download_entry(
                 })
                 .collect();
             describe_unless_model(&files).map_err(no_model)?;
+            refuse_oversized_mlmodel(&files, shown)?;
             download_all(
                 &model_dir,
                 files,
@@ -165,6 +166,7 @@ pub(crate) async fn download_entry(
                 })
                 .collect();
             describe_unless_model(&files).map_err(no_model)?;
+            refuse_oversized_mlmodel(&files, shown)?;
             download_all(
                 &model_dir,
                 files,
@@ -188,6 +190,15 @@ pub(crate) async fn download_entry(
             copy_tree(&path, &model_dir)?;
         }
     }
+    // A model whose MLmodel every command would refuse (too large, not YAML) never becomes a
+    // cache entry: the staging directory goes with `staging` (issue 23: a refused 100 MB
+    // MLmodel stayed in `models-v1/`).
+    env_spec::ModelDir::open(&model_dir)
+        .and_then(|model| model.mlmodel())
+        .map_err(|source| SourceError::RefusedModel {
+            uri: shown.to_string(),
+            source,
+        })?;
     let info = EntryInfo {
         uri: shown.to_string(),
         source: shown_location.clone(),
@@ -309,6 +320,27 @@ where
     }
 }
 
+/// Refuses, before downloading anything, a listing whose `MLmodel` is larger than any command
+/// reads ([`env_spec::source::MAX_FILE_SIZE`]).
+fn refuse_oversized_mlmodel(files: &[RemoteFile], shown: &str) -> Result<(), SourceError> {
+    let limit = env_spec::source::MAX_FILE_SIZE;
+    match files
+        .iter()
+        .find(|f| f.path == env_spec::mlmodel::MLMODEL_FILE)
+        .and_then(|f| f.size)
+    {
+        Some(size) if size > limit => Err(SourceError::RefusedModel {
+            uri: shown.to_string(),
+            source: env_spec::SpecError::TooLarge {
+                file: env_spec::mlmodel::MLMODEL_FILE.to_string(),
+                size,
+                limit,
+            },
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// `Err` with what is there instead, unless `files` hold an `MLmodel` at the top.
 fn describe_unless_model(files: &[RemoteFile]) -> Result<(), String> {
     if files.iter().any(|f| f.path == "MLmodel") {
@@ -406,7 +438,15 @@ mod tests {
                 } else {
                     let name = path.rsplit('/').next().unwrap_or_default();
                     let size = files.iter().find(|(n, _)| *n == name).map_or(0, |f| f.1);
-                    vec![b'x'; size]
+                    // An MLmodel must read as one (a comment pads it): a refused one is
+                    // not kept.
+                    let mut body = if name == "MLmodel" {
+                        b"flavors: {}\n#".to_vec()
+                    } else {
+                        Vec::new()
+                    };
+                    body.resize(size, b'x');
+                    body
                 };
                 let mut stream = stream;
                 let _ = write!(

@@ -87,7 +87,7 @@ pub enum SourceError {
     },
     /// The server answered with an error.
     #[error("{what}: the server answered {status}{}: {message}", if code.is_empty() { String::new() } else { format!(" {code}") })]
-    #[diagnostic(help("{}", server_hint(*status, code)))]
+    #[diagnostic(help("{}", server_hint(*status, code, *credentials)))]
     Server {
         /// What was asked.
         what: String,
@@ -97,6 +97,9 @@ pub enum SourceError {
         code: String,
         /// MLflow's message (redacted).
         message: String,
+        /// The credentials the request carried: a 401 after a password was sent is a
+        /// wrong password, not a missing one.
+        credentials: SentCredentials,
     },
     /// A body broke off or was not the expected JSON.
     #[error("{what}: the connection broke off")]
@@ -212,6 +215,28 @@ pub enum SourceError {
         /// The path.
         path: String,
     },
+    /// The store listed an object whose key cannot be a file of the model directory.
+    #[error("{what}: the object `{key}` is refused: {reason}")]
+    #[diagnostic(help(
+        "A model download writes only below its own directory; rename or remove that object (MLflow writes none like it)"
+    ))]
+    UnsafeKey {
+        /// What was asked (``Listing `s3://bucket/prefix` ``).
+        what: String,
+        /// The key as listed.
+        key: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The downloaded model's `MLmodel` cannot be used; nothing of the download is kept.
+    #[error("The model at `{uri}` is refused, and nothing of it was kept")]
+    RefusedModel {
+        /// The model URI (redacted).
+        uri: String,
+        /// Why.
+        #[source]
+        source: env_spec::SpecError,
+    },
     /// Offline and the source is not in the cache.
     #[error("`{uri}` is not in the model cache and `--offline` forbids downloading it")]
     #[diagnostic(help("Run once without `--offline` to download it"))]
@@ -263,10 +288,11 @@ impl SourceError {
             | Self::NoVersions { .. }
             | Self::NoModel { .. }
             | Self::OfflineNotCached { .. } => true,
-            Self::Server { status, .. } => (400..500).contains(status),
-            Self::ObjectStore { source, .. } => source
-                .status
-                .is_some_and(|status| (400..500).contains(&status)),
+            // One rule for every HTTP answer, the remote cache's included (`crate::http`).
+            Self::Server { status, .. } => crate::http::is_user_error(Some(*status)),
+            Self::ObjectStore { source, .. } => crate::http::is_user_error(source.status),
+            Self::UnsafeKey { .. } => true,
+            Self::RefusedModel { source, .. } => source.is_user_error(),
             // Listed one by one, so a new variant has to be classified here: a catch-all
             // would make every new error exit 2 silently.
             Self::HttpClient { .. }
@@ -293,11 +319,52 @@ impl SourceError {
         what: impl Into<String>,
         error: object_store::Error,
     ) -> Self {
+        let what = what.into();
+        // A key `object_store` cannot take as a path (`..`, `.`, an empty segment) is refused
+        // here, by its type: it is neither the endpoint nor the credentials.
+        if let object_store::Error::InvalidPath { source } = &error {
+            return Self::unsafe_key(what, source);
+        }
         Self::ObjectStore {
-            what: what.into(),
+            what,
             source: StoreFailure::new(service, error),
         }
     }
+
+    fn unsafe_key(what: String, error: &object_store::path::Error) -> Self {
+        use object_store::path::Error as PathError;
+        let (key, reason) = match error {
+            PathError::EmptySegment { path } => (
+                path.clone(),
+                "it has an empty segment (`//`), which no file path can have".to_string(),
+            ),
+            PathError::BadSegment { path, source } => (
+                path.clone(),
+                format!(
+                    "{source}: a `.` or `..` segment or a control character could write outside the model directory"
+                ),
+            ),
+            other => (String::new(), other.to_string()),
+        };
+        Self::UnsafeKey {
+            what,
+            key: env_spec::redact::redact(&key),
+            reason,
+        }
+    }
+}
+
+/// Which credentials a request to an MLflow server carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentCredentials {
+    /// None.
+    None,
+    /// `MLFLOW_TRACKING_USERNAME`/`MLFLOW_TRACKING_PASSWORD`.
+    Password,
+    /// `MLFLOW_TRACKING_TOKEN`.
+    Token,
+    /// A user name and password in the tracking URI itself.
+    InUri,
 }
 
 /// Which object store failed: the hints name its settings.
@@ -400,7 +467,7 @@ impl StoreFailure {
             None => innermost,
         };
         Self {
-            status: object_store_status(&inner),
+            status: crate::http::object_store_status(&inner),
             service,
             summary: env_spec::redact::redact(&summary),
             inner,
@@ -421,28 +488,6 @@ impl std::fmt::Display for StoreFailure {
 }
 
 impl std::error::Error for StoreFailure {}
-
-/// The HTTP status behind an object store error. `object_store` types 401, 403 and 404 for
-/// requests on one object, but a listing's error is `Generic` with the status only in its
-/// text (`Server returned non-2xx status code: 403 Forbidden`).
-fn object_store_status(error: &object_store::Error) -> Option<u16> {
-    match error {
-        object_store::Error::NotFound { .. } => Some(404),
-        object_store::Error::PermissionDenied { .. } => Some(403),
-        object_store::Error::Unauthenticated { .. } => Some(401),
-        _ => {
-            let mut cause: Option<&dyn std::error::Error> = Some(error);
-            while let Some(error) = cause {
-                let text = error.to_string();
-                if let Some((_, rest)) = text.split_once("status code: ") {
-                    return rest.get(..3)?.parse().ok();
-                }
-                cause = error.source();
-            }
-            None
-        }
-    }
-}
 
 fn object_store_hint(service: Service, status: Option<u16>) -> &'static str {
     match (service, status) {
@@ -476,18 +521,33 @@ fn object_store_hint(service: Service, status: Option<u16>) -> &'static str {
     }
 }
 
-fn server_hint(status: u16, code: &str) -> &'static str {
-    match (status, code) {
-        (401, _) => {
+fn server_hint(status: u16, code: &str, credentials: SentCredentials) -> &'static str {
+    match (status, code, credentials) {
+        (401, _, SentCredentials::None) => {
             "The server wants credentials: set `MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD`, or `MLFLOW_TRACKING_TOKEN`"
         }
-        (403, _) => {
+        (401, _, SentCredentials::Password) => {
+            "The server refused the user name and password sent: check `MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD`"
+        }
+        (401, _, SentCredentials::Token) => {
+            "The server refused the token sent: check or renew `MLFLOW_TRACKING_TOKEN`"
+        }
+        (401, _, SentCredentials::InUri) => {
+            "The server refused the user name and password in `MLFLOW_TRACKING_URI`: check them"
+        }
+        (403, _, SentCredentials::None) => {
+            "The server allows no anonymous access to this model: set `MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD`, or `MLFLOW_TRACKING_TOKEN`"
+        }
+        (403, _, _) => {
             "The credentials are valid but not allowed to read this model: ask for READ permission on it"
         }
-        (_, "RESOURCE_DOES_NOT_EXIST") | (404, _) => {
+        (408 | 429 | 500..=599, _, _) => {
+            "The server is busy or failing; it was retried as `MLFLOW_HTTP_REQUEST_MAX_RETRIES` allows: try again later, or see the MLflow server's log"
+        }
+        (_, "RESOURCE_DOES_NOT_EXIST", _) | (404, _, _) => {
             "Check the name, version or run id (names are case-sensitive); list them in the MLflow UI"
         }
-        (_, "INVALID_PARAMETER_VALUE") => {
+        (_, "INVALID_PARAMETER_VALUE", _) => {
             "Check the name and alias (aliases are set with `MlflowClient().set_registered_model_alias`)"
         }
         _ => "See the MLflow server's log for details",
@@ -567,5 +627,67 @@ mod tests {
             SourceError::object_store("Listing", generic(xml)).is_user_error(),
             "a 403 is the user's to fix"
         );
+        // Transient answers are not: the old code gave 408 and 429 exit 1.
+        for status in [
+            "408 Request Timeout",
+            "429 Too Many Requests",
+            "503 Slow Down",
+        ] {
+            let error = SourceError::object_store(
+                "Listing",
+                generic(&format!(
+                    "Server returned non-2xx status code: {status}: <Error/>"
+                )),
+            );
+            assert!(!error.is_user_error(), "{status}");
+        }
+    }
+
+    #[test]
+    fn an_unsafe_key_is_refused_naming_the_key_not_the_endpoint() {
+        for (key, reason) in [
+            ("models/iris/a//b.txt", "an empty segment"),
+            (
+                "models/iris/../up.txt",
+                "could write outside the model directory",
+            ),
+        ] {
+            let source = object_store::path::Path::parse(key).unwrap_err();
+            let error = SourceError::object_store(
+                "Listing `s3://bucket/models/iris`",
+                object_store::Error::InvalidPath { source },
+            );
+            let text = error.to_string();
+            assert!(
+                text.starts_with(&format!(
+                    "Listing `s3://bucket/models/iris`: the object `{key}` is refused: "
+                )) && text.contains(reason),
+                "{text}"
+            );
+            let help = miette::Diagnostic::help(&error).unwrap().to_string();
+            assert!(
+                !help.contains("endpoint") && !help.contains("credentials"),
+                "{help}"
+            );
+            assert!(error.is_user_error());
+        }
+    }
+
+    #[test]
+    fn a_sent_password_refused_is_not_a_missing_one() {
+        let server = |credentials| SourceError::Server {
+            what: "Looking up".into(),
+            status: 401,
+            code: String::new(),
+            message: "unauthorized".into(),
+            credentials,
+        };
+        let help = |error: &SourceError| miette::Diagnostic::help(error).unwrap().to_string();
+        assert!(help(&server(SentCredentials::None)).starts_with("The server wants credentials"));
+        assert!(
+            help(&server(SentCredentials::Password))
+                .starts_with("The server refused the user name and password sent")
+        );
+        assert!(help(&server(SentCredentials::Token)).contains("`MLFLOW_TRACKING_TOKEN`"));
     }
 }

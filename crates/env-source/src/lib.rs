@@ -30,6 +30,7 @@ mod bucket;
 mod download;
 mod error;
 mod gcs;
+pub mod http;
 mod mlflow;
 mod object;
 mod resolve;
@@ -46,7 +47,7 @@ pub use bucket::{
     EntryInfo, ModelEntry, ModelState, ModelSummary, PruneModelsReport, PrunedModel, entries,
     list_models, prune_models,
 };
-pub use error::{Service, SourceError, StoreFailure};
+pub use error::{SentCredentials, Service, SourceError, StoreFailure};
 pub use gcs::{GcsConfig, GcsCredentials, GcsVars, gcs_builder};
 pub use resolve::resolve;
 pub use s3::{AwsConfig, AwsVars, MLFLOW_S3_ENDPOINT_URL, s3_builder, s3_store};
@@ -88,6 +89,9 @@ pub trait Reporter: Send + Sync {
     fn on_download_progress(&self, _id: usize, _bytes: u64, _total: Option<u64>) {}
     /// The download finished (or failed).
     fn on_download_complete(&self, _id: usize) {}
+    /// Something the user should hear about now, not at the end: a request failed and is
+    /// being retried (how many more times, and which setting shortens it).
+    fn on_warning(&self, _message: &str) {}
 }
 
 /// Reports nothing.

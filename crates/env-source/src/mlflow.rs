@@ -3,25 +3,45 @@
 //! `registered-models/get-latest-versions`), runs (`runs/get`), logged models, and the
 //! proxied artifact service (`mlflow-artifacts/artifacts` listing and download).
 //!
-//! Every request is retried on connection errors, 429 and 5xx with MLflow's backoff
-//! (`MLFLOW_HTTP_REQUEST_MAX_RETRIES`, `MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`).
+//! Every request is retried as MLflow's client retries it: on connection errors and on
+//! MLflow's transient answers (408, 429, 500, 502, 503, 504), with its backoff
+//! (`MLFLOW_HTTP_REQUEST_MAX_RETRIES`, `MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`), waiting what a
+//! 413, 429 or 503 answer's `Retry-After` asks (urllib3's `respect_retry_after_header`), at
+//! most [`MAX_RETRY_AFTER`]. The first failure is reported at once through
+//! [`Reporter::on_warning`]: MLflow's budget is minutes, and a silent spinner for minutes
+//! looks like a hang (issue 23).
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::download::Progress;
-use crate::{SourceError, SourceSettings};
+use crate::{Reporter, SourceError, SourceSettings};
 
 const ARTIFACTS_ROOT: &str = "/api/2.0/mlflow-artifacts/artifacts";
+
+/// MLflow's `_TRANSIENT_FAILURE_RESPONSE_CODES` (`mlflow/utils/request_utils.py`).
+const RETRIED_STATUSES: [u16; 6] = [408, 429, 500, 502, 503, 504];
+
+/// urllib3's `Retry.RETRY_AFTER_STATUS_CODES`: answers whose `Retry-After` is waited for.
+const RETRY_AFTER_STATUSES: [u16; 3] = [413, 429, 503];
+
+/// The longest `Retry-After` waited for: MLflow's longest backoff. urllib3 waits whatever
+/// the server says; a server (or a proxy) saying a day must not hang a build for a day.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
 /// An HTTP client with MLflow's credentials and TLS settings.
 #[derive(Clone)]
 pub(crate) struct Client {
     http: reqwest::Client,
     settings: SourceSettings,
+    reporter: Arc<dyn Reporter>,
+    /// Whether a retry was reported: once per client, not once per file of a model.
+    warned: Arc<AtomicBool>,
 }
 
 /// One entry of an artifact listing.
@@ -53,7 +73,10 @@ struct MlflowErrorBody {
 }
 
 impl Client {
-    pub(crate) fn new(settings: &SourceSettings) -> Result<Self, SourceError> {
+    pub(crate) fn new(
+        settings: &SourceSettings,
+        reporter: Arc<dyn Reporter>,
+    ) -> Result<Self, SourceError> {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("pyfunc-env/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(30))
@@ -92,6 +115,8 @@ impl Client {
         Ok(Self {
             http,
             settings: settings.clone(),
+            reporter,
+            warned: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -114,16 +139,30 @@ impl Client {
         let mut attempt = 0;
         loop {
             let result = self.authorize(make(&self.http)).send().await;
-            let retry = match &result {
+            let (retry, retry_after) = match &result {
                 Ok(response) => {
-                    let status = response.status();
-                    status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                    let status = response.status().as_u16();
+                    let retry_after = RETRY_AFTER_STATUSES
+                        .contains(&status)
+                        .then(|| retry_after(response.headers()))
+                        .flatten();
+                    (
+                        RETRIED_STATUSES.contains(&status) || retry_after.is_some(),
+                        retry_after,
+                    )
                 }
-                Err(error) => error.is_connect() || error.is_timeout() || error.is_request(),
+                Err(error) => (
+                    error.is_connect() || error.is_timeout() || error.is_request(),
+                    None,
+                ),
             };
             if retry && attempt < self.settings.max_retries {
-                let wait = backoff(self.settings.backoff_factor, attempt);
+                let wait = retry_wait(retry_after, self.settings.backoff_factor, attempt);
                 tracing::debug!("{what}: retrying in {wait:?} (attempt {})", attempt + 1);
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    self.reporter
+                        .on_warning(&self.retry_notice(what, &result, attempt));
+                }
                 tokio::time::sleep(wait).await;
                 attempt += 1;
                 continue;
@@ -147,8 +186,39 @@ impl Client {
                 status: status.as_u16(),
                 code,
                 message: env_spec::redact::redact(message.trim()),
+                credentials: self.settings.credentials(),
             });
         }
+    }
+
+    /// What the first failure of a request says: what failed and why, how many tries are
+    /// left and how long they may wait, and the settings that shorten it.
+    fn retry_notice(
+        &self,
+        what: &str,
+        result: &Result<reqwest::Response, reqwest::Error>,
+        attempt: u32,
+    ) -> String {
+        let cause = match result {
+            Ok(response) => format!("the server answered {}", response.status()),
+            Err(error) => {
+                let mut innermost: &dyn std::error::Error = error;
+                while let Some(source) = innermost.source() {
+                    innermost = source;
+                }
+                env_spec::redact::redact(&innermost.to_string())
+            }
+        };
+        let left = self.settings.max_retries - attempt;
+        let waits: Duration = (attempt..self.settings.max_retries)
+            .map(|n| backoff(self.settings.backoff_factor, n))
+            .sum();
+        format!(
+            "{what} failed ({cause}); retrying {left} more time(s), waiting up to {} in all besides each try's timeout of {} s (`MLFLOW_HTTP_REQUEST_MAX_RETRIES={}`: set it lower, 0 for no retries, to give up sooner; `MLFLOW_HTTP_REQUEST_TIMEOUT` bounds each try)",
+            human(waits),
+            self.settings.timeout.as_secs(),
+            self.settings.max_retries,
+        )
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(
@@ -499,7 +569,44 @@ async fn decode<T: serde::de::DeserializeOwned>(
 
 /// MLflow's wait before retry `attempt` (0-based): factor × 2^attempt, at most 120 s.
 fn backoff(factor: Duration, attempt: u32) -> Duration {
-    (factor * 2u32.saturating_pow(attempt)).min(Duration::from_secs(120))
+    factor
+        .checked_mul(2u32.saturating_pow(attempt))
+        .unwrap_or(Duration::MAX)
+        .min(Duration::from_secs(120))
+}
+
+/// The wait before retry `attempt`: what `Retry-After` asked, at most [`MAX_RETRY_AFTER`],
+/// else MLflow's backoff.
+fn retry_wait(retry_after: Option<Duration>, factor: Duration, attempt: u32) -> Duration {
+    retry_after.map_or_else(
+        || backoff(factor, attempt),
+        |asked| asked.min(MAX_RETRY_AFTER),
+    )
+}
+
+/// `1 min 30 s`, `45 s`.
+fn human(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match (seconds / 60, seconds % 60) {
+        (0, seconds) => format!("{seconds} s"),
+        (minutes, 0) => format!("{minutes} min"),
+        (minutes, seconds) => format!("{minutes} min {seconds} s"),
+    }
+}
+
+/// A `Retry-After` header: seconds, or an HTTP date (RFC 9110), as the wait from now.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+    let wait = when.duration_since(jiff::Timestamp::now());
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
 
 /// `base` (the tracking URI, maybe with a path prefix) joined with an absolute API path.
@@ -542,6 +649,43 @@ mod tests {
             "https://h/mlflow/api/2.0/mlflow/runs/get"
         );
         assert!(api_url("sqlite:///mlflow.db", "/x").is_err());
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date() {
+        let header = |value: &str| {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(
+                reqwest::header::RETRY_AFTER,
+                reqwest::header::HeaderValue::from_str(value).unwrap(),
+            );
+            retry_after(&headers)
+        };
+        assert_eq!(header("3"), Some(Duration::from_secs(3)));
+        assert_eq!(
+            header("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO),
+            "a date in the past: retry now"
+        );
+        let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
+        let text = jiff::fmt::rfc2822::DateTimePrinter::new()
+            .timestamp_to_rfc9110_string(&later)
+            .unwrap();
+        let wait = header(&text).unwrap();
+        assert!(wait > Duration::from_secs(3000), "{text}: {wait:?}");
+        assert_eq!(header("soon"), None);
+        // Honoured, bounded, and the backoff otherwise.
+        let factor = Duration::from_secs(2);
+        assert_eq!(
+            retry_wait(Some(Duration::from_secs(7)), factor, 0),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            retry_wait(Some(Duration::from_secs(86_400)), factor, 0),
+            MAX_RETRY_AFTER
+        );
+        assert_eq!(retry_wait(None, factor, 1), Duration::from_secs(4));
+        assert_eq!(human(Duration::from_secs(246)), "4 min 6 s");
     }
 
     #[test]

@@ -106,9 +106,18 @@ impl Remote {
         }
     }
 
-    /// Every object under the prefix, as paths relative to it, with sizes.
+    /// The prefix as a store path, taken as written: `ObjectPath::from` would percent-encode
+    /// `%`, `#`, `?`, `*` and others, naming a different key than MLflow's client asks for.
+    fn root(&self) -> ObjectPath {
+        ObjectPath::parse(&self.prefix).unwrap_or_else(|_| ObjectPath::from(self.prefix.as_str()))
+    }
+
+    /// Every object under the prefix, as paths relative to it (the keys as the store has
+    /// them, not encoded), with sizes. Zero-byte folder markers (`prefix/sub/`, what the S3
+    /// console's "Create folder" makes) are skipped, as MLflow's `_file_is_directory_marker`
+    /// does.
     pub(crate) async fn list(&self) -> Result<Vec<(String, u64)>, SourceError> {
-        let root = ObjectPath::from(self.prefix.as_str());
+        let root = self.root();
         let mut files = Vec::new();
         let mut pending = vec![root.clone()];
         while let Some(dir) = pending.pop() {
@@ -125,17 +134,25 @@ impl Remote {
                 })?;
             pending.extend(listing.common_prefixes);
             for object in listing.objects {
-                let relative: Vec<String> = object
-                    .location
-                    .prefix_match(&root)
-                    .into_iter()
-                    .flatten()
-                    .map(|part| part.as_ref().to_string())
-                    .collect();
-                if relative.is_empty() || relative.iter().any(|p| p == ".." || p == ".") {
+                // `dir/` itself, listed under `dir/`: `Path::parse` dropped its trailing `/`.
+                if object.location == dir && object.size == 0 {
                     continue;
                 }
-                files.push((relative.join("/"), object.size));
+                let key = object.location.as_ref();
+                let relative = if root.is_root() {
+                    Some(key)
+                } else {
+                    key.strip_prefix(root.as_ref())
+                        .and_then(|rest| rest.strip_prefix('/'))
+                };
+                let Some(relative) = relative.filter(|r| !r.is_empty()) else {
+                    return Err(SourceError::UnsafeKey {
+                        what: format!("Listing `{}`", self.shown(dir.as_ref())),
+                        key: env_spec::redact::redact(key),
+                        reason: "it is not below the prefix listed (a non-empty object named like the folder itself)".to_string(),
+                    });
+                };
+                files.push((relative.to_string(), object.size));
             }
         }
         files.sort();
@@ -150,11 +167,21 @@ impl Remote {
         dest: &Path,
         progress: &Progress,
     ) -> Result<u64, SourceError> {
-        let location = if self.prefix.is_empty() {
-            ObjectPath::from(relative)
+        // `relative` is a key as listed: parsed, never encoded again (`h#x.txt` must not be
+        // asked for as `h%23x.txt`). The listing parsed it already, so this cannot fail.
+        let root = self.root();
+        let key = if root.is_root() {
+            relative.to_string()
         } else {
-            ObjectPath::from(format!("{}/{relative}", self.prefix))
+            format!("{}/{relative}", root.as_ref())
         };
+        let location = ObjectPath::parse(&key).map_err(|source| {
+            SourceError::object_store_in(
+                self.service,
+                format!("Downloading `{}`", self.shown(&key)),
+                object_store::Error::InvalidPath { source },
+            )
+        })?;
         let what = format!("Downloading `{}`", self.shown(location.as_ref()));
         let failed = |source| SourceError::object_store_in(self.service, what.clone(), source);
         let io = |source| SourceError::Write {

@@ -63,12 +63,14 @@ pub async fn resolve(
             let mut warnings = Vec::new();
             let version = match &selector {
                 Selector::Version(version) => version.clone(),
-                moving => resolve_moving(settings, cache, &registry, &name, moving, &shown)
-                    .await
-                    .map(|(version, warning)| {
-                        warnings.extend(warning);
-                        version
-                    })?,
+                moving => {
+                    resolve_moving(settings, cache, &reporter, &registry, &name, moving, &shown)
+                        .await
+                        .map(|(version, warning)| {
+                            warnings.extend(warning);
+                            version
+                        })?
+                }
             };
             let key = key(&serde_json::json!({
                 "kind": "model-version",
@@ -86,7 +88,7 @@ pub async fn resolve(
                 &shown,
                 registered,
                 || async {
-                    let client = mlflow::Client::new(settings)?;
+                    let client = mlflow::Client::new(settings, Arc::clone(&reporter))?;
                     let location = client.download_uri(&registry, &name, &version).await?;
                     Ok(join_uri(&location, &path))
                 },
@@ -105,7 +107,7 @@ pub async fn resolve(
                 "id": id,
             }));
             fetch_cached(cache, settings, &reporter, &key, &shown, None, || async {
-                let client = mlflow::Client::new(settings)?;
+                let client = mlflow::Client::new(settings, Arc::clone(&reporter))?;
                 client.logged_model_location(&tracking, &id).await
             })
             .await
@@ -119,7 +121,7 @@ pub async fn resolve(
                 "path": path,
             }));
             fetch_cached(cache, settings, &reporter, &key, &shown, None, || async {
-                let client = mlflow::Client::new(settings)?;
+                let client = mlflow::Client::new(settings, Arc::clone(&reporter))?;
                 let run = client.run(&tracking, &run_id).await?;
                 let location = join_uri(&run.artifact_uri, &path);
                 // MLflow 3 keeps `log_model` output in a logged model, not the run's
@@ -169,6 +171,7 @@ pub async fn resolve(
 async fn resolve_moving(
     settings: &SourceSettings,
     cache: &Cache,
+    reporter: &Arc<dyn Reporter>,
     registry: &str,
     name: &str,
     selector: &Selector,
@@ -199,7 +202,7 @@ async fn resolve_moving(
             }),
         };
     }
-    let client = mlflow::Client::new(settings)?;
+    let client = mlflow::Client::new(settings, Arc::clone(reporter))?;
     let version = match selector {
         Selector::Alias(alias) => client.version_by_alias(registry, name, alias).await?,
         Selector::Latest => client.latest_version(registry, name, None).await?,

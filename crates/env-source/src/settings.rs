@@ -1,7 +1,44 @@
 //! Settings under MLflow's own names, so a shell set up for `mlflow` works unchanged.
 
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::{SentCredentials, SourceError};
+
+/// `name` as MLflow's `_EnvironmentVariable(name, int, default).get()` reads it, then checked
+/// against `range`: unset is `default`; anything Python's `int()` refuses (`0.5`, an empty
+/// value) or outside the range is an error naming the variable.
+fn mlflow_int(
+    name: &'static str,
+    value: Option<String>,
+    default: i64,
+    range: RangeInclusive<i64>,
+    expected: &'static str,
+) -> Result<i64, SourceError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    // `int()` takes surrounding whitespace, a sign, and `_` between digits.
+    let trimmed = value.trim();
+    let digits = trimmed.strip_prefix(['+', '-']).unwrap_or(trimmed);
+    let well_formed = !digits.is_empty()
+        && !digits.starts_with('_')
+        && !digits.ends_with('_')
+        && !digits.contains("__")
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'_');
+    let number = well_formed
+        .then(|| trimmed.replace('_', "").parse::<i64>().ok())
+        .flatten();
+    match number {
+        Some(number) if range.contains(&number) => Ok(number),
+        _ => Err(SourceError::InvalidSetting {
+            name,
+            value: env_spec::redact::redact(&value),
+            expected,
+        }),
+    }
+}
 
 /// The environment variables read, as MLflow names them.
 pub struct Vars;
@@ -94,14 +131,38 @@ impl std::fmt::Debug for SourceSettings {
 }
 
 impl SourceSettings {
-    /// Reads MLflow's variables through `get` (the process environment in the CLI).
-    pub fn from_env(get: impl Fn(&str) -> Option<String>, offline: bool) -> Self {
+    /// Reads MLflow's variables through `get` (the process environment in the CLI). The HTTP
+    /// settings are read as MLflow 3.17 reads them (`mlflow/environment_variables.py`,
+    /// `_validate_max_retries`, `_validate_backoff_factor` in `mlflow/utils/rest_utils.py`): a
+    /// whole number (`int(value)`), retries from 0 to 10, a backoff factor from 0 to 120; any
+    /// other value is an error naming the variable, never a silent default.
+    pub fn from_env(
+        get: impl Fn(&str) -> Option<String>,
+        offline: bool,
+    ) -> Result<Self, SourceError> {
+        let raw = |name: &str| get(name);
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let number = |name: &str, default: u64| {
-            get(name)
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(default)
-        };
+        let max_retries = mlflow_int(
+            Vars::MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+            raw(Vars::MLFLOW_HTTP_REQUEST_MAX_RETRIES),
+            7,
+            0..=10,
+            "a whole number of retries from 0 to 10",
+        )?;
+        let backoff_factor = mlflow_int(
+            Vars::MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+            raw(Vars::MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR),
+            2,
+            0..=120,
+            "a whole number of seconds from 0 to 120 (MLflow reads it with `int()`)",
+        )?;
+        let timeout = mlflow_int(
+            Vars::MLFLOW_HTTP_REQUEST_TIMEOUT,
+            raw(Vars::MLFLOW_HTTP_REQUEST_TIMEOUT),
+            120,
+            1..=i64::from(u32::MAX),
+            "a whole number of seconds, at least 1",
+        )?;
         let settings = Self {
             tracking_uri: get(Vars::MLFLOW_TRACKING_URI),
             registry_uri: get(Vars::MLFLOW_REGISTRY_URI),
@@ -112,12 +173,10 @@ impl SourceSettings {
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("true") || v.trim() == "1"),
             server_cert_path: get(Vars::MLFLOW_TRACKING_SERVER_CERT_PATH).map(PathBuf::from),
             client_cert_path: get(Vars::MLFLOW_TRACKING_CLIENT_CERT_PATH).map(PathBuf::from),
-            max_retries: u32::try_from(number(Vars::MLFLOW_HTTP_REQUEST_MAX_RETRIES, 7).min(10))
-                .unwrap_or(7),
-            backoff_factor: Duration::from_secs(
-                number(Vars::MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, 2).min(120),
-            ),
-            timeout: Duration::from_secs(number(Vars::MLFLOW_HTTP_REQUEST_TIMEOUT, 120).max(1)),
+            // Each is within its range: checked above.
+            max_retries: u32::try_from(max_retries).unwrap_or(7),
+            backoff_factor: Duration::from_secs(backoff_factor.unsigned_abs()),
+            timeout: Duration::from_secs(timeout.unsigned_abs()),
             offline,
         };
         for uri in [&settings.tracking_uri, &settings.registry_uri]
@@ -129,7 +188,27 @@ impl SourceSettings {
         for secret in [&settings.token, &settings.password].into_iter().flatten() {
             env_spec::redact::register_secret(secret);
         }
-        settings
+        Ok(settings)
+    }
+
+    /// The credentials a request to the server carries: the token, else the user name and
+    /// password, else those in the server's URI (as MLflow's `http_request` picks them).
+    #[must_use]
+    pub fn credentials(&self) -> SentCredentials {
+        let in_uri = |uri: &Option<String>| {
+            uri.as_deref()
+                .and_then(|uri| url::Url::parse(uri).ok())
+                .is_some_and(|url| !url.username().is_empty())
+        };
+        if self.token.is_some() {
+            SentCredentials::Token
+        } else if self.username.is_some() {
+            SentCredentials::Password
+        } else if in_uri(&self.tracking_uri) || in_uri(&self.registry_uri) {
+            SentCredentials::InUri
+        } else {
+            SentCredentials::None
+        }
     }
 
     /// The registry: `MLFLOW_REGISTRY_URI`, else the tracking server.
@@ -146,6 +225,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn http_settings_are_read_as_mlflow_reads_them() {
+        let read = |name: &'static str, value: &str| {
+            let value = value.to_string();
+            SourceSettings::from_env(move |n| (n == name).then(|| value.clone()), false)
+        };
+        let factor = read(Vars::MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, " 3 ").unwrap();
+        assert_eq!(factor.backoff_factor, Duration::from_secs(3));
+        assert_eq!(
+            read(Vars::MLFLOW_HTTP_REQUEST_MAX_RETRIES, "1_0")
+                .unwrap()
+                .max_retries,
+            10
+        );
+        // MLflow raises for each of these; none is silently read as the default.
+        for (name, value) in [
+            (Vars::MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, "0.5"),
+            (Vars::MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, "121"),
+            (Vars::MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, "-1"),
+            (Vars::MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, ""),
+            (Vars::MLFLOW_HTTP_REQUEST_MAX_RETRIES, "11"),
+            (Vars::MLFLOW_HTTP_REQUEST_MAX_RETRIES, "three"),
+            (Vars::MLFLOW_HTTP_REQUEST_TIMEOUT, "1.5"),
+            (Vars::MLFLOW_HTTP_REQUEST_TIMEOUT, "0"),
+        ] {
+            let error = read(name, value).unwrap_err();
+            assert!(
+                matches!(&error, SourceError::InvalidSetting { name: n, .. } if *n == name),
+                "{name}={value}: {error:?}"
+            );
+            assert!(error.is_user_error());
+            assert!(error.to_string().contains(name), "{error}");
+        }
+    }
+
+    #[test]
     fn debug_never_shows_secrets() {
         let settings = SourceSettings::from_env(
             |name| match name {
@@ -155,7 +269,8 @@ mod tests {
                 _ => None,
             },
             false,
-        );
+        )
+        .unwrap();
         let text = format!("{settings:?}");
         for secret in ["pw-in-url", "tok-secret-123", "pass-secret-456"] {
             assert!(!text.contains(secret), "{text}");

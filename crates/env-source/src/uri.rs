@@ -80,11 +80,9 @@ impl ModelUri {
             return Ok(Self::Local(PathBuf::from(text)));
         };
         match scheme.to_ascii_lowercase().as_str() {
-            "file" => {
-                let url = url::Url::parse(text).map_err(|_| invalid(text, FILE_FORM))?;
-                let path = url.to_file_path().map_err(|()| invalid(text, FILE_FORM))?;
-                Ok(Self::Local(path))
-            }
+            "file" => local_file_uri_to_path(rest)
+                .map(Self::Local)
+                .ok_or_else(|| invalid(text, FILE_FORM)),
             "models" => parse_models(text, rest),
             "runs" => parse_runs(text, rest),
             "mlflow-artifacts" => parse_mlflow_artifacts(text, rest),
@@ -103,6 +101,17 @@ impl ModelUri {
                 uri: env_spec::redact::redact_url(text),
                 scheme: scheme.to_string(),
             }),
+        }
+    }
+
+    /// The local directory `text` names (a plain path, or a `file:` URI decoded), or `None`
+    /// for a remote URI or one that does not parse. Callers that open a local model use
+    /// this, never `text` itself: `file:///srv/model` is the directory `/srv/model`.
+    #[must_use]
+    pub fn local_path(text: &str) -> Option<PathBuf> {
+        match Self::parse(text) {
+            Ok(Self::Local(path)) => Some(path),
+            _ => None,
         }
     }
 
@@ -127,6 +136,46 @@ const S3_FORM: &str = "S3 URIs look like `s3://bucket/path/to/model`";
 const GCS_FORM: &str = "GCS URIs look like `gs://bucket/path/to/model`";
 const ARTIFACTS_FORM: &str =
     "MLflow artifact URIs look like `mlflow-artifacts:/EXPERIMENT/RUN/artifacts/model`";
+
+/// MLflow's `local_file_uri_to_path` for what follows `file:`: `urlparse`'s path (the network
+/// location after `//` is dropped, as on POSIX; the query after `?` and the fragment after `#`
+/// are not part of it), percent-decoded like `url2pathname` (`unquote`, invalid UTF-8
+/// replaced). `file:relative/dir` is a relative path, as in MLflow. `None` if the path is
+/// empty.
+fn local_file_uri_to_path(rest: &str) -> Option<PathBuf> {
+    let rest = rest.split(['#', '?']).next().unwrap_or_default();
+    let path = match rest.strip_prefix("//") {
+        Some(after) => after.find('/').map_or("", |slash| &after[slash..]),
+        None => rest,
+    };
+    if path.is_empty() {
+        return None;
+    }
+    Some(PathBuf::from(percent_decode(path)))
+}
+
+/// Python's `urllib.parse.unquote`: `%XX` sequences become bytes, decoded as UTF-8 with
+/// replacement; a `%` not followed by two hex digits stays as it is.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|b| char::from(*b).to_digit(16));
+        match (bytes[index], hex(index + 1), hex(index + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                // Two hex digits make at most 255.
+                out.push(u8::try_from(high * 16 + low).expect("two hex digits fit a byte"));
+                index += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
 
 /// `//BUCKET/PREFIX` (after `s3:` or `gs:`), as `urlparse` splits it: the bucket is the
 /// network location, the prefix the path without its leading and trailing `/`.
@@ -375,6 +424,39 @@ mod tests {
             ModelUri::parse("file:///srv/model").unwrap(),
             ModelUri::Local("/srv/model".into())
         );
+        // MLflow's `local_file_uri_to_path`: percent-decoded, the host dropped, `file:` with a
+        // relative path relative, query and fragment not part of the path.
+        for (uri, path) in [
+            ("file:///srv/my%20model", "/srv/my model"),
+            ("file:///srv/caf%C3%A9/m%23x", "/srv/café/m#x"),
+            ("file://localhost/srv/model", "/srv/model"),
+            ("file://host/srv/model", "/srv/model"),
+            ("file:/srv/model", "/srv/model"),
+            ("file:relative/model", "relative/model"),
+            ("file:./model", "./model"),
+            ("file:///srv/model#frag", "/srv/model"),
+            ("file:///srv/model?x=1", "/srv/model"),
+            ("file:///srv/100%", "/srv/100%"),
+            ("FILE:///srv/model", "/srv/model"),
+        ] {
+            assert_eq!(
+                ModelUri::parse(uri).unwrap(),
+                ModelUri::Local(path.into()),
+                "{uri}"
+            );
+            assert_eq!(
+                ModelUri::local_path(uri),
+                Some(PathBuf::from(path)),
+                "{uri}"
+            );
+        }
+        for empty in ["file:", "file://", "file://host"] {
+            assert!(
+                matches!(ModelUri::parse(empty), Err(SourceError::InvalidUri { .. })),
+                "{empty}"
+            );
+        }
+        assert_eq!(ModelUri::local_path("models:/iris/1"), None);
         assert_eq!(
             ModelUri::parse("model").unwrap(),
             ModelUri::Local("model".into())

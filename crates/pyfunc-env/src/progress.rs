@@ -172,4 +172,11 @@ impl env_source::Reporter for ProgressReporter {
     fn on_download_complete(&self, id: usize) {
         env_solve::Reporter::on_download_complete(self, id);
     }
+
+    /// Printed at once, above the progress bars: a retried request can take minutes.
+    fn on_warning(&self, message: &str) {
+        if let Some(printer) = self.printer {
+            self.multi.suspend(|| printer.warn(message));
+        }
+    }
 }

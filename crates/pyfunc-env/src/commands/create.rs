@@ -250,16 +250,14 @@ fn model_list(args: &CreateArgs) -> anyhow::Result<Vec<PathBuf>> {
         for line in text.lines() {
             let line = line.split('#').next().unwrap_or_default().trim();
             if !line.is_empty() {
-                // Relative entries are relative to the list file; model URIs are as written.
-                let path = PathBuf::from(line);
-                let is_uri = !matches!(
-                    env_source::ModelUri::parse(line),
-                    Ok(env_source::ModelUri::Local(_))
-                );
-                models.push(if path.is_absolute() || is_uri {
-                    path
-                } else {
-                    list.parent().unwrap_or(Path::new(".")).join(path)
+                // Relative entries are relative to the list file; model URIs are as written;
+                // a `file:` URI is the directory it names.
+                models.push(match env_source::ModelUri::local_path(line) {
+                    Some(path) if path.is_relative() => {
+                        list.parent().unwrap_or(Path::new(".")).join(path)
+                    }
+                    Some(path) => path,
+                    None => PathBuf::from(line),
                 });
             }
         }

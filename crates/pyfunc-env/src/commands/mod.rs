@@ -28,17 +28,16 @@ pub async fn resolve_model(
     let Some(text) = model.to_str() else {
         return Ok((PathBuf::from(model), None));
     };
-    if matches!(
-        env_source::ModelUri::parse(text),
-        Ok(env_source::ModelUri::Local(_))
-    ) {
-        return Ok((PathBuf::from(model), None));
+    // A directory, or a `file:` URI naming one (decoded: never the URI text as a path).
+    if let Some(path) = env_source::ModelUri::local_path(text) {
+        return Ok((path, None));
     }
+    let shown = env_spec::redact::redact_url(text);
     let source_settings =
-        env_source::SourceSettings::from_env(|name| std::env::var(name).ok(), settings.offline);
+        env_source::SourceSettings::from_env(|name| std::env::var(name).ok(), settings.offline)
+            .with_context(|| format!("Failed to get the model `{shown}`"))?;
     let cache = settings.cache();
     cache.init()?;
-    let shown = env_spec::redact::redact_url(text);
     let progress = std::sync::Arc::new(crate::progress::ProgressReporter::new(
         settings,
         printer,

@@ -197,11 +197,10 @@ fn check_missing_input(action: &Action, model: &str) -> anyhow::Result<()> {
     };
     let input = format!("Input file `{}` does not exist", input.display());
     // A model URI (`models:/...`) is not opened here: that may need the network.
-    let Ok(env_source::ModelUri::Local(_)) = env_source::ModelUri::parse(model) else {
+    let Some(model) = env_source::ModelUri::local_path(model) else {
         return Err(UserError::new(input).into());
     };
-    let model = std::path::Path::new(model);
-    match env_spec::ModelDir::open(model) {
+    match env_spec::ModelDir::open(&model) {
         Ok(_) => Err(UserError::new(input).into()),
         Err(error) => Err(UserError::new(format!(
             "{input}, and the model at `{}` cannot be read: {}",

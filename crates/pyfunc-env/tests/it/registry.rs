@@ -504,6 +504,13 @@ fn pypi_basic_auth_credentials_work_and_are_never_printed() {
         "{}",
         describe(&wrong)
     );
+    // Sent and refused is not "missing" (issue 23).
+    assert!(
+        stderr(&wrong).contains("hint: The server refused the user name and password sent")
+            && !stderr(&wrong).contains("The server wants credentials"),
+        "{}",
+        describe(&wrong)
+    );
     assert!(
         !describe(&wrong).contains("wrong-password-123"),
         "{}",
@@ -525,4 +532,173 @@ fn pypi_basic_auth_credentials_work_and_are_never_printed() {
     );
     assert!(!describe(&right).contains(secret), "{}", describe(&right));
     assert!(!describe(&anonymous).contains(secret));
+}
+
+/// Puts objects `KEY=BODY` (`KEY=@N`: N bytes of a YAML comment after the fixture's MLmodel)
+/// into bucket `argv[1]` with boto3, as the S3 console or any client writes them.
+const PUT_OBJECTS: &str = r##"
+import os, sys, boto3
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+bucket, mlmodel = sys.argv[1], open(sys.argv[2], "rb").read()
+for item in sys.argv[3:]:
+    key, _, body = item.partition("=")
+    if body.startswith("@"):
+        data = mlmodel + b"# " + b"x" * int(body[1:]) + b"\n"
+    else:
+        data = body.encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=data)
+"##;
+
+/// MLflow's own download of an artifact URI; prints the files it wrote, one per line.
+const MLFLOW_DOWNLOAD: &str = r#"
+import os, sys, mlflow
+out = mlflow.artifacts.download_artifacts(artifact_uri=sys.argv[1], dst_path=sys.argv[2])
+for root, _, files in os.walk(out):
+    for name in files:
+        print(os.path.relpath(os.path.join(root, name), out))
+"#;
+
+fn mlflow_python(script: &str, args: &[&str], env: &[(&str, String)]) -> String {
+    let output = Command::new(mlflow_venv().join("bin/python"))
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    stdout(&output)
+}
+
+/// `SeaweedFS` with the bucket `models` holding the sklearn fixture under `prefix`, uploaded
+/// by boto3, then `puts` (see [`PUT_OBJECTS`]); a context that reaches it.
+fn seaweed_with_model(
+    prefix: &str,
+    puts: &[String],
+) -> (Seaweed, Vec<(&'static str, String)>, TestContext) {
+    let weed = Seaweed::start();
+    let env = weed.env();
+    let mut ctx = TestContext::new().online();
+    for (key, value) in &env {
+        ctx = ctx.env(key, value.clone());
+    }
+    weed.create_bucket("models");
+    mlflow_python(
+        UPLOAD,
+        &["models", prefix, fixture("sklearn-iris").to_str().unwrap()],
+        &env,
+    );
+    let mlmodel = fixture("sklearn-iris").join("MLmodel");
+    let mut args = vec!["models".to_string(), mlmodel.display().to_string()];
+    args.extend(puts.iter().cloned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    mlflow_python(PUT_OBJECTS, &args, &env);
+    (weed, env, ctx)
+}
+
+/// Keys with `%`, `#`, `?`, `*` and non-ASCII characters, and zero-byte folder markers
+/// (`prefix/sub/`, what the S3 console's "Create folder" makes), download as MLflow downloads
+/// them and the model scores. The old code asked for `caf%C3%A9.txt` and `h%2523x.txt`
+/// (encoded again) and for the marker itself: 404.
+#[test]
+fn pypi_s3_odd_keys_and_folder_markers_download_like_mlflow() {
+    let odd_files = [
+        "h#x.txt",
+        "p%41.txt",
+        "q?.txt",
+        "s*.txt",
+        "caf\u{e9}.txt",
+        "sub/data.txt",
+    ];
+    let mut puts: Vec<String> = odd_files
+        .iter()
+        .map(|name| format!("odd/m/{name}={name}"))
+        .collect();
+    // Folder markers: one above a file, one for an empty folder.
+    puts.extend(["odd/m/sub/=".to_string(), "odd/m/empty/=".to_string()]);
+    let (_weed, env, ctx) = seaweed_with_model("odd/m", &puts);
+
+    // MLflow downloads and scores it: the ground truth.
+    let theirs = ctx.path().join("mlflow-download");
+    let listed = mlflow_python(
+        MLFLOW_DOWNLOAD,
+        &["s3://models/odd/m", theirs.to_str().unwrap()],
+        &env,
+    );
+    let mut mlflow_files: Vec<&str> = listed.lines().collect();
+    mlflow_files.sort_unstable();
+
+    let output = predict(&ctx, "s3://models/odd/m", &[]);
+    assert_predicts(&output);
+    let entry = ctx.cache_dir.join("models-v1").join(&downloaded(&ctx)[0]);
+    let model = entry.join("model");
+    for name in odd_files {
+        assert_eq!(
+            fs_err::read_to_string(model.join(name)).unwrap(),
+            name,
+            "{name}"
+        );
+    }
+    let mut ours: Vec<String> = walk(&model);
+    ours.sort_unstable();
+    assert_eq!(ours, mlflow_files, "the same files as MLflow's download");
+}
+
+/// A model whose MLmodel is larger than any command reads is refused before it is downloaded,
+/// and nothing of it stays in `models-v1/` or `tmp/`. The old code downloaded it into
+/// `models-v1/` and only then refused to read it.
+#[test]
+fn pypi_s3_an_oversized_mlmodel_is_refused_and_nothing_stays() {
+    // 17 MiB: more than the 16 MiB any environment file may have.
+    let puts = [format!("big/m/MLmodel=@{}", 17 << 20)];
+    let (_weed, _env, ctx) = seaweed_with_model("big/m", &puts);
+    let before = downloaded(&ctx);
+    let big = ctx
+        .command()
+        .args(["inspect", "s3://models/big/m"])
+        .output()
+        .unwrap();
+    assert_eq!(big.status.code(), Some(1), "{}", describe(&big));
+    let text = stderr(&big);
+    assert!(
+        text.contains("The model at `s3://models/big/m` is refused, and nothing of it was kept")
+            && text.contains("`MLmodel` is ")
+            && text.contains("more than the 16777216 bytes"),
+        "{text}"
+    );
+    assert_eq!(downloaded(&ctx), before);
+    let dirs = |bucket: &str| -> Vec<String> {
+        fs_err::read_dir(ctx.cache_dir.join(bucket))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.path().is_dir() && e.file_name() != "refs")
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(dirs("models-v1"), before, "a refused download stayed");
+    assert!(
+        dirs("tmp").iter().all(|d| !d.starts_with("model-")),
+        "{:?}",
+        dirs("tmp")
+    );
+}
+
+/// Every file below `dir`, relative, `/`-separated.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in fs_err::read_dir(&current).unwrap().flatten() {
+            if entry.path().is_dir() {
+                pending.push(entry.path());
+            } else {
+                let relative = entry.path().strip_prefix(dir).unwrap().to_path_buf();
+                files.push(relative.to_string_lossy().into_owned());
+            }
+        }
+    }
+    files
 }
