@@ -369,23 +369,15 @@ mod unix {
         HANDLERS.call_once(install_handlers);
         command.process_group(0);
         let parent = std::process::id();
+        // SAFETY: getpgrp(2) reads our own process group.
+        #[cfg(target_os = "linux")]
+        let parent_group = unsafe { libc::getpgrp() };
         // SAFETY: the closure runs in the forked child before exec and only makes
-        // async-signal-safe system calls (prctl, getppid, fcntl) on its own copies.
+        // async-signal-safe system calls (prctl, getppid, fcntl, fork, and in the supervisor
+        // sigprocmask, sigtimedwait, waitpid, kill, open, read, close, _exit) on its own
+        // copies; it allocates nothing.
         unsafe {
             command.pre_exec(move || {
-                #[cfg(target_os = "linux")]
-                {
-                    let signal = libc::c_ulong::try_from(libc::SIGKILL).unwrap_or(9);
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, signal) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    // We may have died between fork and prctl: then nobody would kill it.
-                    if u32::try_from(libc::getppid()).ok() != Some(parent) {
-                        return Err(std::io::Error::other("the parent process has exited"));
-                    }
-                }
-                #[cfg(not(target_os = "linux"))]
-                let _ = parent;
                 // The lock descriptors were opened close-on-exec; in this child only, keep
                 // them open across exec so the whole tree holds the build's locks.
                 for fd in &inherit {
@@ -394,8 +386,237 @@ mod unix {
                         libc::fcntl(*fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
                     }
                 }
-                Ok(())
+                #[cfg(target_os = "linux")]
+                {
+                    super::supervisor::start(parent, parent_group)
+                }
+                #[cfg(not(target_os = "linux"))]
+                {
+                    let _ = parent;
+                    Ok(())
+                }
             });
+        }
+    }
+}
+
+/// The supervisor between us and every hardened child (Linux), so that the child's whole tree
+/// dies with us, SIGKILL included (issue 23). `PR_SET_PDEATHSIG` alone reaches only the child:
+/// 3 s after `kill -9` of a `create`, the build backend uv had started was still running.
+///
+/// ```text
+/// pyfunc-env ── supervisor (subreaper, in our process group) ── command (its own group G) ── …
+/// ```
+///
+/// The process `Command` forks becomes the supervisor: it makes itself a child subreaper
+/// (`PR_SET_CHILD_SUBREAPER`: orphaned descendants are re-parented to it, not to init), forks
+/// the command, which execs, leaves group G to the command's tree (rejoining ours) and waits,
+/// running no code but system calls.
+/// - The command exits: the supervisor kills what is left of group G and exits as the command
+///   did (same code, or the same signal), so callers see the command's status.
+/// - We die, however (`PR_SET_PDEATHSIG` tells the supervisor, which survives it): it kills
+///   group G, then every descendant that left the group as each is re-parented to it, and
+///   exits once it has no children left.
+/// - We get SIGINT/SIGTERM: our handler kills group G as before; the supervisor follows.
+/// - The supervisor is killed (only SIGKILL can): the command gets SIGKILL
+///   (`PR_SET_PDEATHSIG`).
+#[cfg(target_os = "linux")]
+#[expect(unsafe_code, reason = "fork, prctl and signal calls have no safe API")]
+mod supervisor {
+    /// What tells the supervisor that we died. Not one a terminal sends.
+    const PARENT_DIED: libc::c_int = libc::SIGUSR2;
+
+    fn error() -> std::io::Error {
+        std::io::Error::last_os_error()
+    }
+
+    /// Runs in the child `Command` forked (a group leader); returns `Ok` only in the process
+    /// that is to exec the command.
+    pub(super) unsafe fn start(parent: u32, parent_group: libc::pid_t) -> std::io::Result<()> {
+        // SAFETY (whole function): called between fork and exec; only system calls.
+        unsafe {
+            let ours = || u32::try_from(libc::getppid()).ok() == Some(parent);
+            let mut signals: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&raw mut signals);
+            for signal in [
+                libc::SIGCHLD,
+                PARENT_DIED,
+                libc::SIGINT,
+                libc::SIGTERM,
+                libc::SIGHUP,
+                libc::SIGQUIT,
+            ] {
+                libc::sigaddset(&raw mut signals, signal);
+            }
+            let mut before: libc::sigset_t = std::mem::zeroed();
+            libc::sigprocmask(libc::SIG_BLOCK, &raw const signals, &raw mut before);
+            let subreaper = libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) == 0;
+            let death = if subreaper {
+                PARENT_DIED
+            } else {
+                libc::SIGKILL
+            };
+            if libc::prctl(libc::PR_SET_PDEATHSIG, death as libc::c_ulong) != 0 {
+                return Err(error());
+            }
+            // We may have died before prctl: then nobody would tell it.
+            if !ours() {
+                return Err(std::io::Error::other("the parent process has exited"));
+            }
+            if !subreaper {
+                // An old kernel: the child alone dies with us, as before.
+                libc::sigprocmask(libc::SIG_SETMASK, &raw const before, std::ptr::null_mut());
+                return Ok(());
+            }
+            let supervisor = libc::getpid();
+            let command = libc::fork();
+            if command < 0 {
+                return Err(error());
+            }
+            if command == 0 {
+                // The command: dies with the supervisor, which is killed only with SIGKILL.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(error());
+                }
+                if libc::getppid() != supervisor {
+                    return Err(std::io::Error::other("the supervisor has exited"));
+                }
+                libc::sigprocmask(libc::SIG_SETMASK, &raw const before, std::ptr::null_mut());
+                return Ok(());
+            }
+            supervise(parent, parent_group, supervisor, command, &signals)
+        }
+    }
+
+    /// The supervisor's life; never returns.
+    unsafe fn supervise(
+        parent: u32,
+        parent_group: libc::pid_t,
+        group: libc::pid_t,
+        command: libc::pid_t,
+        signals: &libc::sigset_t,
+    ) -> ! {
+        // SAFETY (whole function): system calls on our own process and our descendants.
+        unsafe {
+            // Group G is the command's tree; we rejoin our parent's group (a terminal's Ctrl-C
+            // then reaches us too, and is ignored: our parent decides).
+            libc::setpgid(0, parent_group);
+            // Hold nothing the command's readers wait on: stdio pipes (EOF when the command's
+            // tree is done), std's exec-status pipe, the inherited lock files (the command
+            // holds them).
+            if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
+                for fd in 0..4096 {
+                    libc::close(fd);
+                }
+            }
+            let wait = libc::timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            };
+            loop {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                libc::sigtimedwait(signals, &raw mut info, &raw const wait);
+                if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                    kill_tree(group);
+                }
+                let mut status = 0;
+                loop {
+                    let pid = libc::waitpid(-1, &raw mut status, libc::WNOHANG);
+                    if pid <= 0 {
+                        break;
+                    }
+                    if pid == command {
+                        // Stragglers of the command's group go with it.
+                        libc::kill(-group, libc::SIGKILL);
+                        exit_like(status);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Kills group `group`, then each descendant that left it as it is re-parented to us,
+    /// until we have no children; then exits.
+    unsafe fn kill_tree(group: libc::pid_t) -> ! {
+        // SAFETY (whole function): system calls on our own descendants.
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+            loop {
+                kill_children();
+                if libc::waitpid(-1, std::ptr::null_mut(), 0) < 0
+                    && *libc::__errno_location() != libc::EINTR
+                {
+                    libc::_exit(137);
+                }
+            }
+        }
+    }
+
+    /// SIGKILL to each of our children (`/proc/thread-self/children`; we have one thread).
+    unsafe fn kill_children() {
+        // SAFETY (whole function): open/read/close on a buffer of ours, kill on our children.
+        unsafe {
+            let fd = libc::open(
+                c"/proc/thread-self/children".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            );
+            if fd < 0 {
+                return;
+            }
+            let mut buffer = [0u8; 4096];
+            let mut pid: libc::pid_t = 0;
+            let mut digits = false;
+            loop {
+                let read = libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len());
+                let Ok(read) = usize::try_from(read) else {
+                    break;
+                };
+                if read == 0 {
+                    break;
+                }
+                for &byte in &buffer[..read] {
+                    if byte.is_ascii_digit() {
+                        pid = pid
+                            .saturating_mul(10)
+                            .saturating_add(libc::pid_t::from(byte - b'0'));
+                        digits = true;
+                    } else {
+                        if digits && pid > 1 {
+                            libc::kill(pid, libc::SIGKILL);
+                        }
+                        pid = 0;
+                        digits = false;
+                    }
+                }
+            }
+            if digits && pid > 1 {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            libc::close(fd);
+        }
+    }
+
+    /// Exits as a process with wait status `status` did: its exit code, or its signal.
+    unsafe fn exit_like(status: libc::c_int) -> ! {
+        // SAFETY (whole function): ending our own process.
+        unsafe {
+            if libc::WIFSIGNALED(status) {
+                let signal = libc::WTERMSIG(status);
+                // No core file of the supervisor for a command that dumped one.
+                let none = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::setrlimit(libc::RLIMIT_CORE, &raw const none);
+                libc::signal(signal, libc::SIG_DFL);
+                let mut only: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&raw mut only);
+                libc::sigaddset(&raw mut only, signal);
+                libc::sigprocmask(libc::SIG_UNBLOCK, &raw const only, std::ptr::null_mut());
+                libc::kill(libc::getpid(), signal);
+                libc::_exit(128 + signal);
+            }
+            libc::_exit(libc::WEXITSTATUS(status));
         }
     }
 }
@@ -504,5 +725,53 @@ mod linux {
             killed.push(holder);
         }
         killed
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::process::Command;
+
+    /// Through the supervisor, callers still see the command's own exit code, signal and
+    /// output, and nothing of the command's group outlives it.
+    #[test]
+    fn a_hardened_child_reports_its_own_status_and_output() {
+        let status = super::status(Command::new("/bin/sh").args(["-c", "exit 3"])).unwrap();
+        assert_eq!(status.code(), Some(3));
+        let status = super::status(Command::new("/bin/sh").args(["-c", "kill -TERM $$"])).unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGTERM));
+        let output =
+            super::output(Command::new("/bin/sh").args(["-c", "echo out; echo err >&2"])).unwrap();
+        assert!(output.status.success());
+        assert_eq!(output.stdout, b"out\n");
+        assert_eq!(output.stderr, b"err\n");
+        // A background process the command leaves in its group is killed when it exits, and
+        // holds no pipe of ours open meanwhile (`output` would wait for it).
+        let output = super::output(
+            Command::new("/bin/sh").args(["-c", "sleep 60 >/dev/null 2>&1 & echo $!"]),
+        )
+        .unwrap();
+        let pid = String::from_utf8(output.stdout).unwrap();
+        let pid = pid.trim();
+        let alive = || {
+            fs_err::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, r)| !r.starts_with('Z'))
+            })
+        };
+        #[cfg(target_os = "linux")]
+        {
+            let start = std::time::Instant::now();
+            while alive() && start.elapsed() < std::time::Duration::from_secs(30) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            assert!(
+                !alive(),
+                "the command's background process {pid} outlived it"
+            );
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = alive;
     }
 }

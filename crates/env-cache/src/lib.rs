@@ -263,12 +263,46 @@ impl Cache {
     }
 }
 
+/// The mode new files get before the umask (0644 under umask 022), as `open(2)` gives any
+/// tool's output. tempfile's default is 0600, which made a cache built by one user (an image
+/// baked as root) unreadable to every other: its environments looked incomplete (issue 23).
+#[cfg(unix)]
+#[must_use]
+pub fn file_permissions() -> std::fs::Permissions {
+    std::os::unix::fs::PermissionsExt::from_mode(0o666)
+}
+
+/// The mode new directories get before the umask (0755 under umask 022); see
+/// [`file_permissions`].
+#[cfg(unix)]
+#[must_use]
+pub fn dir_permissions() -> std::fs::Permissions {
+    std::os::unix::fs::PermissionsExt::from_mode(0o777)
+}
+
+/// A [`tempfile::Builder`] whose files and directories get the umask's mode like any other
+/// tool's output, not tempfile's owner-only 0600/0700: what is staged there is renamed into
+/// the cache (or an output path) and read by other users.
+#[must_use]
+pub fn temp_builder<'a, 'b>(prefix: &'a str, directory: bool) -> tempfile::Builder<'a, 'b> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    #[cfg(unix)]
+    builder.permissions(if directory {
+        dir_permissions()
+    } else {
+        file_permissions()
+    });
+    #[cfg(not(unix))]
+    let _ = directory;
+    builder
+}
+
 /// Writes a small file atomically: a temporary file in the same directory, flushed to disk,
-/// then renamed over the target.
+/// then renamed over the target. The file gets the umask's mode (0644 under umask 022).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
+    let mut temp = temp_builder(".tmp-", false)
         .tempfile_in(dir)
         .map_err(io(dir))?;
     std::io::Write::write_all(&mut temp, bytes).map_err(io(path))?;

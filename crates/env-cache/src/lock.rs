@@ -61,48 +61,85 @@ pub fn read_only(err: &std::io::Error) -> bool {
     )
 }
 
+/// Whether the open `file` is still the file at `path`. `cache prune` unlinks a lock file
+/// while holding its lock; a process that opened the old file before that and locked it
+/// after holds a lock on a dead inode, while a third process creates and locks a new file at
+/// the path: two "exclusive" holders (issue 23). A lock counts only on the file at the path.
+fn still_at_path(file: &std::fs::File, path: &Path) -> Result<bool, CacheError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let held = file.metadata().map_err(crate::io(path))?;
+        match fs_err::metadata(path) {
+            Ok(current) => Ok(current.dev() == held.dev() && current.ino() == held.ino()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(crate::io(path)(e)),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        // Windows cannot delete an open file: the race does not exist there.
+        let _ = (file, path);
+        Ok(true)
+    }
+}
+
 impl LockedFile {
     /// Opens (creating if needed) and locks `path`, waiting as long as it takes.
     pub fn acquire_blocking(path: &Path, kind: LockKind) -> Result<Self, CacheError> {
-        let (file, read_only) = open(path)?;
-        if let Some(file) = &file {
-            let result = match kind {
-                LockKind::Shared => file.lock_shared(),
-                LockKind::Exclusive => file.lock(),
-            };
-            result.map_err(crate::io(path))?;
+        loop {
+            let (file, read_only) = open(path)?;
+            if let Some(file) = &file {
+                let result = match kind {
+                    LockKind::Shared => file.lock_shared(),
+                    LockKind::Exclusive => file.lock(),
+                };
+                result.map_err(crate::io(path))?;
+                if !still_at_path(file, path)? {
+                    // Unlinked (or replaced) while we waited: lock the file there now.
+                    continue;
+                }
+            }
+            return Ok(Self {
+                file,
+                path: path.to_path_buf(),
+                read_only,
+            });
         }
-        Ok(Self {
-            file,
-            path: path.to_path_buf(),
-            read_only,
-        })
     }
 
     /// Tries to lock `path` without waiting; `Ok(None)` if another process holds it.
     pub fn try_acquire(path: &Path, kind: LockKind) -> Result<Option<Self>, CacheError> {
-        let (Some(file), read_only) = open(path)? else {
-            return Ok(Some(Self {
-                file: None,
-                path: path.to_path_buf(),
-                read_only: true,
-            }));
-        };
-        let result = match kind {
-            LockKind::Shared => file.try_lock_shared(),
-            LockKind::Exclusive => file.try_lock(),
-        };
-        match result {
-            Ok(()) => Ok(Some(Self {
-                file: Some(file),
-                path: path.to_path_buf(),
-                read_only,
-            })),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(source)) => Err(CacheError::Io {
-                path: path.to_path_buf(),
-                source,
-            }),
+        loop {
+            let (Some(file), read_only) = open(path)? else {
+                return Ok(Some(Self {
+                    file: None,
+                    path: path.to_path_buf(),
+                    read_only: true,
+                }));
+            };
+            let result = match kind {
+                LockKind::Shared => file.try_lock_shared(),
+                LockKind::Exclusive => file.try_lock(),
+            };
+            match result {
+                // Unlinked between our open and our lock: try the file there now.
+                Ok(()) if !still_at_path(&file, path)? => {}
+                Ok(()) => {
+                    return Ok(Some(Self {
+                        file: Some(file),
+                        path: path.to_path_buf(),
+                        read_only,
+                    }));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(CacheError::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
+            }
         }
     }
 
@@ -209,5 +246,53 @@ mod tests {
         assert!(matches!(err, CacheError::LockTimeout { .. }));
         assert!(waits >= 1);
         drop(exclusive);
+    }
+
+    /// Two builders must never both hold a lock "exclusively": `cache prune` unlinks the lock
+    /// file while holding it, a waiter that had opened the old file then gets the lock on a
+    /// dead inode, and a third process creates and locks a new file at the path.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_lock_on_an_unlinked_file_is_not_held() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.lock");
+        let pruner = LockedFile::try_acquire(&path, LockKind::Exclusive)
+            .unwrap()
+            .unwrap();
+        let inode = fs_err::metadata(&path).unwrap().ino();
+        let waiter_path = path.clone();
+        let waiter = std::thread::spawn(move || {
+            LockedFile::acquire_blocking(&waiter_path, LockKind::Exclusive).unwrap()
+        });
+        // Wait until the waiter has the old file open (it is then blocked in, or about to
+        // enter, flock): two descriptors of this process on that inode.
+        let open_on_inode = || {
+            fs_err::read_dir("/proc/self/fd")
+                .unwrap()
+                .flatten()
+                .filter(|fd| fs_err::metadata(fd.path()).is_ok_and(|m| m.ino() == inode))
+                .count()
+        };
+        while open_on_inode() < 2 {
+            std::thread::yield_now();
+        }
+        // Prune removes the environment and its lock file, then releases the lock.
+        fs_err::remove_file(&path).unwrap();
+        drop(pruner);
+        let waiter = waiter.join().unwrap();
+        // A third builder now comes along: the waiter's lock must exclude it.
+        let third = LockedFile::try_acquire(&path, LockKind::Exclusive).unwrap();
+        assert!(
+            third.is_none(),
+            "two processes hold the exclusive lock of `{}`",
+            path.display()
+        );
+        drop(waiter);
+        assert!(
+            LockedFile::try_acquire(&path, LockKind::Exclusive)
+                .unwrap()
+                .is_some()
+        );
     }
 }

@@ -35,10 +35,13 @@ pub(crate) fn write(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let temp = tempfile::Builder::new()
-        .prefix(".tmp-pack-")
-        .tempfile_in(dir)
-        .map_err(io(dir))?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".tmp-pack-");
+    // The umask's mode (0644 under umask 022), like any tool's output, not tempfile's 0600
+    // (issue 23): an archive is made to be shipped to and read by other users.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let temp = builder.tempfile_in(dir).map_err(io(dir))?;
     let file = temp.reopen().map_err(io(temp.path()))?;
     let writer = BufWriter::with_capacity(1 << 20, file);
     let counts = match options.format {

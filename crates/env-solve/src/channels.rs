@@ -44,12 +44,27 @@ pub struct ResolvedChannel {
 
 impl ChannelSettings {
     /// The channel names an environment is built from: the model's, changed by
-    /// `--channel`/`--override-channels`. This is what goes into the key.
+    /// `--channel`/`--override-channels`. This is what goes into the key. A local path
+    /// (`./chan`) becomes the `file://` URL of what it names from the working directory.
     #[must_use]
     pub fn effective(&self, model_channels: &[String]) -> Vec<String> {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("/"));
+        self.effective_in(model_channels, &cwd)
+    }
+
+    /// [`Self::effective`] with relative channel paths resolved against `cwd`.
+    #[must_use]
+    pub fn effective_in(&self, model_channels: &[String], cwd: &Path) -> Vec<String> {
         let mut out: Vec<String> = self.channels.clone();
         if !self.override_channels {
             out.extend(model_channels.iter().cloned());
+        }
+        // Keyed by what it resolves to: `./chan` from two directories is two channels, and
+        // `./chan` and `/abs/chan` naming one directory are one (issue 23).
+        for name in &mut out {
+            if let Some(url) = local_channel_url(name, cwd) {
+                *name = url;
+            }
         }
         let mut seen = std::collections::HashSet::new();
         out.retain(|c| c != "nodefaults" && seen.insert(c.clone()));
@@ -149,6 +164,36 @@ impl ChannelSettings {
     }
 }
 
+/// The `file://` URL of a channel given as a local path (`./chan`, `../chan`, `/abs/chan`,
+/// `~/chan`), absolute and lexically normalised; `None` for names and URLs.
+fn local_channel_url(name: &str, cwd: &Path) -> Option<String> {
+    let path = if name == "~" || name.starts_with("~/") {
+        let home = std::env::var_os("HOME")?;
+        Path::new(&home).join(name.trim_start_matches('~').trim_start_matches('/'))
+    } else if name.starts_with('/')
+        || name == "."
+        || name == ".."
+        || name.starts_with("./")
+        || name.starts_with("../")
+    {
+        cwd.join(name)
+    } else {
+        return None;
+    };
+    let mut normal = std::path::PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                normal.pop();
+            }
+            other => normal.push(other),
+        }
+    }
+    let url = Url::from_file_path(&normal).ok()?;
+    Some(url.as_str().trim_end_matches('/').to_string())
+}
+
 /// Parses `--mirror FROM=TO` values.
 pub fn parse_mirror(text: &str) -> Result<(String, String), SolveError> {
     match text.split_once('=') {
@@ -246,6 +291,36 @@ mod tests {
             ..ChannelSettings::default()
         };
         assert_eq!(only.effective(&model), ["mine"]);
+    }
+
+    #[test]
+    fn local_channel_paths_are_keyed_by_what_they_name() {
+        let settings = ChannelSettings {
+            channels: vec!["./chan".into()],
+            ..ChannelSettings::default()
+        };
+        let here = settings.effective_in(&[], Path::new("/work/a"));
+        let there = settings.effective_in(&[], Path::new("/work/b"));
+        assert_ne!(
+            here, there,
+            "two different `./chan` directories share a key"
+        );
+        assert_eq!(here, ["file:///work/a/chan"]);
+        // The same directory named three ways is one channel.
+        let model = vec!["../a/chan/".to_string(), "/work/a/./chan".to_string()];
+        let plain = ChannelSettings::default();
+        assert_eq!(
+            plain.effective_in(&model, Path::new("/work/b")),
+            ["file:///work/a/chan"]
+        );
+        // Names and URLs are kept as written.
+        let named = vec!["conda-forge".to_string(), "https://x.example/c".to_string()];
+        assert_eq!(plain.effective_in(&named, Path::new("/work")), named);
+        // And the URL resolves where the path did.
+        assert_eq!(
+            urls(&plain, &["file:///work/a/chan".to_string().as_str()]),
+            ["file:///work/a/chan/"]
+        );
     }
 
     #[test]

@@ -328,22 +328,6 @@ async fn hold(
             key: created.key.to_string(),
         });
     }
-    if let Bytecode::InBackground { program, args } = bytecode
-        && created.bytecode_deferred
-    {
-        // The command starts now; the bytecode is compiled alongside, at low priority,
-        // holding the environment's lock like the command does.
-        let mut args = args.clone();
-        args.push(created.prefix.clone().into_os_string());
-        match crate::build::compile_in_background(program, &args, env_lock.file()) {
-            Ok(pid) => tracing::debug!(
-                "Compiling bytecode in the background at low priority (pid {pid}); `--compile-foreground` compiles before the command starts"
-            ),
-            Err(err) => {
-                tracing::debug!("Could not start compiling bytecode in the background: {err}");
-            }
-        }
-    }
     let python = env_prefix::python_of(&created.prefix);
     if !python.exists() {
         return Err(EnsureError::PythonMissing {
@@ -364,6 +348,24 @@ async fn hold(
                 .ok()
                 .and_then(|m| m.mlflow_version()),
         });
+    }
+    if let Bytecode::InBackground { program, args } = bytecode
+        && created.bytecode_deferred
+    {
+        // The command starts now; the bytecode is compiled alongside, at low priority,
+        // holding the environment's lock like the command does. Only after the checks
+        // above: it used to start before them, compiling for a command that then failed
+        // and holding the environment's lock after it (issue 23).
+        let mut args = args.clone();
+        args.push(created.prefix.clone().into_os_string());
+        match crate::build::compile_in_background(program, &args, env_lock.file()) {
+            Ok(pid) => tracing::debug!(
+                "Compiling bytecode in the background at low priority (pid {pid}); `--compile-foreground` compiles before the command starts"
+            ),
+            Err(err) => {
+                tracing::debug!("Could not start compiling bytecode in the background: {err}");
+            }
+        }
     }
     Ok(env_lock)
 }

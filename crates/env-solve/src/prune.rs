@@ -6,7 +6,8 @@
 //! - Unknown buckets (`envs-v0/`, another layout version's) are removed only under the cache's
 //!   exclusive lock, taken without waiting: an older binary may be running a model from one,
 //!   and it holds only the cache's shared lock, knowing nothing of our per-environment locks.
-//! - Staging in `tmp/` older than [`STAGING_MAX_AGE`] is a killed process's leftover.
+//! - Staging in `tmp/` is a killed process's leftover when nobody else holds the cache (every
+//!   command that stages there holds its shared lock), or when older than [`STAGING_MAX_AGE`].
 //! - Then bytecode no environment links to any more.
 
 use std::collections::HashSet;
@@ -148,58 +149,77 @@ pub fn prune(
             report.freed += size;
         }
     }
-    // Staging left by killed processes (`pack`'s bytecode staging, half-removed environments).
-    if let Ok(entries) = fs_err::read_dir(&tmp) {
-        for entry in entries.flatten() {
-            let age = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|modified| now.duration_since(modified).ok())
-                .unwrap_or_default();
-            if age < STAGING_MAX_AGE {
-                continue;
-            }
-            let size = env_cache::disk_usage(&entry.path(), &mut HashSet::new());
-            on_removal(&Removal::Staging {
-                name: entry.file_name().to_string_lossy().into_owned(),
-                size,
-            });
-            if !policy.dry_run {
-                let removed = if entry.path().is_dir() {
-                    fs_err::remove_dir_all(entry.path())
-                } else {
-                    fs_err::remove_file(entry.path())
-                };
-                if removed.is_ok() {
-                    report.freed += size;
-                }
-            }
-        }
-    }
     if !policy.dry_run {
         // Bytecode that no environment links to any more (not while a compiler fills it).
         stop_compilers(&cache.root().join(env_cache::PYC_BUCKET).join(".lock"));
         report.freed += crate::bytecode::prune_store(&cache.root().join(env_cache::PYC_BUCKET));
     }
-    // Buckets of other layout versions: only with the whole cache to ourselves.
+    // With the whole cache to ourselves (no other command holds its shared lock, and every
+    // command that stages in `tmp/` holds it), everything in `tmp/` is a killed process's
+    // leftover (a killed pull's partial archive, issue 23), as are buckets of other layout
+    // versions. Otherwise only staging older than any live process's is removed.
+    drop(shared);
+    let exclusive = LockedFile::try_acquire(&cache.lock_path(), LockKind::Exclusive)?;
+    let max_age = if exclusive.is_some() {
+        Duration::ZERO
+    } else {
+        STAGING_MAX_AGE
+    };
+    remove_staging(&tmp, max_age, policy.dry_run, &mut report, on_removal);
     let unknown = unknown_buckets(cache);
-    if !unknown.is_empty() {
-        drop(shared);
-        match LockedFile::try_acquire(&cache.lock_path(), LockKind::Exclusive)? {
-            Some(_exclusive) => {
-                for name in unknown {
-                    on_removal(&Removal::UnknownBucket { name: name.clone() });
-                    if !policy.dry_run {
-                        let path = cache.root().join(&name);
-                        fs_err::remove_dir_all(&path).map_err(io(&path))?;
-                    }
-                }
+    if exclusive.is_some() {
+        for name in unknown {
+            on_removal(&Removal::UnknownBucket { name: name.clone() });
+            if !policy.dry_run {
+                let path = cache.root().join(&name);
+                fs_err::remove_dir_all(&path).map_err(io(&path))?;
             }
-            None => report.unknown_buckets_kept = unknown,
+        }
+    } else {
+        report.unknown_buckets_kept = unknown;
+    }
+    drop(exclusive);
+    Ok(report)
+}
+
+/// Removes the entries of `tmp` older than `max_age` (all of them for zero).
+fn remove_staging(
+    tmp: &std::path::Path,
+    max_age: Duration,
+    dry_run: bool,
+    report: &mut PruneReport,
+    on_removal: &mut dyn FnMut(&Removal),
+) {
+    let now = SystemTime::now();
+    let Ok(entries) = fs_err::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let age = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|modified| now.duration_since(modified).ok())
+            .unwrap_or_default();
+        if age < max_age {
+            continue;
+        }
+        let size = env_cache::disk_usage(&entry.path(), &mut HashSet::new());
+        on_removal(&Removal::Staging {
+            name: entry.file_name().to_string_lossy().into_owned(),
+            size,
+        });
+        if !dry_run {
+            let removed = if entry.path().is_dir() {
+                fs_err::remove_dir_all(entry.path())
+            } else {
+                fs_err::remove_file(entry.path())
+            };
+            if removed.is_ok() {
+                report.freed += size;
+            }
         }
     }
-    Ok(report)
 }
 
 /// The exclusive lock of an environment to remove. A lock held only by background bytecode
@@ -350,5 +370,30 @@ mod tests {
                 name: "envs-v0".into()
             }]
         );
+    }
+
+    #[test]
+    fn staging_is_removed_when_nobody_else_holds_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().join("cache"));
+        cache.init().unwrap();
+        let tmp = cache.bucket(env_cache::TMP_DIR).unwrap();
+        // What a pull killed a minute ago leaves: its download and its half-unpacked staging.
+        fs_err::write(tmp.join(".tmp-pull-abc123"), "partial").unwrap();
+        fs_err::create_dir_all(tmp.join("key-pull-xyz/env/lib")).unwrap();
+        // While another command holds the cache, recent staging may be its own: kept.
+        let other = LockedFile::acquire_blocking(&cache.lock_path(), LockKind::Shared).unwrap();
+        prune(&cache, &PrunePolicy::default(), &mut |_| {}).unwrap();
+        assert!(tmp.join(".tmp-pull-abc123").exists());
+        assert!(tmp.join("key-pull-xyz").exists());
+        drop(other);
+        let mut removals = Vec::new();
+        prune(&cache, &PrunePolicy::default(), &mut |r| {
+            removals.push(r.clone());
+        })
+        .unwrap();
+        let left: Vec<_> = fs_err::read_dir(&tmp).unwrap().flatten().collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert_eq!(removals.len(), 2, "{removals:?}");
     }
 }

@@ -1,7 +1,7 @@
 //! The model cache bucket (`models-v1/`): entries, their locks, reuse and pruning.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use env_cache::{Cache, CacheError, LockKind, LockedFile};
 use serde::{Deserialize, Serialize};
@@ -23,10 +23,6 @@ pub struct EntryInfo {
     /// Unix seconds.
     pub created: u64,
 }
-
-/// Locks that must live until the process ends: they keep `cache prune` from removing a
-/// model directory a command is using.
-static HELD: Mutex<Vec<LockedFile>> = Mutex::new(Vec::new());
 
 /// A cached model entry.
 #[derive(Debug, Clone)]
@@ -296,9 +292,6 @@ where
         if let Some(file) = lock.file() {
             let _ = file.set_modified(std::time::SystemTime::now());
         }
-        HELD.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(lock);
         tracing::debug!("Model cache hit for `{shown}`: {}", entry.dir().display());
         Ok(Some(Resolved {
             uri: shown.to_string(),
@@ -308,6 +301,7 @@ where
             version: info.version,
             cached,
             warnings: Vec::new(),
+            lock: Some(Arc::new(lock)),
         }))
     };
     if let Some(resolved) = found(&entry, true).await? {

@@ -108,8 +108,9 @@ pub(crate) async fn download_entry(
     location_uri: &str,
 ) -> Result<(), SourceError> {
     let tmp = cache.bucket(env_cache::TMP_DIR)?;
-    let staging = tempfile::Builder::new()
-        .prefix("model-")
+    // The umask's mode, not tempfile's 0700: the directory becomes the entry, which other
+    // users of the cache read (issue 23).
+    let staging = env_cache::temp_builder("model-", true)
         .tempdir_in(&tmp)
         .map_err(|source| SourceError::Write {
             path: tmp.clone(),

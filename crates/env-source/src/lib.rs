@@ -39,6 +39,7 @@ mod settings;
 mod uri;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -75,6 +76,11 @@ pub struct Resolved {
     /// Things the user should know (an offline fallback to the last resolution).
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// The downloaded model's shared lock: `cache prune` keeps the model while it is held.
+    /// Whoever uses the model keeps this value (or a clone) alive, and passes the file on to
+    /// a process that goes on using the model (`run` execs the command with it open).
+    #[serde(skip)]
+    pub lock: Option<Arc<env_cache::LockedFile>>,
 }
 
 /// Receives the progress of model downloads; the CLI draws it (libraries never print).
@@ -109,5 +115,6 @@ fn local(text: &str, dir: PathBuf) -> Resolved {
         version: None,
         cached: false,
         warnings: Vec::new(),
+        lock: None,
     }
 }

@@ -594,6 +594,15 @@ struct PushRow {
     message: Option<String>,
 }
 
+/// The worse of two outcomes of a list: something broken (2) over bad input (1) over success.
+fn worse(a: ExitStatus, b: ExitStatus) -> ExitStatus {
+    match (a, b) {
+        (ExitStatus::Error, _) | (_, ExitStatus::Error) => ExitStatus::Error,
+        (ExitStatus::Failure, _) | (_, ExitStatus::Failure) => ExitStatus::Failure,
+        (a, _) => a,
+    }
+}
+
 /// `cache push MODEL...`: uploads environments of the local cache (backfill).
 async fn push(
     args: &CachePushArgs,
@@ -609,11 +618,47 @@ async fn push(
     }
     let request = crate::commands::create::env_request(&args.env, settings)?;
     let cache = settings.cache();
+    // Held while the environments are packed, like every command holds it: `cache clean`
+    // waits instead of deleting an environment mid-pack (issue 23).
+    let _cache_lock = {
+        let cache = cache.clone();
+        tokio::task::spawn_blocking(move || {
+            cache.init()?;
+            cache.lock_shared()
+        })
+        .await??
+    };
     let mut rows = Vec::new();
     let mut status = ExitStatus::Success;
     for model in &args.models {
-        let opened = crate::commands::open_model(model, settings, printer).await?;
-        let env = crate::commands::create::resolve(opened.model, &request, printer)?;
+        // A model that cannot be read is reported, and the others are pushed (like `create`).
+        let opened = crate::commands::open_model(model, settings, printer)
+            .await
+            .and_then(|opened| {
+                crate::commands::create::resolve(opened.model, &request, printer)
+                    .map(|env| (env, opened.source))
+            });
+        let (env, _source) = match opened {
+            Ok(opened) => opened,
+            Err(error) => {
+                let text = env_solve::redact::redact(
+                    crate::report::render(
+                        Printer::new(crate::printer::Verbosity::Normal, false),
+                        &error,
+                    )
+                    .trim_end(),
+                );
+                printer.error(format!("{model}: {text}"));
+                status = worse(status, crate::report::exit_status(&error));
+                rows.push(PushRow {
+                    model_dir: model.clone(),
+                    key: String::new(),
+                    result: "failed",
+                    message: Some(text),
+                });
+                continue;
+            }
+        };
         let mut row = PushRow {
             model_dir: env.root().display().to_string(),
             key: env.key.to_string(),
@@ -633,7 +678,7 @@ async fn push(
                     "{model}: {}",
                     row.message.as_deref().unwrap_or_default()
                 ));
-                status = ExitStatus::Failure;
+                status = worse(status, ExitStatus::Failure);
             }
             Ok(env_remote::PushResult::Pushed { size, .. }) => {
                 printer.info(format!(
@@ -663,7 +708,7 @@ async fn push(
                 row.result = "not shareable";
                 printer.warn(format!("{model}: {reason}"));
                 row.message = Some(reason);
-                status = ExitStatus::Failure;
+                status = worse(status, ExitStatus::Failure);
             }
             Err(error) => {
                 row.result = "failed";

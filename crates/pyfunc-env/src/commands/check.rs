@@ -37,9 +37,9 @@ pub async fn check(
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let model = open_model(&args.model.model, settings, printer)
+    let (model, _model_lock) = open_model(&args.model.model, settings, printer)
         .await?
-        .model;
+        .into_model();
     let key = args
         .env
         .as_deref()

@@ -299,7 +299,7 @@ async fn dry_run_one(
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let model = open_model(model, settings, printer).await?.model;
+    let (model, _model_lock) = open_model(model, settings, printer).await?.into_model();
     let env = resolve(model, request, printer)?;
     let cache = settings.cache();
     let prefix = env.prefix(&cache);
@@ -426,11 +426,15 @@ async fn create_many(
     let mut results: Vec<ModelResult> = Vec::with_capacity(models.len());
     let mut envs: Vec<Option<ModelEnvironment>> = Vec::with_capacity(models.len());
     let virtual_packages = env_solve::context::detect_virtual_packages()?;
+    // Downloaded models' locks, held until every build is done (`cache prune` keeps them).
+    let mut model_locks = Vec::new();
     for model in models {
         let start = std::time::Instant::now();
         let env = open_model(model, settings, quiet).await.and_then(|opened| {
+            let (model, lock) = opened.into_model();
+            model_locks.push(lock);
             Ok(ModelEnvironment::resolve_with(
-                opened.model,
+                model,
                 request,
                 virtual_packages.clone(),
             )?)
@@ -578,6 +582,7 @@ async fn create_many(
             (ExitStatus::Failure, _) | (_, ExitStatus::Failure) => ExitStatus::Failure,
             _ => ExitStatus::Success,
         });
+    drop(model_locks);
     Ok(worst)
 }
 
@@ -697,9 +702,9 @@ pub async fn lock(
     let mut request = env_request(&args.env, settings)?;
     // A lock describes a fresh solve, never another lock.
     request.lock = LockChoice::Ignore;
-    let model = open_model(&args.model.model, settings, printer)
+    let (model, _model_lock) = open_model(&args.model.model, settings, printer)
         .await?
-        .model;
+        .into_model();
     let build = build_settings(&args.env, settings);
     let ensured = ensure(model, &request, &build, &Purpose::Lock, settings, printer).await?;
     let created = &ensured.created;

@@ -102,9 +102,9 @@ pub async fn deps(
     if let Some(path) = &args.output {
         check_output_path(path)?;
     }
-    let model = open_model(&args.model.model, settings, printer)
+    let (model, _model_lock) = open_model(&args.model.model, settings, printer)
         .await?
-        .model;
+        .into_model();
     let (text, warnings) = match args.format {
         DepsFormat::Pip => {
             let deps = model.pip_dependencies().with_context(|| {

@@ -59,9 +59,9 @@ pub async fn inspect(
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let model = open_model(&args.model.model, settings, printer)
+    let (model, _model_lock) = open_model(&args.model.model, settings, printer)
         .await?
-        .model;
+        .into_model();
     let mlmodel = model.mlmodel()?;
     let mut out = String::new();
     let none = || printer.dim("(none)");

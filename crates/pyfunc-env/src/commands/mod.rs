@@ -37,7 +37,16 @@ pub async fn resolve_model(
         env_source::SourceSettings::from_env(|name| std::env::var(name).ok(), settings.offline)
             .with_context(|| format!("Failed to get the model `{shown}`"))?;
     let cache = settings.cache();
-    cache.init()?;
+    // Held while downloading, like every command that stages in `tmp/` holds it: `cache
+    // prune` removes all of `tmp/` only when nobody holds it (issue 23).
+    let _cache_lock = {
+        let cache = cache.clone();
+        tokio::task::spawn_blocking(move || {
+            cache.init()?;
+            cache.lock_shared()
+        })
+        .await??
+    };
     let progress = std::sync::Arc::new(crate::progress::ProgressReporter::new(
         settings,
         printer,
@@ -66,12 +75,26 @@ pub async fn resolve_model(
     Ok((resolved.dir.clone(), Some(resolved)))
 }
 
-/// A model opened from the command line.
+/// A model opened from the command line. A downloaded model's lock is held as long as this
+/// value (or the lock [`Opened::into_model`] returns) lives: `cache prune` keeps the model
+/// meanwhile.
 pub struct Opened {
     /// The model directory.
     pub model: ModelDir,
     /// What a model URI resolved to; `None` for a directory given as such.
     pub source: Option<env_source::Resolved>,
+}
+
+/// A downloaded model's shared lock (`None` for a local directory): hold it while the model
+/// is used, and pass its file on to a process that uses it after us.
+pub type ModelLock = Option<std::sync::Arc<env_cache::LockedFile>>;
+
+impl Opened {
+    /// The model, and its lock to hold while it is used.
+    #[must_use]
+    pub fn into_model(self) -> (ModelDir, ModelLock) {
+        (self.model, self.source.and_then(|source| source.lock))
+    }
 }
 
 /// Opens a model (a directory or a model URI), saying which one failed.
@@ -107,7 +130,9 @@ pub fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(dir)
+    // The umask's mode like any tool's output, not tempfile's 0600 (issue 23).
+    let mut temp = env_cache::temp_builder(".tmp-", false)
+        .tempfile_in(dir)
         .with_context(|| format!("Failed to create a temporary file in `{}`", dir.display()))?;
     std::io::Write::write_all(&mut temp, text.as_bytes())
         .with_context(|| format!("Failed to write `{}`", path.display()))?;

@@ -68,9 +68,9 @@ pub async fn pack(
         None => Format::from_path(&args.output),
     };
     let request = env_request(&args.env, settings)?;
-    let model = open_model(&args.model.model, settings, printer)
+    let (model, _model_lock) = open_model(&args.model.model, settings, printer)
         .await?
-        .model;
+        .into_model();
     // Held while packing, so `cache prune` cannot remove the environment meanwhile.
     let ready = ensure(
         model,

@@ -271,9 +271,9 @@ pub async fn run(
                 "`{flag}` changes how an environment is built; `--env-manager local` builds none and runs `--python` as it is"
             )));
         }
-        let model = open_model(&args.model.model, settings, printer)
+        let (model, model_lock) = open_model(&args.model.model, settings, printer)
             .await?
-            .model;
+            .into_model();
         let env = Environment::system(&python);
         let interpreter = report_mismatches(&model, &env, printer)?;
         if matches!(action, Action::Predict(..) | Action::Serve(_))
@@ -298,7 +298,10 @@ pub async fn run(
         }
         let mut command = build(&action, &env, model.root());
         command.envs(extra_env);
-        return exec(command, &[], printer);
+        // The model's lock goes on with the command: `cache prune` keeps a downloaded model
+        // while it runs from it.
+        let inherit: Vec<&std::fs::File> = model_lock.iter().filter_map(|l| l.file()).collect();
+        return exec(command, &inherit, printer);
     }
     if args.python.is_some() {
         anyhow::bail!(UserError::new(
@@ -313,9 +316,9 @@ pub async fn run(
         std::borrow::Cow::Owned(env_args)
     };
     let request = env_request(&env_args, settings)?;
-    let model = open_model(&args.model.model, settings, printer)
+    let (model, model_lock) = open_model(&args.model.model, settings, printer)
         .await?
-        .model;
+        .into_model();
     let bytecode = if args.compile_foreground {
         Bytecode::DuringBuild
     } else {
@@ -348,7 +351,11 @@ pub async fn run(
     let environment = Environment::from_prefix(&ready.created.prefix, env.variables());
     let mut command = build(&action, &environment, env.root());
     command.envs(extra_env);
-    exec(command, &ready.lock_files(), printer)
+    // The environment's locks and the downloaded model's go on with the command: `cache
+    // prune` removes neither while it runs.
+    let mut inherit = ready.lock_files();
+    inherit.extend(model_lock.iter().filter_map(|l| l.file()));
+    exec(command, &inherit, printer)
 }
 
 fn build(

@@ -415,3 +415,59 @@ fn verify_reports_ok_damaged_and_unknown_environments() {
     "#
     );
 }
+
+/// `cache push` holds the cache's shared lock like every command (`cache clean` cannot
+/// delete an environment mid-pack), and reports a model it cannot read and pushes the others,
+/// exiting non-zero at the end like `create` (issue 23).
+#[test]
+fn push_holds_the_cache_and_goes_on_past_an_unreadable_model() {
+    let ctx = TestContext::new();
+    let model = small_model(&ctx, "m", "");
+    let built = create(&ctx, &model);
+    assert!(built["key"].is_string(), "{built:#}");
+    let remote = ctx.path().join("remote");
+    let channel = env_test::test_channel().unwrap();
+    let push = |models: &[&std::path::Path]| {
+        let mut command = ctx.command();
+        command
+            .args(["cache", "push"])
+            .args(models)
+            .args(["--env-manager", "conda", "--no-compile", "--json"])
+            .arg("--remote-cache")
+            .arg(format!("file://{}", remote.display()))
+            .args(mirror_args(channel.file_url().as_str()));
+        command
+    };
+    {
+        // `cache clean` holds the cache: push waits for it (here, gives up at once).
+        let _clean = env_cache::LockedFile::acquire_blocking(
+            &ctx.cache_dir.join(".lock"),
+            env_cache::LockKind::Exclusive,
+        )
+        .unwrap();
+        let output = push(&[&model])
+            .env("PYFUNC_ENV_LOCK_TIMEOUT", "0")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("Timed out"),
+            "{}",
+            describe(&output)
+        );
+        assert!(
+            !remote.join("v1").exists(),
+            "pushed while the cache was held"
+        );
+    }
+    let missing = ctx.path().join("missing");
+    let output = push(&[&missing, &model]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(rows[0]["result"], "failed", "{rows:#}");
+    assert!(
+        rows[0]["message"].as_str().unwrap().contains("missing"),
+        "{rows:#}"
+    );
+    assert_eq!(rows[1]["result"], "pushed", "{rows:#}");
+}

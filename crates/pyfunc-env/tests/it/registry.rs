@@ -701,4 +701,77 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         }
     }
     files
+/// A downloaded model is held by the command that runs from it, like its environment:
+/// `cache prune` keeps it while the command runs (the lock used to stay in pyfunc-env, and
+/// went away when it exec'd the command; issue 23), and removes it afterwards.
+#[test]
+fn pypi_a_downloaded_model_is_kept_while_a_command_runs_from_it() {
+    let server = MlflowServer::start(&[]);
+    let seed = TestContext::new();
+    let wheels = env_test::wheel_dir().unwrap();
+    let model = seed.model(
+        "small",
+        &[(
+            "python_env.yaml",
+            &format!(
+                "python: \"3.11.7\"\nbuild_dependencies: []\ndependencies:\n- --no-index\n- --find-links file://{}\n- wheel==0.45.1\n",
+                wheels.display()
+            ),
+        )],
+    );
+    server.python(FILL, &[model.to_str().unwrap()], &[]);
+    let ctx = TestContext::new()
+        .online()
+        .env("MLFLOW_TRACKING_URI", server.uri())
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        .env("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0");
+    // The command says it runs, then waits for its stdin to close.
+    let mut running = ctx
+        .command()
+        .args(["run", "models:/iris/1", "--python-source", "system", "--"])
+        .args([
+            "python",
+            "-c",
+            "import sys, wheel; print('up', flush=True); sys.stdin.read()",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(
+            fs_err::File::create(ctx.path().join("run.log"))
+                .unwrap()
+                .into_file(),
+        )
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(running.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(
+        line.trim(),
+        "up",
+        "{}",
+        fs_err::read_to_string(ctx.path().join("run.log")).unwrap()
+    );
+    assert_eq!(downloaded(&ctx).len(), 1);
+    let prune = || {
+        let output = ctx
+            .command()
+            .args(["cache", "prune", "--older-than", "0s"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", describe(&output));
+    };
+    prune();
+    assert_eq!(
+        downloaded(&ctx).len(),
+        1,
+        "`cache prune` removed the model a running command uses"
+    );
+    drop(running.stdin.take());
+    assert!(running.wait().unwrap().success());
+    prune();
+    assert!(downloaded(&ctx).is_empty());
 }

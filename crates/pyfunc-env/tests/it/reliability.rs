@@ -1210,3 +1210,159 @@ fn a_busy_bytecode_store_times_out_naming_its_holder() {
     assert!(text.contains("pyc-v1"), "{text}");
     assert!(text.contains(&format!("pid {}", holder.id())), "{text}");
 }
+
+/// The background compiler starts only for a command that starts: a `run -- serve` refused
+/// for want of mlflow starts none (issue 23: it used to start before the checks).
+#[test]
+fn a_refused_run_starts_no_background_compiler() {
+    let ctx = TestContext::new();
+    let model = model(&ctx, "m", false);
+    let channel = env_test::test_channel().unwrap();
+    let output = ctx
+        .command()
+        .arg("-v")
+        .arg("run")
+        .arg(&model)
+        .args(["--env-manager", "conda"])
+        .args(mirror_args(channel.file_url().as_str()))
+        .args(["--", "serve"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let text = stderr(&output);
+    assert!(text.contains("mlflow is not installed"), "{text}");
+    assert!(!text.contains("in the background"), "{text}");
+}
+
+/// The uid of this process (tests that switch users need root).
+fn uid() -> String {
+    let output = Command::new("id").arg("-u").output().unwrap();
+    stdout(&output).trim().to_string()
+}
+
+/// A cache built by root (an image baked as root) serves another user: every file the build
+/// writes has the umask's mode like any tool's output, not tempfile's owner-only 0600, which
+/// made every environment look incomplete to other users (issue 23).
+#[test]
+fn a_cache_built_by_root_serves_another_user() {
+    if uid() != "0" {
+        eprintln!("skipped: needs root to run as another user");
+        return;
+    }
+    let ctx = TestContext::new();
+    let model = model(&ctx, "m", false);
+    let created = json(&create_command(&ctx, &model).output().unwrap());
+    let key = created["key"].as_str().unwrap();
+    let deps = ctx.path().join("deps.txt");
+    let output = ctx
+        .command()
+        .arg("deps")
+        .arg(&model)
+        .arg("-o")
+        .arg(&deps)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    // The test's own directory is the user's (0700): open it to the other user.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs_err::set_permissions(ctx.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let prefix = PathBuf::from(created["prefix"].as_str().unwrap());
+        for file in [
+            prefix.join(".pyfunc-env/complete"),
+            prefix.join(".pyfunc-env/metadata.json"),
+            deps,
+        ] {
+            let mode = fs_err::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o044, 0o044, "{} is {mode:o}", file.display());
+        }
+    }
+    let channel = env_test::test_channel().unwrap();
+    let as_other = |args: &[&str]| {
+        let mut command = ctx.command_for(Path::new("/usr/bin/setpriv"));
+        command
+            .args(["--reuid", "4242", "--regid", "4242", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_pyfunc-env"))
+            .args(args);
+        command.output().unwrap()
+    };
+    let mirrors = mirror_args(channel.file_url().as_str());
+    let mut run = vec!["run", model.to_str().unwrap(), "--env-manager", "conda"];
+    run.extend(mirrors.iter().map(String::as_str));
+    run.extend(["--", "python", "-c", "import tinypkg, wheel; print('ok')"]);
+    let output = as_other(&run);
+    assert!(output.status.success(), "run: {}", describe(&output));
+    assert_eq!(stdout(&output).trim(), "ok");
+    let output = as_other(&["cache", "verify", key]);
+    assert!(output.status.success(), "verify: {}", describe(&output));
+}
+
+/// Whether `pid` runs (a zombie does not).
+fn running(pid: &str) -> bool {
+    let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(") ")
+        .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+}
+
+/// `kill -9` of `create` while uv builds a local sdist takes the build backend uv started
+/// with it, not only uv (issue 23: `PR_SET_PDEATHSIG` reached uv, and the backend ran on).
+/// Nothing else runs meanwhile: no later build stops it for us.
+#[test]
+fn sigkill_of_create_takes_the_build_backend_with_it() {
+    let ctx = TestContext::new();
+    let wheels = env_test::wheel_dir().unwrap();
+    let flag = ctx.path().join("slow-once");
+    let started = ctx.path().join("started");
+    let links = slow_sdist(&ctx.path().join("sdist"), &flag, &started);
+    let model = ctx.model(
+        "slow",
+        &[(
+            "python_env.yaml",
+            &format!(
+                "python: \"3.11.7\"\nbuild_dependencies: []\ndependencies:\n- --no-index\n- --find-links file://{}\n- --find-links file://{}\n- slowpkg==0.1\n",
+                wheels.display(),
+                links.display()
+            ),
+        )],
+    );
+    fs_err::write(&flag, "").unwrap();
+    let mut create = ctx
+        .command()
+        .arg("create")
+        .arg(&model)
+        .args(["--python-source", "system"])
+        .env(
+            "PYFUNC_ENV_UV_CACHE_DIR",
+            ctx.path().join("uv-cache-sigkill"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let waiting = Instant::now();
+    let backend = loop {
+        if let Ok(pid) = fs_err::read_to_string(&started)
+            && !pid.is_empty()
+        {
+            break pid;
+        }
+        assert!(
+            waiting.elapsed() < std::time::Duration::from_secs(120),
+            "the slow build never started"
+        );
+        assert!(create.try_wait().unwrap().is_none(), "create ended early");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(running(&backend));
+    create.kill().unwrap();
+    create.wait().unwrap();
+    // The backend sleeps for 60 s: gone well before that means it was killed.
+    let killed = Instant::now();
+    while running(&backend) && killed.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        !running(&backend),
+        "the build backend (pid {backend}) outlived the killed create"
+    );
+}
