@@ -46,7 +46,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 pub use scan::{Distribution, Environment, inspect};
-pub use unpack::{UnpackReport, unpack};
+pub use unpack::{
+    MAX_ENTRIES, MAX_UNPACKED_BYTES, UnpackLimits, UnpackReport, unpack, unpack_with,
+};
 
 /// Errors of packing and unpacking.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -188,6 +190,50 @@ pub enum PackError {
         entry: String,
     },
 
+    /// An archive entry that `unpack` does not extract (a device, a fifo, a sparse file).
+    #[error("Archive entry `{entry}` of `{}` is not a directory, regular file or link", archive.display())]
+    #[diagnostic(help(
+        "Nothing was extracted. The archive was not written by `pyfunc-env pack`, or was tampered with"
+    ))]
+    UnsupportedEntry {
+        /// The archive.
+        archive: PathBuf,
+        /// The entry.
+        entry: String,
+    },
+
+    /// The archive holds more file content than the limit (its declared size, or
+    /// [`MAX_UNPACKED_BYTES`]).
+    #[error("`{}` unpacks to more than {limit} bytes", archive.display())]
+    #[diagnostic(help(
+        "Nothing was left behind. The archive is damaged or hostile (a decompression bomb), or larger than declared"
+    ))]
+    TooLarge {
+        /// The archive.
+        archive: PathBuf,
+        /// The limit, in bytes.
+        limit: u64,
+    },
+
+    /// The archive holds more entries than the limit.
+    #[error("`{}` holds more than {limit} entries", archive.display())]
+    #[diagnostic(help(
+        "Nothing was left behind. The archive was not written by `pyfunc-env pack`, or was tampered with"
+    ))]
+    TooManyEntries {
+        /// The archive.
+        archive: PathBuf,
+        /// The limit.
+        limit: u64,
+    },
+
+    /// Unpacking was stopped (SIGINT); what it wrote was removed.
+    #[error("Unpacking into `{}` was interrupted; nothing was left there", dir.display())]
+    Interrupted {
+        /// The target directory.
+        dir: PathBuf,
+    },
+
     /// The target directory of `unpack` is not empty.
     #[error("`{}` exists and is not empty", dir.display())]
     #[diagnostic(help("Unpack into a new or empty directory"))]
@@ -221,6 +267,7 @@ impl PackError {
                 | Self::Zip { .. }
                 | Self::ZipRead { .. }
                 | Self::PrefixMismatch { .. }
+                | Self::Interrupted { .. }
         )
     }
 }

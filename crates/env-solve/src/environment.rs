@@ -395,9 +395,9 @@ impl ModelEnvironment {
             .unwrap_or_default()
     }
 
-    /// uv flags for the spec's pip index options.
+    /// How uv is told the spec's pip index options (flags, and variables for the URLs).
     #[must_use]
-    pub fn index_args(&self) -> Vec<String> {
+    pub fn index_args(&self) -> crate::uv::IndexArgs {
         crate::uv::index_args(&self.resolved.spec.pip.index, self.model.root())
     }
 

@@ -23,7 +23,7 @@ pub mod reporter;
 pub mod uv;
 pub mod verify;
 
-pub use build::{CreateRequest, Created, Timings, create};
+pub use build::{BuildWarning, CreateRequest, Created, Timings, create};
 pub use channels::ChannelSettings;
 pub use context::{BuildOptions, PythonSource};
 pub use ensure::{Bytecode, EnsureError, EnsureReporter, Ensured, MlflowUse, Purpose};

@@ -130,7 +130,7 @@ pub fn lock_environment(
     env_manager: &str,
     channels: &[String],
     uv: &Uv,
-    index_args: &[String],
+    index_args: &crate::uv::IndexArgs,
     uv_cache: &Path,
     scratch: &Path,
     offline: bool,
@@ -192,8 +192,8 @@ pub fn lock_environment(
                 "--python",
             ])
             .arg(env_prefix::python_of(prefix))
-            .arg(&pins_file)
-            .args(index_args);
+            .arg(&pins_file);
+        index_args.apply(&mut command);
         let output = env_cache::child::output(&mut command).map_err(|source| SolveError::Io {
             path: uv.path.clone(),
             source,

@@ -114,9 +114,28 @@ pub(crate) async fn pull(
         model_root,
         compile_bytecode,
     };
-    guarded(remote.pull(cache, env, what, reporter))
+    tracing::debug!(
+        "Looking for environment `{}` in the remote cache `{}`",
+        env.key(),
+        remote.url()
+    );
+    let pulled = guarded(remote.pull(cache, env, what, reporter))
         .await
-        .unwrap_or_else(|warning| Pulled::Failed { warning })
+        .unwrap_or_else(|warning| Pulled::Failed { warning });
+    match &pulled {
+        Pulled::Hit { seconds } => tracing::debug!(
+            "Pulled environment `{}` from the remote cache `{}` in {seconds:.1}s",
+            env.key(),
+            remote.url()
+        ),
+        Pulled::Miss => tracing::debug!(
+            "Remote cache miss for `{}` in `{}`: building locally",
+            env.key(),
+            remote.url()
+        ),
+        Pulled::Failed { warning } => tracing::debug!("Remote cache not used: {warning}"),
+    }
+    pulled
 }
 
 /// [`RemoteCache::push`], its panic a warning.

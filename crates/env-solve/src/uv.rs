@@ -341,46 +341,101 @@ pub struct PipInstall<'a> {
     pub step: &'a str,
 }
 
-/// The uv flags for pip index options (`--index-url`, `--find-links`, ...).
+/// How uv is told a spec's index options. The index URLs, which may hold credentials
+/// (`https://user:token@host/simple`), go in its environment, never its arguments: any local
+/// user can read a process's arguments (`ps`, `/proc/PID/cmdline`), only its owner its
+/// environment (`/proc/PID/environ` is mode 0400). Everything else stays a flag.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexArgs {
+    /// Flags (`--no-index`, `--find-links DIR`, `--prerelease allow`, ...).
+    pub args: Vec<String>,
+    /// Variables (`UV_INDEX_URL`, `UV_EXTRA_INDEX_URL`, `UV_FIND_LINKS` when a link holds a
+    /// secret).
+    pub env: Vec<(String, String)>,
+}
+
+impl IndexArgs {
+    /// Adds the flags and variables to a uv command. The model's own index replaces a
+    /// `UV_DEFAULT_INDEX` mirror passed through from the user ([`UV_PASSED_VARIABLES`]), as
+    /// its `--index-url` flag did.
+    pub fn apply(&self, command: &mut Command) {
+        command.args(&self.args);
+        for (name, value) in &self.env {
+            if name == "UV_INDEX_URL" {
+                command.env_remove("UV_DEFAULT_INDEX");
+            }
+            command.env(name, value);
+        }
+    }
+}
+
+/// Whether a URL carries a secret that must not be in a process's arguments.
+fn has_secret(url: &str) -> bool {
+    crate::redact::redact_url(url) != url || crate::redact::mask_userinfo(url) != url
+}
+
+/// How uv is told pip index options (`--index-url`, `--find-links`, ...): see [`IndexArgs`].
 #[must_use]
-pub fn index_args(index: &IndexOptions, model_root: &Path) -> Vec<String> {
-    let mut args = Vec::new();
+pub fn index_args(index: &IndexOptions, model_root: &Path) -> IndexArgs {
+    let mut out = IndexArgs::default();
     if let Some(url) = &index.index_url {
         register_url(url);
-        args.extend(["--index-url".to_string(), url.clone()]);
+        out.env.push(("UV_INDEX_URL".to_string(), url.clone()));
     }
-    for url in &index.extra_index_urls {
-        register_url(url);
-        args.extend(["--extra-index-url".to_string(), url.clone()]);
+    if !index.extra_index_urls.is_empty() {
+        for url in &index.extra_index_urls {
+            register_url(url);
+        }
+        // uv splits this variable at spaces, which a URL does not hold.
+        out.env.push((
+            "UV_EXTRA_INDEX_URL".to_string(),
+            index.extra_index_urls.join(" "),
+        ));
     }
     if index.no_index {
-        args.push("--no-index".into());
+        out.args.push("--no-index".into());
     }
-    for link in &index.find_links {
-        register_url(link);
-        let link = if link.contains("://") {
-            link.clone()
-        } else {
-            model_root.join(link).to_string_lossy().into_owned()
-        };
-        args.extend(["--find-links".to_string(), link]);
+    let links: Vec<String> = index
+        .find_links
+        .iter()
+        .map(|link| {
+            register_url(link);
+            if link.contains("://") {
+                link.clone()
+            } else {
+                model_root.join(link).to_string_lossy().into_owned()
+            }
+        })
+        .collect();
+    // A flag given on the command line replaces its variable entirely, so all links go one
+    // way: as flags (local directories may hold a comma, uv's separator here), unless one of
+    // them carries a secret.
+    if links.iter().any(|link| has_secret(link)) {
+        out.env.push(("UV_FIND_LINKS".to_string(), links.join(",")));
+    } else {
+        for link in links {
+            out.args.extend(["--find-links".to_string(), link]);
+        }
     }
     if index.pre {
-        args.extend(["--prerelease".to_string(), "allow".to_string()]);
+        out.args
+            .extend(["--prerelease".to_string(), "allow".to_string()]);
     }
     for value in &index.no_binary {
-        args.extend(["--no-binary".to_string(), value.clone()]);
+        out.args.extend(["--no-binary".to_string(), value.clone()]);
     }
     for value in &index.only_binary {
-        args.extend(["--only-binary".to_string(), value.clone()]);
+        out.args
+            .extend(["--only-binary".to_string(), value.clone()]);
     }
     for host in &index.trusted_hosts {
-        args.extend(["--allow-insecure-host".to_string(), host.clone()]);
+        out.args
+            .extend(["--allow-insecure-host".to_string(), host.clone()]);
     }
     if index.require_hashes {
-        args.push("--require-hashes".into());
+        out.args.push("--require-hashes".into());
     }
-    args
+    out
 }
 
 impl Uv {
@@ -515,8 +570,8 @@ impl Uv {
             .arg(install.python)
             .arg("-r")
             .arg(requirements.path())
-            .args(index_args(&install.set.index, install.model_root))
             .current_dir(install.model_root);
+        index_args(&install.set.index, install.model_root).apply(&mut command);
         let constraints = if install.set.constraints.is_empty() {
             None
         } else {
@@ -652,6 +707,78 @@ mod tests {
         assert_eq!(set.get("UV_INDEX_STRATEGY"), Some(&None));
         // Passed on: inherited, not touched.
         assert_eq!(set.get("UV_HTTP_TIMEOUT"), None);
+    }
+
+    /// Index URLs, which may hold credentials, never reach uv's arguments (readable by every
+    /// local user); they go in its environment.
+    #[test]
+    fn index_credentials_go_in_the_environment_not_the_arguments() {
+        let index = IndexOptions {
+            index_url: Some("http://alice:hunter22@idx.example/simple".into()),
+            extra_index_urls: vec![
+                "https://tok3n-abcdef-0123456789@extra.example/simple".into(),
+                "https://plain.example/simple".into(),
+            ],
+            find_links: vec!["https://bob:pa55word@links.example/wheels/".into()],
+            ..IndexOptions::default()
+        };
+        let passed = index_args(&index, Path::new("/model"));
+        let mut command = Command::new("uv");
+        command.env("UV_DEFAULT_INDEX", "https://mirror.example/simple");
+        passed.apply(&mut command);
+        let args: Vec<String> = command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        for secret in [
+            "hunter22",
+            "tok3n-abcdef-0123456789",
+            "pa55word",
+            "idx.example",
+        ] {
+            assert!(
+                !args.iter().any(|a| a.contains(secret)),
+                "{secret}: {args:?}"
+            );
+        }
+        let env: std::collections::BTreeMap<String, Option<String>> = command
+            .get_envs()
+            .map(|(n, v)| {
+                (
+                    n.to_string_lossy().into_owned(),
+                    v.map(|v| v.to_string_lossy().into_owned()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            env["UV_INDEX_URL"].as_deref(),
+            Some("http://alice:hunter22@idx.example/simple")
+        );
+        assert_eq!(
+            env["UV_EXTRA_INDEX_URL"].as_deref(),
+            Some(
+                "https://tok3n-abcdef-0123456789@extra.example/simple https://plain.example/simple"
+            )
+        );
+        assert_eq!(
+            env["UV_FIND_LINKS"].as_deref(),
+            Some("https://bob:pa55word@links.example/wheels/")
+        );
+        // The model's index replaces a mirror passed through from the user.
+        assert_eq!(env["UV_DEFAULT_INDEX"], None);
+
+        // Links without secrets stay flags (a local directory may hold uv's `,` separator).
+        let local = IndexOptions {
+            find_links: vec!["wheels,v2".into()],
+            no_index: true,
+            ..IndexOptions::default()
+        };
+        let passed = index_args(&local, Path::new("/model"));
+        assert_eq!(
+            passed.args,
+            ["--no-index", "--find-links", "/model/wheels,v2"]
+        );
+        assert!(passed.env.is_empty());
     }
 
     #[test]

@@ -309,7 +309,8 @@ pub struct CreateArgs {
     /// Model directories (one or more; their environments are deduplicated by key)
     #[arg(value_name = "MODEL_DIR", value_hint = ValueHint::DirPath, required_unless_present = "from")]
     pub models: Vec<PathBuf>,
-    /// Also build the models listed in this file, one directory per line (`#` starts a comment)
+    /// Also build the models listed in this file, one directory per line (`#` at the start of a
+    /// line or after whitespace starts a comment)
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub from: Option<PathBuf>,
     /// How many environments to build at once

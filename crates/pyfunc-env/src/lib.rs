@@ -31,6 +31,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(err) => {
+            let err = without_hidden_subcommands(err);
             // clap prints help and version to stdout and usage errors to stderr. A usage
             // error is bad input (1), not "something broke" (2), which build agents retry.
             let _ = err.print();
@@ -54,7 +55,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let printer = Printer::new(settings.verbosity, settings.color);
     init_tracing(&cli, &settings);
     if cli.global.show_settings {
-        let text = serde_json::to_string_pretty(&settings).unwrap_or_default();
+        let text = show_settings(&settings);
         return match printer.data(format!("{text}\n")) {
             Ok(()) => ExitStatus::Success.into(),
             Err(_) => ExitStatus::Error.into(),
@@ -87,6 +88,58 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
+/// clap's "requires a subcommand" error lists every subcommand, hidden ones included
+/// (`Command::all_subcommand_names`); list only those `--help` shows.
+fn without_hidden_subcommands(err: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if err.kind() != ErrorKind::MissingSubcommand {
+        return err;
+    }
+    let mut command = <Cli as clap::CommandFactory>::command();
+    // Built, as clap's own error had it: the usage line and the `--help` hint need it.
+    command.build();
+    let visible: Vec<String> = command
+        .get_subcommands()
+        .filter(|sub| !sub.is_hide_set())
+        .map(|sub| sub.get_name().to_string())
+        .collect();
+    let mut replaced = clap::Error::new(ErrorKind::MissingSubcommand).with_cmd(&command);
+    for (kind, value) in err.context() {
+        let value = match (kind, value) {
+            (ContextKind::ValidSubcommand, ContextValue::Strings(_)) => {
+                ContextValue::Strings(visible.clone())
+            }
+            (_, value) => value.clone(),
+        };
+        replaced.insert(kind, value);
+    }
+    replaced
+}
+
+/// The `--show-settings` document: every string in it (mirror names and URLs, the remote
+/// cache, paths) with its secrets masked, as everywhere else we print a URL; a new setting
+/// is covered without remembering to.
+fn show_settings(settings: &Settings) -> String {
+    fn mask(value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::String(text) => Value::String(mask_text(&text)),
+            Value::Array(items) => Value::Array(items.into_iter().map(mask).collect()),
+            Value::Object(map) => Value::Object(
+                map.into_iter()
+                    .map(|(key, value)| (mask_text(&key), mask(value)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+    fn mask_text(text: &str) -> String {
+        env_solve::redact::redact(&env_solve::redact::redact_url(text))
+    }
+    let value = serde_json::to_value(settings).unwrap_or_default();
+    serde_json::to_string_pretty(&mask(value)).unwrap_or_default()
+}
+
 /// Runs one command on the runtime of [`main`]; commands that only touch local files stay
 /// synchronous.
 async fn run(
@@ -116,7 +169,7 @@ async fn run(
         }
         Command::Check(args) => commands::check::check(&args, settings, printer).await,
         Command::Pack(args) => commands::pack::pack(&args, settings, printer).await,
-        Command::Unpack(args) => commands::pack::unpack(&args, printer),
+        Command::Unpack(args) => commands::pack::unpack(&args, printer).await,
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(
@@ -142,7 +195,7 @@ fn init_tracing(cli: &Cli, settings: &Settings) {
             _ => "trace",
         };
         EnvFilter::new(format!(
-            "pyfunc_env={level},env_spec={level},env_cache={level},env_solve={level},env_run={level}"
+            "pyfunc_env={level},env_spec={level},env_cache={level},env_solve={level},env_run={level},env_remote={level},env_source={level},env_pack={level},env_prefix={level}"
         ))
     };
     let _ = tracing_subscriber::fmt()

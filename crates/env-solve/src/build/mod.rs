@@ -99,13 +99,47 @@ pub struct Created {
     pub pushed: bool,
     /// Step timings.
     pub timings: Timings,
-    /// Things the user should know (a Python patch version that differs from the request).
-    pub warnings: Vec<String>,
+    /// Things the user should know (a Python patch version that differs from the request, a
+    /// remote cache that could not be used).
+    pub warnings: Vec<BuildWarning>,
     /// Bytecode is still to be compiled ([`compile_in_background`]): compilation was deferred
     /// and the store lacked some of it (what it had is linked already).
     pub bytecode_deferred: bool,
     /// What bytecode compilation did, when it ran in this call.
     pub bytecode: Option<crate::bytecode::Stats>,
+}
+
+/// Something the user should know about a build, by what it is about: a multi-model `create`
+/// shows a remote cache's trouble once, and every other warning with its model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildWarning {
+    /// The remote cache could not be used (pull or push); the build went on locally.
+    RemoteCache(String),
+    /// About this environment (a Python patch version that differs from the request).
+    Environment(String),
+}
+
+impl BuildWarning {
+    /// The warning's text.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        match self {
+            Self::RemoteCache(message) | Self::Environment(message) => message,
+        }
+    }
+}
+
+impl std::fmt::Display for BuildWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// As its text: `create --json` lists warnings as strings.
+impl Serialize for BuildWarning {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.message())
+    }
 }
 
 fn secs(duration: Duration) -> f64 {
@@ -278,11 +312,15 @@ pub async fn create(
             let Built {
                 mut timings,
                 metadata: _,
-                mut warnings,
+                warnings,
                 bytecode,
                 bytecode_deferred,
             } = *built;
-            warnings.append(&mut remote_warnings);
+            let mut warnings: Vec<BuildWarning> = warnings
+                .into_iter()
+                .map(BuildWarning::Environment)
+                .chain(remote_warnings.drain(..).map(BuildWarning::RemoteCache))
+                .collect();
             let mut pushed = crate::remote::Pushed::default();
             if let Some(remote) = request.remote {
                 let t = Instant::now();
@@ -296,7 +334,7 @@ pub async fn create(
                     &reporter,
                 )
                 .await;
-                warnings.extend(pushed.warning);
+                warnings.extend(pushed.warning.map(BuildWarning::RemoteCache));
                 timings.remote = secs(t.elapsed());
             }
             reporter.on_finish();

@@ -207,13 +207,25 @@ fn created_line(env: &ModelEnvironment, created: &env_solve::Created, printer: P
     )
 }
 
+/// `Pulled conda environment from the remote cache: PREFIX`.
+fn pulled_line(env: &ModelEnvironment, created: &env_solve::Created, printer: Printer) -> String {
+    format!(
+        "{} {} environment from the remote cache: {}",
+        printer.green("Pulled"),
+        env.manager,
+        printer.cyan(created.prefix.display())
+    )
+}
+
 /// For a command that uses the environment (`run`, `pack`): the build's warnings, and a line
-/// when the environment was built now (a reused one is not worth a line there).
+/// when the environment was built or pulled now (a reused one is not worth a line there).
 pub fn print_created(env: &ModelEnvironment, created: &env_solve::Created, printer: Printer) {
     for warning in &created.warnings {
         printer.warn(warning);
     }
-    if !created.cache_hit && !created.built_by_other {
+    if created.remote_hit {
+        printer.info(pulled_line(env, created, printer));
+    } else if !created.cache_hit && !created.built_by_other {
         printer.info(created_line(env, created, printer));
     }
 }
@@ -242,13 +254,26 @@ struct DryRunJson {
     dry_run: bool,
 }
 
+/// A `--from` line without its comment. As in a requirements file, `#` starts a comment only
+/// at the start of the line or after whitespace: `models/run#3` and `s3://b/k#v` are names.
+fn strip_comment(line: &str) -> &str {
+    let mut previous_is_space = true;
+    for (index, c) in line.char_indices() {
+        if c == '#' && previous_is_space {
+            return &line[..index];
+        }
+        previous_is_space = c.is_whitespace();
+    }
+    line
+}
+
 /// The model directories of `create`: the arguments, then `--from`'s lines.
 fn model_list(args: &CreateArgs) -> anyhow::Result<Vec<PathBuf>> {
     let mut models = args.models.clone();
     if let Some(list) = &args.from {
         let text = fs_err::read_to_string(list)?;
         for line in text.lines() {
-            let line = line.split('#').next().unwrap_or_default().trim();
+            let line = strip_comment(line).trim();
             if !line.is_empty() {
                 // Relative entries are relative to the list file; model URIs are as written;
                 // a `file:` URI is the directory it names.
@@ -364,12 +389,7 @@ async fn create_one(
             printer.cyan(created.prefix.display())
         ));
     } else if created.remote_hit {
-        printer.info(format!(
-            "{} {} environment from the remote cache: {}",
-            printer.green("Pulled"),
-            ensured.env.manager,
-            printer.cyan(created.prefix.display())
-        ));
+        printer.info(pulled_line(&ensured.env, created, printer));
     } else if created.built_by_other {
         printer.info(format!(
             "Using environment built by another process: {}",
@@ -441,6 +461,10 @@ async fn create_many(
         });
         match env {
             Ok(env) => {
+                // What a single-model `create` shows, with the model it is about.
+                for warning in &env.resolved.warnings {
+                    printer.warn(format!("`{}`: {warning}", env.root().display()));
+                }
                 results.push(ModelResult {
                     model_dir: env.root().display().to_string(),
                     env_manager: Some(env.manager),
@@ -523,14 +547,30 @@ async fn create_many(
         .await?;
         let envs = &built;
         overall.finish_and_clear();
-        let remote_warnings: std::collections::BTreeSet<&String> = outcomes
+        // A remote cache's trouble is the same for every model: once. Every other build
+        // warning is about one environment: with the model that built it.
+        let remote_warnings: std::collections::BTreeSet<&str> = outcomes
             .iter()
             .filter_map(|outcome| outcome.result.as_ref().ok())
             .flat_map(|created| &created.warnings)
-            .filter(|warning| warning.contains("remote cache"))
+            .filter_map(|warning| match warning {
+                env_solve::BuildWarning::RemoteCache(message) => Some(message.as_str()),
+                env_solve::BuildWarning::Environment(_) => None,
+            })
             .collect();
         for warning in remote_warnings {
             printer.warn(warning);
+        }
+        for outcome in &outcomes {
+            let (Ok(created), Some(env)) = (&outcome.result, envs[outcome.members[0]].as_ref())
+            else {
+                continue;
+            };
+            for warning in &created.warnings {
+                if let env_solve::BuildWarning::Environment(message) = warning {
+                    printer.warn(format!("`{}`: {message}", env.root().display()));
+                }
+            }
         }
         for outcome in outcomes {
             let Some(env) = envs[outcome.members[0]].as_ref() else {
@@ -744,6 +784,21 @@ mod tests {
 
     /// Property: for any model paths (any Unicode, any length), the table renders, and each
     /// model column holds at most 60 characters, ending with the path's last characters.
+    #[test]
+    fn a_hash_starts_a_comment_only_at_line_start_or_after_whitespace() {
+        for (line, expected) in [
+            ("# all of them", ""),
+            ("models/a # the first", "models/a "),
+            ("models/a\t#tab", "models/a\t"),
+            ("models/run#3", "models/run#3"),
+            ("s3://bucket/k#v/model", "s3://bucket/k#v/model"),
+            ("models/x#y # comment", "models/x#y "),
+            ("", ""),
+        ] {
+            assert_eq!(strip_comment(line), expected, "{line:?}");
+        }
+    }
+
     #[test]
     fn the_summary_table_takes_any_unicode_path() {
         // Multi-byte characters of every UTF-8 length, a combining mark and a wide one.

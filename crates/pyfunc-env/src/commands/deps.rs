@@ -66,6 +66,36 @@ pub fn spec_json(
     Ok((text, env.resolved.warnings.clone()))
 }
 
+/// `text` (a requirements or conda file) with the secrets of every URL in it masked
+/// (`--index-url https://user:****@host/simple`, `/t/****/`, `?token=****`); the rest is
+/// unchanged byte for byte.
+fn mask_url_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (word, tail) = rest.split_at(word_end);
+        match word.find("://") {
+            Some(scheme_end) => {
+                // `--index-url=https://...`: the URL starts after the last `=` before `://`.
+                let start = word[..scheme_end].rfind('=').map_or(0, |i| i + 1);
+                out.push_str(&word[..start]);
+                let url = &word[start..];
+                out.push_str(&env_spec::redact::mask_userinfo(
+                    &env_spec::redact::redact_url(url),
+                ));
+            }
+            None => out.push_str(word),
+        }
+        let space_end = tail
+            .find(|c: char| !c.is_whitespace())
+            .unwrap_or(tail.len());
+        out.push_str(&tail[..space_end]);
+        rest = &tail[space_end..];
+    }
+    out
+}
+
 /// Refuses an `-o` path that cannot be written for a reason the caller can fix (exit 1 with a
 /// hint rather than an I/O error about a temporary file).
 fn check_output_path(path: &Path) -> anyhow::Result<()> {
@@ -139,11 +169,15 @@ pub async fn deps(
     };
     print_warnings(printer, &warnings);
     match &args.output {
+        // The file is the model's, credentials included: it is meant to be installed from.
         Some(path) => {
             write_atomic(path, &text)?;
             printer.info(format!("Wrote {}", printer.cyan(path.display())));
         }
-        None => printer.data(&text).context("Failed to write to stdout")?,
+        // On a terminal or in a build log, secrets are masked, as `--format json` masks them.
+        None => printer
+            .data(mask_url_secrets(&text))
+            .context("Failed to write to stdout")?,
     }
     Ok(ExitStatus::Success)
 }
@@ -151,6 +185,16 @@ pub async fn deps(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_lose_their_secrets_and_nothing_else_changes() {
+        let text = "--index-url http://alice:hunter22@idx.example/simple\n--extra-index-url=https://x.example/t/tk-123/simple?token=abcdef\n  -f https://TOKEN0123456789@links.example/w\nnumpy==1.26.4 # https://plain.example/\n\r\n";
+        assert_eq!(
+            mask_url_secrets(text),
+            "--index-url http://alice:****@idx.example/simple\n--extra-index-url=https://x.example/t/****/simple?token=****\n  -f https://****@links.example/w\nnumpy==1.26.4 # https://plain.example/\n\r\n"
+        );
+        assert_eq!(mask_url_secrets(""), "");
+    }
 
     #[test]
     fn output_paths_that_cannot_be_written_are_the_callers_to_fix() {

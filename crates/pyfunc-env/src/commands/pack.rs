@@ -1,6 +1,9 @@
 //! `pyfunc-env pack` and `pyfunc-env unpack`: the model's environment as an archive that runs
 //! wherever it is extracted (see the `env-pack` crate for what the archive guarantees).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use anyhow::Context;
 use env_pack::{Format, PackOptions};
 
@@ -192,16 +195,43 @@ pub async fn pack(
     Ok(ExitStatus::Success)
 }
 
-/// Runs `unpack`.
-pub fn unpack(args: &UnpackArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
+/// Runs `unpack`. SIGINT stops it at the next read of the archive, removes what it wrote and
+/// exits with 130.
+pub async fn unpack(args: &UnpackArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
     let started = std::time::Instant::now();
-    let report = env_pack::unpack(&args.archive, &args.dir).with_context(|| {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let listener = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        }
+    });
+    let limits = env_pack::UnpackLimits {
+        cancel: Some(cancel.clone()),
+        ..env_pack::UnpackLimits::default()
+    };
+    let (archive, dir) = (args.archive.clone(), args.dir.clone());
+    let result =
+        tokio::task::spawn_blocking(move || env_pack::unpack_with(&archive, &dir, &limits)).await;
+    listener.abort();
+    let context = || {
         format!(
             "Failed to unpack `{}` into `{}`",
             args.archive.display(),
             args.dir.display()
         )
-    })?;
+    };
+    let report = match result.context("The unpack task failed")? {
+        Ok(report) => report,
+        Err(error @ env_pack::PackError::Interrupted { .. }) => {
+            let error = anyhow::Error::new(error).context(context());
+            printer.error(crate::report::render(printer, &error).trim_end());
+            return Ok(ExitStatus::External(130));
+        }
+        Err(error) => return Err(anyhow::Error::new(error).context(context())),
+    };
     printer.info(format!(
         "{} {} files ({}) into {} in {:.1}s",
         printer.green("Unpacked"),

@@ -1,6 +1,7 @@
 //! Integration tests of the `pyfunc-env` binary.
 
 mod cache;
+mod cli_defects;
 mod cloud;
 mod common;
 mod conformance;
@@ -15,6 +16,7 @@ mod registry_faults;
 mod reliability;
 mod remote;
 mod run;
+mod secrets;
 mod serve_versions;
 mod servers;
 mod snapshots;
