@@ -2,6 +2,7 @@
 //! them on stdout (not in `-o`), and uv gets index credentials through its environment, never
 //! its arguments, which any local user can read in `ps`.
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -186,23 +187,22 @@ fn serve(
             authorised = value.trim() == expected;
         }
     }
-    let (status, content_type, body): (u16, &str, Vec<u8>) = if !authorised {
-        (401, "text/plain", b"credentials needed".to_vec())
-    } else {
+    let (status, content_type, body): (u16, &str, Vec<u8>) = if authorised {
         scan_command_lines(password, &mut seen.lock().unwrap());
         if path == "/simple/wheel/" {
-            let links: String = fs_err::read_dir(wheels)
-                .unwrap()
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|name| name.starts_with("wheel-") && name.ends_with(".whl"))
-                .map(|name| format!("<a href=\"/files/{name}\">{name}</a><br>\n"))
-                .collect();
-            (
-                200,
-                "text/html",
-                format!("<html><body>\n{links}</body></html>\n").into_bytes(),
-            )
+            let mut page = String::from("<html><body>\n");
+            for entry in fs_err::read_dir(wheels).unwrap().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with("wheel-")
+                    && Path::new(&name)
+                        .extension()
+                        .is_some_and(|extension| extension == "whl")
+                {
+                    let _ = writeln!(page, "<a href=\"/files/{name}\">{name}</a><br>");
+                }
+            }
+            page.push_str("</body></html>\n");
+            (200, "text/html", page.into_bytes())
         } else if let Some(name) = path.strip_prefix("/files/")
             && !name.contains('/')
             && wheels.join(name).is_file()
@@ -215,6 +215,8 @@ fn serve(
         } else {
             (404, "text/plain", b"not found".to_vec())
         }
+    } else {
+        (401, "text/plain", b"credentials needed".to_vec())
     };
     seen.lock().unwrap().requests.push((path, status));
     let reason = match status {
