@@ -701,6 +701,8 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         }
     }
     files
+}
+
 /// A downloaded model is held by the command that runs from it, like its environment:
 /// `cache prune` keeps it while the command runs (the lock used to stay in pyfunc-env, and
 /// went away when it exec'd the command; issue 23), and removes it afterwards.
