@@ -601,8 +601,6 @@ pub struct ImageRequest {
     pub model_uri: String,
     /// The conda file's `variables:`.
     pub variables: BTreeMap<String, String>,
-    /// The base image.
-    pub base: String,
     /// The image's name.
     pub target: Reference,
     /// Push to `target`'s registry.
@@ -662,16 +660,35 @@ pub struct ImageReport {
     pub seconds: f64,
 }
 
-/// Builds the image of `request` (base, environment layer, model layer, config), pushes it
-/// and writes the outputs asked for.
-pub async fn build(request: &ImageRequest, store: &BlobStore) -> Result<ImageReport, ImageError> {
-    let started = std::time::Instant::now();
-    let base = base::load(&request.base, store, &request.registry).await?;
+/// What can be checked before the environment is built, so a bad base or an unreachable
+/// registry fails in seconds, not after a build: loads the base (refusing one without glibc)
+/// and, when pushing, asks the target registry's `/v2/`.
+pub async fn prepare(
+    base_name: &str,
+    push_to: Option<&Reference>,
+    store: &BlobStore,
+    settings: &RegistrySettings,
+) -> Result<Base, ImageError> {
+    let base = base::load(base_name, store, settings).await?;
     if !base::has_dynamic_loader(&base, store)? {
         return Err(ImageError::NoGlibc {
-            base: request.base.clone(),
+            base: base_name.to_string(),
         });
     }
+    if let Some(target) = push_to {
+        registry::Client::new(target, settings)?.ping().await?;
+    }
+    Ok(base)
+}
+
+/// Builds the image of `request` on `base` (from [`prepare`]): the environment layer, the
+/// model layer and the config; writes the outputs asked for and pushes.
+pub async fn build(
+    request: &ImageRequest,
+    base: &Base,
+    store: &BlobStore,
+) -> Result<ImageReport, ImageError> {
+    let started = std::time::Instant::now();
     let environment =
         env_pack::inspect(&request.prefix).map_err(|source| ImageError::Pack {
             prefix: request.prefix.clone(),
@@ -715,7 +732,7 @@ pub async fn build(request: &ImageRequest, store: &BlobStore) -> Result<ImageRep
     let mut env_vars = vec![(prefix_variable.to_string(), layer::ENV_PATH.to_string())];
     env_vars.extend(request.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
     let image = assemble(
-        &base,
+        base,
         &env.blob,
         &model,
         &ImageSettings {

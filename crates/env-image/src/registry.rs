@@ -209,6 +209,17 @@ impl Client {
         }
     }
 
+    /// Checks that the registry answers (`GET /v2/`; any HTTP answer will do, credentials are
+    /// checked when used).
+    pub async fn ping(&self) -> Result<(), ImageError> {
+        self.http
+            .get(format!("{}/", self.base))
+            .send()
+            .await
+            .map_err(|e| self.network_error(e))?;
+        Ok(())
+    }
+
     /// `GET` a manifest: its bytes and media type.
     pub async fn manifest(&self, version: &str) -> Result<(Vec<u8>, String), ImageError> {
         let url = self.url(&format!("manifests/{version}"));

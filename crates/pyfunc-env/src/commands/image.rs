@@ -67,6 +67,28 @@ pub async fn image(
                 .with_hint("Write the image to a file with `--output` instead")
         );
     }
+    let cache = settings.cache();
+    cache.init()?;
+    let store = env_image::BlobStore::new(&cache.bucket(env_cache::IMAGES_BUCKET)?)?;
+    let registry = RegistrySettings {
+        insecure: args.insecure_registry.clone(),
+        credentials: args
+            .username
+            .clone()
+            .zip(args.password.clone())
+            .map(|(username, password)| env_image::Credentials { username, password }),
+        auth_files: auth_files(),
+    };
+    let failed = || format!("Failed to write the image `{}`", args.tag);
+    // Before the build: a bad base or a registry that is down fails in seconds.
+    let base = env_image::prepare(
+        args.base.as_deref().unwrap_or(env_image::DEFAULT_BASE),
+        args.push.then_some(&target),
+        &store,
+        &registry,
+    )
+    .await
+    .with_context(failed)?;
     let request = env_request(&args.env, settings)?;
     let opened = open_model(&args.model.model, settings, printer).await?;
     let ready = ensure(
@@ -88,41 +110,27 @@ pub async fn image(
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(DEFAULT_CREATED);
-    let cache = settings.cache();
-    let store = env_image::BlobStore::new(&cache.bucket(env_cache::IMAGES_BUCKET)?)?;
     let image_request = env_image::ImageRequest {
         prefix: created.prefix.clone(),
         key: created.key.to_string(),
         model_dir: env.root().to_path_buf(),
         model_uri: args.model.model.clone(),
         variables: env.variables(),
-        base: args
-            .base
-            .clone()
-            .unwrap_or_else(|| env_image::DEFAULT_BASE.to_string()),
         target,
         push: args.push,
         outputs,
         compile: !args.env.no_compile,
         staging_dir: cache.bucket(env_cache::TMP_DIR)?,
-        registry: RegistrySettings {
-            insecure: args.insecure_registry.clone(),
-            credentials: args
-                .username
-                .clone()
-                .zip(args.password.clone())
-                .map(|(username, password)| env_image::Credentials { username, password }),
-            auth_files: auth_files(),
-        },
+        registry,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         created: created_at,
     };
     if !args.push && image_request.outputs.is_empty() {
         printer.warn("Neither `--push` nor `--output` given: the image is only written to the cache");
     }
-    let report = env_image::build(&image_request, &store)
+    let report = env_image::build(&image_request, &base, &store)
         .await
-        .with_context(|| format!("Failed to write the image `{}`", args.tag))?;
+        .with_context(failed)?;
     for warning in &report.warnings {
         printer.warn(warning);
     }

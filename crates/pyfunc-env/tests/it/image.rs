@@ -400,6 +400,7 @@ fn pypi_image_of_the_sklearn_model_pushes_runs_and_scores_like_mlflow() {
     let base_blobs = registry.blobs();
     let model = fixture("sklearn-iris");
     let layout = ctx.path().join("layout");
+    let archive = ctx.path().join("image.tar");
     let target = format!("{host}/sklearn-iris:v1");
     let output = image(
         &ctx,
@@ -413,6 +414,8 @@ fn pypi_image_of_the_sklearn_model_pushes_runs_and_scores_like_mlflow() {
             "--json",
             "--output",
             &format!("oci:{}", layout.display()),
+            "--output",
+            &format!("docker-archive:{}", archive.display()),
         ],
     );
     let report = json(&output);
@@ -460,6 +463,15 @@ fn pypi_image_of_the_sklearn_model_pushes_runs_and_scores_like_mlflow() {
     // podman pulls and runs it: MLflow's answers; then read-only, as another uid.
     checked(podman().args(["pull", "--quiet", "--tls-verify=false", &target]));
     run_and_score(&target, &[]);
+    // The docker archive in place of the pulled image: `podman load` gives the same image
+    // (its ID is the config's digest), read-only and as another uid.
+    checked(podman().args(["rmi", "-f", &target]));
+    checked(podman().arg("load").arg("--quiet").arg("-i").arg(&archive));
+    let id = checked(podman().args(["image", "inspect", "-f", "{{.Id}}", &target]));
+    assert_eq!(
+        format!("sha256:{}", String::from_utf8(id.stdout).unwrap().trim()),
+        report["config"]["digest"].as_str().unwrap()
+    );
     run_and_score(&target, &["--read-only", "--user", "4242"]);
 
     // The same inputs again: the same image digest; nothing uploaded, the environment layer
@@ -504,4 +516,142 @@ fn pypi_image_of_the_sklearn_model_pushes_runs_and_scores_like_mlflow() {
     assert_eq!(new, expected);
     assert!(base_blobs.is_subset(&before));
     let _ = stderr(&output);
+}
+
+/// An OCI layout whose one layer holds only `/etc/passwd`: no C library, no loader. With
+/// `empty`, no layer at all (`scratch`).
+fn layout_without_glibc(dir: &Path, empty: bool) -> PathBuf {
+    let layout = dir.join(if empty { "scratch" } else { "no-glibc" });
+    let blobs = layout.join("blobs/sha256");
+    fs_err::create_dir_all(&blobs).unwrap();
+    let sha256 = |file: &Path| {
+        let output = checked(Command::new("sha256sum").arg(file));
+        format!(
+            "sha256:{}",
+            String::from_utf8(output.stdout).unwrap().split(' ').next().unwrap()
+        )
+    };
+    let put = |bytes: &[u8]| {
+        let file = dir.join("blob");
+        fs_err::write(&file, bytes).unwrap();
+        let digest = sha256(&file);
+        fs_err::rename(&file, blobs.join(&digest[7..])).unwrap();
+        digest
+    };
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    if !empty {
+        let rootfs = dir.join("rootfs-no-glibc");
+        fs_err::create_dir_all(rootfs.join("etc")).unwrap();
+        fs_err::write(rootfs.join("etc/passwd"), "root:x:0:0::/:/sbin/nologin\n").unwrap();
+        let tar = dir.join("layer.tar");
+        checked(Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg("."));
+        let digest = sha256(&tar);
+        let size = fs_err::metadata(&tar).unwrap().len();
+        fs_err::rename(&tar, blobs.join(&digest[7..])).unwrap();
+        layers.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": digest, "size": size,
+        }));
+        diff_ids.push(digest);
+    }
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+    })
+    .to_string();
+    let config_digest = put(config.as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
+        "layers": layers,
+    })
+    .to_string();
+    let manifest_digest = put(manifest.as_bytes());
+    fs_err::write(
+        layout.join("index.json"),
+        serde_json::json!({ "schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest, "size": manifest.len(),
+        }]})
+        .to_string(),
+    )
+    .unwrap();
+    layout
+}
+
+/// `image` of the small conda-mode model of `pack.rs` (local channel, offline).
+fn conda_image(ctx: &TestContext, extra: &[&str]) -> Output {
+    let model = crate::pack::conda_model(ctx);
+    ctx.command()
+        .arg("image")
+        .arg(&model)
+        .args(["--env-manager", "conda"])
+        .args(crate::common::mirror_args(&channel_url()))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// A base without glibc (one without a dynamic loader, and `scratch`): exit 1, one screen that
+/// names the fix, and nothing written.
+#[test]
+fn a_base_without_glibc_is_refused_with_the_fix() {
+    let ctx = TestContext::new();
+    for empty in [false, true] {
+        let layout = layout_without_glibc(ctx.path(), empty);
+        let out = ctx.path().join("image.tar");
+        let output = conda_image(
+            &ctx,
+            &[
+                "-t",
+                "localhost/m:v1",
+                "--base",
+                &format!("oci:{}", layout.display()),
+                "--output",
+                &format!("docker-archive:{}", out.display()),
+            ],
+        );
+        assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+        let text = ctx.filter(&stderr(&output));
+        let error = text.lines().skip_while(|l| !l.starts_with("error:")).collect::<Vec<_>>().join("\n");
+        assert_eq!(
+            error,
+            format!(
+                "error: Failed to write the image `localhost/m:v1`\n  Caused by: The base image `oci:{}` has no glibc (no dynamic loader `ld-linux*.so*`)\n\nhint: The environment's Python needs glibc from the base: use the default (`gcr.io/distroless/cc-debian12`) or any Debian/Ubuntu/UBI-based image with `--base`",
+                ctx.filter(&layout.display().to_string())
+            ),
+            "{}",
+            describe(&output)
+        );
+        assert!(!out.exists());
+    }
+}
+
+/// A registry that is down: exit 2, the registry named and the fix; a registry that wants
+/// credentials and gets none: exit 1 and how to log in.
+#[test]
+fn push_to_a_registry_that_is_down_names_it() {
+    let ctx = TestContext::new().online();
+    let port = free_port();
+    let output = conda_image(
+        &ctx,
+        &[
+            "-t",
+            &format!("127.0.0.1:{port}/m:v1"),
+            "--base",
+            &format!("oci:{}:glibc", base_layout().display()),
+            "--push",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains(&format!(
+            "error: Failed to write the image `127.0.0.1:{port}/m:v1`\n  Caused by: Cannot reach the registry `127.0.0.1:{port}`\n"
+        )) && text.contains("hint: Check that the registry is up and the name is right"),
+        "{}",
+        describe(&output)
+    );
 }
