@@ -101,9 +101,7 @@ fn pick_platform<'a>(base: &str, index: &'a Value) -> Result<&'a Value, ImageErr
     let manifests = index["manifests"].as_array().map_or(&[][..], Vec::as_slice);
     manifests
         .iter()
-        .find(|m| {
-            m["platform"]["os"] == "linux" && m["platform"]["architecture"] == architecture()
-        })
+        .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == architecture())
         .ok_or_else(|| {
             invalid(
                 base,
@@ -182,9 +180,9 @@ fn from_layout(name: &str, path: &str, store: &BlobStore) -> Result<Base, ImageE
     let index = parse_json(name, &read(&dir.join("index.json"))?, "index.json")?;
     let manifests = index["manifests"].as_array().map_or(&[][..], Vec::as_slice);
     let chosen = match &tag {
-        Some(tag) => manifests.iter().find(|m| {
-            m["annotations"]["org.opencontainers.image.ref.name"].as_str() == Some(tag)
-        }),
+        Some(tag) => manifests
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str() == Some(tag)),
         None if manifests.len() == 1 => manifests.first(),
         None => manifests
             .iter()
@@ -286,8 +284,11 @@ fn from_docker_archive(name: &str, file: &Path, store: &BlobStore) -> Result<Bas
             && head == [0x1f, 0x8b];
         let mut temp = store.temp()?;
         let mut writer = HashingWriter::new(temp.as_file_mut());
-        std::io::copy(&mut fs_err::File::open(path).map_err(io(path))?, &mut writer)
-            .map_err(io(path))?;
+        std::io::copy(
+            &mut fs_err::File::open(path).map_err(io(path))?,
+            &mut writer,
+        )
+        .map_err(io(path))?;
         let (_, digest, size) = writer.finish();
         store.persist(temp, &digest)?;
         layers.push(BaseLayer {
@@ -322,7 +323,9 @@ pub fn has_dynamic_loader(base: &Base, store: &BlobStore) -> Result<bool, ImageE
         let path = store.path(&layer.digest);
         let file = fs_err::File::open(&path).map_err(io(&path))?;
         let reader: Box<dyn Read> = if layer.media_type.ends_with("gzip") {
-            Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file)))
+            Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+                file,
+            )))
         } else {
             Box::new(std::io::BufReader::new(file))
         };

@@ -20,7 +20,7 @@ use crate::{ImageError, io};
 
 /// Where the environment is in the image.
 pub const ENV_PATH: &str = "/opt/pyfunc-env/env";
-/// Where the model is in the image (MLflow's and SageMaker's convention).
+/// Where the model is in the image (the convention of MLflow's images and of Amazon's).
 pub const MODEL_PATH: &str = "/opt/ml/model";
 /// Where the entrypoint scripts are in the image.
 pub const SCRIPTS_PATH: &str = "/opt/pyfunc-env";
@@ -86,7 +86,13 @@ impl LayerWriter {
             .map_err(io(Path::new(path)))
     }
 
-    fn file(&mut self, path: &str, mode: u32, size: u64, data: impl Read) -> Result<(), ImageError> {
+    fn file(
+        &mut self,
+        path: &str,
+        mode: u32,
+        size: u64,
+        data: impl Read,
+    ) -> Result<(), ImageError> {
         let mut header = Self::header(tar::EntryType::Regular, mode, size);
         self.builder
             .append_data(&mut header, path, data)
@@ -171,7 +177,10 @@ pub fn env_layer(
         && let Ok(blob) = serde_json::from_str::<LayerBlob>(&text)
         && store.has(&blob.digest)
     {
-        tracing::debug!("Environment layer of `{key}` from the cache: {}", blob.digest);
+        tracing::debug!(
+            "Environment layer of `{key}` from the cache: {}",
+            blob.digest
+        );
         return Ok(EnvLayer {
             blob,
             cached: true,
@@ -196,12 +205,11 @@ pub fn env_layer(
         compression_level: 0,
         full_prefix: false,
     };
-    let report = env_pack::pack(prefix, &archive, &pack_options).map_err(|source| {
-        ImageError::Pack {
+    let report =
+        env_pack::pack(prefix, &archive, &pack_options).map_err(|source| ImageError::Pack {
             prefix: prefix.to_path_buf(),
             source: Box::new(source),
-        }
-    })?;
+        })?;
     let blob = relocate_into_layer(store, &archive)?;
     let text = serde_json::to_string_pretty(&blob).map_err(|e| ImageError::Io {
         path: record.clone(),
@@ -292,7 +300,10 @@ pub fn model_layer(
     }
     let scripts = SCRIPTS_PATH.trim_start_matches('/');
     writer.dir(scripts, 0o755)?;
-    for (name, text) in [("entrypoint.py", extras.entrypoint), ("serve.py", extras.serve)] {
+    for (name, text) in [
+        ("entrypoint.py", extras.entrypoint),
+        ("serve.py", extras.serve),
+    ] {
         writer.file(
             &format!("{scripts}/{name}"),
             0o644,

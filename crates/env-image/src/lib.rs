@@ -464,7 +464,10 @@ pub(crate) async fn local_blob(
     let BaseSource::Registry(reference) = &image.base_source else {
         return Err(ImageError::Io {
             path,
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "blob missing from the cache"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "blob missing from the cache",
+            ),
         });
     };
     let client = registry::Client::new(reference, settings)?;
@@ -689,11 +692,10 @@ pub async fn build(
     store: &BlobStore,
 ) -> Result<ImageReport, ImageError> {
     let started = std::time::Instant::now();
-    let environment =
-        env_pack::inspect(&request.prefix).map_err(|source| ImageError::Pack {
-            prefix: request.prefix.clone(),
-            source: Box::new(source),
-        })?;
+    let environment = env_pack::inspect(&request.prefix).map_err(|source| ImageError::Pack {
+        prefix: request.prefix.clone(),
+        source: Box::new(source),
+    })?;
     let mlflow_version = environment.version_of("mlflow").map(ToString::to_string);
     let env = layer::env_layer(
         store,
@@ -714,12 +716,18 @@ pub async fn build(
     )?;
     let mut labels = BTreeMap::new();
     labels.insert("io.pyfunc-env.env-key".to_string(), request.key.clone());
-    labels.insert("io.pyfunc-env.model-uri".to_string(), request.model_uri.clone());
+    labels.insert(
+        "io.pyfunc-env.model-uri".to_string(),
+        request.model_uri.clone(),
+    );
     labels.insert(
         "io.pyfunc-env.mlflow-version".to_string(),
         mlflow_version.clone().unwrap_or_default(),
     );
-    labels.insert("io.pyfunc-env.version".to_string(), request.tool_version.clone());
+    labels.insert(
+        "io.pyfunc-env.version".to_string(),
+        request.tool_version.clone(),
+    );
     labels.insert(
         "org.opencontainers.image.title".to_string(),
         request.target.repository.clone(),
@@ -730,7 +738,12 @@ pub async fn build(
         "VIRTUAL_ENV"
     };
     let mut env_vars = vec![(prefix_variable.to_string(), layer::ENV_PATH.to_string())];
-    env_vars.extend(request.variables.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env_vars.extend(
+        request
+            .variables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     let image = assemble(
         base,
         &env.blob,

@@ -126,7 +126,11 @@ pub async fn write_docker_archive(
         image.config_digest.trim_start_matches("sha256:")
     );
     builder
-        .append_data(&mut header(image.config.len() as u64), &config_name, image.config.as_slice())
+        .append_data(
+            &mut header(image.config.len() as u64),
+            &config_name,
+            image.config.as_slice(),
+        )
         .map_err(io(file))?;
     let mut layer_names = Vec::new();
     let mut written = std::collections::BTreeSet::new();
@@ -144,8 +148,7 @@ pub async fn write_docker_archive(
             let input = fs_err::File::open(&source).map_err(io(&source))?;
             let mut output = std::io::BufWriter::new(plain.reopen().map_err(io(plain.path()))?);
             if layer.media_type.ends_with("gzip") {
-                let mut decoder =
-                    flate2::read::MultiGzDecoder::new(std::io::BufReader::new(input));
+                let mut decoder = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(input));
                 std::io::copy(&mut decoder, &mut output).map_err(io(&source))?;
             } else {
                 std::io::copy(&mut std::io::BufReader::new(input), &mut output)
@@ -153,7 +156,9 @@ pub async fn write_docker_archive(
             }
             output.flush().map_err(io(plain.path()))?;
         }
-        let size = fs_err::metadata(plain.path()).map_err(io(plain.path()))?.len();
+        let size = fs_err::metadata(plain.path())
+            .map_err(io(plain.path()))?
+            .len();
         let reader = fs_err::File::open(plain.path()).map_err(io(plain.path()))?;
         builder
             .append_data(&mut header(size), &name, reader)
@@ -169,7 +174,11 @@ pub async fn write_docker_archive(
         source: e.into(),
     })?;
     builder
-        .append_data(&mut header(manifest.len() as u64), "manifest.json", manifest.as_slice())
+        .append_data(
+            &mut header(manifest.len() as u64),
+            "manifest.json",
+            manifest.as_slice(),
+        )
         .map_err(io(file))?;
     let mut writer = builder.into_inner().map_err(io(file))?;
     writer.flush().map_err(io(file))?;

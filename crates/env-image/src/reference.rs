@@ -54,9 +54,9 @@ impl Reference {
             None => (path, None),
         };
         if repository.is_empty()
-            || !repository.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b)
-            })
+            || !repository
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
         {
             return Err(invalid(
                 "a repository name has lowercase letters, digits, `.`, `_`, `-` and `/`",

@@ -251,7 +251,9 @@ impl Client {
         let url = self.url(&format!("blobs/{digest}"));
         let response = self.send(|| Ok(self.http.get(&url))).await?;
         if !response.status().is_success() {
-            return Err(self.refused(&format!("the blob `{digest}`"), response).await);
+            return Err(self
+                .refused(&format!("the blob `{digest}`"), response)
+                .await);
         }
         let bytes = response.bytes().await.map_err(|e| self.network_error(e))?;
         Ok(bytes.to_vec())
@@ -263,7 +265,9 @@ impl Client {
         let url = self.url(&format!("blobs/{digest}"));
         let mut response = self.send(|| Ok(self.http.get(&url))).await?;
         if !response.status().is_success() {
-            return Err(self.refused(&format!("the blob `{digest}`"), response).await);
+            return Err(self
+                .refused(&format!("the blob `{digest}`"), response)
+                .await);
         }
         let mut out = fs_err::File::create(file).map_err(io(file))?;
         while let Some(chunk) = response.chunk().await.map_err(|e| self.network_error(e))? {
@@ -280,7 +284,9 @@ impl Client {
         match response.status().as_u16() {
             200 => Ok(true),
             404 => Ok(false),
-            _ => Err(self.refused(&format!("the blob `{digest}`"), response).await),
+            _ => Err(self
+                .refused(&format!("the blob `{digest}`"), response)
+                .await),
         }
     }
 
@@ -474,16 +480,24 @@ mod tests {
             r#"{"auths": {"reg.example:5000": {"auth": "dXNlcjpwYXNz"}}}"#,
         )
         .unwrap();
-        let found = credentials_from_files(&[dir.path().join("missing"), file.clone()], "reg.example:5000")
-            .unwrap();
-        assert_eq!((found.username.as_str(), found.password.as_str()), ("user", "pass"));
+        let found = credentials_from_files(
+            &[dir.path().join("missing"), file.clone()],
+            "reg.example:5000",
+        )
+        .unwrap();
+        assert_eq!(
+            (found.username.as_str(), found.password.as_str()),
+            ("user", "pass")
+        );
         assert!(credentials_from_files(&[file], "other.example").is_none());
     }
 
     #[test]
     fn challenge_params() {
         assert_eq!(
-            split_params(r#"realm="https://auth/token",service="reg",scope="repository:a/b:pull,push""#),
+            split_params(
+                r#"realm="https://auth/token",service="reg",scope="repository:a/b:pull,push""#
+            ),
             [
                 r#"realm="https://auth/token""#,
                 r#"service="reg""#,

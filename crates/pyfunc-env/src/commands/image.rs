@@ -126,7 +126,8 @@ pub async fn image(
         created: created_at,
     };
     if !args.push && image_request.outputs.is_empty() {
-        printer.warn("Neither `--push` nor `--output` given: the image is only written to the cache");
+        printer
+            .warn("Neither `--push` nor `--output` given: the image is only written to the cache");
     }
     let report = env_image::build(&image_request, &base, &store)
         .await
@@ -151,7 +152,11 @@ pub async fn image(
         ));
     }
     for output in &report.outputs {
-        printer.info(format!("{} {}", printer.green("Wrote"), printer.cyan(output)));
+        printer.info(format!(
+            "{} {}",
+            printer.green("Wrote"),
+            printer.cyan(output)
+        ));
     }
     if let Some(push) = &report.push {
         let uploaded = push.blobs.iter().filter(|b| b.action == "uploaded").count();

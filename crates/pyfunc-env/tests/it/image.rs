@@ -72,7 +72,11 @@ impl Registry {
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(fs_err::File::create(dir.join("registry.log")).unwrap().into_file())
+            .stderr(
+                fs_err::File::create(dir.join("registry.log"))
+                    .unwrap()
+                    .into_file(),
+            )
             .spawn()
             .unwrap();
         let process = KillOnDrop(child);
@@ -243,7 +247,11 @@ fn base_layout() -> PathBuf {
         .to_string(),
     )
     .unwrap();
-    fs_err::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    fs_err::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
     let _ = fs_err::remove_dir_all(&dir);
     fs_err::rename(&layout, &dir).unwrap();
     dir
@@ -321,14 +329,30 @@ fn run_and_score(image: &str, extra: &[&str]) {
     let inputs = repo_root().join("fixtures/inputs/sklearn-iris");
     let expected = repo_root().join("fixtures/expected/sklearn-iris");
     for (file, content_type, stem) in [
-        ("dataframe_split.json", "application/json", "dataframe_split"),
-        ("dataframe_records.json", "application/json", "dataframe_records"),
+        (
+            "dataframe_split.json",
+            "application/json",
+            "dataframe_split",
+        ),
+        (
+            "dataframe_records.json",
+            "application/json",
+            "dataframe_records",
+        ),
         ("instances.json", "application/json", "instances"),
         ("inputs.json", "application/json", "inputs"),
         ("input.csv", "text/csv", "input"),
-        ("instances_columns.json", "application/json", "instances_columns"),
+        (
+            "instances_columns.json",
+            "application/json",
+            "instances_columns",
+        ),
         ("inputs_records.json", "application/json", "inputs_records"),
-        ("unexpected_params.json", "application/json", "unexpected_params"),
+        (
+            "unexpected_params.json",
+            "application/json",
+            "unexpected_params",
+        ),
     ] {
         let body = fs_err::read(inputs.join(file)).unwrap();
         let response = http(port, "POST", "/invocations", content_type, &body).unwrap();
@@ -344,7 +368,12 @@ fn run_and_score(image: &str, extra: &[&str]) {
     // Rejected input: 400 and MLflow's JSON error.
     let body = fs_err::read(inputs.join("missing_column.json")).unwrap();
     let response = http(port, "POST", "/invocations", "application/json", &body).unwrap();
-    assert_eq!(response.status, 400, "{}", String::from_utf8_lossy(&response.body));
+    assert_eq!(
+        response.status,
+        400,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
 
     // SIGTERM (podman stop) ends the server by itself, well before podman's SIGKILL.
     checked(podman().args(["stop", "-t", "60", &name]));
@@ -493,7 +522,14 @@ fn pypi_image_of_the_sklearn_model_pushes_runs_and_scores_like_mlflow() {
     let v2 = json(&image(
         &ctx,
         &second,
-        &["-t", &format!("{host}/sklearn-iris:v2"), "--base", &base, "--push", "--json"],
+        &[
+            "-t",
+            &format!("{host}/sklearn-iris:v2"),
+            "--base",
+            &base,
+            "--push",
+            "--json",
+        ],
     ));
     assert_eq!(v2["env_key"], report["env_key"]);
     assert_eq!(
@@ -528,7 +564,11 @@ fn layout_without_glibc(dir: &Path, empty: bool) -> PathBuf {
         let output = checked(Command::new("sha256sum").arg(file));
         format!(
             "sha256:{}",
-            String::from_utf8(output.stdout).unwrap().split(' ').next().unwrap()
+            String::from_utf8(output.stdout)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
         )
     };
     let put = |bytes: &[u8]| {
@@ -545,7 +585,14 @@ fn layout_without_glibc(dir: &Path, empty: bool) -> PathBuf {
         fs_err::create_dir_all(rootfs.join("etc")).unwrap();
         fs_err::write(rootfs.join("etc/passwd"), "root:x:0:0::/:/sbin/nologin\n").unwrap();
         let tar = dir.join("layer.tar");
-        checked(Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg("."));
+        checked(
+            Command::new("tar")
+                .arg("-C")
+                .arg(&rootfs)
+                .arg("-cf")
+                .arg(&tar)
+                .arg("."),
+        );
         let digest = sha256(&tar);
         let size = fs_err::metadata(&tar).unwrap().len();
         fs_err::rename(&tar, blobs.join(&digest[7..])).unwrap();
@@ -615,7 +662,11 @@ fn a_base_without_glibc_is_refused_with_the_fix() {
         );
         assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
         let text = ctx.filter(&stderr(&output));
-        let error = text.lines().skip_while(|l| !l.starts_with("error:")).collect::<Vec<_>>().join("\n");
+        let error = text
+            .lines()
+            .skip_while(|l| !l.starts_with("error:"))
+            .collect::<Vec<_>>()
+            .join("\n");
         assert_eq!(
             error,
             format!(
