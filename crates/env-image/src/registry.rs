@@ -209,14 +209,12 @@ impl Client {
         }
     }
 
-    /// Checks that the registry answers (`GET /v2/`; any HTTP answer will do, credentials are
-    /// checked when used).
+    /// Checks that the registry answers and accepts the credentials (`GET /v2/`, through the
+    /// same authentication as every request): a registry that is down or refuses access fails
+    /// here, before anything is built.
     pub async fn ping(&self) -> Result<(), ImageError> {
-        self.http
-            .get(format!("{}/", self.base))
-            .send()
-            .await
-            .map_err(|e| self.network_error(e))?;
+        let url = format!("{}/", self.base);
+        self.send(|| Ok(self.http.get(&url))).await?;
         Ok(())
     }
 

@@ -706,3 +706,64 @@ fn push_to_a_registry_that_is_down_names_it() {
         describe(&output)
     );
 }
+
+/// A registry that refuses every request (`401` with a Basic challenge), on a free port: what
+/// a registry that rejects the credentials answers.
+fn refusing_registry() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer);
+            let body =
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"registry\"\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// A registry that refuses access: exit 1 before anything is built, the registry named, and
+/// how to log in; with credentials given, the message says they were refused.
+#[test]
+fn push_to_a_registry_that_refuses_auth_says_how_to_log_in() {
+    let ctx = TestContext::new().online();
+    let port = refusing_registry();
+    let base = format!("oci:{}:glibc", base_layout().display());
+    let target = format!("127.0.0.1:{port}/m:v1");
+    for (credentials, refused) in [
+        (&[][..], "without credentials"),
+        (
+            &["--username", "me", "--password", "wrong"][..],
+            "with the credentials given",
+        ),
+    ] {
+        let mut args = vec!["-t", target.as_str(), "--base", base.as_str(), "--push"];
+        args.extend_from_slice(credentials);
+        let output = conda_image(&ctx, &args);
+        assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+        assert_eq!(
+            stderr(&output),
+            format!(
+                "error: Failed to write the image `{target}`\n  Caused by: The registry `127.0.0.1:{port}` refused access {refused}\n\nhint: Log in with `podman login` or `docker login` (their auth files are read, and `REGISTRY_AUTH_FILE`), or pass `--username` and `--password` (or `PYFUNC_ENV_REGISTRY_USERNAME` and `PYFUNC_ENV_REGISTRY_PASSWORD`)\n"
+            ),
+            "{}",
+            describe(&output)
+        );
+        // Nothing was built.
+        assert!(
+            !ctx.cache_dir.join("envs-v1").exists()
+                || fs_err::read_dir(ctx.cache_dir.join("envs-v1"))
+                    .unwrap()
+                    .next()
+                    .is_none()
+        );
+    }
+}
