@@ -1,6 +1,10 @@
 //! The two layers pyfunc-env writes, both reproducible: entries sorted, every mtime
 //! [`LAYER_MTIME`], owner 0:0 with no names, permission bits normalised, gzip without a
-//! timestamp, no path of the build machine.
+//! timestamp, no path of the build machine in the model layer. The environment layer still
+//! records the environment's path in the cache (in pack-time bytecode's `co_filename` and the
+//! text files `pack` leaves alone), so it is the same across machines only when their cache
+//! directories have the same path. TODO(issue 21): compile with the image path as `ddir` and
+//! rewrite those text files to [`ENV_PATH`].
 //!
 //! - The **environment layer** is the relocatable prefix `pack` makes (the same checks,
 //!   trampolines and pack-time bytecode), under [`ENV_PATH`]. It depends on the environment

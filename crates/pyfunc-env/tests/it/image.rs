@@ -269,6 +269,16 @@ fn image(ctx: &TestContext, model: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// An image in podman's storage, removed when dropped (each run's registry port makes a new
+/// name, so they would pile up).
+struct PodmanImage(String);
+
+impl Drop for PodmanImage {
+    fn drop(&mut self) {
+        let _ = podman().args(["rmi", "-f", &self.0]).output();
+    }
+}
+
 /// A container, removed when dropped.
 struct Container(String);
 
@@ -490,6 +500,7 @@ fn pypi_image_of_the_sklearn_model_pushes_runs_and_scores_like_mlflow() {
     assert_eq!(from_layout["Digest"], digest.as_str());
 
     // podman pulls and runs it: MLflow's answers; then read-only, as another uid.
+    let _pulled = PodmanImage(target.clone());
     checked(podman().args(["pull", "--quiet", "--tls-verify=false", &target]));
     run_and_score(&target, &[]);
     // The docker archive in place of the pulled image: `podman load` gives the same image
