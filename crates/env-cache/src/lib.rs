@@ -52,6 +52,8 @@ pub const TOOLS_BUCKET: &str = "tools-v1";
 pub const PYC_BUCKET: &str = "pyc-v1";
 /// Models downloaded from model URIs (`env-source`).
 pub const MODELS_BUCKET: &str = "models-v1";
+/// OCI image blobs (`pyfunc-env image`): environment layers by key, base layers, model layers.
+pub const IMAGES_BUCKET: &str = "images-v1";
 /// Staging area (same filesystem as the buckets, so renames are atomic).
 pub const TMP_DIR: &str = "tmp";
 /// Every bucket this version knows; `cache prune` removes the others.
@@ -63,6 +65,7 @@ pub const KNOWN_BUCKETS: &[&str] = &[
     TOOLS_BUCKET,
     PYC_BUCKET,
     MODELS_BUCKET,
+    IMAGES_BUCKET,
     TMP_DIR,
 ];
 

@@ -370,6 +370,11 @@ pub fn serve_command(env: &Environment, model_dir: &Path, options: &ServeOptions
 
 pub use env_prefix::has_mlflow;
 
+/// The script [`serve_command`] runs (argv: `model_dir host|- port|- workers|- timeout|-`), for
+/// consumers that run it elsewhere: `pyfunc-env image` bakes it into the image, so a container
+/// serves exactly as `run -- serve` does.
+pub const SERVE_SCRIPT: &str = include_str!("scripts/serve.py");
+
 /// Replaces this process with `command`, keeping `inherit` (open lock files) open in it so
 /// their locks last as long as the command. Returns only on failure. On non-Unix platforms the
 /// command runs as a child and its exit code is returned.

@@ -132,6 +132,12 @@ pub enum Command {
         after_help = "Examples:\n  pyfunc-env unpack env.tar.gz /opt/envs/model-env\n  /opt/envs/model-env/bin/python -c 'import sklearn'"
     )]
     Unpack(UnpackArgs),
+    /// Write an OCI image that serves the model with MLflow's scoring server: the base image,
+    /// the environment as one layer (cached by key), the model as another. No Docker daemon
+    #[command(
+        after_help = "Examples:\n  pyfunc-env image model/ -t registry.example.com/team/model:v1 --push\n  pyfunc-env image models:/churn@champion -t localhost:5000/churn:champion --push --json\n  pyfunc-env image model/ -t model:v1 --output docker-archive:model.tar   # then: podman load -i model.tar\n  pyfunc-env image model/ -t model:v1 --output oci:layout/ --base oci:base-layout/\n\nThe container serves on $PORT (else 8080) as `run -- serve` does, as a non-root user, with a\nread-only root filesystem if wanted (it writes only to /tmp). Only a complete prefix can be\nput in an image: a conda-mode environment, or a virtualenv-mode one with `--python-source conda`."
+    )]
+    Image(ImageArgs),
     /// Print a shell completion script for bash, zsh, fish, elvish or PowerShell
     #[command(
         after_help = "Install (then open a new shell):\n  bash:        echo 'eval \"$(pyfunc-env completions bash)\"' >> ~/.bashrc\n  zsh:         echo 'eval \"$(pyfunc-env completions zsh)\"' >> ~/.zshrc\n  fish:        pyfunc-env completions fish > ~/.config/fish/completions/pyfunc-env.fish\n  elvish:      echo 'eval (pyfunc-env completions elvish | slurp)' >> ~/.config/elvish/rc.elv\n  PowerShell:  Add-Content $PROFILE 'pyfunc-env completions powershell | Out-String | Invoke-Expression'"
@@ -524,6 +530,42 @@ pub struct PackArgs {
     #[arg(long)]
     pub keep_tests: bool,
     /// Print the result as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pyfunc-env image`.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(flatten)]
+    pub model: ModelArg,
+    #[command(flatten)]
+    pub env: EnvArgs,
+    /// The image's name: `registry/repository:tag`
+    #[arg(long, short = 't', value_name = "REF")]
+    pub tag: String,
+    /// The base image: a registry image, `oci:DIR[:TAG]` or `docker-archive:FILE`; it must
+    /// provide glibc [default: gcr.io/distroless/cc-debian12]
+    #[arg(long, value_name = "IMAGE")]
+    pub base: Option<String>,
+    /// Push the image to the registry named in `--tag` (blobs it lacks, then the manifest)
+    #[arg(long)]
+    pub push: bool,
+    /// Also write the image to `oci:DIR` (an OCI image layout) or `docker-archive:FILE` (what
+    /// `docker load` and `podman load` read) (repeatable)
+    #[arg(long, short = 'o', value_name = "oci:DIR|docker-archive:FILE")]
+    pub output: Vec<String>,
+    /// Reach this registry (`host` or `host:port`) over plain HTTP; loopback always is
+    /// (repeatable)
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+    /// Registry user name [env: PYFUNC_ENV_REGISTRY_USERNAME=]
+    #[arg(long, env = crate::EnvVars::PYFUNC_ENV_REGISTRY_USERNAME, hide_env = true, requires = "password")]
+    pub username: Option<String>,
+    /// Registry password or token [env: PYFUNC_ENV_REGISTRY_PASSWORD=]
+    #[arg(long, env = crate::EnvVars::PYFUNC_ENV_REGISTRY_PASSWORD, hide_env_values = true, hide_env = true)]
+    pub password: Option<String>,
+    /// Print the image digest, its layers and what was uploaded as JSON on stdout
     #[arg(long)]
     pub json: bool,
 }

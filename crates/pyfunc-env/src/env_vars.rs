@@ -31,6 +31,16 @@ impl EnvVars {
     /// `run`: compile bytecode before the model starts on a cache miss (`1`), not in the
     /// background.
     pub const PYFUNC_ENV_COMPILE_FOREGROUND: &'static str = "PYFUNC_ENV_COMPILE_FOREGROUND";
+    /// `image --push`: the registry user name (with `PYFUNC_ENV_REGISTRY_PASSWORD`).
+    pub const PYFUNC_ENV_REGISTRY_USERNAME: &'static str = "PYFUNC_ENV_REGISTRY_USERNAME";
+    /// `image --push`: the registry password or token.
+    pub const PYFUNC_ENV_REGISTRY_PASSWORD: &'static str = "PYFUNC_ENV_REGISTRY_PASSWORD";
+    /// The auth file podman, skopeo and buildah read first; `image` reads it too.
+    pub const REGISTRY_AUTH_FILE: &'static str = "REGISTRY_AUTH_FILE";
+    /// Where podman keeps its auth file (`$XDG_RUNTIME_DIR/containers/auth.json`).
+    pub const XDG_RUNTIME_DIR: &'static str = "XDG_RUNTIME_DIR";
+    /// Docker's configuration directory (`config.json`, default `~/.docker`).
+    pub const DOCKER_CONFIG: &'static str = "DOCKER_CONFIG";
     /// Disable colours (<https://no-color.org>).
     pub const NO_COLOR: &'static str = "NO_COLOR";
     /// Force colours even when stderr is not a terminal.

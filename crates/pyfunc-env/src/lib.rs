@@ -170,6 +170,7 @@ async fn run(
         Command::Check(args) => commands::check::check(&args, settings, printer).await,
         Command::Pack(args) => commands::pack::pack(&args, settings, printer).await,
         Command::Unpack(args) => commands::pack::unpack(&args, printer).await,
+        Command::Image(args) => commands::image::image(&args, settings, printer).await,
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(

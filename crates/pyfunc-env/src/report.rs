@@ -64,6 +64,9 @@ fn as_diagnostic<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a
     if let Some(error) = error.downcast_ref::<env_pack::PackError>() {
         return Some(error);
     }
+    if let Some(error) = error.downcast_ref::<env_image::ImageError>() {
+        return Some(error);
+    }
     if let Some(error) = error.downcast_ref::<env_source::SourceError>() {
         return Some(error);
     }
@@ -105,6 +108,9 @@ pub fn exit_status(error: &anyhow::Error) -> ExitStatus {
             return classify(error.is_user_error());
         }
         if let Some(error) = cause.downcast_ref::<env_pack::PackError>() {
+            return classify(error.is_user_error());
+        }
+        if let Some(error) = cause.downcast_ref::<env_image::ImageError>() {
             return classify(error.is_user_error());
         }
         if let Some(error) = cause.downcast_ref::<env_remote::RemoteError>() {

@@ -4,6 +4,7 @@ pub mod cache;
 pub mod check;
 pub mod create;
 pub mod deps;
+pub mod image;
 pub mod inspect;
 pub mod pack;
 pub mod run;
