@@ -52,6 +52,8 @@ pub const TOOLS_BUCKET: &str = "tools-v1";
 pub const PYC_BUCKET: &str = "pyc-v1";
 /// Models downloaded from model URIs (`env-source`).
 pub const MODELS_BUCKET: &str = "models-v1";
+/// Files of environments by content hash (`env-store`), hard-linked into pulled environments.
+pub const STORE_BUCKET: &str = "store-v1";
 /// Staging area (same filesystem as the buckets, so renames are atomic).
 pub const TMP_DIR: &str = "tmp";
 /// Every bucket this version knows; `cache prune` removes the others.
@@ -63,6 +65,7 @@ pub const KNOWN_BUCKETS: &[&str] = &[
     TOOLS_BUCKET,
     PYC_BUCKET,
     MODELS_BUCKET,
+    STORE_BUCKET,
     TMP_DIR,
 ];
 
