@@ -1,5 +1,5 @@
 //! A built environment as a manifest over content-addressed files (issue 25), the way Nix,
-//! OSTree and casync ship trees.
+//! `OSTree` and casync ship trees.
 //!
 //! - [`Manifest`]: every entry of a complete prefix (path, kind, mode, size, sha256, symlink
 //!   target) and which files name the prefix. Computed once from a complete environment and

@@ -46,6 +46,10 @@ pub enum PrefixUse {
 }
 
 impl PrefixUse {
+    #[expect(
+        clippy::trivially_copy_pass_by_ref,
+        reason = "serde's `skip_serializing_if` passes a reference"
+    )]
     fn is_none(&self) -> bool {
         *self == Self::None
     }
