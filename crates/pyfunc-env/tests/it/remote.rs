@@ -526,6 +526,20 @@ fn remote_sibling_pull_downloads_only_missing_blobs() {
         })
         .sum();
     assert!(stored * 10 < separately * 7, "{stored} of {separately}");
+    // `cache list --remote` says so.
+    let listed = ctx
+        .command()
+        .args(["cache", "list", "--remote", "--remote-cache"])
+        .arg(format!("file://{}", remote.display()))
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", describe(&listed));
+    assert!(
+        stderr(&listed).contains("2 environment(s) take")
+            && stderr(&listed).contains("without sharing"),
+        "{}",
+        describe(&listed)
+    );
 }
 
 /// Hostile manifests are refused before anything is written, or stopped while writing: one
