@@ -71,8 +71,10 @@ def main():
     env["PYFUNC_ENV_CACHE_DIR"] = cache
 
     def empty_environment_cache():
-        # The environment and the bytecode store go; the uv, conda package and repodata caches stay.
-        for bucket in ("envs-v1", "pyc-v1", "tmp"):
+        # The environment, the bytecode store and the file store (store-v1/, which a pull links
+        # from: left, the next pull would download nothing) go; the uv, conda package and
+        # repodata caches stay.
+        for bucket in ("envs-v1", "pyc-v1", "store-v1", "tmp"):
             shutil.rmtree(os.path.join(cache, bucket), ignore_errors=True)
 
     # Warm-up: fills the uv and package caches, and pushes the environment to the remote.
@@ -95,6 +97,10 @@ def main():
         assert doc["remote_hit"], out
         pull.append(t)
         python = doc["python"]
+        with open(os.path.join(doc["prefix"], ".pyfunc-env", "metadata.json")) as f:
+            report = json.load(f)["extra"]["remote"]
+        downloaded = report["pull"]["downloaded_bytes"]
+        env_bytes, stored = report["pull"]["env_bytes"], report["stored_bytes"]
         t, _ = timed([args.bin, "run", MODEL, *flags, "--", "predict", "-i", INPUT], env, EXPECTED)
         first_predict.append(t)
     floor = [timed([python, "-c", FLOOR, MODEL, INPUT], env, EXPECTED)[0] for _ in range(args.runs)]
@@ -110,6 +116,9 @@ def main():
           f"| {build:.2f} | {build / pull:.2f}x faster (goal >= 3x) |")
     print(f"| first `run -- predict` after a pull | {first_predict:.2f} | floor: env python running `_predict` directly "
           f"| {floor:.2f} | {first_predict / floor:.3f}x of the floor (goal <= 1.05x) |")
+    print()
+    print(f"A pull downloaded {downloaded / 2**20:.1f} MiB for {env_bytes / 2**20:.1f} MiB of files; "
+          f"the remote stores the environment in {stored / 2**20:.1f} MiB of packs")
     shutil.rmtree(work, ignore_errors=True)
 
     if not args.no_cold:

@@ -54,6 +54,8 @@ pub const PYC_BUCKET: &str = "pyc-v1";
 pub const MODELS_BUCKET: &str = "models-v1";
 /// OCI image blobs (`pyfunc-env image`): environment layers by key, base layers, model layers.
 pub const IMAGES_BUCKET: &str = "images-v1";
+/// Files of environments by content hash (`env-store`), hard-linked into pulled environments.
+pub const STORE_BUCKET: &str = "store-v1";
 /// Staging area (same filesystem as the buckets, so renames are atomic).
 pub const TMP_DIR: &str = "tmp";
 /// Every bucket this version knows; `cache prune` removes the others.
@@ -66,6 +68,7 @@ pub const KNOWN_BUCKETS: &[&str] = &[
     PYC_BUCKET,
     MODELS_BUCKET,
     IMAGES_BUCKET,
+    STORE_BUCKET,
     TMP_DIR,
 ];
 

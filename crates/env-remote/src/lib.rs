@@ -1,34 +1,48 @@
 //! A shared cache of complete environments on object storage: build once, every agent reuses
-//! (issue 13).
+//! (issues 13 and 25).
 //!
 //! ```text
-//! <url>/v1/<platform>/<key>/manifest.json    key, platform, archive name, sha256, size, metadata
-//! <url>/v1/archives/<sha256>.tar.zst         the relocatable prefix (`env_pack`, full, with
-//!                                            unchecked-hash bytecode), zstd on every core
+//! <url>/v2/<platform>/<key>/manifest.json   key, platform, metadata, the environment's entries
+//!                                           (`env_store::Manifest`) and, for each file's
+//!                                           sha256, its pack, offset and length; written last
+//! <url>/v2/packs/<sha256>.pack              blobs shared by all environments, each zstd on its
+//!                                           own, grouped by distribution (sources, bytecode)
+//!                                           and at most 32 MiB of content a pack
 //! ```
 //!
+//! The `v1` layout (one archive per environment) is no longer read or written.
+//!
 //! Guarantees, and why they hold:
-//! - **A reader never sees a manifest without its archive.** A push uploads the archive under
-//!   its content hash first (an object appears whole or not at all), then writes the manifest.
+//! - **A pull fetches only what the agent lacks.** Files are named by content; the agent's
+//!   `store-v1/` holds every file of the environments it built or pulled, so a pull of a
+//!   sibling range-GETs (coalesced, in parallel) only the blobs the store lacks, and
+//!   materialises the environment by hard links.
+//! - **A push uploads only what the remote lacks.** Packs are named by the hash of their
+//!   bytes; a pack the remote has (HEAD, same size) is not uploaded again. Siblings share the
+//!   packs of their common distributions.
+//! - **A reader never sees a manifest without its blobs.** Packs go up first (an object
+//!   appears whole or not at all), the manifest last.
 //! - **Concurrent pushes leave a consistent entry.** The manifest is written with a conditional
-//!   put (create only) where the store supports it: the first push wins, a later one keeps it
-//!   and deletes its own, now unreferenced, archive. Where the store ignores the condition the
-//!   last manifest wins; each names a complete archive.
-//! - **A pulled environment is checked and installed like a build.** The archive is downloaded
-//!   to the cache's `tmp/`, its size and sha256 compared with the manifest, unpacked into a
-//!   staging directory beside the environment (and its Python run there), renamed into place
-//!   under the environment's exclusive lock, and marked complete last. A damaged archive is
-//!   discarded (the local build that follows replaces it remotely); a killed pull leaves no
-//!   `complete` marker, so nothing is installed.
+//!   put (create only) where the store supports it: the first push wins. Packs are content
+//!   named, so two pushers write the same bytes to the same name.
+//! - **Bounded work on hostile input.** The manifest is read up to [`MAX_MANIFEST`] bytes and
+//!   checked entry by entry (paths, symlinks, hashes, sizes within [`MAX_FILE`] and
+//!   [`MAX_TOTAL`]) before anything is fetched; each blob is decompressed into a writer that
+//!   refuses more than its recorded size and checks its sha256 before it enters the store.
+//! - **A pulled environment is installed like a build.** It is materialised into a staging
+//!   directory in the cache's `tmp/`, renamed into place under the environment's exclusive
+//!   lock, and marked complete last. A killed pull leaves no `complete` marker, and the next
+//!   pull of the key removes its staging directory.
 //! - **The remote never fails a build.** Unreachable, slow (every request and every stalled
 //!   read is bounded by [`Remote::timeout`]), refused or damaged: one warning, and the build
-//!   goes on locally.
+//!   goes on locally (and its push replaces what was damaged).
 //!
 //! Trust: whoever can write the bucket can put code on every agent that pulls from it, as with
 //! any shared build cache. Give agents that only consume read-only credentials (and
 //! `--remote-cache-read-only`).
 #![warn(missing_docs)]
 
+mod packs;
 mod store;
 mod transfer;
 
@@ -42,9 +56,16 @@ use serde::{Deserialize, Serialize};
 pub use transfer::{PruneReport, PushResult, RemoteEntry};
 
 /// The layout version, part of every path.
-pub const LAYOUT: u32 = 1;
-const LAYOUT_DIR: &str = "v1";
+pub const LAYOUT: u32 = 2;
+const LAYOUT_DIR: &str = "v2";
 const MANIFEST: &str = "manifest.json";
+
+/// The largest manifest a pull reads.
+pub const MAX_MANIFEST: u64 = 64 << 20;
+/// The largest file a pull writes.
+pub const MAX_FILE: u64 = 4 << 30;
+/// The most bytes of files a pull writes.
+pub const MAX_TOTAL: u64 = 64 << 30;
 
 /// How long a request, or a read that makes no progress, may take by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -135,10 +156,10 @@ pub enum RemoteError {
         status: Option<u16>,
     },
 
-    /// A downloaded archive is not the one the manifest names.
-    #[error("The remote cache's archive `{archive}` is damaged: {message}; it was discarded")]
+    /// A downloaded pack is not what the manifest says.
+    #[error("The remote cache's `{archive}` is damaged: {message}; it was discarded")]
     Damaged {
-        /// The archive's name.
+        /// The object's path, relative to the remote's root.
         archive: String,
         /// What differs.
         message: String,
@@ -179,6 +200,11 @@ pub enum RemoteError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Pack(#[from] env_pack::PackError),
+
+    /// The local file store.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    LocalStore(#[from] env_store::StoreError),
 
     /// This machine's platform.
     #[error(transparent)]
@@ -311,7 +337,7 @@ impl std::str::FromStr for RemoteUrl {
     }
 }
 
-/// What a manifest records: written last, after the archive it names.
+/// What a manifest records: written last, after the packs it names.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     /// [`LAYOUT`].
@@ -322,26 +348,43 @@ pub struct Manifest {
     pub platform: String,
     /// The pyfunc-env version that pushed it.
     pub tool_version: String,
-    /// The archive, relative to the remote's root (`v1/archives/<sha256>.tar.zst`).
-    pub archive: String,
-    /// The archive's sha256 (hex).
-    pub sha256: String,
-    /// The archive's size in bytes.
-    pub size: u64,
-    /// Regular files in the archive.
-    pub files: u64,
-    /// Bytes of file content (the unpacked size, roughly).
-    pub unpacked_bytes: u64,
     /// When it was pushed (seconds since the Unix epoch).
     pub created: u64,
-    /// Whether the archive has bytecode.
+    /// Whether the environment was built with bytecode.
     pub compile_bytecode: bool,
-    /// Console scripts whose shebang became a relocatable `/bin/sh` trampoline (so their
-    /// recorded hashes differ; `cache verify` knows).
-    #[serde(default)]
-    pub relocated_scripts: Vec<String>,
+    /// The environment: its entries and which files name its prefix.
+    pub tree: env_store::Manifest,
+    /// Where each file's content is, by sha256.
+    pub blobs: std::collections::BTreeMap<String, BlobAt>,
+    /// The packs it uses, with their sizes.
+    pub packs: std::collections::BTreeMap<String, u64>,
     /// The environment's metadata where it was built.
     pub metadata: env_cache::Metadata,
+}
+
+/// Where a blob is: a zstd frame at `offset` in a pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobAt {
+    /// The pack's index in the manifest's `packs` (sorted by name).
+    pub pack: usize,
+    /// Byte offset of the frame.
+    pub offset: u64,
+    /// Compressed length.
+    pub length: u64,
+}
+
+impl Manifest {
+    /// The packs' names, in the order [`BlobAt::pack`] counts them.
+    #[must_use]
+    pub fn pack_names(&self) -> Vec<&String> {
+        self.packs.keys().collect()
+    }
+
+    /// Bytes the remote stores for this environment (its packs).
+    #[must_use]
+    pub fn stored_bytes(&self) -> u64 {
+        self.packs.values().sum()
+    }
 }
 
 /// A remote cache and how to use it.
@@ -350,7 +393,8 @@ pub struct Remote {
     url: RemoteUrl,
     read_only: bool,
     timeout: Duration,
-    /// Archives found damaged by this process: a push replaces their manifest.
+    /// Packs found damaged by this process: a push uploads them again and replaces a manifest
+    /// that names them.
     damaged: Mutex<HashSet<String>>,
     /// A pull found the remote unreachable or refusing the credentials: later pulls and pushes
     /// of this process would only fail the same way (and warn again), so they are skipped.
@@ -414,18 +458,18 @@ impl Remote {
         format!("{LAYOUT_DIR}/{platform}/{key}/{MANIFEST}")
     }
 
-    fn mark_damaged(&self, sha256: &str) {
+    fn mark_damaged(&self, pack: &str) {
         self.damaged
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(sha256.to_string());
+            .insert(pack.to_string());
     }
 
-    fn is_damaged(&self, sha256: &str) -> bool {
+    fn is_damaged(&self, pack: &str) -> bool {
         self.damaged
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(sha256)
+            .contains(pack)
     }
 }
 
@@ -603,7 +647,7 @@ mod tests {
     fn manifest_paths_carry_layout_platform_and_key() {
         assert_eq!(
             Remote::manifest_path("linux-64", "abc"),
-            "v1/linux-64/abc/manifest.json"
+            "v2/linux-64/abc/manifest.json"
         );
     }
 }

@@ -1,30 +1,45 @@
-//! Pull, push, list and prune.
+//! Pull, push, list and prune (layout `v2`: manifests over shared packs).
 
-use std::io::{Read as _, Write as _};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use env_cache::{Cache, EnvEntry, EnvState};
 use futures_util::StreamExt as _;
-use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutPayload};
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 
-use crate::{LAYOUT, LAYOUT_DIR, MANIFEST, Manifest, Remote, RemoteError, io};
+use crate::packs::{self, Planned};
+use crate::{
+    BlobAt, LAYOUT, LAYOUT_DIR, MANIFEST, MAX_FILE, MAX_MANIFEST, MAX_TOTAL, Manifest, Remote,
+    RemoteError, io,
+};
 
-/// Multipart parts; files up to this size go in one request.
-const PART: usize = 16 << 20;
+/// A boxed future, so futures of one kind built in a loop can share a stream.
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A pack pushed: its name, size, blobs (`sha256`, offset, length), the bytes sent, and the
+/// content bytes it holds.
+type PackPushed = (String, u64, Vec<(String, u64, u64)>, u64, u64);
+
+/// A pack of the environment: its name, size and blobs (`sha256`, offset, length).
+type Located = (String, u64, Vec<(String, u64, u64)>);
+
+/// Ranges of one pack closer than this are fetched in one request.
+const GAP: u64 = 1 << 20;
+/// Requests in flight at once, each at most a pack.
+const PARALLEL: usize = 4;
 
 /// What [`Remote::push`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushResult {
-    /// Uploaded: the archive, then the manifest.
+    /// Uploaded: the packs the remote lacked, then the manifest.
     Pushed {
-        /// The archive's size.
-        size: u64,
-        /// The archive's sha256.
-        sha256: String,
+        /// Bytes uploaded (packs the remote lacked).
+        uploaded: u64,
+        /// Bytes the remote stores for this environment (its packs, shared or not).
+        stored: u64,
     },
     /// The remote already has this key, intact: nothing uploaded.
     AlreadyThere,
@@ -46,8 +61,12 @@ pub struct RemoteEntry {
     pub key: String,
     /// The platform.
     pub platform: String,
-    /// The archive's size.
+    /// Bytes of the packs it uses (shared with other environments or not).
     pub size: u64,
+    /// Bytes of its files, unpacked.
+    pub unpacked_bytes: u64,
+    /// Its packs.
+    pub packs: usize,
     /// When it was pushed.
     pub created: u64,
     /// The model it was built for, where it was built.
@@ -56,8 +75,6 @@ pub struct RemoteEntry {
     pub env_manager: String,
     /// The pyfunc-env version that pushed it.
     pub tool_version: String,
-    /// The archive, relative to the remote's root.
-    pub archive: String,
 }
 
 /// What [`Remote::prune`] removed (or would).
@@ -65,27 +82,43 @@ pub struct RemoteEntry {
 pub struct PruneReport {
     /// Keys whose manifest was removed.
     pub removed: Vec<String>,
-    /// Archives removed (unreferenced and older than the cut-off).
-    pub archives_removed: usize,
+    /// Packs removed (no kept manifest uses them, older than the cut-off).
+    pub packs_removed: usize,
     /// Their bytes.
     pub bytes_freed: u64,
     /// Entries kept.
     pub kept: usize,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+/// What a pull fetched, recorded in the environment's metadata.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PullReport {
+    /// Distinct blobs the environment needs.
+    pub blobs: u64,
+    /// Of them, fetched from the remote.
+    pub blobs_downloaded: u64,
+    /// Bytes downloaded (compressed, including the gaps of coalesced ranges).
+    pub downloaded_bytes: u64,
+    /// Bytes of file content the local store already had.
+    pub reused_bytes: u64,
+    /// Bytes of file content of the environment.
+    pub env_bytes: u64,
+    /// Requests for packs.
+    pub requests: u64,
+    /// Files linked from the store, copied, and written with the new prefix.
+    pub materialised: env_store::Materialised,
 }
 
 fn secs(start: Instant) -> f64 {
     (start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
 }
 
+fn pack_path(name: &str) -> String {
+    format!("{LAYOUT_DIR}/packs/{name}.pack")
+}
+
 impl Remote {
+    /// Reads a manifest, at most [`MAX_MANIFEST`] bytes of it.
     async fn read_manifest(
         &self,
         store: &Arc<dyn ObjectStore>,
@@ -93,31 +126,69 @@ impl Remote {
     ) -> Result<Option<Manifest>, RemoteError> {
         let path = self.object(relative);
         let what = format!("reading `{relative}`");
+        let bad = |message: String| RemoteError::BadManifest {
+            path: relative.to_string(),
+            message,
+        };
         let get = match tokio::time::timeout(self.timeout, store.get(&path)).await {
             Err(_) => return Err(self.timed_out(&what)),
             Ok(Err(object_store::Error::NotFound { .. })) => return Ok(None),
             Ok(Err(error)) => return Err(self.error(&what, &error)),
             Ok(Ok(get)) => get,
         };
-        let bytes = self.bounded(&what, get.bytes()).await?;
+        if get.meta.size > MAX_MANIFEST {
+            return Err(bad(format!(
+                "it is {} bytes, more than the {MAX_MANIFEST} bytes a manifest may have",
+                get.meta.size
+            )));
+        }
+        let mut stream = get.into_stream();
+        let mut bytes = Vec::new();
+        loop {
+            match tokio::time::timeout(self.timeout, stream.next()).await {
+                Err(_) => return Err(self.timed_out(&what)),
+                Ok(None) => break,
+                Ok(Some(Err(error))) => return Err(self.error(&what, &error)),
+                Ok(Some(Ok(chunk))) => {
+                    if (bytes.len() + chunk.len()) as u64 > MAX_MANIFEST {
+                        return Err(bad(format!(
+                            "it is more than the {MAX_MANIFEST} bytes a manifest may have"
+                        )));
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+            }
+        }
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| RemoteError::BadManifest {
-                path: relative.to_string(),
-                message: e.to_string(),
-            })
+            .map_err(|e| bad(e.to_string()))
     }
 
-    /// Whether `manifest`'s archive is in the store with its recorded size, and not known
-    /// damaged.
-    async fn archive_intact(&self, store: &Arc<dyn ObjectStore>, manifest: &Manifest) -> bool {
-        if self.is_damaged(&manifest.sha256) {
+    /// Whether every pack `manifest` names is in the store with its recorded size, and none is
+    /// known damaged.
+    async fn packs_intact(&self, store: &Arc<dyn ObjectStore>, manifest: &Manifest) -> bool {
+        let mut checks: Vec<BoxFuture<'_, bool>> = Vec::new();
+        for (name, size) in &manifest.packs {
+            checks.push(Box::pin(self.pack_there(store, name, *size)));
+        }
+        let mut results = futures_util::stream::iter(checks).buffer_unordered(8);
+        while let Some(ok) = results.next().await {
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether the pack `name` is in the store with `size` bytes and not known damaged.
+    async fn pack_there(&self, store: &Arc<dyn ObjectStore>, name: &str, size: u64) -> bool {
+        if self.is_damaged(name) {
             return false;
         }
-        let path = self.object(&manifest.archive);
+        let path = self.object(&pack_path(name));
         matches!(
             tokio::time::timeout(self.timeout, store.head(&path)).await,
-            Ok(Ok(meta)) if meta.size == manifest.size
+            Ok(Ok(meta)) if meta.size == size
         )
     }
 
@@ -140,117 +211,205 @@ impl Remote {
             tracing::debug!("Remote cache miss: {}/{relative}", self.url);
             return Ok(None);
         };
-        if manifest.layout != LAYOUT || manifest.key != key || manifest.platform != platform {
-            return Err(RemoteError::BadManifest {
-                path: relative,
-                message: format!(
-                    "it is for key `{}` on `{}` (layout {}), not `{key}` on `{platform}` (layout {LAYOUT})",
-                    manifest.key, manifest.platform, manifest.layout
-                ),
-            });
+        check_manifest(&manifest, &relative, &key, &platform)?;
+        // Whatever a killed pull of this key left (we hold its exclusive lock).
+        remove_stale_staging(&tmp, &key);
+        let local = env_store::Store::open(cache)?;
+        let mut report = PullReport::default();
+        let names = manifest.pack_names();
+        // The blobs the store lacks, each with the first entry that has it, by pack.
+        let mut wanted: BTreeMap<usize, Vec<(BlobAt, &env_store::Entry)>> = BTreeMap::new();
+        for entry in manifest.tree.blobs() {
+            let sha = entry.sha256.as_deref().unwrap_or_default();
+            report.blobs += 1;
+            if local.has(sha) {
+                report.reused_bytes += entry.size;
+                continue;
+            }
+            let at = manifest.blobs[sha];
+            wanted.entry(at.pack).or_default().push((at, entry));
+        }
+        report.env_bytes = manifest.tree.bytes;
+        // Missing or truncated packs first: one HEAD each, before any download.
+        for &pack in wanted.keys() {
+            let name = names[pack];
+            let path = self.object(&pack_path(name));
+            let what = format!("checking `{}`", pack_path(name));
+            let found = match tokio::time::timeout(self.timeout, store.head(&path)).await {
+                Err(_) => return Err(self.timed_out(&what)),
+                Ok(Err(object_store::Error::NotFound { .. })) => None,
+                Ok(Err(error)) => return Err(self.error(&what, &error)),
+                Ok(Ok(meta)) => Some(meta.size),
+            };
+            let expected = manifest.packs[name];
+            if found != Some(expected) {
+                self.mark_damaged(name);
+                return Err(RemoteError::Damaged {
+                    archive: pack_path(name),
+                    message: match found {
+                        None => "it is missing".to_string(),
+                        Some(size) => format!(
+                            "{size} bytes where the manifest says {expected} (truncated or replaced)"
+                        ),
+                    },
+                });
+            }
         }
         reporter.on_phase("Downloading from the remote cache");
-        let download = tempfile::Builder::new()
-            .prefix(".remote-pull-")
-            .suffix(".tar.zst")
-            .tempfile_in(&tmp)
-            .map_err(io(&tmp))?;
-        let (download, size, sha256) = self.download(&store, &manifest, download, reporter).await?;
-        if size != manifest.size || sha256 != manifest.sha256 {
-            self.mark_damaged(&manifest.sha256);
-            return Err(RemoteError::Damaged {
-                archive: manifest.archive.clone(),
-                message: if size == manifest.size {
-                    format!(
-                        "its sha256 is {sha256}, the manifest says {}",
-                        manifest.sha256
-                    )
-                } else {
-                    format!(
-                        "{size} bytes where the manifest says {} (truncated or replaced)",
-                        manifest.size
-                    )
-                },
-            });
+        let id = reporter.on_download_start("environment files");
+        let mut requests = Vec::new();
+        for (pack, mut blobs) in wanted {
+            blobs.sort_by_key(|(at, _)| at.offset);
+            let mut current: Vec<(BlobAt, env_store::Entry)> = Vec::new();
+            for (at, entry) in blobs {
+                if let Some((last, _)) = current.last()
+                    && at.offset > last.offset + last.length + GAP
+                {
+                    requests.push((pack, std::mem::take(&mut current)));
+                }
+                current.push((at, entry.clone()));
+            }
+            if !current.is_empty() {
+                requests.push((pack, current));
+            }
         }
-        reporter.on_phase("Unpacking the environment from the remote cache");
+        report.requests = requests.len() as u64;
+        let total: u64 = requests
+            .iter()
+            .map(|(_, blobs)| {
+                let first = blobs[0].0.offset;
+                let last = blobs[blobs.len() - 1].0;
+                last.offset + last.length - first
+            })
+            .sum();
+        let mut fetches: Vec<BoxFuture<'_, Result<(u64, u64), RemoteError>>> = Vec::new();
+        for (pack, blobs) in requests {
+            fetches.push(Box::pin(self.fetch(&store, &local, names[pack], blobs)));
+        }
+        let mut results = futures_util::stream::iter(fetches).buffer_unordered(PARALLEL);
+        while let Some(result) = results.next().await {
+            let (bytes, blobs) = result?;
+            report.downloaded_bytes += bytes;
+            report.blobs_downloaded += blobs;
+            reporter.on_download_progress(id, report.downloaded_bytes, Some(total));
+        }
+        drop(results);
+        reporter.on_download_complete(id);
+
+        reporter.on_phase("Linking the environment from the store");
         let mut metadata = manifest.metadata.clone();
         metadata.model = model_root.display().to_string();
-        metadata.extra.insert(
-            "remote".into(),
-            serde_json::json!({
-                "url": self.url.to_string(),
-                "archive": manifest.archive,
-                "sha256": manifest.sha256,
-                "pushed": manifest.created,
-                "pulled": env_cache::unix_now(),
-                "built_by": manifest.tool_version,
-            }),
-        );
-        metadata.extra.insert(
-            "relocated_scripts".into(),
-            serde_json::json!(manifest.relocated_scripts),
-        );
-        let installed = {
-            let (env, archive) = (env.clone(), manifest.archive.clone());
-            blocking(move || install(&env, &tmp, download, &archive, &metadata)).await
+        let rewritten: Vec<&str> = manifest
+            .tree
+            .entries
+            .iter()
+            .filter(|e| e.prefix == env_store::PrefixUse::Text)
+            .map(|e| e.path.as_str())
+            .collect();
+        metadata
+            .extra
+            .insert("relocated_scripts".into(), serde_json::json!(rewritten));
+        let (env_owned, tree) = (env.clone(), manifest.tree.clone());
+        let materialised =
+            blocking(move || install(&env_owned, &tmp, &local, &tree, &metadata)).await;
+        let materialised = match materialised {
+            Ok(done) => done,
+            Err(error) => return Err(error),
         };
-        if let Err(error) = installed {
-            if matches!(error, RemoteError::Damaged { .. }) {
-                self.mark_damaged(&manifest.sha256);
+        report.materialised = materialised;
+        // The report goes into the metadata after the fact: the environment is complete
+        // already, and a lost report loses nothing.
+        if let Ok(mut metadata) = env.metadata() {
+            metadata.extra.insert(
+                "remote".into(),
+                serde_json::json!({
+                    "url": self.url.to_string(),
+                    "pushed": manifest.created,
+                    "pulled": env_cache::unix_now(),
+                    "built_by": manifest.tool_version,
+                    "stored_bytes": manifest.stored_bytes(),
+                    "pull": report,
+                    "seconds": secs(start),
+                }),
+            );
+            let path = env.dir().join(env_cache::META_DIR).join("metadata.json");
+            if let Ok(bytes) = serde_json::to_vec_pretty(&metadata) {
+                let _ = env_cache::write_atomic(&path, &bytes);
             }
-            return Err(error);
         }
         tracing::debug!(
-            "Pulled {key} from {} ({} bytes) in {:.2} s",
+            "Pulled {key} from {}: {} of {} blobs, {} bytes in {} requests, {:.2} s",
             self.url,
-            manifest.size,
+            report.blobs_downloaded,
+            report.blobs,
+            report.downloaded_bytes,
+            report.requests,
             start.elapsed().as_secs_f64()
         );
         Ok(Some(secs(start)))
     }
 
-    /// Downloads `manifest`'s archive into `file`: its size and sha256. The writes and the
-    /// hashing run on the blocking pool, a chunk at a time.
-    async fn download(
+    /// One range of a pack: downloaded (bounded), cut into blobs, each decompressed into the
+    /// store and checked. Bytes downloaded and blobs stored.
+    async fn fetch(
         &self,
         store: &Arc<dyn ObjectStore>,
-        manifest: &Manifest,
-        file: tempfile::NamedTempFile,
-        reporter: &dyn env_solve::Reporter,
-    ) -> Result<(tempfile::NamedTempFile, u64, String), RemoteError> {
-        let what = format!("downloading `{}`", manifest.archive);
-        let path = self.object(&manifest.archive);
-        let get = self.bounded(&what, store.get(&path)).await?;
-        let mut stream = get.into_stream();
-        let id = reporter.on_download_start("environment archive");
-        let mut sink = (file, Sha256::new());
-        let mut total = 0u64;
-        loop {
-            match tokio::time::timeout(self.timeout, stream.next()).await {
-                Err(_) => return Err(self.timed_out(&what)),
-                Ok(None) => break,
-                Ok(Some(Err(error))) => return Err(self.error(&what, &error)),
-                Ok(Some(Ok(bytes))) => {
-                    total += bytes.len() as u64;
-                    let (mut file, mut hasher) = sink;
-                    sink = blocking(move || {
-                        hasher.update(&bytes);
-                        file.write_all(&bytes).map_err(io(file.path()))?;
-                        Ok((file, hasher))
-                    })
-                    .await?;
-                    reporter.on_download_progress(id, total, Some(manifest.size));
-                    // A remote that sends more than the manifest says is not the archive.
-                    if total > manifest.size {
-                        break;
-                    }
+        local: &env_store::Store,
+        name: &str,
+        blobs: Vec<(BlobAt, env_store::Entry)>,
+    ) -> Result<(u64, u64), RemoteError> {
+        let relative = pack_path(name);
+        let what = format!("downloading `{relative}`");
+        let start = blobs[0].0.offset;
+        let last = blobs[blobs.len() - 1].0;
+        let end = last.offset + last.length;
+        // A range may take a while on a slow link; a stall is bounded by the timeout of the
+        // requests' client, the whole range by a generous multiple.
+        let range_timeout = (self.timeout * 8).max(Duration::from_secs(120));
+        let bytes = match tokio::time::timeout(
+            range_timeout,
+            store.get_range(&self.object(&relative), start..end),
+        )
+        .await
+        {
+            Err(_) => return Err(self.timed_out(&what)),
+            Ok(Err(error)) => return Err(self.error(&what, &error)),
+            Ok(Ok(bytes)) => bytes,
+        };
+        if bytes.len() as u64 != end - start {
+            self.mark_damaged(name);
+            return Err(RemoteError::Damaged {
+                archive: relative,
+                message: format!(
+                    "{} bytes came for a range of {} (truncated or replaced)",
+                    bytes.len(),
+                    end - start
+                ),
+            });
+        }
+        let local = local.clone();
+        let count = blobs.len() as u64;
+        let stored = blocking(move || {
+            for (at, entry) in &blobs {
+                let from = usize::try_from(at.offset - start).unwrap_or(usize::MAX);
+                let to = usize::try_from(at.offset + at.length - start).unwrap_or(usize::MAX);
+                match packs::unpack_blob(&local, &bytes[from..to], entry) {
+                    Ok(()) => {}
+                    Err(Ok(message)) => return Ok(Err(message)),
+                    Err(Err(error)) => return Err(error),
                 }
             }
+            Ok(Ok(()))
+        })
+        .await?;
+        if let Err(message) = stored {
+            self.mark_damaged(name);
+            return Err(RemoteError::Damaged {
+                archive: relative,
+                message,
+            });
         }
-        reporter.on_download_complete(id);
-        let (file, hasher) = sink;
-        Ok((file, total, hex(&hasher.finalize())))
+        Ok((end - start, count))
     }
 
     /// `cache push`'s one call: uploads the environment of `env` if the local cache has it
@@ -269,8 +428,7 @@ impl Remote {
             .await
     }
 
-    /// Packs the complete environment `env` and uploads it: the archive under its sha256,
-    /// then the manifest.
+    /// Uploads the complete environment `env`: the packs the remote lacks, then the manifest.
     pub async fn push(
         &self,
         cache: &Cache,
@@ -297,45 +455,13 @@ impl Remote {
                 ),
             });
         }
-        let metadata = env.metadata()?;
-        let platform = crate::current_platform()?;
-        let key = env.key().to_string();
-        let relative = Self::manifest_path(&platform, &key);
-        let store = self.store()?;
-        if let Some(existing) = self.read_manifest(&store, &relative).await.unwrap_or(None)
-            && self.archive_intact(&store, &existing).await
-        {
-            tracing::debug!("{key} is in the remote cache already");
-            return Ok(PushResult::AlreadyThere);
-        }
-        let tmp = cache.bucket(env_cache::TMP_DIR)?;
-        let out = tempfile::Builder::new()
-            .prefix(".remote-push-")
-            .tempdir_in(&tmp)
-            .map_err(io(&tmp))?;
-        let archive = out.path().join("env.tar.zst");
-        reporter.on_phase("Packing the environment for the remote cache");
-        let options = env_pack::PackOptions {
-            format: env_pack::Format::TarZst,
-            compile: compile_bytecode,
-            keep_tests: false,
-            exclude_distributions: Vec::new(),
-            model: None,
-            staging_dir: tmp.clone(),
-            mtime: metadata.created,
-            compression_level: 3,
-            full_prefix: true,
+        let prefix = env.dir().to_path_buf();
+        let shareable = {
+            let prefix = prefix.clone();
+            blocking(move || Ok(env_pack::inspect(&prefix))).await?
         };
-        let packed = {
-            let (prefix, archive) = (env.dir().to_path_buf(), archive.clone());
-            blocking(move || {
-                Ok(env_pack::pack(&prefix, &archive, &options)
-                    .map(|report| (report, sha256_file(&archive))))
-            })
-            .await?
-        };
-        let (report, hashed) = match packed {
-            Ok(report) => report,
+        match shareable {
+            Ok(_) => {}
             Err(env_pack::PackError::SystemVirtualenv { home, .. }) => {
                 return Ok(not_shareable(&home));
             }
@@ -343,108 +469,129 @@ impl Remote {
                 return Ok(not_shareable(&target.display()));
             }
             Err(error) => return Err(error.into()),
+        }
+        let metadata = env.metadata()?;
+        let platform = crate::current_platform()?;
+        let key = env.key().to_string();
+        let relative = Self::manifest_path(&platform, &key);
+        let store = self.store()?;
+        if let Some(existing) = self.read_manifest(&store, &relative).await.unwrap_or(None)
+            && self.packs_intact(&store, &existing).await
+        {
+            tracing::debug!("{key} is in the remote cache already");
+            return Ok(PushResult::AlreadyThere);
+        }
+        reporter.on_phase("Hashing the environment's files");
+        let tree = {
+            let (prefix, local) = (prefix.clone(), env_store::Store::open(cache)?);
+            blocking(move || {
+                let tree = env_store::Manifest::load_or_scan(&prefix)?;
+                // The agent that built it holds its files for its siblings' pulls.
+                if let Err(error) = local.ingest(&tree, &prefix) {
+                    tracing::debug!("Not adding the environment to the local store: {error}");
+                }
+                Ok(tree)
+            })
+            .await?
         };
-        let (size, sha256) = hashed?;
-        let archive_relative = format!("{LAYOUT_DIR}/archives/{sha256}.tar.zst");
+        let plans = packs::plan(&tree);
         reporter.on_phase("Uploading to the remote cache");
-        self.upload(&store, &archive_relative, &archive, size, reporter)
-            .await?;
+        let id = reporter.on_download_start("upload: environment packs");
+        let content: u64 = plans.iter().flatten().map(|p| p.size).sum();
+        let mut uploads: Vec<BoxFuture<'_, Result<PackPushed, RemoteError>>> = Vec::new();
+        for planned in plans {
+            uploads.push(Box::pin(self.push_pack(&store, &prefix, planned)));
+        }
+        let mut results = futures_util::stream::iter(uploads).buffer_unordered(2);
+        let mut located: Vec<Located> = Vec::new();
+        let (mut uploaded, mut done) = (0u64, 0u64);
+        while let Some(result) = results.next().await {
+            let (name, size, blobs, sent, content_bytes) = result?;
+            uploaded += sent;
+            done += content_bytes;
+            reporter.on_download_progress(id, done, Some(content));
+            located.push((name, size, blobs));
+        }
+        drop(results);
+        reporter.on_download_complete(id);
+        located.sort_by(|a, b| a.0.cmp(&b.0));
+        located.dedup_by(|a, b| a.0 == b.0);
+        let packs: BTreeMap<String, u64> =
+            located.iter().map(|(n, s, _)| (n.clone(), *s)).collect();
+        let mut blobs = BTreeMap::new();
+        for (index, (_, _, inside)) in located.into_iter().enumerate() {
+            for (sha, offset, length) in inside {
+                blobs.insert(
+                    sha,
+                    BlobAt {
+                        pack: index,
+                        offset,
+                        length,
+                    },
+                );
+            }
+        }
         let manifest = Manifest {
             layout: LAYOUT,
             key: key.clone(),
             platform,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            archive: archive_relative.clone(),
-            sha256: sha256.clone(),
-            size,
-            files: report.files,
-            unpacked_bytes: report.unpacked_bytes,
             created: env_cache::unix_now(),
             compile_bytecode,
-            relocated_scripts: report.scripts_rewritten.clone(),
+            tree,
+            blobs,
+            packs,
             metadata,
         };
-        let kept_other = self.put_manifest(&store, &relative, &manifest).await?;
-        if kept_other {
+        let stored = manifest.stored_bytes();
+        if self.put_manifest(&store, &relative, &manifest).await? {
             return Ok(PushResult::KeptOther);
         }
-        Ok(PushResult::Pushed { size, sha256 })
+        Ok(PushResult::Pushed { uploaded, stored })
     }
 
-    async fn upload(
+    /// Builds one pack and uploads it unless the remote has it: its name, size, blobs, the
+    /// bytes sent and the content bytes it holds.
+    async fn push_pack(
         &self,
         store: &Arc<dyn ObjectStore>,
-        relative: &str,
-        file: &Path,
-        size: u64,
-        reporter: &dyn env_solve::Reporter,
-    ) -> Result<(), RemoteError> {
-        let what = format!("uploading `{relative}`");
-        let path = self.object(relative);
-        // A part may take a while on a slow link; a stall is still bounded.
-        let part_timeout = (self.timeout * 4).max(Duration::from_secs(60));
-        let id = reporter.on_download_start("upload: environment archive");
-        let mut reader = fs_err::File::open(file).map_err(io(file))?;
-        if size <= PART as u64 {
-            let bytes = blocking(move || {
-                let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-                reader.read_to_end(&mut bytes).map_err(io(reader.path()))?;
-                Ok(bytes)
-            })
-            .await?;
-            match tokio::time::timeout(part_timeout, store.put(&path, PutPayload::from(bytes)))
-                .await
+        prefix: &Path,
+        planned: Vec<Planned>,
+    ) -> Result<PackPushed, RemoteError> {
+        let content: u64 = planned.iter().map(|p| p.size).sum();
+        let built = {
+            let prefix = prefix.to_path_buf();
+            blocking(move || packs::build(&prefix, &planned)).await?
+        };
+        let relative = pack_path(&built.name);
+        let path = self.object(&relative);
+        let size = built.bytes.len() as u64;
+        let there = matches!(
+            tokio::time::timeout(self.timeout, store.head(&path)).await,
+            Ok(Ok(meta)) if meta.size == size
+        );
+        let mut sent = 0;
+        if !there || self.is_damaged(&built.name) {
+            let what = format!("uploading `{relative}`");
+            let part_timeout = (self.timeout * 4).max(Duration::from_secs(60));
+            match tokio::time::timeout(
+                part_timeout,
+                store.put(&path, PutPayload::from(built.bytes)),
+            )
+            .await
             {
                 Err(_) => return Err(self.timed_out(&what)),
                 Ok(result) => {
                     result.map_err(|error| self.error(&what, &error))?;
                 }
             }
-        } else {
-            let upload = self.bounded(&what, store.put_multipart(&path)).await?;
-            let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
-            let mut chunk = (reader, vec![0u8; 4 << 20]);
-            let mut sent = 0u64;
-            loop {
-                let (mut reader, mut buffer) = chunk;
-                let (n, read) = blocking(move || {
-                    let n = reader.read(&mut buffer).map_err(io(reader.path()))?;
-                    Ok((n, (reader, buffer)))
-                })
-                .await?;
-                chunk = read;
-                let buffer = &chunk.1;
-                if n == 0 {
-                    break;
-                }
-                match tokio::time::timeout(part_timeout, writer.wait_for_capacity(4)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => {
-                        let _ = writer.abort().await;
-                        return Err(self.error(&what, &error));
-                    }
-                    Err(_) => {
-                        let _ = writer.abort().await;
-                        return Err(self.timed_out(&what));
-                    }
-                }
-                writer.write(&buffer[..n]);
-                sent += n as u64;
-                reporter.on_download_progress(id, sent, Some(size));
-            }
-            match tokio::time::timeout(part_timeout * 4, writer.finish()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => return Err(self.error(&what, &error)),
-                Err(_) => return Err(self.timed_out(&what)),
-            }
+            sent = size;
         }
-        reporter.on_download_progress(id, size, Some(size));
-        reporter.on_download_complete(id);
-        Ok(())
+        Ok((built.name, size, built.blobs, sent, content))
     }
 
     /// Writes the manifest, create-only where the store supports it. `Ok(true)` when another
-    /// agent's intact manifest was there first and was kept (our archive is then removed).
+    /// agent's intact manifest was there first and was kept.
     async fn put_manifest(
         &self,
         store: &Arc<dyn ObjectStore>,
@@ -453,7 +600,7 @@ impl Remote {
     ) -> Result<bool, RemoteError> {
         let what = format!("writing `{relative}`");
         let path = self.object(relative);
-        let bytes = serde_json::to_vec_pretty(manifest).unwrap_or_default();
+        let bytes = serde_json::to_vec(manifest).unwrap_or_default();
         let create = tokio::time::timeout(
             self.timeout,
             store.put_opts(
@@ -463,7 +610,6 @@ impl Remote {
             ),
         )
         .await;
-        let mut replaced = None;
         match create {
             Err(_) => return Err(self.timed_out(&what)),
             Ok(Ok(_)) => return Ok(false),
@@ -473,21 +619,14 @@ impl Remote {
             )) => {
                 let existing = self.read_manifest(store, relative).await.ok().flatten();
                 if let Some(existing) = &existing
-                    && existing.sha256 != manifest.sha256
-                    && self.archive_intact(store, existing).await
+                    && self.packs_intact(store, existing).await
                 {
                     tracing::debug!("Another agent pushed `{relative}` first; keeping its entry");
-                    let _ = tokio::time::timeout(
-                        self.timeout,
-                        store.delete(&self.object(&manifest.archive)),
-                    )
-                    .await;
                     return Ok(true);
                 }
-                // The entry there is damaged: it is replaced, and its archive dropped.
-                replaced = existing.filter(|e| e.archive != manifest.archive);
+                // The entry there is damaged: it is replaced (its packs go with `prune`).
             }
-            // No conditional put: the last manifest wins, each names a complete archive.
+            // No conditional put: the last manifest wins, each names complete packs.
             Ok(Err(
                 object_store::Error::NotImplemented { .. }
                 | object_store::Error::NotSupported { .. },
@@ -496,14 +635,10 @@ impl Remote {
         }
         self.bounded(&what, store.put(&path, PutPayload::from(bytes)))
             .await?;
-        if let Some(old) = replaced {
-            let _ =
-                tokio::time::timeout(self.timeout, store.delete(&self.object(&old.archive))).await;
-        }
         Ok(false)
     }
 
-    /// Every object under `v1/`, with its size and modification time.
+    /// Every object under `v2/`, with its size and modification time.
     async fn objects(
         &self,
         store: &Arc<dyn ObjectStore>,
@@ -543,34 +678,41 @@ impl Remote {
         out
     }
 
-    /// The environments in the remote, newest first.
-    pub async fn list(&self) -> Result<Vec<RemoteEntry>, RemoteError> {
+    /// The environments in the remote, newest first, and the bytes all packs take (less than
+    /// the sum of the entries' sizes by what they share).
+    pub async fn list(&self) -> Result<(Vec<RemoteEntry>, u64), RemoteError> {
         let store = self.store()?;
-        {
-            let objects = self.objects(&store).await?;
-            let mut entries: Vec<RemoteEntry> = self
-                .manifests(&store, &objects)
-                .await
-                .into_iter()
-                .map(|(_, m)| RemoteEntry {
-                    key: m.key,
-                    platform: m.platform,
-                    size: m.size,
-                    created: m.created,
-                    model: m.metadata.model,
-                    env_manager: m.metadata.env_manager,
-                    tool_version: m.tool_version,
-                    archive: m.archive,
-                })
-                .collect();
-            entries.sort_by(|a, b| b.created.cmp(&a.created).then(a.key.cmp(&b.key)));
-            Ok(entries)
-        }
+        let objects = self.objects(&store).await?;
+        let packs_dir = format!("{LAYOUT_DIR}/packs/");
+        let stored: u64 = objects
+            .iter()
+            .filter(|m| self.relative(&m.location).starts_with(&packs_dir))
+            .map(|m| m.size)
+            .sum();
+        let mut entries: Vec<RemoteEntry> = self
+            .manifests(&store, &objects)
+            .await
+            .into_iter()
+            .map(|(_, m)| RemoteEntry {
+                size: m.stored_bytes(),
+                unpacked_bytes: m.tree.bytes,
+                packs: m.packs.len(),
+                key: m.key,
+                platform: m.platform,
+                created: m.created,
+                model: m.metadata.model,
+                env_manager: m.metadata.env_manager,
+                tool_version: m.tool_version,
+            })
+            .collect();
+        entries.sort_by(|a, b| b.created.cmp(&a.created).then(a.key.cmp(&b.key)));
+        Ok((entries, stored))
     }
 
     /// Removes entries pushed longer ago than `older_than` (the remote records no uses), then
-    /// archives no manifest names that are older than that too (left by a push that lost a
-    /// race or died before its manifest). An archive being uploaded now is never that old.
+    /// packs no remaining manifest uses that are older than that too (left by removed
+    /// entries, by a push that died before its manifest, or replaced damaged ones). A pack
+    /// being uploaded now is never that old.
     pub async fn prune(
         &self,
         older_than: Duration,
@@ -588,50 +730,128 @@ impl Remote {
         let cutoff_secs = cutoff
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        {
-            let objects = self.objects(&store).await?;
-            let manifests = self.manifests(&store, &objects).await;
-            let mut report = PruneReport::default();
-            let mut referenced = std::collections::HashSet::new();
-            for (relative, manifest) in manifests {
-                if manifest.created <= cutoff_secs {
-                    if !dry_run {
-                        self.bounded(
-                            &format!("removing `{relative}`"),
-                            store.delete(&self.object(&relative)),
-                        )
-                        .await?;
-                    }
-                    report.removed.push(manifest.key);
-                } else {
-                    report.kept += 1;
-                    referenced.insert(manifest.archive);
-                }
-            }
-            let archives = format!("{LAYOUT_DIR}/archives/");
-            for meta in &objects {
-                let relative = self.relative(&meta.location);
-                if !relative.starts_with(&archives) || referenced.contains(&relative) {
-                    continue;
-                }
-                let modified: std::time::SystemTime = meta.last_modified.into();
-                if modified > cutoff {
-                    continue;
-                }
+        let objects = self.objects(&store).await?;
+        let manifests = self.manifests(&store, &objects).await;
+        let mut report = PruneReport::default();
+        let mut referenced = HashSet::new();
+        for (relative, manifest) in manifests {
+            if manifest.created <= cutoff_secs {
                 if !dry_run {
                     self.bounded(
                         &format!("removing `{relative}`"),
-                        store.delete(&meta.location),
+                        store.delete(&self.object(&relative)),
                     )
                     .await?;
                 }
-                report.archives_removed += 1;
-                report.bytes_freed += meta.size;
+                report.removed.push(manifest.key);
+            } else {
+                report.kept += 1;
+                referenced.extend(manifest.packs.keys().map(|name| pack_path(name)));
             }
-            report.removed.sort();
-            Ok(report)
+        }
+        let packs_dir = format!("{LAYOUT_DIR}/packs/");
+        for meta in &objects {
+            let relative = self.relative(&meta.location);
+            if !relative.starts_with(&packs_dir) || referenced.contains(&relative) {
+                continue;
+            }
+            let modified: std::time::SystemTime = meta.last_modified.into();
+            if modified > cutoff {
+                continue;
+            }
+            if !dry_run {
+                self.bounded(
+                    &format!("removing `{relative}`"),
+                    store.delete(&meta.location),
+                )
+                .await?;
+            }
+            report.packs_removed += 1;
+            report.bytes_freed += meta.size;
+        }
+        report.removed.sort();
+        Ok(report)
+    }
+}
+
+/// Everything a pull relies on, checked before anything is fetched or written.
+fn check_manifest(
+    manifest: &Manifest,
+    relative: &str,
+    key: &str,
+    platform: &str,
+) -> Result<(), RemoteError> {
+    let bad = |message: String| RemoteError::BadManifest {
+        path: relative.to_string(),
+        message,
+    };
+    if manifest.layout != LAYOUT || manifest.key != key || manifest.platform != platform {
+        return Err(bad(format!(
+            "it is for key `{}` on `{}` (layout {}), not `{key}` on `{platform}` (layout {LAYOUT})",
+            manifest.key, manifest.platform, manifest.layout
+        )));
+    }
+    manifest
+        .tree
+        .check(MAX_FILE, MAX_TOTAL)
+        .map_err(|e| bad(e.to_string()))?;
+    if manifest
+        .packs
+        .keys()
+        .any(|name| !env_store::is_sha256(name))
+    {
+        return Err(bad("a pack name is not a sha256".to_string()));
+    }
+    let sizes: Vec<u64> = manifest.packs.values().copied().collect();
+    for entry in manifest.tree.blobs() {
+        let sha = entry.sha256.as_deref().unwrap_or_default();
+        let Some(at) = manifest.blobs.get(sha) else {
+            return Err(bad(format!("no pack holds the file `{}`", entry.path)));
+        };
+        let fits = sizes.get(at.pack).is_some_and(|size| {
+            at.offset
+                .checked_add(at.length)
+                .is_some_and(|end| end <= *size)
+        });
+        if !fits || at.length == 0 {
+            return Err(bad(format!(
+                "the blob of `{}` lies outside its pack",
+                entry.path
+            )));
         }
     }
+    Ok(())
+}
+
+/// Removes `tmp/<key>-pull-*` left by a killed pull of `key`.
+fn remove_stale_staging(tmp: &Path, key: &str) {
+    let prefix = format!("{key}-pull-");
+    for entry in fs_err::read_dir(tmp).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            tracing::debug!(
+                "Removing `{}`, left by a killed pull",
+                entry.path().display()
+            );
+            let _ = make_writable_and_remove(&entry.path());
+        }
+    }
+}
+
+/// Removes a staging tree whose directories may be read-only.
+fn make_writable_and_remove(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if let Ok(metadata) = fs_err::symlink_metadata(&dir)
+            && metadata.is_dir()
+        {
+            let _ = fs_err::set_permissions(&dir, std::fs::Permissions::from_mode(0o755));
+            for entry in fs_err::read_dir(&dir).into_iter().flatten().flatten() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    fs_err::remove_dir_all(path)
 }
 
 fn not_shareable(home: &impl std::fmt::Display) -> PushResult {
@@ -642,15 +862,7 @@ fn not_shareable(home: &impl std::fmt::Display) -> PushResult {
     }
 }
 
-fn sha256_file(path: &Path) -> Result<(u64, String), RemoteError> {
-    let mut file = fs_err::File::open(path).map_err(io(path))?;
-    let mut hasher = Sha256::new();
-    let size = std::io::copy(&mut file, &mut hasher).map_err(io(path))?;
-    Ok((size, hex(&hasher.finalize())))
-}
-
-/// Runs blocking file work (archives, hashing, local reads and writes) on the runtime's
-/// blocking pool.
+/// Runs blocking file work (hashing, compressing, linking) on the runtime's blocking pool.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, RemoteError> + Send + 'static,
 ) -> Result<T, RemoteError> {
@@ -662,38 +874,43 @@ async fn blocking<T: Send + 'static>(
         })?
 }
 
-/// Unpacks the downloaded archive into a staging directory beside the environment and moves it
-/// into place: whatever a crashed build or pull left goes first; the environment is complete
-/// only once `finish_build` has written the fingerprint, last. An archive that does not unpack
-/// is [`RemoteError::Damaged`].
+/// Materialises the environment from the store into a staging directory beside the
+/// environment and moves it into place: whatever a crashed build or pull left goes first; the
+/// environment is complete only once `finish_build` has written the fingerprint, last.
 fn install(
     env: &EnvEntry,
     tmp: &Path,
-    download: tempfile::NamedTempFile,
-    archive: &str,
+    local: &env_store::Store,
+    tree: &env_store::Manifest,
     metadata: &env_cache::Metadata,
-) -> Result<(), RemoteError> {
+) -> Result<env_store::Materialised, RemoteError> {
     let staging = tempfile::Builder::new()
         .prefix(&format!("{}-pull-", env.key()))
         .tempdir_in(tmp)
         .map_err(io(tmp))?;
     let target = staging.path().join("env");
-    if let Err(error) = env_pack::unpack(download.path(), &target) {
-        return Err(RemoteError::Damaged {
-            archive: archive.to_string(),
-            message: format!("it does not unpack: {error}"),
-        });
-    }
-    drop(download);
+    let done = local.materialise(tree, &target, env.dir());
+    let done = match done {
+        Ok(done) => done,
+        Err(error) => {
+            let _ = make_writable_and_remove(staging.path());
+            return Err(error.into());
+        }
+    };
     let meta = target.join(env_cache::META_DIR);
     fs_err::create_dir_all(&meta).map_err(io(&meta))?;
+    // The manifest stays with the environment (`pack`, images and pushes read it), with the
+    // files that name the prefix as they are here.
+    let kept = tree.relocated(&target, env.dir())?;
+    kept.save(&target)?;
     if !matches!(env.state(), EnvState::Missing) {
         env.remove_dir(tmp)?;
     }
     fs_err::rename(&target, env.dir()).map_err(io(env.dir()))?;
+    drop(staging);
     if let Err(error) = env.finish_build(metadata) {
         let _ = env.remove_dir(tmp);
         return Err(error.into());
     }
-    Ok(())
+    Ok(done)
 }

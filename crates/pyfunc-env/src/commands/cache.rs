@@ -525,7 +525,7 @@ async fn list_remote(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let remote = remote_of(&args.remote_args, settings)?;
-    let entries = remote.list().await?;
+    let (entries, stored) = remote.list().await?;
     if args.json {
         printer.data(format!("{}\n", serde_json::to_string_pretty(&entries)?))?;
         return Ok(ExitStatus::Success);
@@ -553,6 +553,15 @@ async fn list_remote(
         );
     }
     printer.data(out)?;
+    // Environments share packs: the store holds less than the sum of their sizes.
+    let unshared: u64 = entries.iter().map(|e| e.size).sum();
+    printer.info(format!(
+        "{} environment(s) take {} in {} ({} without sharing)",
+        entries.len(),
+        human_size(stored),
+        printer.cyan(remote.url()),
+        human_size(unshared)
+    ));
     Ok(ExitStatus::Success)
 }
 
@@ -574,9 +583,9 @@ async fn prune_remote(
         printer.info(format!("{verb} {key} from {}", remote.url()));
     }
     printer.info(format!(
-        "{verb} {} environment(s) and {} archive(s) ({}) from {}; {} kept",
+        "{verb} {} environment(s) and {} pack(s) ({}) from {}; {} kept",
         report.removed.len(),
-        report.archives_removed,
+        report.packs_removed,
         human_size(report.bytes_freed),
         printer.cyan(remote.url()),
         report.kept
@@ -680,12 +689,13 @@ async fn push(
                 ));
                 status = worse(status, ExitStatus::Failure);
             }
-            Ok(env_remote::PushResult::Pushed { size, .. }) => {
+            Ok(env_remote::PushResult::Pushed { uploaded, stored }) => {
                 printer.info(format!(
-                    "{} {} ({}) to {}",
+                    "{} {} ({} uploaded, {} stored) to {}",
                     printer.green("Pushed"),
                     env.key,
-                    human_size(size),
+                    human_size(uploaded),
+                    human_size(stored),
                     printer.cyan(remote.url())
                 ));
             }

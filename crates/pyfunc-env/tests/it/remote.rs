@@ -54,13 +54,70 @@ fn assert_pulled(created: &serde_json::Value) {
     }
 }
 
-fn archives(remote: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = fs_err::read_dir(remote.join("v1/archives"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
+/// The remote's packs (`v2/packs/*.pack`), largest first.
+fn packs(remote: &Path) -> Vec<PathBuf> {
+    let Ok(read) = fs_err::read_dir(remote.join("v2/packs")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(u64, PathBuf)> = read
+        .map(|e| {
+            let path = e.unwrap().path();
+            (fs_err::metadata(&path).unwrap().len(), path)
+        })
         .collect();
-    out.sort();
-    out
+    out.sort_by(|a, b| b.cmp(a));
+    out.into_iter().map(|(_, path)| path).collect()
+}
+
+/// The pack that holds the file ending in `suffix` of `key`'s environment.
+fn pack_of(remote: &Path, key: &str, suffix: &str) -> PathBuf {
+    let text =
+        fs_err::read_to_string(remote.join(format!("v2/linux-64/{key}/manifest.json"))).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let entry = manifest["tree"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"].as_str().unwrap().ends_with(suffix))
+        .unwrap();
+    let sha = entry["sha256"].as_str().unwrap();
+    let index = manifest["blobs"][sha]["pack"].as_u64().unwrap();
+    let name = manifest["packs"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .nth(usize::try_from(index).unwrap())
+        .unwrap();
+    remote.join(format!("v2/packs/{name}.pack"))
+}
+
+/// The pull report an agent recorded in the environment's metadata.
+fn pull_report(cache: &Path, key: &str) -> serde_json::Value {
+    let text =
+        fs_err::read_to_string(cache.join(format!("envs-v1/{key}/.pyfunc-env/metadata.json")))
+            .unwrap();
+    let metadata: serde_json::Value = serde_json::from_str(&text).unwrap();
+    metadata["extra"]["remote"]["pull"].clone()
+}
+
+/// Whether a timestamp-based `.pyc` matches its source (mtime and size), so Python uses it
+/// as it is.
+fn pyc_matches_source(pyc: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let bytes = fs_err::read(pyc).unwrap();
+    let flags = u32::from_le_bytes(bytes[4..8].try_into().unwrap());
+    let mtime = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+    let size = u32::from_le_bytes(bytes[12..16].try_into().unwrap());
+    let name = pyc.file_name().unwrap().to_string_lossy();
+    let module = name.split('.').next().unwrap();
+    let source = pyc
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join(format!("{module}.py"));
+    let metadata = fs_err::metadata(&source).unwrap();
+    flags == 0 && i64::from(mtime) == metadata.mtime() && u64::from(size) == metadata.len()
 }
 
 fn python_says(prefix: &Path, code: &str) -> String {
@@ -98,11 +155,11 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
     let key = built["key"].as_str().unwrap();
     assert!(
         remote
-            .join(format!("v1/linux-64/{key}/manifest.json"))
+            .join(format!("v2/linux-64/{key}/manifest.json"))
             .is_file(),
         "{built:#}"
     );
-    assert_eq!(archives(&remote).len(), 1);
+    assert!(!packs(&remote).is_empty());
 
     // B: empty cache, no usable channel.
     let cache_b = ctx.path().join("b");
@@ -133,14 +190,28 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
         .output()
         .unwrap();
     assert!(script.status.success(), "{}", describe(&script));
-    // Bytecode came with it, unchecked-hash (flags 0b01: hash-based, not checked).
-    let pyc = fs_err::read_dir(prefix_b.join("lib/python3.11/site-packages/wheel/__pycache__"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    assert_eq!(fs_err::read(&pyc).unwrap()[4], 0b01, "{}", pyc.display());
+    // Bytecode came with it, valid as it is: each source kept the mtime its `.pyc` records.
+    let pycs: Vec<PathBuf> =
+        fs_err::read_dir(prefix_b.join("lib/python3.11/site-packages/wheel/__pycache__"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+    assert!(!pycs.is_empty());
+    for pyc in &pycs {
+        assert!(pyc_matches_source(pyc), "{}", pyc.display());
+    }
+    // Files are hard-linked from B's store, not copied.
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let numpy = prefix_b.join("lib/python3.11/site-packages/numpy/__init__.py");
+        assert!(fs_err::metadata(&numpy).unwrap().nlink() >= 2);
+    }
+    let report = pull_report(&cache_b, key);
+    assert_eq!(report["blobs_downloaded"], report["blobs"], "{report:#}");
+    assert!(
+        report["downloaded_bytes"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
     // A first-class environment of B's cache: listed, verified (hashes too), used by `run`.
     let verify = ctx
         .command()
@@ -175,12 +246,13 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
     );
     assert_eq!(remote_list[0]["key"], key, "{remote_list:#}");
 
-    // A damaged archive (same size, other bytes): detected, rebuilt, re-pushed.
-    let archive = archives(&remote).remove(0);
-    let mut bytes = fs_err::read(&archive).unwrap();
+    // A damaged pack (same size, other bytes): detected, rebuilt, re-pushed.
+    let numpy = "site-packages/numpy/__init__.py";
+    let pack = pack_of(&remote, key, numpy);
+    let mut bytes = fs_err::read(&pack).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
-    fs_err::write(&archive, &bytes).unwrap();
+    fs_err::write(&pack, &bytes).unwrap();
     let output = agent_create(&ctx, &ctx.path().join("c"), &model, true, &env, &[]);
     let rebuilt = json(&output);
     assert_eq!(
@@ -189,13 +261,19 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
         "{rebuilt:#}"
     );
     let text = stderr(&output);
+    let warnings: Vec<&str> = text.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "{text}");
     assert!(
-        text.contains("is damaged: its sha256 is") && text.contains("building locally"),
+        text.contains("is damaged: blob `") && text.contains("building locally"),
         "{text}"
     );
-    // The damaged archive was replaced, and the next agent pulls the new one.
-    assert_eq!(archives(&remote).len(), 1);
-    assert_ne!(archives(&remote)[0], archive);
+    // Nothing of the damaged pack entered C's store or was left in its staging area.
+    assert_eq!(
+        fs_err::read_dir(ctx.path().join("c/tmp")).unwrap().count(),
+        0
+    );
+    // The damaged pack was uploaded again, and the next agent pulls the environment.
+    assert_ne!(fs_err::read(&pack).unwrap(), bytes);
     assert_pulled(&json(&agent_create(
         &ctx,
         &ctx.path().join("d"),
@@ -205,13 +283,10 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
         &[],
     )));
 
-    // A truncated archive.
-    let archive = archives(&remote).remove(0);
-    let file = fs_err::OpenOptions::new()
-        .write(true)
-        .open(&archive)
-        .unwrap();
-    file.set_len(fs_err::metadata(&archive).unwrap().len() / 3)
+    // A truncated pack.
+    let pack = pack_of(&remote, key, numpy);
+    let file = fs_err::OpenOptions::new().write(true).open(&pack).unwrap();
+    file.set_len(fs_err::metadata(&pack).unwrap().len() / 3)
         .unwrap();
     drop(file);
     let output = agent_create(&ctx, &ctx.path().join("e"), &model, true, &env, &[]);
@@ -228,6 +303,19 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A missing pack.
+    let pack = pack_of(&remote, key, numpy);
+    fs_err::remove_file(&pack).unwrap();
+    let output = agent_create(&ctx, &ctx.path().join("e2"), &model, true, &env, &[]);
+    let missing = json(&output);
+    assert_eq!(missing["pushed"], true, "{missing:#}");
+    assert!(
+        stderr(&output).contains("it is missing"),
+        "{}",
+        describe(&output)
+    );
+    assert!(pack.is_file(), "the push uploaded the missing pack again");
 
     // Read-only: builds, never writes the remote.
     let empty = ctx.path().join("read-only-remote");
@@ -281,7 +369,7 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
     assert!(!ctx.path().join("g").join("envs-v1").join(key).exists());
     assert!(
         empty
-            .join(format!("v1/linux-64/{key}/manifest.json"))
+            .join(format!("v2/linux-64/{key}/manifest.json"))
             .is_file()
     );
     let prune = ctx
@@ -300,10 +388,248 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
     assert!(prune.status.success(), "{}", describe(&prune));
     assert!(
         !empty
-            .join(format!("v1/linux-64/{key}/manifest.json"))
+            .join(format!("v2/linux-64/{key}/manifest.json"))
             .exists()
     );
-    assert!(archives(&empty).is_empty(), "{}", describe(&prune));
+    assert!(packs(&empty).is_empty(), "{}", describe(&prune));
+}
+
+/// The conda model with one more pin (`setuptools`): a sibling that shares every other file.
+fn sibling_model(ctx: &TestContext) -> PathBuf {
+    let wheels = env_test::wheel_dir().unwrap();
+    let conda = format!(
+        "name: test\nchannels:\n- conda-forge\ndependencies:\n- python=3.11.7\n- numpy=1.26\n- tinypkg\n- pip\n- pip:\n  - --no-index\n  - --find-links file://{}\n  - wheel==0.45.1\n  - setuptools==75.8.0\n",
+        wheels.display()
+    );
+    ctx.model("sibling", &[("conda.yaml", &conda)])
+}
+
+fn remote_manifest(remote: &Path, key: &str) -> serde_json::Value {
+    let path = remote.join(format!("v2/linux-64/{key}/manifest.json"));
+    serde_json::from_str(&fs_err::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `(sha256, size)` of every distinct file of a remote manifest.
+fn blobs_of(manifest: &serde_json::Value) -> std::collections::BTreeMap<String, u64> {
+    manifest["tree"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "file")
+        .map(|e| {
+            (
+                e["sha256"].as_str().unwrap().to_string(),
+                e["size"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// An agent that holds an environment pulls its sibling (same packages, one more pin):
+/// it downloads exactly the blobs its store lacks, a small part of the environment, and the
+/// remote stores the shared files once.
+#[test]
+fn remote_sibling_pull_downloads_only_missing_blobs() {
+    let ctx = TestContext::new();
+    let (model, sibling) = (conda_model(&ctx), sibling_model(&ctx));
+    let remote = ctx.path().join("shared");
+    let env = [(
+        "PYFUNC_ENV_REMOTE_CACHE",
+        format!("file://{}", remote.display()),
+    )];
+    let cache_a = ctx.path().join("a");
+    let first = json(&agent_create(&ctx, &cache_a, &model, true, &env, &[]));
+    let second = json(&agent_create(&ctx, &cache_a, &sibling, true, &env, &[]));
+    assert_eq!(
+        (first["pushed"].clone(), second["pushed"].clone()),
+        (true.into(), true.into())
+    );
+    let (key1, key2) = (
+        first["key"].as_str().unwrap(),
+        second["key"].as_str().unwrap(),
+    );
+    let (m1, m2) = (
+        remote_manifest(&remote, key1),
+        remote_manifest(&remote, key2),
+    );
+
+    // B holds the first environment, then pulls the sibling.
+    let cache_b = ctx.path().join("b");
+    assert_pulled(&json(&agent_create(
+        &ctx,
+        &cache_b,
+        &model,
+        false,
+        &env,
+        &[],
+    )));
+    let pulled = json(&agent_create(&ctx, &cache_b, &sibling, false, &env, &[]));
+    assert_pulled(&pulled);
+    let report = pull_report(&cache_b, key2);
+    let (held, wanted) = (blobs_of(&m1), blobs_of(&m2));
+    let missing: Vec<&String> = wanted
+        .keys()
+        .filter(|sha| !held.contains_key(*sha))
+        .collect();
+    assert_eq!(
+        report["blobs_downloaded"].as_u64().unwrap(),
+        missing.len() as u64,
+        "{report:#}"
+    );
+    // Bytes: at least the compressed frames of the missing blobs, at most what the coalesced
+    // ranges add, and a small part of the environment.
+    let frames: u64 = missing
+        .iter()
+        .map(|sha| m2["blobs"][sha.as_str()]["length"].as_u64().unwrap())
+        .sum();
+    let downloaded = report["downloaded_bytes"].as_u64().unwrap();
+    let env_bytes = m2["tree"]["bytes"].as_u64().unwrap();
+    assert!(downloaded >= frames, "{downloaded} < {frames}: {report:#}");
+    assert!(
+        downloaded * 5 < env_bytes,
+        "the sibling pull downloaded {downloaded} of {env_bytes} bytes: {report:#}"
+    );
+    let reused: u64 = wanted
+        .iter()
+        .filter(|(sha, _)| held.contains_key(*sha))
+        .map(|(_, size)| size)
+        .sum();
+    assert_eq!(
+        report["reused_bytes"].as_u64().unwrap(),
+        reused,
+        "{report:#}"
+    );
+    // The sibling works from B's path.
+    let prefix = PathBuf::from(pulled["prefix"].as_str().unwrap());
+    assert_eq!(
+        python_says(
+            &prefix,
+            "import numpy, setuptools; print(numpy.__version__, setuptools.__version__)"
+        ),
+        "1.26.4 75.8.0"
+    );
+    // The remote stores shared packs once: measured 45 MB for both against 72 MB summed (the
+    // bytecode packs of `numpy` and `pip` still differ between the two; issue 25).
+    let stored: u64 = packs(&remote)
+        .iter()
+        .map(|p| fs_err::metadata(p).unwrap().len())
+        .sum();
+    let separately: u64 = [&m1, &m2]
+        .iter()
+        .map(|m| {
+            m["packs"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|v| v.as_u64().unwrap())
+                .sum::<u64>()
+        })
+        .sum();
+    assert!(stored * 10 < separately * 7, "{stored} of {separately}");
+    // `cache list --remote` says so.
+    let listed = ctx
+        .command()
+        .args(["cache", "list", "--remote", "--remote-cache"])
+        .arg(format!("file://{}", remote.display()))
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", describe(&listed));
+    assert!(
+        stderr(&listed).contains("2 environment(s) take")
+            && stderr(&listed).contains("without sharing"),
+        "{}",
+        describe(&listed)
+    );
+}
+
+/// Hostile manifests are refused before anything is written, or stopped while writing: one
+/// over the size cap, one with a path that climbs out, one whose file is larger than it says.
+/// Each time the agent builds locally with one warning, and nothing is left behind.
+#[test]
+fn remote_hostile_manifests_are_bounded() {
+    let ctx = TestContext::new();
+    let model = conda_model(&ctx);
+    let remote = ctx.path().join("shared");
+    let env = [(
+        "PYFUNC_ENV_REMOTE_CACHE",
+        format!("file://{}", remote.display()),
+    )];
+    let built = json(&agent_create(
+        &ctx,
+        &ctx.path().join("a"),
+        &model,
+        true,
+        &env,
+        &[],
+    ));
+    let key = built["key"].as_str().unwrap();
+    let path = remote.join(format!("v2/linux-64/{key}/manifest.json"));
+    let good = remote_manifest(&remote, key);
+    let read_only = [
+        env[0].clone(),
+        ("PYFUNC_ENV_REMOTE_CACHE_READ_ONLY", "1".to_string()),
+    ];
+    let mut case = 0;
+    let mut expect_local_build = |manifest: &[u8], says: &str| {
+        fs_err::write(&path, manifest).unwrap();
+        case += 1;
+        let cache = ctx.path().join(format!("hostile{case}"));
+        let output = agent_create(&ctx, &cache, &model, true, &read_only, &[]);
+        let created = json(&output);
+        assert_eq!(created["remote_hit"], false, "{created:#}");
+        let text = stderr(&output);
+        let warnings: Vec<&str> = text.lines().filter(|l| l.starts_with("warning:")).collect();
+        assert_eq!(warnings.len(), 1, "{text}");
+        assert!(
+            text.contains(says) && text.contains("building locally"),
+            "{text}"
+        );
+        let leftovers: Vec<_> = fs_err::read_dir(cache.join("tmp"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        cache
+    };
+
+    // Over the cap: refused without being read whole.
+    let mut huge = serde_json::to_vec(&good).unwrap();
+    huge.truncate(huge.len() - 1);
+    huge.extend(std::iter::repeat_n(b' ', 64 << 20));
+    huge.push(b'}');
+    expect_local_build(&huge, "more than the 67108864 bytes a manifest may have");
+
+    // A path that climbs out.
+    let mut climbing = good.clone();
+    climbing["tree"]["entries"][0]["path"] = "../../escaped".into();
+    expect_local_build(
+        &serde_json::to_vec(&climbing).unwrap(),
+        "is not a plain relative path",
+    );
+    assert!(!ctx.path().join("escaped").exists());
+
+    // A file larger than the manifest says: the writer stops at the recorded size.
+    let mut lying = good.clone();
+    let entries = lying["tree"]["entries"].as_array_mut().unwrap();
+    let numpy = entries
+        .iter_mut()
+        .find(|e| {
+            e["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("site-packages/numpy/__init__.py")
+        })
+        .unwrap();
+    let size = numpy["size"].as_u64().unwrap();
+    numpy["size"] = (size / 2).into();
+    let sha = numpy["sha256"].as_str().unwrap().to_string();
+    let bytes = lying["tree"]["bytes"].as_u64().unwrap();
+    lying["tree"]["bytes"] = (bytes - (size - size / 2)).into();
+    let cache = expect_local_build(
+        &serde_json::to_vec(&lying).unwrap(),
+        &format!("more than the {} bytes of `{sha}`", size / 2),
+    );
+    assert!(!cache.join(format!("store-v1/{}/{sha}", &sha[..2])).exists());
 }
 
 /// An unreachable remote (nothing listening) and a slow one (accepts, never answers): the
@@ -370,7 +696,7 @@ fn remote_virtualenv_of_this_machines_python_is_not_pushed() {
         ) && text.contains("`--python-source conda`"),
         "{text}"
     );
-    assert!(!remote.join("v1/archives").exists() || archives(&remote).is_empty());
+    assert!(packs(&remote).is_empty());
 }
 
 /// An agent's variables for `SeaweedFS` and the remote cache `url`.

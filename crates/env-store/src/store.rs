@@ -1,0 +1,377 @@
+//! `store-v1/`: files by content hash, and environments materialised from it by hard links.
+
+use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::manifest::{Entry, Kind, Manifest, PrefixUse};
+use crate::{StoreError, hex, io, is_sha256};
+
+/// The local file store of a cache.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+    tmp: PathBuf,
+}
+
+/// What [`Store::materialise`] did.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Materialised {
+    /// Files hard-linked from the store.
+    pub linked: u64,
+    /// Files copied from it (another mode or mtime than the stored file, or another
+    /// filesystem).
+    pub copied: u64,
+    /// Files naming the prefix, written with the new one.
+    pub rewritten: u64,
+    /// Bytes of file content in the environment.
+    pub bytes: u64,
+}
+
+impl Store {
+    /// The store of `cache` (`store-v1/`, staging in `tmp/`).
+    pub fn open(cache: &env_cache::Cache) -> Result<Self, StoreError> {
+        Ok(Self {
+            root: cache.bucket(env_cache::STORE_BUCKET)?,
+            tmp: cache.bucket(env_cache::TMP_DIR)?,
+        })
+    }
+
+    /// Where the file with hash `sha256` is (or would be).
+    #[must_use]
+    pub fn path(&self, sha256: &str) -> PathBuf {
+        self.root.join(&sha256[..2.min(sha256.len())]).join(sha256)
+    }
+
+    /// Whether the store has the file with hash `sha256`.
+    #[must_use]
+    pub fn has(&self, sha256: &str) -> bool {
+        is_sha256(sha256) && self.path(sha256).is_file()
+    }
+
+    /// Adds the files of the complete environment at `prefix`, which `manifest` describes, by
+    /// hard link (copied where the link fails): the agent that built an environment holds its
+    /// files for the pulls of its siblings. Returns how many were added.
+    pub fn ingest(&self, manifest: &Manifest, prefix: &Path) -> Result<u64, StoreError> {
+        let mut added = 0;
+        for entry in manifest.blobs() {
+            let sha = entry.sha256.as_deref().unwrap_or_default();
+            if self.has(sha) {
+                continue;
+            }
+            let from = prefix.join(&entry.path);
+            let to = self.path(sha);
+            let dir = to.parent().unwrap_or(&self.root);
+            fs_err::create_dir_all(dir).map_err(io(dir))?;
+            match fs_err::hard_link(&from, &to) {
+                Ok(()) => added += 1,
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(_) => {
+                    let mut writer = self.writer(sha, entry.size)?;
+                    let mut file = fs_err::File::open(&from).map_err(io(&from))?;
+                    std::io::copy(&mut file, &mut writer).map_err(io(&from))?;
+                    writer.commit(entry.mode, entry.mtime)?;
+                    added += 1;
+                }
+            }
+        }
+        Ok(added)
+    }
+
+    /// A writer for the file with hash `sha256` and `size` bytes: it refuses to take more
+    /// than `size` bytes, and [`BlobWriter::commit`] checks size and hash before the file
+    /// enters the store.
+    pub fn writer(&self, sha256: &str, size: u64) -> Result<BlobWriter, StoreError> {
+        if !is_sha256(sha256) {
+            return Err(StoreError::BadManifest {
+                message: format!("`{sha256}` is not a sha256"),
+            });
+        }
+        fs_err::create_dir_all(&self.tmp).map_err(io(&self.tmp))?;
+        let file = tempfile::Builder::new()
+            .prefix(".store-")
+            .tempfile_in(&self.tmp)
+            .map_err(io(&self.tmp))?;
+        Ok(BlobWriter {
+            file,
+            hasher: Sha256::new(),
+            written: 0,
+            size,
+            sha256: sha256.to_string(),
+            target: self.path(sha256),
+        })
+    }
+
+    /// Writes the environment `manifest` describes into `target` (new), every file from the
+    /// store (which must have them all), the files naming the prefix with `new_prefix` (where
+    /// `target` will be renamed to) instead. Directory modes are set last, so a read-only
+    /// directory is still filled.
+    pub fn materialise(
+        &self,
+        manifest: &Manifest,
+        target: &Path,
+        new_prefix: &Path,
+    ) -> Result<Materialised, StoreError> {
+        let mut done = Materialised::default();
+        fs_err::create_dir(target).map_err(io(target))?;
+        let new_prefix = new_prefix.to_string_lossy().into_owned();
+        for entry in &manifest.entries {
+            let path = target.join(&entry.path);
+            match entry.kind {
+                Kind::Dir => fs_err::create_dir(&path).map_err(io(&path))?,
+                Kind::Symlink => {
+                    let link = entry.target.as_deref().unwrap_or_default();
+                    fs_err::os::unix::fs::symlink(link, &path).map_err(io(&path))?;
+                }
+                Kind::File => {
+                    self.file(entry, &path, &manifest.prefix, &new_prefix, &mut done)?;
+                }
+            }
+        }
+        for entry in manifest.entries.iter().rev() {
+            if entry.kind == Kind::Dir {
+                let path = target.join(&entry.path);
+                fs_err::set_permissions(&path, std::fs::Permissions::from_mode(entry.mode))
+                    .map_err(io(&path))?;
+            }
+        }
+        Ok(done)
+    }
+
+    fn file(
+        &self,
+        entry: &Entry,
+        path: &Path,
+        old_prefix: &str,
+        new_prefix: &str,
+        done: &mut Materialised,
+    ) -> Result<(), StoreError> {
+        let sha = entry.sha256.as_deref().unwrap_or_default();
+        let blob = self.path(sha);
+        let metadata = fs_err::metadata(&blob).map_err(io(&blob))?;
+        if metadata.len() != entry.size {
+            // Never link a store file that is not what its name says; the next pull fetches
+            // it again.
+            let _ = fs_err::remove_file(&blob);
+            return Err(StoreError::Damaged {
+                what: format!("store-v1/{sha}"),
+                message: format!(
+                    "{} bytes where `{}` needs {}; removed",
+                    metadata.len(),
+                    entry.path,
+                    entry.size
+                ),
+            });
+        }
+        done.bytes += entry.size;
+        if entry.prefix == PrefixUse::Text {
+            let text = fs_err::read(&blob).map_err(io(&blob))?;
+            let replaced = replace(&text, old_prefix.as_bytes(), new_prefix.as_bytes());
+            let mut file = fs_err::File::create_new(path).map_err(io(path))?;
+            file.write_all(&replaced).map_err(io(path))?;
+            // The new mtime makes any timestamp `.pyc` of this file stale, as it must be:
+            // it holds the old prefix.
+            file.set_permissions(std::fs::Permissions::from_mode(entry.mode))
+                .map_err(io(path))?;
+            done.rewritten += 1;
+            return Ok(());
+        }
+        let same_mode = metadata.permissions().mode() & 0o555 == entry.mode & 0o555;
+        // A timestamp `.pyc` records its source's mtime: a source must keep it.
+        let needs_mtime = Path::new(&entry.path)
+            .extension()
+            .is_some_and(|e| e == "py");
+        let same_mtime =
+            !needs_mtime || u64::try_from(metadata.mtime()).is_ok_and(|m| m == entry.mtime);
+        if same_mode && same_mtime && fs_err::hard_link(&blob, path).is_ok() {
+            done.linked += 1;
+            return Ok(());
+        }
+        fs_err::copy(&blob, path).map_err(io(path))?;
+        let file = fs_err::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io(path))?;
+        file.set_permissions(std::fs::Permissions::from_mode(entry.mode))
+            .map_err(io(path))?;
+        file.file()
+            .set_modified(UNIX_EPOCH + Duration::from_secs(entry.mtime))
+            .map_err(io(path))?;
+        done.copied += 1;
+        Ok(())
+    }
+}
+
+/// `text` with every `from` replaced by `to`.
+fn replace(text: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut last = 0;
+    for at in memchr::memmem::find_iter(text, from) {
+        out.extend_from_slice(&text[last..at]);
+        out.extend_from_slice(to);
+        last = at + from.len();
+    }
+    out.extend_from_slice(&text[last..]);
+    out
+}
+
+/// A file on its way into the store (see [`Store::writer`]). Dropped without
+/// [`BlobWriter::commit`], it leaves nothing behind.
+#[derive(Debug)]
+pub struct BlobWriter {
+    file: tempfile::NamedTempFile,
+    hasher: Sha256,
+    written: u64,
+    size: u64,
+    sha256: String,
+    target: PathBuf,
+}
+
+impl std::io::Write for BlobWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.written + bytes.len() as u64 > self.size {
+            return Err(std::io::Error::other(format!(
+                "more than the {} bytes of `{}`",
+                self.size, self.sha256
+            )));
+        }
+        let n = self.file.write(bytes)?;
+        self.hasher.update(&bytes[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl BlobWriter {
+    /// Checks size and hash, then renames the file into the store, read-only, with `mode`'s
+    /// execute bits and `mtime`.
+    pub fn commit(mut self, mode: u32, mtime: u64) -> Result<(), StoreError> {
+        self.file.flush().map_err(io(self.file.path()))?;
+        let sha = hex(&self.hasher.finalize_reset());
+        if self.written != self.size || sha != self.sha256 {
+            return Err(StoreError::Damaged {
+                what: self.sha256.clone(),
+                message: if self.written == self.size {
+                    format!("its sha256 is {sha}")
+                } else {
+                    format!("{} bytes where {} were expected", self.written, self.size)
+                },
+            });
+        }
+        let file = self.file.as_file();
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o555))
+            .map_err(io(&self.target))?;
+        file.set_modified(UNIX_EPOCH + Duration::from_secs(mtime))
+            .map_err(io(&self.target))?;
+        let dir = self.target.parent().unwrap_or(Path::new("."));
+        fs_err::create_dir_all(dir).map_err(io(dir))?;
+        match self.file.persist_noclobber(&self.target) {
+            Ok(_) => Ok(()),
+            // Another pull stored it first: the same content.
+            Err(error) if error.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(error) => Err(StoreError::Io {
+                path: self.target.clone(),
+                source: error.error,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_every_occurrence() {
+        assert_eq!(
+            replace(b"a/p/b /p", b"/p", b"/longer"),
+            b"a/longer/b /longer"
+        );
+        assert_eq!(replace(b"none", b"/p", b"/x"), b"none");
+    }
+
+    /// An environment scanned, ingested, and materialised at another path: files linked from
+    /// the store with their modes and source mtimes, the prefix rewritten where named.
+    #[test]
+    fn materialise_elsewhere() {
+        let temp = tempfile::tempdir().unwrap();
+        let cache = env_cache::Cache::new(temp.path().join("cache"));
+        cache.init().unwrap();
+        let store = Store::open(&cache).unwrap();
+        let env = temp.path().join("a/env");
+        fs_err::create_dir_all(env.join("bin")).unwrap();
+        fs_err::create_dir_all(env.join("lib")).unwrap();
+        let script = format!("#!{}/bin/python\nprint(1)\n", env.display());
+        fs_err::write(env.join("bin/tool"), &script).unwrap();
+        fs_err::set_permissions(env.join("bin/tool"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        fs_err::write(env.join("lib/m.py"), "x = 1\n").unwrap();
+        fs_err::hard_link(env.join("lib/m.py"), env.join("lib/copy.py")).unwrap();
+        fs_err::os::unix::fs::symlink("tool", env.join("bin/alias")).unwrap();
+        let manifest = Manifest::scan(&env).unwrap();
+        // The two equal files are one blob.
+        assert_eq!(store.ingest(&manifest, &env).unwrap(), 2);
+        let target = temp.path().join("cache/tmp/b-env");
+        let done = store.materialise(&manifest, &target, &target).unwrap();
+        assert_eq!((done.linked, done.copied, done.rewritten), (2, 0, 1));
+        assert_eq!(
+            fs_err::read_to_string(target.join("bin/tool")).unwrap(),
+            format!("#!{}/bin/python\nprint(1)\n", target.display())
+        );
+        let mode = fs_err::metadata(target.join("bin/tool"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        let source = fs_err::metadata(env.join("lib/m.py")).unwrap();
+        let linked = fs_err::metadata(target.join("lib/m.py")).unwrap();
+        assert_eq!(linked.ino(), source.ino(), "linked, not copied");
+        assert_eq!(linked.mtime(), source.mtime());
+        assert_eq!(
+            fs_err::read_link(target.join("bin/alias")).unwrap(),
+            Path::new("tool")
+        );
+    }
+
+    #[test]
+    fn writer_checks_size_and_hash() {
+        let temp = tempfile::tempdir().unwrap();
+        let cache = env_cache::Cache::new(temp.path().join("cache"));
+        cache.init().unwrap();
+        let store = Store::open(&cache).unwrap();
+        let hello = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+        let mut writer = store.writer(hello, 5).unwrap();
+        assert!(writer.write_all(b"hello!").is_err(), "more than its size");
+        drop(writer);
+        let mut writer = store.writer(hello, 5).unwrap();
+        writer.write_all(b"jello").unwrap();
+        assert!(matches!(
+            writer.commit(0o644, 0),
+            Err(StoreError::Damaged { .. })
+        ));
+        assert!(!store.has(hello));
+        let mut writer = store.writer(hello, 5).unwrap();
+        writer.write_all(b"hello").unwrap();
+        writer.commit(0o644, 7).unwrap();
+        assert!(store.has(hello));
+        let metadata = fs_err::metadata(store.path(hello)).unwrap();
+        assert_eq!(
+            (metadata.permissions().mode() & 0o777, metadata.mtime()),
+            (0o444, 7)
+        );
+        // Nothing left in tmp/.
+        let left: Vec<_> = fs_err::read_dir(temp.path().join("cache/tmp"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
