@@ -323,6 +323,13 @@ fn pypi_registry_uris_score_like_mlflow_and_work_offline() {
         .unwrap();
     assert_eq!(gone.status.code(), Some(2), "{}", describe(&gone));
     let text = stderr(&gone);
+    // The first failure is said at once (issue 23), then the error.
+    let (warning, text) = text.split_once('\n').unwrap_or_default();
+    assert!(
+        warning.starts_with("warning: Looking up version 2 of model `iris` failed (")
+            && warning.contains("retrying 1 more time(s)"),
+        "{warning}"
+    );
     assert!(
         text.starts_with("error: Failed to get the model `models:/iris/2`\n  Caused by: Looking up version 2 of model `iris` failed after 2 attempt(s)\n"),
         "{text}"
