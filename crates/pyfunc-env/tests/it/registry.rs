@@ -557,13 +557,13 @@ for item in sys.argv[3:]:
 "##;
 
 /// MLflow's own download of an artifact URI; prints the files it wrote, one per line.
-const MLFLOW_DOWNLOAD: &str = r#"
+const MLFLOW_DOWNLOAD: &str = r"
 import os, sys, mlflow
 out = mlflow.artifacts.download_artifacts(artifact_uri=sys.argv[1], dst_path=sys.argv[2])
 for root, _, files in os.walk(out):
     for name in files:
         print(os.path.relpath(os.path.join(root, name), out))
-"#;
+";
 
 fn mlflow_python(script: &str, args: &[&str], env: &[(&str, String)]) -> String {
     let output = Command::new(mlflow_venv().join("bin/python"))
