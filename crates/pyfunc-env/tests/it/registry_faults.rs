@@ -274,6 +274,12 @@ fn pypi_registry_download_broken_midway_is_retried_or_leaves_nothing() {
     assert_eq!(proxy.cuts(), 1, "{}", describe(&stopped));
     assert_eq!(stopped.status.code(), Some(2), "{}", describe(&stopped));
     let text = stderr(&stopped);
+    // The first failure is said at once, as a warning before the error (issue 23).
+    assert!(
+        text.starts_with("warning: Downloading `") && text.contains("retrying 1 more time(s)"),
+        "{text}"
+    );
+    let text = &text[text.find("error: ").expect("an error")..];
     // Files download in parallel: whichever fails first is named (the cut one, or another
     // that found the server gone).
     assert!(
@@ -350,7 +356,7 @@ client.create_user(sys.argv[1], sys.argv[2])
 client.grant_user_permission(sys.argv[1], "registered_model", "iris", "DENY")
 "#;
 
-/// 401 (no or wrong credentials) and 403 (a user without permission on the model) each get
+/// 401 (no or wrong credentials, each with its hint) and 403 (a user without permission on the model) each get
 /// their own error and hint; the user's password is never printed.
 #[test]
 fn pypi_registry_forbidden_model_is_403_with_its_own_hint() {
@@ -418,7 +424,7 @@ fn pypi_registry_forbidden_model_is_403_with_its_own_hint() {
         describe(&wrong)
     );
     assert!(
-        stderr(&wrong).contains("hint: The server wants credentials"),
+        stderr(&wrong).contains("hint: The server refused the user name and password sent"),
         "{}",
         describe(&wrong)
     );

@@ -3,6 +3,7 @@
 //! `Retry-After`, exit codes by status, a refused password, MLflow's reading of its settings)
 //! against a scripted HTTP server on 127.0.0.1 that answers each request from a list.
 
+use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpListener;
 use std::path::Path;
@@ -18,7 +19,7 @@ fn file_uri(path: &Path) -> String {
         if byte.is_ascii_alphanumeric() || b"/-_.~".contains(&byte) {
             uri.push(char::from(byte));
         } else {
-            uri.push_str(&format!("%{byte:02X}"));
+            let _ = write!(uri, "%{byte:02X}");
         }
     }
     uri
@@ -176,7 +177,7 @@ impl Scripted {
                     answer.body.len()
                 );
                 for (name, value) in &answer.headers {
-                    head.push_str(&format!("{name}: {value}\r\n"));
+                    let _ = write!(head, "{name}: {value}\r\n");
                 }
                 let _ = write!(stream, "{head}\r\n{}", answer.body);
             }
