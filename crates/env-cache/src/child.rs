@@ -430,6 +430,11 @@ mod supervisor {
         std::io::Error::last_os_error()
     }
 
+    /// A signal as `prctl` takes it (signal numbers are positive).
+    fn signal_number(signal: libc::c_int) -> libc::c_ulong {
+        libc::c_ulong::try_from(signal).unwrap_or(9)
+    }
+
     /// Runs in the child `Command` forked (a group leader); returns `Ok` only in the process
     /// that is to exec the command.
     pub(super) unsafe fn start(parent: u32, parent_group: libc::pid_t) -> std::io::Result<()> {
@@ -456,7 +461,7 @@ mod supervisor {
             } else {
                 libc::SIGKILL
             };
-            if libc::prctl(libc::PR_SET_PDEATHSIG, death as libc::c_ulong) != 0 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal_number(death)) != 0 {
                 return Err(error());
             }
             // We may have died before prctl: then nobody would tell it.
@@ -475,7 +480,7 @@ mod supervisor {
             }
             if command == 0 {
                 // The command: dies with the supervisor, which is killed only with SIGKILL.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, signal_number(libc::SIGKILL)) != 0 {
                     return Err(error());
                 }
                 if libc::getppid() != supervisor {

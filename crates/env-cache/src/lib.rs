@@ -290,7 +290,7 @@ pub fn dir_permissions() -> std::fs::Permissions {
 /// tool's output, not tempfile's owner-only 0600/0700: what is staged there is renamed into
 /// the cache (or an output path) and read by other users.
 #[must_use]
-pub fn temp_builder<'a, 'b>(prefix: &'a str, directory: bool) -> tempfile::Builder<'a, 'b> {
+pub fn temp_builder<'b>(prefix: &str, directory: bool) -> tempfile::Builder<'_, 'b> {
     let mut builder = tempfile::Builder::new();
     builder.prefix(prefix);
     #[cfg(unix)]

@@ -230,7 +230,8 @@ fn prune_removes_leftovers_of_crashed_builds() {
         .join("0123456789abcdef0123456789abcdef");
     fs_err::create_dir_all(leftover.join("bin")).unwrap();
     fs_err::create_dir_all(ctx.cache_dir.join("envs-v0")).unwrap();
-    // A killed `pack`'s staging from yesterday goes; a running one's (fresh) stays.
+    // A killed `pack`'s staging from yesterday goes; a running one's (fresh) stays while the
+    // `pack` runs (holding the cache's shared lock, as every command that stages does).
     let old_staging = ctx.cache_dir.join("tmp/pack-abandoned");
     let fresh_staging = ctx.cache_dir.join("tmp/pack-running");
     fs_err::create_dir_all(old_staging.join("lib")).unwrap();
@@ -242,6 +243,11 @@ fn prune_removes_leftovers_of_crashed_builds() {
         .status()
         .unwrap();
     assert!(touched.success());
+    let running = env_cache::LockedFile::acquire_blocking(
+        &ctx.cache_dir.join(".lock"),
+        env_cache::LockKind::Shared,
+    )
+    .unwrap();
     pyfunc_env_snapshot!(ctx.filters(), ctx.command().args(["cache", "prune"]), @r#"
         exit_code: 0 (success)
         ----- stdout -----
@@ -249,13 +255,26 @@ fn prune_removes_leftovers_of_crashed_builds() {
         ----- stderr -----
         Removed incomplete environment [KEY] ([SIZE])
         Removed abandoned staging `tmp/pack-abandoned` ([SIZE])
-        Removed unknown cache bucket `envs-v0`
+        Kept unknown cache bucket(s) `envs-v0` while other processes use the cache (an older pyfunc-env may be running a model from one)
         Pruned 1 environment(s), [SIZE]
     "#);
     assert!(!leftover.exists());
-    assert!(!ctx.cache_dir.join("envs-v0").exists());
     assert!(!old_staging.exists());
     assert!(fresh_staging.exists());
+    // Once nothing holds the cache, whatever is in `tmp/` is a killed process's leftover
+    // (issue 23: a killed pull's fresh partial files stayed for 6 hours), and goes.
+    drop(running);
+    pyfunc_env_snapshot!(ctx.filters(), ctx.command().args(["cache", "prune"]), @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+
+        ----- stderr -----
+        Removed abandoned staging `tmp/pack-running` ([SIZE])
+        Removed unknown cache bucket `envs-v0`
+        Pruned 0 environment(s), [SIZE]
+    "#);
+    assert!(!fresh_staging.exists());
+    assert!(!ctx.cache_dir.join("envs-v0").exists());
 }
 
 #[test]
