@@ -210,14 +210,16 @@ impl ModelEnvironment {
         request: &EnvRequest,
         virtual_packages: Vec<GenericVirtualPackage>,
     ) -> Result<Self, EnvError> {
-        let manager = request
+        let requested = request
             .manager
             .unwrap_or_else(|| model.default_env_manager());
-        let mut resolved = model.spec(manager).map_err(|source| EnvError::Spec {
-            manager,
+        let mut resolved = model.spec(requested).map_err(|source| EnvError::Spec {
+            manager: requested,
             model: model.root().to_path_buf(),
             source,
         })?;
+        // `uv` on a model without `uv.lock` builds (and shares) the virtualenv environment.
+        let manager = resolved.spec.env_manager;
         if let Some(conda) = resolved.spec.conda.as_mut() {
             conda.channels = request.channels.effective(&conda.channels);
         }
@@ -286,7 +288,7 @@ impl ModelEnvironment {
         }
         // uv installs a virtualenv-mode environment's packages (and makes the venv), and a conda
         // file's `pip:` list; its version is then part of the key.
-        let uses_uv = manager == EnvManager::Virtualenv
+        let uses_uv = manager.is_venv()
             || !resolved.spec.build.is_empty()
             || !resolved.spec.pip.is_empty();
         let uv_version = if uses_uv {
@@ -388,7 +390,17 @@ impl ModelEnvironment {
     /// uv flags for the spec's pip index options.
     #[must_use]
     pub fn index_args(&self) -> Vec<String> {
-        crate::uv::index_args(&self.resolved.spec.pip.index, self.model.root())
+        let mut args = crate::uv::index_args(&self.resolved.spec.pip.index, self.model.root());
+        // A uv.lock's packages come from the indexes it records (PyPI is uv's default): `lock`
+        // finds their files there. Lock files never hold credentials.
+        if let Some(project) = &self.resolved.spec.uv_project {
+            for url in project.registries() {
+                if !url.trim_end_matches('/').eq_ignore_ascii_case("https://pypi.org/simple") {
+                    args.extend(["--extra-index-url".to_string(), url.to_string()]);
+                }
+            }
+        }
+        args
     }
 
     /// Builds (or reuses) the environment. The caller holds the cache's shared lock.
