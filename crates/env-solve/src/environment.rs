@@ -288,9 +288,8 @@ impl ModelEnvironment {
         }
         // uv installs a virtualenv-mode environment's packages (and makes the venv), and a conda
         // file's `pip:` list; its version is then part of the key.
-        let uses_uv = manager.is_venv()
-            || !resolved.spec.build.is_empty()
-            || !resolved.spec.pip.is_empty();
+        let uses_uv =
+            manager.is_venv() || !resolved.spec.build.is_empty() || !resolved.spec.pip.is_empty();
         let uv_version = if uses_uv {
             crate::uv::expected_version(request.uv.as_deref())
         } else {
@@ -395,7 +394,10 @@ impl ModelEnvironment {
         // finds their files there. Lock files never hold credentials.
         if let Some(project) = &self.resolved.spec.uv_project {
             for url in project.registries() {
-                if !url.trim_end_matches('/').eq_ignore_ascii_case("https://pypi.org/simple") {
+                if !url
+                    .trim_end_matches('/')
+                    .eq_ignore_ascii_case("https://pypi.org/simple")
+                {
                     args.extend(["--extra-index-url".to_string(), url.to_string()]);
                 }
             }

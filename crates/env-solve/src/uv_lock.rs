@@ -81,7 +81,7 @@ pub fn install(
     let (status, stderr) = run_streaming(&mut export, reporter).map_err(io(&uv.path))?;
     if !status.success() {
         return Err(SolveError::pip_failed(
-            "the packages of uv.lock (uv export)",
+            "packages of uv.lock (uv export)",
             status.code(),
             redact(stderr.trim_end()),
             offline,
@@ -91,15 +91,30 @@ pub fn install(
     command
         .args(["pip", "install", "--python"])
         .arg(python)
-        .args(["-r", PYLOCK_FILE])
+        // uv 0.13 calls installing from a pylock.toml a preview feature and warns otherwise.
+        .args(["--preview-features", "pylock", "-r", PYLOCK_FILE])
         .current_dir(dir.path());
     tracing::debug!("Running {}", redact(&format!("{command:?}")));
     let (status, stderr) = run_streaming(&mut command, reporter).map_err(io(&uv.path))?;
     if status.success() {
         return Ok(());
     }
+    // The lock's own project, installed from the scratch directory: a package whose source
+    // the model does not have.
+    let own = project
+        .packages
+        .iter()
+        .find(|p| matches!(p.source.as_str(), "editable ." | "directory ."));
+    if let Some(own) = own
+        && stderr.contains(&format!("Failed to build `{}", own.name))
+    {
+        return Err(SolveError::UvProjectNotInModel {
+            project: own.name.clone(),
+            stderr: redact(stderr.trim_end()),
+        });
+    }
     Err(SolveError::pip_failed(
-        "the packages of uv.lock",
+        "packages of uv.lock",
         status.code(),
         redact(stderr.trim_end()),
         offline,

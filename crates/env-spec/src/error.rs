@@ -431,9 +431,7 @@ impl SpecError {
             Self::CondaSpec { .. }
             | Self::Requirement { .. }
             | Self::PathEscape { .. }
-            | Self::UvLock { .. } => {
-                MlflowError::None
-            }
+            | Self::UvLock { .. } => MlflowError::None,
         }
     }
 }

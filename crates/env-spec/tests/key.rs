@@ -367,7 +367,10 @@ fn python_version_file_changes_the_key() {
     let base = uv_key(Some(UV_LOCK), Some(PYPROJECT), None);
     let with = uv_key(Some(UV_LOCK), Some(PYPROJECT), Some("3.11\n"));
     assert_ne!(base, with);
-    assert_ne!(with, uv_key(Some(UV_LOCK), Some(PYPROJECT), Some("3.11.7\n")));
+    assert_ne!(
+        with,
+        uv_key(Some(UV_LOCK), Some(PYPROJECT), Some("3.11.7\n"))
+    );
 }
 
 #[test]

@@ -187,10 +187,16 @@ fn installed_like_mlflow(
         .output()
         .unwrap();
     if !output.status.success() {
-        return Err(format!("listing the installed distributions failed\n{}", describe(&output)));
+        return Err(format!(
+            "listing the installed distributions failed\n{}",
+            describe(&output)
+        ));
     }
     let installed: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let (installed, expected) = (installed.as_object().unwrap(), expected.as_object().unwrap());
+    let (installed, expected) = (
+        installed.as_object().unwrap(),
+        expected.as_object().unwrap(),
+    );
     let mut differences = Vec::new();
     for (name, version) in expected {
         match installed.get(name) {
@@ -200,7 +206,9 @@ fn installed_like_mlflow(
     }
     for (name, version) in installed {
         if !expected.contains_key(name) {
-            differences.push(format!("{name}: not in MLflow's environment, pyfunc-env {version}"));
+            differences.push(format!(
+                "{name}: not in MLflow's environment, pyfunc-env {version}"
+            ));
         }
     }
     if differences.is_empty() {

@@ -18,4 +18,5 @@ mod run;
 mod serve_versions;
 mod servers;
 mod snapshots;
+mod uv_lock;
 mod wheel;
