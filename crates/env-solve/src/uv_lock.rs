@@ -22,7 +22,8 @@
 //! `uv sync` does (the project's own code is never in the model directory).
 //!
 //! Index credentials are never in the lock (uv strips them) nor in uv's arguments: uv reads
-//! them from `UV_INDEX_*` variables or `.netrc`, as MLflow tells its users.
+//! them from `.netrc`. MLflow also suggests uv's per-index `UV_INDEX_<NAME>_*` variables; those
+//! are not in [`crate::uv::UV_PASSED_VARIABLES`] yet (issue 23, with the credentials-to-env work).
 
 use std::path::Path;
 use std::sync::Arc;

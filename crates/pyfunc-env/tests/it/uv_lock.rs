@@ -160,3 +160,35 @@ fn pypi_uv_lock_of_a_packaged_project_fails_as_in_mlflow() {
         describe(&output)
     );
 }
+
+/// `lock` of a uv.lock environment: the env manager is `uv`, and it pins what the uv.lock
+/// installed (the default group's `tabulate`), not `requirements.txt` (which also lists the
+/// non-default group's `toolz` and the extra's `termcolor`).
+#[test]
+fn pypi_lock_of_a_uv_model_pins_what_the_uv_lock_installed() {
+    let ctx = TestContext::new().online();
+    let model = repo_root().join("fixtures/matrix/mlflow-3.17.2-uv/models/uv-group-extra");
+    let lock = ctx.path().join("model.lock");
+    let output = ctx
+        .command()
+        .arg("lock")
+        .arg(&model)
+        .args(["--env-manager", "uv", "--python-source", "system", "-o"])
+        .arg(&lock)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    let text = fs_err::read_to_string(&lock).unwrap();
+    assert!(
+        text.lines().next().unwrap().ends_with(" env-manager=uv"),
+        "{text}"
+    );
+    assert!(
+        text.contains("/tabulate-0.9.0-py3-none-any.whl\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("toolz") && !text.contains("termcolor"),
+        "{text}"
+    );
+}
