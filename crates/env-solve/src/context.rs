@@ -98,7 +98,8 @@ pub fn key_context(
     Ok(env_spec::KeyContext {
         platform: platform.to_string(),
         virtual_packages: key_virtual_packages(virtual_packages),
-        python_source: (manager == env_spec::EnvManager::Virtualenv)
+        python_source: manager
+            .is_venv()
             .then(|| options.python_source.as_str().to_string()),
         exclude_newer: options.exclude_newer.clone(),
         uv,

@@ -220,14 +220,16 @@ impl ModelEnvironment {
                 },
             });
         }
-        let manager = request
+        let requested = request
             .manager
             .unwrap_or_else(|| model.default_env_manager());
-        let mut resolved = model.spec(manager).map_err(|source| EnvError::Spec {
-            manager,
+        let mut resolved = model.spec(requested).map_err(|source| EnvError::Spec {
+            manager: requested,
             model: model.root().to_path_buf(),
             source,
         })?;
+        // `uv` on a model without `uv.lock` builds (and shares) the virtualenv environment.
+        let manager = resolved.spec.env_manager;
         if let Some(conda) = resolved.spec.conda.as_mut() {
             conda.channels = request.channels.effective(&conda.channels);
         }
@@ -296,9 +298,8 @@ impl ModelEnvironment {
         }
         // uv installs a virtualenv-mode environment's packages (and makes the venv), and a conda
         // file's `pip:` list; its version is then part of the key.
-        let uses_uv = manager == EnvManager::Virtualenv
-            || !resolved.spec.build.is_empty()
-            || !resolved.spec.pip.is_empty();
+        let uses_uv =
+            manager.is_venv() || !resolved.spec.build.is_empty() || !resolved.spec.pip.is_empty();
         let uv_version = if uses_uv {
             crate::uv::expected_version(request.uv.as_deref())
         } else {
@@ -398,7 +399,33 @@ impl ModelEnvironment {
     /// How uv is told the spec's pip index options (flags, and variables for the URLs).
     #[must_use]
     pub fn index_args(&self) -> crate::uv::IndexArgs {
-        crate::uv::index_args(&self.resolved.spec.pip.index, self.model.root())
+        let mut args = crate::uv::index_args(&self.resolved.spec.pip.index, self.model.root());
+        // A uv.lock's packages come from the indexes it records (PyPI is uv's default): `lock`
+        // finds their files there. Lock files never hold credentials. They join the model's
+        // extra indexes in uv's variable: a flag would replace the variable entirely.
+        if let Some(project) = &self.resolved.spec.uv_project {
+            let extra: Vec<String> = project
+                .registries()
+                .into_iter()
+                .filter(|url| {
+                    !url.trim_end_matches('/')
+                        .eq_ignore_ascii_case("https://pypi.org/simple")
+                })
+                .map(|url| url.to_string())
+                .collect();
+            if !extra.is_empty() {
+                match args.env.iter_mut().find(|(name, _)| name == "UV_EXTRA_INDEX_URL") {
+                    Some((_, value)) => {
+                        value.push(' ');
+                        value.push_str(&extra.join(" "));
+                    }
+                    None => args
+                        .env
+                        .push(("UV_EXTRA_INDEX_URL".to_string(), extra.join(" "))),
+                }
+            }
+        }
+        args
     }
 
     /// Builds (or reuses) the environment. The caller holds the cache's shared lock.

@@ -272,6 +272,19 @@ pub enum SolveError {
         source: Option<Cause>,
     },
 
+    /// The model's uv project is itself a package, and building it failed: its source is not
+    /// in the model directory (MLflow's `uv sync` fails the same way).
+    #[error("Failed to install `{project}`, the uv project the model was logged from:\n{stderr}")]
+    #[diagnostic(help(
+        "The model's `uv.lock` installs its own project (`source = {{ editable = \".\" }}`), whose source MLflow does not log; MLflow's `--env-manager uv` fails the same way. Use `--env-manager virtualenv` (it installs `requirements.txt`), or log the model from a project without a `[build-system]` (`uv init --app`, or `[tool.uv] package = false`)"
+    ))]
+    UvProjectNotInModel {
+        /// The project's name.
+        project: String,
+        /// uv's message (redacted).
+        stderr: String,
+    },
+
     /// A lock file cannot be used.
     #[error("Cannot use the lock file `{}`: {message}", path.display())]
     #[diagnostic(help("Write a new one with `pyfunc-env lock MODEL -o FILE`"))]
@@ -410,6 +423,7 @@ impl SolveError {
             | Self::LockStale { .. }
             | Self::LockHashMismatch { .. }
             | Self::LockLocalDirectory { .. }
+            | Self::UvProjectNotInModel { .. }
             | Self::InvalidExcludeNewer { .. } => true,
             Self::PipFailed { user, .. } => *user,
             // Listed one by one, so a new variant has to be classified here: a catch-all

@@ -5,7 +5,8 @@ use env_spec::{EnvManager, ModelDir};
 
 use crate::{EnvError, EnvRequest, ModelEnvironment, SolveError};
 
-/// The env managers `inspect` shows, in its order (`uv` builds the virtualenv environment).
+/// The env managers `inspect` shows, in its order; `uv` follows when the model has a `uv.lock`
+/// (without one it builds the virtualenv environment).
 pub const MANAGERS: [EnvManager; 2] = [EnvManager::Virtualenv, EnvManager::Conda];
 
 /// One env manager's environment, or why it cannot be built.
@@ -19,7 +20,11 @@ pub fn environments_by_manager(
     request: &EnvRequest,
 ) -> Result<Vec<ManagerEnvironment>, SolveError> {
     let virtual_packages = crate::context::detect_virtual_packages()?;
-    Ok(MANAGERS
+    let mut managers = MANAGERS.to_vec();
+    if model.fs().is_file(env_spec::uv_project::UV_LOCK_FILE) {
+        managers.push(EnvManager::Uv);
+    }
+    Ok(managers
         .into_iter()
         .map(|manager| {
             let request = EnvRequest {

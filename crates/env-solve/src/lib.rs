@@ -21,6 +21,7 @@ pub mod remote;
 pub use env_spec::redact;
 pub mod reporter;
 pub mod uv;
+pub mod uv_lock;
 pub mod verify;
 
 pub use build::{BuildWarning, CreateRequest, Created, Timings, create};

@@ -279,6 +279,7 @@ mod tests {
             },
             local_files: std::collections::BTreeMap::new(),
             compat_constraints: Vec::new(),
+            uv_project: None,
         }
     }
 

@@ -98,6 +98,18 @@ pub enum SpecError {
         help: String,
     },
 
+    /// A uv project file (`uv.lock`, `pyproject.toml`) could not be read as uv reads it.
+    #[error("Invalid `{file}`: {message}")]
+    #[diagnostic(help(
+        "The model's uv project files are used by `--env-manager uv` (as MLflow's `uv sync --frozen`); fix `{file}` or use `--env-manager virtualenv`, which installs `requirements.txt`"
+    ))]
+    UvLock {
+        /// The file, relative to the model directory.
+        file: String,
+        /// The TOML parser's message.
+        message: String,
+    },
+
     /// A YAML file could not be parsed.
     #[error("Invalid YAML in `{file}` at line {line}, column {column}: {message}")]
     #[diagnostic(help("{help}"))]
@@ -379,6 +391,7 @@ impl SpecError {
             | Self::NoMlmodel { .. }
             | Self::MissingFile { .. }
             | Self::Yaml { .. }
+            | Self::UvLock { .. }
             | Self::InvalidValue { .. }
             | Self::NoPythonFunction { .. }
             | Self::NoEnvEntry { .. }
@@ -415,9 +428,10 @@ impl SpecError {
             Self::NoEnvEntry { .. } | Self::MissingEnvKey { .. } => MlflowError::KeyError,
             Self::EmptyEnvEntry { .. } => MlflowError::TypeError,
             Self::RequirementsCycle { .. } => MlflowError::RecursionError,
-            Self::CondaSpec { .. } | Self::Requirement { .. } | Self::PathEscape { .. } => {
-                MlflowError::None
-            }
+            Self::CondaSpec { .. }
+            | Self::Requirement { .. }
+            | Self::PathEscape { .. }
+            | Self::UvLock { .. } => MlflowError::None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Reads an MLflow model directory's environment files exactly as MLflow reads them.
 //!
-//! `MLmodel`, `conda.yaml`, `python_env.yaml`, `requirements.txt` and `constraints.txt` are read
+//! `MLmodel`, `conda.yaml`, `python_env.yaml`, `requirements.txt`, `constraints.txt` and a uv
+//! project's `uv.lock`, `pyproject.toml` and `.python-version` are read
 //! with MLflow's rules (PyYAML's YAML 1.1 typing, MLflow's requirement-line handling, its choice
 //! of files per env manager) into typed data ([`ModelDir`]), and from there into one canonical
 //! [`EnvSpec`] with a stable content [key](EnvSpec::key).
@@ -20,6 +21,7 @@ pub mod redact;
 pub mod requirements;
 pub mod source;
 pub mod spec;
+pub mod uv_project;
 pub mod yaml;
 
 pub use diagnostics::{Warning, WarningKind};
@@ -28,3 +30,4 @@ pub use mlmodel::{EnvFileNames, MlModel};
 pub use model::{Dependencies, ModelDir, ResolvedSpec, VirtualenvEnv, VirtualenvSource};
 pub use requirements::{IndexOptions, MlflowRequirement, PipRequirement, PipSet, Target};
 pub use spec::{CondaLayer, EnvKey, EnvManager, EnvSpec, KeyContext};
+pub use uv_project::{LockedPackage, UvProject};

@@ -15,6 +15,7 @@ use crate::python_env::{self, PythonEnv};
 use crate::requirements::{self, MlflowRequirement, Origin, PipSet, RawLine, Sources, Target};
 use crate::source::{ModelFs, SourceFile};
 use crate::spec::{CondaLayer, EnvManager, EnvSpec, sha256_hex};
+use crate::uv_project::{PYPROJECT_FILE, PYTHON_VERSION_FILE, UV_LOCK_FILE, UvProject};
 use crate::yaml::Span;
 
 /// A model directory.
@@ -344,8 +345,43 @@ impl ModelDir {
     pub fn spec(&self, manager: EnvManager) -> Result<ResolvedSpec, SpecError> {
         match manager {
             EnvManager::Virtualenv => self.virtualenv_spec(),
+            EnvManager::Uv => self.uv_spec(),
             EnvManager::Conda => self.conda_spec(),
         }
+    }
+
+    /// The model's uv project (`uv.lock`, `pyproject.toml`, `.python-version`), if it has a
+    /// `uv.lock` ([`UvProject::read`]).
+    pub fn uv_project(&self) -> Result<Option<UvProject>, SpecError> {
+        UvProject::read(&self.fs)
+    }
+
+    /// `_create_virtualenv(env_manager="uv")`: with a `uv.lock`, the Python of the virtualenv
+    /// spec plus the lock (MLflow's `uv sync --frozen --no-dev`; `requirements.txt` and the
+    /// build dependencies are not installed); without one, the virtualenv spec itself, so both
+    /// managers share the environment as they build the same one.
+    fn uv_spec(&self) -> Result<ResolvedSpec, SpecError> {
+        let mut resolved = self.virtualenv_spec()?;
+        let Some(project) = self.uv_project()? else {
+            return Ok(resolved);
+        };
+        let spec = &mut resolved.spec;
+        spec.env_manager = EnvManager::Uv;
+        spec.build = PipSet::default();
+        spec.pip = PipSet::default();
+        spec.local_files.clear();
+        spec.compat_constraints.clear();
+        // MLflow reads only the python version from the virtualenv files here.
+        resolved.files.truncate(2);
+        resolved.files.push(UV_LOCK_FILE.to_string());
+        if project.pyproject.is_some() {
+            resolved.files.push(PYPROJECT_FILE.to_string());
+        }
+        if project.python_version_file.is_some() {
+            resolved.files.push(PYTHON_VERSION_FILE.to_string());
+        }
+        spec.uv_project = Some(project);
+        Ok(resolved)
     }
 
     fn virtualenv_spec(&self) -> Result<ResolvedSpec, SpecError> {
@@ -388,6 +424,7 @@ impl ModelDir {
             pip,
             local_files: BTreeMap::new(),
             compat_constraints: Vec::new(),
+            uv_project: None,
         };
         spec.local_files = self.local_digests(&spec)?;
         let mut warnings = env.warnings;
@@ -453,6 +490,7 @@ impl ModelDir {
             pip,
             local_files: BTreeMap::new(),
             compat_constraints: Vec::new(),
+            uv_project: None,
         };
         spec.local_files = self.local_digests(&spec)?;
         warnings.extend(editable_warnings(&spec));

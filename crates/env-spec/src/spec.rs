@@ -23,8 +23,21 @@ use crate::requirements::PipSet;
 pub enum EnvManager {
     /// `env_manager="conda"`: conda.yaml's conda packages plus its `pip:` list.
     Conda,
-    /// `env_manager="virtualenv"` or `"uv"` (the same spec): a Python plus pip requirements.
+    /// `env_manager="virtualenv"`, or `"uv"` for a model without `uv.lock`: a Python plus pip
+    /// requirements.
     Virtualenv,
+    /// `env_manager="uv"` for a model with `uv.lock` (MLflow 3.17+): a Python plus exactly the
+    /// lock's packages for this platform ([`crate::uv_project`]). Asking for `Uv` on a model
+    /// without a lock gives the `Virtualenv` spec, as MLflow builds the same environment then.
+    Uv,
+}
+
+impl EnvManager {
+    /// Whether the environment is a venv-style one: a Python plus packages installed by uv.
+    #[must_use]
+    pub fn is_venv(self) -> bool {
+        matches!(self, Self::Virtualenv | Self::Uv)
+    }
 }
 
 impl std::fmt::Display for EnvManager {
@@ -32,6 +45,7 @@ impl std::fmt::Display for EnvManager {
         f.write_str(match self {
             Self::Conda => "conda",
             Self::Virtualenv => "virtualenv",
+            Self::Uv => "uv",
         })
     }
 }
@@ -73,6 +87,10 @@ pub struct EnvSpec {
     /// constraints to the pip layer. Empty when switched off (`--no-compat-constraints`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub compat_constraints: Vec<crate::compat::CompatConstraint>,
+    /// The model's uv project (`env_manager` [`EnvManager::Uv`] only): its files' digests are
+    /// in the key, its texts are what uv installs from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uv_project: Option<crate::uv_project::UvProject>,
 }
 
 /// Inputs to the key besides the spec: what else changes the environment a spec produces.

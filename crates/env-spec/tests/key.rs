@@ -303,3 +303,111 @@ fn key_context_inputs_change_the_key() {
         assert_ne!(spec.key(&variant), spec.key(&base), "{variant:?}");
     }
 }
+
+// ---- uv projects (issue 23): uv.lock, pyproject.toml and .python-version with `uv` ----
+
+const UV_LOCK: &str = "version = 1\nrevision = 3\nrequires-python = \"==3.11.*\"\n\n[[package]]\nname = \"demo\"\nversion = \"0.1.0\"\nsource = { virtual = \".\" }\ndependencies = [{ name = \"six\" }]\n\n[[package]]\nname = \"six\"\nversion = \"1.17.0\"\nsource = { registry = \"https://pypi.org/simple\" }\n";
+const PYPROJECT: &str = "[project]\nname = \"demo\"\nversion = \"0.1.0\"\nrequires-python = \"==3.11.*\"\ndependencies = [\"six==1.17.0\"]\n";
+
+/// The `uv` key of BASE plus the uv files given (`None`: absent).
+fn uv_key(lock: Option<&str>, pyproject: Option<&str>, python_version: Option<&str>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &BASE);
+    for (name, text) in [
+        ("uv.lock", lock),
+        ("pyproject.toml", pyproject),
+        (".python-version", python_version),
+    ] {
+        if let Some(text) = text {
+            fs_err::write(dir.path().join(name), text).unwrap();
+        }
+    }
+    let model = ModelDir::open(dir.path()).unwrap();
+    model
+        .spec(EnvManager::Uv)
+        .unwrap()
+        .spec
+        .key(&KeyContext::for_platform("linux-64"))
+        .to_string()
+}
+
+#[test]
+fn uv_without_a_lock_shares_the_virtualenv_key() {
+    // MLflow's uv manager installs requirements.txt then, like virtualenv; a pyproject alone
+    // does not make it use uv sync (`has_uv_lock_artifact` checks uv.lock only).
+    let virtualenv = key(&BASE, EnvManager::Virtualenv);
+    assert_eq!(uv_key(None, None, None), virtualenv);
+    assert_eq!(uv_key(None, Some(PYPROJECT), Some("3.11\n")), virtualenv);
+    // With a lock, it is another environment.
+    assert_ne!(uv_key(Some(UV_LOCK), Some(PYPROJECT), None), virtualenv);
+}
+
+#[test]
+fn uv_lock_contents_change_the_key() {
+    let base = uv_key(Some(UV_LOCK), Some(PYPROJECT), Some("3.11\n"));
+    assert_eq!(base, uv_key(Some(UV_LOCK), Some(PYPROJECT), Some("3.11\n")));
+    let other = UV_LOCK.replace("1.17.0", "1.16.0");
+    assert_ne!(base, uv_key(Some(&other), Some(PYPROJECT), Some("3.11\n")));
+}
+
+#[test]
+fn pyproject_contents_change_the_key() {
+    let base = uv_key(Some(UV_LOCK), Some(PYPROJECT), None);
+    // Absent: MLflow writes its minimal pyproject instead, another project.
+    assert_ne!(base, uv_key(Some(UV_LOCK), None, None));
+    let groups = format!("{PYPROJECT}\n[tool.uv]\ndefault-groups = []\n");
+    assert_ne!(base, uv_key(Some(UV_LOCK), Some(&groups), None));
+    // The bytes uv is given are keyed: even a comment is a change (uv_project's module doc).
+    let comment = format!("# a comment\n{PYPROJECT}");
+    assert_ne!(base, uv_key(Some(UV_LOCK), Some(&comment), None));
+}
+
+#[test]
+fn python_version_file_changes_the_key() {
+    let base = uv_key(Some(UV_LOCK), Some(PYPROJECT), None);
+    let with = uv_key(Some(UV_LOCK), Some(PYPROJECT), Some("3.11\n"));
+    assert_ne!(base, with);
+    assert_ne!(
+        with,
+        uv_key(Some(UV_LOCK), Some(PYPROJECT), Some("3.11.7\n"))
+    );
+}
+
+#[test]
+fn uv_ignores_requirements_when_it_restores_from_the_lock() {
+    // MLflow's uv sync never reads requirements.txt: changing it changes nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let files = Files {
+        requirements: "mlflow==2.9.2\nscikit-learn==1.4.0\n",
+        ..BASE
+    };
+    write(dir.path(), &files);
+    fs_err::write(dir.path().join("uv.lock"), UV_LOCK).unwrap();
+    fs_err::write(dir.path().join("pyproject.toml"), PYPROJECT).unwrap();
+    let changed = ModelDir::open(dir.path())
+        .unwrap()
+        .spec(EnvManager::Uv)
+        .unwrap()
+        .spec
+        .key(&KeyContext::for_platform("linux-64"))
+        .to_string();
+    assert_eq!(changed, uv_key(Some(UV_LOCK), Some(PYPROJECT), None));
+}
+
+#[test]
+fn an_invalid_uv_lock_is_the_models_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &BASE);
+    fs_err::write(dir.path().join("uv.lock"), "version = [\n").unwrap();
+    let err = ModelDir::open(dir.path())
+        .unwrap()
+        .spec(EnvManager::Uv)
+        .unwrap_err();
+    assert!(err.is_user_error());
+    assert!(err.to_string().starts_with("Invalid `uv.lock`"), "{err}");
+    // virtualenv and conda never read it.
+    ModelDir::open(dir.path())
+        .unwrap()
+        .spec(EnvManager::Virtualenv)
+        .unwrap();
+}

@@ -442,7 +442,8 @@ pub enum EnvManagerArg {
     Conda,
     /// python_env.yaml (or conda.yaml's python) plus pip requirements.
     Virtualenv,
-    /// The same environment as `virtualenv` (MLflow's uv manager builds it with uv).
+    /// The model's uv.lock if it has one (as MLflow 3's `uv sync --frozen --no-dev`), else the
+    /// same environment as `virtualenv`.
     Uv,
     /// No environment: `run` uses an existing interpreter (`--python`) after a mismatch report.
     Local,
@@ -454,7 +455,9 @@ impl EnvManagerArg {
     pub fn manager(self) -> Option<env_spec::EnvManager> {
         match self {
             Self::Conda => Some(env_spec::EnvManager::Conda),
-            Self::Virtualenv | Self::Uv => Some(env_spec::EnvManager::Virtualenv),
+            Self::Virtualenv => Some(env_spec::EnvManager::Virtualenv),
+            // The virtualenv spec unless the model has a uv.lock (`env_spec::uv_project`).
+            Self::Uv => Some(env_spec::EnvManager::Uv),
             Self::Local => None,
         }
     }

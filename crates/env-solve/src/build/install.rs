@@ -59,7 +59,7 @@ pub(super) async fn build(
                 )
                 .await?;
             }
-            EnvManager::Virtualenv => {
+            EnvManager::Virtualenv | EnvManager::Uv => {
                 let version = spec.python.as_deref().ok_or(SolveError::NoPythonVersion)?;
                 let provisioned =
                     provision_python(cache, request, &prefix, version, &mut timings, &reporter)
@@ -75,6 +75,24 @@ pub(super) async fn build(
         return Err(SolveError::NoPythonInEnvironment {
             prefix: prefix.clone(),
         });
+    }
+    if let (None, Some(project)) = (request.locked, &spec.uv_project) {
+        // MLflow's `uv sync --frozen --no-dev` from the model's uv.lock (`crate::uv_lock`).
+        let uv = Uv::find(request.uv, cache, request.offline).await?;
+        let uv_cache = uv_cache_dir(cache, request)?;
+        let scratch = cache.bucket(env_cache::TMP_DIR)?;
+        let version = spec.python.clone().ok_or(SolveError::NoPythonVersion)?;
+        reporter.on_phase("Installing the packages of uv.lock with uv");
+        let t = Instant::now();
+        let (project, python, offline) = (project.clone(), python.clone(), request.offline);
+        let reporter = reporter.clone();
+        off_runtime(move || {
+            crate::uv_lock::install(
+                &uv, &project, &python, &version, &uv_cache, &scratch, offline, &reporter,
+            )
+        })
+        .await?;
+        timings.pip_install = secs(t.elapsed());
     }
     if request.locked.is_none() && (!spec.build.is_empty() || !spec.pip.is_empty()) {
         let uv = Uv::find(request.uv, cache, request.offline).await?;

@@ -49,6 +49,22 @@ fn pypi_conformance_mlflow_3_17_2() {
     conformance("3.17.2");
 }
 
+/// Issue 23: models MLflow 3.17.2 wrote from uv projects (`uv.lock`, `pyproject.toml`,
+/// `.python-version` in the model), answered by MLflow's `--env-manager uv` (`uv sync --frozen
+/// --no-dev` from the lock). pyfunc-env runs them with `--env-manager uv` too (the models'
+/// `pyfunc_env_args`), and every model's installed distributions must equal those of MLflow's
+/// environment (`mlflow_env_installed`, recorded by the writer), which are the lock's.
+#[test]
+fn pypi_conformance_mlflow_3_17_2_uv() {
+    // The second-index model's lock names http://127.0.0.1:38517/simple (fixed by the writer,
+    // fixtures/matrix/make_matrix.py UV_INDEX_PORT): its files are served there again.
+    let index = repo_root().join("fixtures/matrix/mlflow-3.17.2-uv/index");
+    let _index = env_test::ChannelServer::bind(&index, "127.0.0.1:38517").unwrap_or_else(|err| {
+        panic!("cannot serve the uv fixtures' second index on 127.0.0.1:38517 (in use?): {err}")
+    });
+    conformance("3.17.2-uv");
+}
+
 /// Environment flags of every model: the pyenv CPython of the model's version. Bytecode is
 /// compiled by `create` (foreground), so each of the many `run` processes imports fast.
 const ENV_ARGS: [&str; 2] = ["--python-source", "system"];
@@ -98,6 +114,13 @@ fn conformance(writer: &str) {
             ));
             continue;
         }
+        if let Some(expected) = model.get("mlflow_env_installed") {
+            total += 1;
+            if let Err(difference) = installed_like_mlflow(&ctx, &dir, &env_args, expected) {
+                failed += 1;
+                differences.push(format!("{name}: {difference}"));
+            }
+        }
         let case = Case {
             ctx: &ctx,
             dir: &dir,
@@ -141,6 +164,61 @@ fn conformance(writer: &str) {
         "{failed} of {total} cases differ from MLflow {writer}:\n\n{}",
         differences.join("\n\n")
     );
+}
+
+/// The distributions of the model's environment (`run -- python`) equal `expected`
+/// ({normalised name: version}, what MLflow's environment held).
+fn installed_like_mlflow(
+    ctx: &TestContext,
+    dir: &Path,
+    env_args: &[String],
+    expected: &Value,
+) -> Result<(), String> {
+    let output = ctx
+        .command()
+        .arg("run")
+        .arg(dir)
+        .args(env_args)
+        .args(["--", "python", "-c"])
+        .arg(
+            "import importlib.metadata as m, json, re; print(json.dumps({re.sub(r'[-_.]+', '-', \
+             d.metadata['Name']).lower(): d.version for d in m.distributions()}))",
+        )
+        .output()
+        .unwrap();
+    if !output.status.success() {
+        return Err(format!(
+            "listing the installed distributions failed\n{}",
+            describe(&output)
+        ));
+    }
+    let installed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let (installed, expected) = (
+        installed.as_object().unwrap(),
+        expected.as_object().unwrap(),
+    );
+    let mut differences = Vec::new();
+    for (name, version) in expected {
+        match installed.get(name) {
+            Some(have) if have == version => {}
+            have => differences.push(format!("{name}: MLflow {version}, pyfunc-env {have:?}")),
+        }
+    }
+    for (name, version) in installed {
+        if !expected.contains_key(name) {
+            differences.push(format!(
+                "{name}: not in MLflow's environment, pyfunc-env {version}"
+            ));
+        }
+    }
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "installed distributions differ from MLflow's environment:\n  {}",
+            differences.join("\n  ")
+        ))
+    }
 }
 
 /// One model of the matrix and its built environment.

@@ -22,4 +22,5 @@ mod serve_versions;
 mod servers;
 mod snapshots;
 mod sources;
+mod uv_lock;
 mod wheel;
