@@ -84,6 +84,7 @@ fn compute(section: &[Fence]) -> Vec<(usize, String)> {
     let manager = match find("json manager").unwrap().body.as_str() {
         "\"virtualenv\"" => EnvManager::Virtualenv,
         "\"conda\"" => EnvManager::Conda,
+        "\"uv\"" => EnvManager::Uv,
         other => panic!("unknown manager {other}"),
     };
     let context = context_from(&find("json context").unwrap().body);
@@ -128,7 +129,7 @@ fn the_specification_page_and_the_code_agree() {
         computed.extend(compute(&section));
         sections += 1;
     }
-    assert_eq!(sections, 4, "the page should hold four vectors");
+    assert_eq!(sections, 5, "the page should hold five vectors");
 
     if std::env::var_os("PYFUNC_ENV_UPDATE_DOCS").is_some() {
         let mut updated = page.clone();
