@@ -414,7 +414,11 @@ impl ModelEnvironment {
                 .map(|url| url.to_string())
                 .collect();
             if !extra.is_empty() {
-                match args.env.iter_mut().find(|(name, _)| name == "UV_EXTRA_INDEX_URL") {
+                match args
+                    .env
+                    .iter_mut()
+                    .find(|(name, _)| name == "UV_EXTRA_INDEX_URL")
+                {
                     Some((_, value)) => {
                         value.push(' ');
                         value.push_str(&extra.join(" "));

@@ -18,7 +18,7 @@ fn a_missing_subcommand_lists_only_visible_commands() {
 
     ----- stderr -----
     error: 'pyfunc-env' requires a subcommand but one was not provided
-      [subcommands: deps, inspect, create, run, check, lock, cache, pack, unpack, completions, help]
+      [subcommands: deps, inspect, create, run, check, lock, cache, pack, unpack, image, completions, help]
 
     Usage: pyfunc-env [OPTIONS] <COMMAND>
 
