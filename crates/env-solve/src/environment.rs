@@ -411,7 +411,7 @@ impl ModelEnvironment {
                     !url.trim_end_matches('/')
                         .eq_ignore_ascii_case("https://pypi.org/simple")
                 })
-                .map(|url| url.to_string())
+                .map(ToString::to_string)
                 .collect();
             if !extra.is_empty() {
                 match args

@@ -24,7 +24,7 @@ pub mod uv;
 pub mod uv_lock;
 pub mod verify;
 
-pub use build::{BuildWarning, CreateRequest, Created, Timings, create};
+pub use build::{BuildWarning, CreateRequest, Created, Timings, create, hold_cache};
 pub use channels::ChannelSettings;
 pub use context::{BuildOptions, PythonSource};
 pub use ensure::{Bytecode, EnsureError, EnsureReporter, Ensured, MlflowUse, Purpose};

@@ -61,14 +61,7 @@ pub async fn create_many(
     reporter: Arc<ReporterFor>,
     on_finished: Arc<OnFinished>,
 ) -> Result<Vec<GroupOutcome>, SolveError> {
-    let _cache_lock = {
-        let cache = cache.clone();
-        crate::build::off_runtime(move || {
-            cache.init()?;
-            Ok(cache.lock_shared()?)
-        })
-        .await?
-    };
+    let _cache_lock = crate::build::hold_cache(cache).await?;
     let groups = group_by_key(&envs);
     let workers = jobs.clamp(1, groups.len().max(1));
     let queue: Arc<Mutex<VecDeque<Vec<usize>>>> = Arc::new(Mutex::new(groups.into()));

@@ -191,6 +191,19 @@ pub(crate) async fn off_runtime<T: Send + 'static>(
         })?
 }
 
+/// Initialises the cache and takes its shared lock, waiting off the runtime while `cache clean`
+/// or `cache prune` holds it exclusively. Every command that uses the cache (builds, pulls,
+/// downloads, packs, pushes) holds the returned lock for as long as it does, so those two wait
+/// instead of deleting under it.
+pub async fn hold_cache(cache: &env_cache::Cache) -> Result<env_cache::LockedFile, SolveError> {
+    let cache = cache.clone();
+    off_runtime(move || {
+        cache.init()?;
+        Ok(cache.lock_shared()?)
+    })
+    .await
+}
+
 fn hit(
     env: &EnvEntry,
     key: &EnvKey,

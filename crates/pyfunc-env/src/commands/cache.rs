@@ -629,14 +629,7 @@ async fn push(
     let cache = settings.cache();
     // Held while the environments are packed, like every command holds it: `cache clean`
     // waits instead of deleting an environment mid-pack (issue 23).
-    let _cache_lock = {
-        let cache = cache.clone();
-        tokio::task::spawn_blocking(move || {
-            cache.init()?;
-            cache.lock_shared()
-        })
-        .await??
-    };
+    let _cache_lock = env_solve::hold_cache(&cache).await?;
     let mut rows = Vec::new();
     let mut status = ExitStatus::Success;
     for model in &args.models {

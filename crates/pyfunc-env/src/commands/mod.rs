@@ -40,14 +40,7 @@ pub async fn resolve_model(
     let cache = settings.cache();
     // Held while downloading, like every command that stages in `tmp/` holds it: `cache
     // prune` removes all of `tmp/` only when nobody holds it (issue 23).
-    let _cache_lock = {
-        let cache = cache.clone();
-        tokio::task::spawn_blocking(move || {
-            cache.init()?;
-            cache.lock_shared()
-        })
-        .await??
-    };
+    let _cache_lock = env_solve::hold_cache(&cache).await?;
     let progress = std::sync::Arc::new(crate::progress::ProgressReporter::new(
         settings,
         printer,
