@@ -411,3 +411,21 @@ fn an_invalid_uv_lock_is_the_models_error() {
         .spec(EnvManager::Virtualenv)
         .unwrap();
 }
+
+#[test]
+fn the_interpreter_comes_from_python_env_yaml_even_when_python_version_disagrees() {
+    // DEVIATIONS.md `uv-python-version`: the environment's Python is python_env.yaml's (what
+    // MLflow's `uv venv --python` is given); a `.python-version` naming another one is keyed
+    // but does not choose the interpreter.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &BASE);
+    fs_err::write(dir.path().join("uv.lock"), UV_LOCK).unwrap();
+    fs_err::write(dir.path().join("pyproject.toml"), PYPROJECT).unwrap();
+    fs_err::write(dir.path().join(".python-version"), "3.12\n").unwrap();
+    let spec = ModelDir::open(dir.path())
+        .unwrap()
+        .spec(EnvManager::Uv)
+        .unwrap()
+        .spec;
+    assert_eq!(spec.python.as_deref(), Some("3.11.7"));
+}
