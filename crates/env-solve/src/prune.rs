@@ -167,6 +167,24 @@ pub fn prune(
     };
     remove_staging(&tmp, max_age, policy.dry_run, &mut report, on_removal);
     let unknown = unknown_buckets(cache);
+    if exclusive.is_some() && !policy.dry_run {
+        // Store files no remaining environment's manifest names (only sharing for later
+        // pulls is lost: environments hold their own links), then the bytecode only the store
+        // held. Not while anyone holds the cache: pulls link from the store.
+        let mut keep = HashSet::new();
+        for env in cache.envs()? {
+            if let Some(manifest) = env_store::Manifest::saved(env.dir()) {
+                keep.extend(
+                    manifest
+                        .blobs()
+                        .into_iter()
+                        .filter_map(|e| e.sha256.clone()),
+                );
+            }
+        }
+        report.freed += env_store::sweep(&cache.root().join(env_cache::STORE_BUCKET), &keep);
+        report.freed += crate::bytecode::prune_store(&cache.root().join(env_cache::PYC_BUCKET));
+    }
     if exclusive.is_some() {
         for name in unknown {
             on_removal(&Removal::UnknownBucket { name: name.clone() });
@@ -395,5 +413,42 @@ mod tests {
         let left: Vec<_> = fs_err::read_dir(&tmp).unwrap().flatten().collect();
         assert!(left.is_empty(), "{left:?}");
         assert_eq!(removals.len(), 2, "{removals:?}");
+    }
+
+    /// The file store and the bytecode store it holds links into: a stored file no
+    /// environment's manifest names goes, and so does bytecode that only the store still held
+    /// (issue 25); nothing goes while another command holds the cache.
+    #[cfg(unix)]
+    #[test]
+    fn store_files_no_environment_names_are_removed_with_the_bytecode_they_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().join("cache"));
+        cache.init().unwrap();
+        let sha = "ab".repeat(32);
+        let stored = cache
+            .bucket(env_cache::STORE_BUCKET)
+            .unwrap()
+            .join(&sha[..2])
+            .join(&sha);
+        fs_err::create_dir_all(stored.parent().unwrap()).unwrap();
+        let pyc = cache
+            .bucket(env_cache::PYC_BUCKET)
+            .unwrap()
+            .join("cd")
+            .join("cdef.pyc");
+        fs_err::create_dir_all(pyc.parent().unwrap()).unwrap();
+        fs_err::write(&pyc, "bytecode").unwrap();
+        fs_err::hard_link(&pyc, &stored).unwrap();
+        let other = LockedFile::acquire_blocking(&cache.lock_path(), LockKind::Shared).unwrap();
+        prune(&cache, &PrunePolicy::default(), &mut |_| {}).unwrap();
+        assert!(
+            stored.exists() && pyc.exists(),
+            "removed while the cache was in use"
+        );
+        drop(other);
+        let report = prune(&cache, &PrunePolicy::default(), &mut |_| {}).unwrap();
+        assert!(!stored.exists(), "a store file no manifest names stayed");
+        assert!(!pyc.exists(), "bytecode only the store held stayed");
+        assert_eq!(report.freed, 8);
     }
 }

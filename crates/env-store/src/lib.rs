@@ -18,7 +18,7 @@ mod store;
 use std::path::PathBuf;
 
 pub use manifest::{Entry, Kind, MANIFEST_FILE, Manifest, PrefixUse};
-pub use store::{BlobWriter, Materialised, Store};
+pub use store::{BlobWriter, Materialised, Store, sweep};
 
 /// Errors of manifests and the store.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

@@ -176,6 +176,15 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// The manifest kept beside the environment at `prefix`, if it has a readable one (no scan:
+    /// for readers such as `cache prune` that must not hash whole environments).
+    #[must_use]
+    pub fn saved(prefix: &Path) -> Option<Self> {
+        let path = prefix.join(env_cache::META_DIR).join(MANIFEST_FILE);
+        let bytes = fs_err::read(&path).ok()?;
+        serde_json::from_slice::<Self>(&bytes).ok()
+    }
+
     /// Keeps the manifest beside the environment at `prefix`.
     pub fn save(&self, prefix: &Path) -> Result<(), StoreError> {
         let path = prefix.join(env_cache::META_DIR).join(MANIFEST_FILE);

@@ -219,6 +219,45 @@ fn replace(text: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Removes from the store at `root` (`store-v1/`) every file whose hash is not in `keep`, and
+/// returns the bytes that frees (a file still linked elsewhere frees nothing).
+///
+/// Environments hold their own hard links, so removing a store file never changes an
+/// environment: what goes is only the sharing a later pull of a sibling would have had. It is
+/// also what lets `pyc-v1/` drop bytecode no environment uses (its rule is "only the store
+/// links it"). Run it with the cache to yourself (`cache prune` holds the cache's exclusive
+/// lock): a pull or an ingest links from the store while holding the shared lock.
+#[must_use]
+pub fn sweep<S: std::hash::BuildHasher>(
+    root: &Path,
+    keep: &std::collections::HashSet<String, S>,
+) -> u64 {
+    let mut freed = 0;
+    let Ok(shards) = fs_err::read_dir(root) else {
+        return 0;
+    };
+    for shard in shards.flatten() {
+        let Ok(files) = fs_err::read_dir(shard.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let name = file.file_name();
+            if name.to_str().is_some_and(|name| keep.contains(name)) {
+                continue;
+            }
+            let Ok(metadata) = file.metadata() else {
+                continue;
+            };
+            if fs_err::remove_file(file.path()).is_ok() && metadata.nlink() == 1 {
+                freed += metadata.len();
+            }
+        }
+        // An emptied shard goes too (fails harmlessly when it is not empty).
+        let _ = fs_err::remove_dir(shard.path());
+    }
+    freed
+}
+
 /// A file on its way into the store (see [`Store::writer`]). Dropped without
 /// [`BlobWriter::commit`], it leaves nothing behind.
 #[derive(Debug)]
@@ -296,6 +335,50 @@ mod tests {
             b"a/longer/b /longer"
         );
         assert_eq!(replace(b"none", b"/p", b"/x"), b"none");
+    }
+
+    /// The sweep keeps what a manifest names and removes the rest, without touching an
+    /// environment that links a removed file.
+    #[test]
+    fn sweep_removes_what_no_manifest_names() {
+        let temp = tempfile::tempdir().unwrap();
+        let cache = env_cache::Cache::new(temp.path().join("cache"));
+        cache.init().unwrap();
+        let store = Store::open(&cache).unwrap();
+        let env = temp.path().join("env");
+        fs_err::create_dir_all(&env).unwrap();
+        fs_err::write(env.join("kept.py"), "kept = 1\n").unwrap();
+        fs_err::write(env.join("gone.py"), "gone = 1\n").unwrap();
+        let manifest = Manifest::scan(&env).unwrap();
+        assert_eq!(store.ingest(&manifest, &env).unwrap(), 2);
+        let hash = |name: &str| {
+            manifest
+                .entries
+                .iter()
+                .find(|e| e.path == name)
+                .and_then(|e| e.sha256.clone())
+                .unwrap()
+        };
+        let keep: std::collections::HashSet<String> = [hash("kept.py")].into();
+        // Both files are still linked from the environment: removing them frees nothing.
+        assert_eq!(sweep(&store.root, &keep), 0);
+        assert!(store.has(&hash("kept.py")));
+        assert!(!store.has(&hash("gone.py")));
+        assert_eq!(
+            fs_err::read_to_string(env.join("gone.py")).unwrap(),
+            "gone = 1\n"
+        );
+        // Once nothing names it, the last file goes, and its bytes are freed.
+        assert_eq!(sweep(&store.root, &std::collections::HashSet::new()), 0);
+        assert!(!store.has(&hash("kept.py")));
+        fs_err::remove_dir_all(&env).unwrap();
+        let lonely = temp.path().join("lonely");
+        fs_err::create_dir_all(&lonely).unwrap();
+        fs_err::write(lonely.join("x.py"), "x = 2\n").unwrap();
+        let alone = Manifest::scan(&lonely).unwrap();
+        store.ingest(&alone, &lonely).unwrap();
+        fs_err::remove_dir_all(&lonely).unwrap();
+        assert_eq!(sweep(&store.root, &std::collections::HashSet::new()), 6);
     }
 
     /// An environment scanned, ingested, and materialised at another path: files linked from
