@@ -27,6 +27,9 @@ fn top_level_help() {
                        `--archives`, containers, other machines)
           unpack       Extract an archive written by `pack` into a new directory and check that its Python
                        runs there
+          image        Write an OCI image that serves the model with MLflow's scoring server: the base
+                       image, the environment as one layer (cached by key), the model as another. No Docker
+                       daemon
           completions  Print a shell completion script for bash, zsh, fish, elvish or PowerShell
           help         Print this message or the help of the given subcommand(s)
 
