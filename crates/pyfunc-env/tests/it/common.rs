@@ -3,6 +3,37 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Every input of the sklearn fixture that MLflow's scoring server accepts: (file in
+/// `fixtures/inputs/sklearn-iris/`, content type, stem of MLflow's answer in
+/// `fixtures/expected/sklearn-iris/`). `run -- serve` and the image's server are checked
+/// against the same cases.
+pub const SKLEARN_SERVED_INPUTS: &[(&str, &str, &str)] = &[
+    (
+        "dataframe_split.json",
+        "application/json",
+        "dataframe_split",
+    ),
+    (
+        "dataframe_records.json",
+        "application/json",
+        "dataframe_records",
+    ),
+    ("instances.json", "application/json", "instances"),
+    ("inputs.json", "application/json", "inputs"),
+    ("input.csv", "text/csv", "input"),
+    (
+        "instances_columns.json",
+        "application/json",
+        "instances_columns",
+    ),
+    ("inputs_records.json", "application/json", "inputs_records"),
+    (
+        "unexpected_params.json",
+        "application/json",
+        "unexpected_params",
+    ),
+];
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

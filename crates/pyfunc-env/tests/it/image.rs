@@ -338,32 +338,7 @@ fn run_and_score(image: &str, extra: &[&str]) {
     );
     let inputs = repo_root().join("fixtures/inputs/sklearn-iris");
     let expected = repo_root().join("fixtures/expected/sklearn-iris");
-    for (file, content_type, stem) in [
-        (
-            "dataframe_split.json",
-            "application/json",
-            "dataframe_split",
-        ),
-        (
-            "dataframe_records.json",
-            "application/json",
-            "dataframe_records",
-        ),
-        ("instances.json", "application/json", "instances"),
-        ("inputs.json", "application/json", "inputs"),
-        ("input.csv", "text/csv", "input"),
-        (
-            "instances_columns.json",
-            "application/json",
-            "instances_columns",
-        ),
-        ("inputs_records.json", "application/json", "inputs_records"),
-        (
-            "unexpected_params.json",
-            "application/json",
-            "unexpected_params",
-        ),
-    ] {
+    for &(file, content_type, stem) in crate::common::SKLEARN_SERVED_INPUTS {
         let body = fs_err::read(inputs.join(file)).unwrap();
         let response = http(port, "POST", "/invocations", content_type, &body).unwrap();
         let want = fs_err::read(expected.join(format!("{stem}.out"))).unwrap();

@@ -395,32 +395,7 @@ fn pypi_sklearn_iris_virtualenv_predict_serve_check_and_commands() {
         &model,
         &env_args,
         name,
-        &[
-            (
-                "dataframe_split.json",
-                "application/json",
-                "dataframe_split",
-            ),
-            (
-                "dataframe_records.json",
-                "application/json",
-                "dataframe_records",
-            ),
-            ("instances.json", "application/json", "instances"),
-            ("inputs.json", "application/json", "inputs"),
-            ("input.csv", "text/csv", "input"),
-            (
-                "instances_columns.json",
-                "application/json",
-                "instances_columns",
-            ),
-            ("inputs_records.json", "application/json", "inputs_records"),
-            (
-                "unexpected_params.json",
-                "application/json",
-                "unexpected_params",
-            ),
-        ],
+        crate::common::SKLEARN_SERVED_INPUTS,
         &[
             (
                 "missing_column.json",
