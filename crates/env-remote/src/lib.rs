@@ -37,12 +37,23 @@
 //!   read is bounded by [`Remote::timeout`]), refused or damaged: one warning, and the build
 //!   goes on locally (and its push replaces what was damaged).
 //!
-//! Trust: whoever can write the bucket can put code on every agent that pulls from it, as with
-//! any shared build cache. Give agents that only consume read-only credentials (and
-//! `--remote-cache-read-only`).
+//! Trust (issue 26): without trusted keys, whoever can write the bucket can put code on every
+//! agent that pulls from it, as with any shared build cache. With trusted keys
+//! ([`sign::Trust`]), an entry is used only if a trusted key signed its manifest (the
+//! manifest names every file's sha256, so the signature covers every byte installed): CI
+//! signs with `--remote-cache-sign-key`, agents hold only public keys and read-only
+//! credentials. The manifest is an envelope, `{"signatures": [...], "manifest": {...}}`; the
+//! signatures cover the exact bytes of `manifest` ([`sign::SIGNED_PREFIX`] first).
+//!
+//! What runs on a pull: nothing. The manifest is read, its signature verified (with trusted
+//! keys), the manifest checked (key, platform, paths, sizes), blobs downloaded and each
+//! checked against its sha256 before it enters the store, and the environment materialised
+//! (links, copies, prefix rewrites of text files). No file of the entry is executed before
+//! the command that asked for the environment starts it (`run` starts the model's Python).
 #![warn(missing_docs)]
 
 mod packs;
+pub mod sign;
 mod store;
 mod transfer;
 
@@ -53,7 +64,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use transfer::{PruneReport, PushResult, RemoteEntry};
+pub use sign::{KeyError, PublicKey, SecretKey, Signature, SignatureError, Trust};
+pub use transfer::{EntryCheck, PruneReport, PushResult, RemoteEntry};
 
 /// The layout version, part of every path.
 pub const LAYOUT: u32 = 2;
@@ -174,6 +186,35 @@ pub enum RemoteError {
         message: String,
     },
 
+    /// An entry without a valid signature by a trusted key (issue 26).
+    #[error("The remote cache's entry `{path}` is not trusted: {reason}")]
+    #[diagnostic(help(
+        "Push it from CI with `--remote-cache-sign-key` and a key this agent trusts ({trusted}), or remove it from the remote cache"
+    ))]
+    Untrusted {
+        /// The manifest's path.
+        path: String,
+        /// Why.
+        reason: SignatureError,
+        /// The trusted keys' names, for the hint.
+        trusted: String,
+    },
+
+    /// `cache verify --remote KEY` for a key the remote does not have.
+    #[error("The remote cache `{url}` has no entry `{path}`")]
+    #[diagnostic(help("`pyfunc-env cache list --remote` lists its entries"))]
+    NoEntry {
+        /// The remote.
+        url: String,
+        /// The manifest's path.
+        path: String,
+    },
+
+    /// A signing or trusted key.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Key(#[from] KeyError),
+
     /// The remote cache is read-only and the command writes to it.
     #[error("The remote cache `{url}` is read-only here (`--remote-cache-read-only`)")]
     ReadOnly {
@@ -226,6 +267,9 @@ impl RemoteError {
     pub fn is_user_error(&self) -> bool {
         match self {
             Self::InvalidUrl { .. } | Self::ReadOnly { .. } => true,
+            // Not transient: retrying finds the same entry; the operator re-signs or removes it.
+            Self::Untrusted { .. } | Self::NoEntry { .. } => true,
+            Self::Key(error) => !matches!(error, KeyError::Write { .. } | KeyError::Random { .. }),
             Self::Credentials { .. } => true,
             Self::Store { status, .. } => env_source::http::is_user_error(*status),
             Self::Settings(error) => error.is_user_error(),
@@ -360,6 +404,89 @@ pub struct Manifest {
     pub packs: std::collections::BTreeMap<String, u64>,
     /// The environment's metadata where it was built.
     pub metadata: env_cache::Metadata,
+    /// What it was built from and by what (signed with the rest).
+    #[serde(default)]
+    pub provenance: Provenance,
+}
+
+/// What an environment was built from and by what: recorded by the pusher, covered by the
+/// signature (documented in `docs/concepts/env-key.md`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The pyfunc-env version that built it.
+    pub builder_version: String,
+    /// The builder's conda platform (`linux-64`).
+    pub builder_platform: String,
+    /// The builder's operating system and architecture (`linux x86_64`).
+    pub builder_os: String,
+    /// The model spec it was built from (`env_spec::EnvSpec` as JSON: the requirements,
+    /// channels, Python version and lock the model declared).
+    pub spec: serde_json::Value,
+    /// Every package installed: conda packages with their archive's sha256, Python
+    /// distributions with the sha256 of their `RECORD` (which lists every file's hash).
+    pub packages: Vec<ProvenancePackage>,
+}
+
+/// One installed package of [`Provenance`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvenancePackage {
+    /// `conda` or `python`.
+    pub kind: String,
+    /// The name.
+    pub name: String,
+    /// The version.
+    pub version: String,
+    /// The conda archive's sha256, or the sha256 of the distribution's `RECORD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Where it came from: the conda archive's URL, or the distribution's `*.dist-info`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl Provenance {
+    /// The provenance of an environment built here, from its metadata and file tree.
+    #[must_use]
+    pub fn of(metadata: &env_cache::Metadata, tree: &env_store::Manifest, platform: &str) -> Self {
+        let text = |value: &serde_json::Value, field: &str| {
+            value[field].as_str().map(ToString::to_string)
+        };
+        let mut packages: Vec<ProvenancePackage> = metadata
+            .conda_packages
+            .iter()
+            .map(|record| ProvenancePackage {
+                kind: "conda".to_string(),
+                name: text(record, "name").unwrap_or_default(),
+                version: text(record, "version").unwrap_or_default(),
+                sha256: text(record, "sha256"),
+                source: text(record, "url"),
+            })
+            .collect();
+        for entry in &tree.entries {
+            let Some(dist_info) = entry.path.strip_suffix("/RECORD") else {
+                continue;
+            };
+            let Some(dir) = dist_info.rsplit('/').next().and_then(|d| d.strip_suffix(".dist-info"))
+            else {
+                continue;
+            };
+            let (name, version) = dir.split_once('-').unwrap_or((dir, ""));
+            packages.push(ProvenancePackage {
+                kind: "python".to_string(),
+                name: name.to_string(),
+                version: version.to_string(),
+                sha256: entry.sha256.clone(),
+                source: Some(dist_info.to_string()),
+            });
+        }
+        Self {
+            builder_version: env!("CARGO_PKG_VERSION").to_string(),
+            builder_platform: platform.to_string(),
+            builder_os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+            spec: metadata.spec.clone(),
+            packages,
+        }
+    }
 }
 
 /// Where a blob is: a zstd frame at `offset` in a pack.
@@ -399,6 +526,10 @@ pub struct Remote {
     /// A pull found the remote unreachable or refusing the credentials: later pulls and pushes
     /// of this process would only fail the same way (and warn again), so they are skipped.
     unavailable: std::sync::atomic::AtomicBool,
+    /// The key pushes sign with.
+    signer: Option<SecretKey>,
+    /// The keys pulls trust.
+    trust: Trust,
 }
 
 impl Remote {
@@ -424,7 +555,29 @@ impl Remote {
             timeout: DEFAULT_TIMEOUT,
             damaged: Mutex::new(HashSet::new()),
             unavailable: std::sync::atomic::AtomicBool::new(false),
+            signer: None,
+            trust: Trust::default(),
         }
+    }
+
+    /// The same remote, signing what it pushes with `key`.
+    #[must_use]
+    pub fn with_signing_key(mut self, key: Option<SecretKey>) -> Self {
+        self.signer = key;
+        self
+    }
+
+    /// The same remote, using only entries signed by `trust`'s keys (when it has any).
+    #[must_use]
+    pub fn with_trust(mut self, trust: Trust) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    /// The keys pulls trust.
+    #[must_use]
+    pub fn trust(&self) -> &Trust {
+        &self.trust
     }
 
     /// The same remote, with `timeout` for each request and each stalled read.
@@ -502,6 +655,13 @@ impl env_solve::remote::RemoteCache for Remote {
             {
                 Ok(Some(seconds)) => Pulled::Hit { seconds },
                 Ok(None) => Pulled::Miss,
+                Err(error @ RemoteError::Untrusted { .. }) if self.trust.require_signed => {
+                    use miette::Diagnostic as _;
+                    Pulled::Refused {
+                        message: env_spec::redact::redact(&error.to_string()),
+                        help: error.help().map(|h| h.to_string()).unwrap_or_default(),
+                    }
+                }
                 Err(error) => {
                     if matches!(
                         error,

@@ -187,6 +187,39 @@ pub(crate) fn unpack_blob(
     }
 }
 
+/// Checks one blob's frame without storing it: it decompresses to exactly `entry.size` bytes
+/// whose sha256 is `entry.sha256`. `Err` says what is wrong.
+pub(crate) fn check_blob(frame: &[u8], entry: &Entry) -> Result<(), String> {
+    let sha = entry.sha256.as_deref().unwrap_or_default();
+    let decoder = zstd::stream::read::Decoder::with_buffer(frame)
+        .map_err(|e| format!("blob `{sha}` does not decompress: {e}"))?;
+    let mut limited = decoder.take(entry.size + 1);
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = limited
+            .read(&mut buffer)
+            .map_err(|e| format!("blob `{sha}`: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buffer[..n]);
+    }
+    if size != entry.size {
+        return Err(format!(
+            "blob `{sha}` has {size} bytes where the manifest says {}",
+            entry.size
+        ));
+    }
+    let found = env_store::hex(&hasher.finalize());
+    if found != sha {
+        return Err(format!("blob `{sha}` has the sha256 `{found}`"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,9 +11,10 @@ use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutPayload};
 use serde::Serialize;
 
 use crate::packs::{self, Planned};
+use crate::sign::{Signature, SignatureError};
 use crate::{
-    BlobAt, LAYOUT, LAYOUT_DIR, MANIFEST, MAX_FILE, MAX_MANIFEST, MAX_TOTAL, Manifest, Remote,
-    RemoteError, io,
+    BlobAt, LAYOUT, LAYOUT_DIR, MANIFEST, MAX_FILE, MAX_MANIFEST, MAX_TOTAL, Manifest, Provenance,
+    Remote, RemoteError, io,
 };
 
 /// A boxed future, so futures of one kind built in a loop can share a stream.
@@ -75,6 +76,88 @@ pub struct RemoteEntry {
     pub env_manager: String,
     /// The pyfunc-env version that pushed it.
     pub tool_version: String,
+    /// The names of the keys its signatures claim (empty: unsigned).
+    pub signed_by: Vec<String>,
+    /// The trusted key whose signature verifies (`None` when this agent trusts no key, or
+    /// none verifies).
+    pub verified_by: Option<String>,
+    /// With trusted keys, why the entry is not trusted (`it is not signed`, ...).
+    pub untrusted: Option<String>,
+}
+
+/// What [`Remote::check_entry`] found: the entry's signature and every blob's hash, checked
+/// without installing anything.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryCheck {
+    /// The manifest's path in the remote.
+    pub path: String,
+    /// The key.
+    pub key: String,
+    /// The platform.
+    pub platform: String,
+    /// The names of the keys its signatures claim (empty: unsigned).
+    pub signed_by: Vec<String>,
+    /// The trusted key whose signature verifies (`None`: no trusted key configured).
+    pub verified_by: Option<String>,
+    /// When it was pushed, and by which version.
+    pub created: u64,
+    /// The pyfunc-env version that pushed it.
+    pub tool_version: String,
+    /// Distinct blobs checked (each downloaded, decompressed and hashed).
+    pub blobs: u64,
+    /// Their bytes, unpacked.
+    pub bytes: u64,
+    /// Bytes downloaded.
+    pub downloaded_bytes: u64,
+    /// What the entry was built from.
+    pub provenance: Provenance,
+}
+
+/// A remote manifest as read: parsed, with the exact bytes its signatures cover.
+pub(crate) struct Fetched {
+    pub manifest: Manifest,
+    /// The bytes of the manifest the signatures cover.
+    pub signed: Vec<u8>,
+    pub signatures: Vec<Signature>,
+}
+
+/// The object a manifest is stored as: the manifest's exact bytes and their signatures. A
+/// manifest written before signing existed (a bare manifest, no `manifest` field) reads as
+/// unsigned.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    manifest: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    signatures: Vec<Signature>,
+}
+
+/// The object for `manifest`, signed with `signer`.
+pub(crate) fn envelope(manifest: &Manifest, signer: Option<&crate::SecretKey>) -> Vec<u8> {
+    // A manifest always serialises (plain data, string keys).
+    let bytes = serde_json::to_vec(manifest).unwrap_or_default();
+    let signatures: Vec<Signature> = signer.map(|key| key.sign(&bytes)).into_iter().collect();
+    let mut out = b"{\"signatures\":".to_vec();
+    out.extend(serde_json::to_vec(&signatures).unwrap_or_default());
+    out.extend_from_slice(b",\"manifest\":");
+    out.extend(bytes);
+    out.push(b'}');
+    out
+}
+
+/// Parses a manifest object (see [`Envelope`]).
+pub(crate) fn parse_envelope(bytes: &[u8]) -> Result<Fetched, String> {
+    let envelope: Envelope<'_> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let signed = match envelope.manifest {
+        Some(raw) => raw.get().as_bytes(),
+        None => bytes,
+    };
+    let manifest = serde_json::from_slice(signed).map_err(|e| e.to_string())?;
+    Ok(Fetched {
+        manifest,
+        signed: signed.to_vec(),
+        signatures: envelope.signatures,
+    })
 }
 
 /// What [`Remote::prune`] removed (or would).
@@ -119,11 +202,11 @@ fn pack_path(name: &str) -> String {
 
 impl Remote {
     /// Reads a manifest, at most [`MAX_MANIFEST`] bytes of it.
-    async fn read_manifest(
+    pub(crate) async fn read_manifest(
         &self,
         store: &Arc<dyn ObjectStore>,
         relative: &str,
-    ) -> Result<Option<Manifest>, RemoteError> {
+    ) -> Result<Option<Fetched>, RemoteError> {
         let path = self.object(relative);
         let what = format!("reading `{relative}`");
         let bad = |message: String| RemoteError::BadManifest {
@@ -159,9 +242,40 @@ impl Remote {
                 }
             }
         }
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| bad(e.to_string()))
+        parse_envelope(&bytes).map(Some).map_err(bad)
+    }
+
+    /// The trusted key that signed `fetched`, or why none did ([`RemoteError::Untrusted`]).
+    fn check_signature(&self, fetched: &Fetched, relative: &str) -> Result<String, RemoteError> {
+        self.trust
+            .verify(&fetched.signed, &fetched.signatures)
+            .map_err(|reason| self.untrusted(relative, reason))
+    }
+
+    fn untrusted(&self, relative: &str, reason: SignatureError) -> RemoteError {
+        RemoteError::Untrusted {
+            path: relative.to_string(),
+            reason,
+            trusted: self
+                .trust
+                .keys
+                .iter()
+                .map(|k| format!("`{}`", k.name))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+
+    /// Whether a push may keep the entry `fetched` rather than replace it: always without a
+    /// signing key; with one, only if it is signed by that key or a trusted one (so a signing
+    /// CI replaces unsigned entries, and entries an attacker wrote).
+    fn keeps(&self, fetched: &Fetched) -> bool {
+        let Some(signer) = &self.signer else {
+            return true;
+        };
+        let mut keys = self.trust.keys.clone();
+        keys.push(signer.public());
+        crate::sign::verify(&keys, &fetched.signed, &fetched.signatures).is_ok()
     }
 
     /// Whether every pack `manifest` names is in the store with its recorded size, and none is
@@ -207,10 +321,19 @@ impl Remote {
         let relative = Self::manifest_path(&platform, &key);
         let store = self.store()?;
         let tmp = cache.bucket(env_cache::TMP_DIR)?;
-        let Some(manifest) = self.read_manifest(&store, &relative).await? else {
+        let Some(fetched) = self.read_manifest(&store, &relative).await? else {
             tracing::debug!("Remote cache miss: {}/{relative}", self.url);
             return Ok(None);
         };
+        // The signature first: nothing of an entry no trusted key signed is looked at further.
+        let signer = if self.trust.is_enabled() {
+            Some(self.check_signature(&fetched, &relative)?)
+        } else {
+            None
+        };
+        let manifest = fetched.manifest;
+        // The signed key and platform must be the ones asked for: a signed manifest copied to
+        // another key's path is refused here.
         check_manifest(&manifest, &relative, &key, &platform)?;
         // Whatever a killed pull of this key left (we hold its exclusive lock).
         remove_stale_staging(&tmp, &key);
@@ -327,6 +450,7 @@ impl Remote {
                     "pushed": manifest.created,
                     "pulled": env_cache::unix_now(),
                     "built_by": manifest.tool_version,
+                    "signed_by": signer,
                     "stored_bytes": manifest.stored_bytes(),
                     "pull": report,
                     "seconds": secs(start),
@@ -476,7 +600,8 @@ impl Remote {
         let relative = Self::manifest_path(&platform, &key);
         let store = self.store()?;
         if let Some(existing) = self.read_manifest(&store, &relative).await.unwrap_or(None)
-            && self.packs_intact(&store, &existing).await
+            && self.keeps(&existing)
+            && self.packs_intact(&store, &existing.manifest).await
         {
             tracing::debug!("{key} is in the remote cache already");
             return Ok(PushResult::AlreadyThere);
@@ -531,6 +656,7 @@ impl Remote {
                 );
             }
         }
+        let provenance = Provenance::of(&metadata, &tree, &platform);
         let manifest = Manifest {
             layout: LAYOUT,
             key: key.clone(),
@@ -542,6 +668,7 @@ impl Remote {
             blobs,
             packs,
             metadata,
+            provenance,
         };
         let stored = manifest.stored_bytes();
         if self.put_manifest(&store, &relative, &manifest).await? {
@@ -600,7 +727,7 @@ impl Remote {
     ) -> Result<bool, RemoteError> {
         let what = format!("writing `{relative}`");
         let path = self.object(relative);
-        let bytes = serde_json::to_vec(manifest).unwrap_or_default();
+        let bytes = envelope(manifest, self.signer.as_ref());
         let create = tokio::time::timeout(
             self.timeout,
             store.put_opts(
@@ -619,7 +746,8 @@ impl Remote {
             )) => {
                 let existing = self.read_manifest(store, relative).await.ok().flatten();
                 if let Some(existing) = &existing
-                    && self.packs_intact(store, existing).await
+                    && self.keeps(existing)
+                    && self.packs_intact(store, &existing.manifest).await
                 {
                     tracing::debug!("Another agent pushed `{relative}` first; keeping its entry");
                     return Ok(true);
@@ -662,7 +790,7 @@ impl Remote {
         &self,
         store: &Arc<dyn ObjectStore>,
         objects: &[object_store::ObjectMeta],
-    ) -> Vec<(String, Manifest)> {
+    ) -> Vec<(String, Fetched)> {
         let mut out = Vec::new();
         for meta in objects {
             let relative = self.relative(&meta.location);
@@ -676,6 +804,93 @@ impl Remote {
             }
         }
         out
+    }
+
+    /// `cache verify --remote KEY`: the entry's signature (with trusted keys), its manifest,
+    /// and every blob downloaded and hashed, nothing installed or stored.
+    pub async fn check_entry(&self, key: &str) -> Result<EntryCheck, RemoteError> {
+        let platform = crate::current_platform()?;
+        let relative = Self::manifest_path(&platform, key);
+        let store = self.store()?;
+        let Some(fetched) = self.read_manifest(&store, &relative).await? else {
+            return Err(RemoteError::NoEntry {
+                url: self.url.to_string(),
+                path: relative,
+            });
+        };
+        let verified_by = if self.trust.is_enabled() {
+            Some(self.check_signature(&fetched, &relative)?)
+        } else {
+            None
+        };
+        let manifest = &fetched.manifest;
+        check_manifest(manifest, &relative, key, &platform)?;
+        let names = manifest.pack_names();
+        let mut by_pack: BTreeMap<usize, Vec<(BlobAt, &env_store::Entry)>> = BTreeMap::new();
+        let mut seen = HashSet::new();
+        for entry in manifest.tree.blobs() {
+            let sha = entry.sha256.as_deref().unwrap_or_default();
+            if seen.insert(sha) {
+                let at = manifest.blobs[sha];
+                by_pack.entry(at.pack).or_default().push((at, entry));
+            }
+        }
+        let (mut blobs, mut bytes, mut downloaded) = (0u64, 0u64, 0u64);
+        for (pack, mut wanted) in by_pack {
+            wanted.sort_by_key(|(at, _)| at.offset);
+            let relative_pack = pack_path(names[pack]);
+            let what = format!("downloading `{relative_pack}`");
+            let start = wanted[0].0.offset;
+            let last = wanted[wanted.len() - 1].0;
+            let end = last.offset + last.length;
+            let range_timeout = (self.timeout * 8).max(Duration::from_secs(120));
+            let data = match tokio::time::timeout(
+                range_timeout,
+                store.get_range(&self.object(&relative_pack), start..end),
+            )
+            .await
+            {
+                Err(_) => return Err(self.timed_out(&what)),
+                Ok(Err(error)) => return Err(self.error(&what, &error)),
+                Ok(Ok(data)) => data,
+            };
+            if data.len() as u64 != end - start {
+                return Err(RemoteError::Damaged {
+                    archive: relative_pack,
+                    message: format!(
+                        "{} bytes came for a range of {} (truncated or replaced)",
+                        data.len(),
+                        end - start
+                    ),
+                });
+            }
+            downloaded += end - start;
+            for (at, entry) in wanted {
+                let from = usize::try_from(at.offset - start).unwrap_or(usize::MAX);
+                let to = usize::try_from(at.offset + at.length - start).unwrap_or(usize::MAX);
+                packs::check_blob(&data[from..to], entry).map_err(|message| {
+                    RemoteError::Damaged {
+                        archive: relative_pack.clone(),
+                        message,
+                    }
+                })?;
+                blobs += 1;
+                bytes += entry.size;
+            }
+        }
+        Ok(EntryCheck {
+            path: relative,
+            key: key.to_string(),
+            platform,
+            signed_by: fetched.signatures.iter().map(|s| s.key.clone()).collect(),
+            verified_by,
+            created: manifest.created,
+            tool_version: manifest.tool_version.clone(),
+            blobs,
+            bytes,
+            downloaded_bytes: downloaded,
+            provenance: manifest.provenance.clone(),
+        })
     }
 
     /// The environments in the remote, newest first, and the bytes all packs take (less than
@@ -693,7 +908,18 @@ impl Remote {
             .manifests(&store, &objects)
             .await
             .into_iter()
-            .map(|(_, m)| RemoteEntry {
+            .map(|(_, fetched)| {
+                let (verified_by, untrusted) = if self.trust.is_enabled() {
+                    match self.trust.verify(&fetched.signed, &fetched.signatures) {
+                        Ok(key) => (Some(key), None),
+                        Err(reason) => (None, Some(reason.to_string())),
+                    }
+                } else {
+                    (None, None)
+                };
+                let signed_by = fetched.signatures.iter().map(|s| s.key.clone()).collect();
+                let m = fetched.manifest;
+                RemoteEntry {
                 size: m.stored_bytes(),
                 unpacked_bytes: m.tree.bytes,
                 packs: m.packs.len(),
@@ -703,7 +929,10 @@ impl Remote {
                 model: m.metadata.model,
                 env_manager: m.metadata.env_manager,
                 tool_version: m.tool_version,
-            })
+                signed_by,
+                verified_by,
+                untrusted,
+            }})
             .collect();
         entries.sort_by(|a, b| b.created.cmp(&a.created).then(a.key.cmp(&b.key)));
         Ok((entries, stored))
@@ -734,7 +963,8 @@ impl Remote {
         let manifests = self.manifests(&store, &objects).await;
         let mut report = PruneReport::default();
         let mut referenced = HashSet::new();
-        for (relative, manifest) in manifests {
+        for (relative, fetched) in manifests {
+            let manifest = fetched.manifest;
             if manifest.created <= cutoff_secs {
                 if !dry_run {
                     self.bounded(

@@ -11,6 +11,17 @@ pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Why an environment could not be built.
 #[derive(Debug, thiserror::Error, Diagnostic)]
 pub enum SolveError {
+    /// The remote cache holds the environment without a valid signature by a trusted key,
+    /// and `--remote-cache-require-signed` is set (issue 26).
+    #[error("{message}")]
+    #[diagnostic(help("{help}"))]
+    RemoteUntrusted {
+        /// Which entry and why.
+        message: String,
+        /// What to do.
+        help: String,
+    },
+
     /// This platform has no conda subdir.
     #[error("This platform is not supported by conda")]
     UnsupportedPlatform,
@@ -424,7 +435,10 @@ impl SolveError {
             | Self::LockHashMismatch { .. }
             | Self::LockLocalDirectory { .. }
             | Self::UvProjectNotInModel { .. }
-            | Self::InvalidExcludeNewer { .. } => true,
+            | Self::InvalidExcludeNewer { .. }
+            // Not transient: a retry finds the same entry. The operator pushes it again from
+            // CI with the signing key, or removes it.
+            | Self::RemoteUntrusted { .. } => true,
             Self::PipFailed { user, .. } => *user,
             // Listed one by one, so a new variant has to be classified here: a catch-all
             // would make every new error exit 2 silently.

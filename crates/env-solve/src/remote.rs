@@ -42,6 +42,15 @@ pub enum Pulled {
         /// What to tell the user.
         warning: String,
     },
+    /// The remote holds an entry without a valid signature by a trusted key, and signatures
+    /// are required (`--remote-cache-require-signed`): the build fails rather than goes on
+    /// locally, so a production agent never runs what it cannot trust unnoticed (issue 26).
+    Refused {
+        /// Which entry and why.
+        message: String,
+        /// What to do.
+        help: String,
+    },
 }
 
 /// The result of [`RemoteCache::push`].
@@ -134,6 +143,7 @@ pub(crate) async fn pull(
             remote.url()
         ),
         Pulled::Failed { warning } => tracing::debug!("Remote cache not used: {warning}"),
+        Pulled::Refused { message, .. } => tracing::debug!("Remote cache entry refused: {message}"),
     }
     pulled
 }

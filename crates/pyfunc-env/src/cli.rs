@@ -286,6 +286,32 @@ pub struct RemoteArgs {
     /// [env: PYFUNC_ENV_REMOTE_CACHE_READ_ONLY=]
     #[arg(long)]
     pub remote_cache_read_only: bool,
+
+    /// Sign what is pushed with this secret key file (`cache keygen`; CI holds it)
+    /// [env: PYFUNC_ENV_REMOTE_CACHE_SIGN_KEY=]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub remote_cache_sign_key: Option<PathBuf>,
+
+    /// Pull only entries signed by this public key, `NAME:BASE64` (repeat to trust several,
+    /// as during a key rotation); others are a miss [env:
+    /// PYFUNC_ENV_REMOTE_CACHE_TRUSTED_KEYS=, separated by whitespace]
+    #[arg(long, value_name = "NAME:BASE64", value_parser = parse_public_key)]
+    pub remote_cache_trusted_key: Vec<env_remote::PublicKey>,
+
+    /// With trusted keys, an entry without a valid signature is an error, not a miss
+    /// (production agents) [env: PYFUNC_ENV_REMOTE_CACHE_REQUIRE_SIGNED=]
+    #[arg(long)]
+    pub remote_cache_require_signed: bool,
+}
+
+fn parse_public_key(text: &str) -> Result<env_remote::PublicKey, String> {
+    env_remote::PublicKey::parse(text).map_err(|error| {
+        use miette::Diagnostic as _;
+        match error.help() {
+            Some(help) => format!("{error}\n  help: {help}"),
+            None => error.to_string(),
+        }
+    })
 }
 
 fn parse_remote_url(text: &str) -> Result<env_remote::RemoteUrl, String> {
@@ -353,9 +379,25 @@ pub enum CacheCommand {
     Push(CachePushArgs),
     /// Check that environments still hold every file that was installed
     #[command(
-        after_help = "Examples:\n  pyfunc-env cache verify                 # every environment: presence and size of each file\n  pyfunc-env cache verify KEY --hash      # one environment, comparing contents too\n\nRepair a damaged environment with `pyfunc-env create MODEL --reinstall`."
+        after_help = "Examples:\n  pyfunc-env cache verify                 # every environment: presence and size of each file\n  pyfunc-env cache verify KEY --hash      # one environment, comparing contents too\n  pyfunc-env cache verify --remote KEY --remote-cache-trusted-key \"$(cat ci-1.public)\"\n                                          # a remote entry: signature and every blob's hash\n\nRepair a damaged environment with `pyfunc-env create MODEL --reinstall`."
     )]
     Verify(CacheVerifyArgs),
+    /// Write a key pair that signs remote-cache entries (`NAME.secret`, `NAME.public`)
+    #[command(
+        after_help = "Examples:\n  pyfunc-env cache keygen ci-1 --output /secure/keys\n  pyfunc-env create model/ --remote-cache s3://envs/pyfunc --remote-cache-sign-key /secure/keys/ci-1.secret\n  pyfunc-env run model/ --remote-cache-trusted-key \"$(cat ci-1.public)\" --remote-cache-read-only -- predict -i in.json\n\nThe secret key stays with CI (mode 0600, never overwritten); agents trust the public key,\nthe line printed on stdout. Rotate by name: make `ci-2`, let agents trust both `ci-1` and\n`ci-2`, sign with `ci-2`, then drop `ci-1` from the agents once CI has pushed again."
+    )]
+    Keygen(CacheKeygenArgs),
+}
+
+/// `cache keygen`.
+#[derive(Debug, Args)]
+pub struct CacheKeygenArgs {
+    /// The key's name, recorded in every signature: number it (`ci-1`, then `ci-2`) to rotate
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The directory to write `NAME.secret` and `NAME.public` into
+    #[arg(long, short = 'o', value_name = "DIR", default_value = ".", value_hint = ValueHint::DirPath)]
+    pub output: PathBuf,
 }
 
 /// `cache verify`.
@@ -370,6 +412,12 @@ pub struct CacheVerifyArgs {
     /// Print JSON
     #[arg(long)]
     pub json: bool,
+    /// Check an entry of the remote cache instead: its signature (with trusted keys) and every
+    /// file's hash, downloading but installing nothing
+    #[arg(long, requires = "keys")]
+    pub remote: bool,
+    #[command(flatten)]
+    pub remote_args: RemoteArgs,
 }
 
 /// `cache list`.
@@ -585,4 +633,25 @@ pub struct UnpackArgs {
     /// Print the result as JSON on stdout
     #[arg(long)]
     pub json: bool,
+}
+
+impl Command {
+    /// The command's remote cache flags, if it takes them: the signing and trust flags are
+    /// resolved into [`crate::settings::Settings`] with them (flag, then variable, then
+    /// configuration file), so every command that builds uses them the same way.
+    #[must_use]
+    pub fn remote_args(&self) -> Option<&RemoteArgs> {
+        match self {
+            Self::Create(args) => Some(&args.env.remote),
+            Self::Lock(args) => Some(&args.env.remote),
+            Self::Run(args) => Some(&args.env.remote),
+            Self::Pack(args) => Some(&args.env.remote),
+            Self::Image(args) => Some(&args.env.remote),
+            Self::Cache(CacheCommand::Push(args)) => Some(&args.env.remote),
+            Self::Cache(CacheCommand::List(args)) => Some(&args.remote_args),
+            Self::Cache(CacheCommand::Prune(args)) => Some(&args.remote_args),
+            Self::Cache(CacheCommand::Verify(args)) => Some(&args.remote_args),
+            _ => None,
+        }
+    }
 }

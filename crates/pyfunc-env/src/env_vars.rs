@@ -26,6 +26,15 @@ impl EnvVars {
     pub const PYFUNC_ENV_REMOTE_CACHE: &'static str = "PYFUNC_ENV_REMOTE_CACHE";
     /// `1`: pull from the remote cache, never push to it.
     pub const PYFUNC_ENV_REMOTE_CACHE_READ_ONLY: &'static str = "PYFUNC_ENV_REMOTE_CACHE_READ_ONLY";
+    /// A secret key file (`cache keygen`): sign what is pushed to the remote cache.
+    pub const PYFUNC_ENV_REMOTE_CACHE_SIGN_KEY: &'static str = "PYFUNC_ENV_REMOTE_CACHE_SIGN_KEY";
+    /// Public keys (`NAME:BASE64`, separated by whitespace): pull only entries one of them
+    /// signed.
+    pub const PYFUNC_ENV_REMOTE_CACHE_TRUSTED_KEYS: &'static str =
+        "PYFUNC_ENV_REMOTE_CACHE_TRUSTED_KEYS";
+    /// `1`: an entry without a valid signature by a trusted key is an error, not a miss.
+    pub const PYFUNC_ENV_REMOTE_CACHE_REQUIRE_SIGNED: &'static str =
+        "PYFUNC_ENV_REMOTE_CACHE_REQUIRE_SIGNED";
     /// Seconds each remote-cache request (and each stalled transfer) may take (default 15).
     pub const PYFUNC_ENV_REMOTE_CACHE_TIMEOUT: &'static str = "PYFUNC_ENV_REMOTE_CACHE_TIMEOUT";
     /// `run`: compile bytecode before the model starts on a cache miss (`1`), not in the

@@ -42,7 +42,10 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             };
         }
     };
-    let settings = match Settings::resolve(&cli.global) {
+    let settings = match Settings::resolve(&cli.global).and_then(|mut settings| {
+        settings.apply_remote_args(cli.command.remote_args())?;
+        Ok(settings)
+    }) {
         Ok(settings) => settings,
         Err(err) => {
             let printer = Printer::new(Verbosity::Normal, false);

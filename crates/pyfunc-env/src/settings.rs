@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{ColorChoice, GlobalArgs};
+use crate::cli::{ColorChoice, GlobalArgs, RemoteArgs};
 use crate::env_vars::EnvVars;
 use crate::printer::Verbosity;
 
@@ -35,6 +35,12 @@ pub struct ConfigFile {
     pub remote_cache_read_only: Option<bool>,
     /// `remote-cache-timeout = 15` (seconds).
     pub remote_cache_timeout: Option<u64>,
+    /// `remote-cache-sign-key = "/secure/ci-1.secret"`.
+    pub remote_cache_sign_key: Option<PathBuf>,
+    /// `remote-cache-trusted-keys = ["ci-1:BASE64", "ci-2:BASE64"]`.
+    pub remote_cache_trusted_keys: Option<Vec<String>>,
+    /// `remote-cache-require-signed = true`.
+    pub remote_cache_require_signed: Option<bool>,
 }
 
 /// Resolved settings.
@@ -63,6 +69,19 @@ pub struct Settings {
     /// How long each remote-cache request may take.
     #[serde(with = "seconds")]
     pub remote_cache_timeout: Duration,
+    /// The secret key file pushes sign with.
+    pub remote_cache_sign_key: Option<PathBuf>,
+    /// The public keys pulls trust (`NAME:BASE64`).
+    #[serde(serialize_with = "display_all")]
+    pub remote_cache_trusted_keys: Vec<env_remote::PublicKey>,
+    /// With trusted keys, an unsigned entry is an error rather than a miss.
+    pub remote_cache_require_signed: bool,
+    /// The signing key, read from `remote_cache_sign_key` (never printed).
+    #[serde(skip)]
+    pub remote_cache_signer: Option<env_remote::SecretKey>,
+    /// Where `remote_cache_sign_key` came from, for messages.
+    #[serde(skip)]
+    sign_key_from: String,
     /// Where the configuration came from, if a file was read.
     pub config_file: Option<PathBuf>,
     /// Verbosity.
@@ -79,6 +98,13 @@ mod seconds {
     ) -> Result<S::Ok, S::Error> {
         serializer.serialize_u64(value.as_secs())
     }
+}
+
+fn display_all<S: serde::Serializer>(
+    keys: &[env_remote::PublicKey],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(keys.iter().map(ToString::to_string))
 }
 
 fn env(name: &str) -> Option<String> {
@@ -147,8 +173,40 @@ impl Settings {
         }
         Some(
             env_remote::Remote::new(url, read_only_flag || self.remote_cache_read_only)
-                .with_timeout(self.remote_cache_timeout),
+                .with_timeout(self.remote_cache_timeout)
+                .with_signing_key(self.remote_cache_signer.clone())
+                .with_trust(env_remote::Trust {
+                    keys: self.remote_cache_trusted_keys.clone(),
+                    require_signed: self.remote_cache_require_signed,
+                }),
         )
+    }
+
+    /// Folds the command's remote cache flags into the signing and trust settings (a flag
+    /// replaces the variable and the configuration file), reads the signing key, and checks
+    /// they make sense together. Every error names the setting it comes from.
+    pub fn apply_remote_args(&mut self, args: Option<&RemoteArgs>) -> anyhow::Result<()> {
+        if let Some(args) = args {
+            if let Some(path) = &args.remote_cache_sign_key {
+                self.remote_cache_sign_key = Some(path.clone());
+                self.sign_key_from = "`--remote-cache-sign-key`".to_string();
+            }
+            if !args.remote_cache_trusted_key.is_empty() {
+                self.remote_cache_trusted_keys = args.remote_cache_trusted_key.clone();
+            }
+            self.remote_cache_require_signed |= args.remote_cache_require_signed;
+        }
+        if let Some(path) = &self.remote_cache_sign_key {
+            let key = env_remote::SecretKey::read(path)
+                .with_context(|| format!("Invalid {}", self.sign_key_from))?;
+            self.remote_cache_signer = Some(key);
+        }
+        if self.remote_cache_require_signed && self.remote_cache_trusted_keys.is_empty() {
+            anyhow::bail!(crate::report::UserError::new(
+                "`--remote-cache-require-signed` needs a trusted key: pass `--remote-cache-trusted-key NAME:BASE64` (the line of `NAME.public` that `pyfunc-env cache keygen NAME` wrote), or set `PYFUNC_ENV_REMOTE_CACHE_TRUSTED_KEYS`"
+            ));
+        }
+        Ok(())
     }
 
     /// Resolves settings from the global flags, the environment and the configuration file.
@@ -217,6 +275,48 @@ impl Settings {
                 .remote_cache_timeout
                 .unwrap_or(env_remote::DEFAULT_TIMEOUT.as_secs()),
         };
+        let (remote_cache_sign_key, sign_key_from) =
+            match env(EnvVars::PYFUNC_ENV_REMOTE_CACHE_SIGN_KEY) {
+                Some(path) => (
+                    Some(PathBuf::from(path)),
+                    format!("`{}`", EnvVars::PYFUNC_ENV_REMOTE_CACHE_SIGN_KEY),
+                ),
+                None => (
+                    config.remote_cache_sign_key,
+                    format!(
+                        "`remote-cache-sign-key` in {}",
+                        config_file.as_deref().unwrap_or(Path::new("")).display()
+                    ),
+                ),
+            };
+        let remote_cache_trusted_keys = match env(EnvVars::PYFUNC_ENV_REMOTE_CACHE_TRUSTED_KEYS) {
+            Some(text) => env_remote::PublicKey::parse_list(&text).with_context(|| {
+                format!(
+                    "Invalid `{}`",
+                    EnvVars::PYFUNC_ENV_REMOTE_CACHE_TRUSTED_KEYS
+                )
+            })?,
+            None => config
+                .remote_cache_trusted_keys
+                .unwrap_or_default()
+                .iter()
+                .map(|text| env_remote::PublicKey::parse(text))
+                .collect::<Result<_, _>>()
+                .with_context(|| {
+                    format!(
+                        "Invalid `remote-cache-trusted-keys` in {}",
+                        config_file.as_deref().unwrap_or(Path::new("")).display()
+                    )
+                })?,
+        };
+        let remote_cache_require_signed =
+            match env(EnvVars::PYFUNC_ENV_REMOTE_CACHE_REQUIRE_SIGNED) {
+                Some(text) => !matches!(
+                    text.trim().to_ascii_lowercase().as_str(),
+                    "0" | "false" | "no" | "off"
+                ),
+                None => config.remote_cache_require_signed.unwrap_or(false),
+            };
         let verbosity = match (args.quiet, args.verbose) {
             (0, 0) => Verbosity::Normal,
             (0, _) => Verbosity::Verbose,
@@ -247,6 +347,11 @@ impl Settings {
             remote_cache: remote_cache.map(|(text, _)| text),
             remote_cache_read_only,
             remote_cache_timeout: Duration::from_secs(remote_cache_timeout),
+            remote_cache_sign_key,
+            remote_cache_trusted_keys,
+            remote_cache_require_signed,
+            remote_cache_signer: None,
+            sign_key_from,
             config_file,
             verbosity,
             color,

@@ -402,6 +402,9 @@ async fn under_lock(
             crate::remote::Pulled::Hit { seconds } => return Ok(UnderLock::Pulled { seconds }),
             crate::remote::Pulled::Miss => {}
             crate::remote::Pulled::Failed { warning } => remote_warnings.push(warning),
+            crate::remote::Pulled::Refused { message, help } => {
+                return Err(SolveError::RemoteUntrusted { message, help });
+            }
         }
     }
     let tmp = cache.bucket(env_cache::TMP_DIR)?;

@@ -9,8 +9,8 @@ use env_source::{ModelState, ModelSummary};
 use serde::Serialize;
 
 use crate::cli::{
-    CacheCleanArgs, CacheCommand, CacheListArgs, CachePruneArgs, CachePushArgs, CacheVerifyArgs,
-    RemoteArgs,
+    CacheCleanArgs, CacheCommand, CacheKeygenArgs, CacheListArgs, CachePruneArgs, CachePushArgs,
+    CacheVerifyArgs, RemoteArgs,
 };
 use crate::printer::Printer;
 use crate::report::{ExitStatus, UserError};
@@ -34,8 +34,58 @@ pub async fn cache(
         CacheCommand::Prune(args) => prune(&cache, args, printer),
         CacheCommand::Push(args) => push(args, settings, printer).await,
         CacheCommand::Clean(args) => clean(&cache, args, printer),
+        CacheCommand::Verify(args) if args.remote => verify_remote(args, settings, printer).await,
         CacheCommand::Verify(args) => verify(&cache, args, printer),
+        CacheCommand::Keygen(args) => keygen(args, printer),
     }
+}
+
+/// `cache keygen NAME`: the public key line on stdout, the files on stderr.
+fn keygen(args: &CacheKeygenArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
+    let pair = env_remote::sign::keygen(&args.name, &args.output)
+        .map_err(env_remote::RemoteError::Key)?;
+    printer.info(format!(
+        "Wrote the secret key {} (keep it with CI only) and the public key {}",
+        printer.cyan(pair.secret.display()),
+        printer.cyan(pair.public_file.display())
+    ));
+    printer.data(format!("{}\n", pair.public))?;
+    Ok(ExitStatus::Success)
+}
+
+/// `cache verify --remote KEY...`: each entry's signature and every blob's hash.
+async fn verify_remote(
+    args: &CacheVerifyArgs,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let remote = remote_of(&args.remote_args, settings)?;
+    let mut checks = Vec::new();
+    for key in &args.keys {
+        let check = remote.check_entry(key).await?;
+        if !args.json {
+            let signed = match (&check.verified_by, check.signed_by.as_slice()) {
+                (Some(key), _) => format!("signed by `{key}` (verified)"),
+                (None, []) => "unsigned".to_string(),
+                (None, names) => format!(
+                    "signed by {} (not checked: no trusted key configured)",
+                    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                ),
+            };
+            printer.info(format!(
+                "{} {}: {signed}; {} files ({}) match their sha256",
+                printer.green("OK"),
+                check.key,
+                check.blobs,
+                human_size(check.bytes)
+            ));
+        }
+        checks.push(check);
+    }
+    if args.json {
+        printer.data(format!("{}\n", serde_json::to_string_pretty(&checks)?))?;
+    }
+    Ok(ExitStatus::Success)
 }
 
 /// A `cache list --json` row of an environment.
@@ -537,18 +587,19 @@ async fn list_remote(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<32}  {:<9}  {:<10}  {:>9}  {:<19}  MODEL (where built)",
-        "KEY", "PLATFORM", "MANAGER", "SIZE", "PUSHED"
+        "{:<32}  {:<9}  {:<10}  {:>9}  {:<19}  {:<16}  MODEL (where built)",
+        "KEY", "PLATFORM", "MANAGER", "SIZE", "PUSHED", "SIGNED BY"
     );
     for entry in &entries {
         let _ = writeln!(
             out,
-            "{:<32}  {:<9}  {:<10}  {:>9}  {:<19}  {}",
+            "{:<32}  {:<9}  {:<10}  {:>9}  {:<19}  {:<16}  {}",
             entry.key,
             entry.platform,
             entry.env_manager,
             human_size(entry.size),
             human_time(Some(entry.created)),
+            signed_by(entry),
             entry.model,
         );
     }
@@ -563,6 +614,17 @@ async fn list_remote(
         human_size(unshared)
     ));
     Ok(ExitStatus::Success)
+}
+
+/// Who signed a remote entry: the verified key, or the claimed names with `?` when this agent
+/// trusts no key (nothing checked), `!` when none verifies; `unsigned`.
+fn signed_by(entry: &env_remote::RemoteEntry) -> String {
+    match (&entry.verified_by, &entry.untrusted) {
+        (Some(key), _) => key.clone(),
+        _ if entry.signed_by.is_empty() => "unsigned".to_string(),
+        (None, Some(_)) => format!("{} (bad)", entry.signed_by.join(",")),
+        (None, None) => format!("{}?", entry.signed_by.join(",")),
+    }
 }
 
 /// `cache prune --remote --older-than DURATION`.

@@ -16,6 +16,7 @@ mod registry;
 mod registry_faults;
 mod reliability;
 mod remote;
+mod remote_signed;
 mod run;
 mod secrets;
 mod serve_versions;

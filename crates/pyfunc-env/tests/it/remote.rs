@@ -16,7 +16,7 @@ use crate::servers::{Seaweed, free_port};
 
 /// `create MODEL --env-manager conda --json` as the agent whose cache is `cache`, with the
 /// local channel (`mirror` true) or a channel that does not exist (any solve would fail).
-fn agent_create(
+pub(crate) fn agent_create(
     ctx: &TestContext,
     cache: &Path,
     model: &Path,
@@ -45,7 +45,7 @@ fn agent_create(
 
 /// Asserts that the environment came from the remote: nothing solved, linked or installed.
 #[track_caller]
-fn assert_pulled(created: &serde_json::Value) {
+pub(crate) fn assert_pulled(created: &serde_json::Value) {
     assert_eq!(created["remote_hit"], true, "{created:#}");
     assert_eq!(created["cache_hit"], false, "{created:#}");
     assert_eq!(created["pushed"], false, "{created:#}");
@@ -74,6 +74,7 @@ fn pack_of(remote: &Path, key: &str, suffix: &str) -> PathBuf {
     let text =
         fs_err::read_to_string(remote.join(format!("v2/linux-64/{key}/manifest.json"))).unwrap();
     let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let manifest = manifest["manifest"].clone();
     let entry = manifest["tree"]["entries"]
         .as_array()
         .unwrap()
@@ -404,9 +405,12 @@ fn sibling_model(ctx: &TestContext) -> PathBuf {
     ctx.model("sibling", &[("conda.yaml", &conda)])
 }
 
+/// The manifest inside the object a push wrote (`{"signatures": [...], "manifest": {...}}`).
 fn remote_manifest(remote: &Path, key: &str) -> serde_json::Value {
     let path = remote.join(format!("v2/linux-64/{key}/manifest.json"));
-    serde_json::from_str(&fs_err::read_to_string(path).unwrap()).unwrap()
+    let object: serde_json::Value =
+        serde_json::from_str(&fs_err::read_to_string(path).unwrap()).unwrap();
+    object["manifest"].clone()
 }
 
 /// `(sha256, size)` of every distinct file of a remote manifest.
@@ -700,7 +704,7 @@ fn remote_virtualenv_of_this_machines_python_is_not_pushed() {
 }
 
 /// An agent's variables for `SeaweedFS` and the remote cache `url`.
-fn s3_env(weed: &Seaweed, url: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn s3_env(weed: &Seaweed, url: &str) -> Vec<(&'static str, String)> {
     let mut env: Vec<(&str, String)> = weed
         .env()
         .into_iter()
