@@ -448,9 +448,8 @@ impl Provenance {
     /// The provenance of an environment built here, from its metadata and file tree.
     #[must_use]
     pub fn of(metadata: &env_cache::Metadata, tree: &env_store::Manifest, platform: &str) -> Self {
-        let text = |value: &serde_json::Value, field: &str| {
-            value[field].as_str().map(ToString::to_string)
-        };
+        let text =
+            |value: &serde_json::Value, field: &str| value[field].as_str().map(ToString::to_string);
         let mut packages: Vec<ProvenancePackage> = metadata
             .conda_packages
             .iter()
@@ -466,7 +465,10 @@ impl Provenance {
             let Some(dist_info) = entry.path.strip_suffix("/RECORD") else {
                 continue;
             };
-            let Some(dir) = dist_info.rsplit('/').next().and_then(|d| d.strip_suffix(".dist-info"))
+            let Some(dir) = dist_info
+                .rsplit('/')
+                .next()
+                .and_then(|d| d.strip_suffix(".dist-info"))
             else {
                 continue;
             };

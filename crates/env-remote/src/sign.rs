@@ -27,8 +27,12 @@ pub const SIGNED_PREFIX: &[u8] = b"pyfunc-env remote manifest v2\n";
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum KeyError {
     /// `NAME:BASE64` without a name.
-    #[error("Invalid key `{shown}`: expected `NAME:BASE64` (a name such as `ci-1`, a colon, then the key)")]
-    #[diagnostic(help("Make a key pair with `pyfunc-env cache keygen ci-1`; the public key is the line in `ci-1.public`"))]
+    #[error(
+        "Invalid key `{shown}`: expected `NAME:BASE64` (a name such as `ci-1`, a colon, then the key)"
+    )]
+    #[diagnostic(help(
+        "Make a key pair with `pyfunc-env cache keygen ci-1`; the public key is the line in `ci-1.public`"
+    ))]
     MissingName {
         /// The text, cut short (never a secret).
         shown: String,
@@ -41,7 +45,9 @@ pub enum KeyError {
     },
     /// Not base64.
     #[error("Invalid key `{name}`: the text after `{name}:` is not base64")]
-    #[diagnostic(help("Copy the whole line of the `.public` file `pyfunc-env cache keygen` wrote"))]
+    #[diagnostic(help(
+        "Copy the whole line of the `.public` file `pyfunc-env cache keygen` wrote"
+    ))]
     BadBase64 {
         /// The key's name.
         name: String,
@@ -180,12 +186,15 @@ impl PublicKey {
     /// Parses `NAME:BASE64` (32 bytes).
     pub fn parse(text: &str) -> Result<Self, KeyError> {
         let (name, bytes) = split(text)?;
-        let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| KeyError::WrongLength {
-            name: name.clone(),
-            what: "public",
-            found: bytes.len(),
-            expected: "32".to_string(),
-        })?;
+        let array: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::WrongLength {
+                name: name.clone(),
+                what: "public",
+                found: bytes.len(),
+                expected: "32".to_string(),
+            })?;
         let key = VerifyingKey::from_bytes(&array).map_err(|_| KeyError::WrongLength {
             name: name.clone(),
             what: "public",
@@ -253,7 +262,10 @@ impl SecretKey {
             found: bytes.len(),
             expected: "64 (or 32)".to_string(),
         };
-        let seed: [u8; 32] = bytes.get(..32).and_then(|s| s.try_into().ok()).ok_or_else(wrong)?;
+        let seed: [u8; 32] = bytes
+            .get(..32)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(wrong)?;
         let key = SigningKey::from_bytes(&seed);
         match bytes.len() {
             32 => {}
@@ -397,8 +409,8 @@ pub struct KeyPair {
 /// Writes a new key pair `NAME.secret` (mode 0600) and `NAME.public` into `dir`, refusing to
 /// overwrite either.
 pub fn keygen(name: &str, dir: &Path) -> Result<KeyPair, KeyError> {
-    use std::io::Write as _;
     use fs_err::os::unix::fs::OpenOptionsExt as _;
+    use std::io::Write as _;
     let key = SecretKey::generate(name)?;
     let secret = dir.join(format!("{name}.secret"));
     let public_file = dir.join(format!("{name}.public"));
@@ -518,7 +530,10 @@ mod tests {
         let trusted = [ci1.public(), ci2.public()];
         let manifest = br#"{"key":"abc","platform":"linux-64"}"#;
         let signature = ci1.sign(manifest);
-        assert_eq!(verify(&trusted, manifest, &[signature.clone()]), Ok("ci-1".into()));
+        assert_eq!(
+            verify(&trusted, manifest, &[signature.clone()]),
+            Ok("ci-1".into())
+        );
         // Rotation: either trusted key is enough; an untrusted signature beside it is ignored.
         let by_two = [key("old", 4).sign(manifest), ci2.sign(manifest)];
         assert_eq!(verify(&trusted, manifest, &by_two), Ok("ci-2".into()));
@@ -552,8 +567,21 @@ mod tests {
                 names: vec!["attacker".into()]
             })
         );
-        assert_eq!(verify(&trusted, manifest, &[]), Err(SignatureError::Unsigned));
-        assert!(verify(&trusted, manifest, &[Signature { key: "ci-1".into(), signature: "!!".into() }]).is_err());
+        assert_eq!(
+            verify(&trusted, manifest, &[]),
+            Err(SignatureError::Unsigned)
+        );
+        assert!(
+            verify(
+                &trusted,
+                manifest,
+                &[Signature {
+                    key: "ci-1".into(),
+                    signature: "!!".into()
+                }]
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -920,19 +920,20 @@ impl Remote {
                 let signed_by = fetched.signatures.iter().map(|s| s.key.clone()).collect();
                 let m = fetched.manifest;
                 RemoteEntry {
-                size: m.stored_bytes(),
-                unpacked_bytes: m.tree.bytes,
-                packs: m.packs.len(),
-                key: m.key,
-                platform: m.platform,
-                created: m.created,
-                model: m.metadata.model,
-                env_manager: m.metadata.env_manager,
-                tool_version: m.tool_version,
-                signed_by,
-                verified_by,
-                untrusted,
-            }})
+                    size: m.stored_bytes(),
+                    unpacked_bytes: m.tree.bytes,
+                    packs: m.packs.len(),
+                    key: m.key,
+                    platform: m.platform,
+                    created: m.created,
+                    model: m.metadata.model,
+                    env_manager: m.metadata.env_manager,
+                    tool_version: m.tool_version,
+                    signed_by,
+                    verified_by,
+                    untrusted,
+                }
+            })
             .collect();
         entries.sort_by(|a, b| b.created.cmp(&a.created).then(a.key.cmp(&b.key)));
         Ok((entries, stored))
@@ -1143,4 +1144,74 @@ fn install(
         return Err(error.into());
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            layout: LAYOUT,
+            key: "0123456789abcdef0123456789abcdef".into(),
+            platform: "linux-64".into(),
+            tool_version: "0.1.0".into(),
+            created: 1_700_000_000,
+            compile_bytecode: true,
+            tree: env_store::Manifest {
+                format: 1,
+                prefix: "/cache/envs-v1/x".into(),
+                entries: Vec::new(),
+                files: 0,
+                bytes: 0,
+            },
+            blobs: BTreeMap::new(),
+            packs: BTreeMap::new(),
+            metadata: serde_json::from_value(serde_json::json!({
+                "key": "x", "tool_version": "0.1.0", "created": 1, "build_seconds": 1.5,
+                "env_manager": "conda", "model": "/m", "python": null, "python_version": null,
+                "spec": {}, "conda_packages": [], "pip_packages": []
+            }))
+            .unwrap(),
+            provenance: Provenance::default(),
+        }
+    }
+
+    /// The signature covers the stored bytes of `manifest` exactly, as read back; a bare
+    /// manifest (pushed before signing) reads as unsigned; a changed byte breaks the signature.
+    #[test]
+    fn envelopes_carry_the_exact_signed_bytes() {
+        let key = crate::SecretKey::parse(&format!(
+            "ci-1:{}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32])
+        ))
+        .unwrap();
+        let trusted = [key.public()];
+        let manifest = manifest();
+        let object = envelope(&manifest, Some(&key));
+        let text = String::from_utf8(object.clone()).unwrap();
+        assert!(
+            text.starts_with(r#"{"signatures":[{"key":"ci-1","signature":""#),
+            "{text}"
+        );
+        let fetched = parse_envelope(&object).unwrap();
+        assert_eq!(fetched.signed, serde_json::to_vec(&manifest).unwrap());
+        assert_eq!(fetched.manifest.key, manifest.key);
+        assert_eq!(
+            crate::sign::verify(&trusted, &fetched.signed, &fetched.signatures),
+            Ok("ci-1".to_string())
+        );
+        // Whitespace inside the manifest is part of what was signed.
+        let spaced = text.replacen(r#""layout":2"#, r#""layout": 2"#, 1);
+        let fetched = parse_envelope(spaced.as_bytes()).unwrap();
+        assert!(crate::sign::verify(&trusted, &fetched.signed, &fetched.signatures).is_err());
+        // A bare manifest: unsigned.
+        let bare = serde_json::to_vec(&manifest).unwrap();
+        let fetched = parse_envelope(&bare).unwrap();
+        assert!(fetched.signatures.is_empty());
+        assert_eq!(fetched.manifest.key, manifest.key);
+        // Unsigned pushes write the envelope with no signature.
+        let fetched = parse_envelope(&envelope(&manifest, None)).unwrap();
+        assert!(fetched.signatures.is_empty());
+    }
 }

@@ -309,14 +309,14 @@ impl Settings {
                     )
                 })?,
         };
-        let remote_cache_require_signed =
-            match env(EnvVars::PYFUNC_ENV_REMOTE_CACHE_REQUIRE_SIGNED) {
-                Some(text) => !matches!(
-                    text.trim().to_ascii_lowercase().as_str(),
-                    "0" | "false" | "no" | "off"
-                ),
-                None => config.remote_cache_require_signed.unwrap_or(false),
-            };
+        let remote_cache_require_signed = match env(EnvVars::PYFUNC_ENV_REMOTE_CACHE_REQUIRE_SIGNED)
+        {
+            Some(text) => !matches!(
+                text.trim().to_ascii_lowercase().as_str(),
+                "0" | "false" | "no" | "off"
+            ),
+            None => config.remote_cache_require_signed.unwrap_or(false),
+        };
         let verbosity = match (args.quiet, args.verbose) {
             (0, 0) => Verbosity::Normal,
             (0, _) => Verbosity::Verbose,

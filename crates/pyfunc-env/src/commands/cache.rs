@@ -42,8 +42,8 @@ pub async fn cache(
 
 /// `cache keygen NAME`: the public key line on stdout, the files on stderr.
 fn keygen(args: &CacheKeygenArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
-    let pair = env_remote::sign::keygen(&args.name, &args.output)
-        .map_err(env_remote::RemoteError::Key)?;
+    let pair =
+        env_remote::sign::keygen(&args.name, &args.output).map_err(env_remote::RemoteError::Key)?;
     printer.info(format!(
         "Wrote the secret key {} (keep it with CI only) and the public key {}",
         printer.cyan(pair.secret.display()),
@@ -69,7 +69,11 @@ async fn verify_remote(
                 (None, []) => "unsigned".to_string(),
                 (None, names) => format!(
                     "signed by {} (not checked: no trusted key configured)",
-                    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             };
             printer.info(format!(

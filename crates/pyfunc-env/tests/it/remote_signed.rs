@@ -52,23 +52,32 @@ fn s3(weed: &Seaweed, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
     stream.write_all(body).unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).unwrap();
-    let end = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
+    let end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let status = std::str::from_utf8(&response[9..12])
+        .unwrap()
+        .parse()
         .unwrap();
-    let status = std::str::from_utf8(&response[9..12]).unwrap().parse().unwrap();
     (status, response[end + 4..].to_vec())
 }
 
 fn s3_get(weed: &Seaweed, path: &str) -> Vec<u8> {
     let (status, body) = s3(weed, "GET", path, b"");
-    assert_eq!(status, 200, "GET {path}: {}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        status,
+        200,
+        "GET {path}: {}",
+        String::from_utf8_lossy(&body)
+    );
     body
 }
 
 fn s3_put(weed: &Seaweed, path: &str, body: &[u8]) {
     let (status, answer) = s3(weed, "PUT", path, body);
-    assert!(status < 300, "PUT {path}: {status} {}", String::from_utf8_lossy(&answer));
+    assert!(
+        status < 300,
+        "PUT {path}: {status} {}",
+        String::from_utf8_lossy(&answer)
+    );
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -188,7 +197,11 @@ fn pypi_remote_s3_signed_entries_trusted_refused_and_rotated() {
     let cache_b = ctx.path().join("b");
     let output = agent(&ctx, &cache_b, &model, &env, &trust1);
     assert_pulled(&json(&output));
-    assert!(!stderr(&output).contains("warning"), "{}", describe(&output));
+    assert!(
+        !stderr(&output).contains("warning"),
+        "{}",
+        describe(&output)
+    );
 
     // An agent trusting only another key: a miss with one warning; it builds locally (here
     // that fails: its channel leads nowhere), nothing of the entry installed.
@@ -208,7 +221,13 @@ fn pypi_remote_s3_signed_entries_trusted_refused_and_rotated() {
     // The same from the variable.
     let mut env_other = env.clone();
     env_other.push(("PYFUNC_ENV_REMOTE_CACHE_TRUSTED_KEYS", other_public.clone()));
-    let output = agent(&ctx, &cache_c, &model, &env_other, &["--remote-cache-read-only"]);
+    let output = agent(
+        &ctx,
+        &cache_c,
+        &model,
+        &env_other,
+        &["--remote-cache-read-only"],
+    );
     assert_refused(&output, &cache_c, &key, "it is signed by `ci-1`");
 
     // A production agent requiring signatures: an error, exit 1, with the fix.
@@ -268,13 +287,7 @@ fn pypi_remote_s3_signed_entries_trusted_refused_and_rotated() {
         &["--remote-cache-read-only"],
     )));
     // Trusting ci-1 alone refuses what ci-2 signed.
-    let output = agent(
-        &ctx,
-        &ctx.path().join("d3"),
-        &model,
-        &rotated,
-        &trust1,
-    );
+    let output = agent(&ctx, &ctx.path().join("d3"), &model, &rotated, &trust1);
     assert_refused(
         &output,
         &ctx.path().join("d3"),
@@ -292,7 +305,13 @@ fn pypi_remote_s3_signed_entries_trusted_refused_and_rotated() {
         command.output().unwrap()
     };
     let listed = run(
-        &["cache", "list", "--remote", "--remote-cache-trusted-key", &ci1_public],
+        &[
+            "cache",
+            "list",
+            "--remote",
+            "--remote-cache-trusted-key",
+            &ci1_public,
+        ],
         &env,
     );
     assert!(listed.status.success(), "{}", describe(&listed));
@@ -303,7 +322,14 @@ fn pypi_remote_s3_signed_entries_trusted_refused_and_rotated() {
         .to_string();
     assert!(line.contains(" ci-1 "), "{}", describe(&listed));
     let verified = run(
-        &["cache", "verify", "--remote", &key, "--remote-cache-trusted-key", &ci1_public],
+        &[
+            "cache",
+            "verify",
+            "--remote",
+            &key,
+            "--remote-cache-trusted-key",
+            &ci1_public,
+        ],
         &env,
     );
     assert!(verified.status.success(), "{}", describe(&verified));
@@ -313,7 +339,14 @@ fn pypi_remote_s3_signed_entries_trusted_refused_and_rotated() {
         describe(&verified)
     );
     let refused = run(
-        &["cache", "verify", "--remote", &key, "--remote-cache-trusted-key", &other_public],
+        &[
+            "cache",
+            "verify",
+            "--remote",
+            &key,
+            "--remote-cache-trusted-key",
+            &other_public,
+        ],
         &env,
     );
     assert_eq!(refused.status.code(), Some(1), "{}", describe(&refused));
@@ -421,7 +454,14 @@ fn pypi_remote_s3_rewritten_or_replayed_entries_are_refused() {
     assert!(!marker.exists(), "the attacker's code ran");
     // `cache verify --remote` says the same without installing anything.
     let mut command = ctx.command();
-    command.args(["cache", "verify", "--remote", &key, "--remote-cache-trusted-key", &ci1_public]);
+    command.args([
+        "cache",
+        "verify",
+        "--remote",
+        &key,
+        "--remote-cache-trusted-key",
+        &ci1_public,
+    ]);
     for (name, value) in &env {
         command.env(name, value);
     }
@@ -443,7 +483,14 @@ fn pypi_remote_s3_rewritten_or_replayed_entries_are_refused() {
             "name: other\nchannels:\n- conda-forge\ndependencies:\n- python=3.11.7\n- tinypkg\n",
         )],
     );
-    let dry = agent_create(&ctx, &ctx.path().join("dry"), &other, false, &env, &["--dry-run"]);
+    let dry = agent_create(
+        &ctx,
+        &ctx.path().join("dry"),
+        &other,
+        false,
+        &env,
+        &["--dry-run"],
+    );
     assert!(dry.status.success(), "{}", describe(&dry));
     let dry = json(&dry);
     let other_key = dry[0]["key"]

@@ -66,6 +66,9 @@ fn show_settings_masks_every_secret() {
       "remote_cache": "az://models/envs?sv=2022-11-02&sig=****",
       "remote_cache_read_only": false,
       "remote_cache_timeout": 15,
+      "remote_cache_sign_key": null,
+      "remote_cache_trusted_keys": [],
+      "remote_cache_require_signed": false,
       "config_file": "[TEMP_DIR]/config.toml",
       "color": false
     }
