@@ -531,7 +531,7 @@ mod tests {
         let manifest = br#"{"key":"abc","platform":"linux-64"}"#;
         let signature = ci1.sign(manifest);
         assert_eq!(
-            verify(&trusted, manifest, &[signature.clone()]),
+            verify(&trusted, manifest, std::slice::from_ref(&signature)),
             Ok("ci-1".into())
         );
         // Rotation: either trusted key is enough; an untrusted signature beside it is ignored.
@@ -540,7 +540,7 @@ mod tests {
         // One byte changed.
         let changed = br#"{"key":"abd","platform":"linux-64"}"#;
         assert_eq!(
-            verify(&trusted, changed, &[signature.clone()]),
+            verify(&trusted, changed, std::slice::from_ref(&signature)),
             Err(SignatureError::Invalid { key: "ci-1".into() })
         );
         // The signed bytes are the prefix and the manifest: a signature over the bare

@@ -275,6 +275,10 @@ pub struct EnvArgs {
 
 /// The remote cache flags: on every command that builds, and on `cache push`/`list`/`prune`.
 #[derive(Debug, Args, Clone, Default)]
+#[expect(
+    clippy::struct_field_names,
+    reason = "the fields are the flags' names (`--remote-cache-*`), as clap derives them"
+)]
 pub struct RemoteArgs {
     /// A cache of built environments shared by every agent: pulled from before building,
     /// pushed to after (`s3://BUCKET/PREFIX`, `gs://...`, `az://...`, `file:///SHARED/DIR`)

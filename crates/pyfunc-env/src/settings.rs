@@ -192,7 +192,8 @@ impl Settings {
                 self.sign_key_from = "`--remote-cache-sign-key`".to_string();
             }
             if !args.remote_cache_trusted_key.is_empty() {
-                self.remote_cache_trusted_keys = args.remote_cache_trusted_key.clone();
+                self.remote_cache_trusted_keys
+                    .clone_from(&args.remote_cache_trusted_key);
             }
             self.remote_cache_require_signed |= args.remote_cache_require_signed;
         }
