@@ -474,6 +474,23 @@ fn pypi_remote_s3_rewritten_or_replayed_entries_are_refused() {
     );
     assert!(!marker.exists(), "the attacker's code ran");
 
+    // An agent that trusts no key uses the rewritten entry (as documented: without keys the
+    // bucket is trusted), yet a pull runs nothing of it: only starting the environment would.
+    let unchecked = ctx.path().join("unchecked");
+    let output = agent(
+        &ctx,
+        &unchecked,
+        &model,
+        &env,
+        &["--remote-cache-read-only"],
+    );
+    assert_pulled(&json(&output));
+    assert_eq!(
+        fs_err::read_to_string(unchecked.join(format!("envs-v1/{key}/bin/python3.11"))).unwrap(),
+        script
+    );
+    assert!(!marker.exists(), "a pull ran the attacker's code");
+
     // Replay: CI's signed manifest of this key, copied under another key's path.
     s3_put(&weed, &manifest_path, &original);
     let other = ctx.model(
