@@ -543,3 +543,121 @@ fn pypi_remote_s3_rewritten_or_replayed_entries_are_refused() {
     )));
     assert!(!marker.exists());
 }
+
+/// The signing settings resolve like every other (flag, variable, configuration file), and a
+/// bad one is a user error (exit 1) naming where it came from; the secret key is never shown.
+#[test]
+fn signing_settings_resolve_and_bad_keys_name_their_setting() {
+    let ctx = TestContext::new();
+    let (secret, ci1) = keygen(&ctx, "ci-1");
+    let (_, ci2) = keygen(&ctx, "ci-2");
+    let config = ctx.path().join("config.toml");
+    fs_err::write(
+        &config,
+        format!(
+            "remote-cache-sign-key = \"{}\"\nremote-cache-trusted-keys = [\"{ci1}\", \"{ci2}\"]\nremote-cache-require-signed = true\n",
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let settings = |env: &[(&str, &str)], extra: &[&str]| {
+        let mut command = ctx.command();
+        command
+            .arg("--config-file")
+            .arg(&config)
+            .arg("--show-settings");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command.args(["cache", "list", "--remote"]).args(extra);
+        command.output().unwrap()
+    };
+    let output = settings(&[], &[]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(
+        shown["remote_cache_trusted_keys"],
+        serde_json::json!([ci1, ci2])
+    );
+    assert_eq!(shown["remote_cache_require_signed"], true);
+    let secret_text = fs_err::read_to_string(&secret).unwrap();
+    let secret_b64 = secret_text.trim().split_once(':').unwrap().1;
+    assert!(!stdout(&output).contains(secret_b64));
+    // The variable replaces the file, the flag the variable.
+    let output = settings(
+        &[("PYFUNC_ENV_REMOTE_CACHE_TRUSTED_KEYS", ci2.as_str())],
+        &[],
+    );
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(shown["remote_cache_trusted_keys"], serde_json::json!([ci2]));
+    let output = settings(
+        &[("PYFUNC_ENV_REMOTE_CACHE_TRUSTED_KEYS", ci2.as_str())],
+        &["--remote-cache-trusted-key", &ci1],
+    );
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(shown["remote_cache_trusted_keys"], serde_json::json!([ci1]));
+
+    // Bad keys, each named by where it came from.
+    let short = "ci-1:AAAA";
+    for (env, extra, says) in [
+        (
+            vec![("PYFUNC_ENV_REMOTE_CACHE_TRUSTED_KEYS", short)],
+            vec![],
+            "Invalid `PYFUNC_ENV_REMOTE_CACHE_TRUSTED_KEYS`",
+        ),
+        (
+            vec![],
+            vec!["--remote-cache-trusted-key", short],
+            "invalid value 'ci-1:AAAA' for '--remote-cache-trusted-key <NAME:BASE64>': Invalid key `ci-1`: 3 bytes where a public key has 32",
+        ),
+        (
+            vec![],
+            vec!["--remote-cache-trusted-key", "AAAA"],
+            "expected `NAME:BASE64`",
+        ),
+        (
+            vec![("PYFUNC_ENV_REMOTE_CACHE_SIGN_KEY", ci1.as_str())],
+            vec![],
+            "Invalid `PYFUNC_ENV_REMOTE_CACHE_SIGN_KEY`",
+        ),
+        (
+            vec![],
+            vec!["--remote-cache-sign-key", "/nonexistent/ci-1.secret"],
+            "Invalid `--remote-cache-sign-key`",
+        ),
+    ] {
+        let output = settings(&env, &extra);
+        assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+        assert!(
+            stderr(&output).contains(says),
+            "{says}: {}",
+            describe(&output)
+        );
+    }
+    // Requiring signatures without a trusted key is refused.
+    let mut command = ctx.command();
+    command
+        .env("PYFUNC_ENV_REMOTE_CACHE_REQUIRE_SIGNED", "1")
+        .args(["cache", "list", "--remote"]);
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        stderr(&output).contains("`--remote-cache-require-signed` needs a trusted key"),
+        "{}",
+        describe(&output)
+    );
+    // `keygen` never overwrites a key.
+    let output = ctx
+        .command()
+        .args(["cache", "keygen", "ci-1", "--output"])
+        .arg(ctx.path().join("keys"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(
+        stderr(&output).contains("exists already; a key is never overwritten"),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(fs_err::read_to_string(&secret).unwrap(), secret_text);
+}
