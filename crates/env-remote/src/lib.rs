@@ -2,9 +2,12 @@
 //! (issues 13 and 25).
 //!
 //! ```text
-//! <url>/v2/<platform>/<key>/manifest.json   key, platform, metadata, the environment's entries
-//!                                           (`env_store::Manifest`) and, for each file's
-//!                                           sha256, its pack, offset and length; written last
+//! <url>/v2/<platform>/<key>/manifest.json   `{"signatures": [...], "manifest": {...}}`: key,
+//!                                           platform, metadata, provenance, the environment's
+//!                                           entries (`env_store::Manifest`) and, for each
+//!                                           file's sha256, its pack, offset and length; the
+//!                                           signatures cover the manifest's exact bytes;
+//!                                           written last
 //! <url>/v2/packs/<sha256>.pack              blobs shared by all environments, each zstd on its
 //!                                           own, grouped by distribution (sources, bytecode)
 //!                                           and at most 32 MiB of content a pack
