@@ -55,9 +55,9 @@ const RESOLUTION: &[&str] = &[
     "Hash mismatch",
 ];
 
-/// Whether uv failed building the distribution `name` (`error: Failed to build `NAME @
-/// file:///...``, or `` `NAME==1.0` `` from an index): for a `uv.lock` model, its own project,
-/// whose source MLflow does not log. The whole name: `own` is not `ownproj`.
+/// Whether uv failed building the distribution `name` (``error: Failed to build `NAME @
+/// file:///...` ``, or ``Failed to build `NAME==1.0` `` from an index): for a `uv.lock` model,
+/// its own project, whose source MLflow does not log. The whole name: `own` is not `ownproj`.
 pub(crate) fn failed_to_build(stderr: &str, name: &str) -> bool {
     let needle = format!("Failed to build `{name}");
     stderr.match_indices(&needle).any(|(at, _)| {

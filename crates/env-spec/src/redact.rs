@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 ///
 /// A process-wide static on purpose, unlike the other state of a build (which the caller owns):
 /// a secret must be masked in every line the process writes, and most of those lines are not
-/// ours to pass a value to. Tracing events of rattler, reqwest, object_store and uv's streamed
+/// ours to pass a value to. Tracing events of rattler, reqwest, `object_store` and uv's streamed
 /// output are written by the CLI's log writer from whichever runtime worker or blocking thread
 /// produced them; error chains from those libraries are rendered by the CLI long after the
 /// code that learnt the secret (a mirror URL in env-solve, an AWS or Azure key in env-source or
