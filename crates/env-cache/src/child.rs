@@ -27,6 +27,15 @@ pub const BUILDER_VAR: &str = "PYFUNC_ENV_BUILDER_PID";
 
 thread_local! {
     /// Lock files whose descriptors children started by this thread keep open.
+    ///
+    /// Ambient rather than a parameter of [`harden`] on purpose, like the redaction registry:
+    /// the guarantee is that *every* process started while a build holds its lock keeps the
+    /// lock, and children are started from many places (uv, the bytecode compiler, interpreter
+    /// probes, `pip` checks), several of which know nothing of the build. With a parameter, one
+    /// call site that forgot it would start a child that outlives the lock, the race issue 15
+    /// fixed; with this list, forgetting is impossible. It is per thread, never process-wide,
+    /// so parallel builds do not share it; env-solve's task-local `BUILD_LOCKS` carries it
+    /// across `.await` points and into the blocking pool.
     static INHERITED: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
 }
 

@@ -191,8 +191,8 @@ pub struct ModelEnvironment {
     pub options: BuildOptions,
     /// The machine's virtual packages.
     pub virtual_packages: Vec<GenericVirtualPackage>,
-    /// The uv binary asked for (`--uv`), if any.
-    pub uv: Option<PathBuf>,
+    /// The uv binary asked for (`--uv`), if any, and what it (or the `uv` on `PATH`) is.
+    pub uv: crate::uv::UvProbe,
 }
 
 impl ModelEnvironment {
@@ -300,11 +300,8 @@ impl ModelEnvironment {
         // file's `pip:` list; its version is then part of the key.
         let uses_uv =
             manager.is_venv() || !resolved.spec.build.is_empty() || !resolved.spec.pip.is_empty();
-        let uv_version = if uses_uv {
-            crate::uv::expected_version(request.uv.as_deref())
-        } else {
-            None
-        };
+        let uv = crate::uv::UvProbe::new(request.uv.clone());
+        let uv_version = if uses_uv { uv.expected_version() } else { None };
         let context =
             crate::context::key_context(manager, &options, &virtual_packages, uv_version)?;
         let spec_key = resolved.spec.key(&context);
@@ -342,7 +339,7 @@ impl ModelEnvironment {
             channels: request.channels.clone(),
             options,
             virtual_packages,
-            uv: request.uv.clone(),
+            uv,
         })
     }
 
@@ -448,7 +445,7 @@ impl ModelEnvironment {
             channels: &self.channels,
             offline: settings.offline,
             virtual_packages: &self.virtual_packages,
-            uv: self.uv.as_deref(),
+            uv: &self.uv,
             uv_cache_dir: settings.uv_cache_dir.as_deref(),
             locked: self.lock.as_ref().map(|(_, locked)| locked),
             defer_bytecode,
@@ -479,7 +476,7 @@ impl ModelEnvironment {
         cache: &Cache,
         settings: &BuildSettings,
     ) -> Result<String, SolveError> {
-        let uv = crate::uv::Uv::find(self.uv.as_deref(), cache, settings.offline).await?;
+        let uv = self.uv.find(cache, settings.offline).await?;
         let uv_cache = match &settings.uv_cache_dir {
             Some(dir) => dir.clone(),
             None => cache.bucket(env_cache::UV_BUCKET)?,

@@ -380,31 +380,23 @@ impl SolveError {
         stderr: String,
         offline: bool,
     ) -> Self {
-        let (user, hint) = if stderr.contains("No space left on device")
-            || stderr.contains("os error 28")
-        {
-            (
+        let (user, hint) = match crate::uv_stderr::UvFailure::of(&stderr, offline) {
+            crate::uv_stderr::UvFailure::DiskFull => (
                 false,
                 "The disk holding the cache is full; free space there or move the cache (`--cache-dir`, `PYFUNC_ENV_CACHE_DIR`) and run again",
-            )
-        } else if offline
-            && (stderr.contains("network was disabled")
-                || stderr.contains("not found in the cache"))
-        {
-            (
+            ),
+            crate::uv_stderr::UvFailure::OfflineCacheMiss => (
                 true,
                 "`--offline` and uv's cache lacks these packages; run the same command once without `--offline` to download them",
-            )
-        } else if is_resolution_failure(&stderr) {
-            (
+            ),
+            crate::uv_stderr::UvFailure::Resolution => (
                 true,
                 "The message above is uv's own; fix the requirement it names in the model's files, or check the index",
-            )
-        } else {
-            (
+            ),
+            crate::uv_stderr::UvFailure::Other => (
                 false,
                 "The message above is uv's own; check the network and the package index the model's files name, then run again",
-            )
+            ),
         };
         Self::PipFailed {
             step: step.into(),
@@ -482,22 +474,4 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SolveError + '_ 
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// Whether uv's message says the requirements cannot be satisfied (bad input), rather than
-/// that something between us and the index broke.
-fn is_resolution_failure(stderr: &str) -> bool {
-    [
-        "No solution found",
-        "not found in the package registry",
-        "we can conclude",
-        "has no version",
-        "is not available",
-        "Failed to parse",
-        "Distribution not found",
-        "does not match",
-        "Hash mismatch",
-    ]
-    .iter()
-    .any(|needle| stderr.contains(needle))
 }

@@ -22,6 +22,7 @@ pub use env_spec::redact;
 pub mod reporter;
 pub mod uv;
 pub mod uv_lock;
+mod uv_stderr;
 pub mod verify;
 
 pub use build::{BuildWarning, CreateRequest, Created, Timings, create, hold_cache};

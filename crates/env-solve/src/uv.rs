@@ -78,22 +78,113 @@ pub struct Uv {
     pub version: String,
 }
 
-/// The version of the uv at `path`, asked once per process: computing the key and each build
-/// step used to ask again, and a `uv` on `PATH` is often a wrapper (a pyenv shim runs a dozen
-/// bash processes: 0.1-0.6 s per call, measured with `strace -f` in `benches/bench_cold.py`'s
-/// scenario, where it was asked three times before the first install).
-fn version_of(path: &Path) -> Option<String> {
-    static VERSIONS: std::sync::Mutex<Vec<(PathBuf, Option<String>)>> =
-        std::sync::Mutex::new(Vec::new());
-    let mut versions = VERSIONS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((_, version)) = versions.iter().find(|(known, _)| known == path) {
-        return version.clone();
+/// The uv one environment is keyed and built with, looked up at most once: the configured
+/// binary's `uv --version`, else the `uv` on `PATH`'s. Owned by the caller (a
+/// [`crate::ModelEnvironment`] holds one), not a process-wide memo: computing the key and each
+/// build step used to ask again, and a `uv` on `PATH` is often a wrapper (a pyenv shim runs a
+/// dozen bash processes: 0.1-0.6 s per call, measured with `strace -f` in
+/// `benches/bench_cold.py`'s scenario, where it was asked three times before the first install),
+/// but two environments resolved with different `--uv` settings must not share an answer, and
+/// what a process learnt about one binary must not outlive the environment that asked.
+#[derive(Debug, Default, Clone)]
+pub struct UvProbe {
+    configured: Option<PathBuf>,
+    located: std::sync::OnceLock<Located>,
+}
+
+/// What [`UvProbe`] found without downloading anything.
+#[derive(Debug, Clone)]
+enum Located {
+    /// The configured binary, and its version (`None`: it does not run).
+    Configured(Option<String>),
+    /// A `uv` on `PATH` and its version (compatible or not), or none.
+    OnPath(Option<(PathBuf, String)>),
+}
+
+impl UvProbe {
+    /// A probe for `configured` (`--uv`/`PYFUNC_ENV_UV`), else the `uv` on `PATH`, else our own.
+    #[must_use]
+    pub fn new(configured: Option<PathBuf>) -> Self {
+        Self {
+            configured,
+            located: std::sync::OnceLock::new(),
+        }
     }
-    let version = query_version(path);
-    versions.push((path.to_path_buf(), version.clone()));
-    version
+
+    /// The binary asked for (`--uv`), if any.
+    #[must_use]
+    pub fn configured(&self) -> Option<&Path> {
+        self.configured.as_deref()
+    }
+
+    fn located(&self) -> &Located {
+        self.located.get_or_init(|| match &self.configured {
+            Some(path) => Located::Configured(query_version(path)),
+            None => Located::OnPath(
+                find_on_path().and_then(|path| query_version(&path).map(|v| (path, v))),
+            ),
+        })
+    }
+
+    /// The version of the uv [`Self::find`] would use, without downloading anything: the
+    /// configured one's, else a compatible `uv` on `PATH`, else [`UV_VERSION`] (our own copy,
+    /// cached or to be downloaded). It is part of the key: two uv versions may resolve the same
+    /// requirements to different files. `None` when the configured uv does not run (the build
+    /// then fails saying so).
+    #[must_use]
+    pub fn expected_version(&self) -> Option<String> {
+        match self.located() {
+            Located::Configured(version) => version.clone(),
+            Located::OnPath(Some((_, version))) if compatible(version) => Some(version.clone()),
+            Located::OnPath(_) => Some(UV_VERSION.to_string()),
+        }
+    }
+
+    /// Finds or provisions uv: the configured one, else a compatible `uv` on `PATH`, else our
+    /// own copy in the cache's tools bucket (downloaded unless `offline`).
+    pub async fn find(&self, cache: &env_cache::Cache, offline: bool) -> Result<Uv, SolveError> {
+        match self.located() {
+            Located::Configured(version) => {
+                let path = self.configured.clone().unwrap_or_default();
+                let version = version
+                    .clone()
+                    .ok_or_else(|| SolveError::UvNotRunnable { path: path.clone() })?;
+                return Ok(Uv { path, version });
+            }
+            Located::OnPath(Some((path, version))) => {
+                if compatible(version) {
+                    tracing::debug!("Using uv {version} from PATH: {}", path.display());
+                    return Ok(Uv {
+                        path: path.clone(),
+                        version: version.clone(),
+                    });
+                }
+                tracing::debug!(
+                    "Ignoring uv {version} on PATH: older than {}.{}.{}",
+                    UV_MIN_VERSION.0,
+                    UV_MIN_VERSION.1,
+                    UV_MIN_VERSION.2
+                );
+            }
+            Located::OnPath(None) => {}
+        }
+        let tools_dir = cache.bucket(env_cache::TOOLS_BUCKET)?;
+        let own = tools_dir.join(format!("uv-{UV_VERSION}")).join("uv");
+        if own.is_file() {
+            return Ok(Uv {
+                path: own,
+                version: UV_VERSION.to_string(),
+            });
+        }
+        if offline {
+            return Err(SolveError::UvUnavailableOffline);
+        }
+        download(&tools_dir, &own, cache.lock_timeout()).await?;
+        Ok(Uv {
+            path: own,
+            version: UV_VERSION.to_string(),
+        })
+    }
 }
 
 fn query_version(path: &Path) -> Option<String> {
@@ -118,79 +209,11 @@ fn compatible(version: &str) -> bool {
     (major, minor, patch) >= UV_MIN_VERSION
 }
 
-/// The version of the uv [`Uv::find`] would use, without downloading anything: `configured`'s,
-/// else a compatible `uv` on `PATH`, else [`UV_VERSION`] (our own copy, cached or to be
-/// downloaded). It is part of the key: two uv versions may resolve the same requirements to
-/// different files. `None` when `configured` does not run (the build then fails saying so).
-#[must_use]
-pub fn expected_version(configured: Option<&Path>) -> Option<String> {
-    if let Some(path) = configured {
-        return version_of(path);
-    }
-    if let Some(path) = find_on_path()
-        && let Some(version) = version_of(&path)
-        && compatible(&version)
-    {
-        return Some(version);
-    }
-    Some(UV_VERSION.to_string())
-}
-
 fn find_on_path() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join("uv"))
         .find(|candidate| candidate.is_file())
-}
-
-impl Uv {
-    /// Finds or provisions uv. `configured` is `--uv`/`PYFUNC_ENV_UV`; our own copy lives in
-    /// the cache's tools bucket.
-    pub async fn find(
-        configured: Option<&Path>,
-        cache: &env_cache::Cache,
-        offline: bool,
-    ) -> Result<Self, SolveError> {
-        if let Some(path) = configured {
-            let version = version_of(path).ok_or_else(|| SolveError::UvNotRunnable {
-                path: path.to_path_buf(),
-            })?;
-            return Ok(Self {
-                path: path.to_path_buf(),
-                version,
-            });
-        }
-        if let Some(path) = find_on_path()
-            && let Some(version) = version_of(&path)
-        {
-            if compatible(&version) {
-                tracing::debug!("Using uv {version} from PATH: {}", path.display());
-                return Ok(Self { path, version });
-            }
-            tracing::debug!(
-                "Ignoring uv {version} on PATH: older than {}.{}.{}",
-                UV_MIN_VERSION.0,
-                UV_MIN_VERSION.1,
-                UV_MIN_VERSION.2
-            );
-        }
-        let tools_dir = cache.bucket(env_cache::TOOLS_BUCKET)?;
-        let own = tools_dir.join(format!("uv-{UV_VERSION}")).join("uv");
-        if own.is_file() {
-            return Ok(Self {
-                path: own,
-                version: UV_VERSION.to_string(),
-            });
-        }
-        if offline {
-            return Err(SolveError::UvUnavailableOffline);
-        }
-        download(&tools_dir, &own, cache.lock_timeout()).await?;
-        Ok(Self {
-            path: own,
-            version: UV_VERSION.to_string(),
-        })
-    }
 }
 
 async fn download(
@@ -663,6 +686,54 @@ mod tests {
         assert!(!compatible("0.6.14"));
         assert!(!compatible("0.5.0"));
         assert!(!compatible("0.4.30"));
+    }
+
+    /// A fake `uv` that prints `version` and counts its calls in `calls`.
+    fn fake_uv(dir: &Path, version: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = dir.join("uv");
+        let calls = dir.join("calls");
+        fs_err::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho x >> '{}'\necho 'uv {version} (fake)'\n",
+                calls.display()
+            ),
+        )
+        .unwrap();
+        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn a_probe_asks_its_uv_once_and_another_probe_asks_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = env_cache::Cache::new(dir.path().join("cache"));
+        let uv = fake_uv(dir.path(), "0.13.9");
+        let calls =
+            || fs_err::read_to_string(dir.path().join("calls")).map_or(0, |t| t.lines().count());
+
+        // One environment: the key and every build step share one `uv --version`.
+        let probe = UvProbe::new(Some(uv.clone()));
+        assert_eq!(probe.expected_version().as_deref(), Some("0.13.9"));
+        assert_eq!(probe.find(&cache, true).await.unwrap().version, "0.13.9");
+        assert_eq!(probe.find(&cache, true).await.unwrap().version, "0.13.9");
+        assert_eq!(calls(), 1);
+
+        // The binary was replaced (an upgrade between two environments of one process): the
+        // next environment's probe sees it; a process-wide memo answered 0.13.9 for its path.
+        fake_uv(dir.path(), "0.14.0");
+        let next = UvProbe::new(Some(uv.clone()));
+        assert_eq!(next.expected_version().as_deref(), Some("0.14.0"));
+        assert_eq!(calls(), 2);
+
+        // A configured uv that does not run: no version for the key, and the build says so.
+        let missing = UvProbe::new(Some(dir.path().join("no-such-uv")));
+        assert_eq!(missing.expected_version(), None);
+        assert!(matches!(
+            missing.find(&cache, true).await,
+            Err(SolveError::UvNotRunnable { .. })
+        ));
     }
 
     #[test]

@@ -107,7 +107,7 @@ pub fn install(
         .iter()
         .find(|p| matches!(p.source.as_str(), "editable ." | "directory ."));
     if let Some(own) = own
-        && stderr.contains(&format!("Failed to build `{}", own.name))
+        && crate::uv_stderr::failed_to_build(&stderr, &own.name)
     {
         return Err(SolveError::UvProjectNotInModel {
             project: own.name.clone(),

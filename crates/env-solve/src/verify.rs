@@ -110,7 +110,11 @@ pub fn verify_cache(
     } else {
         for key in keys {
             let entry = cache.env(key)?;
-            if !matches!(entry.state(), EnvState::Complete(_)) && !building(&entry)? {
+            let state = entry.state();
+            // A key nothing ever built has no lock file: asking for its lock would create one,
+            // a leftover `cache prune` then reports as an incomplete environment.
+            let never_built = matches!(state, EnvState::Missing) && !entry.lock_path().exists();
+            if !matches!(state, EnvState::Complete(_)) && (never_built || !building(&entry)?) {
                 return Err(VerifyError::NotComplete {
                     key: key.clone(),
                     root: cache.root().to_path_buf(),
@@ -378,6 +382,16 @@ mod tests {
         let cache = Cache::new(root.path().join("cache"));
         cache.init().unwrap();
         assert!(verify_cache(&cache, &[], false).unwrap().is_empty());
+        // A key nothing built: named, and nothing is left behind for `cache prune` to find.
+        let unknown = "fedcba9876543210fedcba9876543210".to_string();
+        let error = verify_cache(&cache, std::slice::from_ref(&unknown), false).unwrap_err();
+        assert!(matches!(&error, VerifyError::NotComplete { key, .. } if *key == unknown));
+        assert!(
+            cache.envs().unwrap().is_empty(),
+            "{:?}",
+            cache.envs().unwrap()
+        );
+        assert!(!cache.env(&unknown).unwrap().lock_path().exists());
         // A crashed build's leftovers are neither complete nor being built.
         let entry = cache.env("0123456789abcdef0123456789abcdef").unwrap();
         fs_err::create_dir_all(entry.dir()).unwrap();

@@ -401,7 +401,10 @@ impl StoreFailure {
             cause = error.source();
         }
         // With no keys anywhere, object_store asks the EC2 instance metadata service; its
-        // refusal is not the store's answer and must not read like one.
+        // refusal is not the store's answer and must not read like one. object_store gives no
+        // typed trace of this (its credential `Error` and `RetryError` are private types): the
+        // endpoint is read from the request line object_store itself formats, never from a
+        // server's words. A test below holds the text object_store 0.14 writes.
         if innermost.contains("169.254.169.254") || inner.to_string().contains("169.254.169.254") {
             let summary = match service {
                 Service::S3 => {
@@ -449,7 +452,9 @@ impl StoreFailure {
                 }
             }
             // `ring` rejecting a service account's private key says only `InvalidEncoding`
-            // (or another `KeyRejected` word); a damaged key body, a base64 error.
+            // (or another `KeyRejected` word); a damaged key body, a base64 error. Both reach
+            // us only as the text of object_store's private gcp credential error: these are
+            // ring's and base64's fixed descriptions, not a server's message.
             None if service == Service::Gcs
                 && (innermost.starts_with("base64 decode error")
                     || matches!(

@@ -5,6 +5,19 @@
 
 use std::sync::{Mutex, PoisonError};
 
+/// Every secret registered so far in this process.
+///
+/// A process-wide static on purpose, unlike the other state of a build (which the caller owns):
+/// a secret must be masked in every line the process writes, and most of those lines are not
+/// ours to pass a value to. Tracing events of rattler, reqwest, `object_store` and uv's streamed
+/// output are written by the CLI's log writer from whichever runtime worker or blocking thread
+/// produced them; error chains from those libraries are rendered by the CLI long after the
+/// code that learnt the secret (a mirror URL in env-solve, an AWS or Azure key in env-source or
+/// env-remote) returned. A registry passed by value would have to reach that log writer and
+/// every renderer, and one path that missed it would print a credential. Secrets are only
+/// added, never removed, and a secret is masked even if it came from an earlier model of the
+/// same process (`create --from` builds many): over-masking is harmless, under-masking is not.
+/// `secrets::` tests check that no credential reaches stdout, stderr or `-vv` logs.
 static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// The mask.

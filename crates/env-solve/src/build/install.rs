@@ -13,7 +13,7 @@ use crate::conda::{self, CondaContext};
 use crate::context::{BuildOptions, PythonSource, current_platform};
 use crate::error::SolveError;
 use crate::reporter::Reporter;
-use crate::uv::{PipInstall, Uv};
+use crate::uv::PipInstall;
 
 use super::compile::{compile_environment, link_environment};
 use super::provision::{provision_python, python_version_of};
@@ -78,7 +78,7 @@ pub(super) async fn build(
     }
     if let (None, Some(project)) = (request.locked, &spec.uv_project) {
         // MLflow's `uv sync --frozen --no-dev` from the model's uv.lock (`crate::uv_lock`).
-        let uv = Uv::find(request.uv, cache, request.offline).await?;
+        let uv = request.uv.find(cache, request.offline).await?;
         let uv_cache = uv_cache_dir(cache, request)?;
         let scratch = cache.bucket(env_cache::TMP_DIR)?;
         let version = spec.python.clone().ok_or(SolveError::NoPythonVersion)?;
@@ -95,7 +95,7 @@ pub(super) async fn build(
         timings.pip_install = secs(t.elapsed());
     }
     if request.locked.is_none() && (!spec.build.is_empty() || !spec.pip.is_empty()) {
-        let uv = Uv::find(request.uv, cache, request.offline).await?;
+        let uv = request.uv.find(cache, request.offline).await?;
         let uv_cache = uv_cache_dir(cache, request)?;
         let scratch = cache.bucket(env_cache::TMP_DIR)?;
         let t = Instant::now();
@@ -305,7 +305,7 @@ async fn build_locked(
         timings.conda_install = secs(t.elapsed());
     }
     if !locked.pypi.is_empty() {
-        let uv = Uv::find(request.uv, cache, request.offline).await?;
+        let uv = request.uv.find(cache, request.offline).await?;
         let uv_cache = uv_cache_dir(cache, request)?;
         let scratch = cache.bucket(env_cache::TMP_DIR)?;
         reporter.on_phase("Installing locked Python packages with uv");

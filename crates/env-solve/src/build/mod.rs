@@ -46,8 +46,8 @@ pub struct CreateRequest<'a> {
     pub offline: bool,
     /// The machine's virtual packages.
     pub virtual_packages: &'a [GenericVirtualPackage],
-    /// `--uv`.
-    pub uv: Option<&'a Path>,
+    /// `--uv`, and the uv it (or `PATH`) gives, looked up once.
+    pub uv: &'a crate::uv::UvProbe,
     /// uv's cache directory (default: the cache's `uv-v1/`).
     pub uv_cache_dir: Option<&'a Path>,
     /// Rebuild even if complete (`--reinstall`).

@@ -10,7 +10,6 @@ use rattler_conda_types::RepoDataRecord;
 use crate::context::PythonSource;
 use crate::error::SolveError;
 use crate::reporter::Reporter;
-use crate::uv::Uv;
 
 use super::{CreateRequest, Timings, conda_layer, off_runtime, secs, uv_cache_dir};
 
@@ -113,7 +112,7 @@ pub(super) async fn provision_python(
                 interpreter.source
             ));
             let t = Instant::now();
-            let uv = Uv::find(request.uv, cache, request.offline).await?;
+            let uv = request.uv.find(cache, request.offline).await?;
             let uv_cache = uv_cache_dir(cache, request)?;
             let (interpreter_path, target, reporter) = (
                 interpreter.path.clone(),

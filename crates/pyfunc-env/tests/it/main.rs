@@ -7,6 +7,7 @@ mod common;
 mod conformance;
 mod create;
 mod deps;
+mod docs;
 mod image;
 mod key;
 mod lock;
