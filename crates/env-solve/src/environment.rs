@@ -210,6 +210,17 @@ impl ModelEnvironment {
         request: &EnvRequest,
         virtual_packages: Vec<GenericVirtualPackage>,
     ) -> Result<Self, EnvError> {
+        Self::resolve_remembering(model, request, virtual_packages, None)
+    }
+
+    /// [`Self::resolve_with`]; with `uv_memo`, the uv version in the key comes from that
+    /// memo when the binary has not changed ([`crate::uv::expected_version_remembered`]).
+    pub(crate) fn resolve_remembering(
+        model: ModelDir,
+        request: &EnvRequest,
+        virtual_packages: Vec<GenericVirtualPackage>,
+        uv_memo: Option<&std::path::Path>,
+    ) -> Result<Self, EnvError> {
         // Without an MLmodel there is no model, whatever the env manager: say that, not
         // "Failed to read the conda environment" of a manager nobody chose (issue 23).
         if !model.fs().exists(env_spec::mlmodel::MLMODEL_FILE) {
@@ -301,7 +312,10 @@ impl ModelEnvironment {
         let uses_uv =
             manager.is_venv() || !resolved.spec.build.is_empty() || !resolved.spec.pip.is_empty();
         let uv_version = if uses_uv {
-            crate::uv::expected_version(request.uv.as_deref())
+            match uv_memo {
+                Some(memo) => crate::uv::expected_version_remembered(request.uv.as_deref(), memo),
+                None => crate::uv::expected_version(request.uv.as_deref()),
+            }
         } else {
             None
         };

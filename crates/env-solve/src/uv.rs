@@ -136,6 +136,171 @@ pub fn expected_version(configured: Option<&Path>) -> Option<String> {
     Some(UV_VERSION.to_string())
 }
 
+/// The file in the cache's tools bucket that remembers uv versions between processes.
+pub const VERSION_MEMO: &str = "uv-versions-v1.json";
+
+/// One remembered `uv --version`: the binary's path and identity when it was asked.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Remembered {
+    path: PathBuf,
+    identity: Identity,
+    version: String,
+}
+
+/// What changes when a file is replaced, upgraded or edited in place: device, inode, size,
+/// modification and status-change times (nanoseconds). A `uv self update`, a new wheel or a
+/// package upgrade all change at least one of them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Identity {
+    device: u64,
+    inode: u64,
+    size: u64,
+    modified_ns: i128,
+    changed_ns: i128,
+}
+
+impl Identity {
+    #[cfg(unix)]
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        // Follows symbolic links: `~/.local/bin/uv -> ...` is identified by its target.
+        let meta = fs_err::metadata(path).ok()?;
+        Some(Self {
+            device: meta.dev(),
+            inode: meta.ino(),
+            size: meta.size(),
+            modified_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            changed_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn of(_path: &Path) -> Option<Self> {
+        None
+    }
+}
+
+/// Versions asked in this process that the memo lacks, written by [`save_versions`].
+static UNSAVED: std::sync::Mutex<Vec<Remembered>> = std::sync::Mutex::new(Vec::new());
+
+/// Whether an answer of this process came from the memo rather than from running uv.
+static FROM_MEMO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn read_memo(memo: &Path) -> Vec<Remembered> {
+    fs_err::read(memo)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// [`version_of`], remembered between processes in `memo` by the binary's identity.
+///
+/// Asking costs a process start: 10-30 ms for the uv binary itself, 0.3-0.7 s through a pyenv
+/// shim (a dozen bash processes), measured on the 2-core development machine. The key needs
+/// the version on every `run`, so a cache hit paid that every time: `run -- python -c pass`
+/// took 0.4-0.8 s over the bare interpreter with the shim first on `PATH` (issue 25). The memo
+/// is only a hint for finding a cached environment: a build asks uv itself
+/// ([`ModelEnvironment::ensure`](crate::ModelEnvironment::ensure) checks the memo's answer
+/// before building, see [`memo_was_used`]).
+fn remembered_version(path: &Path, memo: &Path) -> Option<String> {
+    if let Some(identity) = Identity::of(path)
+        && let Some(entry) = read_memo(memo)
+            .into_iter()
+            .find(|entry| entry.path == path && entry.identity == identity)
+    {
+        tracing::debug!(
+            "uv at `{}` is {} (remembered in `{}`)",
+            path.display(),
+            entry.version,
+            memo.display()
+        );
+        FROM_MEMO.store(true, std::sync::atomic::Ordering::Relaxed);
+        return Some(entry.version);
+    }
+    let version = version_of(path)?;
+    if let Some(identity) = Identity::of(path) {
+        UNSAVED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Remembered {
+                path: path.to_path_buf(),
+                identity,
+                version: version.clone(),
+            });
+    }
+    Some(version)
+}
+
+/// [`expected_version`], with the versions of uv binaries remembered between processes in
+/// `memo` (the cache's `tools-v1/uv-versions-v1.json`) by each binary's identity (device,
+/// inode, size, times): a changed binary is asked again. A wrapper script (a pyenv shim) is
+/// identified by the script itself, so when the uv it runs changes but the script does not,
+/// a cached environment keyed with the remembered version is still found; any build asks
+/// the real version first ([`memo_was_used`]).
+#[must_use]
+pub fn expected_version_remembered(configured: Option<&Path>, memo: &Path) -> Option<String> {
+    if let Some(path) = configured {
+        return remembered_version(path, memo);
+    }
+    if let Some(path) = find_on_path()
+        && let Some(version) = remembered_version(&path, memo)
+        && compatible(&version)
+    {
+        return Some(version);
+    }
+    Some(UV_VERSION.to_string())
+}
+
+/// Whether a version in this process came from the memo, not from running uv: before
+/// building, the caller asks again ([`expected_version`]) and re-keys if the answer differs.
+#[must_use]
+pub fn memo_was_used() -> bool {
+    FROM_MEMO.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Replaces the memo's answer for the uv [`expected_version`] runs (`configured`, else the
+/// one on `PATH`) with the version asked in this process, at the next [`save_versions`].
+pub fn relearn_version(configured: Option<&Path>) {
+    let Some(path) = configured.map(Path::to_path_buf).or_else(find_on_path) else {
+        return;
+    };
+    if let (Some(version), Some(identity)) = (version_of(&path), Identity::of(&path)) {
+        UNSAVED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Remembered {
+                path,
+                identity,
+                version,
+            });
+    }
+}
+
+/// Writes the versions this process asked into `memo` (best effort: a failure only means
+/// asking again next time). Called once the cache exists; keeps the newest 16 entries.
+pub fn save_versions(memo: &Path) {
+    let unsaved = std::mem::take(
+        &mut *UNSAVED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    if unsaved.is_empty() {
+        return;
+    }
+    let mut entries = read_memo(memo);
+    entries.retain(|entry| !unsaved.iter().any(|new| new.path == entry.path));
+    entries.extend(unsaved);
+    let skip = entries.len().saturating_sub(16);
+    let entries = &entries[skip..];
+    if let Some(dir) = memo.parent()
+        && fs_err::create_dir_all(dir).is_ok()
+        && let Ok(bytes) = serde_json::to_vec_pretty(entries)
+        && let Err(error) = env_cache::write_atomic(memo, &bytes)
+    {
+        tracing::debug!("Could not remember uv's version: {error}");
+    }
+}
+
 fn find_on_path() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
