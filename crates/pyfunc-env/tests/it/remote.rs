@@ -425,6 +425,64 @@ fn blobs_of(manifest: &serde_json::Value) -> std::collections::BTreeMap<String, 
         .collect()
 }
 
+/// `run` builds with the bytecode left to a background compiler, so the model starts at once;
+/// a push of that environment waits for the bytecode: the remote and the saved manifest list
+/// every `.pyc`, and an agent that pulls it compiles nothing (issue 25). Before, the push
+/// came first and carried no bytecode the store lacked.
+#[test]
+fn remote_push_after_run_includes_the_background_bytecode() {
+    let ctx = TestContext::new();
+    let wheels = env_test::wheel_dir().unwrap();
+    let conda = format!(
+        "name: test\nchannels:\n- conda-forge\ndependencies:\n- python=3.11.7\n- pip\n- pip:\n  - --no-index\n  - --find-links file://{}\n  - wheel==0.45.1\n",
+        wheels.display()
+    );
+    let model = ctx.model("small", &[("conda.yaml", &conda)]);
+    let remote = ctx.path().join("shared");
+    let cache_a = ctx.path().join("a");
+    let output = ctx
+        .command()
+        .env("PYFUNC_ENV_CACHE_DIR", &cache_a)
+        .env(
+            "PYFUNC_ENV_REMOTE_CACHE",
+            format!("file://{}", remote.display()),
+        )
+        .arg("run")
+        .arg(&model)
+        .args(["--env-manager", "conda"])
+        .args(mirror_args(&channel_url()))
+        .args(["--", "python", "-c", "print('ran')"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "ran\n",
+        "{}",
+        describe(&output)
+    );
+    let key = fs_err::read_dir(cache_a.join("envs-v1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|name| !name.contains('.'))
+        .unwrap();
+    let pyc = "site-packages/wheel/__pycache__/__init__.cpython-311.pyc";
+    let listed = |manifest: &serde_json::Value| {
+        manifest["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["path"].as_str().unwrap().ends_with(pyc))
+    };
+    let pushed = remote_manifest(&remote, &key);
+    assert!(listed(&pushed["tree"]), "the remote lacks `{pyc}`");
+    let saved: serde_json::Value = serde_json::from_str(
+        &fs_err::read_to_string(cache_a.join(format!("envs-v1/{key}/.pyfunc-env/manifest.json")))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(listed(&saved), "the saved manifest lacks `{pyc}`");
+}
+
 /// An agent that holds an environment pulls its sibling (same packages, one more pin):
 /// it downloads exactly the blobs its store lacks, a small part of the environment, and the
 /// remote stores the shared files once.
