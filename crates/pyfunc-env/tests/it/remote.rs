@@ -1001,6 +1001,79 @@ fn pypi_remote_s3_killed_pull_installs_nothing() {
     // The next agent run pulls it whole.
     let b = json(&agent_create(&ctx, &cache_b, &model, false, &env, &[]));
     assert_pulled(&b);
+
+    // SIGINT in the middle of a hung download (issue 25): the pull stops at once, as the
+    // signal says (130 in a shell), with no environment, nothing in `tmp/`, and only whole,
+    // verified files in the store.
+    let stall = Proxy::start(weed.s3_port, 1 << 20, true);
+    let slow = through(&env, stall.port, 300);
+    let cache_c = ctx.path().join("c");
+    let mut command = ctx.command();
+    command
+        .env("PYFUNC_ENV_CACHE_DIR", &cache_c)
+        .arg("create")
+        .arg(&model)
+        .args(["--env-manager", "conda", "--json"])
+        .args(mirror_args("file:///nonexistent/channel"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (key, value) in &slow {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while stall.sent.load(Ordering::SeqCst) <= 1 << 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "the pull did not hang");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    {
+        use std::os::unix::process::ExitStatusExt as _;
+        assert!(
+            status.signal() == Some(2) || status.code() == Some(130),
+            "{status:?}"
+        );
+    }
+    assert!(
+        !cache_c.join(format!("envs-v1/{key}")).exists(),
+        "an interrupted pull left an environment directory"
+    );
+    let leftovers: Vec<_> = fs_err::read_dir(cache_c.join("tmp"))
+        .map(|read| read.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Every store file is whole: its content hashes to its name.
+    for shard in fs_err::read_dir(cache_c.join("store-v1"))
+        .into_iter()
+        .flatten()
+    {
+        let shard = shard.unwrap().path();
+        if !shard.is_dir() {
+            continue;
+        }
+        for file in fs_err::read_dir(&shard).unwrap() {
+            let path = file.unwrap().path();
+            let output = Command::new("sha256sum").arg(&path).output().unwrap();
+            let text = String::from_utf8(output.stdout).unwrap();
+            assert_eq!(
+                text.split_whitespace().next(),
+                path.file_name().and_then(|n| n.to_str()),
+                "a damaged store file"
+            );
+        }
+    }
+    let c = json(&agent_create(&ctx, &cache_c, &model, false, &env, &[]));
+    assert_pulled(&c);
 }
 
 /// Credentials the store refuses: one screen naming the settings, the secret never printed,
