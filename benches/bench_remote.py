@@ -9,6 +9,9 @@ Python from a conda channel (`--python-source conda`, so the environment is shar
  2. the first `run -- predict` after a pull vs the floor, the environment's python running the
     same scoring code directly (goal: within 1.05x).
 
+3. the tool's own overhead on a cached `run`: `run -- python -c pass` minus the environment's
+    `python -c pass`, median of interleaved pairs (goal: at most 10 ms).
+
 Then, unless `--no-cold`, the cold path without a remote (a second model pinning one more
 package, warm uv cache and bytecode store) against `mlflow models predict --env-manager uv`:
 `bench_cold.py` with the same `--runs` and `--bin`, so one command prints both of issue 13's
@@ -56,6 +59,7 @@ def main():
     ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/pyfunc-env"))
     ap.add_argument("--remote", help="remote cache URL (default: a fresh directory, file://)")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold path (bench_cold.py)")
+    ap.add_argument("--overhead-pairs", type=int, default=21, help="interleaved pairs for the run overhead")
     args = ap.parse_args()
 
     channel = subprocess.run(["cargo", "run", "-q", "-p", "env-test", "--", "channel", "path"],
@@ -107,6 +111,19 @@ def main():
     build, pull = statistics.median(build), statistics.median(pull)
     first_predict, floor = statistics.median(first_predict), statistics.median(floor)
 
+    # The tool's own overhead on a cached `run` (issue 25): `run -- python -c pass` minus the
+    # environment's `python -c pass`, median of interleaved pairs (the order alternates, so a
+    # load change hits both sides alike).
+    differences = []
+    for i in range(args.overhead_pairs):
+        tool_cmd = [args.bin, "run", MODEL, *flags, "--", "python", "-c", "pass"]
+        bare_cmd = [python, "-c", "pass"]
+        first, second = (tool_cmd, bare_cmd) if i % 2 == 0 else (bare_cmd, tool_cmd)
+        a, _ = timed(first, env)
+        b, _ = timed(second, env)
+        differences.append(a - b if first is tool_cmd else b - a)
+    overhead_ms = statistics.median(differences) * 1000
+
     print(f"Remote cache ({remote.split('://')[0]}://), sklearn-iris fixture, virtualenv mode with Python from the "
           f"test conda channel; median wall seconds of {args.runs} runs; predictions checked equal to MLflow's")
     print()
@@ -116,6 +133,9 @@ def main():
           f"| {build:.2f} | {build / pull:.2f}x faster (goal >= 3x) |")
     print(f"| first `run -- predict` after a pull | {first_predict:.2f} | floor: env python running `_predict` directly "
           f"| {floor:.2f} | {first_predict / floor:.3f}x of the floor (goal <= 1.05x) |")
+    print()
+    print(f"| cached `run -- python -c pass` minus the env's `python -c pass` | {overhead_ms:.1f} ms | "
+          f"median of {args.overhead_pairs} interleaved pairs | | goal <= 10 ms |")
     print()
     print(f"A pull downloaded {downloaded / 2**20:.1f} MiB for {env_bytes / 2**20:.1f} MiB of files; "
           f"the remote stores the environment in {stored / 2**20:.1f} MiB of packs")

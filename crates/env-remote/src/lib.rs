@@ -683,6 +683,10 @@ impl env_solve::remote::RemoteCache for Remote {
         })
     }
 
+    fn accepts_pushes(&self) -> bool {
+        !self.read_only && !self.unavailable.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn push<'a>(
         &'a self,
         cache: &'a env_cache::Cache,

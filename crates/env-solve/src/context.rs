@@ -62,7 +62,17 @@ pub fn current_platform() -> Result<Subdir, SolveError> {
 
 /// Detects virtual packages, honouring the usual `CONDA_OVERRIDE_*` variables.
 pub fn detect_virtual_packages() -> Result<Vec<GenericVirtualPackage>, SolveError> {
-    let packages = VirtualPackages::detect(&VirtualPackageOverrides::from_env(), None)
+    detect_virtual_packages_in(None)
+}
+
+/// [`detect_virtual_packages`], with rattler's on-disk record of the CUDA detection in
+/// `cache_dir` (`cuda-info-v1.json`, valid for the boot session, the driver and the GPUs
+/// seen): initialising NVML on a GPU machine is the slow part of detection, and every `run`
+/// computes the key.
+pub fn detect_virtual_packages_in(
+    cache_dir: Option<&std::path::Path>,
+) -> Result<Vec<GenericVirtualPackage>, SolveError> {
+    let packages = VirtualPackages::detect(&VirtualPackageOverrides::from_env(), cache_dir)
         .map_err(|source| SolveError::VirtualPackages { source })?;
     Ok(packages.into_generic_virtual_packages().collect())
 }

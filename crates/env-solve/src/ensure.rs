@@ -228,13 +228,15 @@ impl ModelEnvironment {
         purpose: &Purpose,
         reporter: Arc<dyn EnsureReporter>,
     ) -> Result<Ensured, EnsureError> {
-        let env = Self::resolve(model, request)?;
+        let env = Self::resolve_for_cache(model, request, cache)?;
         let build_reporter = reporter.on_resolved(&env);
         let cache_lock = {
             let cache = cache.clone();
+            let uv = env.uv.clone();
             // Waits while `cache clean` or `cache prune` holds the cache.
             blocking(move || {
                 cache.init()?;
+                uv.save();
                 cache.lock_shared()
             })
             .await??
@@ -280,6 +282,48 @@ impl ModelEnvironment {
         Ok(ensured)
     }
 
+    /// [`Self::resolve`] for a command about to use `cache`: what every `run` pays before its
+    /// command starts, so nothing here starts a process on a cache hit (issue 25). The uv
+    /// version in the key comes from the cache's memo while the binary is unchanged, and the
+    /// CUDA detection from rattler's record in the tools bucket. The memo only finds
+    /// environments: when the environment is not complete, uv is asked for its version and the
+    /// key recomputed if the memo was stale, so a build never runs under a wrong key.
+    fn resolve_for_cache(
+        model: ModelDir,
+        request: &EnvRequest,
+        cache: &Cache,
+    ) -> Result<Self, EnsureError> {
+        let tools = cache.root().join(env_cache::TOOLS_BUCKET);
+        let virtual_packages = crate::context::detect_virtual_packages_in(
+            Some(tools.as_path()).filter(|dir| dir.is_dir()),
+        )
+        .map_err(EnvError::from)?;
+        let uv = crate::uv::UvProbe::remembering(request.uv.clone(), uv_memo(cache));
+        let env = Self::resolve_probing(model, request, virtual_packages, uv)?;
+        if env.context.uv.is_none()
+            || !env.uv.memo_was_used()
+            || env.is_cached(cache).map_err(EnvError::from)?
+        {
+            return Ok(env);
+        }
+        let uv = env.uv.asked_again();
+        let asked = uv.expected_version();
+        if asked == env.context.uv {
+            return Ok(env);
+        }
+        tracing::debug!(
+            "uv's version changed since it was remembered ({:?} now, {:?} remembered): keying again",
+            asked,
+            env.context.uv
+        );
+        Ok(Self::resolve_probing(
+            env.model,
+            request,
+            env.virtual_packages,
+            uv,
+        )?)
+    }
+
     fn build_error(&self, source: SolveError) -> EnsureError {
         EnsureError::Build {
             manager: self.manager,
@@ -287,6 +331,14 @@ impl ModelEnvironment {
             source,
         }
     }
+}
+
+/// The cache's memo of uv versions ([`crate::uv::VERSION_MEMO`]).
+fn uv_memo(cache: &Cache) -> PathBuf {
+    cache
+        .root()
+        .join(env_cache::TOOLS_BUCKET)
+        .join(crate::uv::VERSION_MEMO)
 }
 
 /// Runs blocking work (a lock that may wait) on the runtime's blocking pool.

@@ -210,6 +210,18 @@ impl ModelEnvironment {
         request: &EnvRequest,
         virtual_packages: Vec<GenericVirtualPackage>,
     ) -> Result<Self, EnvError> {
+        let uv = crate::uv::UvProbe::new(request.uv.clone());
+        Self::resolve_probing(model, request, virtual_packages, uv)
+    }
+
+    /// [`Self::resolve_with`], keyed with the version `uv` gives (a probe that may answer from
+    /// the cache's memo, [`crate::uv::UvProbe::remembering`]).
+    pub(crate) fn resolve_probing(
+        model: ModelDir,
+        request: &EnvRequest,
+        virtual_packages: Vec<GenericVirtualPackage>,
+        uv: crate::uv::UvProbe,
+    ) -> Result<Self, EnvError> {
         // Without an MLmodel there is no model, whatever the env manager: say that, not
         // "Failed to read the conda environment" of a manager nobody chose (issue 23).
         if !model.fs().exists(env_spec::mlmodel::MLMODEL_FILE) {
@@ -300,7 +312,6 @@ impl ModelEnvironment {
         // file's `pip:` list; its version is then part of the key.
         let uses_uv =
             manager.is_venv() || !resolved.spec.build.is_empty() || !resolved.spec.pip.is_empty();
-        let uv = crate::uv::UvProbe::new(request.uv.clone());
         let uv_version = if uses_uv { uv.expected_version() } else { None };
         let context =
             crate::context::key_context(manager, &options, &virtual_packages, uv_version)?;

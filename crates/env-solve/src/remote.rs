@@ -84,6 +84,12 @@ pub trait RemoteCache: Send + Sync + std::fmt::Debug {
         reporter: &'a Arc<dyn Reporter>,
     ) -> RemoteFuture<'a, Pulled>;
 
+    /// Whether [`Self::push`] would upload anything (not read-only, not found unusable): a
+    /// builder finishes the environment's bytecode first only then.
+    fn accepts_pushes(&self) -> bool {
+        true
+    }
+
     /// Uploads the complete environment `env` (the caller holds no lock on it; the
     /// implementation holds a shared one while it reads).
     fn push<'a>(

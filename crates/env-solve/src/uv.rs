@@ -86,10 +86,28 @@ pub struct Uv {
 /// `benches/bench_cold.py`'s scenario, where it was asked three times before the first install),
 /// but two environments resolved with different `--uv` settings must not share an answer, and
 /// what a process learnt about one binary must not outlive the environment that asked.
+///
+/// With a memo ([`Self::remembering`], the cache's `tools-v1/`[`VERSION_MEMO`]), the answer is
+/// remembered between processes by the binary's identity (device, inode, size, times), so a
+/// cached `run` starts no process to key its environment: asking costs 10-30 ms for the uv
+/// binary itself and 0.3-0.7 s through a pyenv shim (issue 25). A remembered answer only finds
+/// environments: before a build, [`crate::ModelEnvironment::ensure`] asks again
+/// ([`Self::asked_again`]) when [`Self::memo_was_used`].
 #[derive(Debug, Default, Clone)]
 pub struct UvProbe {
     configured: Option<PathBuf>,
-    located: std::sync::OnceLock<Located>,
+    memo: Option<PathBuf>,
+    located: std::sync::OnceLock<Probed>,
+}
+
+/// What one probe found, and whether the memo answered.
+#[derive(Debug, Clone)]
+struct Probed {
+    located: Located,
+    /// The version came from the memo, not from running uv.
+    from_memo: bool,
+    /// An answer uv gave that the memo lacks, for [`UvProbe::save`].
+    learnt: Option<Remembered>,
 }
 
 /// What [`UvProbe`] found without downloading anything.
@@ -101,14 +119,194 @@ enum Located {
     OnPath(Option<(PathBuf, String)>),
 }
 
+impl Located {
+    fn path(&self, configured: Option<&Path>) -> Option<PathBuf> {
+        match self {
+            Self::Configured(_) => configured.map(Path::to_path_buf),
+            Self::OnPath(found) => found.as_ref().map(|(path, _)| path.clone()),
+        }
+    }
+
+    fn version(&self) -> Option<&str> {
+        match self {
+            Self::Configured(version) => version.as_deref(),
+            Self::OnPath(found) => found.as_ref().map(|(_, version)| version.as_str()),
+        }
+    }
+}
+
+/// The file in the cache's tools bucket that remembers uv versions between processes.
+pub const VERSION_MEMO: &str = "uv-versions-v1.json";
+
+/// One remembered `uv --version`: the binary's path and identity when it was asked.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Remembered {
+    path: PathBuf,
+    identity: Identity,
+    version: String,
+}
+
+/// What changes when a file is replaced, upgraded or edited in place: device, inode, size,
+/// modification and status-change times (nanoseconds). A `uv self update`, a new wheel or a
+/// package upgrade all change at least one of them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Identity {
+    device: u64,
+    inode: u64,
+    size: u64,
+    modified_ns: i128,
+    changed_ns: i128,
+}
+
+impl Identity {
+    #[cfg(unix)]
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        // Follows symbolic links: `~/.local/bin/uv -> ...` is identified by its target.
+        let meta = fs_err::metadata(path).ok()?;
+        Some(Self {
+            device: meta.dev(),
+            inode: meta.ino(),
+            size: meta.size(),
+            modified_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            changed_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn of(_path: &Path) -> Option<Self> {
+        None
+    }
+}
+
+fn read_memo(memo: &Path) -> Vec<Remembered> {
+    fs_err::read(memo)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
 impl UvProbe {
     /// A probe for `configured` (`--uv`/`PYFUNC_ENV_UV`), else the `uv` on `PATH`, else our own.
     #[must_use]
     pub fn new(configured: Option<PathBuf>) -> Self {
         Self {
             configured,
+            memo: None,
             located: std::sync::OnceLock::new(),
         }
+    }
+
+    /// [`Self::new`], with versions remembered in `memo` between processes.
+    #[must_use]
+    pub fn remembering(configured: Option<PathBuf>, memo: PathBuf) -> Self {
+        Self {
+            memo: Some(memo),
+            ..Self::new(configured)
+        }
+    }
+
+    /// A probe of the same binary that asks uv itself, not the memo, and remembers the answer
+    /// at the next [`Self::save`].
+    #[must_use]
+    pub fn asked_again(&self) -> Self {
+        let asked = Self {
+            memo: None,
+            ..Self::new(self.configured.clone())
+        };
+        let mut probed = asked.probe();
+        probed.learnt = probed.located.path(self.configured.as_deref()).and_then(|path| {
+            Some(Remembered {
+                identity: Identity::of(&path)?,
+                version: probed.located.version()?.to_string(),
+                path,
+            })
+        });
+        Self {
+            configured: self.configured.clone(),
+            memo: self.memo.clone(),
+            located: std::sync::OnceLock::from(probed),
+        }
+    }
+
+    /// Whether the version came from the memo rather than from running uv.
+    #[must_use]
+    pub fn memo_was_used(&self) -> bool {
+        self.probed().from_memo
+    }
+
+    /// Writes what uv answered (and the memo lacked) into the memo: best effort, a failure
+    /// only means asking again next time. Keeps the newest 16 binaries.
+    pub fn save(&self) {
+        let (Some(memo), Some(Some(learnt))) = (
+            &self.memo,
+            self.located.get().map(|probed| probed.learnt.clone()),
+        ) else {
+            return;
+        };
+        let mut entries = read_memo(memo);
+        entries.retain(|entry| entry.path != learnt.path);
+        entries.push(learnt);
+        let skip = entries.len().saturating_sub(16);
+        let entries = &entries[skip..];
+        if let Some(dir) = memo.parent()
+            && fs_err::create_dir_all(dir).is_ok()
+            && let Ok(bytes) = serde_json::to_vec_pretty(entries)
+            && let Err(error) = env_cache::write_atomic(memo, &bytes)
+        {
+            tracing::debug!("Could not remember uv's version: {error}");
+        }
+    }
+
+    fn probed(&self) -> &Probed {
+        self.located.get_or_init(|| self.probe())
+    }
+
+    fn probe(&self) -> Probed {
+        let path = match &self.configured {
+            Some(path) => Some(path.clone()),
+            None => find_on_path(),
+        };
+        let (version, from_memo, learnt) = match &path {
+            None => (None, false, None),
+            Some(path) => self.version_of(path),
+        };
+        let located = match (&self.configured, path) {
+            (Some(_), _) => Located::Configured(version),
+            (None, Some(path)) => Located::OnPath(version.map(|v| (path, v))),
+            (None, None) => Located::OnPath(None),
+        };
+        Probed {
+            located,
+            from_memo,
+            learnt,
+        }
+    }
+
+    /// `path`'s version: the memo's while the binary is unchanged, else uv's answer (and that
+    /// answer, to remember).
+    fn version_of(&self, path: &Path) -> (Option<String>, bool, Option<Remembered>) {
+        let identity = self.memo.as_ref().and_then(|_| Identity::of(path));
+        if let (Some(memo), Some(identity)) = (&self.memo, &identity)
+            && let Some(entry) = read_memo(memo)
+                .into_iter()
+                .find(|entry| entry.path == path && &entry.identity == identity)
+        {
+            tracing::debug!(
+                "uv at `{}` is {} (remembered in `{}`)",
+                path.display(),
+                entry.version,
+                memo.display()
+            );
+            return (Some(entry.version), true, None);
+        }
+        let version = query_version(path);
+        let learnt = identity.zip(version.clone()).map(|(identity, version)| Remembered {
+            path: path.to_path_buf(),
+            identity,
+            version,
+        });
+        (version, false, learnt)
     }
 
     /// The binary asked for (`--uv`), if any.
@@ -118,12 +316,7 @@ impl UvProbe {
     }
 
     fn located(&self) -> &Located {
-        self.located.get_or_init(|| match &self.configured {
-            Some(path) => Located::Configured(query_version(path)),
-            None => Located::OnPath(
-                find_on_path().and_then(|path| query_version(&path).map(|v| (path, v))),
-            ),
-        })
+        &self.probed().located
     }
 
     /// The version of the uv [`Self::find`] would use, without downloading anything: the

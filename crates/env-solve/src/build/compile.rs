@@ -89,13 +89,26 @@ pub fn compile_environment(
 ) -> Result<crate::bytecode::Stats, SolveError> {
     let store = cache.bucket(env_cache::PYC_BUCKET)?;
     let dirs: Vec<PathBuf> = site_packages(prefix).into_iter().collect();
-    crate::bytecode::compile(
+    let stats = crate::bytecode::compile(
         &python_of(prefix),
         &dirs,
         &store,
         cache.lock_timeout(),
         on_wait,
-    )
+    )?;
+    // A manifest saved before the bytecode (a `cache push` or a pack while the background
+    // compiler ran) no longer lists every file: the next reader scans again (issue 25).
+    if stats.reused + stats.compiled > 0 {
+        let saved = prefix
+            .join(env_cache::META_DIR)
+            .join(env_store::MANIFEST_FILE);
+        match fs_err::remove_file(&saved) {
+            Ok(()) => tracing::debug!("Bytecode added: `{}` will be rescanned", saved.display()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => tracing::debug!("{error}"),
+        }
+    }
+    Ok(stats)
 }
 
 /// Links the bytecode the cache's store already has into the environment at `prefix`

@@ -326,8 +326,8 @@ pub async fn create(
                 mut timings,
                 metadata: _,
                 warnings,
-                bytecode,
-                bytecode_deferred,
+                mut bytecode,
+                mut bytecode_deferred,
             } = *built;
             let mut warnings: Vec<BuildWarning> = warnings
                 .into_iter()
@@ -336,6 +336,29 @@ pub async fn create(
                 .collect();
             let mut pushed = crate::remote::Pushed::default();
             if let Some(remote) = request.remote {
+                // The push saves the environment's manifest and uploads its files: with the
+                // bytecode still to compile in the background, both lacked it, and every agent
+                // that pulled the environment compiled it again (issue 25). A push already
+                // makes the command wait for the upload; it waits for the compiler too.
+                if bytecode_deferred && remote.accepts_pushes() {
+                    let t = Instant::now();
+                    let (store_cache, prefix) = (cache.clone(), env.dir().to_path_buf());
+                    match off_runtime(move || compile_in_this_process(&store_cache, &prefix)).await
+                    {
+                        Ok(stats) => {
+                            let before = bytecode.unwrap_or_default();
+                            bytecode = Some(crate::bytecode::Stats {
+                                reused: before.reused + stats.reused,
+                                compiled: before.compiled + stats.compiled,
+                            });
+                            bytecode_deferred = false;
+                        }
+                        Err(error) => {
+                            tracing::debug!("Bytecode before the push failed: {error}");
+                        }
+                    }
+                    timings.compile += secs(t.elapsed());
+                }
                 let t = Instant::now();
                 let compile = request.options.compile_bytecode;
                 pushed = crate::remote::push(

@@ -1252,3 +1252,54 @@ fn the_library_runs_on_the_callers_runtime_with_a_remote_cache() {
     assert_eq!(outcomes.len(), 1);
     assert!(outcomes[0].result.as_ref().unwrap().cache_hit);
 }
+
+/// Bytecode does not depend on where the environment is (issue 25): the same source compiled
+/// in two caches (two agents) gives the same `.pyc`, so the remote cache stores it once; and
+/// the code loaded from it still names the file where it is, for tracebacks.
+#[test]
+fn bytecode_is_the_same_in_two_caches_and_names_the_real_source() {
+    let ctx = TestContext::new();
+    let wheels = env_test::wheel_dir().unwrap();
+    let model = ctx.model(
+        "tiny",
+        &[(
+            "python_env.yaml",
+            &format!(
+                "python: \"3.11.7\"\nbuild_dependencies: []\ndependencies:\n- --no-index\n- --find-links file://{}\n- wheel==0.45.1\n",
+                wheels.display()
+            ),
+        )],
+    );
+    let mut pycs = Vec::new();
+    for cache in ["a", "b"] {
+        let output = ctx
+            .command()
+            .env("PYFUNC_ENV_CACHE_DIR", ctx.path().join(cache))
+            .arg("create")
+            .arg(&model)
+            .args(["--python-source", "system", "--json"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", describe(&output));
+        let prefix = std::path::PathBuf::from(json(&output)["prefix"].as_str().unwrap());
+        let site = prefix.join("lib/python3.11/site-packages");
+        pycs.push(fs_err::read(site.join("wheel/__pycache__/__init__.cpython-311.pyc")).unwrap());
+        let loaded = Command::new(prefix.join("bin/python"))
+            .args([
+                "-c",
+                "import wheel; print(wheel.__spec__.loader.get_code('wheel').co_filename)",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&loaded.stdout).trim(),
+            site.join("wheel/__init__.py").to_string_lossy(),
+            "{}",
+            describe(&loaded)
+        );
+    }
+    assert!(
+        pycs[0] == pycs[1],
+        "the bytecode of one source differs between two caches"
+    );
+}

@@ -254,3 +254,104 @@ fn the_uv_version_is_part_of_the_key_when_uv_installs_packages() {
         }
     }
 }
+
+/// A cached `run` starts no process but its command (issue 25): the key needs uv's version,
+/// and asking it on every `run` cost 10-30 ms for the uv binary and 0.3-0.7 s through a pyenv
+/// shim. The version is remembered in the cache by the binary's identity; a changed binary is
+/// asked again, and a stale memo never keys a build.
+#[test]
+fn a_cached_run_asks_uv_nothing_and_a_changed_uv_is_asked_again() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let ctx = TestContext::new();
+    let log = ctx.path().join("uv-calls.log");
+    let wrapper = ctx.path().join("uv-wrapper");
+    let write_wrapper = |version_line: &str| {
+        fs_err::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> '{}'\n{version_line}exec uv \"$@\"\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        fs_err::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    write_wrapper("");
+    let wheels = env_test::wheel_dir().unwrap();
+    let model = ctx.model(
+        "tiny",
+        &[(
+            "python_env.yaml",
+            &format!(
+                "python: \"3.11.7\"\nbuild_dependencies: []\ndependencies:\n- --no-index\n- --find-links file://{}\n- wheel==0.45.1\n",
+                wheels.display()
+            ),
+        )],
+    );
+    let flags = ["--python-source", "system", "--no-compile"];
+    let create = || {
+        let output = ctx
+            .command()
+            .env("PYFUNC_ENV_UV", &wrapper)
+            .arg("create")
+            .arg(&model)
+            .args(flags)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", describe(&output));
+        json(&output)
+    };
+    let first = create();
+    assert_eq!(first["cache_hit"], false, "{first}");
+    assert!(log.is_file(), "the build ran uv through the wrapper");
+    fs_err::remove_file(&log).unwrap();
+
+    let run = ctx
+        .command()
+        .env("PYFUNC_ENV_UV", &wrapper)
+        .arg("run")
+        .arg(&model)
+        .args(flags)
+        .args(["--", "python", "-c", "print('ran')"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&run), "ran\n", "{}", describe(&run));
+    assert!(
+        !log.exists(),
+        "a cached run asked uv: {}",
+        fs_err::read_to_string(&log).unwrap_or_default()
+    );
+
+    // A stale memo for an unchanged wrapper (the uv behind it changed): the key it gives is
+    // not cached, so uv is asked before anything is built, and the existing environment is
+    // found under the real version's key.
+    let memo = ctx.cache_dir.join("tools-v1/uv-versions-v1.json");
+    let text = fs_err::read_to_string(&memo).unwrap();
+    let output = std::process::Command::new("uv")
+        .arg("--version")
+        .output()
+        .unwrap();
+    let real = String::from_utf8(output.stdout).unwrap();
+    let real = real.split_whitespace().nth(1).unwrap().to_string();
+    fs_err::remove_file(&log).ok();
+    assert!(text.contains(&format!("\"{real}\"")), "{text}");
+    fs_err::write(&memo, text.replace(&format!("\"{real}\""), "\"0.9.0\"")).unwrap();
+    let again = create();
+    assert_eq!(again["key"], first["key"], "{again}");
+    assert_eq!(again["cache_hit"], true, "{again}");
+    assert!(fs_err::read_to_string(&log).unwrap().contains("--version"));
+    assert!(
+        fs_err::read_to_string(&memo)
+            .unwrap()
+            .contains(&format!("\"{real}\"")),
+        "the memo is corrected"
+    );
+
+    // A changed binary is asked again: another version, another key.
+    fs_err::remove_file(&log).unwrap();
+    write_wrapper("[ \"$1\" = --version ] && echo 'uv 0.8.0 (fake)' && exit 0\n");
+    let changed = create();
+    assert!(fs_err::read_to_string(&log).unwrap().contains("--version"));
+    assert_ne!(changed["key"], first["key"], "{changed}");
+}

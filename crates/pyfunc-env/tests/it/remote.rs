@@ -429,6 +429,64 @@ fn blobs_of(manifest: &serde_json::Value) -> std::collections::BTreeMap<String, 
         .collect()
 }
 
+/// `run` builds with the bytecode left to a background compiler, so the model starts at once;
+/// a push of that environment waits for the bytecode: the remote and the saved manifest list
+/// every `.pyc`, and an agent that pulls it compiles nothing (issue 25). Before, the push
+/// came first and carried no bytecode the store lacked.
+#[test]
+fn remote_push_after_run_includes_the_background_bytecode() {
+    let ctx = TestContext::new();
+    let wheels = env_test::wheel_dir().unwrap();
+    let conda = format!(
+        "name: test\nchannels:\n- conda-forge\ndependencies:\n- python=3.11.7\n- pip\n- pip:\n  - --no-index\n  - --find-links file://{}\n  - wheel==0.45.1\n",
+        wheels.display()
+    );
+    let model = ctx.model("small", &[("conda.yaml", &conda)]);
+    let remote = ctx.path().join("shared");
+    let cache_a = ctx.path().join("a");
+    let output = ctx
+        .command()
+        .env("PYFUNC_ENV_CACHE_DIR", &cache_a)
+        .env(
+            "PYFUNC_ENV_REMOTE_CACHE",
+            format!("file://{}", remote.display()),
+        )
+        .arg("run")
+        .arg(&model)
+        .args(["--env-manager", "conda"])
+        .args(mirror_args(&channel_url()))
+        .args(["--", "python", "-c", "print('ran')"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "ran\n",
+        "{}",
+        describe(&output)
+    );
+    let key = fs_err::read_dir(cache_a.join("envs-v1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|name| !name.contains('.'))
+        .unwrap();
+    let pyc = "site-packages/wheel/__pycache__/__init__.cpython-311.pyc";
+    let listed = |manifest: &serde_json::Value| {
+        manifest["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["path"].as_str().unwrap().ends_with(pyc))
+    };
+    let pushed = remote_manifest(&remote, &key);
+    assert!(listed(&pushed["tree"]), "the remote lacks `{pyc}`");
+    let saved: serde_json::Value = serde_json::from_str(
+        &fs_err::read_to_string(cache_a.join(format!("envs-v1/{key}/.pyfunc-env/manifest.json")))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(listed(&saved), "the saved manifest lacks `{pyc}`");
+}
+
 /// An agent that holds an environment pulls its sibling (same packages, one more pin):
 /// it downloads exactly the blobs its store lacks, a small part of the environment, and the
 /// remote stores the shared files once.
@@ -947,6 +1005,79 @@ fn pypi_remote_s3_killed_pull_installs_nothing() {
     // The next agent run pulls it whole.
     let b = json(&agent_create(&ctx, &cache_b, &model, false, &env, &[]));
     assert_pulled(&b);
+
+    // SIGINT in the middle of a hung download (issue 25): the pull stops at once, as the
+    // signal says (130 in a shell), with no environment, nothing in `tmp/`, and only whole,
+    // verified files in the store.
+    let stall = Proxy::start(weed.s3_port, 1 << 20, true);
+    let slow = through(&env, stall.port, 300);
+    let cache_c = ctx.path().join("c");
+    let mut command = ctx.command();
+    command
+        .env("PYFUNC_ENV_CACHE_DIR", &cache_c)
+        .arg("create")
+        .arg(&model)
+        .args(["--env-manager", "conda", "--json"])
+        .args(mirror_args("file:///nonexistent/channel"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (key, value) in &slow {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while stall.sent.load(Ordering::SeqCst) <= 1 << 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "the pull did not hang");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    {
+        use std::os::unix::process::ExitStatusExt as _;
+        assert!(
+            status.signal() == Some(2) || status.code() == Some(130),
+            "{status:?}"
+        );
+    }
+    assert!(
+        !cache_c.join(format!("envs-v1/{key}")).exists(),
+        "an interrupted pull left an environment directory"
+    );
+    let leftovers: Vec<_> = fs_err::read_dir(cache_c.join("tmp"))
+        .map(|read| read.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Every store file is whole: its content hashes to its name.
+    for shard in fs_err::read_dir(cache_c.join("store-v1"))
+        .into_iter()
+        .flatten()
+    {
+        let shard = shard.unwrap().path();
+        if !shard.is_dir() {
+            continue;
+        }
+        for file in fs_err::read_dir(&shard).unwrap() {
+            let path = file.unwrap().path();
+            let output = Command::new("sha256sum").arg(&path).output().unwrap();
+            let text = String::from_utf8(output.stdout).unwrap();
+            assert_eq!(
+                text.split_whitespace().next(),
+                path.file_name().and_then(|n| n.to_str()),
+                "a damaged store file"
+            );
+        }
+    }
+    let c = json(&agent_create(&ctx, &cache_c, &model, false, &env, &[]));
+    assert_pulled(&c);
 }
 
 /// Credentials the store refuses: one screen naming the settings, the secret never printed,
