@@ -753,3 +753,98 @@ fn push_to_a_registry_that_refuses_auth_says_how_to_log_in() {
         );
     }
 }
+
+/// A directory of find-links wheels with an `mlflow` 3.17.2 that is only a name and a version:
+/// `image` needs mlflow in the environment, and these tests compare layers offline, they do not
+/// serve.
+fn stand_in_mlflow_wheel(dir: &Path) -> PathBuf {
+    let wheels = dir.join("stand-in-wheels");
+    fs_err::create_dir_all(&wheels).unwrap();
+    let python = env_test::pyenv_root()
+        .unwrap()
+        .join("versions/3.11.7/bin/python3.11");
+    let script = r#"
+import base64, hashlib, sys, zipfile
+files = {
+    "mlflow/__init__.py": "__version__ = '3.17.2'\n",
+    "mlflow-3.17.2.dist-info/METADATA": "Metadata-Version: 2.1\nName: mlflow\nVersion: 3.17.2\n",
+    "mlflow-3.17.2.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: pyfunc-env-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    "mlflow-3.17.2.dist-info/entry_points.txt": "[console_scripts]\nmlflow = mlflow:main\n",
+}
+record = []
+for name, text in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+    record.append(f"{name},sha256={digest},{len(text)}")
+record.append("mlflow-3.17.2.dist-info/RECORD,,")
+files["mlflow-3.17.2.dist-info/RECORD"] = "\n".join(record) + "\n"
+with zipfile.ZipFile(sys.argv[1] + "/mlflow-3.17.2-py3-none-any.whl", "w") as wheel:
+    for name, text in files.items():
+        wheel.writestr(zipfile.ZipInfo(name, (2000, 1, 1, 0, 0, 0)), text)
+"#;
+    checked(Command::new(python).args(["-c", script]).arg(&wheels));
+    wheels
+}
+
+/// The bytes of a gzip-compressed layer blob in an OCI layout.
+fn layer_bytes(layout: &Path, digest: &str) -> Vec<u8> {
+    use std::io::Read as _;
+    let file = fs_err::File::open(layout.join("blobs/sha256").join(&digest[7..])).unwrap();
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_end(&mut bytes)
+        .unwrap();
+    bytes
+}
+
+/// The same environment built in two caches at different paths (one long enough that uv
+/// writes its `/bin/sh` form of console scripts) gives the same environment layer, and no byte
+/// of either cache's path is in it: `_sysconfigdata`, `python3.11-config`, console scripts,
+/// bytecode's `co_filename`, `RECORD` hashes, conda-meta's package-cache paths.
+#[test]
+fn the_environment_layer_is_the_same_from_caches_at_different_paths() {
+    let ctx = TestContext::new();
+    let wheels = env_test::wheel_dir().unwrap();
+    let stand_in = stand_in_mlflow_wheel(ctx.path());
+    let conda = format!(
+        "name: test\nchannels:\n- conda-forge\ndependencies:\n- python=3.11.7\n- numpy=1.26\n- tinypkg\n- pip\n- pip:\n  - --no-index\n  - --find-links file://{}\n  - --find-links file://{}\n  - wheel==0.45.1\n  - mlflow==3.17.2\n",
+        wheels.display(),
+        stand_in.display()
+    );
+    let model = ctx.model("m", &[("conda.yaml", &conda)]);
+    let base = format!("oci:{}:glibc", base_layout().display());
+    let long = format!("b/{}/cache", "a-much-longer-cache-directory".repeat(4));
+    let mut layers = Vec::new();
+    for cache in ["a", long.as_str()] {
+        let cache = ctx.path().join(cache);
+        let layout = ctx.path().join(format!("layout-{}", layers.len()));
+        let output = ctx
+            .command()
+            .env("PYFUNC_ENV_CACHE_DIR", &cache)
+            .arg("image")
+            .arg(&model)
+            .args(["--env-manager", "conda"])
+            .args(crate::common::mirror_args(&channel_url()))
+            .args(["-t", "localhost/m:v1", "--base", &base, "--json"])
+            .arg("--output")
+            .arg(format!("oci:{}", layout.display()))
+            .output()
+            .unwrap();
+        let report = json(&output);
+        assert_eq!(report["layers"][1]["role"], "environment", "{report:#}");
+        let digest = report["layers"][1]["digest"].as_str().unwrap().to_string();
+        let bytes = layer_bytes(&layout, &digest);
+        let needle = cache.to_string_lossy().into_owned();
+        let found = bytes
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes());
+        assert!(
+            found.is_none(),
+            "the layer names `{needle}`: {}",
+            String::from_utf8_lossy(
+                &bytes[found.unwrap().saturating_sub(200)..found.unwrap() + needle.len() + 100]
+            )
+        );
+        layers.push(digest);
+    }
+    assert_eq!(layers[0], layers[1]);
+}
