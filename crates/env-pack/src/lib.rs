@@ -28,7 +28,13 @@
 //! Text files that record the build prefix are left alone: `_sysconfigdata_*.py`,
 //! `config-3.X-*/Makefile`, `bin/python3.X-config` and `*.pc` are only read when compiling C
 //! extensions against this Python, and CPython finds its prefix from the executable's location,
-//! not from them. No post-unpack hook could fix them anyway: Spark runs none.
+//! not from them. No post-unpack hook could fix them anyway: Spark runs none. When the
+//! destination is known ([`pack_for_destination`], an image's environment layer), they and
+//! every other byte naming the prefix name the destination instead (see `relocate.rs`).
+//!
+//! An environment with a saved manifest (`.pyfunc-env/manifest.json`, `env_store::Manifest`)
+//! is packed from it: an entry the manifest does not list (added after the build) is left out
+//! with a warning, and which files name the prefix is read from it, not searched for.
 
 #![warn(missing_docs)]
 
