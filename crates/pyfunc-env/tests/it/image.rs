@@ -696,14 +696,32 @@ fn push_to_a_registry_that_is_down_names_it() {
 /// A registry that refuses every request (`401` with a Basic challenge), on a free port: what
 /// a registry that rejects the credentials answers.
 fn refusing_registry() -> u16 {
+    refusing_registry_recording().0
+}
+
+/// [`refusing_registry`], keeping the `Authorization` header of every request.
+fn refusing_registry_recording() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = seen.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut stream = stream;
             let mut buffer = [0u8; 4096];
-            let _ = stream.read(&mut buffer);
+            let read = stream.read(&mut buffer).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buffer[..read]).into_owned();
+            recorded.lock().unwrap().push(
+                request
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("authorization: ")
+                            .or_else(|| l.strip_prefix("Authorization: "))
+                    })
+                    .unwrap_or("")
+                    .to_string(),
+            );
             let body =
                 r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
             let _ = write!(
@@ -713,7 +731,7 @@ fn refusing_registry() -> u16 {
             );
         }
     });
-    port
+    (port, seen)
 }
 
 /// A registry that refuses access: exit 1 before anything is built, the registry named, and
@@ -847,4 +865,83 @@ fn the_environment_layer_is_the_same_from_caches_at_different_paths() {
         layers.push(digest);
     }
     assert_eq!(layers[0], layers[1]);
+}
+
+/// Credentials from a Docker credential helper: `credHelpers` names one for the registry, and
+/// `credsStore` one for every other registry; each is `docker-credential-NAME get` on `PATH`,
+/// asked with the registry's name on stdin. The registry receives what the helper answered.
+#[test]
+fn credentials_come_from_docker_credential_helpers() {
+    let ctx = TestContext::new().online();
+    let (port, seen) = refusing_registry_recording();
+    let registry = format!("127.0.0.1:{port}");
+    let bin = ctx.path().join("helpers");
+    fs_err::create_dir_all(&bin).unwrap();
+    for (name, user) in [("fake", "from-fake"), ("store", "from-store")] {
+        let script = bin.join(format!("docker-credential-{name}"));
+        fs_err::write(
+            &script,
+            format!(
+                "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread -r server\necho \"$server\" >> {}/asked-{name}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"s3cret\"}}' \"$server\"\n",
+                ctx.path().display()
+            ),
+        )
+        .unwrap();
+        fs_err::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    let docker_config = ctx.path().join("docker");
+    fs_err::create_dir_all(&docker_config).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let base = format!("oci:{}:glibc", base_layout().display());
+    for (config, helper, user) in [
+        (
+            format!(r#"{{"credsStore": "store", "credHelpers": {{"{registry}": "fake"}}}}"#),
+            "fake",
+            "from-fake",
+        ),
+        (
+            r#"{"credsStore": "store"}"#.to_string(),
+            "store",
+            "from-store",
+        ),
+    ] {
+        fs_err::write(docker_config.join("config.json"), config).unwrap();
+        let model = crate::pack::conda_model(&ctx);
+        let output = ctx
+            .command()
+            .env("PATH", &path)
+            .env("DOCKER_CONFIG", &docker_config)
+            .arg("image")
+            .arg(&model)
+            .args(["--env-manager", "conda"])
+            .args(crate::common::mirror_args(&channel_url()))
+            .args(["-t", &format!("{registry}/m:v1"), "--base", &base, "--push"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+        assert!(
+            stderr(&output).contains("refused access with the credentials given"),
+            "{}",
+            describe(&output)
+        );
+        let asked = fs_err::read_to_string(ctx.path().join(format!("asked-{helper}"))).unwrap();
+        assert_eq!(asked.trim(), registry);
+        let basic = checked(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf '%s' '{user}:s3cret' | base64")),
+        );
+        let expected = format!("Basic {}", String::from_utf8(basic.stdout).unwrap().trim());
+        assert!(
+            seen.lock().unwrap().contains(&expected),
+            "{expected} not in {:?}",
+            seen.lock().unwrap()
+        );
+        fs_err::remove_file(ctx.path().join(format!("asked-{helper}"))).unwrap();
+    }
 }
