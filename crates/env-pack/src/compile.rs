@@ -106,11 +106,10 @@ fn recompile_rewritten(
         let Source::Bytes(bytes) = &item.source else {
             continue;
         };
-        if !item.path.starts_with(&stdlib)
-            || !std::path::Path::new(&item.path)
-                .extension()
-                .is_some_and(|e| e == "py")
-        {
+        let is_python = std::path::Path::new(&item.path)
+            .extension()
+            .is_some_and(|e| e == "py");
+        if !(item.path.starts_with(&stdlib) && is_python) {
             continue;
         }
         let source = sources.join(jobs.len().to_string()).join(

@@ -28,6 +28,7 @@
 //! file is searched. Without one, each file is searched as it is packed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::path::Path;
 
 use env_store::PrefixUse;
@@ -125,7 +126,9 @@ impl Relocation {
             let is_record = item.path.ends_with(".dist-info/RECORD");
             let is_conda_meta = item.path.starts_with("conda-meta/")
                 && !item.path[11..].contains('/')
-                && item.path.ends_with(".json");
+                && Path::new(&item.path)
+                    .extension()
+                    .is_some_and(|e| e == "json");
             if !is_record && !is_conda_meta {
                 continue;
             }
@@ -178,10 +181,11 @@ impl Relocation {
             match known {
                 Some((sha, size)) if hash.starts_with("sha256=") && !path.starts_with('"') => {
                     let digest = unhex(sha);
-                    out.push_str(&format!(
+                    let _ = write!(
+                        out,
                         "{path},sha256={},{size}{ending}",
                         base64_urlsafe(&digest)
-                    ));
+                    );
                 }
                 _ => out.push_str(line),
             }
@@ -250,10 +254,10 @@ impl Relocation {
 
     fn replace_strings(&self, value: &mut serde_json::Value) {
         match value {
-            serde_json::Value::String(text) => {
-                if self.from.iter().any(|p| text.contains(p.as_str())) {
-                    *text = String::from_utf8_lossy(&self.text(text.as_bytes())).into_owned();
-                }
+            serde_json::Value::String(text)
+                if self.from.iter().any(|p| text.contains(p.as_str())) =>
+            {
+                *text = String::from_utf8_lossy(&self.text(text.as_bytes())).into_owned();
             }
             serde_json::Value::Array(items) => {
                 for item in items {
