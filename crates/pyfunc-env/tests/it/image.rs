@@ -945,3 +945,111 @@ fn credentials_come_from_docker_credential_helpers() {
         fs_err::remove_file(ctx.path().join(format!("asked-{helper}"))).unwrap();
     }
 }
+
+/// One model of each MLflow major in `fixtures/matrix/` as an image (Python from the local
+/// conda channel, packages from PyPI, `--install-mlflow` where the matrix's environment needs
+/// it), pushed to one registry on one base, run with podman as any uid on a read-only root:
+/// every endpoint and every `/invocations` case as MLflow's own server answered it.
+#[test]
+fn pypi_images_of_each_mlflow_major_score_like_mlflow() {
+    let ctx = TestContext::new().online();
+    let registry = Registry::start(ctx.path());
+    let host = registry.host();
+    let base = format!("{host}/base:glibc");
+    checked(
+        tool("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:glibc", base_layout().display()))
+            .arg(format!("docker://{base}")),
+    );
+    let root = repo_root();
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(root.join("fixtures/matrix/index.json")).unwrap())
+            .unwrap();
+    let mut differences = Vec::new();
+    for (writer, name) in [
+        ("1.30.1", "custom-pyfunc"),
+        ("2.22.5", "sklearn-iris"),
+        ("3.17.2", "custom-pyfunc"),
+    ] {
+        let model = index["writers"][writer]["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap();
+        let dir = root.join(model["dir"].as_str().unwrap());
+        let env_args: Vec<&str> = model["pyfunc_env_args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let target = format!("{host}/{name}-{}:v1", writer.replace('.', "-"));
+        let mut args = vec!["-t", target.as_str(), "--base", base.as_str(), "--push"];
+        args.extend_from_slice(&env_args);
+        let output = image(&ctx, &dir, &args);
+        assert!(
+            output.status.success(),
+            "{writer} {name}\n{}",
+            describe(&output)
+        );
+        let _pulled = PodmanImage(target.clone());
+        checked(podman().args(["pull", "--quiet", "--tls-verify=false", &target]));
+
+        let port = free_port();
+        let container_name = format!("pyfunc-env-test-{port}");
+        let container = Container(container_name.clone());
+        checked(
+            podman()
+                .args(["run", "-d", "--network=host", "--name", &container_name])
+                .args([
+                    "-e",
+                    &format!("PORT={port}"),
+                    "--read-only",
+                    "--user",
+                    "4242",
+                ])
+                .arg(&target),
+        );
+        let started = Instant::now();
+        while !http(port, "GET", "/ping", "", b"").is_ok_and(|r| r.status == 200) {
+            assert!(
+                started.elapsed() < Duration::from_mins(3),
+                "{writer} {name}: no answer on /ping\n{}",
+                logs(&container_name)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let inputs = root.join(model["inputs"].as_str().unwrap());
+        let expected = root.join(model["expected"].as_str().unwrap());
+        let expected_body = |record: &serde_json::Value| {
+            fs_err::read(expected.join(record["body"].as_str().unwrap())).unwrap()
+        };
+        for endpoint in model["serve"]["endpoints"].as_array().unwrap() {
+            let path = endpoint["path"].as_str().unwrap();
+            let answer = crate::conformance::http(port, "GET", path, "", b"");
+            if let Err(d) = crate::conformance::compare(endpoint, &expected_body(endpoint), answer)
+            {
+                differences.push(format!("{writer} {name}: GET {path}: {d}"));
+            }
+        }
+        for invocation in model["serve"]["invocations"].as_array().unwrap() {
+            let file = invocation["input"].as_str().unwrap();
+            let content_type = invocation["content_type"].as_str().unwrap();
+            let body = fs_err::read(inputs.join(file)).unwrap();
+            let answer =
+                crate::conformance::http(port, "POST", "/invocations", content_type, &body);
+            if let Err(d) =
+                crate::conformance::compare(invocation, &expected_body(invocation), answer)
+            {
+                differences.push(format!(
+                    "{writer} {name}: POST /invocations {file} ({content_type}): {d}\n{}",
+                    logs(&container_name)
+                ));
+            }
+        }
+        drop(container);
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n\n"));
+}
