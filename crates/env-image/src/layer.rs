@@ -1,13 +1,13 @@
 //! The two layers pyfunc-env writes, both reproducible: entries sorted, every mtime
 //! [`LAYER_MTIME`], owner 0:0 with no names, permission bits normalised, gzip without a
-//! timestamp, no path of the build machine in the model layer. The environment layer still
-//! records the environment's path in the cache (in pack-time bytecode's `co_filename` and the
-//! text files `pack` leaves alone), so it is the same across machines only when their cache
-//! directories have the same path. TODO(issue 21): compile with the image path as `ddir` and
-//! rewrite those text files to [`ENV_PATH`].
+//! timestamp, and no path of the build machine in either layer.
 //!
-//! - The **environment layer** is the relocatable prefix `pack` makes (the same checks,
-//!   trampolines and pack-time bytecode), under [`ENV_PATH`]. It depends on the environment
+//! - The **environment layer** is the relocatable prefix `pack` makes (the same checks and
+//!   pack-time bytecode) packed for its destination, [`ENV_PATH`]
+//!   (`env_pack::pack_for_destination`): every file that named the environment's path in the
+//!   cache names [`ENV_PATH`] instead, bytecode included, and the package cache's paths are
+//!   left out of `conda-meta`, so the same environment gives the same layer whatever the cache
+//!   directory's path on whichever machine. It depends on the environment
 //!   only, so it is written once per environment key and recorded in the cache
 //!   (`images-v1/env-layers/<key>-<variant>.json`); a second image of the same environment
 //!   reuses the blob without reading the environment again.
@@ -35,8 +35,9 @@ pub const LAYER_MTIME: u64 = 946_684_800;
 pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// gzip level 6, as `pack` (level 9 is under 1 % smaller for 3x the time).
 const COMPRESSION_LEVEL: u32 = 6;
-/// Bumped when the environment layer's content for the same environment changes.
-const ENV_LAYER_FORMAT: u32 = 1;
+/// Bumped when the environment layer's content for the same environment changes (2: packed
+/// for [`ENV_PATH`], the same from every cache path).
+const ENV_LAYER_FORMAT: u32 = 2;
 
 /// A layer blob in the store.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -209,8 +210,8 @@ pub fn env_layer(
         compression_level: 0,
         full_prefix: false,
     };
-    let report =
-        env_pack::pack(prefix, &archive, &pack_options).map_err(|source| ImageError::Pack {
+    let report = env_pack::pack_for_destination(prefix, &archive, &pack_options, ENV_PATH)
+        .map_err(|source| ImageError::Pack {
             prefix: prefix.to_path_buf(),
             source: Box::new(source),
         })?;

@@ -7,8 +7,8 @@
 //! guarantees:
 //! - **Reproducible.** Every layer is a sorted tar with fixed mtimes and owner 0:0 and a gzip
 //!   header without a timestamp; the config's `created` is fixed; JSON is written in one fixed
-//!   order. The same environment, model and base give the same image digest (across machines,
-//!   only with the same cache directory path: see [`layer`]).
+//!   order. The same environment, model and base give the same image digest, whatever the
+//!   cache directory's path on whichever machine (see [`layer`]).
 //! - **Serves as `run -- serve` does.** The entrypoint runs `env-run`'s own `serve.py` with the
 //!   environment's Python (see `entrypoint.py`): the model's MLflow builds its scoring server
 //!   command line, on `0.0.0.0` and `PORT` (else `MLFLOW_PORT`, else 8080). It needs no shell

@@ -401,8 +401,10 @@ fn split_params(text: &str) -> Vec<String> {
     parts
 }
 
-/// The first credentials for `registry` in the auth files (`{"auths": {"host": {"auth":
-/// base64(user:pass)}}}`, the format Docker and podman share).
+/// Credentials for `registry` from the first auth file that has any, as Docker and podman
+/// read them: a credential helper named for the registry (`credHelpers`), else an `auths`
+/// entry, else the file's default helper (`credsStore`). A helper is the program
+/// `docker-credential-NAME` on `PATH`, run with `get` and the server on stdin.
 fn credentials_from_files(files: &[std::path::PathBuf], registry: &str) -> Option<Credentials> {
     let names = if registry == "docker.io" {
         vec![
@@ -413,6 +415,12 @@ fn credentials_from_files(files: &[std::path::PathBuf], registry: &str) -> Optio
     } else {
         vec![registry.to_string(), format!("https://{registry}")]
     };
+    // What Docker's helpers are asked for: the registry's name, or Docker Hub's v1 address.
+    let server = if registry == "docker.io" {
+        "https://index.docker.io/v1/"
+    } else {
+        registry
+    };
     for file in files {
         let Ok(text) = fs_err::read_to_string(file) else {
             continue;
@@ -421,6 +429,16 @@ fn credentials_from_files(files: &[std::path::PathBuf], registry: &str) -> Optio
             tracing::debug!("Ignoring `{}`: not JSON", file.display());
             continue;
         };
+        if let Some(helper) = names
+            .iter()
+            .find_map(|name| document["credHelpers"][name].as_str())
+        {
+            tracing::debug!(
+                "Credentials for `{registry}` from the helper `{helper}` (`{}`)",
+                file.display()
+            );
+            return credential_helper(helper, server);
+        }
         for name in &names {
             let Some(auth) = document["auths"][name]["auth"].as_str() else {
                 continue;
@@ -434,8 +452,66 @@ fn credentials_from_files(files: &[std::path::PathBuf], registry: &str) -> Optio
                 password: password.to_string(),
             });
         }
+        if let Some(helper) = document["credsStore"].as_str().filter(|h| !h.is_empty()) {
+            tracing::debug!(
+                "Credentials for `{registry}` from the default helper `{helper}` (`{}`)",
+                file.display()
+            );
+            return credential_helper(helper, server);
+        }
     }
     None
+}
+
+/// Asks `docker-credential-NAME get` for `server`'s credentials (the protocol of
+/// docker/docker-credential-helpers: the server on stdin, `{"Username", "Secret"}` on stdout;
+/// a failure means it has none).
+fn credential_helper(name: &str, server: &str) -> Option<Credentials> {
+    use std::io::Write as _;
+    if name.contains('/') {
+        tracing::debug!("Ignoring the credential helper `{name}`: not a plain name");
+        return None;
+    }
+    let program = format!("docker-credential-{name}");
+    let mut child = std::process::Command::new(&program)
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| tracing::debug!("Failed to run `{program}`: {e}"))
+        .ok()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(server.as_bytes());
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| tracing::debug!("Failed to run `{program}`: {e}"))
+        .ok()?;
+    if !output.status.success() {
+        tracing::debug!(
+            "`{program} get` has no credentials for `{server}`: {}",
+            String::from_utf8_lossy(&output.stdout).trim()
+        );
+        return None;
+    }
+    helper_answer(&output.stdout)
+}
+
+/// The credentials in a helper's answer; `None` for an identity token (`<token>`), which needs
+/// OAuth, not basic authentication.
+fn helper_answer(stdout: &[u8]) -> Option<Credentials> {
+    let answer: serde_json::Value = serde_json::from_slice(stdout).ok()?;
+    let username = answer["Username"].as_str()?;
+    let secret = answer["Secret"].as_str()?;
+    if username == "<token>" {
+        tracing::debug!("The credential helper gave an identity token, which is not supported");
+        return None;
+    }
+    Some(Credentials {
+        username: username.to_string(),
+        password: secret.to_string(),
+    })
 }
 
 /// Standard base64 (padding optional).
@@ -488,6 +564,21 @@ mod tests {
             ("user", "pass")
         );
         assert!(credentials_from_files(&[file], "other.example").is_none());
+    }
+
+    #[test]
+    fn credential_helper_answers() {
+        let found =
+            helper_answer(br#"{"ServerURL":"reg.example","Username":"me","Secret":"s3"}"#).unwrap();
+        assert_eq!(
+            (found.username.as_str(), found.password.as_str()),
+            ("me", "s3")
+        );
+        assert!(helper_answer(br#"{"Username":"<token>","Secret":"refresh"}"#).is_none());
+        assert!(helper_answer(b"credentials not found in native keychain").is_none());
+        // A helper that is not installed gives nothing (the registry then says how to log in).
+        assert!(credential_helper("pyfunc-env-test-no-such-helper", "reg.example").is_none());
+        assert!(credential_helper("../escape", "reg.example").is_none());
     }
 
     #[test]

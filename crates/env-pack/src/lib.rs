@@ -28,13 +28,20 @@
 //! Text files that record the build prefix are left alone: `_sysconfigdata_*.py`,
 //! `config-3.X-*/Makefile`, `bin/python3.X-config` and `*.pc` are only read when compiling C
 //! extensions against this Python, and CPython finds its prefix from the executable's location,
-//! not from them. No post-unpack hook could fix them anyway: Spark runs none.
+//! not from them. No post-unpack hook could fix them anyway: Spark runs none. When the
+//! destination is known ([`pack_for_destination`], an image's environment layer), they and
+//! every other byte naming the prefix name the destination instead (see `relocate.rs`).
+//!
+//! An environment with a saved manifest (`.pyfunc-env/manifest.json`, `env_store::Manifest`)
+//! is packed from it: an entry the manifest does not list (added after the build) is left out
+//! with a warning, and which files name the prefix is read from it, not searched for.
 
 #![warn(missing_docs)]
 
 mod archive;
 mod compile;
 pub mod elf;
+mod relocate;
 mod scan;
 pub mod shebang;
 pub mod spark;
@@ -451,15 +458,40 @@ fn secs(start: Instant) -> f64 {
 /// Packs the environment at `prefix` into `output` (written atomically: a temporary file
 /// beside it, then a rename).
 pub fn pack(prefix: &Path, output: &Path, options: &PackOptions) -> Result<PackReport, PackError> {
+    pack_inner(prefix, output, options, None)
+}
+
+/// Packs like [`pack`] an environment that will be extracted at `destination` (an absolute
+/// path, such as an image's environment directory): every file that names the path the
+/// environment was built at names `destination` instead, console scripts run
+/// `destination/bin/python` directly and bytecode names its sources there. The archive is then
+/// the same whichever path the environment was built at (see the `relocate` module).
+pub fn pack_for_destination(
+    prefix: &Path,
+    output: &Path,
+    options: &PackOptions,
+    destination: &str,
+) -> Result<PackReport, PackError> {
+    pack_inner(prefix, output, options, Some(destination))
+}
+
+fn pack_inner(
+    prefix: &Path,
+    output: &Path,
+    options: &PackOptions,
+    destination: Option<&str>,
+) -> Result<PackReport, PackError> {
     let start = Instant::now();
     let environment = inspect(prefix)?;
-    let mut plan = scan::plan(&environment, options)?;
+    let relocation = destination
+        .map(|to| relocate::Relocation::new(&environment.root, &environment.canonical, to));
+    let mut plan = scan::plan(&environment, options, relocation.as_ref())?;
     let scan_secs = secs(start);
 
     let compile_start = Instant::now();
     // Held until the archive is written: the staged `.pyc` files are read from it.
     let staging = if options.compile {
-        let staging = compile::compile(&environment, options)?;
+        let staging = compile::compile(&environment, options, relocation.as_ref(), &plan)?;
         plan.add_bytecode(&environment, staging.path())?;
         Some(staging)
     } else {

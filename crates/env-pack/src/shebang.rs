@@ -35,6 +35,35 @@ pub fn trampoline(name: &str, args: &str) -> String {
 /// written and as canonical path); `None` when it does not, or the result would be unsafe.
 #[must_use]
 pub fn rewrite(script: &[u8], bin_dirs: &[String]) -> Option<Vec<u8>> {
+    let (name, args, rest) = parse(script, bin_dirs)?;
+    let mut out = trampoline(&name, &args).into_bytes();
+    out.extend_from_slice(&script[rest..]);
+    Some(out)
+}
+
+/// Rewrites `script` like [`rewrite`], for an environment that will be at a known place: a
+/// plain shebang naming the interpreter in `bin_dir` (no shell needed), whichever of the two
+/// forms the installer wrote. `None` as for [`rewrite`], or when the line would be longer than
+/// the 127 bytes older kernels read.
+#[must_use]
+pub fn retarget(script: &[u8], bin_dirs: &[String], bin_dir: &str) -> Option<Vec<u8>> {
+    let (name, args, rest) = parse(script, bin_dirs)?;
+    let line = if args.is_empty() {
+        format!("#!{bin_dir}/{name}\n")
+    } else {
+        format!("#!{bin_dir}/{name} {args}\n")
+    };
+    if line.len() > 128 {
+        return None;
+    }
+    let mut out = line.into_bytes();
+    out.extend_from_slice(&script[rest..]);
+    Some(out)
+}
+
+/// The interpreter's name and arguments when `script`'s shebang runs a Python in `bin_dirs`,
+/// and where the rest of the script starts.
+fn parse(script: &[u8], bin_dirs: &[String]) -> Option<(String, String, usize)> {
     if !script.starts_with(b"#!") {
         return None;
     }
@@ -42,9 +71,7 @@ pub fn rewrite(script: &[u8], bin_dirs: &[String]) -> Option<Vec<u8>> {
     let first = std::str::from_utf8(&script[2..first_end]).ok()?.trim();
     // `#!/prefix/bin/python3.11 [args]`.
     if let Some((name, args)) = direct(first, bin_dirs) {
-        let mut out = trampoline(&name, &args).into_bytes();
-        out.extend_from_slice(&script[first_end + 1..]);
-        return Some(out);
+        return Some((name, args, first_end + 1));
     }
     // uv's and distlib's form for long or spaced paths:
     // `#!/bin/sh` / `'''exec' '/prefix/bin/python' "$0" "$@"` / `' '''`.
@@ -52,6 +79,20 @@ pub fn rewrite(script: &[u8], bin_dirs: &[String]) -> Option<Vec<u8>> {
         let rest = &script[first_end + 1..];
         let second_end = rest.iter().position(|b| *b == b'\n')?;
         let second = std::str::from_utf8(&rest[..second_end]).ok()?;
+        // rattler's and conda's two-line form:
+        // `#!/bin/sh` / `'''exec' "/prefix/bin/python3.11" "$0" "$@" #'''`.
+        if let Some(quoted) = second
+            .strip_prefix("'''exec' \"")
+            .and_then(|s| s.strip_suffix(" \"$0\" \"$@\" #'''"))
+        {
+            let (path, args) = quoted.split_once('"')?;
+            let (name, _) = direct(path, bin_dirs)?;
+            return Some((
+                name,
+                args.trim().to_string(),
+                first_end + 1 + second_end + 1,
+            ));
+        }
         let third_rest = &rest[second_end + 1..];
         let third_end = third_rest.iter().position(|b| *b == b'\n')?;
         let third = std::str::from_utf8(&third_rest[..third_end]).ok()?;
@@ -63,9 +104,11 @@ pub fn rewrite(script: &[u8], bin_dirs: &[String]) -> Option<Vec<u8>> {
             .strip_suffix(" \"$0\" \"$@\"")?;
         let (path, args) = quoted.split_once('\'')?;
         let (name, _) = direct(path, bin_dirs)?;
-        let mut out = trampoline(&name, args.trim()).into_bytes();
-        out.extend_from_slice(&third_rest[third_end + 1..]);
-        return Some(out);
+        return Some((
+            name,
+            args.trim().to_string(),
+            first_end + 1 + second_end + 1 + third_end + 1,
+        ));
     }
     None
 }
@@ -117,6 +160,29 @@ mod tests {
         );
         let out = String::from_utf8(rewrite(script.as_bytes(), &bins()).unwrap()).unwrap();
         assert_eq!(out, format!("{}{SCRIPT}", trampoline("python", "")));
+    }
+
+    /// rattler's form for long prefixes; and every form retargeted to a known place.
+    #[test]
+    fn rewrites_the_two_line_sh_form_and_retargets() {
+        let script = format!(
+            "#!/bin/sh\n'''exec' \"/cache/envs-v1/abc/bin/python3.11\" \"$0\" \"$@\" #'''\n{SCRIPT}"
+        );
+        let out = String::from_utf8(rewrite(script.as_bytes(), &bins()).unwrap()).unwrap();
+        assert_eq!(out, format!("{}{SCRIPT}", trampoline("python3.11", "")));
+        for script in [
+            script.clone(),
+            format!("#!/cache/envs-v1/abc/bin/python3.11\n{SCRIPT}"),
+            format!(
+                "#!/bin/sh\n'''exec' '/cache/envs-v1/abc/bin/python3.11' \"$0\" \"$@\"\n' '''\n{SCRIPT}"
+            ),
+        ] {
+            let out = retarget(script.as_bytes(), &bins(), "/opt/env/bin").unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("#!/opt/env/bin/python3.11\n{SCRIPT}")
+            );
+        }
     }
 
     #[test]

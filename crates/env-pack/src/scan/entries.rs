@@ -45,7 +45,7 @@ impl Plan {
         let files: BTreeSet<String> = self
             .items
             .iter()
-            .filter(|i| matches!(i.source, Source::File(_)))
+            .filter(|i| matches!(i.source, Source::File(_) | Source::Bytes(_)))
             .map(|i| i.path.clone())
             .collect();
         let mut dirs: BTreeSet<String> = BTreeSet::new();

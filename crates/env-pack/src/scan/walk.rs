@@ -6,9 +6,14 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
+use std::collections::HashMap;
+
+use env_store::PrefixUse;
+
 use super::entries::{Item, Plan, Source};
 use super::rules::{Reason, Rules};
 use super::{Environment, normalize_relative, rel_string};
+use crate::relocate::Relocation;
 use crate::{PackError, PackOptions, elf, io, shebang};
 
 struct Walker<'a> {
@@ -19,11 +24,53 @@ struct Walker<'a> {
     plan: Plan,
     /// Absolute search-path entries that do not exist here, with the files that have them.
     stale_search_paths: std::collections::BTreeMap<String, Vec<String>>,
+    /// The environment's saved manifest: every entry, with how each file names the prefix.
+    recorded: Option<HashMap<String, PrefixUse>>,
+    /// Entries the manifest does not list (left out).
+    unlisted: Vec<String>,
+    /// Where the archive will be extracted, when known.
+    relocation: Option<&'a Relocation>,
+    /// Non-ELF binary files naming the prefix (left as they are).
+    binary_with_prefix: Vec<String>,
+}
+
+/// The entries of the manifest saved beside the environment, with how each file names the
+/// prefix, when it has a valid one for this path: the build (or the pull) already found the
+/// files naming the prefix, so no file needs searching again.
+fn recorded(environment: &Environment) -> Option<HashMap<String, PrefixUse>> {
+    let manifest = env_store::Manifest::saved(&environment.root)?;
+    if manifest.prefix != environment.root.to_string_lossy()
+        || manifest.check(u64::MAX, u64::MAX).is_err()
+    {
+        tracing::debug!(
+            "Not using the manifest of `{}`: it is for `{}` or does not check",
+            environment.root.display(),
+            manifest.prefix
+        );
+        return None;
+    }
+    tracing::debug!(
+        "Using the manifest of `{}` ({} entries)",
+        environment.root.display(),
+        manifest.entries.len()
+    );
+    Some(
+        manifest
+            .entries
+            .into_iter()
+            .map(|entry| (entry.path, entry.prefix))
+            .collect(),
+    )
 }
 
 /// Walks the environment and decides every entry. Fails on the first thing that would not
-/// work after extraction.
-pub(crate) fn plan(environment: &Environment, options: &PackOptions) -> Result<Plan, PackError> {
+/// work after extraction. With `relocation`, every file naming the prefix names its
+/// destination instead (see [`crate::relocate`]).
+pub(crate) fn plan(
+    environment: &Environment,
+    options: &PackOptions,
+    relocation: Option<&Relocation>,
+) -> Result<Plan, PackError> {
     let rules = Rules::new(environment, options);
     let mut bin_dirs = vec![environment.root.join("bin").to_string_lossy().into_owned()];
     let canonical_bin = environment
@@ -41,9 +88,27 @@ pub(crate) fn plan(environment: &Environment, options: &PackOptions) -> Result<P
         full_prefix: options.full_prefix,
         plan: Plan::default(),
         stale_search_paths: std::collections::BTreeMap::new(),
+        recorded: recorded(environment),
+        unlisted: Vec::new(),
+        relocation,
+        binary_with_prefix: Vec::new(),
     };
     walker.walk(Path::new(""))?;
     walker.check_pth_files();
+    if let Some(first) = walker.unlisted.first() {
+        walker.plan.warnings.push(format!(
+            "Left out {} entries the environment's manifest does not list (added after it was built): `{first}`{}",
+            walker.unlisted.len(),
+            if walker.unlisted.len() > 1 { ", ..." } else { "" }
+        ));
+    }
+    if let Some(first) = walker.binary_with_prefix.first() {
+        walker.plan.warnings.push(format!(
+            "{} binary file(s) name the path the environment was built at and are packed as they are: `{first}`{}",
+            walker.binary_with_prefix.len(),
+            if walker.binary_with_prefix.len() > 1 { ", ..." } else { "" }
+        ));
+    }
     for (value, files) in &walker.stale_search_paths {
         walker.plan.warnings.push(format!(
             "{} ELF file(s) keep the library search path `{value}`, which does not exist on this machine (a leftover of the machine that built the package; the loader skips it here and after extraction alike): `{}`{}",
@@ -73,6 +138,9 @@ pub(crate) fn plan(environment: &Environment, options: &PackOptions) -> Result<P
         }
         _ => true,
     });
+    if let Some(relocation) = relocation {
+        relocation.fix_records(&mut plan, &environment.root)?;
+    }
     Ok(plan)
 }
 
@@ -98,6 +166,13 @@ impl Walker<'_> {
                 !(self.full_prefix && matches!(r, Reason::Dev | Reason::Gui | Reason::Tests))
             }) {
                 self.exclude(&path, reason);
+                continue;
+            }
+            if let Some(recorded) = &self.recorded
+                && !recorded.contains_key(&rel_str)
+            {
+                tracing::debug!("Leaving out `{rel_str}`: the manifest does not list it");
+                self.unlisted.push(rel_str);
                 continue;
             }
             let mode = metadata.permissions().mode() & 0o7777;
@@ -217,12 +292,58 @@ impl Walker<'_> {
                     ));
                 }
             }
+            if let Some(relocation) = self.relocation
+                && self.prefix_use(rel, path)? != PrefixUse::None
+            {
+                let data = fs_err::read(path).map_err(io(path))?;
+                match relocation.c_strings(&data) {
+                    Some(out) if out != data => return Ok(Source::Bytes(out)),
+                    Some(_) => {}
+                    None => self.binary_with_prefix.push(rel.to_string()),
+                }
+            }
             return Ok(Source::File(path.to_path_buf()));
         }
         let in_bin = rel
             .strip_prefix("bin/")
             .is_some_and(|name| !name.contains('/'));
-        if in_bin && head.starts_with(b"#!") && len < 1 << 20 {
+        let script = in_bin && head.starts_with(b"#!") && len < 1 << 20;
+        if let Some(relocation) = self.relocation {
+            let bin_dir = format!("{}/bin", relocation.to);
+            match self.prefix_use(rel, path)? {
+                PrefixUse::Text => {
+                    let data = fs_err::read(path).map_err(io(path))?;
+                    // Any script naming the environment's Python, not only in `bin/`
+                    // (`config-3.X-*/python-config.py`).
+                    let retargeted = head
+                        .starts_with(b"#!")
+                        .then(|| shebang::retarget(&data, &self.bin_dirs, &bin_dir))
+                        .flatten();
+                    if retargeted.is_some() {
+                        self.plan.scripts_rewritten.push(rel.to_string());
+                    }
+                    return Ok(Source::Bytes(
+                        relocation.text(retargeted.as_deref().unwrap_or(&data)),
+                    ));
+                }
+                PrefixUse::Binary => {
+                    self.binary_with_prefix.push(rel.to_string());
+                    return Ok(Source::File(path.to_path_buf()));
+                }
+                PrefixUse::None if script => {
+                    // A shebang naming the canonical path, which the manifest's search (the
+                    // prefix as written) does not find.
+                    let data = fs_err::read(path).map_err(io(path))?;
+                    if let Some(out) = shebang::retarget(&data, &self.bin_dirs, &bin_dir) {
+                        self.plan.scripts_rewritten.push(rel.to_string());
+                        return Ok(Source::Bytes(out));
+                    }
+                    return Ok(Source::File(path.to_path_buf()));
+                }
+                PrefixUse::None => return Ok(Source::File(path.to_path_buf())),
+            }
+        }
+        if script {
             let script = fs_err::read(path).map_err(io(path))?;
             if let Some(rewritten) = shebang::rewrite(&script, &self.bin_dirs) {
                 self.plan.scripts_rewritten.push(rel.to_string());
@@ -230,6 +351,21 @@ impl Walker<'_> {
             }
         }
         Ok(Source::File(path.to_path_buf()))
+    }
+
+    /// How the file `rel` names the prefix: as the manifest recorded it, else searched now.
+    fn prefix_use(&self, rel: &str, path: &Path) -> Result<PrefixUse, PackError> {
+        if Path::new(rel).extension().is_some_and(|e| e == "pyc") {
+            return Ok(PrefixUse::None);
+        }
+        if let Some(recorded) = &self.recorded {
+            return Ok(recorded.get(rel).copied().unwrap_or_default());
+        }
+        let Some(relocation) = self.relocation else {
+            return Ok(PrefixUse::None);
+        };
+        let data = fs_err::read(path).map_err(io(path))?;
+        Ok(relocation.search(&data))
     }
 
     /// `.pth` lines that add absolute paths outside the environment (editable installs) will

@@ -373,7 +373,7 @@ impl Case<'_> {
 }
 
 /// Equal status, and equal body (for an error JSON body: without `stack_trace`).
-fn compare(
+pub(crate) fn compare(
     expected: &Value,
     expected_body: &[u8],
     answer: std::io::Result<Response>,
@@ -474,7 +474,7 @@ impl Drop for Server {
 }
 
 /// One request; MLflow's servers may answer chunked, and bodies are what is compared.
-fn http(
+pub(crate) fn http(
     port: u16,
     method: &str,
     path: &str,

@@ -696,14 +696,32 @@ fn push_to_a_registry_that_is_down_names_it() {
 /// A registry that refuses every request (`401` with a Basic challenge), on a free port: what
 /// a registry that rejects the credentials answers.
 fn refusing_registry() -> u16 {
+    refusing_registry_recording().0
+}
+
+/// [`refusing_registry`], keeping the `Authorization` header of every request.
+fn refusing_registry_recording() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = seen.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut stream = stream;
             let mut buffer = [0u8; 4096];
-            let _ = stream.read(&mut buffer);
+            let read = stream.read(&mut buffer).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buffer[..read]).into_owned();
+            recorded.lock().unwrap().push(
+                request
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("authorization: ")
+                            .or_else(|| l.strip_prefix("Authorization: "))
+                    })
+                    .unwrap_or("")
+                    .to_string(),
+            );
             let body =
                 r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
             let _ = write!(
@@ -713,7 +731,7 @@ fn refusing_registry() -> u16 {
             );
         }
     });
-    port
+    (port, seen)
 }
 
 /// A registry that refuses access: exit 1 before anything is built, the registry named, and
@@ -752,4 +770,286 @@ fn push_to_a_registry_that_refuses_auth_says_how_to_log_in() {
                     .is_none()
         );
     }
+}
+
+/// A directory of find-links wheels with an `mlflow` 3.17.2 that is only a name and a version:
+/// `image` needs mlflow in the environment, and these tests compare layers offline, they do not
+/// serve.
+fn stand_in_mlflow_wheel(dir: &Path) -> PathBuf {
+    let wheels = dir.join("stand-in-wheels");
+    fs_err::create_dir_all(&wheels).unwrap();
+    let python = env_test::pyenv_root()
+        .unwrap()
+        .join("versions/3.11.7/bin/python3.11");
+    let script = r#"
+import base64, hashlib, sys, zipfile
+files = {
+    "mlflow/__init__.py": "__version__ = '3.17.2'\n",
+    "mlflow-3.17.2.dist-info/METADATA": "Metadata-Version: 2.1\nName: mlflow\nVersion: 3.17.2\n",
+    "mlflow-3.17.2.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: pyfunc-env-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    "mlflow-3.17.2.dist-info/entry_points.txt": "[console_scripts]\nmlflow = mlflow:main\n",
+}
+record = []
+for name, text in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+    record.append(f"{name},sha256={digest},{len(text)}")
+record.append("mlflow-3.17.2.dist-info/RECORD,,")
+files["mlflow-3.17.2.dist-info/RECORD"] = "\n".join(record) + "\n"
+with zipfile.ZipFile(sys.argv[1] + "/mlflow-3.17.2-py3-none-any.whl", "w") as wheel:
+    for name, text in files.items():
+        wheel.writestr(zipfile.ZipInfo(name, (2000, 1, 1, 0, 0, 0)), text)
+"#;
+    checked(Command::new(python).args(["-c", script]).arg(&wheels));
+    wheels
+}
+
+/// The bytes of a gzip-compressed layer blob in an OCI layout.
+fn layer_bytes(layout: &Path, digest: &str) -> Vec<u8> {
+    use std::io::Read as _;
+    let file = fs_err::File::open(layout.join("blobs/sha256").join(&digest[7..])).unwrap();
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_end(&mut bytes)
+        .unwrap();
+    bytes
+}
+
+/// The same environment built in two caches at different paths (one long enough that uv
+/// writes its `/bin/sh` form of console scripts) gives the same environment layer, and no byte
+/// of either cache's path is in it: `_sysconfigdata`, `python3.11-config`, console scripts,
+/// bytecode's `co_filename`, `RECORD` hashes, conda-meta's package-cache paths.
+#[test]
+fn the_environment_layer_is_the_same_from_caches_at_different_paths() {
+    let ctx = TestContext::new();
+    let wheels = env_test::wheel_dir().unwrap();
+    let stand_in = stand_in_mlflow_wheel(ctx.path());
+    let conda = format!(
+        "name: test\nchannels:\n- conda-forge\ndependencies:\n- python=3.11.7\n- numpy=1.26\n- tinypkg\n- pip\n- pip:\n  - --no-index\n  - --find-links file://{}\n  - --find-links file://{}\n  - wheel==0.45.1\n  - mlflow==3.17.2\n",
+        wheels.display(),
+        stand_in.display()
+    );
+    let model = ctx.model("m", &[("conda.yaml", &conda)]);
+    let base = format!("oci:{}:glibc", base_layout().display());
+    let long = format!("b/{}/cache", "a-much-longer-cache-directory".repeat(4));
+    let mut layers = Vec::new();
+    for cache in ["a", long.as_str()] {
+        let cache = ctx.path().join(cache);
+        let layout = ctx.path().join(format!("layout-{}", layers.len()));
+        let output = ctx
+            .command()
+            .env("PYFUNC_ENV_CACHE_DIR", &cache)
+            .arg("image")
+            .arg(&model)
+            .args(["--env-manager", "conda"])
+            .args(crate::common::mirror_args(&channel_url()))
+            .args(["-t", "localhost/m:v1", "--base", &base, "--json"])
+            .arg("--output")
+            .arg(format!("oci:{}", layout.display()))
+            .output()
+            .unwrap();
+        let report = json(&output);
+        assert_eq!(report["layers"][1]["role"], "environment", "{report:#}");
+        let digest = report["layers"][1]["digest"].as_str().unwrap().to_string();
+        let bytes = layer_bytes(&layout, &digest);
+        let needle = cache.to_string_lossy().into_owned();
+        let found = bytes
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes());
+        assert!(
+            found.is_none(),
+            "the layer names `{needle}`: {}",
+            String::from_utf8_lossy(
+                &bytes[found.unwrap().saturating_sub(200)..found.unwrap() + needle.len() + 100]
+            )
+        );
+        layers.push(digest);
+    }
+    assert_eq!(layers[0], layers[1]);
+}
+
+/// Credentials from a Docker credential helper: `credHelpers` names one for the registry, and
+/// `credsStore` one for every other registry; each is `docker-credential-NAME get` on `PATH`,
+/// asked with the registry's name on stdin. The registry receives what the helper answered.
+#[test]
+fn credentials_come_from_docker_credential_helpers() {
+    let ctx = TestContext::new().online();
+    let (port, seen) = refusing_registry_recording();
+    let registry = format!("127.0.0.1:{port}");
+    let bin = ctx.path().join("helpers");
+    fs_err::create_dir_all(&bin).unwrap();
+    for (name, user) in [("fake", "from-fake"), ("store", "from-store")] {
+        let script = bin.join(format!("docker-credential-{name}"));
+        fs_err::write(
+            &script,
+            format!(
+                "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread -r server\necho \"$server\" >> {}/asked-{name}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"s3cret\"}}' \"$server\"\n",
+                ctx.path().display()
+            ),
+        )
+        .unwrap();
+        fs_err::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    let docker_config = ctx.path().join("docker");
+    fs_err::create_dir_all(&docker_config).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let base = format!("oci:{}:glibc", base_layout().display());
+    for (config, helper, user) in [
+        (
+            format!(r#"{{"credsStore": "store", "credHelpers": {{"{registry}": "fake"}}}}"#),
+            "fake",
+            "from-fake",
+        ),
+        (
+            r#"{"credsStore": "store"}"#.to_string(),
+            "store",
+            "from-store",
+        ),
+    ] {
+        fs_err::write(docker_config.join("config.json"), config).unwrap();
+        let model = crate::pack::conda_model(&ctx);
+        let output = ctx
+            .command()
+            .env("PATH", &path)
+            .env("DOCKER_CONFIG", &docker_config)
+            .arg("image")
+            .arg(&model)
+            .args(["--env-manager", "conda"])
+            .args(crate::common::mirror_args(&channel_url()))
+            .args(["-t", &format!("{registry}/m:v1"), "--base", &base, "--push"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+        assert!(
+            stderr(&output).contains("refused access with the credentials given"),
+            "{}",
+            describe(&output)
+        );
+        let asked = fs_err::read_to_string(ctx.path().join(format!("asked-{helper}"))).unwrap();
+        assert_eq!(asked.trim(), registry);
+        let basic = checked(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf '%s' '{user}:s3cret' | base64")),
+        );
+        let expected = format!("Basic {}", String::from_utf8(basic.stdout).unwrap().trim());
+        assert!(
+            seen.lock().unwrap().contains(&expected),
+            "{expected} not in {:?}",
+            seen.lock().unwrap()
+        );
+        fs_err::remove_file(ctx.path().join(format!("asked-{helper}"))).unwrap();
+    }
+}
+
+/// One model of each MLflow major in `fixtures/matrix/` as an image (Python from the local
+/// conda channel, packages from PyPI, `--install-mlflow` where the matrix's environment needs
+/// it), pushed to one registry on one base, run with podman as any uid on a read-only root:
+/// every endpoint and every `/invocations` case as MLflow's own server answered it.
+#[test]
+fn pypi_images_of_each_mlflow_major_score_like_mlflow() {
+    let ctx = TestContext::new().online();
+    let registry = Registry::start(ctx.path());
+    let host = registry.host();
+    let base = format!("{host}/base:glibc");
+    checked(
+        tool("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:glibc", base_layout().display()))
+            .arg(format!("docker://{base}")),
+    );
+    let root = repo_root();
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(root.join("fixtures/matrix/index.json")).unwrap())
+            .unwrap();
+    let mut differences = Vec::new();
+    for (writer, name) in [
+        ("1.30.1", "custom-pyfunc"),
+        ("2.22.5", "sklearn-iris"),
+        ("3.17.2", "custom-pyfunc"),
+    ] {
+        let model = index["writers"][writer]["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap();
+        let dir = root.join(model["dir"].as_str().unwrap());
+        let env_args: Vec<&str> = model["pyfunc_env_args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let target = format!("{host}/{name}-{}:v1", writer.replace('.', "-"));
+        let mut args = vec!["-t", target.as_str(), "--base", base.as_str(), "--push"];
+        args.extend_from_slice(&env_args);
+        let output = image(&ctx, &dir, &args);
+        assert!(
+            output.status.success(),
+            "{writer} {name}\n{}",
+            describe(&output)
+        );
+        let _pulled = PodmanImage(target.clone());
+        checked(podman().args(["pull", "--quiet", "--tls-verify=false", &target]));
+
+        let port = free_port();
+        let container_name = format!("pyfunc-env-test-{port}");
+        let container = Container(container_name.clone());
+        checked(
+            podman()
+                .args(["run", "-d", "--network=host", "--name", &container_name])
+                .args([
+                    "-e",
+                    &format!("PORT={port}"),
+                    "--read-only",
+                    "--user",
+                    "4242",
+                ])
+                .arg(&target),
+        );
+        let started = Instant::now();
+        while !http(port, "GET", "/ping", "", b"").is_ok_and(|r| r.status == 200) {
+            assert!(
+                started.elapsed() < Duration::from_mins(3),
+                "{writer} {name}: no answer on /ping\n{}",
+                logs(&container_name)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let inputs = root.join(model["inputs"].as_str().unwrap());
+        let expected = root.join(model["expected"].as_str().unwrap());
+        let expected_body = |record: &serde_json::Value| {
+            fs_err::read(expected.join(record["body"].as_str().unwrap())).unwrap()
+        };
+        for endpoint in model["serve"]["endpoints"].as_array().unwrap() {
+            let path = endpoint["path"].as_str().unwrap();
+            let answer = crate::conformance::http(port, "GET", path, "", b"");
+            if let Err(d) = crate::conformance::compare(endpoint, &expected_body(endpoint), answer)
+            {
+                differences.push(format!("{writer} {name}: GET {path}: {d}"));
+            }
+        }
+        for invocation in model["serve"]["invocations"].as_array().unwrap() {
+            let file = invocation["input"].as_str().unwrap();
+            let content_type = invocation["content_type"].as_str().unwrap();
+            let body = fs_err::read(inputs.join(file)).unwrap();
+            let answer =
+                crate::conformance::http(port, "POST", "/invocations", content_type, &body);
+            if let Err(d) =
+                crate::conformance::compare(invocation, &expected_body(invocation), answer)
+            {
+                differences.push(format!(
+                    "{writer} {name}: POST /invocations {file} ({content_type}): {d}\n{}",
+                    logs(&container_name)
+                ));
+            }
+        }
+        drop(container);
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n\n"));
 }

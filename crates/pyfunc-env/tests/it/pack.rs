@@ -817,3 +817,57 @@ fn spark_submit_scores_the_sklearn_model_on_executors_with_the_packed_env() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// An environment with a saved manifest (`cache push` writes one) is packed from it: a file
+/// the manifest does not list (added to the cached environment after it was built) is left out
+/// with a warning, where a walk of the directory would pack it.
+#[test]
+fn pack_packs_what_the_saved_manifest_lists() {
+    let ctx = TestContext::new();
+    let model = conda_model(&ctx);
+    let output = conda_command(&ctx, "create", &model, &["-q"]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let remote = ctx.path().join("remote");
+    fs_err::create_dir_all(&remote).unwrap();
+    let pushed = ctx
+        .command()
+        .args(["cache", "push"])
+        .arg(&model)
+        .args(["--env-manager", "conda", "--remote-cache"])
+        .arg(format!("file://{}", remote.display()))
+        .args(mirror_args(&channel_url()))
+        .output()
+        .unwrap();
+    assert!(pushed.status.success(), "{}", describe(&pushed));
+    let envs: Vec<PathBuf> = fs_err::read_dir(ctx.cache_dir.join("envs-v1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    let [prefix] = envs.as_slice() else {
+        panic!("{envs:?}")
+    };
+    assert!(prefix.join(".pyfunc-env/manifest.json").is_file());
+    let stray = prefix.join("lib/python3.11/site-packages/stray_module.py");
+    fs_err::write(&stray, "print('not part of the environment')\n").unwrap();
+
+    let archive = ctx.path().join("env.tar");
+    let output = conda_command(&ctx, "pack", &model, &["-o", archive.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(
+        stderr(&output).contains(
+            "Left out 1 entries the environment's manifest does not list (added after it was built): `lib/python3.11/site-packages/stray_module.py`"
+        ),
+        "{}",
+        describe(&output)
+    );
+    let listing = Command::new("tar")
+        .arg("-tf")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8(listing.stdout).unwrap();
+    assert!(listing.contains("lib/python3.11/site-packages/numpy/__init__.py"));
+    assert!(!listing.contains("stray_module"), "{listing}");
+    fs_err::remove_file(&stray).unwrap();
+}
