@@ -137,10 +137,7 @@ pub fn expected_version(configured: Option<&Path>) -> Option<String> {
 }
 
 fn find_on_path() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("uv"))
-        .find(|candidate| candidate.is_file())
+    env_prefix::find_on_path("uv")
 }
 
 impl Uv {

@@ -53,7 +53,7 @@ pub use gcs::{GcsConfig, GcsCredentials, GcsVars, gcs_builder};
 pub use resolve::resolve;
 pub use s3::{AwsConfig, AwsVars, MLFLOW_S3_ENDPOINT_URL, s3_builder, s3_store};
 pub use settings::{SourceSettings, Vars};
-pub use uri::{ModelUri, Selector};
+pub use uri::{ModelUri, Selector, parse_model_list};
 
 /// The model cache bucket.
 pub use env_cache::MODELS_BUCKET;
