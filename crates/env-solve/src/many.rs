@@ -415,6 +415,69 @@ mod tests {
 
     use super::*;
 
+    fn created(hits: (bool, bool, bool), warnings: &[BuildWarning]) -> Created {
+        Created {
+            key: env_spec::EnvKey::parse(&"0".repeat(32)).unwrap(),
+            prefix: PathBuf::from("/cache/envs-v1/0"),
+            python: PathBuf::from("/cache/envs-v1/0/bin/python"),
+            cache_hit: hits.0,
+            remote_hit: hits.1,
+            built_by_other: hits.2,
+            pushed: false,
+            timings: crate::build::Timings::default(),
+            warnings: warnings.to_vec(),
+            bytecode_deferred: false,
+            bytecode: None,
+        }
+    }
+
+    /// A cache hit wins over a remote one, which wins over another process's build; nothing
+    /// of these is a build. (Was the CLI's `match` in `create.rs`.)
+    #[test]
+    fn a_builds_outcome_says_where_the_environment_came_from() {
+        for (hits, expected) in [
+            ((true, true, true), Outcome::Cached),
+            ((false, true, true), Outcome::Pulled),
+            ((false, false, true), Outcome::BuiltByOther),
+            ((false, false, false), Outcome::Built),
+        ] {
+            assert_eq!(Outcome::of(&created(hits, &[])), expected, "{hits:?}");
+        }
+        assert_eq!(
+            serde_json::to_value(Outcome::BuiltByOther).unwrap(),
+            Outcome::BuiltByOther.as_str()
+        );
+    }
+
+    /// A remote cache's trouble is shown once however many builds met it, in a stable
+    /// order; a group whose model could not be opened has no environment warnings to name.
+    #[test]
+    fn remote_cache_warnings_are_shown_once() {
+        let remote = |text: &str| BuildWarning::RemoteCache(text.to_string());
+        let outcomes: Vec<GroupOutcome> = [
+            vec![remote("b unreachable"), remote("a denied")],
+            vec![
+                remote("b unreachable"),
+                BuildWarning::Environment("3.11.6".into()),
+            ],
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(index, warnings)| GroupOutcome {
+            members: vec![index],
+            result: Ok(created((false, false, false), &warnings)),
+            seconds: 0.0,
+        })
+        .collect();
+        assert_eq!(
+            warnings(&[None, None], &outcomes),
+            [
+                ManyWarning::RemoteCache("a denied".into()),
+                ManyWarning::RemoteCache("b unreachable".into()),
+            ]
+        );
+    }
+
     /// `create_many` holds the cache's shared lock itself: while `cache clean` (here, this
     /// test) holds the cache exclusively, it waits, and fails at the lock timeout instead of
     /// building into a cache being removed.
