@@ -85,6 +85,9 @@ fn as_diagnostic<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a
     if let Some(error) = error.downcast_ref::<env_source::SourceError>() {
         return Some(error);
     }
+    if let Some(error) = error.downcast_ref::<env_source::OpenError>() {
+        return Some(error);
+    }
     if let Some(error) = error.downcast_ref::<env_remote::RemoteError>() {
         return Some(error);
     }
