@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod check;
+pub mod input;
 pub mod local;
 
 use std::collections::BTreeMap;

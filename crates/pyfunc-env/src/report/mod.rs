@@ -134,6 +134,7 @@ pub fn exit_status_of(error: &(dyn std::error::Error + 'static)) -> ExitStatus {
         }
         if cause.downcast_ref::<UserError>().is_some()
             || cause.downcast_ref::<env_run::local::LocalError>().is_some()
+            || cause.downcast_ref::<env_run::input::InputError>().is_some()
         {
             return ExitStatus::Failure;
         }

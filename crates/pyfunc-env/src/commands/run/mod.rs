@@ -19,26 +19,15 @@ use crate::printer::Printer;
 use crate::report::{ExitStatus, UserError};
 use crate::settings::Settings;
 
-/// A missing input file is ours to report, before anything is built; when the model cannot be
-/// read either, both problems are named, not only the first one found.
+/// A missing input file is reported before anything is built ([`env_run::input::check_input`]).
 fn check_missing_input(action: &Action, model: &str) -> anyhow::Result<()> {
     let Action::Predict(_, Some(input)) = action else {
         return Ok(());
     };
-    let input = format!("Input file `{}` does not exist", input.display());
     // A model URI (`models:/...`) is not opened here: that may need the network.
-    let Some(model) = env_source::ModelUri::local_path(model) else {
-        return Err(UserError::new(input).into());
-    };
-    match env_spec::ModelDir::open(&model) {
-        Ok(_) => Err(UserError::new(input).into()),
-        Err(error) => Err(UserError::new(format!(
-            "{input}, and the model at `{}` cannot be read: {}",
-            model.display(),
-            crate::report::shorten_lines(&error.to_string())
-        ))
-        .into()),
-    }
+    let model = env_source::ModelUri::local_path(model);
+    env_run::input::check_input(Some(input), model.as_deref())?;
+    Ok(())
 }
 
 /// Runs `run`. On Unix this does not return on success: the process becomes the command.
