@@ -137,6 +137,16 @@ pub fn prefix_distributions(prefix: &Path) -> Vec<Distribution> {
         .unwrap_or_default()
 }
 
+/// The first file named `name` in the directories of `PATH`, as a shell finds a program: the
+/// one place that looks up `python3` (`run --env-manager local`, `check`) and `uv` on `PATH`.
+#[must_use]
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
 /// Whether an environment has mlflow installed (a `mlflow` or `mlflow-skinny` distribution).
 #[must_use]
 pub fn has_mlflow(prefix: &Path) -> bool {

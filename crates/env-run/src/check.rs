@@ -33,6 +33,19 @@ pub struct Interpreter {
     pub distributions: BTreeMap<String, String>,
 }
 
+impl Interpreter {
+    /// Whether mlflow is installed here (`mlflow` or `mlflow-skinny`, however the
+    /// distribution spells its name): scoring and serving need it.
+    #[must_use]
+    pub fn has_mlflow(&self) -> bool {
+        self.distributions.keys().any(|name| {
+            name.eq_ignore_ascii_case("mlflow")
+                || name.eq_ignore_ascii_case("mlflow-skinny")
+                || name.eq_ignore_ascii_case("mlflow_skinny")
+        })
+    }
+}
+
 /// Runs `python` to learn its version, markers and installed distributions.
 pub fn inspect_interpreter(python: &Path) -> Result<Interpreter, RunError> {
     let output = env_prefix::isolated_python(python)
@@ -298,13 +311,7 @@ pub fn check_model(
             }
             entry.dir().join("bin").join("python")
         }
-        CheckPython::OnPath => {
-            let path = std::env::var_os("PATH").unwrap_or_default();
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("python3"))
-                .find(|p| p.is_file())
-                .ok_or(CheckError::NoPython3)?
-        }
+        CheckPython::OnPath => env_prefix::find_on_path("python3").ok_or(CheckError::NoPython3)?,
     };
     let requirements: Vec<String> = model
         .requirements_file("requirements.txt")
@@ -354,6 +361,14 @@ mod tests {
                 .map(|(a, b)| ((*a).to_string(), (*b).to_string()))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn mlflow_skinny_is_mlflow_however_it_is_spelt() {
+        for name in ["mlflow", "MLflow", "mlflow-skinny", "mlflow_skinny"] {
+            assert!(interpreter(&[(name, "2.9.2")]).has_mlflow(), "{name}");
+        }
+        assert!(!interpreter(&[("mlflow-tracing", "3.0"), ("numpy", "1")]).has_mlflow());
     }
 
     #[test]

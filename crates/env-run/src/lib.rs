@@ -14,6 +14,8 @@
 #![warn(missing_docs)]
 
 mod check;
+pub mod input;
+pub mod local;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -368,7 +370,7 @@ pub fn serve_command(env: &Environment, model_dir: &Path, options: &ServeOptions
     env.command(env.python.as_os_str(), &args)
 }
 
-pub use env_prefix::has_mlflow;
+pub use env_prefix::{find_on_path, has_mlflow};
 
 /// The script [`serve_command`] runs (argv: `model_dir host|- port|- workers|- timeout|-`), for
 /// consumers that run it elsewhere: `pyfunc-env image` bakes it into the image, so a container

@@ -206,9 +206,51 @@ pub fn parse_mirror(text: &str) -> Result<(String, String), SolveError> {
     }
 }
 
+/// The mirrors of a run, in precedence order: each `--mirror FROM=TO` flag (`flags`), then the
+/// configured ones (`PYFUNC_ENV_MIRRORS`, then the config file, already merged into
+/// `configured`) for the channels no flag names.
+pub fn merge_mirrors<'a>(
+    flags: &[String],
+    configured: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Result<Vec<(String, String)>, SolveError> {
+    let mut mirrors: Vec<(String, String)> = Vec::new();
+    for text in flags {
+        mirrors.push(parse_mirror(text)?);
+    }
+    for (from, to) in configured {
+        if !mirrors.iter().any(|(f, _)| f == from) {
+            mirrors.push((from.clone(), to.clone()));
+        }
+    }
+    Ok(mirrors)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mirror_flag_wins_over_the_configured_mirror_of_its_channel() {
+        let configured: std::collections::BTreeMap<String, String> = [
+            ("conda-forge".to_string(), "https://config/cf".to_string()),
+            ("bioconda".to_string(), "https://config/bio".to_string()),
+        ]
+        .into();
+        let merged =
+            merge_mirrors(&["conda-forge=https://flag/cf".to_string()], &configured).unwrap();
+        assert_eq!(
+            merged,
+            [
+                ("conda-forge".to_string(), "https://flag/cf".to_string()),
+                ("bioconda".to_string(), "https://config/bio".to_string()),
+            ]
+        );
+        let error = merge_mirrors(&["no-equals".to_string()], &configured).unwrap_err();
+        assert!(
+            matches!(error, SolveError::InvalidMirror { .. }),
+            "{error:?}"
+        );
+    }
 
     fn settings(mirrors: &[(&str, &str)]) -> ChannelSettings {
         ChannelSettings {

@@ -42,6 +42,26 @@ pub enum Bytecode {
     },
 }
 
+impl Bytecode {
+    /// When a fresh build's bytecode is compiled for a command that uses the environment:
+    /// before it starts (`foreground`, `run --compile-foreground`), else after it started, by
+    /// this very program's hidden command (`EXE --cache-dir DIR __compile-bytecode PREFIX`).
+    #[must_use]
+    pub fn for_use(foreground: bool, cache_dir: &std::path::Path) -> Self {
+        if foreground {
+            return Self::DuringBuild;
+        }
+        Self::InBackground {
+            program: std::env::current_exe().unwrap_or_else(|_| "pyfunc-env".into()),
+            args: vec![
+                "--cache-dir".into(),
+                cache_dir.as_os_str().to_owned(),
+                "__compile-bytecode".into(),
+            ],
+        }
+    }
+}
+
 /// What the command does with the environment's mlflow, when it needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MlflowUse {

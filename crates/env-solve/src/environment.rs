@@ -45,6 +45,32 @@ pub enum InstallMlflow {
     Version(String),
 }
 
+impl LockChoice {
+    /// `--locked FILE` names the lock file (and wins over `--no-lock`); else `--no-lock`
+    /// solves afresh; else the model's own `pyfunc-env.lock`, when there is one.
+    #[must_use]
+    pub fn from_flags(locked: Option<PathBuf>, no_lock: bool) -> Self {
+        match (locked, no_lock) {
+            (Some(path), _) => Self::File(path),
+            (None, false) => Self::Auto,
+            (None, true) => Self::Ignore,
+        }
+    }
+}
+
+impl InstallMlflow {
+    /// `--install-mlflow` without a value (`""`) is the version the model recorded;
+    /// `--install-mlflow=VERSION` that version.
+    #[must_use]
+    pub fn from_flag(value: &str) -> Self {
+        if value.is_empty() {
+            Self::Recorded
+        } else {
+            Self::Version(value.to_string())
+        }
+    }
+}
+
 /// What the caller asks for: everything that decides which environment a model gets.
 #[derive(Debug, Clone, Default)]
 pub struct EnvRequest {
@@ -522,5 +548,34 @@ impl ModelEnvironment {
     #[must_use]
     pub fn root(&self) -> &Path {
         self.model.root()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_lock_file_wins_over_no_lock() {
+        let file = PathBuf::from("env.lock");
+        assert_eq!(
+            LockChoice::from_flags(Some(file.clone()), true),
+            LockChoice::File(file.clone())
+        );
+        assert_eq!(
+            LockChoice::from_flags(Some(file.clone()), false),
+            LockChoice::File(file)
+        );
+        assert_eq!(LockChoice::from_flags(None, true), LockChoice::Ignore);
+        assert_eq!(LockChoice::from_flags(None, false), LockChoice::Auto);
+    }
+
+    #[test]
+    fn install_mlflow_without_a_version_is_the_recorded_one() {
+        assert_eq!(InstallMlflow::from_flag(""), InstallMlflow::Recorded);
+        assert_eq!(
+            InstallMlflow::from_flag("2.9.2"),
+            InstallMlflow::Version("2.9.2".into())
+        );
     }
 }

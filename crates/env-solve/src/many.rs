@@ -3,15 +3,22 @@
 //! Models are deduplicated by key first, so two copies of one model build once; the distinct
 //! environments are then built `jobs` at a time as tasks of the caller's runtime, sharing the
 //! package and uv caches. A failing build does not stop the others: every outcome is returned.
+//!
+//! [`ensure_many`] is the one call of a multi-model `create`: it decides each opened model's
+//! environment, classifies them (`--dry-run`) or builds them, and returns one typed outcome per
+//! model and the warnings to show, grouped as a user wants them; the CLI only renders.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use env_cache::Cache;
+use env_spec::{EnvManager, ModelDir};
 
-use crate::build::Created;
-use crate::environment::{BuildSettings, ModelEnvironment};
+use crate::build::{BuildWarning, Created};
+use crate::ensure::EnsureError;
+use crate::environment::{BuildSettings, EnvError, EnvRequest, ModelEnvironment};
 use crate::error::SolveError;
 use crate::reporter::Reporter;
 
@@ -110,6 +117,296 @@ pub async fn create_many(
     Ok(outcomes)
 }
 
+/// One model given to [`ensure_many`], as the caller opened it.
+#[derive(Debug)]
+pub struct ModelInput<E> {
+    /// The model as given (a path or a URI): its row's name when it could not be opened.
+    pub given: String,
+    /// The opened model, or why it could not be opened.
+    pub model: Result<ModelDir, E>,
+    /// When opening it started: a failed model's row counts from there.
+    pub started: Instant,
+}
+
+/// What became of one model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Outcome {
+    /// Built now.
+    #[serde(rename = "built")]
+    Built,
+    /// Complete in the cache already.
+    #[serde(rename = "cached")]
+    Cached,
+    /// Pulled from the remote cache.
+    #[serde(rename = "pulled")]
+    Pulled,
+    /// Built by another process while we waited for it.
+    #[serde(rename = "built by another process")]
+    BuiltByOther,
+    /// The same key as a model before it: that model's environment.
+    #[serde(rename = "shared")]
+    Shared,
+    /// Could not be opened, decided or built.
+    #[serde(rename = "failed")]
+    Failed,
+    /// `--dry-run`: not in the cache.
+    #[serde(rename = "to build")]
+    ToBuild,
+}
+
+impl Outcome {
+    /// The word a summary shows.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Built => "built",
+            Self::Cached => "cached",
+            Self::Pulled => "pulled",
+            Self::BuiltByOther => "built by another process",
+            Self::Shared => "shared",
+            Self::Failed => "failed",
+            Self::ToBuild => "to build",
+        }
+    }
+
+    fn of(created: &Created) -> Self {
+        if created.cache_hit {
+            Self::Cached
+        } else if created.remote_hit {
+            Self::Pulled
+        } else if created.built_by_other {
+            Self::BuiltByOther
+        } else {
+            Self::Built
+        }
+    }
+}
+
+/// Why a model failed.
+#[derive(Debug)]
+pub enum Failure<E> {
+    /// The caller could not open it.
+    Open(E),
+    /// Its environment could not be decided.
+    Env(EnvError),
+    /// Its environment could not be built ([`EnsureError::Build`]), for every model of its key.
+    Build(EnsureError),
+}
+
+/// One model's row.
+#[derive(Debug)]
+pub struct ModelOutcome<E> {
+    /// The model directory, or the model as given when it could not be opened.
+    pub model_dir: String,
+    /// The env manager, once decided.
+    pub env_manager: Option<EnvManager>,
+    /// The key, once decided.
+    pub key: Option<String>,
+    /// What became of it.
+    pub outcome: Outcome,
+    /// Seconds its build (or its failure) took.
+    pub seconds: f64,
+    /// What the build did.
+    pub created: Option<Created>,
+    /// Why it failed ([`Outcome::Failed`]); shared by the models of one key.
+    pub failure: Option<Arc<Failure<E>>>,
+}
+
+/// A warning of a multi-model run, as the user should see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManyWarning {
+    /// A remote cache's trouble is the same for every model: once.
+    RemoteCache(String),
+    /// About one environment: with the model that built it.
+    Environment {
+        /// That model's directory.
+        model: PathBuf,
+        /// The warning.
+        message: String,
+    },
+}
+
+/// What [`ensure_many`] gives.
+#[derive(Debug)]
+pub struct ManyOutcome<E> {
+    /// One row per model given, in input order.
+    pub models: Vec<ModelOutcome<E>>,
+    /// The builds' warnings, in the order to show them.
+    pub warnings: Vec<ManyWarning>,
+}
+
+/// Receives what [`ensure_many`] decides and builds; the CLI prints it.
+pub trait ManyReporter: Send + Sync {
+    /// A model's environment is decided (its warnings are `env.resolved.warnings`).
+    fn on_resolved(&self, env: &ModelEnvironment);
+    /// Building starts: `total` distinct environments.
+    fn on_start(&self, _total: usize) {}
+    /// The progress reporter of one build.
+    fn build_reporter(&self, env: &ModelEnvironment) -> Arc<dyn Reporter>;
+    /// A build ended.
+    fn on_finished(&self, _env: &ModelEnvironment, _result: &Result<Created, SolveError>) {}
+}
+
+/// The one call of a multi-model `create`: decides the environment of every opened model
+/// under `request`, then either classifies them (`dry_run`: cached, to build, or shared with
+/// a model before it) or builds each distinct key once, `jobs` at a time ([`create_many`]).
+/// Failing models do not stop the others; only detecting the platform or taking the cache's
+/// lock fails the whole run.
+pub async fn ensure_many<E>(
+    inputs: Vec<ModelInput<E>>,
+    request: &EnvRequest,
+    cache: &Cache,
+    settings: &BuildSettings,
+    jobs: usize,
+    dry_run: bool,
+    reporter: Arc<dyn ManyReporter>,
+) -> Result<ManyOutcome<E>, SolveError> {
+    let virtual_packages = crate::context::detect_virtual_packages()?;
+    let mut models = Vec::with_capacity(inputs.len());
+    let mut envs: Vec<Option<ModelEnvironment>> = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let env = match input.model {
+            Ok(model) => ModelEnvironment::resolve_with(model, request, virtual_packages.clone())
+                .map_err(Failure::Env),
+            Err(error) => Err(Failure::Open(error)),
+        };
+        match env {
+            Ok(env) => {
+                reporter.on_resolved(&env);
+                models.push(ModelOutcome {
+                    model_dir: env.root().display().to_string(),
+                    env_manager: Some(env.manager),
+                    key: Some(env.key.to_string()),
+                    // Every decided model is in a group below, which sets it.
+                    outcome: Outcome::ToBuild,
+                    seconds: 0.0,
+                    created: None,
+                    failure: None,
+                });
+                envs.push(Some(env));
+            }
+            Err(failure) => {
+                models.push(failed(input.given, input.started, failure));
+                envs.push(None);
+            }
+        }
+    }
+    let groups = group_by_key(&envs);
+    if dry_run {
+        for members in groups {
+            for (position, index) in members.into_iter().enumerate() {
+                if let Some(env) = &envs[index] {
+                    models[index].outcome = if position > 0 {
+                        Outcome::Shared
+                    } else if env.is_cached(cache)? {
+                        Outcome::Cached
+                    } else {
+                        Outcome::ToBuild
+                    };
+                }
+            }
+        }
+        return Ok(ManyOutcome {
+            models,
+            warnings: Vec::new(),
+        });
+    }
+    reporter.on_start(groups.len());
+    let envs: Arc<[Option<ModelEnvironment>]> = envs.into();
+    let outcomes = create_many(
+        envs.clone(),
+        jobs,
+        cache,
+        settings,
+        Arc::new({
+            let reporter = reporter.clone();
+            move |env: &ModelEnvironment| reporter.build_reporter(env)
+        }),
+        Arc::new({
+            let reporter = reporter.clone();
+            move |env: &ModelEnvironment, result: &Result<Created, SolveError>| {
+                reporter.on_finished(env, result);
+            }
+        }),
+    )
+    .await?;
+    let warnings = warnings(&envs, &outcomes);
+    for outcome in outcomes {
+        let Some(env) = envs[outcome.members[0]].as_ref() else {
+            continue;
+        };
+        let (result, created, failure) = match outcome.result {
+            Ok(created) => (Outcome::of(&created), Some(created), None),
+            Err(source) => (
+                Outcome::Failed,
+                None,
+                Some(Arc::new(Failure::Build(EnsureError::Build {
+                    manager: env.manager,
+                    model: env.root().to_path_buf(),
+                    source,
+                }))),
+            ),
+        };
+        for (position, index) in outcome.members.into_iter().enumerate() {
+            let row = &mut models[index];
+            // The first model of a key built it; the others share that environment.
+            row.outcome = if position > 0 && result != Outcome::Failed {
+                Outcome::Shared
+            } else {
+                result
+            };
+            row.seconds = outcome.seconds;
+            row.created.clone_from(&created);
+            row.failure.clone_from(&failure);
+        }
+    }
+    Ok(ManyOutcome { models, warnings })
+}
+
+fn failed<E>(model_dir: String, started: Instant, failure: Failure<E>) -> ModelOutcome<E> {
+    ModelOutcome {
+        model_dir,
+        env_manager: None,
+        key: None,
+        outcome: Outcome::Failed,
+        seconds: started.elapsed().as_secs_f64(),
+        created: None,
+        failure: Some(Arc::new(failure)),
+    }
+}
+
+/// The builds' warnings: each remote-cache warning once (it is the same for every model),
+/// then each environment's own, naming the model that built it.
+fn warnings(envs: &[Option<ModelEnvironment>], outcomes: &[GroupOutcome]) -> Vec<ManyWarning> {
+    let remote: BTreeSet<&str> = outcomes
+        .iter()
+        .filter_map(|outcome| outcome.result.as_ref().ok())
+        .flat_map(|created| &created.warnings)
+        .filter_map(|warning| match warning {
+            BuildWarning::RemoteCache(message) => Some(message.as_str()),
+            BuildWarning::Environment(_) => None,
+        })
+        .collect();
+    let mut warnings: Vec<ManyWarning> = remote
+        .into_iter()
+        .map(|message| ManyWarning::RemoteCache(message.to_string()))
+        .collect();
+    for outcome in outcomes {
+        let (Ok(created), Some(env)) = (&outcome.result, envs[outcome.members[0]].as_ref()) else {
+            continue;
+        };
+        for warning in &created.warnings {
+            if let BuildWarning::Environment(message) = warning {
+                warnings.push(ManyWarning::Environment {
+                    model: env.root().to_path_buf(),
+                    message: message.clone(),
+                });
+            }
+        }
+    }
+    warnings
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -117,6 +414,69 @@ mod tests {
     use env_cache::{LockKind, LockedFile};
 
     use super::*;
+
+    fn created(hits: (bool, bool, bool), warnings: &[BuildWarning]) -> Created {
+        Created {
+            key: env_spec::EnvKey::parse(&"0".repeat(32)).unwrap(),
+            prefix: PathBuf::from("/cache/envs-v1/0"),
+            python: PathBuf::from("/cache/envs-v1/0/bin/python"),
+            cache_hit: hits.0,
+            remote_hit: hits.1,
+            built_by_other: hits.2,
+            pushed: false,
+            timings: crate::build::Timings::default(),
+            warnings: warnings.to_vec(),
+            bytecode_deferred: false,
+            bytecode: None,
+        }
+    }
+
+    /// A cache hit wins over a remote one, which wins over another process's build; nothing
+    /// of these is a build. (Was the CLI's `match` in `create.rs`.)
+    #[test]
+    fn a_builds_outcome_says_where_the_environment_came_from() {
+        for (hits, expected) in [
+            ((true, true, true), Outcome::Cached),
+            ((false, true, true), Outcome::Pulled),
+            ((false, false, true), Outcome::BuiltByOther),
+            ((false, false, false), Outcome::Built),
+        ] {
+            assert_eq!(Outcome::of(&created(hits, &[])), expected, "{hits:?}");
+        }
+        assert_eq!(
+            serde_json::to_value(Outcome::BuiltByOther).unwrap(),
+            Outcome::BuiltByOther.as_str()
+        );
+    }
+
+    /// A remote cache's trouble is shown once however many builds met it, in a stable
+    /// order; a group whose model could not be opened has no environment warnings to name.
+    #[test]
+    fn remote_cache_warnings_are_shown_once() {
+        let remote = |text: &str| BuildWarning::RemoteCache(text.to_string());
+        let outcomes: Vec<GroupOutcome> = [
+            vec![remote("b unreachable"), remote("a denied")],
+            vec![
+                remote("b unreachable"),
+                BuildWarning::Environment("3.11.6".into()),
+            ],
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(index, warnings)| GroupOutcome {
+            members: vec![index],
+            result: Ok(created((false, false, false), &warnings)),
+            seconds: 0.0,
+        })
+        .collect();
+        assert_eq!(
+            warnings(&[None, None], &outcomes),
+            [
+                ManyWarning::RemoteCache("a denied".into()),
+                ManyWarning::RemoteCache("b unreachable".into()),
+            ]
+        );
+    }
 
     /// `create_many` holds the cache's shared lock itself: while `cache clean` (here, this
     /// test) holds the cache exclusively, it waits, and fails at the lock timeout instead of

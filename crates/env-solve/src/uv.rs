@@ -215,13 +215,16 @@ impl UvProbe {
             ..Self::new(self.configured.clone())
         };
         let mut probed = asked.probe();
-        probed.learnt = probed.located.path(self.configured.as_deref()).and_then(|path| {
-            Some(Remembered {
-                identity: Identity::of(&path)?,
-                version: probed.located.version()?.to_string(),
-                path,
-            })
-        });
+        probed.learnt = probed
+            .located
+            .path(self.configured.as_deref())
+            .and_then(|path| {
+                Some(Remembered {
+                    identity: Identity::of(&path)?,
+                    version: probed.located.version()?.to_string(),
+                    path,
+                })
+            });
         Self {
             configured: self.configured.clone(),
             memo: self.memo.clone(),
@@ -301,11 +304,13 @@ impl UvProbe {
             return (Some(entry.version), true, None);
         }
         let version = query_version(path);
-        let learnt = identity.zip(version.clone()).map(|(identity, version)| Remembered {
-            path: path.to_path_buf(),
-            identity,
-            version,
-        });
+        let learnt = identity
+            .zip(version.clone())
+            .map(|(identity, version)| Remembered {
+                path: path.to_path_buf(),
+                identity,
+                version,
+            });
         (version, false, learnt)
     }
 
@@ -403,10 +408,7 @@ fn compatible(version: &str) -> bool {
 }
 
 fn find_on_path() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("uv"))
-        .find(|candidate| candidate.is_file())
+    env_prefix::find_on_path("uv")
 }
 
 async fn download(

@@ -33,6 +33,7 @@ mod gcs;
 pub mod http;
 mod mlflow;
 mod object;
+mod open;
 mod resolve;
 mod s3;
 mod settings;
@@ -50,10 +51,11 @@ pub use bucket::{
 };
 pub use error::{SentCredentials, Service, SourceError, StoreFailure};
 pub use gcs::{GcsConfig, GcsCredentials, GcsVars, gcs_builder};
+pub use open::{OpenError, OpenedModel, open_model};
 pub use resolve::resolve;
 pub use s3::{AwsConfig, AwsVars, MLFLOW_S3_ENDPOINT_URL, s3_builder, s3_store};
 pub use settings::{SourceSettings, Vars};
-pub use uri::{ModelUri, Selector};
+pub use uri::{ModelUri, Selector, parse_model_list};
 
 /// The model cache bucket.
 pub use env_cache::MODELS_BUCKET;

@@ -302,9 +302,68 @@ fn parse_mlflow_artifacts(uri: &str, rest: &str) -> Result<ModelUri, SourceError
     })
 }
 
+/// The models a list file names (`create --from FILE`): one per line, blank lines and comments
+/// skipped. As in a requirements file, `#` starts a comment only at the start of a line or
+/// after whitespace, so `models/run#3` and `s3://b/k#v` are names. Relative paths are relative
+/// to the list's directory `list_dir`; model URIs stay as written; a `file:` URI is the
+/// directory it names.
+#[must_use]
+pub fn parse_model_list(text: &str, list_dir: &std::path::Path) -> Vec<PathBuf> {
+    text.lines()
+        .map(|line| strip_comment(line).trim())
+        .filter(|line| !line.is_empty())
+        .map(|line| match ModelUri::local_path(line) {
+            Some(path) if path.is_relative() => list_dir.join(path),
+            Some(path) => path,
+            None => PathBuf::from(line),
+        })
+        .collect()
+}
+
+/// A model-list line without its comment ([`parse_model_list`]).
+fn strip_comment(line: &str) -> &str {
+    let mut previous_is_space = true;
+    for (index, c) in line.char_indices() {
+        if c == '#' && previous_is_space {
+            return &line[..index];
+        }
+        previous_is_space = c.is_whitespace();
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hash_starts_a_comment_only_at_line_start_or_after_whitespace() {
+        for (line, expected) in [
+            ("# all of them", ""),
+            ("models/a # the first", "models/a "),
+            ("models/a\t#tab", "models/a\t"),
+            ("models/run#3", "models/run#3"),
+            ("s3://bucket/k#v/model", "s3://bucket/k#v/model"),
+            ("models/x#y # comment", "models/x#y "),
+            ("", ""),
+        ] {
+            assert_eq!(strip_comment(line), expected, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn a_model_list_is_relative_to_its_directory_and_keeps_uris() {
+        let list = "# models\na\n\n/abs/b # second\nmodels:/iris/1\nfile:///srv/m\n";
+        assert_eq!(
+            parse_model_list(list, std::path::Path::new("/lists")),
+            [
+                PathBuf::from("/lists/a"),
+                PathBuf::from("/abs/b"),
+                PathBuf::from("models:/iris/1"),
+                PathBuf::from("/srv/m"),
+            ]
+        );
+    }
 
     fn registered(name: &str, selector: Selector, path: &str) -> ModelUri {
         ModelUri::Registered {

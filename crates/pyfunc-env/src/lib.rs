@@ -12,6 +12,7 @@ use clap::Parser;
 mod cli;
 mod commands;
 mod env_vars;
+mod environment;
 mod printer;
 mod progress;
 #[cfg(test)]
@@ -158,16 +159,7 @@ async fn run(
         Command::Cache(command) => commands::cache::cache(&command, settings, printer).await,
         Command::Run(args) => commands::run::run(&args, settings, printer).await,
         Command::CompileBytecode { prefix } => {
-            let cache = settings.cache();
-            // `cache clean` holds it: the environment is being deleted, nothing to compile.
-            let Some(_lock) = env_cache::LockedFile::try_acquire(
-                &cache.lock_path(),
-                env_cache::LockKind::Shared,
-            )?
-            else {
-                return Ok(report::ExitStatus::Success);
-            };
-            env_solve::build::compile_in_this_process(&cache, &prefix)?;
+            env_solve::build::compile_in_this_process(&settings.cache(), &prefix)?;
             Ok(report::ExitStatus::Success)
         }
         Command::Check(args) => commands::check::check(&args, settings, printer).await,

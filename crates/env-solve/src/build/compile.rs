@@ -56,12 +56,19 @@ pub fn compile_in_background(
 }
 
 /// What `pyfunc-env __compile-bytecode PREFIX` runs: [`compile_environment`] holding the
-/// environment's lock shared, and passing it on to the compiler processes, so `cache prune`
-/// and a rebuild wait until the last of them has exited.
+/// cache's and the environment's lock shared, and passing the environment's on to the
+/// compiler processes, so `cache prune` and a rebuild wait until the last of them has exited.
+/// It never waits: when `cache clean` or `cache prune` holds the cache, or a builder the
+/// environment, the environment is going away and there is nothing to compile.
 pub fn compile_in_this_process(
     cache: &Cache,
     prefix: &Path,
 ) -> Result<crate::bytecode::Stats, SolveError> {
+    let Some(_cache_lock) =
+        env_cache::LockedFile::try_acquire(&cache.lock_path(), env_cache::LockKind::Shared)?
+    else {
+        return Ok(crate::bytecode::Stats::default());
+    };
     let key = prefix
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
@@ -121,4 +128,55 @@ pub fn link_environment(
     let tag = crate::bytecode::cache_tag(&python_of(prefix))?;
     let dirs: Vec<PathBuf> = site_packages(prefix).into_iter().collect();
     Ok(crate::bytecode::link_stored(&tag, &dirs, &store))
+}
+
+#[cfg(test)]
+mod tests {
+    use env_cache::{LockKind, LockedFile};
+
+    use super::*;
+
+    /// While `cache clean` (here, this test) holds the cache exclusively, the background
+    /// compiler touches nothing and does not wait: the environment is being deleted. (This
+    /// decision was the CLI's, in `lib.rs`, untested.) Without the exclusive holder, the same
+    /// call goes on to the compiler, which makes the bytecode store.
+    #[test]
+    fn it_compiles_nothing_while_the_cache_is_held_exclusively() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::new(root.path().join("cache"));
+        cache.init().unwrap();
+        let key = "0".repeat(32);
+        let entry = cache.env(&key).unwrap();
+        let build = entry.lock_exclusive(|_, _| {}).unwrap();
+        entry
+            .begin_build(&cache.root().join(env_cache::TMP_DIR))
+            .unwrap();
+        entry
+            .finish_build(&env_cache::Metadata {
+                key: key.clone(),
+                tool_version: "0".into(),
+                created: 0,
+                build_seconds: 0.0,
+                env_manager: "conda".into(),
+                model: "m".into(),
+                python: None,
+                python_version: None,
+                spec: serde_json::Value::Null,
+                conda_packages: vec![],
+                pip_packages: vec![],
+                extra: serde_json::Map::new(),
+            })
+            .unwrap();
+        drop(build);
+        let store = cache.root().join(env_cache::PYC_BUCKET);
+        let clean = LockedFile::acquire_blocking(&cache.lock_path(), LockKind::Exclusive).unwrap();
+        compile_in_this_process(&cache, entry.dir()).unwrap();
+        assert!(
+            !store.exists(),
+            "compiled while the cache was being cleaned"
+        );
+        drop(clean);
+        let _ = compile_in_this_process(&cache, entry.dir());
+        assert!(store.exists(), "the test did not reach the compiler");
+    }
 }

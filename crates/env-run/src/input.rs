@@ -1,0 +1,76 @@
+//! `run -- predict -i FILE`: a missing input file is reported before anything is built or
+//! downloaded; when the model (a local directory) cannot be read either, both problems are
+//! named, not only the first one found. This policy was the CLI's (`commands/run.rs`) before
+//! issue 24.
+
+use std::path::{Path, PathBuf};
+
+/// A missing input file. Both are the caller's to fix (exit code 1).
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The input file does not exist.
+    #[error("Input file `{}` does not exist", input.display())]
+    Missing {
+        /// The input file as given.
+        input: PathBuf,
+    },
+    /// The input file does not exist, and the model cannot be read either.
+    #[error(
+        "Input file `{}` does not exist, and the model at `{}` cannot be read: {reason}",
+        input.display(),
+        model.display()
+    )]
+    MissingAndModelUnreadable {
+        /// The input file as given.
+        input: PathBuf,
+        /// The model directory.
+        model: PathBuf,
+        /// Why the model cannot be read.
+        reason: String,
+    },
+}
+
+/// Checks the input file of `predict` (`None`: stdin). `local_model` is the model directory
+/// when the model was given as one; a model URI is never fetched to report a missing input.
+pub fn check_input(input: Option<&Path>, local_model: Option<&Path>) -> Result<(), InputError> {
+    let Some(input) = input.filter(|input| !input.is_file()) else {
+        return Ok(());
+    };
+    let input = input.to_path_buf();
+    match local_model.map(|model| (model, env_spec::ModelDir::open(model))) {
+        Some((model, Err(error))) => Err(InputError::MissingAndModelUnreadable {
+            input,
+            model: model.to_path_buf(),
+            reason: error.to_string(),
+        }),
+        _ => Err(InputError::Missing { input }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_input_names_an_unreadable_model_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = Path::new("nosuch.json");
+        let model = dir.path().join("no-model");
+        let error = check_input(Some(input), Some(&model)).unwrap_err();
+        assert!(
+            matches!(&error, InputError::MissingAndModelUnreadable { model: m, .. } if *m == model),
+            "{error:?}"
+        );
+        fs_err::create_dir_all(&model).unwrap();
+        fs_err::write(model.join("MLmodel"), "flavors: {}\n").unwrap();
+        let error = check_input(Some(input), Some(&model)).unwrap_err();
+        assert_eq!(error.to_string(), "Input file `nosuch.json` does not exist");
+        // No model directory (a URI): only the input; stdin and an existing file: nothing.
+        assert!(matches!(
+            check_input(Some(input), None),
+            Err(InputError::Missing { .. })
+        ));
+        check_input(None, Some(&model)).unwrap();
+        check_input(Some(&model.join("MLmodel")), None).unwrap();
+    }
+}

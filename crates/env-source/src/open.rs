@@ -1,0 +1,144 @@
+//! A model argument opened: a directory as it is, or a model URI downloaded once into
+//! `models-v1/` (while the cache's shared lock is held, as for everything staged in `tmp/`:
+//! `cache prune` removes `tmp/` only when nobody holds it, issue 23). The opened model holds
+//! the downloaded model's lock for as long as it lives, so `cache prune` keeps it. This was
+//! the CLI's (`commands/mod.rs`) before issue 24.
+
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use env_cache::{Cache, LockedFile};
+use env_spec::ModelDir;
+
+use crate::{ModelUri, Reporter, Resolved, SourceError, SourceSettings};
+
+/// A model opened from a command line.
+#[derive(Debug)]
+pub struct OpenedModel {
+    /// The model directory.
+    pub model: ModelDir,
+    /// What a model URI resolved to (with its lock); `None` for a directory given as such.
+    pub source: Option<Resolved>,
+}
+
+impl OpenedModel {
+    /// The model, and the downloaded model's lock to hold while it is used (and to pass on to
+    /// a process that uses it after us); `None` for a local directory.
+    #[must_use]
+    pub fn into_model(self) -> (ModelDir, Option<Arc<LockedFile>>) {
+        (self.model, self.source.and_then(|source| source.lock))
+    }
+}
+
+/// Why a model could not be opened.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum OpenError {
+    /// The model URI could not be resolved or downloaded.
+    #[error("Failed to get the model `{shown}`")]
+    Get {
+        /// The URI, its secrets masked.
+        shown: String,
+        /// The cause.
+        #[source]
+        source: SourceError,
+    },
+    /// The cache could not be opened or locked for the download.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Cache(#[from] env_cache::CacheError),
+    /// The directory is not a model MLflow can read.
+    #[error("Failed to read the model at `{}`", path.display())]
+    Read {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: env_spec::SpecError,
+    },
+}
+
+/// Opens `model`: a directory (or a `file:` URI naming one) as it is; any other model URI is
+/// resolved and downloaded into `cache` unless already there. `vars` reads the environment
+/// (the stores' and MLflow's settings); `reporter(shown)` gives the download's reporter.
+pub async fn open_model(
+    model: &OsStr,
+    vars: impl Fn(&str) -> Option<String>,
+    offline: bool,
+    cache: &Cache,
+    reporter: impl FnOnce(&str) -> Arc<dyn Reporter>,
+) -> Result<OpenedModel, OpenError> {
+    let (path, source) = match model.to_str() {
+        // A non-UTF-8 argument can only be a local path.
+        None => (PathBuf::from(model), None),
+        Some(text) => match ModelUri::local_path(text) {
+            // A directory, or a `file:` URI naming one (decoded: never the URI text as a path).
+            Some(path) => (path, None),
+            None => {
+                let resolved = download(text, vars, offline, cache, reporter).await?;
+                (resolved.dir.clone(), Some(resolved))
+            }
+        },
+    };
+    let model = ModelDir::open(&path).map_err(|source| OpenError::Read { path, source })?;
+    Ok(OpenedModel { model, source })
+}
+
+async fn download(
+    text: &str,
+    vars: impl Fn(&str) -> Option<String>,
+    offline: bool,
+    cache: &Cache,
+    reporter: impl FnOnce(&str) -> Arc<dyn Reporter>,
+) -> Result<Resolved, OpenError> {
+    let shown = env_spec::redact::redact_url(text);
+    let settings = SourceSettings::from_env(vars, offline).map_err(|source| OpenError::Get {
+        shown: shown.clone(),
+        source,
+    })?;
+    let _cache_lock = {
+        let cache = cache.clone();
+        // Waits while `cache clean` or `cache prune` holds the cache: off the runtime.
+        tokio::task::spawn_blocking(move || {
+            cache.init()?;
+            cache.lock_shared()
+        })
+        .await
+        .map_err(|error| env_cache::CacheError::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other(error),
+        })??
+    };
+    crate::resolve(text, &settings, cache, reporter(&shown))
+        .await
+        .map_err(|source| OpenError::Get { shown, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nothing(_: &str) -> Arc<dyn Reporter> {
+        panic!("a local model is not downloaded")
+    }
+
+    /// A directory (or a `file:` URI naming one) is opened as it is: no cache is created or
+    /// locked, no reporter asked for, no lock held.
+    #[tokio::test]
+    async fn a_local_model_is_opened_without_the_cache() {
+        let root = tempfile::tempdir().unwrap();
+        let model = root.path().join("model");
+        fs_err::create_dir_all(&model).unwrap();
+        fs_err::write(model.join("MLmodel"), "flavors: {}\n").unwrap();
+        let cache = Cache::new(root.path().join("cache"));
+        let uri = url::Url::from_file_path(&model).unwrap().to_string();
+        for given in [model.as_os_str().to_owned(), uri.into()] {
+            let opened = open_model(&given, |_| None, true, &cache, nothing)
+                .await
+                .unwrap();
+            assert_eq!(opened.model.root(), model);
+            assert!(opened.into_model().1.is_none());
+        }
+        assert!(!cache.root().exists());
+    }
+}

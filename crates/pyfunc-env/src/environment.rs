@@ -1,0 +1,208 @@
+//! What `create`, `lock`, `run`, `pack`, `image` and `cache push` share: the flags as the
+//! library's [`EnvRequest`] and [`BuildSettings`], the one call [`ensure`], and how its result
+//! is shown. Logic lives in `env-solve`; this module only maps flags and renders.
+
+use std::sync::Arc;
+
+use env_solve::{
+    BuildOptions, BuildSettings, ChannelSettings, Ensured, EnvRequest, InstallMlflow, LockChoice,
+    ModelEnvironment, Purpose, PythonSource,
+};
+
+use crate::cli::{EnvArgs, PythonSourceArg};
+use crate::commands::print_warnings;
+use crate::printer::Printer;
+use crate::progress::ProgressReporter;
+use crate::settings::Settings;
+
+/// The channel settings of a run: flags, then `PYFUNC_ENV_MIRRORS`/config (already merged
+/// into `settings.mirrors`).
+pub fn channel_settings(args: &EnvArgs, settings: &Settings) -> anyhow::Result<ChannelSettings> {
+    Ok(ChannelSettings {
+        mirrors: env_solve::channels::merge_mirrors(&args.mirrors, &settings.mirrors)?,
+        channels: args.channels.clone(),
+        override_channels: args.override_channels,
+    })
+}
+
+/// Build options from the flags.
+pub fn build_options(args: &EnvArgs) -> BuildOptions {
+    BuildOptions {
+        compile_bytecode: !args.no_compile,
+        exclude_newer: args.exclude_newer.clone(),
+        python_source: match args.python_source {
+            PythonSourceArg::Auto => PythonSource::Auto,
+            PythonSourceArg::Conda => PythonSource::Conda,
+            PythonSourceArg::System => PythonSource::System,
+        },
+    }
+}
+
+/// The flags that decide the environment, as the library's [`EnvRequest`].
+pub fn env_request(args: &EnvArgs, settings: &Settings) -> anyhow::Result<EnvRequest> {
+    let manager = match args.env_manager {
+        None => None,
+        Some(arg) => Some(arg.manager().ok_or_else(|| {
+            crate::report::UserError::new(
+                "`--env-manager local` builds no environment; it only applies to `run`",
+            )
+        })?),
+    };
+    Ok(EnvRequest {
+        manager,
+        python_version: args.python_version.clone(),
+        install_mlflow: args.install_mlflow.as_deref().map(InstallMlflow::from_flag),
+        channels: channel_settings(args, settings)?,
+        options: build_options(args),
+        lock: LockChoice::from_flags(args.locked.clone(), args.no_lock),
+        uv: args.uv.clone().or_else(|| settings.uv.clone()),
+        pip_requirements_override: args.pip_requirements_override.clone(),
+        no_compat_constraints: args.no_compat_constraints,
+    })
+}
+
+/// The settings that change how, not what, is built.
+pub fn build_settings(args: &EnvArgs, settings: &Settings) -> BuildSettings {
+    BuildSettings {
+        offline: settings.offline,
+        uv_cache_dir: settings.uv_cache_dir.clone(),
+        reinstall: args.reinstall,
+        remote: settings
+            .remote_cache(
+                args.remote.remote_cache.as_ref(),
+                args.remote.remote_cache_read_only,
+            )
+            .map(|remote| Arc::new(remote) as Arc<dyn env_solve::remote::RemoteCache>),
+    }
+}
+
+/// Where a remote hit came from and whether a build was pushed, for human output.
+pub fn remote_note(created: &env_solve::Created, build: &BuildSettings) -> Option<String> {
+    let remote = build.remote.as_ref()?;
+    let url = format!("`{}`", remote.url());
+    if created.remote_hit {
+        Some(format!(
+            "Pulled from the remote cache {url} in {:.1}s (nothing solved or installed)",
+            created.timings.remote
+        ))
+    } else if created.pushed {
+        Some(format!(
+            "Pushed to the remote cache {url} in {:.1}s",
+            created.timings.remote
+        ))
+    } else {
+        None
+    }
+}
+
+/// Prints what deciding a model's environment found: the model's warnings and the lock file
+/// installed from.
+pub fn print_resolved(env: &ModelEnvironment, printer: Printer) {
+    print_warnings(printer, &env.resolved.warnings);
+    if let Some((path, _)) = &env.lock {
+        printer.info(format!("Using lock file {}", printer.cyan(path.display())));
+    }
+}
+
+/// Decides the environment of an opened model (spec, key, lock) without building it, printing
+/// the model's warnings: `create --dry-run` and `cache push`.
+pub fn resolve(
+    model: env_spec::ModelDir,
+    request: &EnvRequest,
+    printer: Printer,
+) -> anyhow::Result<ModelEnvironment> {
+    let env = ModelEnvironment::resolve(model, request)?;
+    print_resolved(&env, printer);
+    Ok(env)
+}
+
+/// What the CLI shows of [`ModelEnvironment::ensure`]: the model's warnings and lock file once
+/// the environment is decided, the build's progress, and waits for the environment.
+struct Shown {
+    multi: indicatif::MultiProgress,
+    printer: Printer,
+}
+
+impl env_solve::EnsureReporter for Shown {
+    fn on_resolved(&self, env: &ModelEnvironment) -> Arc<dyn env_solve::Reporter> {
+        print_resolved(env, self.printer);
+        Arc::new(ProgressReporter::printing(
+            self.multi.clone(),
+            self.printer,
+            &env.name(),
+        ))
+    }
+
+    fn on_wait(&self, message: &str) {
+        self.printer.info(message);
+    }
+}
+
+/// The one library call of `create`, `lock`, `run` and `pack`: decides the opened model's
+/// environment under `request`, builds or reuses it for `purpose`, and holds it (and the
+/// cache's shared lock) while the result lives; progress and the model's warnings are shown.
+pub async fn ensure(
+    model: env_spec::ModelDir,
+    request: &EnvRequest,
+    build: &BuildSettings,
+    purpose: &Purpose,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<Ensured> {
+    let shown = Shown {
+        multi: crate::progress::shared_multi(settings, printer),
+        printer,
+    };
+    let ensured = ModelEnvironment::ensure(
+        model,
+        request,
+        &settings.cache(),
+        build,
+        purpose,
+        Arc::new(shown),
+    )
+    .await?;
+    Ok(ensured)
+}
+
+/// `Created conda environment in 1.2s: PREFIX`.
+pub fn created_line(
+    env: &ModelEnvironment,
+    created: &env_solve::Created,
+    printer: Printer,
+) -> String {
+    format!(
+        "{} {} environment in {:.1}s: {}",
+        printer.green("Created"),
+        env.manager,
+        created.timings.total,
+        printer.cyan(created.prefix.display())
+    )
+}
+
+/// `Pulled conda environment from the remote cache: PREFIX`.
+pub fn pulled_line(
+    env: &ModelEnvironment,
+    created: &env_solve::Created,
+    printer: Printer,
+) -> String {
+    format!(
+        "{} {} environment from the remote cache: {}",
+        printer.green("Pulled"),
+        env.manager,
+        printer.cyan(created.prefix.display())
+    )
+}
+
+/// For a command that uses the environment (`run`, `pack`): the build's warnings, and a line
+/// when the environment was built or pulled now (a reused one is not worth a line there).
+pub fn print_created(env: &ModelEnvironment, created: &env_solve::Created, printer: Printer) {
+    for warning in &created.warnings {
+        printer.warn(warning);
+    }
+    if created.remote_hit {
+        printer.info(pulled_line(env, created, printer));
+    } else if !created.cache_hit && !created.built_by_other {
+        printer.info(created_line(env, created, printer));
+    }
+}
