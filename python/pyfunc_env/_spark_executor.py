@@ -92,7 +92,15 @@ class ScoringProcess:
         self.label = "model `%s`" % config["model_uri"]
         self.tail = collections.deque(maxlen=_STDERR_TAIL_LINES)
         self.process = subprocess.Popen(
-            [python, "-c", config["worker_source"], model_dir, config["worker_config"]],
+            [
+                python,
+                "-c",
+                config["worker_source"],
+                model_dir,
+                config["worker_config"],
+                # Names the UDF in `ps` output (and lets a test find the process).
+                "pyfunc-env-udf=" + config["udf_id"],
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -306,7 +306,13 @@ def spark_udf(
     ) -> Iterator[hint]:
         return score(iterator, config, spark_type)
 
-    udf.metadata = {"model_uri": str(model_uri), "environment": packed, "model": info}
+    udf.metadata = {
+        "model_uri": str(model_uri),
+        "udf_id": config["udf_id"],
+        "environment": packed,
+        "model": info,
+        "model_archive": model_name,
+    }
 
     def udf_with_default_cols(*args):
         if args:

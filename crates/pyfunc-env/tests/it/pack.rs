@@ -587,12 +587,19 @@ fn absolute_runpaths_and_symlinks_are_refused() {
 }
 
 /// The driver side of the Spark proof: a venv of pyenv's CPython 3.11.7 with pyspark, pandas
-/// and pyarrow (the driver needs both for `mapInPandas`), built once and kept under the target
-/// directory (pyspark is a 456 MB sdist that uv builds into a wheel the first time).
-fn spark_driver_venv() -> PathBuf {
+/// and pyarrow (the driver needs both for `mapInPandas`), and mlflow for the comparison with
+/// MLflow's own `spark_udf` (`spark_udf.rs`), built once and kept under the target directory
+/// (pyspark is a 456 MB sdist that uv builds into a wheel the first time).
+pub fn spark_driver_venv() -> PathBuf {
     crate::common::test_venv(
         "spark-driver-venv",
-        &["pyspark==4.3.0", "pandas>=2.2", "pyarrow>=18", "numpy"],
+        &[
+            "pyspark==4.3.0",
+            "pandas>=2.2",
+            "pyarrow>=18",
+            "numpy",
+            "mlflow==3.17.2",
+        ],
     )
 }
 
@@ -641,9 +648,9 @@ spark.stop()
 
 /// Removes what a local-cluster application leaves in `$SPARK_HOME/work` (an unpacked copy of
 /// the archive per application).
-struct SparkWorkDirs {
-    work: PathBuf,
-    before: Vec<PathBuf>,
+pub struct SparkWorkDirs {
+    pub work: PathBuf,
+    pub before: Vec<PathBuf>,
 }
 
 impl Drop for SparkWorkDirs {
