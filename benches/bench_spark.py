@@ -113,6 +113,8 @@ def main():
     ap.add_argument("--pyfunc-env-args", default="[]", help="JSON list for spark_udf's pyfunc_env_args")
     args = ap.parse_args()
     args.bin = os.path.abspath(args.bin)
+    if args.driver_python:
+        args.driver_python = os.path.abspath(args.driver_python)
     work = args.work or tempfile.mkdtemp(prefix="pfe-bench-spark-")
     os.makedirs(work, exist_ok=True)
     extra = json.loads(args.pyfunc_env_args)
