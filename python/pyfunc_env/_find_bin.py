@@ -28,9 +28,20 @@ def _scripts_dirs():
 def find_pyfunc_env_bin() -> str:
     """Return the absolute path of the ``pyfunc-env`` executable installed with this package.
 
+    ``PYFUNC_ENV_BIN``, when set, names the executable to use instead.
+
     Raises ``FileNotFoundError`` naming every place searched when it is not there (the
     package was installed without its scripts, or they were removed).
     """
+    override = os.environ.get("PYFUNC_ENV_BIN")
+    if override:
+        # A binary installed another way (cargo, a release download) or a development build.
+        if os.path.isfile(override) and os.access(override, os.X_OK):
+            return os.path.abspath(override)
+        raise FileNotFoundError(
+            "PYFUNC_ENV_BIN is `%s`, which is not an executable file; unset it to use the "
+            "binary installed with this package" % override
+        )
     searched = []
     for directory in _scripts_dirs():
         if not directory:

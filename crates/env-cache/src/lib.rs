@@ -56,6 +56,8 @@ pub const MODELS_BUCKET: &str = "models-v1";
 pub const IMAGES_BUCKET: &str = "images-v1";
 /// Files of environments by content hash (`env-store`), hard-linked into pulled environments.
 pub const STORE_BUCKET: &str = "store-v1";
+/// Archives of environments packed for Spark (`pack --cached`, `pyfunc_env.spark_udf`), by key.
+pub const PACKS_BUCKET: &str = "packs-v1";
 /// Staging area (same filesystem as the buckets, so renames are atomic).
 pub const TMP_DIR: &str = "tmp";
 /// Every bucket this version knows; `cache prune` removes the others.
@@ -69,6 +71,7 @@ pub const KNOWN_BUCKETS: &[&str] = &[
     MODELS_BUCKET,
     IMAGES_BUCKET,
     STORE_BUCKET,
+    PACKS_BUCKET,
     TMP_DIR,
 ];
 

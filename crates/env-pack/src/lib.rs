@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 
 mod archive;
+pub mod cached;
 mod compile;
 pub mod elf;
 mod relocate;

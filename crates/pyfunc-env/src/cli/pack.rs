@@ -26,8 +26,12 @@ pub struct PackArgs {
     #[command(flatten)]
     pub env: EnvArgs,
     /// The archive to write
-    #[arg(long, short = 'o', value_hint = ValueHint::FilePath)]
-    pub output: PathBuf,
+    #[arg(long, short = 'o', value_hint = ValueHint::FilePath, required_unless_present = "cached")]
+    pub output: Option<PathBuf>,
+    /// Keep the archive in the cache (`packs-v1/`), one per environment, and reuse it when
+    /// packed again; with `--json`, print its path (what `pyfunc_env.spark_udf` uses)
+    #[arg(long, conflicts_with_all = ["output", "with_model"])]
+    pub cached: bool,
     /// The archive format (default: from the output's extension, `.zip`, `.tar`, else tar.gz)
     #[arg(long, value_enum)]
     pub format: Option<PackFormatArg>,

@@ -64,11 +64,11 @@ pub async fn pack(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let spark = spark_target(args.target.as_deref())?;
-    let format = match args.format {
-        Some(PackFormatArg::TarGz) => Format::TarGz,
-        Some(PackFormatArg::Tar) => Format::Tar,
-        Some(PackFormatArg::Zip) => Format::Zip,
-        None => Format::from_path(&args.output),
+    let format = match (args.format, &args.output) {
+        (Some(PackFormatArg::TarGz), _) | (None, None) => Format::TarGz,
+        (Some(PackFormatArg::Tar), _) => Format::Tar,
+        (Some(PackFormatArg::Zip), _) => Format::Zip,
+        (None, Some(output)) => Format::from_path(output),
     };
     let request = env_request(&args.env, settings)?;
     let (model, _model_lock) = open_model(&args.model.model, settings, printer)
@@ -134,12 +134,15 @@ pub async fn pack(
         mtime,
         compression_level: COMPRESSION_LEVEL,
     };
+    let Some(output) = &args.output else {
+        return pack_cached(env, created, &options, settings, printer, failed).await;
+    };
     printer.info(format!(
         "Packing {} into {}",
         printer.cyan(created.prefix.display()),
-        printer.cyan(args.output.display())
+        printer.cyan(output.display())
     ));
-    let report = env_pack::pack(&created.prefix, &args.output, &options).with_context(failed)?;
+    let report = env_pack::pack(&created.prefix, output, &options).with_context(failed)?;
     for warning in &report.warnings {
         printer.warn(warning);
     }
@@ -147,7 +150,7 @@ pub async fn pack(
         "{} Python {} into {} ({format}, {}; {} files, {} unpacked) in {:.1}s",
         printer.green("Packed"),
         report.python,
-        printer.cyan(args.output.display()),
+        printer.cyan(output.display()),
         human_size(report.archive_bytes),
         report.files,
         human_size(report.unpacked_bytes),
@@ -176,8 +179,7 @@ pub async fn pack(
         printer.info(format!("Left out: {}", parts.join(", ")));
     }
     if spark.is_some() {
-        let name = args
-            .output
+        let name = output
             .file_name()
             .map_or_else(|| "env.tar.gz".into(), |n| n.to_string_lossy().into_owned());
         printer.info(env_pack::spark::recipe(
@@ -192,6 +194,58 @@ pub async fn pack(
         document["prefix"] = serde_json::Value::String(created.prefix.display().to_string());
         printer.data(format!("{}\n", serde_json::to_string_pretty(&document)?))?;
     }
+    Ok(ExitStatus::Success)
+}
+
+/// `pack --cached`: the archive in the cache's `packs-v1/`, packed now or reused, and (with
+/// `--json`) what a Spark driver needs to ship it: its path, the model directory, the key and
+/// the archive's Python.
+async fn pack_cached(
+    env: &env_solve::ModelEnvironment,
+    created: &env_solve::Created,
+    options: &PackOptions,
+    settings: &Settings,
+    printer: Printer,
+    failed: impl Fn() -> String,
+) -> anyhow::Result<ExitStatus> {
+    let dir = settings.cache().bucket(env_cache::PACKS_BUCKET)?;
+    let key = created.key.to_string();
+    let cached = {
+        let (prefix, options, dir, key) = (
+            created.prefix.clone(),
+            options.clone(),
+            dir.clone(),
+            key.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            env_pack::cached::pack_cached(&prefix, &key, &dir, &options)
+        })
+        .await
+        .context("The pack task failed")?
+        .with_context(failed)?
+    };
+    for warning in &cached.summary.warnings {
+        printer.warn(warning);
+    }
+    printer.info(format!(
+        "{} Python {} in {} ({})",
+        printer.green(if cached.reused { "Reusing" } else { "Packed" }),
+        cached.summary.python,
+        printer.cyan(cached.path.display()),
+        human_size(cached.summary.archive_bytes),
+    ));
+    let document = serde_json::json!({
+        "archive": cached.path,
+        "reused": cached.reused,
+        "key": key,
+        "prefix": created.prefix,
+        "model": env.root(),
+        "python": cached.summary.python,
+        "python_minor": cached.summary.python_minor,
+        "archive_bytes": cached.summary.archive_bytes,
+        "warnings": cached.summary.warnings,
+    });
+    printer.data(format!("{}\n", serde_json::to_string_pretty(&document)?))?;
     Ok(ExitStatus::Success)
 }
 

@@ -24,5 +24,6 @@ mod serve_versions;
 mod servers;
 mod snapshots;
 mod sources;
+mod spark_udf;
 mod uv_lock;
 mod wheel;

@@ -587,13 +587,27 @@ fn absolute_runpaths_and_symlinks_are_refused() {
 }
 
 /// The driver side of the Spark proof: a venv of pyenv's CPython 3.11.7 with pyspark, pandas
-/// and pyarrow (the driver needs both for `mapInPandas`), built once and kept under the target
-/// directory (pyspark is a 456 MB sdist that uv builds into a wheel the first time).
-fn spark_driver_venv() -> PathBuf {
+/// and pyarrow (the driver needs both for `mapInPandas`), and mlflow for the comparison with
+/// MLflow's own `spark_udf` (`spark_udf.rs`), built once and kept under the target directory
+/// (pyspark is a 456 MB sdist that uv builds into a wheel the first time).
+pub fn spark_driver_venv() -> PathBuf {
     crate::common::test_venv(
         "spark-driver-venv",
-        &["pyspark==4.3.0", "pandas>=2.2", "pyarrow>=18", "numpy"],
+        &[
+            "pyspark==4.3.0",
+            "pandas>=2.2",
+            "pyarrow>=18",
+            "numpy",
+            "mlflow==3.17.2",
+        ],
     )
+}
+
+/// One pyfunc-env cache for the Spark tests (they run one at a time, nextest group `spark`):
+/// the sklearn fixture's environment is built once per target directory, not once per test,
+/// and `spark_udf`'s packed archives are reused by later runs.
+pub fn spark_test_cache() -> PathBuf {
+    env_test::target_dir().join("spark-test-cache")
 }
 
 /// What the driver runs: score the iris rows with `mapInPandas`, loading the model inside the
@@ -641,9 +655,9 @@ spark.stop()
 
 /// Removes what a local-cluster application leaves in `$SPARK_HOME/work` (an unpacked copy of
 /// the archive per application).
-struct SparkWorkDirs {
-    work: PathBuf,
-    before: Vec<PathBuf>,
+pub struct SparkWorkDirs {
+    pub work: PathBuf,
+    pub before: Vec<PathBuf>,
 }
 
 impl Drop for SparkWorkDirs {
@@ -697,6 +711,7 @@ fn spark_submit_scores_the_sklearn_model_on_executors_with_the_packed_env() {
             "--json",
         ])
         .env("PYSPARK_DRIVER_PYTHON", &driver_python)
+        .env("PYFUNC_ENV_CACHE_DIR", spark_test_cache())
         .output()
         .unwrap();
     let report = json(&output);

@@ -1,0 +1,228 @@
+//! `pyfunc_env.spark_udf` (issue 22) on real executor JVMs (`local-cluster[2,1,1024]`, pyspark
+//! 4.3.0, Java 17): one Spark session runs every case, because a session and its first job cost
+//! about a minute on 2 cores. The driver script is `spark_udf/job.py`; the driver imports
+//! `pyfunc_env` from `python/` with `PYFUNC_ENV_BIN` pointing at the binary under test, and the
+//! executors' Python is the driver venv (pyspark, pandas, pyarrow, and mlflow for MLflow's own
+//! `spark_udf`), where `pyfunc_env` is not importable: the UDF must carry its executor code.
+
+use std::process::Command;
+use std::time::Instant;
+
+use crate::common::{TestContext, describe, repo_root};
+use crate::pack::{SparkWorkDirs, channel_url, spark_driver_venv, system_venv_model};
+
+const JOB: &str = include_str!("spark_udf/job.py");
+
+/// Two models with conflicting environments (the sklearn fixture written by MLflow 3.17.2:
+/// scikit-learn 1.9.1, pandas 3.1.1; the matrix's MLflow 2.22.5 one: scikit-learn 1.8.0, pandas
+/// 2.3.3) scored in one `DataFrame` give what MLflow's `spark_udf(env_manager="uv")` gives on the
+/// same rows and what `mlflow models predict` gave (the fixtures' expected outputs), with the
+/// columns as arguments, a struct input and an array result type; a scoring process killed
+/// during a job fails its task, which Spark retries, and the answer is still right; the
+/// driver-side errors come at UDF creation.
+#[test]
+#[expect(
+    clippy::print_stderr,
+    reason = "the Spark test reports its timings and evidence in the test output"
+)]
+#[expect(clippy::too_many_lines, reason = "one Spark session, one story")]
+fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring_process() {
+    let started = Instant::now();
+    let driver = spark_driver_venv();
+    let driver_python = driver.join("bin/python");
+    let ctx = TestContext::new().online();
+    let models = serde_json::json!({
+        "mlflow_3_17": repo_root().join("fixtures/models/sklearn-iris"),
+        "mlflow_2_22": repo_root().join("fixtures/matrix/mlflow-2.22.5/models/sklearn-iris"),
+    });
+    let no_mlflow = ctx.model(
+        "no-mlflow",
+        &[(
+            "python_env.yaml",
+            "python: 3.11.7\nbuild_dependencies: []\ndependencies: []\n",
+        )],
+    );
+    let config = serde_json::json!({
+        "models": models,
+        "input": repo_root().join("fixtures/inputs/sklearn-iris/dataframe_split.json"),
+        "pyfunc_env_args": [
+            "--python-source", "conda", "--mirror", format!("conda-forge={}", channel_url()),
+        ],
+        "missing": ctx.path().join("no-such-model"),
+        "unpackable": system_venv_model(&ctx),
+        "no_mlflow": no_mlflow,
+    });
+    let job = ctx.path().join("job.py");
+    fs_err::write(&job, JOB).unwrap();
+
+    let spark_home =
+        fs_err::canonicalize(driver.join("lib/python3.11/site-packages/pyspark")).unwrap();
+    let work = spark_home.join("work");
+    let _cleanup = SparkWorkDirs {
+        before: fs_err::read_dir(&work)
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default(),
+        work,
+    };
+    // MLflow's `env_manager="uv"` creates a venv with `uv venv --python 3.11.7` on each
+    // executor: pyenv's 3.11.7 on PATH is the interpreter uv finds (it cannot download one).
+    let pyenv_python = env_test::pyenv_root().unwrap().join("versions/3.11.7/bin");
+    let path = format!(
+        "{}:{}:{}",
+        driver.join("bin").display(),
+        pyenv_python.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let job_started = Instant::now();
+    let output = ctx
+        .command_for(&driver_python)
+        .arg(&job)
+        .arg(config.to_string())
+        .env("PATH", path)
+        .env("PYTHONPATH", repo_root().join("python"))
+        .env("PYFUNC_ENV_BIN", env!("CARGO_BIN_EXE_pyfunc-env"))
+        .env("PYSPARK_PYTHON", &driver_python)
+        .env("SPARK_LOCAL_IP", "127.0.0.1")
+        .env("UV_CACHE_DIR", crate::common::shared_uv_cache())
+        .env("MLFLOW_ENV_ROOT", ctx.path().join("mlflow-envs"))
+        .env("PYFUNC_ENV_CACHE_DIR", crate::pack::spark_test_cache())
+        .env_remove("SPARK_HOME")
+        .output()
+        .unwrap();
+    let job_secs = job_started.elapsed().as_secs_f64();
+    assert!(output.status.success(), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let result: serde_json::Value = serde_json::from_str(
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("RESULT "))
+            .unwrap_or_else(|| panic!("no result: {}", describe(&output))),
+    )
+    .unwrap();
+    eprintln!("spark_udf job took {job_secs:.1}s: {result:#}");
+    for line in stdout.lines().filter(|l| l.starts_with("TIMING ")) {
+        eprintln!("{line}");
+    }
+    assert!(
+        result["pyfunc_env_file"]
+            .as_str()
+            .unwrap()
+            .starts_with(repo_root().join("python").to_str().unwrap()),
+        "{result:#}"
+    );
+
+    // 1. Each model: ours equals MLflow's (uv) and the fixture's `mlflow models predict`
+    // output, for every way of calling it.
+    let columns = &result["columns"];
+    let expected: Vec<i64> = vec![0, 0, 1, 1, 2, 2];
+    let environments = &result["environments"];
+    assert_ne!(
+        environments["mlflow_3_17"]["key"], environments["mlflow_2_22"]["key"],
+        "the two models must have different environments: {environments:#}"
+    );
+    for name in ["mlflow_3_17", "mlflow_2_22"] {
+        let ours = &columns[format!("ours_{name}")];
+        assert_eq!(ours, &columns[format!("theirs_{name}")], "{name}");
+        assert_eq!(ours, &columns[format!("ours_struct_{name}")], "{name}");
+        // The output schema is an int64 tensor, so the inferred type is array<bigint>.
+        let wrapped: Vec<Vec<i64>> = expected.iter().map(|p| vec![*p]).collect();
+        assert_eq!(ours, &serde_json::json!(wrapped), "{name}");
+        let array = &columns[format!("ours_array_{name}")];
+        if name == "mlflow_3_17" {
+            assert_eq!(array, &columns[format!("theirs_array_{name}")], "{name}");
+        }
+        let doubles: Vec<Vec<f64>> = [0.0, 0.0, 1.0, 1.0, 2.0, 2.0].map(|p| vec![p]).to_vec();
+        assert_eq!(array, &serde_json::json!(doubles), "{name}");
+    }
+
+    // 2. The killed scoring process: its task failed with our message (Spark logs the lost
+    // task on the driver), was retried, and every row is right.
+    assert_eq!(result["killed"].as_array().unwrap().len(), 1, "{result:#}");
+    assert!(
+        stderr.contains("was killed by signal 9 (SIGKILL)"),
+        "no lost task in the driver's log: {stderr}"
+    );
+    let after: Vec<Vec<i64>> = (0..60).map(|i| vec![expected[i % 6]]).collect();
+    assert_eq!(result["after_kill"], serde_json::json!(after));
+
+    // 3. Driver-side errors, one each, at UDF creation.
+    let errors = &result["errors"];
+    let error = |case: &str| {
+        errors[case]
+            .as_str()
+            .unwrap_or_else(|| panic!("{case}: no error"))
+    };
+    assert!(
+        error("missing_model").starts_with("SparkUdfError: Preparing the environment of model"),
+        "{errors:#}"
+    );
+    assert!(
+        error("missing_model").contains("no-such-model"),
+        "{errors:#}"
+    );
+    assert!(
+        error("unpackable").contains("which the archive cannot contain"),
+        "{errors:#}"
+    );
+    assert!(
+        error("unpackable").contains("--python-source conda"),
+        "{errors:#}"
+    );
+    assert!(
+        error("no_mlflow").contains("has no mlflow")
+            && error("no_mlflow").contains("--install-mlflow"),
+        "{errors:#}"
+    );
+    assert!(
+        error("result_type")
+            .starts_with("SparkUdfError: Invalid 'spark_udf' result type: BinaryType()"),
+        "{errors:#}"
+    );
+    assert!(
+        error("prebuilt_env_uri").starts_with("SparkUdfError: `prebuilt_env_uri` is not supported"),
+        "{errors:#}"
+    );
+    eprintln!(
+        "spark_udf test: {:.1}s in all",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The same archive is reused: `pack --cached` packs an environment once.
+#[test]
+fn pack_cached_reuses_the_archive_of_an_environment() {
+    let ctx = TestContext::new();
+    let model = crate::pack::conda_model(&ctx);
+    let pack = || {
+        let output = ctx
+            .command()
+            .arg("pack")
+            .arg(&model)
+            .args(["--env-manager", "conda"])
+            .args(crate::common::mirror_args(&channel_url()))
+            .args(["--for", "spark", "--cached", "--json"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", describe(&output));
+        crate::common::json(&output)
+    };
+    let first = pack();
+    let second = pack();
+    assert_eq!(first["reused"], false, "{first:#}");
+    assert_eq!(second["reused"], true, "{second:#}");
+    assert_eq!(first["archive"], second["archive"]);
+    let archive = std::path::PathBuf::from(first["archive"].as_str().unwrap());
+    assert!(
+        archive.starts_with(ctx.cache_dir.join("packs-v1")),
+        "{first:#}"
+    );
+    assert_eq!(first["model"], serde_json::json!(model));
+    assert_eq!(first["python_minor"], "3.11");
+    let listing = Command::new("tar")
+        .arg("-tzf")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listing.stdout).contains("bin/python3.11"));
+}

@@ -1,0 +1,148 @@
+"""The driver of the `spark_udf` tests: one local-cluster session, several jobs, one JSON result.
+
+argv[1] is a JSON object: `models` (name -> model dir), `input` (a dataframe_split file),
+`pyfunc_env_args`, `unpackable` and `no_mlflow` (model dirs for the driver-side errors).
+"""
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+import pandas as pd
+from pyspark.sql import SparkSession
+from pyspark.sql.functions import col, struct
+from pyspark.sql.types import ArrayType, DoubleType
+
+import mlflow.pyfunc
+import pyfunc_env
+from pyfunc_env import spark_udf
+
+config = json.loads(sys.argv[1])
+args = config["pyfunc_env_args"]
+result = {"driver_python": sys.executable, "pyfunc_env_file": pyfunc_env.__file__}
+started = time.perf_counter()
+
+
+def timing(what):
+    print("TIMING %.1fs %s" % (time.perf_counter() - started, what), flush=True)
+
+
+spark = (
+    SparkSession.builder.master("local-cluster[2,1,1024]")
+    .appName("pyfunc-env-spark-udf-test")
+    .config("spark.ui.enabled", "false")
+    .config("spark.sql.execution.arrow.maxRecordsPerBatch", "2")
+    .getOrCreate()
+)
+print("APP " + spark.sparkContext.applicationId, flush=True)
+timing("session")
+
+split = json.load(open(config["input"]))["dataframe_split"]
+columns = split["columns"]
+pdf = pd.DataFrame(split["data"], columns=columns)
+pdf.insert(0, "row", range(len(pdf)))
+df = spark.createDataFrame(pdf).repartition(2)
+
+
+def plain(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+# 1. Two models whose environments conflict (scikit-learn 1.9.1 + pandas 3.1.1 against
+# scikit-learn 1.8.0 + pandas 2.3.3), in one DataFrame, next to MLflow's own spark_udf
+# (env_manager="uv") on the same rows: columns as arguments (names from the signature), a
+# struct input, and an array result type.
+selected = [col("row")]
+for name, model in config["models"].items():
+    ours = spark_udf(spark, model, env_manager="virtualenv", pyfunc_env_args=args)
+    ours_array = spark_udf(
+        spark, model, result_type=ArrayType(DoubleType()), env_manager="virtualenv",
+        pyfunc_env_args=args,
+    )
+    timing("our UDFs for " + name)
+    theirs = mlflow.pyfunc.spark_udf(spark, model, env_manager="uv")
+    result.setdefault("environments", {})[name] = ours.metadata["environment"]
+    selected += [
+        ours().alias("ours_" + name),
+        ours(struct(*columns)).alias("ours_struct_" + name),
+        ours_array(*columns).alias("ours_array_" + name),
+        theirs(*columns).alias("theirs_" + name),
+    ]
+    # Each MLflow UDF starts a scoring server per task: one array comparison is enough.
+    if name == "mlflow_3_17":
+        theirs_array = mlflow.pyfunc.spark_udf(
+            spark, model, result_type=ArrayType(DoubleType()), env_manager="uv"
+        )
+        selected.append(theirs_array(*columns).alias("theirs_array_" + name))
+rows = sorted(df.select(*selected).collect(), key=lambda r: r.row)
+result["columns"] = {
+    field: [plain(r[field]) for r in rows] for field in rows[0].asDict() if field != "row"
+}
+timing("comparison job")
+
+# 2. A scoring process killed during a job: the task fails with what the process left, Spark
+# retries it, and the answer is still right.
+first = next(iter(config["models"].values()))
+killed_udf = spark_udf(spark, first, env_manager="virtualenv", pyfunc_env_args=args)
+marker = ("pyfunc-env-udf=" + killed_udf.metadata["udf_id"]).encode()
+killed = []
+done = threading.Event()
+
+
+def kill_the_first_scoring_process():
+    while not done.is_set() and not killed:
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if marker in argv:
+                os.kill(int(pid), signal.SIGKILL)
+                killed.append(int(pid))
+                break
+        done.wait(0.02)
+
+
+killer = threading.Thread(target=kill_the_first_scoring_process, daemon=True)
+killer.start()
+many = pd.concat([pdf] * 10, ignore_index=True)
+many["row"] = range(len(many))
+big = spark.createDataFrame(many).repartition(2)
+scored = sorted(big.select("row", killed_udf().alias("p")).collect(), key=lambda r: r.row)
+done.set()
+killer.join()
+result["killed"] = killed
+result["after_kill"] = [plain(r.p) for r in scored]
+timing("job with a killed scoring process")
+
+# 3. Errors on the driver, when the UDF is created.
+errors = {}
+for case, call in {
+    "missing_model": lambda: spark_udf(spark, config["missing"], pyfunc_env_args=args),
+    "unpackable": lambda: spark_udf(
+        spark, config["unpackable"], pyfunc_env_args=["--python-source", "system"]
+    ),
+    "no_mlflow": lambda: spark_udf(spark, config["no_mlflow"], pyfunc_env_args=args),
+    "result_type": lambda: spark_udf(spark, first, result_type="binary", pyfunc_env_args=args),
+    "prebuilt_env_uri": lambda: spark_udf(spark, first, prebuilt_env_uri="/tmp/env.tar.gz"),
+}.items():
+    try:
+        call()
+        errors[case] = None
+    except Exception as error:
+        errors[case] = "%s: %s" % (type(error).__name__, error)
+result["errors"] = errors
+timing("driver-side errors")
+
+print("RESULT " + json.dumps(result), flush=True)
+spark.stop()

@@ -1,0 +1,413 @@
+"""The executor side of ``pyfunc_env.spark_udf``: runs in the executors' own Python.
+
+It needs only what any pandas UDF needs (pyspark, pandas, numpy, pyarrow): the functions here
+are pickled by value with the UDF (``spark_udf`` registers this module with cloudpickle), so
+pyfunc-env does not have to be installed on the executors. The model's dependencies never
+enter this process: each Spark Python worker starts one scoring process from the shipped
+environment (``_spark_worker.py``) per UDF and keeps it for every batch of every task it runs.
+
+A scoring process that dies (killed, out of memory, a crash in native code) fails the task with
+its exit status and the last lines it wrote to stderr; Spark retries the task, and the retry
+starts a new process. The result conversion follows ``mlflow.pyfunc.spark_udf`` (MLflow 3.17)
+for the predictions its scoring server returns.
+"""
+
+import collections
+import os
+import signal
+import struct
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pandas
+
+# The last lines of a scoring process's stderr kept for the error of a task.
+_STDERR_TAIL_LINES = 100
+
+
+class ScoringProcessError(RuntimeError):
+    """The scoring process of a model died or failed; the message holds its own error text."""
+
+
+def _registry():
+    # Kept in a module of its own in `sys.modules`: this module's functions are unpickled anew
+    # for every task (by value), but the Python worker process (reused across tasks, Spark's
+    # default `spark.python.worker.reuse=true`) keeps its scoring processes.
+    state = sys.modules.get("_pyfunc_env_spark_state")
+    if state is None:
+        import types
+
+        state = types.ModuleType("_pyfunc_env_spark_state")
+        state.processes = {}
+        sys.modules["_pyfunc_env_spark_state"] = state
+    return state.processes
+
+
+def _die_with_parent():
+    # Linux: the scoring process gets SIGKILL when the Python worker that started it exits,
+    # whatever way it exits (Spark kills workers of cancelled tasks).
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    except Exception:
+        pass
+
+
+def _describe_exit(code):
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return "was killed by signal %d (%s)" % (-code, name)
+    return "exited with code %d" % code
+
+
+class ScoringProcess:
+    """One model's scoring process in this Python worker."""
+
+    def __init__(self, config, root):
+        self.config = config
+        env_dir = os.path.join(root, config["env_archive_name"])
+        model_dir = os.path.join(root, config["model_archive_name"])
+        python = os.path.join(env_dir, "bin", "python" + config["python_minor"])
+        for what, path in (("environment", python), ("model", model_dir)):
+            if not os.path.exists(path):
+                raise ScoringProcessError(
+                    "The %s of model `%s` is not on this executor: `%s` does not exist (SparkFiles "
+                    "root `%s`). pyfunc_env.spark_udf ships it with SparkContext.addArchive when the "
+                    "UDF is created; create the UDF with the SparkSession that runs this job."
+                    % (what, config["model_uri"], path, root)
+                )
+        environment = dict(os.environ)
+        # The executor's PYTHONPATH holds pyspark.zip and py4j: not the model's business.
+        for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV"):
+            environment.pop(name, None)
+        environment.update(config.get("extra_env") or {})
+        self.label = "model `%s`" % config["model_uri"]
+        self.tail = collections.deque(maxlen=_STDERR_TAIL_LINES)
+        self.process = subprocess.Popen(
+            [
+                python,
+                "-c",
+                config["worker_source"],
+                model_dir,
+                config["worker_config"],
+                # Names the UDF in `ps` output (and lets a test find the process).
+                "pyfunc-env-udf=" + config["udf_id"],
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=environment,
+            cwd=env_dir,
+            preexec_fn=_die_with_parent,
+        )
+        self.stderr_thread = threading.Thread(
+            target=self._forward_stderr, name="pyfunc-env-stderr", daemon=True
+        )
+        self.stderr_thread.start()
+        kind, body = self._receive()
+        if kind == b"E":
+            self.close()
+            raise ScoringProcessError(
+                "The scoring process of %s failed to load it:\n%s"
+                % (self.label, body.decode("utf-8", "replace"))
+            )
+
+    def _forward_stderr(self):
+        for line in iter(self.process.stderr.readline, b""):
+            text = line.decode("utf-8", "replace")
+            self.tail.append(text)
+            sys.stderr.write("[pyfunc-env model] " + text)
+        sys.stderr.flush()
+
+    def alive(self):
+        return self.process.poll() is None
+
+    def _died(self, cause=None):
+        try:
+            code = self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            code = None
+            self.process.kill()
+        self.stderr_thread.join(timeout=5)
+        tail = "".join(self.tail).rstrip()
+        message = "The scoring process of %s (pid %d) %s%s" % (
+            self.label,
+            self.process.pid,
+            _describe_exit(code),
+            "; its last output on stderr:\n" + tail if tail else " without writing to stderr",
+        )
+        raise ScoringProcessError(message) from cause
+
+    def _receive(self):
+        stream = self.process.stdout
+        header = stream.read(9)
+        if len(header) < 9:
+            self._died()
+        kind, size = header[:1], struct.unpack(">Q", header[1:])[0]
+        body = stream.read(size) if size else b""
+        if len(body) < size:
+            self._died()
+        return kind, body
+
+    def predict(self, frame):
+        import pyarrow as pa
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        # The environment's pandas may be older than this one: send plain Arrow types only.
+        table = table.replace_schema_metadata(None)
+        sink = pa.BufferOutputStream()
+        writer = pa.ipc.new_stream(sink, table.schema)
+        writer.write_table(table)
+        writer.close()
+        payload = sink.getvalue().to_pybytes()
+        try:
+            self.process.stdin.write(struct.pack(">Q", len(payload)))
+            self.process.stdin.write(payload)
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError) as error:
+            self._died(error)
+        kind, body = self._receive()
+        if kind == b"E":
+            raise ScoringProcessError(
+                "The model raised while predicting (%s):\n%s"
+                % (self.label, body.decode("utf-8", "replace"))
+            )
+        return pa.ipc.open_stream(body).read_all().to_pandas()
+
+    def close(self):
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def scoring_process(config):
+    """The live scoring process of this UDF in this Python worker, started if needed."""
+    from pyspark import SparkFiles
+
+    processes = _registry()
+    key = config["udf_id"]
+    process = processes.get(key)
+    if process is not None and process.alive():
+        return process
+    processes.pop(key, None)
+    process = ScoringProcess(config, os.path.abspath(SparkFiles.getRootDirectory()))
+    processes[key] = process
+    return process
+
+
+# --- Result conversion: what mlflow.pyfunc.spark_udf (3.17) does with the predictions its
+# scoring server returns (`_predict_row_batch`, `_convert_array_values`,
+# `_convert_struct_values`), written again so the executors need no mlflow.
+
+
+def _primitive_numpy_types():
+    from pyspark.sql import types
+
+    return {
+        types.IntegerType: np.int32,
+        types.LongType: np.int64,
+        types.FloatType: np.float32,
+        types.DoubleType: np.float64,
+        types.BooleanType: np.bool_,
+        types.StringType: np.str_,
+    }
+
+
+def _primitive_python_types():
+    from pyspark.sql import types
+
+    return {
+        types.IntegerType: int,
+        types.LongType: int,
+        types.FloatType: float,
+        types.DoubleType: float,
+        types.BooleanType: bool,
+        types.StringType: str,
+    }
+
+
+def _missing(value):
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _is_variant(data_type):
+    return type(data_type).__name__ == "VariantType"
+
+
+def _array_values(values, result_type):
+    from pyspark.sql.types import ArrayType, StructType
+
+    numpy_types = _primitive_numpy_types()
+    element = result_type.elementType
+    if type(element) in numpy_types:
+        return None if _missing(values) else np.array(values, dtype=numpy_types[type(element)])
+    if isinstance(element, ArrayType):
+        return [_array_values(value, element) for value in values]
+    if isinstance(element, StructType):
+        return [_struct_values(value, element) for value in values]
+    if _is_variant(element):
+        return values
+    raise ValueError("Unsupported element type %s in an array result" % element.simpleString())
+
+
+def _value(value, spark_type):
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    python_types = _primitive_python_types()
+    if type(spark_type) in python_types:
+        return None if _missing(value) else python_types[type(spark_type)](value)
+    if isinstance(spark_type, StructType):
+        return _struct_values(value, spark_type)
+    if isinstance(spark_type, ArrayType):
+        return [_value(item, spark_type.elementType) for item in value]
+    if isinstance(spark_type, MapType):
+        return {key: _value(value[key], spark_type.valueType) for key in value}
+    if _is_variant(spark_type):
+        return value
+    raise ValueError("Unsupported type %s for value %r" % (spark_type, value))
+
+
+def _struct_values(result, result_type):
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    if not isinstance(result, (dict, pandas.DataFrame)):
+        raise ValueError("Unsupported result type %s, expected dict or pandas DataFrame" % type(result))
+    numpy_types = _primitive_numpy_types()
+    is_frame = isinstance(result, pandas.DataFrame)
+    columns = {}
+    for name in result_type.fieldNames():
+        field_type = result_type[name].dataType
+        values = result[name]
+        if type(field_type) in numpy_types:
+            numpy_type = numpy_types[type(field_type)]
+            if is_frame:
+                if not all(_missing(value) for value in values):
+                    values = values.astype(numpy_type)
+            else:
+                values = None if _missing(values) else np.array(values, dtype=numpy_type).item()
+        elif isinstance(field_type, ArrayType):
+            if is_frame:
+                values = pandas.Series(_array_values(value, field_type) for value in values)
+            else:
+                values = _array_values(values, field_type)
+        elif isinstance(field_type, StructType):
+            if is_frame:
+                values = pandas.Series([_struct_values(value, field_type) for value in values])
+            else:
+                values = _struct_values(values, field_type)
+        elif isinstance(field_type, MapType):
+            if is_frame:
+                values = pandas.Series([
+                    {key: _value(item, field_type.valueType) for key, item in value.items()}
+                    for value in values
+                ]).astype(object)
+            else:
+                values = {key: _value(item, field_type.valueType) for key, item in values.items()}
+        elif _is_variant(field_type):
+            return values
+        else:
+            raise ValueError("Unsupported field type %s in a struct result" % field_type.simpleString())
+        columns[name] = values
+    return pandas.DataFrame(columns) if is_frame else columns
+
+
+def convert_result(result, result_type):
+    """The UDF's output for the predictions `result` (a DataFrame) and the Spark `result_type`."""
+    from pyspark.sql.types import (
+        ArrayType,
+        BooleanType,
+        DoubleType,
+        FloatType,
+        IntegerType,
+        LongType,
+        MapType,
+        StringType,
+        StructType,
+    )
+
+    if isinstance(result_type, ArrayType) and isinstance(result_type.elementType, ArrayType):
+        return pandas.Series(_array_values(result, result_type))
+    if isinstance(result_type, StructType):
+        return _struct_values(pandas.DataFrame(result), result_type)
+    if isinstance(result_type, MapType):
+        result = pandas.DataFrame([result])
+    element = result_type.elementType if isinstance(result_type, ArrayType) else result_type
+    if type(element) == IntegerType:
+        result = result.select_dtypes([np.byte, np.ubyte, np.short, np.ushort, np.int32]).astype(np.int32)
+    elif type(element) == LongType:
+        result = result.select_dtypes([np.byte, np.ubyte, np.short, np.ushort, int]).astype(np.int64)
+    elif type(element) == FloatType:
+        result = result.select_dtypes(include=(np.number,)).astype(np.float32)
+    elif type(element) == DoubleType:
+        result = result.select_dtypes(include=(np.number,)).astype(np.float64)
+    elif type(element) == BooleanType:
+        result = result.select_dtypes([bool, np.bool_]).astype(bool)
+    if len(result.columns) == 0:
+        raise ValueError(
+            "The model did not produce any values compatible with the requested type '%s'. "
+            "Consider requesting udf with StringType or Arraytype(StringType)." % element
+        )
+    if type(element) == StringType:
+        result = result.map(str) if hasattr(result, "map") else result.applymap(str)
+    if type(result_type) == ArrayType:
+        return pandas.Series(result.to_numpy().tolist())
+    return result[result.columns[0]]
+
+
+def input_frame(args, input_names):
+    """The model's input for one batch of UDF arguments, as mlflow.pyfunc.spark_udf builds it."""
+    if len(args) == 1 and isinstance(args[0], pandas.DataFrame):
+        return args[0]
+    if input_names is None:
+        names = [str(i) for i in range(len(args))]
+    else:
+        names, required = input_names
+        if len(args) > len(names):
+            args = args[: len(names)]
+        if len(args) < len(required):
+            raise ValueError(
+                "Model input is missing required columns. Expected %d required input columns %s, "
+                "but the model received only %d unnamed input columns (Since the columns were "
+                "passed unnamed they are expected to be in the order specified by the schema)."
+                % (len(names), names, len(args))
+            )
+    return pandas.DataFrame(
+        data={
+            names[i]: arg if isinstance(arg, pandas.Series) else arg.apply(lambda row: row.to_dict(), axis=1)
+            for i, arg in enumerate(args)
+        },
+        columns=names,
+    )
+
+
+def score(iterator, config, result_type):
+    """The body of the pandas UDF (iterator form)."""
+    process = None
+    for batch in iterator:
+        args = (batch,) if isinstance(batch, (pandas.Series, pandas.DataFrame)) else tuple(batch)
+        if len(args[0]) == 0:
+            continue
+        if process is None:
+            process = scoring_process(config)
+        frame = input_frame(list(args), config["input_names"])
+        try:
+            predictions = process.predict(frame)
+        except ScoringProcessError:
+            if not process.alive():
+                # The retry of this task (or the next task here) starts a new one.
+                _registry().pop(config["udf_id"], None)
+            raise
+        yield convert_result(predictions, result_type)

@@ -1,0 +1,339 @@
+"""``pyfunc_env.spark_udf``: ``mlflow.pyfunc.spark_udf`` with environments built once and shipped.
+
+Changing the import is the whole migration::
+
+    from pyfunc_env import spark_udf          # was: from mlflow.pyfunc import spark_udf
+    predict = spark_udf(spark, "models:/churn/3", env_manager="virtualenv")
+    df.withColumn("prediction", predict(struct(*df.columns)))
+
+On the driver, the pyfunc-env binary resolves the model URI, ensures its environment (local
+cache, remote cache or a build) and packs it once per environment key into the cache
+(``pack --for spark --cached``); the archive and the model are shipped with
+``SparkContext.addArchive``. On the executors, which need only pyspark, pandas and pyarrow, each
+Python worker starts one scoring process from the shipped environment per UDF and streams
+batches to it as Arrow IPC over a pipe, so the model's dependencies never meet the executor's
+Python and UDFs of models with conflicting environments can run in one DataFrame. See
+docs/guides/spark.md.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import tarfile
+import tempfile
+import uuid
+from typing import Iterator, Tuple, Union
+
+from pyfunc_env._find_bin import find_pyfunc_env_bin
+
+_logger = logging.getLogger(__name__)
+
+_ENV_MANAGERS = ("virtualenv", "uv", "conda")
+
+
+class SparkUdfError(Exception):
+    """``spark_udf`` could not create the UDF: the message says why and what to do."""
+
+
+def _source(name):
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), name), encoding="utf-8") as f:
+        return f.read()
+
+
+def _run(command, what):
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SparkUdfError(
+            "%s failed (exit code %d): %s\n%s"
+            % (what, result.returncode, " ".join(command), result.stderr.strip())
+        )
+    return result
+
+
+def _pack(model_uri, env_manager, pyfunc_env_args):
+    import pyspark
+
+    command = [
+        find_pyfunc_env_bin(),
+        "pack",
+        str(model_uri),
+        "--for",
+        "spark=" + pyspark.__version__.split("+")[0],
+        "--cached",
+        "--json",
+    ]
+    if env_manager is not None:
+        command += ["--env-manager", env_manager]
+    command += list(pyfunc_env_args or [])
+    result = _run(command, "Preparing the environment of model `%s`" % model_uri)
+    _logger.info("pyfunc-env: %s", result.stderr.strip())
+    return json.loads(result.stdout)
+
+
+def _model_info(packed, model_uri):
+    python = os.path.join(packed["prefix"], "bin", "python" + packed["python_minor"])
+    result = _run(
+        [python, "-c", _source("_spark_model_info.py"), packed["model"]],
+        "Reading model `%s` with its environment's mlflow" % model_uri,
+    )
+    info = json.loads(result.stdout)
+    if info.get("error") == "no_mlflow":
+        raise SparkUdfError(
+            "The environment of model `%s` has no mlflow (%s), which loads the model on the "
+            "executors. Add mlflow to the model's requirements, or pass "
+            "`pyfunc_env_args=[\"--install-mlflow\"]`" % (model_uri, info.get("detail"))
+        )
+    if info.get("pyarrow") is None:
+        raise SparkUdfError(
+            "The environment of model `%s` has no pyarrow, which the scoring process needs to "
+            "exchange batches with Spark (mlflow brings it; mlflow-skinny does not). Add pyarrow "
+            "to the model's requirements, or pass `pyfunc_env_args=[\"--install-mlflow\"]`"
+            % model_uri
+        )
+    return info
+
+
+def _model_archive(model_dir, model_uri):
+    """A tar.gz of the model directory named by a digest of its files, made once per process."""
+    digest = hashlib.sha256(str(model_uri).encode())
+    entries = []
+    for root, dirs, files in os.walk(model_dir):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            stat = os.stat(path)
+            entries.append((os.path.relpath(path, model_dir), stat.st_size, stat.st_mtime_ns))
+    digest.update(json.dumps(entries).encode())
+    name = "pyfunc-env-model-" + digest.hexdigest()[:32]
+    directory = os.path.join(tempfile.gettempdir(), "pyfunc-env-spark")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name + ".tar.gz")
+    if not os.path.exists(path):
+        temporary = "%s.%d.tmp" % (path, os.getpid())
+        with tarfile.open(temporary, "w:gz", compresslevel=1) as archive:
+            for entry in sorted(os.listdir(model_dir)):
+                archive.add(os.path.join(model_dir, entry), arcname=entry)
+        os.replace(temporary, path)
+    return path, name
+
+
+def _is_spark_connect(spark):
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def _ship(spark, path, name):
+    """Ships the archive at `path` to every executor, unpacked into `name` (once per session)."""
+    if _is_spark_connect(spark):
+        # Spark Connect: the session's artifacts are unpacked into the session's directory,
+        # which is where the Python workers of an isolated session start (not tested here).
+        shipped = getattr(spark, "_pyfunc_env_shipped", None)
+        if shipped is None:
+            shipped = set()
+            spark._pyfunc_env_shipped = shipped
+        if name not in shipped:
+            spark.addArtifacts("%s#%s" % (path, name), archive=True)
+            shipped.add(name)
+        return
+    context = spark.sparkContext
+    shipped = getattr(context, "_pyfunc_env_shipped", None)
+    if shipped is None:
+        shipped = set()
+        context._pyfunc_env_shipped = shipped
+    if name not in shipped:
+        context.addArchive("%s#%s" % (path, name))
+        shipped.add(name)
+
+
+def _check_result_type(data_type):
+    from pyspark.sql.types import (
+        ArrayType,
+        BooleanType,
+        DoubleType,
+        FloatType,
+        IntegerType,
+        LongType,
+        MapType,
+        StringType,
+        StructType,
+    )
+
+    if isinstance(
+        data_type, (IntegerType, LongType, FloatType, DoubleType, StringType, BooleanType)
+    ):
+        return True
+    if isinstance(data_type, ArrayType):
+        return _check_result_type(data_type.elementType)
+    if isinstance(data_type, StructType):
+        return all(_check_result_type(field.dataType) for field in data_type.fields)
+    if isinstance(data_type, MapType):
+        return isinstance(data_type.keyType, StringType) and _check_result_type(
+            data_type.valueType
+        )
+    return False
+
+
+def _parse_result_type(text):
+    from pyspark.sql.functions import udf
+
+    return udf(lambda x: x, returnType="boolean" if text == "bool" else text).returnType
+
+
+def _result_type(result_type, info):
+    from pyspark.sql.types import DoubleType
+
+    if result_type is None:
+        if info.get("output_type"):
+            return _parse_result_type(info["output_type"])
+        _logger.warning(
+            "No 'result_type' provided for spark_udf and the model does not have an output "
+            "schema. 'result_type' is set to 'double' type."
+        )
+        return DoubleType()
+    if isinstance(result_type, str):
+        result_type = _parse_result_type(result_type)
+    if not _check_result_type(result_type):
+        raise SparkUdfError(
+            "Invalid 'spark_udf' result type: %s. It must be a primitive type (int, long, float, "
+            "double, string, boolean), an array of those or of structs, a struct of those, or a "
+            "map with string keys" % result_type
+        )
+    return result_type
+
+
+def spark_udf(
+    spark,
+    model_uri,
+    result_type=None,
+    env_manager=None,
+    params=None,
+    extra_env=None,
+    prebuilt_env_uri=None,
+    model_config=None,
+    *,
+    pyfunc_env_args=None,
+):
+    """A Spark UDF that scores an MLflow pyfunc model in the environment the model declares.
+
+    The parameters are those of ``mlflow.pyfunc.spark_udf`` (MLflow 3.17) with the same
+    meaning: the UDF takes the model's input columns as arguments (named by the signature when
+    called with none), or one ``struct(...)`` column; ``result_type`` is a Spark ``DataType`` or
+    a DDL string (default: inferred from the model's output schema, else ``double``);
+    ``params`` go to ``predict``; ``extra_env`` is set in the scoring process;
+    ``model_config`` goes to ``load_model``.
+
+    Where it differs:
+
+    - ``env_manager``: ``None`` (MLflow: ``local``) builds the model's environment with
+      pyfunc-env's default (MLflow's rule: ``virtualenv`` when the model has
+      ``python_env.yaml`` or ``requirements.txt``, else ``conda``); ``virtualenv``, ``uv`` and
+      ``conda`` choose the manager; ``local`` hands the call to ``mlflow.pyfunc.spark_udf``
+      (mlflow must be installed on the driver and the executors).
+    - ``prebuilt_env_uri`` (Databricks' prebuilt archives) is refused with an error: pyfunc-env
+      builds or pulls the environment itself (see its remote cache).
+    - ``pyfunc_env_args`` (keyword only, pyfunc-env's own): extra arguments for
+      ``pyfunc-env pack``, e.g. ``["--python-source", "conda"]`` or ``["--install-mlflow"]``.
+
+    Raises ``SparkUdfError`` on the driver when the environment cannot be built or packed, has
+    no mlflow or pyarrow, or the result type is not supported.
+    """
+    if env_manager == "local":
+        import mlflow.pyfunc
+
+        return mlflow.pyfunc.spark_udf(
+            spark,
+            model_uri,
+            result_type=result_type,
+            env_manager="local",
+            params=params,
+            extra_env=extra_env,
+            model_config=model_config,
+        )
+    if prebuilt_env_uri is not None:
+        raise SparkUdfError(
+            "`prebuilt_env_uri` is not supported by pyfunc_env.spark_udf: it builds or pulls the "
+            "model's environment itself and ships it with the session. Leave it out (a remote "
+            "cache, `PYFUNC_ENV_REMOTE_CACHE`, shares built environments between drivers)"
+        )
+    if env_manager is not None and env_manager not in _ENV_MANAGERS:
+        raise SparkUdfError(
+            "Invalid env_manager %r: use one of %s, `local`, or None"
+            % (env_manager, ", ".join(_ENV_MANAGERS))
+        )
+    import pandas
+    from pyspark import cloudpickle
+    from pyspark.sql.functions import pandas_udf
+    from pyspark.sql.types import StructType
+
+    from pyfunc_env import _spark_executor
+
+    packed = _pack(model_uri, env_manager, pyfunc_env_args)
+    info = _model_info(packed, model_uri)
+    result_type = _result_type(result_type, info)
+
+    env_name = "pyfunc-env-" + packed["key"]
+    _ship(spark, packed["archive"], env_name)
+    model_path, model_name = _model_archive(packed["model"], model_uri)
+    _ship(spark, model_path, model_name)
+
+    inputs = info.get("inputs")
+    config = {
+        "udf_id": uuid.uuid4().hex,
+        "model_uri": str(model_uri),
+        "env_archive_name": env_name,
+        "model_archive_name": model_name,
+        "python_minor": packed["python_minor"],
+        "worker_source": _source("_spark_worker.py"),
+        "worker_config": json.dumps(
+            {"params": params, "model_config": model_config}, default=str
+        ),
+        "extra_env": dict(extra_env or {}),
+        "input_names": (inputs["names"], inputs["required"])
+        if inputs and inputs.get("names")
+        else None,
+    }
+    # The executors need only pyspark, pandas and pyarrow: the executor-side functions travel
+    # with the UDF by value instead of being imported from pyfunc_env there.
+    cloudpickle.register_pickle_by_value(_spark_executor)
+    score = _spark_executor.score
+    hint = pandas.DataFrame if isinstance(result_type, StructType) else pandas.Series
+    spark_type = result_type
+
+    @pandas_udf(result_type)
+    def udf(
+        iterator: Iterator[Tuple[Union[pandas.Series, pandas.DataFrame], ...]],
+    ) -> Iterator[hint]:
+        return score(iterator, config, spark_type)
+
+    udf.metadata = {
+        "model_uri": str(model_uri),
+        "udf_id": config["udf_id"],
+        "environment": packed,
+        "model": info,
+        "model_archive": model_name,
+    }
+
+    def udf_with_default_cols(*args):
+        if args:
+            return udf(*args)
+        if inputs and inputs.get("optional"):
+            raise SparkUdfError(
+                "Cannot apply UDF without column names specified when model signature contains "
+                "optional columns."
+            )
+        if inputs and inputs.get("names"):
+            return udf(*inputs["names"])
+        if inputs:
+            raise SparkUdfError(
+                "Cannot apply udf because no column names specified. The udf expects %d columns; "
+                "their names could not be inferred from the model signature." % inputs["count"]
+            )
+        raise SparkUdfError(
+            "Attempting to apply udf on zero columns because no column names were specified as "
+            "arguments or inferred from the model signature."
+        )
+
+    udf_with_default_cols.metadata = udf.metadata
+    udf_with_default_cols.__doc__ = udf.__doc__
+    return udf_with_default_cols
