@@ -59,6 +59,13 @@ pub enum Removal {
         /// The directory name.
         name: String,
     },
+    /// A packed archive (`packs-v1/`, `pack --cached`) whose environment is gone.
+    Archive {
+        /// The archive's file name.
+        name: String,
+        /// Bytes on disk (with its report).
+        size: u64,
+    },
     /// Abandoned staging under `tmp/`.
     Staging {
         /// The entry's name.
@@ -184,6 +191,9 @@ pub fn prune(
         }
         report.freed += env_store::sweep(&cache.root().join(env_cache::STORE_BUCKET), &keep);
         report.freed += crate::bytecode::prune_store(&cache.root().join(env_cache::PYC_BUCKET));
+    }
+    if exclusive.is_some() {
+        remove_orphan_archives(cache, policy.dry_run, &mut report, on_removal)?;
     }
     if exclusive.is_some() {
         for name in unknown {
@@ -451,4 +461,70 @@ mod tests {
         assert!(!pyc.exists(), "bytecode only the store held stayed");
         assert_eq!(report.freed, 8);
     }
+}
+
+/// Archives in `packs-v1/` (`pyfunc-env-KEY[-OPTIONS].EXT` and its `.json` report) whose
+/// environment `KEY` is no longer in the cache: nothing can reuse them, since a rebuilt
+/// environment is packed again. Only with the cache to ourselves (a `pack --cached` may be
+/// writing one), like the store's sweep.
+fn remove_orphan_archives(
+    cache: &Cache,
+    dry_run: bool,
+    report: &mut PruneReport,
+    on_removal: &mut dyn FnMut(&Removal),
+) -> Result<(), SolveError> {
+    let dir = cache.root().join(env_cache::PACKS_BUCKET);
+    let Ok(entries) = fs_err::read_dir(&dir) else {
+        return Ok(());
+    };
+    let keys: HashSet<String> = cache
+        .envs()?
+        .iter()
+        .filter_map(|env| env.dir().file_name()?.to_str().map(str::to_string))
+        .collect();
+    let mut names: Vec<String> = entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    for name in &names {
+        let Some(key) = name
+            .strip_prefix("pyfunc-env-")
+            .and_then(|rest| rest.get(..32))
+            .filter(|key| key.bytes().all(|b| b.is_ascii_hexdigit()))
+        else {
+            continue;
+        };
+        if keys.contains(key) || name.ends_with(".json") {
+            continue;
+        }
+        let path = dir.join(name);
+        let report_path = dir.join(format!("{name}.json"));
+        let size = [&path, &report_path]
+            .iter()
+            .filter_map(|p| fs_err::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        on_removal(&Removal::Archive {
+            name: name.clone(),
+            size,
+        });
+        if !dry_run {
+            for file in [&path, &report_path] {
+                if let Err(error) = fs_err::remove_file(file)
+                    && error.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(io(file)(error));
+                }
+            }
+            report.freed += size;
+        }
+    }
+    // Reports left without their archive (an archive removed by hand).
+    for name in names.iter().filter(|n| n.ends_with(".json")) {
+        let archive = dir.join(name.trim_end_matches(".json"));
+        if !archive.exists() && !dry_run {
+            let _ = fs_err::remove_file(dir.join(name));
+        }
+    }
+    Ok(())
 }

@@ -376,6 +376,10 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
                 human_size(*size)
             ),
             Removal::UnknownBucket { name } => format!("{verb} unknown cache bucket `{name}`"),
+            Removal::Archive { name, size } => format!(
+                "{verb} packed archive `packs-v1/{name}` of a removed environment ({})",
+                human_size(*size)
+            ),
             Removal::Staging { name, size } => format!(
                 "{verb} abandoned staging `tmp/{name}` ({})",
                 human_size(*size)

@@ -230,6 +230,21 @@ fn prune_removes_leftovers_of_crashed_builds() {
         .join("0123456789abcdef0123456789abcdef");
     fs_err::create_dir_all(leftover.join("bin")).unwrap();
     fs_err::create_dir_all(ctx.cache_dir.join("envs-v0")).unwrap();
+    // `pack --cached` archives: one of a removed environment goes (with its report) once
+    // nothing holds the cache; the built environment's stays.
+    let built = fs_err::read_dir(ctx.cache_dir.join("envs-v1"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .find(|name| name.len() == 32 && name != "0123456789abcdef0123456789abcdef")
+        .unwrap();
+    let packs = ctx.cache_dir.join("packs-v1");
+    fs_err::create_dir_all(&packs).unwrap();
+    let kept_archive = packs.join(format!("pyfunc-env-{built}-py4j+pyspark.tar.gz"));
+    let orphan = packs.join("pyfunc-env-fedcba9876543210fedcba9876543210-py4j+pyspark.tar.gz");
+    for archive in [&kept_archive, &orphan] {
+        fs_err::write(archive, "archive").unwrap();
+        fs_err::write(format!("{}.json", archive.display()), "{}").unwrap();
+    }
     // A killed `pack`'s staging from yesterday goes; a running one's (fresh) stays while the
     // `pack` runs (holding the cache's shared lock, as every command that stages does).
     let old_staging = ctx.cache_dir.join("tmp/pack-abandoned");
@@ -270,9 +285,20 @@ fn prune_removes_leftovers_of_crashed_builds() {
 
         ----- stderr -----
         Removed abandoned staging `tmp/pack-running` ([SIZE])
+        Removed packed archive `packs-v1/pyfunc-env-[KEY]-py4j+pyspark.tar.gz` of a removed environment ([SIZE])
         Removed unknown cache bucket `envs-v0`
         Pruned 0 environment(s), [SIZE]
     "#);
+    assert!(!orphan.exists());
+    assert!(
+        !packs
+            .join(format!(
+                "{}.json",
+                orphan.file_name().unwrap().to_str().unwrap()
+            ))
+            .exists()
+    );
+    assert!(kept_archive.exists());
     assert!(!fresh_staging.exists());
     assert!(!ctx.cache_dir.join("envs-v0").exists());
 }
