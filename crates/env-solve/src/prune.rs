@@ -494,7 +494,7 @@ fn remove_orphan_archives(
         else {
             continue;
         };
-        if keys.contains(key) || name.ends_with(".json") {
+        if keys.contains(key) || is_report(name) {
             continue;
         }
         let path = dir.join(name);
@@ -520,11 +520,18 @@ fn remove_orphan_archives(
         }
     }
     // Reports left without their archive (an archive removed by hand).
-    for name in names.iter().filter(|n| n.ends_with(".json")) {
+    for name in names.iter().filter(|n| is_report(n)) {
         let archive = dir.join(name.trim_end_matches(".json"));
         if !archive.exists() && !dry_run {
             let _ = fs_err::remove_file(dir.join(name));
         }
     }
     Ok(())
+}
+
+/// An archive's `.json` report (we write the name, always lower case).
+fn is_report(name: &str) -> bool {
+    std::path::Path::new(name)
+        .extension()
+        .is_some_and(|extension| extension == "json")
 }
