@@ -336,6 +336,79 @@ fn unknown_buckets(cache: &Cache) -> Vec<String> {
     names
 }
 
+/// Archives in `packs-v1/` (`pyfunc-env-KEY[-OPTIONS].EXT` and its `.json` report) whose
+/// environment `KEY` is no longer in the cache: nothing can reuse them, since a rebuilt
+/// environment is packed again. Only with the cache to ourselves (a `pack --cached` may be
+/// writing one), like the store's sweep.
+fn remove_orphan_archives(
+    cache: &Cache,
+    dry_run: bool,
+    report: &mut PruneReport,
+    on_removal: &mut dyn FnMut(&Removal),
+) -> Result<(), SolveError> {
+    let dir = cache.root().join(env_cache::PACKS_BUCKET);
+    let Ok(entries) = fs_err::read_dir(&dir) else {
+        return Ok(());
+    };
+    let keys: HashSet<String> = cache
+        .envs()?
+        .iter()
+        .filter_map(|env| env.dir().file_name()?.to_str().map(str::to_string))
+        .collect();
+    let mut names: Vec<String> = entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    for name in &names {
+        let Some(key) = name
+            .strip_prefix("pyfunc-env-")
+            .and_then(|rest| rest.get(..32))
+            .filter(|key| key.bytes().all(|b| b.is_ascii_hexdigit()))
+        else {
+            continue;
+        };
+        if keys.contains(key) || is_report(name) {
+            continue;
+        }
+        let path = dir.join(name);
+        let report_path = dir.join(format!("{name}.json"));
+        let size = [&path, &report_path]
+            .iter()
+            .filter_map(|p| fs_err::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        on_removal(&Removal::Archive {
+            name: name.clone(),
+            size,
+        });
+        if !dry_run {
+            for file in [&path, &report_path] {
+                if let Err(error) = fs_err::remove_file(file)
+                    && error.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(io(file)(error));
+                }
+            }
+            report.freed += size;
+        }
+    }
+    // Reports left without their archive (an archive removed by hand).
+    for name in names.iter().filter(|n| is_report(n)) {
+        let archive = dir.join(name.trim_end_matches(".json"));
+        if !archive.exists() && !dry_run {
+            let _ = fs_err::remove_file(dir.join(name));
+        }
+    }
+    Ok(())
+}
+
+/// An archive's `.json` report (we write the name, always lower case).
+fn is_report(name: &str) -> bool {
+    std::path::Path::new(name)
+        .extension()
+        .is_some_and(|extension| extension == "json")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,77 +534,4 @@ mod tests {
         assert!(!pyc.exists(), "bytecode only the store held stayed");
         assert_eq!(report.freed, 8);
     }
-}
-
-/// Archives in `packs-v1/` (`pyfunc-env-KEY[-OPTIONS].EXT` and its `.json` report) whose
-/// environment `KEY` is no longer in the cache: nothing can reuse them, since a rebuilt
-/// environment is packed again. Only with the cache to ourselves (a `pack --cached` may be
-/// writing one), like the store's sweep.
-fn remove_orphan_archives(
-    cache: &Cache,
-    dry_run: bool,
-    report: &mut PruneReport,
-    on_removal: &mut dyn FnMut(&Removal),
-) -> Result<(), SolveError> {
-    let dir = cache.root().join(env_cache::PACKS_BUCKET);
-    let Ok(entries) = fs_err::read_dir(&dir) else {
-        return Ok(());
-    };
-    let keys: HashSet<String> = cache
-        .envs()?
-        .iter()
-        .filter_map(|env| env.dir().file_name()?.to_str().map(str::to_string))
-        .collect();
-    let mut names: Vec<String> = entries
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .collect();
-    names.sort();
-    for name in &names {
-        let Some(key) = name
-            .strip_prefix("pyfunc-env-")
-            .and_then(|rest| rest.get(..32))
-            .filter(|key| key.bytes().all(|b| b.is_ascii_hexdigit()))
-        else {
-            continue;
-        };
-        if keys.contains(key) || is_report(name) {
-            continue;
-        }
-        let path = dir.join(name);
-        let report_path = dir.join(format!("{name}.json"));
-        let size = [&path, &report_path]
-            .iter()
-            .filter_map(|p| fs_err::metadata(p).ok())
-            .map(|m| m.len())
-            .sum();
-        on_removal(&Removal::Archive {
-            name: name.clone(),
-            size,
-        });
-        if !dry_run {
-            for file in [&path, &report_path] {
-                if let Err(error) = fs_err::remove_file(file)
-                    && error.kind() != std::io::ErrorKind::NotFound
-                {
-                    return Err(io(file)(error));
-                }
-            }
-            report.freed += size;
-        }
-    }
-    // Reports left without their archive (an archive removed by hand).
-    for name in names.iter().filter(|n| is_report(n)) {
-        let archive = dir.join(name.trim_end_matches(".json"));
-        if !archive.exists() && !dry_run {
-            let _ = fs_err::remove_file(dir.join(name));
-        }
-    }
-    Ok(())
-}
-
-/// An archive's `.json` report (we write the name, always lower case).
-fn is_report(name: &str) -> bool {
-    std::path::Path::new(name)
-        .extension()
-        .is_some_and(|extension| extension == "json")
 }
