@@ -964,31 +964,8 @@ fn pypi_remote_s3_killed_pull_installs_nothing() {
     assert_eq!(a["pushed"], true, "{a:#}");
 
     // A proxy that stalls (forwards nothing more) after 1 MB, so the pull hangs mid-download.
-    let stall = Proxy::start(weed.s3_port, 1 << 20, true);
-    let slow = through(&env, stall.port, 300);
     let cache_b = ctx.path().join("b");
-    let mut command = ctx.command();
-    command
-        .env("PYFUNC_ENV_CACHE_DIR", &cache_b)
-        .arg("create")
-        .arg(&model)
-        .args(["--env-manager", "conda", "--json"])
-        .args(mirror_args("file:///nonexistent/channel"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (key, value) in &slow {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while stall.sent.load(Ordering::SeqCst) <= 1 << 20 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the download never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    let (_stall, mut child) = hung_pull(&ctx, &weed, &env, &model, &cache_b);
     assert!(
         child.try_wait().unwrap().is_none(),
         "the pull did not hang where the store stalled"
@@ -1009,31 +986,8 @@ fn pypi_remote_s3_killed_pull_installs_nothing() {
     // SIGINT in the middle of a hung download (issue 25): the pull stops at once, as the
     // signal says (130 in a shell), with no environment, nothing in `tmp/`, and only whole,
     // verified files in the store.
-    let stall = Proxy::start(weed.s3_port, 1 << 20, true);
-    let slow = through(&env, stall.port, 300);
     let cache_c = ctx.path().join("c");
-    let mut command = ctx.command();
-    command
-        .env("PYFUNC_ENV_CACHE_DIR", &cache_c)
-        .arg("create")
-        .arg(&model)
-        .args(["--env-manager", "conda", "--json"])
-        .args(mirror_args("file:///nonexistent/channel"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (key, value) in &slow {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while stall.sent.load(Ordering::SeqCst) <= 1 << 20 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the download never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    let (_stall, mut child) = hung_pull(&ctx, &weed, &env, &model, &cache_c);
     assert!(child.try_wait().unwrap().is_none(), "the pull did not hang");
     let kill = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -1209,4 +1163,40 @@ fn pypi_remote_s3_sklearn_pulled_predicts_exactly_as_built() {
     }
     assert_eq!(outputs[0], outputs[1], "A and B predict differently");
     assert!(outputs[1] == expected, "stdout differs from MLflow's");
+}
+
+/// Starts `create` pulling `model` into `cache` through a proxy that stalls after 1 MB, and
+/// returns once the download hangs there (keep the proxy alive as long as the child).
+fn hung_pull(
+    ctx: &TestContext,
+    weed: &Seaweed,
+    env: &[(&'static str, String)],
+    model: &Path,
+    cache: &Path,
+) -> (Proxy, std::process::Child) {
+    let stall = Proxy::start(weed.s3_port, 1 << 20, true);
+    let slow = through(env, stall.port, 300);
+    let mut command = ctx.command();
+    command
+        .env("PYFUNC_ENV_CACHE_DIR", cache)
+        .arg("create")
+        .arg(model)
+        .args(["--env-manager", "conda", "--json"])
+        .args(mirror_args("file:///nonexistent/channel"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (key, value) in &slow {
+        command.env(key, value);
+    }
+    let child = command.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while stall.sent.load(Ordering::SeqCst) <= 1 << 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    (stall, child)
 }
