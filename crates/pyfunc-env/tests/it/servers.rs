@@ -36,14 +36,26 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
-/// A free port below 55535 whose +10000 (`SeaweedFS`'s gRPC port) is free too.
-pub fn weed_port() -> u16 {
-    loop {
-        let port = free_port();
-        if port < 55535 && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
-            return port;
+/// `n` distinct free ports below 55535 whose +10000 (`SeaweedFS`'s gRPC port) are free too and
+/// distinct from every other pick. The listeners are held until all are chosen: a port released
+/// right away can be handed out again by the next `bind(0)`, which gave two services the same
+/// port (the volume server then died on the master's gRPC port, and CI waited 300 s for it).
+pub fn weed_ports(n: usize) -> Vec<u16> {
+    let mut held = Vec::new();
+    let mut ports: Vec<u16> = Vec::new();
+    while ports.len() < n {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        if port >= 55535 || ports.iter().any(|&p| p == port || p + 10000 == port) {
+            continue;
         }
+        let Ok(grpc) = std::net::TcpListener::bind(("127.0.0.1", port + 10000)) else {
+            continue;
+        };
+        ports.push(port);
+        held.push((listener, grpc));
     }
+    ports
 }
 
 /// `SeaweedFS` with its S3 gateway on 127.0.0.1 (no identities: any key is accepted).
@@ -77,12 +89,26 @@ impl Seaweed {
     }
 
     fn start_with(extra: &[String]) -> Self {
+        // Ports are free when picked but another test may take one before `weed` binds it: a
+        // server that dies at start is started again on fresh ports.
+        for attempt in 1..=3 {
+            match Self::try_start(extra) {
+                Ok(weed) => return weed,
+                Err(log) if attempt < 3 => eprintln!("SeaweedFS died at start; again:\n{log}"),
+                Err(log) => panic!("SeaweedFS did not start:\n{log}"),
+            }
+        }
+        unreachable!()
+    }
+
+    /// A started server, or the log of one that exited before its S3 gateway answered.
+    fn try_start(extra: &[String]) -> Result<Self, String> {
         let venv = mlflow_venv();
         let dir = tempfile::Builder::new()
             .prefix("pfe-weed-")
             .tempdir()
             .unwrap();
-        let ports: Vec<u16> = (0..4).map(|_| weed_port()).collect();
+        let ports = weed_ports(4);
         let log = fs_err::File::create(dir.path().join("weed.log")).unwrap();
         let child = Command::new(venv.join("bin/weed"))
             .arg("server")
@@ -101,21 +127,40 @@ impl Seaweed {
             .process_group(0)
             .spawn()
             .unwrap();
-        let weed = Self {
+        let mut weed = Self {
             s3_port: ports[3],
             dir,
             child: Some(child),
         };
+        let log = |weed: &Self| {
+            fs_err::read_to_string(weed.dir.path().join("weed.log")).unwrap_or_default()
+        };
         let deadline = Instant::now() + Duration::from_secs(300);
         while http_status(weed.s3_port, "/").is_none() {
+            let exited = weed
+                .child
+                .as_mut()
+                .is_some_and(|child| child.try_wait().unwrap().is_some());
+            if exited {
+                // A fatal start error (e.g. a port taken) ends the process; its volume or
+                // filer may also die alone while the master lives on.
+                return Err(log(&weed));
+            }
+            let text = log(&weed);
+            // glog's fatal lines start with `F`: the process may not have exited yet.
+            let fatal = text
+                .lines()
+                .any(|line| line.starts_with('F') && line.contains("address already in use"));
+            if fatal {
+                return Err(text);
+            }
             assert!(
                 Instant::now() < deadline,
-                "SeaweedFS did not start:\n{}",
-                fs_err::read_to_string(weed.dir.path().join("weed.log")).unwrap_or_default()
+                "SeaweedFS did not start:\n{text}"
             );
             std::thread::sleep(Duration::from_millis(500));
         }
-        weed
+        Ok(weed)
     }
 
     /// Creates a bucket (an unsigned `PUT /bucket`: without identities any request is
