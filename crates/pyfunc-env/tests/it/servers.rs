@@ -91,14 +91,18 @@ impl Seaweed {
     fn start_with(extra: &[String]) -> Self {
         // Ports are free when picked but another test may take one before `weed` binds it: a
         // server that dies at start is started again on fresh ports.
-        for attempt in 1..=3 {
+        // The logs of failed attempts go into the final panic, if there is one.
+        let mut logs = Vec::new();
+        for _ in 0..3 {
             match Self::try_start(extra) {
                 Ok(weed) => return weed,
-                Err(log) if attempt < 3 => eprintln!("SeaweedFS died at start; again:\n{log}"),
-                Err(log) => panic!("SeaweedFS did not start:\n{log}"),
+                Err(log) => logs.push(log),
             }
         }
-        unreachable!()
+        panic!(
+            "SeaweedFS did not start (3 attempts):\n{}",
+            logs.join("\n---\n")
+        )
     }
 
     /// A started server, or the log of one that exited before its S3 gateway answered.
