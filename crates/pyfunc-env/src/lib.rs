@@ -13,11 +13,9 @@ mod cli;
 mod commands;
 mod env_vars;
 mod environment;
-mod printer;
+pub mod printer;
 mod progress;
-#[cfg(test)]
-mod reference;
-mod report;
+pub mod report;
 mod settings;
 
 pub use env_vars::EnvVars;
@@ -26,6 +24,15 @@ use crate::cli::{Cli, Command};
 use crate::printer::{Printer, Verbosity};
 use crate::report::ExitStatus;
 use crate::settings::Settings;
+
+/// The clap definition of the whole CLI, built (global flags propagated), for generated docs
+/// such as `docs/reference/cli.md` (`tests/render/reference.rs`).
+#[must_use]
+pub fn cli_command() -> clap::Command {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    command.build();
+    command
+}
 
 /// Runs the CLI with the given arguments (the program name first).
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {

@@ -383,6 +383,3 @@ fn window(line: &str, column: usize, underline: usize, width: usize) -> (String,
     let underline = underline.min(end.saturating_sub(column)).max(1);
     (shown, marker_column, underline)
 }
-
-#[cfg(test)]
-mod tests;
