@@ -50,15 +50,12 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             };
         }
     };
-    let settings = match Settings::resolve(&cli.global).and_then(|mut settings| {
-        settings.apply_remote_args(cli.command.remote_args())?;
-        Ok(settings)
-    }) {
+    let settings = match Settings::resolve(&cli.global, cli.command.remote_args()) {
         Ok(settings) => settings,
         Err(err) => {
             let printer = Printer::new(Verbosity::Normal, false);
             printer.error(env_solve::redact::redact(
-                report::render(printer, &err).trim_end(),
+                report::render_of(printer, &err).trim_end(),
             ));
             return ExitStatus::Failure.into();
         }

@@ -145,7 +145,7 @@ fn option(out: &mut String, arg: &clap::Arg) {
 
 /// The variables of [`pyfunc_env::EnvVars`], from the doc comments of its constants.
 fn env_vars() -> String {
-    let source = include_str!("../../src/env_vars.rs");
+    let source = include_str!("../../../env-settings/src/env_vars.rs");
     let body = source
         .split_once("impl EnvVars {")
         .map(|(_, rest)| rest)
