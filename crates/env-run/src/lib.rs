@@ -9,18 +9,23 @@
 //!   signals need no forwarding and the tool adds nothing to a long-running server; the
 //!   environment's locks are handed down to it so the environment cannot be pruned while the
 //!   model runs.
+//! - [`Launch`] is what `run` starts (`predict`, `serve` or a command), and [`prepare_local`]
+//!   the checks of MLflow's `local` env manager before it starts in an interpreter as it is.
 //! - [`check`] compares a model's requirements with what an interpreter has installed, with
 //!   the rules of the warning `mlflow.pyfunc.load_model` prints.
 #![warn(missing_docs)]
 
 mod check;
 pub mod input;
+mod launch;
 pub mod local;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+pub use launch::{Launch, LocalRun, LocalRunError, prepare_local};
 
 pub use check::{
     CheckError, CheckPython, CheckReport, Interpreter, Mismatch, check, check_model,

@@ -155,7 +155,10 @@ fn signing_flags_replace_the_variables_and_keys_must_be_trusted_to_be_required()
     };
     let settings = setup.resolve(&options).unwrap();
     assert!(settings.remote_cache_signer.is_some());
-    assert_eq!(settings.remote_cache_trusted_keys, std::slice::from_ref(&pair.public));
+    assert_eq!(
+        settings.remote_cache_trusted_keys,
+        std::slice::from_ref(&pair.public)
+    );
     assert!(settings.remote_cache_require_signed);
     let bad_flag = Options {
         remote_cache_sign_key: Some("/nonexistent/flag.secret".into()),
