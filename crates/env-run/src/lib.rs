@@ -61,6 +61,21 @@ pub enum RunError {
     },
 }
 
+impl RunError {
+    /// The exit code a shell gives for this error, if it has one: 127 for a program that does
+    /// not exist, 126 for one that cannot be run. Other errors are the tool's own (exit 2).
+    #[must_use]
+    pub fn exit_code(&self) -> Option<u8> {
+        match self {
+            Self::Spawn { source, .. } => Some(match source.kind() {
+                std::io::ErrorKind::NotFound => 127,
+                _ => 126,
+            }),
+            Self::Inspect { .. } => None,
+        }
+    }
+}
+
 /// What kind of environment a prefix is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnvKind {
@@ -437,6 +452,25 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_program_that_cannot_start_exits_as_a_shell_would() {
+        let spawn = |kind| RunError::Spawn {
+            program: "x".into(),
+            bindir: "/env/bin".into(),
+            source: std::io::Error::from(kind),
+        };
+        assert_eq!(spawn(std::io::ErrorKind::NotFound).exit_code(), Some(127));
+        assert_eq!(
+            spawn(std::io::ErrorKind::PermissionDenied).exit_code(),
+            Some(126)
+        );
+        let inspect = RunError::Inspect {
+            python: "/usr/bin/python3".into(),
+            message: "broken".into(),
+        };
+        assert_eq!(inspect.exit_code(), None);
+    }
 
     #[test]
     fn activation_of_a_venv_and_a_conda_prefix() {

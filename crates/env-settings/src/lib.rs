@@ -411,5 +411,27 @@ impl Settings {
     }
 }
 
+/// A settings document (`--show-settings`) with the secrets in every string masked, keys
+/// included (a mirror's prefix can hold credentials): URL user information, tokens and
+/// signatures, as everywhere else a URL is shown. A new setting is covered without remembering
+/// to.
+#[must_use]
+pub fn mask_secrets(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    fn mask_text(text: &str) -> String {
+        env_spec::redact::redact(&env_spec::redact::redact_url(text))
+    }
+    match value {
+        Value::String(text) => Value::String(mask_text(&text)),
+        Value::Array(items) => Value::Array(items.into_iter().map(mask_secrets).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(key, value)| (mask_text(&key), mask_secrets(value)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests;

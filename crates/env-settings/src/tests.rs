@@ -194,3 +194,19 @@ fn offline_leaves_out_a_network_remote_but_not_a_directory() {
     let local = env_remote::RemoteUrl::parse("file:///shared/envs").unwrap();
     assert!(settings.remote_cache(Some(&local), false).is_some());
 }
+
+#[test]
+fn a_shown_document_masks_secrets_in_keys_values_and_lists() {
+    let shown = mask_secrets(serde_json::json!({
+        "mirrors": {"https://bob:hunter22@old.example/": "https://conda.anaconda.org/t/tk-0123456789/x"},
+        "remote_cache": "az://models/envs?sv=2022-11-02&sig=c2lnbmF0dXJl",
+        "list": ["https://alice:s3cret@m.example/"],
+        "offline": true,
+    }));
+    let text = shown.to_string();
+    for secret in ["hunter22", "tk-0123456789", "c2lnbmF0dXJl", "s3cret"] {
+        assert!(!text.contains(secret), "`{secret}` shown: {text}");
+    }
+    assert_eq!(shown["offline"], true);
+    assert_eq!(shown["list"][0], "https://alice:****@m.example/");
+}

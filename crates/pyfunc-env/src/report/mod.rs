@@ -123,20 +123,21 @@ pub fn exit_status_of(error: &(dyn std::error::Error + 'static)) -> ExitStatus {
         if let Some(error) = cause.downcast_ref::<env_solve::SolveError>() {
             return classify(error.is_user_error());
         }
-        if let Some(env_run::RunError::Spawn { source, .. }) =
-            cause.downcast_ref::<env_run::RunError>()
+        if let Some(code) = cause
+            .downcast_ref::<env_run::RunError>()
+            .and_then(env_run::RunError::exit_code)
         {
             // What a shell answers for a command it cannot find or run.
-            return match source.kind() {
-                std::io::ErrorKind::NotFound => ExitStatus::External(127),
-                _ => ExitStatus::External(126),
-            };
+            return ExitStatus::External(code);
         }
-        if cause.downcast_ref::<UserError>().is_some()
-            || cause.downcast_ref::<env_run::local::LocalError>().is_some()
-            || cause.downcast_ref::<env_run::input::InputError>().is_some()
-        {
+        if cause.downcast_ref::<UserError>().is_some() {
             return ExitStatus::Failure;
+        }
+        if let Some(error) = cause.downcast_ref::<env_run::local::LocalError>() {
+            return classify(error.is_user_error());
+        }
+        if let Some(error) = cause.downcast_ref::<env_run::input::InputError>() {
+            return classify(error.is_user_error());
         }
         if let Some(error) = cause.downcast_ref::<env_source::SourceError>() {
             return classify(error.is_user_error());
