@@ -166,6 +166,20 @@ fn signing_flags_replace_the_variables_and_keys_must_be_trusted_to_be_required()
     };
     let error = setup.resolve(&bad_flag).unwrap_err();
     assert_eq!(error.to_string(), "Invalid `--remote-cache-sign-key`");
+    // A flag's trusted keys win without reading the variable: a bad variable does not stop a
+    // command that names its keys (before env-settings, the variable was parsed first and
+    // its error ended the run).
+    let bad_variable = Setup::new().var(EnvVars::PYFUNC_ENV_REMOTE_CACHE_TRUSTED_KEYS, "bad");
+    assert!(bad_variable.resolve(&Options::default()).is_err());
+    let with_flag = Options {
+        remote_cache_trusted_keys: vec![pair.public.clone()],
+        ..Options::default()
+    };
+    let settings = bad_variable.resolve(&with_flag).unwrap();
+    assert_eq!(
+        settings.remote_cache_trusted_keys,
+        std::slice::from_ref(&pair.public)
+    );
     // Required signatures with no trusted key could never pull anything.
     let setup = Setup::new().var(EnvVars::PYFUNC_ENV_REMOTE_CACHE_REQUIRE_SIGNED, "1");
     let error = setup.resolve(&Options::default()).unwrap_err();
