@@ -30,6 +30,15 @@ pub enum InputError {
     },
 }
 
+impl InputError {
+    /// Every one is the caller's to fix (exit code 1); the method says so where the CLI
+    /// classifies errors.
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        true
+    }
+}
+
 /// Checks the input file of `predict` (`None`: stdin). `local_model` is the model directory
 /// when the model was given as one; a model URI is never fetched to report a missing input.
 pub fn check_input(input: Option<&Path>, local_model: Option<&Path>) -> Result<(), InputError> {

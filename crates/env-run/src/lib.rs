@@ -9,18 +9,23 @@
 //!   signals need no forwarding and the tool adds nothing to a long-running server; the
 //!   environment's locks are handed down to it so the environment cannot be pruned while the
 //!   model runs.
+//! - [`Launch`] is what `run` starts (`predict`, `serve` or a command), and [`prepare_local`]
+//!   the checks of MLflow's `local` env manager before it starts in an interpreter as it is.
 //! - [`check`] compares a model's requirements with what an interpreter has installed, with
 //!   the rules of the warning `mlflow.pyfunc.load_model` prints.
 #![warn(missing_docs)]
 
 mod check;
 pub mod input;
+mod launch;
 pub mod local;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+pub use launch::{Launch, LocalRun, LocalRunError, prepare_local};
 
 pub use check::{
     CheckError, CheckPython, CheckReport, Interpreter, Mismatch, check, check_model,
@@ -54,6 +59,21 @@ pub enum RunError {
         /// What went wrong.
         message: String,
     },
+}
+
+impl RunError {
+    /// The exit code a shell gives for this error, if it has one: 127 for a program that does
+    /// not exist, 126 for one that cannot be run. Other errors are the tool's own (exit 2).
+    #[must_use]
+    pub fn exit_code(&self) -> Option<u8> {
+        match self {
+            Self::Spawn { source, .. } => Some(match source.kind() {
+                std::io::ErrorKind::NotFound => 127,
+                _ => 126,
+            }),
+            Self::Inspect { .. } => None,
+        }
+    }
 }
 
 /// What kind of environment a prefix is.
@@ -432,6 +452,25 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_program_that_cannot_start_exits_as_a_shell_would() {
+        let spawn = |kind| RunError::Spawn {
+            program: "x".into(),
+            bindir: "/env/bin".into(),
+            source: std::io::Error::from(kind),
+        };
+        assert_eq!(spawn(std::io::ErrorKind::NotFound).exit_code(), Some(127));
+        assert_eq!(
+            spawn(std::io::ErrorKind::PermissionDenied).exit_code(),
+            Some(126)
+        );
+        let inspect = RunError::Inspect {
+            python: "/usr/bin/python3".into(),
+            message: "broken".into(),
+        };
+        assert_eq!(inspect.exit_code(), None);
+    }
 
     #[test]
     fn activation_of_a_venv_and_a_conda_prefix() {

@@ -52,6 +52,15 @@ pub enum LocalError {
     },
 }
 
+impl LocalError {
+    /// Every one is the caller's to fix (exit code 1); the method says so where the CLI
+    /// classifies errors.
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        true
+    }
+}
+
 /// What the command does with the interpreter's mlflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LocalUse {

@@ -38,6 +38,7 @@ mod resolve;
 mod s3;
 mod settings;
 mod uri;
+mod vars;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,6 +57,7 @@ pub use resolve::resolve;
 pub use s3::{AwsConfig, AwsVars, MLFLOW_S3_ENDPOINT_URL, s3_builder, s3_store};
 pub use settings::{SourceSettings, Vars};
 pub use uri::{ModelUri, Selector, parse_model_list};
+pub use vars::MODEL_URI_VARS;
 
 /// The model cache bucket.
 pub use env_cache::MODELS_BUCKET;

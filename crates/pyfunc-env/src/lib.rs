@@ -13,11 +13,10 @@ mod cli;
 mod commands;
 mod env_vars;
 mod environment;
-mod printer;
+mod logging;
+pub mod printer;
 mod progress;
-#[cfg(test)]
-mod reference;
-mod report;
+pub mod report;
 mod settings;
 
 pub use env_vars::EnvVars;
@@ -26,6 +25,15 @@ use crate::cli::{Cli, Command};
 use crate::printer::{Printer, Verbosity};
 use crate::report::ExitStatus;
 use crate::settings::Settings;
+
+/// The clap definition of the whole CLI, built (global flags propagated), for generated docs
+/// such as `docs/reference/cli.md` (`tests/render/reference.rs`).
+#[must_use]
+pub fn cli_command() -> clap::Command {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    command.build();
+    command
+}
 
 /// Runs the CLI with the given arguments (the program name first).
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
@@ -43,21 +51,18 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             };
         }
     };
-    let settings = match Settings::resolve(&cli.global).and_then(|mut settings| {
-        settings.apply_remote_args(cli.command.remote_args())?;
-        Ok(settings)
-    }) {
+    let settings = match Settings::resolve(&cli.global, cli.command.remote_args()) {
         Ok(settings) => settings,
         Err(err) => {
             let printer = Printer::new(Verbosity::Normal, false);
             printer.error(env_solve::redact::redact(
-                report::render(printer, &err).trim_end(),
+                report::render_of(printer, &err).trim_end(),
             ));
             return ExitStatus::Failure.into();
         }
     };
     let printer = Printer::new(settings.verbosity, settings.color);
-    init_tracing(&cli, &settings);
+    logging::init_tracing(cli.global.verbose, settings.color);
     if cli.global.show_settings {
         let text = show_settings(&settings);
         return match printer.data(format!("{text}\n")) {
@@ -120,28 +125,10 @@ fn without_hidden_subcommands(err: clap::Error) -> clap::Error {
     replaced
 }
 
-/// The `--show-settings` document: every string in it (mirror names and URLs, the remote
-/// cache, paths) with its secrets masked, as everywhere else we print a URL; a new setting
-/// is covered without remembering to.
+/// The `--show-settings` document, its secrets masked ([`env_settings::mask_secrets`]).
 fn show_settings(settings: &Settings) -> String {
-    fn mask(value: serde_json::Value) -> serde_json::Value {
-        use serde_json::Value;
-        match value {
-            Value::String(text) => Value::String(mask_text(&text)),
-            Value::Array(items) => Value::Array(items.into_iter().map(mask).collect()),
-            Value::Object(map) => Value::Object(
-                map.into_iter()
-                    .map(|(key, value)| (mask_text(&key), mask(value)))
-                    .collect(),
-            ),
-            other => other,
-        }
-    }
-    fn mask_text(text: &str) -> String {
-        env_solve::redact::redact(&env_solve::redact::redact_url(text))
-    }
     let value = serde_json::to_value(settings).unwrap_or_default();
-    serde_json::to_string_pretty(&mask(value)).unwrap_or_default()
+    serde_json::to_string_pretty(&env_settings::mask_secrets(value)).unwrap_or_default()
 }
 
 /// Runs one command on the runtime of [`main`]; commands that only touch local files stay
@@ -177,57 +164,5 @@ async fn run(
             printer.data(String::from_utf8_lossy(&script))?;
             Ok(ExitStatus::Success)
         }
-    }
-}
-
-fn init_tracing(cli: &Cli, settings: &Settings) {
-    use tracing_subscriber::EnvFilter;
-    let filter = if let Ok(filter) = std::env::var(EnvVars::RUST_LOG) {
-        EnvFilter::new(filter)
-    } else {
-        let level = match cli.global.verbose {
-            0 => return,
-            1 => "debug",
-            _ => "trace",
-        };
-        EnvFilter::new(format!(
-            "pyfunc_env={level},env_spec={level},env_cache={level},env_solve={level},env_run={level},env_remote={level},env_source={level},env_pack={level},env_prefix={level}"
-        ))
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(RedactingWriter::default)
-        .with_ansi(settings.color)
-        .without_time()
-        .with_target(false)
-        .try_init();
-}
-
-/// A log writer that masks secrets (URL credentials, registered tokens) line by line, so
-/// `-v` output never shows them whatever a library logs.
-#[derive(Default)]
-struct RedactingWriter {
-    buffer: Vec<u8>,
-}
-
-impl std::io::Write for RedactingWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.buffer.extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if !self.buffer.is_empty() {
-            let text = env_solve::redact::redact(&String::from_utf8_lossy(&self.buffer));
-            self.buffer.clear();
-            std::io::stderr().lock().write_all(text.as_bytes())?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for RedactingWriter {
-    fn drop(&mut self) {
-        let _ = std::io::Write::flush(self);
     }
 }

@@ -120,11 +120,8 @@ impl Printer {
         self.line(&text.to_string());
     }
 
-    /// Data for stdout.
-    #[expect(
-        clippy::unused_self,
-        reason = "all output goes through the printer, data too"
-    )]
+    /// Data for stdout (a method, though it needs no state: all output goes through the
+    /// printer, data too).
     pub fn data(self, text: impl Display) -> std::io::Result<()> {
         let mut stdout = std::io::stdout().lock();
         write!(stdout, "{text}")?;

@@ -1,6 +1,7 @@
 //! `pyfunc-env create`: build the model's environment, or reuse it.
 
 mod many;
+mod summary;
 
 use std::path::{Path, PathBuf};
 

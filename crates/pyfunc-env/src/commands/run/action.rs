@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use env_run::{PredictOptions, ServeOptions};
+use env_run::{Launch, PredictOptions, ServeOptions};
 
 use crate::report::UserError;
 
@@ -83,10 +83,8 @@ struct ServeCli {
 pub(super) enum Action {
     /// `predict --help`, `serve --help`: the help text, for stdout.
     Help(String),
-    /// `predict`, and the input file as given when it does not exist.
-    Predict(PredictOptions, Option<PathBuf>),
-    Serve(ServeOptions),
-    Command(OsString, Vec<OsString>),
+    /// `predict`, `serve` or a command.
+    Launch(Launch),
 }
 
 /// A clap error of `predict`/`serve`: help is not an error (stdout, exit 0); anything else is
@@ -97,6 +95,7 @@ fn subcommand_error(error: &clap::Error) -> anyhow::Result<Parsed> {
             action: Action::Help(error.render().to_string()),
             env: Vec::new(),
             pip_requirements_override: Vec::new(),
+            missing_input: None,
         }),
         // clap's own `error: ` prefix would double ours.
         _ => {
@@ -114,6 +113,8 @@ pub(super) struct Parsed {
     pub(super) env: Vec<(String, String)>,
     /// `predict -r`: requirements replacing the model's own.
     pub(super) pip_requirements_override: Vec<String>,
+    /// `predict -i`'s file as given, when it does not exist.
+    pub(super) missing_input: Option<PathBuf>,
 }
 
 pub(super) fn parse_action(command: &[OsString]) -> anyhow::Result<Parsed> {
@@ -122,7 +123,8 @@ pub(super) fn parse_action(command: &[OsString]) -> anyhow::Result<Parsed> {
         .context("No command given after `--`")?;
     let mut env = Vec::new();
     let mut pip_requirements_override = Vec::new();
-    let action = match first.to_str() {
+    let mut missing_input = None;
+    let launch = match first.to_str() {
         Some("predict") => {
             let cli = match PredictCli::try_parse_from(rest) {
                 Ok(cli) => cli,
@@ -139,7 +141,7 @@ pub(super) fn parse_action(command: &[OsString]) -> anyhow::Result<Parsed> {
             }
             // `-i -` is stdin, as no `-i` is.
             let input_path = cli.input_path.filter(|p| p.as_os_str() != "-");
-            let missing_input = input_path.clone().filter(|input| !input.is_file());
+            missing_input = input_path.clone().filter(|input| !input.is_file());
             env = cli.env;
             if let Some(text) = cli.pip_requirements_override {
                 pip_requirements_override = text
@@ -149,17 +151,14 @@ pub(super) fn parse_action(command: &[OsString]) -> anyhow::Result<Parsed> {
                     .map(str::to_string)
                     .collect();
             }
-            Action::Predict(
-                PredictOptions {
-                    input: input_path.map(|p| std::path::absolute(&p).unwrap_or(p)),
-                    output: cli
-                        .output_path
-                        .map(|p| std::path::absolute(&p).unwrap_or(p)),
-                    content_type: cli.content_type,
-                    params: cli.params,
-                },
-                missing_input,
-            )
+            Launch::Predict(PredictOptions {
+                input: input_path.map(|p| std::path::absolute(&p).unwrap_or(p)),
+                output: cli
+                    .output_path
+                    .map(|p| std::path::absolute(&p).unwrap_or(p)),
+                content_type: cli.content_type,
+                params: cli.params,
+            })
         }
         Some("serve") => {
             let cli = match ServeCli::try_parse_from(rest) {
@@ -167,19 +166,20 @@ pub(super) fn parse_action(command: &[OsString]) -> anyhow::Result<Parsed> {
                 Err(error) => return subcommand_error(&error),
             };
             env = cli.env;
-            Action::Serve(ServeOptions {
+            Launch::Serve(ServeOptions {
                 host: cli.host,
                 port: cli.port,
                 workers: cli.workers,
                 timeout: cli.timeout,
             })
         }
-        _ => Action::Command(first.clone(), rest.to_vec()),
+        _ => Launch::Command(first.clone(), rest.to_vec()),
     };
     Ok(Parsed {
-        action,
+        action: Action::Launch(launch),
         env,
         pip_requirements_override,
+        missing_input,
     })
 }
 
@@ -253,7 +253,7 @@ mod tests {
             .map(OsString::from),
         )
         .unwrap();
-        let Action::Predict(options, _) = parsed.action else {
+        let Action::Launch(Launch::Predict(options)) = parsed.action else {
             panic!("not predict")
         };
         assert_eq!(options.input, None);

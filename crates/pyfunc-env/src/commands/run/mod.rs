@@ -5,8 +5,8 @@ mod action;
 #[cfg(test)]
 use std::ffi::OsString;
 
-use env_run::Environment;
 use env_run::local::{LocalRequest, LocalUse};
+use env_run::{Environment, LocalRunError};
 
 use action::{Action, Parsed, parse_action};
 
@@ -20,8 +20,8 @@ use crate::report::{ExitStatus, UserError};
 use crate::settings::Settings;
 
 /// A missing input file is reported before anything is built ([`env_run::input::check_input`]).
-fn check_missing_input(action: &Action, model: &str) -> anyhow::Result<()> {
-    let Action::Predict(_, Some(input)) = action else {
+fn check_missing_input(missing_input: Option<&std::path::Path>, model: &str) -> anyhow::Result<()> {
+    let Some(input) = missing_input else {
         return Ok(());
     };
     // A model URI (`models:/...`) is not opened here: that may need the network.
@@ -40,12 +40,16 @@ pub async fn run(
         action,
         env: extra_env,
         pip_requirements_override,
+        missing_input,
     } = parse_action(&args.command)?;
-    if let Action::Help(text) = &action {
-        printer.data(text)?;
-        return Ok(ExitStatus::Success);
-    }
-    check_missing_input(&action, &args.model.model)?;
+    let launch = match action {
+        Action::Help(text) => {
+            printer.data(text)?;
+            return Ok(ExitStatus::Success);
+        }
+        Action::Launch(launch) => launch,
+    };
+    check_missing_input(missing_input.as_deref(), &args.model.model)?;
     if args.env.env_manager == Some(EnvManagerArg::Local) {
         let env_flags = &args.env;
         let building = [
@@ -63,7 +67,7 @@ pub async fn run(
                 env_flags.python_source != crate::cli::PythonSourceArg::Auto,
             ),
         ];
-        let python = LocalRequest {
+        let request = LocalRequest {
             python: args.python.clone(),
             pip_requirements_override: !pip_requirements_override.is_empty(),
             install_mlflow: env_flags.install_mlflow.is_some(),
@@ -72,30 +76,26 @@ pub async fn run(
                 .filter(|(_, given)| *given)
                 .map(|(flag, _)| (*flag).to_string())
                 .collect(),
-        }
-        .python()?;
+        };
+        // The request's rules are checked before the model is opened (a download may need
+        // the network).
+        let python = request.python()?;
         let (model, model_lock) = open_model(&args.model.model, settings, printer)
             .await?
             .into_model();
-        let env = Environment::system(&python);
-        let interpreter = report_mismatches(&model, &env, printer)?;
-        let purpose = match action {
-            Action::Predict(..) => Some(LocalUse::Score),
-            Action::Serve(_) => Some(LocalUse::Serve),
-            Action::Command(..) | Action::Help(_) => None,
-        };
-        env_run::local::require_mlflow(
-            &interpreter,
-            &python,
-            purpose,
-            model.mlmodel().ok().and_then(|m| m.mlflow_version()),
+        let local = env_run::prepare_local(&python, &model, &launch, &extra_env).map_err(
+            // Each library error as itself, so the report shows its snippet and hint.
+            |error| match error {
+                LocalRunError::Spec(error) => anyhow::Error::new(error),
+                LocalRunError::Run(error) => anyhow::Error::new(error),
+            },
         )?;
-        let mut command = build(&action, &env, model.root());
-        command.envs(extra_env);
+        crate::commands::check::warn(&local.report, printer);
+        let command = local.into_command()?;
         // The model's lock goes on with the command: `cache prune` keeps a downloaded model
         // while it runs from it.
         let inherit: Vec<&std::fs::File> = model_lock.iter().filter_map(|l| l.file()).collect();
-        return exec(command, &inherit, printer);
+        return exec(command, &inherit);
     }
     if args.python.is_some() {
         anyhow::bail!(UserError::new(
@@ -114,11 +114,10 @@ pub async fn run(
         .await?
         .into_model();
     let bytecode = Bytecode::for_use(args.compile_foreground, &settings.cache_dir);
-    let mlflow = match action {
-        Action::Predict(..) => Some(MlflowUse::Score),
-        Action::Serve(_) => Some(MlflowUse::Serve),
-        Action::Command(..) | Action::Help(_) => None,
-    };
+    let mlflow = launch.mlflow_use().map(|usage| match usage {
+        LocalUse::Score => MlflowUse::Score,
+        LocalUse::Serve => MlflowUse::Serve,
+    });
     // Held while the model runs, and passed on to it: no prune or rebuild meanwhile.
     let ready = ensure(
         model,
@@ -132,81 +131,37 @@ pub async fn run(
     let env = &ready.env;
     print_created(env, &ready.created, printer);
     let environment = Environment::from_prefix(&ready.created.prefix, env.variables());
-    let mut command = build(&action, &environment, env.root());
-    command.envs(extra_env);
+    let command = launch.command(&environment, env.root(), &extra_env);
     // The environment's locks and the downloaded model's go on with the command: `cache
     // prune` removes neither while it runs.
     let mut inherit = ready.lock_files();
     inherit.extend(model_lock.iter().filter_map(|l| l.file()));
-    exec(command, &inherit, printer)
+    exec(command, &inherit)
 }
 
-fn build(
-    action: &Action,
-    env: &Environment,
-    model_root: &std::path::Path,
-) -> std::process::Command {
-    match action {
-        Action::Predict(options, _) => env_run::predict_command(env, model_root, options),
-        Action::Serve(options) => env_run::serve_command(env, model_root, options),
-        Action::Command(program, args) => env.command(program, args),
-        Action::Help(_) => unreachable!("help is printed before anything is built"),
-    }
-}
-
-fn exec(
-    command: std::process::Command,
-    inherit: &[&std::fs::File],
-    _printer: Printer,
-) -> anyhow::Result<ExitStatus> {
+/// Replaces this process with `command` ([`env_run::exec`]); the model's exit code is ours.
+fn exec(command: std::process::Command, inherit: &[&std::fs::File]) -> anyhow::Result<ExitStatus> {
     // The error names the program and where `PATH` starts; no context layer to add.
-    match env_run::exec(command, inherit) {
-        Ok(code) => Ok(ExitStatus::External(u8::try_from(code).unwrap_or(1))),
-        Err(err) => Err(anyhow::Error::new(err)),
-    }
-}
-
-/// Prints MLflow's dependency-mismatch warning for `--env-manager local`; returns what the
-/// interpreter has.
-fn report_mismatches(
-    model: &env_spec::ModelDir,
-    env: &Environment,
-    printer: Printer,
-) -> anyhow::Result<env_run::Interpreter> {
-    let requirements: Vec<String> = model
-        .requirements_file("requirements.txt")
-        .transpose()?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| r.req_str)
-        .collect();
-    let interpreter = env_run::inspect_interpreter(&env.python)?;
-    let python_version = model.mlmodel().ok().and_then(|m| m.python_version());
-    let report = env_run::check(
-        &requirements,
-        python_version.as_deref(),
-        &interpreter,
-        &env.python,
-    );
-    crate::commands::check::warn(&report, printer);
-    Ok(interpreter)
+    let code = env_run::exec(command, inherit)?;
+    Ok(ExitStatus::External(u8::try_from(code).unwrap_or(1)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn action(words: &[&str]) -> anyhow::Result<Action> {
+    fn missing_input(words: &[&str]) -> Option<std::path::PathBuf> {
         let words: Vec<OsString> = words.iter().map(OsString::from).collect();
-        parse_action(&words).map(|parsed| parsed.action)
+        parse_action(&words).unwrap().missing_input
     }
 
     #[test]
     fn a_missing_input_and_a_missing_model_are_both_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let predict = action(&["predict", "-i", "nosuch.json"]).unwrap();
+        let predict = missing_input(&["predict", "-i", "nosuch.json"]);
+        let predict = predict.as_deref();
         let missing_model = dir.path().join("no-model");
-        let text = check_missing_input(&predict, missing_model.to_str().unwrap())
+        let text = check_missing_input(predict, missing_model.to_str().unwrap())
             .unwrap_err()
             .to_string();
         assert!(
@@ -218,12 +173,12 @@ mod tests {
         let model = dir.path().join("model");
         fs_err::create_dir_all(&model).unwrap();
         fs_err::write(model.join("MLmodel"), "flavors: {}\n").unwrap();
-        let text = check_missing_input(&predict, model.to_str().unwrap())
+        let text = check_missing_input(predict, model.to_str().unwrap())
             .unwrap_err()
             .to_string();
         assert_eq!(text, "Input file `nosuch.json` does not exist");
         // A model URI is not fetched to report a missing input.
-        let text = check_missing_input(&predict, "models:/iris@champion")
+        let text = check_missing_input(predict, "models:/iris@champion")
             .unwrap_err()
             .to_string();
         assert_eq!(text, "Input file `nosuch.json` does not exist");

@@ -6,14 +6,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use clap::CommandFactory;
-
-use crate::cli::Cli;
-
 /// The whole page.
 fn page() -> String {
-    let mut command = Cli::command();
-    command.build();
+    let command = pyfunc_env::cli_command();
     let mut out = String::from(
         "# CLI reference\n\n\
          Generated from the binary's own definitions by `scripts/generate-docs`; do not edit by\n\
@@ -148,9 +143,9 @@ fn option(out: &mut String, arg: &clap::Arg) {
     let _ = writeln!(out, "- `{name}`: {help}{facts}");
 }
 
-/// The variables of [`crate::EnvVars`], from the doc comments of its constants.
+/// The variables of [`pyfunc_env::EnvVars`], from the doc comments of its constants.
 fn env_vars() -> String {
-    let source = include_str!("env_vars.rs");
+    let source = include_str!("../../../env-settings/src/env_vars.rs");
     let body = source
         .split_once("impl EnvVars {")
         .map(|(_, rest)| rest)

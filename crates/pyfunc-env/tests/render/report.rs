@@ -1,11 +1,9 @@
 //! Tests of the error report: snippets, long lines, control characters, hints.
-use super::*;
+use pyfunc_env::printer::{Printer, Verbosity};
+use pyfunc_env::report::{UserError, render};
 
 fn render_plain(error: impl Into<anyhow::Error>) -> String {
-    render(
-        Printer::new(crate::printer::Verbosity::Normal, false),
-        &error.into(),
-    )
+    render(Printer::new(Verbosity::Normal, false), &error.into())
 }
 
 fn requirement_error(text: &str, start: usize, len: usize) -> env_spec::SpecError {
