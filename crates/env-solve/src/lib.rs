@@ -23,6 +23,7 @@ pub mod reporter;
 pub mod uv;
 pub mod uv_lock;
 mod uv_stderr;
+pub mod verdict_row;
 pub mod verify;
 
 pub use build::{BuildWarning, CreateRequest, Created, Timings, create, hold_cache};

@@ -8,13 +8,13 @@ use env_image::{Output, Reference, RegistrySettings};
 use env_solve::{Bytecode, MlflowUse, Purpose};
 
 use crate::cli::ImageArgs;
-use crate::commands::cache::human_size;
 use crate::commands::create::{build_settings, ensure, env_request, print_created};
 use crate::commands::open_model;
 use crate::env_vars::EnvVars;
 use crate::printer::Printer;
 use crate::report::{ExitStatus, UserError};
 use crate::settings::Settings;
+use env_cache::units::human_size;
 
 /// The `created` time of every image when `SOURCE_DATE_EPOCH` is not set: 2000-01-01, as
 /// `pack`'s archives; a fixed value keeps the digest reproducible.

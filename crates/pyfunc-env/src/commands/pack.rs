@@ -8,7 +8,7 @@ use anyhow::Context;
 use env_pack::{Format, PackOptions};
 
 use crate::cli::{PackArgs, PackFormatArg, UnpackArgs};
-use crate::commands::cache::human_size;
+use env_cache::units::human_size;
 use env_solve::{Bytecode, Purpose};
 
 use crate::commands::create::{build_settings, ensure, env_request, print_created};
