@@ -13,6 +13,7 @@
 pub mod compat;
 pub mod conda;
 pub mod diagnostics;
+pub mod document;
 pub mod error;
 pub mod mlmodel;
 pub mod model;
