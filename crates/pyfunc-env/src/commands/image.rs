@@ -8,9 +8,9 @@ use env_image::{Output, Reference, RegistrySettings};
 use env_solve::{Bytecode, MlflowUse, Purpose};
 
 use crate::cli::ImageArgs;
-use crate::commands::create::{build_settings, ensure, env_request, print_created};
 use crate::commands::open_model;
 use crate::env_vars::EnvVars;
+use crate::environment::{build_settings, ensure, env_request, print_created};
 use crate::printer::Printer;
 use crate::report::{ExitStatus, UserError};
 use crate::settings::Settings;
