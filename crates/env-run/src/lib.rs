@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 mod check;
+mod check_warnings;
 pub mod input;
 pub mod local;
 

@@ -12,22 +12,8 @@ use crate::settings::Settings;
 
 /// Prints the report the way `mlflow.pyfunc.load_model` warns.
 pub fn warn(report: &CheckReport, printer: Printer) {
-    if let (true, Some(model)) = (report.python_mismatch, &report.model_python_version) {
-        printer.warn(format!(
-            "The version of Python that the model was saved in, `Python {model}`, differs from the version of Python that is currently running, `Python {}`, and may be incompatible",
-            report.python_version
-        ));
-    }
-    if !report.mismatches.is_empty() {
-        let list: Vec<String> = report
-            .mismatches
-            .iter()
-            .map(|m| format!(" - {m}"))
-            .collect();
-        printer.warn(format!(
-            "Detected one or more mismatches between the model's dependencies and the current Python environment:\n{}\nTo fix the mismatches, call `mlflow.pyfunc.get_model_dependencies(model_uri)` to fetch the model's environment and install dependencies using the resulting environment file.",
-            list.join("\n")
-        ));
+    for warning in report.mlflow_warnings() {
+        printer.warn(warning);
     }
 }
 
