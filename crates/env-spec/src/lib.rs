@@ -22,6 +22,7 @@ pub mod redact;
 pub mod requirements;
 pub mod source;
 pub mod spec;
+pub mod summary;
 pub mod uv_project;
 pub mod yaml;
 
