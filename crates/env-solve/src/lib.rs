@@ -20,6 +20,7 @@ pub mod python;
 pub mod remote;
 pub use env_spec::redact;
 pub mod reporter;
+pub mod request;
 pub mod spec_document;
 pub mod uv;
 pub mod uv_lock;
