@@ -31,6 +31,7 @@ pub mod child;
 mod entry;
 mod listing;
 mod lock;
+pub mod units;
 
 use std::path::{Path, PathBuf};
 

@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth_files;
 pub mod base;
 pub mod blobs;
 pub mod layer;

@@ -42,6 +42,7 @@ mod archive;
 pub mod cached;
 mod compile;
 pub mod elf;
+pub mod policy;
 mod relocate;
 mod scan;
 pub mod shebang;
@@ -61,6 +62,21 @@ pub use unpack::{
 /// Errors of packing and unpacking.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum PackError {
+    /// `pack --for` names a target other than Spark.
+    #[error("Unknown `--for` target `{name}`")]
+    #[diagnostic(help("The only target is Spark: `--for spark` or `--for spark=3.5.1`"))]
+    UnknownTarget {
+        /// The target given.
+        name: String,
+    },
+
+    /// `pack --for spark=VERSION` with a version that does not start with a digit.
+    #[error("Invalid Spark version `{version}` in `--for`; write e.g. `--for spark=3.5.1`")]
+    SparkVersion {
+        /// The version given.
+        version: String,
+    },
+
     /// An I/O error on a path.
     #[error("Failed to access `{}`", path.display())]
     Io {

@@ -56,6 +56,7 @@
 #![warn(missing_docs)]
 
 mod packs;
+pub mod push;
 pub mod sign;
 mod store;
 mod transfer;
@@ -218,6 +219,16 @@ pub enum RemoteError {
     #[diagnostic(transparent)]
     Key(#[from] KeyError),
 
+    /// A command that needs a remote cache, and none is configured.
+    #[error(
+        "No remote cache{}: pass `--remote-cache URL`, or set `PYFUNC_ENV_REMOTE_CACHE` or `remote-cache` in the configuration file",
+        if *offline { " (`--offline` leaves out a remote cache reached over the network)" } else { "" }
+    )]
+    NotConfigured {
+        /// Whether `--offline` left it out.
+        offline: bool,
+    },
+
     /// The remote cache is read-only and the command writes to it.
     #[error("The remote cache `{url}` is read-only here (`--remote-cache-read-only`)")]
     ReadOnly {
@@ -269,7 +280,7 @@ impl RemoteError {
     #[must_use]
     pub fn is_user_error(&self) -> bool {
         match self {
-            Self::InvalidUrl { .. } | Self::ReadOnly { .. } => true,
+            Self::InvalidUrl { .. } | Self::ReadOnly { .. } | Self::NotConfigured { .. } => true,
             // Not transient: retrying finds the same entry; the operator re-signs or removes it.
             Self::Untrusted { .. } | Self::NoEntry { .. } => true,
             Self::Key(error) => !matches!(error, KeyError::Write { .. } | KeyError::Random { .. }),

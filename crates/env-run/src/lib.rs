@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod check;
+mod check_warnings;
 pub mod input;
 mod launch;
 pub mod local;

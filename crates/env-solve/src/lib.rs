@@ -20,9 +20,12 @@ pub mod python;
 pub mod remote;
 pub use env_spec::redact;
 pub mod reporter;
+pub mod request;
+pub mod spec_document;
 pub mod uv;
 pub mod uv_lock;
 mod uv_stderr;
+pub mod verdict_row;
 pub mod verify;
 
 pub use build::{BuildWarning, CreateRequest, Created, Timings, create, hold_cache};

@@ -31,6 +31,7 @@ mod download;
 mod error;
 mod gcs;
 pub mod http;
+pub mod listing;
 mod mlflow;
 mod object;
 mod open;

@@ -13,6 +13,7 @@
 pub mod compat;
 pub mod conda;
 pub mod diagnostics;
+pub mod document;
 pub mod error;
 pub mod mlmodel;
 pub mod model;
@@ -21,6 +22,7 @@ pub mod redact;
 pub mod requirements;
 pub mod source;
 pub mod spec;
+pub mod summary;
 pub mod uv_project;
 pub mod yaml;
 

@@ -226,6 +226,35 @@ pub fn mask_userinfo(text: &str) -> String {
     result
 }
 
+/// `text` (a requirements or conda file) with the secrets of every URL in it masked
+/// (`--index-url https://user:****@host/simple`, `/t/****/`, `?token=****`); the rest is
+/// unchanged byte for byte (`pyfunc-env deps` prints it so on a terminal or in a build log).
+#[must_use]
+pub fn mask_url_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (word, tail) = rest.split_at(word_end);
+        match word.find("://") {
+            Some(scheme_end) => {
+                // `--index-url=https://...`: the URL starts after the last `=` before `://`.
+                let start = word[..scheme_end].rfind('=').map_or(0, |i| i + 1);
+                out.push_str(&word[..start]);
+                let url = &word[start..];
+                out.push_str(&mask_userinfo(&redact_url(url)));
+            }
+            None => out.push_str(word),
+        }
+        let space_end = tail
+            .find(|c: char| !c.is_whitespace())
+            .unwrap_or(tail.len());
+        out.push_str(&tail[..space_end]);
+        rest = &tail[space_end..];
+    }
+    out
+}
+
 /// Serialises a URL with its secrets masked (for `#[serde(serialize_with)]`).
 pub fn serialize_url<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&mask_userinfo(url))
@@ -253,6 +282,16 @@ pub fn serialize_urls<S: serde::Serializer>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_in_a_file_lose_their_secrets_and_nothing_else_changes() {
+        let text = "--index-url http://alice:hunter22@idx.example/simple\n--extra-index-url=https://x.example/t/tk-123/simple?token=abcdef\n  -f https://TOKEN0123456789@links.example/w\nnumpy==1.26.4 # https://plain.example/\n\r\n";
+        assert_eq!(
+            mask_url_secrets(text),
+            "--index-url http://alice:****@idx.example/simple\n--extra-index-url=https://x.example/t/****/simple?token=****\n  -f https://****@links.example/w\nnumpy==1.26.4 # https://plain.example/\n\r\n"
+        );
+        assert_eq!(mask_url_secrets(""), "");
+    }
 
     #[test]
     fn urls_lose_their_secrets() {

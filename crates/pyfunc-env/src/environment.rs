@@ -1,13 +1,12 @@
 //! What `create`, `lock`, `run`, `pack`, `image` and `cache push` share: the flags as the
 //! library's [`EnvRequest`] and [`BuildSettings`], the one call [`ensure`], and how its result
-//! is shown. Logic lives in `env-solve`; this module only maps flags and renders.
+//! is shown. Logic lives in `env-solve` (precedence and defaults in [`RequestFlags`]); this
+//! module only maps flags and renders.
 
 use std::sync::Arc;
 
-use env_solve::{
-    BuildOptions, BuildSettings, ChannelSettings, Ensured, EnvRequest, InstallMlflow, LockChoice,
-    ModelEnvironment, Purpose, PythonSource,
-};
+use env_solve::request::RequestFlags;
+use env_solve::{BuildSettings, Ensured, EnvRequest, ModelEnvironment, Purpose, PythonSource};
 
 use crate::cli::{EnvArgs, PythonSourceArg};
 use crate::commands::print_warnings;
@@ -15,30 +14,8 @@ use crate::printer::Printer;
 use crate::progress::ProgressReporter;
 use crate::settings::Settings;
 
-/// The channel settings of a run: flags, then `PYFUNC_ENV_MIRRORS`/config (already merged
-/// into `settings.mirrors`).
-pub fn channel_settings(args: &EnvArgs, settings: &Settings) -> anyhow::Result<ChannelSettings> {
-    Ok(ChannelSettings {
-        mirrors: env_solve::channels::merge_mirrors(&args.mirrors, &settings.mirrors)?,
-        channels: args.channels.clone(),
-        override_channels: args.override_channels,
-    })
-}
-
-/// Build options from the flags.
-pub fn build_options(args: &EnvArgs) -> BuildOptions {
-    BuildOptions {
-        compile_bytecode: !args.no_compile,
-        exclude_newer: args.exclude_newer.clone(),
-        python_source: match args.python_source {
-            PythonSourceArg::Auto => PythonSource::Auto,
-            PythonSourceArg::Conda => PythonSource::Conda,
-            PythonSourceArg::System => PythonSource::System,
-        },
-    }
-}
-
-/// The flags that decide the environment, as the library's [`EnvRequest`].
+/// The flags that decide the environment, as the library's [`EnvRequest`]
+/// ([`RequestFlags::into_request`] decides precedence and defaults).
 pub fn env_request(args: &EnvArgs, settings: &Settings) -> anyhow::Result<EnvRequest> {
     let manager = match args.env_manager {
         None => None,
@@ -48,17 +25,29 @@ pub fn env_request(args: &EnvArgs, settings: &Settings) -> anyhow::Result<EnvReq
             )
         })?),
     };
-    Ok(EnvRequest {
+    Ok(RequestFlags {
         manager,
         python_version: args.python_version.clone(),
-        install_mlflow: args.install_mlflow.as_deref().map(InstallMlflow::from_flag),
-        channels: channel_settings(args, settings)?,
-        options: build_options(args),
-        lock: LockChoice::from_flags(args.locked.clone(), args.no_lock),
-        uv: args.uv.clone().or_else(|| settings.uv.clone()),
+        install_mlflow: args.install_mlflow.clone(),
+        mirrors: &args.mirrors,
+        configured_mirrors: Some(&settings.mirrors),
+        channels: args.channels.clone(),
+        override_channels: args.override_channels,
+        no_compile: args.no_compile,
+        exclude_newer: args.exclude_newer.clone(),
+        python_source: match args.python_source {
+            PythonSourceArg::Auto => PythonSource::Auto,
+            PythonSourceArg::Conda => PythonSource::Conda,
+            PythonSourceArg::System => PythonSource::System,
+        },
+        locked: args.locked.clone(),
+        no_lock: args.no_lock,
+        uv: args.uv.clone(),
+        configured_uv: settings.uv.clone(),
         pip_requirements_override: args.pip_requirements_override.clone(),
         no_compat_constraints: args.no_compat_constraints,
-    })
+    }
+    .into_request()?)
 }
 
 /// The settings that change how, not what, is built.

@@ -2,34 +2,13 @@
 
 use std::fmt::Write as _;
 
-use env_run::{CheckError, CheckPython, CheckReport};
+use env_run::{CheckError, CheckPython};
 
 use crate::cli::CheckArgs;
 use crate::commands::open_model;
 use crate::printer::Printer;
 use crate::report::{ExitStatus, UserError};
 use crate::settings::Settings;
-
-/// Prints the report the way `mlflow.pyfunc.load_model` warns.
-pub fn warn(report: &CheckReport, printer: Printer) {
-    if let (true, Some(model)) = (report.python_mismatch, &report.model_python_version) {
-        printer.warn(format!(
-            "The version of Python that the model was saved in, `Python {model}`, differs from the version of Python that is currently running, `Python {}`, and may be incompatible",
-            report.python_version
-        ));
-    }
-    if !report.mismatches.is_empty() {
-        let list: Vec<String> = report
-            .mismatches
-            .iter()
-            .map(|m| format!(" - {m}"))
-            .collect();
-        printer.warn(format!(
-            "Detected one or more mismatches between the model's dependencies and the current Python environment:\n{}\nTo fix the mismatches, call `mlflow.pyfunc.get_model_dependencies(model_uri)` to fetch the model's environment and install dependencies using the resulting environment file.",
-            list.join("\n")
-        ));
-    }
-}
 
 /// Runs `check`.
 pub async fn check(

@@ -8,40 +8,24 @@ use env_image::{Output, Reference, RegistrySettings};
 use env_solve::{Bytecode, MlflowUse, Purpose};
 
 use crate::cli::ImageArgs;
-use crate::commands::cache::human_size;
-use crate::commands::create::{build_settings, ensure, env_request, print_created};
 use crate::commands::open_model;
 use crate::env_vars::EnvVars;
+use crate::environment::{build_settings, ensure, env_request, print_created};
 use crate::printer::Printer;
 use crate::report::{ExitStatus, UserError};
 use crate::settings::Settings;
+use env_cache::units::human_size;
 
-/// The `created` time of every image when `SOURCE_DATE_EPOCH` is not set: 2000-01-01, as
-/// `pack`'s archives; a fixed value keeps the digest reproducible.
-const DEFAULT_CREATED: u64 = 946_684_800;
-
-/// The auth files Docker and podman write, in the order podman reads them.
+/// The auth files Docker and podman write ([`env_image::auth_files`] orders them).
 fn auth_files() -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    if let Some(file) = std::env::var_os(EnvVars::REGISTRY_AUTH_FILE) {
-        files.push(PathBuf::from(file));
+    let var = |name| std::env::var_os(name).map(PathBuf::from);
+    env_image::auth_files::AuthFileVars {
+        registry_auth_file: var(EnvVars::REGISTRY_AUTH_FILE),
+        xdg_runtime_dir: var(EnvVars::XDG_RUNTIME_DIR),
+        home: var(EnvVars::HOME),
+        docker_config: var(EnvVars::DOCKER_CONFIG),
     }
-    if let Some(dir) = std::env::var_os(EnvVars::XDG_RUNTIME_DIR) {
-        files.push(PathBuf::from(dir).join("containers/auth.json"));
-    }
-    let home = std::env::var_os(EnvVars::HOME).map(PathBuf::from);
-    if let Some(home) = &home {
-        files.push(home.join(".config/containers/auth.json"));
-    }
-    match std::env::var_os(EnvVars::DOCKER_CONFIG) {
-        Some(dir) => files.push(PathBuf::from(dir).join("config.json")),
-        None => {
-            if let Some(home) = &home {
-                files.push(home.join(".docker/config.json"));
-            }
-        }
-    }
-    files
+    .files()
 }
 
 /// Runs `image`.
@@ -106,10 +90,9 @@ pub async fn image(
     let (env, created) = (&ready.env, &ready.created);
     print_created(env, created, printer);
 
-    let created_at = std::env::var(EnvVars::SOURCE_DATE_EPOCH)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(DEFAULT_CREATED);
+    let created_at = env_image::auth_files::created_time(
+        std::env::var(EnvVars::SOURCE_DATE_EPOCH).ok().as_deref(),
+    );
     let image_request = env_image::ImageRequest {
         prefix: created.prefix.clone(),
         key: created.key.to_string(),

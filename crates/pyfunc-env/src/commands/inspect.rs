@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use env_spec::{PipSet, Target, VirtualenvSource};
+use env_spec::PipSet;
 
 use crate::cli::InspectArgs;
 use crate::commands::open_model;
@@ -10,35 +10,24 @@ use crate::printer::Printer;
 use crate::report::ExitStatus;
 use crate::settings::Settings;
 
-fn requirement_text(requirement: &env_spec::PipRequirement) -> String {
-    let mut text = String::new();
-    if requirement.editable {
-        text.push_str("-e ");
-    }
-    match &requirement.target {
-        Target::Named(s) | Target::Url(s) => text.push_str(s),
-        Target::Path(p) => {
-            text.push_str("./");
-            text.push_str(p);
-        }
-    }
-    text
-}
-
 fn pip_lines(out: &mut String, printer: Printer, label: &str, set: &PipSet) {
     if set.requirements.is_empty() && set.constraints.is_empty() && set.index.is_empty() {
         return;
     }
     let _ = writeln!(out, "    {label}:");
     for requirement in &set.requirements {
-        let _ = writeln!(out, "      {}", requirement_text(requirement));
+        let _ = writeln!(
+            out,
+            "      {}",
+            env_spec::summary::requirement_text(requirement)
+        );
     }
     for constraint in &set.constraints {
         let _ = writeln!(
             out,
             "      {} {}",
             printer.dim("constraint"),
-            requirement_text(constraint)
+            env_spec::summary::requirement_text(constraint)
         );
     }
     let index = serde_json::to_value(&set.index).unwrap_or_default();
@@ -97,7 +86,11 @@ pub async fn inspect(
     );
     if let Some(signature) = mlmodel.signature() {
         for (part, schema) in &signature {
-            let _ = writeln!(out, "  Signature {part}: {}", summarize_schema(schema));
+            let _ = writeln!(
+                out,
+                "  Signature {part}: {}",
+                env_spec::summary::schema_summary(schema)
+            );
         }
     }
     let mut warnings = Vec::new();
@@ -105,18 +98,7 @@ pub async fn inspect(
     match model.env_file_names() {
         Ok(names) => {
             let virtualenv = match model.virtualenv_env() {
-                Ok(env) => match env.source {
-                    VirtualenvSource::PythonEnv { file } => file,
-                    VirtualenvSource::CondaAndRequirements {
-                        conda,
-                        requirements,
-                    } => {
-                        format!("{conda} (python and build dependencies) + {requirements}")
-                    }
-                    VirtualenvSource::Conda { file } => {
-                        format!("{file} (python, pip, setuptools, wheel and its pip list)")
-                    }
-                },
+                Ok(env) => env.source.describe(),
                 Err(err) => format!(
                     "{} ({})",
                     names.virtualenv,
@@ -233,39 +215,4 @@ pub async fn inspect(
         )));
     }
     Ok(ExitStatus::Success)
-}
-
-/// `x (double), y (long)`, or the number of columns when there are many.
-fn summarize_schema(schema: &serde_json::Value) -> String {
-    let Some(columns) = schema.as_array() else {
-        return schema.to_string();
-    };
-    let parts: Vec<String> = columns
-        .iter()
-        .map(|c| {
-            let kind = c.get("type").and_then(|t| t.as_str()).unwrap_or("?");
-            let kind = if kind == "tensor" {
-                let dtype = c
-                    .pointer("/tensor-spec/dtype")
-                    .and_then(|d| d.as_str())
-                    .unwrap_or("?");
-                let shape = c
-                    .pointer("/tensor-spec/shape")
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                format!("tensor {dtype} {shape}")
-            } else {
-                kind.to_string()
-            };
-            match c.get("name").and_then(|n| n.as_str()) {
-                Some(name) => format!("{name} ({kind})"),
-                None => kind,
-            }
-        })
-        .collect();
-    if parts.len() > 8 {
-        format!("{} columns: {}, ...", parts.len(), parts[..6].join(", "))
-    } else {
-        parts.join(", ")
-    }
 }

@@ -5,57 +5,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
+use env_pack::policy::PackPolicy;
 use env_pack::{Format, PackOptions};
 
 use crate::cli::{PackArgs, PackFormatArg, UnpackArgs};
-use crate::commands::cache::human_size;
+use env_cache::units::human_size;
 use env_solve::{Bytecode, Purpose};
 
-use crate::commands::create::{build_settings, ensure, env_request, print_created};
 use crate::commands::open_model;
 use crate::env_vars::EnvVars;
+use crate::environment::{build_settings, ensure, env_request, print_created};
 use crate::printer::Printer;
-use crate::report::{ExitStatus, UserError};
+use crate::report::ExitStatus;
 use crate::settings::Settings;
-
-/// The mtime of every entry when `SOURCE_DATE_EPOCH` is not set: 2000-01-01T00:00:00Z. Any
-/// fixed value makes the archive reproducible; pack-time bytecode does not depend on mtimes.
-const DEFAULT_MTIME: u64 = 946_684_800;
-
-/// gzip level 6: the prototype measured level 9 at 0.8 % smaller for 3x the time, level 1 at
-/// 14 % larger (notes/spark-and-pack.md).
-const COMPRESSION_LEVEL: u32 = 6;
-
-/// `--for spark[=VERSION]`: the Spark version.
-fn spark_target(target: Option<&str>) -> anyhow::Result<Option<String>> {
-    let Some(target) = target else {
-        return Ok(None);
-    };
-    let (name, version) = match target.split_once('=') {
-        Some((name, version)) => (name, version.trim()),
-        None => (target, env_pack::spark::DEFAULT_SPARK_VERSION),
-    };
-    if !name.trim().eq_ignore_ascii_case("spark") {
-        anyhow::bail!(
-            UserError::new(format!("Unknown `--for` target `{name}`"))
-                .with_hint("The only target is Spark: `--for spark` or `--for spark=3.5.1`")
-        );
-    }
-    if version.is_empty() || !version.starts_with(|c: char| c.is_ascii_digit()) {
-        anyhow::bail!(UserError::new(format!(
-            "Invalid Spark version `{version}` in `--for`; write e.g. `--for spark=3.5.1`"
-        )));
-    }
-    Ok(Some(version.to_string()))
-}
-
-/// The Spark driver's Python: `PYSPARK_DRIVER_PYTHON`, else `python3` on PATH.
-fn driver_python() -> String {
-    std::env::var(EnvVars::PYSPARK_DRIVER_PYTHON)
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "python3".to_string())
-}
 
 /// Runs `pack`.
 pub async fn pack(
@@ -63,13 +25,18 @@ pub async fn pack(
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let spark = spark_target(args.target.as_deref())?;
-    let format = match (args.format, &args.output) {
-        (Some(PackFormatArg::TarGz), _) | (None, None) => Format::TarGz,
-        (Some(PackFormatArg::Tar), _) => Format::Tar,
-        (Some(PackFormatArg::Zip), _) => Format::Zip,
-        (None, Some(output)) => Format::from_path(output),
-    };
+    let policy = PackPolicy::new(
+        args.format.map(|format| match format {
+            PackFormatArg::TarGz => Format::TarGz,
+            PackFormatArg::Tar => Format::Tar,
+            PackFormatArg::Zip => Format::Zip,
+        }),
+        args.output.as_deref(),
+        args.target.as_deref(),
+        !args.env.no_compile,
+        args.keep_tests,
+        std::env::var(EnvVars::SOURCE_DATE_EPOCH).ok().as_deref(),
+    )?;
     let request = env_request(&args.env, settings)?;
     let (model, _model_lock) = open_model(&args.model.model, settings, printer)
         .await?
@@ -97,43 +64,23 @@ pub async fn pack(
     };
     let environment = env_pack::inspect(&created.prefix).with_context(failed)?;
 
-    if let Some(version) = &spark {
-        let driver = env_pack::spark::driver_python_minor(driver_python().as_ref());
-        if driver.is_none() {
+    let driver = std::env::var(EnvVars::PYSPARK_DRIVER_PYTHON).ok();
+    if let Some(check) = policy.spark_check(&environment, driver) {
+        if check.driver_minor.is_none() {
             printer.info(format!(
                 "Could not run `{}` (or `python3`) to compare the driver's Python version with the archive's ({})",
                 EnvVars::PYSPARK_DRIVER_PYTHON,
                 environment.python_minor
             ));
         }
-        let minor = driver.as_deref();
-        for warning in env_pack::spark::preflight(&environment, version, minor) {
+        for warning in check.warnings {
             printer.warn(warning);
         }
     }
-
-    let mtime = std::env::var(EnvVars::SOURCE_DATE_EPOCH)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(DEFAULT_MTIME);
-    let options = PackOptions {
-        format,
-        compile: !args.env.no_compile,
-        keep_tests: args.keep_tests,
-        exclude_distributions: if spark.is_some() {
-            env_pack::spark::PROVIDED_BY_SPARK
-                .iter()
-                .map(ToString::to_string)
-                .collect()
-        } else {
-            Vec::new()
-        },
-        model: args.with_model.then(|| env.root().to_path_buf()),
-        staging_dir: settings.cache().bucket(env_cache::TMP_DIR)?,
-        full_prefix: false,
-        mtime,
-        compression_level: COMPRESSION_LEVEL,
-    };
+    let options = policy.options(
+        args.with_model.then(|| env.root().to_path_buf()),
+        settings.cache().bucket(env_cache::TMP_DIR)?,
+    );
     let Some(output) = &args.output else {
         return pack_cached(env, created, &options, settings, printer, failed).await;
     };
@@ -147,10 +94,11 @@ pub async fn pack(
         printer.warn(warning);
     }
     printer.info(format!(
-        "{} Python {} into {} ({format}, {}; {} files, {} unpacked) in {:.1}s",
+        "{} Python {} into {} ({}, {}; {} files, {} unpacked) in {:.1}s",
         printer.green("Packed"),
         report.python,
         printer.cyan(output.display()),
+        policy.format,
         human_size(report.archive_bytes),
         report.files,
         human_size(report.unpacked_bytes),
@@ -178,7 +126,7 @@ pub async fn pack(
     if !parts.is_empty() {
         printer.info(format!("Left out: {}", parts.join(", ")));
     }
-    if spark.is_some() {
+    if policy.spark.is_some() {
         let name = output
             .file_name()
             .map_or_else(|| "env.tar.gz".into(), |n| n.to_string_lossy().into_owned());

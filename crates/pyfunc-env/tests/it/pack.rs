@@ -886,3 +886,35 @@ fn pack_packs_what_the_saved_manifest_lists() {
     assert!(!listing.contains("stray_module"), "{listing}");
     fs_err::remove_file(&stray).unwrap();
 }
+
+/// `--for` is checked before the model is opened or anything built: an unknown target names
+/// the only one, a Spark version must start with a digit (exit 1, env-pack's `PackPolicy`).
+#[test]
+fn an_unknown_for_target_or_spark_version_is_refused_before_building() {
+    let ctx = TestContext::new();
+    let model = ctx.path().join("never-read");
+    let pack = |target: &str| {
+        let mut command = ctx.command();
+        command
+            .arg("pack")
+            .arg(&model)
+            .args(["--for", target, "-o", "env.tar.gz"]);
+        command
+    };
+    pyfunc_env_snapshot!(ctx.filters(), pack("flink"), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: Unknown `--for` target `flink`
+
+        hint: The only target is Spark: `--for spark` or `--for spark=3.5.1`
+    "#);
+    pyfunc_env_snapshot!(ctx.filters(), pack("spark=latest"), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: Invalid Spark version `latest` in `--for`; write e.g. `--for spark=3.5.1`
+    "#);
+}

@@ -11,10 +11,9 @@ use serde::Serialize;
 
 use crate::cli::CreateArgs;
 use crate::commands::open_model;
-// `pack`, `image` and `cache push` still import these from here; they live in
-// `crate::environment` now.
-pub use crate::environment::{build_settings, ensure, env_request, print_created, resolve};
-use crate::environment::{created_line, pulled_line, remote_note};
+use crate::environment::{
+    build_settings, created_line, ensure, env_request, pulled_line, remote_note, resolve,
+};
 use crate::printer::Printer;
 use crate::report::ExitStatus;
 use crate::settings::Settings;

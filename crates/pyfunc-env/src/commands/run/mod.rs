@@ -90,7 +90,9 @@ pub async fn run(
                 LocalRunError::Run(error) => anyhow::Error::new(error),
             },
         )?;
-        crate::commands::check::warn(&local.report, printer);
+        for warning in local.report.mlflow_warnings() {
+            printer.warn(warning);
+        }
         let command = local.into_command()?;
         // The model's lock goes on with the command: `cache prune` keeps a downloaded model
         // while it runs from it.

@@ -1,0 +1,161 @@
+//! The flags that decide a model's environment, as plain values, and the one place that turns
+//! them into an [`EnvRequest`]: flags before configuration (mirrors, the uv binary), what a
+//! bare `--install-mlflow` means, and which lock file a build installs from. The CLI maps its
+//! clap arguments and settings onto [`RequestFlags`] field by field and decides nothing.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use env_spec::EnvManager;
+
+use crate::channels::{ChannelSettings, merge_mirrors};
+use crate::environment::{EnvRequest, InstallMlflow, LockChoice};
+use crate::{BuildOptions, PythonSource, SolveError};
+
+/// What `create`, `lock`, `run`, `pack`, `image` and `cache push` were told about the
+/// environment (flags, and the configuration they fall back on).
+#[derive(Debug, Clone, Default)]
+pub struct RequestFlags<'a> {
+    /// `--env-manager` (a manager that builds something); `None` for the model's default.
+    pub manager: Option<EnvManager>,
+    /// `--python-version`.
+    pub python_version: Option<String>,
+    /// `--install-mlflow[=VERSION]`: `""` without a value.
+    pub install_mlflow: Option<String>,
+    /// `--mirror FROM=TO` flags.
+    pub mirrors: &'a [String],
+    /// The configured mirrors (`PYFUNC_ENV_MIRRORS`, then the configuration file).
+    pub configured_mirrors: Option<&'a BTreeMap<String, String>>,
+    /// `--channel`.
+    pub channels: Vec<String>,
+    /// `--override-channels`.
+    pub override_channels: bool,
+    /// `--no-compile`.
+    pub no_compile: bool,
+    /// `--exclude-newer`.
+    pub exclude_newer: Option<String>,
+    /// `--python-source`.
+    pub python_source: PythonSource,
+    /// `--locked FILE`.
+    pub locked: Option<PathBuf>,
+    /// `--no-lock`.
+    pub no_lock: bool,
+    /// `--uv`.
+    pub uv: Option<PathBuf>,
+    /// The configured uv binary (`PYFUNC_ENV_UV`, the configuration file).
+    pub configured_uv: Option<PathBuf>,
+    /// `-r/--pip-requirements-override`.
+    pub pip_requirements_override: Vec<String>,
+    /// `--no-compat-constraints`.
+    pub no_compat_constraints: bool,
+}
+
+impl RequestFlags<'_> {
+    /// The request: each `--mirror` over the configured mirrors of the same channel, `--uv`
+    /// over the configured binary, bytecode compiled unless `--no-compile`, the model's own
+    /// lock file unless `--locked FILE` or `--no-lock`.
+    ///
+    /// # Errors
+    /// A `--mirror` or configured mirror that does not parse.
+    pub fn into_request(self) -> Result<EnvRequest, SolveError> {
+        Ok(EnvRequest {
+            manager: self.manager,
+            python_version: self.python_version,
+            install_mlflow: self.install_mlflow.as_deref().map(InstallMlflow::from_flag),
+            channels: ChannelSettings {
+                mirrors: merge_mirrors(
+                    self.mirrors,
+                    self.configured_mirrors.into_iter().flatten(),
+                )?,
+                channels: self.channels,
+                override_channels: self.override_channels,
+            },
+            options: BuildOptions {
+                compile_bytecode: !self.no_compile,
+                exclude_newer: self.exclude_newer,
+                python_source: self.python_source,
+            },
+            lock: LockChoice::from_flags(self.locked, self.no_lock),
+            uv: self.uv.or(self.configured_uv),
+            pip_requirements_override: self.pip_requirements_override,
+            no_compat_constraints: self.no_compat_constraints,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_come_before_configuration() {
+        let configured = BTreeMap::from([
+            (
+                "conda-forge".to_string(),
+                "https://configured/cf".to_string(),
+            ),
+            ("bioconda".to_string(), "https://configured/bio".to_string()),
+        ]);
+        let flags = ["conda-forge=https://flag/cf".to_string()];
+        let request = RequestFlags {
+            mirrors: &flags,
+            configured_mirrors: Some(&configured),
+            uv: Some("/flag/uv".into()),
+            configured_uv: Some("/configured/uv".into()),
+            ..RequestFlags::default()
+        }
+        .into_request()
+        .unwrap();
+        assert_eq!(request.uv, Some(PathBuf::from("/flag/uv")));
+        let mirror = |name: &str| {
+            request
+                .channels
+                .mirrors
+                .iter()
+                .find(|(from, _)| from == name)
+                .map(|(_, to)| to.clone())
+        };
+        assert_eq!(mirror("conda-forge").as_deref(), Some("https://flag/cf"));
+        assert_eq!(
+            mirror("bioconda").as_deref(),
+            Some("https://configured/bio")
+        );
+        let configured_only = RequestFlags {
+            configured_uv: Some("/configured/uv".into()),
+            ..RequestFlags::default()
+        }
+        .into_request()
+        .unwrap();
+        assert_eq!(configured_only.uv, Some(PathBuf::from("/configured/uv")));
+    }
+
+    #[test]
+    fn defaults_compile_and_use_the_models_lock() {
+        let request = RequestFlags::default().into_request().unwrap();
+        assert!(request.options.compile_bytecode);
+        assert!(matches!(request.lock, LockChoice::Auto));
+        assert!(request.install_mlflow.is_none());
+        let request = RequestFlags {
+            no_compile: true,
+            no_lock: true,
+            install_mlflow: Some(String::new()),
+            ..RequestFlags::default()
+        }
+        .into_request()
+        .unwrap();
+        assert!(!request.options.compile_bytecode);
+        assert!(matches!(request.lock, LockChoice::Ignore));
+        assert!(matches!(
+            request.install_mlflow,
+            Some(InstallMlflow::Recorded)
+        ));
+        assert!(
+            RequestFlags {
+                mirrors: &["no-equals-sign".to_string()],
+                ..RequestFlags::default()
+            }
+            .into_request()
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! One-line summaries of a model's parts for people (`pyfunc-env inspect`): a requirement, a
+//! signature's columns, where a virtualenv's spec comes from.
+
+use crate::{PipRequirement, VirtualenvSource, requirements::Target};
+
+/// A requirement as the model's file writes it: `-e ./pkg`, `numpy==1.26.4`, a URL.
+#[must_use]
+pub fn requirement_text(requirement: &PipRequirement) -> String {
+    let mut text = String::new();
+    if requirement.editable {
+        text.push_str("-e ");
+    }
+    match &requirement.target {
+        Target::Named(s) | Target::Url(s) => text.push_str(s),
+        Target::Path(p) => {
+            text.push_str("./");
+            text.push_str(p);
+        }
+    }
+    text
+}
+
+/// An MLmodel signature's inputs or outputs: `x (double), y (long)`, or the number of columns
+/// when there are many.
+#[must_use]
+pub fn schema_summary(schema: &serde_json::Value) -> String {
+    let Some(columns) = schema.as_array() else {
+        return schema.to_string();
+    };
+    let parts: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            let kind = c.get("type").and_then(|t| t.as_str()).unwrap_or("?");
+            let kind = if kind == "tensor" {
+                let dtype = c
+                    .pointer("/tensor-spec/dtype")
+                    .and_then(|d| d.as_str())
+                    .unwrap_or("?");
+                let shape = c
+                    .pointer("/tensor-spec/shape")
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                format!("tensor {dtype} {shape}")
+            } else {
+                kind.to_string()
+            };
+            match c.get("name").and_then(|n| n.as_str()) {
+                Some(name) => format!("{name} ({kind})"),
+                None => kind,
+            }
+        })
+        .collect();
+    if parts.len() > 8 {
+        format!("{} columns: {}, ...", parts.len(), parts[..6].join(", "))
+    } else {
+        parts.join(", ")
+    }
+}
+
+impl VirtualenvSource {
+    /// The files a virtualenv's spec is read from, and what each gives.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Self::PythonEnv { file } => file.clone(),
+            Self::CondaAndRequirements {
+                conda,
+                requirements,
+            } => format!("{conda} (python and build dependencies) + {requirements}"),
+            Self::Conda { file } => {
+                format!("{file} (python, pip, setuptools, wheel and its pip list)")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemas_name_their_columns_and_count_many() {
+        let schema = serde_json::json!([
+            {"name": "x", "type": "double"},
+            {"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 4]}},
+        ]);
+        assert_eq!(schema_summary(&schema), "x (double), tensor float32 [-1,4]");
+        let many = serde_json::Value::Array(
+            (0..9)
+                .map(|i| serde_json::json!({"name": format!("c{i}"), "type": "long"}))
+                .collect(),
+        );
+        assert_eq!(
+            schema_summary(&many),
+            "9 columns: c0 (long), c1 (long), c2 (long), c3 (long), c4 (long), c5 (long), ..."
+        );
+    }
+}

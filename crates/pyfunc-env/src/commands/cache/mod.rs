@@ -1,0 +1,326 @@
+//! `pyfunc-env cache dir | list | prune | clean | verify | keygen`; the subcommands that use the
+//! remote cache (`--remote`, `push`) are in [`remote`].
+
+mod remote;
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use env_cache::Cache;
+use env_cache::units::{human_size, parse_duration, parse_size};
+use env_solve::prune::{PrunePolicy, Reason, Removal};
+use env_solve::verdict_row::VerdictRow;
+use env_source::listing::CacheListing;
+
+use crate::cli::{CacheCleanArgs, CacheCommand, CacheKeygenArgs, CachePruneArgs, CacheVerifyArgs};
+use crate::printer::Printer;
+use crate::report::{ExitStatus, UserError};
+use crate::settings::Settings;
+
+/// Runs a `cache` subcommand.
+pub async fn cache(
+    command: &CacheCommand,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let cache = settings.cache();
+    match command {
+        CacheCommand::Dir => {
+            printer.data(format!("{}\n", cache.root().display()))?;
+            Ok(ExitStatus::Success)
+        }
+        CacheCommand::List(args) if args.remote => remote::list(args, settings, printer).await,
+        CacheCommand::List(args) => list(&cache, args.json, printer),
+        CacheCommand::Prune(args) if args.remote => remote::prune(args, settings, printer).await,
+        CacheCommand::Prune(args) => prune(&cache, args, printer),
+        CacheCommand::Push(args) => remote::push(args, settings, printer).await,
+        CacheCommand::Clean(args) => clean(&cache, args, printer),
+        CacheCommand::Verify(args) if args.remote => remote::verify(args, settings, printer).await,
+        CacheCommand::Verify(args) => verify(&cache, args, printer),
+        CacheCommand::Keygen(args) => keygen(args, printer),
+    }
+}
+
+/// `cache keygen NAME`: the public key line on stdout, the files on stderr.
+fn keygen(args: &CacheKeygenArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
+    let pair =
+        env_remote::sign::keygen(&args.name, &args.output).map_err(env_remote::RemoteError::Key)?;
+    printer.info(format!(
+        "Wrote the secret key {} (keep it with CI only) and the public key {}",
+        printer.cyan(pair.secret.display()),
+        printer.cyan(pair.public_file.display())
+    ));
+    printer.data(format!("{}\n", pair.public))?;
+    Ok(ExitStatus::Success)
+}
+
+/// `2026-01-02 03:04:05` (UTC), or `-`.
+fn human_time(seconds: Option<u64>) -> String {
+    seconds.map_or_else(
+        || "-".to_string(),
+        |s| {
+            humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+                .to_string()
+                .replace('T', " ")
+                .trim_end_matches('Z')
+                .to_string()
+        },
+    )
+}
+
+fn list(cache: &Cache, json: bool, printer: Printer) -> anyhow::Result<ExitStatus> {
+    let listing = CacheListing::read(cache)?;
+    if json {
+        printer.data(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&listing.to_json()?)?
+        ))?;
+        return Ok(ExitStatus::Success);
+    }
+    let (envs, models) = (&listing.envs, &listing.models);
+    // Only downloaded models (a `uri`) are shown; leftovers are `cache prune`'s.
+    let models: Vec<_> = models
+        .iter()
+        .filter_map(|m| Some((m, m.uri.as_deref()?)))
+        .collect();
+    if envs.is_empty() && models.is_empty() {
+        printer.info(format!(
+            "No environments in {}",
+            printer.cyan(cache.root().display())
+        ));
+        return Ok(ExitStatus::Success);
+    }
+    let mut out = String::new();
+    if !envs.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:<32}  {:<10}  {:<10}  {:>9}  {:<19}  {:<19}  MODEL",
+            "KEY", "STATE", "MANAGER", "SIZE", "CREATED", "LAST USED"
+        );
+    }
+    for row in envs {
+        let _ = writeln!(
+            out,
+            "{:<32}  {:<10}  {:<10}  {:>9}  {:<19}  {:<19}  {}",
+            row.key,
+            row.state,
+            row.env_manager.as_deref().unwrap_or("-"),
+            human_size(row.size),
+            human_time(row.created),
+            human_time(row.last_used),
+            row.model.as_deref().unwrap_or("-"),
+        );
+    }
+    if !models.is_empty() {
+        if !envs.is_empty() {
+            out.push('\n');
+        }
+        let _ = writeln!(
+            out,
+            "{:<32}  {:>9}  {:<19}  {:<8}  MODEL URI",
+            "DOWNLOADED MODEL", "SIZE", "LAST USED", "VERSION"
+        );
+        for (model, uri) in &models {
+            let _ = writeln!(
+                out,
+                "{:<32}  {:>9}  {:<19}  {:<8}  {uri}",
+                model.key,
+                human_size(model.size),
+                human_time(model.last_used),
+                model.version.as_deref().unwrap_or("-"),
+            );
+        }
+    }
+    printer.data(out)?;
+    Ok(ExitStatus::Success)
+}
+
+/// A duration or size flag: the library's parse, a user error (exit 1) when it fails.
+fn user<T>(parsed: Result<T, env_cache::units::UnitError>) -> anyhow::Result<T> {
+    parsed.map_err(|error| UserError::new(error.to_string()).into())
+}
+
+fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
+    if !cache.root().join("CACHEDIR.TAG").is_file() {
+        printer.info(format!(
+            "No cache at {}",
+            printer.cyan(cache.root().display())
+        ));
+        return Ok(ExitStatus::Success);
+    }
+    let policy = PrunePolicy {
+        older_than: user(args.older_than.as_deref().map(parse_duration).transpose())?,
+        max_size: user(args.max_size.as_deref().map(parse_size).transpose())?,
+        dry_run: args.dry_run,
+    };
+    let verb = if args.dry_run {
+        "Would remove"
+    } else {
+        "Removed"
+    };
+    let report = env_solve::prune::prune(cache, &policy, &mut |removal| {
+        printer.info(match removal {
+            Removal::Environment { key, reason, size } => format!(
+                "{verb} {} environment {key} ({})",
+                match reason {
+                    Reason::Incomplete => "incomplete",
+                    Reason::Unused => "unused",
+                    Reason::LeastRecentlyUsed => "least recently used",
+                },
+                human_size(*size)
+            ),
+            Removal::UnknownBucket { name } => format!("{verb} unknown cache bucket `{name}`"),
+            Removal::Archive { name, size } => format!(
+                "{verb} packed archive `packs-v1/{name}` of a removed environment ({})",
+                human_size(*size)
+            ),
+            Removal::Staging { name, size } => format!(
+                "{verb} abandoned staging `tmp/{name}` ({})",
+                human_size(*size)
+            ),
+        });
+    })?;
+    if report.skipped_in_use > 0 {
+        printer.info(format!(
+            "Kept {} environment(s) in use by other processes",
+            report.skipped_in_use
+        ));
+    }
+    // Downloaded models (`models-v1/`): unused for longer than `--older-than`, or incomplete.
+    let models = env_source::prune_models(cache, policy.older_than, args.dry_run, &mut |model| {
+        printer.info(format!(
+            "{verb} downloaded model {} {} ({})",
+            model
+                .uri
+                .as_deref()
+                .map_or_else(|| "(incomplete)".to_string(), |uri| format!("`{uri}`")),
+            model.key,
+            human_size(model.size)
+        ));
+    })?;
+    if models.skipped_in_use > 0 {
+        printer.info(format!(
+            "Kept {} downloaded model(s) in use by other processes",
+            models.skipped_in_use
+        ));
+    }
+    if !report.unknown_buckets_kept.is_empty() {
+        printer.info(format!(
+            "Kept unknown cache bucket(s) {} while other processes use the cache (an older pyfunc-env may be running a model from one)",
+            report
+                .unknown_buckets_kept
+                .iter()
+                .map(|name| format!("`{name}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    printer.info(format!(
+        "{} {} environment(s), {}",
+        if args.dry_run {
+            "Would prune"
+        } else {
+            "Pruned"
+        },
+        report.removed,
+        human_size(report.freed + models.freed)
+    ));
+    Ok(ExitStatus::Success)
+}
+
+fn clean(cache: &Cache, args: &CacheCleanArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
+    if !cache.root().join("CACHEDIR.TAG").is_file() {
+        printer.info(format!(
+            "No cache at {}",
+            printer.cyan(cache.root().display())
+        ));
+        return Ok(ExitStatus::Success);
+    }
+    let freed = env_solve::prune::clean(cache, args.force, &mut |waited| {
+        if waited.is_zero() {
+            printer.info("Cache is in use, waiting (use `--force` to override)");
+        } else {
+            printer.info(format!(
+                "Still waiting for the cache lock ({}s)",
+                waited.as_secs()
+            ));
+        }
+    })
+    .map_err(|error| match error {
+        // The cache's own error: a lock timeout with its holder and hint.
+        env_solve::SolveError::Cache(error) => anyhow::Error::new(error),
+        error => anyhow::Error::new(error),
+    })?;
+    printer.info(format!(
+        "Removed everything in {} ({})",
+        printer.cyan(cache.root().display()),
+        human_size(freed)
+    ));
+    Ok(ExitStatus::Success)
+}
+
+fn verify(cache: &Cache, args: &CacheVerifyArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
+    use env_solve::verify::VerifyError;
+    let verdicts =
+        env_solve::verify::verify_cache(cache, &args.keys, args.hash).map_err(|error| {
+            match error {
+                VerifyError::NotComplete { .. } => {
+                    anyhow::Error::new(UserError::new(error.to_string()))
+                }
+                // The cache's own error, whose diagnostic (a lock timeout's help) the report shows.
+                VerifyError::Cache(error) => anyhow::Error::new(error),
+            }
+        })?;
+    if args.json {
+        let rows: Vec<_> = verdicts.iter().map(VerdictRow::from).collect();
+        printer.data(format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
+    } else {
+        let mut out = String::new();
+        for verdict in &verdicts {
+            let report = &verdict.report;
+            if verdict.building {
+                let _ = writeln!(
+                    out,
+                    "{} {}: being built by another process, not checked; verify it again when the build is done",
+                    printer.yellow("skipped"),
+                    verdict.key
+                );
+            } else if verdict.is_ok() {
+                let _ = writeln!(
+                    out,
+                    "{} {}: {} files ok",
+                    printer.green("ok"),
+                    verdict.key,
+                    report.checked
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "{} {}: {} missing, {} changed of {} files",
+                    printer.red("damaged"),
+                    verdict.key,
+                    report.missing.len(),
+                    report.changed.len(),
+                    report.checked
+                );
+                for path in report.missing.iter().take(10) {
+                    let _ = writeln!(out, "    missing {path}");
+                }
+                for path in report.changed.iter().take(10) {
+                    let _ = writeln!(out, "    changed {path}");
+                }
+                if let Some(model) = verdict.repair_args() {
+                    let _ = writeln!(out, "    repair: pyfunc-env create {model} --reinstall");
+                }
+            }
+        }
+        printer.data(out)?;
+    }
+    Ok(
+        if verdicts.iter().all(env_solve::verify::EnvVerdict::is_ok) {
+            ExitStatus::Success
+        } else {
+            ExitStatus::Failure
+        },
+    )
+}

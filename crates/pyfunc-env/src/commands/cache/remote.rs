@@ -1,0 +1,229 @@
+//! The `cache` subcommands that use the remote cache: `list --remote`, `prune --remote`,
+//! `verify --remote` and `push`.
+
+use std::fmt::Write as _;
+
+use env_cache::units::{human_size, parse_duration};
+use env_remote::push::{PushReport, Severity};
+
+use super::{human_time, user};
+use crate::cli::{CacheListArgs, CachePruneArgs, CachePushArgs, CacheVerifyArgs, RemoteArgs};
+use crate::printer::Printer;
+use crate::report::ExitStatus;
+use crate::settings::Settings;
+
+/// `cache verify --remote KEY...`: each entry's signature and every blob's hash.
+pub(super) async fn verify(
+    args: &CacheVerifyArgs,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let remote = remote_of(&args.remote_args, settings)?;
+    let mut checks = Vec::new();
+    for key in &args.keys {
+        let check = remote.check_entry(key).await?;
+        if !args.json {
+            let signed = match (&check.verified_by, check.signed_by.as_slice()) {
+                (Some(key), _) => format!("signed by `{key}` (verified)"),
+                (None, []) => "unsigned".to_string(),
+                (None, names) => format!(
+                    "signed by {} (not checked: no trusted key configured)",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            printer.info(format!(
+                "{} {}: {signed}; {} files ({}) match their sha256",
+                printer.green("OK"),
+                check.key,
+                check.blobs,
+                human_size(check.bytes)
+            ));
+        }
+        checks.push(check);
+    }
+    if args.json {
+        printer.data(format!("{}\n", serde_json::to_string_pretty(&checks)?))?;
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// The remote cache of `args`, or the configured one; an error when there is none.
+fn remote_of(args: &RemoteArgs, settings: &Settings) -> anyhow::Result<env_remote::Remote> {
+    settings
+        .remote_cache(args.remote_cache.as_ref(), args.remote_cache_read_only)
+        .ok_or_else(|| {
+            env_remote::RemoteError::NotConfigured {
+                offline: settings.offline,
+            }
+            .into()
+        })
+}
+
+/// `cache list --remote`.
+pub(super) async fn list(
+    args: &CacheListArgs,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let remote = remote_of(&args.remote_args, settings)?;
+    let (entries, stored) = remote.list().await?;
+    if args.json {
+        printer.data(format!("{}\n", serde_json::to_string_pretty(&entries)?))?;
+        return Ok(ExitStatus::Success);
+    }
+    if entries.is_empty() {
+        printer.info(format!("No environments in {}", printer.cyan(remote.url())));
+        return Ok(ExitStatus::Success);
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<32}  {:<9}  {:<10}  {:>9}  {:<19}  {:<16}  MODEL (where built)",
+        "KEY", "PLATFORM", "MANAGER", "SIZE", "PUSHED", "SIGNED BY"
+    );
+    for entry in &entries {
+        let _ = writeln!(
+            out,
+            "{:<32}  {:<9}  {:<10}  {:>9}  {:<19}  {:<16}  {}",
+            entry.key,
+            entry.platform,
+            entry.env_manager,
+            human_size(entry.size),
+            human_time(Some(entry.created)),
+            signed_by(entry),
+            entry.model,
+        );
+    }
+    printer.data(out)?;
+    // Environments share packs: the store holds less than the sum of their sizes.
+    let unshared: u64 = entries.iter().map(|e| e.size).sum();
+    printer.info(format!(
+        "{} environment(s) take {} in {} ({} without sharing)",
+        entries.len(),
+        human_size(stored),
+        printer.cyan(remote.url()),
+        human_size(unshared)
+    ));
+    Ok(ExitStatus::Success)
+}
+
+/// Who signed a remote entry: the verified key, or the claimed names with `?` when this agent
+/// trusts no key (nothing checked), `!` when none verifies; `unsigned`.
+fn signed_by(entry: &env_remote::RemoteEntry) -> String {
+    match (&entry.verified_by, &entry.untrusted) {
+        (Some(key), _) => key.clone(),
+        _ if entry.signed_by.is_empty() => "unsigned".to_string(),
+        (None, Some(_)) => format!("{} (bad)", entry.signed_by.join(",")),
+        (None, None) => format!("{}?", entry.signed_by.join(",")),
+    }
+}
+
+/// `cache prune --remote --older-than DURATION`.
+pub(super) async fn prune(
+    args: &CachePruneArgs,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let remote = remote_of(&args.remote_args, settings)?;
+    let older_than = user(parse_duration(
+        args.older_than.as_deref().unwrap_or_default(),
+    ))?;
+    let report = remote.prune(older_than, args.dry_run).await?;
+    let verb = if args.dry_run {
+        "Would remove"
+    } else {
+        "Removed"
+    };
+    for key in &report.removed {
+        printer.info(format!("{verb} {key} from {}", remote.url()));
+    }
+    printer.info(format!(
+        "{verb} {} environment(s) and {} pack(s) ({}) from {}; {} kept",
+        report.removed.len(),
+        report.packs_removed,
+        human_size(report.bytes_freed),
+        printer.cyan(remote.url()),
+        report.kept
+    ));
+    Ok(ExitStatus::Success)
+}
+
+/// `cache push MODEL...`: uploads environments of the local cache (backfill).
+pub(super) async fn push(
+    args: &CachePushArgs,
+    settings: &Settings,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let remote = remote_of(&args.env.remote, settings)?;
+    if remote.read_only() {
+        anyhow::bail!(env_remote::RemoteError::ReadOnly {
+            url: remote.url().to_string()
+        });
+    }
+    let request = crate::environment::env_request(&args.env, settings)?;
+    let cache = settings.cache();
+    // Held while the environments are packed, like every command holds it: `cache clean`
+    // waits instead of deleting an environment mid-pack (issue 23).
+    let _cache_lock = env_solve::hold_cache(&cache).await?;
+    let mut report = PushReport::default();
+    for model in &args.models {
+        // A model that cannot be read is reported, and the others are pushed (like `create`).
+        let opened = crate::commands::open_model(model, settings, printer)
+            .await
+            .and_then(|opened| crate::environment::resolve(opened.model, &request, printer));
+        let env = match opened {
+            Ok(env) => env,
+            Err(error) => {
+                let text = env_solve::redact::redact(
+                    crate::report::render(
+                        Printer::new(crate::printer::Verbosity::Normal, false),
+                        &error,
+                    )
+                    .trim_end(),
+                );
+                printer.error(format!("{model}: {text}"));
+                let user_error = crate::report::exit_status(&error) == ExitStatus::Failure;
+                report.failed(model, text, user_error);
+                continue;
+            }
+        };
+        let reporter = crate::progress::ProgressReporter::new(settings, printer, &env.name());
+        let outcome = remote.push_model(&cache, &env, &reporter).await;
+        env_solve::Reporter::on_finish(&reporter);
+        let row = report.record(model, &env, &outcome);
+        let message = row.message.as_deref().unwrap_or_default();
+        match outcome {
+            Ok(env_remote::PushResult::Pushed { uploaded, stored }) => printer.info(format!(
+                "{} {} ({} uploaded, {} stored) to {}",
+                printer.green("Pushed"),
+                env.key,
+                human_size(uploaded),
+                human_size(stored),
+                printer.cyan(remote.url())
+            )),
+            Ok(env_remote::PushResult::AlreadyThere) => printer.info(format!(
+                "{} is in {} already",
+                env.key,
+                printer.cyan(remote.url())
+            )),
+            Ok(env_remote::PushResult::KeptOther) => printer.info(format!(
+                "{} was pushed by another agent meanwhile; kept that one",
+                env.key
+            )),
+            Ok(_) => printer.warn(format!("{model}: {message}")),
+            Err(_) => printer.error(format!("{model}: {message}")),
+        }
+    }
+    if args.json {
+        printer.data(format!("{}\n", serde_json::to_string_pretty(&report.rows)?))?;
+    }
+    Ok(match report.severity {
+        Severity::Ok => ExitStatus::Success,
+        Severity::Failure => ExitStatus::Failure,
+        Severity::Error => ExitStatus::Error,
+    })
+}
