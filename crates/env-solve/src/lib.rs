@@ -16,7 +16,6 @@ pub mod local;
 pub mod lock;
 pub mod many;
 pub mod prune;
-pub mod python;
 pub mod remote;
 pub use env_spec::redact;
 pub mod reporter;

@@ -30,7 +30,7 @@ pub(super) async fn provision_python(
     reporter: &Arc<dyn Reporter>,
 ) -> Result<Provisioned, SolveError> {
     let (major, minor, patch) =
-        crate::python::parse_version(version).ok_or_else(|| SolveError::InvalidPythonVersion {
+        env_python::parse_version(version).ok_or_else(|| SolveError::InvalidPythonVersion {
             version: version.to_string(),
         })?;
     let minor_spec = format!("python {major}.{minor}.*");
@@ -91,9 +91,9 @@ pub(super) async fn provision_python(
                 }
             }
         } else {
-            let candidates = crate::python::find(version);
+            let candidates = env_python::find(version);
             let chosen = candidates.into_iter().find(|i| {
-                !exact || crate::python::parse_version(&i.version).and_then(|v| v.2) == patch
+                !exact || env_python::parse_version(&i.version).and_then(|v| v.2) == patch
             });
             let Some(interpreter) = chosen else {
                 attempts.push(format!(
