@@ -351,6 +351,11 @@ pub enum SolveError {
     #[diagnostic(transparent)]
     Cache(#[from] env_cache::CacheError),
 
+    /// Compiling or linking bytecode failed (env-bytecode; its messages are unchanged).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Bytecode(#[from] env_bytecode::BytecodeError),
+
     /// An I/O error.
     #[error("Failed to access `{}`", path.display())]
     Io {
@@ -447,6 +452,7 @@ impl SolveError {
             | Self::LockDownload { .. }
             | Self::LockFiles { .. }
             | Self::Cache(_)
+            | Self::Bytecode(_)
             | Self::Io { .. }
             | Self::Internal { .. } => false,
         }

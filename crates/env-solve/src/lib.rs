@@ -4,7 +4,6 @@
 #![warn(missing_docs)]
 
 pub mod build;
-pub mod bytecode;
 pub mod channels;
 pub mod conda;
 pub mod context;

@@ -555,7 +555,7 @@ pub struct PipInstall<'a> {
     /// `--exclude-newer`.
     pub exclude_newer: Option<&'a str>,
     /// What this step is, for messages (`build dependencies`, `pip requirements`). Bytecode is
-    /// not uv's job: it is compiled afterwards through the shared store ([`crate::bytecode`]).
+    /// not uv's job: it is compiled afterwards through the shared store ([`env_bytecode`]).
     pub step: &'a str,
 }
 

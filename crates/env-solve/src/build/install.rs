@@ -15,12 +15,12 @@ use crate::error::SolveError;
 use crate::reporter::Reporter;
 use crate::uv::PipInstall;
 
-use super::compile::{compile_environment, link_environment};
 use super::provision::{provision_python, python_version_of};
 use super::{
     Built, CreateRequest, Timings, conda_layer, installed_distributions, off_runtime, python_of,
     secs, site_packages, uv_cache_dir,
 };
+use env_bytecode::{compile_environment, link_environment};
 
 pub(super) async fn build(
     cache: &Cache,
@@ -163,6 +163,7 @@ pub(super) async fn build(
             compile_environment(&cache, &prefix, &mut || {
                 reporter.on_phase("Compiling bytecode (waiting for another process's compiler)");
             })
+            .map_err(SolveError::from)
         })
         .await?;
         tracing::debug!(
