@@ -11,16 +11,12 @@ pub mod ensure;
 pub mod environment;
 pub mod error;
 pub mod inspect;
-pub mod local;
 pub mod lock;
 pub mod many;
 pub mod prune;
 pub mod remote;
 pub use env_spec::redact;
 pub mod reporter;
-pub mod uv;
-pub mod uv_lock;
-mod uv_stderr;
 pub mod verify;
 
 pub use build::{BuildWarning, CreateRequest, Created, Timings, create, hold_cache};

@@ -1,5 +1,7 @@
 //! Progress reporting. Libraries report through [`Reporter`]; the CLI draws it.
 
+use std::sync::Arc;
+
 /// Receives progress of long operations. Every method has an empty default.
 pub trait Reporter: Send + Sync {
     /// A phase started (`Solving`, `Installing conda packages`, `Installing pip packages`, ...).
@@ -27,6 +29,17 @@ pub trait Reporter: Send + Sync {
 /// Reports nothing.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoReporter;
+
+/// env-uv's narrow reporter over ours: uv's stderr lines go to [`Reporter::on_tool_output`].
+pub(crate) fn uv_lines(reporter: &Arc<dyn Reporter>) -> Arc<dyn env_uv::Reporter> {
+    struct Lines(Arc<dyn Reporter>);
+    impl env_uv::Reporter for Lines {
+        fn on_tool_output(&self, line: &str) {
+            self.0.on_tool_output(line);
+        }
+    }
+    Arc::new(Lines(Arc::clone(reporter)))
+}
 
 impl Reporter for NoReporter {}
 

@@ -53,7 +53,7 @@ pub struct CreateRequest<'a> {
     /// The machine's virtual packages.
     pub virtual_packages: &'a [GenericVirtualPackage],
     /// `--uv`, and the uv it (or `PATH`) gives, looked up once.
-    pub uv: &'a crate::uv::UvProbe,
+    pub uv: &'a env_uv::UvProbe,
     /// uv's cache directory (default: the cache's `uv-v1/`).
     pub uv_cache_dir: Option<&'a Path>,
     /// Rebuild even if complete (`--reinstall`).

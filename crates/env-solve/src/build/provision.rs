@@ -117,9 +117,13 @@ pub(super) async fn provision_python(
             let (interpreter_path, target, reporter) = (
                 interpreter.path.clone(),
                 prefix.to_path_buf(),
-                reporter.clone(),
+                crate::reporter::uv_lines(reporter),
             );
-            off_runtime(move || uv.venv(&interpreter_path, &target, &uv_cache, &reporter)).await?;
+            off_runtime(move || {
+                uv.venv(&interpreter_path, &target, &uv_cache, &reporter)
+                    .map_err(SolveError::from)
+            })
+            .await?;
             timings.conda_install += secs(t.elapsed());
             let mut warnings = Vec::new();
             if !exact {
