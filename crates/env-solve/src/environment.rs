@@ -18,11 +18,11 @@ use env_spec::{EnvKey, EnvManager, KeyContext, ModelDir, PipRequirement, Resolve
 use rattler_conda_types::GenericVirtualPackage;
 
 use crate::build::{CreateRequest, Created};
-use crate::channels::ChannelSettings;
 use crate::context::BuildOptions;
 use crate::error::SolveError;
 use crate::lock::LockedEnv;
 use crate::reporter::Reporter;
+use env_conda::ChannelSettings;
 
 /// Which lock file to install from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -37,117 +37,6 @@ pub enum SolveError {
         source: rattler_virtual_packages::DetectVirtualPackageError,
     },
 
-    /// A channel name or URL is invalid.
-    #[error("Invalid conda channel `{channel}`")]
-    #[diagnostic(help(
-        "Channels are names (`conda-forge`), URLs (`https://host/channel`) or local directories"
-    ))]
-    InvalidChannel {
-        /// The channel (redacted).
-        channel: String,
-        /// The cause.
-        #[source]
-        source: rattler_conda_types::ParseChannelError,
-    },
-
-    /// A mirror setting is invalid.
-    #[error("Invalid channel mirror `{mirror}`")]
-    #[diagnostic(help(
-        "Mirrors look like `conda-forge=https://mirror.example/conda-forge` (a channel name or URL prefix, `=`, the URL or directory to use instead)"
-    ))]
-    InvalidMirror {
-        /// The mirror (redacted).
-        mirror: String,
-    },
-
-    /// `--exclude-newer` is neither a date nor an RFC 3339 time.
-    #[error("Invalid `--exclude-newer` value `{value}`")]
-    #[diagnostic(help(
-        "Give a date (`2024-06-01`), an RFC 3339 time (`2024-06-01T12:00:00Z`) or `model`"
-    ))]
-    InvalidExcludeNewer {
-        /// What was given.
-        value: String,
-    },
-
-    /// A conda spec of the spec does not parse (a bug: specs were validated when read).
-    #[error("Invalid conda spec `{spec}`")]
-    InvalidSpec {
-        /// The spec.
-        spec: String,
-        /// The cause.
-        #[source]
-        source: rattler_conda_types::ParseMatchSpecError,
-    },
-
-    /// Repodata could not be fetched.
-    #[error("Failed to fetch package lists from {channels}")]
-    #[diagnostic(help(
-        "Check the network, or point the channel at a reachable mirror: `--mirror conda-forge=https://mirror.example/conda-forge` (or `PYFUNC_ENV_MIRRORS`, or `[mirrors]` in the config file); with everything cached, `--offline` skips the network"
-    ))]
-    ChannelUnreachable {
-        /// The channels (redacted).
-        channels: String,
-        /// The cause (redacted when the report is printed).
-        #[source]
-        source: rattler_repodata_gateway::GatewayError,
-    },
-
-    /// Offline without cached repodata.
-    #[error("`--offline` but the package lists of {channels} are not cached")]
-    #[diagnostic(help(
-        "Run the same command once without `--offline` to fill the cache, or use a local channel (`--mirror NAME=/path/to/channel`)"
-    ))]
-    OfflineNoRepodata {
-        /// The channels (redacted).
-        channels: String,
-        /// The cause (redacted when the report is printed).
-        #[source]
-        source: rattler_repodata_gateway::GatewayError,
-    },
-
-    /// Offline and packages are not in the package cache.
-    #[error("`--offline` but these packages are not in the package cache: {packages}")]
-    #[diagnostic(help("Run the same command once without `--offline` to download them"))]
-    OfflinePackagesMissing {
-        /// The package files.
-        packages: String,
-    },
-
-    /// No channel has a package the spec asks for.
-    #[error(
-        "No channel has a package for `{spec}` (looked in {channels} for `{platform}` and `noarch`)"
-    )]
-    #[diagnostic(help(
-        "Check the package name in the model's conda environment file, or add the channel that has it with `--channel`"
-    ))]
-    PackageNotFound {
-        /// The spec.
-        spec: String,
-        /// The channels (redacted).
-        channels: String,
-        /// The platform.
-        platform: String,
-    },
-
-    /// The specs cannot be satisfied together.
-    #[error("The conda dependencies cannot be installed together ({specs}):\n{explanation}")]
-    #[diagnostic(help("Relax the conflicting pins in the model's conda environment file"))]
-    Unsolvable {
-        /// The requested specs.
-        specs: String,
-        /// resolvo's explanation.
-        explanation: String,
-    },
-
-    /// Linking conda packages failed.
-    #[error("Failed to install the conda packages")]
-    Install {
-        /// The cause (redacted when the report is printed).
-        #[source]
-        source: rattler::install::InstallerError,
-    },
-
     /// The environment has no Python after the conda step.
     #[error("The environment `{}` has no Python interpreter", prefix.display())]
     #[diagnostic(help("Add `python=X.Y` to the model's conda dependencies"))]
@@ -282,6 +171,12 @@ pub enum SolveError {
     #[diagnostic(transparent)]
     Uv(#[from] env_uv::UvError),
 
+    /// Solving or installing conda packages failed, or a channel or mirror is invalid
+    /// (env-conda; its messages are unchanged).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Conda(#[from] env_conda::CondaError),
+
     /// An I/O error.
     #[error("Failed to access `{}`", path.display())]
     Io {
@@ -305,13 +200,7 @@ impl SolveError {
     #[must_use]
     pub fn is_user_error(&self) -> bool {
         match self {
-            Self::InvalidChannel { .. }
-            | Self::InvalidMirror { .. }
-            | Self::PackageNotFound { .. }
-            | Self::Unsolvable { .. }
-            | Self::NoPythonInEnvironment { .. }
-            | Self::OfflineNoRepodata { .. }
-            | Self::OfflinePackagesMissing { .. }
+            Self::NoPythonInEnvironment { .. }
             | Self::NoPythonVersion
             | Self::InvalidPythonVersion { .. }
             | Self::PythonUnavailable { .. }
@@ -319,18 +208,15 @@ impl SolveError {
             | Self::LockStale { .. }
             | Self::LockHashMismatch { .. }
             | Self::LockLocalDirectory { .. }
-            | Self::InvalidExcludeNewer { .. }
             // Not transient: a retry finds the same entry. The operator pushes it again from
             // CI with the signing key, or removes it.
             | Self::RemoteUntrusted { .. } => true,
             Self::Uv(error) => error.is_user_error(),
+            Self::Conda(error) => error.is_user_error(),
             // Listed one by one, so a new variant has to be classified here: a catch-all
             // would make every new error exit 2 silently.
             Self::UnsupportedPlatform
             | Self::VirtualPackages { .. }
-            | Self::InvalidSpec { .. }
-            | Self::ChannelUnreachable { .. }
-            | Self::Install { .. }
             | Self::Lock { .. }
             | Self::LockDownload { .. }
             | Self::LockFiles { .. }

@@ -456,9 +456,10 @@ pub async fn fetch_files(
                 std::io::Write::write_all(&mut out, &buffer[..read]).map_err(write_failed)?;
             }
         } else if offline {
-            return Err(SolveError::OfflinePackagesMissing {
+            return Err(env_conda::CondaError::OfflinePackagesMissing {
                 packages: file_name,
-            });
+            }
+            .into());
         } else {
             let failed = |source: reqwest::Error| SolveError::LockDownload {
                 url: crate::redact::redact_url(url.as_str()),

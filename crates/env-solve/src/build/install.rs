@@ -9,10 +9,10 @@ use env_cache::{Cache, EnvEntry, Metadata};
 use env_spec::{EnvManager, PipSet};
 use rattler_conda_types::RepoDataRecord;
 
-use crate::conda::{self, CondaContext};
 use crate::context::{BuildOptions, PythonSource, current_platform};
 use crate::error::SolveError;
 use crate::reporter::Reporter;
+use env_conda::conda::{self, CondaContext};
 use env_uv::PipInstall;
 
 use super::provision::{provision_python, python_version_of};
@@ -304,7 +304,14 @@ async fn build_locked(
         };
         reporter.on_phase("Installing locked conda packages");
         let t = Instant::now();
-        conda::install(&ctx, prefix, records.clone(), Vec::new(), reporter.clone()).await?;
+        conda::install(
+            &ctx,
+            prefix,
+            records.clone(),
+            Vec::new(),
+            crate::reporter::conda_progress(reporter),
+        )
+        .await?;
         timings.conda_install = secs(t.elapsed());
     }
     if !locked.pypi.is_empty() {

@@ -18,11 +18,11 @@ use env_spec::{EnvKey, EnvSpec};
 use rattler_conda_types::{GenericVirtualPackage, RepoDataRecord};
 use serde::Serialize;
 
-use crate::channels::ChannelSettings;
-use crate::conda::{self, CondaContext};
 use crate::context::{BuildOptions, current_platform};
 use crate::error::SolveError;
 use crate::reporter::Reporter;
+use env_conda::ChannelSettings;
+use env_conda::conda::{self, CondaContext};
 
 pub use env_bytecode::{compile_environment, compile_in_background, link_environment};
 
@@ -497,7 +497,14 @@ async fn conda_layer(
     timings.solve += secs(t.elapsed());
     reporter.on_phase("Installing conda packages");
     let t = Instant::now();
-    conda::install(&ctx, prefix, records.clone(), specs, reporter.clone()).await?;
+    conda::install(
+        &ctx,
+        prefix,
+        records.clone(),
+        specs,
+        crate::reporter::conda_progress(reporter),
+    )
+    .await?;
     timings.conda_install += secs(t.elapsed());
     Ok(records)
 }

@@ -80,7 +80,9 @@ pub(super) async fn provision_python(
                     return Ok(Provisioned { records, warnings });
                 }
                 Err(
-                    err @ (SolveError::Install { .. }
+                    err @ (SolveError::Conda(
+                        env_conda::CondaError::Install { .. } | env_conda::CondaError::Io { .. },
+                    )
                     | SolveError::Cache(_)
                     | SolveError::Io { .. }),
                 ) => return Err(err),
