@@ -318,7 +318,7 @@ impl ModelEnvironment {
             Some(tools.as_path()).filter(|dir| dir.is_dir()),
         )
         .map_err(EnvError::from)?;
-        let uv = crate::uv::UvProbe::remembering(request.uv.clone(), uv_memo(cache));
+        let uv = env_uv::UvProbe::remembering(request.uv.clone(), uv_memo(cache));
         let env = Self::resolve_probing(model, request, virtual_packages, uv)?;
         if env.context.uv.is_none()
             || !env.uv.memo_was_used()
@@ -353,12 +353,12 @@ impl ModelEnvironment {
     }
 }
 
-/// The cache's memo of uv versions ([`crate::uv::VERSION_MEMO`]).
+/// The cache's memo of uv versions ([`env_uv::VERSION_MEMO`]).
 fn uv_memo(cache: &Cache) -> PathBuf {
     cache
         .root()
         .join(env_cache::TOOLS_BUCKET)
-        .join(crate::uv::VERSION_MEMO)
+        .join(env_uv::VERSION_MEMO)
 }
 
 /// Runs blocking work (a lock that may wait) on the runtime's blocking pool.

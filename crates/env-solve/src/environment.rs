@@ -18,11 +18,11 @@ use env_spec::{EnvKey, EnvManager, KeyContext, ModelDir, PipRequirement, Resolve
 use rattler_conda_types::GenericVirtualPackage;
 
 use crate::build::{CreateRequest, Created};
-use crate::channels::ChannelSettings;
 use crate::context::BuildOptions;
 use crate::error::SolveError;
 use crate::lock::LockedEnv;
 use crate::reporter::Reporter;
+use env_conda::ChannelSettings;
 
 /// Which lock file to install from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -218,7 +218,7 @@ pub struct ModelEnvironment {
     /// The machine's virtual packages.
     pub virtual_packages: Vec<GenericVirtualPackage>,
     /// The uv binary asked for (`--uv`), if any, and what it (or the `uv` on `PATH`) is.
-    pub uv: crate::uv::UvProbe,
+    pub uv: env_uv::UvProbe,
 }
 
 impl ModelEnvironment {
@@ -236,17 +236,17 @@ impl ModelEnvironment {
         request: &EnvRequest,
         virtual_packages: Vec<GenericVirtualPackage>,
     ) -> Result<Self, EnvError> {
-        let uv = crate::uv::UvProbe::new(request.uv.clone());
+        let uv = env_uv::UvProbe::new(request.uv.clone());
         Self::resolve_probing(model, request, virtual_packages, uv)
     }
 
     /// [`Self::resolve_with`], keyed with the version `uv` gives (a probe that may answer from
-    /// the cache's memo, [`crate::uv::UvProbe::remembering`]).
+    /// the cache's memo, [`env_uv::UvProbe::remembering`]).
     pub(crate) fn resolve_probing(
         model: ModelDir,
         request: &EnvRequest,
         virtual_packages: Vec<GenericVirtualPackage>,
-        uv: crate::uv::UvProbe,
+        uv: env_uv::UvProbe,
     ) -> Result<Self, EnvError> {
         // Without an MLmodel there is no model, whatever the env manager: say that, not
         // "Failed to read the conda environment" of a manager nobody chose (issue 23).
@@ -432,8 +432,8 @@ impl ModelEnvironment {
 
     /// How uv is told the spec's pip index options (flags, and variables for the URLs).
     #[must_use]
-    pub fn index_args(&self) -> crate::uv::IndexArgs {
-        let mut args = crate::uv::index_args(&self.resolved.spec.pip.index, self.model.root());
+    pub fn index_args(&self) -> env_uv::IndexArgs {
+        let mut args = env_uv::index_args(&self.resolved.spec.pip.index, self.model.root());
         // A uv.lock's packages come from the indexes it records (PyPI is uv's default): `lock`
         // finds their files there. Lock files never hold credentials. They join the model's
         // extra indexes in uv's variable: a flag would replace the variable entirely.

@@ -37,117 +37,6 @@ pub enum SolveError {
         source: rattler_virtual_packages::DetectVirtualPackageError,
     },
 
-    /// A channel name or URL is invalid.
-    #[error("Invalid conda channel `{channel}`")]
-    #[diagnostic(help(
-        "Channels are names (`conda-forge`), URLs (`https://host/channel`) or local directories"
-    ))]
-    InvalidChannel {
-        /// The channel (redacted).
-        channel: String,
-        /// The cause.
-        #[source]
-        source: rattler_conda_types::ParseChannelError,
-    },
-
-    /// A mirror setting is invalid.
-    #[error("Invalid channel mirror `{mirror}`")]
-    #[diagnostic(help(
-        "Mirrors look like `conda-forge=https://mirror.example/conda-forge` (a channel name or URL prefix, `=`, the URL or directory to use instead)"
-    ))]
-    InvalidMirror {
-        /// The mirror (redacted).
-        mirror: String,
-    },
-
-    /// `--exclude-newer` is neither a date nor an RFC 3339 time.
-    #[error("Invalid `--exclude-newer` value `{value}`")]
-    #[diagnostic(help(
-        "Give a date (`2024-06-01`), an RFC 3339 time (`2024-06-01T12:00:00Z`) or `model`"
-    ))]
-    InvalidExcludeNewer {
-        /// What was given.
-        value: String,
-    },
-
-    /// A conda spec of the spec does not parse (a bug: specs were validated when read).
-    #[error("Invalid conda spec `{spec}`")]
-    InvalidSpec {
-        /// The spec.
-        spec: String,
-        /// The cause.
-        #[source]
-        source: rattler_conda_types::ParseMatchSpecError,
-    },
-
-    /// Repodata could not be fetched.
-    #[error("Failed to fetch package lists from {channels}")]
-    #[diagnostic(help(
-        "Check the network, or point the channel at a reachable mirror: `--mirror conda-forge=https://mirror.example/conda-forge` (or `PYFUNC_ENV_MIRRORS`, or `[mirrors]` in the config file); with everything cached, `--offline` skips the network"
-    ))]
-    ChannelUnreachable {
-        /// The channels (redacted).
-        channels: String,
-        /// The cause (redacted when the report is printed).
-        #[source]
-        source: rattler_repodata_gateway::GatewayError,
-    },
-
-    /// Offline without cached repodata.
-    #[error("`--offline` but the package lists of {channels} are not cached")]
-    #[diagnostic(help(
-        "Run the same command once without `--offline` to fill the cache, or use a local channel (`--mirror NAME=/path/to/channel`)"
-    ))]
-    OfflineNoRepodata {
-        /// The channels (redacted).
-        channels: String,
-        /// The cause (redacted when the report is printed).
-        #[source]
-        source: rattler_repodata_gateway::GatewayError,
-    },
-
-    /// Offline and packages are not in the package cache.
-    #[error("`--offline` but these packages are not in the package cache: {packages}")]
-    #[diagnostic(help("Run the same command once without `--offline` to download them"))]
-    OfflinePackagesMissing {
-        /// The package files.
-        packages: String,
-    },
-
-    /// No channel has a package the spec asks for.
-    #[error(
-        "No channel has a package for `{spec}` (looked in {channels} for `{platform}` and `noarch`)"
-    )]
-    #[diagnostic(help(
-        "Check the package name in the model's conda environment file, or add the channel that has it with `--channel`"
-    ))]
-    PackageNotFound {
-        /// The spec.
-        spec: String,
-        /// The channels (redacted).
-        channels: String,
-        /// The platform.
-        platform: String,
-    },
-
-    /// The specs cannot be satisfied together.
-    #[error("The conda dependencies cannot be installed together ({specs}):\n{explanation}")]
-    #[diagnostic(help("Relax the conflicting pins in the model's conda environment file"))]
-    Unsolvable {
-        /// The requested specs.
-        specs: String,
-        /// resolvo's explanation.
-        explanation: String,
-    },
-
-    /// Linking conda packages failed.
-    #[error("Failed to install the conda packages")]
-    Install {
-        /// The cause (redacted when the report is printed).
-        #[source]
-        source: rattler::install::InstallerError,
-    },
-
     /// The environment has no Python after the conda step.
     #[error("The environment `{}` has no Python interpreter", prefix.display())]
     #[diagnostic(help("Add `python=X.Y` to the model's conda dependencies"))]
@@ -179,72 +68,6 @@ pub enum SolveError {
         version: String,
         /// What was tried, one per line.
         attempts: String,
-    },
-
-    /// The configured uv does not run.
-    #[error("`{}` is not a working uv binary", path.display())]
-    #[diagnostic(help(
-        "Point `--uv` / `PYFUNC_ENV_UV` at a uv binary (`pip install uv` installs one)"
-    ))]
-    UvNotRunnable {
-        /// The path.
-        path: PathBuf,
-    },
-
-    /// No uv and offline.
-    #[error("uv is needed to install pip requirements, and none is available offline")]
-    #[diagnostic(help(
-        "Install uv (`pip install uv==0.13.9`, or your OS package) so it is on `PATH`, point `--uv` / `PYFUNC_ENV_UV` at one, or run once online so pyfunc-env can download its own copy"
-    ))]
-    UvUnavailableOffline,
-
-    /// No uv wheel for this platform.
-    #[error("pyfunc-env has no pinned uv download for `{platform}`")]
-    #[diagnostic(help("Install uv yourself and put it on `PATH`, or pass `--uv`"))]
-    UvNoWheel {
-        /// The platform.
-        platform: String,
-    },
-
-    /// Downloading uv failed.
-    #[error("Failed to download uv from `{url}`{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
-    #[diagnostic(help("Install uv yourself and put it on `PATH`, or pass `--uv`"))]
-    UvDownload {
-        /// The URL (redacted).
-        url: String,
-        /// What was wrong with what arrived, when there is no underlying error.
-        detail: Option<String>,
-        /// The cause (redacted when the report is printed).
-        #[source]
-        source: Option<Cause>,
-    },
-
-    /// The downloaded uv wheel is not the one we pinned.
-    #[error("The downloaded `{file}` has sha256 `{actual}`, expected `{expected}`")]
-    #[diagnostic(help("Something between you and PyPI changed the file; refusing to run it"))]
-    UvChecksum {
-        /// The wheel.
-        file: String,
-        /// The pinned digest.
-        expected: String,
-        /// What arrived.
-        actual: String,
-    },
-
-    /// `uv pip install` failed.
-    #[error("Failed to install the {step} with uv (exit code {}):\n{stderr}", code.map_or_else(|| "none".to_string(), |c| c.to_string()))]
-    #[diagnostic(help("{hint}"))]
-    PipFailed {
-        /// Which step.
-        step: String,
-        /// uv's exit code.
-        code: Option<i32>,
-        /// uv's stderr (redacted).
-        stderr: String,
-        /// Whether it looks like a resolution failure (bad input) rather than a broken network.
-        user: bool,
-        /// What to do about it, read from uv's message (see [`SolveError::pip_failed`]).
-        hint: &'static str,
     },
 
     /// `uv pip compile` could not name the files of the installed distributions.
@@ -281,19 +104,6 @@ pub enum SolveError {
         /// The cause.
         #[source]
         source: Option<Cause>,
-    },
-
-    /// The model's uv project is itself a package, and building it failed: its source is not
-    /// in the model directory (MLflow's `uv sync` fails the same way).
-    #[error("Failed to install `{project}`, the uv project the model was logged from:\n{stderr}")]
-    #[diagnostic(help(
-        "The model's `uv.lock` installs its own project (`source = {{ editable = \".\" }}`), whose source MLflow does not log; MLflow's `--env-manager uv` fails the same way. Use `--env-manager virtualenv` (it installs `requirements.txt`), or log the model from a project without a `[build-system]` (`uv init --app`, or `[tool.uv] package = false`)"
-    ))]
-    UvProjectNotInModel {
-        /// The project's name.
-        project: String,
-        /// uv's message (redacted).
-        stderr: String,
     },
 
     /// A lock file cannot be used.
@@ -351,6 +161,22 @@ pub enum SolveError {
     #[diagnostic(transparent)]
     Cache(#[from] env_cache::CacheError),
 
+    /// Compiling or linking bytecode failed (env-bytecode; its messages are unchanged).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Bytecode(#[from] env_bytecode::BytecodeError),
+
+    /// Finding, fetching or running uv failed (env-uv; its messages are unchanged).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Uv(#[from] env_uv::UvError),
+
+    /// Solving or installing conda packages failed, or a channel or mirror is invalid
+    /// (env-conda; its messages are unchanged).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Conda(#[from] env_conda::CondaError),
+
     /// An I/O error.
     #[error("Failed to access `{}`", path.display())]
     Io {
@@ -370,55 +196,11 @@ pub enum SolveError {
 }
 
 impl SolveError {
-    /// A failed uv run, with the hint that fits its cause: the model's files are blamed only
-    /// for a resolution failure, not for `--offline` with packages missing from uv's cache or
-    /// for a full disk (issue 15 item 9). `stderr` must already be redacted.
-    #[must_use]
-    pub fn pip_failed(
-        step: impl Into<String>,
-        code: Option<i32>,
-        stderr: String,
-        offline: bool,
-    ) -> Self {
-        let (user, hint) = match crate::uv_stderr::UvFailure::of(&stderr, offline) {
-            crate::uv_stderr::UvFailure::DiskFull => (
-                false,
-                "The disk holding the cache is full; free space there or move the cache (`--cache-dir`, `PYFUNC_ENV_CACHE_DIR`) and run again",
-            ),
-            crate::uv_stderr::UvFailure::OfflineCacheMiss => (
-                true,
-                "`--offline` and uv's cache lacks these packages; run the same command once without `--offline` to download them",
-            ),
-            crate::uv_stderr::UvFailure::Resolution => (
-                true,
-                "The message above is uv's own; fix the requirement it names in the model's files, or check the index",
-            ),
-            crate::uv_stderr::UvFailure::Other => (
-                false,
-                "The message above is uv's own; check the network and the package index the model's files name, then run again",
-            ),
-        };
-        Self::PipFailed {
-            step: step.into(),
-            code,
-            stderr,
-            user,
-            hint,
-        }
-    }
-
     /// Whether the error is caused by the input (exit code 1) rather than by something broken.
     #[must_use]
     pub fn is_user_error(&self) -> bool {
         match self {
-            Self::InvalidChannel { .. }
-            | Self::InvalidMirror { .. }
-            | Self::PackageNotFound { .. }
-            | Self::Unsolvable { .. }
-            | Self::NoPythonInEnvironment { .. }
-            | Self::OfflineNoRepodata { .. }
-            | Self::OfflinePackagesMissing { .. }
-            | Self::UvUnavailableOffline
+            Self::NoPythonInEnvironment { .. }
             | Self::NoPythonVersion
             | Self::InvalidPythonVersion { .. }
             | Self::PythonUnavailable { .. }
@@ -426,27 +208,20 @@ impl SolveError {
             | Self::LockStale { .. }
             | Self::LockHashMismatch { .. }
             | Self::LockLocalDirectory { .. }
-            | Self::UvProjectNotInModel { .. }
-            | Self::InvalidExcludeNewer { .. }
             // Not transient: a retry finds the same entry. The operator pushes it again from
             // CI with the signing key, or removes it.
             | Self::RemoteUntrusted { .. } => true,
-            Self::PipFailed { user, .. } => *user,
+            Self::Uv(error) => error.is_user_error(),
+            Self::Conda(error) => error.is_user_error(),
             // Listed one by one, so a new variant has to be classified here: a catch-all
             // would make every new error exit 2 silently.
             Self::UnsupportedPlatform
             | Self::VirtualPackages { .. }
-            | Self::InvalidSpec { .. }
-            | Self::ChannelUnreachable { .. }
-            | Self::Install { .. }
-            | Self::UvNotRunnable { .. }
-            | Self::UvNoWheel { .. }
-            | Self::UvDownload { .. }
-            | Self::UvChecksum { .. }
             | Self::Lock { .. }
             | Self::LockDownload { .. }
             | Self::LockFiles { .. }
             | Self::Cache(_)
+            | Self::Bytecode(_)
             | Self::Io { .. }
             | Self::Internal { .. } => false,
         }

@@ -20,7 +20,7 @@ use rattler_lock::{
 
 use crate::error::{Cause, SolveError};
 use crate::redact::redact;
-use crate::uv::Uv;
+use env_uv::Uv;
 
 /// The header line's prefix.
 const HEADER: &str = "# pyfunc-env lock:";
@@ -130,7 +130,7 @@ pub fn lock_environment(
     env_manager: &str,
     channels: &[String],
     uv: &Uv,
-    index_args: &crate::uv::IndexArgs,
+    index_args: &env_uv::IndexArgs,
     uv_cache: &Path,
     scratch: &Path,
     offline: bool,
@@ -456,9 +456,10 @@ pub async fn fetch_files(
                 std::io::Write::write_all(&mut out, &buffer[..read]).map_err(write_failed)?;
             }
         } else if offline {
-            return Err(SolveError::OfflinePackagesMissing {
+            return Err(env_conda::CondaError::OfflinePackagesMissing {
                 packages: file_name,
-            });
+            }
+            .into());
         } else {
             let failed = |source: reqwest::Error| SolveError::LockDownload {
                 url: crate::redact::redact_url(url.as_str()),

@@ -159,7 +159,7 @@ pub fn prune(
     if !policy.dry_run {
         // Bytecode that no environment links to any more (not while a compiler fills it).
         stop_compilers(&cache.root().join(env_cache::PYC_BUCKET).join(".lock"));
-        report.freed += crate::bytecode::prune_store(&cache.root().join(env_cache::PYC_BUCKET));
+        report.freed += env_bytecode::prune_store(&cache.root().join(env_cache::PYC_BUCKET));
     }
     // With the whole cache to ourselves (no other command holds its shared lock, and every
     // command that stages in `tmp/` holds it), everything in `tmp/` is a killed process's
@@ -190,7 +190,7 @@ pub fn prune(
             }
         }
         report.freed += env_store::sweep(&cache.root().join(env_cache::STORE_BUCKET), &keep);
-        report.freed += crate::bytecode::prune_store(&cache.root().join(env_cache::PYC_BUCKET));
+        report.freed += env_bytecode::prune_store(&cache.root().join(env_cache::PYC_BUCKET));
     }
     if exclusive.is_some() {
         remove_orphan_archives(cache, policy.dry_run, &mut report, on_removal)?;

@@ -1,5 +1,7 @@
 //! Progress reporting. Libraries report through [`Reporter`]; the CLI draws it.
 
+use std::sync::Arc;
+
 /// Receives progress of long operations. Every method has an empty default.
 pub trait Reporter: Send + Sync {
     /// A phase started (`Solving`, `Installing conda packages`, `Installing pip packages`, ...).
@@ -28,90 +30,38 @@ pub trait Reporter: Send + Sync {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoReporter;
 
+/// env-conda's narrow reporter over ours: downloads and links go to the same methods here.
+pub(crate) fn conda_progress(reporter: &Arc<dyn Reporter>) -> Arc<dyn env_conda::Reporter> {
+    struct Progress(Arc<dyn Reporter>);
+    impl env_conda::Reporter for Progress {
+        fn on_download_start(&self, name: &str) -> usize {
+            self.0.on_download_start(name)
+        }
+        fn on_download_progress(&self, id: usize, bytes: u64, total: Option<u64>) {
+            self.0.on_download_progress(id, bytes, total);
+        }
+        fn on_download_complete(&self, id: usize) {
+            self.0.on_download_complete(id);
+        }
+        fn on_link_start(&self, total: usize) {
+            self.0.on_link_start(total);
+        }
+        fn on_link_complete(&self, name: &str) {
+            self.0.on_link_complete(name);
+        }
+    }
+    Arc::new(Progress(Arc::clone(reporter)))
+}
+
+/// env-uv's narrow reporter over ours: uv's stderr lines go to [`Reporter::on_tool_output`].
+pub(crate) fn uv_lines(reporter: &Arc<dyn Reporter>) -> Arc<dyn env_uv::Reporter> {
+    struct Lines(Arc<dyn Reporter>);
+    impl env_uv::Reporter for Lines {
+        fn on_tool_output(&self, line: &str) {
+            self.0.on_tool_output(line);
+        }
+    }
+    Arc::new(Lines(Arc::clone(reporter)))
+}
+
 impl Reporter for NoReporter {}
-
-/// Adapts rattler's installer reporter to ours.
-pub(crate) struct InstallReporter<'a> {
-    pub(crate) inner: std::sync::Arc<dyn Reporter + 'a>,
-    pub(crate) names: std::sync::Mutex<Vec<String>>,
-}
-
-impl rattler::install::Reporter for InstallReporter<'static> {
-    fn on_transaction_start(
-        &self,
-        transaction: &rattler::install::Transaction<
-            rattler_conda_types::PrefixRecord,
-            rattler_conda_types::RepoDataRecord,
-        >,
-    ) {
-        self.inner.on_link_start(transaction.operations.len());
-    }
-    fn on_transaction_operation_start(&self, _operation: usize) {}
-    fn on_populate_cache_start(
-        &self,
-        _operation: usize,
-        record: &rattler_conda_types::RepoDataRecord,
-    ) -> usize {
-        let mut names = self
-            .names
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        names.push(record.package_record.name.as_normalized().to_string());
-        names.len() - 1
-    }
-    fn on_validate_start(&self, cache_entry: usize) -> usize {
-        cache_entry
-    }
-    fn on_validate_complete(&self, _validate_idx: usize) {}
-    fn on_download_start(&self, cache_entry: usize) -> usize {
-        let name = self
-            .names
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(cache_entry)
-            .cloned()
-            .unwrap_or_default();
-        self.inner.on_download_start(&name)
-    }
-    fn on_download_progress(&self, download_idx: usize, progress: u64, total: Option<u64>) {
-        self.inner
-            .on_download_progress(download_idx, progress, total);
-    }
-    fn on_download_completed(&self, download_idx: usize) {
-        self.inner.on_download_complete(download_idx);
-    }
-    fn on_populate_cache_complete(&self, _cache_entry: usize) {}
-    fn on_unlink_start(
-        &self,
-        operation: usize,
-        _record: &rattler_conda_types::PrefixRecord,
-    ) -> usize {
-        operation
-    }
-    fn on_unlink_complete(&self, _index: usize) {}
-    fn on_link_start(
-        &self,
-        operation: usize,
-        record: &rattler_conda_types::RepoDataRecord,
-    ) -> usize {
-        let mut names = self
-            .names
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        names.push(record.package_record.name.as_normalized().to_string());
-        operation
-    }
-    fn on_link_complete(&self, _index: usize) {
-        self.inner.on_link_complete("");
-    }
-    fn on_transaction_operation_complete(&self, _operation: usize) {}
-    fn on_transaction_complete(&self) {}
-    fn on_post_link_start(&self, _package_name: &str, _script_path: &str) -> usize {
-        0
-    }
-    fn on_post_link_complete(&self, _index: usize, _success: bool) {}
-    fn on_pre_unlink_start(&self, _package_name: &str, _script_path: &str) -> usize {
-        0
-    }
-    fn on_pre_unlink_complete(&self, _index: usize, _success: bool) {}
-}

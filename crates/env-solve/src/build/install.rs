@@ -9,18 +9,18 @@ use env_cache::{Cache, EnvEntry, Metadata};
 use env_spec::{EnvManager, PipSet};
 use rattler_conda_types::RepoDataRecord;
 
-use crate::conda::{self, CondaContext};
 use crate::context::{BuildOptions, PythonSource, current_platform};
 use crate::error::SolveError;
 use crate::reporter::Reporter;
-use crate::uv::PipInstall;
+use env_conda::conda::{self, CondaContext};
+use env_uv::PipInstall;
 
-use super::compile::{compile_environment, link_environment};
 use super::provision::{provision_python, python_version_of};
 use super::{
     Built, CreateRequest, Timings, conda_layer, installed_distributions, off_runtime, python_of,
     secs, site_packages, uv_cache_dir,
 };
+use env_bytecode::{compile_environment, link_environment};
 
 pub(super) async fn build(
     cache: &Cache,
@@ -77,7 +77,7 @@ pub(super) async fn build(
         });
     }
     if let (None, Some(project)) = (request.locked, &spec.uv_project) {
-        // MLflow's `uv sync --frozen --no-dev` from the model's uv.lock (`crate::uv_lock`).
+        // MLflow's `uv sync --frozen --no-dev` from the model's uv.lock (`env_uv::uv_lock`).
         let uv = request.uv.find(cache, request.offline).await?;
         let uv_cache = uv_cache_dir(cache, request)?;
         let scratch = cache.bucket(env_cache::TMP_DIR)?;
@@ -85,11 +85,12 @@ pub(super) async fn build(
         reporter.on_phase("Installing the packages of uv.lock with uv");
         let t = Instant::now();
         let (project, python, offline) = (project.clone(), python.clone(), request.offline);
-        let reporter = reporter.clone();
+        let reporter = crate::reporter::uv_lines(&reporter);
         off_runtime(move || {
-            crate::uv_lock::install(
+            env_uv::uv_lock::install(
                 &uv, &project, &python, &version, &uv_cache, &scratch, offline, &reporter,
             )
+            .map_err(SolveError::from)
         })
         .await?;
         timings.pip_install = secs(t.elapsed());
@@ -109,7 +110,7 @@ pub(super) async fn build(
                     .map(env_spec::compat::CompatConstraint::requirement),
             );
             reporter.on_phase(&format!("Installing {step} with uv"));
-            let (uv, reporter) = (uv.clone(), reporter.clone());
+            let (uv, reporter) = (uv.clone(), crate::reporter::uv_lines(&reporter));
             let (python, model_root) = (python.clone(), request.model_root.to_path_buf());
             let (uv_cache, scratch) = (uv_cache.clone(), scratch.clone());
             let (offline, exclude_newer) = (request.offline, request.options.exclude_newer.clone());
@@ -126,6 +127,7 @@ pub(super) async fn build(
                     step,
                 };
                 uv.pip_install(&install, &reporter)
+                    .map_err(SolveError::from)
             })
         };
         let joint_installed = match joint_install(&spec.build, &spec.pip) {
@@ -163,6 +165,7 @@ pub(super) async fn build(
             compile_environment(&cache, &prefix, &mut || {
                 reporter.on_phase("Compiling bytecode (waiting for another process's compiler)");
             })
+            .map_err(SolveError::from)
         })
         .await?;
         tracing::debug!(
@@ -301,7 +304,14 @@ async fn build_locked(
         };
         reporter.on_phase("Installing locked conda packages");
         let t = Instant::now();
-        conda::install(&ctx, prefix, records.clone(), Vec::new(), reporter.clone()).await?;
+        conda::install(
+            &ctx,
+            prefix,
+            records.clone(),
+            Vec::new(),
+            crate::reporter::conda_progress(reporter),
+        )
+        .await?;
         timings.conda_install = secs(t.elapsed());
     }
     if !locked.pypi.is_empty() {
@@ -323,12 +333,13 @@ async fn build_locked(
         let (files_dir, offline, reporter) = (
             files.path().to_path_buf(),
             request.offline,
-            reporter.clone(),
+            crate::reporter::uv_lines(reporter),
         );
         off_runtime(move || {
             uv.pip_install_locked(
                 &python, &text, &files_dir, &uv_cache, &scratch, offline, &reporter,
             )
+            .map_err(SolveError::from)
         })
         .await?;
         drop(files);

@@ -6,7 +6,6 @@
 //! crashed build left, build at the final path, write the metadata and then the fingerprint.
 //! On failure the half-built directory is removed before the lock is released.
 
-mod compile;
 mod install;
 mod provision;
 
@@ -19,15 +18,22 @@ use env_spec::{EnvKey, EnvSpec};
 use rattler_conda_types::{GenericVirtualPackage, RepoDataRecord};
 use serde::Serialize;
 
-use crate::channels::ChannelSettings;
-use crate::conda::{self, CondaContext};
 use crate::context::{BuildOptions, current_platform};
 use crate::error::SolveError;
 use crate::reporter::Reporter;
+use env_conda::ChannelSettings;
+use env_conda::conda::{self, CondaContext};
 
-pub use compile::{
-    compile_environment, compile_in_background, compile_in_this_process, link_environment,
-};
+pub use env_bytecode::{compile_environment, compile_in_background, link_environment};
+
+/// What `pyfunc-env __compile-bytecode PREFIX` runs: [`env_bytecode::compile_in_this_process`],
+/// its error a [`SolveError`] as every other command's (so the CLI renders it the same way).
+pub fn compile_in_this_process(
+    cache: &env_cache::Cache,
+    prefix: &Path,
+) -> Result<env_bytecode::Stats, SolveError> {
+    Ok(env_bytecode::compile_in_this_process(cache, prefix)?)
+}
 use install::build;
 
 /// Everything `create` needs besides the cache.
@@ -47,7 +53,7 @@ pub struct CreateRequest<'a> {
     /// The machine's virtual packages.
     pub virtual_packages: &'a [GenericVirtualPackage],
     /// `--uv`, and the uv it (or `PATH`) gives, looked up once.
-    pub uv: &'a crate::uv::UvProbe,
+    pub uv: &'a env_uv::UvProbe,
     /// uv's cache directory (default: the cache's `uv-v1/`).
     pub uv_cache_dir: Option<&'a Path>,
     /// Rebuild even if complete (`--reinstall`).
@@ -106,7 +112,7 @@ pub struct Created {
     /// and the store lacked some of it (what it had is linked already).
     pub bytecode_deferred: bool,
     /// What bytecode compilation did, when it ran in this call.
-    pub bytecode: Option<crate::bytecode::Stats>,
+    pub bytecode: Option<env_bytecode::Stats>,
 }
 
 /// Something the user should know about a build, by what it is about: a multi-model `create`
@@ -257,7 +263,7 @@ struct Built {
     timings: Timings,
     metadata: Metadata,
     warnings: Vec<String>,
-    bytecode: Option<crate::bytecode::Stats>,
+    bytecode: Option<env_bytecode::Stats>,
     /// Sources the store had no bytecode for are left to compile ([`compile_in_background`]).
     bytecode_deferred: bool,
 }
@@ -347,7 +353,7 @@ pub async fn create(
                     {
                         Ok(stats) => {
                             let before = bytecode.unwrap_or_default();
-                            bytecode = Some(crate::bytecode::Stats {
+                            bytecode = Some(env_bytecode::Stats {
                                 reused: before.reused + stats.reused,
                                 compiled: before.compiled + stats.compiled,
                             });
@@ -491,7 +497,14 @@ async fn conda_layer(
     timings.solve += secs(t.elapsed());
     reporter.on_phase("Installing conda packages");
     let t = Instant::now();
-    conda::install(&ctx, prefix, records.clone(), specs, reporter.clone()).await?;
+    conda::install(
+        &ctx,
+        prefix,
+        records.clone(),
+        specs,
+        crate::reporter::conda_progress(reporter),
+    )
+    .await?;
     timings.conda_install += secs(t.elapsed());
     Ok(records)
 }

@@ -30,7 +30,7 @@ pub(super) async fn provision_python(
     reporter: &Arc<dyn Reporter>,
 ) -> Result<Provisioned, SolveError> {
     let (major, minor, patch) =
-        crate::python::parse_version(version).ok_or_else(|| SolveError::InvalidPythonVersion {
+        env_python::parse_version(version).ok_or_else(|| SolveError::InvalidPythonVersion {
             version: version.to_string(),
         })?;
     let minor_spec = format!("python {major}.{minor}.*");
@@ -80,7 +80,9 @@ pub(super) async fn provision_python(
                     return Ok(Provisioned { records, warnings });
                 }
                 Err(
-                    err @ (SolveError::Install { .. }
+                    err @ (SolveError::Conda(
+                        env_conda::CondaError::Install { .. } | env_conda::CondaError::Io { .. },
+                    )
                     | SolveError::Cache(_)
                     | SolveError::Io { .. }),
                 ) => return Err(err),
@@ -91,9 +93,9 @@ pub(super) async fn provision_python(
                 }
             }
         } else {
-            let candidates = crate::python::find(version);
+            let candidates = env_python::find(version);
             let chosen = candidates.into_iter().find(|i| {
-                !exact || crate::python::parse_version(&i.version).and_then(|v| v.2) == patch
+                !exact || env_python::parse_version(&i.version).and_then(|v| v.2) == patch
             });
             let Some(interpreter) = chosen else {
                 attempts.push(format!(
@@ -117,9 +119,13 @@ pub(super) async fn provision_python(
             let (interpreter_path, target, reporter) = (
                 interpreter.path.clone(),
                 prefix.to_path_buf(),
-                reporter.clone(),
+                crate::reporter::uv_lines(reporter),
             );
-            off_runtime(move || uv.venv(&interpreter_path, &target, &uv_cache, &reporter)).await?;
+            off_runtime(move || {
+                uv.venv(&interpreter_path, &target, &uv_cache, &reporter)
+                    .map_err(SolveError::from)
+            })
+            .await?;
             timings.conda_install += secs(t.elapsed());
             let mut warnings = Vec::new();
             if !exact {

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 
 use env_cache::Cache;
 
-use crate::error::SolveError;
+use env_prefix::{python_of, site_packages};
 
-use super::{python_of, site_packages};
+use crate::BytecodeError;
 
 /// Runs `command` (which compiles an environment's bytecode, e.g. `pyfunc-env
 /// __compile-bytecode PREFIX`) in a detached, low-priority process (`nice -n 19`), for a
-/// [`Created::bytecode_deferred`](super::Created::bytecode_deferred) environment: the model starts at once, and later runs find
+/// `Created::bytecode_deferred` (env-solve) environment: the model starts at once, and later runs find
 /// `.pyc` files even under `PYTHONDONTWRITEBYTECODE=1`. Python writes and replaces `.pyc` files
 /// atomically, so a reader never sees half a file; files missing meanwhile are compiled in
 /// memory, as without bytecode. `keep` is a lock file the compiler holds (its descriptor is
@@ -63,11 +63,11 @@ pub fn compile_in_background(
 pub fn compile_in_this_process(
     cache: &Cache,
     prefix: &Path,
-) -> Result<crate::bytecode::Stats, SolveError> {
+) -> Result<crate::Stats, BytecodeError> {
     let Some(_cache_lock) =
         env_cache::LockedFile::try_acquire(&cache.lock_path(), env_cache::LockKind::Shared)?
     else {
-        return Ok(crate::bytecode::Stats::default());
+        return Ok(crate::Stats::default());
     };
     let key = prefix
         .file_name()
@@ -77,10 +77,10 @@ pub fn compile_in_this_process(
     // Never wait: a builder or `cache clean`/`prune` holding the lock exclusively means the
     // environment is going away (or being replaced), and there is nothing left to do.
     let Some(lock) = entry.try_lock_shared()? else {
-        return Ok(crate::bytecode::Stats::default());
+        return Ok(crate::Stats::default());
     };
     if !matches!(entry.state(), env_cache::EnvState::Complete(_)) {
-        return Ok(crate::bytecode::Stats::default());
+        return Ok(crate::Stats::default());
     }
     let _inherit = lock.file().map(env_cache::child::inherit_in_children);
     compile_environment(cache, prefix, &mut || {})
@@ -88,15 +88,15 @@ pub fn compile_in_this_process(
 
 /// Compiles the bytecode of the environment at `prefix` through the cache's store: at the end
 /// of a build, or later by `pyfunc-env __compile-bytecode`. `on_wait` as in
-/// [`crate::bytecode::compile`].
+/// [`crate::compile`].
 pub fn compile_environment(
     cache: &Cache,
     prefix: &Path,
     on_wait: &mut dyn FnMut(),
-) -> Result<crate::bytecode::Stats, SolveError> {
+) -> Result<crate::Stats, BytecodeError> {
     let store = cache.bucket(env_cache::PYC_BUCKET)?;
     let dirs: Vec<PathBuf> = site_packages(prefix).into_iter().collect();
-    let stats = crate::bytecode::compile(
+    let stats = crate::compile(
         &python_of(prefix),
         &dirs,
         &store,
@@ -119,15 +119,12 @@ pub fn compile_environment(
 }
 
 /// Links the bytecode the cache's store already has into the environment at `prefix`
-/// ([`crate::bytecode::link_stored`]); compiles nothing.
-pub fn link_environment(
-    cache: &Cache,
-    prefix: &Path,
-) -> Result<crate::bytecode::Linked, SolveError> {
+/// ([`crate::link_stored`]); compiles nothing.
+pub fn link_environment(cache: &Cache, prefix: &Path) -> Result<crate::Linked, BytecodeError> {
     let store = cache.bucket(env_cache::PYC_BUCKET)?;
-    let tag = crate::bytecode::cache_tag(&python_of(prefix))?;
+    let tag = crate::cache_tag(&python_of(prefix))?;
     let dirs: Vec<PathBuf> = site_packages(prefix).into_iter().collect();
-    Ok(crate::bytecode::link_stored(&tag, &dirs, &store))
+    Ok(crate::link_stored(&tag, &dirs, &store))
 }
 
 #[cfg(test)]

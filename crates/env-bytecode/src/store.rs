@@ -21,7 +21,7 @@ use std::process::Stdio;
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{SolveError, io};
+use crate::{BytecodeError, io};
 
 /// What [`compile`] did.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -33,7 +33,7 @@ pub struct Stats {
 }
 
 /// The interpreter's `sys.implementation.cache_tag` (`cpython-311`).
-pub fn cache_tag(python: &Path) -> Result<String, SolveError> {
+pub fn cache_tag(python: &Path) -> Result<String, BytecodeError> {
     let output = env_cache::child::output(env_prefix::isolated_python(python).args([
         "-I",
         "-B",
@@ -43,7 +43,7 @@ pub fn cache_tag(python: &Path) -> Result<String, SolveError> {
     .map_err(io(python))?;
     let tag = String::from_utf8_lossy(&output.stdout).trim().to_string();
     if !output.status.success() || tag.is_empty() {
-        return Err(SolveError::Internal {
+        return Err(BytecodeError::Internal {
             message: format!("`{}` reports no bytecode cache tag", python.display()),
         });
     }
@@ -87,7 +87,7 @@ fn source_key(path: &Path, tag: &str, buffer: &mut Vec<u8>) -> Option<String> {
     // The `.pyc` header holds the mtime as 32 bits.
     Some(format!(
         "{}-{}-{}-{tag}",
-        env_spec::spec::hex(&Sha256::digest(&buffer)),
+        env_store::hex(&Sha256::digest(&buffer)),
         metadata.len(),
         mtime & 0xffff_ffff
     ))
@@ -250,7 +250,7 @@ pub fn compile(
     store: &Path,
     lock_timeout: std::time::Duration,
     on_wait: &mut dyn FnMut(),
-) -> Result<Stats, SolveError> {
+) -> Result<Stats, BytecodeError> {
     let tag = cache_tag(python)?;
     // One compiler at a time: parallel builds (`create --jobs 4` on an empty store) would
     // otherwise all compile the same sources at once and each keep a private copy (measured:

@@ -10,8 +10,9 @@ use std::path::Path;
 use rattler_conda_types::{Channel, ChannelConfig};
 use url::Url;
 
-use crate::error::SolveError;
-use crate::redact::{redact_url, register_url};
+use env_spec::redact::{redact_url, register_url};
+
+use crate::CondaError;
 
 /// Conda's `defaults` on Linux and macOS.
 const DEFAULTS: &[&str] = &[
@@ -79,7 +80,7 @@ impl ChannelSettings {
         &self,
         names: &[String],
         cwd: &Path,
-    ) -> Result<Vec<ResolvedChannel>, SolveError> {
+    ) -> Result<Vec<ResolvedChannel>, CondaError> {
         let config = ChannelConfig::default_with_root_dir(cwd.to_path_buf());
         for (_, to) in &self.mirrors {
             register_url(to);
@@ -90,7 +91,7 @@ impl ChannelSettings {
                 DEFAULTS.iter().map(ToString::to_string).collect()
             } else {
                 let channel = Channel::from_str(name, &config).map_err(|source| {
-                    SolveError::InvalidChannel {
+                    CondaError::InvalidChannel {
                         channel: redact_url(name),
                         source,
                     }
@@ -109,13 +110,13 @@ impl ChannelSettings {
                 register_url(&target);
                 let channel = if target.contains("://") {
                     let parsed = Url::parse(&format!("{}/", target.trim_end_matches('/')))
-                        .map_err(|_| SolveError::InvalidMirror {
+                        .map_err(|_| CondaError::InvalidMirror {
                             mirror: redact_url(&target),
                         })?;
                     Channel::from_url(parsed)
                 } else {
                     Channel::from_str(&target, &config).map_err(|source| {
-                        SolveError::InvalidChannel {
+                        CondaError::InvalidChannel {
                             channel: redact_url(&target),
                             source,
                         }
@@ -195,12 +196,12 @@ fn local_channel_url(name: &str, cwd: &Path) -> Option<String> {
 }
 
 /// Parses `--mirror FROM=TO` values.
-pub fn parse_mirror(text: &str) -> Result<(String, String), SolveError> {
+pub fn parse_mirror(text: &str) -> Result<(String, String), CondaError> {
     match text.split_once('=') {
         Some((from, to)) if !from.is_empty() && !to.is_empty() => {
             Ok((from.to_string(), to.to_string()))
         }
-        _ => Err(SolveError::InvalidMirror {
+        _ => Err(CondaError::InvalidMirror {
             mirror: redact_url(text),
         }),
     }
@@ -212,7 +213,7 @@ pub fn parse_mirror(text: &str) -> Result<(String, String), SolveError> {
 pub fn merge_mirrors<'a>(
     flags: &[String],
     configured: impl IntoIterator<Item = (&'a String, &'a String)>,
-) -> Result<Vec<(String, String)>, SolveError> {
+) -> Result<Vec<(String, String)>, CondaError> {
     let mut mirrors: Vec<(String, String)> = Vec::new();
     for text in flags {
         mirrors.push(parse_mirror(text)?);
@@ -247,7 +248,7 @@ mod tests {
         );
         let error = merge_mirrors(&["no-equals".to_string()], &configured).unwrap_err();
         assert!(
-            matches!(error, SolveError::InvalidMirror { .. }),
+            matches!(error, CondaError::InvalidMirror { .. }),
             "{error:?}"
         );
     }

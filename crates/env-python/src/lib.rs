@@ -5,6 +5,11 @@
 //! uv-managed installs (`$UV_PYTHON_INSTALL_DIR`, default `~/.local/share/uv/python`), and
 //! `PATH` (`python3.X`, `python3`). Directory names give versions without running anything;
 //! interpreters on `PATH` are asked.
+//!
+//! A leaf crate (it depends on env-prefix only, no rattler, no uv): env-solve's virtualenv
+//! provisioning uses it to pick an interpreter for `--env-manager virtualenv`. Finding the
+//! first `python3` on `PATH` (`run --env-manager local`, `check`) is `env_prefix::find_on_path`.
+#![warn(missing_docs)]
 
 use std::path::PathBuf;
 

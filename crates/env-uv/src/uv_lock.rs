@@ -31,10 +31,10 @@ use std::sync::Arc;
 use env_spec::UvProject;
 use env_spec::uv_project::{PYPROJECT_FILE, PYTHON_VERSION_FILE, UV_LOCK_FILE};
 
-use crate::error::{SolveError, io};
-use crate::redact::redact;
-use crate::reporter::Reporter;
+use env_spec::redact::redact;
+
 use crate::uv::{Uv, run_streaming};
+use crate::{Reporter, UvError, io};
 
 /// The pylock file `uv export` writes (uv insists on this name pattern).
 const PYLOCK_FILE: &str = "pylock.toml";
@@ -51,7 +51,7 @@ pub fn install(
     scratch: &Path,
     offline: bool,
     reporter: &Arc<dyn Reporter>,
-) -> Result<(), SolveError> {
+) -> Result<(), UvError> {
     let dir = tempfile::Builder::new()
         .prefix("uv-project-")
         .tempdir_in(scratch)
@@ -81,7 +81,7 @@ pub fn install(
     tracing::debug!("Running {}", redact(&format!("{export:?}")));
     let (status, stderr) = run_streaming(&mut export, reporter).map_err(io(&uv.path))?;
     if !status.success() {
-        return Err(SolveError::pip_failed(
+        return Err(UvError::pip_failed(
             "packages of uv.lock (uv export)",
             status.code(),
             redact(stderr.trim_end()),
@@ -109,12 +109,12 @@ pub fn install(
     if let Some(own) = own
         && crate::uv_stderr::failed_to_build(&stderr, &own.name)
     {
-        return Err(SolveError::UvProjectNotInModel {
+        return Err(UvError::UvProjectNotInModel {
             project: own.name.clone(),
             stderr: redact(stderr.trim_end()),
         });
     }
-    Err(SolveError::pip_failed(
+    Err(UvError::pip_failed(
         "packages of uv.lock",
         status.code(),
         redact(stderr.trim_end()),

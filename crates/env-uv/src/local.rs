@@ -12,7 +12,7 @@ use std::path::Path;
 
 use env_spec::{PipRequirement, Target};
 
-use crate::error::{SolveError, io};
+use crate::{UvError, io};
 
 /// Requirements rewritten to install from copies, and the staging directory holding them
 /// (removed when this is dropped, after the install).
@@ -28,7 +28,7 @@ pub fn stage(
     requirements: &[PipRequirement],
     model_root: &Path,
     scratch: &Path,
-) -> Result<Staged, SolveError> {
+) -> Result<Staged, UvError> {
     let mut dir: Option<tempfile::TempDir> = None;
     let mut staged = Vec::with_capacity(requirements.len());
     for (index, requirement) in requirements.iter().enumerate() {
@@ -66,7 +66,7 @@ pub fn stage(
     })
 }
 
-fn copy_tree(from: &Path, to: &Path) -> Result<(), SolveError> {
+fn copy_tree(from: &Path, to: &Path) -> Result<(), UvError> {
     fs_err::create_dir_all(to).map_err(io(to))?;
     for entry in fs_err::read_dir(from).map_err(io(from))? {
         let entry = entry.map_err(io(from))?;

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use env_spec::{IndexOptions, PipSet};
 use sha2::{Digest, Sha256};
 
-use crate::error::{SolveError, io};
-use crate::redact::{redact, register_url};
-use crate::reporter::Reporter;
+use env_spec::redact::{redact, register_url};
+
+use crate::{Reporter, UvError, io};
 
 /// The uv version we download and test with.
 pub const UV_VERSION: &str = "0.13.9";
@@ -80,7 +80,7 @@ pub struct Uv {
 
 /// The uv one environment is keyed and built with, looked up at most once: the configured
 /// binary's `uv --version`, else the `uv` on `PATH`'s. Owned by the caller (a
-/// [`crate::ModelEnvironment`] holds one), not a process-wide memo: computing the key and each
+/// env-solve's `ModelEnvironment` holds one), not a process-wide memo: computing the key and each
 /// build step used to ask again, and a `uv` on `PATH` is often a wrapper (a pyenv shim runs a
 /// dozen bash processes: 0.1-0.6 s per call, measured with `strace -f` in
 /// `benches/bench_cold.py`'s scenario, where it was asked three times before the first install),
@@ -91,7 +91,7 @@ pub struct Uv {
 /// remembered between processes by the binary's identity (device, inode, size, times), so a
 /// cached `run` starts no process to key its environment: asking costs 10-30 ms for the uv
 /// binary itself and 0.3-0.7 s through a pyenv shim (issue 25). A remembered answer only finds
-/// environments: before a build, [`crate::ModelEnvironment::ensure`] asks again
+/// environments: before a build, env-solve's `ModelEnvironment::ensure` asks again
 /// ([`Self::asked_again`]) when [`Self::memo_was_used`].
 #[derive(Debug, Default, Clone)]
 pub struct UvProbe {
@@ -340,13 +340,13 @@ impl UvProbe {
 
     /// Finds or provisions uv: the configured one, else a compatible `uv` on `PATH`, else our
     /// own copy in the cache's tools bucket (downloaded unless `offline`).
-    pub async fn find(&self, cache: &env_cache::Cache, offline: bool) -> Result<Uv, SolveError> {
+    pub async fn find(&self, cache: &env_cache::Cache, offline: bool) -> Result<Uv, UvError> {
         match self.located() {
             Located::Configured(version) => {
                 let path = self.configured.clone().unwrap_or_default();
                 let version = version
                     .clone()
-                    .ok_or_else(|| SolveError::UvNotRunnable { path: path.clone() })?;
+                    .ok_or_else(|| UvError::UvNotRunnable { path: path.clone() })?;
                 return Ok(Uv { path, version });
             }
             Located::OnPath(Some((path, version))) => {
@@ -375,7 +375,7 @@ impl UvProbe {
             });
         }
         if offline {
-            return Err(SolveError::UvUnavailableOffline);
+            return Err(UvError::UvUnavailableOffline);
         }
         download(&tools_dir, &own, cache.lock_timeout()).await?;
         Ok(Uv {
@@ -415,11 +415,11 @@ async fn download(
     tools_dir: &Path,
     target: &Path,
     lock_timeout: std::time::Duration,
-) -> Result<(), SolveError> {
-    let platform = crate::context::current_platform()?;
+) -> Result<(), UvError> {
+    let platform = crate::current_platform()?;
     let Some((_, filename, sha256)) = UV_WHEELS.iter().find(|(p, _, _)| *p == platform.as_str())
     else {
-        return Err(SolveError::UvNoWheel {
+        return Err(UvError::UvNoWheel {
             platform: platform.to_string(),
         });
     };
@@ -439,7 +439,7 @@ async fn download(
         }
     })
     .await
-    .map_err(|e| SolveError::Internal {
+    .map_err(|e| UvError::Internal {
         message: e.to_string(),
     })??;
     if target.is_file() {
@@ -448,14 +448,14 @@ async fn download(
     let client = reqwest::Client::builder()
         .user_agent(concat!("pyfunc-env/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| SolveError::UvDownload {
+        .map_err(|e| UvError::UvDownload {
             url: UV_INDEX.to_string(),
             detail: None,
             source: Some(e.into()),
         })?;
     let failed = |url: &str| {
         let url = url.to_string();
-        move |e: reqwest::Error| SolveError::UvDownload {
+        move |e: reqwest::Error| UvError::UvDownload {
             url: url.clone(),
             detail: None,
             source: Some(e.into()),
@@ -477,7 +477,7 @@ async fn download(
         .flatten()
         .find(|f| f["filename"] == *filename)
         .and_then(|f| f["url"].as_str())
-        .ok_or_else(|| SolveError::UvDownload {
+        .ok_or_else(|| UvError::UvDownload {
             url: UV_INDEX.to_string(),
             detail: Some(format!("`{filename}` is not listed")),
             source: None,
@@ -494,14 +494,14 @@ async fn download(
         .map_err(failed(&url))?;
     let digest = env_spec::spec::hex(&Sha256::digest(&bytes));
     if digest != *sha256 {
-        return Err(SolveError::UvChecksum {
+        return Err(UvError::UvChecksum {
             file: (*filename).to_string(),
             expected: (*sha256).to_string(),
             actual: digest,
         });
     }
     let mut archive =
-        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| SolveError::UvDownload {
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| UvError::UvDownload {
             url: url.clone(),
             detail: Some("not a wheel".into()),
             source: Some(e.into()),
@@ -510,7 +510,7 @@ async fn download(
     let mut binary = Vec::new();
     archive
         .by_name(&member)
-        .map_err(|e| SolveError::UvDownload {
+        .map_err(|e| UvError::UvDownload {
             url: url.clone(),
             detail: Some(format!("`{member}` missing from the wheel")),
             source: Some(e.into()),
@@ -528,7 +528,7 @@ async fn download(
             .set_permissions(std::fs::Permissions::from_mode(0o755))
             .map_err(io(target))?;
     }
-    temp.persist(target).map_err(|e| SolveError::Io {
+    temp.persist(target).map_err(|e| UvError::Io {
         path: target.to_path_buf(),
         source: e.error,
     })?;
@@ -555,7 +555,7 @@ pub struct PipInstall<'a> {
     /// `--exclude-newer`.
     pub exclude_newer: Option<&'a str>,
     /// What this step is, for messages (`build dependencies`, `pip requirements`). Bytecode is
-    /// not uv's job: it is compiled afterwards through the shared store ([`crate::bytecode`]).
+    /// not uv's job: it is compiled afterwards through the shared store (env-bytecode).
     pub step: &'a str,
 }
 
@@ -589,7 +589,7 @@ impl IndexArgs {
 
 /// Whether a URL carries a secret that must not be in a process's arguments.
 fn has_secret(url: &str) -> bool {
-    crate::redact::redact_url(url) != url || crate::redact::mask_userinfo(url) != url
+    env_spec::redact::redact_url(url) != url || env_spec::redact::mask_userinfo(url) != url
 }
 
 /// How uv is told pip index options (`--index-url`, `--find-links`, ...): see [`IndexArgs`].
@@ -660,7 +660,7 @@ impl Uv {
     /// The one way every uv call starts: our cache, no progress, no Python downloads, no
     /// configuration files (`uv.toml`, `[tool.uv]`: they are not part of the key), and of the
     /// user's `UV_*` variables only [`UV_PASSED_VARIABLES`].
-    pub(crate) fn command(&self, cache_dir: &Path, offline: bool) -> Command {
+    pub fn command(&self, cache_dir: &Path, offline: bool) -> Command {
         let mut command = Command::new(&self.path);
         for (name, _) in std::env::vars_os() {
             let Some(name) = name.to_str() else { continue };
@@ -690,7 +690,7 @@ impl Uv {
         prefix: &Path,
         cache_dir: &Path,
         reporter: &Arc<dyn Reporter>,
-    ) -> Result<(), SolveError> {
+    ) -> Result<(), UvError> {
         let mut command = self.command(cache_dir, true);
         command
             .args(["venv", "--allow-existing", "--no-project", "--python"])
@@ -700,7 +700,7 @@ impl Uv {
         if status.success() {
             return Ok(());
         }
-        Err(SolveError::pip_failed(
+        Err(UvError::pip_failed(
             "virtualenv",
             status.code(),
             redact(stderr.trim_end()),
@@ -709,7 +709,7 @@ impl Uv {
     }
 
     /// Installs exactly the distributions of a lock (`name==version --hash=sha256:...` lines,
-    /// [`crate::lock::requirements_text`]) from `files`, where [`crate::lock::fetch_files`] put
+    /// env-solve's `lock::requirements_text`) from `files`, where `lock::fetch_files` put
     /// every locked file: no index, no dependency resolution, every hash required.
     #[expect(clippy::too_many_arguments, reason = "one uv invocation's settings")]
     pub fn pip_install_locked(
@@ -721,7 +721,7 @@ impl Uv {
         scratch: &Path,
         offline: bool,
         reporter: &Arc<dyn Reporter>,
-    ) -> Result<(), SolveError> {
+    ) -> Result<(), UvError> {
         let mut file = tempfile::Builder::new()
             .prefix("locked-")
             .suffix(".txt")
@@ -747,7 +747,7 @@ impl Uv {
         if status.success() {
             return Ok(());
         }
-        Err(SolveError::pip_failed(
+        Err(UvError::pip_failed(
             "locked Python packages",
             status.code(),
             redact(stderr.trim_end()),
@@ -760,7 +760,7 @@ impl Uv {
         &self,
         install: &PipInstall<'_>,
         reporter: &Arc<dyn Reporter>,
-    ) -> Result<(), SolveError> {
+    ) -> Result<(), UvError> {
         if install.set.requirements.is_empty() {
             return Ok(());
         }
@@ -825,7 +825,7 @@ impl Uv {
         if status.success() {
             return Ok(());
         }
-        Err(SolveError::pip_failed(
+        Err(UvError::pip_failed(
             install.step,
             status.code(),
             redact(stderr.trim_end()),
@@ -927,7 +927,7 @@ mod tests {
         assert_eq!(missing.expected_version(), None);
         assert!(matches!(
             missing.find(&cache, true).await,
-            Err(SolveError::UvNotRunnable { .. })
+            Err(UvError::UvNotRunnable { .. })
         ));
     }
 

@@ -14,8 +14,8 @@ use rattler_repodata_gateway::{Gateway, SourceConfig};
 use rattler_solve::{SolverImpl, SolverTask};
 
 use crate::channels::ResolvedChannel;
-use crate::error::SolveError;
-use crate::reporter::{InstallReporter, Reporter};
+use crate::reporter::InstallReporter;
+use crate::{CondaError, Reporter};
 
 /// Everything the conda layer needs.
 pub struct CondaContext<'a> {
@@ -43,7 +43,7 @@ pub struct CondaContext<'a> {
 pub fn exclude_newer(
     text: &str,
     specs: &[MatchSpec],
-) -> Result<rattler_solve::ExcludeNewer, SolveError> {
+) -> Result<rattler_solve::ExcludeNewer, CondaError> {
     let cutoff = text
         .parse::<jiff::Timestamp>()
         .or_else(|_| {
@@ -51,7 +51,7 @@ pub fn exclude_newer(
                 .and_then(|date| date.to_zoned(jiff::tz::TimeZone::UTC))
                 .map(|zoned| zoned.timestamp())
         })
-        .map_err(|_| SolveError::InvalidExcludeNewer {
+        .map_err(|_| CondaError::InvalidExcludeNewer {
             value: text.to_string(),
         })?;
     let mut config = rattler_solve::ExcludeNewer::from_datetime(cutoff)
@@ -80,12 +80,12 @@ fn is_exact_pin(spec: &MatchSpec) -> bool {
 }
 
 /// Parses normalised spec strings back into match specs.
-pub fn parse_specs(specs: &[String]) -> Result<Vec<MatchSpec>, SolveError> {
+pub fn parse_specs(specs: &[String]) -> Result<Vec<MatchSpec>, CondaError> {
     specs
         .iter()
         .map(|s| {
             MatchSpec::from_str(s, ParseStrictness::Lenient).map_err(|source| {
-                SolveError::InvalidSpec {
+                CondaError::InvalidSpec {
                     spec: s.clone(),
                     source,
                 }
@@ -106,7 +106,7 @@ fn channel_list(ctx: &CondaContext<'_>) -> String {
 pub async fn solve(
     ctx: &CondaContext<'_>,
     specs: &[MatchSpec],
-) -> Result<Vec<RepoDataRecord>, SolveError> {
+) -> Result<Vec<RepoDataRecord>, CondaError> {
     let source_config = SourceConfig {
         cache_action: if ctx.offline {
             CacheAction::ForceCacheOnly
@@ -130,12 +130,12 @@ pub async fn solve(
         .await
         .map_err(|source| {
             if ctx.offline {
-                SolveError::OfflineNoRepodata {
+                CondaError::OfflineNoRepodata {
                     channels: channel_list(ctx),
                     source,
                 }
             } else {
-                SolveError::ChannelUnreachable {
+                CondaError::ChannelUnreachable {
                     channels: channel_list(ctx),
                     source,
                 }
@@ -159,7 +159,7 @@ pub async fn solve(
             && !available.contains(name.as_normalized())
             && !virtual_names.contains(name.as_normalized())
         {
-            return Err(SolveError::PackageNotFound {
+            return Err(CondaError::PackageNotFound {
                 spec: spec.to_string(),
                 channels: channel_list(ctx),
                 platform: ctx.platform.to_string(),
@@ -177,7 +177,7 @@ pub async fn solve(
     // Solving takes milliseconds for real model specs; run it on this thread.
     match rattler_solve::resolvo::Solver.solve(task) {
         Ok(result) => Ok(result.records),
-        Err(rattler_solve::SolveError::Unsolvable(reasons)) => Err(SolveError::Unsolvable {
+        Err(rattler_solve::SolveError::Unsolvable(reasons)) => Err(CondaError::Unsolvable {
             specs: specs
                 .iter()
                 .map(ToString::to_string)
@@ -185,7 +185,7 @@ pub async fn solve(
                 .join(", "),
             explanation: reasons.join("\n"),
         }),
-        Err(other) => Err(SolveError::Internal {
+        Err(other) => Err(CondaError::Internal {
             message: other.to_string(),
         }),
     }
@@ -198,10 +198,10 @@ pub async fn install(
     records: Vec<RepoDataRecord>,
     specs: Vec<MatchSpec>,
     reporter: Arc<dyn Reporter>,
-) -> Result<(), SolveError> {
+) -> Result<(), CondaError> {
     let cache = PackageCache::new(&ctx.package_cache);
     if ctx.offline {
-        let index = cache.index().await.map_err(|source| SolveError::Io {
+        let index = cache.index().await.map_err(|source| CondaError::Io {
             path: ctx.package_cache.clone(),
             source,
         })?;
@@ -211,7 +211,7 @@ pub async fn install(
             .map(|r| r.identifier.to_string())
             .collect();
         if !missing.is_empty() {
-            return Err(SolveError::OfflinePackagesMissing {
+            return Err(CondaError::OfflinePackagesMissing {
                 packages: missing.join(", "),
             });
         }
@@ -227,7 +227,7 @@ pub async fn install(
         })
         .install(prefix, records)
         .await
-        .map_err(|source| SolveError::Install { source })?;
+        .map_err(|source| CondaError::Install { source })?;
     Ok(())
 }
 
@@ -267,7 +267,7 @@ mod exclude_newer_tests {
         assert!(exclude_newer("2024-06-01T12:00:00Z", &[spec("python=3.11.7")]).is_ok());
         assert!(matches!(
             exclude_newer("last tuesday", &[]),
-            Err(SolveError::InvalidExcludeNewer { .. })
+            Err(CondaError::InvalidExcludeNewer { .. })
         ));
     }
 }
