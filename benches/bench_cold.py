@@ -22,7 +22,7 @@ Also printed: pyfunc-env's build part (the "Created ... environment in X s" line
 versus the rest (the first predict), and the floor (the new environment's python running
 MLflow's `_predict` directly, after its bytecode is complete).
 
-Usage: python3 benches/bench_cold.py [--runs 5] [--bin target/release/pyfunc-env] [--before BIN]
+Usage: python3 benches/bench_cold.py [--runs 5] [--bin target/release/pyfunc-env] [--before BIN] [--cold-store]
 Needs PyPI (once, for the MLflow venv and the packages) and a release build.
 """
 
@@ -78,6 +78,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/pyfunc-env"))
     ap.add_argument("--before", help="a second pyfunc-env binary measured in the same runs")
+    ap.add_argument("--cold-store", action="store_true",
+                    help="empty pyfunc-env's bytecode store (`pyc-v1/`) before each of its runs (issue 25's cold case)")
     args = ap.parse_args()
     if args.runs > len(pins(100)) - 1:
         sys.exit(f"at most {len(pins(100)) - 1} runs (one pin each)")
@@ -119,6 +121,8 @@ def main():
                                           "--env-manager", "uv"], env))
                 continue
             cache = os.path.join(work, f"cache-{name.replace(' ', '-')}")
+            if args.cold_store:
+                shutil.rmtree(os.path.join(cache, "pyc-v1"), ignore_errors=True)
             cmd = [binary, "run", model, "--cache-dir", cache, "--", "predict", "-i", INPUT]
             start = time.perf_counter()
             out = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -136,9 +140,11 @@ def main():
 
     floor = statistics.median(timed([prefixes["pyfunc-env"], "-c", FLOOR, MODEL, INPUT], env) for _ in range(args.runs))
     med = {name: statistics.median(values) for name, values in times.items()}
-    print(f"cold `run -- predict` (new environment, warm uv cache and bytecode store) vs "
+    store = "cold bytecode store (emptied before each run)" if args.cold_store else "warm bytecode store"
+    print(f"cold `run -- predict` (new environment, warm uv cache, {store}) vs "
           f"`mlflow models predict --env-manager uv` (warm uv cache), sklearn-iris + one pin per run; "
-          f"median wall seconds of {len(chosen)} runs, interleaved; load average at start {load:.2f}; "
+          f"median wall seconds of {len(chosen)} runs, interleaved; load average at start {load:.2f}, "
+          f"at the end {os.getloadavg()[0]:.2f}; "
           f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r} for every contender; "
           f"outputs checked equal to MLflow's")
     print()

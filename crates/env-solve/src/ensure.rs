@@ -305,7 +305,8 @@ impl ModelEnvironment {
     /// [`Self::resolve`] for a command about to use `cache`: what every `run` pays before its
     /// command starts, so nothing here starts a process on a cache hit (issue 25). The uv
     /// version in the key comes from the cache's memo while the binary is unchanged, and the
-    /// CUDA detection from rattler's record in the tools bucket. The memo only finds
+    /// CUDA detection from rattler's record in the tools bucket, or on a machine without an
+    /// NVIDIA driver from [`crate::context::NO_CUDA_MEMO`] (no `nvidia-smi`). The uv memo only finds
     /// environments: when the environment is not complete, uv is asked for its version and the
     /// key recomputed if the memo was stale, so a build never runs under a wrong key.
     fn resolve_for_cache(
@@ -314,10 +315,8 @@ impl ModelEnvironment {
         cache: &Cache,
     ) -> Result<Self, EnsureError> {
         let tools = cache.root().join(env_cache::TOOLS_BUCKET);
-        let virtual_packages = crate::context::detect_virtual_packages_in(
-            Some(tools.as_path()).filter(|dir| dir.is_dir()),
-        )
-        .map_err(EnvError::from)?;
+        let virtual_packages = crate::context::detect_virtual_packages_in(Some(tools.as_path()))
+            .map_err(EnvError::from)?;
         let uv = env_uv::UvProbe::remembering(request.uv.clone(), uv_memo(cache));
         let env = Self::resolve_probing(model, request, virtual_packages, uv)?;
         if env.context.uv.is_none()

@@ -355,3 +355,79 @@ fn a_cached_run_asks_uv_nothing_and_a_changed_uv_is_asked_again() {
     assert!(fs_err::read_to_string(&log).unwrap().contains("--version"));
     assert_ne!(changed["key"], first["key"], "{changed}");
 }
+
+/// A cached `run` on a machine without an NVIDIA driver runs no `nvidia-smi` (issue 25):
+/// rattler's CUDA probe ends with `nvidia-smi` there (about 4 ms of every `run`) and keeps no
+/// record of the absence, so the cache remembers it for the boot (`tools-v1/no-cuda-v1.json`).
+/// A fake `nvidia-smi` first on `PATH` leaves a marker when run; another `PATH` probes again.
+#[test]
+fn a_cached_run_runs_no_nvidia_smi() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if Path::new("/sys/module/nvidia").exists() || Path::new("/dev/nvidiactl").exists() {
+        // A real driver answers through NVML before `nvidia-smi`: nothing to observe here.
+        return;
+    }
+    let ctx = TestContext::new();
+    let bin = ctx.path().join("fake-bin");
+    fs_err::create_dir_all(&bin).unwrap();
+    let marker = ctx.path().join("nvidia-smi-ran");
+    let fake = bin.join("nvidia-smi");
+    fs_err::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    fs_err::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
+    let wheels = env_test::wheel_dir().unwrap();
+    let model = ctx.model(
+        "tiny",
+        &[(
+            "python_env.yaml",
+            &format!(
+                "python: \"3.11.7\"\nbuild_dependencies: []\ndependencies:\n- --no-index\n- --find-links file://{}\n- wheel==0.45.1\n",
+                wheels.display()
+            ),
+        )],
+    );
+    let run = |path: &std::ffi::OsStr| {
+        let output = ctx
+            .command()
+            .env("PATH", path)
+            .arg("run")
+            .arg(&model)
+            .args(["--python-source", "system", "--no-compile"])
+            .args(["--", "python", "-c", "print('ran')"])
+            .output()
+            .unwrap();
+        assert_eq!(stdout(&output), "ran\n", "{}", describe(&output));
+    };
+    // The first run builds: rattler probes, through the fake (so the marker can be seen).
+    run(&path);
+    assert!(
+        marker.is_file(),
+        "the first run probed CUDA with `nvidia-smi`"
+    );
+    fs_err::remove_file(&marker).unwrap();
+    run(&path);
+    assert!(
+        !marker.exists(),
+        "a cached run ran `nvidia-smi {}`",
+        fs_err::read_to_string(&marker).unwrap_or_default().trim()
+    );
+    // Another `PATH` may hold another `nvidia-smi`: probed again, same environment.
+    let other = std::env::join_paths(
+        [bin, ctx.path().join("empty-dir")]
+            .into_iter()
+            .chain(std::env::split_paths(&path).skip(1)),
+    )
+    .unwrap();
+    run(&other);
+    assert!(marker.is_file(), "another PATH is probed again");
+}
