@@ -119,6 +119,7 @@ pub async fn pack(
     let options = PackOptions {
         format,
         compile: !args.env.no_compile,
+        reuse_bytecode: false,
         keep_tests: args.keep_tests,
         exclude_distributions: if spark.is_some() {
             env_pack::spark::PROVIDED_BY_SPARK
