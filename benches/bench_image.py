@@ -17,6 +17,7 @@ it -E 'test(/image::/)'`), prints:
     `import mlflow`): goal within 1 s.
 
 Usage: python3 benches/bench_image.py [--runs 5] [--bin target/release/pyfunc-env] [--uv-cache DIR]
+       [--compression gzip|zstd]
 """
 
 import argparse
@@ -69,8 +70,11 @@ def main():
     ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/pyfunc-env"))
     ap.add_argument("--uv-cache", default=os.path.join(tempfile.gettempdir(), "pfe-bench-uv-cache"),
                     help="uv's cache (shared with the other benches by default)")
+    ap.add_argument("--compression", default="gzip", choices=["gzip", "zstd"],
+                    help="`image --compression` (the layers' compression)")
     ap.add_argument("--channel", help="the test conda channel (default: `cargo run -p env-test -- channel path`)")
     args = ap.parse_args()
+    load_before = f"{os.getloadavg()[0]:.2f}"
     if not os.path.isfile(os.path.join(BASE_LAYOUT, "index.json")):
         sys.exit(f"no base image at {BASE_LAYOUT}: run the image tests once (see the docstring)")
 
@@ -109,19 +113,21 @@ def main():
 
         def image(model, ref):
             seconds, out = timed([args.bin, "image", model, *flags, "-t", ref, "--base", base,
-                                  "--push", "--json", "-q"], env)
+                                  "--push", "--json", "-q", "--compression", args.compression], env)
             return seconds, json.loads(out)
 
         # Warm-up: builds the environment (PyPI once, then the warm uv cache).
         run([args.bin, "create", MODEL, *flags, "-q"], env)
 
         cached_env = []
+        env_layer = []
         for i in range(args.runs):
             # The environment layer's record goes (the base's blobs stay: they are the base's).
             shutil.rmtree(os.path.join(cache, "images-v1", "env-layers"), ignore_errors=True)
             seconds, report = image(MODEL, f"{host}/sklearn-{i}:v1")
             assert not report["env_layer_cached"], report
             cached_env.append(seconds)
+            env_layer.append(report["env_layer_seconds"])
         last = report
 
         new_model = []
@@ -175,7 +181,9 @@ def main():
     med = statistics.median
     def mib(n):
         return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
-    print(f"runs: {args.runs} (medians); {args.bin}")
+    print(f"runs: {args.runs} (medians); {args.bin}; --compression {args.compression}; load before/after: {load_before} / {os.getloadavg()[0]:.2f}")
+    print(f"cached environment, each run: {' '.join(f'{s:.2f}' for s in cached_env)} s (environment layer: {' '.join(f'{s:.2f}' for s in env_layer)} s)")
+    print(f"start to first /ping, each run: {' '.join(f'{s:.2f}' for s in to_ping)} s; load: {' '.join(f'{s:.2f}' for s in load)} s")
     print("| scenario | seconds | goal |")
     print("|---|---|---|")
     print(f"| cached environment: image + push (env layer written and uploaded) | {med(cached_env):.2f} | <= 10 s |")

@@ -16,6 +16,13 @@
 # (whose relocatable `#!/bin/sh` trampoline needs a shell) run with this Python, which reads the
 # trampoline lines as a string literal. Either way the server replaces this process, so SIGTERM
 # reaches it directly.
+#
+# The server's own console script (uvicorn, or gunicorn for MLflow 1.x and early 2.x) is not
+# exec'd but run in this process, with the command's argv and environment: serve.py has
+# already imported mlflow and the server stack, which a new interpreter would import again
+# (about 2 s of a container's start to its first /ping) before loading the model. uvicorn
+# then serves from this process (more workers are spawned processes, as before), gunicorn's
+# workers fork from it with mlflow already imported.
 import os
 import re
 import shlex
@@ -57,7 +64,39 @@ def _exec_without_shell(argv, env):
     _real_execve(program, words, env)
 
 
+_IN_PROCESS = ("uvicorn", "gunicorn")
+
+
+def _run_in_process(argv, env):
+    """Runs the command in this process when it is the environment's uvicorn or gunicorn
+    (a Python console script beside this interpreter); returns otherwise."""
+    command = argv[-1]
+    if command.startswith("exec "):
+        command = command[len("exec "):]
+    expanded = _VARIABLE.sub(lambda m: env.get(m.group(1) or m.group(2), ""), command)
+    words = shlex.split(expanded)
+    if not words or os.path.basename(words[0]) not in _IN_PROCESS:
+        return
+    program = _which(words[0], env.get("PATH", ""))
+    bindir = os.path.dirname(os.path.abspath(sys.executable))
+    if program is None or os.path.dirname(os.path.abspath(program)) != bindir:
+        return
+    with open(program, "rb") as f:
+        head = f.readline()
+    if not (head.startswith(b"#!") and b"python" in head):
+        return
+    os.execve = _real_execve
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv = [program] + words[1:]
+    import runpy
+
+    runpy.run_path(program, run_name="__main__")
+    sys.exit(0)
+
+
 def _execve(path, argv, env):
+    _run_in_process(argv, env)
     if os.path.isfile(path) and os.access(path, os.X_OK):
         _real_execve(path, argv, env)
     _exec_without_shell(argv, env)

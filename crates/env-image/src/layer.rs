@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::blobs::{BlobStore, HashingWriter};
+use crate::compress::{Compression, Compressor};
 use crate::{ImageError, io};
 
 /// Where the environment is in the image.
@@ -33,11 +34,10 @@ pub const SCRIPTS_PATH: &str = "/opt/pyfunc-env";
 pub const LAYER_MTIME: u64 = 946_684_800;
 /// OCI media type of a gzip-compressed layer.
 pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-/// gzip level 6, as `pack` (level 9 is under 1 % smaller for 3x the time).
-const COMPRESSION_LEVEL: u32 = 6;
 /// Bumped when the environment layer's content for the same environment changes (2: packed
-/// for [`ENV_PATH`], the same from every cache path).
-const ENV_LAYER_FORMAT: u32 = 2;
+/// for [`ENV_PATH`], the same from every cache path; 3: the environment's own bytecode, gzip
+/// level 4 in parallel chunks).
+const ENV_LAYER_FORMAT: u32 = 3;
 
 /// A layer blob in the store.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -50,25 +50,72 @@ pub struct LayerBlob {
     pub diff_id: String,
     /// Uncompressed size.
     pub uncompressed_size: u64,
+    /// Its OCI media type (`tar+gzip` or `tar+zstd`).
+    pub media_type: String,
 }
 
-/// A tar.gz layer being written into the store.
-struct LayerWriter {
-    builder: tar::Builder<HashingWriter<flate2::write::GzEncoder<HashingWriter<std::fs::File>>>>,
+/// A compressed layer being written into the store: the tar goes in, its digest (`diff_id`)
+/// and the compressed blob's are computed on the way, nothing is read back.
+pub(crate) struct LayerSink {
+    writer: HashingWriter<Compressor<HashingWriter<std::io::BufWriter<std::fs::File>>>>,
     temp: tempfile::NamedTempFile,
+    compression: Compression,
+}
+
+impl LayerSink {
+    fn new(store: &BlobStore, compression: Compression) -> Result<Self, ImageError> {
+        let temp = store.temp()?;
+        let file = temp.reopen().map_err(io(temp.path()))?;
+        let file = std::io::BufWriter::with_capacity(1 << 20, file);
+        let compressor =
+            Compressor::new(HashingWriter::new(file), compression).map_err(io(temp.path()))?;
+        Ok(Self {
+            writer: HashingWriter::new(compressor),
+            temp,
+            compression,
+        })
+    }
+
+    fn finish(self, store: &BlobStore) -> Result<LayerBlob, ImageError> {
+        let path = self.temp.path().to_path_buf();
+        let (compressor, diff_id, uncompressed_size) = self.writer.finish();
+        let file = compressor.finish().map_err(io(&path))?;
+        let (file, digest, size) = file.finish();
+        file.into_inner().map_err(|e| ImageError::Io {
+            path: path.clone(),
+            source: e.into_error(),
+        })?;
+        store.persist(self.temp, &digest)?;
+        Ok(LayerBlob {
+            digest,
+            size,
+            diff_id,
+            uncompressed_size,
+            media_type: self.compression.media_type().to_string(),
+        })
+    }
+}
+
+impl Write for LayerSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writer.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+/// A layer written entry by entry.
+struct LayerWriter {
+    builder: tar::Builder<LayerSink>,
 }
 
 impl LayerWriter {
-    fn new(store: &BlobStore) -> Result<Self, ImageError> {
-        let temp = store.temp()?;
-        let file = temp.reopen().map_err(io(temp.path()))?;
-        let encoder = flate2::GzBuilder::new().mtime(0).write(
-            HashingWriter::new(file),
-            flate2::Compression::new(COMPRESSION_LEVEL),
-        );
-        let mut builder = tar::Builder::new(HashingWriter::new(encoder));
+    fn new(store: &BlobStore, compression: Compression) -> Result<Self, ImageError> {
+        let mut builder = tar::Builder::new(LayerSink::new(store, compression)?);
         builder.mode(tar::HeaderMode::Deterministic);
-        Ok(Self { builder, temp })
+        Ok(Self { builder })
     }
 
     fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
@@ -112,20 +159,11 @@ impl LayerWriter {
     }
 
     fn finish(self, store: &BlobStore) -> Result<LayerBlob, ImageError> {
-        let path = self.temp.path().to_path_buf();
-        let tar = self.builder.into_inner().map_err(io(&path))?;
-        let (encoder, diff_id, uncompressed_size) = tar.finish();
-        let file = encoder.finish().map_err(io(&path))?;
-        let (mut file, digest, size) = file.finish();
-        file.flush().map_err(io(&path))?;
-        drop(file);
-        store.persist(self.temp, &digest)?;
-        Ok(LayerBlob {
-            digest,
-            size,
-            diff_id,
-            uncompressed_size,
-        })
+        let sink = self
+            .builder
+            .into_inner()
+            .map_err(io(Path::new("layer.tar")))?;
+        sink.finish(store)
     }
 }
 
@@ -147,8 +185,10 @@ fn parents(writer: &mut LayerWriter, path: &str) -> Result<(), ImageError> {
 pub struct EnvLayerOptions {
     /// Compile bytecode into the layer (as `pack` does by default).
     pub compile: bool,
-    /// Where `pack` stages its bytecode and archive (the cache's `tmp/`).
+    /// Where `pack` stages its bytecode (the cache's `tmp/`).
     pub staging_dir: PathBuf,
+    /// How the layer is compressed.
+    pub compression: Compression,
 }
 
 /// What [`env_layer`] did.
@@ -175,9 +215,10 @@ pub fn env_layer(
 ) -> Result<EnvLayer, ImageError> {
     let started = std::time::Instant::now();
     let variant = if options.compile { "pyc" } else { "nopyc" };
-    let record = store
-        .record_dir()
-        .join(format!("{key}-v{ENV_LAYER_FORMAT}-{variant}.json"));
+    let record = store.record_dir().join(format!(
+        "{key}-v{ENV_LAYER_FORMAT}-{variant}-{}.json",
+        options.compression.name()
+    ));
     if let Ok(text) = fs_err::read_to_string(&record)
         && let Ok(blob) = serde_json::from_str::<LayerBlob>(&text)
         && store.has(&blob.digest)
@@ -194,28 +235,41 @@ pub fn env_layer(
         });
     }
     fs_err::create_dir_all(&options.staging_dir).map_err(io(&options.staging_dir))?;
-    let staging = tempfile::Builder::new()
-        .prefix("image-")
-        .tempdir_in(&options.staging_dir)
-        .map_err(io(&options.staging_dir))?;
-    let archive = staging.path().join("env.tar");
     let pack_options = env_pack::PackOptions {
         format: env_pack::Format::Tar,
         compile: options.compile,
+        // Layer mtimes are kept in the container: the environment's own bytecode, made valid
+        // for them, instead of compiling it all again.
+        reuse_bytecode: true,
         keep_tests: false,
         exclude_distributions: Vec::new(),
         model: None,
-        staging_dir: staging.path().to_path_buf(),
+        staging_dir: options.staging_dir.clone(),
         mtime: LAYER_MTIME,
         compression_level: 0,
         full_prefix: false,
     };
-    let report = env_pack::pack_for_destination(prefix, &archive, &pack_options, ENV_PATH)
-        .map_err(|source| ImageError::Pack {
-            prefix: prefix.to_path_buf(),
-            source: Box::new(source),
-        })?;
-    let blob = relocate_into_layer(store, &archive)?;
+    // The tar goes straight into the compressor and both digests: no archive on disk.
+    let sink = LayerSink::new(store, options.compression)?;
+    let (report, sink) = env_pack::pack_for_destination_to(
+        prefix,
+        sink,
+        &pack_options,
+        ENV_PATH,
+        ENV_PATH.trim_start_matches('/'),
+    )
+    .map_err(|source| ImageError::Pack {
+        prefix: prefix.to_path_buf(),
+        source: Box::new(source),
+    })?;
+    tracing::debug!(
+        "Environment layer: scan {:.2} s, bytecode {:.2} s ({} files), tar and compression {:.2} s",
+        report.timings.scan,
+        report.timings.compile,
+        report.bytecode_files,
+        report.timings.write
+    );
+    let blob = sink.finish(store)?;
     let text = serde_json::to_string_pretty(&blob).map_err(|e| ImageError::Io {
         path: record.clone(),
         source: e.into(),
@@ -227,44 +281,6 @@ pub fn env_layer(
         warnings: report.warnings,
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-/// Rewrites `pack`'s tar (entries at the prefix's root) into a layer with every entry under
-/// [`ENV_PATH`]. `pack` already sorted the entries and fixed mtimes, modes and owners.
-fn relocate_into_layer(store: &BlobStore, archive: &Path) -> Result<LayerBlob, ImageError> {
-    let root = ENV_PATH.trim_start_matches('/');
-    let mut writer = LayerWriter::new(store)?;
-    parents(&mut writer, root)?;
-    let file = fs_err::File::open(archive).map_err(io(archive))?;
-    let mut tar = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, file));
-    for entry in tar.entries().map_err(io(archive))? {
-        let mut entry = entry.map_err(io(archive))?;
-        let name = entry.path().map_err(io(archive))?.into_owned();
-        let name = name.to_string_lossy();
-        let name = name.trim_start_matches("./").trim_end_matches('/');
-        if name.is_empty() || name == "." {
-            continue;
-        }
-        let path = format!("{root}/{name}");
-        let mode = entry.header().mode().map_err(io(archive))? & 0o7777;
-        let kind = entry.header().entry_type();
-        if kind.is_dir() {
-            writer.dir(&path, mode)?;
-        } else if kind.is_symlink() {
-            let target = entry
-                .link_name()
-                .map_err(io(archive))?
-                .map(std::borrow::Cow::into_owned)
-                .unwrap_or_default();
-            writer.symlink(&path, &target)?;
-        } else if kind.is_file() {
-            let size = entry.header().size().map_err(io(archive))?;
-            writer.file(&path, mode, size, &mut entry)?;
-        } else {
-            tracing::debug!("Leaving `{path}` ({kind:?}) out of the environment layer");
-        }
-    }
-    writer.finish(store)
 }
 
 /// The files the model layer adds besides the model.
@@ -282,12 +298,13 @@ pub fn model_layer(
     store: &BlobStore,
     model_dir: &Path,
     extras: &ModelLayerExtras<'_>,
+    compression: Compression,
 ) -> Result<LayerBlob, ImageError> {
     let mut files = Vec::new();
     collect(model_dir, model_dir, &mut files)?;
     files.sort_by(|a, b| a.0.cmp(&b.0));
 
-    let mut writer = LayerWriter::new(store)?;
+    let mut writer = LayerWriter::new(store, compression)?;
     // Sorted: `opt/`, `opt/ml/...`, `opt/pyfunc-env/...`, `tmp/`.
     parents(&mut writer, MODEL_PATH)?;
     for (relative, path, kind) in &files {
@@ -410,12 +427,12 @@ mod tests {
         let first = make(&["MLmodel", "sub/model.pkl", "conda.yaml"], 0o600);
         std::thread::sleep(std::time::Duration::from_millis(1100));
         let second = make(&["sub/model.pkl", "conda.yaml", "MLmodel"], 0o640);
-        let a = model_layer(&store, first.path(), &extras).unwrap();
-        let b = model_layer(&store, second.path(), &extras).unwrap();
+        let a = model_layer(&store, first.path(), &extras, Compression::Gzip).unwrap();
+        let b = model_layer(&store, second.path(), &extras, Compression::Gzip).unwrap();
         assert_eq!(a, b);
         // A different byte is a different layer.
         fs_err::write(second.path().join("MLmodel"), "changed").unwrap();
-        let c = model_layer(&store, second.path(), &extras).unwrap();
+        let c = model_layer(&store, second.path(), &extras, Compression::Gzip).unwrap();
         assert_ne!(a.digest, c.digest);
         // The layer lists the model under /opt/ml/model, owned by 0:0, mtime fixed.
         let file = fs_err::File::open(store.path(&a.digest)).unwrap();

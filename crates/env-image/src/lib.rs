@@ -21,6 +21,7 @@
 pub mod auth_files;
 pub mod base;
 pub mod blobs;
+mod compress;
 pub mod layer;
 mod output;
 pub mod reference;
@@ -34,6 +35,7 @@ use serde_json::{Value, json};
 
 pub use base::{Base, BaseSource};
 pub use blobs::BlobStore;
+pub use compress::Compression;
 pub use layer::{EnvLayer, LayerBlob};
 pub use output::{write_docker_archive, write_oci_layout};
 pub use reference::Reference;
@@ -394,7 +396,7 @@ pub fn assemble(
     for (role, blob) in [(Role::Environment, env), (Role::Model, model)] {
         layers.push(ImageLayer {
             role,
-            media_type: layer::LAYER_MEDIA_TYPE.to_string(),
+            media_type: blob.media_type.clone(),
             digest: blob.digest.clone(),
             size: blob.size,
         });
@@ -614,6 +616,8 @@ pub struct ImageRequest {
     pub outputs: Vec<Output>,
     /// Compile bytecode into the environment layer.
     pub compile: bool,
+    /// How the environment and model layers are compressed.
+    pub compression: Compression,
     /// The cache's `tmp/`.
     pub staging_dir: PathBuf,
     /// How to reach registries.
@@ -706,6 +710,7 @@ pub async fn build(
         &layer::EnvLayerOptions {
             compile: request.compile,
             staging_dir: request.staging_dir.clone(),
+            compression: request.compression,
         },
     )?;
     let model = layer::model_layer(
@@ -715,6 +720,7 @@ pub async fn build(
             entrypoint: ENTRYPOINT_SCRIPT,
             serve: env_run_serve_script(),
         },
+        request.compression,
     )?;
     let mut labels = BTreeMap::new();
     labels.insert("io.pyfunc-env.env-key".to_string(), request.key.clone());

@@ -94,26 +94,60 @@ fn tar_header(kind: tar::EntryType, mode: u32, size: u64, mtime: u64) -> tar::He
     header
 }
 
+/// A `.pyc` of [`Source::Pyc`]: the file with `mtime` as its source mtime.
+pub(crate) fn pyc_bytes(path: &Path, mtime: u32) -> Result<Vec<u8>, PackError> {
+    let mut bytes = fs_err::read(path).map_err(io(path))?;
+    if let Some(field) = bytes.get_mut(8..12) {
+        field.copy_from_slice(&mtime.to_le_bytes());
+    }
+    Ok(bytes)
+}
+
 fn write_tar<W: Write>(plan: &Plan, writer: W, mtime: u64) -> Result<(Counts, W), PackError> {
+    write_tar_under(plan, writer, mtime, "")
+}
+
+/// Writes `plan` as a tar whose entries are under `root` (`opt/pyfunc-env/env`, its parent
+/// directories first; `""`: at the archive's root).
+pub(crate) fn write_tar_under<W: Write>(
+    plan: &Plan,
+    writer: W,
+    mtime: u64,
+    root: &str,
+) -> Result<(Counts, W), PackError> {
     let mut builder = tar::Builder::new(writer);
     let mut counts = Counts::default();
     let err = |path: &str| {
         let path = PathBuf::from(path);
         move |source| PackError::Io { path, source }
     };
+    let mut parent = String::new();
+    for part in root.split('/').filter(|p| !p.is_empty()) {
+        parent.push_str(part);
+        parent.push('/');
+        let mut header = tar_header(tar::EntryType::Directory, 0o755, 0, mtime);
+        builder
+            .append_data(&mut header, &parent, std::io::empty())
+            .map_err(err(&parent))?;
+    }
+    let name = |path: &str| format!("{parent}{path}");
     for item in &plan.items {
         match &item.source {
             Source::Dir => {
                 let mut header = tar_header(tar::EntryType::Directory, item.mode, 0, mtime);
                 builder
-                    .append_data(&mut header, format!("{}/", item.path), std::io::empty())
+                    .append_data(
+                        &mut header,
+                        format!("{}/", name(&item.path)),
+                        std::io::empty(),
+                    )
                     .map_err(err(&item.path))?;
                 counts.directories += 1;
             }
             Source::Symlink(target) => {
                 let mut header = tar_header(tar::EntryType::Symlink, 0o777, 0, mtime);
                 builder
-                    .append_link(&mut header, &item.path, target)
+                    .append_link(&mut header, name(&item.path), target)
                     .map_err(err(&item.path))?;
                 counts.symlinks += 1;
             }
@@ -122,10 +156,24 @@ fn write_tar<W: Write>(plan: &Plan, writer: W, mtime: u64) -> Result<(Counts, W)
                 let size = file.metadata().map_err(io(path))?.len();
                 let mut header = tar_header(tar::EntryType::Regular, item.mode, size, mtime);
                 builder
-                    .append_data(&mut header, &item.path, file)
+                    .append_data(&mut header, name(&item.path), file)
                     .map_err(io(path))?;
                 counts.files += 1;
                 counts.bytes += size;
+            }
+            Source::Pyc(path, pyc_mtime) => {
+                let bytes = pyc_bytes(path, *pyc_mtime)?;
+                let mut header = tar_header(
+                    tar::EntryType::Regular,
+                    item.mode,
+                    bytes.len() as u64,
+                    mtime,
+                );
+                builder
+                    .append_data(&mut header, name(&item.path), bytes.as_slice())
+                    .map_err(io(path))?;
+                counts.files += 1;
+                counts.bytes += bytes.len() as u64;
             }
             Source::Bytes(bytes) => {
                 let mut header = tar_header(
@@ -135,7 +183,7 @@ fn write_tar<W: Write>(plan: &Plan, writer: W, mtime: u64) -> Result<(Counts, W)
                     mtime,
                 );
                 builder
-                    .append_data(&mut header, &item.path, bytes.as_slice())
+                    .append_data(&mut header, name(&item.path), bytes.as_slice())
                     .map_err(err(&item.path))?;
                 counts.files += 1;
                 counts.bytes += bytes.len() as u64;
@@ -227,7 +275,7 @@ fn write_zip<W: Write + std::io::Seek>(
                     add_zip_entry(&mut zip, &item.path, target, base, output, &mut counts)?;
                 }
             }
-            Source::File(_) | Source::Bytes(_) => {
+            Source::File(_) | Source::Bytes(_) | Source::Pyc(..) => {
                 add_zip_entry(&mut zip, &item.path, item, base, output, &mut counts)?;
             }
         }
@@ -289,6 +337,14 @@ fn add_zip_entry<W: Write + std::io::Seek>(
             zip.start_file(name, base.unix_permissions(item.mode))
                 .map_err(zip_err)?;
             zip.write_all(bytes).map_err(io(output))?;
+            counts.files += 1;
+            counts.bytes += bytes.len() as u64;
+        }
+        Source::Pyc(path, mtime) => {
+            let bytes = pyc_bytes(path, *mtime)?;
+            zip.start_file(name, base.unix_permissions(item.mode))
+                .map_err(zip_err)?;
+            zip.write_all(&bytes).map_err(io(output))?;
             counts.files += 1;
             counts.bytes += bytes.len() as u64;
         }

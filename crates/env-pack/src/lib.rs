@@ -368,6 +368,11 @@ pub struct PackOptions {
     pub format: Format,
     /// Compile bytecode into the archive (`unchecked-hash` `.pyc` files).
     pub compile: bool,
+    /// With `compile`: take the environment's own valid `.pyc` files, their recorded source
+    /// mtime made `mtime`, and compile only the sources without one. Only for an archive whose
+    /// mtimes are kept where it is extracted (an image layer): a timestamp-based `.pyc` is
+    /// stale once its source's mtime changes.
+    pub reuse_bytecode: bool,
     /// Keep `test`/`tests` directories under `lib/python3.X/`.
     pub keep_tests: bool,
     /// Distributions to leave out, by name (`pyspark`, `py4j`): their files per `RECORD` (pip)
@@ -499,6 +504,72 @@ fn pack_inner(
     destination: Option<&str>,
 ) -> Result<PackReport, PackError> {
     let start = Instant::now();
+    let (environment, plan, staging, scan_secs, compile_secs) =
+        prepare(prefix, options, destination)?;
+    let write_start = Instant::now();
+    let counts = archive::write(&plan, output, options)?;
+    drop(staging);
+    let archive_bytes = fs_err::metadata(output).map_err(io(output))?.len();
+    Ok(report(
+        &environment,
+        &plan,
+        options,
+        output,
+        archive_bytes,
+        &counts,
+        PackTimings {
+            scan: scan_secs,
+            compile: compile_secs,
+            write: secs(write_start),
+            total: secs(start),
+        },
+    ))
+}
+
+/// Packs like [`pack_for_destination`] as an uncompressed tar written to `writer`, every entry
+/// under `under` (`opt/pyfunc-env/env`, its parent directories first): an image's
+/// environment layer, compressed and hashed as it is written, with no archive on disk. The
+/// report's `output` is empty and `archive_bytes` counts file content.
+pub fn pack_for_destination_to<W: std::io::Write>(
+    prefix: &Path,
+    writer: W,
+    options: &PackOptions,
+    destination: &str,
+    under: &str,
+) -> Result<(PackReport, W), PackError> {
+    let start = Instant::now();
+    let (environment, plan, staging, scan_secs, compile_secs) =
+        prepare(prefix, options, Some(destination))?;
+    let write_start = Instant::now();
+    let (counts, writer) = archive::write_tar_under(&plan, writer, options.mtime, under)?;
+    drop(staging);
+    let report = report(
+        &environment,
+        &plan,
+        options,
+        Path::new(""),
+        counts.bytes,
+        &counts,
+        PackTimings {
+            scan: scan_secs,
+            compile: compile_secs,
+            write: secs(write_start),
+            total: secs(start),
+        },
+    );
+    Ok((report, writer))
+}
+
+type Prepared = (Environment, scan::Plan, Option<tempfile::TempDir>, f64, f64);
+
+/// Scans the environment and makes its bytecode: the plan of every entry, and the staging
+/// directory its compiled `.pyc` files are read from (held until the archive is written).
+fn prepare(
+    prefix: &Path,
+    options: &PackOptions,
+    destination: Option<&str>,
+) -> Result<Prepared, PackError> {
+    let start = Instant::now();
     let environment = inspect(prefix)?;
     let relocation = destination
         .map(|to| relocate::Relocation::new(&environment.root, &environment.canonical, to));
@@ -506,8 +577,14 @@ fn pack_inner(
     let scan_secs = secs(start);
 
     let compile_start = Instant::now();
-    // Held until the archive is written: the staged `.pyc` files are read from it.
-    let staging = if options.compile {
+    let staging = if options.compile && options.reuse_bytecode {
+        Some(compile::reuse(
+            &environment,
+            options,
+            relocation.as_ref(),
+            &mut plan,
+        )?)
+    } else if options.compile {
         let staging = compile::compile(&environment, options, relocation.as_ref(), &plan)?;
         plan.add_bytecode(&environment, staging.path())?;
         Some(staging)
@@ -523,15 +600,21 @@ fn pack_inner(
         plan.add_model(&environment, model)?;
     }
     plan.finish();
+    Ok((environment, plan, staging, scan_secs, compile_secs))
+}
 
-    let write_start = Instant::now();
-    let counts = archive::write(&plan, output, options)?;
-    drop(staging);
-    let archive_bytes = fs_err::metadata(output).map_err(io(output))?.len();
-    let format = options.format;
-    Ok(PackReport {
+fn report(
+    environment: &Environment,
+    plan: &scan::Plan,
+    options: &PackOptions,
+    output: &Path,
+    archive_bytes: u64,
+    counts: &archive::Counts,
+    timings: PackTimings,
+) -> PackReport {
+    PackReport {
         output: output.to_path_buf(),
-        format,
+        format: options.format,
         archive_bytes,
         unpacked_bytes: counts.bytes,
         files: counts.files,
@@ -544,11 +627,6 @@ fn pack_inner(
         excluded: plan.excluded.clone(),
         with_model: options.model.is_some(),
         warnings: plan.warnings.clone(),
-        timings: PackTimings {
-            scan: scan_secs,
-            compile: compile_secs,
-            write: secs(write_start),
-            total: secs(start),
-        },
-    })
+        timings,
+    }
 }

@@ -62,6 +62,7 @@ impl PackPolicy {
         PackOptions {
             format: self.format,
             compile: self.compile,
+            reuse_bytecode: false,
             keep_tests: self.keep_tests,
             exclude_distributions: if self.spark.is_some() {
                 spark::PROVIDED_BY_SPARK

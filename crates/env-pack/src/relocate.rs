@@ -135,7 +135,7 @@ impl Relocation {
             let bytes = match &item.source {
                 Source::File(path) => fs_err::read(path).map_err(io(path))?,
                 Source::Bytes(bytes) => bytes.clone(),
-                Source::Dir | Source::Symlink(_) => continue,
+                Source::Dir | Source::Symlink(_) | Source::Pyc(..) => continue,
             };
             let fixed = if is_record {
                 self.fix_record(item, &bytes, &rewritten)

@@ -14,6 +14,10 @@ pub(crate) enum Source {
     File(PathBuf),
     Bytes(Vec<u8>),
     Symlink(PathBuf),
+    /// The environment's own timestamp-based `.pyc` of a source that is archived unchanged,
+    /// with the source mtime in its header replaced by the archive's (the source's mtime in
+    /// the archive): valid wherever the archive's mtimes are kept (an image layer).
+    Pyc(PathBuf, u32),
 }
 
 /// One archive entry.
@@ -45,7 +49,12 @@ impl Plan {
         let files: BTreeSet<String> = self
             .items
             .iter()
-            .filter(|i| matches!(i.source, Source::File(_) | Source::Bytes(_)))
+            .filter(|i| {
+                matches!(
+                    i.source,
+                    Source::File(_) | Source::Bytes(_) | Source::Pyc(..)
+                )
+            })
             .map(|i| i.path.clone())
             .collect();
         let mut dirs: BTreeSet<String> = BTreeSet::new();

@@ -488,6 +488,39 @@ fn pypi_image_of_the_sklearn_model_pushes_runs_and_scores_like_mlflow() {
         report["config"]["digest"].as_str().unwrap()
     );
     run_and_score(&target, &["--read-only", "--user", "4242"]);
+    // Every module the model's server imports comes from valid bytecode in the layer (the
+    // environment's own, made valid for the layer's mtimes, or compiled for it): none is
+    // compiled from source at each start, which a read-only root could not even cache.
+    let verbose = checked(podman().args([
+        "run",
+        "--rm",
+        "--read-only",
+        "--user",
+        "4242",
+        "--entrypoint",
+        "/opt/pyfunc-env/env/bin/python",
+        &target,
+        "-v",
+        "-c",
+        "import mlflow.pyfunc.scoring_server, sklearn.linear_model",
+    ]));
+    let verbose = String::from_utf8_lossy(&verbose.stderr);
+    let from_bytecode = verbose
+        .lines()
+        .filter(|l| l.contains(" matches /opt/"))
+        .count();
+    let from_source: Vec<&str> = verbose
+        .lines()
+        .filter(|l| {
+            l.contains("bytecode is stale")
+                || (l.starts_with("# code object from") && !l.trim_end().ends_with(".pyc'"))
+        })
+        .collect();
+    assert!(
+        from_bytecode > 1000,
+        "{from_bytecode} modules from bytecode"
+    );
+    assert!(from_source.is_empty(), "{from_source:#?}");
 
     // The same inputs again: the same image digest; nothing uploaded, the environment layer
     // from the cache.
@@ -537,6 +570,66 @@ fn pypi_image_of_the_sklearn_model_pushes_runs_and_scores_like_mlflow() {
     expected.sort();
     assert_eq!(new, expected);
     assert!(base_blobs.is_subset(&before));
+
+    // `--compression zstd`: tar+zstd environment and model layers, the same digest when
+    // written again from scratch, and podman pulls and runs the image.
+    let zstd_target = format!("{host}/sklearn-iris:zstd");
+    let mut zstd_digests = Vec::new();
+    for _ in 0..2 {
+        let _ = fs_err::remove_dir_all(ctx.cache_dir.join("images-v1/env-layers"));
+        let zstd = json(&image(
+            &ctx,
+            &model,
+            &[
+                "-t",
+                &zstd_target,
+                "--base",
+                &base,
+                "--push",
+                "--json",
+                "--compression",
+                "zstd",
+            ],
+        ));
+        assert_eq!(zstd["env_layer_cached"], false);
+        let types: Vec<(&str, &str)> = zstd["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l["role"].as_str().unwrap(),
+                    l["media_type"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("base", "application/vnd.oci.image.layer.v1.tar+gzip"),
+                ("environment", "application/vnd.oci.image.layer.v1.tar+zstd"),
+                ("model", "application/vnd.oci.image.layer.v1.tar+zstd"),
+            ]
+        );
+        // Not the gzip image's layers: the same tar (diff_id), compressed otherwise.
+        assert_eq!(zstd["layers"][1]["diff_id"], report["layers"][1]["diff_id"]);
+        assert_ne!(zstd["layers"][1]["digest"], report["layers"][1]["digest"]);
+        zstd_digests.push(zstd["digest"].as_str().unwrap().to_string());
+    }
+    assert_eq!(zstd_digests[0], zstd_digests[1]);
+    let _zstd_pulled = PodmanImage(zstd_target.clone());
+    checked(podman().args(["pull", "--quiet", "--tls-verify=false", &zstd_target]));
+    let imported = checked(podman().args([
+        "run",
+        "--rm",
+        "--read-only",
+        "--entrypoint",
+        "/opt/pyfunc-env/env/bin/python",
+        &zstd_target,
+        "-c",
+        "import sklearn, mlflow; print(mlflow.__version__)",
+    ]));
+    assert_eq!(String::from_utf8_lossy(&imported.stdout).trim(), "3.17.2");
     let _ = stderr(&output);
 }
 

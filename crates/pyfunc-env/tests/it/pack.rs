@@ -475,6 +475,7 @@ fn absolute_runpaths_and_symlinks_are_refused() {
     let options = env_pack::PackOptions {
         format: env_pack::Format::TarGz,
         compile: false,
+        reuse_bytecode: false,
         keep_tests: false,
         exclude_distributions: Vec::new(),
         model: None,
