@@ -18,7 +18,9 @@ const JOB: &str = include_str!("spark_udf/job.py");
 /// 2.3.3) scored in one `DataFrame` give what MLflow's `spark_udf(env_manager="uv")` gives on the
 /// same rows and what `mlflow models predict` gave (the fixtures' expected outputs), with the
 /// columns as arguments, a struct input and an array result type; a scoring process killed
-/// during a job fails its task, which Spark retries, and the answer is still right; the
+/// during a job fails its task, which Spark retries, and the answer is still right; each
+/// environment and model is unpacked once per node into the executors' cache (`spark-v1/`),
+/// reused by later UDFs, and unpacked again when a killed unpack left it incomplete; the
 /// driver-side errors come at UDF creation.
 #[test]
 #[expect(
@@ -156,7 +158,11 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
             .as_array()
             .unwrap()
             .iter()
-            .filter(|line| line.as_str().unwrap().contains(&format!(" {name} unpacked ")))
+            .filter(|line| {
+                line.as_str()
+                    .unwrap()
+                    .contains(&format!(" {name} unpacked "))
+            })
             .count()
     };
     let first = &result["node_cache_first"];
@@ -171,11 +177,11 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
     }
     assert_eq!(first["tmp"], serde_json::json!([]), "{first:#}");
     // Then the second UDFs: what was intact is reused (the same directory, no new unpack);
-    // the environment without its marker and the model left only as a temporary directory
+    // the model directory without its marker and the one left only as a temporary directory
     // are unpacked again, and the leftovers are gone.
     for (model, what, unpacked_again) in [
-        ("mlflow_3_17", "env", true),
-        ("mlflow_3_17", "model", false),
+        ("mlflow_3_17", "env", false),
+        ("mlflow_3_17", "model", true),
         ("mlflow_2_22", "env", false),
         ("mlflow_2_22", "model", true),
     ] {
@@ -189,7 +195,10 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
             "{context}"
         );
         if !unpacked_again {
-            assert_eq!(second["dirs"][key]["inode"], first["dirs"][key]["inode"], "{context}");
+            assert_eq!(
+                second["dirs"][key]["inode"], first["dirs"][key]["inode"],
+                "{context}"
+            );
         }
     }
     assert_eq!(second["tmp"], serde_json::json!([]), "{second:#}");
