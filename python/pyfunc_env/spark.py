@@ -146,7 +146,8 @@ def _is_spark_connect(spark):
 def _ship(spark, path, name):
     """Ships the archive at `path` to every executor (once per session).
 
-    A classic session ships the file itself (`SparkContext.addFile`): the executors unpack it
+    A classic session ships the file itself (`SparkContext.addFile`, under a name Spark does
+    not untar): the executors unpack it
     once per node into their pyfunc-env cache (`_spark_executor.unpack_once`), and the driver
     does not unpack it at all. `SparkContext.addArchive` would unpack it on the driver and on
     every executor of every application: about 700 MiB written each time for the sklearn
@@ -168,8 +169,24 @@ def _ship(spark, path, name):
         shipped = set()
         context._pyfunc_env_shipped = shipped
     if name not in shipped:
-        context.addFile(path)
+        context.addFile(_ship_link(path, name))
         shipped.add(name)
+
+
+def _ship_link(path, name):
+    """A symlink to `path` whose name does not end in `.tar.gz`.
+
+    Spark's `addFile` untars every `.tar`, `.tar.gz` and `.tgz` file where it fetches it: on
+    the driver and on each executor (`Utils.fetchFile`), which is the cost this avoids. Spark
+    follows the link when it serves and copies the file."""
+    link = os.path.join(_spark_temp_dir(), name + ".pyfunc-env-archive")
+    if os.path.realpath(link) != os.path.realpath(path):
+        temporary = "%s.%d.tmp" % (link, os.getpid())
+        if os.path.lexists(temporary):
+            os.remove(temporary)
+        os.symlink(os.path.abspath(path), temporary)
+        os.replace(temporary, link)
+    return link
 
 
 def _archive_name(path):
@@ -313,9 +330,9 @@ def spark_udf(
         "udf_id": uuid.uuid4().hex,
         "model_uri": str(model_uri),
         "env_archive_name": env_name,
-        "env_archive_file": os.path.basename(packed["archive"]),
+        "env_archive_file": env_name + ".pyfunc-env-archive",
         "model_archive_name": model_name,
-        "model_archive_file": os.path.basename(model_path),
+        "model_archive_file": model_name + ".pyfunc-env-archive",
         "python_minor": packed["python_minor"],
         "worker_source": _source("_spark_worker.py"),
         "worker_config": json.dumps(

@@ -165,6 +165,32 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
             })
             .count()
     };
+    let fetched = result["fetched"].as_object().unwrap();
+    assert!(fetched.len() >= 2, "{fetched:#?}");
+    for (place, entries) in fetched {
+        let entries: Vec<&str> = entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        for unpacked in ["bin", "lib", "MLmodel"] {
+            assert!(
+                !entries.contains(&unpacked),
+                "Spark unpacked a shipped archive in the {place}: {entries:?}"
+            );
+        }
+        // Each executor fetched what the tasks it ran needed; the driver has every file.
+        if place == "driver" {
+            for model in ["mlflow_3_17", "mlflow_2_22"] {
+                for what in ["env", "model"] {
+                    let name = names[model][what].as_str().unwrap();
+                    let file = format!("{name}.pyfunc-env-archive");
+                    assert!(entries.contains(&file.as_str()), "{place}: {entries:?}");
+                }
+            }
+        }
+    }
     let first = &result["node_cache_first"];
     let second = &result["node_cache_second"];
     for model in ["mlflow_3_17", "mlflow_2_22"] {

@@ -93,6 +93,17 @@ result["columns"] = {
 }
 timing("comparison job")
 
+# What Spark itself put where it fetches shipped files (the driver's SparkFiles root, each
+# executor's directory): the archives as files, nothing unpacked (Spark untars a `.tar.gz`
+# given to `addFile`).
+import pyspark
+from pyspark import SparkFiles
+
+app_dir = os.path.join(os.path.dirname(pyspark.__file__), "work", spark.sparkContext.applicationId)
+result["fetched"] = {"driver": sorted(os.listdir(SparkFiles.getRootDirectory()))}
+for executor in sorted(os.listdir(app_dir)) if os.path.isdir(app_dir) else []:
+    result["fetched"]["executor " + executor] = sorted(os.listdir(os.path.join(app_dir, executor)))
+
 
 def node_cache():
     """What the executors unpacked: each directory's inode and marker, leftovers, the log."""
