@@ -21,6 +21,8 @@ import hashlib
 import json
 import logging
 import os
+import pathlib
+import re
 import subprocess
 import tarfile
 import tempfile
@@ -169,7 +171,9 @@ def _ship(spark, path, name):
         shipped = set()
         context._pyfunc_env_shipped = shipped
     if name not in shipped:
-        context.addFile(_ship_link(path, name))
+        # A `file:` URI: given a plain path, Spark resolves the symlink (`getCanonicalFile`)
+        # and ships the `.tar.gz` under its own name.
+        context.addFile(pathlib.Path(_ship_link(path, name)).as_uri())
         shipped.add(name)
 
 
@@ -179,7 +183,7 @@ def _ship_link(path, name):
     Spark's `addFile` untars every `.tar`, `.tar.gz` and `.tgz` file where it fetches it: on
     the driver and on each executor (`Utils.fetchFile`), which is the cost this avoids. Spark
     follows the link when it serves and copies the file."""
-    link = os.path.join(_spark_temp_dir(), name + ".pyfunc-env-archive")
+    link = os.path.join(_spark_temp_dir(), _shipped_file(name))
     if os.path.realpath(link) != os.path.realpath(path):
         temporary = "%s.%d.tmp" % (link, os.getpid())
         if os.path.lexists(temporary):
@@ -187,6 +191,11 @@ def _ship_link(path, name):
         os.symlink(os.path.abspath(path), temporary)
         os.replace(temporary, link)
     return link
+
+
+def _shipped_file(name):
+    """The name the archive `name` has where Spark fetches it (no `+`, no `.tar.gz`)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".pyfunc-env-archive"
 
 
 def _archive_name(path):
@@ -330,9 +339,9 @@ def spark_udf(
         "udf_id": uuid.uuid4().hex,
         "model_uri": str(model_uri),
         "env_archive_name": env_name,
-        "env_archive_file": env_name + ".pyfunc-env-archive",
+        "env_archive_file": _shipped_file(env_name),
         "model_archive_name": model_name,
-        "model_archive_file": model_name + ".pyfunc-env-archive",
+        "model_archive_file": _shipped_file(model_name),
         "python_minor": packed["python_minor"],
         "worker_source": _source("_spark_worker.py"),
         "worker_config": json.dumps(

@@ -185,7 +185,7 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
             for model in ["mlflow_3_17", "mlflow_2_22"] {
                 for what in ["env", "model"] {
                     let name = names[model][what].as_str().unwrap();
-                    let file = format!("{name}.pyfunc-env-archive");
+                    let file = format!("{}.pyfunc-env-archive", name.replace('+', "_"));
                     assert!(entries.contains(&file.as_str()), "{place}: {entries:?}");
                 }
             }
