@@ -68,22 +68,166 @@ def _describe_exit(code):
     return "exited with code %d" % code
 
 
+# --- The node-local cache: each shipped archive (environment or model) is unpacked once per
+# node, not once per application and executor as `SparkContext.addArchive` does. Spark ships the
+# archive as a plain file (`addFile`); the first Python worker of a node that needs it unpacks
+# it into `<pyfunc-env cache>/spark-v1/<name>/` under a per-name lock, into a temporary directory
+# renamed into place once complete (a marker file written last inside it), so a killed unpack
+# leaves nothing that a later worker trusts. Later workers, UDFs and applications on that node
+# find the directory and skip the unpack.
+
+# Written last into an unpacked directory, before it is renamed into place.
+_COMPLETE_MARKER = ".pyfunc-env-unpacked"
+_NODE_BUCKET = "spark-v1"
+_CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by pyfunc-env.\n"
+    "# For information about cache directory tags see https://bford.info/cachedir/\n"
+)
+
+
+def node_cache_dir():
+    """Where this node keeps unpacked archives: the pyfunc-env cache of the executor's user.
+
+    `PYFUNC_ENV_CACHE_DIR` (e.g. `spark.executorEnv.PYFUNC_ENV_CACHE_DIR`), else
+    `$XDG_CACHE_HOME/pyfunc-env`, else `~/.cache/pyfunc-env`, as the pyfunc-env CLI resolves it,
+    so `pyfunc-env cache clean` on the node removes it.
+    """
+    root = os.environ.get("PYFUNC_ENV_CACHE_DIR")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "pyfunc-env")
+    return os.path.join(os.path.abspath(root), _NODE_BUCKET)
+
+
+def _complete(path):
+    return os.path.isfile(os.path.join(path, _COMPLETE_MARKER))
+
+
+def _extract(archive, target):
+    """Extracts a .tar.gz into `target` (a new, empty directory) the way Spark's `addArchive`
+    does (GNU tar), falling back to Python's tarfile where no `tar` is on PATH."""
+    import shutil
+
+    tar = shutil.which("tar")
+    if tar:
+        result = subprocess.run(
+            [tar, "--no-same-owner", "-xzf", archive, "-C", target],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        if result.returncode != 0:
+            raise ScoringProcessError(
+                "Failed to unpack `%s` into `%s` (tar exited with %d): %s"
+                % (archive, target, result.returncode, result.stderr.decode("utf-8", "replace").strip())
+            )
+        return
+    import tarfile
+
+    with tarfile.open(archive) as opened:
+        if hasattr(tarfile, "data_filter"):
+            opened.extractall(target, filter="data")
+        else:
+            opened.extractall(target)
+
+
+def unpack_once(archive, cache, name):
+    """The complete directory `cache/name`, unpacked from `archive` unless already there."""
+    import fcntl
+    import json
+    import shutil
+    import socket
+    import time
+
+    target = os.path.join(cache, name)
+    if _complete(target):
+        return target
+    os.makedirs(cache, exist_ok=True)
+    tag = os.path.join(os.path.dirname(cache), "CACHEDIR.TAG")
+    if not os.path.exists(tag):
+        try:
+            with open(tag, "w") as f:
+                f.write(_CACHEDIR_TAG)
+        except OSError:
+            pass
+    stale = []
+    with open(os.path.join(cache, name + ".lock"), "a+b") as lock:
+        # Two Python workers of this node (or two executors sharing it) unpack once: the second
+        # waits here, then finds the directory complete.
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        if _complete(target):
+            return target
+        # Under the lock nobody else writes for this name: what is there is left by a killed
+        # unpack (a temporary directory, or a directory without the marker), never trusted.
+        prefix = ".tmp-%s-" % name
+        for entry in os.listdir(cache):
+            if entry.startswith(prefix):
+                stale.append(os.path.join(cache, entry))
+        if os.path.lexists(target):
+            aside = os.path.join(cache, "%sstale-%d" % (prefix, os.getpid()))
+            os.rename(target, aside)
+            stale.append(aside)
+        temporary = os.path.join(cache, "%s%d" % (prefix, os.getpid()))
+        os.makedirs(temporary)
+        started = time.time()
+        try:
+            _extract(archive, temporary)
+            seconds = time.time() - started
+            size = os.path.getsize(archive)
+            with open(os.path.join(temporary, _COMPLETE_MARKER), "w") as f:
+                json.dump({"archive": os.path.basename(archive), "archive_bytes": size,
+                           "seconds": round(seconds, 1)}, f)
+            os.rename(temporary, target)
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
+        try:
+            with open(os.path.join(cache, "unpack.log"), "a") as log:
+                log.write("%s %s unpacked %.1f MiB in %.1fs (pid %d on %s)\n" % (
+                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), name,
+                    size / 1048576.0, seconds, os.getpid(), socket.gethostname()))
+        except OSError:
+            pass
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return target
+
+
+def shipped_dir(root, name, file_name, config):
+    """The directory of a shipped archive on this executor.
+
+    `root` is the SparkFiles root: Spark Connect's `addArtifacts(..., archive=True)` unpacks the
+    archive there as `name`; `spark_udf` on a classic session ships the file itself
+    (`file_name`), which is unpacked once per node into the node-local cache."""
+    unpacked = os.path.join(root, name)
+    if os.path.isdir(unpacked):
+        return unpacked
+    archive = os.path.join(root, file_name)
+    if not os.path.isfile(archive):
+        raise ScoringProcessError(
+            "The archive `%s` of model `%s` is not on this executor: `%s` does not exist (SparkFiles "
+            "root `%s`). pyfunc_env.spark_udf ships it with SparkContext.addFile when the UDF is "
+            "created; create the UDF with the SparkSession that runs this job."
+            % (file_name, config["model_uri"], archive, root)
+        )
+    return unpack_once(archive, node_cache_dir(), name)
+
+
 class ScoringProcess:
     """One model's scoring process in this Python worker."""
 
     def __init__(self, config, root):
         self.config = config
-        env_dir = os.path.join(root, config["env_archive_name"])
-        model_dir = os.path.join(root, config["model_archive_name"])
+        env_dir = shipped_dir(root, config["env_archive_name"], config["env_archive_file"], config)
+        model_dir = shipped_dir(
+            root, config["model_archive_name"], config["model_archive_file"], config
+        )
         python = os.path.join(env_dir, "bin", "python" + config["python_minor"])
-        for what, path in (("environment", python), ("model", model_dir)):
-            if not os.path.exists(path):
-                raise ScoringProcessError(
-                    "The %s of model `%s` is not on this executor: `%s` does not exist (SparkFiles "
-                    "root `%s`). pyfunc_env.spark_udf ships it with SparkContext.addArchive when the "
-                    "UDF is created; create the UDF with the SparkSession that runs this job."
-                    % (what, config["model_uri"], path, root)
-                )
+        if not os.path.exists(python):
+            raise ScoringProcessError(
+                "The environment of model `%s` has no `%s`: the archive `%s` is not an "
+                "environment packed by pyfunc-env" % (config["model_uri"], python, config["env_archive_file"])
+            )
         environment = dict(os.environ)
         # The executor's PYTHONPATH holds pyspark.zip and py4j: not the model's business.
         for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV"):
@@ -112,6 +256,12 @@ class ScoringProcess:
             target=self._forward_stderr, name="pyfunc-env-stderr", daemon=True
         )
         self.stderr_thread.start()
+        # The model loads while the first batch is converted; `predict` waits for it.
+        self.ready = False
+
+    def wait_ready(self):
+        if self.ready:
+            return
         kind, body = self._receive()
         if kind == b"E":
             self.close()
@@ -119,6 +269,7 @@ class ScoringProcess:
                 "The scoring process of %s failed to load it:\n%s"
                 % (self.label, body.decode("utf-8", "replace"))
             )
+        self.ready = True
 
     def _forward_stderr(self):
         for line in iter(self.process.stderr.readline, b""):
@@ -168,6 +319,7 @@ class ScoringProcess:
         writer.write_table(table)
         writer.close()
         payload = sink.getvalue().to_pybytes()
+        self.wait_ready()
         try:
             self.process.stdin.write(struct.pack(">Q", len(payload)))
             self.process.stdin.write(payload)
@@ -395,13 +547,13 @@ def input_frame(args, input_names):
 
 def score(iterator, config, result_type):
     """The body of the pandas UDF (iterator form)."""
-    process = None
+    # Started before the first batch arrives, so that the model loads (and on a new node, the
+    # environment unpacks) while Spark computes and converts that batch.
+    process = scoring_process(config)
     for batch in iterator:
         args = (batch,) if isinstance(batch, (pandas.Series, pandas.DataFrame)) else tuple(batch)
         if len(args[0]) == 0:
             continue
-        if process is None:
-            process = scoring_process(config)
         frame = input_frame(list(args), config["input_names"])
         try:
             predictions = process.predict(frame)

@@ -8,18 +8,21 @@ Changing the import is the whole migration::
 
 On the driver, the pyfunc-env binary resolves the model URI, ensures its environment (local
 cache, remote cache or a build) and packs it once per environment key into the cache
-(``pack --for spark --cached``); the archive and the model are shipped with
-``SparkContext.addArchive``. On the executors, which need only pyspark, pandas and pyarrow, each
-Python worker starts one scoring process from the shipped environment per UDF and streams
-batches to it as Arrow IPC over a pipe, so the model's dependencies never meet the executor's
-Python and UDFs of models with conflicting environments can run in one DataFrame. See
-docs/guides/spark.md.
+(``pack --for spark --cached``); the archive and the model are shipped as files
+(``SparkContext.addFile``) and unpacked once per node into the executors' pyfunc-env cache
+(``spark-v1/``), where later applications find them. On the executors, which need only
+pyspark, pandas and pyarrow, each Python worker starts one scoring process from the unpacked
+environment per UDF and streams batches to it as Arrow IPC over a pipe, so the model's
+dependencies never meet the executor's Python and UDFs of models with conflicting environments
+can run in one DataFrame. See docs/guides/spark.md.
 """
 
 import hashlib
 import json
 import logging
 import os
+import pathlib
+import re
 import subprocess
 import tarfile
 import tempfile
@@ -72,7 +75,24 @@ def _pack(model_uri, env_manager, pyfunc_env_args):
     return json.loads(result.stdout)
 
 
-def _model_info(packed, model_uri):
+def _spark_temp_dir():
+    directory = os.path.join(tempfile.gettempdir(), "pyfunc-env-spark")
+    os.makedirs(directory, exist_ok=True)
+    return directory
+
+
+def _model_info(packed, model_uri, model_name):
+    # What the environment's mlflow says of the model (signature, versions), kept per model
+    # digest and environment: reading it starts the environment's Python and imports mlflow,
+    # about 2 s of every UDF creation otherwise.
+    cached = os.path.join(
+        _spark_temp_dir(), "%s-%s.info.json" % (model_name, os.path.basename(packed["archive"]))
+    )
+    try:
+        with open(cached, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        pass
     python = os.path.join(packed["prefix"], "bin", "python" + packed["python_minor"])
     result = _run(
         [python, "-c", _source("_spark_model_info.py"), packed["model"]],
@@ -92,6 +112,10 @@ def _model_info(packed, model_uri):
             "to the model's requirements, or pass `pyfunc_env_args=[\"--install-mlflow\"]`"
             % model_uri
         )
+    temporary = "%s.%d.tmp" % (cached, os.getpid())
+    with open(temporary, "w", encoding="utf-8") as f:
+        json.dump(info, f)
+    os.replace(temporary, cached)
     return info
 
 
@@ -107,9 +131,7 @@ def _model_archive(model_dir, model_uri):
             entries.append((os.path.relpath(path, model_dir), stat.st_size, stat.st_mtime_ns))
     digest.update(json.dumps(entries).encode())
     name = "pyfunc-env-model-" + digest.hexdigest()[:32]
-    directory = os.path.join(tempfile.gettempdir(), "pyfunc-env-spark")
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, name + ".tar.gz")
+    path = os.path.join(_spark_temp_dir(), name + ".tar.gz")
     if not os.path.exists(path):
         temporary = "%s.%d.tmp" % (path, os.getpid())
         with tarfile.open(temporary, "w:gz", compresslevel=1) as archive:
@@ -124,7 +146,14 @@ def _is_spark_connect(spark):
 
 
 def _ship(spark, path, name):
-    """Ships the archive at `path` to every executor, unpacked into `name` (once per session)."""
+    """Ships the archive at `path` to every executor (once per session).
+
+    A classic session ships the file itself (`SparkContext.addFile`, under a name Spark does
+    not untar): the executors unpack it
+    once per node into their pyfunc-env cache (`_spark_executor.unpack_once`), and the driver
+    does not unpack it at all. `SparkContext.addArchive` would unpack it on the driver and on
+    every executor of every application: about 700 MiB written each time for the sklearn
+    environment."""
     if _is_spark_connect(spark):
         # Spark Connect: the session's artifacts are unpacked into the session's directory,
         # which is where the Python workers of an isolated session start (not tested here).
@@ -142,8 +171,36 @@ def _ship(spark, path, name):
         shipped = set()
         context._pyfunc_env_shipped = shipped
     if name not in shipped:
-        context.addArchive("%s#%s" % (path, name))
+        # A `file:` URI: given a plain path, Spark resolves the symlink (`getCanonicalFile`)
+        # and ships the `.tar.gz` under its own name.
+        context.addFile(pathlib.Path(_ship_link(path, name)).as_uri())
         shipped.add(name)
+
+
+def _ship_link(path, name):
+    """A symlink to `path` whose name does not end in `.tar.gz`.
+
+    Spark's `addFile` untars every `.tar`, `.tar.gz` and `.tgz` file where it fetches it: on
+    the driver and on each executor (`Utils.fetchFile`), which is the cost this avoids. Spark
+    follows the link when it serves and copies the file."""
+    link = os.path.join(_spark_temp_dir(), _shipped_file(name))
+    if os.path.realpath(link) != os.path.realpath(path):
+        temporary = "%s.%d.tmp" % (link, os.getpid())
+        if os.path.lexists(temporary):
+            os.remove(temporary)
+        os.symlink(os.path.abspath(path), temporary)
+        os.replace(temporary, link)
+    return link
+
+
+def _shipped_file(name):
+    """The name the archive `name` has where Spark fetches it (no `+`, no `.tar.gz`)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".pyfunc-env-archive"
+
+
+def _archive_name(path):
+    name = os.path.basename(path)
+    return name[: -len(".tar.gz")] if name.endswith(".tar.gz") else name
 
 
 def _check_result_type(data_type):
@@ -269,12 +326,12 @@ def spark_udf(
     from pyfunc_env import _spark_executor
 
     packed = _pack(model_uri, env_manager, pyfunc_env_args)
-    info = _model_info(packed, model_uri)
+    model_path, model_name = _model_archive(packed["model"], model_uri)
+    info = _model_info(packed, model_uri, model_name)
     result_type = _result_type(result_type, info)
 
-    env_name = "pyfunc-env-" + packed["key"]
+    env_name = _archive_name(packed["archive"])
     _ship(spark, packed["archive"], env_name)
-    model_path, model_name = _model_archive(packed["model"], model_uri)
     _ship(spark, model_path, model_name)
 
     inputs = info.get("inputs")
@@ -282,7 +339,9 @@ def spark_udf(
         "udf_id": uuid.uuid4().hex,
         "model_uri": str(model_uri),
         "env_archive_name": env_name,
+        "env_archive_file": _shipped_file(env_name),
         "model_archive_name": model_name,
+        "model_archive_file": _shipped_file(model_name),
         "python_minor": packed["python_minor"],
         "worker_source": _source("_spark_worker.py"),
         "worker_config": json.dumps(

@@ -59,6 +59,9 @@ pub const IMAGES_BUCKET: &str = "images-v1";
 pub const STORE_BUCKET: &str = "store-v1";
 /// Archives of environments packed for Spark (`pack --cached`, `pyfunc_env.spark_udf`), by key.
 pub const PACKS_BUCKET: &str = "packs-v1";
+/// Environments and models of `pyfunc_env.spark_udf` unpacked on a Spark node, by archive name
+/// (written by the UDF's executor code in Python, not by this crate; see `docs/guides/spark.md`).
+pub const SPARK_BUCKET: &str = "spark-v1";
 /// Staging area (same filesystem as the buckets, so renames are atomic).
 pub const TMP_DIR: &str = "tmp";
 /// Every bucket this version knows; `cache prune` removes the others.
@@ -73,6 +76,7 @@ pub const KNOWN_BUCKETS: &[&str] = &[
     IMAGES_BUCKET,
     STORE_BUCKET,
     PACKS_BUCKET,
+    SPARK_BUCKET,
     TMP_DIR,
 ];
 

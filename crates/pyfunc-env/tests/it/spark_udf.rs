@@ -18,7 +18,9 @@ const JOB: &str = include_str!("spark_udf/job.py");
 /// 2.3.3) scored in one `DataFrame` give what MLflow's `spark_udf(env_manager="uv")` gives on the
 /// same rows and what `mlflow models predict` gave (the fixtures' expected outputs), with the
 /// columns as arguments, a struct input and an array result type; a scoring process killed
-/// during a job fails its task, which Spark retries, and the answer is still right; the
+/// during a job fails its task, which Spark retries, and the answer is still right; each
+/// environment and model is unpacked once per node into the executors' cache (`spark-v1/`),
+/// reused by later UDFs, and unpacked again when a killed unpack left it incomplete; the
 /// driver-side errors come at UDF creation.
 #[test]
 #[expect(
@@ -51,6 +53,7 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
         "missing": ctx.path().join("no-such-model"),
         "unpackable": system_venv_model(&ctx),
         "no_mlflow": no_mlflow,
+        "node_cache": ctx.path().join("node-cache"),
     });
     let job = ctx.path().join("job.py");
     fs_err::write(&job, JOB).unwrap();
@@ -145,6 +148,87 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
     );
     let after: Vec<Vec<i64>> = (0..60).map(|i| vec![expected[i % 6]]).collect();
     assert_eq!(result["after_kill"], serde_json::json!(after));
+
+    // 2b. The node-local cache: both executors needed both environments and both models, and
+    // each was unpacked once (the lock), complete, with nothing half-written left over.
+    let names = &result["names"];
+    let unpacks = |state: &serde_json::Value, name: &serde_json::Value| {
+        let name = name.as_str().unwrap();
+        state["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|line| {
+                line.as_str()
+                    .unwrap()
+                    .contains(&format!(" {name} unpacked "))
+            })
+            .count()
+    };
+    let fetched = result["fetched"].as_object().unwrap();
+    assert!(fetched.len() >= 2, "{fetched:#?}");
+    for (place, entries) in fetched {
+        let entries: Vec<&str> = entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        for unpacked in ["bin", "lib", "MLmodel"] {
+            assert!(
+                !entries.contains(&unpacked),
+                "Spark unpacked a shipped archive in the {place}: {entries:?}"
+            );
+        }
+        // Each executor fetched what the tasks it ran needed; the driver has every file.
+        if place == "driver" {
+            for model in ["mlflow_3_17", "mlflow_2_22"] {
+                for what in ["env", "model"] {
+                    let name = names[model][what].as_str().unwrap();
+                    let file = format!("{}.pyfunc-env-archive", name.replace('+', "_"));
+                    assert!(entries.contains(&file.as_str()), "{place}: {entries:?}");
+                }
+            }
+        }
+    }
+    let first = &result["node_cache_first"];
+    let second = &result["node_cache_second"];
+    for model in ["mlflow_3_17", "mlflow_2_22"] {
+        for what in ["env", "model"] {
+            let name = &names[model][what];
+            let dir = &first["dirs"][name.as_str().unwrap()];
+            assert_eq!(dir["complete"], true, "{model} {what}: {first:#}");
+            assert_eq!(unpacks(first, name), 1, "{model} {what}: {first:#}");
+        }
+    }
+    assert_eq!(first["tmp"], serde_json::json!([]), "{first:#}");
+    // Then the second UDFs: what was intact is reused (the same directory, no new unpack);
+    // the model directory without its marker and the one left only as a temporary directory
+    // are unpacked again, and the leftovers are gone.
+    for (model, what, unpacked_again) in [
+        ("mlflow_3_17", "env", false),
+        ("mlflow_3_17", "model", true),
+        ("mlflow_2_22", "env", false),
+        ("mlflow_2_22", "model", true),
+    ] {
+        let name = &names[model][what];
+        let key = name.as_str().unwrap();
+        let context = format!("{model} {what}: {first:#} then {second:#}");
+        assert_eq!(second["dirs"][key]["complete"], true, "{context}");
+        assert_eq!(
+            unpacks(second, name),
+            if unpacked_again { 2 } else { 1 },
+            "{context}"
+        );
+        if !unpacked_again {
+            assert_eq!(
+                second["dirs"][key]["inode"], first["dirs"][key]["inode"],
+                "{context}"
+            );
+        }
+    }
+    assert_eq!(second["tmp"], serde_json::json!([]), "{second:#}");
+    assert_eq!(result["second_after_damage"], serde_json::json!(after));
 
     // 3. Driver-side errors, one each, at UDF creation.
     let errors = &result["errors"];

@@ -1,7 +1,8 @@
 """The driver of the `spark_udf` tests: one local-cluster session, several jobs, one JSON result.
 
 argv[1] is a JSON object: `models` (name -> model dir), `input` (a dataframe_split file),
-`pyfunc_env_args`, `unpackable` and `no_mlflow` (model dirs for the driver-side errors).
+`pyfunc_env_args`, `unpackable` and `no_mlflow` (model dirs for the driver-side errors),
+`node_cache` (the executors' pyfunc-env cache, new and empty).
 """
 
 import json
@@ -35,6 +36,9 @@ spark = (
     .appName("pyfunc-env-spark-udf-test")
     .config("spark.ui.enabled", "false")
     .config("spark.sql.execution.arrow.maxRecordsPerBatch", "2")
+    # The executors' pyfunc-env cache, where they unpack what spark_udf ships: new for this
+    # test, while the driver's (the packed archives) is shared between runs.
+    .config("spark.executorEnv.PYFUNC_ENV_CACHE_DIR", config["node_cache"])
     .getOrCreate()
 )
 print("APP " + spark.sparkContext.applicationId, flush=True)
@@ -60,8 +64,10 @@ def plain(value):
 # (env_manager="uv") on the same rows: columns as arguments (names from the signature), a
 # struct input, and an array result type.
 selected = [col("row")]
+ours_by_model = {}
 for name, model in config["models"].items():
     ours = spark_udf(spark, model, env_manager="virtualenv", pyfunc_env_args=args)
+    ours_by_model[name] = ours
     ours_array = spark_udf(
         spark, model, result_type=ArrayType(DoubleType()), env_manager="virtualenv",
         pyfunc_env_args=args,
@@ -87,8 +93,63 @@ result["columns"] = {
 }
 timing("comparison job")
 
+# What Spark itself put where it fetches shipped files (the driver's SparkFiles root, each
+# executor's directory): the archives as files, nothing unpacked (Spark untars a `.tar.gz`
+# given to `addFile`).
+import pyspark
+from pyspark import SparkFiles
+
+app_dir = os.path.join(os.path.dirname(pyspark.__file__), "work", spark.sparkContext.applicationId)
+result["fetched"] = {"driver": sorted(os.listdir(SparkFiles.getRootDirectory()))}
+for executor in sorted(os.listdir(app_dir)) if os.path.isdir(app_dir) else []:
+    result["fetched"]["executor " + executor] = sorted(os.listdir(os.path.join(app_dir, executor)))
+
+
+def node_cache():
+    """What the executors unpacked: each directory's inode and marker, leftovers, the log."""
+    root = os.path.join(config["node_cache"], "spark-v1")
+    state = {"dirs": {}, "tmp": [], "log": []}
+    for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        path = os.path.join(root, entry)
+        if entry.startswith(".tmp-"):
+            state["tmp"].append(entry)
+        elif os.path.isdir(path):
+            state["dirs"][entry] = {
+                "inode": os.stat(path).st_ino,
+                "complete": os.path.isfile(os.path.join(path, ".pyfunc-env-unpacked")),
+            }
+    if os.path.isfile(os.path.join(root, "unpack.log")):
+        state["log"] = open(os.path.join(root, "unpack.log")).read().splitlines()
+    return state
+
+
+# Each environment and model was unpacked once on this node (two executors), into the node's
+# cache. Now leave what killed unpacks leave: the first model's directory without its
+# completion marker, next to a temporary directory; the second model's directory only as a
+# temporary one (killed before the rename). Neither may be trusted by the next UDFs. (The
+# models, not the environments: the same code, without writing 700 MiB again.)
+names = {
+    name: {
+        "env": os.path.basename(ours_by_model[name].metadata["environment"]["archive"])[: -len(".tar.gz")],
+        "model": ours_by_model[name].metadata["model_archive"],
+    }
+    for name in config["models"]
+}
+result["names"] = names
+result["node_cache_first"] = node_cache()
+spark_v1 = os.path.join(config["node_cache"], "spark-v1")
+first_name, second_name = list(config["models"])
+if result["node_cache_first"]["dirs"]:  # else the test fails on what it found
+    os.remove(os.path.join(spark_v1, names[first_name]["model"], ".pyfunc-env-unpacked"))
+    os.makedirs(os.path.join(spark_v1, ".tmp-%s-999999" % names[first_name]["model"], "half"))
+    os.rename(
+        os.path.join(spark_v1, names[second_name]["model"]),
+        os.path.join(spark_v1, ".tmp-%s-999998" % names[second_name]["model"]),
+    )
+timing("node cache")
+
 # 2. A scoring process killed during a job: the task fails with what the process left, Spark
-# retries it, and the answer is still right.
+# retries it, and the answer is still right. Next to it, a new UDF of the second model.
 first = next(iter(config["models"].values()))
 killed_udf = spark_udf(spark, first, env_manager="virtualenv", pyfunc_env_args=args)
 marker = ("pyfunc-env-udf=" + killed_udf.metadata["udf_id"]).encode()
@@ -118,11 +179,17 @@ killer.start()
 many = pd.concat([pdf] * 10, ignore_index=True)
 many["row"] = range(len(many))
 big = spark.createDataFrame(many).repartition(2)
-scored = sorted(big.select("row", killed_udf().alias("p")).collect(), key=lambda r: r.row)
+second_udf = spark_udf(spark, config["models"][second_name], env_manager="virtualenv", pyfunc_env_args=args)
+scored = sorted(
+    big.select("row", killed_udf().alias("p"), second_udf().alias("q")).collect(),
+    key=lambda r: r.row,
+)
 done.set()
 killer.join()
 result["killed"] = killed
 result["after_kill"] = [plain(r.p) for r in scored]
+result["second_after_damage"] = [plain(r.q) for r in scored]
+result["node_cache_second"] = node_cache()
 timing("job with a killed scoring process")
 
 # 3. Errors on the driver, when the UDF is created.
