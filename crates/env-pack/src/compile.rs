@@ -149,20 +149,28 @@ fn recompile_rewritten(
         .stdin(Stdio::null())
         .output()
         .map_err(io(&python))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(PackError::PythonFailed {
-            python,
-            source: CommandFailed {
-                message: format!(
-                    "py_compile: {}: {}",
-                    output.status,
-                    stderr.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
-                ),
-            },
-        });
+    py_compile_result(python, &output)
+}
+
+/// `Ok` for a `py_compile` run that succeeded, else its status and last stderr lines.
+fn py_compile_result(
+    python: std::path::PathBuf,
+    output: &std::process::Output,
+) -> Result<(), PackError> {
+    if output.status.success() {
+        return Ok(());
     }
-    Ok(())
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(PackError::PythonFailed {
+        python,
+        source: CommandFailed {
+            message: format!(
+                "py_compile: {}: {}",
+                output.status,
+                stderr.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+            ),
+        },
+    })
 }
 
 /// Bytecode for an archive whose mtimes are kept where it is extracted (an image layer, every
@@ -364,19 +372,7 @@ fn compile_files(
     }
     for child in children {
         let output = child.wait_with_output().map_err(io(&python))?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(PackError::PythonFailed {
-                python,
-                source: CommandFailed {
-                    message: format!(
-                        "py_compile: {}: {}",
-                        output.status,
-                        stderr.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
-                    ),
-                },
-            });
-        }
+        py_compile_result(python.clone(), &output)?;
     }
     Ok(())
 }
