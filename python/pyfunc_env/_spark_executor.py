@@ -159,10 +159,12 @@ def unpack_once(archive, cache, name):
             return target
         # Under the lock nobody else writes for this name: what is there is left by a killed
         # unpack (a temporary directory, or a directory without the marker), never trusted.
+        # They are removed before anything is written: a new worker can get the PID of the
+        # killed one (containers restart with small PIDs), and its temporary directory's name.
         prefix = ".tmp-%s-" % name
         for entry in os.listdir(cache):
             if entry.startswith(prefix):
-                stale.append(os.path.join(cache, entry))
+                shutil.rmtree(os.path.join(cache, entry), ignore_errors=True)
         if os.path.lexists(target):
             aside = os.path.join(cache, "%sstale-%d" % (prefix, os.getpid()))
             os.rename(target, aside)

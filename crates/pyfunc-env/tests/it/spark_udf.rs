@@ -310,3 +310,39 @@ fn pack_cached_reuses_the_archive_of_an_environment() {
         .unwrap();
     assert!(String::from_utf8_lossy(&listing.stdout).contains("bin/python3.11"));
 }
+
+/// A killed unpack's temporary directory whose name a new worker would choose again (the same
+/// PID, as in a restarted container) is removed before the unpack, not tripped over: the new
+/// worker unpacks and the leftover is gone.
+#[test]
+fn spark_node_cache_unpack_replaces_a_leftover_with_its_own_pid() {
+    let ctx = TestContext::new();
+    let script = r#"
+import os, sys, tarfile
+sys.path.insert(0, sys.argv[1])
+from pyfunc_env._spark_executor import unpack_once
+work = sys.argv[2]
+os.makedirs(os.path.join(work, "src"))
+with open(os.path.join(work, "src", "MLmodel"), "w") as f:
+    f.write("flavors: {}\n")
+archive = os.path.join(work, "model.tar.gz")
+with tarfile.open(archive, "w:gz") as tar:
+    tar.add(os.path.join(work, "src", "MLmodel"), arcname="MLmodel")
+cache = os.path.join(work, "spark-v1")
+leftover = os.path.join(cache, ".tmp-m-%d" % os.getpid())
+os.makedirs(os.path.join(leftover, "half"))
+target = unpack_once(archive, cache, "m")
+assert os.path.isfile(os.path.join(target, "MLmodel")), os.listdir(target)
+assert sorted(e for e in os.listdir(cache) if e.startswith(".tmp-")) == [], os.listdir(cache)
+print("ok")
+"#;
+    let output = Command::new(spark_driver_venv().join("bin/python"))
+        .arg("-c")
+        .arg(script)
+        .arg(repo_root().join("python"))
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+}
