@@ -1,6 +1,8 @@
 //! The summary table of a multi-model `create`: one row per model (its key, what happened,
 //! how long it took, the last cause of a failure), then the counts, then each failure in full.
 
+use env_solve::many::Outcome;
+
 use super::many::ModelResult;
 use crate::printer::Printer;
 
@@ -47,11 +49,12 @@ fn summary_table(results: &[ModelResult], dry_run: bool, printer: Printer) -> St
                     .to_string()
             })
             .unwrap_or_default();
+        let word = r.result.as_str();
         let result = match r.result {
-            "failed" => printer.red(r.result),
-            other => printer.green(other),
+            Outcome::Failed => printer.red(word),
+            _ => printer.green(word),
         };
-        let pad = 24usize.saturating_sub(r.result.len());
+        let pad = 24usize.saturating_sub(word.len());
         let _ = writeln!(
             out,
             "{model:<width$}  {:<32}  {result}{}  {:>8.1}  {error}",
@@ -60,9 +63,12 @@ fn summary_table(results: &[ModelResult], dry_run: bool, printer: Printer) -> St
             r.seconds
         );
     }
-    let failed = results.iter().filter(|r| r.result == "failed").count();
-    let built = results.iter().filter(|r| r.result == "built").count();
-    let to_build = results.iter().filter(|r| r.result == "to build").count();
+    let count = |outcome| results.iter().filter(|r| r.result == outcome).count();
+    let (failed, built, to_build) = (
+        count(Outcome::Failed),
+        count(Outcome::Built),
+        count(Outcome::ToBuild),
+    );
     if dry_run {
         let _ = writeln!(
             out,
@@ -83,7 +89,7 @@ fn summary_table(results: &[ModelResult], dry_run: bool, printer: Printer) -> St
 
 pub(super) fn print_summary(results: &[ModelResult], dry_run: bool, printer: Printer) {
     printer.error(summary_table(results, dry_run, printer).trim_end());
-    for r in results.iter().filter(|r| r.result == "failed") {
+    for r in results.iter().filter(|r| r.result == Outcome::Failed) {
         if let Some(error) = &r.error {
             printer.error(format!("\n{}:\n{error}", r.model_dir));
         }
@@ -95,18 +101,16 @@ mod tests {
     use env_spec::EnvManager;
 
     use super::*;
-    use crate::report::ExitStatus;
 
     fn row(model_dir: String) -> ModelResult {
         ModelResult {
             model_dir,
             env_manager: Some(EnvManager::Conda),
             key: Some("0".repeat(32)),
-            result: "built",
+            result: Outcome::Built,
             seconds: 1.0,
             error: None,
             created: None,
-            status: ExitStatus::Success,
         }
     }
 
