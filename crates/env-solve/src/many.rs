@@ -259,8 +259,9 @@ impl Failure {
     }
 }
 
-/// One model's row.
-#[derive(Debug)]
+/// One model's row; serialized, a row of `create --json` (without its error, which the caller
+/// renders).
+#[derive(Debug, serde::Serialize)]
 pub struct ModelOutcome {
     /// The model directory, or the model as given when it could not be opened.
     pub model_dir: String,
@@ -269,16 +270,34 @@ pub struct ModelOutcome {
     /// The key, once decided.
     pub key: Option<String>,
     /// What became of it.
+    #[serde(rename = "result")]
     pub outcome: Outcome,
     /// Seconds its build (or its failure) took.
     pub seconds: f64,
     /// What the build did.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<Created>,
     /// Why it failed ([`Outcome::Failed`]); shared by the models of one key.
+    #[serde(skip)]
     pub failure: Option<Arc<Failure>>,
 }
 
 impl ModelOutcome {
+    /// The row of a model that failed before anything was decided (`given`, after `seconds`),
+    /// its error kept by the caller.
+    #[must_use]
+    pub fn failed(given: String, seconds: f64) -> Self {
+        Self {
+            model_dir: given,
+            env_manager: None,
+            key: None,
+            outcome: Outcome::Failed,
+            seconds,
+            created: None,
+            failure: None,
+        }
+    }
+
     /// How this row counts towards the exit code.
     #[must_use]
     pub fn severity(&self) -> Severity {
@@ -457,13 +476,8 @@ pub async fn ensure_many(
 
 fn failed(model_dir: String, started: Instant, failure: Failure) -> ModelOutcome {
     ModelOutcome {
-        model_dir,
-        env_manager: None,
-        key: None,
-        outcome: Outcome::Failed,
-        seconds: started.elapsed().as_secs_f64(),
-        created: None,
         failure: Some(Arc::new(failure)),
+        ..ModelOutcome::failed(model_dir, started.elapsed().as_secs_f64())
     }
 }
 

@@ -7,11 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use env_solve::many::{
-    ManyReporter, ManyWarning, ModelInput, ModelOutcome, OpenFailure, Outcome, Severity,
-};
+use env_solve::many::{ManyReporter, ManyWarning, ModelInput, ModelOutcome, OpenFailure, Severity};
 use env_solve::{EnvRequest, ModelEnvironment, SolveError};
-use env_spec::EnvManager;
 use serde::Serialize;
 
 use crate::cli::CreateArgs;
@@ -24,21 +21,14 @@ use crate::settings::Settings;
 
 use super::summary::print_summary;
 
-/// One model's outcome in a multi-model `create`.
+/// One model's row of a multi-model `create` (and its `--json`): the library's row, and its
+/// error rendered as the report would show it.
 #[derive(Serialize)]
 pub(super) struct ModelResult {
-    pub(super) model_dir: String,
-    pub(super) env_manager: Option<EnvManager>,
-    pub(super) key: Option<String>,
-    /// `built`, `cached`, `pulled` (from the remote cache), `built by another process`,
-    /// `shared` (same key as a model before it), `failed`; with `--dry-run`, `to build` and
-    /// `cached`.
-    pub(super) result: Outcome,
-    pub(super) seconds: f64,
+    #[serde(flatten)]
+    pub(super) row: ModelOutcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) created: Option<env_solve::Created>,
 }
 
 /// Builds many models' environments, `--jobs` at a time, each distinct key once: the models
@@ -167,34 +157,21 @@ impl ManyReporter for ShownMany {
 
 impl From<ModelOutcome> for ModelResult {
     fn from(row: ModelOutcome) -> Self {
-        let plain = Printer::new(crate::printer::Verbosity::Normal, false);
-        Self {
-            model_dir: row.model_dir,
-            env_manager: row.env_manager,
-            key: row.key,
-            result: row.outcome,
-            seconds: row.seconds,
-            error: row.failure.map(|failure| {
-                let report = crate::report::render_of(plain, failure.error());
-                env_solve::redact::redact(report.trim_end())
-            }),
-            created: row.created,
-        }
+        let error = row.failure.as_ref().map(|failure| report(failure.error()));
+        Self { row, error }
     }
+}
+
+/// An error as the report shows it, without colour, its secrets masked.
+fn report(error: &(dyn std::error::Error + 'static)) -> String {
+    let plain = Printer::new(crate::printer::Verbosity::Normal, false);
+    env_solve::redact::redact(crate::report::render_of(plain, error).trim_end())
 }
 
 /// The row of a single model's failed `create --json`.
 pub(super) fn failed(model_dir: String, err: &anyhow::Error, elapsed: Duration) -> ModelResult {
-    let plain = Printer::new(crate::printer::Verbosity::Normal, false);
     ModelResult {
-        model_dir,
-        env_manager: None,
-        key: None,
-        result: Outcome::Failed,
-        seconds: elapsed.as_secs_f64(),
-        error: Some(env_solve::redact::redact(
-            crate::report::render(plain, err).trim_end(),
-        )),
-        created: None,
+        row: ModelOutcome::failed(model_dir, elapsed.as_secs_f64()),
+        error: Some(report(err.as_ref())),
     }
 }

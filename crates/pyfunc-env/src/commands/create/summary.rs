@@ -22,7 +22,7 @@ fn summary_table(results: &[ModelResult], dry_run: bool, printer: Printer) -> St
     use std::fmt::Write as _;
     let width = results
         .iter()
-        .map(|r| r.model_dir.chars().count())
+        .map(|r| r.row.model_dir.chars().count())
         .max()
         .unwrap_or(5)
         .clamp(5, 60);
@@ -33,7 +33,7 @@ fn summary_table(results: &[ModelResult], dry_run: bool, printer: Printer) -> St
         "MODEL", "KEY", "RESULT", "SECONDS"
     );
     for r in results {
-        let model = tail_chars(&r.model_dir, width);
+        let model = tail_chars(&r.row.model_dir, width);
         let error = r
             .error
             .as_deref()
@@ -49,8 +49,8 @@ fn summary_table(results: &[ModelResult], dry_run: bool, printer: Printer) -> St
                     .to_string()
             })
             .unwrap_or_default();
-        let word = r.result.as_str();
-        let result = match r.result {
+        let word = r.row.outcome.as_str();
+        let result = match r.row.outcome {
             Outcome::Failed => printer.red(word),
             _ => printer.green(word),
         };
@@ -58,12 +58,12 @@ fn summary_table(results: &[ModelResult], dry_run: bool, printer: Printer) -> St
         let _ = writeln!(
             out,
             "{model:<width$}  {:<32}  {result}{}  {:>8.1}  {error}",
-            r.key.as_deref().unwrap_or("-"),
+            r.row.key.as_deref().unwrap_or("-"),
             " ".repeat(pad),
-            r.seconds
+            r.row.seconds
         );
     }
-    let count = |outcome| results.iter().filter(|r| r.result == outcome).count();
+    let count = |outcome| results.iter().filter(|r| r.row.outcome == outcome).count();
     let (failed, built, to_build) = (
         count(Outcome::Failed),
         count(Outcome::Built),
@@ -89,28 +89,29 @@ fn summary_table(results: &[ModelResult], dry_run: bool, printer: Printer) -> St
 
 pub(super) fn print_summary(results: &[ModelResult], dry_run: bool, printer: Printer) {
     printer.error(summary_table(results, dry_run, printer).trim_end());
-    for r in results.iter().filter(|r| r.result == Outcome::Failed) {
+    for r in results.iter().filter(|r| r.row.outcome == Outcome::Failed) {
         if let Some(error) = &r.error {
-            printer.error(format!("\n{}:\n{error}", r.model_dir));
+            printer.error(format!("\n{}:\n{error}", r.row.model_dir));
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use env_solve::many::ModelOutcome;
     use env_spec::EnvManager;
 
     use super::*;
 
     fn row(model_dir: String) -> ModelResult {
         ModelResult {
-            model_dir,
-            env_manager: Some(EnvManager::Conda),
-            key: Some("0".repeat(32)),
-            result: Outcome::Built,
-            seconds: 1.0,
+            row: ModelOutcome {
+                env_manager: Some(EnvManager::Conda),
+                key: Some("0".repeat(32)),
+                outcome: Outcome::Built,
+                ..ModelOutcome::failed(model_dir, 1.0)
+            },
             error: None,
-            created: None,
         }
     }
 
@@ -144,12 +145,12 @@ mod tests {
             let table = summary_table(&rows, false, printer);
             for (line, r) in table.lines().skip(1).zip(&rows) {
                 let model: String = line.chars().take(60).collect();
-                let expected = tail_chars(&r.model_dir, 60);
+                let expected = tail_chars(&r.row.model_dir, 60);
                 assert!(expected.chars().count() <= 60, "{expected}");
                 assert!(model.starts_with(&expected), "{model:?} vs {expected:?}");
-                if r.model_dir.chars().count() > 60 {
+                if r.row.model_dir.chars().count() > 60 {
                     let kept: String = expected.chars().skip(3).collect();
-                    assert!(r.model_dir.ends_with(&kept));
+                    assert!(r.row.model_dir.ends_with(&kept));
                 }
             }
         }
