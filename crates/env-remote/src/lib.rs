@@ -694,6 +694,15 @@ impl env_solve::remote::RemoteCache for Remote {
         })
     }
 
+    fn holds<'a>(&'a self, key: &'a str) -> env_solve::remote::RemoteFuture<'a, bool> {
+        Box::pin(async move {
+            self.has_entry(key).await.unwrap_or_else(|error| {
+                tracing::debug!("Remote cache not asked: {error}");
+                false
+            })
+        })
+    }
+
     fn accepts_pushes(&self) -> bool {
         !self.read_only && !self.unavailable.load(std::sync::atomic::Ordering::Relaxed)
     }

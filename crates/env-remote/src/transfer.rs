@@ -306,6 +306,23 @@ impl Remote {
         )
     }
 
+    /// Whether [`Self::pull`] would install `key`: its manifest is there for this platform (and
+    /// signed by a trusted key, when signatures are checked) and every pack it names is there;
+    /// nothing but the manifest is downloaded (`create --dry-run`).
+    pub(crate) async fn has_entry(&self, key: &str) -> Result<bool, RemoteError> {
+        let platform = crate::current_platform()?;
+        let relative = Self::manifest_path(&platform, key);
+        let store = self.store()?;
+        let Some(fetched) = self.read_manifest(&store, &relative).await? else {
+            return Ok(false);
+        };
+        if self.trust.is_enabled() {
+            self.check_signature(&fetched, &relative)?;
+        }
+        check_manifest(&fetched.manifest, &relative, key, &platform)?;
+        Ok(self.packs_intact(&store, &fetched.manifest).await)
+    }
+
     /// Looks `env`'s key up and, on a hit, installs it (the caller holds the environment's
     /// exclusive lock). `Ok(None)` on a miss; the seconds spent on a hit.
     pub async fn pull(

@@ -28,6 +28,15 @@ pub enum InputError {
         /// Why the model cannot be read.
         reason: String,
     },
+    /// `predict --params` is not JSON.
+    #[error("`--params` is not valid JSON: {message}")]
+    ParamsNotJson {
+        /// The parser's message.
+        message: String,
+    },
+    /// `predict --params` is JSON, but not an object.
+    #[error("`--params` must be a JSON object, e.g. '{{\"temperature\": 0.5}}'")]
+    ParamsNotObject,
 }
 
 impl InputError {
@@ -37,6 +46,30 @@ impl InputError {
     pub fn is_user_error(&self) -> bool {
         true
     }
+}
+
+/// `predict --params`: a JSON object (MLflow merges it into the input's `params`), refused
+/// before anything is built or downloaded when it is not one.
+pub fn check_params(text: &str) -> Result<(), InputError> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|error| InputError::ParamsNotJson {
+            message: error.to_string(),
+        })?;
+    if value.is_object() {
+        Ok(())
+    } else {
+        Err(InputError::ParamsNotObject)
+    }
+}
+
+/// `predict -r x==1.0,y==2.0`: MLflow's comma-separated requirements, blanks dropped.
+#[must_use]
+pub fn split_requirements(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Checks the input file of `predict` (`None`: stdin). `local_model` is the model directory
@@ -81,5 +114,24 @@ mod tests {
         ));
         check_input(None, Some(&model)).unwrap();
         check_input(Some(&model.join("MLmodel")), None).unwrap();
+    }
+
+    /// `--params` must be a JSON object; `-r` is split at commas, blanks dropped. (Both were
+    /// the CLI's, in `commands/run/action.rs`.)
+    #[test]
+    fn params_are_an_object_and_requirements_are_comma_separated() {
+        check_params(r#"{"temperature": 0.5}"#).unwrap();
+        assert_eq!(
+            check_params("[1]").unwrap_err().to_string(),
+            r#"`--params` must be a JSON object, e.g. '{"temperature": 0.5}'"#
+        );
+        let error = check_params("{").unwrap_err();
+        assert!(
+            matches!(error, InputError::ParamsNotJson { .. }),
+            "{error:?}"
+        );
+        assert!(error.is_user_error());
+        assert_eq!(split_requirements("x==1.0, y==2.0,,"), ["x==1.0", "y==2.0"]);
+        assert!(split_requirements(" , ").is_empty());
     }
 }

@@ -34,6 +34,10 @@ pub enum LocalError {
         flag: String,
     },
 
+    /// `--python` without `--env-manager local`.
+    #[error("`--python` applies to `--env-manager local`; environments bring their own Python")]
+    PythonWithoutLocal,
+
     /// The command scores or serves, and the interpreter has no mlflow.
     #[error(
         "mlflow is not installed in `{}`, so it cannot {}. Install it there (`{} -m pip install mlflow{}`) or drop `--env-manager local` to use the model's own environment",
@@ -111,6 +115,14 @@ impl LocalRequest {
             return Err(LocalError::BuildingFlag { flag: flag.clone() });
         }
         Ok(python)
+    }
+}
+
+/// A run in a built environment refuses `--python` (`python`): the environment brings its own.
+pub fn refuse_python(python: Option<&Path>) -> Result<(), LocalError> {
+    match python {
+        Some(_) => Err(LocalError::PythonWithoutLocal),
+        None => Ok(()),
     }
 }
 

@@ -14,6 +14,7 @@
 //! (and passed on to the process it starts); the environment is then checked again, since it may
 //! have gone while we waited for its lock.
 
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use env_cache::{Cache, EnvState, LockedFile};
 use env_spec::{EnvManager, ModelDir};
 
 use crate::build::Created;
-use crate::environment::{BuildSettings, EnvError, EnvRequest, ModelEnvironment};
+use crate::environment::{BuildSettings, EnvError, EnvRequest, LockChoice, ModelEnvironment};
 use crate::error::SolveError;
 use crate::reporter::Reporter;
 
@@ -95,6 +96,46 @@ pub enum Purpose {
         /// Whether the command needs the environment's mlflow.
         mlflow: Option<MlflowUse>,
     },
+}
+
+impl Purpose {
+    /// The request as this purpose takes it: a lock describes a fresh solve, never another
+    /// lock, so [`Purpose::Lock`] ignores any lock file (`--locked`, the model's own).
+    fn request<'a>(&self, request: &'a EnvRequest) -> Cow<'a, EnvRequest> {
+        match self {
+            Self::Lock if request.lock != LockChoice::Ignore => Cow::Owned(EnvRequest {
+                lock: LockChoice::Ignore,
+                ..request.clone()
+            }),
+            _ => Cow::Borrowed(request),
+        }
+    }
+}
+
+/// What [`ModelEnvironment::ensure`] would do with a model's environment, found without
+/// building anything ([`ModelEnvironment::plan`], `create --dry-run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Plan {
+    /// Complete in the cache: it would be reused.
+    Cached,
+    /// Not in the cache, and the remote cache holds it: it would be pulled.
+    Pull,
+    /// It would be built (not in the cache nor the remote cache, or `--reinstall`).
+    Build,
+}
+
+/// A model's environment decided, and what ensuring it would do.
+#[derive(Debug)]
+pub struct Planned {
+    /// The model's environment: spec, key, lock.
+    pub env: ModelEnvironment,
+    /// Where it lives (or would).
+    pub prefix: PathBuf,
+    /// Its Python.
+    pub python: PathBuf,
+    /// What [`ModelEnvironment::ensure`] would do.
+    pub plan: Plan,
 }
 
 /// Receives what [`ModelEnvironment::ensure`] decides and waits for; the CLI prints it
@@ -248,7 +289,7 @@ impl ModelEnvironment {
         purpose: &Purpose,
         reporter: Arc<dyn EnsureReporter>,
     ) -> Result<Ensured, EnsureError> {
-        let env = Self::resolve_for_cache(model, request, cache)?;
+        let env = Self::resolve_for_cache(model, &purpose.request(request), cache)?;
         let build_reporter = reporter.on_resolved(&env);
         let cache_lock = {
             let cache = cache.clone();
@@ -302,6 +343,34 @@ impl ModelEnvironment {
         Ok(ensured)
     }
 
+    /// The dry-run mode of [`Self::ensure`] (`create --dry-run`): decides the environment of
+    /// `model` under `request` exactly as `ensure` would for `purpose` (the same key), and says
+    /// whether it would be reused, pulled from the remote cache (its manifest is read, nothing
+    /// downloaded) or built. Builds and locks nothing; it writes no more than `ensure` does
+    /// before building (the cache's memo that this machine has no NVIDIA driver).
+    pub async fn plan(
+        model: ModelDir,
+        request: &EnvRequest,
+        cache: &Cache,
+        settings: &BuildSettings,
+        purpose: &Purpose,
+    ) -> Result<Planned, EnsureError> {
+        let env = Self::resolve_for_cache(model, &purpose.request(request), cache)?;
+        let prefix = env.prefix(cache);
+        let mut plan = plan_of(&env, cache, settings).map_err(EnvError::from)?;
+        if let (Plan::Build, Some(remote), false) = (plan, &settings.remote, settings.reinstall)
+            && remote.holds(env.key.as_str()).await
+        {
+            plan = Plan::Pull;
+        }
+        Ok(Planned {
+            python: env_prefix::python_of(&prefix),
+            prefix,
+            env,
+            plan,
+        })
+    }
+
     /// [`Self::resolve`] for a command about to use `cache`: what every `run` pays before its
     /// command starts, so nothing here starts a process on a cache hit (issue 25). The uv
     /// version in the key comes from the cache's memo while the binary is unchanged, and the
@@ -350,6 +419,19 @@ impl ModelEnvironment {
             source,
         }
     }
+}
+
+/// What ensuring `env` would do in `cache`, the remote cache not asked.
+pub(crate) fn plan_of(
+    env: &ModelEnvironment,
+    cache: &Cache,
+    settings: &BuildSettings,
+) -> Result<Plan, SolveError> {
+    Ok(if !settings.reinstall && env.is_cached(cache)? {
+        Plan::Cached
+    } else {
+        Plan::Build
+    })
 }
 
 /// The cache's memo of uv versions ([`env_uv::VERSION_MEMO`]).
@@ -439,4 +521,36 @@ async fn hold(
         }
     }
     Ok(env_lock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `lock` solves afresh whatever lock file the flags or the model name; the other purposes
+    /// take the request as it is. (Was forced in the CLI's `commands/create`.)
+    #[test]
+    fn a_lock_ignores_every_lock_file_and_nothing_else_does() {
+        for lock in [
+            LockChoice::Auto,
+            LockChoice::File("env.lock".into()),
+            LockChoice::Ignore,
+        ] {
+            let request = EnvRequest {
+                lock: lock.clone(),
+                python_version: Some("3.11".into()),
+                ..EnvRequest::default()
+            };
+            let locking = Purpose::Lock.request(&request);
+            assert_eq!(locking.lock, LockChoice::Ignore);
+            assert_eq!(locking.python_version.as_deref(), Some("3.11"));
+            let using = Purpose::Use {
+                bytecode: Bytecode::DuringBuild,
+                mlflow: None,
+            };
+            for purpose in [Purpose::Create, using] {
+                assert_eq!(purpose.request(&request).lock, lock);
+            }
+        }
+    }
 }

@@ -17,7 +17,7 @@ use env_cache::Cache;
 use env_spec::{EnvManager, ModelDir};
 
 use crate::build::{BuildWarning, Created};
-use crate::ensure::EnsureError;
+use crate::ensure::{EnsureError, Plan};
 use crate::environment::{BuildSettings, EnvError, EnvRequest, ModelEnvironment};
 use crate::error::SolveError;
 use crate::reporter::Reporter;
@@ -119,13 +119,45 @@ pub async fn create_many(
 
 /// One model given to [`ensure_many`], as the caller opened it.
 #[derive(Debug)]
-pub struct ModelInput<E> {
+pub struct ModelInput {
     /// The model as given (a path or a URI): its row's name when it could not be opened.
     pub given: String,
     /// The opened model, or why it could not be opened.
-    pub model: Result<ModelDir, E>,
+    pub model: Result<ModelDir, OpenFailure>,
     /// When opening it started: a failed model's row counts from there.
     pub started: Instant,
+}
+
+/// Why the caller could not open a model (`env_source::OpenError` for the CLI), and whether
+/// that is the user's input (`OpenError::is_user_error`): this crate does not know the type.
+#[derive(Debug)]
+pub struct OpenFailure {
+    /// The error.
+    pub error: Box<dyn std::error::Error + Send + Sync>,
+    /// Whether the input caused it (exit code 1) rather than something broken (2).
+    pub user_error: bool,
+}
+
+/// How a model's outcome counts towards the exit code of a multi-model run: the CLI maps it
+/// to its exit status ([`ManyOutcome::worst`] folds them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Built, reused, shared or classified.
+    Ok,
+    /// Failed because of the input (a bad spec, no solution, a missing model): exit code 1.
+    UserError,
+    /// Failed because something broke (I/O, the network, a bug): exit code 2.
+    Broken,
+}
+
+impl Severity {
+    fn of(user_error: bool) -> Self {
+        if user_error {
+            Self::UserError
+        } else {
+            Self::Broken
+        }
+    }
 }
 
 /// What became of one model.
@@ -169,7 +201,19 @@ impl Outcome {
         }
     }
 
-    fn of(created: &Created) -> Self {
+    /// What `create --dry-run` says of the first model of a key.
+    fn planned(plan: Plan) -> Self {
+        match plan {
+            Plan::Cached => Self::Cached,
+            // Each model's remote cache is not asked: what to build is the upper bound.
+            Plan::Pull | Plan::Build => Self::ToBuild,
+        }
+    }
+
+    /// Where a build's environment came from: a cache hit wins over a remote one, which wins
+    /// over another process's build.
+    #[must_use]
+    pub fn of(created: &Created) -> Self {
         if created.cache_hit {
             Self::Cached
         } else if created.remote_hit {
@@ -184,18 +228,41 @@ impl Outcome {
 
 /// Why a model failed.
 #[derive(Debug)]
-pub enum Failure<E> {
+pub enum Failure {
     /// The caller could not open it.
-    Open(E),
+    Open(OpenFailure),
     /// Its environment could not be decided.
     Env(EnvError),
     /// Its environment could not be built ([`EnsureError::Build`]), for every model of its key.
     Build(EnsureError),
 }
 
-/// One model's row.
-#[derive(Debug)]
-pub struct ModelOutcome<E> {
+impl Failure {
+    /// The error, for a report.
+    #[must_use]
+    pub fn error(&self) -> &(dyn std::error::Error + 'static) {
+        match self {
+            Self::Open(failure) => &*failure.error,
+            Self::Env(error) => error,
+            Self::Build(error) => error,
+        }
+    }
+
+    /// Whether the input caused it, or something broke.
+    #[must_use]
+    pub fn severity(&self) -> Severity {
+        Severity::of(match self {
+            Self::Open(failure) => failure.user_error,
+            Self::Env(error) => error.is_user_error(),
+            Self::Build(error) => error.is_user_error(),
+        })
+    }
+}
+
+/// One model's row; serialized, a row of `create --json` (without its error, which the caller
+/// renders).
+#[derive(Debug, serde::Serialize)]
+pub struct ModelOutcome {
     /// The model directory, or the model as given when it could not be opened.
     pub model_dir: String,
     /// The env manager, once decided.
@@ -203,13 +270,41 @@ pub struct ModelOutcome<E> {
     /// The key, once decided.
     pub key: Option<String>,
     /// What became of it.
+    #[serde(rename = "result")]
     pub outcome: Outcome,
     /// Seconds its build (or its failure) took.
     pub seconds: f64,
     /// What the build did.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<Created>,
     /// Why it failed ([`Outcome::Failed`]); shared by the models of one key.
-    pub failure: Option<Arc<Failure<E>>>,
+    #[serde(skip)]
+    pub failure: Option<Arc<Failure>>,
+}
+
+impl ModelOutcome {
+    /// The row of a model that failed before anything was decided (`given`, after `seconds`),
+    /// its error kept by the caller.
+    #[must_use]
+    pub fn failed(given: String, seconds: f64) -> Self {
+        Self {
+            model_dir: given,
+            env_manager: None,
+            key: None,
+            outcome: Outcome::Failed,
+            seconds,
+            created: None,
+            failure: None,
+        }
+    }
+
+    /// How this row counts towards the exit code.
+    #[must_use]
+    pub fn severity(&self) -> Severity {
+        self.failure
+            .as_deref()
+            .map_or(Severity::Ok, Failure::severity)
+    }
 }
 
 /// A warning of a multi-model run, as the user should see it.
@@ -228,11 +323,29 @@ pub enum ManyWarning {
 
 /// What [`ensure_many`] gives.
 #[derive(Debug)]
-pub struct ManyOutcome<E> {
+pub struct ManyOutcome {
     /// One row per model given, in input order.
-    pub models: Vec<ModelOutcome<E>>,
+    pub models: Vec<ModelOutcome>,
     /// The builds' warnings, in the order to show them.
     pub warnings: Vec<ManyWarning>,
+}
+
+impl ManyOutcome {
+    /// The worst row: something broke if anything did, else the input if any failed on it.
+    #[must_use]
+    pub fn worst(&self) -> Severity {
+        self.models
+            .iter()
+            .map(ModelOutcome::severity)
+            .max()
+            .unwrap_or(Severity::Ok)
+    }
+
+    /// How many rows have `outcome`.
+    #[must_use]
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.models.iter().filter(|m| m.outcome == outcome).count()
+    }
 }
 
 /// Receives what [`ensure_many`] decides and builds; the CLI prints it.
@@ -252,15 +365,15 @@ pub trait ManyReporter: Send + Sync {
 /// a model before it) or builds each distinct key once, `jobs` at a time ([`create_many`]).
 /// Failing models do not stop the others; only detecting the platform or taking the cache's
 /// lock fails the whole run.
-pub async fn ensure_many<E>(
-    inputs: Vec<ModelInput<E>>,
+pub async fn ensure_many(
+    inputs: Vec<ModelInput>,
     request: &EnvRequest,
     cache: &Cache,
     settings: &BuildSettings,
     jobs: usize,
     dry_run: bool,
     reporter: Arc<dyn ManyReporter>,
-) -> Result<ManyOutcome<E>, SolveError> {
+) -> Result<ManyOutcome, SolveError> {
     let virtual_packages = crate::context::detect_virtual_packages()?;
     let mut models = Vec::with_capacity(inputs.len());
     let mut envs: Vec<Option<ModelEnvironment>> = Vec::with_capacity(inputs.len());
@@ -298,10 +411,8 @@ pub async fn ensure_many<E>(
                 if let Some(env) = &envs[index] {
                     models[index].outcome = if position > 0 {
                         Outcome::Shared
-                    } else if env.is_cached(cache)? {
-                        Outcome::Cached
                     } else {
-                        Outcome::ToBuild
+                        Outcome::planned(crate::ensure::plan_of(env, cache, settings)?)
                     };
                 }
             }
@@ -363,15 +474,10 @@ pub async fn ensure_many<E>(
     Ok(ManyOutcome { models, warnings })
 }
 
-fn failed<E>(model_dir: String, started: Instant, failure: Failure<E>) -> ModelOutcome<E> {
+fn failed(model_dir: String, started: Instant, failure: Failure) -> ModelOutcome {
     ModelOutcome {
-        model_dir,
-        env_manager: None,
-        key: None,
-        outcome: Outcome::Failed,
-        seconds: started.elapsed().as_secs_f64(),
-        created: None,
         failure: Some(Arc::new(failure)),
+        ..ModelOutcome::failed(model_dir, started.elapsed().as_secs_f64())
     }
 }
 
@@ -447,6 +553,60 @@ mod tests {
             serde_json::to_value(Outcome::BuiltByOther).unwrap(),
             Outcome::BuiltByOther.as_str()
         );
+    }
+
+    /// The run's exit class is its worst row's: something broken over a bad input over
+    /// success, whichever order the rows come in. (Was the CLI's `ExitStatus::worst` over
+    /// statuses it classified itself.)
+    #[test]
+    fn the_worst_row_decides_the_exit_class() {
+        let row = |failure: Option<Failure>| ModelOutcome {
+            model_dir: "m".into(),
+            env_manager: None,
+            key: None,
+            outcome: if failure.is_some() {
+                Outcome::Failed
+            } else {
+                Outcome::Built
+            },
+            seconds: 0.0,
+            created: None,
+            failure: failure.map(Arc::new),
+        };
+        let open = |user_error| {
+            Failure::Open(OpenFailure {
+                error: "no such model".into(),
+                user_error,
+            })
+        };
+        let user = || Failure::Env(EnvError::NoMlflowVersion);
+        let broken = || {
+            Failure::Env(EnvError::Solve(SolveError::Internal {
+                message: "bug".into(),
+            }))
+        };
+        let outcome = |rows: Vec<ModelOutcome>| ManyOutcome {
+            models: rows,
+            warnings: Vec::new(),
+        };
+        assert_eq!(outcome(vec![]).worst(), Severity::Ok);
+        assert_eq!(outcome(vec![row(None)]).worst(), Severity::Ok);
+        assert_eq!(
+            outcome(vec![row(None), row(Some(user()))]).worst(),
+            Severity::UserError
+        );
+        assert_eq!(
+            outcome(vec![row(Some(open(true)))]).worst(),
+            Severity::UserError
+        );
+        for rows in [
+            vec![row(Some(broken())), row(Some(user())), row(None)],
+            vec![row(None), row(Some(open(true))), row(Some(open(false)))],
+        ] {
+            let outcome = outcome(rows);
+            assert_eq!(outcome.worst(), Severity::Broken);
+            assert_eq!(outcome.count(Outcome::Failed), 2);
+        }
     }
 
     /// A remote cache's trouble is shown once however many builds met it, in a stable

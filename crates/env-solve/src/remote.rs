@@ -84,6 +84,12 @@ pub trait RemoteCache: Send + Sync + std::fmt::Debug {
         reporter: &'a Arc<dyn Reporter>,
     ) -> RemoteFuture<'a, Pulled>;
 
+    /// Whether [`Self::pull`] would install the environment of `key` (`create --dry-run`),
+    /// reading as little as it can: `false` when the remote cannot say.
+    fn holds<'a>(&'a self, _key: &'a str) -> RemoteFuture<'a, bool> {
+        Box::pin(async { false })
+    }
+
     /// Whether [`Self::push`] would upload anything (not read-only, not found unusable): a
     /// builder finishes the environment's bytecode first only then.
     fn accepts_pushes(&self) -> bool {

@@ -83,8 +83,59 @@ impl RequestFlags<'_> {
     }
 }
 
+impl RequestFlags<'_> {
+    /// The flags given that change how an environment is built, as the user spells them, in
+    /// the order `run --env-manager local` reports them (it builds none, so it refuses them);
+    /// `reinstall` is `--reinstall`, a build setting rather than part of the request.
+    #[must_use]
+    pub fn building_flags(&self, reinstall: bool) -> Vec<String> {
+        [
+            ("--python-version", self.python_version.is_some()),
+            ("--channel", !self.channels.is_empty()),
+            ("--mirror", !self.mirrors.is_empty()),
+            ("--no-compile", self.no_compile),
+            ("--reinstall", reinstall),
+            ("--exclude-newer", self.exclude_newer.is_some()),
+            ("--locked", self.locked.is_some()),
+            ("--uv", self.uv.is_some()),
+            ("--no-compat-constraints", self.no_compat_constraints),
+            ("--python-source", self.python_source != PythonSource::Auto),
+        ]
+        .into_iter()
+        .filter(|(_, given)| *given)
+        .map(|(flag, _)| flag.to_string())
+        .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    /// Only flags given count, configuration does not (a configured mirror or uv binary is
+    /// not a flag the user can drop), in a fixed order. (Was the CLI's list in `commands/run`.)
+    #[test]
+    fn building_flags_are_the_given_flags_in_order() {
+        assert!(
+            RequestFlags {
+                configured_uv: Some("/configured/uv".into()),
+                install_mlflow: Some(String::new()),
+                no_lock: true,
+                ..RequestFlags::default()
+            }
+            .building_flags(false)
+            .is_empty()
+        );
+        let flags = RequestFlags {
+            python_source: PythonSource::System,
+            uv: Some("/flag/uv".into()),
+            channels: vec!["c".into()],
+            ..RequestFlags::default()
+        };
+        assert_eq!(
+            flags.building_flags(true),
+            ["--channel", "--reinstall", "--uv", "--python-source"]
+        );
+    }
+
     use super::*;
 
     #[test]

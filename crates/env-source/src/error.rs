@@ -253,6 +253,18 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
+    /// The model list (`create --from FILE`) could not be read.
+    #[error("Failed to read the model list `{}`", path.display())]
+    #[diagnostic(help(
+        "`--from` takes a file with one model directory or model URI per line; check the path"
+    ))]
+    ModelList {
+        /// The list.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// A local file could not be written.
     #[error("Failed to write `{}`", path.display())]
     Write {
@@ -288,6 +300,12 @@ impl SourceError {
             | Self::NoVersions { .. }
             | Self::NoModel { .. }
             | Self::OfflineNotCached { .. } => true,
+            // A list that is not there (or not a file) is a wrong path; a read that fails
+            // on a list that is there is the disk's.
+            Self::ModelList { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory
+            ),
             // One rule for every HTTP answer, the remote cache's included (`crate::http`).
             Self::Server { status, .. } => crate::http::is_user_error(Some(*status)),
             Self::ObjectStore { source, .. } => crate::http::is_user_error(source.status),

@@ -57,7 +57,7 @@ pub use open::{OpenError, OpenedModel, open_model};
 pub use resolve::resolve;
 pub use s3::{AwsConfig, AwsVars, MLFLOW_S3_ENDPOINT_URL, s3_builder, s3_store};
 pub use settings::{SourceSettings, Vars};
-pub use uri::{ModelUri, Selector, parse_model_list};
+pub use uri::{ModelUri, Selector, parse_model_list, read_model_list};
 pub use vars::MODEL_URI_VARS;
 
 /// The model cache bucket.
@@ -80,12 +80,44 @@ pub struct Resolved {
     pub cached: bool,
     /// Things the user should know (an offline fallback to the last resolution).
     #[serde(skip)]
-    pub warnings: Vec<String>,
+    pub warnings: Vec<SourceWarning>,
     /// The downloaded model's shared lock: `cache prune` keeps the model while it is held.
     /// Whoever uses the model keeps this value (or a clone) alive, and passes the file on to
     /// a process that goes on using the model (`run` execs the command with it open).
     #[serde(skip)]
     pub lock: Option<Arc<env_cache::LockedFile>>,
+}
+
+/// Something the user should know about how a model URI was resolved; its `Display` is the
+/// line to show.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceWarning {
+    /// Offline, a moving name (an alias, `latest`, a stage) was resolved to what it resolved
+    /// to last time online.
+    #[error(
+        "Offline: using version {version} of `{name}`, what `{uri}` resolved to {} ago",
+        ago(*age_seconds)
+    )]
+    OfflineLastResolution {
+        /// The registered model.
+        name: String,
+        /// The URI as given (redacted).
+        uri: String,
+        /// The version used.
+        version: String,
+        /// How long ago it was resolved online, in seconds.
+        age_seconds: u64,
+    },
+}
+
+/// `42 s`, `3 min`, `5 h`, `2 days`.
+fn ago(seconds: u64) -> String {
+    match seconds {
+        0..120 => format!("{seconds} s"),
+        120..7200 => format!("{} min", seconds / 60),
+        7200..172_800 => format!("{} h", seconds / 3600),
+        _ => format!("{} days", seconds / 86400),
+    }
 }
 
 /// Receives the progress of model downloads; the CLI draws it (libraries never print).
@@ -121,5 +153,29 @@ fn local(text: &str, dir: PathBuf) -> Resolved {
         cached: false,
         warnings: Vec::new(),
         lock: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The offline fallback's line names the version, the model, the URI and the age, in the
+    /// unit that reads best. (Was built as text in `resolve.rs`.)
+    #[test]
+    fn the_offline_fallback_warning_reads_as_before() {
+        let warning = |age_seconds| SourceWarning::OfflineLastResolution {
+            name: "iris".into(),
+            uri: "models:/iris@champion".into(),
+            version: "3".into(),
+            age_seconds,
+        };
+        assert_eq!(
+            warning(42).to_string(),
+            "Offline: using version 3 of `iris`, what `models:/iris@champion` resolved to 42 s ago"
+        );
+        for (age, shown) in [(600, "10 min"), (3 * 3600, "3 h"), (3 * 86400, "3 days")] {
+            assert!(warning(age).to_string().ends_with(&format!(" {shown} ago")));
+        }
     }
 }

@@ -58,6 +58,19 @@ pub enum OpenError {
     },
 }
 
+impl OpenError {
+    /// Whether the input caused it (a bad URI, a missing model, a store's 4xx: exit code 1)
+    /// rather than something broken (the network, the disk: 2).
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Self::Get { source, .. } => source.is_user_error(),
+            Self::Read { source, .. } => source.is_user_error(),
+            Self::Cache(_) => false,
+        }
+    }
+}
+
 /// Opens `model`: a directory (or a `file:` URI naming one) as it is; any other model URI is
 /// resolved and downloaded into `cache` unless already there. `vars` reads the environment
 /// (the stores' and MLflow's settings); `reporter(shown)` gives the download's reporter.
@@ -140,5 +153,27 @@ mod tests {
             assert!(opened.into_model().1.is_none());
         }
         assert!(!cache.root().exists());
+    }
+
+    /// A directory that is no model and a URI that does not parse are the user's to fix;
+    /// a cache that cannot be made is something broken.
+    #[tokio::test]
+    async fn a_missing_model_is_the_users_error_and_a_broken_cache_is_not() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::new(root.path().join("cache"));
+        let missing = root.path().join("no-model");
+        for given in [missing.as_os_str(), OsStr::new("models:/")] {
+            let quiet = |_: &str| Arc::new(crate::NoReporter) as Arc<dyn Reporter>;
+            let error = open_model(given, |_| None, true, &cache, quiet)
+                .await
+                .unwrap_err();
+            assert!(error.is_user_error(), "{error:?}");
+        }
+        let io = std::io::Error::other("disk gone");
+        let broken = OpenError::Cache(env_cache::CacheError::Io {
+            path: PathBuf::new(),
+            source: io,
+        });
+        assert!(!broken.is_user_error());
     }
 }

@@ -10,8 +10,8 @@ use sha2::Digest as _;
 use crate::bucket::fetch_cached;
 use crate::download::has_mlmodel;
 use crate::{
-    MODELS_BUCKET, ModelUri, Reporter, Resolved, Selector, SourceError, SourceSettings, local,
-    mlflow,
+    MODELS_BUCKET, ModelUri, Reporter, Resolved, Selector, SourceError, SourceSettings,
+    SourceWarning, local, mlflow,
 };
 
 /// The last resolution of a moving name (alias, `latest`, stage).
@@ -176,7 +176,7 @@ async fn resolve_moving(
     name: &str,
     selector: &Selector,
     shown: &str,
-) -> Result<(String, Option<String>), SourceError> {
+) -> Result<(String, Option<SourceWarning>), SourceError> {
     let refs = cache.bucket(MODELS_BUCKET)?.join("refs");
     let ref_path = refs.join(format!(
         "{}.json",
@@ -191,11 +191,12 @@ async fn resolve_moving(
         return match last() {
             Some(r) => Ok((
                 r.version.clone(),
-                Some(format!(
-                    "Offline: using version {} of `{name}`, what `{shown}` resolved to {} ago",
-                    r.version,
-                    ago(r.resolved)
-                )),
+                Some(SourceWarning::OfflineLastResolution {
+                    name: name.to_string(),
+                    uri: shown.to_string(),
+                    version: r.version,
+                    age_seconds: env_cache::unix_now().saturating_sub(r.resolved),
+                }),
             )),
             None => Err(SourceError::OfflineNotCached {
                 uri: shown.to_string(),
@@ -223,16 +224,6 @@ async fn resolve_moving(
     let bytes = serde_json::to_vec_pretty(&record).expect("a Ref serialises");
     env_cache::write_atomic(&ref_path, &bytes)?;
     Ok((version, None))
-}
-
-fn ago(then: u64) -> String {
-    let seconds = env_cache::unix_now().saturating_sub(then);
-    match seconds {
-        0..120 => format!("{seconds} s"),
-        120..7200 => format!("{} min", seconds / 60),
-        7200..172_800 => format!("{} h", seconds / 3600),
-        _ => format!("{} days", seconds / 86400),
-    }
 }
 
 /// A short, stable key for a canonical JSON description of a source.

@@ -320,6 +320,16 @@ pub fn parse_model_list(text: &str, list_dir: &std::path::Path) -> Vec<PathBuf> 
         .collect()
 }
 
+/// The models `list` names ([`parse_model_list`], relative to its directory).
+pub fn read_model_list(list: &std::path::Path) -> Result<Vec<PathBuf>, crate::SourceError> {
+    let text = fs_err::read_to_string(list).map_err(|source| crate::SourceError::ModelList {
+        path: list.to_path_buf(),
+        source,
+    })?;
+    let dir = list.parent().unwrap_or(std::path::Path::new("."));
+    Ok(parse_model_list(&text, dir))
+}
+
 /// A model-list line without its comment ([`parse_model_list`]).
 fn strip_comment(line: &str) -> &str {
     let mut previous_is_space = true;
@@ -335,6 +345,26 @@ fn strip_comment(line: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A list that is not there is the user's wrong path (exit code 1), named with the fix; a
+    /// list that is there gives its models relative to its directory.
+    #[test]
+    fn a_missing_model_list_is_the_users_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("models.txt");
+        let error = read_model_list(&list).unwrap_err();
+        assert!(error.is_user_error(), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            format!("Failed to read the model list `{}`", list.display())
+        );
+        assert!(read_model_list(dir.path()).unwrap_err().is_user_error());
+        fs_err::write(&list, "a # first\nmodels:/m/1\n").unwrap();
+        assert_eq!(
+            read_model_list(&list).unwrap(),
+            [dir.path().join("a"), PathBuf::from("models:/m/1")]
+        );
+    }
 
     #[test]
     fn a_hash_starts_a_comment_only_at_line_start_or_after_whitespace() {

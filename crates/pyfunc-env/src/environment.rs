@@ -5,8 +5,11 @@
 
 use std::sync::Arc;
 
+use env_solve::many::Outcome;
 use env_solve::request::RequestFlags;
-use env_solve::{BuildSettings, Ensured, EnvRequest, ModelEnvironment, Purpose, PythonSource};
+use env_solve::{
+    BuildSettings, Created, Ensured, EnvRequest, ModelEnvironment, Purpose, PythonSource,
+};
 
 use crate::cli::{EnvArgs, PythonSourceArg};
 use crate::commands::print_warnings;
@@ -27,6 +30,15 @@ pub fn env_request(args: &EnvArgs, settings: &Settings) -> anyhow::Result<EnvReq
     };
     Ok(RequestFlags {
         manager,
+        ..request_flags(args, settings)
+    }
+    .into_request()?)
+}
+
+/// The flags that decide the environment (all but `--env-manager`), field by field.
+pub fn request_flags<'a>(args: &'a EnvArgs, settings: &'a Settings) -> RequestFlags<'a> {
+    RequestFlags {
+        manager: None,
         python_version: args.python_version.clone(),
         install_mlflow: args.install_mlflow.clone(),
         mirrors: &args.mirrors,
@@ -47,7 +59,6 @@ pub fn env_request(args: &EnvArgs, settings: &Settings) -> anyhow::Result<EnvReq
         pip_requirements_override: args.pip_requirements_override.clone(),
         no_compat_constraints: args.no_compat_constraints,
     }
-    .into_request()?)
 }
 
 /// The settings that change how, not what, is built.
@@ -62,25 +73,6 @@ pub fn build_settings(args: &EnvArgs, settings: &Settings) -> BuildSettings {
                 args.remote.remote_cache_read_only,
             )
             .map(|remote| Arc::new(remote) as Arc<dyn env_solve::remote::RemoteCache>),
-    }
-}
-
-/// Where a remote hit came from and whether a build was pushed, for human output.
-pub fn remote_note(created: &env_solve::Created, build: &BuildSettings) -> Option<String> {
-    let remote = build.remote.as_ref()?;
-    let url = format!("`{}`", remote.url());
-    if created.remote_hit {
-        Some(format!(
-            "Pulled from the remote cache {url} in {:.1}s (nothing solved or installed)",
-            created.timings.remote
-        ))
-    } else if created.pushed {
-        Some(format!(
-            "Pushed to the remote cache {url} in {:.1}s",
-            created.timings.remote
-        ))
-    } else {
-        None
     }
 }
 
@@ -154,44 +146,52 @@ pub async fn ensure(
     Ok(ensured)
 }
 
-/// `Created conda environment in 1.2s: PREFIX`.
-pub fn created_line(
-    env: &ModelEnvironment,
-    created: &env_solve::Created,
-    printer: Printer,
-) -> String {
-    format!(
-        "{} {} environment in {:.1}s: {}",
-        printer.green("Created"),
-        env.manager,
-        created.timings.total,
-        printer.cyan(created.prefix.display())
-    )
+/// Where the environment came from ([`Outcome::of`]): `Created conda environment in 1.2s:
+/// PREFIX`, `Pulled ...`, `Using cached environment: PREFIX`, ...
+pub fn origin_line(env: &ModelEnvironment, created: &Created, printer: Printer) -> String {
+    let (prefix, manager) = (printer.cyan(created.prefix.display()), env.manager);
+    match Outcome::of(created) {
+        Outcome::Cached => format!("Using cached environment: {prefix}"),
+        Outcome::BuiltByOther => format!("Using environment built by another process: {prefix}"),
+        Outcome::Pulled => format!(
+            "{} {manager} environment from the remote cache: {prefix}",
+            printer.green("Pulled")
+        ),
+        _ => format!(
+            "{} {manager} environment in {:.1}s: {prefix}",
+            printer.green("Created"),
+            created.timings.total
+        ),
+    }
 }
 
-/// `Pulled conda environment from the remote cache: PREFIX`.
-pub fn pulled_line(
-    env: &ModelEnvironment,
-    created: &env_solve::Created,
-    printer: Printer,
-) -> String {
-    format!(
-        "{} {} environment from the remote cache: {}",
-        printer.green("Pulled"),
-        env.manager,
-        printer.cyan(created.prefix.display())
-    )
+/// The build's warnings, then where a remote hit came from or that the build was pushed.
+pub fn print_build_notes(created: &Created, build: &BuildSettings, printer: Printer) {
+    for warning in &created.warnings {
+        printer.warn(warning);
+    }
+    let Some(remote) = build.remote.as_ref() else {
+        return;
+    };
+    let (url, seconds) = (remote.url(), created.timings.remote);
+    if created.remote_hit {
+        printer.info(format!(
+            "Pulled from the remote cache `{url}` in {seconds:.1}s (nothing solved or installed)"
+        ));
+    } else if created.pushed {
+        printer.info(format!(
+            "Pushed to the remote cache `{url}` in {seconds:.1}s"
+        ));
+    }
 }
 
 /// For a command that uses the environment (`run`, `pack`): the build's warnings, and a line
 /// when the environment was built or pulled now (a reused one is not worth a line there).
-pub fn print_created(env: &ModelEnvironment, created: &env_solve::Created, printer: Printer) {
+pub fn print_created(env: &ModelEnvironment, created: &Created, printer: Printer) {
     for warning in &created.warnings {
         printer.warn(warning);
     }
-    if created.remote_hit {
-        printer.info(pulled_line(env, created, printer));
-    } else if !created.cache_hit && !created.built_by_other {
-        printer.info(created_line(env, created, printer));
+    if matches!(Outcome::of(created), Outcome::Built | Outcome::Pulled) {
+        printer.info(origin_line(env, created, printer));
     }
 }

@@ -28,6 +28,15 @@ pub async fn open_model(
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<Opened> {
+    Ok(open_typed(model, settings, printer).await?)
+}
+
+/// [`open_model`], its error typed (a multi-model `create` classifies it).
+pub async fn open_typed(
+    model: impl AsRef<OsStr>,
+    settings: &Settings,
+    printer: Printer,
+) -> Result<Opened, env_source::OpenError> {
     let mut progress = None;
     let opened = env_source::open_model(
         model.as_ref(),

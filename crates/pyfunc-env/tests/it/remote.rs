@@ -162,6 +162,25 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
     );
     assert!(!packs(&remote).is_empty());
 
+    // A dry run on an empty cache says the environment would be pulled (`--reinstall`: built),
+    // and neither pulls nor builds anything.
+    let dry = ctx.path().join("dry");
+    for (extra, says) in [
+        (
+            &["--dry-run"][..],
+            "Would pull conda environment from the remote cache",
+        ),
+        (
+            &["--dry-run", "--reinstall"][..],
+            "Would create conda environment",
+        ),
+    ] {
+        let output = agent_create(&ctx, &dry, &model, false, &env, extra);
+        assert!(stderr(&output).contains(says), "{}", describe(&output));
+        assert_eq!(json(&output)["key"], built["key"], "{}", describe(&output));
+    }
+    assert!(!dry.join(format!("envs-v1/{key}")).exists());
+
     // B: empty cache, no usable channel.
     let cache_b = ctx.path().join("b");
     let output = agent_create(&ctx, &cache_b, &model, false, &env, &[]);

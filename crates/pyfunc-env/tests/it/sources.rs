@@ -81,6 +81,21 @@ fn file_uris_name_local_directories_in_every_command() {
     assert_eq!(results.as_array().unwrap().len(), 2, "{results:#}");
     assert_eq!(results[0]["result"], "to build", "{results:#}");
     assert_eq!(results[1]["result"], "shared", "{results:#}");
+    // A list that is not there is a wrong path (exit code 1, it was 2), named with the fix.
+    let missing = ctx
+        .command()
+        .args(["create", "--dry-run", "--from"])
+        .arg(ctx.path().join("nosuch.txt"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1), "{}", describe(&missing));
+    let text = stderr(&missing);
+    assert!(
+        text.starts_with("error: Failed to read the model list `")
+            && text.contains("hint: `--from` takes a file with one model directory"),
+        "{}",
+        describe(&missing)
+    );
 
     // `run`'s early input check opens the directory the URI names: only the input is missing.
     let run = ctx

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use env_solve::many::{Failure, ManyReporter, ManyWarning, ModelInput, ModelOutcome};
+use env_solve::many::{ManyReporter, ManyWarning, ModelInput, ModelOutcome, OpenFailure, Severity};
 use env_solve::{EnvRequest, ModelEnvironment, SolveError};
-use env_spec::EnvManager;
 use serde::Serialize;
 
 use crate::cli::CreateArgs;
-use crate::commands::open_model;
+use crate::commands::open_typed;
 use crate::environment::build_settings;
 use crate::printer::Printer;
 use crate::progress::ProgressReporter;
@@ -22,23 +21,14 @@ use crate::settings::Settings;
 
 use super::summary::print_summary;
 
-/// One model's outcome in a multi-model `create`.
+/// One model's row of a multi-model `create` (and its `--json`): the library's row, and its
+/// error rendered as the report would show it.
 #[derive(Serialize)]
 pub(super) struct ModelResult {
-    pub(super) model_dir: String,
-    pub(super) env_manager: Option<EnvManager>,
-    pub(super) key: Option<String>,
-    /// `built`, `cached`, `pulled` (from the remote cache), `built by another process`,
-    /// `shared` (same key as a model before it), `failed`; with `--dry-run`, `to build` and
-    /// `cached`.
-    pub(super) result: &'static str,
-    pub(super) seconds: f64,
+    #[serde(flatten)]
+    pub(super) row: ModelOutcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) created: Option<env_solve::Created>,
-    #[serde(skip)]
-    pub(super) status: ExitStatus,
 }
 
 /// Builds many models' environments, `--jobs` at a time, each distinct key once: the models
@@ -57,11 +47,17 @@ pub(super) async fn create_many(
     let mut model_locks = Vec::new();
     for model in models {
         let started = std::time::Instant::now();
-        let opened = open_model(model, settings, quiet).await.map(|opened| {
-            let (model, lock) = opened.into_model();
-            model_locks.push(lock);
-            model
-        });
+        let opened = match open_typed(model, settings, quiet).await {
+            Ok(opened) => {
+                let (model, lock) = opened.into_model();
+                model_locks.push(lock);
+                Ok(model)
+            }
+            Err(error) => Err(OpenFailure {
+                user_error: error.is_user_error(),
+                error: Box::new(error),
+            }),
+        };
         inputs.push(ModelInput {
             given: model.display().to_string(),
             model: opened,
@@ -88,13 +84,18 @@ pub(super) async fn create_many(
             }
         }
     }
+    let worst = outcome.worst();
     let results: Vec<ModelResult> = outcome.models.into_iter().map(ModelResult::from).collect();
     print_summary(&results, args.dry_run, printer);
     if args.json {
         printer.data(format!("{}\n", serde_json::to_string_pretty(&results)?))?;
     }
     drop(model_locks);
-    Ok(ExitStatus::worst(results.iter().map(|r| r.status)))
+    Ok(match worst {
+        Severity::Ok => ExitStatus::Success,
+        Severity::UserError => ExitStatus::Failure,
+        Severity::Broken => ExitStatus::Error,
+    })
 }
 
 /// What a multi-model `create` shows while it runs: each model's warnings once its
@@ -154,47 +155,23 @@ impl ManyReporter for ShownMany {
     }
 }
 
-impl From<ModelOutcome<anyhow::Error>> for ModelResult {
-    fn from(row: ModelOutcome<anyhow::Error>) -> Self {
-        let error = row
-            .failure
-            .as_deref()
-            .map(|failure| -> &(dyn std::error::Error + 'static) {
-                match failure {
-                    Failure::Open(error) => &**error,
-                    Failure::Env(error) => error,
-                    Failure::Build(error) => error,
-                }
-            });
-        let plain = Printer::new(crate::printer::Verbosity::Normal, false);
-        Self {
-            model_dir: row.model_dir,
-            env_manager: row.env_manager,
-            key: row.key,
-            result: row.outcome.as_str(),
-            seconds: row.seconds,
-            error: error.map(|error| {
-                env_solve::redact::redact(crate::report::render_of(plain, error).trim_end())
-            }),
-            created: row.created,
-            status: error.map_or(ExitStatus::Success, crate::report::exit_status_of),
-        }
+impl From<ModelOutcome> for ModelResult {
+    fn from(row: ModelOutcome) -> Self {
+        let error = row.failure.as_ref().map(|failure| report(failure.error()));
+        Self { row, error }
     }
+}
+
+/// An error as the report shows it, without colour, its secrets masked.
+fn report(error: &(dyn std::error::Error + 'static)) -> String {
+    let plain = Printer::new(crate::printer::Verbosity::Normal, false);
+    env_solve::redact::redact(crate::report::render_of(plain, error).trim_end())
 }
 
 /// The row of a single model's failed `create --json`.
 pub(super) fn failed(model_dir: String, err: &anyhow::Error, elapsed: Duration) -> ModelResult {
-    let plain = Printer::new(crate::printer::Verbosity::Normal, false);
     ModelResult {
-        model_dir,
-        env_manager: None,
-        key: None,
-        result: "failed",
-        seconds: elapsed.as_secs_f64(),
-        error: Some(env_solve::redact::redact(
-            crate::report::render(plain, err).trim_end(),
-        )),
-        created: None,
-        status: crate::report::exit_status(err),
+        row: ModelOutcome::failed(model_dir, elapsed.as_secs_f64()),
+        error: Some(report(err.as_ref())),
     }
 }

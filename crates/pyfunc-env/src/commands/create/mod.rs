@@ -5,14 +5,14 @@ mod summary;
 
 use std::path::{Path, PathBuf};
 
-use env_solve::{EnvRequest, LockChoice, Purpose};
+use env_solve::{EnvRequest, ModelEnvironment, Plan, Purpose};
 use env_spec::EnvManager;
 use serde::Serialize;
 
 use crate::cli::CreateArgs;
 use crate::commands::open_model;
 use crate::environment::{
-    build_settings, created_line, ensure, env_request, pulled_line, remote_note, resolve,
+    build_settings, ensure, env_request, origin_line, print_build_notes, print_resolved,
 };
 use crate::printer::Printer;
 use crate::report::ExitStatus;
@@ -46,11 +46,7 @@ struct DryRunJson {
 fn model_list(args: &CreateArgs) -> anyhow::Result<Vec<PathBuf>> {
     let mut models = args.models.clone();
     if let Some(list) = &args.from {
-        let text = fs_err::read_to_string(list)?;
-        models.extend(env_source::parse_model_list(
-            &text,
-            list.parent().unwrap_or(Path::new(".")),
-        ));
+        models.extend(env_source::read_model_list(list)?);
     }
     Ok(models)
 }
@@ -82,6 +78,7 @@ pub async fn create(
     many::create_many(&models, &request, args, settings, printer).await
 }
 
+/// `create --dry-run` of one model: [`ModelEnvironment::plan`], shown.
 async fn dry_run_one(
     model: &Path,
     request: &EnvRequest,
@@ -90,35 +87,38 @@ async fn dry_run_one(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let (model, _model_lock) = open_model(model, settings, printer).await?.into_model();
-    let env = resolve(model, request, printer)?;
+    let build = build_settings(&args.env, settings);
     let cache = settings.cache();
-    let prefix = env.prefix(&cache);
-    let cached = env.is_cached(&cache)?;
-    if cached {
-        printer.info(format!(
-            "Environment is cached: {}",
-            printer.cyan(prefix.display())
-        ));
-    } else {
-        printer.info(format!(
+    let planned = ModelEnvironment::plan(model, request, &cache, &build, &Purpose::Create).await?;
+    let (env, prefix) = (&planned.env, planned.prefix.display());
+    print_resolved(env, printer);
+    printer.info(match planned.plan {
+        Plan::Cached => format!("Environment is cached: {}", printer.cyan(&prefix)),
+        Plan::Pull => format!(
+            "Would pull {} environment from the remote cache `{}`: {}",
+            env.manager,
+            build.remote.as_ref().map(|r| r.url()).unwrap_or_default(),
+            printer.cyan(&prefix)
+        ),
+        Plan::Build => format!(
             "Would create {} environment: {}",
             env.manager,
-            printer.cyan(prefix.display())
-        ));
-    }
+            printer.cyan(&prefix)
+        ),
+    });
     if args.json {
         let document = DryRunJson {
             model_dir: env.root().display().to_string(),
             env_manager: env.manager,
             key: env.key.to_string(),
-            python: env_solve::build::python_of(&prefix).display().to_string(),
-            prefix: prefix.display().to_string(),
-            cache_hit: cached,
+            python: planned.python.display().to_string(),
+            prefix: prefix.to_string(),
+            cache_hit: planned.plan == Plan::Cached,
             dry_run: true,
         };
         printer.data(format!("{}\n", serde_json::to_string_pretty(&document)?))?;
     } else {
-        printer.data(format!("{}\n", prefix.display()))?;
+        printer.data(format!("{prefix}\n"))?;
     }
     Ok(ExitStatus::Success)
 }
@@ -132,37 +132,11 @@ async fn create_one(
 ) -> anyhow::Result<ExitStatus> {
     let opened = open_model(model, settings, printer).await?;
     let build = build_settings(&args.env, settings);
-    let ensured = ensure(
-        opened.model,
-        request,
-        &build,
-        &Purpose::Create,
-        settings,
-        printer,
-    )
-    .await?;
+    let purpose = Purpose::Create;
+    let ensured = ensure(opened.model, request, &build, &purpose, settings, printer).await?;
     let created = &ensured.created;
-    for warning in &created.warnings {
-        printer.warn(warning);
-    }
-    if let Some(note) = remote_note(created, &build) {
-        printer.info(note);
-    }
-    if created.cache_hit {
-        printer.info(format!(
-            "Using cached environment: {}",
-            printer.cyan(created.prefix.display())
-        ));
-    } else if created.remote_hit {
-        printer.info(pulled_line(&ensured.env, created, printer));
-    } else if created.built_by_other {
-        printer.info(format!(
-            "Using environment built by another process: {}",
-            printer.cyan(created.prefix.display())
-        ));
-    } else {
-        printer.info(created_line(&ensured.env, created, printer));
-    }
+    print_build_notes(created, &build, printer);
+    printer.info(origin_line(&ensured.env, created, printer));
     if args.json {
         let document = CreateJson {
             model_dir: ensured.env.root().display().to_string(),
@@ -184,21 +158,14 @@ pub async fn lock(
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let mut request = env_request(&args.env, settings)?;
-    // A lock describes a fresh solve, never another lock.
-    request.lock = LockChoice::Ignore;
+    // `ensure` solves afresh for `Purpose::Lock`, whatever lock file there is.
+    let request = env_request(&args.env, settings)?;
     let (model, _model_lock) = open_model(&args.model.model, settings, printer)
         .await?
         .into_model();
     let build = build_settings(&args.env, settings);
     let ensured = ensure(model, &request, &build, &Purpose::Lock, settings, printer).await?;
-    let created = &ensured.created;
-    for warning in &created.warnings {
-        printer.warn(warning);
-    }
-    if let Some(note) = remote_note(created, &build) {
-        printer.info(note);
-    }
+    print_build_notes(&ensured.created, &build, printer);
     let text = ensured.lock_text.as_deref().unwrap_or_default();
     match &args.output {
         Some(path) => {

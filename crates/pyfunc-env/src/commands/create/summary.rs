@@ -1,6 +1,8 @@
 //! The summary table of a multi-model `create`: one row per model (its key, what happened,
 //! how long it took, the last cause of a failure), then the counts, then each failure in full.
 
+use env_solve::many::Outcome;
+
 use super::many::ModelResult;
 use crate::printer::Printer;
 
@@ -20,7 +22,7 @@ fn summary_table(results: &[ModelResult], dry_run: bool, printer: Printer) -> St
     use std::fmt::Write as _;
     let width = results
         .iter()
-        .map(|r| r.model_dir.chars().count())
+        .map(|r| r.row.model_dir.chars().count())
         .max()
         .unwrap_or(5)
         .clamp(5, 60);
@@ -31,7 +33,7 @@ fn summary_table(results: &[ModelResult], dry_run: bool, printer: Printer) -> St
         "MODEL", "KEY", "RESULT", "SECONDS"
     );
     for r in results {
-        let model = tail_chars(&r.model_dir, width);
+        let model = tail_chars(&r.row.model_dir, width);
         let error = r
             .error
             .as_deref()
@@ -47,22 +49,26 @@ fn summary_table(results: &[ModelResult], dry_run: bool, printer: Printer) -> St
                     .to_string()
             })
             .unwrap_or_default();
-        let result = match r.result {
-            "failed" => printer.red(r.result),
-            other => printer.green(other),
+        let word = r.row.outcome.as_str();
+        let result = match r.row.outcome {
+            Outcome::Failed => printer.red(word),
+            _ => printer.green(word),
         };
-        let pad = 24usize.saturating_sub(r.result.len());
+        let pad = 24usize.saturating_sub(word.len());
         let _ = writeln!(
             out,
             "{model:<width$}  {:<32}  {result}{}  {:>8.1}  {error}",
-            r.key.as_deref().unwrap_or("-"),
+            r.row.key.as_deref().unwrap_or("-"),
             " ".repeat(pad),
-            r.seconds
+            r.row.seconds
         );
     }
-    let failed = results.iter().filter(|r| r.result == "failed").count();
-    let built = results.iter().filter(|r| r.result == "built").count();
-    let to_build = results.iter().filter(|r| r.result == "to build").count();
+    let count = |outcome| results.iter().filter(|r| r.row.outcome == outcome).count();
+    let (failed, built, to_build) = (
+        count(Outcome::Failed),
+        count(Outcome::Built),
+        count(Outcome::ToBuild),
+    );
     if dry_run {
         let _ = writeln!(
             out,
@@ -83,30 +89,29 @@ fn summary_table(results: &[ModelResult], dry_run: bool, printer: Printer) -> St
 
 pub(super) fn print_summary(results: &[ModelResult], dry_run: bool, printer: Printer) {
     printer.error(summary_table(results, dry_run, printer).trim_end());
-    for r in results.iter().filter(|r| r.result == "failed") {
+    for r in results.iter().filter(|r| r.row.outcome == Outcome::Failed) {
         if let Some(error) = &r.error {
-            printer.error(format!("\n{}:\n{error}", r.model_dir));
+            printer.error(format!("\n{}:\n{error}", r.row.model_dir));
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use env_solve::many::ModelOutcome;
     use env_spec::EnvManager;
 
     use super::*;
-    use crate::report::ExitStatus;
 
     fn row(model_dir: String) -> ModelResult {
         ModelResult {
-            model_dir,
-            env_manager: Some(EnvManager::Conda),
-            key: Some("0".repeat(32)),
-            result: "built",
-            seconds: 1.0,
+            row: ModelOutcome {
+                env_manager: Some(EnvManager::Conda),
+                key: Some("0".repeat(32)),
+                outcome: Outcome::Built,
+                ..ModelOutcome::failed(model_dir, 1.0)
+            },
             error: None,
-            created: None,
-            status: ExitStatus::Success,
         }
     }
 
@@ -140,12 +145,12 @@ mod tests {
             let table = summary_table(&rows, false, printer);
             for (line, r) in table.lines().skip(1).zip(&rows) {
                 let model: String = line.chars().take(60).collect();
-                let expected = tail_chars(&r.model_dir, 60);
+                let expected = tail_chars(&r.row.model_dir, 60);
                 assert!(expected.chars().count() <= 60, "{expected}");
                 assert!(model.starts_with(&expected), "{model:?} vs {expected:?}");
-                if r.model_dir.chars().count() > 60 {
+                if r.row.model_dir.chars().count() > 60 {
                     let kept: String = expected.chars().skip(3).collect();
-                    assert!(r.model_dir.ends_with(&kept));
+                    assert!(r.row.model_dir.ends_with(&kept));
                 }
             }
         }

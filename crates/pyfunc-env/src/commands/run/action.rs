@@ -131,25 +131,14 @@ pub(super) fn parse_action(command: &[OsString]) -> anyhow::Result<Parsed> {
                 Err(error) => return subcommand_error(&error),
             };
             if let Some(params) = &cli.params {
-                let value: serde_json::Value = serde_json::from_str(params)
-                    .map_err(|e| UserError::new(format!("`--params` is not valid JSON: {e}")))?;
-                if !value.is_object() {
-                    anyhow::bail!(UserError::new(
-                        "`--params` must be a JSON object, e.g. '{\"temperature\": 0.5}'"
-                    ));
-                }
+                env_run::input::check_params(params)?;
             }
             // `-i -` is stdin, as no `-i` is.
             let input_path = cli.input_path.filter(|p| p.as_os_str() != "-");
             missing_input = input_path.clone().filter(|input| !input.is_file());
             env = cli.env;
             if let Some(text) = cli.pip_requirements_override {
-                pip_requirements_override = text
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|r| !r.is_empty())
-                    .map(str::to_string)
-                    .collect();
+                pip_requirements_override = env_run::input::split_requirements(&text);
             }
             Launch::Predict(PredictOptions {
                 input: input_path.map(|p| std::path::absolute(&p).unwrap_or(p)),

@@ -14,9 +14,9 @@ use crate::cli::{EnvManagerArg, RunArgs};
 use env_solve::{Bytecode, MlflowUse, Purpose};
 
 use crate::commands::open_model;
-use crate::environment::{build_settings, ensure, env_request, print_created};
+use crate::environment::{build_settings, ensure, env_request, print_created, request_flags};
 use crate::printer::Printer;
-use crate::report::{ExitStatus, UserError};
+use crate::report::ExitStatus;
 use crate::settings::Settings;
 
 /// A missing input file is reported before anything is built ([`env_run::input::check_input`]).
@@ -51,35 +51,16 @@ pub async fn run(
     };
     check_missing_input(missing_input.as_deref(), &args.model.model)?;
     if args.env.env_manager == Some(EnvManagerArg::Local) {
-        let env_flags = &args.env;
-        let building = [
-            ("--python-version", env_flags.python_version.is_some()),
-            ("--channel", !env_flags.channels.is_empty()),
-            ("--mirror", !env_flags.mirrors.is_empty()),
-            ("--no-compile", env_flags.no_compile),
-            ("--reinstall", env_flags.reinstall),
-            ("--exclude-newer", env_flags.exclude_newer.is_some()),
-            ("--locked", env_flags.locked.is_some()),
-            ("--uv", env_flags.uv.is_some()),
-            ("--no-compat-constraints", env_flags.no_compat_constraints),
-            (
-                "--python-source",
-                env_flags.python_source != crate::cli::PythonSourceArg::Auto,
-            ),
-        ];
-        let request = LocalRequest {
-            python: args.python.clone(),
-            pip_requirements_override: !pip_requirements_override.is_empty(),
-            install_mlflow: env_flags.install_mlflow.is_some(),
-            building_flags: building
-                .iter()
-                .filter(|(_, given)| *given)
-                .map(|(flag, _)| (*flag).to_string())
-                .collect(),
-        };
+        let flags = request_flags(&args.env, settings);
         // The request's rules are checked before the model is opened (a download may need
         // the network).
-        let python = request.python()?;
+        let python = LocalRequest {
+            python: args.python.clone(),
+            pip_requirements_override: !pip_requirements_override.is_empty(),
+            install_mlflow: flags.install_mlflow.is_some(),
+            building_flags: flags.building_flags(args.env.reinstall),
+        }
+        .python()?;
         let (model, model_lock) = open_model(&args.model.model, settings, printer)
             .await?
             .into_model();
@@ -99,19 +80,9 @@ pub async fn run(
         let inherit: Vec<&std::fs::File> = model_lock.iter().filter_map(|l| l.file()).collect();
         return exec(command, &inherit);
     }
-    if args.python.is_some() {
-        anyhow::bail!(UserError::new(
-            "`--python` applies to `--env-manager local`; environments bring their own Python"
-        ));
-    }
-    let env_args = if pip_requirements_override.is_empty() {
-        std::borrow::Cow::Borrowed(&args.env)
-    } else {
-        let mut env_args = args.env.clone();
-        env_args.pip_requirements_override = pip_requirements_override;
-        std::borrow::Cow::Owned(env_args)
-    };
-    let request = env_request(&env_args, settings)?;
+    env_run::local::refuse_python(args.python.as_deref())?;
+    let mut request = env_request(&args.env, settings)?;
+    request.pip_requirements_override = pip_requirements_override;
     let (model, model_lock) = open_model(&args.model.model, settings, printer)
         .await?
         .into_model();
@@ -124,7 +95,7 @@ pub async fn run(
     let ready = ensure(
         model,
         &request,
-        &build_settings(&env_args, settings),
+        &build_settings(&args.env, settings),
         &Purpose::Use { bytecode, mlflow },
         settings,
         printer,
