@@ -1,7 +1,9 @@
 //! Bytecode for the environments of a cache: the content-addressed `.pyc` store (`pyc-v1/`)
-//! that every environment shares by hard link ([`store`]), and the driver that compiles an
+//! that every environment shares by hard link ([`store`]), the driver that compiles an
 //! environment's site-packages into it, in this process or in a detached low-priority one
-//! ([`environment`]).
+//! ([`environment`]), and the bytecode of an archive of an environment, compiled into a
+//! staging directory or reused from the environment ([`archive`], for env-pack): every
+//! compile of `.pyc` files goes through this crate.
 //!
 //! It builds nothing and resolves nothing: it depends on env-cache (the bucket and its lock),
 //! env-prefix (an environment's interpreter and site-packages) and env-store (the manifest a
@@ -14,9 +16,14 @@ use std::path::{Path, PathBuf};
 
 use miette::Diagnostic;
 
+pub mod archive;
 pub mod environment;
 pub mod store;
 
+pub use archive::{
+    ArchiveLibrary, ArchivePyc, ArchiveSource, ReusedBytecode, compile_for_archive,
+    reuse_for_archive,
+};
 pub use environment::{
     compile_environment, compile_in_background, compile_in_this_process, link_environment,
 };
@@ -40,6 +47,16 @@ pub enum BytecodeError {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+
+    /// The environment's Python failed while compiling an archive's bytecode (files that do
+    /// not compile are skipped, not this). env-pack reports it as its own `PythonFailed`.
+    #[error("Failed to run `{}`: {message}", python.display())]
+    PythonFailed {
+        /// The interpreter.
+        python: PathBuf,
+        /// Its exit status and the tail of its stderr.
+        message: String,
     },
 
     /// A bug (an interpreter that reports no bytecode cache tag).

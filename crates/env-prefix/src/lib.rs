@@ -5,11 +5,17 @@
 //! `env-solve` (builds, locks), `env-run` (`has_mlflow`, `exec`) and `env-pack` (scans) all
 //! read prefixes; before this crate each had its own copy of the `*.dist-info` listing, and
 //! they split `name-version` differently (`rsplit_once` in one, `split_once` in another). This
-//! crate depends on nothing of ours, so every crate can use it without a cycle.
+//! crate depends on nothing of ours, so every crate can use it without a cycle. With the
+//! `verify` feature, [`verify`] checks a prefix against what was installed into it (its conda
+//! records and `RECORD`s; `cache verify`), which reads conda records with
+//! `rattler_conda_types`.
 #![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+#[cfg(feature = "verify")]
+pub mod verify;
 
 /// The interpreter of an environment prefix.
 #[must_use]

@@ -20,9 +20,9 @@ use rattler_conda_types::GenericVirtualPackage;
 use crate::build::{CreateRequest, Created};
 use crate::context::BuildOptions;
 use crate::error::SolveError;
-use crate::lock::LockedEnv;
 use crate::reporter::Reporter;
 use env_conda::ChannelSettings;
+use env_lock::LockedEnv;
 
 /// Which lock file to install from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -345,19 +345,19 @@ impl ModelEnvironment {
         let lock_path = match &request.lock {
             LockChoice::File(path) => Some(path.clone()),
             LockChoice::Auto => {
-                Some(crate::lock::default_lock_path(model.root())).filter(|p| p.is_file())
+                Some(env_lock::default_lock_path(model.root())).filter(|p| p.is_file())
             }
             LockChoice::Ignore => None,
         };
         let (key, lock) = match lock_path {
             Some(path) => {
-                let locked = crate::lock::read_lock(&path)?;
+                let locked = env_lock::read_lock(&path).map_err(SolveError::from)?;
                 if locked.key != spec_key.as_str() {
-                    return Err(SolveError::LockStale {
+                    return Err(SolveError::from(env_lock::LockError::LockStale {
                         path,
                         locked: locked.key,
                         current: spec_key.to_string(),
-                    }
+                    })
                     .into());
                 }
                 (spec_key.with_lock(&locked.text), Some((path, locked)))
@@ -529,7 +529,7 @@ impl ModelEnvironment {
         );
         // It reads the prefix and runs uv: blocking work.
         crate::build::off_runtime(move || {
-            crate::lock::lock_environment(
+            env_lock::lock_environment(
                 &prefix,
                 &spec_key,
                 &manager,
@@ -540,6 +540,7 @@ impl ModelEnvironment {
                 &scratch,
                 offline,
             )
+            .map_err(SolveError::from)
         })
         .await
     }

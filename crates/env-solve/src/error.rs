@@ -70,92 +70,6 @@ pub enum SolveError {
         attempts: String,
     },
 
-    /// `uv pip compile` could not name the files of the installed distributions.
-    #[error("Failed to find the files of the environment's Python packages for the lock (uv pip compile, exit code {}):\n{stderr}", code.map_or_else(|| "none".to_string(), |c| c.to_string()))]
-    #[diagnostic(help(
-        "The environment itself was built; the lock needs each installed distribution's file again, from the index it came from (or its direct URL). Check that the index is reachable, or drop `--offline`"
-    ))]
-    LockFiles {
-        /// uv's exit code.
-        code: Option<i32>,
-        /// uv's stderr (redacted).
-        stderr: String,
-    },
-
-    /// A distribution was installed from something a lock cannot record.
-    #[error(
-        "Cannot lock `{name}`: it was built from the local directory `{source_dir}`, and a lock records files with their sha256"
-    )]
-    #[diagnostic(help(
-        "Build a wheel of it (`uv build`) and require the wheel file instead of the directory"
-    ))]
-    LockLocalDirectory {
-        /// The distribution.
-        name: String,
-        /// Its source directory.
-        source_dir: String,
-    },
-
-    /// A lock could not be written or read.
-    #[error("Lock file error: {message}")]
-    Lock {
-        /// What went wrong.
-        message: String,
-        /// The cause.
-        #[source]
-        source: Option<Cause>,
-    },
-
-    /// A lock file cannot be used.
-    #[error("Cannot use the lock file `{}`: {message}", path.display())]
-    #[diagnostic(help("Write a new one with `pyfunc-env lock MODEL -o FILE`"))]
-    LockInvalid {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        message: String,
-        /// The parser's error, when it is one.
-        #[source]
-        source: Option<Cause>,
-    },
-
-    /// A locked file could not be downloaded.
-    #[error("Failed to download `{url}`")]
-    #[diagnostic(help("Check the network, or run where the lock's URLs are reachable"))]
-    LockDownload {
-        /// The URL (redacted).
-        url: String,
-        /// The cause (redacted when the report is printed).
-        #[source]
-        source: reqwest::Error,
-    },
-
-    /// A locked file is not what the lock says.
-    #[error("`{file}` has sha256 `{actual}`, but the lock file says `{expected}`")]
-    #[diagnostic(help(
-        "The file changed since the lock was written (or the lock was edited); refusing to install it"
-    ))]
-    LockHashMismatch {
-        /// The file.
-        file: String,
-        /// The lock's digest.
-        expected: String,
-        /// What arrived.
-        actual: String,
-    },
-
-    /// The model's spec changed since the lock was written.
-    #[error("The lock file `{}` is stale: it was written for environment `{locked}`, but the model's files now give `{current}`", path.display())]
-    #[diagnostic(help("The model's environment files (or the flags that change the environment) changed since the lock was written; regenerate it with `pyfunc-env lock MODEL -o {}`", path.display()))]
-    LockStale {
-        /// The file.
-        path: PathBuf,
-        /// The key in the lock.
-        locked: String,
-        /// The key now.
-        current: String,
-    },
-
     /// A cache operation failed.
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -165,6 +79,12 @@ pub enum SolveError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Bytecode(#[from] env_bytecode::BytecodeError),
+
+    /// Writing, reading or installing from a lock file failed (env-lock; its messages are
+    /// unchanged).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Lock(#[from] env_lock::LockError),
 
     /// Finding, fetching or running uv failed (env-uv; its messages are unchanged).
     #[error(transparent)]
@@ -204,22 +124,16 @@ impl SolveError {
             | Self::NoPythonVersion
             | Self::InvalidPythonVersion { .. }
             | Self::PythonUnavailable { .. }
-            | Self::LockInvalid { .. }
-            | Self::LockStale { .. }
-            | Self::LockHashMismatch { .. }
-            | Self::LockLocalDirectory { .. }
             // Not transient: a retry finds the same entry. The operator pushes it again from
             // CI with the signing key, or removes it.
             | Self::RemoteUntrusted { .. } => true,
             Self::Uv(error) => error.is_user_error(),
             Self::Conda(error) => error.is_user_error(),
+            Self::Lock(error) => error.is_user_error(),
             // Listed one by one, so a new variant has to be classified here: a catch-all
             // would make every new error exit 2 silently.
             Self::UnsupportedPlatform
             | Self::VirtualPackages { .. }
-            | Self::Lock { .. }
-            | Self::LockDownload { .. }
-            | Self::LockFiles { .. }
             | Self::Cache(_)
             | Self::Bytecode(_)
             | Self::Io { .. }
@@ -248,5 +162,40 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SolveError + '_ 
     move |source| SolveError::Io {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use env_lock::LockError;
+
+    use super::*;
+
+    /// env-lock's errors keep the exit codes and messages they had as `SolveError` variants:
+    /// a stale, tampered or unreadable lock (or an offline install missing a locked file) is
+    /// the user's to fix (exit 1); a failed download or write is not (exit 2).
+    #[test]
+    fn lock_errors_keep_their_message_and_exit_class_through_solve_error() {
+        let stale = SolveError::from(LockError::LockStale {
+            path: "model/pyfunc-env.lock".into(),
+            locked: "aaaa".into(),
+            current: "bbbb".into(),
+        });
+        assert!(stale.is_user_error());
+        assert_eq!(
+            stale.to_string(),
+            "The lock file `model/pyfunc-env.lock` is stale: it was written for environment \
+             `aaaa`, but the model's files now give `bbbb`"
+        );
+        let offline = SolveError::from(LockError::OfflinePackagesMissing {
+            packages: "pkg-1.0-py3-none-any.whl".into(),
+        });
+        assert!(offline.is_user_error());
+        let broken = SolveError::from(LockError::Lock {
+            message: "cannot render it".into(),
+            source: None,
+        });
+        assert!(!broken.is_user_error());
+        assert_eq!(broken.to_string(), "Lock file error: cannot render it");
     }
 }

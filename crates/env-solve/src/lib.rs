@@ -22,7 +22,6 @@ pub mod ensure;
 pub mod environment;
 pub mod error;
 pub mod inspect;
-pub mod lock;
 pub mod many;
 pub mod prune;
 pub mod remote;

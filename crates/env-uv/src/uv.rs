@@ -709,7 +709,7 @@ impl Uv {
     }
 
     /// Installs exactly the distributions of a lock (`name==version --hash=sha256:...` lines,
-    /// env-solve's `lock::requirements_text`) from `files`, where `lock::fetch_files` put
+    /// env-lock's `requirements_text`) from `files`, where `env_lock::fetch_files` put
     /// every locked file: no index, no dependency resolution, every hash required.
     #[expect(clippy::too_many_arguments, reason = "one uv invocation's settings")]
     pub fn pip_install_locked(

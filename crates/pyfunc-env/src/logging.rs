@@ -15,7 +15,7 @@ pub fn init_tracing(verbose: u8, color: bool) {
             _ => "trace",
         };
         EnvFilter::new(format!(
-            "pyfunc_env={level},env_spec={level},env_cache={level},env_solve={level},env_python={level},env_bytecode={level},env_uv={level},env_conda={level},env_settings={level},env_store={level},env_image={level},env_run={level},env_remote={level},env_source={level},env_pack={level},env_prefix={level}"
+            "pyfunc_env={level},env_spec={level},env_cache={level},env_solve={level},env_python={level},env_bytecode={level},env_uv={level},env_conda={level},env_lock={level},env_settings={level},env_store={level},env_image={level},env_run={level},env_remote={level},env_source={level},env_pack={level},env_prefix={level}"
         ))
     };
     let _ = tracing_subscriber::fmt()

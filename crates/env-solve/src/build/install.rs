@@ -268,13 +268,13 @@ fn joint_install(build: &PipSet, pip: &PipSet) -> Option<PipSet> {
 async fn build_locked(
     cache: &Cache,
     request: &CreateRequest<'_>,
-    locked: &crate::lock::LockedEnv,
+    locked: &env_lock::LockedEnv,
     prefix: &Path,
     reporter: &Arc<dyn Reporter>,
 ) -> Result<(Vec<RepoDataRecord>, Timings), SolveError> {
     let mut timings = Timings::default();
     let mut records = locked.conda.clone();
-    crate::lock::apply_mirrors(&mut records, &request.channels.mirrors);
+    env_lock::apply_mirrors(&mut records, &request.channels.mirrors);
     if records.is_empty() {
         let version = request
             .spec
@@ -327,8 +327,8 @@ async fn build_locked(
                 path: scratch.clone(),
                 source,
             })?;
-        crate::lock::fetch_files(&locked.pypi, files.path(), request.offline).await?;
-        let text = crate::lock::requirements_text(&locked.pypi);
+        env_lock::fetch_files(&locked.pypi, files.path(), request.offline).await?;
+        let text = env_lock::requirements_text(&locked.pypi);
         let python = python_of(prefix);
         let (files_dir, offline, reporter) = (
             files.path().to_path_buf(),

@@ -59,7 +59,7 @@ pub struct CreateRequest<'a> {
     /// Rebuild even if complete (`--reinstall`).
     pub reinstall: bool,
     /// Install exactly this lock instead of solving (`--locked`).
-    pub locked: Option<&'a crate::lock::LockedEnv>,
+    pub locked: Option<&'a env_lock::LockedEnv>,
     /// Leave bytecode compilation to the caller ([`Created::bytecode_deferred`]), so a model
     /// can start as soon as its packages are installed (`run` on a cache miss).
     pub defer_bytecode: bool,

@@ -8,6 +8,14 @@
 //! YAML comment with the key of the spec it was made from; `create --locked` refuses a lock
 //! whose key differs (the model's files changed since it was written). User information in URLs
 //! is never written: mirrors with credentials apply again at install time.
+//!
+//! The crate holds the format and nothing that decides when to lock: env-solve (the
+//! orchestrator) writes a lock after a build, reads one for `create --locked`, and installs
+//! from it (conda records through env-conda, the files [`fetch_files`] fetched through
+//! env-uv). It depends on rattler's types and lock format (`rattler_conda_types`,
+//! `rattler_lock`), not on its solver or installer, and on env-uv only for
+//! [`Uv::command`] (`uv pip compile` names the installed wheels' files).
+#![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -18,9 +26,16 @@ use rattler_lock::{
     PypiPackageData, UrlOrPath, Verbatim,
 };
 
-use crate::error::{Cause, SolveError};
-use crate::redact::redact;
+mod error;
+
+use env_spec::redact::redact;
 use env_uv::Uv;
+pub use error::{Cause, LockError};
+
+/// The platform this binary runs on (the lock records this platform only).
+fn current_platform() -> Result<rattler_conda_types::Subdir, LockError> {
+    rattler_conda_types::Subdir::current().ok_or(LockError::UnsupportedPlatform)
+}
 
 /// The header line's prefix.
 const HEADER: &str = "# pyfunc-env lock:";
@@ -58,17 +73,17 @@ fn strip_userinfo(url: &mut url::Url) {
     let _ = url.set_password(None);
 }
 
-fn lock_error(message: impl Into<String>) -> SolveError {
-    SolveError::Lock {
+fn lock_error(message: impl Into<String>) -> LockError {
+    LockError::Lock {
         message: message.into(),
         source: None,
     }
 }
 
 /// `map_err` adapter: `message`, caused by the error.
-fn lock_failed<E: Into<Cause>>(message: impl Into<String>) -> impl FnOnce(E) -> SolveError {
+fn lock_failed<E: Into<Cause>>(message: impl Into<String>) -> impl FnOnce(E) -> LockError {
     let message = message.into();
-    move |source| SolveError::Lock {
+    move |source| LockError::Lock {
         message,
         source: Some(source.into()),
     }
@@ -77,7 +92,7 @@ fn lock_failed<E: Into<Cause>>(message: impl Into<String>) -> impl FnOnce(E) -> 
 /// The Python distributions uv installed into `prefix` (INSTALLER `uv`), as requirement lines
 /// for `uv pip compile`: `name==version` for those from an index, `name @ URL` for those
 /// installed from a direct URL or a local file (their `direct_url.json`), which no index has.
-fn uv_installed(prefix: &Path) -> Result<Vec<String>, SolveError> {
+fn uv_installed(prefix: &Path) -> Result<Vec<String>, LockError> {
     let Some(site_packages) = env_prefix::site_packages(prefix) else {
         return Ok(Vec::new());
     };
@@ -89,14 +104,14 @@ fn uv_installed(prefix: &Path) -> Result<Vec<String>, SolveError> {
         let (name, version) = (dist.name.as_str(), dist.version.as_str());
         match direct_url(&site_packages, name, version) {
             Some(direct) if direct.get("dir_info").is_some() => {
-                return Err(SolveError::LockLocalDirectory {
+                return Err(LockError::LockLocalDirectory {
                     name: name.to_string(),
                     source_dir: direct["url"].as_str().unwrap_or_default().to_string(),
                 });
             }
             Some(direct) if direct["url"].is_string() => {
                 let url = direct["url"].as_str().unwrap_or_default();
-                crate::redact::register_url(url);
+                env_spec::redact::register_url(url);
                 lines.push(format!("{name} @ {url}"));
             }
             _ => lines.push(format!("{name}=={version}")),
@@ -134,10 +149,10 @@ pub fn lock_environment(
     uv_cache: &Path,
     scratch: &Path,
     offline: bool,
-) -> Result<String, SolveError> {
-    let platform = crate::context::current_platform()?;
+) -> Result<String, LockError> {
+    let platform = current_platform()?;
     let records = PrefixRecord::collect_from_prefix::<PrefixRecord>(prefix).map_err(|source| {
-        SolveError::Io {
+        LockError::Io {
             path: prefix.join("conda-meta"),
             source,
         }
@@ -151,7 +166,7 @@ pub fn lock_environment(
         .map_err(lock_failed("cannot record the platform"))?
         .with_channels(
             DEFAULT_ENVIRONMENT_NAME,
-            channels.iter().map(|c| crate::redact::mask_userinfo(c)),
+            channels.iter().map(|c| env_spec::redact::mask_userinfo(c)),
         );
     let mut conda: Vec<RepoDataRecord> = records.into_iter().map(|r| r.repodata_record).collect();
     conda.sort_by(|a, b| {
@@ -175,7 +190,7 @@ pub fn lock_environment(
             pins.push('\n');
         }
         let pins_file = scratch.join(format!("lock-pins-{}.txt", std::process::id()));
-        fs_err::write(&pins_file, pins).map_err(|e| SolveError::Io {
+        fs_err::write(&pins_file, pins).map_err(|e| LockError::Io {
             path: pins_file.clone(),
             source: e,
         })?;
@@ -194,13 +209,13 @@ pub fn lock_environment(
             .arg(env_prefix::python_of(prefix))
             .arg(&pins_file);
         index_args.apply(&mut command);
-        let output = env_cache::child::output(&mut command).map_err(|source| SolveError::Io {
+        let output = env_cache::child::output(&mut command).map_err(|source| LockError::Io {
             path: uv.path.clone(),
             source,
         })?;
         let _ = fs_err::remove_file(&pins_file);
         if !output.status.success() {
-            return Err(SolveError::LockFiles {
+            return Err(LockError::LockFiles {
                 code: output.status.code(),
                 stderr: redact(String::from_utf8_lossy(&output.stderr).trim_end()),
             });
@@ -284,8 +299,8 @@ pub fn lock_environment(
 }
 
 /// Reads a lock file written by [`lock_environment`].
-pub fn read_lock(path: &Path) -> Result<LockedEnv, SolveError> {
-    let text = fs_err::read_to_string(path).map_err(|e| SolveError::Io {
+pub fn read_lock(path: &Path) -> Result<LockedEnv, LockError> {
+    let text = fs_err::read_to_string(path).map_err(|e| LockError::Io {
         path: path.to_path_buf(),
         source: e,
     })?;
@@ -293,7 +308,7 @@ pub fn read_lock(path: &Path) -> Result<LockedEnv, SolveError> {
         .lines()
         .next()
         .and_then(|l| l.strip_prefix(HEADER))
-        .ok_or_else(|| SolveError::LockInvalid {
+        .ok_or_else(|| LockError::LockInvalid {
             path: path.to_path_buf(),
             message: "it was not written by `pyfunc-env lock` (no `# pyfunc-env lock:` header)"
                 .into(),
@@ -308,30 +323,30 @@ pub fn read_lock(path: &Path) -> Result<LockedEnv, SolveError> {
     let key = field("key").unwrap_or_default();
     let env_manager = field("env-manager").unwrap_or_default();
     let lock = LockFile::from_str_with_base_directory(&text, path.parent()).map_err(|e| {
-        SolveError::LockInvalid {
+        LockError::LockInvalid {
             path: path.to_path_buf(),
             message: "it does not parse".into(),
             source: Some(e.into()),
         }
     })?;
-    let platform = crate::context::current_platform()?;
+    let platform = current_platform()?;
     let environment = lock
         .default_environment()
-        .ok_or_else(|| SolveError::LockInvalid {
+        .ok_or_else(|| LockError::LockInvalid {
             path: path.to_path_buf(),
             message: "it has no default environment".into(),
             source: None,
         })?;
     let locked_platform =
         lock.platform(platform.as_str())
-            .ok_or_else(|| SolveError::LockInvalid {
+            .ok_or_else(|| LockError::LockInvalid {
                 path: path.to_path_buf(),
                 message: format!("it has nothing for this platform (`{platform}`)"),
                 source: None,
             })?;
     let conda = environment
         .conda_repodata_records(locked_platform)
-        .map_err(|e| SolveError::LockInvalid {
+        .map_err(|e| LockError::LockInvalid {
             path: path.to_path_buf(),
             message: "its conda packages cannot be read".into(),
             source: Some(e.into()),
@@ -404,7 +419,7 @@ pub async fn fetch_files(
     pypi: &[LockedDistribution],
     dir: &Path,
     offline: bool,
-) -> Result<(), SolveError> {
+) -> Result<(), LockError> {
     use sha2::Digest;
     let client = reqwest::Client::builder()
         .user_agent(concat!("pyfunc-env/", env!("CARGO_PKG_VERSION")))
@@ -425,11 +440,11 @@ pub async fn fetch_files(
         // (torch's is 800 MB), and a file that fails its hash never gets its final name.
         let target = dir.join(&file_name);
         let partial = dir.join(format!("{file_name}.part"));
-        let mut out = fs_err::File::create(&partial).map_err(|e| SolveError::Io {
+        let mut out = fs_err::File::create(&partial).map_err(|e| LockError::Io {
             path: partial.clone(),
             source: e,
         })?;
-        let write_failed = |e: std::io::Error| SolveError::Io {
+        let write_failed = |e: std::io::Error| LockError::Io {
             path: partial.clone(),
             source: e,
         };
@@ -438,14 +453,14 @@ pub async fn fetch_files(
             let path = url
                 .to_file_path()
                 .map_err(|()| lock_error(format!("`{}` is not a local path", dist.url)))?;
-            let mut input = fs_err::File::open(&path).map_err(|e| SolveError::Io {
+            let mut input = fs_err::File::open(&path).map_err(|e| LockError::Io {
                 path: path.clone(),
                 source: e,
             })?;
             let mut buffer = vec![0u8; 1 << 16];
             loop {
                 let read =
-                    std::io::Read::read(&mut input, &mut buffer).map_err(|e| SolveError::Io {
+                    std::io::Read::read(&mut input, &mut buffer).map_err(|e| LockError::Io {
                         path: path.clone(),
                         source: e,
                     })?;
@@ -456,13 +471,12 @@ pub async fn fetch_files(
                 std::io::Write::write_all(&mut out, &buffer[..read]).map_err(write_failed)?;
             }
         } else if offline {
-            return Err(env_conda::CondaError::OfflinePackagesMissing {
+            return Err(LockError::OfflinePackagesMissing {
                 packages: file_name,
-            }
-            .into());
+            });
         } else {
-            let failed = |source: reqwest::Error| SolveError::LockDownload {
-                url: crate::redact::redact_url(url.as_str()),
+            let failed = |source: reqwest::Error| LockError::LockDownload {
+                url: env_spec::redact::redact_url(url.as_str()),
                 source,
             };
             let mut response = client
@@ -481,14 +495,14 @@ pub async fn fetch_files(
             let actual = env_spec::spec::hex(&hasher.finalize());
             if &actual != expected {
                 let _ = fs_err::remove_file(&partial);
-                return Err(SolveError::LockHashMismatch {
+                return Err(LockError::LockHashMismatch {
                     file: file_name,
                     expected: expected.clone(),
                     actual,
                 });
             }
         }
-        fs_err::rename(&partial, &target).map_err(|e| SolveError::Io {
+        fs_err::rename(&partial, &target).map_err(|e| LockError::Io {
             path: target.clone(),
             source: e,
         })?;
@@ -516,7 +530,7 @@ mod tests {
         )
         .unwrap();
         let error = read_lock(&path).unwrap_err();
-        assert!(matches!(error, SolveError::LockInvalid { .. }), "{error:?}");
+        assert!(matches!(error, LockError::LockInvalid { .. }), "{error:?}");
         // The message names the file and what is wrong; the parser's words are the cause,
         // one `Caused by:` line in the report, not flattened into the message (issue 11).
         assert_eq!(
@@ -553,7 +567,7 @@ mod tests {
         let err = fetch_files(&[dist(&"0".repeat(64))], bad.path(), true)
             .await
             .unwrap_err();
-        assert!(matches!(err, SolveError::LockHashMismatch { ref actual, .. } if *actual == good));
+        assert!(matches!(err, LockError::LockHashMismatch { ref actual, .. } if *actual == good));
         assert_eq!(fs_err::read_dir(bad.path()).unwrap().count(), 0);
     }
 }
