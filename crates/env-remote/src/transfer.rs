@@ -1161,6 +1161,7 @@ mod tests {
             tree: env_store::Manifest {
                 format: 1,
                 prefix: "/cache/envs-v1/x".into(),
+                binary_prefix: None,
                 entries: Vec::new(),
                 files: 0,
                 bytes: 0,
