@@ -16,6 +16,10 @@
 //! - carries [`BUILDER_VAR`] (our pid) in its environment, so a later process waiting for a
 //!   lock can recognise the descendants of a builder that no longer exists and stop them
 //!   ([`kill_orphans`]).
+//!
+//! The same handler lets work that stages files defer the signal ([`defer_signals`]): a pull
+//! that is linking an environment into `tmp/` stops at the next file, removes its staging
+//! tree, and only then ends as the signal says.
 
 use std::cell::RefCell;
 use std::path::Path;
