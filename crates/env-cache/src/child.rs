@@ -16,6 +16,10 @@
 //! - carries [`BUILDER_VAR`] (our pid) in its environment, so a later process waiting for a
 //!   lock can recognise the descendants of a builder that no longer exists and stop them
 //!   ([`kill_orphans`]).
+//!
+//! The same handler lets work that stages files defer the signal ([`defer_signals`]): a pull
+//! that is linking an environment into `tmp/` stops at the next file, removes its staging
+//! tree, and only then ends as the signal says.
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -176,6 +180,43 @@ pub fn status(command: &mut Command) -> std::io::Result<std::process::ExitStatus
     child.wait()
 }
 
+/// Defers SIGINT, SIGTERM and SIGHUP while it lives, for work that must not be cut short
+/// with files half-written (a pull's staging tree in `tmp/`): the signal only makes
+/// [`interrupted`] true (hardened children are still killed at once), the work checks it,
+/// removes what it wrote and returns; the signal then ends the process, as it would have, when
+/// the last guard is dropped. Signals we do not handle (ignored, or someone else's handler)
+/// are left alone.
+#[must_use = "signals are deferred only while the guard lives"]
+#[derive(Debug)]
+pub struct SignalsDeferred(());
+
+/// Starts deferring SIGINT, SIGTERM and SIGHUP (see [`SignalsDeferred`]).
+pub fn defer_signals() -> SignalsDeferred {
+    #[cfg(unix)]
+    unix::defer();
+    SignalsDeferred(())
+}
+
+impl Drop for SignalsDeferred {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        unix::undefer();
+    }
+}
+
+/// Whether a signal came while deferred (see [`SignalsDeferred`]): stop, clean up, return.
+#[must_use]
+pub fn interrupted() -> bool {
+    #[cfg(unix)]
+    {
+        unix::pending() != 0
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
 #[cfg(unix)]
 fn register(pid: u32) {
     unix::register(pid);
@@ -300,12 +341,45 @@ mod unix {
     use std::os::unix::process::CommandExt;
     use std::process::Command;
     use std::sync::Once;
-    use std::sync::atomic::{AtomicI32, Ordering};
+    use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
     /// The process groups of running hardened children (0: free slot). A fixed array, so the
     /// signal handler reads it without allocating or locking.
     static GROUPS: [AtomicI32; 256] = [const { AtomicI32::new(0) }; 256];
     static HANDLERS: Once = Once::new();
+    /// Live [`super::SignalsDeferred`] guards.
+    static DEFERRING: AtomicUsize = AtomicUsize::new(0);
+    /// The first signal that came while deferring (0: none).
+    static PENDING: AtomicI32 = AtomicI32::new(0);
+
+    pub(super) fn defer() {
+        HANDLERS.call_once(install_handlers);
+        DEFERRING.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(super) fn undefer() {
+        if DEFERRING.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let signal = PENDING.load(Ordering::SeqCst);
+            if signal != 0 {
+                end_by(signal);
+            }
+        }
+    }
+
+    pub(super) fn pending() -> i32 {
+        PENDING.load(Ordering::SeqCst)
+    }
+
+    /// Ends the process as `signal` does by default (exit status 128+n in a shell).
+    fn end_by(signal: libc::c_int) {
+        // SAFETY: signal(2) and raise(3) are async-signal-safe. In the handler the signal is
+        // blocked while it runs; once it returns it is delivered again with the default
+        // action. Elsewhere it is delivered at once.
+        unsafe {
+            libc::signal(signal, libc::SIG_DFL);
+            libc::raise(signal);
+        }
+    }
 
     pub(super) fn register(pid: u32) {
         let Ok(pid) = i32::try_from(pid) else { return };
@@ -342,13 +416,14 @@ mod unix {
                 }
             }
         }
-        // SAFETY: signal(2) and raise(3) are async-signal-safe. The signal is blocked while
-        // its handler runs; once we return it is delivered again with the default action,
-        // so we end as the signal says (exit status 128+n in a shell).
-        unsafe {
-            libc::signal(signal, libc::SIG_DFL);
-            libc::raise(signal);
+        if DEFERRING.load(Ordering::SeqCst) > 0 {
+            // The deferring work stops at its next check; the last guard ends us.
+            let _ = PENDING.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+            if DEFERRING.load(Ordering::SeqCst) > 0 {
+                return;
+            }
         }
+        end_by(signal);
     }
 
     fn install_handlers() {

@@ -36,8 +36,9 @@ pub const LAYER_MTIME: u64 = 946_684_800;
 pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// Bumped when the environment layer's content for the same environment changes (2: packed
 /// for [`ENV_PATH`], the same from every cache path; 3: the environment's own bytecode, gzip
-/// level 4 in parallel chunks).
-const ENV_LAYER_FORMAT: u32 = 3;
+/// level 4 in parallel chunks; 4: a pulled environment's binary files no longer name the path
+/// of the agent that built it).
+const ENV_LAYER_FORMAT: u32 = 4;
 
 /// A layer blob in the store.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

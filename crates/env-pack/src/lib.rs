@@ -571,9 +571,21 @@ fn prepare(
 ) -> Result<Prepared, PackError> {
     let start = Instant::now();
     let environment = inspect(prefix)?;
-    let relocation = destination
-        .map(|to| relocate::Relocation::new(&environment.root, &environment.canonical, to));
-    let mut plan = scan::plan(&environment, options, relocation.as_ref())?;
+    let manifest = scan::saved_manifest(&environment);
+    let relocation = destination.map(|to| {
+        relocate::Relocation::new(
+            &environment.root,
+            &environment.canonical,
+            manifest.as_ref().map(env_store::Manifest::binary_prefix),
+            to,
+        )
+    });
+    let mut plan = scan::plan(
+        &environment,
+        options,
+        manifest.as_ref(),
+        relocation.as_ref(),
+    )?;
     let scan_secs = secs(start);
 
     let compile_start = Instant::now();

@@ -25,7 +25,10 @@
 //!
 //! Which files name the prefix comes from the environment's manifest
 //! (`.pyfunc-env/manifest.json`, see `env_store::Manifest`) when it has one for this path: no
-//! file is searched. Without one, each file is searched as it is packed.
+//! file is searched. Without one, each file is searched as it is packed. An environment pulled
+//! from a remote cache has text files naming its own path but binary files naming the path it
+//! was built at on another agent (a pull links them as they are); its manifest records that
+//! path (`binary_prefix`), and it is replaced as well, so the archive is the builder's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -40,18 +43,23 @@ use crate::{PackError, io};
 /// Where the archive will be extracted, and what the environment's files name instead.
 #[derive(Debug, Clone)]
 pub(crate) struct Relocation {
-    /// The prefix as written and as canonical path, longest first.
+    /// Every path that names the prefix, longest first: as written, as canonical path, and
+    /// the path its binary files name (where it was built, for a pulled environment).
     from: Vec<String>,
     /// The destination (absolute, no trailing `/`).
     pub to: String,
 }
 
 impl Relocation {
-    pub(crate) fn new(root: &Path, canonical: &Path, to: &str) -> Self {
+    /// The environment at `root` (`canonical`), whose binary files name `built_at` (its
+    /// manifest's binary prefix; `root` when it was built here), packed for `to`.
+    pub(crate) fn new(root: &Path, canonical: &Path, built_at: Option<&str>, to: &str) -> Self {
         let mut from = vec![root.to_string_lossy().into_owned()];
         let canonical = canonical.to_string_lossy().into_owned();
-        if !from.contains(&canonical) {
-            from.push(canonical);
+        for path in std::iter::once(canonical).chain(built_at.map(str::to_string)) {
+            if !from.contains(&path) {
+                from.push(path);
+            }
         }
         from.sort_by_key(|p| std::cmp::Reverse(p.len()));
         Self {
@@ -85,15 +93,18 @@ impl Relocation {
     }
 
     /// `data` (an ELF file) with the prefix replaced in each C string that holds it, padded with
-    /// NULs to the same length; `None` when the destination is longer than the prefix.
+    /// NULs to the same length; `None` when the destination is longer than a prefix it holds.
     pub(crate) fn c_strings(&self, data: &[u8]) -> Option<Vec<u8>> {
         let mut out = data.to_vec();
         for from in &self.from {
             let (from, to) = (from.as_bytes(), self.to.as_bytes());
-            if to.len() > from.len() {
-                return None;
-            }
             let finder = memchr::memmem::Finder::new(from);
+            if to.len() > from.len() {
+                if finder.find(&out).is_some() {
+                    return None;
+                }
+                continue;
+            }
             let mut position = 0;
             while let Some(found) = finder.find(&out[position..]) {
                 let at = position + found;
@@ -324,6 +335,7 @@ mod tests {
         Relocation::new(
             Path::new("/home/u/.cache/pyfunc-env/envs-v1/abc"),
             Path::new("/data/cache/envs-v1/abc"),
+            None,
             "/opt/pyfunc-env/env",
         )
     }
@@ -359,8 +371,48 @@ mod tests {
         assert_eq!(relocation.search(&binary), PrefixUse::Binary);
         assert_eq!(relocation.search(b"no prefix"), PrefixUse::None);
         // A destination longer than the prefix cannot be written into a C string.
-        let long = Relocation::new(Path::new("/p"), Path::new("/p"), "/much/longer");
+        let long = Relocation::new(Path::new("/p"), Path::new("/p"), None, "/much/longer");
         assert_eq!(long.c_strings(b"/p\0"), None);
+        // A short prefix the file does not hold does not stop the others being replaced.
+        let mixed = Relocation::new(
+            Path::new("/p"),
+            Path::new("/p"),
+            Some("/builder/path"),
+            "/dest",
+        );
+        assert_eq!(
+            mixed.c_strings(b"/builder/path/lib\0"),
+            Some(b"/dest/lib\0\0\0\0\0\0\0\0\0".to_vec())
+        );
+    }
+
+    /// A pulled environment's binary files name the path it was built at (its manifest's
+    /// binary prefix), its text files the path it is at: both become the destination, so the
+    /// archive is the builder's.
+    #[test]
+    fn a_pulled_environment_names_its_builder_in_binary_files() {
+        let pulled = Relocation::new(
+            Path::new("/agent-b/cache/envs-v1/abc"),
+            Path::new("/agent-b/cache/envs-v1/abc"),
+            Some("/agent-a/a-longer-cache/envs-v1/abc"),
+            "/opt/pyfunc-env/env",
+        );
+        let built = Relocation::new(
+            Path::new("/agent-a/a-longer-cache/envs-v1/abc"),
+            Path::new("/agent-a/a-longer-cache/envs-v1/abc"),
+            None,
+            "/opt/pyfunc-env/env",
+        );
+        let library = b"\x7fELF\0/agent-a/a-longer-cache/envs-v1/abc/share/x\0tail\0";
+        assert_eq!(pulled.search(library), PrefixUse::Binary);
+        assert_eq!(pulled.c_strings(library), built.c_strings(library));
+        let out = pulled.c_strings(library).unwrap();
+        assert!(memchr::memmem::find(&out, b"/opt/pyfunc-env/env/share/x\0").is_some());
+        assert!(memchr::memmem::find(&out, b"agent-a").is_none());
+        assert_eq!(
+            pulled.text(b"prefix = '/agent-b/cache/envs-v1/abc'"),
+            b"prefix = '/opt/pyfunc-env/env'"
+        );
     }
 
     #[test]

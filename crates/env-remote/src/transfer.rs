@@ -531,7 +531,15 @@ impl Remote {
         let local = local.clone();
         let count = blobs.len() as u64;
         let stored = blocking(move || {
+            // A signal stops it between two blobs, with no partial store file left in `tmp/`.
+            let _deferred = env_cache::child::defer_signals();
             for (at, entry) in &blobs {
+                if env_cache::child::interrupted() {
+                    return Err(env_store::StoreError::Interrupted {
+                        path: local.path(entry.sha256.as_deref().unwrap_or_default()),
+                    }
+                    .into());
+                }
                 let from = usize::try_from(at.offset - start).unwrap_or(usize::MAX);
                 let to = usize::try_from(at.offset + at.length - start).unwrap_or(usize::MAX);
                 match packs::unpack_blob(&local, &bytes[from..to], entry) {
@@ -1125,6 +1133,10 @@ async fn blocking<T: Send + 'static>(
 /// Materialises the environment from the store into a staging directory beside the
 /// environment and moves it into place: whatever a crashed build or pull left goes first; the
 /// environment is complete only once `finish_build` has written the fingerprint, last.
+///
+/// SIGINT/SIGTERM are deferred meanwhile (`env_cache::child::SignalsDeferred`): one that comes
+/// before the move stops the linking, the staging tree is removed, and the signal then ends the
+/// process; one that comes after lets the environment be completed first.
 fn install(
     env: &EnvEntry,
     tmp: &Path,
@@ -1132,25 +1144,36 @@ fn install(
     tree: &env_store::Manifest,
     metadata: &env_cache::Metadata,
 ) -> Result<env_store::Materialised, RemoteError> {
+    let _deferred = env_cache::child::defer_signals();
     let staging = tempfile::Builder::new()
         .prefix(&format!("{}-pull-", env.key()))
         .tempdir_in(tmp)
         .map_err(io(tmp))?;
     let target = staging.path().join("env");
-    let done = local.materialise(tree, &target, env.dir());
-    let done = match done {
+    let staged = (|| {
+        let done = local.materialise(tree, &target, env.dir())?;
+        let meta = target.join(env_cache::META_DIR);
+        fs_err::create_dir_all(&meta).map_err(io(&meta))?;
+        // The manifest stays with the environment (`pack`, images and pushes read it), with
+        // the files that name the prefix as they are here.
+        let kept = tree.relocated(&target, env.dir())?;
+        kept.save(&target)?;
+        if env_cache::child::interrupted() {
+            return Err(env_store::StoreError::Interrupted {
+                path: target.clone(),
+            }
+            .into());
+        }
+        Ok::<_, RemoteError>(done)
+    })();
+    let done = match staged {
         Ok(done) => done,
         Err(error) => {
+            // Its directories may be read-only, which `TempDir`'s removal does not handle.
             let _ = make_writable_and_remove(staging.path());
-            return Err(error.into());
+            return Err(error);
         }
     };
-    let meta = target.join(env_cache::META_DIR);
-    fs_err::create_dir_all(&meta).map_err(io(&meta))?;
-    // The manifest stays with the environment (`pack`, images and pushes read it), with the
-    // files that name the prefix as they are here.
-    let kept = tree.relocated(&target, env.dir())?;
-    kept.save(&target)?;
     if !matches!(env.state(), EnvState::Missing) {
         env.remove_dir(tmp)?;
     }
@@ -1178,6 +1201,7 @@ mod tests {
             tree: env_store::Manifest {
                 format: 1,
                 prefix: "/cache/envs-v1/x".into(),
+                binary_prefix: None,
                 entries: Vec::new(),
                 files: 0,
                 bytes: 0,

@@ -52,6 +52,14 @@ pub enum StoreError {
         message: String,
     },
 
+    /// A signal stopped the work (see `env_cache::child::SignalsDeferred`); what it wrote is
+    /// removed by the caller.
+    #[error("Interrupted while writing `{}`", path.display())]
+    Interrupted {
+        /// What was being written.
+        path: PathBuf,
+    },
+
     /// The local cache.
     #[error(transparent)]
     #[diagnostic(transparent)]

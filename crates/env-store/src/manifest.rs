@@ -41,7 +41,8 @@ pub enum PrefixUse {
     /// environment with the new prefix.
     Text,
     /// A binary file naming it: linked as it is (as `pack` leaves it; `CPython` finds its prefix
-    /// from the executable's location).
+    /// from the executable's location), so it keeps naming the path it was built at
+    /// ([`Manifest::binary_prefix`]).
     Binary,
 }
 
@@ -89,8 +90,15 @@ pub struct Entry {
 pub struct Manifest {
     /// The manifest format.
     pub format: u32,
-    /// The absolute path the environment was built at (what [`PrefixUse::Text`] files name).
+    /// The absolute path the environment is at (what [`PrefixUse::Text`] files name).
     pub prefix: String,
+    /// The path [`PrefixUse::Binary`] files name, when it is not [`Self::prefix`]: the path
+    /// the environment was built at, kept as it is by [`Self::relocated`] (a pull rewrites only
+    /// text files), so `pack` and images can replace it too. Absent in a builder's manifest,
+    /// and in manifests of pulls by versions before it (which left nothing to say where those
+    /// files' path came from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary_prefix: Option<String>,
     /// Every entry, sorted by path (a directory before its contents); `.pyfunc-env/` is not
     /// one.
     pub entries: Vec<Entry>,
@@ -154,6 +162,7 @@ impl Manifest {
         Ok(Self {
             format: FORMAT,
             prefix: needle,
+            binary_prefix: None,
             entries,
             files,
             bytes,
@@ -274,14 +283,28 @@ impl Manifest {
         if !Path::new(&self.prefix).is_absolute() {
             return bad(format!("its prefix `{}` is not absolute", self.prefix));
         }
+        if let Some(binary) = &self.binary_prefix
+            && !Path::new(binary).is_absolute()
+        {
+            return bad(format!("its binary prefix `{binary}` is not absolute"));
+        }
         Ok(())
     }
 
+    /// The path the [`PrefixUse::Binary`] files name.
+    #[must_use]
+    pub fn binary_prefix(&self) -> &str {
+        self.binary_prefix.as_deref().unwrap_or(&self.prefix)
+    }
+
     /// This manifest for the environment materialised at `written` (to be moved to
-    /// `prefix`): the files naming the prefix hashed again, as they were written there.
+    /// `prefix`): the files naming the prefix hashed again, as they were written there. The
+    /// binary files were linked as they are, so they still name [`Self::binary_prefix`],
+    /// which the result records when it is not `prefix`.
     pub fn relocated(&self, written: &Path, prefix: &Path) -> Result<Self, StoreError> {
         let mut out = self.clone();
         out.prefix = prefix.to_string_lossy().into_owned();
+        out.binary_prefix = Some(self.binary_prefix().to_string()).filter(|b| *b != out.prefix);
         for entry in &mut out.entries {
             if entry.prefix != PrefixUse::Text {
                 continue;
@@ -454,6 +477,7 @@ mod tests {
         Manifest {
             format: FORMAT,
             prefix: "/p".into(),
+            binary_prefix: None,
             entries,
             files,
             bytes,
@@ -525,6 +549,50 @@ mod tests {
             (4, 5 + shebang.len() as u64 + 2 * binary.len() as u64)
         );
         manifest.check(u64::MAX, u64::MAX).unwrap();
+    }
+
+    /// A relocated manifest keeps the path its binary files name (they are linked as they
+    /// are), through any number of pulls; a builder's manifest does not write the field, so
+    /// its bytes are what versions before it wrote.
+    #[test]
+    fn relocation_keeps_the_path_binary_files_name() {
+        let temp = tempfile::tempdir().unwrap();
+        let root = temp.path().join("env");
+        fs_err::create_dir_all(root.join("bin")).unwrap();
+        fs_err::write(
+            root.join("bin/tool"),
+            format!("#!{}/bin/python\n", root.display()),
+        )
+        .unwrap();
+        let mut binary = vec![0u8, 1, 2];
+        binary.extend_from_slice(root.to_string_lossy().as_bytes());
+        fs_err::write(root.join("bin/lib.so"), &binary).unwrap();
+        let built = Manifest::scan(&root).unwrap();
+        let built_at = root.to_string_lossy().into_owned();
+        assert_eq!(
+            (built.binary_prefix.as_deref(), built.binary_prefix()),
+            (None, built_at.as_str())
+        );
+        assert!(
+            !String::from_utf8(serde_json::to_vec(&built).unwrap())
+                .unwrap()
+                .contains("binary_prefix")
+        );
+        let pulled = built
+            .relocated(&root, Path::new("/agent-b/envs-v1/k"))
+            .unwrap();
+        assert_eq!(pulled.prefix, "/agent-b/envs-v1/k");
+        assert_eq!(pulled.binary_prefix.as_deref(), Some(built_at.as_str()));
+        pulled.check(u64::MAX, u64::MAX).unwrap();
+        let read: Manifest = serde_json::from_slice(&serde_json::to_vec(&pulled).unwrap()).unwrap();
+        assert_eq!(read, pulled);
+        let again = read.relocated(&root, Path::new("/agent-c/k")).unwrap();
+        assert_eq!(again.binary_prefix(), built_at);
+        let home = again.relocated(&root, &root).unwrap();
+        assert_eq!(home.binary_prefix, None);
+        let mut relative = pulled;
+        relative.binary_prefix = Some("envs-v1/k".into());
+        assert!(relative.check(u64::MAX, u64::MAX).is_err());
     }
 
     /// A prefix split across two reads is still found.

@@ -110,6 +110,8 @@ impl Store {
     /// store (which must have them all), the files naming the prefix with `new_prefix` (where
     /// `target` will be renamed to) instead. Directory modes are set last, so a read-only
     /// directory is still filled.
+    /// Stops with [`StoreError::Interrupted`] at the first entry after a deferred signal
+    /// (`env_cache::child::interrupted`), leaving `target` to the caller to remove.
     pub fn materialise(
         &self,
         manifest: &Manifest,
@@ -120,6 +122,11 @@ impl Store {
         fs_err::create_dir(target).map_err(io(target))?;
         let new_prefix = new_prefix.to_string_lossy().into_owned();
         for entry in &manifest.entries {
+            if env_cache::child::interrupted() {
+                return Err(StoreError::Interrupted {
+                    path: target.to_path_buf(),
+                });
+            }
             let path = target.join(&entry.path);
             match entry.kind {
                 Kind::Dir => fs_err::create_dir(&path).map_err(io(&path))?,

@@ -12,7 +12,7 @@ pub(crate) use entries::{Item, Plan, Source};
 pub use environment::{Distribution, Environment, inspect};
 pub(crate) use environment::{normalize, run_python};
 pub(crate) use rules::compile_exclusions;
-pub(crate) use walk::plan;
+pub(crate) use walk::{plan, saved_manifest};
 
 /// Normalises `a/b/../c` lexically; `None` if it climbs above its start.
 pub(crate) fn normalize_relative(path: &Path) -> Option<PathBuf> {

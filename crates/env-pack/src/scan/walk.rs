@@ -24,8 +24,9 @@ struct Walker<'a> {
     plan: Plan,
     /// Absolute search-path entries that do not exist here, with the files that have them.
     stale_search_paths: std::collections::BTreeMap<String, Vec<String>>,
-    /// The environment's saved manifest: every entry, with how each file names the prefix.
-    recorded: Option<HashMap<String, PrefixUse>>,
+    /// The environment's saved manifest: every entry, with how each file names the prefix and
+    /// its mode.
+    recorded: Option<HashMap<String, (PrefixUse, u32)>>,
     /// Entries the manifest does not list (left out).
     unlisted: Vec<String>,
     /// Where the archive will be extracted, when known.
@@ -34,10 +35,9 @@ struct Walker<'a> {
     binary_with_prefix: Vec<String>,
 }
 
-/// The entries of the manifest saved beside the environment, with how each file names the
-/// prefix, when it has a valid one for this path: the build (or the pull) already found the
-/// files naming the prefix, so no file needs searching again.
-fn recorded(environment: &Environment) -> Option<HashMap<String, PrefixUse>> {
+/// The manifest saved beside the environment, when it has a valid one for this path: the build
+/// (or the pull) already found the files naming the prefix, so no file needs searching again.
+pub(crate) fn saved_manifest(environment: &Environment) -> Option<env_store::Manifest> {
     let manifest = env_store::Manifest::saved(&environment.root)?;
     if manifest.prefix != environment.root.to_string_lossy()
         || manifest.check(u64::MAX, u64::MAX).is_err()
@@ -54,13 +54,7 @@ fn recorded(environment: &Environment) -> Option<HashMap<String, PrefixUse>> {
         environment.root.display(),
         manifest.entries.len()
     );
-    Some(
-        manifest
-            .entries
-            .into_iter()
-            .map(|entry| (entry.path, entry.prefix))
-            .collect(),
-    )
+    Some(manifest)
 }
 
 /// Walks the environment and decides every entry. Fails on the first thing that would not
@@ -69,6 +63,7 @@ fn recorded(environment: &Environment) -> Option<HashMap<String, PrefixUse>> {
 pub(crate) fn plan(
     environment: &Environment,
     options: &PackOptions,
+    manifest: Option<&env_store::Manifest>,
     relocation: Option<&Relocation>,
 ) -> Result<Plan, PackError> {
     let rules = Rules::new(environment, options);
@@ -88,7 +83,13 @@ pub(crate) fn plan(
         full_prefix: options.full_prefix,
         plan: Plan::default(),
         stale_search_paths: std::collections::BTreeMap::new(),
-        recorded: recorded(environment),
+        recorded: manifest.map(|manifest| {
+            manifest
+                .entries
+                .iter()
+                .map(|entry| (entry.path.clone(), (entry.prefix, entry.mode)))
+                .collect()
+        }),
         unlisted: Vec::new(),
         relocation,
         binary_with_prefix: Vec::new(),
@@ -213,6 +214,13 @@ impl Walker<'_> {
                 kept += 1;
             } else if file_type.is_file() {
                 let source = self.check_file(&path, &rel_str, metadata.len())?;
+                // A pulled environment's files are linked from the store, which keeps them
+                // read-only: the mode is the one the manifest recorded where it was built.
+                let mode = self
+                    .recorded
+                    .as_ref()
+                    .and_then(|recorded| recorded.get(&rel_str))
+                    .map_or(mode, |&(_, recorded)| recorded);
                 self.plan.items.push(Item {
                     path: rel_str,
                     mode,
@@ -298,8 +306,9 @@ impl Walker<'_> {
                 let data = fs_err::read(path).map_err(io(path))?;
                 match relocation.c_strings(&data) {
                     Some(out) if out != data => return Ok(Source::Bytes(out)),
-                    Some(_) => {}
-                    None => self.binary_with_prefix.push(rel.to_string()),
+                    // Recorded as naming the prefix, yet none of the paths it may name is in
+                    // it: a pulled environment whose manifest does not say where it was built.
+                    Some(_) | None => self.binary_with_prefix.push(rel.to_string()),
                 }
             }
             return Ok(Source::File(path.to_path_buf()));
@@ -359,7 +368,7 @@ impl Walker<'_> {
             return Ok(PrefixUse::None);
         }
         if let Some(recorded) = &self.recorded {
-            return Ok(recorded.get(rel).copied().unwrap_or_default());
+            return Ok(recorded.get(rel).map(|&(use_, _)| use_).unwrap_or_default());
         }
         let Some(relocation) = self.relocation else {
             return Ok(PrefixUse::None);

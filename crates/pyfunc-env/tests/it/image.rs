@@ -907,57 +907,152 @@ fn layer_bytes(layout: &Path, digest: &str) -> Vec<u8> {
     bytes
 }
 
+/// A local conda channel with `binpkg`, whose `lib/libbinpkg.so` (a real shared object) names
+/// its prefix in a C string through a binary prefix placeholder, as conda-build packages do for
+/// compiled-in paths: the installer writes the environment's path there, NUL-padded.
+fn binary_placeholder_channel(dir: &Path) -> PathBuf {
+    let channel = dir.join("binchan");
+    let work = dir.join("binpkg-build");
+    fs_err::create_dir_all(work.join("lib")).unwrap();
+    let placeholder = format!("/{}", "placehold_".repeat(25));
+    let source = work.join("binpkg.c");
+    fs_err::write(
+        &source,
+        format!("const char binpkg_data[] = \"{placeholder}/share/binpkg\";\n"),
+    )
+    .unwrap();
+    checked(
+        Command::new("gcc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(work.join("lib/libbinpkg.so"))
+            .arg(&source),
+    );
+    let python = env_test::pyenv_root()
+        .unwrap()
+        .join("versions/3.11.7/bin/python3.11");
+    let script = r#"
+import hashlib, io, json, os, sys, tarfile
+work, out, placeholder = sys.argv[1], sys.argv[2], sys.argv[3]
+data = open(os.path.join(work, "lib/libbinpkg.so"), "rb").read()
+assert placeholder.encode() in data
+info = {
+    "info/index.json": {"name": "binpkg", "version": "1.0", "build": "0", "build_number": 0,
+                        "depends": [], "subdir": "linux-64", "arch": "x86_64", "platform": "linux",
+                        "timestamp": 1704067200000},
+    "info/paths.json": {"paths_version": 1, "paths": [{
+        "_path": "lib/libbinpkg.so", "path_type": "hardlink", "sha256": hashlib.sha256(data).hexdigest(),
+        "size_in_bytes": len(data), "prefix_placeholder": placeholder, "file_mode": "binary"}]},
+}
+os.makedirs(os.path.join(out, "linux-64"), exist_ok=True)
+os.makedirs(os.path.join(out, "noarch"), exist_ok=True)
+with tarfile.open(os.path.join(out, "linux-64/binpkg-1.0-0.tar.bz2"), "w:bz2") as tar:
+    def add(name, content, mode=0o644):
+        member = tarfile.TarInfo(name)
+        member.size, member.mode, member.mtime = len(content), mode, 946684800
+        tar.addfile(member, io.BytesIO(content))
+    add("lib/libbinpkg.so", data, 0o755)
+    for name, value in info.items():
+        add(name, json.dumps(value).encode())
+    add("info/files", b"lib/libbinpkg.so\n")
+    add("info/has_prefix", f"{placeholder} binary lib/libbinpkg.so\n".encode())
+"#;
+    checked(
+        Command::new(python)
+            .args(["-c", script])
+            .arg(&work)
+            .arg(&channel)
+            .arg(&placeholder),
+    );
+    env_test::index(&channel).unwrap();
+    channel
+}
+
 /// The same environment built in two caches at different paths (one long enough that uv
-/// writes its `/bin/sh` form of console scripts) gives the same environment layer, and no byte
-/// of either cache's path is in it: `_sysconfigdata`, `python3.11-config`, console scripts,
-/// bytecode's `co_filename`, `RECORD` hashes, conda-meta's package-cache paths.
+/// writes its `/bin/sh` form of console scripts), and pulled from a remote cache into a third
+/// (issue 21), gives the same environment layer, and no byte of any cache's path is in it:
+/// `_sysconfigdata`, `python3.11-config`, console scripts, bytecode's `co_filename`, `RECORD`
+/// hashes, conda-meta's package-cache paths, and the builder's path that a pulled
+/// environment's compiled libraries keep (a conda binary prefix placeholder).
 #[test]
 fn the_environment_layer_is_the_same_from_caches_at_different_paths() {
     let ctx = TestContext::new();
     let wheels = env_test::wheel_dir().unwrap();
     let stand_in = stand_in_mlflow_wheel(ctx.path());
+    let binchan = binary_placeholder_channel(ctx.path());
     let conda = format!(
-        "name: test\nchannels:\n- conda-forge\ndependencies:\n- python=3.11.7\n- numpy=1.26\n- tinypkg\n- pip\n- pip:\n  - --no-index\n  - --find-links file://{}\n  - --find-links file://{}\n  - wheel==0.45.1\n  - mlflow==3.17.2\n",
+        "name: test\nchannels:\n- conda-forge\n- file://{}\ndependencies:\n- python=3.11.7\n- numpy=1.26\n- tinypkg\n- binpkg\n- pip\n- pip:\n  - --no-index\n  - --find-links file://{}\n  - --find-links file://{}\n  - wheel==0.45.1\n  - mlflow==3.17.2\n",
+        binchan.display(),
         wheels.display(),
         stand_in.display()
     );
     let model = ctx.model("m", &[("conda.yaml", &conda)]);
     let base = format!("oci:{}:glibc", base_layout().display());
+    let remote = format!("file://{}", ctx.path().join("remote").display());
     let long = format!("b/{}/cache", "a-much-longer-cache-directory".repeat(4));
+    // `a` builds and pushes to the remote; `long` builds on its own; `c` pulls from the
+    // remote, with a channel that leads nowhere (any build would fail).
+    let agents = [
+        ("a", channel_url(), true),
+        (long.as_str(), channel_url(), false),
+        ("c/pulled", "file:///nonexistent/channel".to_string(), true),
+    ];
     let mut layers = Vec::new();
-    for cache in ["a", long.as_str()] {
+    for (cache, channel, shared) in agents {
         let cache = ctx.path().join(cache);
         let layout = ctx.path().join(format!("layout-{}", layers.len()));
-        let output = ctx
-            .command()
+        let mut command = ctx.command();
+        command
             .env("PYFUNC_ENV_CACHE_DIR", &cache)
             .arg("image")
             .arg(&model)
             .args(["--env-manager", "conda"])
-            .args(crate::common::mirror_args(&channel_url()))
+            .args(crate::common::mirror_args(&channel))
             .args(["-t", "localhost/m:v1", "--base", &base, "--json"])
             .arg("--output")
-            .arg(format!("oci:{}", layout.display()))
-            .output()
-            .unwrap();
+            .arg(format!("oci:{}", layout.display()));
+        if shared {
+            command.env("PYFUNC_ENV_REMOTE_CACHE", &remote);
+        }
+        let output = command.output().unwrap();
         let report = json(&output);
         assert_eq!(report["layers"][1]["role"], "environment", "{report:#}");
         let digest = report["layers"][1]["digest"].as_str().unwrap().to_string();
         let bytes = layer_bytes(&layout, &digest);
-        let needle = cache.to_string_lossy().into_owned();
-        let found = bytes
-            .windows(needle.len())
-            .position(|w| w == needle.as_bytes());
-        assert!(
-            found.is_none(),
-            "the layer names `{needle}`: {}",
-            String::from_utf8_lossy(
-                &bytes[found.unwrap().saturating_sub(200)..found.unwrap() + needle.len() + 100]
-            )
-        );
+        for needle in [cache.clone(), ctx.path().join("a")] {
+            let needle = needle.to_string_lossy().into_owned();
+            let found = bytes
+                .windows(needle.len())
+                .position(|w| w == needle.as_bytes());
+            assert!(
+                found.is_none(),
+                "the layer of `{}` names `{needle}`: {}",
+                cache.display(),
+                bytes[found.unwrap().saturating_sub(200)..found.unwrap() + needle.len() + 100]
+                    .escape_ascii()
+            );
+        }
         layers.push(digest);
     }
+    // What makes the pulled case: `c`'s environment came from the remote, and its compiled
+    // library still names `a`'s path (the pull rewrites only text files).
+    let pulled: Vec<_> = fs_err::read_dir(ctx.path().join("c/pulled/envs-v1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(pulled.len(), 1, "{pulled:?}");
+    let metadata = fs_err::read_to_string(pulled[0].join(".pyfunc-env/metadata.json")).unwrap();
+    assert!(metadata.contains("\"remote\""), "not pulled: {metadata}");
+    let library = fs_err::read(pulled[0].join("lib/libbinpkg.so")).unwrap();
+    let builder = ctx.path().join("a").to_string_lossy().into_owned();
+    assert!(
+        library
+            .windows(builder.len())
+            .any(|w| w == builder.as_bytes()),
+        "the pulled `lib/libbinpkg.so` does not name the builder's path"
+    );
     assert_eq!(layers[0], layers[1]);
+    assert_eq!(layers[0], layers[2]);
 }
 
 /// Credentials from a Docker credential helper: `credHelpers` names one for the registry, and

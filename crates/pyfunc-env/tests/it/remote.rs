@@ -1053,6 +1053,137 @@ fn pypi_remote_s3_killed_pull_installs_nothing() {
     assert_pulled(&c);
 }
 
+/// A find-links directory with `manyfiles` 1.0, a wheel of `count` small data files (each its
+/// own content, so each its own blob).
+fn many_files_wheel(dir: &Path, count: usize) -> PathBuf {
+    let wheels = dir.join("many-files-wheels");
+    fs_err::create_dir_all(&wheels).unwrap();
+    let python = env_test::pyenv_root()
+        .unwrap()
+        .join("versions/3.11.7/bin/python3.11");
+    let script = r#"
+import base64, hashlib, sys, zipfile
+out, count = sys.argv[1], int(sys.argv[2])
+files = {"manyfiles/__init__.py": "N = %d\n" % count}
+for i in range(count):
+    files["manyfiles/data/%03d/f%05d.txt" % (i // 1000, i)] = "%d\n" % i
+info = "manyfiles-1.0.dist-info/"
+files[info + "METADATA"] = "Metadata-Version: 2.1\nName: manyfiles\nVersion: 1.0\n"
+files[info + "WHEEL"] = "Wheel-Version: 1.0\nGenerator: pyfunc-env-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+record = []
+for name, text in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+    record.append(f"{name},sha256={digest},{len(text)}")
+record.append(info + "RECORD,,")
+files[info + "RECORD"] = "\n".join(record) + "\n"
+with zipfile.ZipFile(out + "/manyfiles-1.0-py3-none-any.whl", "w") as wheel:
+    for name, text in files.items():
+        wheel.writestr(zipfile.ZipInfo(name, (2000, 1, 1, 0, 0, 0)), text)
+"#;
+    let output = Command::new(python)
+        .args(["-c", script])
+        .arg(&wheels)
+        .arg(count.to_string())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    wheels
+}
+
+/// SIGINT while a pull links the environment from the store (issue 25): the pull stops,
+/// removes its staging tree (`tmp/<key>-pull-*`), ends as the signal says, and leaves no
+/// environment; the next run pulls it whole. The environment has 20,000 files, so the signal,
+/// sent once the staging tree has its first entries, comes well before the linking ends.
+#[test]
+fn remote_sigint_while_linking_removes_the_staging_tree() {
+    let ctx = TestContext::new();
+    let wheels = many_files_wheel(ctx.path(), 20_000);
+    let conda = format!(
+        "name: test\nchannels:\n- conda-forge\ndependencies:\n- python=3.11.7\n- pip\n- pip:\n  - --no-index\n  - --find-links file://{}\n  - manyfiles==1.0\n",
+        wheels.display()
+    );
+    let model = ctx.model("m", &[("conda.yaml", &conda)]);
+    let remote = ctx.path().join("shared");
+    let env = [
+        (
+            "PYFUNC_ENV_REMOTE_CACHE",
+            format!("file://{}", remote.display()),
+        ),
+        // The wheel's files stay out of the uv cache the tests share.
+        (
+            "PYFUNC_ENV_UV_CACHE_DIR",
+            ctx.path().join("uv-cache").display().to_string(),
+        ),
+    ];
+    let a = json(&agent_create(
+        &ctx,
+        &ctx.path().join("a"),
+        &model,
+        true,
+        &env,
+        &[],
+    ));
+    assert_eq!(a["pushed"], true, "{a:#}");
+    let key = a["key"].as_str().unwrap();
+
+    let cache_b = ctx.path().join("b");
+    let mut command = ctx.command();
+    command
+        .env("PYFUNC_ENV_CACHE_DIR", &cache_b)
+        .arg("create")
+        .arg(&model)
+        .args(["--env-manager", "conda", "--json"])
+        .args(mirror_args("file:///nonexistent/channel"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (name, value) in &env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    // The staging tree's first entries: the link pass has begun.
+    let staging_prefix = format!("{key}-pull-");
+    let linking = || {
+        fs_err::read_dir(cache_b.join("tmp"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&staging_prefix))
+            .any(|e| fs_err::read_dir(e.path().join("env")).is_ok_and(|mut r| r.next().is_some()))
+    };
+    while !linking() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the pull ended before its link pass was seen"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    {
+        use std::os::unix::process::ExitStatusExt as _;
+        assert!(
+            status.signal() == Some(2) || status.code() == Some(130),
+            "{status:?}"
+        );
+    }
+    let leftovers: Vec<_> = fs_err::read_dir(cache_b.join("tmp"))
+        .map(|read| read.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(
+        !cache_b
+            .join(format!("envs-v1/{key}/.pyfunc-env/complete"))
+            .exists(),
+        "the interrupted pull completed the environment"
+    );
+    let b = json(&agent_create(&ctx, &cache_b, &model, false, &env, &[]));
+    assert_pulled(&b);
+}
+
 /// Credentials the store refuses: one screen naming the settings, the secret never printed,
 /// the build goes on locally and nothing is pushed.
 #[test]
