@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use env_run::{CheckError, CheckPython};
+use env_run::CheckPython;
 
 use crate::cli::CheckArgs;
 use crate::commands::open_model;
@@ -36,17 +36,7 @@ pub async fn check(
         (None, Some(key)) => CheckPython::Cached { cache: &cache, key },
         (None, None) => CheckPython::OnPath,
     };
-    let report = env_run::check_model(&model, python).map_err(|error| match error {
-        CheckError::NotComplete { .. } | CheckError::NoPython3 => {
-            anyhow::Error::new(UserError::new(error.to_string()))
-        }
-        // Its message, then the model's error (with the file's snippet), as one chain.
-        CheckError::Requirements { .. } => anyhow::Error::new(error),
-        // The underlying errors themselves, whose exit status and diagnostics the report knows.
-        CheckError::Model(error) => anyhow::Error::new(error),
-        CheckError::Inspect(error) => anyhow::Error::new(error),
-        CheckError::Cache(error) => anyhow::Error::new(error),
-    })?;
+    let report = env_run::check_model(&model, python)?;
     let python = &report.python;
     if args.json {
         let text = serde_json::to_string_pretty(&report)?;
