@@ -409,6 +409,23 @@ impl Settings {
                 }),
         )
     }
+
+    /// [`Self::remote_cache`] for a command that needs one (`cache push`, `cache list
+    /// --remote`, ...).
+    ///
+    /// # Errors
+    /// [`env_remote::RemoteError::NotConfigured`] when there is none (or `--offline` left out
+    /// a network one).
+    pub fn require_remote_cache(
+        &self,
+        flag: Option<&env_remote::RemoteUrl>,
+        read_only_flag: bool,
+    ) -> Result<env_remote::Remote, env_remote::RemoteError> {
+        self.remote_cache(flag, read_only_flag)
+            .ok_or(env_remote::RemoteError::NotConfigured {
+                offline: self.offline,
+            })
+    }
 }
 
 /// A settings document (`--show-settings`) with the secrets in every string masked, keys

@@ -72,24 +72,12 @@ macro_rules! first_typed {
 
 /// The diagnostic view of an error in the chain, for the error types that carry one.
 fn as_diagnostic<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Diagnostic> {
-    first_typed!(
-        cause,
-        |error| error as &dyn Diagnostic,
-        [
-            env_spec::SpecError,
-            env_solve::SolveError,
-            env_solve::EnvError,
-            env_solve::EnsureError,
-            env_cache::CacheError,
-            env_run::RunError,
-            env_run::CheckError,
-            env_pack::PackError,
-            env_image::ImageError,
-            env_source::SourceError,
-            env_source::OpenError,
-            env_remote::RemoteError,
-        ]
-    );
+    first_typed! { cause, |error| error as &dyn Diagnostic, [
+        env_spec::SpecError, env_solve::SolveError, env_solve::EnvError, env_solve::EnsureError,
+        env_cache::CacheError, env_run::RunError, env_run::CheckError, env_pack::PackError,
+        env_image::ImageError, env_source::SourceError, env_source::OpenError,
+        env_remote::RemoteError, env_solve::verify::VerifyError, env_cache::units::UnitError,
+    ] }
     None
 }
 
@@ -106,25 +94,13 @@ fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ExitStatus> {
         // classified by a cause further down, or are something broken.
         return error.exit_code().map(ExitStatus::External);
     }
-    first_typed!(
-        cause,
-        |error| classify(error.is_user_error()),
-        [
-            env_spec::SpecError,
-            env_solve::EnvError,
-            env_solve::EnsureError,
-            env_solve::SolveError,
-            UserError,
-            env_run::local::LocalError,
-            env_run::input::InputError,
-            env_run::CheckError,
-            env_source::SourceError,
-            env_pack::PackError,
-            env_image::ImageError,
-            env_remote::RemoteError,
-            env_cache::CacheError,
-        ]
-    );
+    first_typed! { cause, |error| classify(error.is_user_error()), [
+        env_spec::SpecError, env_solve::EnvError, env_solve::EnsureError, env_solve::SolveError,
+        UserError, env_run::local::LocalError, env_run::input::InputError, env_run::CheckError,
+        env_source::SourceError, env_pack::PackError, env_image::ImageError,
+        env_remote::RemoteError, env_cache::CacheError, env_solve::verify::VerifyError,
+        env_cache::units::UnitError,
+    ] }
     None
 }
 

@@ -3,10 +3,9 @@
 
 use std::fmt::Write as _;
 
-use env_cache::units::{human_size, parse_duration};
+use env_cache::units::{human_size, human_time, parse_duration};
 use env_remote::push::{PushReport, Severity};
 
-use super::{human_time, user};
 use crate::cli::{CacheListArgs, CachePruneArgs, CachePushArgs, CacheVerifyArgs, RemoteArgs};
 use crate::printer::Printer;
 use crate::report::ExitStatus;
@@ -53,14 +52,7 @@ pub(super) async fn verify(
 
 /// The remote cache of `args`, or the configured one; an error when there is none.
 fn remote_of(args: &RemoteArgs, settings: &Settings) -> anyhow::Result<env_remote::Remote> {
-    settings
-        .remote_cache(args.remote_cache.as_ref(), args.remote_cache_read_only)
-        .ok_or_else(|| {
-            env_remote::RemoteError::NotConfigured {
-                offline: settings.offline,
-            }
-            .into()
-        })
+    Ok(settings.require_remote_cache(args.remote_cache.as_ref(), args.remote_cache_read_only)?)
 }
 
 /// `cache list --remote`.
@@ -129,9 +121,7 @@ pub(super) async fn prune(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let remote = remote_of(&args.remote_args, settings)?;
-    let older_than = user(parse_duration(
-        args.older_than.as_deref().unwrap_or_default(),
-    ))?;
+    let older_than = parse_duration(args.older_than.as_deref().unwrap_or_default())?;
     let report = remote.prune(older_than, args.dry_run).await?;
     let verb = if args.dry_run {
         "Would remove"
