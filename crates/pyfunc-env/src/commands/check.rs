@@ -7,7 +7,7 @@ use env_run::CheckPython;
 use crate::cli::CheckArgs;
 use crate::commands::open_model;
 use crate::printer::Printer;
-use crate::report::{ExitStatus, UserError};
+use crate::report::ExitStatus;
 use crate::settings::Settings;
 
 /// Runs `check`.
@@ -19,17 +19,7 @@ pub async fn check(
     let (model, _model_lock) = open_model(&args.model.model, settings, printer)
         .await?
         .into_model();
-    let key = args
-        .env
-        .as_deref()
-        .map(|key| {
-            env_spec::EnvKey::parse(key).ok_or_else(|| {
-                UserError::new(format!(
-                    "`{key}` is not an environment key (32 hex digits; see `pyfunc-env cache list`)"
-                ))
-            })
-        })
-        .transpose()?;
+    let key: Option<env_spec::EnvKey> = args.env.as_deref().map(str::parse).transpose()?;
     let cache = settings.cache();
     let python = match (&args.python, &key) {
         (Some(python), _) => CheckPython::Path(python),

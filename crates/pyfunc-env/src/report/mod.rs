@@ -77,6 +77,7 @@ fn as_diagnostic<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a
         env_cache::CacheError, env_run::RunError, env_run::CheckError, env_pack::PackError,
         env_image::ImageError, env_source::SourceError, env_source::OpenError,
         env_remote::RemoteError, env_solve::verify::VerifyError, env_cache::units::UnitError,
+        env_spec::InvalidKey,
     ] }
     None
 }
@@ -99,7 +100,7 @@ fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ExitStatus> {
         UserError, env_run::local::LocalError, env_run::input::InputError, env_run::CheckError,
         env_source::SourceError, env_pack::PackError, env_image::ImageError,
         env_remote::RemoteError, env_cache::CacheError, env_solve::verify::VerifyError,
-        env_cache::units::UnitError,
+        env_cache::units::UnitError, env_spec::InvalidKey,
     ] }
     None
 }
