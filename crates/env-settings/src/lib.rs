@@ -428,6 +428,22 @@ impl Settings {
     }
 }
 
+/// Whether stderr gets colours: `--color always|never` (`Some(true)`/`Some(false)`) wins;
+/// under `auto` (`None`), a non-empty `NO_COLOR` turns them off, then a non-empty
+/// `FORCE_COLOR` on, else only a terminal gets them (<https://no-color.org>,
+/// <https://force-color.org>).
+#[must_use]
+pub fn use_color(flag: Option<bool>, var: impl Fn(&str) -> Option<String>, terminal: bool) -> bool {
+    let set = |name: &str| var(name).is_some_and(|value| !value.is_empty());
+    flag.unwrap_or_else(|| {
+        if set(EnvVars::NO_COLOR) {
+            false
+        } else {
+            set(EnvVars::FORCE_COLOR) || terminal
+        }
+    })
+}
+
 /// A settings document (`--show-settings`) with the secrets in every string masked, keys
 /// included (a mirror's prefix can hold credentials): URL user information, tokens and
 /// signatures, as everywhere else a URL is shown. A new setting is covered without remembering
