@@ -124,6 +124,36 @@ pub enum CacheError {
         /// The directory.
         path: PathBuf,
     },
+
+    /// An output file the caller named is a directory.
+    #[error("Cannot write to `{}`: it is a directory", path.display())]
+    #[diagnostic(help("Pass a file name to `-o`, e.g. `-o requirements.txt`"))]
+    OutputIsDirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+
+    /// An output file the caller named is in a directory that does not exist.
+    #[error("Cannot write to `{}`: the directory `{}` does not exist", path.display(), parent.display())]
+    #[diagnostic(help("Create the directory first, or pass another path to `-o`"))]
+    OutputDirectoryMissing {
+        /// The path given.
+        path: PathBuf,
+        /// Its directory.
+        parent: PathBuf,
+    },
+}
+
+impl CacheError {
+    /// Whether the caller can fix it (exit code 1): an output path that cannot be written.
+    /// A cache that cannot be used is something broken (exit 2), which build agents retry.
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            Self::OutputIsDirectory { .. } | Self::OutputDirectoryMissing { .. }
+        )
+    }
 }
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
@@ -328,6 +358,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
     Ok(())
 }
 
+/// Refuses an output path (`deps -o`) that cannot be written for a reason the caller can fix,
+/// before any work is done: a directory, or a file in a directory that does not exist (rather
+/// than an I/O error about a temporary file at the end).
+pub fn check_output_file(path: &Path) -> Result<(), CacheError> {
+    if path.is_dir() {
+        return Err(CacheError::OutputIsDirectory {
+            path: path.to_path_buf(),
+        });
+    }
+    let parent = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(CacheError::OutputDirectoryMissing {
+            path: path.to_path_buf(),
+            parent: parent.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
 /// Total size in bytes of the files under `path`, counting each hard-linked inode once
 /// (environments share files with the package cache).
 pub fn disk_usage<S: std::hash::BuildHasher>(
@@ -359,4 +411,25 @@ pub fn disk_usage<S: std::hash::BuildHasher>(
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_paths_that_cannot_be_written_are_the_callers_to_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        check_output_file(&dir.path().join("spec.json")).unwrap();
+        check_output_file(Path::new("spec.json")).unwrap();
+        for (path, message) in [
+            (dir.path().to_path_buf(), "it is a directory"),
+            (dir.path().join("missing/spec.json"), "does not exist"),
+        ] {
+            let err = check_output_file(&path).unwrap_err();
+            assert!(err.to_string().contains(message), "{err}");
+            assert!(err.is_user_error());
+            assert!(miette::Diagnostic::help(&err).is_some());
+        }
+    }
 }

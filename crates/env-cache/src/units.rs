@@ -122,9 +122,43 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
+/// `2026-01-02 03:04:05` (UTC, to the second), or `-` for a time not recorded: the
+/// `CREATED` and `LAST USED` columns of `cache list`.
+#[must_use]
+pub fn human_time(unix_seconds: Option<u64>) -> String {
+    unix_seconds.map_or_else(
+        || "-".to_string(),
+        |seconds| {
+            humantime::format_rfc3339_seconds(
+                std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(seconds),
+            )
+            .to_string()
+            .replace('T', " ")
+            .trim_end_matches('Z')
+            .to_string()
+        },
+    )
+}
+
+impl UnitError {
+    /// Always the caller's input (exit code 1).
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        let _ = self;
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_utc_to_the_second() {
+        assert_eq!(human_time(None), "-");
+        assert_eq!(human_time(Some(0)), "1970-01-01 00:00:00");
+        assert_eq!(human_time(Some(1_767_323_045)), "2026-01-02 03:04:05");
+    }
 
     #[test]
     fn durations_and_sizes() {

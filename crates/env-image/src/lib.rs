@@ -58,6 +58,19 @@ pub const ENTRYPOINT_SCRIPT: &str = include_str!("entrypoint.py");
 /// Errors of building, writing and pushing images.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ImageError {
+    /// An `--output` that is neither `oci:DIR` nor `docker-archive:FILE`.
+    #[error("Invalid `--output` `{text}`")]
+    #[diagnostic(help("Write `oci:DIR` (an OCI image layout) or `docker-archive:FILE`"))]
+    InvalidOutput {
+        /// The text given.
+        text: String,
+    },
+
+    /// `--push` under `--offline`.
+    #[error("`--push` needs the network, and `--offline` is set")]
+    #[diagnostic(help("Write the image to a file with `--output` instead"))]
+    PushOffline,
+
     /// An I/O error on a path.
     #[error("Failed to access `{}`", path.display())]
     Io {
@@ -178,6 +191,8 @@ impl ImageError {
         match self {
             Self::Pack { source, .. } => source.is_user_error(),
             Self::InvalidReference { .. }
+            | Self::InvalidOutput { .. }
+            | Self::PushOffline
             | Self::InvalidBase { .. }
             | Self::NoGlibc { .. }
             | Self::Unauthorized { .. } => true,
@@ -575,15 +590,32 @@ pub enum Output {
 
 impl Output {
     /// Parses `oci:DIR` or `docker-archive:FILE`.
-    pub fn parse(text: &str) -> Option<Self> {
-        if let Some(dir) = text.strip_prefix("oci:") {
-            return (!dir.is_empty()).then(|| Self::OciLayout(PathBuf::from(dir)));
-        }
-        if let Some(file) = text.strip_prefix("docker-archive:") {
-            return (!file.is_empty()).then(|| Self::DockerArchive(PathBuf::from(file)));
-        }
-        None
+    ///
+    /// # Errors
+    /// [`ImageError::InvalidOutput`] for anything else (or an empty path).
+    pub fn parse(text: &str) -> Result<Self, ImageError> {
+        let output = if let Some(dir) = text.strip_prefix("oci:") {
+            (!dir.is_empty()).then(|| Self::OciLayout(PathBuf::from(dir)))
+        } else if let Some(file) = text.strip_prefix("docker-archive:") {
+            (!file.is_empty()).then(|| Self::DockerArchive(PathBuf::from(file)))
+        } else {
+            None
+        };
+        output.ok_or_else(|| ImageError::InvalidOutput {
+            text: text.to_string(),
+        })
     }
+}
+
+/// Refuses `--push` when the network is off (`--offline`), before anything is built.
+///
+/// # Errors
+/// [`ImageError::PushOffline`].
+pub fn check_offline(push: bool, offline: bool) -> Result<(), ImageError> {
+    if push && offline {
+        return Err(ImageError::PushOffline);
+    }
+    Ok(())
 }
 
 impl std::fmt::Display for Output {

@@ -29,6 +29,26 @@ pub struct CachedArchive {
     pub report: Option<PackReport>,
 }
 
+impl CachedArchive {
+    /// The `pack --cached --json` document: what a Spark driver (`pyfunc_env.spark_udf`) reads
+    /// to ship the archive of the environment `key` at `prefix` and the model directory
+    /// `model` beside it.
+    #[must_use]
+    pub fn document(&self, key: &str, prefix: &Path, model: &Path) -> serde_json::Value {
+        serde_json::json!({
+            "archive": self.path,
+            "reused": self.reused,
+            "key": key,
+            "prefix": prefix,
+            "model": model,
+            "python": self.summary.python,
+            "python_minor": self.summary.python_minor,
+            "archive_bytes": self.summary.archive_bytes,
+            "warnings": self.summary.warnings,
+        })
+    }
+}
+
 /// What a cached archive holds, kept beside it as `<name>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {

@@ -425,6 +425,61 @@ impl Counted {
     }
 }
 
+impl Excluded {
+    /// What a user is told was left out (`pack`'s `Left out:` line), in that order, with the
+    /// categories that left nothing out dropped; pyfunc-env's own metadata is never mentioned.
+    /// `compiled`: the archive got pack-time bytecode, which replaces the environment's.
+    #[must_use]
+    pub fn shown(&self, compiled: bool) -> Vec<(&'static str, Counted)> {
+        [
+            ("tests", self.tests),
+            ("headers, static libraries, docs", self.dev_files),
+            ("IDLE, tkinter, ensurepip", self.gui_and_installers),
+            ("pyspark, py4j", self.distributions),
+            (
+                if compiled {
+                    "timestamp bytecode (replaced)"
+                } else {
+                    "timestamp bytecode"
+                },
+                self.stale_bytecode,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, counted)| counted.files > 0)
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod excluded_tests {
+    use super::*;
+
+    #[test]
+    fn only_what_left_something_out_is_shown_and_metadata_never() {
+        let one = Counted {
+            files: 1,
+            bytes: 10,
+        };
+        let excluded = Excluded {
+            tests: one,
+            stale_bytecode: one,
+            metadata: one,
+            ..Excluded::default()
+        };
+        let names = |compiled| -> Vec<_> {
+            excluded
+                .shown(compiled)
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect()
+        };
+        assert_eq!(names(true), ["tests", "timestamp bytecode (replaced)"]);
+        assert_eq!(names(false), ["tests", "timestamp bytecode"]);
+        assert!(Excluded::default().shown(true).is_empty());
+    }
+}
+
 /// Seconds spent in each step.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PackTimings {

@@ -287,6 +287,7 @@ impl RemoteError {
             Self::Credentials { .. } => true,
             Self::Store { status, .. } => env_source::http::is_user_error(*status),
             Self::Settings(error) => error.is_user_error(),
+            Self::Solve(error) => error.is_user_error(),
             _ => false,
         }
     }

@@ -3,9 +3,11 @@
 //! reported and the others are still pushed (like `create` of many models); the list exits with
 //! the worst outcome: something broken (a store error) over bad input over success.
 
+use std::future::Future;
+
 use serde::Serialize;
 
-use crate::{PushResult, RemoteError, one_screen};
+use crate::{PushResult, Remote, RemoteError, one_screen};
 
 /// What happened to one model: a `cache push --json` row.
 #[derive(Debug, Clone, Serialize)]
@@ -101,6 +103,93 @@ impl PushReport {
         self.rows.push(row);
         // Just pushed.
         &self.rows[self.rows.len() - 1]
+    }
+}
+
+/// A model `cache push` could not open, or whose environment it could not decide: the
+/// caller's rendered error and its class.
+#[derive(Debug, Clone)]
+pub struct Unopened {
+    /// The error, rendered on a few lines (secrets masked).
+    pub message: String,
+    /// Whether it is the user's to fix (exit 1) rather than something broken (exit 2).
+    pub user_error: bool,
+}
+
+/// What happened to one model of [`Remote::push_models`], as it happens.
+#[derive(Debug)]
+pub enum PushEvent<'a> {
+    /// The model could not be opened (the row's `message` says why).
+    Unopened {
+        /// The model as given.
+        model: &'a str,
+        /// Its row.
+        row: &'a PushRow,
+    },
+    /// The environment was pushed, found there already, or why not.
+    Pushed {
+        /// The model as given.
+        model: &'a str,
+        /// Its environment.
+        env: &'a env_solve::ModelEnvironment,
+        /// What the push did.
+        outcome: &'a Result<PushResult, RemoteError>,
+        /// Its row (with the message shown for a model not pushed).
+        row: &'a PushRow,
+    },
+}
+
+impl Remote {
+    /// `cache push MODEL...`: pushes the environment of each model the local cache has
+    /// complete, holding the cache's shared lock throughout so `cache clean` waits instead of
+    /// deleting an environment mid-pack (issue 23). `open` opens a model and decides its
+    /// environment (the caller shows downloads and warnings); a model it cannot open is
+    /// reported and the others are still pushed. `reporter` gives each push its progress.
+    ///
+    /// # Errors
+    /// [`RemoteError::ReadOnly`] for a read-only remote cache, or the cache's lock; each model's
+    /// own failure is in the [`PushReport`] instead.
+    pub async fn push_models<R, Open, Opening>(
+        &self,
+        cache: &env_cache::Cache,
+        models: &[String],
+        mut open: Open,
+        reporter: impl Fn(&env_solve::ModelEnvironment) -> R,
+        mut on_event: impl FnMut(PushEvent<'_>),
+    ) -> Result<PushReport, RemoteError>
+    where
+        R: env_solve::Reporter,
+        Open: FnMut(&str) -> Opening,
+        Opening: Future<Output = Result<env_solve::ModelEnvironment, Unopened>>,
+    {
+        if self.read_only() {
+            return Err(RemoteError::ReadOnly {
+                url: self.url().to_string(),
+            });
+        }
+        let _cache_lock = env_solve::hold_cache(cache).await?;
+        let mut report = PushReport::default();
+        for model in models {
+            let env = match open(model).await {
+                Ok(env) => env,
+                Err(unopened) => {
+                    let row = report.failed(model, unopened.message, unopened.user_error);
+                    on_event(PushEvent::Unopened { model, row });
+                    continue;
+                }
+            };
+            let reporter = reporter(&env);
+            let outcome = self.push_model(cache, &env, &reporter).await;
+            env_solve::Reporter::on_finish(&reporter);
+            let row = report.record(model, &env, &outcome);
+            on_event(PushEvent::Pushed {
+                model,
+                env: &env,
+                outcome: &outcome,
+                row,
+            });
+        }
+        Ok(report)
     }
 }
 

@@ -293,6 +293,20 @@ pub enum CheckError {
     Cache(env_cache::CacheError),
 }
 
+impl CheckError {
+    /// Whether the caller can fix it (exit code 1): a key with no complete environment, no
+    /// interpreter to check, or the model's own files; not an interpreter that fails to run or a
+    /// cache that cannot be read.
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            Self::NotComplete { .. } | Self::NoPython3 => true,
+            Self::Requirements { source } | Self::Model(source) => source.is_user_error(),
+            Self::Inspect(_) | Self::Cache(_) => false,
+        }
+    }
+}
+
 /// `check`: the model's `requirements.txt` and `MLmodel` Python version against what `python`
 /// has installed, by MLflow's rules ([`check`]).
 pub fn check_model(

@@ -409,6 +409,39 @@ impl Settings {
                 }),
         )
     }
+
+    /// [`Self::remote_cache`] for a command that needs one (`cache push`, `cache list
+    /// --remote`, ...).
+    ///
+    /// # Errors
+    /// [`env_remote::RemoteError::NotConfigured`] when there is none (or `--offline` left out
+    /// a network one).
+    pub fn require_remote_cache(
+        &self,
+        flag: Option<&env_remote::RemoteUrl>,
+        read_only_flag: bool,
+    ) -> Result<env_remote::Remote, env_remote::RemoteError> {
+        self.remote_cache(flag, read_only_flag)
+            .ok_or(env_remote::RemoteError::NotConfigured {
+                offline: self.offline,
+            })
+    }
+}
+
+/// Whether stderr gets colours: `--color always|never` (`Some(true)`/`Some(false)`) wins;
+/// under `auto` (`None`), a non-empty `NO_COLOR` turns them off, then a non-empty
+/// `FORCE_COLOR` on, else only a terminal gets them (<https://no-color.org>,
+/// <https://force-color.org>).
+#[must_use]
+pub fn use_color(flag: Option<bool>, var: impl Fn(&str) -> Option<String>, terminal: bool) -> bool {
+    let set = |name: &str| var(name).is_some_and(|value| !value.is_empty());
+    flag.unwrap_or_else(|| {
+        if set(EnvVars::NO_COLOR) {
+            false
+        } else {
+            set(EnvVars::FORCE_COLOR) || terminal
+        }
+    })
 }
 
 /// A settings document (`--show-settings`) with the secrets in every string masked, keys

@@ -224,3 +224,38 @@ fn a_shown_document_masks_secrets_in_keys_values_and_lists() {
     assert_eq!(shown["offline"], true);
     assert_eq!(shown["list"][0], "https://alice:****@m.example/");
 }
+
+/// `--color` wins; under `auto`, `NO_COLOR` over `FORCE_COLOR` over the terminal; an empty
+/// variable is unset.
+#[test]
+fn color_flag_then_no_color_then_force_color_then_terminal() {
+    let vars = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            (pairs.iter())
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_string())
+        }
+    };
+    assert!(crate::use_color(
+        Some(true),
+        vars(&[("NO_COLOR", "1")]),
+        false
+    ));
+    assert!(!crate::use_color(
+        Some(false),
+        vars(&[("FORCE_COLOR", "1")]),
+        true
+    ));
+    assert!(!crate::use_color(
+        None,
+        vars(&[("NO_COLOR", "1"), ("FORCE_COLOR", "1")]),
+        true
+    ));
+    assert!(crate::use_color(
+        None,
+        vars(&[("NO_COLOR", ""), ("FORCE_COLOR", "1")]),
+        false
+    ));
+    assert!(crate::use_color(None, vars(&[]), true));
+    assert!(!crate::use_color(None, vars(&[("FORCE_COLOR", "")]), false));
+}

@@ -30,6 +30,14 @@ pub enum VerifyError {
     Cache(#[from] CacheError),
 }
 
+impl VerifyError {
+    /// Whether the caller can fix it (exit code 1): a key that names no complete environment.
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, Self::NotComplete { .. })
+    }
+}
+
 /// What the environment was first built for (its metadata), to name the repair.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuiltFor {

@@ -167,6 +167,34 @@ impl EnvKey {
     }
 }
 
+/// A text given as an environment key (`check --env KEY`) that is not one.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("`{text}` is not an environment key (32 hex digits; see `pyfunc-env cache list`)")]
+pub struct InvalidKey {
+    /// The text given.
+    pub text: String,
+}
+
+impl InvalidKey {
+    /// Always the caller's input (exit code 1).
+    #[must_use]
+    pub fn is_user_error(&self) -> bool {
+        let _ = self;
+        true
+    }
+}
+
+impl std::str::FromStr for EnvKey {
+    type Err = InvalidKey;
+
+    /// [`EnvKey::parse`], with an error that names the text.
+    fn from_str(text: &str) -> Result<Self, InvalidKey> {
+        Self::parse(text).ok_or_else(|| InvalidKey {
+            text: text.to_string(),
+        })
+    }
+}
+
 impl std::fmt::Display for EnvKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -220,4 +248,24 @@ pub fn hex(bytes: &[u8]) -> String {
         out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
     }
     out
+}
+
+#[cfg(test)]
+mod key_text_tests {
+    use super::*;
+
+    /// `check --env KEY`: 32 lower-case hex digits, else an error naming the text.
+    #[test]
+    fn a_key_is_32_lower_case_hex_digits() {
+        let key: EnvKey = "0123456789abcdef0123456789abcdef".parse().unwrap();
+        assert_eq!(key.to_string(), "0123456789abcdef0123456789abcdef");
+        for text in ["latest", "0123456789ABCDEF0123456789ABCDEF", "0123"] {
+            let error = text.parse::<EnvKey>().unwrap_err();
+            assert!(error.is_user_error());
+            assert!(
+                error.to_string().starts_with(&format!("`{text}`")),
+                "{error}"
+            );
+        }
+    }
 }

@@ -5,7 +5,6 @@
 use serde::Serialize;
 
 use crate::cli::{ColorChoice, GlobalArgs, RemoteArgs};
-use crate::env_vars::EnvVars;
 use crate::printer::Verbosity;
 
 pub use env_settings::SettingsError;
@@ -53,20 +52,15 @@ impl Settings {
             (1, _) => Verbosity::Quiet,
             _ => Verbosity::Silent,
         };
-        let set = |name: &str| std::env::var_os(name).is_some_and(|value| !value.is_empty());
-        let color = match args.color {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                if set(EnvVars::NO_COLOR) {
-                    false
-                } else if set(EnvVars::FORCE_COLOR) {
-                    true
-                } else {
-                    std::io::IsTerminal::is_terminal(&std::io::stderr())
-                }
-            }
-        };
+        let color = env_settings::use_color(
+            match args.color {
+                ColorChoice::Always => Some(true),
+                ColorChoice::Never => Some(false),
+                ColorChoice::Auto => None,
+            },
+            |name| std::env::var_os(name).map(|value| value.to_string_lossy().into_owned()),
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        );
         Ok(Self {
             resolved,
             verbosity,

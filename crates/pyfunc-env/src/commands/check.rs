@@ -2,12 +2,12 @@
 
 use std::fmt::Write as _;
 
-use env_run::{CheckError, CheckPython};
+use env_run::CheckPython;
 
 use crate::cli::CheckArgs;
 use crate::commands::open_model;
 use crate::printer::Printer;
-use crate::report::{ExitStatus, UserError};
+use crate::report::ExitStatus;
 use crate::settings::Settings;
 
 /// Runs `check`.
@@ -19,34 +19,14 @@ pub async fn check(
     let (model, _model_lock) = open_model(&args.model.model, settings, printer)
         .await?
         .into_model();
-    let key = args
-        .env
-        .as_deref()
-        .map(|key| {
-            env_spec::EnvKey::parse(key).ok_or_else(|| {
-                UserError::new(format!(
-                    "`{key}` is not an environment key (32 hex digits; see `pyfunc-env cache list`)"
-                ))
-            })
-        })
-        .transpose()?;
+    let key: Option<env_spec::EnvKey> = args.env.as_deref().map(str::parse).transpose()?;
     let cache = settings.cache();
     let python = match (&args.python, &key) {
         (Some(python), _) => CheckPython::Path(python),
         (None, Some(key)) => CheckPython::Cached { cache: &cache, key },
         (None, None) => CheckPython::OnPath,
     };
-    let report = env_run::check_model(&model, python).map_err(|error| match error {
-        CheckError::NotComplete { .. } | CheckError::NoPython3 => {
-            anyhow::Error::new(UserError::new(error.to_string()))
-        }
-        // Its message, then the model's error (with the file's snippet), as one chain.
-        CheckError::Requirements { .. } => anyhow::Error::new(error),
-        // The underlying errors themselves, whose exit status and diagnostics the report knows.
-        CheckError::Model(error) => anyhow::Error::new(error),
-        CheckError::Inspect(error) => anyhow::Error::new(error),
-        CheckError::Cache(error) => anyhow::Error::new(error),
-    })?;
+    let report = env_run::check_model(&model, python)?;
     let python = &report.python;
     if args.json {
         let text = serde_json::to_string_pretty(&report)?;

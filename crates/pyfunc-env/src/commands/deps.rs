@@ -1,7 +1,5 @@
 //! `pyfunc-env deps`: what `mlflow.pyfunc.get_model_dependencies` gives, or the canonical spec.
 
-use std::path::Path;
-
 use anyhow::Context;
 
 use crate::cli::{DepsArgs, DepsFormat};
@@ -10,33 +8,6 @@ use crate::printer::Printer;
 use crate::report::{ExitStatus, UserError};
 use crate::settings::Settings;
 
-/// Refuses an `-o` path that cannot be written for a reason the caller can fix (exit 1 with a
-/// hint rather than an I/O error about a temporary file).
-fn check_output_path(path: &Path) -> anyhow::Result<()> {
-    if path.is_dir() {
-        return Err(UserError::new(format!(
-            "Cannot write to `{}`: it is a directory",
-            path.display()
-        ))
-        .with_hint("Pass a file name to `-o`, e.g. `-o requirements.txt`")
-        .into());
-    }
-    let parent = path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !parent.is_dir() {
-        return Err(UserError::new(format!(
-            "Cannot write to `{}`: the directory `{}` does not exist",
-            path.display(),
-            parent.display()
-        ))
-        .with_hint("Create the directory first, or pass another path to `-o`")
-        .into());
-    }
-    Ok(())
-}
-
 /// Runs `deps`.
 pub async fn deps(
     args: &DepsArgs,
@@ -44,7 +15,7 @@ pub async fn deps(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     if let Some(path) = &args.output {
-        check_output_path(path)?;
+        env_cache::check_output_file(path)?;
     }
     let (model, _model_lock) = open_model(&args.model.model, settings, printer)
         .await?
@@ -94,25 +65,4 @@ pub async fn deps(
             .context("Failed to write to stdout")?,
     }
     Ok(ExitStatus::Success)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn output_paths_that_cannot_be_written_are_the_callers_to_fix() {
-        let dir = tempfile::tempdir().unwrap();
-        check_output_path(&dir.path().join("spec.json")).unwrap();
-        check_output_path(Path::new("spec.json")).unwrap();
-        for (path, message) in [
-            (dir.path().to_path_buf(), "it is a directory"),
-            (dir.path().join("missing/spec.json"), "does not exist"),
-        ] {
-            let err = check_output_path(&path).unwrap_err();
-            assert!(err.to_string().contains(message), "{err}");
-            assert_eq!(crate::report::exit_status(&err), ExitStatus::Failure);
-            assert!(err.downcast_ref::<UserError>().unwrap().hint.is_some());
-        }
-    }
 }

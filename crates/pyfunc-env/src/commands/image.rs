@@ -12,7 +12,7 @@ use crate::commands::open_model;
 use crate::env_vars::EnvVars;
 use crate::environment::{build_settings, ensure, env_request, print_created};
 use crate::printer::Printer;
-use crate::report::{ExitStatus, UserError};
+use crate::report::ExitStatus;
 use crate::settings::Settings;
 use env_cache::units::human_size;
 
@@ -35,22 +35,10 @@ pub async fn image(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let target = Reference::parse(&args.tag)?;
-    let outputs = args
-        .output
-        .iter()
-        .map(|text| {
-            Output::parse(text).ok_or_else(|| {
-                UserError::new(format!("Invalid `--output` `{text}`"))
-                    .with_hint("Write `oci:DIR` (an OCI image layout) or `docker-archive:FILE`")
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if settings.offline && args.push {
-        anyhow::bail!(
-            UserError::new("`--push` needs the network, and `--offline` is set")
-                .with_hint("Write the image to a file with `--output` instead")
-        );
-    }
+    let outputs: Vec<Output> = (args.output.iter().map(String::as_str))
+        .map(Output::parse)
+        .collect::<Result<_, _>>()?;
+    env_image::check_offline(args.push, settings.offline)?;
     let cache = settings.cache();
     cache.init()?;
     let store = env_image::BlobStore::new(&cache.bucket(env_cache::IMAGES_BUCKET)?)?;

@@ -104,25 +104,12 @@ pub async fn pack(
         human_size(report.unpacked_bytes),
         report.timings.total,
     ));
-    let excluded = &report.excluded;
-    let parts: Vec<String> = [
-        ("tests", excluded.tests),
-        ("headers, static libraries, docs", excluded.dev_files),
-        ("IDLE, tkinter, ensurepip", excluded.gui_and_installers),
-        ("pyspark, py4j", excluded.distributions),
-        (
-            if options.compile {
-                "timestamp bytecode (replaced)"
-            } else {
-                "timestamp bytecode"
-            },
-            excluded.stale_bytecode,
-        ),
-    ]
-    .into_iter()
-    .filter(|(_, counted)| counted.files > 0)
-    .map(|(what, counted)| format!("{what} {}", human_size(counted.bytes)))
-    .collect();
+    let parts: Vec<String> = report
+        .excluded
+        .shown(options.compile)
+        .into_iter()
+        .map(|(what, counted)| format!("{what} {}", human_size(counted.bytes)))
+        .collect();
     if !parts.is_empty() {
         printer.info(format!("Left out: {}", parts.join(", ")));
     }
@@ -182,17 +169,7 @@ async fn pack_cached(
         printer.cyan(cached.path.display()),
         human_size(cached.summary.archive_bytes),
     ));
-    let document = serde_json::json!({
-        "archive": cached.path,
-        "reused": cached.reused,
-        "key": key,
-        "prefix": created.prefix,
-        "model": env.root(),
-        "python": cached.summary.python,
-        "python_minor": cached.summary.python_minor,
-        "archive_bytes": cached.summary.archive_bytes,
-        "warnings": cached.summary.warnings,
-    });
+    let document = cached.document(&key, &created.prefix, env.root());
     printer.data(format!("{}\n", serde_json::to_string_pretty(&document)?))?;
     Ok(ExitStatus::Success)
 }

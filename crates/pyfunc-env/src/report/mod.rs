@@ -60,41 +60,48 @@ impl ExitStatus {
     }
 }
 
+/// The library error types the report knows, each tried in turn on one cause of the chain:
+/// `$found` runs with the first type that matches.
+macro_rules! first_typed {
+    ($cause:expr, |$error:ident| $found:expr, [$($ty:ty),+ $(,)?]) => {
+        $(if let Some($error) = $cause.downcast_ref::<$ty>() {
+            return Some($found);
+        })+
+    };
+}
+
 /// The diagnostic view of an error in the chain, for the error types that carry one.
-fn as_diagnostic<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Diagnostic> {
-    if let Some(error) = error.downcast_ref::<env_spec::SpecError>() {
-        return Some(error);
+fn as_diagnostic<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Diagnostic> {
+    first_typed! { cause, |error| error as &dyn Diagnostic, [
+        env_spec::SpecError, env_solve::SolveError, env_solve::EnvError, env_solve::EnsureError,
+        env_cache::CacheError, env_run::RunError, env_run::CheckError, env_pack::PackError,
+        env_image::ImageError, env_source::SourceError, env_source::OpenError,
+        env_remote::RemoteError, env_solve::verify::VerifyError, env_cache::units::UnitError,
+        env_spec::InvalidKey,
+    ] }
+    None
+}
+
+/// The class of one cause, when its type has one: its library's `is_user_error()` (exit 1 for
+/// the user's input, 2 for something broken), or a shell's code for a command it cannot run.
+fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ExitStatus> {
+    let run_error = match cause.downcast_ref::<env_run::CheckError>() {
+        // Transparent: the chain goes on below the run error, which would not be seen.
+        Some(env_run::CheckError::Inspect(error)) => Some(error),
+        _ => cause.downcast_ref::<env_run::RunError>(),
+    };
+    if let Some(error) = run_error {
+        // What a shell answers for a command it cannot find or run; other run errors are
+        // classified by a cause further down, or are something broken.
+        return error.exit_code().map(ExitStatus::External);
     }
-    if let Some(error) = error.downcast_ref::<env_solve::SolveError>() {
-        return Some(error);
-    }
-    if let Some(error) = error.downcast_ref::<env_solve::EnvError>() {
-        return Some(error);
-    }
-    if let Some(error) = error.downcast_ref::<env_solve::EnsureError>() {
-        return Some(error);
-    }
-    if let Some(error) = error.downcast_ref::<env_cache::CacheError>() {
-        return Some(error);
-    }
-    if let Some(error) = error.downcast_ref::<env_run::RunError>() {
-        return Some(error);
-    }
-    if let Some(error) = error.downcast_ref::<env_pack::PackError>() {
-        return Some(error);
-    }
-    if let Some(error) = error.downcast_ref::<env_image::ImageError>() {
-        return Some(error);
-    }
-    if let Some(error) = error.downcast_ref::<env_source::SourceError>() {
-        return Some(error);
-    }
-    if let Some(error) = error.downcast_ref::<env_source::OpenError>() {
-        return Some(error);
-    }
-    if let Some(error) = error.downcast_ref::<env_remote::RemoteError>() {
-        return Some(error);
-    }
+    first_typed! { cause, |error| classify(error.is_user_error()), [
+        env_spec::SpecError, env_solve::EnvError, env_solve::EnsureError, env_solve::SolveError,
+        UserError, env_run::local::LocalError, env_run::input::InputError, env_run::CheckError,
+        env_source::SourceError, env_pack::PackError, env_image::ImageError,
+        env_remote::RemoteError, env_cache::CacheError, env_solve::verify::VerifyError,
+        env_cache::units::UnitError, env_spec::InvalidKey,
+    ] }
     None
 }
 
@@ -111,56 +118,11 @@ fn chain<'a>(
     std::iter::successors(Some(error), |error| error.source())
 }
 
-/// [`exit_status`] of any error (a library's typed one, not yet an `anyhow::Error`).
+/// [`exit_status`] of any error (a library's typed one, not yet an `anyhow::Error`): the class
+/// of the outermost cause that has one, else something broken.
 #[must_use]
 pub fn exit_status_of(error: &(dyn std::error::Error + 'static)) -> ExitStatus {
-    for cause in chain(error) {
-        if let Some(error) = cause.downcast_ref::<env_spec::SpecError>() {
-            return classify(error.is_user_error());
-        }
-        if let Some(error) = cause.downcast_ref::<env_solve::EnvError>() {
-            return classify(error.is_user_error());
-        }
-        if let Some(error) = cause.downcast_ref::<env_solve::EnsureError>() {
-            return classify(error.is_user_error());
-        }
-        if let Some(error) = cause.downcast_ref::<env_solve::SolveError>() {
-            return classify(error.is_user_error());
-        }
-        if let Some(code) = cause
-            .downcast_ref::<env_run::RunError>()
-            .and_then(env_run::RunError::exit_code)
-        {
-            // What a shell answers for a command it cannot find or run.
-            return ExitStatus::External(code);
-        }
-        if cause.downcast_ref::<UserError>().is_some() {
-            return ExitStatus::Failure;
-        }
-        if let Some(error) = cause.downcast_ref::<env_run::local::LocalError>() {
-            return classify(error.is_user_error());
-        }
-        if let Some(error) = cause.downcast_ref::<env_run::input::InputError>() {
-            return classify(error.is_user_error());
-        }
-        if let Some(error) = cause.downcast_ref::<env_source::SourceError>() {
-            return classify(error.is_user_error());
-        }
-        if let Some(error) = cause.downcast_ref::<env_pack::PackError>() {
-            return classify(error.is_user_error());
-        }
-        if let Some(error) = cause.downcast_ref::<env_image::ImageError>() {
-            return classify(error.is_user_error());
-        }
-        if let Some(error) = cause.downcast_ref::<env_remote::RemoteError>() {
-            return if error.is_user_error() {
-                ExitStatus::Failure
-            } else {
-                ExitStatus::Error
-            };
-        }
-    }
-    ExitStatus::Error
+    chain(error).find_map(class_of).unwrap_or(ExitStatus::Error)
 }
 
 /// Exit code 1 for the user's input, 2 for something broken.
@@ -183,6 +145,12 @@ pub struct UserError {
 }
 
 impl UserError {
+    /// Always the user's (exit 1), as [`class_of`] asks of every error type.
+    #[expect(clippy::unused_self, reason = "the same call as the libraries' errors")]
+    const fn is_user_error(&self) -> bool {
+        true
+    }
+
     /// A new error.
     pub fn new(message: impl Into<String>) -> Self {
         Self {

@@ -39,6 +39,50 @@ fn cache_dir_prints_the_root() {
     "#);
 }
 
+/// A duration or size that does not parse is the caller's to fix (exit 1), locally and for the
+/// remote cache: the class is the library's `UnitError`'s own.
+#[test]
+fn prune_refuses_a_bad_duration_or_size_as_bad_input() {
+    let ctx = TestContext::new();
+    fs_err::create_dir_all(&ctx.cache_dir).unwrap();
+    fs_err::write(
+        ctx.cache_dir.join("CACHEDIR.TAG"),
+        "Signature: 8a477f597d28d172789f06886806bc55\n",
+    )
+    .unwrap();
+    let remote = format!("file://{}", ctx.path().join("remote").display());
+    let prune = |flags: &[&str]| {
+        let mut command = ctx.command();
+        command.args(["cache", "prune"]).args(flags);
+        command
+    };
+    pyfunc_env_snapshot!(ctx.filters(), prune(&["--older-than", "3x"]), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: Invalid duration unit `x` in `3x`: use s, m, h, d or w
+    "#);
+    pyfunc_env_snapshot!(ctx.filters(), prune(&["--max-size", "lots"]), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: Invalid size `lots`: expected e.g. `[SIZE]` or `[SIZE]`
+    "#);
+    pyfunc_env_snapshot!(
+        ctx.filters(),
+        prune(&["--remote", "--older-than", "soon", "--remote-cache", &remote]),
+        @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: Invalid duration `soon`: expected a number and a unit, e.g. `30d`, `12h`
+    "#
+    );
+}
+
 #[test]
 fn list_prune_and_clean() {
     let ctx = TestContext::new();

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{TestContext, describe, fixture, json, repo_root, stderr};
+use crate::common::{TestContext, describe, fixture, json, pyfunc_env_snapshot, repo_root, stderr};
 use crate::pack::channel_url;
 use crate::run::{KillOnDrop, free_port, http};
 
@@ -1240,4 +1240,36 @@ fn pypi_images_of_each_mlflow_major_score_like_mlflow() {
         drop(container);
     }
     assert!(differences.is_empty(), "{}", differences.join("\n\n"));
+}
+
+/// An `--output` the library cannot parse and `--push` under `--offline` are the caller's to
+/// fix (exit 1, with the fix), before any model is read or environment built.
+#[test]
+fn a_bad_output_or_an_offline_push_is_refused_before_building() {
+    let ctx = TestContext::new();
+    let image = |flags: &[&str]| {
+        let mut command = ctx.command();
+        command
+            .args(["image", "no-such-model", "--tag", "localhost:5000/m:1"])
+            .args(flags);
+        command
+    };
+    pyfunc_env_snapshot!(ctx.filters(), image(&["--output", "dir/"]), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: Invalid `--output` `dir/`
+
+        hint: Write `oci:DIR` (an OCI image layout) or `docker-archive:FILE`
+    "#);
+    pyfunc_env_snapshot!(ctx.filters(), image(&["--push", "--offline"]), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: `--push` needs the network, and `--offline` is set
+
+        hint: Write the image to a file with `--output` instead
+    "#);
 }

@@ -4,17 +4,16 @@
 mod remote;
 
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime};
 
 use env_cache::Cache;
-use env_cache::units::{human_size, parse_duration, parse_size};
+use env_cache::units::{human_size, human_time, parse_duration, parse_size};
 use env_solve::prune::{PrunePolicy, Reason, Removal};
 use env_solve::verdict_row::VerdictRow;
 use env_source::listing::CacheListing;
 
 use crate::cli::{CacheCleanArgs, CacheCommand, CacheKeygenArgs, CachePruneArgs, CacheVerifyArgs};
 use crate::printer::Printer;
-use crate::report::{ExitStatus, UserError};
+use crate::report::ExitStatus;
 use crate::settings::Settings;
 
 /// Runs a `cache` subcommand.
@@ -24,6 +23,15 @@ pub async fn cache(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let cache = settings.cache();
+    let local = matches!(command, CacheCommand::Clean(_))
+        || matches!(command, CacheCommand::Prune(args) if !args.remote);
+    if local && !cache.root().join("CACHEDIR.TAG").is_file() {
+        printer.info(format!(
+            "No cache at {}",
+            printer.cyan(cache.root().display())
+        ));
+        return Ok(ExitStatus::Success);
+    }
     match command {
         CacheCommand::Dir => {
             printer.data(format!("{}\n", cache.root().display()))?;
@@ -52,20 +60,6 @@ fn keygen(args: &CacheKeygenArgs, printer: Printer) -> anyhow::Result<ExitStatus
     ));
     printer.data(format!("{}\n", pair.public))?;
     Ok(ExitStatus::Success)
-}
-
-/// `2026-01-02 03:04:05` (UTC), or `-`.
-fn human_time(seconds: Option<u64>) -> String {
-    seconds.map_or_else(
-        || "-".to_string(),
-        |s| {
-            humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(s))
-                .to_string()
-                .replace('T', " ")
-                .trim_end_matches('Z')
-                .to_string()
-        },
-    )
 }
 
 fn list(cache: &Cache, json: bool, printer: Printer) -> anyhow::Result<ExitStatus> {
@@ -135,22 +129,10 @@ fn list(cache: &Cache, json: bool, printer: Printer) -> anyhow::Result<ExitStatu
     Ok(ExitStatus::Success)
 }
 
-/// A duration or size flag: the library's parse, a user error (exit 1) when it fails.
-fn user<T>(parsed: Result<T, env_cache::units::UnitError>) -> anyhow::Result<T> {
-    parsed.map_err(|error| UserError::new(error.to_string()).into())
-}
-
 fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
-    if !cache.root().join("CACHEDIR.TAG").is_file() {
-        printer.info(format!(
-            "No cache at {}",
-            printer.cyan(cache.root().display())
-        ));
-        return Ok(ExitStatus::Success);
-    }
     let policy = PrunePolicy {
-        older_than: user(args.older_than.as_deref().map(parse_duration).transpose())?,
-        max_size: user(args.max_size.as_deref().map(parse_size).transpose())?,
+        older_than: args.older_than.as_deref().map(parse_duration).transpose()?,
+        max_size: args.max_size.as_deref().map(parse_size).transpose()?,
         dry_run: args.dry_run,
     };
     let verb = if args.dry_run {
@@ -229,13 +211,6 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
 }
 
 fn clean(cache: &Cache, args: &CacheCleanArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
-    if !cache.root().join("CACHEDIR.TAG").is_file() {
-        printer.info(format!(
-            "No cache at {}",
-            printer.cyan(cache.root().display())
-        ));
-        return Ok(ExitStatus::Success);
-    }
     let freed = env_solve::prune::clean(cache, args.force, &mut |waited| {
         if waited.is_zero() {
             printer.info("Cache is in use, waiting (use `--force` to override)");
@@ -245,11 +220,6 @@ fn clean(cache: &Cache, args: &CacheCleanArgs, printer: Printer) -> anyhow::Resu
                 waited.as_secs()
             ));
         }
-    })
-    .map_err(|error| match error {
-        // The cache's own error: a lock timeout with its holder and hint.
-        env_solve::SolveError::Cache(error) => anyhow::Error::new(error),
-        error => anyhow::Error::new(error),
     })?;
     printer.info(format!(
         "Removed everything in {} ({})",
@@ -260,17 +230,7 @@ fn clean(cache: &Cache, args: &CacheCleanArgs, printer: Printer) -> anyhow::Resu
 }
 
 fn verify(cache: &Cache, args: &CacheVerifyArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
-    use env_solve::verify::VerifyError;
-    let verdicts =
-        env_solve::verify::verify_cache(cache, &args.keys, args.hash).map_err(|error| {
-            match error {
-                VerifyError::NotComplete { .. } => {
-                    anyhow::Error::new(UserError::new(error.to_string()))
-                }
-                // The cache's own error, whose diagnostic (a lock timeout's help) the report shows.
-                VerifyError::Cache(error) => anyhow::Error::new(error),
-            }
-        })?;
+    let verdicts = env_solve::verify::verify_cache(cache, &args.keys, args.hash)?;
     if args.json {
         let rows: Vec<_> = verdicts.iter().map(VerdictRow::from).collect();
         printer.data(format!("{}\n", serde_json::to_string_pretty(&rows)?))?;

@@ -3,12 +3,12 @@
 
 use std::fmt::Write as _;
 
-use env_cache::units::{human_size, parse_duration};
-use env_remote::push::{PushReport, Severity};
+use env_cache::units::{human_size, human_time, parse_duration};
+use env_remote::PushResult;
+use env_remote::push::{PushEvent, Severity, Unopened};
 
-use super::{human_time, user};
 use crate::cli::{CacheListArgs, CachePruneArgs, CachePushArgs, CacheVerifyArgs, RemoteArgs};
-use crate::printer::Printer;
+use crate::printer::{Printer, Verbosity};
 use crate::report::ExitStatus;
 use crate::settings::Settings;
 
@@ -53,14 +53,7 @@ pub(super) async fn verify(
 
 /// The remote cache of `args`, or the configured one; an error when there is none.
 fn remote_of(args: &RemoteArgs, settings: &Settings) -> anyhow::Result<env_remote::Remote> {
-    settings
-        .remote_cache(args.remote_cache.as_ref(), args.remote_cache_read_only)
-        .ok_or_else(|| {
-            env_remote::RemoteError::NotConfigured {
-                offline: settings.offline,
-            }
-            .into()
-        })
+    Ok(settings.require_remote_cache(args.remote_cache.as_ref(), args.remote_cache_read_only)?)
 }
 
 /// `cache list --remote`.
@@ -129,9 +122,7 @@ pub(super) async fn prune(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let remote = remote_of(&args.remote_args, settings)?;
-    let older_than = user(parse_duration(
-        args.older_than.as_deref().unwrap_or_default(),
-    ))?;
+    let older_than = parse_duration(args.older_than.as_deref().unwrap_or_default())?;
     let report = remote.prune(older_than, args.dry_run).await?;
     let verb = if args.dry_run {
         "Would remove"
@@ -159,65 +150,66 @@ pub(super) async fn push(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let remote = remote_of(&args.env.remote, settings)?;
-    if remote.read_only() {
-        anyhow::bail!(env_remote::RemoteError::ReadOnly {
-            url: remote.url().to_string()
-        });
-    }
     let request = crate::environment::env_request(&args.env, settings)?;
-    let cache = settings.cache();
-    // Held while the environments are packed, like every command holds it: `cache clean`
-    // waits instead of deleting an environment mid-pack (issue 23).
-    let _cache_lock = env_solve::hold_cache(&cache).await?;
-    let mut report = PushReport::default();
-    for model in &args.models {
-        // A model that cannot be read is reported, and the others are pushed (like `create`).
-        let opened = crate::commands::open_model(model, settings, printer)
-            .await
-            .and_then(|opened| crate::environment::resolve(opened.model, &request, printer));
-        let env = match opened {
-            Ok(env) => env,
-            Err(error) => {
-                let text = env_solve::redact::redact(
-                    crate::report::render(
-                        Printer::new(crate::printer::Verbosity::Normal, false),
-                        &error,
-                    )
-                    .trim_end(),
-                );
-                printer.error(format!("{model}: {text}"));
-                let user_error = crate::report::exit_status(&error) == ExitStatus::Failure;
-                report.failed(model, text, user_error);
-                continue;
-            }
-        };
-        let reporter = crate::progress::ProgressReporter::new(settings, printer, &env.name());
-        let outcome = remote.push_model(&cache, &env, &reporter).await;
-        env_solve::Reporter::on_finish(&reporter);
-        let row = report.record(model, &env, &outcome);
-        let message = row.message.as_deref().unwrap_or_default();
-        match outcome {
-            Ok(env_remote::PushResult::Pushed { uploaded, stored }) => printer.info(format!(
-                "{} {} ({} uploaded, {} stored) to {}",
+    let open = |model: &str| {
+        let (model, request) = (model.to_string(), &request);
+        async move {
+            let opened = crate::commands::open_model(&model, settings, printer).await;
+            opened
+                .and_then(|opened| crate::environment::resolve(opened.model, request, printer))
+                .map_err(|error| Unopened {
+                    message: env_solve::redact::redact(
+                        crate::report::render(Printer::new(Verbosity::Normal, false), &error)
+                            .trim_end(),
+                    ),
+                    user_error: crate::report::exit_status(&error) == ExitStatus::Failure,
+                })
+        }
+    };
+    let progress = |env: &env_solve::ModelEnvironment| {
+        crate::progress::ProgressReporter::new(settings, printer, &env.name())
+    };
+    let url = printer.cyan(remote.url());
+    let show = |event: PushEvent<'_>| match event {
+        PushEvent::Unopened { model, row } => {
+            printer.error(format!(
+                "{model}: {}",
+                row.message.as_deref().unwrap_or_default()
+            ));
+        }
+        PushEvent::Pushed {
+            model,
+            env,
+            outcome,
+            row,
+        } => match outcome {
+            Ok(PushResult::Pushed { uploaded, stored }) => printer.info(format!(
+                "{} {} ({} uploaded, {} stored) to {url}",
                 printer.green("Pushed"),
                 env.key,
-                human_size(uploaded),
-                human_size(stored),
-                printer.cyan(remote.url())
+                human_size(*uploaded),
+                human_size(*stored),
             )),
-            Ok(env_remote::PushResult::AlreadyThere) => printer.info(format!(
-                "{} is in {} already",
-                env.key,
-                printer.cyan(remote.url())
-            )),
-            Ok(env_remote::PushResult::KeptOther) => printer.info(format!(
+            Ok(PushResult::AlreadyThere) => {
+                printer.info(format!("{} is in {url} already", env.key));
+            }
+            Ok(PushResult::KeptOther) => printer.info(format!(
                 "{} was pushed by another agent meanwhile; kept that one",
                 env.key
             )),
-            Ok(_) => printer.warn(format!("{model}: {message}")),
-            Err(_) => printer.error(format!("{model}: {message}")),
-        }
-    }
+            Ok(_) => printer.warn(format!(
+                "{model}: {}",
+                row.message.as_deref().unwrap_or_default()
+            )),
+            Err(_) => printer.error(format!(
+                "{model}: {}",
+                row.message.as_deref().unwrap_or_default()
+            )),
+        },
+    };
+    let report = remote
+        .push_models(&settings.cache(), &args.models, open, progress, show)
+        .await?;
     if args.json {
         printer.data(format!("{}\n", serde_json::to_string_pretty(&report.rows)?))?;
     }
