@@ -182,8 +182,15 @@ pub struct PullReport {
     pub blobs_downloaded: u64,
     /// Bytes downloaded (compressed, including the gaps of coalesced ranges).
     pub downloaded_bytes: u64,
-    /// Bytes of file content the local store already had.
+    /// Bytes of file content the local store already had (before seeding).
     pub reused_bytes: u64,
+    /// Files taken from the agent's uv cache into the store, each checked by its sha256,
+    /// so not downloaded.
+    pub seeded_files: u64,
+    /// Their bytes.
+    pub seeded_bytes: u64,
+    /// Files the uv cache's `RECORD` named whose content did not match: downloaded instead.
+    pub seed_rejected: u64,
     /// Bytes of file content of the environment.
     pub env_bytes: u64,
     /// Requests for packs.
@@ -313,6 +320,7 @@ impl Remote {
         cache: &Cache,
         env: &EnvEntry,
         model_root: &Path,
+        uv_cache: Option<&Path>,
         reporter: &dyn env_solve::Reporter,
     ) -> Result<Option<f64>, RemoteError> {
         let start = Instant::now();
@@ -340,13 +348,33 @@ impl Remote {
         let local = env_store::Store::open(cache)?;
         let mut report = PullReport::default();
         let names = manifest.pack_names();
+        let held: HashSet<&str> = manifest
+            .tree
+            .blobs()
+            .into_iter()
+            .filter_map(|e| e.sha256.as_deref())
+            .filter(|sha| local.has(sha))
+            .collect();
+        // What the agent's uv cache holds of the rest enters the store first, checked by
+        // hash: a warm agent downloads only what no local cache has.
+        if let Some(uv_cache) = uv_cache.filter(|dir| dir.is_dir()) {
+            reporter.on_phase("Taking files from the local uv cache");
+            let (local, tree, uv_cache) = (local.clone(), manifest.tree.clone(), uv_cache.to_path_buf());
+            let seeded = blocking(move || Ok(local.seed_from_uv(&tree, &uv_cache))).await?;
+            report.seeded_files = seeded.files;
+            report.seeded_bytes = seeded.bytes;
+            report.seed_rejected = seeded.rejected;
+        }
         // The blobs the store lacks, each with the first entry that has it, by pack.
         let mut wanted: BTreeMap<usize, Vec<(BlobAt, &env_store::Entry)>> = BTreeMap::new();
         for entry in manifest.tree.blobs() {
             let sha = entry.sha256.as_deref().unwrap_or_default();
             report.blobs += 1;
-            if local.has(sha) {
+            if held.contains(sha) {
                 report.reused_bytes += entry.size;
+                continue;
+            }
+            if local.has(sha) {
                 continue;
             }
             let at = manifest.blobs[sha];
@@ -462,12 +490,16 @@ impl Remote {
             }
         }
         tracing::debug!(
-            "Pulled {key} from {}: {} of {} blobs, {} bytes in {} requests, {:.2} s",
+            "Pulled {key} from {}: {} of {} blobs, {} bytes in {} requests; from local caches {} bytes ({} from the store, {} in {} files from uv's cache); {:.2} s",
             self.url,
             report.blobs_downloaded,
             report.blobs,
             report.downloaded_bytes,
             report.requests,
+            report.reused_bytes + report.seeded_bytes,
+            report.reused_bytes,
+            report.seeded_bytes,
+            report.seeded_files,
             start.elapsed().as_secs_f64()
         );
         Ok(Some(secs(start)))

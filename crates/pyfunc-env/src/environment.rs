@@ -70,9 +70,20 @@ pub fn remote_note(created: &env_solve::Created, build: &BuildSettings) -> Optio
     let remote = build.remote.as_ref()?;
     let url = format!("`{}`", remote.url());
     if created.remote_hit {
+        let bytes = |field: &str| {
+            created
+                .pull
+                .as_ref()
+                .and_then(|p| p.get(field)?.as_u64())
+                .unwrap_or(0)
+        };
+        let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
         Some(format!(
-            "Pulled from the remote cache {url} in {:.1}s (nothing solved or installed)",
-            created.timings.remote
+            "Pulled from the remote cache {url} in {:.1}s (nothing solved or installed): {:.1} MiB downloaded, {:.1} MiB from local caches ({:.1} MiB from uv's cache)",
+            created.timings.remote,
+            mib(bytes("downloaded_bytes")),
+            mib(bytes("reused_bytes") + bytes("seeded_bytes")),
+            mib(bytes("seeded_bytes")),
         ))
     } else if created.pushed {
         Some(format!(

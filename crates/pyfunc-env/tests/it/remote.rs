@@ -1200,3 +1200,99 @@ fn hung_pull(
     std::thread::sleep(Duration::from_millis(300));
     (stall, child)
 }
+
+/// An agent with a warm uv cache and an empty store (issue 25): A builds the sklearn fixture
+/// and pushes it; B pulls it and takes every file its uv cache holds from there, checked by
+/// hash, so it downloads a small part of the environment; C's uv cache is a copy with one
+/// file of scikit-learn changed (same size, `RECORD` untouched): that file is refused and
+/// downloaded, and C's environment holds the right content. B and C predict exactly as MLflow
+/// recorded, with channels that lead nowhere (no build could succeed).
+#[test]
+fn pypi_remote_warm_agent_takes_files_from_its_uv_cache() {
+    let ctx = TestContext::new().online();
+    let model = fixture("sklearn-iris");
+    let remote = format!("file://{}", ctx.path().join("shared").display());
+    let agent = |cache: &str, channel: &str, uv_cache: &Path, args: &[&str]| {
+        let mut command = ctx.command();
+        command
+            .env("PYFUNC_ENV_CACHE_DIR", ctx.path().join(cache))
+            .env("PYFUNC_ENV_UV_CACHE_DIR", uv_cache)
+            .env("PYFUNC_ENV_REMOTE_CACHE", &remote)
+            .arg(args[0])
+            .arg(&model)
+            .args(["--env-manager", "virtualenv", "--python-source", "conda"])
+            .args(["--mirror", &format!("conda-forge={channel}")])
+            .args(&args[1..]);
+        command.output().unwrap()
+    };
+    let shared = crate::common::shared_uv_cache();
+    let nowhere = "file:///nonexistent/channel";
+    let a = json(&agent("a", &channel_url(), &shared, &["create", "--json"]));
+    assert_eq!(a["pushed"], true, "{a:#}");
+    let input = repo_root().join("fixtures/inputs/sklearn-iris/dataframe_split.json");
+    let expected =
+        fs_err::read(repo_root().join("fixtures/expected/sklearn-iris/dataframe_split.out"))
+            .unwrap();
+    let input = input.to_str().unwrap();
+    let predict = ["run", "--", "predict", "-i", input];
+
+    let b = json(&agent("b", nowhere, &shared, &["create", "--json"]));
+    assert_pulled(&b);
+    let pull = &b["pull"];
+    let (downloaded, env_bytes, seeded) = (
+        pull["downloaded_bytes"].as_u64().unwrap(),
+        pull["env_bytes"].as_u64().unwrap(),
+        pull["seeded_bytes"].as_u64().unwrap(),
+    );
+    assert!(
+        downloaded * 2 < env_bytes,
+        "a warm agent downloaded {downloaded} of {env_bytes} bytes: {pull:#}"
+    );
+    assert!(seeded * 2 > env_bytes, "{pull:#}");
+    assert_eq!(pull["seed_rejected"], 0, "{pull:#}");
+    let output = agent("b", nowhere, &shared, &predict);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(output.stdout == expected, "{}", describe(&output));
+
+    // C: a copy of the wheels of scikit-learn in the shared cache (hard links: nothing of the
+    // shared cache is written), with `sklearn/__init__.py` replaced by other bytes of its size.
+    let site = PathBuf::from(a["prefix"].as_str().unwrap()).join("lib/python3.11/site-packages");
+    let dist_info = fs_err::read_dir(&site)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("scikit_learn-") && n.ends_with(".dist-info"))
+        .unwrap();
+    let right = fs_err::read(site.join("sklearn/__init__.py")).unwrap();
+    let uv_c = ctx.path().join("uv-c");
+    fs_err::create_dir_all(uv_c.join("archive-v0")).unwrap();
+    let mut copies = 0;
+    for id in fs_err::read_dir(shared.join("archive-v0")).unwrap() {
+        let id = id.unwrap().path();
+        if !id.join(&dist_info).is_dir() {
+            continue;
+        }
+        let copy = uv_c.join("archive-v0").join(id.file_name().unwrap());
+        let status = Command::new("cp").arg("-al").arg(&id).arg(&copy).status();
+        assert!(status.unwrap().success());
+        let changed = copy.join("sklearn/__init__.py");
+        let mut bytes = fs_err::read(&changed).unwrap();
+        bytes.reverse();
+        fs_err::remove_file(&changed).unwrap();
+        fs_err::write(&changed, &bytes).unwrap();
+        copies += 1;
+    }
+    assert!(copies > 0, "no wheel of `{dist_info}` in the shared uv cache");
+    let c = json(&agent("c", nowhere, &uv_c, &["create", "--json"]));
+    assert_pulled(&c);
+    let pull = &c["pull"];
+    assert!(pull["seed_rejected"].as_u64().unwrap() >= 1, "{pull:#}");
+    assert!(pull["seeded_bytes"].as_u64().unwrap() > 0, "{pull:#}");
+    let site_c = PathBuf::from(c["prefix"].as_str().unwrap()).join("lib/python3.11/site-packages");
+    assert!(
+        fs_err::read(site_c.join("sklearn/__init__.py")).unwrap() == right,
+        "C's environment holds the changed `sklearn/__init__.py` of its uv cache"
+    );
+    let output = agent("c", nowhere, &uv_c, &predict);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(output.stdout == expected, "{}", describe(&output));
+}
