@@ -359,7 +359,8 @@ impl Remote {
         // hash: a warm agent downloads only what no local cache has.
         if let Some(uv_cache) = uv_cache.filter(|dir| dir.is_dir()) {
             reporter.on_phase("Taking files from the local uv cache");
-            let (local, tree, uv_cache) = (local.clone(), manifest.tree.clone(), uv_cache.to_path_buf());
+            let (local, tree, uv_cache) =
+                (local.clone(), manifest.tree.clone(), uv_cache.to_path_buf());
             let seeded = blocking(move || Ok(local.seed_from_uv(&tree, &uv_cache))).await?;
             report.seeded_files = seeded.files;
             report.seeded_bytes = seeded.bytes;

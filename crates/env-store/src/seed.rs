@@ -65,7 +65,9 @@ impl Store {
                             break;
                         };
                         let took = self.seed_file(&candidate.source, candidate.entry, &mut buffer);
-                        let mut seeded = seeded.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut seeded = seeded
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
                         match took {
                             Some(true) => {
                                 seeded.files += 1;
@@ -78,7 +80,9 @@ impl Store {
                 });
             }
         });
-        let seeded = seeded.into_inner().unwrap_or_else(|e| e.into_inner());
+        let seeded = seeded
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         tracing::debug!(
             "Seeded the store from the uv cache `{}`: {} files, {} bytes ({} rejected)",
             uv_cache.display(),
@@ -222,7 +226,9 @@ fn parse_record_line(line: &str) -> Option<(&str, String)> {
     if path.is_empty()
         || path.starts_with('"')
         || path.starts_with('/')
-        || path.split('/').any(|c| c == ".." || c == "." || c.is_empty())
+        || path
+            .split('/')
+            .any(|c| c == ".." || c == "." || c.is_empty())
     {
         return None;
     }
@@ -295,7 +301,9 @@ mod tests {
         let hello = "LPJNul-wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ";
         fs_err::write(
             wheel.join("pkg-1.0.dist-info/RECORD"),
-            format!("pkg/a.py,sha256={hello},5\npkg/b.py,sha256={hello},5\npkg-1.0.dist-info/RECORD,,\n"),
+            format!(
+                "pkg/a.py,sha256={hello},5\npkg/b.py,sha256={hello},5\npkg-1.0.dist-info/RECORD,,\n"
+            ),
         )
         .unwrap();
         let sha = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";

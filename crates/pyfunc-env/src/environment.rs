@@ -77,13 +77,13 @@ pub fn remote_note(created: &env_solve::Created, build: &BuildSettings) -> Optio
                 .and_then(|p| p.get(field)?.as_u64())
                 .unwrap_or(0)
         };
-        let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+        let size = env_cache::units::human_size;
         Some(format!(
-            "Pulled from the remote cache {url} in {:.1}s (nothing solved or installed): {:.1} MiB downloaded, {:.1} MiB from local caches ({:.1} MiB from uv's cache)",
+            "Pulled from the remote cache {url} in {:.1}s (nothing solved or installed): {} downloaded, {} from local caches ({} from uv's cache)",
             created.timings.remote,
-            mib(bytes("downloaded_bytes")),
-            mib(bytes("reused_bytes") + bytes("seeded_bytes")),
-            mib(bytes("seeded_bytes")),
+            size(bytes("downloaded_bytes")),
+            size(bytes("reused_bytes") + bytes("seeded_bytes")),
+            size(bytes("seeded_bytes")),
         ))
     } else if created.pushed {
         Some(format!(
