@@ -140,7 +140,8 @@ def main():
         # (a pyfunc-env before seeding reports no `seeded_bytes`).
         mib = lambda key: report.get(key, 0) / 2**20
         return (f"downloaded {mib('downloaded_bytes'):.1f} MiB, from uv's cache {mib('seeded_bytes'):.1f} MiB "
-                f"({report.get('seeded_files', 0)} files), from the store {mib('reused_bytes'):.1f} MiB "
+                f"({report.get('seeded_files', 0)} files), from pyc-v1/ {mib('seeded_pyc_bytes'):.1f} MiB "
+                f"({report.get('seeded_pyc_files', 0)} files), from the store {mib('reused_bytes'):.1f} MiB "
                 f"of {mib('env_bytes'):.1f} MiB")
 
     def pull_report(doc):

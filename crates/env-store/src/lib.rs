@@ -19,7 +19,7 @@ mod store;
 use std::path::PathBuf;
 
 pub use manifest::{Entry, Kind, MANIFEST_FILE, Manifest, PrefixUse};
-pub use seed::Seeded;
+pub use seed::{Candidate, Seeded};
 pub use store::{BlobWriter, Materialised, Store, sweep};
 
 /// Errors of manifests and the store.

@@ -33,10 +33,14 @@ pub struct Seeded {
     pub rejected: u64,
 }
 
-/// A file of uv's cache that `RECORD` says is the blob an entry needs.
-struct Candidate<'a> {
-    source: PathBuf,
-    entry: &'a Entry,
+/// A file on this machine that something (uv's `RECORD`, the bytecode store's key) says is
+/// the blob `entry` needs: [`Store::seed`] checks that before it uses it.
+#[derive(Debug)]
+pub struct Candidate<'a> {
+    /// The file.
+    pub source: PathBuf,
+    /// The entry whose blob it should be.
+    pub entry: &'a Entry,
 }
 
 impl Store {
@@ -46,7 +50,22 @@ impl Store {
     /// cache that cannot be read seeds nothing, and the pull downloads what is still missing.
     #[must_use]
     pub fn seed_from_uv(&self, manifest: &Manifest, uv_cache: &Path) -> Seeded {
-        let candidates = uv_candidates(self, manifest, uv_cache);
+        let seeded = self.seed(&uv_candidates(self, manifest, uv_cache));
+        tracing::debug!(
+            "Seeded the store from the uv cache `{}`: {} files, {} bytes ({} rejected)",
+            uv_cache.display(),
+            seeded.files,
+            seeded.bytes,
+            seeded.rejected
+        );
+        seeded
+    }
+
+    /// Adds each candidate the store lacks whose content is its entry's blob (size and full
+    /// sha256), by hard link (a copy across filesystems); the others are counted as rejected.
+    /// Several candidates of one blob: the first that matches is stored, the rest skipped.
+    #[must_use]
+    pub fn seed(&self, candidates: &[Candidate<'_>]) -> Seeded {
         if candidates.is_empty() {
             return Seeded::default();
         }
@@ -80,17 +99,9 @@ impl Store {
                 });
             }
         });
-        let seeded = seeded
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        tracing::debug!(
-            "Seeded the store from the uv cache `{}`: {} files, {} bytes ({} rejected)",
-            uv_cache.display(),
-            seeded.files,
-            seeded.bytes,
-            seeded.rejected
-        );
         seeded
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Puts `source` into the store as `entry`'s blob if its content is that blob:

@@ -79,11 +79,12 @@ pub fn remote_note(created: &env_solve::Created, build: &BuildSettings) -> Optio
         };
         let size = env_cache::units::human_size;
         Some(format!(
-            "Pulled from the remote cache {url} in {:.1}s (nothing solved or installed): {} downloaded, {} from local caches ({} from uv's cache)",
+            "Pulled from the remote cache {url} in {:.1}s (nothing solved or installed): {} downloaded, {} from local caches ({} from uv's cache, {} from the bytecode store)",
             created.timings.remote,
             size(bytes("downloaded_bytes")),
-            size(bytes("reused_bytes") + bytes("seeded_bytes")),
+            size(bytes("reused_bytes") + bytes("seeded_bytes") + bytes("seeded_pyc_bytes")),
             size(bytes("seeded_bytes")),
+            size(bytes("seeded_pyc_bytes")),
         ))
     } else if created.pushed {
         Some(format!(

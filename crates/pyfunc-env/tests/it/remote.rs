@@ -1307,4 +1307,21 @@ fn pypi_remote_warm_agent_takes_files_from_its_uv_cache() {
     let output = agent("c", nowhere, &uv_c, &predict);
     assert!(output.status.success(), "{}", describe(&output));
     assert!(output.stdout == expected, "{}", describe(&output));
+
+    // A again, its environment and file store gone, its uv cache and bytecode store kept (a
+    // warm agent): the bytecode comes from `pyc-v1/` too, and it downloads less than B.
+    for bucket in ["envs-v1", "store-v1"] {
+        fs_err::remove_dir_all(ctx.path().join("a").join(bucket)).unwrap();
+    }
+    let again = json(&agent("a", nowhere, &shared, &["create", "--json"]));
+    assert_pulled(&again);
+    let pull = &again["pull"];
+    assert!(pull["seeded_pyc_files"].as_u64().unwrap() > 0, "{pull:#}");
+    assert!(
+        pull["downloaded_bytes"].as_u64().unwrap() < downloaded,
+        "{pull:#}"
+    );
+    let output = agent("a", nowhere, &shared, &predict);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(output.stdout == expected, "{}", describe(&output));
 }
