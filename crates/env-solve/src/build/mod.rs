@@ -437,14 +437,15 @@ async fn under_lock(
     }
     if let Some(remote) = request.remote.filter(|_| !request.reinstall) {
         let compile = request.options.compile_bytecode;
-        let uv_cache = uv_cache_dir(cache, request)?;
+        // A pull takes what uv's cache holds; without one it downloads everything.
+        let uv_cache = uv_cache_dir(cache, request).ok();
         let pulled = crate::remote::pull(
             remote,
             cache,
             env,
             request.model_root,
             compile,
-            Some(&uv_cache),
+            uv_cache.as_deref(),
             reporter,
         );
         match pulled.await {
