@@ -138,10 +138,24 @@ impl Store {
         }
         let dir = target.parent()?;
         fs_err::create_dir_all(dir).ok()?;
-        match fs_err::hard_link(source, &target) {
+        // A source whose mtime is not the manifest's (another agent unpacked the wheel at
+        // another time) would be copied into every environment, since its `.pyc` records the
+        // mtime: it enters the store as a copy with the right mtime once instead.
+        let is_source = Path::new(&entry.path)
+            .extension()
+            .is_some_and(|e| e == "py");
+        let same_mtime = u64::try_from(std::os::unix::fs::MetadataExt::mtime(&metadata))
+            .is_ok_and(|m| m == entry.mtime);
+        let linked = if is_source && !same_mtime {
+            Err(std::io::Error::other("another mtime"))
+        } else {
+            fs_err::hard_link(source, &target)
+        };
+        match linked {
             Ok(()) => Some(true),
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => None,
-            // Another filesystem (or links refused): a copy, checked again as it is written.
+            // Another filesystem (or links refused, or another mtime): a copy, checked again
+            // as it is written.
             Err(_) => {
                 let mut writer = self.writer(sha, entry.size).ok()?;
                 let mut file = fs_err::File::open(source).ok()?;

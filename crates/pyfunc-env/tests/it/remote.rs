@@ -207,8 +207,16 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
         let numpy = prefix_b.join("lib/python3.11/site-packages/numpy/__init__.py");
         assert!(fs_err::metadata(&numpy).unwrap().nlink() >= 2);
     }
+    // Every blob downloaded, but those B's uv cache (the shared one, which holds the wheel of
+    // `wheel`) had: taken from there.
     let report = pull_report(&cache_b, key);
-    assert_eq!(report["blobs_downloaded"], report["blobs"], "{report:#}");
+    let count = |field: &str| report[field].as_u64().unwrap();
+    assert_eq!(
+        count("blobs_downloaded") + count("seeded_files"),
+        count("blobs"),
+        "{report:#}"
+    );
+    assert!(count("seeded_files") > 0, "{report:#}");
     assert!(
         report["downloaded_bytes"].as_u64().unwrap() > 0,
         "{report:#}"
@@ -247,6 +255,15 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
     );
     assert_eq!(remote_list[0]["key"], key, "{remote_list:#}");
 
+    // The agents below have an empty uv cache, so every pull needs the numpy pack (a warm uv
+    // cache with a numpy wheel would hold `numpy/__init__.py`, and the pull would not read it).
+    let empty_uv = ctx.path().join("uv-empty");
+    fs_err::create_dir_all(&empty_uv).unwrap();
+    let fresh = [
+        env[0].clone(),
+        ("PYFUNC_ENV_UV_CACHE_DIR", empty_uv.display().to_string()),
+    ];
+
     // A damaged pack (same size, other bytes): detected, rebuilt, re-pushed.
     let numpy = "site-packages/numpy/__init__.py";
     let pack = pack_of(&remote, key, numpy);
@@ -254,7 +271,7 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     fs_err::write(&pack, &bytes).unwrap();
-    let output = agent_create(&ctx, &ctx.path().join("c"), &model, true, &env, &[]);
+    let output = agent_create(&ctx, &ctx.path().join("c"), &model, true, &fresh, &[]);
     let rebuilt = json(&output);
     assert_eq!(
         (rebuilt["remote_hit"].clone(), rebuilt["pushed"].clone()),
@@ -280,7 +297,7 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
         &ctx.path().join("d"),
         &model,
         false,
-        &env,
+        &fresh,
         &[],
     )));
 
@@ -290,7 +307,7 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
     file.set_len(fs_err::metadata(&pack).unwrap().len() / 3)
         .unwrap();
     drop(file);
-    let output = agent_create(&ctx, &ctx.path().join("e"), &model, true, &env, &[]);
+    let output = agent_create(&ctx, &ctx.path().join("e"), &model, true, &fresh, &[]);
     let truncated = json(&output);
     assert_eq!(truncated["pushed"], true, "{truncated:#}");
     assert!(
@@ -308,7 +325,7 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
     // A missing pack.
     let pack = pack_of(&remote, key, numpy);
     fs_err::remove_file(&pack).unwrap();
-    let output = agent_create(&ctx, &ctx.path().join("e2"), &model, true, &env, &[]);
+    let output = agent_create(&ctx, &ctx.path().join("e2"), &model, true, &fresh, &[]);
     let missing = json(&output);
     assert_eq!(missing["pushed"], true, "{missing:#}");
     assert!(
@@ -515,17 +532,24 @@ fn remote_sibling_pull_downloads_only_missing_blobs() {
         remote_manifest(&remote, key2),
     );
 
-    // B holds the first environment, then pulls the sibling.
+    // B holds the first environment, then pulls the sibling; its uv cache is empty, so what
+    // it does not download comes from its store.
     let cache_b = ctx.path().join("b");
+    let empty_uv = ctx.path().join("uv-b");
+    fs_err::create_dir_all(&empty_uv).unwrap();
+    let env_b = [
+        env[0].clone(),
+        ("PYFUNC_ENV_UV_CACHE_DIR", empty_uv.display().to_string()),
+    ];
     assert_pulled(&json(&agent_create(
         &ctx,
         &cache_b,
         &model,
         false,
-        &env,
+        &env_b,
         &[],
     )));
-    let pulled = json(&agent_create(&ctx, &cache_b, &sibling, false, &env, &[]));
+    let pulled = json(&agent_create(&ctx, &cache_b, &sibling, false, &env_b, &[]));
     assert_pulled(&pulled);
     let report = pull_report(&cache_b, key2);
     let (held, wanted) = (blobs_of(&m1), blobs_of(&m2));
