@@ -332,13 +332,16 @@ mod tests {
         )
         .unwrap();
         let sha = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+        // The mtime the cache's files have: a source with another one is copied (below).
+        let mtime =
+            u64::try_from(fs_err::metadata(wheel.join("pkg/a.py")).unwrap().mtime()).unwrap();
         let file = |path: &str| Entry {
             path: path.into(),
             kind: Kind::File,
             mode: 0o644,
             size: 5,
             sha256: Some(sha.into()),
-            mtime: 0,
+            mtime,
             target: None,
             prefix: crate::PrefixUse::None,
         };
@@ -380,5 +383,20 @@ mod tests {
         );
         // Held now: nothing more to seed.
         assert_eq!(store.seed_from_uv(&both, &uv), Seeded::default());
+        // A source whose mtime is not the manifest's enters as a copy with the manifest's.
+        let cache2 = env_cache::Cache::new(temp.path().join("cache2"));
+        cache2.init().unwrap();
+        let store2 = Store::open(&cache2).unwrap();
+        let mut older = both.clone();
+        for entry in &mut older.entries {
+            entry.mtime = entry.mtime.min(1_000_000_000);
+        }
+        assert_eq!(store2.seed_from_uv(&older, &uv).files, 1);
+        let stored = fs_err::metadata(store2.path(sha)).unwrap();
+        assert_ne!(
+            stored.ino(),
+            fs_err::metadata(wheel.join("pkg/a.py")).unwrap().ino()
+        );
+        assert_eq!(stored.mtime(), 1_000_000_000);
     }
 }
