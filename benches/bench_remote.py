@@ -15,7 +15,9 @@ Printed: pull + first predict against build + first predict (goal: >= 3x faster 
 (b)), and the parts (pull only, build only, first predict), since with a first predict of F s
 and a build of B s even an instant pull is at most (B+F)/F faster; the bytes a pull of B
 downloads on an agent that pulled A before (goal: < 20% of B's file bytes); the remote's
-storage for A, and for A and B. Every prediction is checked equal to MLflow's recorded output.
+storage for A, and for A and B; for every pull, the bytes it downloaded, took from uv's cache (a
+warm agent's pull links what uv's cache holds, each file checked by hash) and from the file
+store. Every prediction is checked equal to MLflow's recorded output.
 The machine's load (`uptime`) is printed with every table.
 
 Then the tool's own overhead on a cached `run`: `run -- python -c pass` minus the environment's
@@ -133,6 +135,15 @@ def main():
         t, _ = timed([args.bin, "run", model, *flags, "--", "predict", "-i", input_path], env, expected)
         return t
 
+    def bytes_note(report):
+        # Where a pull's bytes came from (issue 25): the remote, the file store, uv's cache
+        # (a pyfunc-env before seeding reports no `seeded_bytes`).
+        mib = lambda key: report.get(key, 0) / 2**20
+        return (f"downloaded {mib('downloaded_bytes'):.1f} MiB, from uv's cache {mib('seeded_bytes'):.1f} MiB "
+                f"({report.get('seeded_files', 0)} files), from pyc-v1/ {mib('seeded_pyc_bytes'):.1f} MiB "
+                f"({report.get('seeded_pyc_files', 0)} files), from the store {mib('reused_bytes'):.1f} MiB "
+                f"of {mib('env_bytes'):.1f} MiB")
+
     def pull_report(doc):
         with open(os.path.join(doc["prefix"], ".pyfunc-env", "metadata.json")) as f:
             return json.load(f)["extra"]["remote"]
@@ -171,12 +182,14 @@ def main():
                 entry = results.setdefault((name, agent, how), {"create": [], "predict": []})
                 entry["create"].append(t_create)
                 entry["predict"].append(t_predict)
+                note = ""
                 if how == "pull":
                     entry["report"] = pull_report(doc)
+                    note = ", " + bytes_note(entry["report"]["pull"])
                 if scratch:
                     shutil.rmtree(scratch, ignore_errors=True)
                 print(f"  run {run + 1} {name} {agent:5} {how:5}: create {t_create:6.2f} s, first predict "
-                      f"{t_predict:5.2f} s (load {os.getloadavg()[0]:.1f})", flush=True)
+                      f"{t_predict:5.2f} s{note} (load {os.getloadavg()[0]:.1f})", flush=True)
 
     # Model B pulled by an agent that pulled A before (its store holds A's files).
     forget_environments(warm_cache)
@@ -189,7 +202,7 @@ def main():
     med = statistics.median
     print()
     print(f"Remote cache ({remote.split('://')[0]}://), virtualenv mode with Python from the test conda channel, "
-          f"release build, median wall seconds of {args.runs} interleaved runs; predictions checked equal to MLflow's. "
+          f"binary {args.bin}, median wall seconds of {args.runs} interleaved runs; predictions checked equal to MLflow's. "
           f"Load average (1 min) at the start of each run: {', '.join(f'{x:.1f}' for x in loads)}; now: {load()}")
     print()
     print("| model | agent | pull + first predict | build + first predict | build / pull | pull only | build only "
@@ -208,6 +221,8 @@ def main():
                   f"| {p_only:.2f} | {b_only:.2f} ({b_only / p_only:.2f}x) | {f_pull:.2f} / {f_build:.2f} "
                   f"| {(b_only + f_build) / f_build:.2f}x |")
     print()
+    for name in MODELS:
+        print(f"(a) warm agent, pull of {name}: {bytes_note(results[(name, 'warm', 'pull')]['report']['pull'])} (last run)")
     a_report = results[("A", "warm", "pull")]["report"]["pull"]
     print(f"Model B pulled after model A: downloaded {second['downloaded_bytes'] / 2**20:.1f} MiB for "
           f"{second['env_bytes'] / 2**20:.1f} MiB of files ({100 * second['downloaded_bytes'] / second['env_bytes']:.1f}%, "

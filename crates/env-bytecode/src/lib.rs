@@ -27,7 +27,7 @@ pub use archive::{
 pub use environment::{
     compile_environment, compile_in_background, compile_in_this_process, link_environment,
 };
-pub use store::{Linked, Stats, cache_tag, compile, link_stored, prune_store};
+pub use store::{Linked, Stats, cache_tag, compile, link_stored, prune_store, stored_pyc};
 
 /// Why bytecode could not be compiled or linked. env-solve wraps it transparently
 /// (`SolveError::Bytecode`), so its messages are the ones users always saw; none of them is

@@ -84,13 +84,27 @@ fn source_key(path: &Path, tag: &str, buffer: &mut Vec<u8>) -> Option<String> {
     buffer.clear();
     buffer.reserve(usize::try_from(metadata.len()).ok()?.saturating_add(1));
     std::io::Read::read_to_end(&mut file, buffer).ok()?;
-    // The `.pyc` header holds the mtime as 32 bits.
-    Some(format!(
-        "{}-{}-{}-{tag}",
-        env_store::hex(&Sha256::digest(&buffer)),
+    Some(key(
+        &env_store::hex(&Sha256::digest(&buffer)),
         metadata.len(),
-        mtime & 0xffff_ffff
+        mtime,
+        tag,
     ))
+}
+
+/// The key of a source with hash `sha256`, `size` bytes and `mtime`, for the interpreter
+/// with cache tag `tag`.
+fn key(sha256: &str, size: u64, mtime: u64, tag: &str) -> String {
+    // The `.pyc` header holds the mtime as 32 bits.
+    format!("{sha256}-{size}-{}-{tag}", mtime & 0xffff_ffff)
+}
+
+/// Where the store at `store` (`pyc-v1/`) keeps the bytecode of a source with hash `sha256`,
+/// `size` bytes and `mtime` for the interpreter with cache tag `tag` (a pull takes it from
+/// there rather than download it; issue 25). It may be absent.
+#[must_use]
+pub fn stored_pyc(store: &Path, sha256: &str, size: u64, mtime: u64, tag: &str) -> PathBuf {
+    store_path(store, &key(sha256, size, mtime, tag))
 }
 
 fn pyc_path(source: &Path, tag: &str) -> Option<PathBuf> {

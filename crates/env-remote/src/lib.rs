@@ -667,7 +667,13 @@ impl env_solve::remote::RemoteCache for Remote {
                 return Pulled::Miss;
             }
             match self
-                .pull(cache, env, what.model_root, reporter.as_ref())
+                .pull(
+                    cache,
+                    env,
+                    what.model_root,
+                    what.uv_cache,
+                    reporter.as_ref(),
+                )
                 .await
             {
                 Ok(Some(seconds)) => Pulled::Hit { seconds },

@@ -182,8 +182,20 @@ pub struct PullReport {
     pub blobs_downloaded: u64,
     /// Bytes downloaded (compressed, including the gaps of coalesced ranges).
     pub downloaded_bytes: u64,
-    /// Bytes of file content the local store already had.
+    /// Bytes of file content the local store already had (before seeding).
     pub reused_bytes: u64,
+    /// Files taken from the agent's uv cache into the store, each checked by its sha256,
+    /// so not downloaded.
+    pub seeded_files: u64,
+    /// Their bytes.
+    pub seeded_bytes: u64,
+    /// Bytecode files taken from the bytecode store `pyc-v1/`, each checked by its sha256.
+    pub seeded_pyc_files: u64,
+    /// Their bytes.
+    pub seeded_pyc_bytes: u64,
+    /// Files the uv cache's `RECORD` or the bytecode store's key named whose content did not
+    /// match: downloaded instead.
+    pub seed_rejected: u64,
     /// Bytes of file content of the environment.
     pub env_bytes: u64,
     /// Requests for packs.
@@ -330,6 +342,7 @@ impl Remote {
         cache: &Cache,
         env: &EnvEntry,
         model_root: &Path,
+        uv_cache: Option<&Path>,
         reporter: &dyn env_solve::Reporter,
     ) -> Result<Option<f64>, RemoteError> {
         let start = Instant::now();
@@ -357,13 +370,53 @@ impl Remote {
         let local = env_store::Store::open(cache)?;
         let mut report = PullReport::default();
         let names = manifest.pack_names();
+        let held: HashSet<&str> = manifest
+            .tree
+            .blobs()
+            .into_iter()
+            .filter_map(|e| e.sha256.as_deref())
+            .filter(|sha| local.has(sha))
+            .collect();
+        // What the agent's uv cache holds of the rest enters the store first, checked by
+        // hash: a warm agent downloads only what no local cache has.
+        if let Some(uv_cache) = uv_cache.filter(|dir| dir.is_dir()) {
+            reporter.on_phase("Taking files from the local uv cache");
+            let (local, tree, uv_cache) =
+                (local.clone(), manifest.tree.clone(), uv_cache.to_path_buf());
+            let seeded = blocking(move || Ok(local.seed_from_uv(&tree, &uv_cache))).await?;
+            report.seeded_files = seeded.files;
+            report.seeded_bytes = seeded.bytes;
+            report.seed_rejected = seeded.rejected;
+        }
+        // Then the bytecode store's `.pyc` of the sources the manifest lists, by their key.
+        let pyc_store = cache.root().join(env_cache::PYC_BUCKET);
+        if pyc_store.is_dir() {
+            let (local, tree) = (local.clone(), manifest.tree.clone());
+            let seeded = blocking(move || {
+                let seeded = local.seed(&pyc_candidates(&tree, &pyc_store));
+                tracing::debug!(
+                    "Seeded the store from the bytecode store: {} files, {} bytes ({} rejected)",
+                    seeded.files,
+                    seeded.bytes,
+                    seeded.rejected
+                );
+                Ok(seeded)
+            })
+            .await?;
+            report.seeded_pyc_files = seeded.files;
+            report.seeded_pyc_bytes = seeded.bytes;
+            report.seed_rejected += seeded.rejected;
+        }
         // The blobs the store lacks, each with the first entry that has it, by pack.
         let mut wanted: BTreeMap<usize, Vec<(BlobAt, &env_store::Entry)>> = BTreeMap::new();
         for entry in manifest.tree.blobs() {
             let sha = entry.sha256.as_deref().unwrap_or_default();
             report.blobs += 1;
-            if local.has(sha) {
+            if held.contains(sha) {
                 report.reused_bytes += entry.size;
+                continue;
+            }
+            if local.has(sha) {
                 continue;
             }
             let at = manifest.blobs[sha];
@@ -479,12 +532,16 @@ impl Remote {
             }
         }
         tracing::debug!(
-            "Pulled {key} from {}: {} of {} blobs, {} bytes in {} requests, {:.2} s",
+            "Pulled {key} from {}: {} of {} blobs, {} bytes in {} requests; from local caches {} bytes ({} from the store, {} in {} files from uv's cache); {:.2} s",
             self.url,
             report.blobs_downloaded,
             report.blobs,
             report.downloaded_bytes,
             report.requests,
+            report.reused_bytes + report.seeded_bytes,
+            report.reused_bytes,
+            report.seeded_bytes,
+            report.seeded_files,
             start.elapsed().as_secs_f64()
         );
         Ok(Some(secs(start)))
@@ -1079,6 +1136,48 @@ fn check_manifest(
     Ok(())
 }
 
+/// The bytecode store's `.pyc` for every `dir/__pycache__/<module>.<tag>.pyc` of `tree`
+/// whose source `dir/<module>.py` it lists: the store keys bytecode by the source's hash, size
+/// and mtime, which the manifest records. [`env_store::Store::seed`] checks each by hash.
+fn pyc_candidates<'a>(
+    tree: &'a env_store::Manifest,
+    pyc_store: &Path,
+) -> Vec<env_store::Candidate<'a>> {
+    let files: std::collections::HashMap<&str, &env_store::Entry> = tree
+        .entries
+        .iter()
+        .filter(|e| e.kind == env_store::Kind::File)
+        .map(|e| (e.path.as_str(), e))
+        .collect();
+    let mut out = Vec::new();
+    for entry in files.values() {
+        let Some((dir, name)) = entry.path.rsplit_once("/__pycache__/") else {
+            continue;
+        };
+        let Some((module, tag)) = name
+            .strip_suffix(".pyc")
+            .and_then(|stem| stem.split_once('.'))
+        else {
+            continue;
+        };
+        // `<module>.<tag>.opt-1.pyc` and the like: not what the store holds.
+        if tag.contains('.') || name.contains('/') {
+            continue;
+        }
+        let Some(source) = files.get(format!("{dir}/{module}.py").as_str()) else {
+            continue;
+        };
+        let Some(sha) = source.sha256.as_deref() else {
+            continue;
+        };
+        out.push(env_store::Candidate {
+            source: env_bytecode::stored_pyc(pyc_store, sha, source.size, source.mtime, tag),
+            entry,
+        });
+    }
+    out
+}
+
 /// Removes `tmp/<key>-pull-*` left by a killed pull of `key`.
 fn remove_stale_staging(tmp: &Path, key: &str) {
     let prefix = format!("{key}-pull-");
@@ -1216,6 +1315,58 @@ mod tests {
             .unwrap(),
             provenance: Provenance::default(),
         }
+    }
+
+    /// A `.pyc` of the bytecode store enters the file store when its key (its source's hash,
+    /// size and mtime) and its own hash are the manifest's; a damaged one does not.
+    #[test]
+    fn bytecode_store_seeds_pyc_files_checked_by_hash() {
+        use sha2::Digest as _;
+        let temp = tempfile::tempdir().unwrap();
+        let cache = Cache::new(temp.path().join("cache"));
+        cache.init().unwrap();
+        let local = env_store::Store::open(&cache).unwrap();
+        let pyc_store = temp.path().join("pyc-v1");
+        let entry = |path: &str, content: &[u8], mtime: u64| env_store::Entry {
+            path: path.into(),
+            kind: env_store::Kind::File,
+            mode: 0o644,
+            size: content.len() as u64,
+            sha256: Some(env_store::hex(&sha2::Sha256::digest(content))),
+            mtime,
+            target: None,
+            prefix: env_store::PrefixUse::None,
+        };
+        let tree = env_store::Manifest {
+            format: 1,
+            prefix: "/p".into(),
+            entries: vec![
+                entry("d/m.py", b"x = 1\n", 1_700_000_000),
+                entry("d/__pycache__/m.cpython-311.pyc", b"bytecode", 0),
+                entry("d/__pycache__/m.cpython-311.opt-1.pyc", b"other", 0),
+            ],
+            files: 3,
+            bytes: 19,
+        };
+        let source = &tree.entries[0];
+        let stored = env_bytecode::stored_pyc(
+            &pyc_store,
+            source.sha256.as_deref().unwrap(),
+            source.size,
+            source.mtime,
+            "cpython-311",
+        );
+        fs_err::create_dir_all(stored.parent().unwrap()).unwrap();
+        fs_err::write(&stored, b"bytecodf").unwrap();
+        let candidates = pyc_candidates(&tree, &pyc_store);
+        assert_eq!(candidates.len(), 1, "{candidates:?}");
+        let seeded = local.seed(&candidates);
+        assert_eq!((seeded.files, seeded.rejected), (0, 1), "damaged: refused");
+        fs_err::remove_file(&stored).unwrap();
+        fs_err::write(&stored, b"bytecode").unwrap();
+        let seeded = local.seed(&pyc_candidates(&tree, &pyc_store));
+        assert_eq!((seeded.files, seeded.bytes), (1, 8));
+        assert!(local.has(tree.entries[1].sha256.as_deref().unwrap()));
     }
 
     /// The signature covers the stored bytes of `manifest` exactly, as read back; a bare

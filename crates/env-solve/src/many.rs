@@ -534,6 +534,7 @@ mod tests {
             warnings: warnings.to_vec(),
             bytecode_deferred: false,
             bytecode: None,
+            pull: None,
         }
     }
 

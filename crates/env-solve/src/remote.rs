@@ -25,6 +25,9 @@ pub struct RemoteEnv<'a> {
     pub model_root: &'a Path,
     /// Whether the environment has bytecode (`--no-compile` builds have none, and a different key).
     pub compile_bytecode: bool,
+    /// The uv cache a local build would use: a pull takes the files it already holds from
+    /// it rather than download them (`None` for a push).
+    pub uv_cache: Option<&'a Path>,
 }
 
 /// The result of [`RemoteCache::pull`].
@@ -129,11 +132,13 @@ pub(crate) async fn pull(
     env: &EnvEntry,
     model_root: &Path,
     compile_bytecode: bool,
+    uv_cache: Option<&Path>,
     reporter: &Arc<dyn Reporter>,
 ) -> Pulled {
     let what = RemoteEnv {
         model_root,
         compile_bytecode,
+        uv_cache,
     };
     tracing::debug!(
         "Looking for environment `{}` in the remote cache `{}`",
@@ -172,6 +177,7 @@ pub(crate) async fn push(
     let what = RemoteEnv {
         model_root,
         compile_bytecode,
+        uv_cache: None,
     };
     guarded(remote.push(cache, env, what, reporter))
         .await

@@ -13,11 +13,13 @@
 #![warn(missing_docs)]
 
 mod manifest;
+mod seed;
 mod store;
 
 use std::path::PathBuf;
 
 pub use manifest::{Entry, Kind, MANIFEST_FILE, Manifest, PrefixUse};
+pub use seed::{Candidate, Seeded};
 pub use store::{BlobWriter, Materialised, Store, sweep};
 
 /// Errors of manifests and the store.

@@ -113,6 +113,10 @@ pub struct Created {
     pub bytecode_deferred: bool,
     /// What bytecode compilation did, when it ran in this call.
     pub bytecode: Option<env_bytecode::Stats>,
+    /// On a remote hit, what the pull took from local caches and what it downloaded (the
+    /// remote's report, as recorded in the environment's metadata).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull: Option<serde_json::Value>,
 }
 
 /// Something the user should know about a build, by what it is about: a multi-model `create`
@@ -234,6 +238,7 @@ fn hit(
         warnings: Vec::new(),
         bytecode_deferred: false,
         bytecode: None,
+        pull: None,
     }
 }
 
@@ -325,6 +330,10 @@ pub async fn create(
             let mut created = hit(&env, request.key, start, wait, false);
             (created.cache_hit, created.remote_hit) = (false, true);
             created.timings.remote = seconds;
+            created.pull = env
+                .metadata()
+                .ok()
+                .and_then(|m| m.extra.get("remote")?.get("pull").cloned());
             Ok(created)
         }
         Ok(UnderLock::Built(built)) => {
@@ -394,6 +403,7 @@ pub async fn create(
                 warnings,
                 bytecode_deferred,
                 bytecode,
+                pull: None,
             })
         }
         Err(err) => {
@@ -427,7 +437,18 @@ async fn under_lock(
     }
     if let Some(remote) = request.remote.filter(|_| !request.reinstall) {
         let compile = request.options.compile_bytecode;
-        match crate::remote::pull(remote, cache, env, request.model_root, compile, reporter).await {
+        // A pull takes what uv's cache holds; without one it downloads everything.
+        let uv_cache = uv_cache_dir(cache, request).ok();
+        let pulled = crate::remote::pull(
+            remote,
+            cache,
+            env,
+            request.model_root,
+            compile,
+            uv_cache.as_deref(),
+            reporter,
+        );
+        match pulled.await {
             crate::remote::Pulled::Hit { seconds } => return Ok(UnderLock::Pulled { seconds }),
             crate::remote::Pulled::Miss => {}
             crate::remote::Pulled::Failed { warning } => remote_warnings.push(warning),

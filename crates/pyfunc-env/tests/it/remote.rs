@@ -226,8 +226,16 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
         let numpy = prefix_b.join("lib/python3.11/site-packages/numpy/__init__.py");
         assert!(fs_err::metadata(&numpy).unwrap().nlink() >= 2);
     }
+    // Every blob downloaded, but those B's uv cache (the shared one, which holds the wheel of
+    // `wheel`) had: taken from there.
     let report = pull_report(&cache_b, key);
-    assert_eq!(report["blobs_downloaded"], report["blobs"], "{report:#}");
+    let count = |field: &str| report[field].as_u64().unwrap();
+    assert_eq!(
+        count("blobs_downloaded") + count("seeded_files"),
+        count("blobs"),
+        "{report:#}"
+    );
+    assert!(count("seeded_files") > 0, "{report:#}");
     assert!(
         report["downloaded_bytes"].as_u64().unwrap() > 0,
         "{report:#}"
@@ -266,6 +274,15 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
     );
     assert_eq!(remote_list[0]["key"], key, "{remote_list:#}");
 
+    // The agents below have an empty uv cache, so every pull needs the numpy pack (a warm uv
+    // cache with a numpy wheel would hold `numpy/__init__.py`, and the pull would not read it).
+    let empty_uv = ctx.path().join("uv-empty");
+    fs_err::create_dir_all(&empty_uv).unwrap();
+    let fresh = [
+        env[0].clone(),
+        ("PYFUNC_ENV_UV_CACHE_DIR", empty_uv.display().to_string()),
+    ];
+
     // A damaged pack (same size, other bytes): detected, rebuilt, re-pushed.
     let numpy = "site-packages/numpy/__init__.py";
     let pack = pack_of(&remote, key, numpy);
@@ -273,7 +290,7 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     fs_err::write(&pack, &bytes).unwrap();
-    let output = agent_create(&ctx, &ctx.path().join("c"), &model, true, &env, &[]);
+    let output = agent_create(&ctx, &ctx.path().join("c"), &model, true, &fresh, &[]);
     let rebuilt = json(&output);
     assert_eq!(
         (rebuilt["remote_hit"].clone(), rebuilt["pushed"].clone()),
@@ -299,7 +316,7 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
         &ctx.path().join("d"),
         &model,
         false,
-        &env,
+        &fresh,
         &[],
     )));
 
@@ -309,7 +326,7 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
     file.set_len(fs_err::metadata(&pack).unwrap().len() / 3)
         .unwrap();
     drop(file);
-    let output = agent_create(&ctx, &ctx.path().join("e"), &model, true, &env, &[]);
+    let output = agent_create(&ctx, &ctx.path().join("e"), &model, true, &fresh, &[]);
     let truncated = json(&output);
     assert_eq!(truncated["pushed"], true, "{truncated:#}");
     assert!(
@@ -327,7 +344,7 @@ fn remote_file_cache_shares_environments_and_replaces_damaged_archives() {
     // A missing pack.
     let pack = pack_of(&remote, key, numpy);
     fs_err::remove_file(&pack).unwrap();
-    let output = agent_create(&ctx, &ctx.path().join("e2"), &model, true, &env, &[]);
+    let output = agent_create(&ctx, &ctx.path().join("e2"), &model, true, &fresh, &[]);
     let missing = json(&output);
     assert_eq!(missing["pushed"], true, "{missing:#}");
     assert!(
@@ -534,17 +551,24 @@ fn remote_sibling_pull_downloads_only_missing_blobs() {
         remote_manifest(&remote, key2),
     );
 
-    // B holds the first environment, then pulls the sibling.
+    // B holds the first environment, then pulls the sibling; its uv cache is empty, so what
+    // it does not download comes from its store.
     let cache_b = ctx.path().join("b");
+    let empty_uv = ctx.path().join("uv-b");
+    fs_err::create_dir_all(&empty_uv).unwrap();
+    let env_b = [
+        env[0].clone(),
+        ("PYFUNC_ENV_UV_CACHE_DIR", empty_uv.display().to_string()),
+    ];
     assert_pulled(&json(&agent_create(
         &ctx,
         &cache_b,
         &model,
         false,
-        &env,
+        &env_b,
         &[],
     )));
-    let pulled = json(&agent_create(&ctx, &cache_b, &sibling, false, &env, &[]));
+    let pulled = json(&agent_create(&ctx, &cache_b, &sibling, false, &env_b, &[]));
     assert_pulled(&pulled);
     let report = pull_report(&cache_b, key2);
     let (held, wanted) = (blobs_of(&m1), blobs_of(&m2));
@@ -1349,4 +1373,129 @@ fn hung_pull(
     }
     std::thread::sleep(Duration::from_millis(300));
     (stall, child)
+}
+
+/// An agent with a warm uv cache and an empty store (issue 25): A builds the sklearn fixture
+/// and pushes it; B pulls it and takes every file its uv cache holds from there, checked by
+/// hash, so it downloads a small part of the environment; C's uv cache is a copy with one
+/// file of scikit-learn changed (same size, `RECORD` untouched): that file is refused and
+/// downloaded, and C's environment holds the right content. B and C predict exactly as MLflow
+/// recorded, with channels that lead nowhere (no build could succeed).
+#[test]
+fn pypi_remote_warm_agent_takes_files_from_its_uv_cache() {
+    let ctx = TestContext::new().online();
+    let model = fixture("sklearn-iris");
+    let remote_dir = ctx.path().join("shared");
+    let remote = format!("file://{}", remote_dir.display());
+    let agent = |cache: &str, channel: &str, uv_cache: &Path, args: &[&str]| {
+        let mut command = ctx.command();
+        command
+            .env("PYFUNC_ENV_CACHE_DIR", ctx.path().join(cache))
+            .env("PYFUNC_ENV_UV_CACHE_DIR", uv_cache)
+            .env("PYFUNC_ENV_REMOTE_CACHE", &remote)
+            .arg(args[0])
+            .arg(&model)
+            .args(["--env-manager", "virtualenv", "--python-source", "conda"])
+            .args(["--mirror", &format!("conda-forge={channel}")])
+            .args(&args[1..]);
+        command.output().unwrap()
+    };
+    let shared = crate::common::shared_uv_cache();
+    let nowhere = "file:///nonexistent/channel";
+    let a = json(&agent("a", &channel_url(), &shared, &["create", "--json"]));
+    assert_eq!(a["pushed"], true, "{a:#}");
+    let input = repo_root().join("fixtures/inputs/sklearn-iris/dataframe_split.json");
+    let expected =
+        fs_err::read(repo_root().join("fixtures/expected/sklearn-iris/dataframe_split.out"))
+            .unwrap();
+    let input = input.to_str().unwrap();
+    let predict = ["run", "--", "predict", "-i", input];
+
+    let b = json(&agent("b", nowhere, &shared, &["create", "--json"]));
+    assert_pulled(&b);
+    let pull = &b["pull"];
+    let (downloaded, env_bytes, seeded) = (
+        pull["downloaded_bytes"].as_u64().unwrap(),
+        pull["env_bytes"].as_u64().unwrap(),
+        pull["seeded_bytes"].as_u64().unwrap(),
+    );
+    // Against what a pull without local caches downloads: every blob's compressed frame.
+    let manifest = remote_manifest(&remote_dir, a["key"].as_str().unwrap());
+    let frames: u64 = manifest["blobs"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|at| at["length"].as_u64().unwrap())
+        .sum();
+    assert!(
+        downloaded * 2 < frames,
+        "a warm agent downloaded {downloaded} of the {frames} bytes of the environment's blobs: {pull:#}"
+    );
+    assert!(seeded * 2 > env_bytes, "{pull:#}");
+    assert_eq!(pull["seed_rejected"], 0, "{pull:#}");
+    let output = agent("b", nowhere, &shared, &predict);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(output.stdout == expected, "{}", describe(&output));
+
+    // C: a copy of the wheels of scikit-learn in the shared cache (hard links: nothing of the
+    // shared cache is written), with `sklearn/__init__.py` replaced by other bytes of its size.
+    let site = PathBuf::from(a["prefix"].as_str().unwrap()).join("lib/python3.11/site-packages");
+    let dist_info = fs_err::read_dir(&site)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("scikit_learn-") && n.ends_with(".dist-info"))
+        .unwrap();
+    let right = fs_err::read(site.join("sklearn/__init__.py")).unwrap();
+    let uv_c = ctx.path().join("uv-c");
+    fs_err::create_dir_all(uv_c.join("archive-v0")).unwrap();
+    let mut copies = 0;
+    for id in fs_err::read_dir(shared.join("archive-v0")).unwrap() {
+        let id = id.unwrap().path();
+        if !id.join(&dist_info).is_dir() {
+            continue;
+        }
+        let copy = uv_c.join("archive-v0").join(id.file_name().unwrap());
+        let status = Command::new("cp").arg("-al").arg(&id).arg(&copy).status();
+        assert!(status.unwrap().success());
+        let changed = copy.join("sklearn/__init__.py");
+        let mut bytes = fs_err::read(&changed).unwrap();
+        bytes.reverse();
+        fs_err::remove_file(&changed).unwrap();
+        fs_err::write(&changed, &bytes).unwrap();
+        copies += 1;
+    }
+    assert!(
+        copies > 0,
+        "no wheel of `{dist_info}` in the shared uv cache"
+    );
+    let c = json(&agent("c", nowhere, &uv_c, &["create", "--json"]));
+    assert_pulled(&c);
+    let pull = &c["pull"];
+    assert!(pull["seed_rejected"].as_u64().unwrap() >= 1, "{pull:#}");
+    assert!(pull["seeded_bytes"].as_u64().unwrap() > 0, "{pull:#}");
+    let site_c = PathBuf::from(c["prefix"].as_str().unwrap()).join("lib/python3.11/site-packages");
+    assert!(
+        fs_err::read(site_c.join("sklearn/__init__.py")).unwrap() == right,
+        "C's environment holds the changed `sklearn/__init__.py` of its uv cache"
+    );
+    let output = agent("c", nowhere, &uv_c, &predict);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(output.stdout == expected, "{}", describe(&output));
+
+    // A again, its environment and file store gone, its uv cache and bytecode store kept (a
+    // warm agent): the bytecode comes from `pyc-v1/` too, and it downloads less than B.
+    for bucket in ["envs-v1", "store-v1"] {
+        fs_err::remove_dir_all(ctx.path().join("a").join(bucket)).unwrap();
+    }
+    let again = json(&agent("a", nowhere, &shared, &["create", "--json"]));
+    assert_pulled(&again);
+    let pull = &again["pull"];
+    assert!(pull["seeded_pyc_files"].as_u64().unwrap() > 0, "{pull:#}");
+    assert!(
+        pull["downloaded_bytes"].as_u64().unwrap() < downloaded,
+        "{pull:#}"
+    );
+    let output = agent("a", nowhere, &shared, &predict);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(output.stdout == expected, "{}", describe(&output));
 }
