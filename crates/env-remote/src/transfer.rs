@@ -1340,6 +1340,7 @@ mod tests {
         let tree = env_store::Manifest {
             format: 1,
             prefix: "/p".into(),
+            binary_prefix: None,
             entries: vec![
                 entry("d/m.py", b"x = 1\n", 1_700_000_000),
                 entry("d/__pycache__/m.cpython-311.pyc", b"bytecode", 0),

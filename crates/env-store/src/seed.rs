@@ -359,6 +359,7 @@ mod tests {
         let only_b = Manifest {
             format: 1,
             prefix: "/p".into(),
+            binary_prefix: None,
             entries: vec![
                 dir("sp"),
                 dir("sp/pkg"),
