@@ -166,7 +166,6 @@ class _FileServer:
     def __init__(self, host, bind, port):
         import http.server
         import secrets
-        import shutil
         import threading
 
         files = {}
@@ -189,7 +188,9 @@ class _FileServer:
                     self.send_header("Content-Length", str(os.fstat(f.fileno()).st_size))
                     self.end_headers()
                     try:
-                        shutil.copyfileobj(f, self.wfile, 1 << 20)
+                        # Zero-copy from the page cache (Python's own loop halves the rate).
+                        self.wfile.flush()
+                        self.connection.sendfile(f)
                     except OSError:
                         pass
 
