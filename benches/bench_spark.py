@@ -95,6 +95,8 @@ def run(mode, python, args, work, extra, retry=True):
         PYFUNC_ENV_UV_CACHE_DIR=args.uv_cache,
         UV_CACHE_DIR=args.uv_cache,
         MLFLOW_ENV_ROOT=os.path.join(work, "mlflow-envs"),
+        # MLflow's UDF gives up on a batch after 60 s by default: too short on a loaded machine.
+        MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT="1200",
         PYSPARK_PYTHON=python,
         SPARK_LOCAL_IP="127.0.0.1",
         PATH=os.path.dirname(python) + ":" + PYENV_311 + ":" + os.environ["PATH"],

@@ -45,6 +45,21 @@ def _registry():
     return state.processes
 
 
+def trace(what):
+    """Appends a timestamped line to the file `PYFUNC_ENV_SPARK_TRACE` names, when set (see
+    docs/guides/spark.md, "Where the time goes"): how the executor side spends its time."""
+    path = os.environ.get("PYFUNC_ENV_SPARK_TRACE")
+    if not path:
+        return
+    import time
+
+    try:
+        with open(path, "a") as f:
+            f.write("%.3f pid %d %s\n" % (time.time(), os.getpid(), what))
+    except OSError:
+        pass
+
+
 def _die_with_parent():
     # Linux: the scoring process gets SIGKILL when the Python worker that started it exits,
     # whatever way it exits (Spark kills workers of cancelled tasks).
@@ -131,8 +146,37 @@ def _extract(archive, target):
             opened.extractall(target)
 
 
-def unpack_once(archive, cache, name):
-    """The complete directory `cache/name`, unpacked from `archive` unless already there."""
+def download(url, destination, size, what):
+    """Fetches `url` (the driver's file server) into the file `destination`, checking its size
+    (the gzip trailer's CRC is checked by the unpack)."""
+    import shutil
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(destination, "wb") as f:
+            shutil.copyfileobj(response, f, 1 << 20)
+    except OSError as error:
+        raise ScoringProcessError(
+            "Could not fetch %s from the driver at %s: %s. pyfunc_env.spark_udf serves it from "
+            "the driver process to executors whose node lacks it: let the executors reach the "
+            "driver on that port (pin it with `spark.pyfunc_env.fileServerPort`), or set "
+            "`spark.pyfunc_env.shipWith=addFile` to ship it with SparkContext.addFile"
+            % (what, url.rsplit("/", 2)[0], error)
+        ) from error
+    got = os.path.getsize(destination)
+    if got != size:
+        raise ScoringProcessError(
+            "Fetched %s from %s: %d bytes, expected %d (the connection was cut): the task's "
+            "retry fetches it again" % (what, url.rsplit("/", 2)[0], got, size)
+        )
+
+
+def unpack_once(archive, cache, name, fetch=None):
+    """The complete directory `cache/name`, unpacked from `archive` unless already there.
+
+    With `fetch` (a function of a destination path), `archive` is not read: the archive is
+    fetched into the cache under the lock, only when the directory is not there, and removed
+    after the unpack."""
     import fcntl
     import json
     import shutil
@@ -164,12 +208,27 @@ def unpack_once(archive, cache, name):
         prefix = ".tmp-%s-" % name
         for entry in os.listdir(cache):
             if entry.startswith(prefix):
-                shutil.rmtree(os.path.join(cache, entry), ignore_errors=True)
+                path = os.path.join(cache, entry)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.remove(path)
         if os.path.lexists(target):
             aside = os.path.join(cache, "%sstale-%d" % (prefix, os.getpid()))
             os.rename(target, aside)
             stale.append(aside)
         temporary = os.path.join(cache, "%s%d" % (prefix, os.getpid()))
+        fetched = ""
+        if fetch is not None:
+            archive = temporary + ".tar.gz"
+            started = time.time()
+            try:
+                fetch(archive)
+            except BaseException:
+                if os.path.exists(archive):
+                    os.remove(archive)
+                raise
+            fetched = "fetched in %.1fs, " % (time.time() - started)
         os.makedirs(temporary)
         started = time.time()
         try:
@@ -183,10 +242,13 @@ def unpack_once(archive, cache, name):
         except BaseException:
             shutil.rmtree(temporary, ignore_errors=True)
             raise
+        finally:
+            if fetch is not None and os.path.exists(archive):
+                os.remove(archive)
         try:
             with open(os.path.join(cache, "unpack.log"), "a") as log:
-                log.write("%s %s unpacked %.1f MiB in %.1fs (pid %d on %s)\n" % (
-                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), name,
+                log.write("%s %s %sunpacked %.1f MiB in %.1fs (pid %d on %s)\n" % (
+                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), name, fetched,
                     size / 1048576.0, seconds, os.getpid(), socket.gethostname()))
         except OSError:
             pass
@@ -195,24 +257,39 @@ def unpack_once(archive, cache, name):
     return target
 
 
-def shipped_dir(root, name, file_name, config):
-    """The directory of a shipped archive on this executor.
+def shipped_dir(root, locator, config):
+    """The directory of a shipped archive (`locator`, made by `spark_udf`) on this executor.
 
     `root` is the SparkFiles root: Spark Connect's `addArtifacts(..., archive=True)` unpacks the
-    archive there as `name`; `spark_udf` on a classic session ships the file itself
-    (`file_name`), which is unpacked once per node into the node-local cache."""
+    archive there under its name. Otherwise the archive is unpacked once per node into the
+    node-local cache: a node that holds it already uses it without fetching anything; else it
+    is fetched from the driver's file server (`url`), or taken from where Spark fetched it
+    (`file`, shipped with `SparkContext.addFile`)."""
+    name = locator["name"]
     unpacked = os.path.join(root, name)
     if os.path.isdir(unpacked):
         return unpacked
-    archive = os.path.join(root, file_name)
-    if not os.path.isfile(archive):
+    cache = node_cache_dir()
+    target = os.path.join(cache, name)
+    if _complete(target):
+        trace("node cache holds %s" % name)
+        return target
+    what = "the archive `%s` of model `%s`" % (name, config["model_uri"])
+    if locator.get("url"):
+        trace("fetching %s" % name)
+        return unpack_once(
+            None, cache, name,
+            fetch=lambda path: download(locator["url"], path, locator["bytes"], what),
+        )
+    archive = os.path.join(root, locator.get("file") or "")
+    if not locator.get("file") or not os.path.isfile(archive):
         raise ScoringProcessError(
             "The archive `%s` of model `%s` is not on this executor: `%s` does not exist (SparkFiles "
             "root `%s`). pyfunc_env.spark_udf ships it with SparkContext.addFile when the UDF is "
             "created; create the UDF with the SparkSession that runs this job."
-            % (file_name, config["model_uri"], archive, root)
+            % (locator.get("file"), config["model_uri"], archive, root)
         )
-    return unpack_once(archive, node_cache_dir(), name)
+    return unpack_once(archive, cache, name)
 
 
 class ScoringProcess:
@@ -220,15 +297,15 @@ class ScoringProcess:
 
     def __init__(self, config, root):
         self.config = config
-        env_dir = shipped_dir(root, config["env_archive_name"], config["env_archive_file"], config)
-        model_dir = shipped_dir(
-            root, config["model_archive_name"], config["model_archive_file"], config
-        )
+        trace("resolving the environment")
+        env_dir = shipped_dir(root, config["env_archive"], config)
+        trace("environment ready")
+        model_dir = shipped_dir(root, config["model_archive"], config)
         python = os.path.join(env_dir, "bin", "python" + config["python_minor"])
         if not os.path.exists(python):
             raise ScoringProcessError(
                 "The environment of model `%s` has no `%s`: the archive `%s` is not an "
-                "environment packed by pyfunc-env" % (config["model_uri"], python, config["env_archive_file"])
+                "environment packed by pyfunc-env" % (config["model_uri"], python, config["env_archive"]["name"])
             )
         environment = dict(os.environ)
         # The executor's PYTHONPATH holds pyspark.zip and py4j: not the model's business.
@@ -321,7 +398,10 @@ class ScoringProcess:
         writer.write_table(table)
         writer.close()
         payload = sink.getvalue().to_pybytes()
-        self.wait_ready()
+        if not self.ready:
+            trace("waiting for the model to load")
+            self.wait_ready()
+            trace("model loaded")
         try:
             self.process.stdin.write(struct.pack(">Q", len(payload)))
             self.process.stdin.write(payload)
@@ -551,8 +631,13 @@ def score(iterator, config, result_type):
     """The body of the pandas UDF (iterator form)."""
     # Started before the first batch arrives, so that the model loads (and on a new node, the
     # environment unpacks) while Spark computes and converts that batch.
+    trace("task start")
     process = scoring_process(config)
+    trace("scoring process started")
+    first = True
     for batch in iterator:
+        if first:
+            trace("first batch received")
         args = (batch,) if isinstance(batch, (pandas.Series, pandas.DataFrame)) else tuple(batch)
         if len(args[0]) == 0:
             continue
@@ -564,4 +649,8 @@ def score(iterator, config, result_type):
                 # The retry of this task (or the next task here) starts a new one.
                 _registry().pop(config["udf_id"], None)
             raise
+        if first:
+            trace("first batch predicted")
+            first = False
         yield convert_result(predictions, result_type)
+    trace("task end")

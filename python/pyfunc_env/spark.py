@@ -8,9 +8,10 @@ Changing the import is the whole migration::
 
 On the driver, the pyfunc-env binary resolves the model URI, ensures its environment (local
 cache, remote cache or a build) and packs it once per environment key into the cache
-(``pack --for spark --cached``); the archive and the model are shipped as files
-(``SparkContext.addFile``) and unpacked once per node into the executors' pyfunc-env cache
-(``spark-v1/``), where later applications find them. On the executors, which need only
+(``pack --for spark --cached``); the UDF carries a locator of the archive and of the model
+(served by a file server in the driver process), and an executor fetches and unpacks each
+once per node into its pyfunc-env cache (``spark-v1/``), only when the node does not hold it
+yet: later applications on that node fetch nothing. On the executors, which need only
 pyspark, pandas and pyarrow, each Python worker starts one scoring process from the unpacked
 environment per UDF and streams batches to it as Arrow IPC over a pipe, so the model's
 dependencies never meet the executor's Python and UDFs of models with conflicting environments
@@ -145,15 +146,110 @@ def _is_spark_connect(spark):
     return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
-def _ship(spark, path, name):
-    """Ships the archive at `path` to every executor (once per session).
+# How the archives reach the executors of a classic session (`spark.pyfunc_env.shipWith`):
+# `http` (the default) serves them from this driver process, and an executor fetches one only
+# when its node-local cache does not hold it yet; `addFile` ships them with
+# `SparkContext.addFile`, which every executor fetches before its first task of the session
+# whether its node has them or not (for a network where executors cannot reach the driver on
+# another port than Spark's own).
+_SHIP_WITH = "spark.pyfunc_env.shipWith"
+_SERVER_PORT = "spark.pyfunc_env.fileServerPort"
 
-    A classic session ships the file itself (`SparkContext.addFile`, under a name Spark does
-    not untar): the executors unpack it
-    once per node into their pyfunc-env cache (`_spark_executor.unpack_once`), and the driver
-    does not unpack it at all. `SparkContext.addArchive` would unpack it on the driver and on
-    every executor of every application: about 700 MiB written each time for the sklearn
-    environment."""
+
+class _FileServer:
+    """An HTTP server in the driver process that serves the archives `spark_udf` shipped.
+
+    Each file is served under a random token (`/<token>/<name>`), which travels to the
+    executors inside the pickled UDF as Spark's own file server URLs do; nothing else is
+    served. It runs in a daemon thread for the life of the driver process."""
+
+    def __init__(self, host, bind, port):
+        import http.server
+        import secrets
+        import threading
+
+        files = {}
+        self.files = files
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                path = files.get(self.path)
+                if path is None:
+                    self.send_error(404)
+                    return
+                try:
+                    f = open(path, "rb")
+                except OSError:
+                    self.send_error(404)
+                    return
+                with f:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(os.fstat(f.fileno()).st_size))
+                    self.end_headers()
+                    try:
+                        # Zero-copy from the page cache (Python's own loop halves the rate).
+                        self.wfile.flush()
+                        self.connection.sendfile(f)
+                    except OSError:
+                        pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((bind, port), Handler)
+        self.server.daemon_threads = True
+        self.base = "http://%s:%d" % (
+            "[%s]" % host if ":" in host else host,
+            self.server.server_address[1],
+        )
+        self.token = secrets.token_hex(16)
+        thread = threading.Thread(
+            target=self.server.serve_forever, name="pyfunc-env-file-server", daemon=True
+        )
+        thread.start()
+
+    def url(self, path, name):
+        route = "/%s/%s" % (self.token, name)
+        self.files[route] = os.path.abspath(path)
+        return self.base + route
+
+
+_FILE_SERVER = None
+
+
+def _file_server(spark):
+    global _FILE_SERVER
+    conf = spark.sparkContext.getConf()
+    host = conf.get("spark.driver.host", None) or "localhost"
+    bind = conf.get("spark.driver.bindAddress", None) or host
+    port = int(spark.conf.get(_SERVER_PORT, "0") or 0)
+    if _FILE_SERVER is None or _FILE_SERVER.key != (host, bind, port):
+        try:
+            server = _FileServer(host, bind, port)
+        except OSError as error:
+            raise SparkUdfError(
+                "pyfunc_env.spark_udf could not start its file server on `%s` port %d, which "
+                "ships the model's environment to executors that lack it: %s. Set `%s` to a free "
+                "port, or `%s` to `addFile` to ship with SparkContext.addFile"
+                % (bind, port, error, _SERVER_PORT, _SHIP_WITH)
+            ) from error
+        server.key = (host, bind, port)
+        _FILE_SERVER = server
+    return _FILE_SERVER
+
+
+def _ship(spark, path, name):
+    """Ships the archive at `path` to the executors, returning its locator for the UDF.
+
+    The executors unpack it once per node into their pyfunc-env cache
+    (`_spark_executor.unpack_once`); the driver does not unpack it at all. A classic session
+    serves it from the driver (`_FileServer`, fetched only by an executor whose node does not
+    hold it yet) or, with `spark.pyfunc_env.shipWith=addFile`, ships the file itself
+    (`SparkContext.addFile`, under a name Spark does not untar). `SparkContext.addArchive`
+    would unpack it on the driver and on every executor of every application: about 700 MiB
+    written each time for the sklearn environment."""
+    locator = {"name": name, "bytes": os.path.getsize(path)}
     if _is_spark_connect(spark):
         # Spark Connect: the session's artifacts are unpacked into the session's directory,
         # which is where the Python workers of an isolated session start (not tested here).
@@ -164,7 +260,16 @@ def _ship(spark, path, name):
         if name not in shipped:
             spark.addArtifacts("%s#%s" % (path, name), archive=True)
             shipped.add(name)
-        return
+        return locator
+    ship_with = (spark.conf.get(_SHIP_WITH, "http") or "http").strip()
+    if ship_with.lower() == "http":
+        locator["url"] = _file_server(spark).url(path, _shipped_file(name))
+        return locator
+    if ship_with.lower() != "addfile":
+        raise SparkUdfError(
+            "Invalid `%s`: %r. Use `http` (the default: executors fetch an archive from the "
+            "driver only when their node lacks it) or `addFile`" % (_SHIP_WITH, ship_with)
+        )
     context = spark.sparkContext
     shipped = getattr(context, "_pyfunc_env_shipped", None)
     if shipped is None:
@@ -175,6 +280,8 @@ def _ship(spark, path, name):
         # and ships the `.tar.gz` under its own name.
         context.addFile(pathlib.Path(_ship_link(path, name)).as_uri())
         shipped.add(name)
+    locator["file"] = _shipped_file(name)
+    return locator
 
 
 def _ship_link(path, name):
@@ -325,23 +432,26 @@ def spark_udf(
 
     from pyfunc_env import _spark_executor
 
+    trace = _spark_executor.trace
+    trace("driver: spark_udf called")
     packed = _pack(model_uri, env_manager, pyfunc_env_args)
+    trace("driver: pyfunc-env pack done")
     model_path, model_name = _model_archive(packed["model"], model_uri)
     info = _model_info(packed, model_uri, model_name)
     result_type = _result_type(result_type, info)
+    trace("driver: model archive and info done")
 
     env_name = _archive_name(packed["archive"])
-    _ship(spark, packed["archive"], env_name)
-    _ship(spark, model_path, model_name)
+    env_locator = _ship(spark, packed["archive"], env_name)
+    model_locator = _ship(spark, model_path, model_name)
+    trace("driver: shipped")
 
     inputs = info.get("inputs")
     config = {
         "udf_id": uuid.uuid4().hex,
         "model_uri": str(model_uri),
-        "env_archive_name": env_name,
-        "env_archive_file": _shipped_file(env_name),
-        "model_archive_name": model_name,
-        "model_archive_file": _shipped_file(model_name),
+        "env_archive": env_locator,
+        "model_archive": model_locator,
         "python_minor": packed["python_minor"],
         "worker_source": _source("_spark_worker.py"),
         "worker_config": json.dumps(

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::common::{TestContext, describe, repo_root};
-use crate::pack::{SparkWorkDirs, channel_url, spark_driver_venv, system_venv_model};
+use crate::pack::{channel_url, spark_driver_venv, system_venv_model};
 
 const JOB: &str = include_str!("spark_udf/job.py");
 
@@ -61,11 +61,11 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
     let spark_home =
         fs_err::canonicalize(driver.join("lib/python3.11/site-packages/pyspark")).unwrap();
     let work = spark_home.join("work");
-    let _cleanup = SparkWorkDirs {
-        before: fs_err::read_dir(&work)
-            .map(|r| r.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default(),
+    // Only this test's application's work dir is removed afterwards (other Spark tests may run
+    // theirs in the same `work/`).
+    let mut cleanup = SparkAppDirs {
         work,
+        apps: Vec::new(),
     };
     // MLflow's `env_manager="uv"` creates a venv with `uv venv --python 3.11.7` on each
     // executor: pyenv's 3.11.7 on PATH is the interpreter uv finds (it cannot download one).
@@ -88,14 +88,22 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
         .env("SPARK_LOCAL_IP", "127.0.0.1")
         .env("UV_CACHE_DIR", crate::common::shared_uv_cache())
         .env("MLFLOW_ENV_ROOT", ctx.path().join("mlflow-envs"))
+        // MLflow's UDF gives up on a batch after 60 s by default: on a loaded 2-core machine
+        // its scoring server (started per task) can take longer to load the model.
+        .env("MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT", "1200")
         .env("PYFUNC_ENV_CACHE_DIR", crate::pack::spark_test_cache())
         .env_remove("SPARK_HOME")
         .output()
         .unwrap();
     let job_secs = job_started.elapsed().as_secs_f64();
-    assert!(output.status.success(), "{}", describe(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
+    cleanup.apps = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("APP "))
+        .map(str::to_owned)
+        .collect();
+    assert!(output.status.success(), "{}", describe(&output));
     let result: serde_json::Value = serde_json::from_str(
         stdout
             .lines()
@@ -159,39 +167,87 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
             .unwrap()
             .iter()
             .filter(|line| {
-                line.as_str()
-                    .unwrap()
-                    .contains(&format!(" {name} unpacked "))
+                let line = line.as_str().unwrap();
+                line.contains(&format!(" {name} ")) && line.contains(" unpacked ")
             })
             .count()
     };
-    let fetched = result["fetched"].as_object().unwrap();
-    assert!(fetched.len() >= 2, "{fetched:#?}");
-    for (place, entries) in fetched {
-        let entries: Vec<&str> = entries
-            .as_array()
-            .unwrap()
+    // 2b. Shipping (the driver's file server, the default): no archive in Spark's fetch dirs,
+    // neither on the driver nor on an executor. The warm node (the first model's environment
+    // already in its cache, as an earlier application leaves it) fetched nothing for it; the
+    // cold one (the second model's) fetched it from the driver, once, into its cache.
+    let listing = |fetched: &serde_json::Value| -> Vec<(String, Vec<String>)> {
+        let fetched = fetched.as_object().unwrap();
+        assert!(fetched.len() >= 2, "{fetched:#?}");
+        fetched
             .iter()
-            .map(|e| e.as_str().unwrap())
-            .collect();
-        for unpacked in ["bin", "lib", "MLmodel"] {
-            assert!(
-                !entries.contains(&unpacked),
-                "Spark unpacked a shipped archive in the {place}: {entries:?}"
-            );
-        }
-        // Each executor fetched what the tasks it ran needed; the driver has every file.
-        if place == "driver" {
-            for model in ["mlflow_3_17", "mlflow_2_22"] {
-                for what in ["env", "model"] {
-                    let name = names[model][what].as_str().unwrap();
-                    let file = format!("{}.pyfunc-env-archive", name.replace('+', "_"));
-                    assert!(entries.contains(&file.as_str()), "{place}: {entries:?}");
-                }
+            .map(|(place, entries)| {
+                let entries = entries.as_array().unwrap().iter();
+                (
+                    place.clone(),
+                    entries.map(|e| e.as_str().unwrap().to_owned()).collect(),
+                )
+            })
+            .collect()
+    };
+    let shipped_file = |name: &serde_json::Value| {
+        format!(
+            "{}.pyfunc-env-archive",
+            name.as_str().unwrap().replace('+', "_")
+        )
+    };
+    for (place, entries) in listing(&result["fetched"]) {
+        for model in ["mlflow_3_17", "mlflow_2_22"] {
+            for what in ["env", "model"] {
+                let file = shipped_file(&names[model][what]);
+                assert!(
+                    !entries.contains(&file),
+                    "{place} fetched {file} over Spark's file server: {entries:?}"
+                );
             }
         }
     }
+    assert_eq!(
+        result["warm_env"], names["mlflow_3_17"]["env"],
+        "{result:#}"
+    );
+    let log_lines = |state: &serde_json::Value, name: &serde_json::Value| -> Vec<String> {
+        let name = name.as_str().unwrap();
+        state["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|line| line.as_str().unwrap().to_owned())
+            .filter(|line| line.contains(&format!(" {name} ")))
+            .collect()
+    };
     let first = &result["node_cache_first"];
+    let warm = log_lines(first, &names["mlflow_3_17"]["env"]);
+    assert!(
+        warm.len() == 1 && !warm[0].contains("fetched"),
+        "the warm node fetched the environment it had: {warm:?}"
+    );
+    let cold = log_lines(first, &names["mlflow_2_22"]["env"]);
+    assert!(
+        cold.len() == 1 && cold[0].contains(" fetched in "),
+        "the cold node did not fetch the environment from the driver: {cold:?}"
+    );
+    // The fallback, `spark.pyfunc_env.shipWith=addFile` (the second UDFs): Spark's copies, as
+    // files, nothing unpacked (Spark untars a `.tar.gz` given to `addFile`).
+    for (place, entries) in listing(&result["fetched_with_add_file"]) {
+        for unpacked in ["bin", "lib", "MLmodel"] {
+            assert!(
+                !entries.iter().any(|e| e == unpacked),
+                "Spark unpacked a shipped archive in the {place}: {entries:?}"
+            );
+        }
+        if place == "driver" {
+            for model in ["mlflow_3_17", "mlflow_2_22"] {
+                let file = shipped_file(&names[model]["model"]);
+                assert!(entries.contains(&file), "{place}: {entries:?}");
+            }
+        }
+    }
     let second = &result["node_cache_second"];
     for model in ["mlflow_3_17", "mlflow_2_22"] {
         for what in ["env", "model"] {
@@ -271,6 +327,20 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
         "spark_udf test: {:.1}s in all",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Removes the work dirs (executor logs, fetched files) of the named Spark applications.
+struct SparkAppDirs {
+    work: std::path::PathBuf,
+    apps: Vec<String>,
+}
+
+impl Drop for SparkAppDirs {
+    fn drop(&mut self) {
+        for app in &self.apps {
+            let _ = fs_err::remove_dir_all(self.work.join(app));
+        }
+    }
 }
 
 /// The same archive is reused: `pack --cached` packs an environment once.

@@ -31,6 +31,18 @@ def timing(what):
     print("TIMING %.1fs %s" % (time.perf_counter() - started, what), flush=True)
 
 
+# A warm node: the first model's environment is already in the executors' node-local cache (as
+# a previous application leaves it), the second's is not (a cold node for it).
+from pyfunc_env import _spark_executor
+from pyfunc_env import spark as driver_side
+
+warm = driver_side._pack(config["models"]["mlflow_3_17"], "virtualenv", args)
+result["warm_env"] = driver_side._archive_name(warm["archive"])
+_spark_executor.unpack_once(
+    warm["archive"], os.path.join(config["node_cache"], "spark-v1"), result["warm_env"]
+)
+timing("warm node prepared")
+
 spark = (
     SparkSession.builder.master("local-cluster[2,1,1024]")
     .appName("pyfunc-env-spark-udf-test")
@@ -94,15 +106,22 @@ result["columns"] = {
 timing("comparison job")
 
 # What Spark itself put where it fetches shipped files (the driver's SparkFiles root, each
-# executor's directory): the archives as files, nothing unpacked (Spark untars a `.tar.gz`
-# given to `addFile`).
+# executor's directory). Shipped over the driver's file server (the default), no archive is
+# there: the warm node fetched nothing, the cold one fetched straight into its cache.
 import pyspark
 from pyspark import SparkFiles
 
 app_dir = os.path.join(os.path.dirname(pyspark.__file__), "work", spark.sparkContext.applicationId)
-result["fetched"] = {"driver": sorted(os.listdir(SparkFiles.getRootDirectory()))}
-for executor in sorted(os.listdir(app_dir)) if os.path.isdir(app_dir) else []:
-    result["fetched"]["executor " + executor] = sorted(os.listdir(os.path.join(app_dir, executor)))
+
+
+def fetched():
+    found = {"driver": sorted(os.listdir(SparkFiles.getRootDirectory()))}
+    for executor in sorted(os.listdir(app_dir)) if os.path.isdir(app_dir) else []:
+        found["executor " + executor] = sorted(os.listdir(os.path.join(app_dir, executor)))
+    return found
+
+
+result["fetched"] = fetched()
 
 
 def node_cache():
@@ -149,7 +168,10 @@ if result["node_cache_first"]["dirs"]:  # else the test fails on what it found
 timing("node cache")
 
 # 2. A scoring process killed during a job: the task fails with what the process left, Spark
-# retries it, and the answer is still right. Next to it, a new UDF of the second model.
+# retries it, and the answer is still right. Next to it, a new UDF of the second model. Both
+# shipped with `SparkContext.addFile` (the fallback where executors cannot reach the driver's
+# file server): the damaged model directories are unpacked again from Spark's copies.
+spark.conf.set("spark.pyfunc_env.shipWith", "addFile")
 first = next(iter(config["models"].values()))
 killed_udf = spark_udf(spark, first, env_manager="virtualenv", pyfunc_env_args=args)
 marker = ("pyfunc-env-udf=" + killed_udf.metadata["udf_id"]).encode()
@@ -190,6 +212,7 @@ result["killed"] = killed
 result["after_kill"] = [plain(r.p) for r in scored]
 result["second_after_damage"] = [plain(r.q) for r in scored]
 result["node_cache_second"] = node_cache()
+result["fetched_with_add_file"] = fetched()
 timing("job with a killed scoring process")
 
 # 3. Errors on the driver, when the UDF is created.
