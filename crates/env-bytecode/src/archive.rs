@@ -320,12 +320,7 @@ fn valid_pyc(source: &Path, pyc: &Path) -> Option<PycKind> {
     match word(4) {
         0 => {
             let metadata = fs_err::metadata(source).ok()?;
-            let mtime = metadata
-                .modified()
-                .ok()?
-                .duration_since(std::time::UNIX_EPOCH)
-                .ok()?
-                .as_secs();
+            let mtime = crate::store::mtime_secs(&metadata)?;
             (u64::from(word(8)) == mtime & 0xffff_ffff
                 && u64::from(word(12)) == metadata.len() & 0xffff_ffff)
                 .then_some(PycKind::Timestamp)

@@ -70,17 +70,25 @@ fn python_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// A file's modification time in whole seconds since the Unix epoch (what a `.pyc` header
+/// records, before it keeps the low 32 bits).
+pub(crate) fn mtime_secs(metadata: &std::fs::Metadata) -> Option<u64> {
+    Some(
+        metadata
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs(),
+    )
+}
+
 /// `buffer` is scratch space, reused across calls: one `read` per file instead of one per 8 KiB
 /// (`std::io::copy`), 23,000 fewer system calls for the scikit-learn fixture's 151 MB of sources.
 fn source_key(path: &Path, tag: &str, buffer: &mut Vec<u8>) -> Option<String> {
     let mut file = fs_err::File::open(path).ok()?;
     let metadata = file.metadata().ok()?;
-    let mtime = metadata
-        .modified()
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs();
+    let mtime = mtime_secs(&metadata)?;
     buffer.clear();
     buffer.reserve(usize::try_from(metadata.len()).ok()?.saturating_add(1));
     std::io::Read::read_to_end(&mut file, buffer).ok()?;

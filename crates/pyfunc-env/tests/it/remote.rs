@@ -1032,19 +1032,7 @@ fn pypi_remote_s3_killed_pull_installs_nothing() {
     let cache_c = ctx.path().join("c");
     let (_stall, mut child) = hung_pull(&ctx, &weed, &env, &model, &cache_c);
     assert!(child.try_wait().unwrap().is_none(), "the pull did not hang");
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = child.wait().unwrap();
-    {
-        use std::os::unix::process::ExitStatusExt as _;
-        assert!(
-            status.signal() == Some(2) || status.code() == Some(130),
-            "{status:?}"
-        );
-    }
+    interrupt(&mut child);
     assert!(
         !cache_c.join(format!("envs-v1/{key}")).exists(),
         "an interrupted pull left an environment directory"
@@ -1181,19 +1169,7 @@ fn remote_sigint_while_linking_removes_the_staging_tree() {
         );
         std::thread::sleep(Duration::from_millis(1));
     }
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = child.wait().unwrap();
-    {
-        use std::os::unix::process::ExitStatusExt as _;
-        assert!(
-            status.signal() == Some(2) || status.code() == Some(130),
-            "{status:?}"
-        );
-    }
+    interrupt(&mut child);
     let leftovers: Vec<_> = fs_err::read_dir(cache_b.join("tmp"))
         .map(|read| read.map(|e| e.unwrap().file_name()).collect())
         .unwrap_or_default();
@@ -1337,6 +1313,22 @@ fn pypi_remote_s3_sklearn_pulled_predicts_exactly_as_built() {
     }
     assert_eq!(outputs[0], outputs[1], "A and B predict differently");
     assert!(outputs[1] == expected, "stdout differs from MLflow's");
+}
+
+/// Sends SIGINT to `child` and checks it ended as the signal says (killed by it, or 130 as a
+/// shell reports it).
+fn interrupt(child: &mut std::process::Child) {
+    use std::os::unix::process::ExitStatusExt as _;
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert!(
+        status.signal() == Some(2) || status.code() == Some(130),
+        "{status:?}"
+    );
 }
 
 /// Starts `create` pulling `model` into `cache` through a proxy that stalls after 1 MB, and
