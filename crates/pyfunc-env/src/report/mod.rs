@@ -45,21 +45,6 @@ impl From<ExitStatus> for std::process::ExitCode {
     }
 }
 
-impl ExitStatus {
-    /// The status of a run of many (a multi-model `create`): an error if any broke, else a
-    /// failure if any failed, else success.
-    #[must_use]
-    pub fn worst(statuses: impl IntoIterator<Item = Self>) -> Self {
-        statuses
-            .into_iter()
-            .fold(Self::Success, |worst, status| match (worst, status) {
-                (Self::Error, _) | (_, Self::Error) => Self::Error,
-                (Self::Failure, _) | (_, Self::Failure) => Self::Failure,
-                _ => Self::Success,
-            })
-    }
-}
-
 /// The library error types the report knows, each tried in turn on one cause of the chain:
 /// `$found` runs with the first type that matches.
 macro_rules! first_typed {
