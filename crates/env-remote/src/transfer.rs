@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use env_cache::{Cache, EnvEntry, EnvState};
+use env_store::PullReport;
 use futures_util::StreamExt as _;
 use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutPayload};
 use serde::Serialize;
@@ -171,37 +172,6 @@ pub struct PruneReport {
     pub bytes_freed: u64,
     /// Entries kept.
     pub kept: usize,
-}
-
-/// What a pull fetched, recorded in the environment's metadata.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PullReport {
-    /// Distinct blobs the environment needs.
-    pub blobs: u64,
-    /// Of them, fetched from the remote.
-    pub blobs_downloaded: u64,
-    /// Bytes downloaded (compressed, including the gaps of coalesced ranges).
-    pub downloaded_bytes: u64,
-    /// Bytes of file content the local store already had (before seeding).
-    pub reused_bytes: u64,
-    /// Files taken from the agent's uv cache into the store, each checked by its sha256,
-    /// so not downloaded.
-    pub seeded_files: u64,
-    /// Their bytes.
-    pub seeded_bytes: u64,
-    /// Bytecode files taken from the bytecode store `pyc-v1/`, each checked by its sha256.
-    pub seeded_pyc_files: u64,
-    /// Their bytes.
-    pub seeded_pyc_bytes: u64,
-    /// Files the uv cache's `RECORD` or the bytecode store's key named whose content did not
-    /// match: downloaded instead.
-    pub seed_rejected: u64,
-    /// Bytes of file content of the environment.
-    pub env_bytes: u64,
-    /// Requests for packs.
-    pub requests: u64,
-    /// Files linked from the store, copied, and written with the new prefix.
-    pub materialised: env_store::Materialised,
 }
 
 fn secs(start: Instant) -> f64 {

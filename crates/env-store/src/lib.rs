@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 pub use manifest::{Entry, Kind, MANIFEST_FILE, Manifest, PrefixUse};
 pub use seed::{Candidate, Seeded};
-pub use store::{BlobWriter, Materialised, Store, sweep};
+pub use store::{BlobWriter, Materialised, PullReport, Store, sweep};
 
 /// Errors of manifests and the store.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

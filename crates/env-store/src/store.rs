@@ -5,7 +5,7 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::manifest::{Entry, Kind, Manifest, PrefixUse};
@@ -19,7 +19,7 @@ pub struct Store {
 }
 
 /// What [`Store::materialise`] did.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Materialised {
     /// Files hard-linked from the store.
     pub linked: u64,
@@ -30,6 +30,39 @@ pub struct Materialised {
     pub rewritten: u64,
     /// Bytes of file content in the environment.
     pub bytes: u64,
+}
+
+/// What a pull fetched and took from local caches: written by env-remote into the
+/// environment's metadata (`remote.pull`), read back by the orchestrator for the report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PullReport {
+    /// Distinct blobs the environment needs.
+    pub blobs: u64,
+    /// Of them, fetched from the remote.
+    pub blobs_downloaded: u64,
+    /// Bytes downloaded (compressed, including the gaps of coalesced ranges).
+    pub downloaded_bytes: u64,
+    /// Bytes of file content the local store already had (before seeding).
+    pub reused_bytes: u64,
+    /// Files taken from the agent's uv cache into the store, each checked by its sha256,
+    /// so not downloaded.
+    pub seeded_files: u64,
+    /// Their bytes.
+    pub seeded_bytes: u64,
+    /// Bytecode files taken from the bytecode store `pyc-v1/`, each checked by its sha256.
+    pub seeded_pyc_files: u64,
+    /// Their bytes.
+    pub seeded_pyc_bytes: u64,
+    /// Files the uv cache's `RECORD` or the bytecode store's key named whose content did not
+    /// match: downloaded instead.
+    pub seed_rejected: u64,
+    /// Bytes of file content of the environment.
+    pub env_bytes: u64,
+    /// Requests for packs.
+    pub requests: u64,
+    /// Files linked from the store, copied, and written with the new prefix.
+    pub materialised: Materialised,
 }
 
 impl Store {

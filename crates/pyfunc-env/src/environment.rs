@@ -175,20 +175,14 @@ pub fn print_build_notes(created: &Created, build: &BuildSettings, printer: Prin
     };
     let (url, seconds) = (remote.url(), created.timings.remote);
     if created.remote_hit {
-        let bytes = |field: &str| {
-            created
-                .pull
-                .as_ref()
-                .and_then(|p| p.get(field)?.as_u64())
-                .unwrap_or(0)
-        };
+        let pull = created.pull.clone().unwrap_or_default();
         let size = env_cache::units::human_size;
         printer.info(format!(
             "Pulled from the remote cache `{url}` in {seconds:.1}s (nothing solved or installed): {} downloaded, {} from local caches ({} from uv's cache, {} from the bytecode store)",
-            size(bytes("downloaded_bytes")),
-            size(bytes("reused_bytes") + bytes("seeded_bytes") + bytes("seeded_pyc_bytes")),
-            size(bytes("seeded_bytes")),
-            size(bytes("seeded_pyc_bytes")),
+            size(pull.downloaded_bytes),
+            size(pull.reused_bytes + pull.seeded_bytes + pull.seeded_pyc_bytes),
+            size(pull.seeded_bytes),
+            size(pull.seeded_pyc_bytes),
         ));
     } else if created.pushed {
         printer.info(format!(

@@ -116,7 +116,7 @@ pub struct Created {
     /// On a remote hit, what the pull took from local caches and what it downloaded (the
     /// remote's report, as recorded in the environment's metadata).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pull: Option<serde_json::Value>,
+    pub pull: Option<env_store::PullReport>,
 }
 
 /// Something the user should know about a build, by what it is about: a multi-model `create`
@@ -330,10 +330,9 @@ pub async fn create(
             let mut created = hit(&env, request.key, start, wait, false);
             (created.cache_hit, created.remote_hit) = (false, true);
             created.timings.remote = seconds;
-            created.pull = env
-                .metadata()
-                .ok()
-                .and_then(|m| m.extra.get("remote")?.get("pull").cloned());
+            created.pull = env.metadata().ok().and_then(|m| {
+                serde_json::from_value(m.extra.get("remote")?.get("pull")?.clone()).ok()
+            });
             Ok(created)
         }
         Ok(UnderLock::Built(built)) => {
