@@ -11,7 +11,7 @@ use crate::BytecodeError;
 
 /// Runs `command` (which compiles an environment's bytecode, e.g. `pyfunc-env
 /// __compile-bytecode PREFIX`) in a detached, low-priority process (`nice -n 19`), for a
-/// `Created::bytecode_deferred` (env-solve) environment: the model starts at once, and later runs find
+/// `Created::bytecode_deferred` (env-build) environment: the model starts at once, and later runs find
 /// `.pyc` files even under `PYTHONDONTWRITEBYTECODE=1`. Python writes and replaces `.pyc` files
 /// atomically, so a reader never sees half a file; files missing meanwhile are compiled in
 /// memory, as without bytecode. `keep` is a lock file the compiler holds (its descriptor is

@@ -7,9 +7,9 @@
 //!
 //! It builds nothing and resolves nothing: it depends on env-cache (the bucket and its lock),
 //! env-prefix (an environment's interpreter and site-packages) and env-store (the manifest a
-//! compile invalidates), not on rattler or uv. env-solve compiles at the end of a build and
+//! compile invalidates), not on rattler or uv. env-build compiles at the end of a build and
 //! prunes the store in `cache prune`; the CLI's hidden `__compile-bytecode` command runs
-//! [`compile_in_this_process`] through env-solve.
+//! [`compile_in_this_process`] through env-build.
 #![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ pub use environment::{
 };
 pub use store::{Linked, Stats, cache_tag, compile, link_stored, prune_store, stored_pyc};
 
-/// Why bytecode could not be compiled or linked. env-solve wraps it transparently
+/// Why bytecode could not be compiled or linked. env-build wraps it transparently
 /// (`SolveError::Bytecode`), so its messages are the ones users always saw; none of them is
 /// the user's fault (exit code 2).
 #[derive(Debug, thiserror::Error, Diagnostic)]

@@ -38,7 +38,7 @@ thread_local! {
     /// probes, `pip` checks), several of which know nothing of the build. With a parameter, one
     /// call site that forgot it would start a child that outlives the lock, the race issue 15
     /// fixed; with this list, forgetting is impossible. It is per thread, never process-wide,
-    /// so parallel builds do not share it; env-solve's task-local `BUILD_LOCKS` carries it
+    /// so parallel builds do not share it; env-build's task-local `BUILD_LOCKS` carries it
     /// across `.await` points and into the blocking pool.
     static INHERITED: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
 }

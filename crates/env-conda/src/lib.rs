@@ -3,9 +3,9 @@
 //! solve with `--exclude-newer`, and rattler's installer ([`conda`]).
 //!
 //! Everything of pyfunc-env that pulls in rattler's solver, installer and repodata gateway is
-//! here (the lock format is env-solve's `lock.rs`, to become env-lock). It depends on env-spec
+//! here (the lock format is env-build's `lock.rs`, to become env-lock). It depends on env-spec
 //! (redaction) and the rattler crates, no crate of ours that builds or caches environments.
-//! env-solve, the orchestrator, solves and installs with it and reports progress through the
+//! env-build, the orchestrator, solves and installs with it and reports progress through the
 //! narrow [`Reporter`] here.
 #![warn(missing_docs)]
 
@@ -19,7 +19,7 @@ mod reporter;
 
 pub use channels::ChannelSettings;
 
-/// Receives the progress of a conda install. env-solve's `Reporter` is passed in through an
+/// Receives the progress of a conda install. env-build's `Reporter` is passed in through an
 /// adapter. Every method has an empty default.
 pub trait Reporter: Send + Sync {
     /// A download started; returns an id for the other calls.
@@ -37,7 +37,7 @@ pub trait Reporter: Send + Sync {
 }
 
 /// Why conda packages could not be solved or installed, or the channels not be resolved.
-/// env-solve wraps it transparently (`SolveError::Conda`), so its messages and hints are the
+/// env-build wraps it transparently (`SolveError::Conda`), so its messages and hints are the
 /// ones users always saw.
 #[derive(Debug, thiserror::Error, Diagnostic)]
 pub enum CondaError {

@@ -1,4 +1,4 @@
-//! The errors of lock files, moved verbatim out of env-solve's `SolveError` (which wraps
+//! The errors of lock files, moved verbatim out of env-build's `SolveError` (which wraps
 //! them transparently as `SolveError::Lock`), so messages and hints are the ones users always
 //! saw. URLs in messages are redacted.
 

@@ -9,7 +9,7 @@
 //! whose key differs (the model's files changed since it was written). User information in URLs
 //! is never written: mirrors with credentials apply again at install time.
 //!
-//! The crate holds the format and nothing that decides when to lock: env-solve (the
+//! The crate holds the format and nothing that decides when to lock: env-build (the
 //! orchestrator) writes a lock after a build, reads one for `create --locked`, and installs
 //! from it (conda records through env-conda, the files [`fetch_files`] fetched through
 //! env-uv). It depends on rattler's types and lock format (`rattler_conda_types`,

@@ -2,7 +2,7 @@
 //! distributions are installed there, and how to run its Python (or any other) isolated from
 //! the caller's Python settings.
 //!
-//! `env-solve` (builds, locks), `env-run` (`has_mlflow`, `exec`) and `env-pack` (scans) all
+//! `env-build` (builds, locks), `env-run` (`has_mlflow`, `exec`) and `env-pack` (scans) all
 //! read prefixes; before this crate each had its own copy of the `*.dist-info` listing, and
 //! they split `name-version` differently (`rsplit_once` in one, `split_once` in another). This
 //! crate depends on nothing of ours, so every crate can use it without a cycle. With the

@@ -3,7 +3,7 @@
 //! (`*.dist-info/RECORD`: path, hash, size) list: present, same size, and with `hash`, the same
 //! sha256. Files written after install (bytecode) are not listed and not checked.
 //!
-//! Moved from env-solve's `verify.rs` (whose `verify_cache`, the cache-wide `cache verify` with
+//! Moved from env-build's `verify.rs` (whose `verify_cache`, the cache-wide `cache verify` with
 //! its locks, stays there and calls [`verify`]). Behind the `verify` feature, because it reads
 //! conda records with `rattler_conda_types`: the crates that only need a prefix's Python and
 //! site-packages (env-python, env-run) do not compile rattler for it.

@@ -6,7 +6,7 @@
 //! `PATH` (`python3.X`, `python3`). Directory names give versions without running anything;
 //! interpreters on `PATH` are asked.
 //!
-//! A leaf crate (it depends on env-prefix only, no rattler, no uv): env-solve's virtualenv
+//! A leaf crate (it depends on env-prefix only, no rattler, no uv): env-build's virtualenv
 //! provisioning uses it to pick an interpreter for `--env-manager virtualenv`. Finding the
 //! first `python3` on `PATH` (`run --env-manager local`, `check`) is `env_prefix::find_on_path`.
 #![warn(missing_docs)]

@@ -264,7 +264,7 @@ pub enum RemoteError {
     /// This machine's platform.
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Solve(#[from] env_solve::SolveError),
+    Solve(#[from] env_build::SolveError),
 
     /// The S3 settings (`AWS_PROFILE` naming a profile that exists nowhere, ...).
     #[error(transparent)]
@@ -645,10 +645,10 @@ impl Remote {
 
 /// This machine's conda platform (`linux-64`), part of every manifest path.
 pub fn current_platform() -> Result<String, RemoteError> {
-    Ok(env_solve::context::current_platform()?.to_string())
+    Ok(env_build::context::current_platform()?.to_string())
 }
 
-impl env_solve::remote::RemoteCache for Remote {
+impl env_build::remote::RemoteCache for Remote {
     fn url(&self) -> String {
         self.url.to_string()
     }
@@ -657,10 +657,10 @@ impl env_solve::remote::RemoteCache for Remote {
         &'a self,
         cache: &'a env_cache::Cache,
         env: &'a env_cache::EnvEntry,
-        what: env_solve::remote::RemoteEnv<'a>,
-        reporter: &'a std::sync::Arc<dyn env_solve::Reporter>,
-    ) -> env_solve::remote::RemoteFuture<'a, env_solve::remote::Pulled> {
-        use env_solve::remote::Pulled;
+        what: env_build::remote::RemoteEnv<'a>,
+        reporter: &'a std::sync::Arc<dyn env_build::Reporter>,
+    ) -> env_build::remote::RemoteFuture<'a, env_build::remote::Pulled> {
+        use env_build::remote::Pulled;
         Box::pin(async move {
             // Already found down in this process (`create --from` builds many): one warning.
             if self.unavailable.load(std::sync::atomic::Ordering::Relaxed) {
@@ -701,7 +701,7 @@ impl env_solve::remote::RemoteCache for Remote {
         })
     }
 
-    fn holds<'a>(&'a self, key: &'a str) -> env_solve::remote::RemoteFuture<'a, bool> {
+    fn holds<'a>(&'a self, key: &'a str) -> env_build::remote::RemoteFuture<'a, bool> {
         Box::pin(async move {
             self.has_entry(key).await.unwrap_or_else(|error| {
                 tracing::debug!("Remote cache not asked: {error}");
@@ -718,10 +718,10 @@ impl env_solve::remote::RemoteCache for Remote {
         &'a self,
         cache: &'a env_cache::Cache,
         env: &'a env_cache::EnvEntry,
-        what: env_solve::remote::RemoteEnv<'a>,
-        reporter: &'a std::sync::Arc<dyn env_solve::Reporter>,
-    ) -> env_solve::remote::RemoteFuture<'a, env_solve::remote::Pushed> {
-        use env_solve::remote::Pushed;
+        what: env_build::remote::RemoteEnv<'a>,
+        reporter: &'a std::sync::Arc<dyn env_build::Reporter>,
+    ) -> env_build::remote::RemoteFuture<'a, env_build::remote::Pushed> {
+        use env_build::remote::Pushed;
         Box::pin(async move {
             if self.read_only || self.unavailable.load(std::sync::atomic::Ordering::Relaxed) {
                 return Pushed::default();

@@ -68,7 +68,7 @@ impl PushReport {
     pub fn record(
         &mut self,
         model: &str,
-        env: &env_solve::ModelEnvironment,
+        env: &env_build::ModelEnvironment,
         outcome: &Result<PushResult, RemoteError>,
     ) -> &PushRow {
         let (result, message, severity) = match outcome {
@@ -131,7 +131,7 @@ pub enum PushEvent<'a> {
         /// The model as given.
         model: &'a str,
         /// Its environment.
-        env: &'a env_solve::ModelEnvironment,
+        env: &'a env_build::ModelEnvironment,
         /// What the push did.
         outcome: &'a Result<PushResult, RemoteError>,
         /// Its row (with the message shown for a model not pushed).
@@ -154,20 +154,20 @@ impl Remote {
         cache: &env_cache::Cache,
         models: &[String],
         mut open: Open,
-        reporter: impl Fn(&env_solve::ModelEnvironment) -> R,
+        reporter: impl Fn(&env_build::ModelEnvironment) -> R,
         mut on_event: impl FnMut(PushEvent<'_>),
     ) -> Result<PushReport, RemoteError>
     where
-        R: env_solve::Reporter,
+        R: env_build::Reporter,
         Open: FnMut(&str) -> Opening,
-        Opening: Future<Output = Result<env_solve::ModelEnvironment, Unopened>>,
+        Opening: Future<Output = Result<env_build::ModelEnvironment, Unopened>>,
     {
         if self.read_only() {
             return Err(RemoteError::ReadOnly {
                 url: self.url().to_string(),
             });
         }
-        let _cache_lock = env_solve::hold_cache(cache).await?;
+        let _cache_lock = env_build::hold_cache(cache).await?;
         let mut report = PushReport::default();
         for model in models {
             let env = match open(model).await {
@@ -180,7 +180,7 @@ impl Remote {
             };
             let reporter = reporter(&env);
             let outcome = self.push_model(cache, &env, &reporter).await;
-            env_solve::Reporter::on_finish(&reporter);
+            env_build::Reporter::on_finish(&reporter);
             let row = report.record(model, &env, &outcome);
             on_event(PushEvent::Pushed {
                 model,

@@ -313,7 +313,7 @@ impl Remote {
         env: &EnvEntry,
         model_root: &Path,
         uv_cache: Option<&Path>,
-        reporter: &dyn env_solve::Reporter,
+        reporter: &dyn env_build::Reporter,
     ) -> Result<Option<f64>, RemoteError> {
         let start = Instant::now();
         let platform = crate::current_platform()?;
@@ -593,8 +593,8 @@ impl Remote {
     pub async fn push_model(
         &self,
         cache: &Cache,
-        env: &env_solve::ModelEnvironment,
-        reporter: &dyn env_solve::Reporter,
+        env: &env_build::ModelEnvironment,
+        reporter: &dyn env_build::Reporter,
     ) -> Result<PushResult, RemoteError> {
         let entry = cache.env(env.key.as_str())?;
         if !env.is_cached(cache)? {
@@ -610,7 +610,7 @@ impl Remote {
         cache: &Cache,
         env: &EnvEntry,
         compile_bytecode: bool,
-        reporter: &dyn env_solve::Reporter,
+        reporter: &dyn env_build::Reporter,
     ) -> Result<PushResult, RemoteError> {
         if self.read_only {
             return Err(RemoteError::ReadOnly {

@@ -12,7 +12,7 @@ use std::sync::{Mutex, PoisonError};
 /// ours to pass a value to. Tracing events of rattler, reqwest, `object_store` and uv's streamed
 /// output are written by the CLI's log writer from whichever runtime worker or blocking thread
 /// produced them; error chains from those libraries are rendered by the CLI long after the
-/// code that learnt the secret (a mirror URL in env-solve, an AWS or Azure key in env-source or
+/// code that learnt the secret (a mirror URL in env-build, an AWS or Azure key in env-source or
 /// env-remote) returned. A registry passed by value would have to reach that log writer and
 /// every renderer, and one path that missed it would print a credential. Secrets are only
 /// added, never removed, and a secret is masked even if it came from an earlier model of the

@@ -6,7 +6,7 @@
 //!
 //! It depends on env-spec (requirements, index options, redaction), env-cache (the tools bucket,
 //! locks, child processes) and env-prefix (`uv` on `PATH`), not on rattler's solver or
-//! installer. env-solve (the orchestrator) builds environments with it and passes its progress
+//! installer. env-build (the orchestrator) builds environments with it and passes its progress
 //! through the narrow [`Reporter`] here; the lock file code uses [`Uv::command`] to name the
 //! files of what it installed.
 #![warn(missing_docs)]
@@ -27,14 +27,14 @@ pub use uv::*;
 /// HTTP client), kept as a source rather than flattened into the message.
 pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Receives uv's progress: each line uv writes to stderr, for a spinner's message. env-solve's
+/// Receives uv's progress: each line uv writes to stderr, for a spinner's message. env-build's
 /// `Reporter` is passed in through a one-line adapter.
 pub trait Reporter: Send + Sync {
     /// A line of output from uv.
     fn on_tool_output(&self, _line: &str) {}
 }
 
-/// Why uv could not be found, fetched or run. env-solve wraps it transparently
+/// Why uv could not be found, fetched or run. env-build wraps it transparently
 /// (`SolveError::Uv`), so its messages and hints are the ones users always saw.
 #[derive(Debug, thiserror::Error, Diagnostic)]
 pub enum UvError {

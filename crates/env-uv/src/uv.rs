@@ -80,7 +80,7 @@ pub struct Uv {
 
 /// The uv one environment is keyed and built with, looked up at most once: the configured
 /// binary's `uv --version`, else the `uv` on `PATH`'s. Owned by the caller (a
-/// env-solve's `ModelEnvironment` holds one), not a process-wide memo: computing the key and each
+/// env-build's `ModelEnvironment` holds one), not a process-wide memo: computing the key and each
 /// build step used to ask again, and a `uv` on `PATH` is often a wrapper (a pyenv shim runs a
 /// dozen bash processes: 0.1-0.6 s per call, measured with `strace -f` in
 /// `benches/bench_cold.py`'s scenario, where it was asked three times before the first install),
@@ -91,7 +91,7 @@ pub struct Uv {
 /// remembered between processes by the binary's identity (device, inode, size, times), so a
 /// cached `run` starts no process to key its environment: asking costs 10-30 ms for the uv
 /// binary itself and 0.3-0.7 s through a pyenv shim (issue 25). A remembered answer only finds
-/// environments: before a build, env-solve's `ModelEnvironment::ensure` asks again
+/// environments: before a build, env-build's `ModelEnvironment::ensure` asks again
 /// ([`Self::asked_again`]) when [`Self::memo_was_used`].
 #[derive(Debug, Default, Clone)]
 pub struct UvProbe {

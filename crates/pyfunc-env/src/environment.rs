@@ -1,13 +1,13 @@
 //! What `create`, `lock`, `run`, `pack`, `image` and `cache push` share: the flags as the
 //! library's [`EnvRequest`] and [`BuildSettings`], the one call [`ensure`], and how its result
-//! is shown. Logic lives in `env-solve` (precedence and defaults in [`RequestFlags`]); this
+//! is shown. Logic lives in `env-build` (precedence and defaults in [`RequestFlags`]); this
 //! module only maps flags and renders.
 
 use std::sync::Arc;
 
-use env_solve::many::Outcome;
-use env_solve::request::RequestFlags;
-use env_solve::{
+use env_build::many::Outcome;
+use env_build::request::RequestFlags;
+use env_build::{
     BuildSettings, Created, Ensured, EnvRequest, ModelEnvironment, Purpose, PythonSource,
 };
 
@@ -72,7 +72,7 @@ pub fn build_settings(args: &EnvArgs, settings: &Settings) -> BuildSettings {
                 args.remote.remote_cache.as_ref(),
                 args.remote.remote_cache_read_only,
             )
-            .map(|remote| Arc::new(remote) as Arc<dyn env_solve::remote::RemoteCache>),
+            .map(|remote| Arc::new(remote) as Arc<dyn env_build::remote::RemoteCache>),
     }
 }
 
@@ -104,8 +104,8 @@ struct Shown {
     printer: Printer,
 }
 
-impl env_solve::EnsureReporter for Shown {
-    fn on_resolved(&self, env: &ModelEnvironment) -> Arc<dyn env_solve::Reporter> {
+impl env_build::EnsureReporter for Shown {
+    fn on_resolved(&self, env: &ModelEnvironment) -> Arc<dyn env_build::Reporter> {
         print_resolved(env, self.printer);
         Arc::new(ProgressReporter::printing(
             self.multi.clone(),

@@ -55,7 +55,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(settings) => settings,
         Err(err) => {
             let printer = Printer::new(Verbosity::Normal, false);
-            printer.error(env_solve::redact::redact(
+            printer.error(env_build::redact::redact(
                 report::render_of(printer, &err).trim_end(),
             ));
             return ExitStatus::Failure.into();
@@ -89,7 +89,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     match result {
         Ok(status) => status.into(),
         Err(err) => {
-            printer.error(env_solve::redact::redact(
+            printer.error(env_build::redact::redact(
                 report::render(printer, &err).trim_end(),
             ));
             report::exit_status(&err).into()
@@ -146,7 +146,7 @@ async fn run(
         Command::Cache(command) => commands::cache::cache(&command, settings, printer).await,
         Command::Run(args) => commands::run::run(&args, settings, printer).await,
         Command::CompileBytecode { prefix } => {
-            env_solve::build::compile_in_this_process(&settings.cache(), &prefix)?;
+            env_build::build::compile_in_this_process(&settings.cache(), &prefix)?;
             Ok(report::ExitStatus::Success)
         }
         Command::Check(args) => commands::check::check(&args, settings, printer).await,

@@ -15,7 +15,7 @@ pub fn init_tracing(verbose: u8, color: bool) {
             _ => "trace",
         };
         EnvFilter::new(format!(
-            "pyfunc_env={level},env_spec={level},env_cache={level},env_solve={level},env_python={level},env_bytecode={level},env_uv={level},env_conda={level},env_lock={level},env_settings={level},env_store={level},env_image={level},env_run={level},env_remote={level},env_source={level},env_pack={level},env_prefix={level}"
+            "pyfunc_env={level},env_spec={level},env_cache={level},env_build={level},env_python={level},env_bytecode={level},env_uv={level},env_conda={level},env_lock={level},env_settings={level},env_store={level},env_image={level},env_run={level},env_remote={level},env_source={level},env_pack={level},env_prefix={level}"
         ))
     };
     let _ = tracing_subscriber::fmt()
@@ -42,7 +42,7 @@ impl std::io::Write for RedactingWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         if !self.buffer.is_empty() {
-            let text = env_solve::redact::redact(&String::from_utf8_lossy(&self.buffer));
+            let text = env_build::redact::redact(&String::from_utf8_lossy(&self.buffer));
             self.buffer.clear();
             std::io::stderr().lock().write_all(text.as_bytes())?;
         }

@@ -24,7 +24,7 @@ pub fn shared_multi(settings: &Settings, printer: Printer) -> MultiProgress {
     MultiProgress::with_draw_target(target)
 }
 
-/// Draws [`env_solve::Reporter`] events.
+/// Draws [`env_build::Reporter`] events.
 pub struct ProgressReporter {
     multi: MultiProgress,
     spinner: ProgressBar,
@@ -80,7 +80,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl env_solve::Reporter for ProgressReporter {
+impl env_build::Reporter for ProgressReporter {
     fn on_phase(&self, phase: &str) {
         self.spinner.set_prefix(format!("{}: {phase}", self.label));
         self.spinner.set_message("");
@@ -137,7 +137,7 @@ impl env_solve::Reporter for ProgressReporter {
     fn on_tool_output(&self, line: &str) {
         let line = line.trim();
         if !line.is_empty() {
-            self.spinner.set_message(env_solve::redact::redact(line));
+            self.spinner.set_message(env_build::redact::redact(line));
         }
     }
 
@@ -162,15 +162,15 @@ impl env_solve::Reporter for ProgressReporter {
 /// Model downloads draw like package downloads: one bar per model, its files summed.
 impl env_source::Reporter for ProgressReporter {
     fn on_download_start(&self, name: &str) -> usize {
-        env_solve::Reporter::on_download_start(self, name)
+        env_build::Reporter::on_download_start(self, name)
     }
 
     fn on_download_progress(&self, id: usize, bytes: u64, total: Option<u64>) {
-        env_solve::Reporter::on_download_progress(self, id, bytes, total);
+        env_build::Reporter::on_download_progress(self, id, bytes, total);
     }
 
     fn on_download_complete(&self, id: usize) {
-        env_solve::Reporter::on_download_complete(self, id);
+        env_build::Reporter::on_download_complete(self, id);
     }
 
     /// Printed at once, above the progress bars: a retried request can take minutes.

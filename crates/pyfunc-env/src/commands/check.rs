@@ -30,7 +30,7 @@ pub async fn check(
     let python = &report.python;
     if args.json {
         let text = serde_json::to_string_pretty(&report)?;
-        printer.data(format!("{}\n", env_solve::redact::redact(&text)))?;
+        printer.data(format!("{}\n", env_build::redact::redact(&text)))?;
     } else {
         let mut out = String::new();
         let _ = writeln!(
@@ -81,7 +81,7 @@ pub async fn check(
                 report.checked
             );
         }
-        printer.data(env_solve::redact::redact(&out))?;
+        printer.data(env_build::redact::redact(&out))?;
     }
     Ok(if args.strict && !report.is_ok() {
         ExitStatus::Failure

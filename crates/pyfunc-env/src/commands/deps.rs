@@ -49,7 +49,7 @@ pub async fn deps(
                     .with_hint("Pass `--env-manager conda`, `virtualenv` or `uv`, or leave it out for the model's default")
                 })?,
             };
-            env_solve::spec_document::spec_json(model, manager, settings.uv.clone())?
+            env_build::spec_document::spec_json(model, manager, settings.uv.clone())?
         }
     };
     print_warnings(printer, &warnings);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use env_image::{Output, Reference, RegistrySettings};
-use env_solve::{Bytecode, MlflowUse, Purpose};
+use env_build::{Bytecode, MlflowUse, Purpose};
 
 use crate::cli::ImageArgs;
 use crate::commands::open_model;

@@ -125,11 +125,11 @@ pub async fn inspect(
     let _ = writeln!(out, "  Default env manager: {default}");
     let mut default_error = None;
     // The environment `create --env-manager MANAGER` would build, key included.
-    let request = env_solve::EnvRequest {
+    let request = env_build::EnvRequest {
         uv: settings.uv.clone(),
-        ..env_solve::EnvRequest::default()
+        ..env_build::EnvRequest::default()
     };
-    for (manager, environment) in env_solve::inspect::environments_by_manager(&model, &request)? {
+    for (manager, environment) in env_build::inspect::environments_by_manager(&model, &request)? {
         let marker = if manager == default { " (default)" } else { "" };
         match environment {
             Ok(env) => {
@@ -182,7 +182,7 @@ pub async fn inspect(
             Err(err) => {
                 // The model's own error (the spec's), not the layer that names the model.
                 let err = match err {
-                    env_solve::EnvError::Spec { source, .. } => anyhow::Error::new(source),
+                    env_build::EnvError::Spec { source, .. } => anyhow::Error::new(source),
                     other => anyhow::Error::new(other),
                 };
                 let _ = writeln!(
@@ -206,7 +206,7 @@ pub async fn inspect(
     }
     // A human report: credentials in a direct-URL requirement or an index option are masked,
     // as in errors and logs (`deps` keeps them: its output is the model's own file for pip).
-    printer.data(env_solve::redact::redact(&out))?;
+    printer.data(env_build::redact::redact(&out))?;
     // The summary is printed either way; a model whose default environment cannot be built
     // is bad input, with the full report (source line, hint) on stderr.
     if let Some(err) = default_error {

@@ -55,7 +55,7 @@ pub async fn open_typed(
     )
     .await;
     if let Some(progress) = &progress {
-        env_solve::Reporter::on_finish(progress.as_ref());
+        env_build::Reporter::on_finish(progress.as_ref());
     }
     let opened = opened?;
     if let Some(resolved) = &opened.source {

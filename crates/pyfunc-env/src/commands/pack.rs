@@ -10,7 +10,7 @@ use env_pack::{Format, PackOptions};
 
 use crate::cli::{PackArgs, PackFormatArg, UnpackArgs};
 use env_cache::units::human_size;
-use env_solve::{Bytecode, Purpose};
+use env_build::{Bytecode, Purpose};
 
 use crate::commands::open_model;
 use crate::env_vars::EnvVars;
@@ -136,8 +136,8 @@ pub async fn pack(
 /// `--json`) what a Spark driver needs to ship it: its path, the model directory, the key and
 /// the archive's Python.
 async fn pack_cached(
-    env: &env_solve::ModelEnvironment,
-    created: &env_solve::Created,
+    env: &env_build::ModelEnvironment,
+    created: &env_build::Created,
     options: &PackOptions,
     settings: &Settings,
     printer: Printer,

@@ -58,10 +58,10 @@ macro_rules! first_typed {
 /// The diagnostic view of an error in the chain, for the error types that carry one.
 fn as_diagnostic<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Diagnostic> {
     first_typed! { cause, |error| error as &dyn Diagnostic, [
-        env_spec::SpecError, env_solve::SolveError, env_solve::EnvError, env_solve::EnsureError,
+        env_spec::SpecError, env_build::SolveError, env_build::EnvError, env_build::EnsureError,
         env_cache::CacheError, env_run::RunError, env_run::CheckError, env_pack::PackError,
         env_image::ImageError, env_source::SourceError, env_source::OpenError,
-        env_remote::RemoteError, env_solve::verify::VerifyError, env_cache::units::UnitError,
+        env_remote::RemoteError, env_build::verify::VerifyError, env_cache::units::UnitError,
         env_spec::InvalidKey,
     ] }
     None
@@ -81,10 +81,10 @@ fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ExitStatus> {
         return error.exit_code().map(ExitStatus::External);
     }
     first_typed! { cause, |error| classify(error.is_user_error()), [
-        env_spec::SpecError, env_solve::EnvError, env_solve::EnsureError, env_solve::SolveError,
+        env_spec::SpecError, env_build::EnvError, env_build::EnsureError, env_build::SolveError,
         UserError, env_run::local::LocalError, env_run::input::InputError, env_run::CheckError,
         env_source::SourceError, env_pack::PackError, env_image::ImageError,
-        env_remote::RemoteError, env_cache::CacheError, env_solve::verify::VerifyError,
+        env_remote::RemoteError, env_cache::CacheError, env_build::verify::VerifyError,
         env_cache::units::UnitError, env_spec::InvalidKey,
     ] }
     None

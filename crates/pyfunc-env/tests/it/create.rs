@@ -1016,14 +1016,14 @@ fn create_json_of_one_failing_model_prints_the_error_document() {
 fn build_on_a_current_thread_runtime(
     ctx: &TestContext,
     model: &std::path::Path,
-    request: &env_solve::EnvRequest,
-) -> env_solve::Created {
+    request: &env_build::EnvRequest,
+) -> env_build::Created {
     let environment =
-        env_solve::ModelEnvironment::resolve(env_spec::ModelDir::open(model).unwrap(), request)
+        env_build::ModelEnvironment::resolve(env_spec::ModelDir::open(model).unwrap(), request)
             .unwrap();
     let cache = env_cache::Cache::new(&ctx.cache_dir);
     cache.init().unwrap();
-    let settings = env_solve::BuildSettings {
+    let settings = env_build::BuildSettings {
         offline: true,
         uv_cache_dir: Some(crate::common::shared_uv_cache()),
         reinstall: false,
@@ -1037,7 +1037,7 @@ fn build_on_a_current_thread_runtime(
             &cache,
             &settings,
             false,
-            std::sync::Arc::new(env_solve::NoReporter),
+            std::sync::Arc::new(env_build::NoReporter),
         ))
         .unwrap()
 }
@@ -1051,13 +1051,13 @@ fn the_async_build_works_on_a_current_thread_runtime() {
     let ctx = TestContext::new();
     let channel = env_test::test_channel().unwrap();
     let conda = conda_model(&ctx, "conda", "", "  - wheel==0.45.1\n");
-    let request = env_solve::EnvRequest {
+    let request = env_build::EnvRequest {
         manager: Some(env_spec::EnvManager::Conda),
-        channels: env_solve::ChannelSettings {
+        channels: env_build::ChannelSettings {
             mirrors: vec![("conda-forge".into(), channel.file_url().to_string())],
-            ..env_solve::ChannelSettings::default()
+            ..env_build::ChannelSettings::default()
         },
-        ..env_solve::EnvRequest::default()
+        ..env_build::EnvRequest::default()
     };
     let created = build_on_a_current_thread_runtime(&ctx, &conda, &request);
     let prefix = created.prefix.display().to_string();
@@ -1089,13 +1089,13 @@ fn the_async_build_works_on_a_current_thread_runtime() {
             ),
         ],
     );
-    let request = env_solve::EnvRequest {
+    let request = env_build::EnvRequest {
         manager: Some(env_spec::EnvManager::Virtualenv),
-        options: env_solve::BuildOptions {
-            python_source: env_solve::PythonSource::System,
-            ..env_solve::BuildOptions::default()
+        options: env_build::BuildOptions {
+            python_source: env_build::PythonSource::System,
+            ..env_build::BuildOptions::default()
         },
-        ..env_solve::EnvRequest::default()
+        ..env_build::EnvRequest::default()
     };
     let created = build_on_a_current_thread_runtime(&ctx, &virtualenv, &request);
     assert_eq!(
@@ -1121,12 +1121,12 @@ fn on_runtime<T>(multi_thread: bool, future: impl std::future::Future<Output = T
 /// Shows nothing.
 struct Silent;
 
-impl env_solve::EnsureReporter for Silent {
+impl env_build::EnsureReporter for Silent {
     fn on_resolved(
         &self,
-        _env: &env_solve::ModelEnvironment,
-    ) -> std::sync::Arc<dyn env_solve::Reporter> {
-        std::sync::Arc::new(env_solve::NoReporter)
+        _env: &env_build::ModelEnvironment,
+    ) -> std::sync::Arc<dyn env_build::Reporter> {
+        std::sync::Arc::new(env_build::NoReporter)
     }
 }
 
@@ -1139,25 +1139,25 @@ fn the_library_runs_on_the_callers_runtime_with_a_remote_cache() {
     // library's one entry point builds and pushes, pulls and holds, builds and locks, and
     // `create_many` schedules. A remote's panic becomes a warning and a local build, which the
     // assertions on `pushed`, `remote_hit` and `warnings` catch.
-    use env_solve::{ModelEnvironment, Purpose};
+    use env_build::{ModelEnvironment, Purpose};
     use std::sync::Arc;
 
     let ctx = TestContext::new();
     let channel = env_test::test_channel().unwrap();
     let model = conda_model(&ctx, "conda", "", "  - wheel==0.45.1\n");
     let open = || env_spec::ModelDir::open(&model).unwrap();
-    let request = env_solve::EnvRequest {
+    let request = env_build::EnvRequest {
         manager: Some(env_spec::EnvManager::Conda),
-        channels: env_solve::ChannelSettings {
+        channels: env_build::ChannelSettings {
             mirrors: vec![("conda-forge".into(), channel.file_url().to_string())],
-            ..env_solve::ChannelSettings::default()
+            ..env_build::ChannelSettings::default()
         },
-        ..env_solve::EnvRequest::default()
+        ..env_build::EnvRequest::default()
     };
     let remote =
         env_remote::RemoteUrl::parse(&format!("file://{}", ctx.path().join("remote").display()))
             .unwrap();
-    let settings = env_solve::BuildSettings {
+    let settings = env_build::BuildSettings {
         offline: true,
         uv_cache_dir: Some(crate::common::shared_uv_cache()),
         reinstall: false,
@@ -1194,7 +1194,7 @@ fn the_library_runs_on_the_callers_runtime_with_a_remote_cache() {
             &cache_b,
             &settings,
             &Purpose::Use {
-                bytecode: env_solve::Bytecode::DuringBuild,
+                bytecode: env_build::Bytecode::DuringBuild,
                 mlflow: None,
             },
             Arc::new(Silent),
@@ -1216,8 +1216,8 @@ fn the_library_runs_on_the_callers_runtime_with_a_remote_cache() {
         true,
         ModelEnvironment::ensure(
             open(),
-            &env_solve::EnvRequest {
-                lock: env_solve::LockChoice::Ignore,
+            &env_build::EnvRequest {
+                lock: env_build::LockChoice::Ignore,
                 ..request.clone()
             },
             &cache_b,
@@ -1236,13 +1236,13 @@ fn the_library_runs_on_the_callers_runtime_with_a_remote_cache() {
     let env = ModelEnvironment::resolve(open(), &request).unwrap();
     let envs: Arc<[Option<ModelEnvironment>]> = vec![Some(env), None].into();
     let outcomes = on_runtime(false, async {
-        env_solve::many::create_many(
+        env_build::many::create_many(
             envs,
             2,
             &cache_b,
             &settings,
-            Arc::new(|_: &ModelEnvironment| -> Arc<dyn env_solve::Reporter> {
-                Arc::new(env_solve::NoReporter)
+            Arc::new(|_: &ModelEnvironment| -> Arc<dyn env_build::Reporter> {
+                Arc::new(env_build::NoReporter)
             }),
             Arc::new(|_: &ModelEnvironment, _: &Result<_, _>| {}),
         )

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 
 use env_cache::Cache;
 use env_cache::units::{human_size, human_time, parse_duration, parse_size};
-use env_solve::prune::{PrunePolicy, Reason, Removal};
-use env_solve::verdict_row::VerdictRow;
+use env_build::prune::{PrunePolicy, Reason, Removal};
+use env_build::verdict_row::VerdictRow;
 use env_source::listing::CacheListing;
 
 use crate::cli::{CacheCleanArgs, CacheCommand, CacheKeygenArgs, CachePruneArgs, CacheVerifyArgs};
@@ -140,7 +140,7 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
     } else {
         "Removed"
     };
-    let report = env_solve::prune::prune(cache, &policy, &mut |removal| {
+    let report = env_build::prune::prune(cache, &policy, &mut |removal| {
         printer.info(match removal {
             Removal::Environment { key, reason, size } => format!(
                 "{verb} {} environment {key} ({})",
@@ -211,7 +211,7 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
 }
 
 fn clean(cache: &Cache, args: &CacheCleanArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
-    let freed = env_solve::prune::clean(cache, args.force, &mut |waited| {
+    let freed = env_build::prune::clean(cache, args.force, &mut |waited| {
         if waited.is_zero() {
             printer.info("Cache is in use, waiting (use `--force` to override)");
         } else {
@@ -230,7 +230,7 @@ fn clean(cache: &Cache, args: &CacheCleanArgs, printer: Printer) -> anyhow::Resu
 }
 
 fn verify(cache: &Cache, args: &CacheVerifyArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
-    let verdicts = env_solve::verify::verify_cache(cache, &args.keys, args.hash)?;
+    let verdicts = env_build::verify::verify_cache(cache, &args.keys, args.hash)?;
     if args.json {
         let rows: Vec<_> = verdicts.iter().map(VerdictRow::from).collect();
         printer.data(format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
@@ -277,7 +277,7 @@ fn verify(cache: &Cache, args: &CacheVerifyArgs, printer: Printer) -> anyhow::Re
         printer.data(out)?;
     }
     Ok(
-        if verdicts.iter().all(env_solve::verify::EnvVerdict::is_ok) {
+        if verdicts.iter().all(env_build::verify::EnvVerdict::is_ok) {
             ExitStatus::Success
         } else {
             ExitStatus::Failure

@@ -158,7 +158,7 @@ pub(super) async fn push(
             opened
                 .and_then(|opened| crate::environment::resolve(opened.model, request, printer))
                 .map_err(|error| Unopened {
-                    message: env_solve::redact::redact(
+                    message: env_build::redact::redact(
                         crate::report::render(Printer::new(Verbosity::Normal, false), &error)
                             .trim_end(),
                     ),
@@ -166,7 +166,7 @@ pub(super) async fn push(
                 })
         }
     };
-    let progress = |env: &env_solve::ModelEnvironment| {
+    let progress = |env: &env_build::ModelEnvironment| {
         crate::progress::ProgressReporter::new(settings, printer, &env.name())
     };
     let url = printer.cyan(remote.url());

@@ -1,5 +1,5 @@
 //! A multi-model `create` (`create a b`, `create --from FILE --jobs N`): the models are opened
-//! here, decided and built by [`env_solve::many::ensure_many`], and shown as one summary table
+//! here, decided and built by [`env_build::many::ensure_many`], and shown as one summary table
 //! (and a `--json` list).
 
 use std::path::PathBuf;
@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use env_solve::many::{ManyReporter, ManyWarning, ModelInput, ModelOutcome, OpenFailure, Severity};
-use env_solve::{EnvRequest, ModelEnvironment, SolveError};
+use env_build::many::{ManyReporter, ManyWarning, ModelInput, ModelOutcome, OpenFailure, Severity};
+use env_build::{EnvRequest, ModelEnvironment, SolveError};
 use serde::Serialize;
 
 use crate::cli::CreateArgs;
@@ -32,7 +32,7 @@ pub(super) struct ModelResult {
 }
 
 /// Builds many models' environments, `--jobs` at a time, each distinct key once: the models
-/// are opened here, everything else is [`env_solve::many::ensure_many`]; failures are reported
+/// are opened here, everything else is [`env_build::many::ensure_many`]; failures are reported
 /// at the end and do not stop the others.
 pub(super) async fn create_many(
     models: &[PathBuf],
@@ -65,7 +65,7 @@ pub(super) async fn create_many(
         });
     }
     let shown = Arc::new(ShownMany::new(settings, printer));
-    let outcome = env_solve::many::ensure_many(
+    let outcome = env_build::many::ensure_many(
         inputs,
         request,
         &settings.cache(),
@@ -141,11 +141,11 @@ impl ManyReporter for ShownMany {
         self.overall.set_length(total as u64);
     }
 
-    fn build_reporter(&self, env: &ModelEnvironment) -> Arc<dyn env_solve::Reporter> {
+    fn build_reporter(&self, env: &ModelEnvironment) -> Arc<dyn env_build::Reporter> {
         Arc::new(ProgressReporter::in_multi(self.multi.clone(), &env.name()))
     }
 
-    fn on_finished(&self, _: &ModelEnvironment, result: &Result<env_solve::Created, SolveError>) {
+    fn on_finished(&self, _: &ModelEnvironment, result: &Result<env_build::Created, SolveError>) {
         if result.is_err() {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -165,7 +165,7 @@ impl From<ModelOutcome> for ModelResult {
 /// An error as the report shows it, without colour, its secrets masked.
 fn report(error: &(dyn std::error::Error + 'static)) -> String {
     let plain = Printer::new(crate::printer::Verbosity::Normal, false);
-    env_solve::redact::redact(crate::report::render_of(plain, error).trim_end())
+    env_build::redact::redact(crate::report::render_of(plain, error).trim_end())
 }
 
 /// The row of a single model's failed `create --json`.

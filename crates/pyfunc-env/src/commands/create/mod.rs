@@ -5,7 +5,7 @@ mod summary;
 
 use std::path::{Path, PathBuf};
 
-use env_solve::{EnvRequest, ModelEnvironment, Plan, Purpose};
+use env_build::{EnvRequest, ModelEnvironment, Plan, Purpose};
 use env_spec::EnvManager;
 use serde::Serialize;
 
@@ -27,7 +27,7 @@ struct CreateJson<'a> {
     model_source: Option<env_source::Resolved>,
     env_manager: EnvManager,
     #[serde(flatten)]
-    created: &'a env_solve::Created,
+    created: &'a env_build::Created,
 }
 
 /// `create --dry-run --json`: what `create` would use, nothing built.

@@ -1,7 +1,7 @@
 //! The summary table of a multi-model `create`: one row per model (its key, what happened,
 //! how long it took, the last cause of a failure), then the counts, then each failure in full.
 
-use env_solve::many::Outcome;
+use env_build::many::Outcome;
 
 use super::many::ModelResult;
 use crate::printer::Printer;
@@ -98,7 +98,7 @@ pub(super) fn print_summary(results: &[ModelResult], dry_run: bool, printer: Pri
 
 #[cfg(test)]
 mod tests {
-    use env_solve::many::ModelOutcome;
+    use env_build::many::ModelOutcome;
     use env_spec::EnvManager;
 
     use super::*;

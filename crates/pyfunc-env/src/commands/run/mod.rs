@@ -11,7 +11,7 @@ use env_run::{Environment, LocalRunError};
 use action::{Action, Parsed, parse_action};
 
 use crate::cli::{EnvManagerArg, RunArgs};
-use env_solve::{Bytecode, MlflowUse, Purpose};
+use env_build::{Bytecode, MlflowUse, Purpose};
 
 use crate::commands::open_model;
 use crate::environment::{build_settings, ensure, env_request, print_created, request_flags};

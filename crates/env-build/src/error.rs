@@ -1,4 +1,4 @@
-//! Errors of `env-solve`, one variant per failure. URLs in messages are redacted.
+//! Errors of `env-build`, one variant per failure. URLs in messages are redacted.
 
 use std::path::{Path, PathBuf};
 

@@ -337,7 +337,7 @@ fn unknown_buckets(cache: &Cache) -> Vec<String> {
 }
 
 /// Archives in `packs-v1/` (`pyfunc-env-KEY[-OPTIONS].EXT`, named by `env_pack::cached_name`
-/// (env-solve does not depend on env-pack), and its `.json` report) whose
+/// (env-build does not depend on env-pack), and its `.json` report) whose
 /// environment `KEY` is no longer in the cache: nothing can reuse them, since a rebuilt
 /// environment is packed again. Only with the cache to ourselves (a `pack --cached` may be
 /// writing one), like the store's sweep.
