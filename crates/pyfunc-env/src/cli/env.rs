@@ -15,8 +15,8 @@ pub struct EnvArgs {
 
     /// Where the Python of a virtualenv environment comes from: a conda channel, an
     /// interpreter on this machine (pyenv, uv, PATH), or auto (conda first, then this machine)
-    #[arg(long, value_enum, default_value_t = PythonSourceArg::Auto)]
-    pub python_source: PythonSourceArg,
+    #[arg(long, value_enum, default_value_t = env_build::PythonSource::Auto)]
+    pub python_source: env_build::PythonSource,
 
     /// Use this Python version instead of the one the model's files name
     #[arg(long, value_name = "VERSION")]
@@ -132,17 +132,6 @@ fn parse_remote_url(text: &str) -> Result<env_remote::RemoteUrl, String> {
             None => error.to_string(),
         }
     })
-}
-
-/// `--python-source`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PythonSourceArg {
-    /// A conda channel first, then this machine.
-    Auto,
-    /// `python=X.Y.Z` from a conda channel.
-    Conda,
-    /// An interpreter on this machine.
-    System,
 }
 
 /// The model argument: a directory or any model URI MLflow's CLI takes.
