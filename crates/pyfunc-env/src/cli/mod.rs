@@ -34,7 +34,7 @@ pub use pack::*;
 #[command(name = "pyfunc-env", version = VERSION, about, long_about = None, propagate_version = true)]
 #[command(
     after_help = "Examples:\n  pyfunc-env deps model/ --format pip     # what mlflow.pyfunc.get_model_dependencies gives\n  pyfunc-env inspect model/               # what the model needs, and from which files",
-    after_long_help = format!("Examples:\n  pyfunc-env deps model/ --format pip     # what mlflow.pyfunc.get_model_dependencies gives\n  pyfunc-env inspect model/               # what the model needs, and from which files\n  pyfunc-env run models:/fraud@champion -- predict -i input.json\n\n{}", crate::env_vars::model_uris_help())
+    after_long_help = format!("Examples:\n  pyfunc-env deps model/ --format pip     # what mlflow.pyfunc.get_model_dependencies gives\n  pyfunc-env inspect model/               # what the model needs, and from which files\n  pyfunc-env run models:/fraud@champion -- predict -i input.json\n\n{}", env_source::model_uris_help())
 )]
 pub struct Cli {
     /// The command.
