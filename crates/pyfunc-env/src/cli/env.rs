@@ -89,7 +89,7 @@ pub struct RemoteArgs {
     /// A cache of built environments shared by every agent: pulled from before building,
     /// pushed to after (`s3://BUCKET/PREFIX`, `gs://...`, `az://...`, `file:///SHARED/DIR`)
     /// [env: PYFUNC_ENV_REMOTE_CACHE=]
-    #[arg(long, value_name = "URL", value_parser = parse_remote_url)]
+    #[arg(long, value_name = "URL", value_parser = with_help(env_remote::RemoteUrl::parse))]
     pub remote_cache: Option<env_remote::RemoteUrl>,
 
     /// Pull from the remote cache, never push to it (agents with read-only credentials)
@@ -105,7 +105,7 @@ pub struct RemoteArgs {
     /// Pull only entries signed by this public key, `NAME:BASE64` (repeat to trust several,
     /// as during a key rotation); others are a miss [env:
     /// PYFUNC_ENV_REMOTE_CACHE_TRUSTED_KEYS=, separated by whitespace]
-    #[arg(long, value_name = "NAME:BASE64", value_parser = parse_public_key)]
+    #[arg(long, value_name = "NAME:BASE64", value_parser = with_help(env_remote::PublicKey::parse))]
     pub remote_cache_trusted_key: Vec<env_remote::PublicKey>,
 
     /// With trusted keys, an entry without a valid signature is an error, not a miss
@@ -114,24 +114,16 @@ pub struct RemoteArgs {
     pub remote_cache_require_signed: bool,
 }
 
-fn parse_public_key(text: &str) -> Result<env_remote::PublicKey, String> {
-    env_remote::PublicKey::parse(text).map_err(|error| {
-        use miette::Diagnostic as _;
-        match error.help() {
+/// A value parser from a library's parse function: clap shows its error and the error's help.
+fn with_help<T: 'static, E: miette::Diagnostic + 'static>(
+    parse: fn(&str) -> Result<T, E>,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        parse(text).map_err(|error| match error.help() {
             Some(help) => format!("{error}\n  help: {help}"),
             None => error.to_string(),
-        }
-    })
-}
-
-fn parse_remote_url(text: &str) -> Result<env_remote::RemoteUrl, String> {
-    env_remote::RemoteUrl::parse(text).map_err(|error| {
-        use miette::Diagnostic as _;
-        match error.help() {
-            Some(help) => format!("{error}\n  help: {help}"),
-            None => error.to_string(),
-        }
-    })
+        })
+    }
 }
 
 /// The model argument: a directory or any model URI MLflow's CLI takes.
