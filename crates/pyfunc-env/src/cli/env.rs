@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum, ValueHint};
+use clap::{Args, ValueHint};
 
 /// How to build an environment: shared by `create` and `run`.
 #[derive(Debug, Args, Clone)]
@@ -11,7 +11,7 @@ pub struct EnvArgs {
     /// Which of MLflow's env managers to mirror (default: virtualenv when the model has
     /// python_env.yaml or requirements.txt, else conda, as MLflow does)
     #[arg(long, value_enum)]
-    pub env_manager: Option<EnvManagerArg>,
+    pub env_manager: Option<env_spec::EnvManagerChoice>,
 
     /// Where the Python of a virtualenv environment comes from: a conda channel, an
     /// interpreter on this machine (pyenv, uv, PATH), or auto (conda first, then this machine)
@@ -133,32 +133,4 @@ pub struct ModelArg {
     /// `runs:/RUN_ID/PATH`, `mlflow-artifacts:/PATH`, `file:///PATH`
     #[arg(value_hint = ValueHint::AnyPath, value_name = "MODEL")]
     pub model: String,
-}
-
-/// `--env-manager`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum EnvManagerArg {
-    /// conda.yaml: conda packages from its channels, then its `pip:` list.
-    Conda,
-    /// python_env.yaml (or conda.yaml's python) plus pip requirements.
-    Virtualenv,
-    /// The model's uv.lock if it has one (as MLflow 3's `uv sync --frozen --no-dev`), else the
-    /// same environment as `virtualenv`.
-    Uv,
-    /// No environment: `run` uses an existing interpreter (`--python`) after a mismatch report.
-    Local,
-}
-
-impl EnvManagerArg {
-    /// The spec's env manager; `None` for `local`.
-    #[must_use]
-    pub fn manager(self) -> Option<env_spec::EnvManager> {
-        match self {
-            Self::Conda => Some(env_spec::EnvManager::Conda),
-            Self::Virtualenv => Some(env_spec::EnvManager::Virtualenv),
-            // The virtualenv spec unless the model has a uv.lock (`env_spec::uv_project`).
-            Self::Uv => Some(env_spec::EnvManager::Uv),
-            Self::Local => None,
-        }
-    }
 }
