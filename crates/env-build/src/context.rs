@@ -14,7 +14,10 @@ pub enum PythonSource {
     /// Try what works offline first: a cached conda package, an interpreter on this machine,
     /// then a conda channel.
     #[default]
-    #[cfg_attr(feature = "clap", value(help = "A conda channel first, then this machine"))]
+    #[cfg_attr(
+        feature = "clap",
+        value(help = "A conda channel first, then this machine")
+    )]
     Auto,
     /// `python=X.Y.Z` from a conda channel, installed into the environment with rattler.
     #[cfg_attr(feature = "clap", value(help = "`python=X.Y.Z` from a conda channel"))]

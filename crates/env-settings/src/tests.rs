@@ -257,7 +257,11 @@ fn color_flag_then_no_color_then_force_color_then_terminal() {
         false
     ));
     assert!(crate::use_color(ColorChoice::Auto, vars(&[]), true));
-    assert!(!crate::use_color(ColorChoice::Auto, vars(&[("FORCE_COLOR", "")]), false));
+    assert!(!crate::use_color(
+        ColorChoice::Auto,
+        vars(&[("FORCE_COLOR", "")]),
+        false
+    ));
 }
 
 /// The resolved settings carry the colour decision (`--show-settings` prints it).

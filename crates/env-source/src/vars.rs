@@ -119,13 +119,21 @@ mod tests {
     #[test]
     fn the_help_names_every_uri_form_and_variable() {
         let help = super::model_uris_help();
-        for form in ["models:/NAME@ALIAS", "runs:/", "mlflow-artifacts:/", "s3://", "gs://"] {
+        for form in [
+            "models:/NAME@ALIAS",
+            "runs:/",
+            "mlflow-artifacts:/",
+            "s3://",
+            "gs://",
+        ] {
             assert!(help.contains(form), "{form} missing from {help}");
         }
         for (name, meaning) in super::MODEL_URI_VARS {
             let lines: Vec<_> = help.lines().filter(|l| l.contains(name)).collect();
             assert!(
-                lines.iter().any(|l| l.starts_with(&format!("  {name} ")) && l.ends_with(meaning)),
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(&format!("  {name} ")) && l.ends_with(meaning)),
                 "{name}: {lines:?}"
             );
         }

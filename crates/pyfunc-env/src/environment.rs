@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use env_build::many::Outcome;
 use env_build::request::RequestFlags;
-use env_build::{
-    BuildSettings, Created, Ensured, EnvRequest, ModelEnvironment, Purpose,
-};
+use env_build::{BuildSettings, Created, Ensured, EnvRequest, ModelEnvironment, Purpose};
 
 use crate::cli::EnvArgs;
 use crate::commands::print_warnings;
