@@ -6,16 +6,24 @@ use rattler_virtual_packages::{Override, VirtualPackageOverrides, VirtualPackage
 
 use crate::error::SolveError;
 
-/// Where a virtualenv-mode environment's Python comes from.
+/// Where a virtualenv-mode environment's Python comes from (the CLI's `--python-source`; the
+/// `help` values are its `--help` text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum PythonSource {
     /// Try what works offline first: a cached conda package, an interpreter on this machine,
     /// then a conda channel.
     #[default]
+    #[cfg_attr(
+        feature = "clap",
+        value(help = "A conda channel first, then this machine")
+    )]
     Auto,
     /// `python=X.Y.Z` from a conda channel, installed into the environment with rattler.
+    #[cfg_attr(feature = "clap", value(help = "`python=X.Y.Z` from a conda channel"))]
     Conda,
     /// An interpreter found on this machine (PATH, pyenv, uv-managed), copied by `uv venv`.
+    #[cfg_attr(feature = "clap", value(help = "An interpreter on this machine"))]
     System,
 }
 

@@ -14,15 +14,19 @@ use std::io::{self, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
-/// How the layers pyfunc-env writes are compressed.
+/// How the layers pyfunc-env writes are compressed (the CLI's `image --compression`; the
+/// `help` values are its `--help` text).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// `tar+gzip`: every runtime and registry reads it.
     #[default]
+    #[cfg_attr(feature = "clap", value(help = "`tar+gzip`"))]
     Gzip,
     /// `tar+zstd`: smaller and faster to write and to unpack; read by containerd 1.5+, Docker
     /// 23+, podman/CRI-O (containers/image 5.x), not by older runtimes.
+    #[cfg_attr(feature = "clap", value(help = "`tar+zstd`"))]
     Zstd,
 }
 

@@ -311,22 +311,38 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PackError + '_ {
     }
 }
 
-/// The archive formats.
+/// The archive formats (the CLI's `pack --format`, which offers all but `tar.zst`; the `help`
+/// values are its `--help` text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Format {
     /// A gzip-compressed tar (Spark: Hadoop's `unTar`, which shells out to `gzip` and `tar`).
     #[serde(rename = "tar.gz")]
+    #[cfg_attr(
+        feature = "clap",
+        value(
+            name = "tar.gz",
+            alias = "tgz",
+            help = "A gzip-compressed tar (Spark, plain `tar -xzf`)"
+        )
+    )]
     TarGz,
     /// An uncompressed tar.
     #[serde(rename = "tar")]
+    #[cfg_attr(feature = "clap", value(help = "An uncompressed tar"))]
     Tar,
     /// A zip with unix modes; symlinks are stored as copies (Hadoop's `unZip` does not create
     /// symlinks).
     #[serde(rename = "zip")]
+    #[cfg_attr(
+        feature = "clap",
+        value(help = "A zip with unix modes; symlinks stored as copies")
+    )]
     Zip,
     /// A zstd-compressed tar, compressed on every core (the remote cache's format: about 15x
     /// faster to write than gzip at a smaller size).
     #[serde(rename = "tar.zst")]
+    #[cfg_attr(feature = "clap", value(skip))]
     TarZst,
 }
 

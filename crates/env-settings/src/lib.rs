@@ -38,6 +38,23 @@ pub struct Options {
     pub remote_cache_trusted_keys: Vec<env_remote::PublicKey>,
     /// `--remote-cache-require-signed`.
     pub remote_cache_require_signed: bool,
+    /// `--color`.
+    pub color: ColorChoice,
+    /// Whether stderr is a terminal (colours under `--color auto`).
+    pub stderr_is_terminal: bool,
+}
+
+/// When to use colours (`--color`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum ColorChoice {
+    /// Colour when stderr is a terminal and `NO_COLOR` is not set.
+    #[default]
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
 }
 
 /// Where a setting's value came from, for messages.
@@ -183,6 +200,8 @@ pub struct Settings {
     pub remote_cache_signer: Option<env_remote::SecretKey>,
     /// Where the configuration came from, if a file was read.
     pub config_file: Option<PathBuf>,
+    /// Colours on stderr ([`use_color`]).
+    pub color: bool,
 }
 
 mod seconds {
@@ -374,6 +393,7 @@ impl Settings {
             remote_cache_require_signed,
             remote_cache_signer,
             config_file,
+            color: use_color(options.color, var, options.stderr_is_terminal),
         })
     }
 
@@ -428,20 +448,22 @@ impl Settings {
     }
 }
 
-/// Whether stderr gets colours: `--color always|never` (`Some(true)`/`Some(false)`) wins;
-/// under `auto` (`None`), a non-empty `NO_COLOR` turns them off, then a non-empty
-/// `FORCE_COLOR` on, else only a terminal gets them (<https://no-color.org>,
-/// <https://force-color.org>).
+/// Whether stderr gets colours: `--color always|never` wins; under `auto`, a non-empty
+/// `NO_COLOR` turns them off, then a non-empty `FORCE_COLOR` on, else only a terminal gets
+/// them (<https://no-color.org>, <https://force-color.org>).
 #[must_use]
-pub fn use_color(flag: Option<bool>, var: impl Fn(&str) -> Option<String>, terminal: bool) -> bool {
+pub fn use_color(
+    choice: ColorChoice,
+    var: impl Fn(&str) -> Option<String>,
+    terminal: bool,
+) -> bool {
     let set = |name: &str| var(name).is_some_and(|value| !value.is_empty());
-    flag.unwrap_or_else(|| {
-        if set(EnvVars::NO_COLOR) {
-            false
-        } else {
-            set(EnvVars::FORCE_COLOR) || terminal
-        }
-    })
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto if set(EnvVars::NO_COLOR) => false,
+        ColorChoice::Auto => set(EnvVars::FORCE_COLOR) || terminal,
+    }
 }
 
 /// A settings document (`--show-settings`) with the secrets in every string masked, keys

@@ -237,25 +237,46 @@ fn color_flag_then_no_color_then_force_color_then_terminal() {
         }
     };
     assert!(crate::use_color(
-        Some(true),
+        ColorChoice::Always,
         vars(&[("NO_COLOR", "1")]),
         false
     ));
     assert!(!crate::use_color(
-        Some(false),
+        ColorChoice::Never,
         vars(&[("FORCE_COLOR", "1")]),
         true
     ));
     assert!(!crate::use_color(
-        None,
+        ColorChoice::Auto,
         vars(&[("NO_COLOR", "1"), ("FORCE_COLOR", "1")]),
         true
     ));
     assert!(crate::use_color(
-        None,
+        ColorChoice::Auto,
         vars(&[("NO_COLOR", ""), ("FORCE_COLOR", "1")]),
         false
     ));
-    assert!(crate::use_color(None, vars(&[]), true));
-    assert!(!crate::use_color(None, vars(&[("FORCE_COLOR", "")]), false));
+    assert!(crate::use_color(ColorChoice::Auto, vars(&[]), true));
+    assert!(!crate::use_color(
+        ColorChoice::Auto,
+        vars(&[("FORCE_COLOR", "")]),
+        false
+    ));
+}
+
+/// The resolved settings carry the colour decision (`--show-settings` prints it).
+#[test]
+fn resolved_settings_say_whether_stderr_gets_colours() {
+    let setup = Setup::new().var(EnvVars::NO_COLOR, "1");
+    let terminal = Options {
+        stderr_is_terminal: true,
+        ..Options::default()
+    };
+    assert!(!setup.resolve(&terminal).unwrap().color);
+    let always = Options {
+        color: ColorChoice::Always,
+        ..Options::default()
+    };
+    assert!(setup.resolve(&always).unwrap().color);
+    assert!(Setup::new().resolve(&terminal).unwrap().color);
 }

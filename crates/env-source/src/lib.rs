@@ -58,7 +58,7 @@ pub use resolve::resolve;
 pub use s3::{AwsConfig, AwsVars, MLFLOW_S3_ENDPOINT_URL, s3_builder, s3_store};
 pub use settings::{SourceSettings, Vars};
 pub use uri::{ModelUri, Selector, parse_model_list, read_model_list};
-pub use vars::MODEL_URI_VARS;
+pub use vars::{MODEL_URI_VARS, model_uris_help};
 
 /// The model cache bucket.
 pub use env_cache::MODELS_BUCKET;

@@ -93,3 +93,49 @@ pub const MODEL_URI_VARS: [(&str, &str); 25] = [
         "account key (else AZURE_CLIENT_ID/SECRET/TENANT_ID, ...)",
     ),
 ];
+
+/// The model URIs this crate reads and the variables they read, as the CLI's `--help` shows
+/// them (one `NAME  meaning` line per variable of [`MODEL_URI_VARS`]).
+#[must_use]
+pub fn model_uris_help() -> String {
+    use std::fmt::Write as _;
+    let mut text = String::from(
+        "Model URIs (any MODEL argument): a directory, file://, models:/NAME/VERSION, \
+         models:/NAME@ALIAS,\n  models:/NAME/latest, models:/NAME/STAGE, runs:/RUN_ID/PATH, \
+         mlflow-artifacts:/PATH,\n  s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, \
+         wasbs://CONTAINER@ACCOUNT.blob.core.windows.net/PATH,\n  \
+         abfss://FILESYSTEM@ACCOUNT.dfs.core.windows.net/PATH\n\nModel URI settings:\n",
+    );
+    for (name, meaning) in MODEL_URI_VARS {
+        let _ = writeln!(text, "  {name:<36} {meaning}");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every variable is listed once, on its own line with its meaning, after every URI form
+    /// `crate::ModelUri` parses.
+    #[test]
+    fn the_help_names_every_uri_form_and_variable() {
+        let help = super::model_uris_help();
+        for form in [
+            "models:/NAME@ALIAS",
+            "runs:/",
+            "mlflow-artifacts:/",
+            "s3://",
+            "gs://",
+        ] {
+            assert!(help.contains(form), "{form} missing from {help}");
+        }
+        for (name, meaning) in super::MODEL_URI_VARS {
+            let lines: Vec<_> = help.lines().filter(|l| l.contains(name)).collect();
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(&format!("  {name} ")) && l.ends_with(meaning)),
+                "{name}: {lines:?}"
+            );
+        }
+    }
+}

@@ -31,5 +31,5 @@ pub use error::{MlflowError, SpecError};
 pub use mlmodel::{EnvFileNames, MlModel};
 pub use model::{Dependencies, ModelDir, ResolvedSpec, VirtualenvEnv, VirtualenvSource};
 pub use requirements::{IndexOptions, MlflowRequirement, PipRequirement, PipSet, Target};
-pub use spec::{CondaLayer, EnvKey, EnvManager, EnvSpec, InvalidKey, KeyContext};
+pub use spec::{CondaLayer, EnvKey, EnvManager, EnvManagerChoice, EnvSpec, InvalidKey, KeyContext};
 pub use uv_project::{LockedPackage, UvProject};

@@ -10,7 +10,7 @@ use std::sync::{Mutex, PoisonError};
 /// A process-wide static on purpose, unlike the other state of a build (which the caller owns):
 /// a secret must be masked in every line the process writes, and most of those lines are not
 /// ours to pass a value to. Tracing events of rattler, reqwest, `object_store` and uv's streamed
-/// output are written by the CLI's log writer from whichever runtime worker or blocking thread
+/// output are written by the CLI's log writer ([`RedactingWriter`]) from whichever runtime worker or blocking thread
 /// produced them; error chains from those libraries are rendered by the CLI long after the
 /// code that learnt the secret (a mirror URL in env-build, an AWS or Azure key in env-source or
 /// env-remote) returned. A registry passed by value would have to reach that log writer and
@@ -279,9 +279,69 @@ pub fn serialize_urls<S: serde::Serializer>(
     serializer.collect_seq(urls.iter().map(|u| mask_userinfo(u)))
 }
 
+/// A log writer that masks secrets ([`redact`]) in what is written to it: it collects what
+/// it is given and, when flushed or dropped, writes it to `inner` masked. The CLI's tracing
+/// subscriber writes each event through a new one, so `-v` output never shows a secret
+/// whatever a library logs.
+#[derive(Debug)]
+pub struct RedactingWriter<W: std::io::Write> {
+    inner: W,
+    buffer: Vec<u8>,
+}
+
+impl<W: std::io::Write> RedactingWriter<W> {
+    /// A writer that masks what it passes to `inner`.
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            buffer: Vec::new(),
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buffer.is_empty() {
+            let text = redact(&String::from_utf8_lossy(&self.buffer));
+            self.buffer.clear();
+            self.inner.write_all(text.as_bytes())?;
+        }
+        self.inner.flush()
+    }
+}
+
+impl<W: std::io::Write> Drop for RedactingWriter<W> {
+    fn drop(&mut self) {
+        let _ = std::io::Write::flush(self);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A secret split across two writes is still masked: the text is masked whole, when the
+    /// writer is dropped (the tracing subscriber drops it after each event).
+    #[test]
+    fn a_log_writer_masks_secrets_split_across_writes() {
+        register_secret("writer-s3cret-token");
+        let mut out = Vec::new();
+        {
+            let mut writer = RedactingWriter::new(&mut out);
+            std::io::Write::write_all(&mut writer, b"DEBUG token writer-s3cr").unwrap();
+            std::io::Write::write_all(&mut writer, b"et-token and https://bob:pw123@h.example/\n")
+                .unwrap();
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "DEBUG token **** and https://bob:****@h.example/\n"
+        );
+    }
 
     #[test]
     fn urls_in_a_file_lose_their_secrets_and_nothing_else_changes() {

@@ -40,6 +40,40 @@ impl EnvManager {
     }
 }
 
+/// MLflow's `env_manager` values (the CLI's `--env-manager`; the docs of the variants are its
+/// `--help`): an [`EnvManager`], or `local`, which builds no environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[expect(
+    clippy::doc_markdown,
+    reason = "the variants' docs are `--help` text, where backticks show as typed"
+)]
+pub enum EnvManagerChoice {
+    /// conda.yaml: conda packages from its channels, then its `pip:` list.
+    Conda,
+    /// python_env.yaml (or conda.yaml's python) plus pip requirements.
+    Virtualenv,
+    /// The model's uv.lock if it has one (as MLflow 3's `uv sync --frozen --no-dev`), else the
+    /// same environment as `virtualenv`.
+    Uv,
+    /// No environment: `run` uses an existing interpreter (`--python`) after a mismatch report.
+    Local,
+}
+
+impl EnvManagerChoice {
+    /// The spec's env manager; `None` for `local`.
+    #[must_use]
+    pub fn manager(self) -> Option<EnvManager> {
+        match self {
+            Self::Conda => Some(EnvManager::Conda),
+            Self::Virtualenv => Some(EnvManager::Virtualenv),
+            // The virtualenv spec unless the model has a uv.lock (`crate::uv_project`).
+            Self::Uv => Some(EnvManager::Uv),
+            Self::Local => None,
+        }
+    }
+}
+
 impl std::fmt::Display for EnvManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -253,6 +287,19 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod key_text_tests {
     use super::*;
+
+    /// MLflow's `env_manager` names: three build an environment of their own kind, `local`
+    /// none.
+    #[test]
+    fn every_env_manager_choice_but_local_names_a_spec() {
+        assert_eq!(EnvManagerChoice::Conda.manager(), Some(EnvManager::Conda));
+        assert_eq!(
+            EnvManagerChoice::Virtualenv.manager(),
+            Some(EnvManager::Virtualenv)
+        );
+        assert_eq!(EnvManagerChoice::Uv.manager(), Some(EnvManager::Uv));
+        assert_eq!(EnvManagerChoice::Local.manager(), None);
+    }
 
     /// `check --env KEY`: 32 lower-case hex digits, else an error naming the text.
     #[test]

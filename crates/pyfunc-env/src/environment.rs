@@ -7,11 +7,9 @@ use std::sync::Arc;
 
 use env_build::many::Outcome;
 use env_build::request::RequestFlags;
-use env_build::{
-    BuildSettings, Created, Ensured, EnvRequest, ModelEnvironment, Purpose, PythonSource,
-};
+use env_build::{BuildSettings, Created, Ensured, EnvRequest, ModelEnvironment, Purpose};
 
-use crate::cli::{EnvArgs, PythonSourceArg};
+use crate::cli::EnvArgs;
 use crate::commands::print_warnings;
 use crate::printer::Printer;
 use crate::progress::ProgressReporter;
@@ -47,11 +45,7 @@ pub fn request_flags<'a>(args: &'a EnvArgs, settings: &'a Settings) -> RequestFl
         override_channels: args.override_channels,
         no_compile: args.no_compile,
         exclude_newer: args.exclude_newer.clone(),
-        python_source: match args.python_source {
-            PythonSourceArg::Auto => PythonSource::Auto,
-            PythonSourceArg::Conda => PythonSource::Conda,
-            PythonSourceArg::System => PythonSource::System,
-        },
+        python_source: args.python_source,
         locked: args.locked.clone(),
         no_lock: args.no_lock,
         uv: args.uv.clone(),

@@ -51,7 +51,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             };
         }
     };
-    let settings = match Settings::resolve(&cli.global, cli.command.remote_args()) {
+    let settings = match cli.global.settings(cli.command.remote_args()) {
         Ok(settings) => settings,
         Err(err) => {
             let printer = Printer::new(Verbosity::Normal, false);
@@ -61,7 +61,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitStatus::Failure.into();
         }
     };
-    let printer = Printer::new(settings.verbosity, settings.color);
+    let printer = Printer::new(cli.global.verbosity(), settings.color);
     logging::init_tracing(cli.global.verbose, settings.color);
     if cli.global.show_settings {
         let text = show_settings(&settings);

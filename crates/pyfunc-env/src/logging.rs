@@ -1,4 +1,5 @@
-//! Tracing for `-v`, `-vv` and `RUST_LOG`, written through a filter that masks secrets.
+//! Tracing for `-v`, `-vv` and `RUST_LOG`, written through a writer that masks secrets
+//! ([`env_build::redact::RedactingWriter`]).
 
 use crate::EnvVars;
 
@@ -20,38 +21,9 @@ pub fn init_tracing(verbose: u8, color: bool) {
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(RedactingWriter::default)
+        .with_writer(|| env_build::redact::RedactingWriter::new(std::io::stderr()))
         .with_ansi(color)
         .without_time()
         .with_target(false)
         .try_init();
-}
-
-/// A log writer that masks secrets (URL credentials, registered tokens) line by line, so
-/// `-v` output never shows them whatever a library logs.
-#[derive(Default)]
-struct RedactingWriter {
-    buffer: Vec<u8>,
-}
-
-impl std::io::Write for RedactingWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.buffer.extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if !self.buffer.is_empty() {
-            let text = env_build::redact::redact(&String::from_utf8_lossy(&self.buffer));
-            self.buffer.clear();
-            std::io::stderr().lock().write_all(text.as_bytes())?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for RedactingWriter {
-    fn drop(&mut self) {
-        let _ = std::io::Write::flush(self);
-    }
 }

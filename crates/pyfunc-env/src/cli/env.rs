@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum, ValueHint};
+use clap::{Args, ValueHint};
 
 /// How to build an environment: shared by `create` and `run`.
 #[derive(Debug, Args, Clone)]
@@ -11,12 +11,12 @@ pub struct EnvArgs {
     /// Which of MLflow's env managers to mirror (default: virtualenv when the model has
     /// python_env.yaml or requirements.txt, else conda, as MLflow does)
     #[arg(long, value_enum)]
-    pub env_manager: Option<EnvManagerArg>,
+    pub env_manager: Option<env_spec::EnvManagerChoice>,
 
     /// Where the Python of a virtualenv environment comes from: a conda channel, an
     /// interpreter on this machine (pyenv, uv, PATH), or auto (conda first, then this machine)
-    #[arg(long, value_enum, default_value_t = PythonSourceArg::Auto)]
-    pub python_source: PythonSourceArg,
+    #[arg(long, value_enum, default_value_t = env_build::PythonSource::Auto)]
+    pub python_source: env_build::PythonSource,
 
     /// Use this Python version instead of the one the model's files name
     #[arg(long, value_name = "VERSION")]
@@ -89,7 +89,7 @@ pub struct RemoteArgs {
     /// A cache of built environments shared by every agent: pulled from before building,
     /// pushed to after (`s3://BUCKET/PREFIX`, `gs://...`, `az://...`, `file:///SHARED/DIR`)
     /// [env: PYFUNC_ENV_REMOTE_CACHE=]
-    #[arg(long, value_name = "URL", value_parser = parse_remote_url)]
+    #[arg(long, value_name = "URL", value_parser = with_help(env_remote::RemoteUrl::parse))]
     pub remote_cache: Option<env_remote::RemoteUrl>,
 
     /// Pull from the remote cache, never push to it (agents with read-only credentials)
@@ -105,7 +105,7 @@ pub struct RemoteArgs {
     /// Pull only entries signed by this public key, `NAME:BASE64` (repeat to trust several,
     /// as during a key rotation); others are a miss [env:
     /// PYFUNC_ENV_REMOTE_CACHE_TRUSTED_KEYS=, separated by whitespace]
-    #[arg(long, value_name = "NAME:BASE64", value_parser = parse_public_key)]
+    #[arg(long, value_name = "NAME:BASE64", value_parser = with_help(env_remote::PublicKey::parse))]
     pub remote_cache_trusted_key: Vec<env_remote::PublicKey>,
 
     /// With trusted keys, an entry without a valid signature is an error, not a miss
@@ -114,35 +114,16 @@ pub struct RemoteArgs {
     pub remote_cache_require_signed: bool,
 }
 
-fn parse_public_key(text: &str) -> Result<env_remote::PublicKey, String> {
-    env_remote::PublicKey::parse(text).map_err(|error| {
-        use miette::Diagnostic as _;
-        match error.help() {
+/// A value parser from a library's parse function: clap shows its error and the error's help.
+fn with_help<T: 'static, E: miette::Diagnostic + 'static>(
+    parse: fn(&str) -> Result<T, E>,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        parse(text).map_err(|error| match error.help() {
             Some(help) => format!("{error}\n  help: {help}"),
             None => error.to_string(),
-        }
-    })
-}
-
-fn parse_remote_url(text: &str) -> Result<env_remote::RemoteUrl, String> {
-    env_remote::RemoteUrl::parse(text).map_err(|error| {
-        use miette::Diagnostic as _;
-        match error.help() {
-            Some(help) => format!("{error}\n  help: {help}"),
-            None => error.to_string(),
-        }
-    })
-}
-
-/// `--python-source`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PythonSourceArg {
-    /// A conda channel first, then this machine.
-    Auto,
-    /// `python=X.Y.Z` from a conda channel.
-    Conda,
-    /// An interpreter on this machine.
-    System,
+        })
+    }
 }
 
 /// The model argument: a directory or any model URI MLflow's CLI takes.
@@ -152,32 +133,4 @@ pub struct ModelArg {
     /// `runs:/RUN_ID/PATH`, `mlflow-artifacts:/PATH`, `file:///PATH`
     #[arg(value_hint = ValueHint::AnyPath, value_name = "MODEL")]
     pub model: String,
-}
-
-/// `--env-manager`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum EnvManagerArg {
-    /// conda.yaml: conda packages from its channels, then its `pip:` list.
-    Conda,
-    /// python_env.yaml (or conda.yaml's python) plus pip requirements.
-    Virtualenv,
-    /// The model's uv.lock if it has one (as MLflow 3's `uv sync --frozen --no-dev`), else the
-    /// same environment as `virtualenv`.
-    Uv,
-    /// No environment: `run` uses an existing interpreter (`--python`) after a mismatch report.
-    Local,
-}
-
-impl EnvManagerArg {
-    /// The spec's env manager; `None` for `local`.
-    #[must_use]
-    pub fn manager(self) -> Option<env_spec::EnvManager> {
-        match self {
-            Self::Conda => Some(env_spec::EnvManager::Conda),
-            Self::Virtualenv => Some(env_spec::EnvManager::Virtualenv),
-            // The virtualenv spec unless the model has a uv.lock (`env_spec::uv_project`).
-            Self::Uv => Some(env_spec::EnvManager::Uv),
-            Self::Local => None,
-        }
-    }
 }

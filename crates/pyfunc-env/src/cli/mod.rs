@@ -6,9 +6,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
+use clap::{Args, Parser, Subcommand, ValueHint};
+use env_settings::ColorChoice;
 
 use crate::env_vars::EnvVars;
+use crate::printer::Verbosity;
 
 /// `--version`: the version, and the commit it was built from when known (see `build.rs`).
 pub const VERSION: &str = env!("PYFUNC_ENV_VERSION_STRING");
@@ -32,7 +34,7 @@ pub use pack::*;
 #[command(name = "pyfunc-env", version = VERSION, about, long_about = None, propagate_version = true)]
 #[command(
     after_help = "Examples:\n  pyfunc-env deps model/ --format pip     # what mlflow.pyfunc.get_model_dependencies gives\n  pyfunc-env inspect model/               # what the model needs, and from which files",
-    after_long_help = format!("Examples:\n  pyfunc-env deps model/ --format pip     # what mlflow.pyfunc.get_model_dependencies gives\n  pyfunc-env inspect model/               # what the model needs, and from which files\n  pyfunc-env run models:/fraud@champion -- predict -i input.json\n\n{}", crate::env_vars::model_uris_help())
+    after_long_help = format!("Examples:\n  pyfunc-env deps model/ --format pip     # what mlflow.pyfunc.get_model_dependencies gives\n  pyfunc-env inspect model/               # what the model needs, and from which files\n  pyfunc-env run models:/fraud@champion -- predict -i input.json\n\n{}", env_source::model_uris_help())
 )]
 pub struct Cli {
     /// The command.
@@ -57,7 +59,7 @@ pub struct GlobalArgs {
 
     /// When to use colours
     #[arg(global = true, long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
-    pub color: ColorChoice,
+    pub color: env_settings::ColorChoice,
 
     /// Hide progress bars [env: PYFUNC_ENV_NO_PROGRESS=]
     #[arg(global = true, long, env = EnvVars::PYFUNC_ENV_NO_PROGRESS, value_parser = clap::builder::BoolishValueParser::new(), hide_env = true)]
@@ -80,15 +82,39 @@ pub struct GlobalArgs {
     pub show_settings: bool,
 }
 
-/// `--color`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
-    /// Colour when stderr is a terminal and `NO_COLOR` is not set.
-    Auto,
-    /// Always.
-    Always,
-    /// Never.
-    Never,
+impl GlobalArgs {
+    /// Resolves the settings from these flags and the command's remote-cache flags, the
+    /// environment and the configuration file (in `env-settings`).
+    pub fn settings(
+        &self,
+        remote: Option<&RemoteArgs>,
+    ) -> Result<env_settings::Settings, env_settings::SettingsError> {
+        let options = env_settings::Options {
+            cache_dir: self.cache_dir.clone(),
+            config_file: self.config_file.clone(),
+            offline: self.offline,
+            no_progress: self.no_progress,
+            remote_cache_sign_key: remote.and_then(|r| r.remote_cache_sign_key.clone()),
+            remote_cache_trusted_keys: remote
+                .map(|r| r.remote_cache_trusted_key.clone())
+                .unwrap_or_default(),
+            remote_cache_require_signed: remote.is_some_and(|r| r.remote_cache_require_signed),
+            color: self.color,
+            stderr_is_terminal: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        };
+        env_settings::Settings::resolve(&options, |name| std::env::var(name).ok())
+    }
+
+    /// How much the CLI says: `-q`, `-qq` or `-v`.
+    #[must_use]
+    pub fn verbosity(&self) -> Verbosity {
+        match (self.quiet, self.verbose) {
+            (0, 0) => Verbosity::Normal,
+            (0, _) => Verbosity::Verbose,
+            (1, _) => Verbosity::Quiet,
+            _ => Verbosity::Silent,
+        }
+    }
 }
 
 /// The commands.

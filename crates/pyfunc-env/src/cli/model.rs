@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum, ValueHint};
 
-use super::{EnvArgs, EnvManagerArg, ModelArg};
+use super::{EnvArgs, ModelArg};
 
 /// `pyfunc-env lock`.
 #[derive(Debug, Args)]
@@ -103,7 +103,7 @@ pub struct DepsArgs {
     pub output: Option<PathBuf>,
     /// The env manager whose spec `--format json` shows (default: MLflow's choice for the model)
     #[arg(long, value_enum)]
-    pub env_manager: Option<EnvManagerArg>,
+    pub env_manager: Option<env_spec::EnvManagerChoice>,
 }
 
 /// `pyfunc-env inspect`.

@@ -2,21 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum, ValueHint};
+use clap::{Args, ValueHint};
 
 use super::{EnvArgs, ModelArg};
-
-/// `pack --format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PackFormatArg {
-    /// A gzip-compressed tar (Spark, plain `tar -xzf`).
-    #[value(name = "tar.gz", alias = "tgz")]
-    TarGz,
-    /// An uncompressed tar.
-    Tar,
-    /// A zip with unix modes; symlinks stored as copies.
-    Zip,
-}
 
 /// `pyfunc-env pack`.
 #[derive(Debug, Args)]
@@ -34,7 +22,7 @@ pub struct PackArgs {
     pub cached: bool,
     /// The archive format (default: from the output's extension, `.zip`, `.tar`, else tar.gz)
     #[arg(long, value_enum)]
-    pub format: Option<PackFormatArg>,
+    pub format: Option<env_pack::Format>,
     /// Check the environment for Spark (default version 4.3.0), leave pyspark and py4j out
     /// (Spark brings its own), and print how to submit with the archive
     #[arg(long = "for", value_name = "spark[=VERSION]")]
@@ -73,8 +61,8 @@ pub struct ImageArgs {
     pub output: Vec<String>,
     /// How the environment and model layers are compressed: `gzip` (every runtime) or `zstd`
     /// (smaller and faster; containerd 1.5+, Docker 23+, podman and CRI-O)
-    #[arg(long, value_enum, default_value_t = LayerCompression::Gzip)]
-    pub compression: LayerCompression,
+    #[arg(long, value_enum, default_value_t = env_image::Compression::Gzip)]
+    pub compression: env_image::Compression,
     /// Reach this registry (`host` or `host:port`) over plain HTTP; loopback always is
     /// (repeatable)
     #[arg(long, value_name = "HOST")]
@@ -88,15 +76,6 @@ pub struct ImageArgs {
     /// Print the image digest, its layers and what was uploaded as JSON on stdout
     #[arg(long)]
     pub json: bool,
-}
-
-/// `image --compression`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LayerCompression {
-    /// `tar+gzip`
-    Gzip,
-    /// `tar+zstd`
-    Zstd,
 }
 
 /// `pyfunc-env unpack`.

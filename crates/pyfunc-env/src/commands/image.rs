@@ -91,10 +91,7 @@ pub async fn image(
         push: args.push,
         outputs,
         compile: !args.env.no_compile,
-        compression: match args.compression {
-            crate::cli::LayerCompression::Gzip => env_image::Compression::Gzip,
-            crate::cli::LayerCompression::Zstd => env_image::Compression::Zstd,
-        },
+        compression: args.compression,
         staging_dir: cache.bucket(env_cache::TMP_DIR)?,
         registry,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use env_pack::policy::PackPolicy;
-use env_pack::{Format, PackOptions};
+use env_pack::PackOptions;
 
-use crate::cli::{PackArgs, PackFormatArg, UnpackArgs};
+use crate::cli::{PackArgs, UnpackArgs};
 use env_cache::units::human_size;
 use env_build::{Bytecode, Purpose};
 
@@ -26,11 +26,7 @@ pub async fn pack(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let policy = PackPolicy::new(
-        args.format.map(|format| match format {
-            PackFormatArg::TarGz => Format::TarGz,
-            PackFormatArg::Tar => Format::Tar,
-            PackFormatArg::Zip => Format::Zip,
-        }),
+        args.format,
         args.output.as_deref(),
         args.target.as_deref(),
         !args.env.no_compile,

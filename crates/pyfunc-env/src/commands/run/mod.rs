@@ -10,7 +10,7 @@ use env_run::{Environment, LocalRunError};
 
 use action::{Action, Parsed, parse_action};
 
-use crate::cli::{EnvManagerArg, RunArgs};
+use crate::cli::RunArgs;
 use env_build::{Bytecode, MlflowUse, Purpose};
 
 use crate::commands::open_model;
@@ -50,7 +50,7 @@ pub async fn run(
         Action::Launch(launch) => launch,
     };
     check_missing_input(missing_input.as_deref(), &args.model.model)?;
-    if args.env.env_manager == Some(EnvManagerArg::Local) {
+    if args.env.env_manager == Some(env_spec::EnvManagerChoice::Local) {
         let flags = request_flags(&args.env, settings);
         // The request's rules are checked before the model is opened (a download may need
         // the network).
