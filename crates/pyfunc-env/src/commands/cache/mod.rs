@@ -15,6 +15,7 @@ use crate::cli::{CacheCleanArgs, CacheCommand, CacheKeygenArgs, CachePruneArgs, 
 use crate::printer::Printer;
 use crate::report::ExitStatus;
 use crate::settings::Settings;
+use crate::table::{Column, Table};
 
 /// Runs a `cache` subcommand.
 pub async fn cache(
@@ -86,44 +87,49 @@ fn list(cache: &Cache, json: bool, printer: Printer) -> anyhow::Result<ExitStatu
     }
     let mut out = String::new();
     if !envs.is_empty() {
-        let _ = writeln!(
-            out,
-            "{:<32}  {:<10}  {:<10}  {:>9}  {:<19}  {:<19}  MODEL",
-            "KEY", "STATE", "MANAGER", "SIZE", "CREATED", "LAST USED"
-        );
-    }
-    for row in envs {
-        let _ = writeln!(
-            out,
-            "{:<32}  {:<10}  {:<10}  {:>9}  {:<19}  {:<19}  {}",
-            row.key,
-            row.state,
-            row.env_manager.as_deref().unwrap_or("-"),
-            human_size(row.size),
-            human_time(row.created),
-            human_time(row.last_used),
-            row.model.as_deref().unwrap_or("-"),
-        );
+        let mut table = Table::new([
+            Column::left("KEY", 32),
+            Column::left("STATE", 10),
+            Column::left("MANAGER", 10),
+            Column::right("SIZE", 9),
+            Column::left("CREATED", 19),
+            Column::left("LAST USED", 19),
+            Column::left("MODEL", 0),
+        ]);
+        for row in envs {
+            table.row([
+                row.key.clone(),
+                row.state.to_string(),
+                row.env_manager.clone().unwrap_or_else(|| "-".into()),
+                human_size(row.size),
+                human_time(row.created),
+                human_time(row.last_used),
+                row.model.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        table.render(&mut out);
     }
     if !models.is_empty() {
         if !envs.is_empty() {
             out.push('\n');
         }
-        let _ = writeln!(
-            out,
-            "{:<32}  {:>9}  {:<19}  {:<8}  MODEL URI",
-            "DOWNLOADED MODEL", "SIZE", "LAST USED", "VERSION"
-        );
+        let mut table = Table::new([
+            Column::left("DOWNLOADED MODEL", 32),
+            Column::right("SIZE", 9),
+            Column::left("LAST USED", 19),
+            Column::left("VERSION", 8),
+            Column::left("MODEL URI", 0),
+        ]);
         for (model, uri) in &models {
-            let _ = writeln!(
-                out,
-                "{:<32}  {:>9}  {:<19}  {:<8}  {uri}",
-                model.key,
+            table.row([
+                model.key.clone(),
                 human_size(model.size),
                 human_time(model.last_used),
-                model.version.as_deref().unwrap_or("-"),
-            );
+                model.version.clone().unwrap_or_else(|| "-".into()),
+                (*uri).to_string(),
+            ]);
         }
+        table.render(&mut out);
     }
     printer.data(out)?;
     Ok(ExitStatus::Success)
