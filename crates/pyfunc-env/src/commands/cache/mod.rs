@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use env_cache::Cache;
 use env_cache::units::{human_size, human_time, parse_duration, parse_size};
-use env_build::prune::{PrunePolicy, Reason, Removal};
+use env_build::prune::PrunePolicy;
 use env_build::verdict_row::VerdictRow;
 use env_source::listing::CacheListing;
 
@@ -147,26 +147,7 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
         "Removed"
     };
     let report = env_build::prune::prune(cache, &policy, &mut |removal| {
-        printer.info(match removal {
-            Removal::Environment { key, reason, size } => format!(
-                "{verb} {} environment {key} ({})",
-                match reason {
-                    Reason::Incomplete => "incomplete",
-                    Reason::Unused => "unused",
-                    Reason::LeastRecentlyUsed => "least recently used",
-                },
-                human_size(*size)
-            ),
-            Removal::UnknownBucket { name } => format!("{verb} unknown cache bucket `{name}`"),
-            Removal::Archive { name, size } => format!(
-                "{verb} packed archive `packs-v1/{name}` of a removed environment ({})",
-                human_size(*size)
-            ),
-            Removal::Staging { name, size } => format!(
-                "{verb} abandoned staging `tmp/{name}` ({})",
-                human_size(*size)
-            ),
-        });
+        printer.info(format!("{verb} {removal}"));
     })?;
     if report.skipped_in_use > 0 {
         printer.info(format!(
@@ -176,15 +157,7 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
     }
     // Downloaded models (`models-v1/`): unused for longer than `--older-than`, or incomplete.
     let models = env_source::prune_models(cache, policy.older_than, args.dry_run, &mut |model| {
-        printer.info(format!(
-            "{verb} downloaded model {} {} ({})",
-            model
-                .uri
-                .as_deref()
-                .map_or_else(|| "(incomplete)".to_string(), |uri| format!("`{uri}`")),
-            model.key,
-            human_size(model.size)
-        ));
+        printer.info(format!("{verb} {model}"));
     })?;
     if models.skipped_in_use > 0 {
         printer.info(format!(
