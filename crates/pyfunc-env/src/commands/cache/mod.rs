@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use env_cache::Cache;
 use env_cache::units::{human_size, human_time, parse_duration, parse_size};
 use env_build::prune::PrunePolicy;
-use env_build::verdict_row::VerdictRow;
+use env_build::verdict_row::{VerdictKind, VerdictRow};
 use env_source::listing::CacheListing;
 
 use crate::cli::{CacheCleanArgs, CacheCommand, CacheKeygenArgs, CachePruneArgs, CacheVerifyArgs};
@@ -216,41 +216,21 @@ fn verify(cache: &Cache, args: &CacheVerifyArgs, printer: Printer) -> anyhow::Re
     } else {
         let mut out = String::new();
         for verdict in &verdicts {
-            let report = &verdict.report;
-            if verdict.building {
-                let _ = writeln!(
-                    out,
-                    "{} {}: being built by another process, not checked; verify it again when the build is done",
-                    printer.yellow("skipped"),
-                    verdict.key
-                );
-            } else if verdict.is_ok() {
-                let _ = writeln!(
-                    out,
-                    "{} {}: {} files ok",
-                    printer.green("ok"),
-                    verdict.key,
-                    report.checked
-                );
-            } else {
-                let _ = writeln!(
-                    out,
-                    "{} {}: {} missing, {} changed of {} files",
-                    printer.red("damaged"),
-                    verdict.key,
-                    report.missing.len(),
-                    report.changed.len(),
-                    report.checked
-                );
-                for path in report.missing.iter().take(10) {
-                    let _ = writeln!(out, "    missing {path}");
-                }
-                for path in report.changed.iter().take(10) {
-                    let _ = writeln!(out, "    changed {path}");
-                }
-                if let Some(model) = verdict.repair_args() {
-                    let _ = writeln!(out, "    repair: pyfunc-env create {model} --reinstall");
-                }
+            let kind = verdict.kind();
+            let word = match kind {
+                VerdictKind::Ok => printer.green(kind),
+                VerdictKind::Damaged => printer.red(kind),
+                VerdictKind::Skipped => printer.yellow(kind),
+            };
+            let _ = writeln!(out, "{word} {verdict}");
+            for path in verdict.report.missing.iter().take(10) {
+                let _ = writeln!(out, "    missing {path}");
+            }
+            for path in verdict.report.changed.iter().take(10) {
+                let _ = writeln!(out, "    changed {path}");
+            }
+            if let (VerdictKind::Damaged, Some(model)) = (kind, verdict.repair_args()) {
+                let _ = writeln!(out, "    repair: pyfunc-env create {model} --reinstall");
             }
         }
         printer.data(out)?;
