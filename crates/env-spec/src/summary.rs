@@ -1,7 +1,7 @@
 //! One-line summaries of a model's parts for people (`pyfunc-env inspect`): a requirement, a
 //! signature's columns, where a virtualenv's spec comes from.
 
-use crate::{PipRequirement, VirtualenvSource, requirements::Target};
+use crate::{IndexOptions, PipRequirement, VirtualenvSource, requirements::Target};
 
 /// A requirement as the model's file writes it: `-e ./pkg`, `numpy==1.26.4`, a URL.
 #[must_use]
@@ -57,6 +57,19 @@ pub fn schema_summary(schema: &serde_json::Value) -> String {
     }
 }
 
+/// Each index option that is set, as its field name written as a flag (`--extra-index-urls`)
+/// and its value as JSON (`["https://…"]`, `true`), in the order of [`IndexOptions`];
+/// credentials in URLs are masked as in its serialisation.
+#[must_use]
+pub fn index_options(options: &IndexOptions) -> Vec<(String, String)> {
+    // Its serialisation skips what is unset and masks URLs: exactly the options to show.
+    let value = serde_json::to_value(options).unwrap_or_default();
+    let fields = value.as_object().into_iter().flatten();
+    fields
+        .map(|(name, value)| (format!("--{}", name.replace('_', "-")), value.to_string()))
+        .collect()
+}
+
 impl VirtualenvSource {
     /// The files a virtualenv's spec is read from, and what each gives.
     #[must_use]
@@ -77,6 +90,21 @@ impl VirtualenvSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_options_are_the_set_ones_as_pip_flags_with_secrets_masked() {
+        let options = IndexOptions {
+            extra_index_urls: vec!["https://user:secret@pypi.example/simple".into()],
+            no_index: true,
+            ..IndexOptions::default()
+        };
+        let shown = index_options(&options);
+        let flags: Vec<&str> = shown.iter().map(|(flag, _)| flag.as_str()).collect();
+        assert_eq!(flags, ["--extra-index-urls", "--no-index"]);
+        assert_eq!(shown[1].1, "true");
+        assert!(!shown[0].1.contains("secret"), "{shown:?}");
+        assert!(index_options(&IndexOptions::default()).is_empty());
+    }
 
     #[test]
     fn schemas_name_their_columns_and_count_many() {
