@@ -1,6 +1,8 @@
 //! One-line summaries of a model's parts for people (`pyfunc-env inspect`): a requirement, a
 //! signature's columns, where a virtualenv's spec comes from.
 
+use crate::compat::CompatConstraint;
+use crate::uv_project::UvProject;
 use crate::{IndexOptions, PipRequirement, VirtualenvSource, requirements::Target};
 
 /// A requirement as the model's file writes it: `-e ./pkg`, `numpy==1.26.4`, a URL.
@@ -87,9 +89,42 @@ impl VirtualenvSource {
     }
 }
 
+impl UvProject {
+    /// How many packages its lock pins and how they are installed (MLflow's `uv sync`, which
+    /// `env_uv::uv_lock` reproduces).
+    #[must_use]
+    pub fn describe(&self) -> String {
+        format!(
+            "{} packages, installed as `uv sync --frozen --no-dev` (default groups, no extras)",
+            self.packages.len()
+        )
+    }
+}
+
+impl std::fmt::Display for CompatConstraint {
+    /// `setuptools<82 (setuptools-pkg-resources, for mlflow 2.9.2)`: the constraint, its row
+    /// of the compatibility table and the MLflow version it was chosen for.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}, for mlflow {})", self.constraint, self.id, self.mlflow)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compat_constraint_names_its_row_and_mlflow() {
+        let constraint = CompatConstraint {
+            constraint: "setuptools<82".into(),
+            id: "setuptools-pkg-resources".into(),
+            mlflow: "2.9.2".into(),
+        };
+        assert_eq!(
+            constraint.to_string(),
+            "setuptools<82 (setuptools-pkg-resources, for mlflow 2.9.2)"
+        );
+    }
 
     #[test]
     fn index_options_are_the_set_ones_as_pip_flags_with_secrets_masked() {

@@ -146,21 +146,13 @@ pub async fn inspect(
                 pip_lines(&mut out, printer, "build", &resolved.spec.build);
                 pip_lines(&mut out, printer, "pip", &resolved.spec.pip);
                 if let Some(project) = &resolved.spec.uv_project {
-                    let _ = writeln!(
-                        out,
-                        "    uv.lock: {} packages, installed as `uv sync --frozen --no-dev` (default groups, no extras)",
-                        project.packages.len()
-                    );
+                    let _ = writeln!(out, "    uv.lock: {}", project.describe());
                     let _ = writeln!(out, "    indexes: {}", project.registries().join(", "));
                 }
                 // Constraints pyfunc-env adds for the model's MLflow (`--no-compat-constraints`
                 // drops them); the README's table gives each one's evidence.
                 for constraint in &resolved.spec.compat_constraints {
-                    let _ = writeln!(
-                        out,
-                        "    compat: {} ({}, for mlflow {})",
-                        constraint.constraint, constraint.id, constraint.mlflow
-                    );
+                    let _ = writeln!(out, "    compat: {constraint}");
                 }
             }
             Err(err) => {
