@@ -211,6 +211,9 @@ mod tests {
             "The model's default (virtualenv) environment cannot be built"
         );
         let cause = std::error::Error::source(&error).unwrap();
-        assert!(cause.downcast_ref::<env_spec::SpecError>().is_some(), "{cause}");
+        assert!(
+            cause.downcast_ref::<env_spec::SpecError>().is_some(),
+            "{cause}"
+        );
     }
 }

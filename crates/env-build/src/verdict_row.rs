@@ -118,12 +118,19 @@ mod tests {
             },
         };
         let ok = verdict(false, &[]);
-        assert_eq!((ok.kind(), ok.to_string()), (VerdictKind::Ok, "abc: 12 files ok".into()));
+        assert_eq!(
+            (ok.kind(), ok.to_string()),
+            (VerdictKind::Ok, "abc: 12 files ok".into())
+        );
         let damaged = verdict(false, &["bin/python"]);
         assert_eq!(damaged.kind().to_string(), "damaged");
         assert_eq!(damaged.to_string(), "abc: 1 missing, 0 changed of 12 files");
         let skipped = verdict(true, &[]);
         assert_eq!(skipped.kind(), VerdictKind::Skipped);
-        assert!(skipped.to_string().starts_with("abc: being built by another process"));
+        assert!(
+            skipped
+                .to_string()
+                .starts_with("abc: being built by another process")
+        );
     }
 }

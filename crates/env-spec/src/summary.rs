@@ -105,7 +105,11 @@ impl std::fmt::Display for CompatConstraint {
     /// `setuptools<82 (setuptools-pkg-resources, for mlflow 2.9.2)`: the constraint, its row
     /// of the compatibility table and the MLflow version it was chosen for.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}, for mlflow {})", self.constraint, self.id, self.mlflow)
+        write!(
+            f,
+            "{} ({}, for mlflow {})",
+            self.constraint, self.id, self.mlflow
+        )
     }
 }
 

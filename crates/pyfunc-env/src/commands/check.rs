@@ -66,7 +66,11 @@ pub async fn check(
             for mismatch in &report.mismatches {
                 table.row([
                     mismatch.package.clone(),
-                    mismatch.installed.as_deref().unwrap_or("uninstalled").to_string(),
+                    mismatch
+                        .installed
+                        .as_deref()
+                        .unwrap_or("uninstalled")
+                        .to_string(),
                     mismatch.requirement.clone(),
                 ]);
             }

@@ -119,7 +119,11 @@ pub async fn inspect(
     let default = inspection.default;
     let _ = writeln!(out, "  Default env manager: {default}");
     for (manager, environment) in &inspection.environments {
-        let marker = if *manager == default { " (default)" } else { "" };
+        let marker = if *manager == default {
+            " (default)"
+        } else {
+            ""
+        };
         match environment {
             Ok(env) => {
                 let resolved = &env.resolved;

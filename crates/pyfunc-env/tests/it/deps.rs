@@ -620,7 +620,9 @@ fn inspect_shows_a_shared_warning_once_and_fails_on_a_broken_default() {
     let output = ctx.command().arg("inspect").arg(&model).output().unwrap();
     assert!(output.status.success(), "{}", describe(&output));
     assert_eq!(
-        stdout(&output).matches("the YAML float 3.1 to MLflow").count(),
+        stdout(&output)
+            .matches("the YAML float 3.1 to MLflow")
+            .count(),
         1,
         "{}",
         describe(&output)

@@ -5,10 +5,10 @@ mod remote;
 
 use std::fmt::Write as _;
 
-use env_cache::Cache;
-use env_cache::units::{human_size, human_time, parse_duration, parse_size};
 use env_build::prune::PrunePolicy;
 use env_build::verdict_row::{VerdictKind, VerdictRow};
+use env_cache::Cache;
+use env_cache::units::{human_size, human_time, parse_duration, parse_size};
 use env_source::listing::CacheListing;
 
 use crate::cli::{CacheCleanArgs, CacheCommand, CacheKeygenArgs, CachePruneArgs, CacheVerifyArgs};
