@@ -26,7 +26,7 @@ pub async fn cache(
     let cache = settings.cache();
     let local = matches!(command, CacheCommand::Clean(_))
         || matches!(command, CacheCommand::Prune(args) if !args.remote);
-    if local && !cache.root().join("CACHEDIR.TAG").is_file() {
+    if local && !cache.exists() {
         printer.info(format!(
             "No cache at {}",
             printer.cyan(cache.root().display())
