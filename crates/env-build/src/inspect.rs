@@ -1,7 +1,9 @@
 //! `inspect`: the environment each of MLflow's env managers would build for a model, keys
 //! included, computed the way `create` computes them ([`ModelEnvironment::resolve_with`]).
 
-use env_spec::{EnvManager, ModelDir};
+use std::path::PathBuf;
+
+use env_spec::{EnvManager, ModelDir, Warning};
 
 use crate::{EnvError, EnvRequest, ModelEnvironment, SolveError};
 
@@ -36,6 +38,96 @@ pub fn environments_by_manager(
             (manager, environment)
         })
         .collect())
+}
+
+/// What `inspect` shows of a model's environments: each env manager's, as `create
+/// --env-manager MANAGER` with default flags would build it, and which one is the default.
+#[derive(Debug)]
+pub struct Inspection {
+    /// The model's default env manager (`create` without `--env-manager`).
+    pub default: EnvManager,
+    /// Per [`environments_by_manager`].
+    pub environments: Vec<ManagerEnvironment>,
+}
+
+impl Inspection {
+    /// `model`'s environments under default flags; `uv` is the uv binary the settings name.
+    ///
+    /// # Errors
+    /// The machine's virtual packages cannot be detected.
+    pub fn of(model: &ModelDir, uv: Option<PathBuf>) -> Result<Self, SolveError> {
+        let request = EnvRequest {
+            uv,
+            ..EnvRequest::default()
+        };
+        Ok(Self {
+            default: model.default_env_manager(),
+            environments: environments_by_manager(model, &request)?,
+        })
+    }
+
+    /// The warnings of the environments that resolve, each once, in order.
+    #[must_use]
+    pub fn warnings(&self) -> Vec<&Warning> {
+        let mut warnings: Vec<&Warning> = Vec::new();
+        for (_, environment) in &self.environments {
+            for warning in environment.iter().flat_map(|env| &env.resolved.warnings) {
+                if !warnings.contains(&warning) {
+                    warnings.push(warning);
+                }
+            }
+        }
+        warnings
+    }
+
+    /// Why the default env manager's environment cannot be built, if it cannot: then the model
+    /// is bad input, however well the other managers do.
+    #[must_use]
+    pub fn into_default_error(self) -> Option<DefaultUnbuildable> {
+        let default = self.default;
+        self.environments
+            .into_iter()
+            .find_map(|(manager, environment)| environment.err().filter(|_| manager == default))
+            .map(|error| DefaultUnbuildable {
+                manager: default,
+                error,
+            })
+    }
+}
+
+/// The model's own error in `error`: the spec's, without the layer that names the model and
+/// manager (which `inspect` shows next to it already).
+#[must_use]
+pub fn model_error(error: &EnvError) -> &(dyn std::error::Error + 'static) {
+    match error {
+        EnvError::Spec { source, .. } => source,
+        other => other,
+    }
+}
+
+/// The model's default environment cannot be built (`inspect` still shows the others).
+#[derive(Debug)]
+pub struct DefaultUnbuildable {
+    /// The default env manager.
+    pub manager: EnvManager,
+    /// Why (its cause is [`model_error`] of it).
+    pub error: EnvError,
+}
+
+impl std::fmt::Display for DefaultUnbuildable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "The model's default ({}) environment cannot be built",
+            self.manager
+        )
+    }
+}
+
+impl std::error::Error for DefaultUnbuildable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(model_error(&self.error))
+    }
 }
 
 #[cfg(test)]
@@ -81,6 +173,47 @@ mod tests {
                 .unwrap()
                 .key,
             conda.key
+        );
+    }
+
+    #[test]
+    fn a_shared_warning_counts_once_and_the_default_managers_error_is_the_models() {
+        let dir = tempfile::tempdir().unwrap();
+        // `python_version: 3.10` (a YAML float) warns in both environments.
+        fs_err::write(
+            dir.path().join("MLmodel"),
+            "flavors:\n  python_function:\n    env:\n      conda: conda.yaml\n      virtualenv: python_env.yaml\n    loader_module: m\n    python_version: 3.10\n",
+        )
+        .unwrap();
+        fs_err::write(
+            dir.path().join("conda.yaml"),
+            "channels: [conda-forge]\ndependencies:\n- python=3.10.13\n- pip\n",
+        )
+        .unwrap();
+        let python_env = dir.path().join("python_env.yaml");
+        fs_err::write(&python_env, "python: 3.10.13\ndependencies: [numpy]\n").unwrap();
+        let model = ModelDir::open(dir.path()).unwrap();
+        let inspection = Inspection::of(&model, None).unwrap();
+        assert_eq!(inspection.default, EnvManager::Virtualenv);
+        assert!(inspection.environments.iter().all(|(_, env)| env.is_ok()));
+        let warnings = inspection.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(inspection.into_default_error().is_none());
+
+        fs_err::write(&python_env, "python: [not, a, version]\n").unwrap();
+        let model = ModelDir::open(dir.path()).unwrap();
+        let error = Inspection::of(&model, None)
+            .unwrap()
+            .into_default_error()
+            .unwrap();
+        assert_eq!(
+            error.to_string(),
+            "The model's default (virtualenv) environment cannot be built"
+        );
+        let cause = std::error::Error::source(&error).unwrap();
+        assert!(
+            cause.downcast_ref::<env_spec::SpecError>().is_some(),
+            "{cause}"
         );
     }
 }

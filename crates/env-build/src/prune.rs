@@ -13,6 +13,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
+use env_cache::units::human_size;
 use env_cache::{Cache, EnvState, KNOWN_BUCKETS, LockKind, LockedFile};
 
 use crate::error::{SolveError, io};
@@ -73,6 +74,32 @@ pub enum Removal {
         /// Bytes on disk.
         size: u64,
     },
+}
+
+impl std::fmt::Display for Removal {
+    /// What it is, for `Removed …` or `Would remove …`: ``unused environment KEY (12.0 MiB)``,
+    /// ``unknown cache bucket `envs-v0` ``.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Environment { key, reason, size } => {
+                let reason = match reason {
+                    Reason::Incomplete => "incomplete",
+                    Reason::Unused => "unused",
+                    Reason::LeastRecentlyUsed => "least recently used",
+                };
+                write!(f, "{reason} environment {key} ({})", human_size(*size))
+            }
+            Self::UnknownBucket { name } => write!(f, "unknown cache bucket `{name}`"),
+            Self::Archive { name, size } => write!(
+                f,
+                "packed archive `packs-v1/{name}` of a removed environment ({})",
+                human_size(*size)
+            ),
+            Self::Staging { name, size } => {
+                write!(f, "abandoned staging `tmp/{name}` ({})", human_size(*size))
+            }
+        }
+    }
 }
 
 /// What `prune` did.
@@ -413,6 +440,44 @@ fn is_report(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_removal_says_what_it_is_and_its_size() {
+        let environment = |reason| Removal::Environment {
+            key: "abc".into(),
+            reason,
+            size: 2048,
+        };
+        assert_eq!(
+            environment(Reason::Incomplete).to_string(),
+            "incomplete environment abc (2.0 KiB)"
+        );
+        assert_eq!(
+            environment(Reason::Unused).to_string(),
+            "unused environment abc (2.0 KiB)"
+        );
+        assert_eq!(
+            environment(Reason::LeastRecentlyUsed).to_string(),
+            "least recently used environment abc (2.0 KiB)"
+        );
+        let bucket = Removal::UnknownBucket {
+            name: "envs-v0".into(),
+        };
+        assert_eq!(bucket.to_string(), "unknown cache bucket `envs-v0`");
+        let archive = Removal::Archive {
+            name: "k.tar.gz".into(),
+            size: 1,
+        };
+        assert_eq!(
+            archive.to_string(),
+            "packed archive `packs-v1/k.tar.gz` of a removed environment (1 B)"
+        );
+        let staging = Removal::Staging {
+            name: "x".into(),
+            size: 1,
+        };
+        assert_eq!(staging.to_string(), "abandoned staging `tmp/x` (1 B)");
+    }
 
     #[test]
     fn clean_keeps_only_the_markers_and_waits_for_users_unless_forced() {

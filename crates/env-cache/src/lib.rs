@@ -205,11 +205,18 @@ impl Cache {
         &self.root
     }
 
+    /// Whether the root is a pyfunc-env cache already ([`Self::init`] has run: its
+    /// `CACHEDIR.TAG` is there). `cache clean` and `cache prune` have nothing to do otherwise.
+    #[must_use]
+    pub fn exists(&self) -> bool {
+        self.root.join("CACHEDIR.TAG").is_file()
+    }
+
     /// Creates the root and its marker files if missing. Refuses a non-empty directory that is
     /// not a pyfunc-env cache, so `--cache-dir ~` cannot make `cache clean` delete a home.
     pub fn init(&self) -> Result<(), CacheError> {
         let tag = self.root.join("CACHEDIR.TAG");
-        if tag.is_file() {
+        if self.exists() {
             return Ok(());
         }
         if self.root.is_dir() {
@@ -416,6 +423,17 @@ pub fn disk_usage<S: std::hash::BuildHasher>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cache_exists_once_initialised_and_a_plain_directory_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().join("cache"));
+        assert!(!cache.exists());
+        fs_err::create_dir_all(cache.root()).unwrap();
+        assert!(!cache.exists());
+        cache.init().unwrap();
+        assert!(cache.exists());
+    }
 
     #[test]
     fn output_paths_that_cannot_be_written_are_the_callers_to_fix() {

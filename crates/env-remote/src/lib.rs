@@ -55,6 +55,7 @@
 //! the command that asked for the environment starts it (`run` starts the model's Python).
 #![warn(missing_docs)]
 
+mod describe;
 mod packs;
 pub mod push;
 pub mod sign;

@@ -168,6 +168,18 @@ pub struct PrunedModel {
     pub size: u64,
 }
 
+impl std::fmt::Display for PrunedModel {
+    /// What it is, for `Removed …` or `Would remove …`: ``downloaded model `models:/m/1` KEY
+    /// (1.0 KiB)``, `(incomplete)` in place of the URI for an unfinished download.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let size = env_cache::units::human_size(self.size);
+        match &self.uri {
+            Some(uri) => write!(f, "downloaded model `{uri}` {} ({size})", self.key),
+            None => write!(f, "downloaded model (incomplete) {} ({size})", self.key),
+        }
+    }
+}
+
 /// What [`prune_models`] did.
 #[derive(Debug, Clone, Default)]
 pub struct PruneModelsReport {
@@ -331,6 +343,23 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pruned_model_says_its_uri_or_that_it_is_incomplete() {
+        let model = |uri: Option<&str>| PrunedModel {
+            key: "abc".into(),
+            uri: uri.map(str::to_string),
+            size: 1024,
+        };
+        assert_eq!(
+            model(Some("models:/m/1")).to_string(),
+            "downloaded model `models:/m/1` abc (1.0 KiB)"
+        );
+        assert_eq!(
+            model(None).to_string(),
+            "downloaded model (incomplete) abc (1.0 KiB)"
+        );
+    }
 
     #[test]
     fn listing_tells_downloaded_from_incomplete_models() {

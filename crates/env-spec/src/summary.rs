@@ -1,7 +1,9 @@
 //! One-line summaries of a model's parts for people (`pyfunc-env inspect`): a requirement, a
 //! signature's columns, where a virtualenv's spec comes from.
 
-use crate::{PipRequirement, VirtualenvSource, requirements::Target};
+use crate::compat::CompatConstraint;
+use crate::uv_project::UvProject;
+use crate::{IndexOptions, PipRequirement, VirtualenvSource, requirements::Target};
 
 /// A requirement as the model's file writes it: `-e ./pkg`, `numpy==1.26.4`, a URL.
 #[must_use]
@@ -57,6 +59,19 @@ pub fn schema_summary(schema: &serde_json::Value) -> String {
     }
 }
 
+/// Each index option that is set, as its field name written as a flag (`--extra-index-urls`)
+/// and its value as JSON (`["https://…"]`, `true`), in the order of [`IndexOptions`];
+/// credentials in URLs are masked as in its serialisation.
+#[must_use]
+pub fn index_options(options: &IndexOptions) -> Vec<(String, String)> {
+    // Its serialisation skips what is unset and masks URLs: exactly the options to show.
+    let value = serde_json::to_value(options).unwrap_or_default();
+    let fields = value.as_object().into_iter().flatten();
+    fields
+        .map(|(name, value)| (format!("--{}", name.replace('_', "-")), value.to_string()))
+        .collect()
+}
+
 impl VirtualenvSource {
     /// The files a virtualenv's spec is read from, and what each gives.
     #[must_use]
@@ -74,9 +89,61 @@ impl VirtualenvSource {
     }
 }
 
+impl UvProject {
+    /// How many packages its lock pins and how they are installed (MLflow's `uv sync`, which
+    /// `env_uv::uv_lock` reproduces).
+    #[must_use]
+    pub fn describe(&self) -> String {
+        format!(
+            "{} packages, installed as `uv sync --frozen --no-dev` (default groups, no extras)",
+            self.packages.len()
+        )
+    }
+}
+
+impl std::fmt::Display for CompatConstraint {
+    /// `setuptools<82 (setuptools-pkg-resources, for mlflow 2.9.2)`: the constraint, its row
+    /// of the compatibility table and the MLflow version it was chosen for.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}, for mlflow {})",
+            self.constraint, self.id, self.mlflow
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compat_constraint_names_its_row_and_mlflow() {
+        let constraint = CompatConstraint {
+            constraint: "setuptools<82".into(),
+            id: "setuptools-pkg-resources".into(),
+            mlflow: "2.9.2".into(),
+        };
+        assert_eq!(
+            constraint.to_string(),
+            "setuptools<82 (setuptools-pkg-resources, for mlflow 2.9.2)"
+        );
+    }
+
+    #[test]
+    fn index_options_are_the_set_ones_as_pip_flags_with_secrets_masked() {
+        let options = IndexOptions {
+            extra_index_urls: vec!["https://user:secret@pypi.example/simple".into()],
+            no_index: true,
+            ..IndexOptions::default()
+        };
+        let shown = index_options(&options);
+        let flags: Vec<&str> = shown.iter().map(|(flag, _)| flag.as_str()).collect();
+        assert_eq!(flags, ["--extra-index-urls", "--no-index"]);
+        assert_eq!(shown[1].1, "true");
+        assert!(!shown[0].1.contains("secret"), "{shown:?}");
+        assert!(index_options(&IndexOptions::default()).is_empty());
+    }
 
     #[test]
     fn schemas_name_their_columns_and_count_many() {

@@ -18,6 +18,7 @@ pub mod printer;
 mod progress;
 pub mod report;
 mod settings;
+mod table;
 
 pub use env_vars::EnvVars;
 

@@ -9,6 +9,7 @@ use crate::commands::open_model;
 use crate::printer::Printer;
 use crate::report::ExitStatus;
 use crate::settings::Settings;
+use crate::table::{Column, Table};
 
 /// Runs `check`.
 pub async fn check(
@@ -57,23 +58,23 @@ pub async fn check(
                 report.checked
             );
         } else {
-            let width = report
-                .mismatches
-                .iter()
-                .map(|m| m.package.len())
-                .max()
-                .unwrap_or(7)
-                .max(7);
-            let _ = writeln!(out, "{:<width$}  {:<14}  REQUIRED", "PACKAGE", "INSTALLED");
+            let mut table = Table::new([
+                Column::fit("PACKAGE"),
+                Column::left("INSTALLED", 14),
+                Column::left("REQUIRED", 0),
+            ]);
             for mismatch in &report.mismatches {
-                let _ = writeln!(
-                    out,
-                    "{:<width$}  {:<14}  {}",
-                    mismatch.package,
-                    mismatch.installed.as_deref().unwrap_or("uninstalled"),
-                    mismatch.requirement
-                );
+                table.row([
+                    mismatch.package.clone(),
+                    mismatch
+                        .installed
+                        .as_deref()
+                        .unwrap_or("uninstalled")
+                        .to_string(),
+                    mismatch.requirement.clone(),
+                ]);
             }
+            table.render(&mut out);
             let _ = writeln!(
                 out,
                 "{} of {} requirement(s) not satisfied",

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use env_build::inspect::{Inspection, model_error};
 use env_spec::PipSet;
 
 use crate::cli::InspectArgs;
@@ -30,15 +31,8 @@ fn pip_lines(out: &mut String, printer: Printer, label: &str, set: &PipSet) {
             env_spec::summary::requirement_text(constraint)
         );
     }
-    let index = serde_json::to_value(&set.index).unwrap_or_default();
-    if let Some(options) = index.as_object() {
-        for (name, value) in options {
-            let _ = writeln!(
-                out,
-                "      {} {value}",
-                printer.dim(format!("--{}", name.replace('_', "-")))
-            );
-        }
+    for (flag, value) in env_spec::summary::index_options(&set.index) {
+        let _ = writeln!(out, "      {} {value}", printer.dim(flag));
     }
 }
 
@@ -93,7 +87,6 @@ pub async fn inspect(
             );
         }
     }
-    let mut warnings = Vec::new();
     let _ = writeln!(out, "{}", printer.bold("Environment files:"));
     match model.env_file_names() {
         Ok(names) => {
@@ -121,16 +114,16 @@ pub async fn inspect(
             );
         }
     }
-    let default = model.default_env_manager();
-    let _ = writeln!(out, "  Default env manager: {default}");
-    let mut default_error = None;
     // The environment `create --env-manager MANAGER` would build, key included.
-    let request = env_build::EnvRequest {
-        uv: settings.uv.clone(),
-        ..env_build::EnvRequest::default()
-    };
-    for (manager, environment) in env_build::inspect::environments_by_manager(&model, &request)? {
-        let marker = if manager == default { " (default)" } else { "" };
+    let inspection = Inspection::of(&model, settings.uv.clone())?;
+    let default = inspection.default;
+    let _ = writeln!(out, "  Default env manager: {default}");
+    for (manager, environment) in &inspection.environments {
+        let marker = if *manager == default {
+            " (default)"
+        } else {
+            ""
+        };
         match environment {
             Ok(env) => {
                 let resolved = &env.resolved;
@@ -157,50 +150,30 @@ pub async fn inspect(
                 pip_lines(&mut out, printer, "build", &resolved.spec.build);
                 pip_lines(&mut out, printer, "pip", &resolved.spec.pip);
                 if let Some(project) = &resolved.spec.uv_project {
-                    let _ = writeln!(
-                        out,
-                        "    uv.lock: {} packages, installed as `uv sync --frozen --no-dev` (default groups, no extras)",
-                        project.packages.len()
-                    );
+                    let _ = writeln!(out, "    uv.lock: {}", project.describe());
                     let _ = writeln!(out, "    indexes: {}", project.registries().join(", "));
                 }
                 // Constraints pyfunc-env adds for the model's MLflow (`--no-compat-constraints`
                 // drops them); the README's table gives each one's evidence.
                 for constraint in &resolved.spec.compat_constraints {
-                    let _ = writeln!(
-                        out,
-                        "    compat: {} ({}, for mlflow {})",
-                        constraint.constraint, constraint.id, constraint.mlflow
-                    );
-                }
-                for warning in &resolved.warnings {
-                    if !warnings.contains(warning) {
-                        warnings.push(warning.clone());
-                    }
+                    let _ = writeln!(out, "    compat: {constraint}");
                 }
             }
             Err(err) => {
-                // The model's own error (the spec's), not the layer that names the model.
-                let err = match err {
-                    env_build::EnvError::Spec { source, .. } => anyhow::Error::new(source),
-                    other => anyhow::Error::new(other),
-                };
                 let _ = writeln!(
                     out,
                     "{}{marker}: {} {}",
                     printer.bold(format!("{manager} environment")),
                     printer.red("cannot be built:"),
-                    crate::report::shorten_lines(&err.to_string())
+                    crate::report::shorten_lines(&model_error(err).to_string())
                 );
-                if manager == default {
-                    default_error = Some(err);
-                }
             }
         }
     }
+    let warnings = inspection.warnings();
     if !warnings.is_empty() {
         let _ = writeln!(out, "{}", printer.bold("Warnings:"));
-        for warning in &warnings {
+        for warning in warnings {
             let _ = writeln!(out, "  {warning}");
         }
     }
@@ -209,10 +182,8 @@ pub async fn inspect(
     printer.data(env_build::redact::redact(&out))?;
     // The summary is printed either way; a model whose default environment cannot be built
     // is bad input, with the full report (source line, hint) on stderr.
-    if let Some(err) = default_error {
-        return Err(err.context(format!(
-            "The model's default ({default}) environment cannot be built"
-        )));
+    if let Some(err) = inspection.into_default_error() {
+        return Err(err.into());
     }
     Ok(ExitStatus::Success)
 }

@@ -347,6 +347,29 @@ fn prune_removes_leftovers_of_crashed_builds() {
     assert!(!ctx.cache_dir.join("envs-v0").exists());
 }
 
+/// `cache clean` and `cache prune` of a cache that was never created do nothing, create
+/// nothing, and succeed.
+#[test]
+fn clean_and_prune_of_no_cache_do_nothing() {
+    let ctx = TestContext::new();
+    pyfunc_env_snapshot!(ctx.filters(), ctx.command().args(["cache", "clean"]), @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+
+        ----- stderr -----
+        No cache at [CACHE_DIR]
+    "#);
+    let prune = ["cache", "prune", "--older-than", "1d"];
+    pyfunc_env_snapshot!(ctx.filters(), ctx.command().args(prune), @r#"
+        exit_code: 0 (success)
+        ----- stdout -----
+
+        ----- stderr -----
+        No cache at [CACHE_DIR]
+    "#);
+    assert!(!ctx.cache_dir.join("CACHEDIR.TAG").exists());
+}
+
 #[test]
 fn clean_refuses_a_directory_that_is_not_a_cache() {
     let ctx = TestContext::new();

@@ -594,6 +594,82 @@ fn inspect_summarises_a_fixture() {
     "#);
 }
 
+/// `inspect` lists a warning both environments share once, and shows the whole summary even
+/// when the default environment cannot be built, then fails with the spec's error (exit 1).
+#[test]
+fn inspect_shows_a_shared_warning_once_and_fails_on_a_broken_default() {
+    let ctx = TestContext::new();
+    let model = ctx.path().join("model");
+    fs_err::create_dir_all(&model).unwrap();
+    // `python_version: 3.10` is a YAML float: a warning of the MLmodel, so of both environments.
+    fs_err::write(
+        model.join("MLmodel"),
+        "flavors:\n  python_function:\n    env:\n      conda: conda.yaml\n      virtualenv: python_env.yaml\n    loader_module: mlflow.sklearn\n    python_version: 3.10\nmlflow_version: 2.9.2\n",
+    )
+    .unwrap();
+    fs_err::write(
+        model.join("conda.yaml"),
+        "channels: [conda-forge]\ndependencies:\n- python=3.10.13\n- pip\n- pip:\n  - mlflow==2.9.2\n",
+    )
+    .unwrap();
+    fs_err::write(
+        model.join("python_env.yaml"),
+        "python: 3.10.13\nbuild_dependencies: [pip]\ndependencies: [mlflow==2.9.2]\n",
+    )
+    .unwrap();
+    let output = ctx.command().arg("inspect").arg(&model).output().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(
+        stdout(&output)
+            .matches("the YAML float 3.1 to MLflow")
+            .count(),
+        1,
+        "{}",
+        describe(&output)
+    );
+    // The default (virtualenv) environment's spec is broken; conda's still shows.
+    fs_err::write(
+        model.join("python_env.yaml"),
+        "python: 3.10.13\nbuild_dependencies: [pip]\ndependencies: [mlflow==2.9.2, \"numpy>=1 ; bad (\"]\n",
+    )
+    .unwrap();
+    pyfunc_env_snapshot!(ctx.filters(), ctx.command().arg("inspect").arg(&model), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+        Model: [TEMP_DIR]/model
+          MLflow version: 2.9.2
+          Flavors: python_function
+          Loader module: mlflow.sklearn
+          Python version (MLmodel): 3.10
+        Environment files:
+          virtualenv / uv: python_env.yaml
+          conda: conda.yaml
+          Default env manager: virtualenv
+        virtualenv environment (default): cannot be built: Invalid requirement in `python_env.yaml` at line 3: `numpy>=1 ; bad (` is not a valid requirement: Expected a quoted string or a valid marker name, found `bad`
+        conda environment  key [KEY]
+            from: MLmodel, conda.yaml
+            channels: conda-forge
+            conda:
+              python 3.10.13.*
+              pip
+            pip:
+              mlflow==2.9.2
+            compat: setuptools<82 (setuptools-pkg-resources, for mlflow 2.9.2)
+        Warnings:
+          MLmodel:7: `flavors.python_function.python_version` is `3.10`, the YAML float 3.1 to MLflow; reading it as the version `3.10`. Quote it: `python_version: "3.10"`
+
+        ----- stderr -----
+        error: The model's default (virtualenv) environment cannot be built
+          Caused by: Invalid requirement in `python_env.yaml` at line 3: `numpy>=1 ; bad (` is not a valid requirement: Expected a quoted string or a valid marker name, found `bad`
+           --> python_env.yaml:3:31
+            |
+          3 | dependencies: [mlflow==2.9.2, "numpy>=1 ; bad ("]
+            |                               ^^^^^^^^^^^^^^^^^^ this line
+
+        hint: Requirements look like `numpy==1.26.4`, `pandas>=2,<3 ; python_version >= "3.9"`, `pkg @ https://host/pkg.whl`, `./local/pkg.whl` or `-e ./project`
+    "#);
+}
+
 /// Credentials in a direct-URL requirement or an index option reach no human report:
 /// `inspect` and `check` (table and `--json`) mask them as errors and logs do (issue 15 item 8).
 #[test]

@@ -5,16 +5,17 @@ mod remote;
 
 use std::fmt::Write as _;
 
+use env_build::prune::PrunePolicy;
+use env_build::verdict_row::{VerdictKind, VerdictRow};
 use env_cache::Cache;
 use env_cache::units::{human_size, human_time, parse_duration, parse_size};
-use env_build::prune::{PrunePolicy, Reason, Removal};
-use env_build::verdict_row::VerdictRow;
 use env_source::listing::CacheListing;
 
 use crate::cli::{CacheCleanArgs, CacheCommand, CacheKeygenArgs, CachePruneArgs, CacheVerifyArgs};
 use crate::printer::Printer;
 use crate::report::ExitStatus;
 use crate::settings::Settings;
+use crate::table::{Column, Table};
 
 /// Runs a `cache` subcommand.
 pub async fn cache(
@@ -25,7 +26,7 @@ pub async fn cache(
     let cache = settings.cache();
     let local = matches!(command, CacheCommand::Clean(_))
         || matches!(command, CacheCommand::Prune(args) if !args.remote);
-    if local && !cache.root().join("CACHEDIR.TAG").is_file() {
+    if local && !cache.exists() {
         printer.info(format!(
             "No cache at {}",
             printer.cyan(cache.root().display())
@@ -86,44 +87,49 @@ fn list(cache: &Cache, json: bool, printer: Printer) -> anyhow::Result<ExitStatu
     }
     let mut out = String::new();
     if !envs.is_empty() {
-        let _ = writeln!(
-            out,
-            "{:<32}  {:<10}  {:<10}  {:>9}  {:<19}  {:<19}  MODEL",
-            "KEY", "STATE", "MANAGER", "SIZE", "CREATED", "LAST USED"
-        );
-    }
-    for row in envs {
-        let _ = writeln!(
-            out,
-            "{:<32}  {:<10}  {:<10}  {:>9}  {:<19}  {:<19}  {}",
-            row.key,
-            row.state,
-            row.env_manager.as_deref().unwrap_or("-"),
-            human_size(row.size),
-            human_time(row.created),
-            human_time(row.last_used),
-            row.model.as_deref().unwrap_or("-"),
-        );
+        let mut table = Table::new([
+            Column::left("KEY", 32),
+            Column::left("STATE", 10),
+            Column::left("MANAGER", 10),
+            Column::right("SIZE", 9),
+            Column::left("CREATED", 19),
+            Column::left("LAST USED", 19),
+            Column::left("MODEL", 0),
+        ]);
+        for row in envs {
+            table.row([
+                row.key.clone(),
+                row.state.to_string(),
+                row.env_manager.clone().unwrap_or_else(|| "-".into()),
+                human_size(row.size),
+                human_time(row.created),
+                human_time(row.last_used),
+                row.model.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        table.render(&mut out);
     }
     if !models.is_empty() {
         if !envs.is_empty() {
             out.push('\n');
         }
-        let _ = writeln!(
-            out,
-            "{:<32}  {:>9}  {:<19}  {:<8}  MODEL URI",
-            "DOWNLOADED MODEL", "SIZE", "LAST USED", "VERSION"
-        );
+        let mut table = Table::new([
+            Column::left("DOWNLOADED MODEL", 32),
+            Column::right("SIZE", 9),
+            Column::left("LAST USED", 19),
+            Column::left("VERSION", 8),
+            Column::left("MODEL URI", 0),
+        ]);
         for (model, uri) in &models {
-            let _ = writeln!(
-                out,
-                "{:<32}  {:>9}  {:<19}  {:<8}  {uri}",
-                model.key,
+            table.row([
+                model.key.clone(),
                 human_size(model.size),
                 human_time(model.last_used),
-                model.version.as_deref().unwrap_or("-"),
-            );
+                model.version.clone().unwrap_or_else(|| "-".into()),
+                (*uri).to_string(),
+            ]);
         }
+        table.render(&mut out);
     }
     printer.data(out)?;
     Ok(ExitStatus::Success)
@@ -141,26 +147,7 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
         "Removed"
     };
     let report = env_build::prune::prune(cache, &policy, &mut |removal| {
-        printer.info(match removal {
-            Removal::Environment { key, reason, size } => format!(
-                "{verb} {} environment {key} ({})",
-                match reason {
-                    Reason::Incomplete => "incomplete",
-                    Reason::Unused => "unused",
-                    Reason::LeastRecentlyUsed => "least recently used",
-                },
-                human_size(*size)
-            ),
-            Removal::UnknownBucket { name } => format!("{verb} unknown cache bucket `{name}`"),
-            Removal::Archive { name, size } => format!(
-                "{verb} packed archive `packs-v1/{name}` of a removed environment ({})",
-                human_size(*size)
-            ),
-            Removal::Staging { name, size } => format!(
-                "{verb} abandoned staging `tmp/{name}` ({})",
-                human_size(*size)
-            ),
-        });
+        printer.info(format!("{verb} {removal}"));
     })?;
     if report.skipped_in_use > 0 {
         printer.info(format!(
@@ -170,15 +157,7 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
     }
     // Downloaded models (`models-v1/`): unused for longer than `--older-than`, or incomplete.
     let models = env_source::prune_models(cache, policy.older_than, args.dry_run, &mut |model| {
-        printer.info(format!(
-            "{verb} downloaded model {} {} ({})",
-            model
-                .uri
-                .as_deref()
-                .map_or_else(|| "(incomplete)".to_string(), |uri| format!("`{uri}`")),
-            model.key,
-            human_size(model.size)
-        ));
+        printer.info(format!("{verb} {model}"));
     })?;
     if models.skipped_in_use > 0 {
         printer.info(format!(
@@ -237,41 +216,21 @@ fn verify(cache: &Cache, args: &CacheVerifyArgs, printer: Printer) -> anyhow::Re
     } else {
         let mut out = String::new();
         for verdict in &verdicts {
-            let report = &verdict.report;
-            if verdict.building {
-                let _ = writeln!(
-                    out,
-                    "{} {}: being built by another process, not checked; verify it again when the build is done",
-                    printer.yellow("skipped"),
-                    verdict.key
-                );
-            } else if verdict.is_ok() {
-                let _ = writeln!(
-                    out,
-                    "{} {}: {} files ok",
-                    printer.green("ok"),
-                    verdict.key,
-                    report.checked
-                );
-            } else {
-                let _ = writeln!(
-                    out,
-                    "{} {}: {} missing, {} changed of {} files",
-                    printer.red("damaged"),
-                    verdict.key,
-                    report.missing.len(),
-                    report.changed.len(),
-                    report.checked
-                );
-                for path in report.missing.iter().take(10) {
-                    let _ = writeln!(out, "    missing {path}");
-                }
-                for path in report.changed.iter().take(10) {
-                    let _ = writeln!(out, "    changed {path}");
-                }
-                if let Some(model) = verdict.repair_args() {
-                    let _ = writeln!(out, "    repair: pyfunc-env create {model} --reinstall");
-                }
+            let kind = verdict.kind();
+            let word = match kind {
+                VerdictKind::Ok => printer.green(kind),
+                VerdictKind::Damaged => printer.red(kind),
+                VerdictKind::Skipped => printer.yellow(kind),
+            };
+            let _ = writeln!(out, "{word} {verdict}");
+            for path in verdict.report.missing.iter().take(10) {
+                let _ = writeln!(out, "    missing {path}");
+            }
+            for path in verdict.report.changed.iter().take(10) {
+                let _ = writeln!(out, "    changed {path}");
+            }
+            if let (VerdictKind::Damaged, Some(model)) = (kind, verdict.repair_args()) {
+                let _ = writeln!(out, "    repair: pyfunc-env create {model} --reinstall");
             }
         }
         printer.data(out)?;

@@ -1,8 +1,6 @@
 //! The `cache` subcommands that use the remote cache: `list --remote`, `prune --remote`,
 //! `verify --remote` and `push`.
 
-use std::fmt::Write as _;
-
 use env_cache::units::{human_size, human_time, parse_duration};
 use env_remote::PushResult;
 use env_remote::push::{PushEvent, Severity, Unopened};
@@ -11,6 +9,7 @@ use crate::cli::{CacheListArgs, CachePruneArgs, CachePushArgs, CacheVerifyArgs, 
 use crate::printer::{Printer, Verbosity};
 use crate::report::ExitStatus;
 use crate::settings::Settings;
+use crate::table::{Column, Table};
 
 /// `cache verify --remote KEY...`: each entry's signature and every blob's hash.
 pub(super) async fn verify(
@@ -23,22 +22,11 @@ pub(super) async fn verify(
     for key in &args.keys {
         let check = remote.check_entry(key).await?;
         if !args.json {
-            let signed = match (&check.verified_by, check.signed_by.as_slice()) {
-                (Some(key), _) => format!("signed by `{key}` (verified)"),
-                (None, []) => "unsigned".to_string(),
-                (None, names) => format!(
-                    "signed by {} (not checked: no trusted key configured)",
-                    names
-                        .iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            };
             printer.info(format!(
-                "{} {}: {signed}; {} files ({}) match their sha256",
+                "{} {}: {}; {} files ({}) match their sha256",
                 printer.green("OK"),
                 check.key,
+                check.signature(),
                 check.blobs,
                 human_size(check.bytes)
             ));
@@ -72,25 +60,28 @@ pub(super) async fn list(
         printer.info(format!("No environments in {}", printer.cyan(remote.url())));
         return Ok(ExitStatus::Success);
     }
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<32}  {:<9}  {:<10}  {:>9}  {:<19}  {:<16}  MODEL (where built)",
-        "KEY", "PLATFORM", "MANAGER", "SIZE", "PUSHED", "SIGNED BY"
-    );
+    let mut table = Table::new([
+        Column::left("KEY", 32),
+        Column::left("PLATFORM", 9),
+        Column::left("MANAGER", 10),
+        Column::right("SIZE", 9),
+        Column::left("PUSHED", 19),
+        Column::left("SIGNED BY", 16),
+        Column::left("MODEL (where built)", 0),
+    ]);
     for entry in &entries {
-        let _ = writeln!(
-            out,
-            "{:<32}  {:<9}  {:<10}  {:>9}  {:<19}  {:<16}  {}",
-            entry.key,
-            entry.platform,
-            entry.env_manager,
+        table.row([
+            entry.key.clone(),
+            entry.platform.clone(),
+            entry.env_manager.clone(),
             human_size(entry.size),
             human_time(Some(entry.created)),
-            signed_by(entry),
-            entry.model,
-        );
+            entry.signer(),
+            entry.model.clone(),
+        ]);
     }
+    let mut out = String::new();
+    table.render(&mut out);
     printer.data(out)?;
     // Environments share packs: the store holds less than the sum of their sizes.
     let unshared: u64 = entries.iter().map(|e| e.size).sum();
@@ -102,17 +93,6 @@ pub(super) async fn list(
         human_size(unshared)
     ));
     Ok(ExitStatus::Success)
-}
-
-/// Who signed a remote entry: the verified key, or the claimed names with `?` when this agent
-/// trusts no key (nothing checked), `!` when none verifies; `unsigned`.
-fn signed_by(entry: &env_remote::RemoteEntry) -> String {
-    match (&entry.verified_by, &entry.untrusted) {
-        (Some(key), _) => key.clone(),
-        _ if entry.signed_by.is_empty() => "unsigned".to_string(),
-        (None, Some(_)) => format!("{} (bad)", entry.signed_by.join(",")),
-        (None, None) => format!("{}?", entry.signed_by.join(",")),
-    }
 }
 
 /// `cache prune --remote --older-than DURATION`.
