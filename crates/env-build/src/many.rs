@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use env_cache::Cache;
-use env_spec::{EnvManager, ModelDir};
+use env_source::OpenedModel;
+use env_spec::EnvManager;
 
 use crate::build::{BuildWarning, Created};
 use crate::ensure::{EnsureError, Plan};
@@ -122,20 +123,32 @@ pub async fn create_many(
 pub struct ModelInput {
     /// The model as given (a path or a URI): its row's name when it could not be opened.
     pub given: String,
-    /// The opened model, or why it could not be opened.
-    pub model: Result<ModelDir, OpenFailure>,
+    /// The opened model (a downloaded one holding its lock, kept until every build is done),
+    /// or why it could not be opened.
+    pub model: Result<OpenedModel, OpenFailure>,
     /// When opening it started: a failed model's row counts from there.
     pub started: Instant,
 }
 
-/// Why the caller could not open a model (`env_source::OpenError` for the CLI), and whether
-/// that is the user's input (`OpenError::is_user_error`): this crate does not know the type.
+/// Why the caller could not open a model (an [`env_source::OpenError`], or any error), and
+/// whether that is the user's input.
 #[derive(Debug)]
 pub struct OpenFailure {
     /// The error.
     pub error: Box<dyn std::error::Error + Send + Sync>,
     /// Whether the input caused it (exit code 1) rather than something broken (2).
     pub user_error: bool,
+}
+
+/// A model URI that could not be resolved or downloaded, or a directory that is no model:
+/// classified by [`env_source::OpenError::is_user_error`]. (Was mapped in the CLI.)
+impl From<env_source::OpenError> for OpenFailure {
+    fn from(error: env_source::OpenError) -> Self {
+        Self {
+            user_error: error.is_user_error(),
+            error: Box::new(error),
+        }
+    }
 }
 
 /// How a model's outcome counts towards the exit code of a multi-model run: the CLI maps it
@@ -377,10 +390,16 @@ pub async fn ensure_many(
     let virtual_packages = crate::context::detect_virtual_packages()?;
     let mut models = Vec::with_capacity(inputs.len());
     let mut envs: Vec<Option<ModelEnvironment>> = Vec::with_capacity(inputs.len());
+    // Downloaded models' locks, held until every build is done (`cache prune` keeps them).
+    let mut model_locks = Vec::new();
     for input in inputs {
         let env = match input.model {
-            Ok(model) => ModelEnvironment::resolve_with(model, request, virtual_packages.clone())
-                .map_err(Failure::Env),
+            Ok(opened) => {
+                let (model, lock) = opened.into_model();
+                model_locks.extend(lock);
+                ModelEnvironment::resolve_with(model, request, virtual_packages.clone())
+                    .map_err(Failure::Env)
+            }
             Err(error) => Err(Failure::Open(error)),
         };
         match env {
@@ -471,6 +490,7 @@ pub async fn ensure_many(
             row.failure.clone_from(&failure);
         }
     }
+    drop(model_locks);
     Ok(ManyOutcome { models, warnings })
 }
 

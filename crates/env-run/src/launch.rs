@@ -52,6 +52,21 @@ impl Launch {
     }
 }
 
+/// Replaces this process with `launch` in the environment `ensure` made ready, with `vars` set
+/// in it, handing the process every lock `ensured` holds ([`env_build::Ensured::lock_files`]:
+/// the cache's, the environment's and a downloaded model's), so `cache prune` and `cache
+/// clean` leave all three alone until the process, not only this one, has exited. Returns
+/// only on failure (on Unix), else the command's exit code.
+pub fn exec_in(
+    ensured: &env_build::Ensured,
+    launch: &Launch,
+    vars: &[(String, String)],
+) -> Result<i32, RunError> {
+    let env = Environment::from_prefix(&ensured.created.prefix, ensured.env.variables());
+    let command = launch.command(&env, ensured.env.root(), vars);
+    crate::exec(command, &ensured.lock_files())
+}
+
 /// A `--env-manager local` run: MLflow's dependency-mismatch report (what
 /// `mlflow.pyfunc.load_model` would warn about), to show first, then the process
 /// ([`LocalRun::into_command`]) for [`crate::exec`].

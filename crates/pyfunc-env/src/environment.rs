@@ -123,7 +123,7 @@ impl env_build::EnsureReporter for Shown {
 /// environment under `request`, builds or reuses it for `purpose`, and holds it (and the
 /// cache's shared lock) while the result lives; progress and the model's warnings are shown.
 pub async fn ensure(
-    model: env_spec::ModelDir,
+    model: env_source::OpenedModel,
     request: &EnvRequest,
     build: &BuildSettings,
     purpose: &Purpose,

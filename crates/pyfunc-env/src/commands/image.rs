@@ -64,7 +64,7 @@ pub async fn image(
     let request = env_request(&args.env, settings)?;
     let opened = open_model(&args.model.model, settings, printer).await?;
     let ready = ensure(
-        opened.model,
+        opened,
         &request,
         &build_settings(&args.env, settings),
         &Purpose::Use {

@@ -63,18 +63,7 @@ pub async fn open_typed(
             printer.warn(warning);
         }
         if !resolved.cached {
-            let version = resolved
-                .version
-                .as_ref()
-                .map(|v| format!(" (version {v})"))
-                .unwrap_or_default();
-            let from = resolved
-                .source
-                .as_deref()
-                .filter(|source| *source != resolved.uri)
-                .map(|source| format!(" from `{source}`"))
-                .unwrap_or_default();
-            printer.info(format!("Downloaded `{}`{version}{from}", resolved.uri));
+            printer.info(format!("Downloaded {resolved}"));
         }
     }
     if opened.model.artifacts_subdir {

@@ -38,12 +38,11 @@ pub async fn pack(
         std::env::var(EnvVars::SOURCE_DATE_EPOCH).ok().as_deref(),
     )?;
     let request = env_request(&args.env, settings)?;
-    let (model, _model_lock) = open_model(&args.model.model, settings, printer)
-        .await?
-        .into_model();
-    // Held while packing, so `cache prune` cannot remove the environment meanwhile.
+    let opened = open_model(&args.model.model, settings, printer).await?;
+    // Held while packing, so `cache prune` cannot remove the environment (or a downloaded
+    // model, for `--with-model`) meanwhile.
     let ready = ensure(
-        model,
+        opened,
         &request,
         &build_settings(&args.env, settings),
         &Purpose::Use {

@@ -24,7 +24,7 @@ struct CreateJson<'a> {
     /// Where the model came from, when given as a URI: the URI, the artifact location, the
     /// registered name and resolved version.
     #[serde(skip_serializing_if = "Option::is_none")]
-    model_source: Option<env_source::Resolved>,
+    model_source: Option<&'a env_source::Resolved>,
     env_manager: EnvManager,
     #[serde(flatten)]
     created: &'a env_build::Created,
@@ -86,10 +86,10 @@ async fn dry_run_one(
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let (model, _model_lock) = open_model(model, settings, printer).await?.into_model();
+    let opened = open_model(model, settings, printer).await?;
     let build = build_settings(&args.env, settings);
     let cache = settings.cache();
-    let planned = ModelEnvironment::plan(model, request, &cache, &build, &Purpose::Create).await?;
+    let planned = ModelEnvironment::plan(opened, request, &cache, &build, &Purpose::Create).await?;
     let (env, prefix) = (&planned.env, planned.prefix.display());
     print_resolved(env, printer);
     printer.info(match planned.plan {
@@ -133,14 +133,14 @@ async fn create_one(
     let opened = open_model(model, settings, printer).await?;
     let build = build_settings(&args.env, settings);
     let purpose = Purpose::Create;
-    let ensured = ensure(opened.model, request, &build, &purpose, settings, printer).await?;
+    let ensured = ensure(opened, request, &build, &purpose, settings, printer).await?;
     let created = &ensured.created;
     print_build_notes(created, &build, printer);
     printer.info(origin_line(&ensured.env, created, printer));
     if args.json {
         let document = CreateJson {
             model_dir: ensured.env.root().display().to_string(),
-            model_source: opened.source,
+            model_source: ensured.source.as_ref(),
             env_manager: ensured.env.manager,
             created,
         };
@@ -160,11 +160,9 @@ pub async fn lock(
 ) -> anyhow::Result<ExitStatus> {
     // `ensure` solves afresh for `Purpose::Lock`, whatever lock file there is.
     let request = env_request(&args.env, settings)?;
-    let (model, _model_lock) = open_model(&args.model.model, settings, printer)
-        .await?
-        .into_model();
+    let opened = open_model(&args.model.model, settings, printer).await?;
     let build = build_settings(&args.env, settings);
-    let ensured = ensure(model, &request, &build, &Purpose::Lock, settings, printer).await?;
+    let ensured = ensure(opened, &request, &build, &Purpose::Lock, settings, printer).await?;
     print_build_notes(&ensured.created, &build, printer);
     let text = ensured.lock_text.as_deref().unwrap_or_default();
     match &args.output {

@@ -6,7 +6,7 @@ mod action;
 use std::ffi::OsString;
 
 use env_run::local::{LocalRequest, LocalUse};
-use env_run::{Environment, LocalRunError};
+use env_run::LocalRunError;
 
 use action::{Action, Parsed, parse_action};
 
@@ -61,10 +61,8 @@ pub async fn run(
             building_flags: flags.building_flags(args.env.reinstall),
         }
         .python()?;
-        let (model, model_lock) = open_model(&args.model.model, settings, printer)
-            .await?
-            .into_model();
-        let local = env_run::prepare_local(&python, &model, &launch, &extra_env).map_err(
+        let opened = open_model(&args.model.model, settings, printer).await?;
+        let local = env_run::prepare_local(&python, &opened.model, &launch, &extra_env).map_err(
             // Each library error as itself, so the report shows its snippet and hint.
             |error| match error {
                 LocalRunError::Spec(error) => anyhow::Error::new(error),
@@ -77,23 +75,22 @@ pub async fn run(
         let command = local.into_command()?;
         // The model's lock goes on with the command: `cache prune` keeps a downloaded model
         // while it runs from it.
-        let inherit: Vec<&std::fs::File> = model_lock.iter().filter_map(|l| l.file()).collect();
-        return exec(command, &inherit);
+        let code = env_run::exec(command, &Vec::from_iter(opened.lock_file()))?;
+        return Ok(ExitStatus::External(u8::try_from(code).unwrap_or(1)));
     }
     env_run::local::refuse_python(args.python.as_deref())?;
     let mut request = env_request(&args.env, settings)?;
     request.pip_requirements_override = pip_requirements_override;
-    let (model, model_lock) = open_model(&args.model.model, settings, printer)
-        .await?
-        .into_model();
+    let opened = open_model(&args.model.model, settings, printer).await?;
     let bytecode = Bytecode::for_use(args.compile_foreground, &settings.cache_dir);
     let mlflow = launch.mlflow_use().map(|usage| match usage {
         LocalUse::Score => MlflowUse::Score,
         LocalUse::Serve => MlflowUse::Serve,
     });
-    // Held while the model runs, and passed on to it: no prune or rebuild meanwhile.
+    // The model's, the cache's and the environment's locks, held while the model runs and
+    // passed on to it: no prune, clean or rebuild meanwhile.
     let ready = ensure(
-        model,
+        opened,
         &request,
         &build_settings(&args.env, settings),
         &Purpose::Use { bytecode, mlflow },
@@ -101,21 +98,10 @@ pub async fn run(
         printer,
     )
     .await?;
-    let env = &ready.env;
-    print_created(env, &ready.created, printer);
-    let environment = Environment::from_prefix(&ready.created.prefix, env.variables());
-    let command = launch.command(&environment, env.root(), &extra_env);
-    // The environment's locks and the downloaded model's go on with the command: `cache
-    // prune` removes neither while it runs.
-    let mut inherit = ready.lock_files();
-    inherit.extend(model_lock.iter().filter_map(|l| l.file()));
-    exec(command, &inherit)
-}
-
-/// Replaces this process with `command` ([`env_run::exec`]); the model's exit code is ours.
-fn exec(command: std::process::Command, inherit: &[&std::fs::File]) -> anyhow::Result<ExitStatus> {
-    // The error names the program and where `PATH` starts; no context layer to add.
-    let code = env_run::exec(command, inherit)?;
+    print_created(&ready.env, &ready.created, printer);
+    // The error names the program and where `PATH` starts; no context layer to add. On Unix
+    // this returns only on failure; else the model's exit code is ours.
+    let code = env_run::exec_in(&ready, &launch, &extra_env)?;
     Ok(ExitStatus::External(u8::try_from(code).unwrap_or(1)))
 }
 
