@@ -10,9 +10,6 @@ pub mod pack;
 pub mod run;
 
 use std::ffi::OsStr;
-use std::path::Path;
-
-use anyhow::Context;
 
 use crate::printer::Printer;
 use crate::settings::Settings;
@@ -80,22 +77,4 @@ pub fn print_warnings(printer: Printer, warnings: &[env_spec::Warning]) {
     for warning in warnings {
         printer.warn(warning);
     }
-}
-
-/// Writes `text` to `path` atomically: a temporary file in the same directory, then a rename,
-/// so a reader never sees half a file.
-pub fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    // The umask's mode like any tool's output, not tempfile's 0600 (issue 23).
-    let mut temp = env_cache::temp_builder(".tmp-", false)
-        .tempfile_in(dir)
-        .with_context(|| format!("Failed to create a temporary file in `{}`", dir.display()))?;
-    std::io::Write::write_all(&mut temp, text.as_bytes())
-        .with_context(|| format!("Failed to write `{}`", path.display()))?;
-    temp.persist(path)
-        .with_context(|| format!("Failed to write `{}`", path.display()))?;
-    Ok(())
 }
