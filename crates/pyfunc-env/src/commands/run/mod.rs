@@ -2,33 +2,19 @@
 
 mod action;
 
-#[cfg(test)]
-use std::ffi::OsString;
-
-use env_run::local::{LocalRequest, LocalUse};
 use env_run::LocalRunError;
+use env_run::local::LocalRequest;
 
 use action::{Action, Parsed, parse_action};
 
 use crate::cli::{EnvManagerArg, RunArgs};
-use env_build::{Bytecode, MlflowUse, Purpose};
+use env_build::Bytecode;
 
 use crate::commands::open_model;
 use crate::environment::{build_settings, ensure, env_request, print_created, request_flags};
 use crate::printer::Printer;
 use crate::report::ExitStatus;
 use crate::settings::Settings;
-
-/// A missing input file is reported before anything is built ([`env_run::input::check_input`]).
-fn check_missing_input(missing_input: Option<&std::path::Path>, model: &str) -> anyhow::Result<()> {
-    let Some(input) = missing_input else {
-        return Ok(());
-    };
-    // A model URI (`models:/...`) is not opened here: that may need the network.
-    let model = env_source::ModelUri::local_path(model);
-    env_run::input::check_input(Some(input), model.as_deref())?;
-    Ok(())
-}
 
 /// Runs `run`. On Unix this does not return on success: the process becomes the command.
 pub async fn run(
@@ -49,7 +35,8 @@ pub async fn run(
         }
         Action::Launch(launch) => launch,
     };
-    check_missing_input(missing_input.as_deref(), &args.model.model)?;
+    // Before anything is built.
+    env_run::input::check_input(missing_input.as_deref(), &args.model.model)?;
     if args.env.env_manager == Some(EnvManagerArg::Local) {
         let flags = request_flags(&args.env, settings);
         // The request's rules are checked before the model is opened (a download may need
@@ -83,17 +70,13 @@ pub async fn run(
     request.pip_requirements_override = pip_requirements_override;
     let opened = open_model(&args.model.model, settings, printer).await?;
     let bytecode = Bytecode::for_use(args.compile_foreground, &settings.cache_dir);
-    let mlflow = launch.mlflow_use().map(|usage| match usage {
-        LocalUse::Score => MlflowUse::Score,
-        LocalUse::Serve => MlflowUse::Serve,
-    });
     // The model's, the cache's and the environment's locks, held while the model runs and
     // passed on to it: no prune, clean or rebuild meanwhile.
     let ready = ensure(
         opened,
         &request,
         &build_settings(&args.env, settings),
-        &Purpose::Use { bytecode, mlflow },
+        &launch.purpose(bytecode),
         settings,
         printer,
     )
@@ -103,43 +86,4 @@ pub async fn run(
     // this returns only on failure; else the model's exit code is ours.
     let code = env_run::exec_in(&ready, &launch, &extra_env)?;
     Ok(ExitStatus::External(u8::try_from(code).unwrap_or(1)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn missing_input(words: &[&str]) -> Option<std::path::PathBuf> {
-        let words: Vec<OsString> = words.iter().map(OsString::from).collect();
-        parse_action(&words).unwrap().missing_input
-    }
-
-    #[test]
-    fn a_missing_input_and_a_missing_model_are_both_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let predict = missing_input(&["predict", "-i", "nosuch.json"]);
-        let predict = predict.as_deref();
-        let missing_model = dir.path().join("no-model");
-        let text = check_missing_input(predict, missing_model.to_str().unwrap())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            text.contains("Input file `nosuch.json` does not exist"),
-            "{text}"
-        );
-        assert!(text.contains("no-model"), "{text}");
-        // With the model there, only the input is named, as before.
-        let model = dir.path().join("model");
-        fs_err::create_dir_all(&model).unwrap();
-        fs_err::write(model.join("MLmodel"), "flavors: {}\n").unwrap();
-        let text = check_missing_input(predict, model.to_str().unwrap())
-            .unwrap_err()
-            .to_string();
-        assert_eq!(text, "Input file `nosuch.json` does not exist");
-        // A model URI is not fetched to report a missing input.
-        let text = check_missing_input(predict, "models:/iris@champion")
-            .unwrap_err()
-            .to_string();
-        assert_eq!(text, "Input file `nosuch.json` does not exist");
-    }
 }
