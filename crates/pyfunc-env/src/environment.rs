@@ -176,13 +176,8 @@ pub fn print_build_notes(created: &Created, build: &BuildSettings, printer: Prin
     let (url, seconds) = (remote.url(), created.timings.remote);
     if created.remote_hit {
         let pull = created.pull.clone().unwrap_or_default();
-        let size = env_cache::units::human_size;
         printer.info(format!(
-            "Pulled from the remote cache `{url}` in {seconds:.1}s (nothing solved or installed): {} downloaded, {} from local caches ({} from uv's cache, {} from the bytecode store)",
-            size(pull.downloaded_bytes),
-            size(pull.reused_bytes + pull.seeded_bytes + pull.seeded_pyc_bytes),
-            size(pull.seeded_bytes),
-            size(pull.seeded_pyc_bytes),
+            "Pulled from the remote cache `{url}` in {seconds:.1}s (nothing solved or installed): {pull}"
         ));
     } else if created.pushed {
         printer.info(format!(
