@@ -148,6 +148,42 @@ pub struct Planned {
     pub plan: Plan,
 }
 
+impl Planned {
+    /// The `create --dry-run --json` document: the model, its manager, key, prefix and Python,
+    /// and whether the environment is cached. (Was copied field by field in the CLI.)
+    #[must_use]
+    pub fn document(&self) -> PlanDocument {
+        PlanDocument {
+            model_dir: self.env.root().display().to_string(),
+            env_manager: self.env.manager,
+            key: self.env.key.to_string(),
+            prefix: self.prefix.display().to_string(),
+            python: self.python.display().to_string(),
+            cache_hit: self.plan == Plan::Cached,
+            dry_run: true,
+        }
+    }
+}
+
+/// The `create --dry-run --json` document ([`Planned::document`]).
+#[derive(Debug, serde::Serialize)]
+pub struct PlanDocument {
+    /// The model directory.
+    pub model_dir: String,
+    /// The env manager.
+    pub env_manager: EnvManager,
+    /// The environment's key.
+    pub key: String,
+    /// Where it lives (or would).
+    pub prefix: String,
+    /// Its Python.
+    pub python: String,
+    /// Whether it is complete in the cache.
+    pub cache_hit: bool,
+    /// Always `true`: nothing was built.
+    pub dry_run: bool,
+}
+
 /// Receives what [`ModelEnvironment::ensure`] decides and waits for; the CLI prints it
 /// (libraries never print).
 pub trait EnsureReporter: Send + Sync {
@@ -271,7 +307,35 @@ pub struct Ensured {
     env_lock: Option<LockedFile>,
 }
 
+/// The `create --json` document ([`Ensured::document`]): the model, where a model URI came
+/// from, the manager, and what the build did.
+#[derive(Debug, serde::Serialize)]
+pub struct EnsuredDocument<'a> {
+    /// The model directory.
+    pub model_dir: String,
+    /// Where the model came from, when given as a URI: the URI, the artifact location, the
+    /// registered name and resolved version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_source: Option<&'a Resolved>,
+    /// The env manager.
+    pub env_manager: EnvManager,
+    /// What the build did.
+    #[serde(flatten)]
+    pub created: &'a Created,
+}
+
 impl Ensured {
+    /// The `create --json` document. (Was assembled in the CLI.)
+    #[must_use]
+    pub fn document(&self) -> EnsuredDocument<'_> {
+        EnsuredDocument {
+            model_dir: self.env.root().display().to_string(),
+            model_source: self.source.as_ref(),
+            env_manager: self.env.manager,
+            created: &self.created,
+        }
+    }
+
     /// The lock files a process started in the environment must inherit, so the cache, the
     /// environment and a downloaded model stay until that process (not only this one) has
     /// exited.
