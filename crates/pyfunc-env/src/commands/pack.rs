@@ -103,14 +103,8 @@ pub async fn pack(
         human_size(report.unpacked_bytes),
         report.timings.total,
     ));
-    let parts: Vec<String> = report
-        .excluded
-        .shown(options.compile)
-        .into_iter()
-        .map(|(what, counted)| format!("{what} {}", human_size(counted.bytes)))
-        .collect();
-    if !parts.is_empty() {
-        printer.info(format!("Left out: {}", parts.join(", ")));
+    if let Some(left_out) = report.excluded.summary(options.compile) {
+        printer.info(format!("Left out: {left_out}"));
     }
     if policy.spark.is_some() {
         let name = output
@@ -123,9 +117,7 @@ pub async fn pack(
         ));
     }
     if args.json {
-        let mut document = serde_json::to_value(&report)?;
-        document["key"] = serde_json::Value::String(created.key.to_string());
-        document["prefix"] = serde_json::Value::String(created.prefix.display().to_string());
+        let document = report.document(created.key.as_str(), &created.prefix)?;
         printer.data(format!("{}\n", serde_json::to_string_pretty(&document)?))?;
     }
     Ok(ExitStatus::Success)
