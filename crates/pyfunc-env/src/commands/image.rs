@@ -110,21 +110,8 @@ pub async fn image(
     for warning in &report.warnings {
         printer.warn(warning);
     }
-    let env_layer = report
-        .layers
-        .iter()
-        .find(|l| l.layer.role == env_image::Role::Environment);
-    if let Some(layer) = env_layer {
-        printer.info(format!(
-            "Environment layer {} ({}{})",
-            &layer.layer.digest[..19.min(layer.layer.digest.len())],
-            human_size(layer.layer.size),
-            if report.env_layer_cached {
-                ", cached".to_string()
-            } else {
-                format!(", written in {:.1}s", report.env_layer_seconds)
-            }
-        ));
+    if let Some(line) = report.environment_layer() {
+        printer.info(line);
     }
     for output in &report.outputs {
         printer.info(format!(
