@@ -199,6 +199,62 @@ pub enum Outcome {
     ToBuild,
 }
 
+/// The last line of a multi-model `create`'s summary: `3 models: 1 built, 2 cached or shared,
+/// 0 failed` (with `--dry-run`: `... 1 to build, ... (dry run)`). (Was counted in the CLI.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    models: usize,
+    done: usize,
+    failed: usize,
+    dry_run: bool,
+}
+
+impl Tally {
+    /// Counts `rows`: built (or to build, for a dry run), failed, and the rest.
+    pub fn of<'a>(rows: impl IntoIterator<Item = &'a ModelOutcome>, dry_run: bool) -> Self {
+        let done_outcome = if dry_run {
+            Outcome::ToBuild
+        } else {
+            Outcome::Built
+        };
+        let mut tally = Self {
+            models: 0,
+            done: 0,
+            failed: 0,
+            dry_run,
+        };
+        for row in rows {
+            tally.models += 1;
+            tally.done += usize::from(row.outcome == done_outcome);
+            tally.failed += usize::from(row.outcome == Outcome::Failed);
+        }
+        tally
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            models,
+            done,
+            failed,
+            dry_run,
+        } = *self;
+        let rest = models - done - failed;
+        if dry_run {
+            write!(
+                f,
+                "{models} models: {done} to build, {rest} cached or shared, {failed} failed (dry run)"
+            )
+        } else {
+            write!(
+                f,
+                "{models} models: {done} built, {rest} cached or shared, {failed} failed"
+            )
+        }
+    }
+}
+
 impl Outcome {
     /// The word a summary shows.
     #[must_use]
@@ -535,11 +591,39 @@ fn warnings(envs: &[Option<ModelEnvironment>], outcomes: &[GroupOutcome]) -> Vec
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     use std::time::Duration;
 
     use env_cache::{LockKind, LockedFile};
 
-    use super::*;
+    /// The summary's last line counts what was built (or would be), what failed, and the rest.
+    #[test]
+    fn the_tally_counts_built_failed_and_the_rest() {
+        let row = |outcome| ModelOutcome {
+            outcome,
+            ..ModelOutcome::failed("m".into(), 0.0)
+        };
+        let rows = [
+            row(Outcome::Built),
+            row(Outcome::Cached),
+            row(Outcome::Shared),
+            row(Outcome::Failed),
+            row(Outcome::ToBuild),
+        ];
+        assert_eq!(
+            Tally::of(&rows, false).to_string(),
+            "5 models: 1 built, 3 cached or shared, 1 failed"
+        );
+        assert_eq!(
+            Tally::of(&rows, true).to_string(),
+            "5 models: 1 to build, 3 cached or shared, 1 failed (dry run)"
+        );
+        assert_eq!(
+            Tally::of(&[], false).to_string(),
+            "0 models: 0 built, 0 cached or shared, 0 failed"
+        );
+    }
 
     fn created(hits: (bool, bool, bool), warnings: &[BuildWarning]) -> Created {
         Created {
