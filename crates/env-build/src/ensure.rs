@@ -341,7 +341,10 @@ impl Ensured {
     /// exited.
     #[must_use]
     pub fn lock_files(&self) -> Vec<&std::fs::File> {
-        let model = self.source.as_ref().and_then(|source| source.lock.as_deref());
+        let model = self
+            .source
+            .as_ref()
+            .and_then(|source| source.lock.as_deref());
         std::iter::once(self.cache_lock.file())
             .chain(self.env_lock.as_ref().map(LockedFile::file))
             .chain(model.map(LockedFile::file))

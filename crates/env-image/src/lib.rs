@@ -607,7 +607,9 @@ mod tests {
             seconds: 0.0,
         };
         assert_eq!(report.environment_layer(), None);
-        report.layers.push(layer(Role::Environment, "sha256:0123456789abcdef0123"));
+        report
+            .layers
+            .push(layer(Role::Environment, "sha256:0123456789abcdef0123"));
         assert_eq!(
             report.environment_layer().as_deref(),
             Some("Environment layer sha256:0123456789ab (3.0 MiB, cached)")

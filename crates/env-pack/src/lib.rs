@@ -457,7 +457,9 @@ impl Excluded {
         let parts: Vec<String> = self
             .shown(compiled)
             .into_iter()
-            .map(|(what, counted)| format!("{what} {}", env_cache::units::human_size(counted.bytes)))
+            .map(|(what, counted)| {
+                format!("{what} {}", env_cache::units::human_size(counted.bytes))
+            })
             .collect();
         (!parts.is_empty()).then(|| parts.join(", "))
     }
@@ -548,7 +550,11 @@ pub struct PackReport {
 impl PackReport {
     /// The `pack --json` document: the report, with the key and the prefix of the environment
     /// packed. (Was patched into the report's JSON in the CLI.)
-    pub fn document(&self, key: &str, prefix: &Path) -> Result<serde_json::Value, serde_json::Error> {
+    pub fn document(
+        &self,
+        key: &str,
+        prefix: &Path,
+    ) -> Result<serde_json::Value, serde_json::Error> {
         let mut document = serde_json::to_value(self)?;
         document["key"] = serde_json::Value::String(key.to_string());
         document["prefix"] = serde_json::Value::String(prefix.display().to_string());

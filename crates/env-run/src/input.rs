@@ -88,7 +88,7 @@ pub fn check_input(input: Option<&Path>, model: &str) -> Result<(), InputError> 
     }) {
         Some((model, Err(error))) => Err(InputError::MissingAndModelUnreadable {
             input,
-            model: model.to_path_buf(),
+            model,
             reason: error.to_string(),
         }),
         _ => Err(InputError::Missing { input }),

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use env_image::{Output, Reference, RegistrySettings};
 use env_build::{Bytecode, MlflowUse, Purpose};
+use env_image::{Output, Reference, RegistrySettings};
 
 use crate::cli::ImageArgs;
 use crate::commands::open_model;

@@ -9,8 +9,8 @@ use env_pack::policy::PackPolicy;
 use env_pack::{Format, PackOptions};
 
 use crate::cli::{PackArgs, PackFormatArg, UnpackArgs};
-use env_cache::units::human_size;
 use env_build::{Bytecode, Purpose};
+use env_cache::units::human_size;
 
 use crate::commands::open_model;
 use crate::env_vars::EnvVars;
