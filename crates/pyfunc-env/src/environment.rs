@@ -11,7 +11,7 @@ use env_build::{
     BuildSettings, Created, Ensured, EnvRequest, ModelEnvironment, Purpose, PythonSource,
 };
 
-use crate::cli::{EnvArgs, PythonSourceArg};
+use crate::cli::{EnvArgs, EnvManagerArg, PythonSourceArg};
 use crate::commands::print_warnings;
 use crate::printer::Printer;
 use crate::progress::ProgressReporter;
@@ -20,25 +20,14 @@ use crate::settings::Settings;
 /// The flags that decide the environment, as the library's [`EnvRequest`]
 /// ([`RequestFlags::into_request`] decides precedence and defaults).
 pub fn env_request(args: &EnvArgs, settings: &Settings) -> anyhow::Result<EnvRequest> {
-    let manager = match args.env_manager {
-        None => None,
-        Some(arg) => Some(arg.manager().ok_or_else(|| {
-            crate::report::UserError::new(
-                "`--env-manager local` builds no environment; it only applies to `run`",
-            )
-        })?),
-    };
-    Ok(RequestFlags {
-        manager,
-        ..request_flags(args, settings)
-    }
-    .into_request()?)
+    Ok(request_flags(args, settings).into_request()?)
 }
 
-/// The flags that decide the environment (all but `--env-manager`), field by field.
+/// The flags that decide the environment, field by field.
 pub fn request_flags<'a>(args: &'a EnvArgs, settings: &'a Settings) -> RequestFlags<'a> {
     RequestFlags {
-        manager: None,
+        manager: args.env_manager.and_then(EnvManagerArg::manager),
+        local: args.env_manager == Some(EnvManagerArg::Local),
         python_version: args.python_version.clone(),
         install_mlflow: args.install_mlflow.clone(),
         mirrors: &args.mirrors,
