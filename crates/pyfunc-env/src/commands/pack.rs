@@ -65,12 +65,8 @@ pub async fn pack(
 
     let driver = std::env::var(EnvVars::PYSPARK_DRIVER_PYTHON).ok();
     if let Some(check) = policy.spark_check(&environment, driver) {
-        if check.driver_minor.is_none() {
-            printer.info(format!(
-                "Could not run `{}` (or `python3`) to compare the driver's Python version with the archive's ({})",
-                EnvVars::PYSPARK_DRIVER_PYTHON,
-                environment.python_minor
-            ));
+        if let Some(note) = check.note {
+            printer.info(note);
         }
         for warning in check.warnings {
             printer.warn(warning);

@@ -1309,7 +1309,11 @@ fn bytecode_is_the_same_in_two_caches_and_names_the_real_source() {
 #[test]
 fn env_manager_local_is_refused_by_commands_that_build() {
     let ctx = TestContext::new();
-    for command in [&["create"][..], &["lock"], &["pack", "--output", "env.tar.gz"]] {
+    for command in [
+        &["create"][..],
+        &["lock"],
+        &["pack", "--output", "env.tar.gz"],
+    ] {
         let output = ctx
             .command()
             .args(command)
