@@ -14,17 +14,14 @@ use std::ffi::OsStr;
 use crate::printer::Printer;
 use crate::settings::Settings;
 
-/// A model opened from the command line ([`env_source::open_model`]): a downloaded model's
-/// lock is held as long as this value (or the lock `into_model` returns) lives.
-pub type Opened = env_source::OpenedModel;
-
 /// Opens a model (a directory or a model URI, downloaded into `models-v1/` if needed) with
-/// [`env_source::open_model`], and shows what that did.
+/// [`env_source::open_model`], and shows what that did. A downloaded model's lock is held as
+/// long as the result lives (into `ensure`, which keeps it in `Ensured`).
 pub async fn open_model(
     model: impl AsRef<OsStr>,
     settings: &Settings,
     printer: Printer,
-) -> anyhow::Result<Opened> {
+) -> anyhow::Result<env_source::OpenedModel> {
     Ok(open_typed(model, settings, printer).await?)
 }
 
@@ -33,7 +30,7 @@ pub async fn open_typed(
     model: impl AsRef<OsStr>,
     settings: &Settings,
     printer: Printer,
-) -> Result<Opened, env_source::OpenError> {
+) -> Result<env_source::OpenedModel, env_source::OpenError> {
     let mut progress = None;
     let opened = env_source::open_model(
         model.as_ref(),
