@@ -7,6 +7,12 @@
 //! caller keeps the result. Before this module each command made these calls itself in the
 //! CLI, and each brought its own async runtime (issue 11).
 //!
+//! The model comes in opened ([`OpenedModel`], a downloaded model holding its lock) and its lock
+//! stays in [`Ensured`] with the others, so one value holds everything a command needs kept:
+//! the model, the cache and the environment ([`Ensured::lock_files`]), and `env-run` hands all
+//! of them to the process it starts. (Before issue 24 the model's lock travelled beside the
+//! environment, and each command had to remember to pass it on.)
+//!
 //! For a command that uses the environment (`run`, `pack`): between "the environment is
 //! complete" and "the command has finished with it", `cache prune` or a `--reinstall` in another
 //! process could remove it. So the cache's shared lock is taken before the build and the
@@ -20,7 +26,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use env_cache::{Cache, EnvState, LockedFile};
-use env_spec::{EnvManager, ModelDir};
+use env_source::{OpenedModel, Resolved};
+use env_spec::EnvManager;
 
 use crate::build::Created;
 use crate::environment::{BuildSettings, EnvError, EnvRequest, LockChoice, ModelEnvironment};
@@ -130,12 +137,51 @@ pub enum Plan {
 pub struct Planned {
     /// The model's environment: spec, key, lock.
     pub env: ModelEnvironment,
+    /// What the model URI resolved to (holding the downloaded model's lock); `None` for a
+    /// directory.
+    pub source: Option<Resolved>,
     /// Where it lives (or would).
     pub prefix: PathBuf,
     /// Its Python.
     pub python: PathBuf,
     /// What [`ModelEnvironment::ensure`] would do.
     pub plan: Plan,
+}
+
+impl Planned {
+    /// The `create --dry-run --json` document: the model, its manager, key, prefix and Python,
+    /// and whether the environment is cached. (Was copied field by field in the CLI.)
+    #[must_use]
+    pub fn document(&self) -> PlanDocument {
+        PlanDocument {
+            model_dir: self.env.root().display().to_string(),
+            env_manager: self.env.manager,
+            key: self.env.key.to_string(),
+            prefix: self.prefix.display().to_string(),
+            python: self.python.display().to_string(),
+            cache_hit: self.plan == Plan::Cached,
+            dry_run: true,
+        }
+    }
+}
+
+/// The `create --dry-run --json` document ([`Planned::document`]).
+#[derive(Debug, serde::Serialize)]
+pub struct PlanDocument {
+    /// The model directory.
+    pub model_dir: String,
+    /// The env manager.
+    pub env_manager: EnvManager,
+    /// The environment's key.
+    pub key: String,
+    /// Where it lives (or would).
+    pub prefix: String,
+    /// Its Python.
+    pub python: String,
+    /// Whether it is complete in the cache.
+    pub cache_hit: bool,
+    /// Always `true`: nothing was built.
+    pub dry_run: bool,
 }
 
 /// Receives what [`ModelEnvironment::ensure`] decides and waits for; the CLI prints it
@@ -251,6 +297,9 @@ pub struct Ensured {
     pub created: Created,
     /// The lock file text ([`Purpose::Lock`]).
     pub lock_text: Option<String>,
+    /// What the model URI resolved to, holding the downloaded model's lock (`cache prune`
+    /// keeps the model while it is held); `None` for a directory.
+    pub source: Option<Resolved>,
     /// The cache's shared lock: `cache clean` waits while it is held.
     cache_lock: LockedFile,
     /// The environment's shared lock ([`Purpose::Use`]): `cache prune` and rebuilds wait while
@@ -258,37 +307,67 @@ pub struct Ensured {
     env_lock: Option<LockedFile>,
 }
 
+/// The `create --json` document ([`Ensured::document`]): the model, where a model URI came
+/// from, the manager, and what the build did.
+#[derive(Debug, serde::Serialize)]
+pub struct EnsuredDocument<'a> {
+    /// The model directory.
+    pub model_dir: String,
+    /// Where the model came from, when given as a URI: the URI, the artifact location, the
+    /// registered name and resolved version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_source: Option<&'a Resolved>,
+    /// The env manager.
+    pub env_manager: EnvManager,
+    /// What the build did.
+    #[serde(flatten)]
+    pub created: &'a Created,
+}
+
 impl Ensured {
-    /// The lock files a process started in the environment must inherit, so the environment
-    /// stays until that process (not only this one) has exited.
+    /// The `create --json` document. (Was assembled in the CLI.)
     #[must_use]
-    pub fn lock_files(&self) -> Vec<&std::fs::File> {
-        std::iter::once(self.cache_lock.file())
-            .chain(self.env_lock.as_ref().map(LockedFile::file))
-            .flatten()
-            .collect()
+    pub fn document(&self) -> EnsuredDocument<'_> {
+        EnsuredDocument {
+            model_dir: self.env.root().display().to_string(),
+            model_source: self.source.as_ref(),
+            env_manager: self.env.manager,
+            created: &self.created,
+        }
     }
 
-    /// The environment's lock file, for a process that keeps the environment in use.
+    /// The lock files a process started in the environment must inherit, so the cache, the
+    /// environment and a downloaded model stay until that process (not only this one) has
+    /// exited.
     #[must_use]
-    pub fn env_lock_file(&self) -> Option<&std::fs::File> {
-        self.env_lock.as_ref().and_then(LockedFile::file)
+    pub fn lock_files(&self) -> Vec<&std::fs::File> {
+        let model = self
+            .source
+            .as_ref()
+            .and_then(|source| source.lock.as_deref());
+        std::iter::once(self.cache_lock.file())
+            .chain(self.env_lock.as_ref().map(LockedFile::file))
+            .chain(model.map(LockedFile::file))
+            .flatten()
+            .collect()
     }
 }
 
 impl ModelEnvironment {
     /// The one call of `create`, `lock`, `run` and `pack`: decides the environment of `model`
-    /// under `request`, tells `reporter` ([`EnsureReporter::on_resolved`]), takes `cache`'s
+    /// (a directory, or an [`OpenedModel`] holding a downloaded model's lock, which the result
+    /// keeps) under `request`, tells `reporter` ([`EnsureReporter::on_resolved`]), takes `cache`'s
     /// shared lock (initialising the cache), builds or reuses the environment, and for
     /// [`Purpose::Use`] holds and checks it. The locks are held as long as the result lives.
     pub async fn ensure(
-        model: ModelDir,
+        model: impl Into<OpenedModel>,
         request: &EnvRequest,
         cache: &Cache,
         settings: &BuildSettings,
         purpose: &Purpose,
         reporter: Arc<dyn EnsureReporter>,
     ) -> Result<Ensured, EnsureError> {
+        let OpenedModel { model, source } = model.into();
         let env = Self::resolve_for_cache(model, &purpose.request(request), cache)?;
         let build_reporter = reporter.on_resolved(&env);
         let cache_lock = {
@@ -334,6 +413,7 @@ impl ModelEnvironment {
             env,
             created,
             lock_text,
+            source,
             cache_lock,
             env_lock: None,
         };
@@ -349,12 +429,13 @@ impl ModelEnvironment {
     /// downloaded) or built. Builds and locks nothing; it writes no more than `ensure` does
     /// before building (the cache's memo that this machine has no NVIDIA driver).
     pub async fn plan(
-        model: ModelDir,
+        model: impl Into<OpenedModel>,
         request: &EnvRequest,
         cache: &Cache,
         settings: &BuildSettings,
         purpose: &Purpose,
     ) -> Result<Planned, EnsureError> {
+        let OpenedModel { model, source } = model.into();
         let env = Self::resolve_for_cache(model, &purpose.request(request), cache)?;
         let prefix = env.prefix(cache);
         let mut plan = plan_of(&env, cache, settings).map_err(EnvError::from)?;
@@ -367,6 +448,7 @@ impl ModelEnvironment {
             python: env_prefix::python_of(&prefix),
             prefix,
             env,
+            source,
             plan,
         })
     }
@@ -379,7 +461,7 @@ impl ModelEnvironment {
     /// environments: when the environment is not complete, uv is asked for its version and the
     /// key recomputed if the memo was stale, so a build never runs under a wrong key.
     fn resolve_for_cache(
-        model: ModelDir,
+        model: env_spec::ModelDir,
         request: &EnvRequest,
         cache: &Cache,
     ) -> Result<Self, EnsureError> {

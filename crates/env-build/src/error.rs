@@ -22,6 +22,11 @@ pub enum SolveError {
         help: String,
     },
 
+    /// `--env-manager local` given to a command that builds an environment: only `run` takes
+    /// it (it uses an existing interpreter instead).
+    #[error("`--env-manager local` builds no environment; it only applies to `run`")]
+    LocalBuildsNothing,
+
     /// This platform has no conda subdir.
     #[error("This platform is not supported by conda")]
     UnsupportedPlatform,
@@ -124,6 +129,7 @@ impl SolveError {
             | Self::NoPythonVersion
             | Self::InvalidPythonVersion { .. }
             | Self::PythonUnavailable { .. }
+            | Self::LocalBuildsNothing
             // Not transient: a retry finds the same entry. The operator pushes it again from
             // CI with the signing key, or removes it.
             | Self::RemoteUntrusted { .. } => true,

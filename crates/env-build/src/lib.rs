@@ -35,7 +35,8 @@ pub mod verify;
 pub use build::{BuildWarning, CreateRequest, Created, Timings, create, hold_cache};
 pub use context::{BuildOptions, PythonSource};
 pub use ensure::{
-    Bytecode, EnsureError, EnsureReporter, Ensured, MlflowUse, Plan, Planned, Purpose,
+    Bytecode, EnsureError, EnsureReporter, Ensured, EnsuredDocument, MlflowUse, Plan, PlanDocument,
+    Planned, Purpose,
 };
 pub use env_conda::ChannelSettings;
 pub use environment::{

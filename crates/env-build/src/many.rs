@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use env_cache::Cache;
-use env_spec::{EnvManager, ModelDir};
+use env_source::OpenedModel;
+use env_spec::EnvManager;
 
 use crate::build::{BuildWarning, Created};
 use crate::ensure::{EnsureError, Plan};
@@ -122,20 +123,32 @@ pub async fn create_many(
 pub struct ModelInput {
     /// The model as given (a path or a URI): its row's name when it could not be opened.
     pub given: String,
-    /// The opened model, or why it could not be opened.
-    pub model: Result<ModelDir, OpenFailure>,
+    /// The opened model (a downloaded one holding its lock, kept until every build is done),
+    /// or why it could not be opened.
+    pub model: Result<OpenedModel, OpenFailure>,
     /// When opening it started: a failed model's row counts from there.
     pub started: Instant,
 }
 
-/// Why the caller could not open a model (`env_source::OpenError` for the CLI), and whether
-/// that is the user's input (`OpenError::is_user_error`): this crate does not know the type.
+/// Why the caller could not open a model (an [`env_source::OpenError`], or any error), and
+/// whether that is the user's input.
 #[derive(Debug)]
 pub struct OpenFailure {
     /// The error.
     pub error: Box<dyn std::error::Error + Send + Sync>,
     /// Whether the input caused it (exit code 1) rather than something broken (2).
     pub user_error: bool,
+}
+
+/// A model URI that could not be resolved or downloaded, or a directory that is no model:
+/// classified by [`env_source::OpenError::is_user_error`]. (Was mapped in the CLI.)
+impl From<env_source::OpenError> for OpenFailure {
+    fn from(error: env_source::OpenError) -> Self {
+        Self {
+            user_error: error.is_user_error(),
+            error: Box::new(error),
+        }
+    }
 }
 
 /// How a model's outcome counts towards the exit code of a multi-model run: the CLI maps it
@@ -184,6 +197,62 @@ pub enum Outcome {
     /// `--dry-run`: not in the cache.
     #[serde(rename = "to build")]
     ToBuild,
+}
+
+/// The last line of a multi-model `create`'s summary: `3 models: 1 built, 2 cached or shared,
+/// 0 failed` (with `--dry-run`: `... 1 to build, ... (dry run)`). (Was counted in the CLI.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    models: usize,
+    done: usize,
+    failed: usize,
+    dry_run: bool,
+}
+
+impl Tally {
+    /// Counts `rows`: built (or to build, for a dry run), failed, and the rest.
+    pub fn of<'a>(rows: impl IntoIterator<Item = &'a ModelOutcome>, dry_run: bool) -> Self {
+        let done_outcome = if dry_run {
+            Outcome::ToBuild
+        } else {
+            Outcome::Built
+        };
+        let mut tally = Self {
+            models: 0,
+            done: 0,
+            failed: 0,
+            dry_run,
+        };
+        for row in rows {
+            tally.models += 1;
+            tally.done += usize::from(row.outcome == done_outcome);
+            tally.failed += usize::from(row.outcome == Outcome::Failed);
+        }
+        tally
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            models,
+            done,
+            failed,
+            dry_run,
+        } = *self;
+        let rest = models - done - failed;
+        if dry_run {
+            write!(
+                f,
+                "{models} models: {done} to build, {rest} cached or shared, {failed} failed (dry run)"
+            )
+        } else {
+            write!(
+                f,
+                "{models} models: {done} built, {rest} cached or shared, {failed} failed"
+            )
+        }
+    }
 }
 
 impl Outcome {
@@ -377,10 +446,16 @@ pub async fn ensure_many(
     let virtual_packages = crate::context::detect_virtual_packages()?;
     let mut models = Vec::with_capacity(inputs.len());
     let mut envs: Vec<Option<ModelEnvironment>> = Vec::with_capacity(inputs.len());
+    // Downloaded models' locks, held until every build is done (`cache prune` keeps them).
+    let mut model_locks = Vec::new();
     for input in inputs {
         let env = match input.model {
-            Ok(model) => ModelEnvironment::resolve_with(model, request, virtual_packages.clone())
-                .map_err(Failure::Env),
+            Ok(opened) => {
+                let (model, lock) = opened.into_model();
+                model_locks.extend(lock);
+                ModelEnvironment::resolve_with(model, request, virtual_packages.clone())
+                    .map_err(Failure::Env)
+            }
             Err(error) => Err(Failure::Open(error)),
         };
         match env {
@@ -471,6 +546,7 @@ pub async fn ensure_many(
             row.failure.clone_from(&failure);
         }
     }
+    drop(model_locks);
     Ok(ManyOutcome { models, warnings })
 }
 
@@ -515,11 +591,39 @@ fn warnings(envs: &[Option<ModelEnvironment>], outcomes: &[GroupOutcome]) -> Vec
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     use std::time::Duration;
 
     use env_cache::{LockKind, LockedFile};
 
-    use super::*;
+    /// The summary's last line counts what was built (or would be), what failed, and the rest.
+    #[test]
+    fn the_tally_counts_built_failed_and_the_rest() {
+        let row = |outcome| ModelOutcome {
+            outcome,
+            ..ModelOutcome::failed("m".into(), 0.0)
+        };
+        let rows = [
+            row(Outcome::Built),
+            row(Outcome::Cached),
+            row(Outcome::Shared),
+            row(Outcome::Failed),
+            row(Outcome::ToBuild),
+        ];
+        assert_eq!(
+            Tally::of(&rows, false).to_string(),
+            "5 models: 1 built, 3 cached or shared, 1 failed"
+        );
+        assert_eq!(
+            Tally::of(&rows, true).to_string(),
+            "5 models: 1 to build, 3 cached or shared, 1 failed (dry run)"
+        );
+        assert_eq!(
+            Tally::of(&[], false).to_string(),
+            "0 models: 0 built, 0 cached or shared, 0 failed"
+        );
+    }
 
     fn created(hits: (bool, bool, bool), warnings: &[BuildWarning]) -> Created {
         Created {

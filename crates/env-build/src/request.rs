@@ -18,6 +18,9 @@ use crate::{BuildOptions, PythonSource, SolveError};
 pub struct RequestFlags<'a> {
     /// `--env-manager` (a manager that builds something); `None` for the model's default.
     pub manager: Option<EnvManager>,
+    /// `--env-manager local`: nothing to build, so [`Self::into_request`] refuses it (`run`
+    /// takes it before asking for a request).
+    pub local: bool,
     /// `--python-version`.
     pub python_version: Option<String>,
     /// `--install-mlflow[=VERSION]`: `""` without a value.
@@ -56,8 +59,12 @@ impl RequestFlags<'_> {
     /// lock file unless `--locked FILE` or `--no-lock`.
     ///
     /// # Errors
-    /// A `--mirror` or configured mirror that does not parse.
+    /// `--env-manager local` ([`SolveError::LocalBuildsNothing`]), or a `--mirror` or
+    /// configured mirror that does not parse.
     pub fn into_request(self) -> Result<EnvRequest, SolveError> {
+        if self.local {
+            return Err(SolveError::LocalBuildsNothing);
+        }
         Ok(EnvRequest {
             manager: self.manager,
             python_version: self.python_version,
@@ -110,6 +117,24 @@ impl RequestFlags<'_> {
 
 #[cfg(test)]
 mod tests {
+    /// `--env-manager local` builds nothing: a request for it is the user's error. (Was
+    /// decided in the CLI's `environment.rs`.)
+    #[test]
+    fn local_is_refused_as_a_request() {
+        let error = RequestFlags {
+            local: true,
+            ..RequestFlags::default()
+        }
+        .into_request()
+        .unwrap_err();
+        assert!(error.is_user_error());
+        assert_eq!(
+            error.to_string(),
+            "`--env-manager local` builds no environment; it only applies to `run`"
+        );
+        assert!(RequestFlags::default().into_request().is_ok());
+    }
+
     /// Only flags given count, configuration does not (a configured mirror or uv binary is
     /// not a flag the user can drop), in a fixed order. (Was the CLI's list in `commands/run`.)
     #[test]

@@ -352,7 +352,11 @@ pub fn temp_builder<'b>(prefix: &str, directory: bool) -> tempfile::Builder<'_, 
 /// Writes a small file atomically: a temporary file in the same directory, flushed to disk,
 /// then renamed over the target. The file gets the umask's mode (0644 under umask 022).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // `out.lock`'s parent is "": the current directory, named as such in an error.
+    let dir = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut temp = temp_builder(".tmp-", false)
         .tempfile_in(dir)
         .map_err(io(dir))?;

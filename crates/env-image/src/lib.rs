@@ -577,6 +577,49 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(946_684_800 + 3723), "2000-01-01T01:02:03Z");
     }
+
+    /// The environment layer's line: a short digest, its size, and cached or how long it took;
+    /// nothing for an image without one.
+    #[test]
+    fn the_environment_layer_is_one_line() {
+        let layer = |role, digest: &str| ReportedLayer {
+            layer: ImageLayer {
+                role,
+                media_type: String::new(),
+                digest: digest.into(),
+                size: 3 * 1024 * 1024,
+            },
+            diff_id: String::new(),
+        };
+        let mut report = ImageReport {
+            reference: String::new(),
+            digest: String::new(),
+            config: layer(Role::Config, "c").layer,
+            layers: vec![layer(Role::Base, "b"), layer(Role::Model, "m")],
+            size: 0,
+            env_key: String::new(),
+            mlflow_version: None,
+            env_layer_cached: true,
+            env_layer_seconds: 3.21,
+            push: None,
+            outputs: Vec::new(),
+            warnings: Vec::new(),
+            seconds: 0.0,
+        };
+        assert_eq!(report.environment_layer(), None);
+        report
+            .layers
+            .push(layer(Role::Environment, "sha256:0123456789abcdef0123"));
+        assert_eq!(
+            report.environment_layer().as_deref(),
+            Some("Environment layer sha256:0123456789ab (3.0 MiB, cached)")
+        );
+        report.env_layer_cached = false;
+        assert_eq!(
+            report.environment_layer().as_deref(),
+            Some("Environment layer sha256:0123456789ab (3.0 MiB, written in 3.2s)")
+        );
+    }
 }
 
 /// Where to write the image besides a registry.
@@ -699,6 +742,30 @@ pub struct ImageReport {
     pub warnings: Vec<String>,
     /// Seconds spent in all.
     pub seconds: f64,
+}
+
+impl ImageReport {
+    /// The environment layer in one line, `Environment layer sha256:0123456789ab (12.0 MiB,
+    /// cached)` or `(..., written in 3.2s)`; `None` if the image has none. (Was assembled in
+    /// the CLI.)
+    #[must_use]
+    pub fn environment_layer(&self) -> Option<String> {
+        let layer = &self
+            .layers
+            .iter()
+            .find(|l| l.layer.role == Role::Environment)?
+            .layer;
+        let how = if self.env_layer_cached {
+            "cached".to_string()
+        } else {
+            format!("written in {:.1}s", self.env_layer_seconds)
+        };
+        Some(format!(
+            "Environment layer {} ({}, {how})",
+            &layer.digest[..19.min(layer.digest.len())],
+            env_cache::units::human_size(layer.size),
+        ))
+    }
 }
 
 /// What can be checked before the environment is built, so a bad base or an unreachable

@@ -465,6 +465,20 @@ impl Excluded {
         .filter(|(_, counted)| counted.files > 0)
         .collect()
     }
+
+    /// [`Self::shown`] as `pack` says it after `Left out:` (`tests 1.0 MiB, timestamp bytecode
+    /// 10 B`); `None` when nothing was left out. (Was joined in the CLI.)
+    #[must_use]
+    pub fn summary(&self, compiled: bool) -> Option<String> {
+        let parts: Vec<String> = self
+            .shown(compiled)
+            .into_iter()
+            .map(|(what, counted)| {
+                format!("{what} {}", env_cache::units::human_size(counted.bytes))
+            })
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
 }
 
 #[cfg(test)]
@@ -493,6 +507,11 @@ mod excluded_tests {
         assert_eq!(names(true), ["tests", "timestamp bytecode (replaced)"]);
         assert_eq!(names(false), ["tests", "timestamp bytecode"]);
         assert!(Excluded::default().shown(true).is_empty());
+        assert_eq!(
+            excluded.summary(true).as_deref(),
+            Some("tests 10 B, timestamp bytecode (replaced) 10 B")
+        );
+        assert_eq!(Excluded::default().summary(false), None);
     }
 }
 
@@ -542,6 +561,21 @@ pub struct PackReport {
     pub warnings: Vec<String>,
     /// Step timings.
     pub timings: PackTimings,
+}
+
+impl PackReport {
+    /// The `pack --json` document: the report, with the key and the prefix of the environment
+    /// packed. (Was patched into the report's JSON in the CLI.)
+    pub fn document(
+        &self,
+        key: &str,
+        prefix: &Path,
+    ) -> Result<serde_json::Value, serde_json::Error> {
+        let mut document = serde_json::to_value(self)?;
+        document["key"] = serde_json::Value::String(key.to_string());
+        document["prefix"] = serde_json::Value::String(prefix.display().to_string());
+        Ok(document)
+    }
 }
 
 fn secs(start: Instant) -> f64 {

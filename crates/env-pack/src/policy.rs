@@ -93,9 +93,16 @@ impl PackPolicy {
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| "python3".to_string());
         let driver_minor = spark::driver_python_minor(driver.as_ref());
+        let note = driver_minor.is_none().then(|| {
+            format!(
+                "Could not run `PYSPARK_DRIVER_PYTHON` (or `python3`) to compare the driver's Python version with the archive's ({})",
+                environment.python_minor
+            )
+        });
         Some(SparkCheck {
             warnings: spark::preflight(environment, version, driver_minor.as_deref()),
             driver_minor,
+            note,
         })
     }
 }
@@ -108,6 +115,9 @@ pub struct SparkCheck {
     pub driver_minor: Option<String>,
     /// What would fail on Spark.
     pub warnings: Vec<String>,
+    /// That the driver's Python could not be run, so its version was not compared: worth a
+    /// line, not a warning. (Was the CLI's.)
+    pub note: Option<String>,
 }
 
 /// `--for spark[=VERSION]`: the Spark version.
@@ -143,6 +153,32 @@ mod tests {
         epoch: Option<&str>,
     ) -> Result<PackPolicy, PackError> {
         PackPolicy::new(format, output.map(Path::new), target, true, false, epoch)
+    }
+
+    /// A driver that cannot be run is said once (its version not compared); no target, no
+    /// check.
+    #[test]
+    fn a_driver_that_cannot_run_is_a_note() {
+        let environment = Environment {
+            root: "/env".into(),
+            canonical: "/env".into(),
+            python_minor: "3.11".into(),
+            python_version: "3.11.7".into(),
+            stdlib: "lib/python3.11".into(),
+            distributions: Vec::new(),
+        };
+        let missing = Some("/nonexistent/python".to_string());
+        let none = policy(None, None, None, None).unwrap();
+        assert!(none.spark_check(&environment, missing.clone()).is_none());
+        let spark = policy(None, None, Some("spark"), None).unwrap();
+        let check = spark.spark_check(&environment, missing).unwrap();
+        assert_eq!(check.driver_minor, None);
+        assert_eq!(
+            check.note.as_deref(),
+            Some(
+                "Could not run `PYSPARK_DRIVER_PYTHON` (or `python3`) to compare the driver's Python version with the archive's (3.11)"
+            )
+        );
     }
 
     #[test]

@@ -72,17 +72,23 @@ pub fn split_requirements(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Checks the input file of `predict` (`None`: stdin). `local_model` is the model directory
-/// when the model was given as one; a model URI is never fetched to report a missing input.
-pub fn check_input(input: Option<&Path>, local_model: Option<&Path>) -> Result<(), InputError> {
+/// Checks the input file of `predict` (`None`: stdin) before anything is built. `model` is the
+/// model as given: a directory (or a `file:` URI naming one) is named too when it cannot be
+/// read; a model URI is never fetched to report a missing input. (Deciding which was the
+/// CLI's, `commands/run/`, before issue 24.)
+pub fn check_input(input: Option<&Path>, model: &str) -> Result<(), InputError> {
     let Some(input) = input.filter(|input| !input.is_file()) else {
         return Ok(());
     };
     let input = input.to_path_buf();
-    match local_model.map(|model| (model, env_spec::ModelDir::open(model))) {
+    let local_model = env_source::ModelUri::local_path(model);
+    match local_model.map(|model| {
+        let opened = env_spec::ModelDir::open(&model);
+        (model, opened)
+    }) {
         Some((model, Err(error))) => Err(InputError::MissingAndModelUnreadable {
             input,
-            model: model.to_path_buf(),
+            model,
             reason: error.to_string(),
         }),
         _ => Err(InputError::Missing { input }),
@@ -98,22 +104,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let input = Path::new("nosuch.json");
         let model = dir.path().join("no-model");
-        let error = check_input(Some(input), Some(&model)).unwrap_err();
+        let model_text = model.to_str().unwrap();
+        let error = check_input(Some(input), model_text).unwrap_err();
         assert!(
             matches!(&error, InputError::MissingAndModelUnreadable { model: m, .. } if *m == model),
             "{error:?}"
         );
         fs_err::create_dir_all(&model).unwrap();
         fs_err::write(model.join("MLmodel"), "flavors: {}\n").unwrap();
-        let error = check_input(Some(input), Some(&model)).unwrap_err();
+        let error = check_input(Some(input), model_text).unwrap_err();
         assert_eq!(error.to_string(), "Input file `nosuch.json` does not exist");
-        // No model directory (a URI): only the input; stdin and an existing file: nothing.
+        // A model URI is not fetched to report a missing input: only the input is named.
         assert!(matches!(
-            check_input(Some(input), None),
+            check_input(Some(input), "models:/iris@champion"),
             Err(InputError::Missing { .. })
         ));
-        check_input(None, Some(&model)).unwrap();
-        check_input(Some(&model.join("MLmodel")), None).unwrap();
+        // Stdin and an existing file: nothing to report.
+        check_input(None, model_text).unwrap();
+        check_input(Some(&model.join("MLmodel")), "models:/iris/1").unwrap();
     }
 
     /// `--params` must be a JSON object; `-r` is split at commas, blanks dropped. (Both were

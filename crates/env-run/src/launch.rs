@@ -34,6 +34,18 @@ impl Launch {
         }
     }
 
+    /// What the launch ensures its environment for ([`env_build::ModelEnvironment::ensure`]):
+    /// to use it, with mlflow checked when it scores or serves, the bytecode compiled as
+    /// `bytecode` says. (Was mapped in the CLI's `commands/run/`.)
+    #[must_use]
+    pub fn purpose(&self, bytecode: env_build::Bytecode) -> env_build::Purpose {
+        let mlflow = self.mlflow_use().map(|usage| match usage {
+            LocalUse::Score => env_build::MlflowUse::Score,
+            LocalUse::Serve => env_build::MlflowUse::Serve,
+        });
+        env_build::Purpose::Use { bytecode, mlflow }
+    }
+
     /// The process for the model at `model_root` in `env`, with `vars` set in it.
     #[must_use]
     pub fn command(
@@ -50,6 +62,21 @@ impl Launch {
         command.envs(vars.iter().map(|(key, value)| (key, value)));
         command
     }
+}
+
+/// Replaces this process with `launch` in the environment `ensure` made ready, with `vars` set
+/// in it, handing the process every lock `ensured` holds ([`env_build::Ensured::lock_files`]:
+/// the cache's, the environment's and a downloaded model's), so `cache prune` and `cache
+/// clean` leave all three alone until the process, not only this one, has exited. Returns
+/// only on failure (on Unix), else the command's exit code.
+pub fn exec_in(
+    ensured: &env_build::Ensured,
+    launch: &Launch,
+    vars: &[(String, String)],
+) -> Result<i32, RunError> {
+    let env = Environment::from_prefix(&ensured.created.prefix, ensured.env.variables());
+    let command = launch.command(&env, ensured.env.root(), vars);
+    crate::exec(command, &ensured.lock_files())
 }
 
 /// A `--env-manager local` run: MLflow's dependency-mismatch report (what
@@ -154,6 +181,15 @@ mod tests {
         assert_eq!(args[2], "/models/m", "{args:?}");
         let serve = Launch::Serve(ServeOptions::default());
         assert_eq!(serve.mlflow_use(), Some(LocalUse::Serve));
+        // The environment is ensured for use, mlflow checked only to score or serve.
+        let purposes = [&launch, &predict, &serve]
+            .map(|launch| launch.purpose(env_build::Bytecode::DuringBuild));
+        let mlflow = purposes.map(|purpose| match purpose {
+            env_build::Purpose::Use { mlflow, .. } => mlflow,
+            other => panic!("{other:?}"),
+        });
+        let (score, serve) = (env_build::MlflowUse::Score, env_build::MlflowUse::Serve);
+        assert_eq!(mlflow, [None, Some(score), Some(serve)]);
     }
 
     /// The interpreter's packages are checked against the model's requirements, and scoring

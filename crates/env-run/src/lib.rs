@@ -26,7 +26,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub use launch::{Launch, LocalRun, LocalRunError, prepare_local};
+pub use launch::{Launch, LocalRun, LocalRunError, exec_in, prepare_local};
 
 pub use check::{
     CheckError, CheckPython, CheckReport, Interpreter, Mismatch, check, check_model,

@@ -88,6 +88,21 @@ pub struct Resolved {
     pub lock: Option<Arc<env_cache::LockedFile>>,
 }
 
+/// What the URI is, in one line: `` `models:/iris/1` (version 1) from `s3://b/m` `` (the
+/// version when a `models:/` URI resolved to one, the artifact location when it differs).
+impl std::fmt::Display for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}`", self.uri)?;
+        if let Some(version) = &self.version {
+            write!(f, " (version {version})")?;
+        }
+        match self.source.as_deref() {
+            Some(source) if source != self.uri => write!(f, " from `{source}`"),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Something the user should know about how a model URI was resolved; its `Display` is the
 /// line to show.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -177,5 +192,23 @@ mod tests {
         for (age, shown) in [(600, "10 min"), (3 * 3600, "3 h"), (3 * 86400, "3 days")] {
             assert!(warning(age).to_string().ends_with(&format!(" {shown} ago")));
         }
+    }
+
+    /// A resolved URI reads as the CLI's `Downloaded ...` line showed it (was built from the
+    /// fields in the CLI's `commands/mod.rs`): the version when there is one, the artifact
+    /// location only when it is not the URI itself.
+    #[test]
+    fn a_resolved_uri_names_its_version_and_where_it_came_from() {
+        let mut resolved = local("models:/iris/1", PathBuf::from("/m"));
+        assert_eq!(resolved.to_string(), "`models:/iris/1`");
+        resolved.version = Some("1".into());
+        resolved.source = Some("s3://bucket/1/artifacts".into());
+        assert_eq!(
+            resolved.to_string(),
+            "`models:/iris/1` (version 1) from `s3://bucket/1/artifacts`"
+        );
+        resolved.version = None;
+        resolved.source = Some("models:/iris/1".into());
+        assert_eq!(resolved.to_string(), "`models:/iris/1`");
     }
 }

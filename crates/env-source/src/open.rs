@@ -29,6 +29,23 @@ impl OpenedModel {
     pub fn into_model(self) -> (ModelDir, Option<Arc<LockedFile>>) {
         (self.model, self.source.and_then(|source| source.lock))
     }
+
+    /// The downloaded model's lock file, for a process that goes on using the model after us
+    /// (`run` execs its command with it open); `None` for a local directory.
+    #[must_use]
+    pub fn lock_file(&self) -> Option<&std::fs::File> {
+        self.source.as_ref()?.lock.as_deref()?.file()
+    }
+}
+
+/// A model directory given as such: nothing downloaded, no lock to hold.
+impl From<ModelDir> for OpenedModel {
+    fn from(model: ModelDir) -> Self {
+        Self {
+            model,
+            source: None,
+        }
+    }
 }
 
 /// Why a model could not be opened.

@@ -18,25 +18,16 @@ use crate::settings::Settings;
 /// The flags that decide the environment, as the library's [`EnvRequest`]
 /// ([`RequestFlags::into_request`] decides precedence and defaults).
 pub fn env_request(args: &EnvArgs, settings: &Settings) -> anyhow::Result<EnvRequest> {
-    let manager = match args.env_manager {
-        None => None,
-        Some(arg) => Some(arg.manager().ok_or_else(|| {
-            crate::report::UserError::new(
-                "`--env-manager local` builds no environment; it only applies to `run`",
-            )
-        })?),
-    };
-    Ok(RequestFlags {
-        manager,
-        ..request_flags(args, settings)
-    }
-    .into_request()?)
+    Ok(request_flags(args, settings).into_request()?)
 }
 
-/// The flags that decide the environment (all but `--env-manager`), field by field.
+/// The flags that decide the environment, field by field.
 pub fn request_flags<'a>(args: &'a EnvArgs, settings: &'a Settings) -> RequestFlags<'a> {
     RequestFlags {
-        manager: None,
+        manager: args
+            .env_manager
+            .and_then(env_spec::EnvManagerChoice::manager),
+        local: args.env_manager == Some(env_spec::EnvManagerChoice::Local),
         python_version: args.python_version.clone(),
         install_mlflow: args.install_mlflow.clone(),
         mirrors: &args.mirrors,
@@ -117,7 +108,7 @@ impl env_build::EnsureReporter for Shown {
 /// environment under `request`, builds or reuses it for `purpose`, and holds it (and the
 /// cache's shared lock) while the result lives; progress and the model's warnings are shown.
 pub async fn ensure(
-    model: env_spec::ModelDir,
+    model: env_source::OpenedModel,
     request: &EnvRequest,
     build: &BuildSettings,
     purpose: &Purpose,
@@ -170,13 +161,8 @@ pub fn print_build_notes(created: &Created, build: &BuildSettings, printer: Prin
     let (url, seconds) = (remote.url(), created.timings.remote);
     if created.remote_hit {
         let pull = created.pull.clone().unwrap_or_default();
-        let size = env_cache::units::human_size;
         printer.info(format!(
-            "Pulled from the remote cache `{url}` in {seconds:.1}s (nothing solved or installed): {} downloaded, {} from local caches ({} from uv's cache, {} from the bytecode store)",
-            size(pull.downloaded_bytes),
-            size(pull.reused_bytes + pull.seeded_bytes + pull.seeded_pyc_bytes),
-            size(pull.seeded_bytes),
-            size(pull.seeded_pyc_bytes),
+            "Pulled from the remote cache `{url}` in {seconds:.1}s (nothing solved or installed): {pull}"
         ));
     } else if created.pushed {
         printer.info(format!(

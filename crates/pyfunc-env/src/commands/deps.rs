@@ -3,7 +3,7 @@
 use anyhow::Context;
 
 use crate::cli::{DepsArgs, DepsFormat};
-use crate::commands::{open_model, print_warnings, write_atomic};
+use crate::commands::{open_model, print_warnings};
 use crate::printer::Printer;
 use crate::report::{ExitStatus, UserError};
 use crate::settings::Settings;
@@ -56,7 +56,7 @@ pub async fn deps(
     match &args.output {
         // The file is the model's, credentials included: it is meant to be installed from.
         Some(path) => {
-            write_atomic(path, &text)?;
+            env_cache::write_atomic(path, text.as_bytes())?;
             printer.info(format!("Wrote {}", printer.cyan(path.display())));
         }
         // On a terminal or in a build log, secrets are masked, as `--format json` masks them.

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use env_image::{Output, Reference, RegistrySettings};
 use env_build::{Bytecode, MlflowUse, Purpose};
+use env_image::{Output, Reference, RegistrySettings};
 
 use crate::cli::ImageArgs;
 use crate::commands::open_model;
@@ -64,7 +64,7 @@ pub async fn image(
     let request = env_request(&args.env, settings)?;
     let opened = open_model(&args.model.model, settings, printer).await?;
     let ready = ensure(
-        opened.model,
+        opened,
         &request,
         &build_settings(&args.env, settings),
         &Purpose::Use {
@@ -107,21 +107,8 @@ pub async fn image(
     for warning in &report.warnings {
         printer.warn(warning);
     }
-    let env_layer = report
-        .layers
-        .iter()
-        .find(|l| l.layer.role == env_image::Role::Environment);
-    if let Some(layer) = env_layer {
-        printer.info(format!(
-            "Environment layer {} ({}{})",
-            &layer.layer.digest[..19.min(layer.layer.digest.len())],
-            human_size(layer.layer.size),
-            if report.env_layer_cached {
-                ", cached".to_string()
-            } else {
-                format!(", written in {:.1}s", report.env_layer_seconds)
-            }
-        ));
+    if let Some(line) = report.environment_layer() {
+        printer.info(line);
     }
     for output in &report.outputs {
         printer.info(format!(

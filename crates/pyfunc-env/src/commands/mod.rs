@@ -10,24 +10,18 @@ pub mod pack;
 pub mod run;
 
 use std::ffi::OsStr;
-use std::path::Path;
-
-use anyhow::Context;
 
 use crate::printer::Printer;
 use crate::settings::Settings;
 
-/// A model opened from the command line ([`env_source::open_model`]): a downloaded model's
-/// lock is held as long as this value (or the lock `into_model` returns) lives.
-pub type Opened = env_source::OpenedModel;
-
 /// Opens a model (a directory or a model URI, downloaded into `models-v1/` if needed) with
-/// [`env_source::open_model`], and shows what that did.
+/// [`env_source::open_model`], and shows what that did. A downloaded model's lock is held as
+/// long as the result lives (into `ensure`, which keeps it in `Ensured`).
 pub async fn open_model(
     model: impl AsRef<OsStr>,
     settings: &Settings,
     printer: Printer,
-) -> anyhow::Result<Opened> {
+) -> anyhow::Result<env_source::OpenedModel> {
     Ok(open_typed(model, settings, printer).await?)
 }
 
@@ -36,7 +30,7 @@ pub async fn open_typed(
     model: impl AsRef<OsStr>,
     settings: &Settings,
     printer: Printer,
-) -> Result<Opened, env_source::OpenError> {
+) -> Result<env_source::OpenedModel, env_source::OpenError> {
     let mut progress = None;
     let opened = env_source::open_model(
         model.as_ref(),
@@ -63,18 +57,7 @@ pub async fn open_typed(
             printer.warn(warning);
         }
         if !resolved.cached {
-            let version = resolved
-                .version
-                .as_ref()
-                .map(|v| format!(" (version {v})"))
-                .unwrap_or_default();
-            let from = resolved
-                .source
-                .as_deref()
-                .filter(|source| *source != resolved.uri)
-                .map(|source| format!(" from `{source}`"))
-                .unwrap_or_default();
-            printer.info(format!("Downloaded `{}`{version}{from}", resolved.uri));
+            printer.info(format!("Downloaded {resolved}"));
         }
     }
     if opened.model.artifacts_subdir {
@@ -91,22 +74,4 @@ pub fn print_warnings(printer: Printer, warnings: &[env_spec::Warning]) {
     for warning in warnings {
         printer.warn(warning);
     }
-}
-
-/// Writes `text` to `path` atomically: a temporary file in the same directory, then a rename,
-/// so a reader never sees half a file.
-pub fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    // The umask's mode like any tool's output, not tempfile's 0600 (issue 23).
-    let mut temp = env_cache::temp_builder(".tmp-", false)
-        .tempfile_in(dir)
-        .with_context(|| format!("Failed to create a temporary file in `{}`", dir.display()))?;
-    std::io::Write::write_all(&mut temp, text.as_bytes())
-        .with_context(|| format!("Failed to write `{}`", path.display()))?;
-    temp.persist(path)
-        .with_context(|| format!("Failed to write `{}`", path.display()))?;
-    Ok(())
 }

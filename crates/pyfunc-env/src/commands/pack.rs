@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use env_pack::policy::PackPolicy;
 use env_pack::PackOptions;
+use env_pack::policy::PackPolicy;
 
 use crate::cli::{PackArgs, UnpackArgs};
-use env_cache::units::human_size;
 use env_build::{Bytecode, Purpose};
+use env_cache::units::human_size;
 
 use crate::commands::open_model;
 use crate::env_vars::EnvVars;
@@ -34,12 +34,11 @@ pub async fn pack(
         std::env::var(EnvVars::SOURCE_DATE_EPOCH).ok().as_deref(),
     )?;
     let request = env_request(&args.env, settings)?;
-    let (model, _model_lock) = open_model(&args.model.model, settings, printer)
-        .await?
-        .into_model();
-    // Held while packing, so `cache prune` cannot remove the environment meanwhile.
+    let opened = open_model(&args.model.model, settings, printer).await?;
+    // Held while packing, so `cache prune` cannot remove the environment (or a downloaded
+    // model, for `--with-model`) meanwhile.
     let ready = ensure(
-        model,
+        opened,
         &request,
         &build_settings(&args.env, settings),
         &Purpose::Use {
@@ -62,12 +61,8 @@ pub async fn pack(
 
     let driver = std::env::var(EnvVars::PYSPARK_DRIVER_PYTHON).ok();
     if let Some(check) = policy.spark_check(&environment, driver) {
-        if check.driver_minor.is_none() {
-            printer.info(format!(
-                "Could not run `{}` (or `python3`) to compare the driver's Python version with the archive's ({})",
-                EnvVars::PYSPARK_DRIVER_PYTHON,
-                environment.python_minor
-            ));
+        if let Some(note) = check.note {
+            printer.info(note);
         }
         for warning in check.warnings {
             printer.warn(warning);
@@ -100,14 +95,8 @@ pub async fn pack(
         human_size(report.unpacked_bytes),
         report.timings.total,
     ));
-    let parts: Vec<String> = report
-        .excluded
-        .shown(options.compile)
-        .into_iter()
-        .map(|(what, counted)| format!("{what} {}", human_size(counted.bytes)))
-        .collect();
-    if !parts.is_empty() {
-        printer.info(format!("Left out: {}", parts.join(", ")));
+    if let Some(left_out) = report.excluded.summary(options.compile) {
+        printer.info(format!("Left out: {left_out}"));
     }
     if policy.spark.is_some() {
         let name = output
@@ -120,9 +109,7 @@ pub async fn pack(
         ));
     }
     if args.json {
-        let mut document = serde_json::to_value(&report)?;
-        document["key"] = serde_json::Value::String(created.key.to_string());
-        document["prefix"] = serde_json::Value::String(created.prefix.display().to_string());
+        let document = report.document(created.key.as_str(), &created.prefix)?;
         printer.data(format!("{}\n", serde_json::to_string_pretty(&document)?))?;
     }
     Ok(ExitStatus::Success)

@@ -1303,3 +1303,28 @@ fn bytecode_is_the_same_in_two_caches_and_names_the_real_source() {
         "the bytecode of one source differs between two caches"
     );
 }
+
+/// `--env-manager local` builds nothing, so every command that builds refuses it as bad input
+/// before opening the model (env-build's `RequestFlags::into_request` decides; the CLI did).
+#[test]
+fn env_manager_local_is_refused_by_commands_that_build() {
+    let ctx = TestContext::new();
+    for command in [
+        &["create"][..],
+        &["lock"],
+        &["pack", "--output", "env.tar.gz"],
+    ] {
+        let output = ctx
+            .command()
+            .args(command)
+            .args(["no-such-model", "--env-manager", "local"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+        assert_eq!(
+            stderr(&output),
+            "error: `--env-manager local` builds no environment; it only applies to `run`\n",
+            "{command:?}"
+        );
+    }
+}

@@ -43,24 +43,12 @@ pub(super) async fn create_many(
 ) -> anyhow::Result<ExitStatus> {
     let quiet = Printer::new(crate::printer::Verbosity::Quiet, printer.color());
     let mut inputs = Vec::with_capacity(models.len());
-    // Downloaded models' locks, held until every build is done (`cache prune` keeps them).
-    let mut model_locks = Vec::new();
     for model in models {
         let started = std::time::Instant::now();
-        let opened = match open_typed(model, settings, quiet).await {
-            Ok(opened) => {
-                let (model, lock) = opened.into_model();
-                model_locks.push(lock);
-                Ok(model)
-            }
-            Err(error) => Err(OpenFailure {
-                user_error: error.is_user_error(),
-                error: Box::new(error),
-            }),
-        };
+        let opened = open_typed(model, settings, quiet).await;
         inputs.push(ModelInput {
             given: model.display().to_string(),
-            model: opened,
+            model: opened.map_err(OpenFailure::from),
             started,
         });
     }
@@ -90,7 +78,6 @@ pub(super) async fn create_many(
     if args.json {
         printer.data(format!("{}\n", serde_json::to_string_pretty(&results)?))?;
     }
-    drop(model_locks);
     Ok(match worst {
         Severity::Ok => ExitStatus::Success,
         Severity::UserError => ExitStatus::Failure,

@@ -6,8 +6,6 @@ mod summary;
 use std::path::{Path, PathBuf};
 
 use env_build::{EnvRequest, ModelEnvironment, Plan, Purpose};
-use env_spec::EnvManager;
-use serde::Serialize;
 
 use crate::cli::CreateArgs;
 use crate::commands::open_model;
@@ -17,30 +15,6 @@ use crate::environment::{
 use crate::printer::Printer;
 use crate::report::ExitStatus;
 use crate::settings::Settings;
-
-#[derive(Serialize)]
-struct CreateJson<'a> {
-    model_dir: String,
-    /// Where the model came from, when given as a URI: the URI, the artifact location, the
-    /// registered name and resolved version.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    model_source: Option<env_source::Resolved>,
-    env_manager: EnvManager,
-    #[serde(flatten)]
-    created: &'a env_build::Created,
-}
-
-/// `create --dry-run --json`: what `create` would use, nothing built.
-#[derive(Serialize)]
-struct DryRunJson {
-    model_dir: String,
-    env_manager: EnvManager,
-    key: String,
-    prefix: String,
-    python: String,
-    cache_hit: bool,
-    dry_run: bool,
-}
 
 /// The model directories of `create`: the arguments, then `--from`'s lines.
 fn model_list(args: &CreateArgs) -> anyhow::Result<Vec<PathBuf>> {
@@ -86,10 +60,10 @@ async fn dry_run_one(
     settings: &Settings,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let (model, _model_lock) = open_model(model, settings, printer).await?.into_model();
+    let opened = open_model(model, settings, printer).await?;
     let build = build_settings(&args.env, settings);
     let cache = settings.cache();
-    let planned = ModelEnvironment::plan(model, request, &cache, &build, &Purpose::Create).await?;
+    let planned = ModelEnvironment::plan(opened, request, &cache, &build, &Purpose::Create).await?;
     let (env, prefix) = (&planned.env, planned.prefix.display());
     print_resolved(env, printer);
     printer.info(match planned.plan {
@@ -107,15 +81,7 @@ async fn dry_run_one(
         ),
     });
     if args.json {
-        let document = DryRunJson {
-            model_dir: env.root().display().to_string(),
-            env_manager: env.manager,
-            key: env.key.to_string(),
-            python: planned.python.display().to_string(),
-            prefix: prefix.to_string(),
-            cache_hit: planned.plan == Plan::Cached,
-            dry_run: true,
-        };
+        let document = planned.document();
         printer.data(format!("{}\n", serde_json::to_string_pretty(&document)?))?;
     } else {
         printer.data(format!("{prefix}\n"))?;
@@ -133,17 +99,12 @@ async fn create_one(
     let opened = open_model(model, settings, printer).await?;
     let build = build_settings(&args.env, settings);
     let purpose = Purpose::Create;
-    let ensured = ensure(opened.model, request, &build, &purpose, settings, printer).await?;
+    let ensured = ensure(opened, request, &build, &purpose, settings, printer).await?;
     let created = &ensured.created;
     print_build_notes(created, &build, printer);
     printer.info(origin_line(&ensured.env, created, printer));
     if args.json {
-        let document = CreateJson {
-            model_dir: ensured.env.root().display().to_string(),
-            model_source: opened.source,
-            env_manager: ensured.env.manager,
-            created,
-        };
+        let document = ensured.document();
         printer.data(format!("{}\n", serde_json::to_string_pretty(&document)?))?;
     } else {
         // `ENV=$(pyfunc-env create model/)`.
@@ -160,16 +121,14 @@ pub async fn lock(
 ) -> anyhow::Result<ExitStatus> {
     // `ensure` solves afresh for `Purpose::Lock`, whatever lock file there is.
     let request = env_request(&args.env, settings)?;
-    let (model, _model_lock) = open_model(&args.model.model, settings, printer)
-        .await?
-        .into_model();
+    let opened = open_model(&args.model.model, settings, printer).await?;
     let build = build_settings(&args.env, settings);
-    let ensured = ensure(model, &request, &build, &Purpose::Lock, settings, printer).await?;
+    let ensured = ensure(opened, &request, &build, &Purpose::Lock, settings, printer).await?;
     print_build_notes(&ensured.created, &build, printer);
     let text = ensured.lock_text.as_deref().unwrap_or_default();
     match &args.output {
         Some(path) => {
-            crate::commands::write_atomic(path, text)?;
+            env_cache::write_atomic(path, text.as_bytes())?;
             printer.info(format!("Wrote {}", printer.cyan(path.display())));
         }
         None => printer.data(text)?,

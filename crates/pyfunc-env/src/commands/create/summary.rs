@@ -1,7 +1,7 @@
 //! The summary table of a multi-model `create`: one row per model (its key, what happened,
 //! how long it took, the last cause of a failure), then the counts, then each failure in full.
 
-use env_build::many::Outcome;
+use env_build::many::{Outcome, Tally};
 
 use super::many::ModelResult;
 use crate::printer::Printer;
@@ -63,27 +63,8 @@ fn summary_table(results: &[ModelResult], dry_run: bool, printer: Printer) -> St
             r.row.seconds
         );
     }
-    let count = |outcome| results.iter().filter(|r| r.row.outcome == outcome).count();
-    let (failed, built, to_build) = (
-        count(Outcome::Failed),
-        count(Outcome::Built),
-        count(Outcome::ToBuild),
-    );
-    if dry_run {
-        let _ = writeln!(
-            out,
-            "{} models: {to_build} to build, {} cached or shared, {failed} failed (dry run)",
-            results.len(),
-            results.len() - to_build - failed,
-        );
-    } else {
-        let _ = writeln!(
-            out,
-            "{} models: {built} built, {} cached or shared, {failed} failed",
-            results.len(),
-            results.len() - built - failed,
-        );
-    }
+    let tally = Tally::of(results.iter().map(|r| &r.row), dry_run);
+    let _ = writeln!(out, "{tally}");
     out
 }
 
