@@ -155,10 +155,19 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| (l[0].as_str().unwrap().to_owned(), l[1].as_str().unwrap().to_owned()))
+        .map(|l| {
+            (
+                l[0].as_str().unwrap().to_owned(),
+                l[1].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     let steps = |pid: &str| -> Vec<&str> {
-        trace.iter().filter(|(p, _)| p == pid).map(|(_, s)| s.as_str()).collect()
+        trace
+            .iter()
+            .filter(|(p, _)| p == pid)
+            .map(|(_, s)| s.as_str())
+            .collect()
     };
     let workers: std::collections::BTreeSet<&str> = trace
         .iter()
@@ -170,18 +179,24 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
         let steps = steps(worker);
         let task_start = steps.iter().position(|s| *s == "task start").unwrap();
         assert!(
-            steps[..task_start].iter().any(|s| s.starts_with("udf unpickled, pandas ")),
+            steps[..task_start]
+                .iter()
+                .any(|s| s.starts_with("udf unpickled, pandas ")),
             "worker {worker}: {steps:#?}"
         );
         assert!(
-            steps[..task_start].iter().any(|s| s.starts_with("scoring process spawned: ")),
+            steps[..task_start]
+                .iter()
+                .any(|s| s.starts_with("scoring process spawned: ")),
             "worker {worker}: {steps:#?}"
         );
     }
     // A new worker unpickles our UDF first (the first column): a worker that ran MLflow's UDF
     // before has pandas already.
     assert!(
-        trace.iter().any(|(_, s)| s == "udf unpickled, pandas not imported yet"),
+        trace
+            .iter()
+            .any(|(_, s)| s == "udf unpickled, pandas not imported yet"),
         "{trace:#?}"
     );
     let spawned: Vec<(String, bool)> = trace
@@ -189,13 +204,19 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
         .filter_map(|(_, s)| s.strip_prefix("scoring process spawned: pid "))
         .map(|rest| {
             let (pid, model) = rest.split_once(" for ").unwrap();
-            (pid.to_owned(), model.contains("fixtures/models/sklearn-iris"))
+            (
+                pid.to_owned(),
+                model.contains("fixtures/models/sklearn-iris"),
+            )
         })
         .collect();
     assert!(spawned.iter().any(|(_, skops)| *skops), "{trace:#?}");
     for (pid, skops) in &spawned {
         let steps = steps(pid);
-        assert!(steps.contains(&"scoring process: model loaded"), "{pid}: {trace:#?}");
+        assert!(
+            steps.contains(&"scoring process: model loaded"),
+            "{pid}: {trace:#?}"
+        );
         assert_eq!(
             steps.contains(&"scoring process: imported skops.io before mlflow"),
             *skops,
