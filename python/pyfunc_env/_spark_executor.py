@@ -32,6 +32,10 @@ class ScoringProcessError(RuntimeError):
 
 
 def _registry():
+    return _state().processes
+
+
+def _state():
     # Kept in a module of its own in `sys.modules`: this module's functions are unpickled anew
     # for every task (by value), but the Python worker process (reused across tasks, Spark's
     # default `spark.python.worker.reuse=true`) keeps its scoring processes.
@@ -41,8 +45,10 @@ def _registry():
 
         state = types.ModuleType("_pyfunc_env_spark_state")
         state.processes = {}
+        # udf_id -> the error of starting its scoring process when the UDF was unpickled.
+        state.errors = {}
         sys.modules["_pyfunc_env_spark_state"] = state
-    return state.processes
+    return state
 
 
 def trace(what):
@@ -331,6 +337,7 @@ class ScoringProcess:
             cwd=env_dir,
             preexec_fn=_die_with_parent,
         )
+        trace("scoring process spawned: pid %d for %s" % (self.process.pid, self.label))
         self.stderr_thread = threading.Thread(
             target=self._forward_stderr, name="pyfunc-env-stderr", daemon=True
         )
@@ -425,6 +432,34 @@ class ScoringProcess:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+class StartsOnUnpickle(dict):
+    """The UDF's config, which starts the UDF's scoring process where it is unpickled in a task.
+
+    A Python worker unpickles the UDF while it sets the task up, seconds (Spark's "init" time:
+    its serializers, pandas and pyarrow imports) before the first batch reaches `score`: started
+    then, the scoring process loads the model meanwhile."""
+
+    def __reduce__(self):
+        return (prestart, (dict(self),))
+
+
+def prestart(config):
+    """Unpickles a `StartsOnUnpickle`: starts the scoring process in a Spark task (nowhere else:
+    a driver that unpickles the UDF starts nothing). A failure is kept for `score` to raise,
+    so that the task fails with it as before."""
+    try:
+        from pyspark import TaskContext
+
+        if TaskContext.get() is not None:
+            # pandas is what a Python worker imports next, once the UDF is unpickled.
+            trace("udf unpickled, pandas %s" % (
+                "already imported" if "pandas" in sys.modules else "not imported yet"))
+            scoring_process(config)
+    except BaseException as error:
+        _state().errors[config["udf_id"]] = error
+    return config
 
 
 def scoring_process(config):
@@ -632,6 +667,9 @@ def score(iterator, config, result_type):
     # Started before the first batch arrives, so that the model loads (and on a new node, the
     # environment unpacks) while Spark computes and converts that batch.
     trace("task start")
+    error = _state().errors.pop(config["udf_id"], None)
+    if error is not None:
+        raise error
     process = scoring_process(config)
     trace("scoring process started")
     first = True

@@ -447,7 +447,7 @@ def spark_udf(
     trace("driver: shipped")
 
     inputs = info.get("inputs")
-    config = {
+    config = _spark_executor.StartsOnUnpickle({
         "udf_id": uuid.uuid4().hex,
         "model_uri": str(model_uri),
         "env_archive": env_locator,
@@ -461,7 +461,7 @@ def spark_udf(
         "input_names": (inputs["names"], inputs["required"])
         if inputs and inputs.get("names")
         else None,
-    }
+    })
     # The executors need only pyspark, pandas and pyarrow: the executor-side functions travel
     # with the UDF by value instead of being imported from pyfunc_env there.
     cloudpickle.register_pickle_by_value(_spark_executor)
@@ -475,6 +475,12 @@ def spark_udf(
     ) -> Iterator[hint]:
         return score(iterator, config, spark_type)
 
+    # pandas_udf has read the type hints (the UDF's kind); pickled, they would be the first
+    # thing a Python worker unpickles, importing pandas before `config` starts the scoring
+    # process (`StartsOnUnpickle`): without them `config` comes first (the closure's first
+    # cell), and the model loads while the worker imports pandas.
+    udf.func.__annotations__ = {}
+    assert udf.func.__code__.co_freevars[0] == "config"
     udf.metadata = {
         "model_uri": str(model_uri),
         "udf_id": config["udf_id"],

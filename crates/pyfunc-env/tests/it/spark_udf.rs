@@ -147,6 +147,83 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
         assert_eq!(array, &serde_json::json!(doubles), "{name}");
     }
 
+    // The trace of the comparison job (`PYFUNC_ENV_SPARK_TRACE`): each Python worker started
+    // its scoring processes while it unpickled the UDF, before pandas (the UDF's type hints
+    // are not pickled), so before its first batch reached `score` ("task start"); each
+    // process of the skops model imported skops before mlflow, and loaded the model.
+    let trace: Vec<(String, String)> = result["trace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l[0].as_str().unwrap().to_owned(),
+                l[1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let steps = |pid: &str| -> Vec<&str> {
+        trace
+            .iter()
+            .filter(|(p, _)| p == pid)
+            .map(|(_, s)| s.as_str())
+            .collect()
+    };
+    let workers: std::collections::BTreeSet<&str> = trace
+        .iter()
+        .filter(|(_, s)| s == "task start")
+        .map(|(p, _)| p.as_str())
+        .collect();
+    assert!(!workers.is_empty(), "{trace:#?}");
+    for worker in &workers {
+        let steps = steps(worker);
+        let task_start = steps.iter().position(|s| *s == "task start").unwrap();
+        assert!(
+            steps[..task_start]
+                .iter()
+                .any(|s| s.starts_with("udf unpickled, pandas ")),
+            "worker {worker}: {steps:#?}"
+        );
+        assert!(
+            steps[..task_start]
+                .iter()
+                .any(|s| s.starts_with("scoring process spawned: ")),
+            "worker {worker}: {steps:#?}"
+        );
+    }
+    // A new worker unpickles our UDF first (the first column): a worker that ran MLflow's UDF
+    // before has pandas already.
+    assert!(
+        trace
+            .iter()
+            .any(|(_, s)| s == "udf unpickled, pandas not imported yet"),
+        "{trace:#?}"
+    );
+    let spawned: Vec<(String, bool)> = trace
+        .iter()
+        .filter_map(|(_, s)| s.strip_prefix("scoring process spawned: pid "))
+        .map(|rest| {
+            let (pid, model) = rest.split_once(" for ").unwrap();
+            (
+                pid.to_owned(),
+                model.contains("fixtures/models/sklearn-iris"),
+            )
+        })
+        .collect();
+    assert!(spawned.iter().any(|(_, skops)| *skops), "{trace:#?}");
+    for (pid, skops) in &spawned {
+        let steps = steps(pid);
+        assert!(
+            steps.contains(&"scoring process: model loaded"),
+            "{pid}: {trace:#?}"
+        );
+        assert_eq!(
+            steps.contains(&"scoring process: imported skops.io before mlflow"),
+            *skops,
+            "{pid}: {trace:#?}"
+        );
+    }
+
     // 2. The killed scoring process: its task failed with our message (Spark logs the lost
     // task on the driver), was retried, and every row is right.
     assert_eq!(result["killed"].as_array().unwrap().len(), 1, "{result:#}");

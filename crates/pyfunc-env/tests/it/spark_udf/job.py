@@ -43,6 +43,10 @@ _spark_executor.unpack_once(
 )
 timing("warm node prepared")
 
+# Every step of spark_udf on the driver and in the tasks (see `trace` in _spark_executor.py).
+trace_file = os.path.join(os.path.dirname(config["node_cache"]), "spark-trace.log")
+os.environ["PYFUNC_ENV_SPARK_TRACE"] = trace_file
+
 spark = (
     SparkSession.builder.master("local-cluster[2,1,1024]")
     .appName("pyfunc-env-spark-udf-test")
@@ -51,6 +55,7 @@ spark = (
     # The executors' pyfunc-env cache, where they unpack what spark_udf ships: new for this
     # test, while the driver's (the packed archives) is shared between runs.
     .config("spark.executorEnv.PYFUNC_ENV_CACHE_DIR", config["node_cache"])
+    .config("spark.executorEnv.PYFUNC_ENV_SPARK_TRACE", trace_file)
     .getOrCreate()
 )
 print("APP " + spark.sparkContext.applicationId, flush=True)
@@ -104,6 +109,10 @@ result["columns"] = {
     field: [plain(r[field]) for r in rows] for field in rows[0].asDict() if field != "row"
 }
 timing("comparison job")
+# The trace of the comparison job: [pid, step] in the order written.
+result["trace"] = [
+    line.split(" ", 3)[2:] for line in open(trace_file).read().splitlines()
+]
 
 # What Spark itself put where it fetches shipped files (the driver's SparkFiles root, each
 # executor's directory). Shipped over the driver's file server (the default), no archive is
