@@ -99,7 +99,9 @@ def _to_frame(predictions):
 
 
 def _trace(what):
-    # As `_spark_executor.trace`: `PYFUNC_ENV_SPARK_TRACE` names a file for timestamped steps.
+    # `_spark_executor.trace`, repeated on purpose: this file runs as a script in the model's
+    # environment (spark.py ships its source), where the `pyfunc_env` package and the
+    # executor's module are not importable. `PYFUNC_ENV_SPARK_TRACE` names the file.
     path = os.environ.get("PYFUNC_ENV_SPARK_TRACE")
     if not path:
         return
