@@ -62,8 +62,14 @@ end_to_end = time.perf_counter() - t
 t = time.perf_counter()
 second = job(udf)
 warm = time.perf_counter() - t
+import os, pyspark
+# The application's directory under the workers' work dir (pyspark's own SPARK_HOME), one per
+# run, which the bench removes once the run is over: they piled up (8.3 GB over the bench and
+# test runs of two sessions; with `shipWith=addFile` each holds a copy of every archive).
+app_dir = os.path.join(os.path.dirname(pyspark.__file__), "work", spark.sparkContext.applicationId)
 print("RESULT " + json.dumps({"session": session, "create": created, "end_to_end": end_to_end,
-      "warm": warm, "first": first.tolist(), "same": bool((first == second).all())}), flush=True)
+      "warm": warm, "first": first.tolist(), "same": bool((first == second).all()),
+      "app_dir": app_dir}), flush=True)
 spark.stop()
 '''
 
@@ -110,7 +116,10 @@ def run(mode, python, args, work, extra, retry=True):
             print("%s failed, running it again: %s" % (mode, out.stderr[-300:]), flush=True)
             return run(mode, python, args, work, extra, retry=False)
         sys.exit("%s failed:\n%s" % (mode, out.stderr[-4000:]))
-    return json.loads(line[len("RESULT "):])
+    result = json.loads(line[len("RESULT "):])
+    # After the driver has stopped: its executors are gone, so nothing writes there any more.
+    shutil.rmtree(result.pop("app_dir"), ignore_errors=True)
+    return result
 
 
 def main():
