@@ -179,7 +179,7 @@ pub(crate) fn unpack_blob(
         return Err(Ok(format!("blob `{sha}`: {error}")));
     }
     match writer.commit(entry.mode, entry.mtime) {
-        Ok(()) => Ok(()),
+        Ok(_) => Ok(()),
         Err(env_store::StoreError::Damaged { message, .. }) => {
             Err(Ok(format!("blob `{sha}`: {message}")))
         }

@@ -160,8 +160,10 @@ impl Store {
                 let mut writer = self.writer(sha, entry.size).ok()?;
                 let mut file = fs_err::File::open(source).ok()?;
                 std::io::copy(&mut file, &mut writer).ok()?;
+                // Another worker may have stored the same blob from another candidate
+                // meanwhile: it is counted once, by whoever stored it.
                 match writer.commit(entry.mode, entry.mtime) {
-                    Ok(()) => Some(true),
+                    Ok(stored) => stored.then_some(true),
                     Err(crate::StoreError::Damaged { .. }) => Some(false),
                     Err(_) => None,
                 }
@@ -399,5 +401,49 @@ mod tests {
             fs_err::metadata(wheel.join("pkg/a.py")).unwrap().ino()
         );
         assert_eq!(stored.mtime(), 1_000_000_000);
+    }
+
+    /// Candidates of one blob seeded in parallel (the same wheel unpacked twice in uv's cache,
+    /// copied because the files' mtime is not the manifest's): the workers race to store it,
+    /// and the blob is counted once, as the pull's report adds seeded and downloaded blobs
+    /// up to the manifest's. Counted twice, a pull on CI reported 3,237 blobs of 3,236.
+    #[test]
+    fn one_blob_from_parallel_candidates_counts_once() {
+        let temp = tempfile::tempdir().unwrap();
+        // Big enough that both workers are still hashing when the other starts.
+        let content = vec![b'x'; 16 << 20];
+        let sha = hex(&Sha256::digest(&content));
+        let sources: Vec<PathBuf> = (0..8)
+            .map(|i| {
+                let dir = temp.path().join(format!("archive-{i}/pkg"));
+                fs_err::create_dir_all(&dir).unwrap();
+                fs_err::write(dir.join("mod.py"), &content).unwrap();
+                dir.join("mod.py")
+            })
+            .collect();
+        let size = content.len() as u64;
+        let entry = Entry {
+            path: "sp/pkg/mod.py".into(),
+            kind: Kind::File,
+            mode: 0o644,
+            size,
+            sha256: Some(sha.clone()),
+            mtime: 1_000_000_000,
+            target: None,
+            prefix: crate::PrefixUse::None,
+        };
+        let candidates: Vec<Candidate<'_>> = sources
+            .into_iter()
+            .map(|source| Candidate {
+                source,
+                entry: &entry,
+            })
+            .collect();
+        let cache = env_cache::Cache::new(temp.path().join("cache"));
+        cache.init().unwrap();
+        let store = Store::open(&cache).unwrap();
+        let seeded = store.seed(&candidates);
+        assert_eq!((seeded.files, seeded.bytes, seeded.rejected), (1, size, 0));
+        assert!(store.has(&sha));
     }
 }

@@ -125,8 +125,9 @@ impl Store {
                     let mut writer = self.writer(sha, entry.size)?;
                     let mut file = fs_err::File::open(&from).map_err(io(&from))?;
                     std::io::copy(&mut file, &mut writer).map_err(io(&from))?;
-                    writer.commit(entry.mode, entry.mtime)?;
-                    added += 1;
+                    if writer.commit(entry.mode, entry.mtime)? {
+                        added += 1;
+                    }
                 }
             }
         }
@@ -349,8 +350,10 @@ impl std::io::Write for BlobWriter {
 
 impl BlobWriter {
     /// Checks size and hash, then renames the file into the store, read-only, with `mode`'s
-    /// execute bits and `mtime`.
-    pub fn commit(mut self, mode: u32, mtime: u64) -> Result<(), StoreError> {
+    /// execute bits and `mtime`. `Ok(true)` when this writer stored the blob, `Ok(false)` when
+    /// another writer (a parallel seed or pull) stored the same content first, so that callers
+    /// counting what they added count each blob once.
+    pub fn commit(mut self, mode: u32, mtime: u64) -> Result<bool, StoreError> {
         self.file.flush().map_err(io(self.file.path()))?;
         let sha = hex(&self.hasher.finalize_reset());
         if self.written != self.size || sha != self.sha256 {
@@ -371,9 +374,9 @@ impl BlobWriter {
         let dir = self.target.parent().unwrap_or(Path::new("."));
         fs_err::create_dir_all(dir).map_err(io(dir))?;
         match self.file.persist_noclobber(&self.target) {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             // Another pull stored it first: the same content.
-            Err(error) if error.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(error) if error.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
             Err(error) => Err(StoreError::Io {
                 path: self.target.clone(),
                 source: error.error,
@@ -518,7 +521,17 @@ mod tests {
         assert!(!store.has(hello));
         let mut writer = store.writer(hello, 5).unwrap();
         writer.write_all(b"hello").unwrap();
-        writer.commit(0o644, 7).unwrap();
+        // A second writer of the same blob, open before the first committed, stores nothing.
+        let mut late = store.writer(hello, 5).unwrap();
+        late.write_all(b"hello").unwrap();
+        assert!(
+            writer.commit(0o644, 7).unwrap(),
+            "the first writer stores it"
+        );
+        assert!(
+            !late.commit(0o644, 7).unwrap(),
+            "the second finds it stored"
+        );
         assert!(store.has(hello));
         let metadata = fs_err::metadata(store.path(hello)).unwrap();
         assert_eq!(
