@@ -1,6 +1,6 @@
 //! Where registry credentials are looked up when no `--username` is given: the auth files
 //! Docker and podman write, in the order podman reads them; and the image's reproducible
-//! `created` time. The caller reads the variables (the CLI's `EnvVars`); this module decides.
+//! `created` time. The caller reads the variables (env-settings' `Settings`); this module decides.
 
 use std::path::PathBuf;
 
@@ -8,13 +8,11 @@ use std::path::PathBuf;
 /// `pack`'s archives; a fixed value keeps the digest reproducible.
 pub const DEFAULT_CREATED: u64 = 946_684_800;
 
-/// The image's `created` time: `SOURCE_DATE_EPOCH` when it is a number, else
-/// [`DEFAULT_CREATED`].
+/// The image's `created` time: `SOURCE_DATE_EPOCH` when it is set (and a number: the
+/// settings parse it), else [`DEFAULT_CREATED`].
 #[must_use]
-pub fn created_time(source_date_epoch: Option<&str>) -> u64 {
-    source_date_epoch
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(DEFAULT_CREATED)
+pub fn created_time(source_date_epoch: Option<u64>) -> u64 {
+    source_date_epoch.unwrap_or(DEFAULT_CREATED)
 }
 
 /// The variables that place the auth files.
@@ -86,7 +84,6 @@ mod tests {
     #[test]
     fn created_is_source_date_epoch_else_2000() {
         assert_eq!(created_time(None), DEFAULT_CREATED);
-        assert_eq!(created_time(Some("1700000000\n")), 1_700_000_000);
-        assert_eq!(created_time(Some("now")), DEFAULT_CREATED);
+        assert_eq!(created_time(Some(1_700_000_000)), 1_700_000_000);
     }
 }

@@ -3,6 +3,12 @@
 //! [`Options`] and calls [`Settings::resolve`]; every command then reads [`Settings`], never the
 //! environment directly. A bad value is a [`SettingsError`] naming where it came from (the
 //! flag, the variable, or the key and the file), so the user knows what to fix.
+//!
+//! Variables other tools define and pyfunc-env honours (`SOURCE_DATE_EPOCH`,
+//! `PYSPARK_DRIVER_PYTHON`, and `REGISTRY_AUTH_FILE`, `XDG_RUNTIME_DIR`, `DOCKER_CONFIG` for
+//! the registry auth files) are read here too, so no command reads the environment itself.
+//! They have no flag and no configuration key, and `--show-settings` leaves them out: it shows
+//! pyfunc-env's own settings.
 #![warn(missing_docs)]
 
 mod config;
@@ -202,6 +208,20 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     /// Colours on stderr ([`use_color`]).
     pub color: bool,
+    /// `SOURCE_DATE_EPOCH`: the time `pack` gives every archive entry and `image` its config
+    /// (<https://reproducible-builds.org/specs/source-date-epoch/>); `None` when unset or not a
+    /// whole number of seconds (each then uses its own fixed default, as before).
+    #[serde(skip)]
+    pub source_date_epoch: Option<u64>,
+    /// `PYSPARK_DRIVER_PYTHON`: the Spark driver's Python, which `pack --for spark` compares
+    /// with the archive's.
+    #[serde(skip)]
+    pub spark_driver_python: Option<String>,
+    /// The registry auth files `image` reads, in the order podman reads them, then Docker's
+    /// (from `REGISTRY_AUTH_FILE`, `XDG_RUNTIME_DIR`, `HOME`, `DOCKER_CONFIG`:
+    /// [`env_image::auth_files::AuthFileVars`]).
+    #[serde(skip)]
+    pub registry_auth_files: Vec<PathBuf>,
 }
 
 mod seconds {
@@ -236,6 +256,18 @@ fn default_config_file(var: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> 
         .map(PathBuf::from)
         .or_else(|| var(EnvVars::HOME).map(|h| PathBuf::from(h).join(".config")))?;
     Some(base.join("pyfunc-env").join("config.toml"))
+}
+
+/// The registry auth files, from the variables that place them.
+fn registry_auth_files(var: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
+    let path = |name| var(name).map(PathBuf::from);
+    env_image::auth_files::AuthFileVars {
+        registry_auth_file: path(EnvVars::REGISTRY_AUTH_FILE),
+        xdg_runtime_dir: path(EnvVars::XDG_RUNTIME_DIR),
+        home: path(EnvVars::HOME),
+        docker_config: path(EnvVars::DOCKER_CONFIG),
+    }
+    .files()
 }
 
 /// Whole seconds in `parsed`; the error quotes `text`, the value as given, and where it came
@@ -394,6 +426,10 @@ impl Settings {
             remote_cache_signer,
             config_file,
             color: use_color(options.color, var, options.stderr_is_terminal),
+            source_date_epoch: var(EnvVars::SOURCE_DATE_EPOCH)
+                .and_then(|text| text.trim().parse().ok()),
+            spark_driver_python: var(EnvVars::PYSPARK_DRIVER_PYTHON),
+            registry_auth_files: registry_auth_files(var),
         })
     }
 

@@ -280,3 +280,53 @@ fn resolved_settings_say_whether_stderr_gets_colours() {
     assert!(setup.resolve(&always).unwrap().color);
     assert!(Setup::new().resolve(&terminal).unwrap().color);
 }
+
+/// The variables other tools define are read here with the rest, so no command reads the
+/// environment: `SOURCE_DATE_EPOCH` as whole seconds (anything else, or empty, is unset and
+/// each command keeps its fixed default), the Spark driver's Python, and the registry auth
+/// files in podman's order, then Docker's. (Were read by the CLI's `pack` and `image`.)
+#[test]
+fn variables_of_other_tools_are_settings_too() {
+    let setup = Setup::new();
+    let home = setup.dir.path().to_path_buf();
+    let settings = setup.resolve(&Options::default()).unwrap();
+    assert_eq!(settings.source_date_epoch, None);
+    assert_eq!(settings.spark_driver_python, None);
+    assert_eq!(
+        settings.registry_auth_files,
+        [
+            home.join(".config/containers/auth.json"),
+            home.join(".docker/config.json")
+        ]
+    );
+    let setup = setup
+        .var(EnvVars::SOURCE_DATE_EPOCH, " 1700000000\n")
+        .var(EnvVars::PYSPARK_DRIVER_PYTHON, "/opt/spark/python3")
+        .var(EnvVars::REGISTRY_AUTH_FILE, "/a/auth.json")
+        .var(EnvVars::XDG_RUNTIME_DIR, "/run/user/1")
+        .var(EnvVars::DOCKER_CONFIG, "/d");
+    let settings = setup.resolve(&Options::default()).unwrap();
+    assert_eq!(settings.source_date_epoch, Some(1_700_000_000));
+    assert_eq!(
+        settings.spark_driver_python.as_deref(),
+        Some("/opt/spark/python3")
+    );
+    assert_eq!(
+        settings.registry_auth_files,
+        [
+            PathBuf::from("/a/auth.json"),
+            PathBuf::from("/run/user/1/containers/auth.json"),
+            home.join(".config/containers/auth.json"),
+            PathBuf::from("/d/config.json"),
+        ]
+    );
+    for unusable in ["yesterday", "", "-1"] {
+        let setup = Setup::new()
+            .var(EnvVars::SOURCE_DATE_EPOCH, unusable)
+            .var(EnvVars::REGISTRY_AUTH_FILE, "");
+        let settings = setup.resolve(&Options::default()).unwrap();
+        assert_eq!(settings.source_date_epoch, None, "{unusable:?}");
+        // An empty variable is unset, as podman reads it: no auth file named "".
+        assert!(!settings.registry_auth_files.contains(&PathBuf::new()));
+    }
+}

@@ -1,32 +1,17 @@
 //! `pyfunc-env image`: the model and its environment as an OCI image (see the `env-image`
 //! crate for what the image guarantees).
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use env_build::{Bytecode, MlflowUse, Purpose};
 use env_image::{Output, Reference, RegistrySettings};
 
 use crate::cli::ImageArgs;
 use crate::commands::open_model;
-use crate::env_vars::EnvVars;
 use crate::environment::{build_settings, ensure, env_request, print_created};
 use crate::printer::Printer;
 use crate::report::ExitStatus;
 use crate::settings::Settings;
 use env_cache::units::human_size;
-
-/// The auth files Docker and podman write ([`env_image::auth_files`] orders them).
-fn auth_files() -> Vec<PathBuf> {
-    let var = |name| std::env::var_os(name).map(PathBuf::from);
-    env_image::auth_files::AuthFileVars {
-        registry_auth_file: var(EnvVars::REGISTRY_AUTH_FILE),
-        xdg_runtime_dir: var(EnvVars::XDG_RUNTIME_DIR),
-        home: var(EnvVars::HOME),
-        docker_config: var(EnvVars::DOCKER_CONFIG),
-    }
-    .files()
-}
 
 /// Runs `image`.
 pub async fn image(
@@ -49,7 +34,7 @@ pub async fn image(
             .clone()
             .zip(args.password.clone())
             .map(|(username, password)| env_image::Credentials { username, password }),
-        auth_files: auth_files(),
+        auth_files: settings.registry_auth_files.clone(),
     };
     let failed = || format!("Failed to write the image `{}`", args.tag);
     // Before the build: a bad base or a registry that is down fails in seconds.
@@ -78,9 +63,7 @@ pub async fn image(
     let (env, created) = (&ready.env, &ready.created);
     print_created(env, created, printer);
 
-    let created_at = env_image::auth_files::created_time(
-        std::env::var(EnvVars::SOURCE_DATE_EPOCH).ok().as_deref(),
-    );
+    let created_at = env_image::auth_files::created_time(settings.source_date_epoch);
     let image_request = env_image::ImageRequest {
         prefix: created.prefix.clone(),
         key: created.key.to_string(),

@@ -13,7 +13,6 @@ use env_build::{Bytecode, Purpose};
 use env_cache::units::human_size;
 
 use crate::commands::open_model;
-use crate::env_vars::EnvVars;
 use crate::environment::{build_settings, ensure, env_request, print_created};
 use crate::printer::Printer;
 use crate::report::ExitStatus;
@@ -31,7 +30,7 @@ pub async fn pack(
         args.target.as_deref(),
         !args.env.no_compile,
         args.keep_tests,
-        std::env::var(EnvVars::SOURCE_DATE_EPOCH).ok().as_deref(),
+        settings.source_date_epoch,
     )?;
     let request = env_request(&args.env, settings)?;
     let opened = open_model(&args.model.model, settings, printer).await?;
@@ -59,8 +58,7 @@ pub async fn pack(
     };
     let environment = env_pack::inspect(&created.prefix).with_context(failed)?;
 
-    let driver = std::env::var(EnvVars::PYSPARK_DRIVER_PYTHON).ok();
-    if let Some(check) = policy.spark_check(&environment, driver) {
+    if let Some(check) = policy.spark_check(&environment, settings.spark_driver_python.clone()) {
         if let Some(note) = check.note {
             printer.info(note);
         }
