@@ -468,6 +468,15 @@ pub struct PushReport {
     pub uploaded_bytes: u64,
 }
 
+impl PushReport {
+    /// How many blobs were uploaded (the others the registry had, or mounted from the base's
+    /// repository). (Was counted in the CLI.)
+    #[must_use]
+    pub fn uploaded(&self) -> usize {
+        self.blobs.iter().filter(|b| b.action == "uploaded").count()
+    }
+}
+
 /// Makes sure the blob of `layer` is in the store (fetching a registry base layer, checking
 /// its digest); returns its path.
 pub(crate) async fn local_blob(
@@ -572,6 +581,55 @@ pub async fn push(
 mod tests {
     use super::*;
 
+    /// Only an image that goes nowhere but the cache is worth a warning before the build.
+    #[test]
+    fn an_image_kept_only_in_the_cache_is_a_warning() {
+        let request = |push, outputs: &[&str]| ImageRequest {
+            contents: ImageContents {
+                prefix: "/cache/envs-v1/k".into(),
+                key: "k".into(),
+                model_dir: "/model".into(),
+                variables: BTreeMap::new(),
+            },
+            model_uri: "model".into(),
+            target: Reference::parse("localhost:5000/model:1").unwrap(),
+            push,
+            outputs: outputs.iter().map(|o| Output::parse(o).unwrap()).collect(),
+            compile: true,
+            compression: Compression::default(),
+            staging_dir: "/cache/tmp".into(),
+            registry: RegistrySettings::default(),
+            source_date_epoch: None,
+        };
+        assert_eq!(
+            request(false, &[]).warnings(),
+            [RequestWarning::OnlyInCache]
+        );
+        assert_eq!(
+            RequestWarning::OnlyInCache.to_string(),
+            "Neither `--push` nor `--output` given: the image is only written to the cache"
+        );
+        assert!(request(true, &[]).warnings().is_empty());
+        assert!(request(false, &["oci:/out"]).warnings().is_empty());
+    }
+
+    /// Blobs the registry had or mounted from the base are not counted as uploaded.
+    #[test]
+    fn a_push_counts_only_the_blobs_it_uploaded() {
+        let blob = |action| PushedBlob {
+            role: Role::Base,
+            digest: "sha256:0".into(),
+            size: 1,
+            action,
+        };
+        let report = PushReport {
+            reference: "localhost:5000/model:1".into(),
+            blobs: vec![blob("present"), blob("uploaded"), blob("mounted"), blob("uploaded")],
+            uploaded_bytes: 2,
+        };
+        assert_eq!(report.uploaded(), 2);
+    }
+
     #[test]
     fn times() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
@@ -670,19 +728,39 @@ impl std::fmt::Display for Output {
     }
 }
 
-/// Everything [`build`] needs.
+/// The environment and model an image is made of: what [`ImageRequest`] takes from env-build's
+/// [`Ensured`](env_build::Ensured).
 #[derive(Debug, Clone)]
-pub struct ImageRequest {
+pub struct ImageContents {
     /// The built environment.
     pub prefix: PathBuf,
     /// Its key.
     pub key: String,
     /// The model directory.
     pub model_dir: PathBuf,
-    /// The model as the user named it (a label).
-    pub model_uri: String,
     /// The conda file's `variables:`.
     pub variables: BTreeMap<String, String>,
+}
+
+impl From<&env_build::Ensured> for ImageContents {
+    /// The environment `ensured` holds, and its model. (Was copied field by field in the CLI.)
+    fn from(ensured: &env_build::Ensured) -> Self {
+        Self {
+            prefix: ensured.created.prefix.clone(),
+            key: ensured.created.key.to_string(),
+            model_dir: ensured.env.root().to_path_buf(),
+            variables: ensured.env.variables(),
+        }
+    }
+}
+
+/// Everything [`build`] needs.
+#[derive(Debug, Clone)]
+pub struct ImageRequest {
+    /// The environment and the model.
+    pub contents: ImageContents,
+    /// The model as the user named it (a label).
+    pub model_uri: String,
     /// The image's name.
     pub target: Reference,
     /// Push to `target`'s registry.
@@ -697,10 +775,29 @@ pub struct ImageRequest {
     pub staging_dir: PathBuf,
     /// How to reach registries.
     pub registry: RegistrySettings,
-    /// pyfunc-env's version (a label).
-    pub tool_version: String,
-    /// The config's `created` (seconds since the epoch).
-    pub created: u64,
+    /// `SOURCE_DATE_EPOCH`: the config's `created` (else
+    /// [`auth_files::DEFAULT_CREATED`]).
+    pub source_date_epoch: Option<u64>,
+}
+
+/// What the user should know about an [`ImageRequest`] before it is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestWarning {
+    /// Nothing but the cache's blob store gets the image.
+    #[error("Neither `--push` nor `--output` given: the image is only written to the cache")]
+    OnlyInCache,
+}
+
+impl ImageRequest {
+    /// What the user should know before the build. (Was decided in the CLI.)
+    #[must_use]
+    pub fn warnings(&self) -> Vec<RequestWarning> {
+        let mut warnings = Vec::new();
+        if !self.push && self.outputs.is_empty() {
+            warnings.push(RequestWarning::OnlyInCache);
+        }
+        warnings
+    }
 }
 
 /// A layer in the report, with its uncompressed digest when known.
@@ -797,15 +894,15 @@ pub async fn build(
     store: &BlobStore,
 ) -> Result<ImageReport, ImageError> {
     let started = std::time::Instant::now();
-    let environment = env_pack::inspect(&request.prefix).map_err(|source| ImageError::Pack {
-        prefix: request.prefix.clone(),
+    let environment = env_pack::inspect(&request.contents.prefix).map_err(|source| ImageError::Pack {
+        prefix: request.contents.prefix.clone(),
         source: Box::new(source),
     })?;
     let mlflow_version = environment.version_of("mlflow").map(ToString::to_string);
     let env = layer::env_layer(
         store,
-        &request.prefix,
-        &request.key,
+        &request.contents.prefix,
+        &request.contents.key,
         &layer::EnvLayerOptions {
             compile: request.compile,
             staging_dir: request.staging_dir.clone(),
@@ -814,7 +911,7 @@ pub async fn build(
     )?;
     let model = layer::model_layer(
         store,
-        &request.model_dir,
+        &request.contents.model_dir,
         &layer::ModelLayerExtras {
             entrypoint: ENTRYPOINT_SCRIPT,
             serve: env_run_serve_script(),
@@ -822,7 +919,7 @@ pub async fn build(
         request.compression,
     )?;
     let mut labels = BTreeMap::new();
-    labels.insert("io.pyfunc-env.env-key".to_string(), request.key.clone());
+    labels.insert("io.pyfunc-env.env-key".to_string(), request.contents.key.clone());
     labels.insert(
         "io.pyfunc-env.model-uri".to_string(),
         request.model_uri.clone(),
@@ -833,13 +930,13 @@ pub async fn build(
     );
     labels.insert(
         "io.pyfunc-env.version".to_string(),
-        request.tool_version.clone(),
+        env!("CARGO_PKG_VERSION").to_string(),
     );
     labels.insert(
         "org.opencontainers.image.title".to_string(),
         request.target.repository.clone(),
     );
-    let prefix_variable = if request.prefix.join("conda-meta").is_dir() {
+    let prefix_variable = if request.contents.prefix.join("conda-meta").is_dir() {
         "CONDA_PREFIX"
     } else {
         "VIRTUAL_ENV"
@@ -847,6 +944,7 @@ pub async fn build(
     let mut env_vars = vec![(prefix_variable.to_string(), layer::ENV_PATH.to_string())];
     env_vars.extend(
         request
+            .contents
             .variables
             .iter()
             .map(|(k, v)| (k.clone(), v.clone())),
@@ -858,7 +956,7 @@ pub async fn build(
         &ImageSettings {
             labels,
             env: env_vars,
-            created: request.created,
+            created: auth_files::created_time(request.source_date_epoch),
         },
     )?;
     store.put_bytes(&image.config)?;
@@ -910,7 +1008,7 @@ pub async fn build(
             })
             .collect(),
         size,
-        env_key: request.key.clone(),
+        env_key: request.contents.key.clone(),
         mlflow_version,
         env_layer_cached: env.cached,
         env_layer_seconds: (env.seconds * 1000.0).round() / 1000.0,

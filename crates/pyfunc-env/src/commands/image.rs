@@ -63,13 +63,9 @@ pub async fn image(
     let (env, created) = (&ready.env, &ready.created);
     print_created(env, created, printer);
 
-    let created_at = env_image::auth_files::created_time(settings.source_date_epoch);
     let image_request = env_image::ImageRequest {
-        prefix: created.prefix.clone(),
-        key: created.key.to_string(),
-        model_dir: env.root().to_path_buf(),
+        contents: (&ready).into(),
         model_uri: args.model.model.clone(),
-        variables: env.variables(),
         target,
         push: args.push,
         outputs,
@@ -77,12 +73,10 @@ pub async fn image(
         compression: args.compression,
         staging_dir: cache.bucket(env_cache::TMP_DIR)?,
         registry,
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        created: created_at,
+        source_date_epoch: settings.source_date_epoch,
     };
-    if !args.push && image_request.outputs.is_empty() {
-        printer
-            .warn("Neither `--push` nor `--output` given: the image is only written to the cache");
+    for warning in image_request.warnings() {
+        printer.warn(warning);
     }
     let report = env_image::build(&image_request, &base, &store)
         .await
@@ -101,12 +95,11 @@ pub async fn image(
         ));
     }
     if let Some(push) = &report.push {
-        let uploaded = push.blobs.iter().filter(|b| b.action == "uploaded").count();
         printer.info(format!(
             "{} {} ({} of {} blobs uploaded, {})",
             printer.green("Pushed"),
             printer.cyan(format!("{}@{}", push.reference, report.digest)),
-            uploaded,
+            push.uploaded(),
             push.blobs.len(),
             human_size(push.uploaded_bytes)
         ));
