@@ -93,10 +93,36 @@ pub fn cached_name(key: &str, options: &PackOptions) -> String {
     format!("{name}.{extension}")
 }
 
+/// [`pack_cached_blocking`] on the caller's runtime's blocking pool: the call `pack --cached`
+/// makes. (The blocking task and its copies of the arguments were the CLI's.)
+///
+/// # Errors
+/// As [`pack_cached_blocking`], or [`PackError::Task`] if the blocking task panicked.
+pub async fn pack_cached(
+    prefix: &Path,
+    key: &str,
+    dir: &Path,
+    options: &PackOptions,
+) -> Result<CachedArchive, PackError> {
+    let (prefix, key, dir, options) = (
+        prefix.to_path_buf(),
+        key.to_string(),
+        dir.to_path_buf(),
+        options.clone(),
+    );
+    crate::spawn_blocking("pack", move || {
+        pack_cached_blocking(&prefix, &key, &dir, &options)
+    })
+    .await
+}
+
 /// Packs the environment at `prefix` (whose key is `key`) into `dir` unless an archive of it
 /// under the same options is already there. `options.model` must be `None`: the model changes
 /// more often than its environment and is shipped on its own.
-pub fn pack_cached(
+///
+/// # Errors
+/// Packing failed, or the archive's report could not be written.
+pub fn pack_cached_blocking(
     prefix: &Path,
     key: &str,
     dir: &Path,

@@ -56,7 +56,8 @@ use serde::Serialize;
 
 pub use scan::{Distribution, Environment, inspect};
 pub use unpack::{
-    MAX_ENTRIES, MAX_UNPACKED_BYTES, UnpackLimits, UnpackReport, unpack, unpack_with,
+    MAX_ENTRIES, MAX_UNPACKED_BYTES, UnpackLimits, UnpackReport, unpack, unpack_interruptible,
+    unpack_with,
 };
 
 /// Errors of packing and unpacking.
@@ -266,6 +267,16 @@ pub enum PackError {
         dir: PathBuf,
     },
 
+    /// A blocking task of the runtime failed (it panicked: a bug).
+    #[error("The {task} task failed")]
+    Task {
+        /// `pack` or `unpack`.
+        task: &'static str,
+        /// Why.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+
     /// The unpacked environment's Python reports another prefix than where it was unpacked.
     #[error("The unpacked Python reports `sys.prefix` = `{actual}`, not `{}`", expected.display())]
     #[diagnostic(help(
@@ -292,6 +303,7 @@ impl PackError {
                 | Self::ZipRead { .. }
                 | Self::PrefixMismatch { .. }
                 | Self::Interrupted { .. }
+                | Self::Task { .. }
         )
     }
 }
@@ -302,6 +314,18 @@ impl PackError {
 pub struct CommandFailed {
     /// Exit status and the tail of its stderr.
     pub message: String,
+}
+
+/// Runs `work` on the caller's Tokio runtime's blocking pool (packing and unpacking read and
+/// write for seconds and run Python; the runtime's workers stay free, e.g. for `unpack`'s
+/// SIGINT handler). Starts no runtime of its own.
+pub(crate) async fn spawn_blocking<T: Send + 'static>(
+    task: &'static str,
+    work: impl FnOnce() -> Result<T, PackError> + Send + 'static,
+) -> Result<T, PackError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|source| PackError::Task { task, source })?
 }
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PackError + '_ {

@@ -255,6 +255,27 @@ pub fn unpack(archive: &Path, dir: &Path) -> Result<UnpackReport, PackError> {
     unpack_with(archive, dir, &UnpackLimits::default())
 }
 
+/// [`unpack`], stopped when `cancel` is set (`unpack`'s SIGINT handler sets it: extraction
+/// stops at the next read of the archive and removes what it wrote), on the caller's runtime's
+/// blocking pool so the handler keeps running meanwhile. (The blocking task, its copies of the
+/// paths and the limits were the CLI's.)
+///
+/// # Errors
+/// As [`unpack_with`] ([`PackError::Interrupted`] once `cancel` is set), or
+/// [`PackError::Task`] if the blocking task panicked.
+pub async fn unpack_interruptible(
+    archive: &Path,
+    dir: &Path,
+    cancel: Arc<AtomicBool>,
+) -> Result<UnpackReport, PackError> {
+    let (archive, dir) = (archive.to_path_buf(), dir.to_path_buf());
+    let limits = UnpackLimits {
+        cancel: Some(cancel),
+        ..UnpackLimits::default()
+    };
+    crate::spawn_blocking("unpack", move || unpack_with(&archive, &dir, &limits)).await
+}
+
 /// Removes what a failed extraction wrote: `dir` itself when this call created it, else its
 /// contents (it was empty).
 fn remove_extracted(dir: &Path, created: bool) {
@@ -807,6 +828,20 @@ mod tests {
         // An existing empty directory is emptied again, not removed.
         fs_err::create_dir_all(&target).unwrap();
         let error = unpack_with(&archive, &target, &cancelled).unwrap_err();
+        assert!(matches!(error, PackError::Interrupted { .. }), "{error:?}");
+        assert_eq!(fs_err::read_dir(&target).unwrap().count(), 0);
+        // The call the `unpack` command makes, on the caller's runtime, stopped by the flag it
+        // is given.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let error = runtime
+            .block_on(unpack_interruptible(
+                &archive,
+                &target,
+                Arc::new(AtomicBool::new(true)),
+            ))
+            .unwrap_err();
         assert!(matches!(error, PackError::Interrupted { .. }), "{error:?}");
         assert_eq!(fs_err::read_dir(&target).unwrap().count(), 0);
     }

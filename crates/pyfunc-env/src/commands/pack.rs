@@ -126,20 +126,9 @@ async fn pack_cached(
 ) -> anyhow::Result<ExitStatus> {
     let dir = settings.cache().bucket(env_cache::PACKS_BUCKET)?;
     let key = created.key.to_string();
-    let cached = {
-        let (prefix, options, dir, key) = (
-            created.prefix.clone(),
-            options.clone(),
-            dir.clone(),
-            key.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            env_pack::cached::pack_cached(&prefix, &key, &dir, &options)
-        })
+    let cached = env_pack::cached::pack_cached(&created.prefix, &key, &dir, options)
         .await
-        .context("The pack task failed")?
-        .with_context(failed)?
-    };
+        .with_context(failed)?;
     for warning in &cached.summary.warnings {
         printer.warn(warning);
     }
@@ -168,13 +157,7 @@ pub async fn unpack(args: &UnpackArgs, printer: Printer) -> anyhow::Result<ExitS
             }
         }
     });
-    let limits = env_pack::UnpackLimits {
-        cancel: Some(cancel.clone()),
-        ..env_pack::UnpackLimits::default()
-    };
-    let (archive, dir) = (args.archive.clone(), args.dir.clone());
-    let result =
-        tokio::task::spawn_blocking(move || env_pack::unpack_with(&archive, &dir, &limits)).await;
+    let result = env_pack::unpack_interruptible(&args.archive, &args.dir, cancel).await;
     listener.abort();
     let context = || {
         format!(
@@ -183,7 +166,7 @@ pub async fn unpack(args: &UnpackArgs, printer: Printer) -> anyhow::Result<ExitS
             args.dir.display()
         )
     };
-    let report = match result.context("The unpack task failed")? {
+    let report = match result {
         Ok(report) => report,
         Err(error @ env_pack::PackError::Interrupted { .. }) => {
             let error = anyhow::Error::new(error).context(context());
