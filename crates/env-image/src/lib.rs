@@ -624,7 +624,12 @@ mod tests {
         };
         let report = PushReport {
             reference: "localhost:5000/model:1".into(),
-            blobs: vec![blob("present"), blob("uploaded"), blob("mounted"), blob("uploaded")],
+            blobs: vec![
+                blob("present"),
+                blob("uploaded"),
+                blob("mounted"),
+                blob("uploaded"),
+            ],
             uploaded_bytes: 2,
         };
         assert_eq!(report.uploaded(), 2);
@@ -894,10 +899,11 @@ pub async fn build(
     store: &BlobStore,
 ) -> Result<ImageReport, ImageError> {
     let started = std::time::Instant::now();
-    let environment = env_pack::inspect(&request.contents.prefix).map_err(|source| ImageError::Pack {
-        prefix: request.contents.prefix.clone(),
-        source: Box::new(source),
-    })?;
+    let environment =
+        env_pack::inspect(&request.contents.prefix).map_err(|source| ImageError::Pack {
+            prefix: request.contents.prefix.clone(),
+            source: Box::new(source),
+        })?;
     let mlflow_version = environment.version_of("mlflow").map(ToString::to_string);
     let env = layer::env_layer(
         store,
@@ -919,7 +925,10 @@ pub async fn build(
         request.compression,
     )?;
     let mut labels = BTreeMap::new();
-    labels.insert("io.pyfunc-env.env-key".to_string(), request.contents.key.clone());
+    labels.insert(
+        "io.pyfunc-env.env-key".to_string(),
+        request.contents.key.clone(),
+    );
     labels.insert(
         "io.pyfunc-env.model-uri".to_string(),
         request.model_uri.clone(),
