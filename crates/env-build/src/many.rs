@@ -390,6 +390,19 @@ pub enum ManyWarning {
     },
 }
 
+impl std::fmt::Display for ManyWarning {
+    /// The warning's line: a remote cache's as it is, an environment's after the model it is
+    /// about (`` `model/`: message ``, as the model's own warnings are shown). (Was the CLI's.)
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::RemoteCache(message) => f.write_str(message),
+            Self::Environment { model, message } => {
+                write!(f, "`{}`: {message}", model.display())
+            }
+        }
+    }
+}
+
 /// What [`ensure_many`] gives.
 #[derive(Debug)]
 pub struct ManyOutcome {
@@ -740,6 +753,23 @@ mod tests {
                 ManyWarning::RemoteCache("a denied".into()),
                 ManyWarning::RemoteCache("b unreachable".into()),
             ]
+        );
+    }
+
+    /// A remote cache's warning reads as it is; an environment's names its model first.
+    #[test]
+    fn a_warning_names_the_model_it_is_about() {
+        assert_eq!(
+            ManyWarning::RemoteCache("The remote cache `s3://b` denied access".into()).to_string(),
+            "The remote cache `s3://b` denied access"
+        );
+        assert_eq!(
+            ManyWarning::Environment {
+                model: "models/a b".into(),
+                message: "Python 3.11.6 instead of 3.11.7".into(),
+            }
+            .to_string(),
+            "`models/a b`: Python 3.11.6 instead of 3.11.7"
         );
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use env_build::many::{ManyReporter, ManyWarning, ModelInput, ModelOutcome, OpenFailure, Severity};
+use env_build::many::{ManyReporter, ModelInput, ModelOutcome, OpenFailure, Severity};
 use env_build::{EnvRequest, ModelEnvironment, SolveError};
 use serde::Serialize;
 
@@ -65,12 +65,7 @@ pub(super) async fn create_many(
     .await?;
     shown.overall.finish_and_clear();
     for warning in &outcome.warnings {
-        match warning {
-            ManyWarning::RemoteCache(message) => printer.warn(message),
-            ManyWarning::Environment { model, message } => {
-                printer.warn(format!("`{}`: {message}", model.display()));
-            }
-        }
+        printer.warn(warning);
     }
     let worst = outcome.worst();
     let results: Vec<ModelResult> = outcome.models.into_iter().map(ModelResult::from).collect();
