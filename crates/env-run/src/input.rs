@@ -72,12 +72,18 @@ pub fn split_requirements(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Checks the input file of `predict` (`None`: stdin) before anything is built. `model` is the
+/// `predict -i`'s file: `-i -` is stdin, as no `-i` is (MLflow's reading).
+pub(crate) fn input_file(given: Option<&Path>) -> Option<&Path> {
+    given.filter(|path| path.as_os_str() != "-")
+}
+
+/// Checks the input file of `predict` (`-i` as given; `None` or `-`: stdin) before anything is
+/// built. `model` is the
 /// model as given: a directory (or a `file:` URI naming one) is named too when it cannot be
 /// read; a model URI is never fetched to report a missing input. (Deciding which was the
 /// CLI's, `commands/run/`, before issue 24.)
 pub fn check_input(input: Option<&Path>, model: &str) -> Result<(), InputError> {
-    let Some(input) = input.filter(|input| !input.is_file()) else {
+    let Some(input) = input_file(input).filter(|input| !input.is_file()) else {
         return Ok(());
     };
     let input = input.to_path_buf();
@@ -119,8 +125,9 @@ mod tests {
             check_input(Some(input), "models:/iris@champion"),
             Err(InputError::Missing { .. })
         ));
-        // Stdin and an existing file: nothing to report.
+        // Stdin (no `-i`, or `-i -`) and an existing file: nothing to report.
         check_input(None, model_text).unwrap();
+        check_input(Some(Path::new("-")), model_text).unwrap();
         check_input(Some(&model.join("MLmodel")), "models:/iris/1").unwrap();
     }
 

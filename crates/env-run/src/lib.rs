@@ -274,6 +274,29 @@ pub struct PredictOptions {
     pub params: Option<String>,
 }
 
+impl PredictOptions {
+    /// The options of MLflow's `predict` flags as given: `-i -` is stdin, as no `-i` is, and
+    /// the input and output files are made absolute, so the scoring process reads and writes
+    /// the files the user named wherever it runs. (Was the CLI's, in `commands/run/action.rs`.)
+    #[must_use]
+    pub fn from_flags(
+        input: Option<&Path>,
+        output: Option<PathBuf>,
+        content_type: String,
+        params: Option<String>,
+    ) -> Self {
+        let absolute = |path: PathBuf| std::path::absolute(&path).unwrap_or(path);
+        Self {
+            input: input::input_file(input)
+                .map(Path::to_path_buf)
+                .map(absolute),
+            output: output.map(absolute),
+            content_type,
+            params,
+        }
+    }
+}
+
 /// A path to `model_dir` that the environment's MLflow reads as the same directory.
 ///
 /// MLflow parses a model path as a URI: 1.x/2.x `urlparse` a plain path (a `#` starts a
@@ -452,6 +475,30 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
 
 #[cfg(test)]
 mod tests {
+    /// `-i -` is stdin, as no `-i` is; the files named are absolute.
+    #[test]
+    fn predict_flags_read_stdin_for_a_dash_and_name_absolute_files() {
+        let options = PredictOptions::from_flags(
+            Some(Path::new("-")),
+            Some("out.json".into()),
+            "json".into(),
+            None,
+        );
+        assert_eq!(options.input, None);
+        let output = options.output.unwrap();
+        assert!(
+            output.is_absolute() && output.ends_with("out.json"),
+            "{output:?}"
+        );
+        let options =
+            PredictOptions::from_flags(Some(Path::new("in.csv")), None, "csv".into(), None);
+        assert_eq!(
+            options.input,
+            Some(std::env::current_dir().unwrap().join("in.csv"))
+        );
+        assert_eq!(options.output, None);
+    }
+
     use super::*;
 
     #[test]

@@ -95,7 +95,7 @@ fn subcommand_error(error: &clap::Error) -> anyhow::Result<Parsed> {
             action: Action::Help(error.render().to_string()),
             env: Vec::new(),
             pip_requirements_override: Vec::new(),
-            missing_input: None,
+            input: None,
         }),
         // clap's own `error: ` prefix would double ours.
         _ => {
@@ -113,8 +113,8 @@ pub(super) struct Parsed {
     pub(super) env: Vec<(String, String)>,
     /// `predict -r`: requirements replacing the model's own.
     pub(super) pip_requirements_override: Vec<String>,
-    /// `predict -i`'s file as given, when it does not exist.
-    pub(super) missing_input: Option<PathBuf>,
+    /// `predict -i` as given (`env_run::input::check_input` checks it).
+    pub(super) input: Option<PathBuf>,
 }
 
 pub(super) fn parse_action(command: &[OsString]) -> anyhow::Result<Parsed> {
@@ -123,7 +123,7 @@ pub(super) fn parse_action(command: &[OsString]) -> anyhow::Result<Parsed> {
         .context("No command given after `--`")?;
     let mut env = Vec::new();
     let mut pip_requirements_override = Vec::new();
-    let mut missing_input = None;
+    let mut input = None;
     let launch = match first.to_str() {
         Some("predict") => {
             let cli = match PredictCli::try_parse_from(rest) {
@@ -133,21 +133,18 @@ pub(super) fn parse_action(command: &[OsString]) -> anyhow::Result<Parsed> {
             if let Some(params) = &cli.params {
                 env_run::input::check_params(params)?;
             }
-            // `-i -` is stdin, as no `-i` is.
-            let input_path = cli.input_path.filter(|p| p.as_os_str() != "-");
-            missing_input = input_path.clone().filter(|input| !input.is_file());
             env = cli.env;
             if let Some(text) = cli.pip_requirements_override {
                 pip_requirements_override = env_run::input::split_requirements(&text);
             }
-            Launch::Predict(PredictOptions {
-                input: input_path.map(|p| std::path::absolute(&p).unwrap_or(p)),
-                output: cli
-                    .output_path
-                    .map(|p| std::path::absolute(&p).unwrap_or(p)),
-                content_type: cli.content_type,
-                params: cli.params,
-            })
+            let options = PredictOptions::from_flags(
+                cli.input_path.as_deref(),
+                cli.output_path,
+                cli.content_type,
+                cli.params,
+            );
+            input = cli.input_path;
+            Launch::Predict(options)
         }
         Some("serve") => {
             let cli = match ServeCli::try_parse_from(rest) {
@@ -168,7 +165,7 @@ pub(super) fn parse_action(command: &[OsString]) -> anyhow::Result<Parsed> {
         action: Action::Launch(launch),
         env,
         pip_requirements_override,
-        missing_input,
+        input,
     })
 }
 

@@ -26,7 +26,7 @@ pub async fn run(
         action,
         env: extra_env,
         pip_requirements_override,
-        missing_input,
+        input,
     } = parse_action(&args.command)?;
     let launch = match action {
         Action::Help(text) => {
@@ -36,7 +36,7 @@ pub async fn run(
         Action::Launch(launch) => launch,
     };
     // Before anything is built.
-    env_run::input::check_input(missing_input.as_deref(), &args.model.model)?;
+    env_run::input::check_input(input.as_deref(), &args.model.model)?;
     if args.env.env_manager == Some(env_spec::EnvManagerChoice::Local) {
         let flags = request_flags(&args.env, settings);
         // The request's rules are checked before the model is opened (a download may need
