@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{Environment, Format, PackError, PackOptions, spark};
+use crate::{Environment, Format, PackError, PackOptions, PackReport, spark};
 
 /// The mtime of every entry when `SOURCE_DATE_EPOCH` is not set: 2000-01-01T00:00:00Z. Any
 /// fixed value makes the archive reproducible; pack-time bytecode does not depend on mtimes.
@@ -104,6 +104,23 @@ impl PackPolicy {
             note,
         })
     }
+
+    /// For a Spark target, how to use the archive `report` describes ([`spark::recipe`], with
+    /// the archive's file name, `env.tar.gz` if it has none). (The `if` and the name were the
+    /// CLI's.)
+    #[must_use]
+    pub fn spark_recipe(&self, report: &PackReport) -> Option<String> {
+        self.spark.as_ref()?;
+        let name = report.output.file_name().map_or_else(
+            || "env.tar.gz".to_string(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        Some(spark::recipe(
+            &name,
+            &report.python_minor,
+            report.with_model,
+        ))
+    }
 }
 
 /// [`PackPolicy::spark_check`]'s answer.
@@ -186,6 +203,41 @@ mod tests {
         assert_eq!(format(None, None), Format::TarGz);
         assert_eq!(format(None, Some("env.zip")), Format::Zip);
         assert_eq!(format(Some(Format::Tar), Some("env.zip")), Format::Tar);
+    }
+
+    /// Only a Spark target gets the recipe, naming the archive as written.
+    #[test]
+    fn the_spark_recipe_names_the_archive_written() {
+        let report = PackReport {
+            output: "/out/model-env.zip".into(),
+            format: Format::Zip,
+            archive_bytes: 0,
+            unpacked_bytes: 0,
+            files: 0,
+            directories: 0,
+            symlinks: 0,
+            bytecode_files: 0,
+            scripts_rewritten: Vec::new(),
+            python: "3.11.7".into(),
+            python_minor: "3.11".into(),
+            excluded: crate::Excluded::default(),
+            with_model: true,
+            warnings: Vec::new(),
+            timings: crate::PackTimings::default(),
+        };
+        assert_eq!(
+            policy(None, None, None, None)
+                .unwrap()
+                .spark_recipe(&report),
+            None
+        );
+        let recipe = policy(None, None, Some("spark"), None)
+            .unwrap()
+            .spark_recipe(&report)
+            .unwrap();
+        assert!(recipe.contains("--archives model-env.zip#env"), "{recipe}");
+        assert!(recipe.contains("./env/bin/python3.11"), "{recipe}");
+        assert!(recipe.contains("The model is in the archive"), "{recipe}");
     }
 
     #[test]

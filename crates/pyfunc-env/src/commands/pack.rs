@@ -96,15 +96,8 @@ pub async fn pack(
     if let Some(left_out) = report.excluded.summary(options.compile) {
         printer.info(format!("Left out: {left_out}"));
     }
-    if policy.spark.is_some() {
-        let name = output
-            .file_name()
-            .map_or_else(|| "env.tar.gz".into(), |n| n.to_string_lossy().into_owned());
-        printer.info(env_pack::spark::recipe(
-            &name,
-            &report.python_minor,
-            report.with_model,
-        ));
+    if let Some(recipe) = policy.spark_recipe(&report) {
+        printer.info(recipe);
     }
     if args.json {
         let document = report.document(created.key.as_str(), &created.prefix)?;
