@@ -295,6 +295,63 @@ impl Outcome {
     }
 }
 
+/// What a build did with the remote cache, as `create` and `lock` say it: where a hit was
+/// pulled from and what the pull fetched, or that the environment was pushed.
+/// (Was worded in the CLI's `print_build_notes`.)
+#[derive(Debug, Clone, PartialEq)]
+pub enum RemoteNote {
+    /// Pulled from the remote cache: nothing solved or installed.
+    Pulled {
+        /// The remote's URL (no secrets).
+        url: String,
+        /// Seconds spent on the remote cache.
+        seconds: f64,
+        /// What the pull fetched and reused.
+        pull: env_store::PullReport,
+    },
+    /// Built here and pushed.
+    Pushed {
+        /// The remote's URL (no secrets).
+        url: String,
+        /// Seconds spent on the remote cache.
+        seconds: f64,
+    },
+}
+
+impl RemoteNote {
+    /// The note of `created`, built with the remote cache at `url`; `None` when the build
+    /// neither pulled nor pushed.
+    #[must_use]
+    pub fn of(created: &Created, url: String) -> Option<Self> {
+        let seconds = created.timings.remote;
+        if created.remote_hit {
+            Some(Self::Pulled {
+                url,
+                seconds,
+                pull: created.pull.clone().unwrap_or_default(),
+            })
+        } else if created.pushed {
+            Some(Self::Pushed { url, seconds })
+        } else {
+            None
+        }
+    }
+}
+
+impl std::fmt::Display for RemoteNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Pulled { url, seconds, pull } => write!(
+                f,
+                "Pulled from the remote cache `{url}` in {seconds:.1}s (nothing solved or installed): {pull}"
+            ),
+            Self::Pushed { url, seconds } => {
+                write!(f, "Pushed to the remote cache `{url}` in {seconds:.1}s")
+            }
+        }
+    }
+}
+
 /// Why a model failed.
 #[derive(Debug)]
 pub enum Failure {
@@ -754,6 +811,35 @@ mod tests {
                 ManyWarning::RemoteCache("b unreachable".into()),
             ]
         );
+    }
+
+    /// A pull says where from and what it fetched, a push where to; a build that did neither
+    /// has no note.
+    #[test]
+    fn a_remote_note_says_what_the_build_did_with_the_remote() {
+        let url = || "s3://envs/ci".to_string();
+        let mut built = created((false, false, false), &[]);
+        built.timings.remote = 1.5;
+        assert_eq!(RemoteNote::of(&built, url()), None);
+        built.pushed = true;
+        assert_eq!(
+            RemoteNote::of(&built, url()).unwrap().to_string(),
+            "Pushed to the remote cache `s3://envs/ci` in 1.5s"
+        );
+        let mut pulled = created((false, true, false), &[]);
+        pulled.pull = Some(env_store::PullReport {
+            downloaded_bytes: 2048,
+            ..env_store::PullReport::default()
+        });
+        let note = RemoteNote::of(&pulled, url()).unwrap().to_string();
+        assert_eq!(
+            note,
+            format!(
+                "Pulled from the remote cache `s3://envs/ci` in 0.0s (nothing solved or installed): {}",
+                pulled.pull.as_ref().unwrap()
+            )
+        );
+        assert!(note.contains("2.0 KiB downloaded"), "{note}");
     }
 
     /// A remote cache's warning reads as it is; an environment's names its model first.

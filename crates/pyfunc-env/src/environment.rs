@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use env_build::many::Outcome;
+use env_build::many::{Outcome, RemoteNote};
 use env_build::request::RequestFlags;
 use env_build::{BuildSettings, Created, Ensured, EnvRequest, ModelEnvironment, Purpose};
 
@@ -155,19 +155,9 @@ pub fn print_build_notes(created: &Created, build: &BuildSettings, printer: Prin
     for warning in &created.warnings {
         printer.warn(warning);
     }
-    let Some(remote) = build.remote.as_ref() else {
-        return;
-    };
-    let (url, seconds) = (remote.url(), created.timings.remote);
-    if created.remote_hit {
-        let pull = created.pull.clone().unwrap_or_default();
-        printer.info(format!(
-            "Pulled from the remote cache `{url}` in {seconds:.1}s (nothing solved or installed): {pull}"
-        ));
-    } else if created.pushed {
-        printer.info(format!(
-            "Pushed to the remote cache `{url}` in {seconds:.1}s"
-        ));
+    let note = (build.remote.as_ref()).and_then(|remote| RemoteNote::of(created, remote.url()));
+    if let Some(note) = note {
+        printer.info(note);
     }
 }
 
