@@ -270,6 +270,14 @@ impl Outcome {
         }
     }
 
+    /// Whether this process made the environment now (built or pulled it), which a command
+    /// that only uses the environment (`run`, `pack`, `image`) says in a line; a reused one is
+    /// not worth one there. (Was the CLI's `matches!` in `print_created`.)
+    #[must_use]
+    pub fn made_here(self) -> bool {
+        matches!(self, Self::Built | Self::Pulled)
+    }
+
     /// What `create --dry-run` says of the first model of a key.
     fn planned(plan: Plan) -> Self {
         match plan {
@@ -724,6 +732,15 @@ mod tests {
         ] {
             assert_eq!(Outcome::of(&created(hits, &[])), expected, "{hits:?}");
         }
+        // Only a build or a pull of this process is worth a line to `run` and `pack`.
+        let made_here = [
+            (true, true, true),
+            (false, true, true),
+            (false, false, true),
+            (false, false, false),
+        ]
+        .map(|hits| Outcome::of(&created(hits, &[])).made_here());
+        assert_eq!(made_here, [false, true, false, true]);
         assert_eq!(
             serde_json::to_value(Outcome::BuiltByOther).unwrap(),
             Outcome::BuiltByOther.as_str()

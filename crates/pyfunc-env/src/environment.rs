@@ -167,7 +167,7 @@ pub fn print_created(env: &ModelEnvironment, created: &Created, printer: Printer
     for warning in &created.warnings {
         printer.warn(warning);
     }
-    if matches!(Outcome::of(created), Outcome::Built | Outcome::Pulled) {
+    if Outcome::of(created).made_here() {
         printer.info(origin_line(env, created, printer));
     }
 }
