@@ -165,6 +165,47 @@ impl Planned {
     }
 }
 
+impl Planned {
+    /// What `create --dry-run` says of this plan, with the remote cache of `build`.
+    #[must_use]
+    pub fn note(&self, build: &BuildSettings) -> PlanNote {
+        PlanNote {
+            plan: self.plan,
+            manager: self.env.manager,
+            remote: build.remote.as_ref().map(|remote| remote.url()),
+        }
+    }
+}
+
+/// What `create --dry-run` says a [`Plan`] would do, in the words before the prefix (which
+/// the caller shows after a `: `): `Environment is cached`, `Would pull conda environment from
+/// the remote cache `URL``, `Would create conda environment`. (Was worded in the CLI's
+/// `create`.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanNote {
+    /// What would be done.
+    pub plan: Plan,
+    /// The env manager.
+    pub manager: EnvManager,
+    /// The remote cache's URL (no secrets), if there is one.
+    pub remote: Option<String>,
+}
+
+impl std::fmt::Display for PlanNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let manager = self.manager;
+        match self.plan {
+            Plan::Cached => f.write_str("Environment is cached"),
+            Plan::Pull => write!(
+                f,
+                "Would pull {manager} environment from the remote cache `{}`",
+                self.remote.as_deref().unwrap_or_default()
+            ),
+            Plan::Build => write!(f, "Would create {manager} environment"),
+        }
+    }
+}
+
 /// The `create --dry-run --json` document ([`Planned::document`]).
 #[derive(Debug, serde::Serialize)]
 pub struct PlanDocument {
@@ -608,6 +649,29 @@ async fn hold(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each plan in its words, the remote named for a pull.
+    #[test]
+    fn a_plan_note_says_what_would_be_done() {
+        let note = |plan| PlanNote {
+            plan,
+            manager: EnvManager::Conda,
+            remote: Some("file:///shared/envs".into()),
+        };
+        assert_eq!(note(Plan::Cached).to_string(), "Environment is cached");
+        assert_eq!(
+            note(Plan::Pull).to_string(),
+            "Would pull conda environment from the remote cache `file:///shared/envs`"
+        );
+        assert_eq!(
+            PlanNote {
+                manager: EnvManager::Virtualenv,
+                ..note(Plan::Build)
+            }
+            .to_string(),
+            "Would create virtualenv environment"
+        );
+    }
 
     /// `lock` solves afresh whatever lock file the flags or the model name; the other purposes
     /// take the request as it is. (Was forced in the CLI's `commands/create`.)

@@ -36,7 +36,7 @@ pub use build::{BuildWarning, CreateRequest, Created, Timings, create, hold_cach
 pub use context::{BuildOptions, PythonSource};
 pub use ensure::{
     Bytecode, EnsureError, EnsureReporter, Ensured, EnsuredDocument, MlflowUse, Plan, PlanDocument,
-    Planned, Purpose,
+    PlanNote, Planned, Purpose,
 };
 pub use env_conda::ChannelSettings;
 pub use environment::{

@@ -5,7 +5,7 @@ mod summary;
 
 use std::path::{Path, PathBuf};
 
-use env_build::{EnvRequest, ModelEnvironment, Plan, Purpose};
+use env_build::{EnvRequest, ModelEnvironment, Purpose};
 
 use crate::cli::CreateArgs;
 use crate::commands::open_model;
@@ -64,22 +64,13 @@ async fn dry_run_one(
     let build = build_settings(&args.env, settings);
     let cache = settings.cache();
     let planned = ModelEnvironment::plan(opened, request, &cache, &build, &Purpose::Create).await?;
-    let (env, prefix) = (&planned.env, planned.prefix.display());
-    print_resolved(env, printer);
-    printer.info(match planned.plan {
-        Plan::Cached => format!("Environment is cached: {}", printer.cyan(&prefix)),
-        Plan::Pull => format!(
-            "Would pull {} environment from the remote cache `{}`: {}",
-            env.manager,
-            build.remote.as_ref().map(|r| r.url()).unwrap_or_default(),
-            printer.cyan(&prefix)
-        ),
-        Plan::Build => format!(
-            "Would create {} environment: {}",
-            env.manager,
-            printer.cyan(&prefix)
-        ),
-    });
+    let prefix = planned.prefix.display();
+    print_resolved(&planned.env, printer);
+    printer.info(format!(
+        "{}: {}",
+        planned.note(&build),
+        printer.cyan(&prefix)
+    ));
     if args.json {
         let document = planned.document();
         printer.data(format!("{}\n", serde_json::to_string_pretty(&document)?))?;
