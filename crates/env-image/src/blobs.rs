@@ -66,6 +66,16 @@ pub struct BlobStore {
 }
 
 impl BlobStore {
+    /// The store of `cache` (its `images-v1/`), the cache initialised first if it is new.
+    /// (The CLI made these three calls.)
+    ///
+    /// # Errors
+    /// The cache or the store's directories cannot be created.
+    pub fn open(cache: &env_cache::Cache) -> Result<Self, ImageError> {
+        cache.init()?;
+        Self::new(&cache.bucket(env_cache::IMAGES_BUCKET)?)
+    }
+
     /// A store rooted at `root` (the cache's `images-v1/`).
     pub fn new(root: &Path) -> Result<Self, ImageError> {
         let store = Self {
@@ -138,5 +148,27 @@ impl BlobStore {
             self.persist(temp, &digest)?;
         }
         Ok(digest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new cache is initialised, and the store lives in its `images-v1/`.
+    #[test]
+    fn the_store_of_a_new_cache_is_its_images_bucket() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = env_cache::Cache::new(root.path().join("cache"));
+        let store = BlobStore::open(&cache).unwrap();
+        assert!(root.path().join("cache/CACHEDIR.TAG").is_file());
+        let images = cache.bucket(env_cache::IMAGES_BUCKET).unwrap();
+        assert_eq!(store.root, images);
+        assert!(images.join("blobs/sha256").is_dir());
+        // A cache root that is a file is the cache's error, as it was.
+        let file = root.path().join("file");
+        fs_err::write(&file, "").unwrap();
+        let error = BlobStore::open(&env_cache::Cache::new(&file)).unwrap_err();
+        assert!(matches!(error, ImageError::Cache(_)), "{error:?}");
     }
 }

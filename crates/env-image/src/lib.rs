@@ -58,6 +58,11 @@ pub const ENTRYPOINT_SCRIPT: &str = include_str!("entrypoint.py");
 /// Errors of building, writing and pushing images.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ImageError {
+    /// The cache (its root, a bucket) could not be opened.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Cache(#[from] env_cache::CacheError),
+
     /// An `--output` that is neither `oci:DIR` nor `docker-archive:FILE`.
     #[error("Invalid `--output` `{text}`")]
     #[diagnostic(help("Write `oci:DIR` (an OCI image layout) or `docker-archive:FILE`"))]
@@ -190,6 +195,7 @@ impl ImageError {
     pub fn is_user_error(&self) -> bool {
         match self {
             Self::Pack { source, .. } => source.is_user_error(),
+            Self::Cache(source) => source.is_user_error(),
             Self::InvalidReference { .. }
             | Self::InvalidOutput { .. }
             | Self::PushOffline

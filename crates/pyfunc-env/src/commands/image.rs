@@ -25,8 +25,7 @@ pub async fn image(
         .collect::<Result<_, _>>()?;
     env_image::check_offline(args.push, settings.offline)?;
     let cache = settings.cache();
-    cache.init()?;
-    let store = env_image::BlobStore::new(&cache.bucket(env_cache::IMAGES_BUCKET)?)?;
+    let store = env_image::BlobStore::open(&cache)?;
     let registry = RegistrySettings {
         insecure: args.insecure_registry.clone(),
         credentials: args
