@@ -93,21 +93,23 @@ pub fn cached_name(key: &str, options: &PackOptions) -> String {
     format!("{name}.{extension}")
 }
 
-/// [`pack_cached_blocking`] on the caller's runtime's blocking pool: the call `pack --cached`
-/// makes. (The blocking task and its copies of the arguments were the CLI's.)
+/// [`pack_cached_blocking`] into `cache`'s `packs-v1/`, on the caller's runtime's blocking
+/// pool: the call `pack --cached` makes. (The bucket, the blocking task and its copies of the
+/// arguments were the CLI's.)
 ///
 /// # Errors
-/// As [`pack_cached_blocking`], or [`PackError::Task`] if the blocking task panicked.
+/// As [`pack_cached_blocking`], [`PackError::Cache`] if the bucket cannot be made, or
+/// [`PackError::Task`] if the blocking task panicked.
 pub async fn pack_cached(
     prefix: &Path,
     key: &str,
-    dir: &Path,
+    cache: &env_cache::Cache,
     options: &PackOptions,
 ) -> Result<CachedArchive, PackError> {
     let (prefix, key, dir, options) = (
         prefix.to_path_buf(),
         key.to_string(),
-        dir.to_path_buf(),
+        cache.bucket(env_cache::PACKS_BUCKET)?,
         options.clone(),
     );
     crate::spawn_blocking("pack", move || {
@@ -169,4 +171,48 @@ pub fn pack_cached_blocking(
         summary,
         report: Some(report),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `pack --cached`'s one call finds the archive in the cache's `packs-v1/` (there already,
+    /// with its report, so nothing is packed), and a cache that cannot be opened is the
+    /// cache's error.
+    #[tokio::test]
+    async fn the_archive_lives_in_the_caches_packs_bucket() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = env_cache::Cache::new(root.path().join("cache"));
+        let options = crate::policy::PackPolicy::new(None, None, Some("spark"), true, false, None)
+            .unwrap()
+            .options(None, root.path().join("tmp"));
+        let dir = root.path().join("cache").join(env_cache::PACKS_BUCKET);
+        let path = dir.join(cached_name("k", &options));
+        fs_err::create_dir_all(&dir).unwrap();
+        fs_err::write(&path, "archive").unwrap();
+        let summary = r#"{"python": "3.11.7", "python_minor": "3.11", "archive_bytes": 7, "files": 1, "warnings": []}"#;
+        fs_err::write(
+            path.with_file_name(format!("{}.json", cached_name("k", &options))),
+            summary,
+        )
+        .unwrap();
+        let cached = pack_cached(Path::new("/no/such/prefix"), "k", &cache, &options)
+            .await
+            .unwrap();
+        assert!(cached.reused);
+        assert_eq!(cached.path, path);
+        assert_eq!(cached.summary.python_minor, "3.11");
+        let file = root.path().join("file");
+        fs_err::write(&file, "").unwrap();
+        let error = pack_cached(
+            Path::new("/no/such/prefix"),
+            "k",
+            &env_cache::Cache::new(&file),
+            &options,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(error, PackError::Cache(_)), "{error:?}");
+    }
 }

@@ -63,6 +63,11 @@ pub use unpack::{
 /// Errors of packing and unpacking.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum PackError {
+    /// The cache (its root, a bucket) could not be opened.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Cache(#[from] env_cache::CacheError),
+
     /// `pack --for` names a target other than Spark.
     #[error("Unknown `--for` target `{name}`")]
     #[diagnostic(help("The only target is Spark: `--for spark` or `--for spark=3.5.1`"))]
@@ -295,6 +300,9 @@ impl PackError {
     /// target) rather than something broken (I/O, a Python that does not run).
     #[must_use]
     pub fn is_user_error(&self) -> bool {
+        if let Self::Cache(source) = self {
+            return source.is_user_error();
+        }
         !matches!(
             self,
             Self::Io { .. }

@@ -117,9 +117,8 @@ async fn pack_cached(
     printer: Printer,
     failed: impl Fn() -> String,
 ) -> anyhow::Result<ExitStatus> {
-    let dir = settings.cache().bucket(env_cache::PACKS_BUCKET)?;
     let key = created.key.to_string();
-    let cached = env_pack::cached::pack_cached(&created.prefix, &key, &dir, options)
+    let cached = env_pack::cached::pack_cached(&created.prefix, &key, &settings.cache(), options)
         .await
         .with_context(failed)?;
     for warning in &cached.summary.warnings {
