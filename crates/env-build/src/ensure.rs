@@ -178,9 +178,9 @@ impl Planned {
 }
 
 /// What `create --dry-run` says a [`Plan`] would do, in the words before the prefix (which
-/// the caller shows after a `: `): `Environment is cached`, `Would pull conda environment from
-/// the remote cache `URL``, `Would create conda environment`. (Was worded in the CLI's
-/// `create`.)
+/// the caller shows after a colon): "Environment is cached", "Would pull conda environment
+/// from the remote cache \`URL\`", "Would create conda environment". (Was worded in the
+/// CLI's `create`.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanNote {
     /// What would be done.
