@@ -155,14 +155,10 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
             report.skipped_in_use
         ));
     }
-    // Downloaded models (`models-v1/`): unused for longer than `--older-than`, or incomplete.
-    let models = env_source::prune_models(cache, policy.older_than, args.dry_run, &mut |model| {
-        printer.info(format!("{verb} {model}"));
-    })?;
-    if models.skipped_in_use > 0 {
+    if report.models_skipped_in_use > 0 {
         printer.info(format!(
             "Kept {} downloaded model(s) in use by other processes",
-            models.skipped_in_use
+            report.models_skipped_in_use
         ));
     }
     if !report.unknown_buckets_kept.is_empty() {
@@ -184,7 +180,7 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
             "Pruned"
         },
         report.removed,
-        human_size(report.freed + models.freed)
+        human_size(report.freed)
     ));
     Ok(ExitStatus::Success)
 }
