@@ -207,6 +207,13 @@ pub fn render_of(printer: Printer, error: &(dyn std::error::Error + 'static)) ->
     out
 }
 
+/// [`render_of`] as a message to print or record: without its last newline, and with the
+/// credentials in URLs masked ([`env_build::redact::redact`]), as every report leaves the process.
+#[must_use]
+pub fn render_redacted(printer: Printer, error: &(dyn std::error::Error + 'static)) -> String {
+    env_build::redact::redact(render_of(printer, error).trim_end())
+}
+
 /// Longest message line we print: a message can quote a value from the model, and a hostile
 /// file can hold a 10 MB line; the report must stay one screen.
 pub const MAX_LINE_CHARS: usize = 400;

@@ -130,9 +130,9 @@ pub(super) async fn push(
             opened
                 .and_then(|opened| crate::environment::resolve(opened.model, request, printer))
                 .map_err(|error| Unopened {
-                    message: env_build::redact::redact(
-                        crate::report::render(Printer::new(Verbosity::Normal, false), &error)
-                            .trim_end(),
+                    message: crate::report::render_redacted(
+                        Printer::new(Verbosity::Normal, false),
+                        &*error,
                     ),
                     user_error: crate::report::exit_status(&error) == ExitStatus::Failure,
                 })
