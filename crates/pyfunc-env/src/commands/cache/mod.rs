@@ -72,13 +72,9 @@ fn list(cache: &Cache, json: bool, printer: Printer) -> anyhow::Result<ExitStatu
         ))?;
         return Ok(ExitStatus::Success);
     }
-    let (envs, models) = (&listing.envs, &listing.models);
-    // Only downloaded models (a `uri`) are shown; leftovers are `cache prune`'s.
-    let models: Vec<_> = models
-        .iter()
-        .filter_map(|m| Some((m, m.uri.as_deref()?)))
-        .collect();
-    if envs.is_empty() && models.is_empty() {
+    let envs = &listing.envs;
+    let models: Vec<_> = listing.downloaded().collect();
+    if listing.nothing_to_show() {
         printer.info(format!(
             "No environments in {}",
             printer.cyan(cache.root().display())
