@@ -221,8 +221,8 @@ fn verify(cache: &Cache, args: &CacheVerifyArgs, printer: Printer) -> anyhow::Re
             for path in verdict.report.changed.iter().take(10) {
                 let _ = writeln!(out, "    changed {path}");
             }
-            if let (VerdictKind::Damaged, Some(model)) = (kind, verdict.repair_args()) {
-                let _ = writeln!(out, "    repair: pyfunc-env create {model} --reinstall");
+            if let Some(command) = verdict.repair_command() {
+                let _ = writeln!(out, "    repair: {command}");
             }
         }
         printer.data(out)?;
