@@ -102,6 +102,12 @@ pub enum SolveError {
     #[diagnostic(transparent)]
     Conda(#[from] env_conda::CondaError),
 
+    /// Pruning or reading the downloaded models (`models-v1/`) failed (env-source; its
+    /// messages are unchanged).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Source(#[from] env_source::SourceError),
+
     /// An I/O error.
     #[error("Failed to access `{}`", path.display())]
     Io {
@@ -136,6 +142,7 @@ impl SolveError {
             Self::Uv(error) => error.is_user_error(),
             Self::Conda(error) => error.is_user_error(),
             Self::Lock(error) => error.is_user_error(),
+            Self::Source(error) => error.is_user_error(),
             // Listed one by one, so a new variant has to be classified here: a catch-all
             // would make every new error exit 2 silently.
             Self::UnsupportedPlatform

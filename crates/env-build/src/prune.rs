@@ -9,6 +9,8 @@
 //! - Staging in `tmp/` is a killed process's leftover when nobody else holds the cache (every
 //!   command that stages there holds its shared lock), or when older than [`STAGING_MAX_AGE`].
 //! - Then bytecode no environment links to any more.
+//! - Then downloaded models (`models-v1/`, env-source) unused for longer than
+//!   [`PrunePolicy::older_than`], and incomplete downloads; one in use is kept and counted.
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
@@ -74,6 +76,8 @@ pub enum Removal {
         /// Bytes on disk.
         size: u64,
     },
+    /// A downloaded model (`models-v1/`).
+    Model(env_source::PrunedModel),
 }
 
 impl std::fmt::Display for Removal {
@@ -98,6 +102,7 @@ impl std::fmt::Display for Removal {
             Self::Staging { name, size } => {
                 write!(f, "abandoned staging `tmp/{name}` ({})", human_size(*size))
             }
+            Self::Model(model) => std::fmt::Display::fmt(model, f),
         }
     }
 }
@@ -107,16 +112,19 @@ impl std::fmt::Display for Removal {
 pub struct PruneReport {
     /// Environments removed.
     pub removed: usize,
-    /// Bytes freed.
+    /// Bytes freed (environments, staging, archives, stores and downloaded models).
     pub freed: u64,
     /// Environments kept because another process uses them.
     pub skipped_in_use: usize,
+    /// Downloaded models kept because another process uses them.
+    pub models_skipped_in_use: usize,
     /// Unknown buckets kept because another process holds the cache.
     pub unknown_buckets_kept: Vec<String>,
 }
 
-/// Prunes `cache` under `policy`, calling `on_removal` before each removal. The caller must not
-/// hold the cache's lock: this takes the shared one, and the exclusive one for unknown buckets.
+/// Prunes `cache` under `policy` (environments, staging, archives, stores, unknown buckets, then
+/// downloaded models), calling `on_removal` before each removal. The caller must not hold the
+/// cache's lock: this takes the shared one, and the exclusive one for unknown buckets.
 pub fn prune(
     cache: &Cache,
     policy: &PrunePolicy,
@@ -234,6 +242,12 @@ pub fn prune(
         report.unknown_buckets_kept = unknown;
     }
     drop(exclusive);
+    // Downloaded models have no size budget: only age and incompleteness remove one.
+    let models = env_source::prune_models(cache, policy.older_than, policy.dry_run, &mut |m| {
+        on_removal(&Removal::Model(m.clone()));
+    })?;
+    report.models_skipped_in_use = models.skipped_in_use;
+    report.freed += models.freed;
     Ok(report)
 }
 
@@ -477,6 +491,40 @@ mod tests {
             size: 1,
         };
         assert_eq!(staging.to_string(), "abandoned staging `tmp/x` (1 B)");
+    }
+
+    /// Downloaded models are pruned by the same call (the CLI made a second one before issue
+    /// 24): an incomplete download goes, its bytes counted; one another process holds stays,
+    /// counted apart from environments.
+    #[test]
+    fn downloaded_models_are_pruned_with_the_environments() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().join("cache"));
+        cache.init().unwrap();
+        let models = cache.bucket(env_source::MODELS_BUCKET).unwrap();
+        for key in ["left", "held"] {
+            fs_err::create_dir_all(models.join(key).join("model")).unwrap();
+            fs_err::write(models.join(key).join("model/MLmodel"), "1234").unwrap();
+            fs_err::write(models.join(format!("{key}.lock")), "").unwrap();
+        }
+        let other =
+            LockedFile::acquire_blocking(&models.join("held.lock"), LockKind::Shared).unwrap();
+        let mut removals = Vec::new();
+        let report = prune(&cache, &PrunePolicy::default(), &mut |r| {
+            removals.push(r.to_string());
+        })
+        .unwrap();
+        assert_eq!(
+            removals,
+            ["downloaded model (incomplete) left (4 B)"],
+            "{removals:?}"
+        );
+        assert!(!models.join("left").exists());
+        assert!(models.join("held").exists());
+        assert_eq!(report.models_skipped_in_use, 1);
+        assert_eq!(report.skipped_in_use, 0);
+        assert_eq!(report.freed, 4);
+        drop(other);
     }
 
     #[test]

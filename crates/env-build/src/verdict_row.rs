@@ -39,6 +39,16 @@ impl EnvVerdict {
             .as_ref()
             .map(|b| format!("{} --env-manager {}", b.model, b.env_manager))
     }
+
+    /// The command that repairs it: for a damaged environment whose metadata says what it was
+    /// built for (an ok or skipped one needs none).
+    #[must_use]
+    pub fn repair_command(&self) -> Option<String> {
+        let args = self
+            .repair_args()
+            .filter(|_| self.kind() == VerdictKind::Damaged)?;
+        Some(format!("pyfunc-env create {args} --reinstall"))
+    }
 }
 
 impl fmt::Display for EnvVerdict {
@@ -125,6 +135,26 @@ mod tests {
         let damaged = verdict(false, &["bin/python"]);
         assert_eq!(damaged.kind().to_string(), "damaged");
         assert_eq!(damaged.to_string(), "abc: 1 missing, 0 changed of 12 files");
+        assert_eq!(damaged.repair_command(), None, "no model recorded");
+        let built_for = Some(crate::verify::BuiltFor {
+            model: "/models/iris".into(),
+            env_manager: "conda".into(),
+        });
+        let repairable = EnvVerdict {
+            built_for: built_for.clone(),
+            ..verdict(false, &["bin/python"])
+        };
+        assert_eq!(
+            repairable.repair_command().as_deref(),
+            Some("pyfunc-env create /models/iris --env-manager conda --reinstall")
+        );
+        for fine in [verdict(false, &[]), verdict(true, &["bin/python"])] {
+            let fine = EnvVerdict {
+                built_for: built_for.clone(),
+                ..fine
+            };
+            assert_eq!(fine.repair_command(), None, "{fine}");
+        }
         let skipped = verdict(true, &[]);
         assert_eq!(skipped.kind(), VerdictKind::Skipped);
         assert!(

@@ -1,7 +1,7 @@
 //! What a remote entry's signatures amount to, in plain words: `cache list --remote` and
 //! `cache verify --remote` show these (the CLI adds colour and layout).
 
-use crate::{EntryCheck, RemoteEntry};
+use crate::{EntryCheck, RemoteEntry, RemoteListing};
 
 /// `name`, `name2` for a message.
 fn quoted(names: &[String]) -> String {
@@ -21,6 +21,30 @@ impl RemoteEntry {
             (None, Some(_)) => format!("{} (bad)", self.signed_by.join(",")),
             (None, None) => format!("{}?", self.signed_by.join(",")),
         }
+    }
+}
+
+impl RemoteListing {
+    /// The bytes the environments would take without sharing packs: the sum of their sizes
+    /// (each entry's counts every pack it uses).
+    #[must_use]
+    pub fn unshared(&self) -> u64 {
+        self.entries.iter().map(|entry| entry.size).sum()
+    }
+}
+
+/// What `cache verify --remote` says of a verified entry (after an `OK`): ``KEY: signed by `ci`
+/// (verified); 12 files (3.0 MiB) match their sha256``.
+impl std::fmt::Display for EntryCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}; {} files ({}) match their sha256",
+            self.key,
+            self.signature(),
+            self.blobs,
+            env_cache::units::human_size(self.bytes)
+        )
     }
 }
 
@@ -70,6 +94,29 @@ mod tests {
         assert_eq!(entry(&["a"], None, false).signer(), "a?");
     }
 
+    /// Two environments sharing a 3-byte pack: 6 bytes without sharing, 3 stored.
+    #[test]
+    fn a_listing_sums_the_sizes_without_sharing() {
+        let shared = |key: &str| RemoteEntry {
+            key: key.into(),
+            size: 3,
+            ..entry(&[], None, false)
+        };
+        let listing = RemoteListing {
+            entries: vec![shared("a"), shared("b")],
+            stored: 3,
+        };
+        assert_eq!(listing.unshared(), 6);
+        assert_eq!(
+            RemoteListing {
+                entries: vec![],
+                stored: 0
+            }
+            .unshared(),
+            0
+        );
+    }
+
     #[test]
     fn a_check_says_verified_unsigned_or_not_checked() {
         let check = |signed_by: &[&str], verified_by: Option<&str>| EntryCheck {
@@ -90,6 +137,15 @@ mod tests {
             "signed by `ci` (verified)"
         );
         assert_eq!(check(&[], None).signature(), "unsigned");
+        assert_eq!(
+            EntryCheck {
+                blobs: 12,
+                bytes: 3 * 1024 * 1024,
+                ..check(&["ci"], Some("ci"))
+            }
+            .to_string(),
+            "k: signed by `ci` (verified); 12 files (3.0 MiB) match their sha256"
+        );
         assert_eq!(
             check(&["a", "b"], None).signature(),
             "signed by `a`, `b` (not checked: no trusted key configured)"

@@ -70,7 +70,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use sign::{KeyError, PublicKey, SecretKey, Signature, SignatureError, Trust};
-pub use transfer::{EntryCheck, PruneReport, PushResult, RemoteEntry};
+pub use transfer::{EntryCheck, PruneReport, PushResult, RemoteEntry, RemoteListing};
 
 /// The layout version, part of every path.
 pub const LAYOUT: u32 = 2;

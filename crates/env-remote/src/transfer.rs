@@ -86,6 +86,15 @@ pub struct RemoteEntry {
     pub untrusted: Option<String>,
 }
 
+/// What [`Remote::list`] found.
+#[derive(Debug, Clone)]
+pub struct RemoteListing {
+    /// The environments, newest first.
+    pub entries: Vec<RemoteEntry>,
+    /// Bytes all packs take: less than [`RemoteListing::unshared`] by what the entries share.
+    pub stored: u64,
+}
+
 /// What [`Remote::check_entry`] found: the entry's signature and every blob's hash, checked
 /// without installing anything.
 #[derive(Debug, Clone, Serialize)]
@@ -945,9 +954,8 @@ impl Remote {
         })
     }
 
-    /// The environments in the remote, newest first, and the bytes all packs take (less than
-    /// the sum of the entries' sizes by what they share).
-    pub async fn list(&self) -> Result<(Vec<RemoteEntry>, u64), RemoteError> {
+    /// The environments in the remote, newest first, and the bytes all packs take.
+    pub async fn list(&self) -> Result<RemoteListing, RemoteError> {
         let store = self.store()?;
         let objects = self.objects(&store).await?;
         let packs_dir = format!("{LAYOUT_DIR}/packs/");
@@ -988,7 +996,7 @@ impl Remote {
             })
             .collect();
         entries.sort_by(|a, b| b.created.cmp(&a.created).then(a.key.cmp(&b.key)));
-        Ok((entries, stored))
+        Ok(RemoteListing { entries, stored })
     }
 
     /// Removes entries pushed longer ago than `older_than` (the remote records no uses), then

@@ -158,7 +158,7 @@ pub fn list_models(cache: &Cache) -> Result<Vec<ModelSummary>, CacheError> {
 }
 
 /// A downloaded model `cache prune` removed (or, in a dry run, would).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrunedModel {
     /// The entry's key.
     pub key: String,

@@ -53,7 +53,7 @@ pub use bucket::{
 };
 pub use error::{SentCredentials, Service, SourceError, StoreFailure};
 pub use gcs::{GcsConfig, GcsCredentials, GcsVars, gcs_builder};
-pub use open::{OpenError, OpenedModel, open_model};
+pub use open::{OpenError, OpenNotice, OpenedModel, open_model};
 pub use resolve::resolve;
 pub use s3::{AwsConfig, AwsVars, MLFLOW_S3_ENDPOINT_URL, s3_builder, s3_store};
 pub use settings::{SourceSettings, Vars};

@@ -133,6 +133,21 @@ impl CacheListing {
         })
     }
 
+    /// The downloaded models the table shows, each with the URI it was downloaded for: those
+    /// complete. Incomplete downloads (a download running, or a leftover `cache prune`
+    /// removes) are only in `--json`.
+    pub fn downloaded(&self) -> impl Iterator<Item = (&ModelRow, &str)> {
+        self.models
+            .iter()
+            .filter_map(|model| Some((model, model.uri.as_deref()?)))
+    }
+
+    /// Whether the table has nothing to show: no environment and no downloaded model.
+    #[must_use]
+    pub fn nothing_to_show(&self) -> bool {
+        self.envs.is_empty() && self.downloaded().next().is_none()
+    }
+
     /// The `cache list --json` document: the environments, then the models.
     ///
     /// # Errors
@@ -156,4 +171,52 @@ fn unix(time: Option<SystemTime>) -> Option<u64> {
         .duration_since(SystemTime::UNIX_EPOCH)
         .ok()
         .map(|d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(key: &str, uri: Option<&str>) -> ModelRow {
+        ModelRow {
+            kind: "model",
+            key: key.into(),
+            state: if uri.is_some() {
+                "complete"
+            } else {
+                "incomplete"
+            },
+            uri: uri.map(str::to_string),
+            source: None,
+            name: None,
+            version: None,
+            dir: PathBuf::new(),
+            size: 0,
+            created: None,
+            last_used: None,
+            in_use: false,
+        }
+    }
+
+    /// The table shows complete downloads only; a listing of nothing but a leftover download
+    /// shows nothing (`--json` keeps every row).
+    #[test]
+    fn the_table_shows_complete_downloads_only() {
+        let listing = CacheListing {
+            envs: Vec::new(),
+            models: vec![model("a", Some("models:/m/1")), model("b", None)],
+        };
+        let shown: Vec<_> = listing
+            .downloaded()
+            .map(|(m, uri)| (&*m.key, uri))
+            .collect();
+        assert_eq!(shown, [("a", "models:/m/1")]);
+        assert!(!listing.nothing_to_show());
+        let leftover = CacheListing {
+            envs: Vec::new(),
+            models: vec![model("b", None)],
+        };
+        assert!(leftover.nothing_to_show());
+        assert_eq!(leftover.to_json().unwrap().as_array().unwrap().len(), 1);
+    }
 }

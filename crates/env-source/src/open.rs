@@ -5,13 +5,13 @@
 //! the CLI's (`commands/mod.rs`) before issue 24.
 
 use std::ffi::OsStr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use env_cache::{Cache, LockedFile};
 use env_spec::ModelDir;
 
-use crate::{ModelUri, Reporter, Resolved, SourceError, SourceSettings};
+use crate::{ModelUri, Reporter, Resolved, SourceError, SourceSettings, SourceWarning};
 
 /// A model opened from a command line.
 #[derive(Debug)]
@@ -35,6 +35,38 @@ impl OpenedModel {
     #[must_use]
     pub fn lock_file(&self) -> Option<&std::fs::File> {
         self.source.as_ref()?.lock.as_deref()?.file()
+    }
+}
+
+/// What opening a model did that the user should be told, in the order to tell it (the CLI
+/// words and colours each).
+#[derive(Debug)]
+pub enum OpenNotice<'a> {
+    /// Something to warn about (offline, the last resolution of a moving name was used).
+    Warning(&'a SourceWarning),
+    /// The model URI was downloaded now, not found in the cache.
+    Downloaded(&'a Resolved),
+    /// The directory given is an MLflow 3 logged-model directory: the model is in its
+    /// `artifacts/` subdirectory, this path.
+    ArtifactsSubdir(&'a Path),
+}
+
+impl OpenedModel {
+    /// What to tell the user about how the model was opened: the download's warnings, the
+    /// download itself unless the cached copy was used, and a model found under `artifacts/`.
+    #[must_use]
+    pub fn notices(&self) -> Vec<OpenNotice<'_>> {
+        let mut notices = Vec::new();
+        if let Some(resolved) = &self.source {
+            notices.extend(resolved.warnings.iter().map(OpenNotice::Warning));
+            if !resolved.cached {
+                notices.push(OpenNotice::Downloaded(resolved));
+            }
+        }
+        if self.model.artifacts_subdir {
+            notices.push(OpenNotice::ArtifactsSubdir(self.model.root()));
+        }
+        notices
     }
 }
 
@@ -170,6 +202,61 @@ mod tests {
             assert!(opened.into_model().1.is_none());
         }
         assert!(!cache.root().exists());
+    }
+
+    /// A directory given as such says nothing; an MLflow 3 logged-model directory says where
+    /// the model is; a download says its warnings, then that it downloaded, unless the cached
+    /// copy was used.
+    #[test]
+    fn notices_say_what_was_downloaded_and_where_the_model_is() {
+        let root = tempfile::tempdir().unwrap();
+        let model = root.path().join("model");
+        fs_err::create_dir_all(&model).unwrap();
+        fs_err::write(model.join("MLmodel"), "flavors: {}\n").unwrap();
+        let logged = root.path().join("m-1");
+        fs_err::create_dir_all(logged.join("artifacts")).unwrap();
+        fs_err::write(logged.join("artifacts/MLmodel"), "flavors: {}\n").unwrap();
+        let plain = OpenedModel::from(ModelDir::open(&model).unwrap());
+        assert!(plain.notices().is_empty());
+        let artifacts = OpenedModel::from(ModelDir::open(&logged).unwrap());
+        let inner = logged.join("artifacts").canonicalize().unwrap();
+        assert!(
+            matches!(artifacts.notices().as_slice(), [OpenNotice::ArtifactsSubdir(path)] if *path == inner),
+            "{:?}",
+            artifacts.notices()
+        );
+        let resolved = |cached| Resolved {
+            uri: "models:/m@champion".into(),
+            dir: model.clone(),
+            source: None,
+            name: Some("m".into()),
+            version: Some("3".into()),
+            cached,
+            warnings: vec![SourceWarning::OfflineLastResolution {
+                name: "m".into(),
+                uri: "models:/m@champion".into(),
+                version: "3".into(),
+                age_seconds: 60,
+            }],
+            lock: None,
+        };
+        for cached in [false, true] {
+            let opened = OpenedModel {
+                model: ModelDir::open(&model).unwrap(),
+                source: Some(resolved(cached)),
+            };
+            let notices = opened.notices();
+            let warned = |warning: &SourceWarning| warning.to_string().starts_with("Offline:");
+            let said = match notices.as_slice() {
+                [
+                    OpenNotice::Warning(warning),
+                    OpenNotice::Downloaded(resolved),
+                ] => warned(warning) && !resolved.cached,
+                [OpenNotice::Warning(warning)] => warned(warning) && cached,
+                _ => false,
+            };
+            assert!(said, "cached: {cached}, {notices:?}");
+        }
     }
 
     /// A directory that is no model and a URI that does not parse are the user's to fix;

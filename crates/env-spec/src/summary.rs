@@ -3,7 +3,9 @@
 
 use crate::compat::CompatConstraint;
 use crate::uv_project::UvProject;
-use crate::{IndexOptions, PipRequirement, VirtualenvSource, requirements::Target};
+use crate::{
+    IndexOptions, ModelDir, PipRequirement, SpecError, VirtualenvSource, requirements::Target,
+};
 
 /// A requirement as the model's file writes it: `-e ./pkg`, `numpy==1.26.4`, a URL.
 #[must_use]
@@ -72,6 +74,34 @@ pub fn index_options(options: &IndexOptions) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A model's environment files, as `inspect` names them.
+#[derive(Debug)]
+pub struct EnvFiles {
+    /// What the virtualenv and uv env managers read ([`VirtualenvSource::describe`]); when
+    /// that cannot be read, the file name MLflow looks for and why.
+    pub virtualenv: Result<String, (String, SpecError)>,
+    /// The conda file: the one `python_function.env` names, else MLflow's default name
+    /// ([`crate::MlModel::env_file_names`]).
+    pub conda: String,
+}
+
+impl EnvFiles {
+    /// `model`'s environment files.
+    ///
+    /// # Errors
+    /// `MLmodel` cannot be read, or its `python_function` entry is malformed.
+    pub fn of(model: &ModelDir) -> Result<Self, SpecError> {
+        let names = model.env_file_names()?;
+        Ok(Self {
+            virtualenv: model
+                .virtualenv_env()
+                .map(|env| env.source.describe())
+                .map_err(|error| (names.virtualenv, error)),
+            conda: names.conda,
+        })
+    }
+}
+
 impl VirtualenvSource {
     /// The files a virtualenv's spec is read from, and what each gives.
     #[must_use]
@@ -116,6 +146,42 @@ impl std::fmt::Display for CompatConstraint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The conda file `python_function.env` names, else MLflow's default; the virtualenv's
+    /// sources, else the file MLflow looks for and why it cannot be read.
+    #[test]
+    fn env_files_name_the_models_own_files_or_mlflows_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let named = dir.path().join("named");
+        fs_err::create_dir_all(&named).unwrap();
+        fs_err::write(
+            named.join("MLmodel"),
+            "flavors:\n  python_function:\n    loader_module: m\n    env:\n      conda: env.yaml\n      virtualenv: py.yaml\n",
+        )
+        .unwrap();
+        fs_err::write(
+            named.join("env.yaml"),
+            "dependencies:\n- python=3.11.7\n- pip\n- pip:\n  - numpy\n",
+        )
+        .unwrap();
+        let files = EnvFiles::of(&ModelDir::open(&named).unwrap()).unwrap();
+        assert_eq!(files.conda, "env.yaml");
+        assert!(
+            files.virtualenv.as_ref().unwrap().contains("env.yaml"),
+            "{files:?}"
+        );
+        let bare = dir.path().join("bare");
+        fs_err::create_dir_all(&bare).unwrap();
+        fs_err::write(
+            bare.join("MLmodel"),
+            "flavors:\n  python_function:\n    loader_module: m\n",
+        )
+        .unwrap();
+        let files = EnvFiles::of(&ModelDir::open(&bare).unwrap()).unwrap();
+        assert_eq!(files.conda, "conda.yaml");
+        let (name, _) = files.virtualenv.unwrap_err();
+        assert_eq!(name, "python_env.yaml");
+    }
 
     #[test]
     fn a_compat_constraint_names_its_row_and_mlflow() {

@@ -56,9 +56,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(settings) => settings,
         Err(err) => {
             let printer = Printer::new(Verbosity::Normal, false);
-            printer.error(env_build::redact::redact(
-                report::render_of(printer, &err).trim_end(),
-            ));
+            printer.error(report::render_redacted(printer, &err));
             return ExitStatus::Failure.into();
         }
     };
@@ -90,9 +88,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     match result {
         Ok(status) => status.into(),
         Err(err) => {
-            printer.error(env_build::redact::redact(
-                report::render(printer, &err).trim_end(),
-            ));
+            printer.error(report::render_redacted(printer, &*err));
             report::exit_status(&err).into()
         }
     }

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use env_build::inspect::{Inspection, model_error};
 use env_spec::PipSet;
+use env_spec::summary::EnvFiles;
 
 use crate::cli::InspectArgs;
 use crate::commands::open_model;
@@ -88,22 +89,17 @@ pub async fn inspect(
         }
     }
     let _ = writeln!(out, "{}", printer.bold("Environment files:"));
-    match model.env_file_names() {
-        Ok(names) => {
-            let virtualenv = match model.virtualenv_env() {
-                Ok(env) => env.source.describe(),
-                Err(err) => format!(
-                    "{} ({})",
-                    names.virtualenv,
+    match EnvFiles::of(&model) {
+        Ok(files) => {
+            let virtualenv = match files.virtualenv {
+                Ok(described) => described,
+                Err((name, err)) => format!(
+                    "{name} ({})",
                     crate::report::shorten_lines(&err.to_string())
                 ),
             };
             let _ = writeln!(out, "  virtualenv / uv: {virtualenv}");
-            let _ = writeln!(
-                out,
-                "  conda: {}",
-                mlmodel.conda_file_name().unwrap_or(names.conda)
-            );
+            let _ = writeln!(out, "  conda: {}", files.conda);
         }
         Err(err) => {
             let _ = writeln!(

@@ -11,6 +11,8 @@ pub mod run;
 
 use std::ffi::OsStr;
 
+use env_source::OpenNotice;
+
 use crate::printer::Printer;
 use crate::settings::Settings;
 
@@ -52,19 +54,15 @@ pub async fn open_typed(
         env_build::Reporter::on_finish(progress.as_ref());
     }
     let opened = opened?;
-    if let Some(resolved) = &opened.source {
-        for warning in &resolved.warnings {
-            printer.warn(warning);
+    for notice in opened.notices() {
+        match notice {
+            OpenNotice::Warning(warning) => printer.warn(warning),
+            OpenNotice::Downloaded(resolved) => printer.info(format!("Downloaded {resolved}")),
+            OpenNotice::ArtifactsSubdir(root) => printer.info(format!(
+                "Using the model in `{}` (an MLflow 3 logged-model directory keeps it under `artifacts/`)",
+                printer.cyan(root.display())
+            )),
         }
-        if !resolved.cached {
-            printer.info(format!("Downloaded {resolved}"));
-        }
-    }
-    if opened.model.artifacts_subdir {
-        printer.info(format!(
-            "Using the model in `{}` (an MLflow 3 logged-model directory keeps it under `artifacts/`)",
-            printer.cyan(opened.model.root().display())
-        ));
     }
     Ok(opened)
 }

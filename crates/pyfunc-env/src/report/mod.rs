@@ -45,31 +45,33 @@ impl From<ExitStatus> for std::process::ExitCode {
     }
 }
 
-/// The library error types the report knows, each tried in turn on one cause of the chain:
-/// `$found` runs with the first type that matches.
-macro_rules! first_typed {
-    ($cause:expr, |$error:ident| $found:expr, [$($ty:ty),+ $(,)?]) => {
-        $(if let Some($error) = $cause.downcast_ref::<$ty>() {
-            return Some($found);
-        })+
+/// What the report knows of one cause: its class (`None`: a cause further down decides) and its
+/// diagnostic view (source snippet, `hint:`).
+type Known<'a> = (Option<ExitStatus>, Option<&'a dyn Diagnostic>);
+
+/// Tries each listed type on `$cause`, returning the [`Known`] of the first that matches, by
+/// the kind of its list: `class_and_view` (its library's `is_user_error()` and its
+/// `miette::Diagnostic`), `class` (`is_user_error()` only) or `view` (classified by its causes).
+macro_rules! known_types {
+    ($cause:ident, $($kind:ident: [$($ty:ty),+ $(,)?]),+ $(,)?) => {
+        $($(if let Some(error) = $cause.downcast_ref::<$ty>() {
+            return Some(known_types!(@$kind error));
+        })+)+
+    };
+    (@class_and_view $error:ident) => {
+        (Some(classify($error.is_user_error())), Some($error as &dyn Diagnostic))
+    };
+    (@class $error:ident) => {
+        (Some(classify($error.is_user_error())), None)
+    };
+    (@view $error:ident) => {
+        (None, Some($error as &dyn Diagnostic))
     };
 }
 
-/// The diagnostic view of an error in the chain, for the error types that carry one.
-fn as_diagnostic<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Diagnostic> {
-    first_typed! { cause, |error| error as &dyn Diagnostic, [
-        env_spec::SpecError, env_build::SolveError, env_build::EnvError, env_build::EnsureError,
-        env_cache::CacheError, env_run::RunError, env_run::CheckError, env_pack::PackError,
-        env_image::ImageError, env_source::SourceError, env_source::OpenError,
-        env_remote::RemoteError, env_build::verify::VerifyError, env_cache::units::UnitError,
-        env_spec::InvalidKey,
-    ] }
-    None
-}
-
-/// The class of one cause, when its type has one: its library's `is_user_error()` (exit 1 for
-/// the user's input, 2 for something broken), or a shell's code for a command it cannot run.
-fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ExitStatus> {
+/// The one list of the library error types the report knows (it was two before issue 24, for
+/// the class and for the view, kept in step by hand).
+fn known<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<Known<'a>> {
     let run_error = match cause.downcast_ref::<env_run::CheckError>() {
         // Transparent: the chain goes on below the run error, which would not be seen.
         Some(env_run::CheckError::Inspect(error)) => Some(error),
@@ -78,16 +80,31 @@ fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ExitStatus> {
     if let Some(error) = run_error {
         // What a shell answers for a command it cannot find or run; other run errors are
         // classified by a cause further down, or are something broken.
-        return error.exit_code().map(ExitStatus::External);
+        return Some((error.exit_code().map(ExitStatus::External), Some(error)));
     }
-    first_typed! { cause, |error| classify(error.is_user_error()), [
-        env_spec::SpecError, env_build::EnvError, env_build::EnsureError, env_build::SolveError,
-        UserError, env_run::local::LocalError, env_run::input::InputError, env_run::CheckError,
-        env_source::SourceError, env_pack::PackError, env_image::ImageError,
-        env_remote::RemoteError, env_cache::CacheError, env_build::verify::VerifyError,
-        env_cache::units::UnitError, env_spec::InvalidKey,
-    ] }
+    known_types! { cause,
+        class_and_view: [
+            env_spec::SpecError, env_build::SolveError, env_build::EnvError,
+            env_build::EnsureError, env_cache::CacheError, env_run::CheckError,
+            env_pack::PackError, env_image::ImageError, env_source::SourceError,
+            env_remote::RemoteError, env_build::verify::VerifyError, env_cache::units::UnitError,
+            env_spec::InvalidKey, UserError,
+        ],
+        class: [env_run::local::LocalError, env_run::input::InputError],
+        view: [env_source::OpenError],
+    }
     None
+}
+
+/// The diagnostic view of an error in the chain, for the error types that carry one.
+fn as_diagnostic<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Diagnostic> {
+    known(cause)?.1
+}
+
+/// The class of one cause, when its type has one: its library's `is_user_error()` (exit 1 for
+/// the user's input, 2 for something broken), or a shell's code for a command it cannot run.
+fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ExitStatus> {
+    known(cause)?.0
 }
 
 /// Whether the error is the user's input (exit 1) rather than something broken (exit 2).
@@ -120,17 +137,18 @@ fn classify(user_error: bool) -> ExitStatus {
 }
 
 /// An error caused by how the command was called (exit code 1).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("{message}")]
 pub struct UserError {
     /// What is wrong.
     pub message: String,
     /// What to do instead, printed as the report's `hint:`.
+    #[help]
     pub hint: Option<String>,
 }
 
 impl UserError {
-    /// Always the user's (exit 1), as [`class_of`] asks of every error type.
+    /// Always the user's (exit 1), as [`known`] asks of every error type.
     #[expect(clippy::unused_self, reason = "the same call as the libraries' errors")]
     const fn is_user_error(&self) -> bool {
         true
@@ -182,17 +200,18 @@ pub fn render_of(printer: Printer, error: &(dyn std::error::Error + 'static)) ->
                 hints.push(shorten_lines(&help.to_string()));
             }
         }
-        if let Some(hint) = cause
-            .downcast_ref::<UserError>()
-            .and_then(|error| error.hint.as_ref())
-        {
-            hints.push(shorten_lines(hint));
-        }
     }
     for hint in hints {
         let _ = writeln!(out, "\n{}: {hint}", printer.cyan("hint"));
     }
     out
+}
+
+/// [`render_of`] as a message to print or record: without its last newline, and with the
+/// credentials in URLs masked ([`env_build::redact::redact`]), as every report leaves the process.
+#[must_use]
+pub fn render_redacted(printer: Printer, error: &(dyn std::error::Error + 'static)) -> String {
+    env_build::redact::redact(render_of(printer, error).trim_end())
 }
 
 /// Longest message line we print: a message can quote a value from the model, and a hostile
@@ -243,4 +262,47 @@ fn indent_continuation(message: &str) -> String {
         out.push_str(line);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The types classified by hand or by their causes (one list since issue 24): a run error
+    /// exits as a shell would, under a check error too (transparent: the chain skips the run
+    /// error), and leaves an interpreter it could not inspect to what broke; an open error is
+    /// its cause's class with its own view; a `UserError`'s hint is its diagnostic help.
+    #[test]
+    fn run_check_open_and_user_errors_keep_their_class_and_view() {
+        let spawn = || env_run::RunError::Spawn {
+            program: "x".into(),
+            bindir: "/env/bin".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert_eq!(exit_status_of(&spawn()), ExitStatus::External(127));
+        let check = env_run::CheckError::Inspect(spawn());
+        assert_eq!(exit_status_of(&check), ExitStatus::External(127));
+        assert!(as_diagnostic(&check).is_some());
+        let inspect = env_run::RunError::Inspect {
+            python: "/usr/bin/python3".into(),
+            message: "broken".into(),
+        };
+        let check = env_run::CheckError::Inspect(inspect);
+        assert_eq!(exit_status_of(&check), ExitStatus::Error);
+        let check = env_run::CheckError::NoPython3;
+        assert_eq!(exit_status_of(&check), ExitStatus::Failure);
+        let open = env_source::OpenError::Get {
+            shown: "models:/x".into(),
+            source: env_source::SourceError::InvalidUri {
+                uri: "models:/x".into(),
+                form: "models:/NAME/VERSION",
+            },
+        };
+        assert_eq!(exit_status_of(&open), ExitStatus::Failure);
+        assert!(as_diagnostic(&open).is_some());
+        let user = UserError::new("bad").with_hint("fix it");
+        assert_eq!(exit_status_of(&user), ExitStatus::Failure);
+        let help = as_diagnostic(&user).and_then(|d| d.help().map(|h| h.to_string()));
+        assert_eq!(help.as_deref(), Some("fix it"));
+    }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::common::{
-    TestContext, describe, fixture, json, pyfunc_env_snapshot, repo_root, stderr, stdout,
+    TestContext, copy_dir, describe, fixture, json, pyfunc_env_snapshot, repo_root, stderr, stdout,
 };
 
 const FIXTURES: &[&str] = &[
@@ -46,6 +46,25 @@ fn assert_bytes(output: &Output, expected: &[u8], what: &str) {
         "{what}: stdout differs from MLflow's file\n--- expected ---\n{:?}\n--- got ---\n{:?}",
         String::from_utf8_lossy(expected),
         String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+/// An MLflow 3 logged-model directory (`models/m-<id>/`, the model under `artifacts/`) is
+/// opened for its `artifacts/`, and the command says so (`OpenedModel::notices`).
+#[test]
+fn a_logged_model_directory_is_read_from_its_artifacts() {
+    let ctx = TestContext::new();
+    let logged = ctx.path().join("m-1");
+    copy_dir(&fixture("sklearn-iris"), &logged.join("artifacts"));
+    let output = deps(&ctx, &logged, &["--format", "pip"]);
+    assert_bytes(
+        &output,
+        &fs_err::read(fixture("sklearn-iris").join("requirements.txt")).unwrap(),
+        "logged model",
+    );
+    assert_eq!(
+        ctx.filter(&stderr(&output)),
+        "Using the model in `[TEMP_DIR]/m-1/artifacts` (an MLflow 3 logged-model directory keeps it under `artifacts/`)\n"
     );
 }
 

@@ -72,13 +72,9 @@ fn list(cache: &Cache, json: bool, printer: Printer) -> anyhow::Result<ExitStatu
         ))?;
         return Ok(ExitStatus::Success);
     }
-    let (envs, models) = (&listing.envs, &listing.models);
-    // Only downloaded models (a `uri`) are shown; leftovers are `cache prune`'s.
-    let models: Vec<_> = models
-        .iter()
-        .filter_map(|m| Some((m, m.uri.as_deref()?)))
-        .collect();
-    if envs.is_empty() && models.is_empty() {
+    let envs = &listing.envs;
+    let models: Vec<_> = listing.downloaded().collect();
+    if listing.nothing_to_show() {
         printer.info(format!(
             "No environments in {}",
             printer.cyan(cache.root().display())
@@ -155,14 +151,10 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
             report.skipped_in_use
         ));
     }
-    // Downloaded models (`models-v1/`): unused for longer than `--older-than`, or incomplete.
-    let models = env_source::prune_models(cache, policy.older_than, args.dry_run, &mut |model| {
-        printer.info(format!("{verb} {model}"));
-    })?;
-    if models.skipped_in_use > 0 {
+    if report.models_skipped_in_use > 0 {
         printer.info(format!(
             "Kept {} downloaded model(s) in use by other processes",
-            models.skipped_in_use
+            report.models_skipped_in_use
         ));
     }
     if !report.unknown_buckets_kept.is_empty() {
@@ -184,7 +176,7 @@ fn prune(cache: &Cache, args: &CachePruneArgs, printer: Printer) -> anyhow::Resu
             "Pruned"
         },
         report.removed,
-        human_size(report.freed + models.freed)
+        human_size(report.freed)
     ));
     Ok(ExitStatus::Success)
 }
@@ -229,8 +221,8 @@ fn verify(cache: &Cache, args: &CacheVerifyArgs, printer: Printer) -> anyhow::Re
             for path in verdict.report.changed.iter().take(10) {
                 let _ = writeln!(out, "    changed {path}");
             }
-            if let (VerdictKind::Damaged, Some(model)) = (kind, verdict.repair_args()) {
-                let _ = writeln!(out, "    repair: pyfunc-env create {model} --reinstall");
+            if let Some(command) = verdict.repair_command() {
+                let _ = writeln!(out, "    repair: {command}");
             }
         }
         printer.data(out)?;

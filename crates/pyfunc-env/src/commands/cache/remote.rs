@@ -22,14 +22,7 @@ pub(super) async fn verify(
     for key in &args.keys {
         let check = remote.check_entry(key).await?;
         if !args.json {
-            printer.info(format!(
-                "{} {}: {}; {} files ({}) match their sha256",
-                printer.green("OK"),
-                check.key,
-                check.signature(),
-                check.blobs,
-                human_size(check.bytes)
-            ));
+            printer.info(format!("{} {check}", printer.green("OK")));
         }
         checks.push(check);
     }
@@ -51,9 +44,10 @@ pub(super) async fn list(
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
     let remote = remote_of(&args.remote_args, settings)?;
-    let (entries, stored) = remote.list().await?;
+    let listing = remote.list().await?;
+    let entries = &listing.entries;
     if args.json {
-        printer.data(format!("{}\n", serde_json::to_string_pretty(&entries)?))?;
+        printer.data(format!("{}\n", serde_json::to_string_pretty(entries)?))?;
         return Ok(ExitStatus::Success);
     }
     if entries.is_empty() {
@@ -69,7 +63,7 @@ pub(super) async fn list(
         Column::left("SIGNED BY", 16),
         Column::left("MODEL (where built)", 0),
     ]);
-    for entry in &entries {
+    for entry in entries {
         table.row([
             entry.key.clone(),
             entry.platform.clone(),
@@ -83,14 +77,12 @@ pub(super) async fn list(
     let mut out = String::new();
     table.render(&mut out);
     printer.data(out)?;
-    // Environments share packs: the store holds less than the sum of their sizes.
-    let unshared: u64 = entries.iter().map(|e| e.size).sum();
     printer.info(format!(
         "{} environment(s) take {} in {} ({} without sharing)",
         entries.len(),
-        human_size(stored),
+        human_size(listing.stored),
         printer.cyan(remote.url()),
-        human_size(unshared)
+        human_size(listing.unshared())
     ));
     Ok(ExitStatus::Success)
 }
@@ -138,9 +130,9 @@ pub(super) async fn push(
             opened
                 .and_then(|opened| crate::environment::resolve(opened.model, request, printer))
                 .map_err(|error| Unopened {
-                    message: env_build::redact::redact(
-                        crate::report::render(Printer::new(Verbosity::Normal, false), &error)
-                            .trim_end(),
+                    message: crate::report::render_redacted(
+                        Printer::new(Verbosity::Normal, false),
+                        &*error,
                     ),
                     user_error: crate::report::exit_status(&error) == ExitStatus::Failure,
                 })
