@@ -146,8 +146,10 @@ impl From<ModelOutcome> for ModelResult {
 
 /// An error as the report shows it, without colour, its secrets masked.
 fn report(error: &(dyn std::error::Error + 'static)) -> String {
-    let plain = Printer::new(crate::printer::Verbosity::Normal, false);
-    env_build::redact::redact(crate::report::render_of(plain, error).trim_end())
+    crate::report::render_redacted(
+        Printer::new(crate::printer::Verbosity::Normal, false),
+        error,
+    )
 }
 
 /// The row of a single model's failed `create --json`.
