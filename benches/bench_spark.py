@@ -28,6 +28,9 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The fixture the Spark work was measured on; `--model` takes another iris classifier with the
+# same four columns and an integer label (e.g. the held-out
+# fixtures/matrix/mlflow-2.22.5/models/xgboost-iris).
 MODEL = os.path.join(ROOT, "fixtures/models/sklearn-iris")
 PYENV_311 = os.path.join(os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv")), "versions/3.11.7/bin")
 DRIVER_PACKAGES = ["pyspark==4.3.0", "pandas>=2.2", "pyarrow>=18", "numpy", "mlflow==3.17.2"]
@@ -107,7 +110,7 @@ def run(mode, python, args, work, extra, retry=True):
         SPARK_LOCAL_IP="127.0.0.1",
         PATH=os.path.dirname(python) + ":" + PYENV_311 + ":" + os.environ["PATH"],
     )
-    out = subprocess.run([python, "-c", JOB, mode, str(args.rows), MODEL, json.dumps(extra)],
+    out = subprocess.run([python, "-c", JOB, mode, str(args.rows), args.model, json.dumps(extra)],
                          env=env, capture_output=True, text=True, cwd=work)
     line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
     if out.returncode != 0 or line is None:
@@ -132,10 +135,12 @@ def main():
     ap.add_argument("--driver-python", default=None, help="a Python with %s (default: a venv under target/)" % " ".join(DRIVER_PACKAGES))
     ap.add_argument("--pyfunc-env-args", default="[]", help="JSON list for spark_udf's pyfunc_env_args")
     ap.add_argument("--pyfunc-env-python", default=os.path.join(ROOT, "python"), help="where `pyfunc_env` is imported from (e.g. an older version's python/)")
+    ap.add_argument("--model", default=MODEL, help="an iris classifier: four double columns, an integer label (default: the sklearn fixture)")
     ap.add_argument("--cold-runs", type=int, default=1, help="runs with the executors' node-local cache emptied first")
     args = ap.parse_args()
     args.pyfunc_env_python = os.path.abspath(args.pyfunc_env_python)
     args.bin = os.path.abspath(args.bin)
+    args.model = os.path.abspath(args.model)
     if args.driver_python:
         args.driver_python = os.path.abspath(args.driver_python)
     work = args.work or tempfile.mkdtemp(prefix="pfe-bench-spark-")
@@ -143,7 +148,7 @@ def main():
     extra = json.loads(args.pyfunc_env_args)
 
     driver = args.driver_python or venv(os.path.join(ROOT, "target/bench-spark-driver"), DRIVER_PACKAGES, args.uv_cache)
-    requirements = [l.strip() for l in open(os.path.join(MODEL, "requirements.txt")) if l.strip()]
+    requirements = [l.strip() for l in open(os.path.join(args.model, "requirements.txt")) if l.strip()]
     local = venv(os.path.join(ROOT, "target/bench-spark-local"), ["pyspark==4.3.0", *requirements], args.uv_cache)
 
     # Warm-up: pyfunc-env builds and packs the environment, MLflow builds its uv environments.
@@ -184,6 +189,7 @@ def main():
         return statistics.median(r[field] for r in results[mode])
 
     ours, uv, floor = "pyfunc-env", "uv", "local"
+    print("\nmodel: %s" % os.path.relpath(args.model, ROOT))
     print("\n| measure (median of %d, %d rows) | pyfunc-env | MLflow uv | MLflow local | uv / pyfunc-env |" % (args.runs, args.rows))
     print("|---|---|---|---|---|")
     for field, label in (("create", "UDF creation, s"), ("end_to_end", "creation to collected result, s")):
