@@ -71,6 +71,18 @@ pub enum ImageError {
         text: String,
     },
 
+    /// A registry password without a user name, or a user name without a password.
+    #[error("A registry {given} was given without a {missing}")]
+    #[diagnostic(help(
+        "Pass both `--username` and `--password` (or `PYFUNC_ENV_REGISTRY_USERNAME` and `PYFUNC_ENV_REGISTRY_PASSWORD`), or neither to use the auth files of `podman login` and `docker login`"
+    ))]
+    HalfCredentials {
+        /// What was given: `password` or `user name`.
+        given: &'static str,
+        /// What is missing.
+        missing: &'static str,
+    },
+
     /// `--push` under `--offline`.
     #[error("`--push` needs the network, and `--offline` is set")]
     #[diagnostic(help("Write the image to a file with `--output` instead"))]
@@ -199,6 +211,7 @@ impl ImageError {
             Self::InvalidReference { .. }
             | Self::InvalidOutput { .. }
             | Self::PushOffline
+            | Self::HalfCredentials { .. }
             | Self::InvalidBase { .. }
             | Self::NoGlibc { .. }
             | Self::Unauthorized { .. } => true,

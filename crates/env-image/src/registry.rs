@@ -31,6 +31,32 @@ pub struct Credentials {
     pub password: String,
 }
 
+impl Credentials {
+    /// The credentials of a user name and a password given together, `None` when neither is:
+    /// one without the other is refused, where it used to be dropped without a word (the
+    /// registry then refused the push with its own message).
+    ///
+    /// # Errors
+    /// [`ImageError::HalfCredentials`].
+    pub fn pair(
+        username: Option<String>,
+        password: Option<String>,
+    ) -> Result<Option<Self>, crate::ImageError> {
+        match (username, password) {
+            (Some(username), Some(password)) => Ok(Some(Self { username, password })),
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(crate::ImageError::HalfCredentials {
+                given: "password",
+                missing: "user name",
+            }),
+            (Some(_), None) => Err(crate::ImageError::HalfCredentials {
+                given: "user name",
+                missing: "password",
+            }),
+        }
+    }
+}
+
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Credentials({}, ****)", self.username)
@@ -541,6 +567,35 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    /// Both or neither: a password alone (or a user name alone) is the caller's to fix.
+    #[test]
+    fn credentials_come_in_pairs() {
+        let some = |text: &str| Some(text.to_string());
+        let pair = Credentials::pair(some("me"), some("secret"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (pair.username.as_str(), pair.password.as_str()),
+            ("me", "secret")
+        );
+        assert!(Credentials::pair(None, None).unwrap().is_none());
+        for (username, password, message) in [
+            (
+                None,
+                some("secret"),
+                "A registry password was given without a user name",
+            ),
+            (
+                some("me"),
+                None,
+                "A registry user name was given without a password",
+            ),
+        ] {
+            let error = Credentials::pair(username, password).unwrap_err();
+            assert_eq!(error.to_string(), message);
+            assert!(error.is_user_error());
+        }
+    }
     use super::*;
 
     #[test]

@@ -68,7 +68,7 @@ pub struct ImageArgs {
     #[arg(long, value_name = "HOST")]
     pub insecure_registry: Vec<String>,
     /// Registry user name [env: PYFUNC_ENV_REGISTRY_USERNAME=]
-    #[arg(long, env = crate::EnvVars::PYFUNC_ENV_REGISTRY_USERNAME, hide_env = true, requires = "password")]
+    #[arg(long, env = crate::EnvVars::PYFUNC_ENV_REGISTRY_USERNAME, hide_env = true)]
     pub username: Option<String>,
     /// Registry password or token [env: PYFUNC_ENV_REGISTRY_PASSWORD=]
     #[arg(long, env = crate::EnvVars::PYFUNC_ENV_REGISTRY_PASSWORD, hide_env_values = true, hide_env = true)]

@@ -24,15 +24,12 @@ pub async fn image(
         .map(Output::parse)
         .collect::<Result<_, _>>()?;
     env_image::check_offline(args.push, settings.offline)?;
+    let credentials = env_image::Credentials::pair(args.username.clone(), args.password.clone())?;
     let cache = settings.cache();
     let store = env_image::BlobStore::open(&cache)?;
     let registry = RegistrySettings {
         insecure: args.insecure_registry.clone(),
-        credentials: args
-            .username
-            .clone()
-            .zip(args.password.clone())
-            .map(|(username, password)| env_image::Credentials { username, password }),
+        credentials,
         auth_files: settings.registry_auth_files.clone(),
     };
     let failed = || format!("Failed to write the image `{}`", args.tag);

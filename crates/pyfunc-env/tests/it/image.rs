@@ -1242,8 +1242,9 @@ fn pypi_images_of_each_mlflow_major_score_like_mlflow() {
     assert!(differences.is_empty(), "{}", differences.join("\n\n"));
 }
 
-/// An `--output` the library cannot parse and `--push` under `--offline` are the caller's to
-/// fix (exit 1, with the fix), before any model is read or environment built.
+/// An `--output` the library cannot parse, `--push` under `--offline` and a registry password
+/// without a user name are the caller's to fix (exit 1, with the fix), before any model is read
+/// or environment built.
 #[test]
 fn a_bad_output_or_an_offline_push_is_refused_before_building() {
     let ctx = TestContext::new();
@@ -1271,5 +1272,28 @@ fn a_bad_output_or_an_offline_push_is_refused_before_building() {
         error: `--push` needs the network, and `--offline` is set
 
         hint: Write the image to a file with `--output` instead
+    "#);
+    // A password without a user name was dropped without a word (the credentials went unused
+    // and the registry answered with its own refusal): each needs the other, from a flag or
+    // its variable.
+    pyfunc_env_snapshot!(ctx.filters(), image(&["--password", "secret"]), @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: A registry password was given without a user name
+
+        hint: Pass both `--username` and `--password` (or `PYFUNC_ENV_REGISTRY_USERNAME` and `PYFUNC_ENV_REGISTRY_PASSWORD`), or neither to use the auth files of `podman login` and `docker login`
+    "#);
+    let mut from_variable = image(&[]);
+    from_variable.env("PYFUNC_ENV_REGISTRY_USERNAME", "me");
+    pyfunc_env_snapshot!(ctx.filters(), from_variable, @r#"
+        exit_code: 1 (failure)
+        ----- stdout -----
+
+        ----- stderr -----
+        error: A registry user name was given without a password
+
+        hint: Pass both `--username` and `--password` (or `PYFUNC_ENV_REGISTRY_USERNAME` and `PYFUNC_ENV_REGISTRY_PASSWORD`), or neither to use the auth files of `podman login` and `docker login`
     "#);
 }
