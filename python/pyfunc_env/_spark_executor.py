@@ -344,6 +344,9 @@ class ScoringProcess:
         self.stderr_thread.start()
         # The model loads while the first batch is converted; `predict` waits for it.
         self.ready = False
+        # Whether a batch was scored: a process that dies before its first batch is not
+        # replaced without a word (`scoring_process`).
+        self.used = False
 
     def wait_ready(self):
         if self.ready:
@@ -416,6 +419,7 @@ class ScoringProcess:
         except (BrokenPipeError, OSError) as error:
             self._died(error)
         kind, body = self._receive()
+        self.used = True
         if kind == b"E":
             raise ScoringProcessError(
                 "The model raised while predicting (%s):\n%s"
@@ -469,7 +473,12 @@ def scoring_process(config):
     processes = _registry()
     key = config["udf_id"]
     process = processes.get(key)
-    if process is not None and process.alive():
+    # A process that died before its first batch (one started when the UDF was unpickled, which
+    # failed to load the model or was killed meanwhile) is kept: its first `predict` raises how
+    # it died, so the task fails with that and Spark retries it, as when a process dies during
+    # a batch. Replaced here, the death went unseen and the model loaded a second time. One
+    # that served batches and died between tasks is replaced.
+    if process is not None and (process.alive() or not process.used):
         return process
     processes.pop(key, None)
     process = ScoringProcess(config, os.path.abspath(SparkFiles.getRootDirectory()))

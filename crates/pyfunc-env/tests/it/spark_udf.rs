@@ -226,6 +226,7 @@ fn spark_udf_scores_conflicting_models_like_mlflow_and_survives_a_killed_scoring
 
     // 2. The killed scoring process: its task failed with our message (Spark logs the lost
     // task on the driver), was retried, and every row is right.
+    assert_eq!(result["died_unused_kept"], true, "{result:#}");
     assert_eq!(result["killed"].as_array().unwrap().len(), 1, "{result:#}");
     assert!(
         stderr.contains("was killed by signal 9 (SIGKILL)"),

@@ -182,6 +182,24 @@ timing("node cache")
 # file server): the damaged model directories are unpacked again from Spark's copies.
 spark.conf.set("spark.pyfunc_env.shipWith", "addFile")
 first = next(iter(config["models"].values()))
+
+
+# Where the kill below often lands: after the process started (when the UDF was unpickled) and
+# before the task's first batch. A Python worker keeps such a process, so that the task fails
+# with how it died; replaced without a word, the kill went unseen (a flaky run of this test).
+class DiedBeforeItsFirstBatch:
+    used = False
+
+    def alive(self):
+        return False
+
+
+dead = _spark_executor._registry()["died-unused"] = DiedBeforeItsFirstBatch()
+try:
+    result["died_unused_kept"] = _spark_executor.scoring_process({"udf_id": "died-unused"}) is dead
+except Exception as error:
+    result["died_unused_kept"] = repr(error)
+_spark_executor._registry().pop("died-unused", None)
 killed_udf = spark_udf(spark, first, env_manager="virtualenv", pyfunc_env_args=args)
 marker = ("pyfunc-env-udf=" + killed_udf.metadata["udf_id"]).encode()
 killed = []
